@@ -1,0 +1,226 @@
+#include "engine/catalog.h"
+
+#include <algorithm>
+#include <cctype>
+
+#include "engine/packed.h"
+
+namespace crsync {
+namespace {
+
+bool EqualNoCase(std::string_view a, std::string_view b) {
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](unsigned char x, unsigned char y) {
+           return std::tolower(x) == std::tolower(y);
+         });
+}
+
+Status DecodeNames(const void* blob, int n, std::vector<std::string>* out) {
+  std::vector<Value> vals;
+  CRSYNC_RETURN_IF_ERROR(
+      UnpackValues(std::string_view(static_cast<const char*>(blob), static_cast<size_t>(n)), &vals));
+  out->clear();
+  for (Value& v : vals) out->push_back(std::move(v.bytes));
+  return Status::OK();
+}
+
+}  // namespace
+
+Crr::Crr(sqlite3* db, int64_t id, TableSchema schema)
+    : db_(db), id_(id), schema_(std::move(schema)) {
+  user_upsert_.resize(schema_.cols.size());
+  user_get_col_.resize(schema_.cols.size());
+}
+
+int Crr::SlotOf(std::string_view cid) const {
+  for (size_t i = 0; i < schema_.cols.size(); ++i)
+    if (schema_.cols[i] == cid) return static_cast<int>(i);
+  return -1;
+}
+
+std::string Crr::PkWhere(int first) const {
+  std::string out;
+  for (size_t i = 0; i < schema_.pk_cols.size(); ++i) {
+    if (i) out += " AND ";
+    out += QuoteIdent(schema_.pk_cols[i]) + " = ?" + std::to_string(first + static_cast<int>(i));
+  }
+  return out;
+}
+
+Status Crr::Cached(StmtPtr* slot, const std::string& sql, sqlite3_stmt** out) {
+  if (!*slot) CRSYNC_RETURN_IF_ERROR(Prepare(db_, sql, slot, SQLITE_PREPARE_PERSISTENT));
+  *out = slot->get();
+  return Status::OK();
+}
+
+Status Crr::LoadMeta(std::string_view pk, RowMeta* meta, bool* found) {
+  sqlite3_stmt* st;
+  CRSYNC_RETURN_IF_ERROR(
+      Cached(&get_meta_, "SELECT meta FROM " + RowsTable() + " WHERE pk = ?1", &st));
+  sqlite3_bind_blob(st, 1, pk.data(), static_cast<int>(pk.size()), SQLITE_STATIC);
+  int rc = sqlite3_step(st);
+  Status s;
+  if (rc == SQLITE_ROW) {
+    *found = true;
+    std::string_view blob(static_cast<const char*>(sqlite3_column_blob(st, 0)),
+                          static_cast<size_t>(sqlite3_column_bytes(st, 0)));
+    s = DecodeRowMeta(blob, slots(), meta);
+  } else if (rc == SQLITE_DONE) {
+    *found = false;
+    meta->sentinel = Clock{};
+    meta->cols.assign(slots(), Clock{});
+  } else {
+    s = SqliteError(db_, rc);
+  }
+  sqlite3_reset(st);
+  return s;
+}
+
+Status Crr::StoreMeta(std::string_view pk, const RowMeta& before, const RowMeta& after) {
+  sqlite3_stmt* put;
+  CRSYNC_RETURN_IF_ERROR(Cached(
+      &put_meta_, "INSERT OR REPLACE INTO " + RowsTable() + "(pk, meta) VALUES (?1, ?2)", &put));
+  EncodeRowMeta(after, &meta_buf_);
+  sqlite3_bind_blob(put, 1, pk.data(), static_cast<int>(pk.size()), SQLITE_STATIC);
+  sqlite3_bind_blob(put, 2, meta_buf_.data(), static_cast<int>(meta_buf_.size()), SQLITE_STATIC);
+  CRSYNC_RETURN_IF_ERROR(StepToEnd(db_, put));
+
+  // The feed lists each distinct (db_version, run) of the row once.
+  using Run = std::pair<int64_t, int64_t>;
+  auto runs = [](const RowMeta& m) {
+    std::vector<Run> r;
+    if (m.sentinel.present) r.emplace_back(m.sentinel.db_version, m.sentinel.run);
+    for (const Clock& c : m.cols)
+      if (c.present) r.emplace_back(c.db_version, c.run);
+    std::sort(r.begin(), r.end());
+    r.erase(std::unique(r.begin(), r.end()), r.end());
+    return r;
+  };
+  std::vector<Run> old_runs = runs(before), new_runs = runs(after);
+  std::vector<Run> gone, added;
+  std::set_difference(old_runs.begin(), old_runs.end(), new_runs.begin(), new_runs.end(),
+                      std::back_inserter(gone));
+  std::set_difference(new_runs.begin(), new_runs.end(), old_runs.begin(), old_runs.end(),
+                      std::back_inserter(added));
+  if (!gone.empty()) {
+    sqlite3_stmt* del;
+    CRSYNC_RETURN_IF_ERROR(Cached(
+        &feed_del_, "DELETE FROM " + FeedTable() + " WHERE dbv = ?1 AND lo = ?2 AND pk = ?3",
+        &del));
+    for (const Run& r : gone) {
+      sqlite3_bind_int64(del, 1, r.first);
+      sqlite3_bind_int64(del, 2, r.second);
+      sqlite3_bind_blob(del, 3, pk.data(), static_cast<int>(pk.size()), SQLITE_STATIC);
+      CRSYNC_RETURN_IF_ERROR(StepToEnd(db_, del));
+    }
+  }
+  if (!added.empty()) {
+    sqlite3_stmt* add;
+    CRSYNC_RETURN_IF_ERROR(Cached(
+        &feed_add_, "INSERT OR IGNORE INTO " + FeedTable() + "(dbv, lo, pk) VALUES (?1, ?2, ?3)",
+        &add));
+    for (const Run& r : added) {
+      sqlite3_bind_int64(add, 1, r.first);
+      sqlite3_bind_int64(add, 2, r.second);
+      sqlite3_bind_blob(add, 3, pk.data(), static_cast<int>(pk.size()), SQLITE_STATIC);
+      CRSYNC_RETURN_IF_ERROR(StepToEnd(db_, add));
+    }
+  }
+  return Status::OK();
+}
+
+Status Crr::UserUpsert(int slot, sqlite3_stmt** out) {
+  std::string cols, params, target;
+  for (size_t i = 0; i < schema_.pk_cols.size(); ++i) {
+    cols += QuoteIdent(schema_.pk_cols[i]) + ", ";
+    params += "?" + std::to_string(i + 1) + ", ";
+    target += (i ? ", " : "") + QuoteIdent(schema_.pk_cols[i]);
+  }
+  std::string c = QuoteIdent(schema_.cols[slot]);
+  std::string sql = "INSERT INTO " + QuoteIdent(schema_.name) + " (" + cols + c + ") VALUES (" +
+                    params + "?" + std::to_string(schema_.pk_cols.size() + 1) +
+                    ") ON CONFLICT (" + target + ") DO UPDATE SET " + c + " = excluded." + c;
+  return Cached(&user_upsert_[slot], sql, out);
+}
+
+Status Crr::UserInsertPk(sqlite3_stmt** out) {
+  std::string cols, params;
+  for (size_t i = 0; i < schema_.pk_cols.size(); ++i) {
+    cols += (i ? ", " : "") + QuoteIdent(schema_.pk_cols[i]);
+    params += (i ? ", ?" : "?") + std::to_string(i + 1);
+  }
+  return Cached(&user_insert_pk_,
+                "INSERT INTO " + QuoteIdent(schema_.name) + " (" + cols + ") VALUES (" + params +
+                    ") ON CONFLICT DO NOTHING",
+                out);
+}
+
+Status Crr::UserDelete(sqlite3_stmt** out) {
+  return Cached(&user_delete_, "DELETE FROM " + QuoteIdent(schema_.name) + " WHERE " + PkWhere(1),
+                out);
+}
+
+Status Crr::UserGetColumn(int slot, sqlite3_stmt** out) {
+  return Cached(&user_get_col_[slot],
+                "SELECT " + QuoteIdent(schema_.cols[slot]) + " FROM " + QuoteIdent(schema_.name) +
+                    " WHERE " + PkWhere(1),
+                out);
+}
+
+Status Crr::UserExists(sqlite3_stmt** out) {
+  return Cached(&user_exists_,
+                "SELECT 1 FROM " + QuoteIdent(schema_.name) + " WHERE " + PkWhere(1), out);
+}
+
+Status Catalog::Refresh(bool force) {
+  if (!schema_version_stmt_) {
+    CRSYNC_RETURN_IF_ERROR(
+        Prepare(db_, "PRAGMA main.schema_version", &schema_version_stmt_, SQLITE_PREPARE_PERSISTENT));
+  }
+  int rc = sqlite3_step(schema_version_stmt_.get());
+  int64_t version = rc == SQLITE_ROW ? sqlite3_column_int64(schema_version_stmt_.get(), 0) : -2;
+  sqlite3_reset(schema_version_stmt_.get());
+  if (rc != SQLITE_ROW) return SqliteError(db_, rc);
+  if (!force && version == schema_version_) return Status::OK();
+
+  StmtPtr st;
+  CRSYNC_RETURN_IF_ERROR(
+      Prepare(db_, "SELECT id, name, pk_cols, cols FROM main.crsync_crrs ORDER BY id", &st));
+  std::vector<std::unique_ptr<Crr>> fresh;
+  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
+    TableSchema schema;
+    schema.name = reinterpret_cast<const char*>(sqlite3_column_text(st.get(), 1));
+    CRSYNC_RETURN_IF_ERROR(DecodeNames(sqlite3_column_blob(st.get(), 2),
+                                       sqlite3_column_bytes(st.get(), 2), &schema.pk_cols));
+    CRSYNC_RETURN_IF_ERROR(DecodeNames(sqlite3_column_blob(st.get(), 3),
+                                       sqlite3_column_bytes(st.get(), 3), &schema.cols));
+    int64_t id = sqlite3_column_int64(st.get(), 0);
+    // Keep the existing object (and its prepared statements) when unchanged.
+    Crr* old = ById(id);
+    if (old && old->schema().name == schema.name && old->schema().cols == schema.cols &&
+        old->schema().pk_cols == schema.pk_cols) {
+      for (auto& p : crrs_)
+        if (p.get() == old) fresh.push_back(std::move(p));
+    } else {
+      fresh.push_back(std::make_unique<Crr>(db_, id, std::move(schema)));
+    }
+  }
+  if (rc != SQLITE_DONE) return SqliteError(db_, rc);
+  crrs_ = std::move(fresh);
+  schema_version_ = version;
+  return Status::OK();
+}
+
+Crr* Catalog::ById(int64_t id) {
+  for (auto& c : crrs_)
+    if (c && c->id() == id) return c.get();
+  return nullptr;
+}
+
+Crr* Catalog::ByName(std::string_view name) {
+  for (auto& c : crrs_)
+    if (c && EqualNoCase(c->name(), name)) return c.get();
+  return nullptr;
+}
+
+}  // namespace crsync

@@ -1,0 +1,93 @@
+// engine/catalog.h — the CRRs of one connection and their cached statements.
+#ifndef CRSYNC_ENGINE_CATALOG_H_
+#define CRSYNC_ENGINE_CATALOG_H_
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "crsync/sqlite_handles.h"
+#include "crsync/status.h"
+#include "engine/row_meta.h"
+#include "engine/table_schema.h"
+
+namespace crsync {
+
+// One CRR: its schema as recorded at crsql_as_crr time and lazily prepared
+// statements over its metadata tables. Statements here are used only by
+// code that steps them to completion before returning (recording, merging),
+// never by open cursors.
+class Crr {
+ public:
+  Crr(sqlite3* db, int64_t id, TableSchema schema);
+
+  int64_t id() const { return id_; }
+  const TableSchema& schema() const { return schema_; }
+  const std::string& name() const { return schema_.name; }
+  size_t slots() const { return schema_.cols.size(); }
+  // Slot of column `cid`, or -1 when it is not a non-PK column.
+  int SlotOf(std::string_view cid) const;
+
+  // Physical table names, quoted for SQL.
+  std::string RowsTable() const { return QuoteIdent(schema_.name + "__crsync_rows"); }
+  std::string FeedTable() const { return QuoteIdent(schema_.name + "__crsync_feed"); }
+  // "a" = ?1 AND "b" = ?2 ... over the pk columns, parameters from `first`.
+  std::string PkWhere(int first) const;
+
+  // Loads the metadata of row `pk`; *found says whether it exists.
+  Status LoadMeta(std::string_view pk, RowMeta* meta, bool* found);
+  // Stores `after` for row `pk` and updates the change feed, given what was
+  // stored before (`before`, empty when the row had no metadata).
+  Status StoreMeta(std::string_view pk, const RowMeta& before, const RowMeta& after);
+
+  // User-table statements, pk values bound at 1..npk by the caller.
+  Status UserUpsert(int slot, sqlite3_stmt** out);  // + value at npk+1
+  Status UserInsertPk(sqlite3_stmt** out);
+  Status UserDelete(sqlite3_stmt** out);
+  Status UserGetColumn(int slot, sqlite3_stmt** out);
+  Status UserExists(sqlite3_stmt** out);
+
+ private:
+  Status Cached(StmtPtr* slot, const std::string& sql, sqlite3_stmt** out);
+
+  sqlite3* db_;
+  int64_t id_;
+  TableSchema schema_;
+  std::string meta_buf_;
+  StmtPtr get_meta_, put_meta_, feed_add_, feed_del_, user_insert_pk_, user_delete_, user_exists_;
+  std::vector<StmtPtr> user_upsert_, user_get_col_;
+};
+
+// The set of CRRs recorded in crsync_crrs, in creation order.
+class Catalog {
+ public:
+  explicit Catalog(sqlite3* db) : db_(db) {}
+
+  // (Re)reads crsync_crrs. Cheap when nothing changed (schema cookie).
+  Status Refresh(bool force = false);
+  Crr* ById(int64_t id);
+  Crr* ByName(std::string_view name);  // case-insensitive, like SQLite
+  const std::vector<std::unique_ptr<Crr>>& all() const { return crrs_; }
+  // Forgets everything; the next Refresh reloads.
+  void Invalidate() { schema_version_ = -1; }
+  // Finalizes every cached statement (before the connection closes).
+  void Clear() {
+    crrs_.clear();
+    schema_version_stmt_.reset();
+    schema_version_ = -1;
+  }
+
+ private:
+  sqlite3* db_;
+  int64_t schema_version_ = -1;
+  StmtPtr schema_version_stmt_;
+  std::vector<std::unique_ptr<Crr>> crrs_;
+};
+
+}  // namespace crsync
+
+#endif  // CRSYNC_ENGINE_CATALOG_H_

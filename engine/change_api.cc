@@ -1,0 +1,157 @@
+// ChangeReader and ChangeApplier (include/crsync/engine.h): the sidecar's
+// read and merge paths, over the same scan and merge code as crsql_changes.
+#include <map>
+
+#include "crsync/engine.h"
+#include "crsync/sqlite_handles.h"
+#include "engine/change_scan.h"
+#include "engine/crr_admin.h"
+#include "engine/merger.h"
+
+namespace crsync {
+namespace {
+
+Status FindEngine(sqlite3* db, ConnEngine** out) {
+  *out = ConnEngine::Find(db);
+  if (!*out) {
+    return Status::InvalidArgument("the crsync engine is not installed on this connection "
+                                   "(call crsync_engine_init first)");
+  }
+  return Status::OK();
+}
+
+Value ValueOf(const Change& c) {
+  switch (c.val_type) {
+    case SQLITE_INTEGER:
+      return Value::Int(c.val_int);
+    case SQLITE_FLOAT:
+      return Value::Real(c.val_real);
+    case SQLITE_TEXT:
+      return Value::Text(c.val_bytes);
+    case SQLITE_BLOB:
+      return Value::Blob(c.val_bytes);
+    default:
+      return Value::Null();
+  }
+}
+
+}  // namespace
+
+struct ChangeReader::Impl {
+  explicit Impl(ConnEngine* e) : engine(e), scan(e) {}
+  ConnEngine* engine;
+  ChangeScan scan;
+};
+
+Status ChangeReader::Open(sqlite3* db, std::unique_ptr<ChangeReader>* out) {
+  ConnEngine* e;
+  CRSYNC_RETURN_IF_ERROR(FindEngine(db, &e));
+  std::unique_ptr<ChangeReader> r(new ChangeReader());
+  r->impl_ = std::make_unique<Impl>(e);
+  *out = std::move(r);
+  return Status::OK();
+}
+
+ChangeReader::~ChangeReader() = default;
+
+Status ChangeReader::NextTransaction(int64_t after, const OriginFilter& origin,
+                                     std::vector<Change>* out, int64_t* db_version) {
+  *db_version = 0;
+  ScanSpec spec;
+  spec.min_dbv = after == INT64_MAX ? after : after + 1;
+  spec.origin = origin;
+  ChangeScan& scan = impl_->scan;
+  Status s = scan.Start(spec);
+  bool has = false;
+  if (s.ok()) s = scan.Next(&has);
+  int64_t version = has ? scan.current().db_version : 0;
+  while (s.ok() && has && scan.current().db_version == version) {
+    const ScanRecord& r = scan.current();
+    Change c;
+    c.table = scan.TableName(r.crr_index);
+    c.pk = r.pk;
+    c.cid = scan.ColumnName(r);
+    c.val_type = r.val.type;
+    c.val_int = r.val.i;
+    c.val_real = r.val.d;
+    c.val_bytes = r.val.bytes;
+    c.col_version = r.col_version;
+    c.db_version = r.db_version;
+    c.site_id = impl_->engine->SiteIdOf(r.site);
+    c.cl = r.cl;
+    c.seq = r.seq;
+    out->push_back(std::move(c));
+    s = scan.Next(&has);
+  }
+  scan.Stop();  // do not hold the read transaction between calls
+  if (s.ok()) *db_version = version;
+  return s;
+}
+
+struct ChangeApplier::Impl {
+  explicit Impl(ConnEngine* e) : engine(e), merger(e) {}
+  ConnEngine* engine;
+  Merger merger;
+};
+
+Status ChangeApplier::Open(sqlite3* db, std::unique_ptr<ChangeApplier>* out) {
+  ConnEngine* e;
+  CRSYNC_RETURN_IF_ERROR(FindEngine(db, &e));
+  std::unique_ptr<ChangeApplier> a(new ChangeApplier());
+  a->impl_ = std::make_unique<Impl>(e);
+  *out = std::move(a);
+  return Status::OK();
+}
+
+ChangeApplier::~ChangeApplier() = default;
+
+Status ChangeApplier::Apply(const std::vector<Change>& changes, int64_t tag, int64_t* impacted) {
+  sqlite3* db = impl_->engine->db();
+  int64_t total = 0;
+  auto body = [&]() -> Status {
+    std::map<std::pair<std::string, int64_t>, PeerMark> marks;
+    std::pair<std::string, int64_t> key;
+    PeerMark mark;
+    for (size_t i = 0; i < changes.size(); ++i) {
+      const Change& c = changes[i];
+      MergeInput in;
+      in.table = c.table;
+      in.pk = c.pk;
+      in.cid = c.cid;
+      in.val = ValueOf(c);
+      in.col_version = c.col_version;
+      in.db_version = c.db_version;
+      in.site = std::string_view(c.site_id);
+      in.cl = c.cl;
+      in.seq = c.seq;
+      in.tag = tag;
+      int64_t n = 0;
+      bool tracked = false;
+      Status s = impl_->merger.Merge(in, &n, &key, &mark, &tracked);
+      if (!s.ok()) return s.WithContext("change " + std::to_string(i) + " of " +
+                                        std::to_string(changes.size()));
+      total += n;
+      if (tracked) {
+        auto [it, fresh] = marks.emplace(key, mark);
+        PeerMark& m = it->second;
+        if (!fresh && (mark.version > m.version || (mark.version == m.version && mark.seq > m.seq)))
+          m = mark;
+      }
+    }
+    for (const auto& [k, m] : marks) CRSYNC_RETURN_IF_ERROR(impl_->merger.TrackPeer(k.first, k.second, m));
+    return Status::OK();
+  };
+  Status s;
+  if (sqlite3_get_autocommit(db)) {
+    CRSYNC_RETURN_IF_ERROR(Exec(db, "BEGIN IMMEDIATE"));
+    s = body();
+    if (s.ok()) s = Exec(db, "COMMIT");
+    if (!s.ok() && !sqlite3_get_autocommit(db)) Exec(db, "ROLLBACK").IgnoreError();
+  } else {
+    s = InSavepoint(db, "crsync_apply", body);
+  }
+  if (s.ok() && impacted) *impacted = total;
+  return s;
+}
+
+}  // namespace crsync

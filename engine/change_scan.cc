@@ -1,0 +1,234 @@
+#include "engine/change_scan.h"
+
+#include <tuple>
+
+#include "crsync/sqlite_handles.h"
+#include "engine/packed.h"
+#include "engine/row_meta.h"
+
+namespace crsync {
+
+ChangeScan::~ChangeScan() = default;
+
+bool ChangeScan::RecordLater::operator()(const ScanRecord& a, const ScanRecord& b) const {
+  return std::tie(a.db_version, a.seq, a.crr_index, a.pk, a.slot) >
+         std::tie(b.db_version, b.seq, b.crr_index, b.pk, b.slot);
+}
+
+bool ChangeScan::FeedLater::operator()(const Source* a, const Source* b) const {
+  return std::tie(a->head_dbv, a->head_lo, a->index, a->head_pk) >
+         std::tie(b->head_dbv, b->head_lo, b->index, b->head_pk);
+}
+
+const std::string& ChangeScan::TableName(size_t crr_index) const {
+  return sources_[crr_index]->schema.name;
+}
+
+const std::string& ChangeScan::ColumnName(const ScanRecord& r) const {
+  static const std::string kSentinel = "-1";
+  if (r.slot < 0) return kSentinel;
+  return sources_[r.crr_index]->schema.cols[r.slot];
+}
+
+Status ChangeScan::PrepareSources() {
+  CRSYNC_RETURN_IF_ERROR(e_->catalog().Refresh());
+  const auto& crrs = e_->catalog().all();
+  bool same = crrs.size() == sources_.size();
+  for (size_t i = 0; same && i < crrs.size(); ++i) {
+    same = crrs[i]->name() == sources_[i]->schema.name &&
+           crrs[i]->schema().cols == sources_[i]->schema.cols &&
+           crrs[i]->schema().pk_cols == sources_[i]->schema.pk_cols;
+  }
+  if (same) return Status::OK();
+  sources_.clear();
+  sqlite3* db = e_->db();
+  for (size_t i = 0; i < crrs.size(); ++i) {
+    auto src = std::make_unique<Source>();
+    src->index = i;
+    src->schema = crrs[i]->schema();
+    const Crr& crr = *crrs[i];
+    CRSYNC_RETURN_IF_ERROR(Prepare(db,
+                                   "SELECT dbv, lo, pk FROM main." + crr.FeedTable() +
+                                       " WHERE dbv BETWEEN ?1 AND ?2 ORDER BY dbv, lo, pk",
+                                   &src->feed, SQLITE_PREPARE_PERSISTENT));
+    CRSYNC_RETURN_IF_ERROR(Prepare(db, "SELECT meta FROM main." + crr.RowsTable() + " WHERE pk = ?1",
+                                   &src->meta, SQLITE_PREPARE_PERSISTENT));
+    if (crr.slots() > 0) {
+      std::string cols;
+      for (size_t c = 0; c < crr.slots(); ++c) cols += (c ? ", " : "") + QuoteIdent(crr.schema().cols[c]);
+      CRSYNC_RETURN_IF_ERROR(Prepare(db,
+                                     "SELECT " + cols + " FROM main." + QuoteIdent(crr.name()) +
+                                         " WHERE " + crr.PkWhere(1),
+                                     &src->user, SQLITE_PREPARE_PERSISTENT));
+    }
+    sources_.push_back(std::move(src));
+  }
+  return Status::OK();
+}
+
+bool ChangeScan::OriginPasses(int64_t site) const {
+  switch (spec_.origin.mode) {
+    case OriginFilter::Mode::kAny:
+      return true;
+    case OriginFilter::Mode::kLocal:
+      return site == 0;
+    case OriginFilter::Mode::kRemote:
+      return site != 0;
+    case OriginFilter::Mode::kOnly:
+      return site == origin_ord_;
+    case OriginFilter::Mode::kExcept:
+      return site != origin_ord_;
+  }
+  return true;
+}
+
+void ChangeScan::Stop() {
+  feeds_ = {};
+  pending_ = {};
+  for (auto& src : sources_) {
+    for (StmtPtr* st : {&src->feed, &src->meta, &src->user})
+      if (*st) sqlite3_reset(st->get());
+  }
+}
+
+Status ChangeScan::Start(const ScanSpec& spec) {
+  spec_ = spec;
+  Stop();
+  if (spec_.none || spec_.min_dbv > spec_.max_dbv) return Status::OK();
+  CRSYNC_RETURN_IF_ERROR(PrepareSources());
+  if (spec_.origin.mode == OriginFilter::Mode::kOnly ||
+      spec_.origin.mode == OriginFilter::Mode::kExcept) {
+    if (spec_.origin.site == e_->site_id()) {
+      origin_ord_ = 0;
+    } else {
+      CRSYNC_RETURN_IF_ERROR(e_->SiteOrdinal(spec_.origin.site, false, &origin_ord_));
+      if (origin_ord_ < 0 && spec_.origin.mode == OriginFilter::Mode::kOnly) return Status::OK();
+    }
+  }
+  for (auto& src : sources_) {
+    if (spec_.table && *spec_.table != src->schema.name) continue;
+    if (spec_.pk) {
+      CRSYNC_RETURN_IF_ERROR(Expand(src.get(), 0, 0, *spec_.pk, true));
+      continue;
+    }
+    sqlite3_bind_int64(src->feed.get(), 1, spec_.min_dbv);
+    sqlite3_bind_int64(src->feed.get(), 2, spec_.max_dbv);
+    bool has;
+    CRSYNC_RETURN_IF_ERROR(AdvanceFeed(src.get(), &has));
+    if (has) feeds_.push(src.get());
+  }
+  return Status::OK();
+}
+
+Status ChangeScan::AdvanceFeed(Source* src, bool* has) {
+  sqlite3_stmt* st = src->feed.get();
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    src->head_dbv = sqlite3_column_int64(st, 0);
+    src->head_lo = sqlite3_column_int64(st, 1);
+    src->head_pk.assign(static_cast<const char*>(sqlite3_column_blob(st, 2)),
+                        static_cast<size_t>(sqlite3_column_bytes(st, 2)));
+    *has = true;
+    return Status::OK();
+  }
+  sqlite3_reset(st);
+  *has = false;
+  if (rc != SQLITE_DONE) return SqliteError(e_->db(), rc);
+  return Status::OK();
+}
+
+Status ChangeScan::Expand(Source* src, int64_t dbv, int64_t run, const std::string& pk,
+                          bool all_records) {
+  sqlite3_stmt* mst = src->meta.get();
+  sqlite3_bind_blob(mst, 1, pk.data(), static_cast<int>(pk.size()), SQLITE_STATIC);
+  int rc = sqlite3_step(mst);
+  if (rc != SQLITE_ROW) {
+    sqlite3_reset(mst);
+    if (rc == SQLITE_DONE) return Status::OK();  // a feed entry without metadata: skip
+    return SqliteError(e_->db(), rc);
+  }
+  RowMeta meta;
+  std::string_view blob(static_cast<const char*>(sqlite3_column_blob(mst, 0)),
+                        static_cast<size_t>(sqlite3_column_bytes(mst, 0)));
+  Status s = DecodeRowMeta(blob, src->schema.cols.size(), &meta);
+  sqlite3_reset(mst);
+  CRSYNC_RETURN_IF_ERROR(s);
+
+  auto wanted = [&](const Clock& c) {
+    if (!c.present) return false;
+    if (all_records) {
+      if (c.db_version < spec_.min_dbv || c.db_version > spec_.max_dbv) return false;
+    } else if (c.db_version != dbv || c.run != run) {
+      return false;
+    }
+    return OriginPasses(c.site);
+  };
+  int64_t cl = meta.CausalLength();
+  ScanRecord r;
+  r.crr_index = src->index;
+  r.pk = pk;
+  r.cl = cl;
+  if (wanted(meta.sentinel)) {
+    r.db_version = meta.sentinel.db_version;
+    r.seq = meta.sentinel.seq;
+    r.slot = -1;
+    r.col_version = meta.sentinel.col_version;
+    r.site = meta.sentinel.site;
+    pending_.push(r);
+  }
+  bool fetched = false, row_exists = false;
+  sqlite3_stmt* ust = src->user.get();
+  for (size_t i = 0; i < meta.cols.size(); ++i) {
+    const Clock& c = meta.cols[i];
+    if (!wanted(c)) continue;
+    if (!fetched) {
+      fetched = true;
+      std::vector<Value> pkv;
+      // Bind the decoded pk values; a pk that does not decode has no row.
+      if (UnpackValues(pk, &pkv).ok() && pkv.size() == src->schema.pk_cols.size()) {
+        for (size_t k = 0; k < pkv.size(); ++k) pkv[k].Bind(ust, static_cast<int>(k + 1));
+        rc = sqlite3_step(ust);
+        if (rc == SQLITE_ROW) {
+          row_exists = true;
+        } else {
+          sqlite3_reset(ust);
+          if (rc != SQLITE_DONE) return SqliteError(e_->db(), rc);
+        }
+      }
+    }
+    r.db_version = c.db_version;
+    r.seq = c.seq;
+    r.slot = static_cast<int>(i);
+    r.col_version = c.col_version;
+    r.site = c.site;
+    r.val = row_exists ? Value::FromColumn(ust, static_cast<int>(i)) : Value::Null();
+    pending_.push(r);
+  }
+  if (row_exists) sqlite3_reset(ust);
+  return Status::OK();
+}
+
+Status ChangeScan::Next(bool* has) {
+  while (!feeds_.empty()) {
+    Source* src = feeds_.top();
+    if (!pending_.empty()) {
+      const ScanRecord& t = pending_.top();
+      if (std::tie(src->head_dbv, src->head_lo) > std::tie(t.db_version, t.seq)) break;
+    }
+    feeds_.pop();
+    CRSYNC_RETURN_IF_ERROR(Expand(src, src->head_dbv, src->head_lo, src->head_pk, false));
+    bool more;
+    CRSYNC_RETURN_IF_ERROR(AdvanceFeed(src, &more));
+    if (more) feeds_.push(src);
+  }
+  if (pending_.empty()) {
+    *has = false;
+    return Status::OK();
+  }
+  cur_ = pending_.top();
+  pending_.pop();
+  *has = true;
+  return Status::OK();
+}
+
+}  // namespace crsync

@@ -1,0 +1,94 @@
+// engine/change_scan.h — ordered enumeration of clock records with their
+// current values: the read side of crsql_changes and of ChangeReader.
+//
+// Records come out in (db_version, seq) order, ties broken by CRR creation
+// order, pk bytes and column slot (sentinel first). The scan walks each CRR's
+// change feed from the lower db_version bound and expands feed entries into
+// records lazily, so a cursor query costs O(result), and memory holds only
+// records of feed runs that overlap in seq (one row's worth for local writes).
+#ifndef CRSYNC_ENGINE_CHANGE_SCAN_H_
+#define CRSYNC_ENGINE_CHANGE_SCAN_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <queue>
+#include <string>
+#include <vector>
+
+#include "crsync/engine.h"
+#include "crsync/sqlite_handles.h"
+#include "engine/conn_engine.h"
+#include "engine/value.h"
+
+namespace crsync {
+
+struct ScanSpec {
+  int64_t min_dbv = INT64_MIN;  // inclusive
+  int64_t max_dbv = INT64_MAX;  // inclusive
+  std::optional<std::string> table;  // exact declared name
+  std::optional<std::string> pk;     // packed pk bytes
+  // Origin filter on stored ordinals: kAny, kLocal (ordinal 0), kRemote,
+  // kOnly(site) and kExcept(site); a site equal to ours means local.
+  OriginFilter origin;
+  bool none = false;  // a constraint that can match nothing (e.g. site_id = NULL)
+};
+
+// One record, with the row's value for column records.
+struct ScanRecord {
+  int64_t db_version, seq;
+  size_t crr_index;
+  std::string pk;
+  int slot;  // -1 = sentinel
+  int64_t col_version, cl, site;
+  Value val;
+};
+
+class ChangeScan {
+ public:
+  explicit ChangeScan(ConnEngine* e) : e_(e) {}
+  ~ChangeScan();
+
+  // Starts (or restarts) the scan. Prepared statements are kept across
+  // restarts while the catalog is unchanged.
+  Status Start(const ScanSpec& spec);
+  // Resets every statement, ending the scan's read of the database.
+  void Stop();
+  // Moves to the next record; *has = false at the end.
+  Status Next(bool* has);
+  const ScanRecord& current() const { return cur_; }
+  const std::string& TableName(size_t crr_index) const;
+  const std::string& ColumnName(const ScanRecord& r) const;
+
+ private:
+  struct Source {
+    size_t index;
+    TableSchema schema;
+    StmtPtr feed, meta, user;
+    int64_t head_dbv = 0, head_lo = 0;
+    std::string head_pk;
+  };
+  struct RecordLater {
+    bool operator()(const ScanRecord& a, const ScanRecord& b) const;
+  };
+  struct FeedLater {
+    bool operator()(const Source* a, const Source* b) const;
+  };
+
+  Status PrepareSources();
+  Status AdvanceFeed(Source* src, bool* has);
+  Status Expand(Source* src, int64_t dbv, int64_t run, const std::string& pk, bool all_records);
+  bool OriginPasses(int64_t site) const;
+
+  ConnEngine* e_;
+  ScanSpec spec_;
+  int64_t origin_ord_ = 0;  // resolved ordinal for kOnly / kExcept
+  std::vector<std::unique_ptr<Source>> sources_;
+  std::priority_queue<Source*, std::vector<Source*>, FeedLater> feeds_;
+  std::priority_queue<ScanRecord, std::vector<ScanRecord>, RecordLater> pending_;
+  ScanRecord cur_;
+};
+
+}  // namespace crsync
+
+#endif  // CRSYNC_ENGINE_CHANGE_SCAN_H_

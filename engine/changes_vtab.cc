@@ -1,0 +1,485 @@
+#include "engine/changes_vtab.h"
+
+#include <cmath>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "common/guard.h"
+#include "engine/change_scan.h"
+#include "engine/merger.h"
+
+namespace crsync {
+namespace {
+
+enum Col { kTable = 0, kPk, kCid, kVal, kColVersion, kDbVersion, kSiteId, kCl, kSeq, kTag };
+
+constexpr char kSchema[] =
+    "CREATE TABLE x(\"table\" TEXT, pk BLOB, cid TEXT, val ANY, col_version INTEGER, "
+    "db_version INTEGER, site_id BLOB, cl INTEGER HIDDEN, seq INTEGER HIDDEN, "
+    "tag INTEGER HIDDEN)";
+
+struct ChangesVtab {
+  sqlite3_vtab base{};
+  ConnEngine* engine;
+  Merger merger;
+  std::map<std::pair<std::string, int64_t>, PeerMark> tracked;  // written this transaction
+  explicit ChangesVtab(ConnEngine* e) : engine(e), merger(e) {}
+};
+
+struct ChangesCursor {
+  sqlite3_vtab_cursor base{};
+  ChangesVtab* vtab;
+  ChangeScan scan;
+  bool eof = true;
+  int64_t rowid = 0;
+  explicit ChangesCursor(ChangesVtab* v) : vtab(v), scan(v->engine) {}
+};
+
+void SetError(sqlite3_vtab* vtab, const std::string& msg) {
+  sqlite3_free(vtab->zErrMsg);
+  vtab->zErrMsg = sqlite3_mprintf("%s", msg.c_str());
+}
+
+int Connect(sqlite3* db, void* aux, int, const char* const*, sqlite3_vtab** out, char** err) {
+  return GuardSqliteCall(SQLITE_ERROR, [&] {
+    int rc = sqlite3_declare_vtab(db, kSchema);
+    if (rc != SQLITE_OK) return rc;
+    sqlite3_vtab_config(db, SQLITE_VTAB_INNOCUOUS);
+    auto* v = new ChangesVtab(static_cast<ConnEngine*>(aux));
+    *out = &v->base;
+    (void)err;
+    return SQLITE_OK;
+  });
+}
+
+int Disconnect(sqlite3_vtab* vtab) {
+  return GuardSqliteCall(SQLITE_ERROR, [&] {
+    auto* v = reinterpret_cast<ChangesVtab*>(vtab);
+    // sqlite3_close() disconnects eponymous tables before it checks for
+    // unfinalized statements: release the engine's cached ones here so a
+    // plain close succeeds (§17).
+    v->engine->ReleaseStatements();
+    delete v;
+    return SQLITE_OK;
+  });
+}
+
+int BestIndex(sqlite3_vtab*, sqlite3_index_info* info) {
+  return GuardSqliteCall(SQLITE_ERROR, [&] {
+    std::string plan;
+    int argv = 0;
+    double cost = 1e7;
+    for (int i = 0; i < info->nConstraint; ++i) {
+      const auto& c = info->aConstraint[i];
+      if (!c.usable) continue;
+      char code = 0;
+      bool omit = true;
+      switch (c.iColumn) {
+        case kDbVersion:
+          switch (c.op) {
+            case SQLITE_INDEX_CONSTRAINT_EQ: code = 'a'; break;
+            case SQLITE_INDEX_CONSTRAINT_GT: code = 'b'; break;
+            case SQLITE_INDEX_CONSTRAINT_GE: code = 'c'; break;
+            case SQLITE_INDEX_CONSTRAINT_LT: code = 'd'; break;
+            case SQLITE_INDEX_CONSTRAINT_LE: code = 'e'; break;
+            default: break;
+          }
+          if (code) cost /= (code == 'a' ? 1000 : 10);
+          break;
+        case kSiteId:
+          switch (c.op) {
+            // SQLite honours `omit` only for constraints given an argv
+            // slot, so these get one too (its value is NULL and unused).
+            case SQLITE_INDEX_CONSTRAINT_ISNULL: code = 'U'; break;
+            case SQLITE_INDEX_CONSTRAINT_ISNOTNULL: code = 'V'; break;
+            case SQLITE_INDEX_CONSTRAINT_EQ: code = 'S'; break;
+            case SQLITE_INDEX_CONSTRAINT_IS: code = 'I'; break;
+            case SQLITE_INDEX_CONSTRAINT_NE: code = 'N'; break;
+            case SQLITE_INDEX_CONSTRAINT_ISNOT: code = 'J'; break;
+            default: break;
+          }
+          break;
+        case kTable:
+          if (c.op == SQLITE_INDEX_CONSTRAINT_EQ) {
+            code = 'T';
+            cost /= 5;
+          }
+          break;
+        case kPk:
+          if (c.op == SQLITE_INDEX_CONSTRAINT_EQ) {
+            code = 'P';
+            omit = false;  // SQLite re-checks byte equality on the shown pk
+            cost /= 10000;
+          }
+          break;
+        default:
+          break;
+      }
+      if (!code) continue;
+      plan += code;
+      info->aConstraintUsage[i].argvIndex = ++argv;
+      info->aConstraintUsage[i].omit = omit;
+    }
+    // Rows come out in (db_version, seq) order: an ORDER BY of exactly that
+    // prefix, ascending, is already satisfied.
+    bool ordered = info->nOrderBy > 0 && info->nOrderBy <= 2;
+    for (int i = 0; ordered && i < info->nOrderBy; ++i) {
+      const auto& o = info->aOrderBy[i];
+      int want = i == 0 ? kDbVersion : kSeq;
+      ordered = o.iColumn == want && !o.desc;
+    }
+    if (ordered) info->orderByConsumed = 1;
+    info->idxNum = 0;
+    info->idxStr = sqlite3_mprintf("%s", plan.c_str());
+    info->needToFreeIdxStr = 1;
+    info->estimatedCost = cost;
+    return info->idxStr ? SQLITE_OK : SQLITE_NOMEM;
+  });
+}
+
+int Open(sqlite3_vtab* vtab, sqlite3_vtab_cursor** out) {
+  return GuardSqliteCall(SQLITE_ERROR, [&] {
+    auto* c = new ChangesCursor(reinterpret_cast<ChangesVtab*>(vtab));
+    *out = &c->base;
+    return SQLITE_OK;
+  });
+}
+
+int Close(sqlite3_vtab_cursor* cur) {
+  delete reinterpret_cast<ChangesCursor*>(cur);
+  return SQLITE_OK;
+}
+
+// Narrows `spec` by one site_id constraint. `code` is S (=), I (IS),
+// N (!=), J (IS NOT), U (IS NULL) or V (IS NOT NULL).
+void ApplySiteConstraint(char code, sqlite3_value* v, ScanSpec* spec) {
+  if (code == 'U' || code == 'V') {  // IS NULL / IS NOT NULL
+    code = code == 'U' ? 'I' : 'J';
+    v = nullptr;
+  }
+  bool is_null = v == nullptr || sqlite3_value_type(v) == SQLITE_NULL;
+  if (is_null && spec->origin.mode != OriginFilter::Mode::kAny && code != 'S' && code != 'N') {
+    // Two origin filters at once: local AND remote matches nothing; a
+    // repeated one is the same filter.
+    auto want = code == 'I' ? OriginFilter::Mode::kLocal : OriginFilter::Mode::kRemote;
+    if (spec->origin.mode != want) spec->none = true;
+    return;
+  }
+  if (is_null) {
+    if (code == 'S' || code == 'N') {
+      spec->none = true;  // three-valued logic: = NULL and != NULL match nothing
+    } else if (code == 'I') {
+      spec->origin.mode = OriginFilter::Mode::kLocal;
+    } else {
+      spec->origin.mode = OriginFilter::Mode::kRemote;
+    }
+    return;
+  }
+  std::string site;
+  if (sqlite3_value_type(v) == SQLITE_BLOB) {
+    site.assign(static_cast<const char*>(sqlite3_value_blob(v)),
+                static_cast<size_t>(sqlite3_value_bytes(v)));
+  } else {
+    site = "\x01not-a-site-id";  // never equal to a stored 16-byte id
+  }
+  if (code == 'S' || code == 'I') {
+    if (spec->origin.mode != OriginFilter::Mode::kAny) {
+      spec->none = true;  // two positive filters: keep it simple and exact
+      return;
+    }
+    spec->origin.mode = OriginFilter::Mode::kOnly;
+  } else {
+    if (spec->origin.mode != OriginFilter::Mode::kAny) {
+      spec->none = true;
+      return;
+    }
+    spec->origin.mode = OriginFilter::Mode::kExcept;
+  }
+  spec->origin.site = site;
+}
+
+int Filter(sqlite3_vtab_cursor* cur, int, const char* idx_str, int argc,
+           sqlite3_value** argv) {
+  auto* c = reinterpret_cast<ChangesCursor*>(cur);
+  return GuardSqliteCall(SQLITE_ERROR, [&] {
+    ScanSpec spec;
+    for (int i = 0; i < argc && idx_str && idx_str[i]; ++i) {
+      sqlite3_value* v = argv[i];
+      char code = idx_str[i];
+      if (code >= 'a' && code <= 'e') {
+        int type = sqlite3_value_numeric_type(v);
+        if (type == SQLITE_NULL) {
+          spec.none = true;
+          continue;
+        }
+        if (type != SQLITE_INTEGER && type != SQLITE_FLOAT) {
+          // A TEXT/BLOB bound: integers always compare below it in SQL.
+          if (code == 'b' || code == 'c' || code == 'a') spec.none = true;
+          continue;
+        }
+        int64_t lo, hi;  // the integers n with lo <= n <= hi satisfying the bound
+        if (type == SQLITE_INTEGER) {
+          int64_t n = sqlite3_value_int64(v);
+          switch (code) {
+            case 'a': lo = n; hi = n; break;
+            case 'b': lo = n == INT64_MAX ? n : n + 1; hi = INT64_MAX; if (n == INT64_MAX) spec.none = true; break;
+            case 'c': lo = n; hi = INT64_MAX; break;
+            case 'd': lo = INT64_MIN; hi = n == INT64_MIN ? n : n - 1; if (n == INT64_MIN) spec.none = true; break;
+            default: lo = INT64_MIN; hi = n; break;
+          }
+        } else {
+          double d = sqlite3_value_double(v);
+          auto clamp = [](double x) -> int64_t {
+            if (x >= 9.2e18) return INT64_MAX;
+            if (x <= -9.2e18) return INT64_MIN;
+            return static_cast<int64_t>(x);
+          };
+          switch (code) {
+            case 'a':
+              lo = clamp(d); hi = lo;
+              if (std::floor(d) != d) spec.none = true;
+              break;
+            case 'b': lo = clamp(std::floor(d) + 1); hi = INT64_MAX; break;
+            case 'c': lo = clamp(std::ceil(d)); hi = INT64_MAX; break;
+            case 'd': lo = INT64_MIN; hi = clamp(std::ceil(d) - 1); break;
+            default: lo = INT64_MIN; hi = clamp(std::floor(d)); break;
+          }
+        }
+        spec.min_dbv = std::max(spec.min_dbv, lo);
+        spec.max_dbv = std::min(spec.max_dbv, hi);
+      } else if (code == 'T') {
+        if (sqlite3_value_type(v) != SQLITE_TEXT) {
+          spec.none = true;
+          continue;
+        }
+        std::string t(reinterpret_cast<const char*>(sqlite3_value_text(v)),
+                      static_cast<size_t>(sqlite3_value_bytes(v)));
+        if (spec.table && *spec.table != t) spec.none = true;
+        spec.table = t;
+      } else if (code == 'P') {
+        if (sqlite3_value_type(v) != SQLITE_BLOB) {
+          spec.none = true;
+          continue;
+        }
+        spec.pk = std::string(static_cast<const char*>(sqlite3_value_blob(v)),
+                              static_cast<size_t>(sqlite3_value_bytes(v)));
+      } else {
+        ApplySiteConstraint(code, v, &spec);
+      }
+    }
+    Status s = c->scan.Start(spec);
+    if (s.ok()) {
+      bool has;
+      s = c->scan.Next(&has);
+      c->eof = !has;
+      c->rowid = 0;
+    }
+    if (!s.ok()) {
+      SetError(cur->pVtab, s.message());
+      return s.sqlite_code();
+    }
+    return SQLITE_OK;
+  });
+}
+
+int Next(sqlite3_vtab_cursor* cur) {
+  auto* c = reinterpret_cast<ChangesCursor*>(cur);
+  return GuardSqliteCall(SQLITE_ERROR, [&] {
+    bool has;
+    Status s = c->scan.Next(&has);
+    if (!s.ok()) {
+      SetError(cur->pVtab, s.message());
+      return s.sqlite_code();
+    }
+    c->eof = !has;
+    ++c->rowid;
+    return SQLITE_OK;
+  });
+}
+
+int Eof(sqlite3_vtab_cursor* cur) { return reinterpret_cast<ChangesCursor*>(cur)->eof; }
+
+int Column(sqlite3_vtab_cursor* cur, sqlite3_context* ctx, int col) {
+  auto* c = reinterpret_cast<ChangesCursor*>(cur);
+  return GuardSqliteCall(SQLITE_ERROR, [&] {
+    const ScanRecord& r = c->scan.current();
+    switch (col) {
+      case kTable: {
+        const std::string& t = c->scan.TableName(r.crr_index);
+        sqlite3_result_text(ctx, t.data(), static_cast<int>(t.size()), SQLITE_TRANSIENT);
+        break;
+      }
+      case kPk:
+        sqlite3_result_blob(ctx, r.pk.data(), static_cast<int>(r.pk.size()), SQLITE_TRANSIENT);
+        break;
+      case kCid: {
+        const std::string& n = c->scan.ColumnName(r);
+        sqlite3_result_text(ctx, n.data(), static_cast<int>(n.size()), SQLITE_TRANSIENT);
+        break;
+      }
+      case kVal:
+        r.val.SetResult(ctx);
+        break;
+      case kColVersion:
+        sqlite3_result_int64(ctx, r.col_version);
+        break;
+      case kDbVersion:
+        sqlite3_result_int64(ctx, r.db_version);
+        break;
+      case kSiteId: {
+        const std::string& site = c->vtab->engine->SiteIdOf(r.site);
+        sqlite3_result_blob(ctx, site.data(), static_cast<int>(site.size()), SQLITE_TRANSIENT);
+        break;
+      }
+      case kCl:
+        sqlite3_result_int64(ctx, r.cl);
+        break;
+      case kSeq:
+        sqlite3_result_int64(ctx, r.seq);
+        break;
+      default:
+        sqlite3_result_null(ctx);  // tag is write-only
+    }
+    return SQLITE_OK;
+  });
+}
+
+int Rowid(sqlite3_vtab_cursor* cur, sqlite_int64* out) {
+  *out = reinterpret_cast<ChangesCursor*>(cur)->rowid;
+  return SQLITE_OK;
+}
+
+// Reads column `col` of an INSERT as a non-negative integer, or fails with
+// "crsql - <name> must be a non-negative integer".
+Status IntArg(sqlite3_value* v, const char* name, int64_t min, bool allow_null,
+              std::optional<int64_t>* out, const char* rule = "a non-negative integer") {
+  if (sqlite3_value_type(v) == SQLITE_NULL && allow_null) {
+    out->reset();
+    return Status::OK();
+  }
+  if (sqlite3_value_type(v) != SQLITE_INTEGER || sqlite3_value_int64(v) < min) {
+    return Status::InvalidArgument(std::string("crsql - ") + name + " must be " + rule);
+  }
+  *out = sqlite3_value_int64(v);
+  return Status::OK();
+}
+
+Status ParseInsert(sqlite3_value** cols, MergeInput* in) {
+  sqlite3_value* t = cols[kTable];
+  if (sqlite3_value_type(t) != SQLITE_TEXT) return Status::InvalidArgument("crsql - invalid table name");
+  if (sqlite3_value_bytes(t) > 2048) return Status::InvalidArgument("crsql - table name exceeded max length");
+  in->table = std::string_view(reinterpret_cast<const char*>(sqlite3_value_text(t)),
+                               static_cast<size_t>(sqlite3_value_bytes(t)));
+  sqlite3_value* pk = cols[kPk];
+  if (sqlite3_value_type(pk) != SQLITE_BLOB) {
+    return Status::InvalidArgument("crsql - malformed pk for table " + std::string(in->table) +
+                                   ": expected a packed BLOB");
+  }
+  in->pk = std::string_view(static_cast<const char*>(sqlite3_value_blob(pk)),
+                            static_cast<size_t>(sqlite3_value_bytes(pk)));
+  sqlite3_value* cid = cols[kCid];
+  if (sqlite3_value_type(cid) != SQLITE_TEXT) return Status::InvalidArgument("crsql - invalid cid");
+  if (sqlite3_value_bytes(cid) > 2048) return Status::InvalidArgument("crsql - column name exceeded max length");
+  in->cid = std::string_view(reinterpret_cast<const char*>(sqlite3_value_text(cid)),
+                             static_cast<size_t>(sqlite3_value_bytes(cid)));
+  in->val = Value::From(cols[kVal]);
+  std::optional<int64_t> n;
+  CRSYNC_RETURN_IF_ERROR(IntArg(cols[kColVersion], "col_version", 0, false, &n));
+  in->col_version = *n;
+  CRSYNC_RETURN_IF_ERROR(IntArg(cols[kDbVersion], "db_version", 0, false, &n));
+  in->db_version = *n;
+  sqlite3_value* site = cols[kSiteId];
+  if (sqlite3_value_type(site) == SQLITE_NULL) {
+    in->site.reset();
+  } else if (sqlite3_value_type(site) != SQLITE_BLOB || sqlite3_value_bytes(site) != 16) {
+    return Status::InvalidArgument("crsql - site id must be a 16 byte blob");
+  } else {
+    in->site = std::string_view(static_cast<const char*>(sqlite3_value_blob(site)), 16);
+  }
+  CRSYNC_RETURN_IF_ERROR(IntArg(cols[kCl], "cl", 1, true, &in->cl, "a positive integer"));
+  CRSYNC_RETURN_IF_ERROR(IntArg(cols[kSeq], "seq", 0, true, &in->seq));
+  sqlite3_value* tag = cols[kTag];
+  if (sqlite3_value_type(tag) == SQLITE_NULL) {
+    in->tag = 0;
+  } else if (sqlite3_value_type(tag) != SQLITE_INTEGER) {
+    return Status::InvalidArgument("crsql - tag must be an integer");
+  } else {
+    in->tag = sqlite3_value_int64(tag);
+  }
+  return Status::OK();
+}
+
+int Update(sqlite3_vtab* vtab, int argc, sqlite3_value** argv, sqlite_int64* rowid) {
+  auto* v = reinterpret_cast<ChangesVtab*>(vtab);
+  return GuardSqliteCall(SQLITE_ERROR, [&] {
+    if (argc == 1 || sqlite3_value_type(argv[0]) != SQLITE_NULL) {
+      SetError(vtab,
+               "Only INSERT and SELECT statements are allowed against the crsql changes table");
+      return SQLITE_MISUSE;
+    }
+    MergeInput in;
+    Status s = ParseInsert(argv + 2, &in);
+    int64_t impacted = 0;
+    std::pair<std::string, int64_t> key;
+    PeerMark mark;
+    bool tracked = false;
+    if (s.ok()) s = v->merger.Merge(in, &impacted, &key, &mark, &tracked);
+    if (s.ok() && tracked) {
+      // Eager, per change (§13.3 allows it): savepoints then need no extra
+      // bookkeeping. Skip writes that cannot change the stored cursor.
+      auto it = v->tracked.find(key);
+      bool newer = it == v->tracked.end() || mark.version > it->second.version ||
+                   (mark.version == it->second.version && mark.seq > it->second.seq);
+      if (newer) {
+        s = v->merger.TrackPeer(key.first, key.second, mark);
+        if (s.ok()) v->tracked[key] = mark;
+      }
+    }
+    if (!s.ok()) {
+      SetError(vtab, s.message());
+      return s.sqlite_code();
+    }
+    *rowid = 0;
+    return SQLITE_OK;
+  });
+}
+
+int ForgetTracked(sqlite3_vtab* vtab) {
+  reinterpret_cast<ChangesVtab*>(vtab)->tracked.clear();
+  return SQLITE_OK;
+}
+int ForgetTrackedAt(sqlite3_vtab* vtab, int) { return ForgetTracked(vtab); }
+
+sqlite3_module MakeModule() {
+  sqlite3_module m{};
+  m.iVersion = 2;
+  m.xCreate = nullptr;  // eponymous only
+  m.xConnect = Connect;
+  m.xBestIndex = BestIndex;
+  m.xDisconnect = Disconnect;
+  m.xDestroy = Disconnect;
+  m.xOpen = Open;
+  m.xClose = Close;
+  m.xFilter = Filter;
+  m.xNext = Next;
+  m.xEof = Eof;
+  m.xColumn = Column;
+  m.xRowid = Rowid;
+  m.xUpdate = Update;
+  m.xBegin = ForgetTracked;
+  m.xCommit = ForgetTracked;
+  m.xRollback = ForgetTracked;
+  m.xRollbackTo = ForgetTrackedAt;
+  return m;
+}
+
+const sqlite3_module kModule = MakeModule();
+
+}  // namespace
+
+int RegisterChangesVtab(sqlite3* db, ConnEngine* engine) {
+  return sqlite3_create_module_v2(db, "crsql_changes", &kModule, engine, nullptr);
+}
+
+}  // namespace crsync

@@ -1,0 +1,253 @@
+#include "engine/conn_engine.h"
+
+#include <algorithm>
+#include <mutex>
+
+#include "common/guard.h"
+
+namespace crsync {
+namespace {
+
+constexpr char kBootstrapSql[] =
+    "CREATE TABLE IF NOT EXISTS main.crsql_site_id("
+    "  site_id BLOB NOT NULL, ordinal INTEGER PRIMARY KEY);"
+    "CREATE UNIQUE INDEX IF NOT EXISTS main.crsql_site_id_site_id ON crsql_site_id(site_id);"
+    "CREATE TABLE IF NOT EXISTS main.crsql_master(key TEXT PRIMARY KEY, value ANY);"
+    "CREATE TABLE IF NOT EXISTS main.crsql_tracked_peers("
+    "  site_id BLOB NOT NULL, version INTEGER NOT NULL, seq INTEGER DEFAULT 0,"
+    "  tag INTEGER, event INTEGER,"
+    "  clock INTEGER GENERATED ALWAYS AS (version) VIRTUAL,"
+    "  PRIMARY KEY (site_id, tag, event)) STRICT;"
+    "CREATE TABLE IF NOT EXISTS main.crsync_crrs("
+    "  id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
+    "  pk_cols BLOB NOT NULL, cols BLOB NOT NULL);"
+    "INSERT OR IGNORE INTO main.crsql_master(key, value) VALUES ('crsqlite_version', 160300);";
+
+std::mutex& RegistryMutex() {
+  static std::mutex m;
+  return m;
+}
+std::unordered_map<sqlite3*, ConnEngine*>& Registry() {
+  static auto* r = new std::unordered_map<sqlite3*, ConnEngine*>();
+  return *r;
+}
+
+bool TableExists(sqlite3* db, const char* name) {
+  return sqlite3_table_column_metadata(db, "main", name, nullptr, nullptr, nullptr, nullptr,
+                                       nullptr, nullptr) == SQLITE_OK;
+}
+
+}  // namespace
+
+Status ConnEngine::Open(sqlite3* db, std::unique_ptr<ConnEngine>* out) {
+  std::unique_ptr<ConnEngine> e(new ConnEngine(db));
+  CRSYNC_RETURN_IF_ERROR(e->Bootstrap());
+  sqlite3_commit_hook(db, &ConnEngine::OnCommit, e.get());
+  sqlite3_rollback_hook(db, &ConnEngine::OnRollback, e.get());
+  {
+    std::lock_guard<std::mutex> lock(RegistryMutex());
+    Registry()[db] = e.get();
+  }
+  *out = std::move(e);
+  return Status::OK();
+}
+
+ConnEngine::~ConnEngine() {
+  std::lock_guard<std::mutex> lock(RegistryMutex());
+  auto it = Registry().find(db_);
+  if (it != Registry().end() && it->second == this) Registry().erase(it);
+}
+
+ConnEngine* ConnEngine::Find(sqlite3* db) {
+  std::lock_guard<std::mutex> lock(RegistryMutex());
+  auto it = Registry().find(db);
+  return it == Registry().end() ? nullptr : it->second;
+}
+
+void ConnEngine::ReleaseStatements() {
+  catalog_.Clear();
+  max_dbv_.reset();
+  insert_site_.reset();
+}
+
+Status ConnEngine::Bootstrap() {
+  bool readonly = sqlite3_db_readonly(db_, "main") == 1;
+  bool ready = TableExists(db_, "crsql_site_id") && TableExists(db_, "crsql_master") &&
+               TableExists(db_, "crsql_tracked_peers") && TableExists(db_, "crsync_crrs");
+  if (!ready) {
+    if (readonly) return Status::OK();  // nothing to track on a read-only, never-used db
+    CRSYNC_RETURN_IF_ERROR(Exec(db_, kBootstrapSql));
+  } else if (!readonly &&
+             sqlite3_table_column_metadata(db_, "main", "crsql_tracked_peers", "clock", nullptr,
+                                           nullptr, nullptr, nullptr, nullptr) != SQLITE_OK) {
+    // A table made by cr-sqlite 0.16 lacks the seed's `clock` alias.
+    CRSYNC_RETURN_IF_ERROR(Exec(db_,
+                                "ALTER TABLE main.crsql_tracked_peers ADD COLUMN clock INTEGER "
+                                "GENERATED ALWAYS AS (version) VIRTUAL"));
+  }
+  CRSYNC_RETURN_IF_ERROR(LoadSites());
+  if (site_id_.empty() && !readonly) {
+    unsigned char id[kSiteIdLen];
+    sqlite3_randomness(sizeof id, id);
+    id[6] = static_cast<unsigned char>(0x40 | (id[6] & 0x0F));
+    id[8] = static_cast<unsigned char>(0x80 | (id[8] & 0x3F));
+    StmtPtr st;
+    CRSYNC_RETURN_IF_ERROR(
+        Prepare(db_, "INSERT INTO main.crsql_site_id(site_id, ordinal) VALUES (?1, 0)", &st));
+    sqlite3_bind_blob(st.get(), 1, id, sizeof id, SQLITE_STATIC);
+    CRSYNC_RETURN_IF_ERROR(StepToEnd(db_, st.get()));
+    sites_loaded_ = false;
+    CRSYNC_RETURN_IF_ERROR(LoadSites());
+  }
+  StmtPtr cfg;
+  CRSYNC_RETURN_IF_ERROR(Prepare(
+      db_, "SELECT value FROM main.crsql_master WHERE key = 'config.merge-equal-values'", &cfg));
+  if (sqlite3_step(cfg.get()) == SQLITE_ROW) {
+    merge_equal_values_ = sqlite3_column_int64(cfg.get(), 0) == 1;
+  }
+  return catalog_.Refresh(true);
+}
+
+Status ConnEngine::LoadSites() {
+  if (sites_loaded_) return Status::OK();
+  sites_.clear();
+  site_ords_.clear();
+  if (!TableExists(db_, "crsql_site_id")) return Status::OK();
+  StmtPtr st;
+  CRSYNC_RETURN_IF_ERROR(
+      Prepare(db_, "SELECT ordinal, site_id FROM main.crsql_site_id ORDER BY ordinal", &st));
+  int rc;
+  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
+    int64_t ord = sqlite3_column_int64(st.get(), 0);
+    std::string id(static_cast<const char*>(sqlite3_column_blob(st.get(), 1)),
+                   static_cast<size_t>(sqlite3_column_bytes(st.get(), 1)));
+    if (ord < 0 || ord > (1 << 24)) continue;
+    if (sites_.size() <= static_cast<size_t>(ord)) sites_.resize(ord + 1);
+    sites_[ord] = id;
+    site_ords_[id] = ord;
+  }
+  if (rc != SQLITE_DONE) return SqliteError(db_, rc);
+  site_id_ = sites_.empty() ? std::string() : sites_[0];
+  sites_loaded_ = true;
+  return Status::OK();
+}
+
+Status ConnEngine::SiteOrdinal(std::string_view site, bool create, int64_t* ord) {
+  CRSYNC_RETURN_IF_ERROR(LoadSites());
+  auto it = site_ords_.find(std::string(site));
+  if (it != site_ords_.end()) {
+    *ord = it->second;
+    return Status::OK();
+  }
+  if (!create) {
+    *ord = -1;
+    return Status::OK();
+  }
+  if (!insert_site_) {
+    CRSYNC_RETURN_IF_ERROR(Prepare(db_,
+                                   "INSERT INTO main.crsql_site_id(site_id, ordinal) VALUES "
+                                   "(?1, (SELECT coalesce(max(ordinal), 0) + 1 FROM "
+                                   "main.crsql_site_id)) RETURNING ordinal",
+                                   &insert_site_, SQLITE_PREPARE_PERSISTENT));
+  }
+  sqlite3_bind_blob(insert_site_.get(), 1, site.data(), static_cast<int>(site.size()),
+                    SQLITE_STATIC);
+  int rc = sqlite3_step(insert_site_.get());
+  if (rc != SQLITE_ROW) {
+    Status s = SqliteError(db_, rc);
+    sqlite3_reset(insert_site_.get());
+    return s;
+  }
+  int64_t n = sqlite3_column_int64(insert_site_.get(), 0);
+  CRSYNC_RETURN_IF_ERROR(StepToEnd(db_, insert_site_.get()));
+  if (sites_.size() <= static_cast<size_t>(n)) sites_.resize(n + 1);
+  sites_[n] = std::string(site);
+  site_ords_[sites_[n]] = n;
+  *ord = n;
+  return Status::OK();
+}
+
+const std::string& ConnEngine::SiteIdOf(int64_t ord) {
+  static const std::string kEmpty;
+  if (!LoadSites().ok()) return kEmpty;
+  if (ord < 0 || static_cast<size_t>(ord) >= sites_.size()) {
+    // Another connection may have added it.
+    sites_loaded_ = false;
+    if (!LoadSites().ok() || static_cast<size_t>(ord) >= sites_.size()) return kEmpty;
+  }
+  return sites_[ord];
+}
+
+void ConnEngine::CatalogChanged() {
+  max_dbv_.reset();
+  data_version_ = ~0u;
+}
+
+unsigned ConnEngine::DataVersion() {
+  unsigned v = 0;
+  if (sqlite3_file_control(db_, "main", SQLITE_FCNTL_DATA_VERSION, &v) != SQLITE_OK) return ~0u;
+  return v;
+}
+
+Status ConnEngine::RecomputeCommitted() {
+  CRSYNC_RETURN_IF_ERROR(catalog_.Refresh());
+  if (!max_dbv_) {
+    std::string sql =
+        "SELECT max(v) FROM (SELECT CAST(value AS INTEGER) AS v FROM main.crsql_master WHERE key "
+        "= 'pre_compact_dbversion'";
+    for (const auto& crr : catalog_.all()) {
+      sql += " UNION ALL SELECT max(dbv) FROM main." + crr->FeedTable();
+    }
+    sql += ")";
+    CRSYNC_RETURN_IF_ERROR(Prepare(db_, sql, &max_dbv_, SQLITE_PREPARE_PERSISTENT));
+  }
+  int rc = sqlite3_step(max_dbv_.get());
+  int64_t v = rc == SQLITE_ROW ? sqlite3_column_int64(max_dbv_.get(), 0) : 0;
+  sqlite3_reset(max_dbv_.get());
+  if (rc != SQLITE_ROW) return SqliteError(db_, rc);
+  committed_ = std::max(committed_, v);
+  return Status::OK();
+}
+
+Status ConnEngine::CommittedDbVersion(int64_t* out) {
+  unsigned dv = DataVersion();
+  if (dv != data_version_ || dv == ~0u) {
+    CRSYNC_RETURN_IF_ERROR(RecomputeCommitted());
+    data_version_ = dv;
+  }
+  *out = committed_;
+  return Status::OK();
+}
+
+Status ConnEngine::LocalDbVersion(int64_t* out) { return NextDbVersion(0, out); }
+
+Status ConnEngine::NextDbVersion(int64_t floor, int64_t* out) {
+  int64_t committed;
+  CRSYNC_RETURN_IF_ERROR(CommittedDbVersion(&committed));
+  pending_ = std::max({committed + 1, pending_, floor});
+  *out = pending_;
+  return Status::OK();
+}
+
+void ConnEngine::EndTransaction() {
+  pending_ = 0;
+  seq_ = 0;
+  rows_impacted_ = 0;
+  sync_bit_ = false;
+}
+
+int ConnEngine::OnCommit(void* self) noexcept {
+  auto* e = static_cast<ConnEngine*>(self);
+  if (e->pending_ > e->committed_) e->committed_ = e->pending_;
+  e->EndTransaction();
+  return 0;  // never turn a commit into a rollback
+}
+
+void ConnEngine::OnRollback(void* self) noexcept {
+  auto* e = static_cast<ConnEngine*>(self);
+  e->EndTransaction();
+  // Ordinals inserted by the rolled-back transaction are gone.
+  e->sites_loaded_ = false;
+}
+
+}  // namespace crsync

@@ -1,0 +1,102 @@
+// engine/conn_engine.h — the per-connection state of the CRR engine.
+//
+// One ConnEngine lives for each connection the extension is loaded on. It
+// owns the connection's clocks (committed and pending db_version, seq), the
+// sync bit, the catalog of CRRs, the site-id ordinal cache and config. It is
+// created by the extension's init and destroyed when the connection closes.
+//
+// Thread safety: like the sqlite3* it belongs to, used by one thread at a time.
+#ifndef CRSYNC_ENGINE_CONN_ENGINE_H_
+#define CRSYNC_ENGINE_CONN_ENGINE_H_
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "crsync/sqlite_handles.h"
+#include "crsync/status.h"
+#include "engine/catalog.h"
+
+namespace crsync {
+
+constexpr size_t kSiteIdLen = 16;
+
+class ConnEngine {
+ public:
+  // Creates the bookkeeping tables when missing (and the db is writable),
+  // loads or creates the site id and config, installs commit/rollback hooks.
+  static Status Open(sqlite3* db, std::unique_ptr<ConnEngine>* out);
+  ~ConnEngine();
+  // The engine installed on `db`, or nullptr.
+  static ConnEngine* Find(sqlite3* db);
+
+  sqlite3* db() const { return db_; }
+  const std::string& site_id() const { return site_id_; }
+  Catalog& catalog() { return catalog_; }
+
+  // --- clocks (crr-semantics §6) ---
+  // The committed db_version, refreshed when another connection committed.
+  Status CommittedDbVersion(int64_t* out);
+  // The pending version for a local write: max(committed + 1, pending).
+  Status LocalDbVersion(int64_t* out);
+  // max(committed + 1, pending, floor); becomes the pending value.
+  Status NextDbVersion(int64_t floor, int64_t* out);
+  int64_t TakeSeq() { return seq_++; }
+  int64_t PeekSeq() const { return seq_; }
+  // Forgets the cached committed version (after compaction or as_table).
+  void InvalidateCommitted() { data_version_ = ~0u; }
+
+  bool sync_bit() const { return sync_bit_; }
+  void set_sync_bit(bool on) { sync_bit_ = on; }
+  int64_t rows_impacted() const { return rows_impacted_; }
+  void AddRowsImpacted(int64_t n) { rows_impacted_ += n; }
+  bool merge_equal_values() const { return merge_equal_values_; }
+  void set_merge_equal_values(bool on) { merge_equal_values_ = on; }
+
+  // --- site ids (§3) ---
+  // The ordinal of `site` (16 bytes); 0 for this site. With create=false an
+  // unknown site gives *ord = -1.
+  Status SiteOrdinal(std::string_view site, bool create, int64_t* ord);
+  // The 16-byte id of ordinal `ord`; empty when unknown.
+  const std::string& SiteIdOf(int64_t ord);
+
+  // Rebuilds the statement that computes the stored max db_version (after
+  // the set of CRRs changed).
+  void CatalogChanged();
+  // Finalizes every statement this engine caches; they are re-prepared on
+  // demand. Called before the connection closes.
+  void ReleaseStatements();
+
+ private:
+  explicit ConnEngine(sqlite3* db) : db_(db), catalog_(db) {}
+  Status Bootstrap();
+  Status LoadSites();
+  Status RecomputeCommitted();
+  unsigned DataVersion();
+  static int OnCommit(void* self) noexcept;
+  static void OnRollback(void* self) noexcept;
+  void EndTransaction();
+
+  sqlite3* db_;
+  std::string site_id_;
+  Catalog catalog_;
+  int64_t committed_ = 0;
+  int64_t pending_ = 0;  // 0 = no local version taken in this transaction
+  int64_t seq_ = 0;
+  unsigned data_version_ = ~0u;
+  bool sync_bit_ = false;
+  bool merge_equal_values_ = false;
+  int64_t rows_impacted_ = 0;
+  bool sites_loaded_ = false;
+  std::vector<std::string> sites_;  // by ordinal
+  std::unordered_map<std::string, int64_t> site_ords_;
+  StmtPtr max_dbv_;
+  StmtPtr insert_site_;
+};
+
+}  // namespace crsync
+
+#endif  // CRSYNC_ENGINE_CONN_ENGINE_H_

@@ -1,0 +1,135 @@
+#include "engine/crr_admin.h"
+
+#include "engine/packed.h"
+#include "engine/recorder.h"
+
+namespace crsync {
+namespace {
+
+std::string PackNames(const std::vector<std::string>& names) {
+  std::vector<Value> vals;
+  for (const auto& n : names) vals.push_back(Value::Text(n));
+  std::string out;
+  PackValues(vals, &out);
+  return out;
+}
+
+// Gives every existing row of `crr` metadata at the transaction's version:
+// one clock per column, or a sentinel for pk-only tables (§4.4).
+Status Backfill(ConnEngine* e, Crr* crr) {
+  std::string cols;
+  for (size_t i = 0; i < crr->schema().pk_cols.size(); ++i)
+    cols += (i ? ", " : "") + QuoteIdent(crr->schema().pk_cols[i]);
+  StmtPtr scan;
+  CRSYNC_RETURN_IF_ERROR(Prepare(
+      e->db(), "SELECT " + cols + " FROM main." + QuoteIdent(crr->name()) + " ORDER BY " + cols,
+      &scan));
+  int npk = static_cast<int>(crr->schema().pk_cols.size());
+  std::vector<sqlite3_value*> pk(npk);
+  RowMeta empty, meta;
+  empty.cols.assign(crr->slots(), Clock{});
+  std::string key;
+  int rc;
+  while ((rc = sqlite3_step(scan.get())) == SQLITE_ROW) {
+    int64_t dbv;
+    CRSYNC_RETURN_IF_ERROR(e->LocalDbVersion(&dbv));
+    for (int i = 0; i < npk; ++i) pk[i] = sqlite3_column_value(scan.get(), i);
+    key.clear();
+    PackValues(pk.data(), npk, &key);
+    meta = empty;
+    int64_t run = e->PeekSeq();
+    auto stamp = [&](Clock* c) {
+      *c = Clock{true, 1, dbv, e->TakeSeq(), 0, run};
+    };
+    if (crr->slots() == 0) {
+      stamp(&meta.sentinel);
+    } else {
+      for (Clock& c : meta.cols) stamp(&c);
+    }
+    CRSYNC_RETURN_IF_ERROR(crr->StoreMeta(key, empty, meta));
+  }
+  if (rc != SQLITE_DONE) return SqliteError(e->db(), rc);
+  return Status::OK();
+}
+
+}  // namespace
+
+Status AsCrr(ConnEngine* e, const std::string& table) {
+  sqlite3* db = e->db();
+  CRSYNC_RETURN_IF_ERROR(e->catalog().Refresh());
+  if (e->catalog().ByName(table)) return Status::OK();
+  if (e->site_id().empty()) {
+    return Status::InvalidArgument("crsql - the database is read-only and has no crsync tables");
+  }
+  TableSchema schema;
+  CRSYNC_RETURN_IF_ERROR(LoadTableSchema(db, table, &schema));
+  CRSYNC_RETURN_IF_ERROR(CheckCrrEligible(db, schema));
+
+  Status s = InSavepoint(db, "crsync_as_crr", [&]() -> Status {
+    StmtPtr ins;
+    CRSYNC_RETURN_IF_ERROR(Prepare(db,
+                                   "INSERT INTO main.crsync_crrs(id, name, pk_cols, cols) "
+                                   "VALUES ((SELECT coalesce(max(id), 0) + 1 FROM "
+                                   "main.crsync_crrs), ?1, ?2, ?3)",
+                                   &ins));
+    std::string pks = PackNames(schema.pk_cols), cols = PackNames(schema.cols);
+    sqlite3_bind_text(ins.get(), 1, schema.name.data(), static_cast<int>(schema.name.size()),
+                      SQLITE_STATIC);
+    sqlite3_bind_blob(ins.get(), 2, pks.data(), static_cast<int>(pks.size()), SQLITE_STATIC);
+    sqlite3_bind_blob(ins.get(), 3, cols.data(), static_cast<int>(cols.size()), SQLITE_STATIC);
+    CRSYNC_RETURN_IF_ERROR(StepToEnd(db, ins.get()));
+    std::string rows = QuoteIdent(schema.name + "__crsync_rows");
+    std::string feed = QuoteIdent(schema.name + "__crsync_feed");
+    CRSYNC_RETURN_IF_ERROR(
+        Exec(db, "CREATE TABLE IF NOT EXISTS main." + rows +
+                     "(pk BLOB PRIMARY KEY NOT NULL, meta BLOB NOT NULL) WITHOUT ROWID;"
+                     "CREATE TABLE IF NOT EXISTS main." +
+                     feed +
+                     "(dbv INTEGER NOT NULL, lo INTEGER NOT NULL, pk BLOB NOT NULL,"
+                     " PRIMARY KEY (dbv, lo, pk)) WITHOUT ROWID;"));
+    CRSYNC_RETURN_IF_ERROR(e->catalog().Refresh(true));
+    Crr* crr = e->catalog().ByName(schema.name);
+    if (!crr) return Status::Corruption("crsql - CRR vanished while being created");
+    CRSYNC_RETURN_IF_ERROR(Exec(db, DropRecorderTriggersSql(crr->name()) + RecorderTriggersSql(*crr)));
+    e->CatalogChanged();
+    return Backfill(e, crr);
+  });
+  if (!s.ok()) {
+    e->catalog().Invalidate();
+    e->CatalogChanged();
+  }
+  return s;
+}
+
+Status AsTable(ConnEngine* e, const std::string& table) {
+  sqlite3* db = e->db();
+  CRSYNC_RETURN_IF_ERROR(e->catalog().Refresh());
+  Crr* crr = e->catalog().ByName(table);
+  std::string name = crr ? crr->name() : table;
+  int64_t committed;
+  CRSYNC_RETURN_IF_ERROR(e->CommittedDbVersion(&committed));
+  Status s = InSavepoint(db, "crsync_as_table", [&]() -> Status {
+    // Keep the db_version from going back when the versions we drop held
+    // the maximum (§6.1).
+    if (crr) {
+      CRSYNC_RETURN_IF_ERROR(Exec(
+          db, "INSERT OR REPLACE INTO main.crsql_master(key, value) VALUES "
+              "('pre_compact_dbversion', max(" + std::to_string(committed) +
+              ", coalesce((SELECT value FROM main.crsql_master WHERE key = "
+              "'pre_compact_dbversion'), 0)))"));
+    }
+    CRSYNC_RETURN_IF_ERROR(Exec(
+        db, DropRecorderTriggersSql(name) + "DROP TABLE IF EXISTS main." +
+                QuoteIdent(name + "__crsync_rows") + "; DROP TABLE IF EXISTS main." +
+                QuoteIdent(name + "__crsync_feed") +
+                "; DELETE FROM main.crsync_crrs WHERE name = " + QuoteLiteral(name) +
+                " COLLATE NOCASE;"));
+    return Status::OK();
+  });
+  e->catalog().Invalidate();
+  e->CatalogChanged();
+  if (!s.ok()) return Status::InvalidArgument("failed to downgrade the crr: " + s.message());
+  return e->catalog().Refresh(true);
+}
+
+}  // namespace crsync

@@ -1,0 +1,37 @@
+// engine/crr_admin.h — turning tables into CRRs and back (crr-semantics §4, §15).
+#ifndef CRSYNC_ENGINE_CRR_ADMIN_H_
+#define CRSYNC_ENGINE_CRR_ADMIN_H_
+
+#include <string>
+
+#include "engine/conn_engine.h"
+
+namespace crsync {
+
+// Makes `table` (in main) a CRR: checks eligibility, creates its metadata
+// tables and recording triggers and backfills existing rows. Idempotent.
+// Atomic: on failure only this call's work is undone (a savepoint), and an
+// enclosing transaction stays open.
+Status AsCrr(ConnEngine* e, const std::string& table);
+
+// Turns CRR `table` back into a plain table, discarding its metadata. A
+// no-op for a table that is not a CRR; cleans up leftovers of a dropped CRR.
+Status AsTable(ConnEngine* e, const std::string& table);
+
+// Runs `body` inside SAVEPOINT `name`: released on success, rolled back to
+// and released on failure (the caller's transaction is left open).
+template <typename Body>
+Status InSavepoint(sqlite3* db, const std::string& name, Body&& body) {
+  CRSYNC_RETURN_IF_ERROR(Exec(db, "SAVEPOINT " + name));
+  Status s = body();
+  if (s.ok()) {
+    s = Exec(db, "RELEASE " + name);
+    if (s.ok()) return s;
+  }
+  Exec(db, "ROLLBACK TO " + name + "; RELEASE " + name).IgnoreError();
+  return s;
+}
+
+}  // namespace crsync
+
+#endif  // CRSYNC_ENGINE_CRR_ADMIN_H_

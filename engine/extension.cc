@@ -1,0 +1,68 @@
+// The engine's entry points: crsync_engine_init, crsync_auto_extension and
+// the loadable-extension entry sqlite3_crsync_init.
+#include <memory>
+
+#include "common/guard.h"
+#include "crsync/crsync.h"
+#include "engine/changes_vtab.h"
+#include "engine/conn_engine.h"
+#include "engine/functions.h"
+#include "engine/recorder.h"
+
+namespace {
+
+void SetErr(char** err_msg, const std::string& msg) {
+  if (err_msg) *err_msg = sqlite3_mprintf("%s", msg.c_str());
+}
+
+int Init(sqlite3* db, char** err_msg) {
+  using namespace crsync;
+  if (ConnEngine::Find(db)) return SQLITE_OK;  // already installed
+  std::unique_ptr<ConnEngine> engine;
+  Status s = ConnEngine::Open(db, &engine);
+  if (!s.ok()) {
+    SetErr(err_msg, "crsync: " + s.message());
+    return s.sqlite_code();
+  }
+  ConnEngine* e = engine.release();  // owned by crsync_internal_state from here
+  int rc = RegisterFunctions(db, e);
+  if (rc != SQLITE_OK) {
+    SetErr(err_msg, "crsync: cannot register functions");
+    return rc;
+  }
+  rc = RegisterRecorderFunctions(db, e);
+  if (rc == SQLITE_OK) rc = RegisterChangesVtab(db, e);
+  if (rc == SQLITE_OK) rc = RegisterUnpackColumns(db);
+  if (rc != SQLITE_OK) {
+    SetErr(err_msg, "crsync: cannot register the crsql_changes module");
+    return rc;
+  }
+  // Connect the eponymous crsql_changes now: sqlite3_close() disconnects it
+  // first, which is where the engine releases its cached statements.
+  sqlite3_stmt* st = nullptr;
+  rc = sqlite3_prepare_v2(db, "SELECT 1 FROM crsql_changes WHERE 0", -1, &st, nullptr);
+  sqlite3_finalize(st);
+  if (rc != SQLITE_OK) {
+    SetErr(err_msg, std::string("crsync: ") + sqlite3_errmsg(db));
+    return rc;
+  }
+  return SQLITE_OK;
+}
+
+int AutoInit(sqlite3* db, char** err_msg, const void*) { return crsync_engine_init(db, err_msg); }
+
+}  // namespace
+
+extern "C" int crsync_engine_init(sqlite3* db, char** err_msg) {
+  return crsync::GuardSqliteCall(SQLITE_ERROR, [&] { return Init(db, err_msg); });
+}
+
+extern "C" int crsync_auto_extension(void) {
+  using Entry = void (*)(void);
+  return sqlite3_auto_extension(reinterpret_cast<Entry>(&AutoInit));
+}
+
+extern "C" int sqlite3_crsync_init(sqlite3* db, char** err_msg, const void* api) {
+  (void)api;
+  return crsync_engine_init(db, err_msg);
+}

@@ -1,0 +1,216 @@
+#include "engine/functions.h"
+
+#include <algorithm>
+#include <cctype>
+#include <string>
+
+#include "common/guard.h"
+#include "engine/crr_admin.h"
+#include "engine/packed.h"
+
+namespace crsync {
+namespace {
+
+ConnEngine* EngineOf(sqlite3_context* ctx) { return static_cast<ConnEngine*>(sqlite3_user_data(ctx)); }
+
+void ResultStatus(sqlite3_context* ctx, const Status& s) {
+  sqlite3_result_error(ctx, s.message().c_str(), -1);
+  if (s.code() == Status::Code::kSqlite) sqlite3_result_error_code(ctx, s.sqlite_code());
+}
+
+std::string TextArg(sqlite3_value* v) {
+  const unsigned char* p = sqlite3_value_text(v);
+  return p ? std::string(reinterpret_cast<const char*>(p), sqlite3_value_bytes(v)) : std::string();
+}
+
+bool IsMain(sqlite3_value* v) {
+  std::string s = TextArg(v);
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s == "main";
+}
+
+void SiteId(sqlite3_context* ctx, int, sqlite3_value**) {
+  GuardSqlFunction(ctx, [&] {
+    const std::string& id = EngineOf(ctx)->site_id();
+    if (id.empty()) {
+      sqlite3_result_error(ctx, "crsql - this database has no site id (read-only, never set up)", -1);
+      return;
+    }
+    sqlite3_result_blob(ctx, id.data(), static_cast<int>(id.size()), SQLITE_TRANSIENT);
+  });
+}
+
+void DbVersion(sqlite3_context* ctx, int, sqlite3_value**) {
+  GuardSqlFunction(ctx, [&] {
+    int64_t v;
+    Status s = EngineOf(ctx)->CommittedDbVersion(&v);
+    if (!s.ok()) return ResultStatus(ctx, s);
+    sqlite3_result_int64(ctx, v);
+  });
+}
+
+void NextDbVersion(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+  GuardSqlFunction(ctx, [&] {
+    ConnEngine* e = EngineOf(ctx);
+    int64_t floor = argc > 0 ? sqlite3_value_int64(argv[0]) : 0;
+    sqlite3* db = sqlite3_context_db_handle(ctx);
+    // The pending value lives only as long as the transaction: an
+    // autocommit read-only statement must not leak it into the next one.
+    bool keeps = !sqlite3_get_autocommit(db) || sqlite3_txn_state(db, "main") == SQLITE_TXN_WRITE;
+    int64_t committed;
+    Status s = e->CommittedDbVersion(&committed);
+    if (!s.ok()) return ResultStatus(ctx, s);
+    int64_t v;
+    if (keeps) {
+      s = e->NextDbVersion(floor, &v);
+      if (!s.ok()) return ResultStatus(ctx, s);
+    } else {
+      v = std::max(committed + 1, floor);
+    }
+    sqlite3_result_int64(ctx, v);
+  });
+}
+
+void AsCrrFn(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+  GuardSqlFunction(ctx, [&] {
+    if (argc == 0 || argc > 2) {
+      sqlite3_result_error(ctx,
+                           "Wrong number of args provided to crsql_as_crr. Provide the schema "
+                           "name and table name or just the table name.",
+                           -1);
+      return;
+    }
+    if (argc == 2 && !IsMain(argv[0])) {
+      sqlite3_result_error(ctx, "crsql - CRRs can only be made in the main schema", -1);
+      return;
+    }
+    Status s = AsCrr(EngineOf(ctx), TextArg(argv[argc - 1]));
+    if (!s.ok()) return ResultStatus(ctx, s);
+    sqlite3_result_text(ctx, "OK", 2, SQLITE_STATIC);
+  });
+}
+
+void AsTableFn(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+  GuardSqlFunction(ctx, [&] {
+    if (argc == 0 || argc > 2 || (argc == 2 && !IsMain(argv[0]))) {
+      sqlite3_result_error(ctx, "crsql_as_table expects (table) or ('main', table)", -1);
+      return;
+    }
+    Status s = AsTable(EngineOf(ctx), TextArg(argv[argc - 1]));
+    if (!s.ok()) return ResultStatus(ctx, s);
+    sqlite3_result_null(ctx);
+  });
+}
+
+void ConfigSet(sqlite3_context* ctx, int, sqlite3_value** argv) {
+  GuardSqlFunction(ctx, [&] {
+    if (TextArg(argv[0]) != "merge-equal-values") {
+      sqlite3_result_error(ctx, "Unknown setting name", -1);
+      return;
+    }
+    if (sqlite3_value_type(argv[1]) != SQLITE_INTEGER) {
+      sqlite3_result_error(ctx, "crsql - merge-equal-values must be an integer (0 or 1)", -1);
+      return;
+    }
+    int64_t v = sqlite3_value_int64(argv[1]);
+    ConnEngine* e = EngineOf(ctx);
+    StmtPtr st;
+    Status s = Prepare(e->db(),
+                       "INSERT OR REPLACE INTO main.crsql_master(key, value) VALUES "
+                       "('config.merge-equal-values', ?1)",
+                       &st);
+    if (s.ok()) {
+      sqlite3_bind_int64(st.get(), 1, v);
+      s = StepToEnd(e->db(), st.get());
+    }
+    if (!s.ok()) return ResultStatus(ctx, s);
+    e->set_merge_equal_values(v == 1);
+    sqlite3_result_int64(ctx, v);
+  });
+}
+
+void ConfigGet(sqlite3_context* ctx, int, sqlite3_value** argv) {
+  GuardSqlFunction(ctx, [&] {
+    if (TextArg(argv[0]) != "merge-equal-values") {
+      sqlite3_result_error(ctx, "Unknown setting name", -1);
+      return;
+    }
+    sqlite3_result_int(ctx, EngineOf(ctx)->merge_equal_values() ? 1 : 0);
+  });
+}
+
+void Finalize(sqlite3_context* ctx, int, sqlite3_value**) {
+  GuardSqlFunction(ctx, [&] {
+    EngineOf(ctx)->ReleaseStatements();
+    sqlite3_result_text(ctx, "finalized", -1, SQLITE_STATIC);
+  });
+}
+
+void PackColumns(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+  GuardSqlFunction(ctx, [&] {
+    if (argc > 255) {
+      sqlite3_result_error(ctx, "crsql_pack_columns takes at most 255 values", -1);
+      return;
+    }
+    std::string out;
+    PackValues(argv, argc, &out);
+    sqlite3_result_blob(ctx, out.data(), static_cast<int>(out.size()), SQLITE_TRANSIENT);
+  });
+}
+
+void RowsImpacted(sqlite3_context* ctx, int, sqlite3_value**) {
+  sqlite3_result_int64(ctx, EngineOf(ctx)->rows_impacted());
+}
+
+void SyncBit(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+  ConnEngine* e = EngineOf(ctx);
+  if (argc == 1) e->set_sync_bit(sqlite3_value_int(argv[0]) != 0);
+  sqlite3_result_int(ctx, e->sync_bit() ? 1 : 0);
+}
+
+void StateDestroy(void* p) {
+  GuardVoidCall([&] { delete static_cast<ConnEngine*>(p); });
+}
+
+void StateFn(sqlite3_context* ctx, int, sqlite3_value**) { sqlite3_result_null(ctx); }
+
+}  // namespace
+
+int RegisterFunctions(sqlite3* db, ConnEngine* e) {
+  struct Fn {
+    const char* name;
+    int argc;
+    int flags;
+    void (*fn)(sqlite3_context*, int, sqlite3_value**);
+  };
+  const int kDet = SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS;
+  const int kVol = SQLITE_UTF8 | SQLITE_INNOCUOUS;
+  const int kDirect = SQLITE_UTF8 | SQLITE_DIRECTONLY;
+  const Fn fns[] = {
+      {"crsql_site_id", 0, kDet, SiteId},
+      {"crsql_siteid", 0, kDet, SiteId},
+      {"crsql_db_version", 0, kVol, DbVersion},
+      {"crsql_next_db_version", 0, kVol, NextDbVersion},
+      {"crsql_next_db_version", 1, kVol, NextDbVersion},
+      {"crsql_as_crr", -1, kDirect, AsCrrFn},
+      {"crsql_as_table", -1, kDirect, AsTableFn},
+      {"crsql_config_set", 2, kDirect, ConfigSet},
+      {"crsql_config_get", 1, kVol, ConfigGet},
+      {"crsql_finalize", 0, kDirect, Finalize},
+      {"crsql_pack_columns", -1, kDet, PackColumns},
+      {"crsql_rows_impacted", 0, kVol, RowsImpacted},
+      {"crsql_internal_sync_bit", 0, kVol, SyncBit},
+      {"crsql_internal_sync_bit", 1, kVol, SyncBit},
+  };
+  for (const Fn& f : fns) {
+    int rc = sqlite3_create_function_v2(db, f.name, f.argc, f.flags, e, f.fn, nullptr, nullptr,
+                                        nullptr);
+    if (rc != SQLITE_OK) return rc;
+  }
+  // Owns the engine: SQLite calls StateDestroy when the connection closes
+  // (or if this registration fails).
+  return sqlite3_create_function_v2(db, "crsync_internal_state", 0, SQLITE_UTF8 | SQLITE_DIRECTONLY,
+                                    e, StateFn, nullptr, nullptr, StateDestroy);
+}
+
+}  // namespace crsync

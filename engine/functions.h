@@ -1,0 +1,20 @@
+// engine/functions.h — the engine's scalar SQL functions (crr-semantics §3,
+// §4, §6, §9.3, §11.8, §15-§17).
+#ifndef CRSYNC_ENGINE_FUNCTIONS_H_
+#define CRSYNC_ENGINE_FUNCTIONS_H_
+
+#include <sqlite3.h>
+
+#include "engine/conn_engine.h"
+
+namespace crsync {
+
+// Registers every function on `db`; returns an SQLite result code.
+int RegisterFunctions(sqlite3* db, ConnEngine* engine);
+
+// Registers the table-valued function crsql_unpack_columns.
+int RegisterUnpackColumns(sqlite3* db);
+
+}  // namespace crsync
+
+#endif  // CRSYNC_ENGINE_FUNCTIONS_H_

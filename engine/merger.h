@@ -1,0 +1,70 @@
+// engine/merger.h — merging one peer change into local state (crr-semantics
+// §11-§13). The single implementation behind INSERT INTO crsql_changes and
+// ChangeApplier.
+#ifndef CRSYNC_ENGINE_MERGER_H_
+#define CRSYNC_ENGINE_MERGER_H_
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "crsync/sqlite_handles.h"
+#include "crsync/status.h"
+#include "engine/conn_engine.h"
+#include "engine/value.h"
+
+namespace crsync {
+
+// A change as received, before validation. Views must outlive Merge().
+struct MergeInput {
+  std::string_view table;
+  std::string_view pk;
+  std::string_view cid;
+  Value val;
+  int64_t col_version = 0;
+  int64_t db_version = 0;
+  std::optional<std::string_view> site;  // absent = local (§12.1)
+  std::optional<int64_t> cl;
+  std::optional<int64_t> seq;
+  int64_t tag = 0;
+};
+
+// The receive cursor a merged change contributes to (§13.3).
+struct PeerMark {
+  int64_t version = 0;
+  int64_t seq = 0;
+};
+
+class Merger {
+ public:
+  explicit Merger(ConnEngine* e) : e_(e) {}
+
+  // Validates `in` fully, then merges it. On a validation error nothing is
+  // written and the status is InvalidArgument with a "crsql - ..." message.
+  // A failing user-table write (CHECK, STRICT, NOT NULL) happens before any
+  // metadata write, so a failed change leaves no trace. *impacted gets the
+  // number of rows it modified (§11.8). When `peer_key` is non-null and the
+  // change counts for tracking, it is set to (site id, tag) and *mark to the
+  // change's (db_version, seq).
+  Status Merge(const MergeInput& in, int64_t* impacted, std::pair<std::string, int64_t>* peer_key,
+               PeerMark* mark, bool* tracked);
+
+  // Upserts the receive cursor of (site, tag) to at least `mark` (§13.3).
+  Status TrackPeer(const std::string& site, int64_t tag, const PeerMark& mark);
+
+ private:
+  Status Validate(const MergeInput& in, Crr** crr, std::vector<Value>* pk_vals, int* slot);
+
+  ConnEngine* e_;
+  StmtPtr track_;
+  std::string canonical_pk_;
+};
+
+}  // namespace crsync
+
+#endif  // CRSYNC_ENGINE_MERGER_H_

@@ -1,0 +1,54 @@
+// engine/row_meta.h — the clock records of one CRR row, and their compact
+// on-disk encoding (docs/storage.md).
+//
+// Each CRR row has one metadata record holding the row's sentinel clock
+// (causal length) and one clock per non-PK column. They are stored together
+// in one BLOB so that a local write touches one metadata row, not one per
+// column.
+#ifndef CRSYNC_ENGINE_ROW_META_H_
+#define CRSYNC_ENGINE_ROW_META_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "crsync/status.h"
+
+namespace crsync {
+
+// One clock record (crr-semantics §5).
+struct Clock {
+  bool present = false;
+  int64_t col_version = 0;  // for the sentinel: the causal length
+  int64_t db_version = 0;
+  int64_t seq = 0;
+  int64_t site = 0;  // site ordinal; 0 = this site
+  int64_t run = 0;   // first seq of the change-feed run listing this record
+};
+
+struct RowMeta {
+  Clock sentinel;
+  std::vector<Clock> cols;  // indexed by column slot
+
+  // The local causal length L (§5): the sentinel's value, else 1 if any
+  // column clock exists, else 0.
+  int64_t CausalLength() const;
+  bool AnyColumn() const;
+  bool Empty() const { return !sentinel.present && !AnyColumn(); }
+};
+
+// Encodes `meta` into *out (replacing its contents).
+void EncodeRowMeta(const RowMeta& meta, std::string* out);
+
+// Decodes `blob` into *meta, which gets at least `slots` column entries.
+// Records for slots >= `slots` are dropped (a column removed by an alter).
+Status DecodeRowMeta(std::string_view blob, size_t slots, RowMeta* meta);
+
+// LEB128 helpers, shared with other compact encodings.
+void PutVarint(uint64_t v, std::string* out);
+bool GetVarint(std::string_view in, size_t* pos, uint64_t* v);
+
+}  // namespace crsync
+
+#endif  // CRSYNC_ENGINE_ROW_META_H_

@@ -1,0 +1,131 @@
+// The table-valued function crsql_unpack_columns(blob): one row per packed
+// value, column `cell` (crr-semantics §9.3).
+#include <string>
+#include <vector>
+
+#include "common/guard.h"
+#include "engine/functions.h"
+#include "engine/packed.h"
+
+namespace crsync {
+namespace {
+
+struct UnpackCursor {
+  sqlite3_vtab_cursor base{};
+  std::vector<Value> cells;
+  size_t pos = 0;
+};
+
+int Connect(sqlite3* db, void*, int, const char* const*, sqlite3_vtab** out, char**) {
+  return GuardSqliteCall(SQLITE_ERROR, [&] {
+    int rc = sqlite3_declare_vtab(db, "CREATE TABLE x(cell ANY, package BLOB HIDDEN)");
+    if (rc != SQLITE_OK) return rc;
+    sqlite3_vtab_config(db, SQLITE_VTAB_INNOCUOUS);
+    *out = new sqlite3_vtab{};
+    return SQLITE_OK;
+  });
+}
+
+int Disconnect(sqlite3_vtab* v) {
+  delete v;
+  return SQLITE_OK;
+}
+
+int BestIndex(sqlite3_vtab*, sqlite3_index_info* info) {
+  bool have = false;
+  for (int i = 0; i < info->nConstraint; ++i) {
+    const auto& c = info->aConstraint[i];
+    if (c.iColumn == 1 && c.op == SQLITE_INDEX_CONSTRAINT_EQ) {
+      if (!c.usable) return SQLITE_CONSTRAINT;
+      info->aConstraintUsage[i].argvIndex = 1;
+      info->aConstraintUsage[i].omit = 1;
+      have = true;
+    }
+  }
+  info->idxNum = have;
+  info->estimatedCost = have ? 10 : 1e12;
+  return SQLITE_OK;
+}
+
+int Open(sqlite3_vtab*, sqlite3_vtab_cursor** out) {
+  return GuardSqliteCall(SQLITE_NOMEM, [&] {
+    *out = &(new UnpackCursor)->base;
+    return SQLITE_OK;
+  });
+}
+
+int Close(sqlite3_vtab_cursor* c) {
+  delete reinterpret_cast<UnpackCursor*>(c);
+  return SQLITE_OK;
+}
+
+int Filter(sqlite3_vtab_cursor* cur, int idx_num, const char*, int argc, sqlite3_value** argv) {
+  auto* c = reinterpret_cast<UnpackCursor*>(cur);
+  return GuardSqliteCall(SQLITE_ERROR, [&] {
+    c->cells.clear();
+    c->pos = 0;
+    if (!idx_num || argc < 1) return SQLITE_OK;
+    if (sqlite3_value_type(argv[0]) != SQLITE_BLOB) {
+      cur->pVtab->zErrMsg = sqlite3_mprintf("crsql_unpack_columns expects a packed BLOB");
+      return SQLITE_ERROR;
+    }
+    std::string_view blob(static_cast<const char*>(sqlite3_value_blob(argv[0])),
+                          static_cast<size_t>(sqlite3_value_bytes(argv[0])));
+    Status s = UnpackValues(blob, &c->cells);
+    if (!s.ok()) {
+      cur->pVtab->zErrMsg = sqlite3_mprintf("crsql_unpack_columns: %s", s.message().c_str());
+      return SQLITE_ERROR;
+    }
+    return SQLITE_OK;
+  });
+}
+
+int Next(sqlite3_vtab_cursor* cur) {
+  ++reinterpret_cast<UnpackCursor*>(cur)->pos;
+  return SQLITE_OK;
+}
+
+int Eof(sqlite3_vtab_cursor* cur) {
+  auto* c = reinterpret_cast<UnpackCursor*>(cur);
+  return c->pos >= c->cells.size();
+}
+
+int Column(sqlite3_vtab_cursor* cur, sqlite3_context* ctx, int col) {
+  auto* c = reinterpret_cast<UnpackCursor*>(cur);
+  return GuardSqliteCall(SQLITE_ERROR, [&] {
+    if (col == 0) c->cells[c->pos].SetResult(ctx);
+    else sqlite3_result_null(ctx);
+    return SQLITE_OK;
+  });
+}
+
+int Rowid(sqlite3_vtab_cursor* cur, sqlite_int64* out) {
+  *out = static_cast<sqlite_int64>(reinterpret_cast<UnpackCursor*>(cur)->pos);
+  return SQLITE_OK;
+}
+
+sqlite3_module MakeModule() {
+  sqlite3_module m{};
+  m.xConnect = Connect;
+  m.xBestIndex = BestIndex;
+  m.xDisconnect = Disconnect;
+  m.xDestroy = Disconnect;
+  m.xOpen = Open;
+  m.xClose = Close;
+  m.xFilter = Filter;
+  m.xNext = Next;
+  m.xEof = Eof;
+  m.xColumn = Column;
+  m.xRowid = Rowid;
+  return m;
+}
+
+const sqlite3_module kModule = MakeModule();
+
+}  // namespace
+
+int RegisterUnpackColumns(sqlite3* db) {
+  return sqlite3_create_module_v2(db, "crsql_unpack_columns", &kModule, nullptr, nullptr);
+}
+
+}  // namespace crsync

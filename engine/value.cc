@@ -1,0 +1,183 @@
+#include "engine/value.h"
+
+#include <cstring>
+
+namespace crsync {
+namespace {
+
+// Rank of a storage class in the §10 order.
+int Rank(int type) {
+  switch (type) {
+    case SQLITE_NULL:
+      return 0;
+    case SQLITE_BLOB:
+      return 1;
+    case SQLITE_TEXT:
+      return 2;
+    case SQLITE_FLOAT:
+      return 3;
+    default:
+      return 4;  // SQLITE_INTEGER
+  }
+}
+
+int CompareBytes(const void* a, size_t na, const void* b, size_t nb) {
+  size_t n = na < nb ? na : nb;
+  int c = n ? std::memcmp(a, b, n) : 0;
+  if (c != 0) return c < 0 ? -1 : 1;
+  if (na == nb) return 0;
+  return na < nb ? -1 : 1;
+}
+
+struct View {
+  int type;
+  int64_t i;
+  double d;
+  const void* p;
+  size_t n;
+};
+
+View ViewOf(sqlite3_value* v) {
+  View out{sqlite3_value_type(v), 0, 0, nullptr, 0};
+  switch (out.type) {
+    case SQLITE_INTEGER:
+      out.i = sqlite3_value_int64(v);
+      break;
+    case SQLITE_FLOAT:
+      out.d = sqlite3_value_double(v);
+      break;
+    case SQLITE_TEXT:
+      out.p = sqlite3_value_text(v);
+      out.n = static_cast<size_t>(sqlite3_value_bytes(v));
+      break;
+    case SQLITE_BLOB:
+      out.p = sqlite3_value_blob(v);
+      out.n = static_cast<size_t>(sqlite3_value_bytes(v));
+      break;
+    default:
+      break;
+  }
+  return out;
+}
+
+View ViewOf(const Value& v) { return View{v.type, v.i, v.d, v.bytes.data(), v.bytes.size()}; }
+
+int CompareViews(const View& a, const View& b) {
+  int ra = Rank(a.type), rb = Rank(b.type);
+  if (ra != rb) return ra < rb ? -1 : 1;
+  switch (a.type) {
+    case SQLITE_INTEGER:
+      return a.i < b.i ? -1 : (a.i > b.i ? 1 : 0);
+    case SQLITE_FLOAT:
+      return a.d < b.d ? -1 : (a.d > b.d ? 1 : 0);
+    case SQLITE_TEXT:
+    case SQLITE_BLOB:
+      return CompareBytes(a.p, a.n, b.p, b.n);
+    default:
+      return 0;
+  }
+}
+
+}  // namespace
+
+Value Value::From(sqlite3_value* v) {
+  Value out;
+  out.type = sqlite3_value_type(v);
+  switch (out.type) {
+    case SQLITE_INTEGER:
+      out.i = sqlite3_value_int64(v);
+      break;
+    case SQLITE_FLOAT:
+      out.d = sqlite3_value_double(v);
+      break;
+    case SQLITE_TEXT: {
+      const unsigned char* p = sqlite3_value_text(v);
+      out.bytes.assign(reinterpret_cast<const char*>(p), sqlite3_value_bytes(v));
+      break;
+    }
+    case SQLITE_BLOB: {
+      const void* p = sqlite3_value_blob(v);
+      int n = sqlite3_value_bytes(v);
+      if (n > 0) out.bytes.assign(static_cast<const char*>(p), n);
+      break;
+    }
+    default:
+      break;
+  }
+  return out;
+}
+
+Value Value::FromColumn(sqlite3_stmt* stmt, int col) { return From(sqlite3_column_value(stmt, col)); }
+
+int Value::Bind(sqlite3_stmt* stmt, int idx) const {
+  switch (type) {
+    case SQLITE_INTEGER:
+      return sqlite3_bind_int64(stmt, idx, i);
+    case SQLITE_FLOAT:
+      return sqlite3_bind_double(stmt, idx, d);
+    case SQLITE_TEXT:
+      return sqlite3_bind_text(stmt, idx, bytes.data(), static_cast<int>(bytes.size()),
+                               SQLITE_TRANSIENT);
+    case SQLITE_BLOB:
+      return sqlite3_bind_blob(stmt, idx, bytes.data(), static_cast<int>(bytes.size()),
+                               SQLITE_TRANSIENT);
+    default:
+      return sqlite3_bind_null(stmt, idx);
+  }
+}
+
+void Value::SetResult(sqlite3_context* ctx) const {
+  switch (type) {
+    case SQLITE_INTEGER:
+      sqlite3_result_int64(ctx, i);
+      break;
+    case SQLITE_FLOAT:
+      sqlite3_result_double(ctx, d);
+      break;
+    case SQLITE_TEXT:
+      sqlite3_result_text(ctx, bytes.data(), static_cast<int>(bytes.size()), SQLITE_TRANSIENT);
+      break;
+    case SQLITE_BLOB:
+      sqlite3_result_blob(ctx, bytes.data(), static_cast<int>(bytes.size()), SQLITE_TRANSIENT);
+      break;
+    default:
+      sqlite3_result_null(ctx);
+  }
+}
+
+std::string Value::ToSql() const {
+  static const char kHex[] = "0123456789ABCDEF";
+  switch (type) {
+    case SQLITE_INTEGER:
+      return std::to_string(i);
+    case SQLITE_FLOAT: {
+      char buf[64];
+      snprintf(buf, sizeof buf, "%.17g", d);
+      return buf;
+    }
+    case SQLITE_TEXT: {
+      std::string out = "'";
+      for (char c : bytes) {
+        out += c;
+        if (c == '\'') out += '\'';
+      }
+      return out + "'";
+    }
+    case SQLITE_BLOB: {
+      std::string out = "X'";
+      for (unsigned char c : bytes) {
+        out += kHex[c >> 4];
+        out += kHex[c & 15];
+      }
+      return out + "'";
+    }
+    default:
+      return "NULL";
+  }
+}
+
+int Value::Compare(const Value& a, const Value& b) { return CompareViews(ViewOf(a), ViewOf(b)); }
+int CompareValues(sqlite3_value* a, sqlite3_value* b) { return CompareViews(ViewOf(a), ViewOf(b)); }
+int CompareValue(sqlite3_value* a, const Value& b) { return CompareViews(ViewOf(a), ViewOf(b)); }
+
+}  // namespace crsync

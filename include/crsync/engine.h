@@ -1,0 +1,93 @@
+// crsync/engine.h — the CRR engine's C++ API, for code that links crsync
+// (the sidecar, tests, benchmarks) rather than loading it as an extension.
+//
+// The engine itself is installed on a connection with crsync_engine_init()
+// (crsync/crsync.h). ChangeReader and ChangeApplier then work on that
+// connection without building SQL text per change.
+//
+// Thread safety: each object is bound to one connection and, like it, used
+// by one thread at a time.
+#ifndef CRSYNC_ENGINE_H_
+#define CRSYNC_ENGINE_H_
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "crsync/status.h"
+
+namespace crsync {
+
+// One row of crsql_changes with all nine columns.
+struct Change {
+  std::string table;
+  std::string pk;       // packed pk (crr-semantics §9)
+  std::string cid;      // column name, or "-1" for the row sentinel
+  int val_type = SQLITE_NULL;  // SQLITE_INTEGER, _FLOAT, _TEXT, _BLOB or _NULL
+  int64_t val_int = 0;
+  double val_real = 0;
+  std::string val_bytes;  // TEXT or BLOB
+  int64_t col_version = 0;
+  int64_t db_version = 0;
+  std::string site_id;  // 16 bytes
+  int64_t cl = 0;
+  int64_t seq = 0;
+};
+
+// Which origins a reader returns.
+struct OriginFilter {
+  enum class Mode { kAny, kLocal, kRemote, kOnly, kExcept };
+  Mode mode = Mode::kAny;
+  std::string site;  // for kOnly / kExcept: 16 bytes
+};
+
+// Streams the changes of a connection with db_version > a cursor, in
+// (db_version, seq) order, one whole transaction (one db_version) at a time,
+// without loading the result into memory.
+class ChangeReader {
+ public:
+  // `db` must have the engine installed. The reader holds statements on it
+  // until destroyed.
+  static Status Open(sqlite3* db, std::unique_ptr<ChangeReader>* out);
+  ~ChangeReader();
+
+  // Appends to *out the changes of the next transaction with
+  // db_version > `after` that pass `origin`, and sets *db_version to its
+  // version. Sets *db_version = 0 and leaves *out alone when there is none.
+  // Reads within the caller's transaction if one is open.
+  Status NextTransaction(int64_t after, const OriginFilter& origin, std::vector<Change>* out,
+                         int64_t* db_version);
+
+ private:
+  ChangeReader() = default;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Merges batches of changes through the same code as INSERT INTO
+// crsql_changes, in one SQLite transaction per batch.
+class ChangeApplier {
+ public:
+  static Status Open(sqlite3* db, std::unique_ptr<ChangeApplier>* out);
+  ~ChangeApplier();
+
+  // Validates every change, then merges them all in one transaction (BEGIN
+  // IMMEDIATE ... COMMIT) and records tracked peers (tag `tag`, event 0)
+  // once per origin. On any error nothing of the batch remains. `cl` and
+  // `seq` are taken from each Change as given (9-column semantics).
+  // *impacted, if not null, receives how many changes modified local state.
+  Status Apply(const std::vector<Change>& changes, int64_t tag = 0, int64_t* impacted = nullptr);
+
+ private:
+  ChangeApplier() = default;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace crsync
+
+#endif  // CRSYNC_ENGINE_H_

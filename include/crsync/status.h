@@ -1,0 +1,79 @@
+// crsync/status.h — the result type of every fallible crsync operation.
+//
+// A Status is either OK or carries a code, an optional SQLite result code and a
+// message. It is [[nodiscard]]: a caller must look at it, or say explicitly that
+// it does not care with IgnoreError().
+//
+// Thread safety: a Status is a value; distinct objects may be used from
+// distinct threads without synchronisation.
+#ifndef CRSYNC_STATUS_H_
+#define CRSYNC_STATUS_H_
+
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace crsync {
+
+class [[nodiscard]] Status {
+ public:
+  enum class Code {
+    kOk = 0,
+    kNotFound,
+    kInvalidArgument,  // bad input from a caller or a peer; nothing was changed
+    kCorruption,       // stored or received data violates a format
+    kIOError,
+    kSqlite,           // an SQLite call failed; sqlite_code() says how
+    kTransport,
+  };
+
+  // An OK status. Cheap: no allocation.
+  Status() noexcept = default;
+
+  static Status OK() noexcept { return Status(); }
+  static Status NotFound(std::string_view msg) { return Status(Code::kNotFound, 0, msg); }
+  static Status InvalidArgument(std::string_view msg) {
+    return Status(Code::kInvalidArgument, 0, msg);
+  }
+  static Status Corruption(std::string_view msg) { return Status(Code::kCorruption, 0, msg); }
+  static Status IOError(std::string_view msg) { return Status(Code::kIOError, 0, msg); }
+  static Status Transport(std::string_view msg) { return Status(Code::kTransport, 0, msg); }
+  // `rc` is an SQLite (extended) result code other than SQLITE_OK. `msg` is
+  // copied at once, because sqlite3_errmsg() text dies with the next API call.
+  static Status Sqlite(int rc, std::string_view msg) { return Status(Code::kSqlite, rc, msg); }
+
+  bool ok() const noexcept { return code_ == Code::kOk; }
+  Code code() const noexcept { return code_; }
+  // The SQLite result code this status maps to: the stored one for kSqlite,
+  // SQLITE_OK (0) for OK, SQLITE_ERROR/SQLITE_CORRUPT/... for the others.
+  int sqlite_code() const noexcept;
+  const std::string& message() const noexcept { return msg_; }
+
+  // "OK", or "<code name>: <message>" (with the SQLite code for kSqlite).
+  std::string ToString() const;
+
+  // Returns a copy whose message is `prefix` + ": " + the message.
+  Status WithContext(std::string_view prefix) const;
+
+  // Marks a deliberately ignored status; greppable.
+  void IgnoreError() const noexcept {}
+
+ private:
+  Status(Code code, int rc, std::string_view msg) : code_(code), rc_(rc), msg_(msg) {}
+
+  Code code_ = Code::kOk;
+  int rc_ = 0;
+  std::string msg_;
+};
+
+}  // namespace crsync
+
+// Evaluates `expr` (a Status) and returns it from the calling function if it
+// is not OK.
+#define CRSYNC_RETURN_IF_ERROR(expr)            \
+  do {                                          \
+    ::crsync::Status crsync_status_ = (expr);   \
+    if (!crsync_status_.ok()) return crsync_status_; \
+  } while (0)
+
+#endif  // CRSYNC_STATUS_H_

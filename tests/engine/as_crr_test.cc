@@ -1,0 +1,204 @@
+// crr-semantics §2-§4 and §15: bootstrap, site id, crsql_as_crr, crsql_as_table.
+#include "tests/test_util.h"
+
+namespace crsync {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(BootstrapTest, CreatesBookkeepingTablesAndSiteId) {
+  TestDb db;
+  EXPECT_EQ(db.One("SELECT count(*) FROM sqlite_master WHERE name IN ('crsql_site_id', "
+                   "'crsql_master', 'crsql_tracked_peers')"),
+            "3");
+  EXPECT_EQ(db.One("SELECT hex(crsql_site_id()) = hex(crsql_siteid())"), "1");
+  EXPECT_EQ(db.One("SELECT length(crsql_site_id())"), "16");
+  EXPECT_EQ(db.One("SELECT value FROM crsql_master WHERE key = 'crsqlite_version'"), "160300");
+  // UUID v4 version and variant bits.
+  std::string id = db.One("SELECT hex(crsql_site_id())");
+  EXPECT_EQ(id[1 + 12], '4');  // byte 6 high nibble (after the X' prefix)
+  EXPECT_TRUE(std::string("89AB").find(id[1 + 16]) != std::string::npos) << id;
+  EXPECT_EQ(db.One("SELECT crsql_db_version()"), "0");
+}
+
+TEST(BootstrapTest, SiteIdSurvivesReopen) {
+  TempPath path;
+  std::string first;
+  {
+    TestDb db(path.str());
+    first = db.One("SELECT hex(crsql_site_id())");
+  }
+  TestDb db(path.str());
+  EXPECT_EQ(db.One("SELECT hex(crsql_site_id())"), first);
+  EXPECT_EQ(db.One("SELECT count(*) FROM crsql_site_id"), "1");
+}
+
+TEST(BootstrapTest, ReadOnlyDatabaseWithTablesOpens) {
+  TempPath path;
+  { TestDb db(path.str()); db.Exec("CREATE TABLE t(a PRIMARY KEY, b); SELECT crsql_as_crr('t');"
+                                   "INSERT INTO t VALUES (1, 2);"); }
+  DbPtr ro;
+  ASSERT_OK(OpenDb(path.str(), SQLITE_OPEN_READONLY, nullptr, &ro));
+  char* err = nullptr;
+  EXPECT_EQ(crsync_engine_init(ro.get(), &err), SQLITE_OK) << (err ? err : "");
+  sqlite3_free(err);
+  EXPECT_OK(Exec(ro.get(), "SELECT * FROM crsql_changes"));
+}
+
+TEST(BootstrapTest, PlainCloseSucceedsWithoutFinalize) {
+  TempPath path;
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open(path.str().c_str(), &raw), SQLITE_OK);
+  ASSERT_EQ(crsync_engine_init(raw, nullptr), SQLITE_OK);
+  ASSERT_OK(Exec(raw, "CREATE TABLE t(a PRIMARY KEY, b); SELECT crsql_as_crr('t');"
+                      "INSERT INTO t VALUES (1, 2); UPDATE t SET b = 3;"
+                      "SELECT * FROM crsql_changes;"
+                      "INSERT INTO crsql_changes VALUES ('t', X'010902', 'b', 1, 1, 1, "
+                      "X'11111111111111111111111111111111');"));
+  EXPECT_EQ(sqlite3_close(raw), SQLITE_OK);
+}
+
+TEST(BootstrapTest, FinalizeIsAcceptedAndConnectionStillCloses) {
+  TestDb db;
+  EXPECT_EQ(db.One("SELECT crsql_finalize()"), "'finalized'");
+}
+
+TEST(AsCrrTest, EligibilityExamplesOfTheSpec) {
+  TestDb db;
+  db.Exec(
+      "CREATE TABLE a (id INTEGER PRIMARY KEY NOT NULL, b);"
+      "CREATE TABLE b (x NOT NULL, y NOT NULL, z, PRIMARY KEY (y, x));"
+      "CREATE TABLE c (id PRIMARY KEY, name);"
+      "CREATE TABLE d (a, b);"
+      "CREATE TABLE e (id PRIMARY KEY NOT NULL, email UNIQUE);"
+      "CREATE TABLE f (id INTEGER PRIMARY KEY AUTOINCREMENT, v);"
+      "CREATE TABLE g (id PRIMARY KEY NOT NULL, p REFERENCES a(id));"
+      "CREATE TABLE h (id PRIMARY KEY NOT NULL, v NOT NULL);"
+      "CREATE TABLE i (id PRIMARY KEY NOT NULL, v NOT NULL DEFAULT 0);"
+      "CREATE TABLE j (id PRIMARY KEY NOT NULL, v);"
+      "CREATE UNIQUE INDEX j_v ON j(v);"
+      "CREATE TABLE k (id PRIMARY KEY NOT NULL, \"-1\");"
+      "CREATE VIEW v AS SELECT * FROM a;"
+      "CREATE TEMP TABLE tmp (id PRIMARY KEY, x);");
+  EXPECT_EQ(db.One("SELECT crsql_as_crr('a')"), "'OK'");
+  EXPECT_EQ(db.One("SELECT crsql_as_crr('b')"), "'OK'");
+  EXPECT_EQ(db.One("SELECT crsql_as_crr('c')"), "'OK'");
+  EXPECT_THAT(db.Error("SELECT crsql_as_crr('d')"), HasSubstr("has no primary key"));
+  EXPECT_THAT(db.Error("SELECT crsql_as_crr('e')"), HasSubstr("unique indices"));
+  EXPECT_THAT(db.Error("SELECT crsql_as_crr('f')"), HasSubstr("auto-increment"));
+  EXPECT_THAT(db.Error("SELECT crsql_as_crr('g')"), HasSubstr("foreign key"));
+  EXPECT_THAT(db.Error("SELECT crsql_as_crr('h')"), HasSubstr("NOT NULL column"));
+  EXPECT_EQ(db.One("SELECT crsql_as_crr('i')"), "'OK'");
+  EXPECT_THAT(db.Error("SELECT crsql_as_crr('j')"), HasSubstr("unique indices"));
+  EXPECT_THAT(db.Error("SELECT crsql_as_crr('k')"), HasSubstr("reserved"));
+  EXPECT_THAT(db.Error("SELECT crsql_as_crr('v')"), HasSubstr("not an ordinary table"));
+  EXPECT_THAT(db.Error("SELECT crsql_as_crr('nope')"), HasSubstr("no such table: nope"));
+  EXPECT_THAT(db.Error("SELECT crsql_as_crr('tmp')"), HasSubstr("no such table: tmp"));
+  EXPECT_THAT(db.Error("SELECT crsql_as_crr()"), HasSubstr("Wrong number of args"));
+  EXPECT_THAT(db.Error("SELECT crsql_as_crr('temp', 'tmp')"), HasSubstr("main schema"));
+  EXPECT_EQ(db.One("SELECT crsql_as_crr('main', 'i')"), "'OK'");
+  // Rejected tables got nothing: no triggers, no metadata tables.
+  EXPECT_EQ(db.One("SELECT count(*) FROM sqlite_master WHERE name LIKE 'e\\_\\_%' ESCAPE '\\' "
+                   "OR name LIKE 'h\\_\\_%' ESCAPE '\\'"),
+            "0");
+}
+
+TEST(AsCrrTest, IsIdempotent) {
+  TestDb db;
+  db.Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, v); INSERT INTO t VALUES (1, 'x');");
+  EXPECT_EQ(db.One("SELECT crsql_as_crr('t')"), "'OK'");
+  EXPECT_EQ(db.One("SELECT crsql_db_version()"), "1");
+  EXPECT_EQ(db.One("SELECT crsql_as_crr('t')"), "'OK'");
+  EXPECT_EQ(db.One("SELECT crsql_db_version()"), "1");
+  EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes"), "1");
+}
+
+TEST(AsCrrTest, FailureKeepsEnclosingTransactionOpen) {
+  TestDb db;
+  db.Exec("CREATE TABLE ok (id PRIMARY KEY NOT NULL, v); CREATE TABLE bad (a, b);"
+          "BEGIN; INSERT INTO ok VALUES (1, 1);");
+  EXPECT_THAT(db.Error("SELECT crsql_as_crr('bad')"), HasSubstr("no primary key"));
+  EXPECT_EQ(sqlite3_get_autocommit(db.get()), 0);  // still inside BEGIN
+  db.Exec("COMMIT");
+  EXPECT_EQ(db.One("SELECT count(*) FROM ok"), "1");
+}
+
+TEST(AsCrrTest, QuotedNamesWork) {
+  TestDb db;
+  db.Exec("CREATE TABLE \"we\"\"ird 't'\" (\"i d\" PRIMARY KEY NOT NULL, \"v\"\"al\", 'x y');"
+          "SELECT crsql_as_crr('we\"ird ''t''');"
+          "INSERT INTO \"we\"\"ird 't'\" VALUES (1, 2, 3);"
+          "UPDATE \"we\"\"ird 't'\" SET \"v\"\"al\" = 5;"
+          "DELETE FROM \"we\"\"ird 't'\";");
+  EXPECT_EQ(db.Query("SELECT \"table\", cid, col_version, cl FROM crsql_changes"),
+            (Rows{{"'we\"ird 't''", "'-1'", "2", "2"}}));
+}
+
+// §4.4, verified v0.16 output.
+TEST(AsCrrTest, BackfillOfExistingRows) {
+  TestDb db;
+  db.Exec(
+      "CREATE TABLE foo (a PRIMARY KEY NOT NULL, b, c DEFAULT 5, d);"
+      "INSERT INTO foo VALUES (2, 'x', 5, NULL), (1, NULL, 7, 3);"
+      "CREATE TABLE pko (a NOT NULL, b NOT NULL, PRIMARY KEY (a, b));"
+      "INSERT INTO pko VALUES (1, 'z'), (0, 'y');"
+      "SELECT crsql_as_crr('foo'); SELECT crsql_as_crr('pko');");
+  EXPECT_EQ(db.Query("SELECT \"table\", hex(pk), cid, val, col_version, db_version, cl, seq FROM "
+                     "crsql_changes"),
+            (Rows{{"'foo'", "'010901'", "'b'", "NULL", "1", "1", "1", "0"},
+                  {"'foo'", "'010901'", "'c'", "7", "1", "1", "1", "1"},
+                  {"'foo'", "'010901'", "'d'", "3", "1", "1", "1", "2"},
+                  {"'foo'", "'010902'", "'b'", "'x'", "1", "1", "1", "3"},
+                  {"'foo'", "'010902'", "'c'", "5", "1", "1", "1", "4"},
+                  {"'foo'", "'010902'", "'d'", "NULL", "1", "1", "1", "5"},
+                  {"'pko'", "'02010B0179'", "'-1'", "NULL", "1", "2", "1", "0"},
+                  {"'pko'", "'0209010B017A'", "'-1'", "NULL", "1", "2", "1", "1"}}));
+}
+
+TEST(AsTableTest, RemovesMetadataKeepsDataAndStartsOver) {
+  TestDb db;
+  db.Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t');"
+          "INSERT INTO t VALUES (1, 'a'); DELETE FROM t; INSERT INTO t VALUES (2, 'b');");
+  EXPECT_EQ(db.One("SELECT crsql_db_version()"), "3");
+  EXPECT_EQ(db.One("SELECT crsql_as_table('t')"), "NULL");
+  EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes"), "0");
+  EXPECT_EQ(db.One("SELECT count(*) FROM t"), "1");
+  EXPECT_EQ(db.One("SELECT count(*) FROM sqlite_master WHERE name LIKE 't\\_\\_%' ESCAPE '\\'"), "0");
+  db.Exec("INSERT INTO t VALUES (3, 'c')");  // plain table: no triggers
+  EXPECT_THAT(db.Error("INSERT INTO crsql_changes VALUES ('t', X'010901', 'v', 'x', 1, 1, NULL)"),
+              HasSubstr("could not find the schema information for table t"));
+  EXPECT_EQ(db.One("SELECT crsql_as_crr('t')"), "'OK'");
+  EXPECT_EQ(db.Query("SELECT DISTINCT db_version FROM crsql_changes"), (Rows{{"4"}}));
+  EXPECT_EQ(db.One("SELECT crsql_as_table('never_a_crr')"), "NULL");
+}
+
+TEST(AsTableTest, DbVersionDoesNotGoBackAfterReopen) {
+  TempPath path;
+  {
+    TestDb db(path.str());
+    db.Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t');"
+            "INSERT INTO t VALUES (1, 'a'); INSERT INTO t VALUES (2, 'a');"
+            "SELECT crsql_as_table('t');");
+  }
+  TestDb db(path.str());
+  EXPECT_EQ(db.One("SELECT crsql_db_version()"), "2");
+}
+
+TEST(ConfigTest, MergeEqualValuesIsPersistedAndValidated) {
+  TempPath path;
+  {
+    TestDb db(path.str());
+    EXPECT_EQ(db.One("SELECT crsql_config_get('merge-equal-values')"), "0");
+    EXPECT_EQ(db.One("SELECT crsql_config_set('merge-equal-values', 1)"), "1");
+    EXPECT_EQ(db.One("SELECT crsql_config_get('merge-equal-values')"), "1");
+    EXPECT_EQ(db.One("SELECT value FROM crsql_master WHERE key = 'config.merge-equal-values'"), "1");
+    EXPECT_THAT(db.Error("SELECT crsql_config_set('nope', 1)"), HasSubstr("Unknown setting name"));
+    EXPECT_THAT(db.Error("SELECT crsql_config_get('nope')"), HasSubstr("Unknown setting name"));
+    EXPECT_THAT(db.Error("SELECT crsql_config_set('merge-equal-values', '1')"), HasSubstr("integer"));
+  }
+  TestDb db(path.str());
+  EXPECT_EQ(db.One("SELECT crsql_config_get('merge-equal-values')"), "1");
+}
+
+}  // namespace
+}  // namespace crsync

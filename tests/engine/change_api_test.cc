@@ -1,0 +1,142 @@
+// ChangeReader and ChangeApplier: the sidecar's paths.
+#include "crsync/engine.h"
+#include "tests/engine/sync_util.h"
+
+namespace crsync {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kSchema[] =
+    "CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, a, b); SELECT crsql_as_crr('t');"
+    "CREATE TABLE u (k TEXT PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('u');";
+
+TEST(ChangeReaderTest, ReadsOneWholeTransactionAtATime) {
+  TestDb db;
+  db.Exec(kSchema);
+  db.Exec("INSERT INTO t VALUES (1, 'a', 1); BEGIN; INSERT INTO t VALUES (2, 'b', 2);"
+          "INSERT INTO u VALUES ('x', 1); DELETE FROM t WHERE id = 1; COMMIT; UPDATE u SET v = 2;");
+  std::unique_ptr<ChangeReader> reader;
+  ASSERT_OK(ChangeReader::Open(db.get(), &reader));
+  std::vector<int64_t> versions;
+  std::vector<size_t> sizes;
+  int64_t cursor = 0, v;
+  std::vector<Change> all;
+  for (;;) {
+    std::vector<Change> txn;
+    ASSERT_OK(reader->NextTransaction(cursor, OriginFilter{}, &txn, &v));
+    if (v == 0) break;
+    for (const Change& c : txn) EXPECT_EQ(c.db_version, v);
+    versions.push_back(v);
+    sizes.push_back(txn.size());
+    all.insert(all.end(), txn.begin(), txn.end());
+    cursor = v;
+  }
+  EXPECT_EQ(versions, (std::vector<int64_t>{2, 3}));
+  // v2: t(2).a, t(2).b, t(1)'s tombstone; u('x').v moved on to v3.
+  EXPECT_EQ(sizes, (std::vector<size_t>{3, 1}));
+  // Same rows as the virtual table, same order.
+  auto rows = ReadChanges(db.get());
+  ASSERT_EQ(rows.size(), all.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    EXPECT_EQ(rows[i][0].bytes, all[i].table);
+    EXPECT_EQ(rows[i][1].bytes, all[i].pk);
+    EXPECT_EQ(rows[i][2].bytes, all[i].cid);
+    EXPECT_EQ(rows[i][8].i, all[i].seq);
+    EXPECT_EQ(rows[i][7].i, all[i].cl);
+    EXPECT_EQ(rows[i][6].bytes, all[i].site_id);
+  }
+  // The reader holds no read transaction between calls.
+  EXPECT_EQ(sqlite3_next_stmt(db.get(), nullptr) == nullptr ||
+                sqlite3_stmt_busy(sqlite3_next_stmt(db.get(), nullptr)) == 0,
+            true);
+}
+
+TEST(ChangeReaderTest, OriginFilterExcludesTheRequester) {
+  TestDb a, b;
+  a.Exec(kSchema);
+  b.Exec(kSchema);
+  a.Exec("INSERT INTO t VALUES (1, 'a', 1)");
+  Sync(a, b);
+  b.Exec("INSERT INTO t VALUES (2, 'b', 2)");
+  std::unique_ptr<ChangeReader> reader;
+  ASSERT_OK(ChangeReader::Open(b.get(), &reader));
+  OriginFilter not_a;
+  not_a.mode = OriginFilter::Mode::kExcept;
+  std::string hex = a.Text("SELECT hex(crsql_site_id())");
+  for (size_t i = 0; i < hex.size(); i += 2)
+    not_a.site += static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16));
+  std::vector<Change> txn;
+  int64_t v;
+  ASSERT_OK(reader->NextTransaction(0, not_a, &txn, &v));
+  ASSERT_EQ(txn.size(), 2u);
+  EXPECT_EQ(txn[0].pk, std::string("\x01\x09\x02", 3));
+}
+
+TEST(ChangeApplierTest, AppliesBatchTracksPeerOnceAndMatchesSql) {
+  TestDb a, b, c;
+  for (TestDb* d : {&a, &b, &c}) d->Exec(kSchema);
+  a.Exec("INSERT INTO t VALUES (1, 'a', 1); INSERT INTO u VALUES ('x', 1); UPDATE t SET a = 'z';"
+         "DELETE FROM u;");
+  std::unique_ptr<ChangeReader> reader;
+  ASSERT_OK(ChangeReader::Open(a.get(), &reader));
+  std::vector<Change> batch;
+  int64_t cursor = 0, v;
+  do {
+    ASSERT_OK(reader->NextTransaction(cursor, OriginFilter{}, &batch, &v));
+    if (v) cursor = v;
+  } while (v);
+  std::unique_ptr<ChangeApplier> applier;
+  ASSERT_OK(ChangeApplier::Open(b.get(), &applier));
+  int64_t impacted = 0;
+  ASSERT_OK(applier->Apply(batch, 0, &impacted));
+  EXPECT_EQ(impacted, 3);  // t.a, t.b, u tombstone
+  Sync(a, c);               // the SQL path
+  EXPECT_EQ(b.Query("SELECT * FROM t"), c.Query("SELECT * FROM t"));
+  EXPECT_EQ(b.Query("SELECT \"table\", hex(pk), cid, val, col_version, db_version, hex(site_id), cl, seq "
+                    "FROM crsql_changes"),
+            c.Query("SELECT \"table\", hex(pk), cid, val, col_version, db_version, hex(site_id), cl, seq "
+                    "FROM crsql_changes"));
+  EXPECT_EQ(b.Query("SELECT version, seq, tag, event FROM crsql_tracked_peers"),
+            (Rows{{"4", "0", "0", "0"}}));
+}
+
+TEST(ChangeApplierTest, BadChangeRollsBackTheWholeBatch) {
+  TestDb a, b;
+  a.Exec(kSchema);
+  b.Exec(kSchema);
+  a.Exec("INSERT INTO t VALUES (1, 'a', 1)");
+  std::unique_ptr<ChangeReader> reader;
+  ASSERT_OK(ChangeReader::Open(a.get(), &reader));
+  std::vector<Change> batch;
+  int64_t v;
+  ASSERT_OK(reader->NextTransaction(0, OriginFilter{}, &batch, &v));
+  batch.push_back(batch[0]);
+  batch.back().cid = "nope";
+  std::unique_ptr<ChangeApplier> applier;
+  ASSERT_OK(ChangeApplier::Open(b.get(), &applier));
+  Status s = applier->Apply(batch);
+  EXPECT_THAT(s.message(), HasSubstr("change 2 of 3"));
+  EXPECT_THAT(s.message(), HasSubstr("no such column t.nope"));
+  EXPECT_EQ(b.One("SELECT count(*) FROM t"), "0");
+  EXPECT_EQ(b.One("SELECT count(*) FROM crsql_changes"), "0");
+  EXPECT_EQ(b.One("SELECT count(*) FROM crsql_tracked_peers"), "0");
+  EXPECT_EQ(sqlite3_get_autocommit(b.get()), 1);
+  // Inside a caller's transaction only the batch is undone.
+  b.Exec("BEGIN; INSERT INTO u VALUES ('mine', 1);");
+  EXPECT_FALSE(applier->Apply(batch).ok());
+  EXPECT_EQ(sqlite3_get_autocommit(b.get()), 0);
+  b.Exec("COMMIT");
+  EXPECT_EQ(b.One("SELECT count(*) FROM u"), "1");
+  EXPECT_EQ(b.One("SELECT count(*) FROM t"), "0");
+}
+
+TEST(ChangeApiTest, NeedsTheEngine) {
+  DbPtr plain;
+  ASSERT_OK(OpenDb(":memory:", SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr, &plain));
+  std::unique_ptr<ChangeReader> reader;
+  EXPECT_THAT(ChangeReader::Open(plain.get(), &reader).message(), HasSubstr("not installed"));
+}
+
+}  // namespace
+}  // namespace crsync

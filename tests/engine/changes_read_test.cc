@@ -1,0 +1,133 @@
+// crr-semantics §8: reading crsql_changes.
+#include "tests/test_util.h"
+
+namespace crsync {
+namespace {
+
+using ::testing::HasSubstr;
+
+class ChangesReadTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    db_.Exec(
+        "CREATE TABLE a (id PRIMARY KEY NOT NULL, x, y); SELECT crsql_as_crr('a');"
+        "CREATE TABLE b (k1 NOT NULL, k2 NOT NULL, v, PRIMARY KEY (k1, k2)); SELECT crsql_as_crr('b');"
+        "INSERT INTO a VALUES (1, 'one', 1.5);"                      // v1
+        "BEGIN; INSERT INTO b VALUES ('p', 1, x'00'); UPDATE a SET x = 'uno'; COMMIT;"  // v2
+        "DELETE FROM a WHERE id = 1;"                                 // v3
+        "INSERT INTO a VALUES (2, NULL, NULL);");                     // v4
+  }
+  TestDb db_;
+};
+
+TEST_F(ChangesReadTest, SelectStarHasSevenColumnsAndHiddenOnesByName) {
+  EXPECT_EQ(db_.Query("SELECT * FROM crsql_changes LIMIT 1")[0].size(), 7u);
+  EXPECT_EQ(db_.Query("SELECT *, cl, seq FROM crsql_changes LIMIT 1")[0].size(), 9u);
+  EXPECT_EQ(db_.One("SELECT count(*) FROM crsql_changes WHERE tag IS NOT NULL"), "0");
+  EXPECT_EQ(db_.One("SELECT count(*) FROM crsql_changes WHERE site_id = crsql_site_id()"), "4");
+}
+
+TEST_F(ChangesReadTest, RowsComeInDbVersionSeqOrderAcrossTables) {
+  EXPECT_EQ(db_.Query("SELECT \"table\", cid, db_version, seq FROM crsql_changes"),
+            (Rows{{"'b'", "'v'", "2", "0"},
+                  {"'a'", "'-1'", "3", "0"},
+                  {"'a'", "'x'", "4", "0"},
+                  {"'a'", "'y'", "4", "1"}}));
+}
+
+TEST_F(ChangesReadTest, DbVersionConstraints) {
+  auto q = [&](const std::string& where) {
+    return db_.One("SELECT group_concat(db_version || '.' || seq) FROM crsql_changes WHERE " + where);
+  };
+  EXPECT_EQ(q("db_version > 2"), "'3.0,4.0,4.1'");
+  EXPECT_EQ(q("db_version >= 3"), "'3.0,4.0,4.1'");
+  EXPECT_EQ(q("db_version = 4"), "'4.0,4.1'");
+  EXPECT_EQ(q("db_version < 3"), "'2.0'");
+  EXPECT_EQ(q("db_version <= 3 AND db_version > 2"), "'3.0'");
+  EXPECT_EQ(q("db_version > 2.5"), "'3.0,4.0,4.1'");
+  EXPECT_EQ(q("db_version = 2.5"), "NULL");
+  EXPECT_EQ(q("db_version > NULL"), "NULL");
+  // SQL affinity: '1' compares as 1 with an INTEGER column; 'x' stays TEXT,
+  // which sorts above every integer.
+  EXPECT_EQ(q("db_version > '1'"), "'2.0,3.0,4.0,4.1'");
+  EXPECT_EQ(q("db_version > 'x'"), "NULL");
+  EXPECT_EQ(q("db_version < 'x'"), "'2.0,3.0,4.0,4.1'");
+}
+
+TEST_F(ChangesReadTest, TableAndPkConstraints) {
+  EXPECT_EQ(db_.One("SELECT count(*) FROM crsql_changes WHERE \"table\" = 'a'"), "3");
+  EXPECT_EQ(db_.One("SELECT count(*) FROM crsql_changes WHERE \"table\" = 'nope'"), "0");
+  EXPECT_EQ(db_.One("SELECT count(*) FROM crsql_changes WHERE \"table\" = 'A'"), "0");
+  EXPECT_EQ(db_.Query("SELECT cid FROM crsql_changes WHERE pk = crsql_pack_columns(2)"),
+            (Rows{{"'x'"}, {"'y'"}}));
+  EXPECT_EQ(db_.Query("SELECT cid FROM crsql_changes WHERE \"table\" = 'b' AND pk = "
+                      "crsql_pack_columns('p', 1)"),
+            (Rows{{"'v'"}}));
+  EXPECT_EQ(db_.One("SELECT count(*) FROM crsql_changes WHERE pk = X'0209'"), "0");  // malformed
+  EXPECT_EQ(db_.One("SELECT count(*) FROM crsql_changes WHERE pk = 'text'"), "0");
+  // A non-canonical encoding of 2 is not byte-equal to the shown pk.
+  EXPECT_EQ(db_.One("SELECT count(*) FROM crsql_changes WHERE pk = X'01110002'"), "0");
+}
+
+TEST_F(ChangesReadTest, SiteIdFilters) {
+  std::string own = db_.Text("SELECT quote(crsql_site_id())");
+  auto n = [&](const std::string& where) {
+    return db_.One("SELECT count(*) FROM crsql_changes WHERE " + where);
+  };
+  db_.Exec("INSERT INTO crsql_changes VALUES ('a', X'010905', 'x', 'remote', 1, 9, "
+           "X'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA')");
+  EXPECT_EQ(n("site_id IS NULL"), "4");
+  EXPECT_EQ(n("site_id IS NOT NULL"), "1");
+  EXPECT_EQ(n("site_id = " + own), "4");
+  EXPECT_EQ(n("site_id IS " + own), "4");
+  EXPECT_EQ(n("site_id != " + own), "1");
+  EXPECT_EQ(n("site_id IS NOT " + own), "1");
+  EXPECT_EQ(n("site_id = X'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA'"), "1");
+  EXPECT_EQ(n("site_id != X'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA'"), "4");
+  EXPECT_EQ(n("site_id = X'BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB'"), "0");
+  EXPECT_EQ(n("site_id != X'BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB'"), "5");
+  EXPECT_EQ(n("site_id = NULL"), "0");
+  EXPECT_EQ(n("site_id != NULL"), "0");
+  EXPECT_EQ(n("site_id IS NULL AND site_id IS NOT NULL"), "0");
+  EXPECT_EQ(n("db_version > 0 AND site_id IS NULL"), "4");
+  // Every shown site_id is 16 bytes, local changes included.
+  EXPECT_EQ(n("length(site_id) = 16"), "5");
+  EXPECT_EQ(db_.Text("SELECT quote(site_id) FROM crsql_changes WHERE site_id IS NULL LIMIT 1"), own);
+}
+
+TEST_F(ChangesReadTest, OrderByIsHonouredWhateverItSays) {
+  EXPECT_EQ(db_.Query("SELECT db_version, seq FROM crsql_changes ORDER BY db_version DESC, seq ASC"),
+            (Rows{{"4", "0"}, {"4", "1"}, {"3", "0"}, {"2", "0"}}));
+  EXPECT_EQ(db_.Query("SELECT cid FROM crsql_changes ORDER BY cid"),
+            (Rows{{"'-1'"}, {"'v'"}, {"'x'"}, {"'y'"}}));
+}
+
+TEST_F(ChangesReadTest, ValuesAreCurrentAndTyped) {
+  EXPECT_EQ(db_.Query("SELECT typeof(val), val FROM crsql_changes WHERE \"table\" = 'b'"),
+            (Rows{{"'blob'", "X'00'"}}));
+  db_.Exec("UPDATE a SET y = 7 WHERE id = 2");
+  EXPECT_EQ(db_.One("SELECT val FROM crsql_changes WHERE cid = 'y'"), "7");
+}
+
+TEST_F(ChangesReadTest, UpdateAndDeleteAreRejected) {
+  EXPECT_THAT(db_.Error("UPDATE crsql_changes SET val = 1"),
+              HasSubstr("Only INSERT and SELECT statements are allowed"));
+  EXPECT_THAT(db_.Error("DELETE FROM crsql_changes"),
+              HasSubstr("Only INSERT and SELECT statements are allowed"));
+}
+
+TEST_F(ChangesReadTest, LargeTransactionStreamsInOrder) {
+  db_.Exec("CREATE TABLE big (id INTEGER PRIMARY KEY NOT NULL, p, q); SELECT crsql_as_crr('big');"
+           "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) "
+           "INSERT INTO big SELECT i, i * 2, 'x' || i FROM n;"
+           "UPDATE big SET p = -p WHERE id % 7 = 0;");
+  EXPECT_EQ(db_.One("SELECT count(*) FROM crsql_changes WHERE \"table\" = 'big'"), "6000");
+  // Strictly increasing (db_version, seq) for the CRR's own changes.
+  EXPECT_EQ(db_.One("SELECT count(*) FROM (SELECT db_version, seq, lag(db_version) OVER () pd, "
+                    "lag(seq) OVER () ps FROM crsql_changes WHERE \"table\" = 'big') "
+                    "WHERE pd IS NOT NULL AND NOT (db_version > pd OR (db_version = pd AND seq > ps))"),
+            "0");
+}
+
+}  // namespace
+}  // namespace crsync

@@ -1,0 +1,117 @@
+// crr-semantics §12: every bad input gets a clear error and changes nothing.
+#include "tests/engine/sync_util.h"
+
+namespace crsync {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kSite[] = "X'11111111111111111111111111111111'";
+
+class MergeErrorsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    db_.Exec("CREATE TABLE todo (id PRIMARY KEY NOT NULL, title, n INTEGER CHECK (n IS NULL OR n >= 0));"
+             "SELECT crsql_as_crr('todo');"
+             "CREATE TABLE s (id INTEGER PRIMARY KEY NOT NULL, v INTEGER) STRICT; SELECT crsql_as_crr('s');"
+             "CREATE TABLE plain (id PRIMARY KEY, v);"
+             "INSERT INTO todo VALUES ('a', 'keep', 1);");
+  }
+  // Everything a failed change could have touched.
+  Rows Snapshot() {
+    Rows all = db_.Query("SELECT * FROM todo ORDER BY id");
+    for (auto& q : {"SELECT * FROM s", "SELECT \"table\", hex(pk), cid, val, col_version, db_version, "
+                    "quote(site_id), cl, seq FROM crsql_changes",
+                    "SELECT * FROM crsql_tracked_peers", "SELECT * FROM crsql_site_id",
+                    "SELECT crsql_rows_impacted(), crsql_internal_sync_bit()",
+                    "SELECT count(*) FROM todo__crsync_rows", "SELECT count(*) FROM todo__crsync_feed"}) {
+      Rows r = db_.Query(q);
+      all.insert(all.end(), r.begin(), r.end());
+    }
+    return all;
+  }
+  void ExpectRejected(const std::string& values, const std::string& message,
+                      const std::string& columns = "") {
+    Rows before = Snapshot();
+    std::string sql = "INSERT INTO crsql_changes " + columns + " VALUES (" + values + ")";
+    EXPECT_THAT(db_.Error(sql), HasSubstr(message)) << sql;
+    EXPECT_EQ(Snapshot(), before) << "changed by: " << sql;
+    EXPECT_EQ(sqlite3_get_autocommit(db_.get()), 0) << "transaction closed by: " << sql;
+  }
+  TestDb db_;
+};
+
+const std::string kNine = "(\"table\", pk, cid, val, col_version, db_version, site_id, cl, seq)";
+const std::string kTen = "(\"table\", pk, cid, val, col_version, db_version, site_id, cl, seq, tag)";
+
+TEST_F(MergeErrorsTest, EachBadInputNamesTheProblemAndChangesNothing) {
+  db_.Exec("BEGIN");
+  std::string s = kSite;
+  ExpectRejected("1, X'010B0178', 'title', 'v', 1, 1, " + s, "invalid table name");
+  ExpectRejected("'" + std::string(3000, 't') + "', X'010B0178', 'title', 'v', 1, 1, " + s,
+                 "table name exceeded max length");
+  ExpectRejected("'nope', X'010B0178', 'title', 'v', 1, 1, " + s,
+                 "could not find the schema information for table nope");
+  ExpectRejected("'plain', X'010B0178', 'v', 'v', 1, 1, " + s,
+                 "could not find the schema information for table plain");
+  ExpectRejected("'todo', 'x', 'title', 'v', 1, 1, " + s, "malformed pk for table todo: expected a packed BLOB");
+  ExpectRejected("'todo', X'', 'title', 'v', 1, 1, " + s, "malformed pk for table todo: empty");
+  ExpectRejected("'todo', X'00', 'title', 'v', 1, 1, " + s, "expected 1 values, got 0");
+  ExpectRejected("'todo', X'0178', 'title', 'v', 1, 1, " + s, "malformed pk for table todo: unknown type code 0");
+  ExpectRejected("'todo', X'0149', 'title', 'v', 1, 1, " + s, "> 8");
+  ExpectRejected("'todo', X'010B0578', 'title', 'v', 1, 1, " + s, "truncated");
+  ExpectRejected("'todo', X'010B017800', 'title', 'v', 1, 1, " + s, "trailing bytes");
+  ExpectRejected("'todo', X'020B01780901', 'title', 'v', 1, 1, " + s, "expected 1 values, got 2");
+  ExpectRejected("'todo', X'0105', 'title', 'v', 1, 1, " + s, "NULL value for id");
+  ExpectRejected("'todo', X'010B0178', 5, 'v', 1, 1, " + s, "invalid cid");
+  ExpectRejected("'todo', X'010B0178', 'nope', 'v', 1, 1, " + s, "no such column todo.nope");
+  ExpectRejected("'todo', X'010B0178', 'TITLE', 'v', 1, 1, " + s, "no such column todo.TITLE");
+  ExpectRejected("'todo', X'010B0178', 'id', 'v', 1, 1, " + s, "id is a primary key column of todo");
+  ExpectRejected("'todo', X'010B0178', 'title', 'v', -1, 1, " + s, "col_version must be a non-negative integer");
+  ExpectRejected("'todo', X'010B0178', 'title', 'v', '1', 1, " + s, "col_version must be a non-negative integer");
+  ExpectRejected("'todo', X'010B0178', 'title', 'v', 1, -5, " + s, "db_version must be a non-negative integer");
+  ExpectRejected("'todo', X'010B0178', 'title', 'v', 1, 1.5, " + s, "db_version must be a non-negative integer");
+  ExpectRejected("'todo', X'010B0178', 'title', 'v', 1, 1, X'1111'", "site id must be a 16 byte blob");
+  ExpectRejected("'todo', X'010B0178', 'title', 'v', 1, 1, '11111111111111111111111111111111'",
+                 "site id must be a 16 byte blob");
+  ExpectRejected("'todo', X'010B0178', 'title', 'v', 1, 1, " + s + ", 0, 0", "cl must be a positive integer", kNine);
+  ExpectRejected("'todo', X'010B0178', 'title', 'v', 1, 1, " + s + ", 2, 0", "column changes must have an odd cl", kNine);
+  ExpectRejected("'todo', X'010B0178', '-1', NULL, 3, 1, " + s + ", 5, 0", "sentinel cl must equal col_version", kNine);
+  ExpectRejected("'todo', X'010B0178', 'title', 'v', 1, 1, " + s + ", 1, -1", "seq must be a non-negative integer", kNine);
+  ExpectRejected("'todo', X'010B0178', 'title', 'v', 1, 1, " + s + ", 1, 0, 'x'", "tag must be an integer", kTen);
+  // Valid changes that fail while applying: nothing of them remains either.
+  ExpectRejected("'todo', X'010B0178', 'n', -5, 1, 1, " + s + ", 3, 0", "CHECK constraint failed", kNine);
+  ExpectRejected("'s', X'010901', 'v', 'abc', 1, 1, " + s, "cannot store TEXT value in INTEGER column");
+  db_.Exec("COMMIT");
+}
+
+TEST_F(MergeErrorsTest, SpecExampleFailingRowLeavesTransactionUsable) {
+  db_.Exec("BEGIN;"
+           "INSERT INTO crsql_changes VALUES ('todo', X'010B0178', 'title', 'ok', 1, 7, " +
+           std::string(kSite) + ");");
+  EXPECT_THAT(db_.Error("INSERT INTO crsql_changes VALUES ('todo', X'010B0179', 'nope', 'bad', 1, 7, " +
+                        std::string(kSite) + ")"),
+              HasSubstr("crsql - no such column todo.nope"));
+  EXPECT_EQ(db_.Query("SELECT id, title FROM todo WHERE id IN ('x', 'y')"), (Rows{{"'x'", "'ok'"}}));
+  db_.Exec("COMMIT");
+  EXPECT_EQ(db_.Query("SELECT id FROM todo ORDER BY id"), (Rows{{"'a'"}, {"'x'"}}));
+}
+
+TEST_F(MergeErrorsTest, MultiRowInsertIsAtomicAsAStatement) {
+  Rows before = Snapshot();
+  EXPECT_THAT(db_.Error("INSERT INTO crsql_changes SELECT * FROM (VALUES "
+                        "('todo', X'010B0171', 'title', 'q', 1, 3, " + std::string(kSite) + "),"
+                        "('todo', X'010B0172', 'title', 'r', 1, 3, " + std::string(kSite) + "),"
+                        "('todo', X'010B0173', 'bad', 's', 1, 3, " + std::string(kSite) + "))"),
+              HasSubstr("no such column todo.bad"));
+  EXPECT_EQ(Snapshot(), before);
+  db_.Exec("BEGIN");
+  EXPECT_FALSE(db_.Try("INSERT INTO crsql_changes SELECT * FROM (VALUES "
+                       "('todo', X'010B0171', 'title', 'q', 1, 3, " + std::string(kSite) + "),"
+                       "('todo', X'010B0173', 'bad', 's', 1, 3, " + std::string(kSite) + "))").ok());
+  db_.Exec("COMMIT");
+  EXPECT_EQ(Snapshot(), before);
+}
+
+}  // namespace
+}  // namespace crsync

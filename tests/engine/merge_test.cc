@@ -1,0 +1,193 @@
+// crr-semantics §11: merging, worked scenarios and cases.
+#include "tests/engine/sync_util.h"
+
+namespace crsync {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kSchema[] =
+    "CREATE TABLE foo (a INTEGER PRIMARY KEY NOT NULL, b INTEGER); SELECT crsql_as_crr('foo');";
+
+class MergeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    c1_.Exec(kSchema);
+    c2_.Exec(kSchema);
+    s1_ = c1_.One("SELECT hex(crsql_site_id())");
+    s2_ = c2_.One("SELECT hex(crsql_site_id())");
+  }
+  // (cid, val, col_version, db_version, origin, cl, seq), origin as c1/c2.
+  Rows State(TestDb& db) {
+    Rows rows = db.Query(
+        "SELECT cid, val, col_version, db_version, hex(site_id), cl, seq FROM crsql_changes");
+    for (auto& r : rows) r[4] = r[4] == s1_ ? "c1" : (r[4] == s2_ ? "c2" : r[4]);
+    return rows;
+  }
+  TestDb c1_, c2_;
+  std::string s1_, s2_;
+};
+
+TEST_F(MergeTest, Scenario1LargerValueWinsAtEqualVersions) {
+  c1_.Exec("INSERT INTO foo VALUES (1, 4)");
+  c2_.Exec("INSERT INTO foo VALUES (1, 1)");
+  Sync(c1_, c2_);
+  EXPECT_EQ(State(c2_), (Rows{{"'b'", "4", "1", "2", "c1", "1", "0"}}));
+  EXPECT_EQ(c2_.One("SELECT b FROM foo"), "4");
+  EXPECT_EQ(c2_.One("SELECT crsql_db_version()"), "2");
+}
+
+TEST_F(MergeTest, Scenario2SameValueSameVersionIsNoop) {
+  c1_.Exec("INSERT INTO foo VALUES (1, 2)");
+  c2_.Exec("INSERT INTO foo VALUES (1, 2)");
+  Sync(c1_, c2_);
+  EXPECT_EQ(State(c2_), (Rows{{"'b'", "2", "1", "1", "c2", "1", "0"}}));
+}
+
+TEST_F(MergeTest, Scenario3HigherColVersionWins) {
+  c1_.Exec("INSERT INTO foo VALUES (1, 2); UPDATE foo SET b = 0;");
+  c2_.Exec("INSERT INTO foo VALUES (1, 2)");
+  Sync(c1_, c2_);
+  EXPECT_EQ(State(c2_), (Rows{{"'b'", "0", "2", "2", "c1", "1", "0"}}));
+  Rows before = State(c1_);
+  Sync(c2_, c1_);
+  EXPECT_EQ(State(c1_), before);
+}
+
+TEST_F(MergeTest, Scenario4DeleteBeatsEditsOfTheSameLife) {
+  c1_.Exec("BEGIN; INSERT INTO foo VALUES (1, 1); DELETE FROM foo; COMMIT;");
+  EXPECT_EQ(State(c1_), (Rows{{"'-1'", "NULL", "2", "1", "c1", "2", "1"}}));
+  c2_.Exec("INSERT INTO foo VALUES (1, 1); UPDATE foo SET b = 2; UPDATE foo SET b = 3;");
+  Sync(c1_, c2_);
+  EXPECT_EQ(c2_.One("SELECT count(*) FROM foo"), "0");
+  EXPECT_EQ(State(c2_), (Rows{{"'-1'", "NULL", "2", "4", "c1", "2", "1"}}));
+}
+
+TEST_F(MergeTest, Scenario5LowerClLosesEverything) {
+  c1_.Exec("INSERT INTO foo VALUES (1, 1); UPDATE foo SET b = 5;");
+  c2_.Exec("INSERT INTO foo VALUES (1, 1); DELETE FROM foo; INSERT INTO foo VALUES (1, 2);");
+  Rows before = State(c2_);
+  Sync(c1_, c2_);
+  EXPECT_EQ(State(c2_), before);
+  EXPECT_EQ(c2_.One("SELECT b FROM foo"), "2");
+}
+
+TEST_F(MergeTest, Scenario6ResurrectionViaSentinelOfLiveRow) {
+  c1_.Exec("BEGIN; INSERT INTO foo VALUES (1, 1); DELETE FROM foo; INSERT INTO foo VALUES (1, 1); COMMIT;");
+  EXPECT_EQ(State(c1_), (Rows{{"'-1'", "NULL", "3", "1", "c1", "3", "2"},
+                              {"'b'", "1", "1", "1", "c1", "3", "3"}}));
+  c2_.Exec("INSERT INTO foo VALUES (1, 1)");
+  Sync(c1_, c2_, "WHERE cid = '-1'");
+  EXPECT_EQ(State(c2_), (Rows{{"'b'", "1", "0", "2", "c2", "3", "0"},
+                              {"'-1'", "NULL", "3", "2", "c1", "3", "2"}}));
+  Sync(c1_, c2_, "WHERE cid = 'b'");
+  EXPECT_EQ(State(c2_), (Rows{{"'-1'", "NULL", "3", "2", "c1", "3", "2"},
+                              {"'b'", "1", "1", "3", "c1", "3", "3"}}));
+}
+
+TEST_F(MergeTest, Scenario7ResurrectionViaColumnOfLiveRow) {
+  c1_.Exec("BEGIN; INSERT INTO foo VALUES (1, 1); DELETE FROM foo; INSERT INTO foo VALUES (1, 1); COMMIT;");
+  c2_.Exec("INSERT INTO foo VALUES (1, 1)");
+  Sync(c1_, c2_, "WHERE cid = 'b'");
+  EXPECT_EQ(State(c2_), (Rows{{"'-1'", "NULL", "3", "2", "c1", "3", "3"},
+                              {"'b'", "1", "1", "2", "c1", "3", "3"}}));
+}
+
+TEST_F(MergeTest, Scenario8ResurrectionOfLocallyDeletedRow) {
+  c1_.Exec("BEGIN; INSERT INTO foo VALUES (1, 1); DELETE FROM foo; INSERT INTO foo VALUES (1, 1); COMMIT;");
+  c2_.Exec("INSERT INTO foo VALUES (1, 1); DELETE FROM foo;");
+  Sync(c1_, c2_, "WHERE cid = '-1'");
+  EXPECT_EQ(State(c2_), (Rows{{"'-1'", "NULL", "3", "3", "c1", "3", "2"}}));
+  EXPECT_EQ(c2_.Query("SELECT a, b FROM foo"), (Rows{{"1", "NULL"}}));
+}
+
+TEST_F(MergeTest, Scenario10SeveralMergesInOneTransaction) {
+  c2_.Exec("INSERT INTO foo VALUES (100, 0)");  // committed version 1
+  std::string s = "X'11111111111111111111111111111111'";
+  c2_.Exec("BEGIN;"
+           "INSERT INTO crsql_changes VALUES ('foo', X'010901', 'b', 1, 1, 5, " + s + ");"
+           "INSERT INTO crsql_changes VALUES ('foo', X'010902', 'b', 1, 1, 10, " + s + ");"
+           "INSERT INTO crsql_changes VALUES ('foo', X'010903', 'b', 1, 1, 3, " + s + ");"
+           "INSERT INTO foo VALUES (4, 4);");
+  EXPECT_EQ(c2_.One("SELECT crsql_db_version()"), "1");
+  c2_.Exec("COMMIT");
+  EXPECT_EQ(c2_.Query("SELECT hex(pk), db_version FROM crsql_changes WHERE db_version > 1 "
+                      "ORDER BY pk"),
+            (Rows{{"'010901'", "5"}, {"'010902'", "10"}, {"'010903'", "10"}, {"'010904'", "10"}}));
+  EXPECT_EQ(c2_.One("SELECT crsql_db_version()"), "10");
+}
+
+TEST_F(MergeTest, MergedWritesAreNotRecordedAgainAndDoNotEcho) {
+  c1_.Exec("INSERT INTO foo VALUES (1, 1)");
+  Sync(c1_, c2_);
+  EXPECT_EQ(c2_.One("SELECT count(*) FROM crsql_changes WHERE site_id IS NULL"), "0");
+  EXPECT_EQ(c2_.One("SELECT col_version FROM crsql_changes"), "1");
+  EXPECT_EQ(c2_.One("SELECT crsql_internal_sync_bit()"), "0");
+}
+
+TEST_F(MergeTest, RowsImpactedCountsAndResetsAtCommit) {
+  c1_.Exec("BEGIN; INSERT INTO foo VALUES (1, 1); DELETE FROM foo; INSERT INTO foo VALUES (1, 1);"
+           "INSERT INTO foo VALUES (2, 2); COMMIT;");
+  c2_.Exec("INSERT INTO foo VALUES (1, 0);");
+  auto rows = ReadChanges(c1_.get(), "WHERE cid = 'b'");
+  c2_.Exec("BEGIN");
+  ASSERT_OK(ApplyChanges(c2_.get(), rows));
+  // row 1: C6 (resurrect + win) = 2; row 2: C7 = 1.
+  EXPECT_EQ(c2_.One("SELECT crsql_rows_impacted()"), "3");
+  ASSERT_OK(ApplyChanges(c2_.get(), rows));  // duplicates change nothing
+  EXPECT_EQ(c2_.One("SELECT crsql_rows_impacted()"), "3");
+  c2_.Exec("COMMIT");
+  EXPECT_EQ(c2_.One("SELECT crsql_rows_impacted()"), "0");
+}
+
+TEST_F(MergeTest, MergeEqualValuesTieBreaksOnSiteId) {
+  c1_.Exec("INSERT INTO foo VALUES (1, 2)");
+  c2_.Exec("INSERT INTO foo VALUES (1, 2); SELECT crsql_config_set('merge-equal-values', 1);");
+  Sync(c1_, c2_);
+  std::string origin = s1_ > s2_ ? "c1" : "c2";
+  EXPECT_EQ(State(c2_)[0][4], origin);
+}
+
+TEST_F(MergeTest, InconsistentStoreIsReported) {
+  c2_.Exec("INSERT INTO foo VALUES (1, 5)");
+  // Remove the user row behind the engine's back (sync bit on: not recorded).
+  c2_.Exec("SELECT crsql_internal_sync_bit(1); DELETE FROM foo; SELECT crsql_internal_sync_bit(0);");
+  EXPECT_THAT(c2_.Error("INSERT INTO crsql_changes VALUES ('foo', X'010901', 'b', 5, 1, 1, "
+                        "X'11111111111111111111111111111111')"),
+              HasSubstr("could not find row to merge with for tbl foo"));
+}
+
+TEST_F(MergeTest, SevenColumnInferenceOfCl) {
+  // Unknown row: created as never deleted.
+  c2_.Exec("INSERT INTO crsql_changes VALUES ('foo', X'010901', 'b', 7, 1, 1, "
+           "X'11111111111111111111111111111111')");
+  EXPECT_EQ(c2_.Query("SELECT a, b FROM foo"), (Rows{{"1", "7"}}));
+  // Locally deleted row: a column change is ignored (the delete wins).
+  c2_.Exec("DELETE FROM foo");
+  c2_.Exec("INSERT INTO crsql_changes VALUES ('foo', X'010901', 'b', 8, 9, 2, "
+           "X'11111111111111111111111111111111')");
+  EXPECT_EQ(c2_.One("SELECT count(*) FROM foo"), "0");
+  // A 7-value sentinel takes cl = col_version: resurrects.
+  c2_.Exec("INSERT INTO crsql_changes VALUES ('foo', X'010901', '-1', NULL, 3, 3, "
+           "X'11111111111111111111111111111111')");
+  EXPECT_EQ(c2_.Query("SELECT a, b FROM foo"), (Rows{{"1", "NULL"}}));
+  EXPECT_EQ(c2_.One("SELECT cl FROM crsql_changes WHERE cid = '-1'"), "3");
+}
+
+TEST_F(MergeTest, PkValuesAreCanonicalised) {
+  c2_.Exec("INSERT INTO crsql_changes VALUES ('foo', X'0119000001', 'b', 7, 1, 1, "
+           "X'11111111111111111111111111111111')");
+  EXPECT_EQ(c2_.One("SELECT hex(pk) FROM crsql_changes"), "'010901'");
+}
+
+TEST_F(MergeTest, UserTriggersFireAndSeeTheSyncBit) {
+  c2_.Exec("CREATE TABLE log (bit); CREATE TRIGGER foo_log AFTER INSERT ON foo BEGIN "
+           "INSERT INTO log VALUES (crsql_internal_sync_bit()); END;");
+  c2_.Exec("INSERT INTO foo VALUES (5, 5)");
+  c1_.Exec("INSERT INTO foo VALUES (1, 1)");
+  Sync(c1_, c2_);
+  EXPECT_EQ(c2_.Query("SELECT bit FROM log"), (Rows{{"0"}, {"1"}}));
+}
+
+}  // namespace
+}  // namespace crsync

@@ -1,0 +1,200 @@
+// crr-semantics §6-§7: clocks of local writes.
+#include "tests/test_util.h"
+
+namespace crsync {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kChanges[] =
+    "SELECT \"table\", hex(pk), cid, val, col_version, db_version, cl, seq FROM crsql_changes";
+
+TEST(RecordingTest, EachTransactionGetsOneVersionAndRollbackDoesNotMoveIt) {
+  TestDb db;
+  db.Exec("CREATE TABLE foo (id PRIMARY KEY NOT NULL, a); SELECT crsql_as_crr('foo');");
+  EXPECT_EQ(db.One("SELECT crsql_db_version()"), "0");
+  db.Exec("BEGIN; INSERT INTO foo VALUES (1,2); INSERT INTO foo VALUES (2,2);");
+  EXPECT_EQ(db.One("SELECT crsql_db_version()"), "0");  // committed value inside the txn
+  db.Exec("COMMIT");
+  EXPECT_EQ(db.One("SELECT crsql_db_version()"), "1");
+  db.Exec("BEGIN; INSERT INTO foo VALUES (3,2); ROLLBACK;");
+  EXPECT_EQ(db.One("SELECT crsql_db_version()"), "1");
+  EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes WHERE pk = crsql_pack_columns(3)"), "0");
+  db.Exec("BEGIN; INSERT INTO foo VALUES (3,2); INSERT INTO foo VALUES (4,2); COMMIT;");
+  EXPECT_EQ(db.One("SELECT crsql_db_version()"), "2");
+}
+
+TEST(RecordingTest, NextDbVersionIsIdempotentAndDiesWithItsTransaction) {
+  TestDb db;
+  db.Exec("CREATE TABLE foo (id PRIMARY KEY NOT NULL, a); SELECT crsql_as_crr('foo');");
+  db.Exec("BEGIN");
+  EXPECT_EQ(db.One("SELECT crsql_next_db_version()"), "1");
+  EXPECT_EQ(db.One("SELECT crsql_next_db_version()"), "1");
+  EXPECT_EQ(db.One("SELECT crsql_next_db_version(50)"), "50");
+  EXPECT_EQ(db.One("SELECT crsql_next_db_version(3)"), "50");
+  db.Exec("INSERT INTO foo VALUES (1, 1); COMMIT");
+  EXPECT_EQ(db.One("SELECT crsql_db_version()"), "50");
+  // An autocommit read-only call does not leak into the next transaction.
+  EXPECT_EQ(db.One("SELECT crsql_next_db_version(90)"), "90");
+  db.Exec("INSERT INTO foo VALUES (2, 1)");
+  EXPECT_EQ(db.One("SELECT crsql_db_version()"), "51");
+}
+
+// v0.16 test_incr_by_one.
+TEST(RecordingTest, SeqNumbersWithinTransactions) {
+  TestDb db;
+  db.Exec("CREATE TABLE foo (a PRIMARY KEY NOT NULL, b, c, d); SELECT crsql_as_crr('foo');"
+          "BEGIN; INSERT INTO foo VALUES (1,1,1,1); INSERT INTO foo VALUES (2,2,2,2);"
+          "INSERT INTO foo VALUES (3,3,3,3); COMMIT;");
+  EXPECT_EQ(db.Query("SELECT seq FROM crsql_changes WHERE db_version = 1"),
+            (Rows{{"0"}, {"1"}, {"2"}, {"3"}, {"4"}, {"5"}, {"6"}, {"7"}, {"8"}}));
+  db.Exec("UPDATE foo SET c = c + 10, d = d + 10");
+  EXPECT_EQ(db.Query("SELECT seq FROM crsql_changes WHERE db_version = 2"),
+            (Rows{{"0"}, {"1"}, {"2"}, {"3"}, {"4"}, {"5"}}));
+}
+
+// §7.5 worked example, with this project's step 5.
+TEST(RecordingTest, TodoLifecycleIncludingPkChange) {
+  TestDb db;
+  db.Exec("CREATE TABLE todo (id TEXT PRIMARY KEY NOT NULL, title, done DEFAULT 0);"
+          "SELECT crsql_as_crr('todo');"
+          "INSERT INTO todo (id, title) VALUES ('a', 'milk');");
+  EXPECT_EQ(db.Query(kChanges), (Rows{{"'todo'", "'010B0161'", "'title'", "'milk'", "1", "1", "1", "0"},
+                                      {"'todo'", "'010B0161'", "'done'", "0", "1", "1", "1", "1"}}));
+  db.Exec("UPDATE todo SET done = 1 WHERE id = 'a';");
+  EXPECT_EQ(db.Query(kChanges), (Rows{{"'todo'", "'010B0161'", "'title'", "'milk'", "1", "1", "1", "0"},
+                                      {"'todo'", "'010B0161'", "'done'", "1", "2", "2", "1", "0"}}));
+  db.Exec("UPDATE todo SET done = 1 WHERE id = 'a';");  // no change: nothing recorded
+  EXPECT_EQ(db.One("SELECT max(db_version) FROM crsql_changes"), "2");
+  db.Exec("DELETE FROM todo WHERE id = 'a';");
+  EXPECT_EQ(db.Query(kChanges), (Rows{{"'todo'", "'010B0161'", "'-1'", "NULL", "2", "3", "2", "0"}}));
+  db.Exec("INSERT INTO todo VALUES ('a', 'eggs', 0);");
+  EXPECT_EQ(db.Query(kChanges), (Rows{{"'todo'", "'010B0161'", "'-1'", "NULL", "3", "4", "3", "0"},
+                                      {"'todo'", "'010B0161'", "'title'", "'eggs'", "1", "4", "3", "1"},
+                                      {"'todo'", "'010B0161'", "'done'", "0", "1", "4", "3", "2"}}));
+  db.Exec("UPDATE todo SET id = 'b', title = 'bread' WHERE id = 'a';");
+  EXPECT_EQ(db.Query(kChanges + std::string(" ORDER BY db_version, seq")),
+            (Rows{{"'todo'", "'010B0161'", "'-1'", "NULL", "4", "5", "4", "0"},
+                  {"'todo'", "'010B0162'", "'-1'", "NULL", "1", "5", "1", "1"},
+                  {"'todo'", "'010B0162'", "'title'", "'bread'", "2", "5", "1", "2"},
+                  {"'todo'", "'010B0162'", "'done'", "0", "1", "5", "1", "3"}}));
+}
+
+TEST(RecordingTest, PkChangeInSameTransactionAsInsertMatchesV016) {
+  TestDb db;
+  db.Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, v, w); SELECT crsql_as_crr('t');"
+          "BEGIN; INSERT INTO t VALUES (1, 'x', 'y'); UPDATE t SET id = 2; COMMIT;");
+  EXPECT_EQ(db.Query("SELECT hex(pk), cid, col_version, db_version, cl, seq FROM crsql_changes"),
+            (Rows{{"'010902'", "'v'", "1", "1", "1", "0"},
+                  {"'010902'", "'w'", "1", "1", "1", "1"},
+                  {"'010901'", "'-1'", "2", "1", "2", "2"},
+                  {"'010902'", "'-1'", "1", "1", "1", "3"}}));
+}
+
+TEST(RecordingTest, InsertOrReplaceOverLiveRow) {
+  TestDb db;
+  db.Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, b, c); SELECT crsql_as_crr('t');"
+          "INSERT INTO t VALUES (1, 'x', 'y'); INSERT OR REPLACE INTO t VALUES (1, 'x', 'z');");
+  EXPECT_EQ(db.Query("SELECT cid, col_version, cl FROM crsql_changes"),
+            (Rows{{"'b'", "2", "1"}, {"'c'", "2", "1"}}));
+  db.Exec("DELETE FROM t; INSERT INTO t VALUES (1, 'x', 'y');");
+  EXPECT_EQ(db.One("SELECT cl FROM crsql_changes WHERE cid = '-1'"), "3");
+  db.Exec("INSERT OR REPLACE INTO t VALUES (1, 'x', 'y');");
+  EXPECT_EQ(db.One("SELECT cl FROM crsql_changes WHERE cid = '-1'"), "5");
+}
+
+TEST(RecordingTest, InsertOrReplaceWithRecursiveTriggersRecordsDeleteThenInsert) {
+  TestDb db;
+  db.Exec("PRAGMA recursive_triggers = ON;"
+          "CREATE TABLE t (id PRIMARY KEY NOT NULL, b); SELECT crsql_as_crr('t');"
+          "INSERT INTO t VALUES (1, 'x'); INSERT OR REPLACE INTO t VALUES (1, 'y');");
+  EXPECT_EQ(db.Query("SELECT cid, val, col_version, cl FROM crsql_changes"),
+            (Rows{{"'-1'", "NULL", "3", "3"}, {"'b'", "'y'", "1", "3"}}));
+}
+
+TEST(RecordingTest, PkOnlyTablesUseTheSentinel) {
+  TestDb db;
+  db.Exec("CREATE TABLE assoc (a NOT NULL, b NOT NULL, PRIMARY KEY (a, b)); "
+          "SELECT crsql_as_crr('assoc');"
+          "INSERT INTO assoc VALUES (1, 2); INSERT OR REPLACE INTO assoc VALUES (1, 2);");
+  EXPECT_EQ(db.Query("SELECT cid, col_version, cl FROM crsql_changes"), (Rows{{"'-1'", "3", "3"}}));
+  db.Exec("DELETE FROM assoc; INSERT INTO assoc VALUES (1, 2);");
+  EXPECT_EQ(db.Query("SELECT cid, col_version, cl FROM crsql_changes"), (Rows{{"'-1'", "5", "5"}}));
+}
+
+TEST(RecordingTest, InsertVariantsThatRecordNothing) {
+  TestDb db;
+  db.Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, b); SELECT crsql_as_crr('t');"
+          "INSERT INTO t VALUES (1, 'x');");
+  db.Exec("INSERT OR IGNORE INTO t VALUES (1, 'y');");
+  EXPECT_FALSE(db.Try("INSERT INTO t VALUES (1, 'z')").ok());
+  db.Exec("INSERT INTO t VALUES (1, 'x') ON CONFLICT DO UPDATE SET b = excluded.b;");
+  EXPECT_EQ(db.Query("SELECT cid, col_version, db_version FROM crsql_changes"),
+            (Rows{{"'b'", "1", "1"}}));
+  db.Exec("INSERT INTO t VALUES (1, 'w') ON CONFLICT DO UPDATE SET b = excluded.b;");
+  EXPECT_EQ(db.Query("SELECT cid, val, col_version, db_version FROM crsql_changes"),
+            (Rows{{"'b'", "'w'", "2", "2"}}));
+  db.Exec("DELETE FROM t WHERE id = 99");
+  EXPECT_EQ(db.One("SELECT crsql_db_version()"), "2");
+}
+
+TEST(RecordingTest, TypeChangeCountsAsChange) {
+  TestDb db;
+  db.Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, b); SELECT crsql_as_crr('t');"
+          "INSERT INTO t VALUES (1, 1); UPDATE t SET b = 1.0;");
+  EXPECT_EQ(db.Query("SELECT typeof(val), col_version FROM crsql_changes"), (Rows{{"'real'", "2"}}));
+}
+
+TEST(RecordingTest, NullPrimaryKeyValuesAreRejectedAtWriteTime) {
+  TestDb db;
+  db.Exec("CREATE TABLE c (id PRIMARY KEY, name); SELECT crsql_as_crr('c');"
+          "CREATE TABLE r (id INTEGER PRIMARY KEY, name); SELECT crsql_as_crr('r');"
+          "INSERT INTO c VALUES (1, 'one');");
+  EXPECT_THAT(db.Error("INSERT INTO c VALUES (NULL, 'x')"),
+              HasSubstr("NULL value in primary key column c.id of a CRR"));
+  EXPECT_THAT(db.Error("UPDATE c SET id = NULL"), HasSubstr("NULL value in primary key column"));
+  EXPECT_EQ(db.Query("SELECT * FROM c"), (Rows{{"1", "'one'"}}));
+  db.Exec("INSERT INTO r VALUES (NULL, 'gets a rowid')");  // INTEGER PRIMARY KEY is fine
+  EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes WHERE \"table\" = 'r'"), "1");
+}
+
+TEST(RecordingTest, SavepointRollbackLeavesNoTrace) {
+  TestDb db;
+  db.Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, b); SELECT crsql_as_crr('t');"
+          "BEGIN; INSERT INTO t VALUES (1, 'keep'); SAVEPOINT s; INSERT INTO t VALUES (2, 'drop');"
+          "UPDATE t SET b = 'changed' WHERE id = 1; ROLLBACK TO s; RELEASE s; COMMIT;");
+  EXPECT_EQ(db.Query("SELECT hex(pk), cid, val, col_version FROM crsql_changes"),
+            (Rows{{"'010901'", "'b'", "'keep'", "1"}}));
+}
+
+TEST(RecordingTest, ConnectionWithoutEngineCannotWriteCrr) {
+  TempPath path;
+  { TestDb db(path.str()); db.Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, b); SELECT crsql_as_crr('t');"); }
+  DbPtr plain;
+  ASSERT_OK(OpenDb(path.str(), SQLITE_OPEN_READWRITE, nullptr, &plain));
+  Status s = Exec(plain.get(), "INSERT INTO t VALUES (1, 2)");
+  EXPECT_FALSE(s.ok());
+  EXPECT_THAT(s.message(), HasSubstr("no such function: crsync_after_insert"));
+}
+
+TEST(RecordingTest, TwoConnectionsShareTheDbVersion) {
+  TempPath path;
+  TestDb a(path.str()), b(path.str());
+  a.Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, b); SELECT crsql_as_crr('t');");
+  a.Exec("INSERT INTO t VALUES (1, 1)");
+  b.Exec("INSERT INTO t VALUES (2, 1)");
+  a.Exec("INSERT INTO t VALUES (3, 1)");
+  EXPECT_EQ(a.Query("SELECT hex(pk), db_version FROM crsql_changes"),
+            (Rows{{"'010901'", "1"}, {"'010902'", "2"}, {"'010903'", "3"}}));
+  EXPECT_EQ(b.One("SELECT crsql_db_version()"), "3");
+}
+
+TEST(RecordingTest, GeneratedColumnsAreNotReplicated) {
+  TestDb db;
+  db.Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, b, g AS (b * 2)); SELECT crsql_as_crr('t');"
+          "INSERT INTO t(id, b) VALUES (1, 2); UPDATE t SET b = 3;");
+  EXPECT_EQ(db.Query("SELECT cid, val FROM crsql_changes"), (Rows{{"'b'", "3"}}));
+}
+
+}  // namespace
+}  // namespace crsync

@@ -1,0 +1,60 @@
+// tests/engine/sync_util.h — moving crsql_changes rows between test databases.
+#ifndef CRSYNC_TESTS_ENGINE_SYNC_UTIL_H_
+#define CRSYNC_TESTS_ENGINE_SYNC_UTIL_H_
+
+#include <string>
+#include <vector>
+
+#include "engine/value.h"
+#include "tests/test_util.h"
+
+namespace crsync {
+
+// One change row as selected with all nine columns.
+using ChangeRow = std::vector<Value>;
+
+inline std::vector<ChangeRow> ReadChanges(sqlite3* db, const std::string& where = "") {
+  std::vector<ChangeRow> out;
+  StmtPtr st;
+  Status s = Prepare(db,
+                     "SELECT \"table\", pk, cid, val, col_version, db_version, site_id, cl, seq "
+                     "FROM crsql_changes " +
+                         where,
+                     &st);
+  EXPECT_OK(s);
+  if (!s.ok()) return out;
+  while (sqlite3_step(st.get()) == SQLITE_ROW) {
+    ChangeRow row;
+    for (int i = 0; i < 9; ++i) row.push_back(Value::FromColumn(st.get(), i));
+    out.push_back(std::move(row));
+  }
+  return out;
+}
+
+// Inserts `rows` into db's crsql_changes, with all nine columns (`nine`) or
+// the seven visible ones. Returns the first error.
+inline Status ApplyChanges(sqlite3* db, const std::vector<ChangeRow>& rows, bool nine = true) {
+  StmtPtr st;
+  CRSYNC_RETURN_IF_ERROR(Prepare(
+      db, nine ? "INSERT INTO crsql_changes (\"table\", pk, cid, val, col_version, db_version, "
+                 "site_id, cl, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+               : "INSERT INTO crsql_changes VALUES (?, ?, ?, ?, ?, ?, ?)",
+      &st));
+  for (const ChangeRow& r : rows) {
+    for (int i = 0; i < (nine ? 9 : 7); ++i) r[i].Bind(st.get(), i + 1);
+    CRSYNC_RETURN_IF_ERROR(StepToEnd(db, st.get()));
+  }
+  return Status::OK();
+}
+
+// Copies every change of `from` matching `where` into `to`, in one transaction.
+inline void Sync(TestDb& from, TestDb& to, const std::string& where = "", bool nine = true) {
+  auto rows = ReadChanges(from.get(), where);
+  to.Exec("BEGIN");
+  EXPECT_OK(ApplyChanges(to.get(), rows, nine));
+  to.Exec("COMMIT");
+}
+
+}  // namespace crsync
+
+#endif  // CRSYNC_TESTS_ENGINE_SYNC_UTIL_H_

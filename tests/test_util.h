@@ -1,0 +1,164 @@
+// tests/test_util.h — shared helpers for crsync's GoogleTest suites.
+#ifndef CRSYNC_TESTS_TEST_UTIL_H_
+#define CRSYNC_TESTS_TEST_UTIL_H_
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "crsync/crsync.h"
+#include "crsync/sqlite_handles.h"
+#include "crsync/status.h"
+
+namespace crsync {
+
+// Matches an OK Status and prints a failing one in full.
+MATCHER(IsOk, "") {
+  *result_listener << arg.ToString();
+  return arg.ok();
+}
+
+#define ASSERT_OK(expr) ASSERT_THAT((expr), ::crsync::IsOk())
+#define EXPECT_OK(expr) EXPECT_THAT((expr), ::crsync::IsOk())
+
+using Rows = std::vector<std::vector<std::string>>;
+
+// A connection with the crsync engine installed.
+class TestDb {
+ public:
+  explicit TestDb(const std::string& path = ":memory:") : path_(path) { Open(); }
+
+  void Open() {
+    Status s = OpenDb(path_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI, nullptr,
+                      &db_);
+    EXPECT_OK(s);
+    char* err = nullptr;
+    int rc = crsync_engine_init(db_.get(), &err);
+    EXPECT_EQ(rc, SQLITE_OK) << (err ? err : "");
+    sqlite3_free(err);
+  }
+  void Reopen() {
+    db_.reset();
+    Open();
+  }
+
+  sqlite3* get() const { return db_.get(); }
+
+  // Runs `sql`; EXPECTs success.
+  void Exec(const std::string& sql) {
+    Status s = crsync::Exec(db_.get(), sql);
+    EXPECT_OK(s) << "while running: " << sql;
+  }
+  Status Try(const std::string& sql) { return crsync::Exec(db_.get(), sql); }
+
+  // Runs `sql` and returns every row, each value rendered by SQLite's
+  // quote(): 'text', X'blob', 12, 1.5, NULL.
+  Rows Query(const std::string& sql) {
+    Rows out;
+    StmtPtr st;
+    Status s = Prepare(db_.get(), sql, &st);
+    EXPECT_OK(s) << sql;
+    if (!s.ok()) return out;
+    int rc;
+    while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
+      std::vector<std::string> row;
+      for (int i = 0; i < sqlite3_column_count(st.get()); ++i) row.push_back(Render(st.get(), i));
+      out.push_back(std::move(row));
+    }
+    EXPECT_EQ(rc, SQLITE_DONE) << sqlite3_errmsg(db_.get()) << " in " << sql;
+    return out;
+  }
+
+  // The single value `sql` returns.
+  std::string One(const std::string& sql) {
+    Rows r = Query(sql);
+    if (r.empty() || r[0].empty()) return "<no row>";
+    return r[0][0];
+  }
+  int64_t Int(const std::string& sql) { return std::stoll(One(sql)); }
+  // The single value `sql` returns, as raw text (no quoting): for building
+  // SQL from query results, e.g. Text("SELECT quote(crsql_site_id())").
+  std::string Text(const std::string& sql) {
+    Rows r = Query("SELECT CAST((" + sql + ") AS TEXT)");
+    if (r.empty() || r[0].empty() || r[0][0].size() < 2) return "<no row>";
+    std::string v = r[0][0].substr(1, r[0][0].size() - 2);
+    return v;
+  }
+
+  // Runs `sql`, which must fail; returns the error message.
+  std::string Error(const std::string& sql) {
+    Status s = crsync::Exec(db_.get(), sql);
+    EXPECT_FALSE(s.ok()) << "expected an error from: " << sql;
+    return s.message();
+  }
+
+ private:
+  static std::string Render(sqlite3_stmt* st, int i) {
+    static const char kHex[] = "0123456789ABCDEF";
+    switch (sqlite3_column_type(st, i)) {
+      case SQLITE_INTEGER:
+        return std::to_string(sqlite3_column_int64(st, i));
+      case SQLITE_FLOAT: {
+        char buf[64];
+        snprintf(buf, sizeof buf, "%.17g", sqlite3_column_double(st, i));
+        return buf;
+      }
+      case SQLITE_TEXT: {
+        std::string s = "'";
+        s += reinterpret_cast<const char*>(sqlite3_column_text(st, i));
+        return s + "'";
+      }
+      case SQLITE_BLOB: {
+        const auto* p = static_cast<const unsigned char*>(sqlite3_column_blob(st, i));
+        std::string s = "X'";
+        for (int k = 0; k < sqlite3_column_bytes(st, i); ++k) {
+          s += kHex[p[k] >> 4];
+          s += kHex[p[k] & 15];
+        }
+        return s + "'";
+      }
+      default:
+        return "NULL";
+    }
+  }
+
+  std::string path_;
+  DbPtr db_;
+};
+
+// How many random seeds a property test runs (env CRSYNC_PROPERTY_SEEDS).
+inline int PropertySeeds(int fallback) {
+  const char* v = std::getenv("CRSYNC_PROPERTY_SEEDS");
+  return v ? std::atoi(v) : fallback;
+}
+
+// A fresh temporary file path (removed with its -wal/-shm at destruction).
+class TempPath {
+ public:
+  TempPath() {
+    char tmpl[] = "/tmp/crsync-test-XXXXXX";
+    int fd = mkstemp(tmpl);
+    if (fd >= 0) close(fd);
+    path_ = tmpl;
+    std::remove(path_.c_str());
+  }
+  ~TempPath() {
+    for (const char* suffix : {"", "-wal", "-shm", "-journal", "-crsync"})
+      std::remove((path_ + suffix).c_str());
+  }
+  const std::string& str() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+}  // namespace crsync
+
+#endif  // CRSYNC_TESTS_TEST_UTIL_H_
