@@ -47,16 +47,15 @@ std::string Crr::PkWhere(int first) const {
   return out;
 }
 
-Status Crr::Cached(StmtPtr* slot, const std::string& sql, sqlite3_stmt** out) {
-  if (!*slot) CRSYNC_RETURN_IF_ERROR(Prepare(db_, sql, slot, SQLITE_PREPARE_PERSISTENT));
-  *out = slot->get();
-  return Status::OK();
-}
-
-Status Crr::LoadMeta(std::string_view pk, RowMeta* meta, bool* found) {
+Status Crr::LoadMeta(std::string_view pk, RowMeta* meta, bool* found, bool use_cache) {
+  if (use_cache && cache_valid_ && cache_pk_ == pk) {
+    *meta = cache_meta_;
+    *found = true;
+    return Status::OK();
+  }
   sqlite3_stmt* st;
   CRSYNC_RETURN_IF_ERROR(
-      Cached(&get_meta_, "SELECT meta FROM " + RowsTable() + " WHERE pk = ?1", &st));
+      Cached(&get_meta_, [&] { return "SELECT meta FROM " + RowsTable() + " WHERE pk = ?1"; }, &st));
   sqlite3_bind_blob(st, 1, pk.data(), static_cast<int>(pk.size()), SQLITE_STATIC);
   int rc = sqlite3_step(st);
   Status s;
@@ -76,60 +75,105 @@ Status Crr::LoadMeta(std::string_view pk, RowMeta* meta, bool* found) {
   return s;
 }
 
-Status Crr::StoreMeta(std::string_view pk, const RowMeta& before, const RowMeta& after) {
+Status Crr::InsertNewMeta(std::string_view pk, RowMeta meta, bool* inserted) {
+  NormalizeRuns(&meta);
+  sqlite3_stmt* st;
+  CRSYNC_RETURN_IF_ERROR(Cached(&new_meta_, [&] {
+    return "INSERT INTO " + RowsTable() + "(pk, meta) VALUES (?1, ?2) ON CONFLICT DO NOTHING";
+  }, &st));
+  EncodeRowMeta(meta, &meta_buf_);
+  sqlite3_bind_blob(st, 1, pk.data(), static_cast<int>(pk.size()), SQLITE_STATIC);
+  sqlite3_bind_blob(st, 2, meta_buf_.data(), static_cast<int>(meta_buf_.size()), SQLITE_STATIC);
+  // Our statement has no triggers, so the total grows by exactly the rows
+  // it inserted.
+  sqlite3_int64 before = sqlite3_total_changes64(db_);
+  CRSYNC_RETURN_IF_ERROR(StepToEnd(db_, st));
+  *inserted = sqlite3_total_changes64(db_) != before;
+  if (!*inserted) return Status::OK();
+  cache_valid_ = false;
+  RowMeta empty;
+  return UpdateFeed(pk, empty, meta);
+}
+
+Status Crr::StoreMeta(std::string_view pk, const RowMeta& before, RowMeta after, bool cache) {
+  NormalizeRuns(&after);
   sqlite3_stmt* put;
-  CRSYNC_RETURN_IF_ERROR(Cached(
-      &put_meta_, "INSERT OR REPLACE INTO " + RowsTable() + "(pk, meta) VALUES (?1, ?2)", &put));
+  CRSYNC_RETURN_IF_ERROR(Cached(&put_meta_, [&] {
+    return "INSERT INTO " + RowsTable() +
+           "(pk, meta) VALUES (?1, ?2) ON CONFLICT (pk) DO UPDATE SET meta = excluded.meta";
+  }, &put));
   EncodeRowMeta(after, &meta_buf_);
   sqlite3_bind_blob(put, 1, pk.data(), static_cast<int>(pk.size()), SQLITE_STATIC);
   sqlite3_bind_blob(put, 2, meta_buf_.data(), static_cast<int>(meta_buf_.size()), SQLITE_STATIC);
   CRSYNC_RETURN_IF_ERROR(StepToEnd(db_, put));
+  CRSYNC_RETURN_IF_ERROR(UpdateFeed(pk, before, after));
+  if (cache) {
+    cache_pk_.assign(pk.data(), pk.size());
+    cache_meta_ = std::move(after);
+    cache_valid_ = true;
+  } else {
+    cache_valid_ = false;
+  }
+  return Status::OK();
+}
 
+Status Crr::UpdateFeed(std::string_view pk, const RowMeta& before, const RowMeta& after) {
   // The feed lists each distinct (db_version, run) of the row once.
   using Run = std::pair<int64_t, int64_t>;
-  auto runs = [](const RowMeta& m) {
-    std::vector<Run> r;
-    if (m.sentinel.present) r.emplace_back(m.sentinel.db_version, m.sentinel.run);
+  auto runs = [](const RowMeta& m, Run* out) {
+    size_t n = 0;
+    auto add = [&](const Clock& c) {
+      for (size_t i = 0; i < n; ++i)
+        if (out[i].first == c.db_version && out[i].second == c.run) return;
+      out[n++] = Run(c.db_version, c.run);
+    };
+    if (m.sentinel.present) add(m.sentinel);
     for (const Clock& c : m.cols)
-      if (c.present) r.emplace_back(c.db_version, c.run);
-    std::sort(r.begin(), r.end());
-    r.erase(std::unique(r.begin(), r.end()), r.end());
-    return r;
+      if (c.present) add(c);
+    return n;
   };
-  std::vector<Run> old_runs = runs(before), new_runs = runs(after);
-  std::vector<Run> gone, added;
-  std::set_difference(old_runs.begin(), old_runs.end(), new_runs.begin(), new_runs.end(),
-                      std::back_inserter(gone));
-  std::set_difference(new_runs.begin(), new_runs.end(), old_runs.begin(), old_runs.end(),
-                      std::back_inserter(added));
-  if (!gone.empty()) {
+  std::vector<Run>& old_runs = runs_a_;
+  std::vector<Run>& new_runs = runs_b_;
+  old_runs.resize(before.cols.size() + 1);
+  new_runs.resize(after.cols.size() + 1);
+  size_t n_old = runs(before, old_runs.data()), n_new = runs(after, new_runs.data());
+  auto contains = [](const std::vector<Run>& v, size_t n, const Run& r) {
+    for (size_t i = 0; i < n; ++i)
+      if (v[i] == r) return true;
+    return false;
+  };
+  for (size_t i = 0; i < n_old; ++i) {
+    const Run& r = old_runs[i];
+    if (contains(new_runs, n_new, r)) continue;
     sqlite3_stmt* del;
-    CRSYNC_RETURN_IF_ERROR(Cached(
-        &feed_del_, "DELETE FROM " + FeedTable() + " WHERE dbv = ?1 AND lo = ?2 AND pk = ?3",
-        &del));
-    for (const Run& r : gone) {
-      sqlite3_bind_int64(del, 1, r.first);
-      sqlite3_bind_int64(del, 2, r.second);
-      sqlite3_bind_blob(del, 3, pk.data(), static_cast<int>(pk.size()), SQLITE_STATIC);
-      CRSYNC_RETURN_IF_ERROR(StepToEnd(db_, del));
-    }
+    CRSYNC_RETURN_IF_ERROR(Cached(&feed_del_, [&] {
+      return "DELETE FROM " + FeedTable() + " WHERE dbv = ?1 AND lo = ?2 AND pk = ?3";
+    }, &del));
+    sqlite3_bind_int64(del, 1, r.first);
+    sqlite3_bind_int64(del, 2, r.second);
+    sqlite3_bind_blob(del, 3, pk.data(), static_cast<int>(pk.size()), SQLITE_STATIC);
+    CRSYNC_RETURN_IF_ERROR(StepToEnd(db_, del));
   }
-  if (!added.empty()) {
+  for (size_t i = 0; i < n_new; ++i) {
+    const Run& r = new_runs[i];
+    if (contains(old_runs, n_old, r)) continue;
     sqlite3_stmt* add;
-    CRSYNC_RETURN_IF_ERROR(Cached(
-        &feed_add_, "INSERT OR IGNORE INTO " + FeedTable() + "(dbv, lo, pk) VALUES (?1, ?2, ?3)",
-        &add));
-    for (const Run& r : added) {
-      sqlite3_bind_int64(add, 1, r.first);
-      sqlite3_bind_int64(add, 2, r.second);
-      sqlite3_bind_blob(add, 3, pk.data(), static_cast<int>(pk.size()), SQLITE_STATIC);
-      CRSYNC_RETURN_IF_ERROR(StepToEnd(db_, add));
-    }
+    CRSYNC_RETURN_IF_ERROR(Cached(&feed_add_, [&] {
+      return "INSERT OR IGNORE INTO " + FeedTable() + "(dbv, lo, pk) VALUES (?1, ?2, ?3)";
+    }, &add));
+    sqlite3_bind_int64(add, 1, r.first);
+    sqlite3_bind_int64(add, 2, r.second);
+    sqlite3_bind_blob(add, 3, pk.data(), static_cast<int>(pk.size()), SQLITE_STATIC);
+    CRSYNC_RETURN_IF_ERROR(StepToEnd(db_, add));
   }
   return Status::OK();
 }
 
 Status Crr::UserUpsert(int slot, sqlite3_stmt** out) {
+  if (user_upsert_[slot]) {
+    *out = user_upsert_[slot].get();
+    return Status::OK();
+  }
   std::string cols, params, target;
   for (size_t i = 0; i < schema_.pk_cols.size(); ++i) {
     cols += QuoteIdent(schema_.pk_cols[i]) + ", ";
@@ -140,7 +184,7 @@ Status Crr::UserUpsert(int slot, sqlite3_stmt** out) {
   std::string sql = "INSERT INTO " + QuoteIdent(schema_.name) + " (" + cols + c + ") VALUES (" +
                     params + "?" + std::to_string(schema_.pk_cols.size() + 1) +
                     ") ON CONFLICT (" + target + ") DO UPDATE SET " + c + " = excluded." + c;
-  return Cached(&user_upsert_[slot], sql, out);
+  return Cached(&user_upsert_[slot], [&] { return sql; }, out);
 }
 
 Status Crr::UserInsertPk(sqlite3_stmt** out) {
@@ -149,27 +193,29 @@ Status Crr::UserInsertPk(sqlite3_stmt** out) {
     cols += (i ? ", " : "") + QuoteIdent(schema_.pk_cols[i]);
     params += (i ? ", ?" : "?") + std::to_string(i + 1);
   }
-  return Cached(&user_insert_pk_,
-                "INSERT INTO " + QuoteIdent(schema_.name) + " (" + cols + ") VALUES (" + params +
-                    ") ON CONFLICT DO NOTHING",
-                out);
+  return Cached(&user_insert_pk_, [&] {
+    return "INSERT INTO " + QuoteIdent(schema_.name) + " (" + cols + ") VALUES (" + params +
+           ") ON CONFLICT DO NOTHING";
+  }, out);
 }
 
 Status Crr::UserDelete(sqlite3_stmt** out) {
-  return Cached(&user_delete_, "DELETE FROM " + QuoteIdent(schema_.name) + " WHERE " + PkWhere(1),
-                out);
+  return Cached(&user_delete_, [&] {
+    return "DELETE FROM " + QuoteIdent(schema_.name) + " WHERE " + PkWhere(1);
+  }, out);
 }
 
 Status Crr::UserGetColumn(int slot, sqlite3_stmt** out) {
-  return Cached(&user_get_col_[slot],
-                "SELECT " + QuoteIdent(schema_.cols[slot]) + " FROM " + QuoteIdent(schema_.name) +
-                    " WHERE " + PkWhere(1),
-                out);
+  return Cached(&user_get_col_[slot], [&] {
+    return "SELECT " + QuoteIdent(schema_.cols[slot]) + " FROM " + QuoteIdent(schema_.name) +
+           " WHERE " + PkWhere(1);
+  }, out);
 }
 
 Status Crr::UserExists(sqlite3_stmt** out) {
-  return Cached(&user_exists_,
-                "SELECT 1 FROM " + QuoteIdent(schema_.name) + " WHERE " + PkWhere(1), out);
+  return Cached(&user_exists_, [&] {
+    return "SELECT 1 FROM " + QuoteIdent(schema_.name) + " WHERE " + PkWhere(1);
+  }, out);
 }
 
 Status Catalog::Refresh(bool force) {

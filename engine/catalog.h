@@ -38,11 +38,20 @@ class Crr {
   // "a" = ?1 AND "b" = ?2 ... over the pk columns, parameters from `first`.
   std::string PkWhere(int first) const;
 
-  // Loads the metadata of row `pk`; *found says whether it exists.
-  Status LoadMeta(std::string_view pk, RowMeta* meta, bool* found);
+  // Loads the metadata of row `pk`; *found says whether it exists. With
+  // `use_cache`, the row last stored through StoreMeta(cache=true) is served
+  // from memory (merges touch one row several times in a row).
+  Status LoadMeta(std::string_view pk, RowMeta* meta, bool* found, bool use_cache = false);
   // Stores `after` for row `pk` and updates the change feed, given what was
-  // stored before (`before`, empty when the row had no metadata).
-  Status StoreMeta(std::string_view pk, const RowMeta& before, const RowMeta& after);
+  // stored before (`before`, empty when the row had no metadata). Runs are
+  // normalized first (NormalizeRuns). `cache` keeps `after` in memory for
+  // LoadMeta(use_cache=true); otherwise the cache is dropped.
+  Status StoreMeta(std::string_view pk, const RowMeta& before, RowMeta after, bool cache = false);
+  // Stores `meta` for a row believed new, in one statement. *inserted is
+  // false (and nothing is written) when the row already has metadata.
+  Status InsertNewMeta(std::string_view pk, RowMeta meta, bool* inserted);
+  // Forgets the cached row (after a rollback).
+  void DropCache() { cache_valid_ = false; }
 
   // User-table statements, pk values bound at 1..npk by the caller.
   Status UserUpsert(int slot, sqlite3_stmt** out);  // + value at npk+1
@@ -52,13 +61,25 @@ class Crr {
   Status UserExists(sqlite3_stmt** out);
 
  private:
-  Status Cached(StmtPtr* slot, const std::string& sql, sqlite3_stmt** out);
+  // Returns the statement in *slot, preparing make_sql() on first use.
+  template <typename MakeSql>
+  Status Cached(StmtPtr* slot, MakeSql&& make_sql, sqlite3_stmt** out) {
+    if (!*slot) CRSYNC_RETURN_IF_ERROR(Prepare(db_, make_sql(), slot, SQLITE_PREPARE_PERSISTENT));
+    *out = slot->get();
+    return Status::OK();
+  }
+  Status UpdateFeed(std::string_view pk, const RowMeta& before, const RowMeta& after);
 
   sqlite3* db_;
   int64_t id_;
   TableSchema schema_;
   std::string meta_buf_;
-  StmtPtr get_meta_, put_meta_, feed_add_, feed_del_, user_insert_pk_, user_delete_, user_exists_;
+  std::vector<std::pair<int64_t, int64_t>> runs_a_, runs_b_;
+  bool cache_valid_ = false;
+  std::string cache_pk_;
+  RowMeta cache_meta_;
+  StmtPtr get_meta_, put_meta_, new_meta_, feed_add_, feed_del_, user_insert_pk_, user_delete_,
+      user_exists_;
   std::vector<StmtPtr> user_upsert_, user_get_col_;
 };
 
@@ -74,6 +95,11 @@ class Catalog {
   const std::vector<std::unique_ptr<Crr>>& all() const { return crrs_; }
   // Forgets everything; the next Refresh reloads.
   void Invalidate() { schema_version_ = -1; }
+  // Drops every CRR's cached row (at transaction end and rollbacks).
+  void DropCaches() {
+    for (auto& c : crrs_)
+      if (c) c->DropCache();
+  }
   // Finalizes every cached statement (before the connection closes).
   void Clear() {
     crrs_.clear();

@@ -150,6 +150,7 @@ Status ChangeApplier::Apply(const std::vector<Change>& changes, int64_t tag, int
   } else {
     s = InSavepoint(db, "crsync_apply", body);
   }
+  if (!s.ok()) impl_->engine->catalog().DropCaches();
   if (s.ok() && impacted) *impacted = total;
   return s;
 }

@@ -19,11 +19,18 @@ constexpr char kSchema[] =
     "db_version INTEGER, site_id BLOB, cl INTEGER HIDDEN, seq INTEGER HIDDEN, "
     "tag INTEGER HIDDEN)";
 
+using PeerMarks = std::map<std::pair<std::string, int64_t>, PeerMark>;
+
+// Receive cursors (§13.3) are accumulated per transaction in memory and
+// written once, in xSync, just before the transaction commits (as FTS
+// flushes its pending terms). Savepoints keep snapshots so ROLLBACK TO and
+// failed statements restore exactly what was tracked before them.
 struct ChangesVtab {
   sqlite3_vtab base{};
   ConnEngine* engine;
   Merger merger;
-  std::map<std::pair<std::string, int64_t>, PeerMark> tracked;  // written this transaction
+  PeerMarks marks;
+  std::vector<std::pair<int, PeerMarks>> savepoints;  // (level, marks when it opened)
   explicit ChangesVtab(ConnEngine* e) : engine(e), merger(e) {}
 };
 
@@ -426,14 +433,10 @@ int Update(sqlite3_vtab* vtab, int argc, sqlite3_value** argv, sqlite_int64* row
     bool tracked = false;
     if (s.ok()) s = v->merger.Merge(in, &impacted, &key, &mark, &tracked);
     if (s.ok() && tracked) {
-      // Eager, per change (§13.3 allows it): savepoints then need no extra
-      // bookkeeping. Skip writes that cannot change the stored cursor.
-      auto it = v->tracked.find(key);
-      bool newer = it == v->tracked.end() || mark.version > it->second.version ||
-                   (mark.version == it->second.version && mark.seq > it->second.seq);
-      if (newer) {
-        s = v->merger.TrackPeer(key.first, key.second, mark);
-        if (s.ok()) v->tracked[key] = mark;
+      auto [it, fresh] = v->marks.emplace(key, mark);
+      PeerMark& m = it->second;
+      if (!fresh && (mark.version > m.version || (mark.version == m.version && mark.seq > m.seq))) {
+        m = mark;
       }
     }
     if (!s.ok()) {
@@ -445,11 +448,64 @@ int Update(sqlite3_vtab* vtab, int argc, sqlite3_value** argv, sqlite_int64* row
   });
 }
 
-int ForgetTracked(sqlite3_vtab* vtab) {
-  reinterpret_cast<ChangesVtab*>(vtab)->tracked.clear();
+int Begin(sqlite3_vtab* vtab) {
+  auto* v = reinterpret_cast<ChangesVtab*>(vtab);
+  v->marks.clear();
+  v->savepoints.clear();
   return SQLITE_OK;
 }
-int ForgetTrackedAt(sqlite3_vtab* vtab, int) { return ForgetTracked(vtab); }
+
+// Writes the transaction's receive cursors before it commits.
+int Sync(sqlite3_vtab* vtab) {
+  auto* v = reinterpret_cast<ChangesVtab*>(vtab);
+  return GuardSqliteCall(SQLITE_ERROR, [&] {
+    for (const auto& [key, mark] : v->marks) {
+      Status s = v->merger.TrackPeer(key.first, key.second, mark);
+      if (!s.ok()) {
+        SetError(vtab, s.message());
+        return s.sqlite_code();
+      }
+    }
+    v->marks.clear();
+    return SQLITE_OK;
+  });
+}
+
+int EndTransaction(sqlite3_vtab* vtab) {
+  auto* v = reinterpret_cast<ChangesVtab*>(vtab);
+  v->marks.clear();
+  v->savepoints.clear();
+  v->engine->catalog().DropCaches();
+  return SQLITE_OK;
+}
+
+int Savepoint(sqlite3_vtab* vtab, int level) {
+  return GuardSqliteCall(SQLITE_NOMEM, [&] {
+    auto* v = reinterpret_cast<ChangesVtab*>(vtab);
+    v->savepoints.emplace_back(level, v->marks);
+    return SQLITE_OK;
+  });
+}
+
+int Release(sqlite3_vtab* vtab, int level) {
+  auto* v = reinterpret_cast<ChangesVtab*>(vtab);
+  while (!v->savepoints.empty() && v->savepoints.back().first >= level) v->savepoints.pop_back();
+  return SQLITE_OK;
+}
+
+int RollbackTo(sqlite3_vtab* vtab, int level) {
+  return GuardSqliteCall(SQLITE_NOMEM, [&] {
+    auto* v = reinterpret_cast<ChangesVtab*>(vtab);
+    while (!v->savepoints.empty() && v->savepoints.back().first > level) v->savepoints.pop_back();
+    if (!v->savepoints.empty() && v->savepoints.back().first == level) {
+      v->marks = v->savepoints.back().second;  // savepoint `level` stays open
+    } else {
+      v->marks.clear();  // opened before this table joined the transaction
+    }
+    v->engine->catalog().DropCaches();  // cached rows may have been rolled back
+    return SQLITE_OK;
+  });
+}
 
 sqlite3_module MakeModule() {
   sqlite3_module m{};
@@ -467,10 +523,13 @@ sqlite3_module MakeModule() {
   m.xColumn = Column;
   m.xRowid = Rowid;
   m.xUpdate = Update;
-  m.xBegin = ForgetTracked;
-  m.xCommit = ForgetTracked;
-  m.xRollback = ForgetTracked;
-  m.xRollbackTo = ForgetTrackedAt;
+  m.xBegin = Begin;
+  m.xSync = Sync;
+  m.xCommit = EndTransaction;
+  m.xRollback = EndTransaction;
+  m.xSavepoint = Savepoint;
+  m.xRelease = Release;
+  m.xRollbackTo = RollbackTo;
   return m;
 }
 

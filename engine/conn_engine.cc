@@ -222,6 +222,10 @@ Status ConnEngine::CommittedDbVersion(int64_t* out) {
 Status ConnEngine::LocalDbVersion(int64_t* out) { return NextDbVersion(0, out); }
 
 Status ConnEngine::NextDbVersion(int64_t floor, int64_t* out) {
+  if (pending_ != 0 && floor <= pending_) {  // hot path: the transaction has its version
+    *out = pending_;
+    return Status::OK();
+  }
   int64_t committed;
   CRSYNC_RETURN_IF_ERROR(CommittedDbVersion(&committed));
   pending_ = std::max({committed + 1, pending_, floor});
@@ -230,6 +234,7 @@ Status ConnEngine::NextDbVersion(int64_t floor, int64_t* out) {
 }
 
 void ConnEngine::EndTransaction() {
+  catalog_.DropCaches();
   pending_ = 0;
   seq_ = 0;
   rows_impacted_ = 0;

@@ -99,7 +99,7 @@ Status Merger::Merge(const MergeInput& in, int64_t* impacted,
   bool local = !in.site || *in.site == e_->site_id();
   RowMeta before;
   bool found;
-  CRSYNC_RETURN_IF_ERROR(crr->LoadMeta(key, &before, &found));
+  CRSYNC_RETURN_IF_ERROR(crr->LoadMeta(key, &before, &found, /*use_cache=*/true));
   const int64_t L = before.CausalLength();
 
   // Causal length of the change: given, or inferred (§11.3).
@@ -173,7 +173,7 @@ Status Merger::Merge(const MergeInput& in, int64_t* impacted,
     int64_t dbv;
     CRSYNC_RETURN_IF_ERROR(e_->NextDbVersion(in.db_version, &dbv));
     RowMeta after = before;
-    Clock stamp{true, in.col_version, dbv, SQ, ord, SQ};
+    Clock stamp{true, in.col_version, dbv, SQ, ord, 0};
     switch (outcome) {
       case Outcome::kDelete:
         for (Clock& c : after.cols) c = Clock{};
@@ -187,7 +187,6 @@ Status Merger::Merge(const MergeInput& in, int64_t* impacted,
           if (!c.present) continue;
           c.col_version = 0;
           c.db_version = dbv;
-          c.run = c.seq;
         }
         after.sentinel = stamp;
         after.sentinel.col_version = I;
@@ -205,7 +204,7 @@ Status Merger::Merge(const MergeInput& in, int64_t* impacted,
       case Outcome::kIgnore:
         break;
     }
-    CRSYNC_RETURN_IF_ERROR(crr->StoreMeta(key, before, after));
+    CRSYNC_RETURN_IF_ERROR(crr->StoreMeta(key, before, std::move(after), /*cache=*/true));
     e_->AddRowsImpacted(*impacted);
   }
 

@@ -20,14 +20,14 @@ Status CheckPkNotNull(const Crr& crr, sqlite3_value** pk) {
   return Status::OK();
 }
 
-// Stamps `c` as a local record at (dbv, seq) in run `run`.
-void StampLocal(Clock* c, int64_t col_version, int64_t dbv, int64_t seq, int64_t run) {
+// Stamps `c` as a local record at (dbv, seq). Its feed run is set when the
+// row is stored (NormalizeRuns).
+void StampLocal(Clock* c, int64_t col_version, int64_t dbv, int64_t seq) {
   c->present = true;
   c->col_version = col_version;
   c->db_version = dbv;
   c->seq = seq;
   c->site = 0;
-  c->run = run;
 }
 
 class Recorder {
@@ -36,30 +36,43 @@ class Recorder {
 
   Status Insert(sqlite3_value** pk) {
     CRSYNC_RETURN_IF_ERROR(CheckPkNotNull(*crr_, pk));
-    std::string key;
+    std::string& key = key_buf_;
+    key.clear();
     PackValues(pk, static_cast<int>(crr_->schema().pk_cols.size()), &key);
+    int64_t dbv;
+    CRSYNC_RETURN_IF_ERROR(e_->LocalDbVersion(&dbv));
+    if (crr_->slots() > 0) {
+      // Most inserts create a row the metadata has never seen: try that in
+      // one statement, and only read the old metadata when it exists.
+      RowMeta fresh;
+      fresh.cols.resize(crr_->slots());
+      int64_t seq = e_->PeekSeq();
+      for (Clock& c : fresh.cols) StampLocal(&c, 1, dbv, seq++);
+      bool inserted;
+      CRSYNC_RETURN_IF_ERROR(crr_->InsertNewMeta(key, std::move(fresh), &inserted));
+      if (inserted) {
+        while (e_->PeekSeq() < seq) e_->TakeSeq();
+        return Status::OK();
+      }
+    }
     RowMeta before, after;
     bool found;
     CRSYNC_RETURN_IF_ERROR(crr_->LoadMeta(key, &before, &found));
-    int64_t dbv;
-    CRSYNC_RETURN_IF_ERROR(e_->LocalDbVersion(&dbv));
     after = before;
-    int64_t run = e_->PeekSeq();
     if (crr_->slots() == 0) {
       // pk-only table: the sentinel carries the row.
       int64_t cl = NextLiveCl(before.sentinel);
-      StampLocal(&after.sentinel, cl, dbv, e_->TakeSeq(), run);
+      StampLocal(&after.sentinel, cl, dbv, e_->TakeSeq());
     } else {
       if (found && !before.Empty()) {
         int64_t s = e_->TakeSeq();  // taken even with no sentinel to bump (§6.2)
         if (before.sentinel.present) {
-          StampLocal(&after.sentinel, NextLiveCl(before.sentinel), dbv, s, run);
+          StampLocal(&after.sentinel, NextLiveCl(before.sentinel), dbv, s);
         }
       }
       for (size_t i = 0; i < crr_->slots(); ++i) {
         const Clock& old = before.cols[i];
-        StampLocal(&after.cols[i], old.present ? old.col_version + 1 : 1, dbv, e_->TakeSeq(),
-                   run);
+        StampLocal(&after.cols[i], old.present ? old.col_version + 1 : 1, dbv, e_->TakeSeq());
       }
     }
     return crr_->StoreMeta(key, before, after);
@@ -92,10 +105,9 @@ class Recorder {
     CRSYNC_RETURN_IF_ERROR(crr_->LoadMeta(new_key, &q_before, &found));
     q = q_before;
     if (!moved) {
-      int64_t run = e_->PeekSeq();
       for (size_t i : changed) {
         const Clock& old = q_before.cols[i];
-        StampLocal(&q.cols[i], old.present ? old.col_version + 1 : 1, dbv, e_->TakeSeq(), run);
+        StampLocal(&q.cols[i], old.present ? old.col_version + 1 : 1, dbv, e_->TakeSeq());
       }
       return crr_->StoreMeta(new_key, q_before, q);
     }
@@ -106,10 +118,9 @@ class Recorder {
     RowMeta p_before, p;
     CRSYNC_RETURN_IF_ERROR(crr_->LoadMeta(old_key, &p_before, &found));
     p = p_before;
-    int64_t p_run = e_->PeekSeq();
     int64_t p_cl = p_before.sentinel.present ? p_before.sentinel.col_version + 1 : 2;
     if (p_cl % 2 != 0) ++p_cl;
-    StampLocal(&p.sentinel, p_cl, dbv, e_->TakeSeq(), p_run);
+    StampLocal(&p.sentinel, p_cl, dbv, e_->TakeSeq());
     std::vector<bool> moved_clock(crr_->slots(), false);
     for (size_t i = 0; i < crr_->slots(); ++i) {
       if (p_before.cols[i].present) {
@@ -118,12 +129,11 @@ class Recorder {
       }
       p.cols[i] = Clock{};
     }
-    int64_t q_run = e_->PeekSeq();
-    StampLocal(&q.sentinel, NextLiveCl(q_before.sentinel), dbv, e_->TakeSeq(), q_run);
+    StampLocal(&q.sentinel, NextLiveCl(q_before.sentinel), dbv, e_->TakeSeq());
     std::vector<bool> rewritten(crr_->slots(), false);
     for (size_t i : changed) {
       const Clock& old = q.cols[i];
-      StampLocal(&q.cols[i], old.present ? old.col_version + 1 : 1, dbv, e_->TakeSeq(), q_run);
+      StampLocal(&q.cols[i], old.present ? old.col_version + 1 : 1, dbv, e_->TakeSeq());
       rewritten[i] = true;
     }
     // Step 5: re-stamp moved clocks so peers that already synced the old
@@ -131,7 +141,7 @@ class Recorder {
     for (size_t i = 0; i < crr_->slots(); ++i) {
       Clock& c = q.cols[i];
       if (moved_clock[i] && !rewritten[i] && (c.db_version < dbv || c.site != 0)) {
-        StampLocal(&c, c.col_version, dbv, e_->TakeSeq(), q_run);
+        StampLocal(&c, c.col_version, dbv, e_->TakeSeq());
       }
     }
     CRSYNC_RETURN_IF_ERROR(crr_->StoreMeta(old_key, p_before, p));
@@ -148,8 +158,7 @@ class Recorder {
     CRSYNC_RETURN_IF_ERROR(e_->LocalDbVersion(&dbv));
     after.cols.assign(crr_->slots(), Clock{});
     int64_t cl = before.sentinel.present ? before.sentinel.col_version + 1 : 2;
-    int64_t run = e_->PeekSeq();
-    StampLocal(&after.sentinel, cl, dbv, e_->TakeSeq(), run);
+    StampLocal(&after.sentinel, cl, dbv, e_->TakeSeq());
     return crr_->StoreMeta(key, before, after);
   }
 
@@ -163,6 +172,7 @@ class Recorder {
 
   ConnEngine* e_;
   Crr* crr_;
+  std::string key_buf_;
 };
 
 // Finds the CRR a trigger named by id, reloading the catalog once if needed.

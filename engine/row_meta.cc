@@ -20,6 +20,22 @@ bool RowMeta::AnyColumn() const {
   return false;
 }
 
+void NormalizeRuns(RowMeta* meta) {
+  // Rows have a handful of records: quadratic is the fast way here.
+  auto all = [&](auto&& fn) {
+    if (meta->sentinel.present) fn(meta->sentinel);
+    for (Clock& c : meta->cols)
+      if (c.present) fn(c);
+  };
+  all([&](Clock& c) {
+    int64_t run = c.seq;
+    all([&](Clock& o) {
+      if (o.db_version == c.db_version && o.seq < run) run = o.seq;
+    });
+    c.run = run;
+  });
+}
+
 void PutVarint(uint64_t v, std::string* out) {
   while (v >= 0x80) {
     out->push_back(static_cast<char>((v & 0x7F) | 0x80));

@@ -38,6 +38,11 @@ struct RowMeta {
   bool Empty() const { return !sentinel.present && !AnyColumn(); }
 };
 
+// Sets every record's run to the smallest seq among the row's records with
+// the same db_version, so the change feed needs one entry per distinct
+// db_version of the row (docs/storage.md).
+void NormalizeRuns(RowMeta* meta);
+
 // Encodes `meta` into *out (replacing its contents).
 void EncodeRowMeta(const RowMeta& meta, std::string* out);
 

@@ -93,7 +93,7 @@ TEST(RecordingTest, PkChangeInSameTransactionAsInsertMatchesV016) {
 
 TEST(RecordingTest, InsertOrReplaceOverLiveRow) {
   TestDb db;
-  db.Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, b, c); SELECT crsql_as_crr('t');"
+  db.Exec("PRAGMA recursive_triggers = OFF; CREATE TABLE t (id PRIMARY KEY NOT NULL, b, c); SELECT crsql_as_crr('t');"
           "INSERT INTO t VALUES (1, 'x', 'y'); INSERT OR REPLACE INTO t VALUES (1, 'x', 'z');");
   EXPECT_EQ(db.Query("SELECT cid, col_version, cl FROM crsql_changes"),
             (Rows{{"'b'", "2", "1"}, {"'c'", "2", "1"}}));
@@ -114,7 +114,7 @@ TEST(RecordingTest, InsertOrReplaceWithRecursiveTriggersRecordsDeleteThenInsert)
 
 TEST(RecordingTest, PkOnlyTablesUseTheSentinel) {
   TestDb db;
-  db.Exec("CREATE TABLE assoc (a NOT NULL, b NOT NULL, PRIMARY KEY (a, b)); "
+  db.Exec("PRAGMA recursive_triggers = OFF; CREATE TABLE assoc (a NOT NULL, b NOT NULL, PRIMARY KEY (a, b)); "
           "SELECT crsql_as_crr('assoc');"
           "INSERT INTO assoc VALUES (1, 2); INSERT OR REPLACE INTO assoc VALUES (1, 2);");
   EXPECT_EQ(db.Query("SELECT cid, col_version, cl FROM crsql_changes"), (Rows{{"'-1'", "3", "3"}}));

@@ -1,0 +1,97 @@
+// bench/bench_util.h — fixtures shared by crsync's benchmarks.
+//
+// Every case comes in pairs (or more) measured in the same run: a plain
+// SQLite baseline and the crsync path. scripts/bench.sh turns the JSON into
+// medians and ratios. CRSYNC_BENCH_ROWS scales every case (CI smoke runs use
+// a tiny value).
+#ifndef CRSYNC_BENCH_BENCH_UTIL_H_
+#define CRSYNC_BENCH_BENCH_UTIL_H_
+
+#include <benchmark/benchmark.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "crsync/crsync.h"
+#include "crsync/sqlite_handles.h"
+
+namespace crsync {
+
+inline int BenchRows(int fallback) {
+  const char* v = std::getenv("CRSYNC_BENCH_ROWS");
+  return v ? std::atoi(v) : fallback;
+}
+
+// A fresh database file in $TMPDIR, WAL and synchronous=NORMAL, optionally
+// with the engine. Removed at destruction.
+class BenchDb {
+ public:
+  explicit BenchDb(bool engine, const char* tag = "db") {
+    const char* dir = std::getenv("TMPDIR");
+    path_ = std::string(dir ? dir : "/tmp") + "/crsync-bench-" + tag + "-" +
+            std::to_string(getpid()) + ".db";
+    Remove();
+    Check(OpenDb(path_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr, &db_));
+    if (engine) {
+      char* err = nullptr;
+      if (crsync_engine_init(db_.get(), &err) != SQLITE_OK) {
+        std::fprintf(stderr, "engine: %s\n", err ? err : "?");
+        std::abort();
+      }
+    }
+    Exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA recursive_triggers = OFF;");
+  }
+  ~BenchDb() {
+    db_.reset();
+    Remove();
+  }
+  sqlite3* get() const { return db_.get(); }
+  const std::string& path() const { return path_; }
+  void Exec(const std::string& sql) { Check(crsync::Exec(db_.get(), sql)); }
+  StmtPtr Prep(const std::string& sql) {
+    StmtPtr st;
+    Check(Prepare(db_.get(), sql, &st));
+    return st;
+  }
+  int64_t Int(const std::string& sql) {
+    StmtPtr st = Prep(sql);
+    return sqlite3_step(st.get()) == SQLITE_ROW ? sqlite3_column_int64(st.get(), 0) : -1;
+  }
+  static void Check(const Status& s) {
+    if (!s.ok()) {
+      std::fprintf(stderr, "bench: %s\n", s.ToString().c_str());
+      std::abort();
+    }
+  }
+
+ private:
+  void Remove() {
+    for (const char* s : {"", "-wal", "-shm"}) std::remove((path_ + s).c_str());
+  }
+  std::string path_;
+  DbPtr db_;
+};
+
+// The benchmark table: int key, text, int, real.
+constexpr char kItemsSql[] =
+    "CREATE TABLE items (id INTEGER PRIMARY KEY NOT NULL, name TEXT, qty INTEGER, price REAL)";
+
+inline void InsertItems(BenchDb& db, int rows, int first = 0) {
+  StmtPtr st = db.Prep("INSERT INTO items VALUES (?1, ?2, ?3, ?4)");
+  char name[32];
+  for (int i = first; i < first + rows; ++i) {
+    std::snprintf(name, sizeof name, "item-%08d", i);
+    sqlite3_bind_int64(st.get(), 1, i);
+    sqlite3_bind_text(st.get(), 2, name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st.get(), 3, i % 1000);
+    sqlite3_bind_double(st.get(), 4, i * 0.25);
+    BenchDb::Check(StepToEnd(db.get(), st.get()));
+  }
+}
+
+}  // namespace crsync
+
+#endif  // CRSYNC_BENCH_BENCH_UTIL_H_

@@ -1,0 +1,281 @@
+// Engine benchmarks (issues "Engine I" and "Engine II"): local writes,
+// changeset generation and merging, each beside a plain-SQLite baseline run
+// in the same process.
+#include <sqlite3.h>
+
+#include <vector>
+
+#include "bench/bench_util.h"
+#include "bench/session_baseline.h"
+#include "crsync/engine.h"
+
+namespace crsync {
+namespace {
+
+// --- local writes -----------------------------------------------------------
+
+void BM_Insert100k(benchmark::State& state, bool crr) {
+  int rows = BenchRows(100000);
+  for (auto _ : state) {
+    state.PauseTiming();
+    {
+      BenchDb db(crr);
+      db.Exec(kItemsSql);
+      if (crr) db.Exec("SELECT crsql_as_crr('items')");
+      state.ResumeTiming();
+      db.Exec("BEGIN");
+      InsertItems(db, rows);
+      db.Exec("COMMIT");
+      state.PauseTiming();
+    }
+    state.ResumeTiming();
+  }
+  state.SetItemsProcessed(state.iterations() * rows);
+}
+BENCHMARK_CAPTURE(BM_Insert100k, plain, false)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Insert100k, crr, true)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_OneRowTxns5k(benchmark::State& state, bool crr) {
+  int txns = BenchRows(100000) / 20;
+  for (auto _ : state) {
+    state.PauseTiming();
+    {
+      BenchDb db(crr);
+      db.Exec(kItemsSql);
+      if (crr) db.Exec("SELECT crsql_as_crr('items')");
+      state.ResumeTiming();
+      InsertItems(db, txns);  // autocommit: one transaction per row
+      state.PauseTiming();
+    }
+    state.ResumeTiming();
+  }
+  state.SetItemsProcessed(state.iterations() * txns);
+}
+BENCHMARK_CAPTURE(BM_OneRowTxns5k, plain, false)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_OneRowTxns5k, crr, true)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_Update100k(benchmark::State& state, bool crr) {
+  int rows = BenchRows(100000);
+  for (auto _ : state) {
+    state.PauseTiming();
+    {
+      BenchDb db(crr);
+      db.Exec(kItemsSql);
+      if (crr) db.Exec("SELECT crsql_as_crr('items')");
+      db.Exec("BEGIN");
+      InsertItems(db, rows);
+      db.Exec("COMMIT");
+      state.ResumeTiming();
+      db.Exec("UPDATE items SET qty = qty + 1");
+      state.PauseTiming();
+    }
+    state.ResumeTiming();
+  }
+  state.SetItemsProcessed(state.iterations() * rows);
+}
+BENCHMARK_CAPTURE(BM_Update100k, plain, false)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Update100k, crr, true)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// Size after the 100k-row insert and VACUUM; the time is not the point.
+void BM_DbSize(benchmark::State& state, bool crr) {
+  int rows = BenchRows(100000);
+  int64_t bytes = 0;
+  for (auto _ : state) {
+    BenchDb db(crr);
+    db.Exec(kItemsSql);
+    if (crr) db.Exec("SELECT crsql_as_crr('items')");
+    db.Exec("BEGIN");
+    InsertItems(db, rows);
+    db.Exec("COMMIT; VACUUM;");
+    bytes = db.Int("SELECT page_count * page_size FROM pragma_page_count, pragma_page_size");
+  }
+  state.counters["bytes"] = static_cast<double>(bytes);
+}
+BENCHMARK_CAPTURE(BM_DbSize, plain, false)->Unit(benchmark::kMillisecond)->Iterations(1);
+BENCHMARK_CAPTURE(BM_DbSize, crr, true)->Unit(benchmark::kMillisecond)->Iterations(1);
+
+// --- changeset generation ---------------------------------------------------
+
+// A CRR of `rows` rows × 3 columns, made once per process.
+BenchDb& SourceDb() {
+  static BenchDb* db = [] {
+    auto* d = new BenchDb(true, "source");
+    d->Exec(kItemsSql);
+    d->Exec("SELECT crsql_as_crr('items')");
+    d->Exec("BEGIN");
+    InsertItems(*d, BenchRows(100000));
+    d->Exec("COMMIT");
+    return d;
+  }();
+  return *db;
+}
+
+void BM_ReadChanges_sql(benchmark::State& state) {
+  BenchDb& db = SourceDb();
+  StmtPtr st = db.Prep("SELECT \"table\", pk, cid, val, col_version, db_version, site_id, cl, seq "
+                       "FROM crsql_changes WHERE db_version > ?1");
+  int64_t n = 0;
+  for (auto _ : state) {
+    sqlite3_bind_int64(st.get(), 1, 0);
+    while (sqlite3_step(st.get()) == SQLITE_ROW) {
+      benchmark::DoNotOptimize(sqlite3_column_blob(st.get(), 1));
+      benchmark::DoNotOptimize(sqlite3_column_value(st.get(), 3));
+      ++n;
+    }
+    sqlite3_reset(st.get());
+  }
+  state.SetItemsProcessed(n);
+}
+BENCHMARK(BM_ReadChanges_sql)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_ReadChanges_reader(benchmark::State& state) {
+  BenchDb& db = SourceDb();
+  std::unique_ptr<ChangeReader> reader;
+  BenchDb::Check(ChangeReader::Open(db.get(), &reader));
+  int64_t n = 0;
+  for (auto _ : state) {
+    int64_t cursor = 0, v;
+    do {
+      std::vector<Change> txn;
+      BenchDb::Check(reader->NextTransaction(cursor, OriginFilter{}, &txn, &v));
+      n += static_cast<int64_t>(txn.size());
+      cursor = v;
+    } while (v);
+  }
+  state.SetItemsProcessed(n);
+}
+BENCHMARK(BM_ReadChanges_reader)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// Baseline for reading: a plain SELECT of the same rows, counted per cell.
+void BM_ReadChanges_plain(benchmark::State& state) {
+  BenchDb& db = SourceDb();
+  StmtPtr st = db.Prep("SELECT id, name, qty, price FROM items");
+  int64_t n = 0;
+  for (auto _ : state) {
+    while (sqlite3_step(st.get()) == SQLITE_ROW) {
+      benchmark::DoNotOptimize(sqlite3_column_value(st.get(), 1));
+      n += 3;
+    }
+    sqlite3_reset(st.get());
+  }
+  state.SetItemsProcessed(n);
+}
+BENCHMARK(BM_ReadChanges_plain)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// --- merging ----------------------------------------------------------------
+
+std::vector<Change>& SourceChanges() {
+  static std::vector<Change>* changes = [] {
+    auto* out = new std::vector<Change>();
+    std::unique_ptr<ChangeReader> reader;
+    BenchDb::Check(ChangeReader::Open(SourceDb().get(), &reader));
+    int64_t cursor = 0, v;
+    do {
+      BenchDb::Check(reader->NextTransaction(cursor, OriginFilter{}, out, &v));
+      cursor = v;
+    } while (v);
+    return out;
+  }();
+  return *changes;
+}
+
+void BindChange(sqlite3_stmt* st, const Change& c) {
+  sqlite3_bind_text(st, 1, c.table.data(), static_cast<int>(c.table.size()), SQLITE_STATIC);
+  sqlite3_bind_blob(st, 2, c.pk.data(), static_cast<int>(c.pk.size()), SQLITE_STATIC);
+  sqlite3_bind_text(st, 3, c.cid.data(), static_cast<int>(c.cid.size()), SQLITE_STATIC);
+  switch (c.val_type) {
+    case SQLITE_INTEGER: sqlite3_bind_int64(st, 4, c.val_int); break;
+    case SQLITE_FLOAT: sqlite3_bind_double(st, 4, c.val_real); break;
+    case SQLITE_TEXT: sqlite3_bind_text(st, 4, c.val_bytes.data(), static_cast<int>(c.val_bytes.size()), SQLITE_STATIC); break;
+    case SQLITE_BLOB: sqlite3_bind_blob(st, 4, c.val_bytes.data(), static_cast<int>(c.val_bytes.size()), SQLITE_STATIC); break;
+    default: sqlite3_bind_null(st, 4);
+  }
+  sqlite3_bind_int64(st, 5, c.col_version);
+  sqlite3_bind_int64(st, 6, c.db_version);
+  sqlite3_bind_blob(st, 7, c.site_id.data(), static_cast<int>(c.site_id.size()), SQLITE_STATIC);
+  sqlite3_bind_int64(st, 8, c.cl);
+  sqlite3_bind_int64(st, 9, c.seq);
+}
+
+void InsertItemsOrReplace(BenchDb& db, int rows) {
+  StmtPtr st = db.Prep("INSERT OR REPLACE INTO items VALUES (?1, ?2, ?3, ?4)");
+  char name[32];
+  for (int i = 0; i < rows; ++i) {
+    std::snprintf(name, sizeof name, "item-%08d", i);
+    sqlite3_bind_int64(st.get(), 1, i);
+    sqlite3_bind_text(st.get(), 2, name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st.get(), 3, i % 1000);
+    sqlite3_bind_double(st.get(), 4, i * 0.25);
+    BenchDb::Check(StepToEnd(db.get(), st.get()));
+  }
+}
+
+enum class MergePath { kPlainUpsert, kSql, kApplier, kSession };
+
+// `preload`: 0 = empty target; 1 = target holds the rows with half the
+// columns newer locally (so half the incoming changes lose).
+void RunMerge(benchmark::State& state, MergePath path, bool half_lose) {
+  std::vector<Change>& changes = SourceChanges();
+  int rows = BenchRows(100000);
+  const std::string& session_changeset = ItemsChangeset(rows);
+  for (auto _ : state) {
+    state.PauseTiming();
+    {
+      BenchDb db(path != MergePath::kPlainUpsert && path != MergePath::kSession, "target");
+      db.Exec(kItemsSql);
+      if (path == MergePath::kSql || path == MergePath::kApplier) db.Exec("SELECT crsql_as_crr('items')");
+      if (half_lose) {
+        // The target has the same rows; every other row is then edited
+        // twice locally (col_version 3 > incoming 1: those changes lose; the
+        // rest tie on version and win on value or are equal).
+        db.Exec("BEGIN");
+        InsertItems(db, rows, 0);
+        db.Exec("UPDATE items SET name = name || '~', qty = qty - 1, price = price - 1 WHERE id % 2 = 0;"
+                "UPDATE items SET name = name || '~', qty = qty - 1, price = price - 1 WHERE id % 2 = 0;"
+                "COMMIT");
+      }
+      state.ResumeTiming();
+      if (path == MergePath::kPlainUpsert) {
+        db.Exec("BEGIN");
+        InsertItemsOrReplace(db, rows);
+        db.Exec("COMMIT");
+      } else if (path == MergePath::kSql) {
+        StmtPtr st = db.Prep("INSERT INTO crsql_changes (\"table\", pk, cid, val, col_version, "
+                             "db_version, site_id, cl, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        db.Exec("BEGIN");
+        for (const Change& c : changes) {
+          BindChange(st.get(), c);
+          BenchDb::Check(StepToEnd(db.get(), st.get()));
+        }
+        db.Exec("COMMIT");
+      } else if (path == MergePath::kApplier) {
+        std::unique_ptr<ChangeApplier> applier;
+        BenchDb::Check(ChangeApplier::Open(db.get(), &applier));
+        BenchDb::Check(applier->Apply(changes));
+      } else {
+        ApplyChangeset(db.get(), session_changeset);
+      }
+      state.PauseTiming();
+    }
+    state.ResumeTiming();
+  }
+  state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(changes.size()));
+}
+
+// Merge 300k changes (100k rows x 3 columns) into an empty database.
+BENCHMARK_CAPTURE(RunMerge, empty_plain_upsert, MergePath::kPlainUpsert, false)
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(RunMerge, empty_sql, MergePath::kSql, false)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(RunMerge, empty_applier, MergePath::kApplier, false)
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(RunMerge, empty_session, MergePath::kSession, false)
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
+// Merge the same changes where half lose (the target edited every other row).
+BENCHMARK_CAPTURE(RunMerge, halflose_sql, MergePath::kSql, true)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(RunMerge, halflose_applier, MergePath::kApplier, true)
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace
+}  // namespace crsync
+
+BENCHMARK_MAIN();
