@@ -29,12 +29,12 @@ inline int BenchRows(int fallback) {
 // with the engine. Removed at destruction.
 class BenchDb {
  public:
-  explicit BenchDb(bool engine, const char* tag = "db") {
+  explicit BenchDb(bool engine, const char* tag = "db", const char* vfs = nullptr) {
     const char* dir = std::getenv("TMPDIR");
     path_ = std::string(dir ? dir : "/tmp") + "/crsync-bench-" + tag + "-" +
             std::to_string(getpid()) + ".db";
     Remove();
-    Check(OpenDb(path_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr, &db_));
+    Check(OpenDb(path_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, vfs, &db_));
     if (engine) {
       char* err = nullptr;
       if (crsync_engine_init(db_.get(), &err) != SQLITE_OK) {
@@ -69,7 +69,7 @@ class BenchDb {
 
  private:
   void Remove() {
-    for (const char* s : {"", "-wal", "-shm"}) std::remove((path_ + s).c_str());
+    for (const char* s : {"", "-wal", "-shm", "-crsync"}) std::remove((path_ + s).c_str());
   }
   std::string path_;
   DbPtr db_;

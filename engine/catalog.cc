@@ -177,8 +177,10 @@ Status Crr::UserUpsert(int slot, sqlite3_stmt** out) {
   std::string cols, params, target;
   for (size_t i = 0; i < schema_.pk_cols.size(); ++i) {
     cols += QuoteIdent(schema_.pk_cols[i]) + ", ";
-    params += "?" + std::to_string(i + 1) + ", ";
-    target += (i ? ", " : "") + QuoteIdent(schema_.pk_cols[i]);
+    params += '?';
+    params += std::to_string(i + 1);
+    params += ", ";
+    target += std::string(i ? ", " : "") + QuoteIdent(schema_.pk_cols[i]);
   }
   std::string c = QuoteIdent(schema_.cols[slot]);
   std::string sql = "INSERT INTO " + QuoteIdent(schema_.name) + " (" + cols + c + ") VALUES (" +
@@ -190,8 +192,8 @@ Status Crr::UserUpsert(int slot, sqlite3_stmt** out) {
 Status Crr::UserInsertPk(sqlite3_stmt** out) {
   std::string cols, params;
   for (size_t i = 0; i < schema_.pk_cols.size(); ++i) {
-    cols += (i ? ", " : "") + QuoteIdent(schema_.pk_cols[i]);
-    params += (i ? ", ?" : "?") + std::to_string(i + 1);
+    cols += std::string(i ? ", " : "") + QuoteIdent(schema_.pk_cols[i]);
+    params += std::string(i ? ", ?" : "?") + std::to_string(i + 1);
   }
   return Cached(&user_insert_pk_, [&] {
     return "INSERT INTO " + QuoteIdent(schema_.name) + " (" + cols + ") VALUES (" + params +

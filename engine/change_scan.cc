@@ -55,7 +55,7 @@ Status ChangeScan::PrepareSources() {
                                    &src->meta, SQLITE_PREPARE_PERSISTENT));
     if (crr.slots() > 0) {
       std::string cols;
-      for (size_t c = 0; c < crr.slots(); ++c) cols += (c ? ", " : "") + QuoteIdent(crr.schema().cols[c]);
+      for (size_t c = 0; c < crr.slots(); ++c) cols += std::string(c ? ", " : "") + QuoteIdent(crr.schema().cols[c]);
       CRSYNC_RETURN_IF_ERROR(Prepare(db,
                                      "SELECT " + cols + " FROM main." + QuoteIdent(crr.name()) +
                                          " WHERE " + crr.PkWhere(1),

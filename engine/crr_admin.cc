@@ -19,7 +19,7 @@ std::string PackNames(const std::vector<std::string>& names) {
 Status Backfill(ConnEngine* e, Crr* crr) {
   std::string cols;
   for (size_t i = 0; i < crr->schema().pk_cols.size(); ++i)
-    cols += (i ? ", " : "") + QuoteIdent(crr->schema().pk_cols[i]);
+    cols += std::string(i ? ", " : "") + QuoteIdent(crr->schema().pk_cols[i]);
   StmtPtr scan;
   CRSYNC_RETURN_IF_ERROR(Prepare(
       e->db(), "SELECT " + cols + " FROM main." + QuoteIdent(crr->name()) + " ORDER BY " + cols,

@@ -1,5 +1,6 @@
-// The engine's entry points: crsync_engine_init, crsync_auto_extension and
-// the loadable-extension entry sqlite3_crsync_init.
+// The engine's entry points: crsync_engine_init and crsync_auto_extension.
+// (The loadable-extension entry point lives in vfs/loadable.cc: loading the
+// module also registers the VFS.)
 #include <memory>
 
 #include "common/guard.h"
@@ -62,7 +63,3 @@ extern "C" int crsync_auto_extension(void) {
   return sqlite3_auto_extension(reinterpret_cast<Entry>(&AutoInit));
 }
 
-extern "C" int sqlite3_crsync_init(sqlite3* db, char** err_msg, const void* api) {
-  (void)api;
-  return crsync_engine_init(db, err_msg);
-}

@@ -30,7 +30,8 @@ int crsync_engine_init(sqlite3 *db, char **err_msg);
  * SQLite result code; calling it twice is harmless. */
 int crsync_auto_extension(void);
 
-/* Entry point for sqlite3_load_extension() and the shell's .load. */
+/* Entry point for sqlite3_load_extension() and the shell's .load (in
+ * libcrsync.so only). Also registers the crsync VFS permanently (vfs.h). */
 int sqlite3_crsync_init(sqlite3 *db, char **err_msg, const void *api);
 
 #ifdef __cplusplus

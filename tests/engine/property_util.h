@@ -37,7 +37,7 @@ struct RandomSchema {
       if (i >= npk && rng() % 4 == 0) defs += " DEFAULT 7";
     }
     std::string pklist;
-    for (const auto& p : s.pks) pklist += (pklist.empty() ? "" : ", ") + QuoteIdent(p);
+    for (const auto& p : s.pks) pklist += std::string(pklist.empty() ? "" : ", ") + QuoteIdent(p);
     s.create_sql = "CREATE TABLE " + QuoteIdent(s.table) + " (" + defs + ", PRIMARY KEY (" +
                    pklist + ")); SELECT crsql_as_crr(" + QuoteLiteral(s.table) + ");";
     return s;
@@ -46,7 +46,7 @@ struct RandomSchema {
   std::string Q() const { return QuoteIdent(table); }
   std::string PkList() const {
     std::string o;
-    for (const auto& p : pks) o += (o.empty() ? "" : ", ") + QuoteIdent(p);
+    for (const auto& p : pks) o += std::string(o.empty() ? "" : ", ") + QuoteIdent(p);
     return o;
   }
   // Table contents in a canonical order, every value quoted.
@@ -106,7 +106,7 @@ inline void RandomWrite(std::mt19937_64& rng, const RandomSchema& s, TestDb& db,
       if (s.cols.empty()) return;
       std::string sets;
       for (const auto& c : s.cols)
-        if (rng() % 2 || sets.empty()) sets += (sets.empty() ? "" : ", ") + QuoteIdent(c) + " = " + RandomValue(rng);
+        if (rng() % 2 || sets.empty()) sets += std::string(sets.empty() ? "" : ", ") + QuoteIdent(c) + " = " + RandomValue(rng);
       db.Try("UPDATE " + s.Q() + " SET " + sets + " WHERE " + KeyWhere(s, key)).IgnoreError();
       break;
     }
@@ -129,7 +129,7 @@ inline void RandomWrite(std::mt19937_64& rng, const RandomSchema& s, TestDb& db,
         }
       }
       for (const auto& p : s.pks) {
-        sets += (pos ? ", " : "") + QuoteIdent(p) + " = " + parts[pos];
+        sets += std::string(pos ? ", " : "") + QuoteIdent(p) + " = " + parts[pos];
         ++pos;
       }
       db.Try("UPDATE " + s.Q() + " SET " + sets + " WHERE " + KeyWhere(s, key)).IgnoreError();

@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""Turns Google Benchmark JSON (with repetitions) into crsync's results table.
+
+usage: report.py RESULT.json [RESULT.json ...]
+
+For every case: the median, the spread over repetitions (min..max of real
+time) and the ratio to its baseline measured in the same run. Prints a
+Markdown table.
+"""
+import json
+import statistics
+import sys
+from collections import defaultdict
+
+# case -> (baseline case, what the ratio means)
+BASELINES = {
+    "BM_Insert100k/crr": "BM_Insert100k/plain",
+    "BM_OneRowTxns5k/crr": "BM_OneRowTxns5k/plain",
+    "BM_Update100k/crr": "BM_Update100k/plain",
+    "BM_DbSize/crr": "BM_DbSize/plain",
+    "BM_ReadChanges_sql": "BM_ReadChanges_plain",
+    "BM_ReadChanges_reader": "BM_ReadChanges_plain",
+    "RunMerge/empty_sql": "RunMerge/empty_plain_upsert",
+    "RunMerge/empty_applier": "RunMerge/empty_plain_upsert",
+    "RunMerge/empty_session": "RunMerge/empty_plain_upsert",
+    "RunMerge/halflose_sql": "RunMerge/empty_plain_upsert",
+    "RunMerge/halflose_applier": "RunMerge/empty_plain_upsert",
+    "BM_VfsOneRowTxns5k/crsync_vfs": "BM_VfsOneRowTxns5k/default_vfs",
+}
+
+
+def case_name(b):
+    name = b.get("run_name") or b["name"]
+    for suffix in ("/real_time", "/iterations:1"):
+        name = name.replace(suffix, "")
+    return name
+
+
+def main(paths):
+    runs = defaultdict(list)  # case -> list of (real_time ms, items/s, bytes)
+    context = None
+    for path in paths:
+        data = json.load(open(path, encoding="utf-8"))
+        context = context or data.get("context", {})
+        for b in data["benchmarks"]:
+            if b.get("run_type") == "aggregate":
+                continue
+            scale = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}[b.get("time_unit", "ns")]
+            runs[case_name(b)].append(
+                (b["real_time"] * scale, b.get("items_per_second"), b.get("bytes")))
+    med = {}
+    for case, rs in runs.items():
+        med[case] = (statistics.median(r[0] for r in rs),
+                     statistics.median(r[1] for r in rs) if rs[0][1] else None,
+                     statistics.median(r[2] for r in rs) if rs[0][2] else None)
+    print(f"machine: {context.get('num_cpus')} CPUs at {context.get('mhz_per_cpu')} MHz, "
+          f"{context.get('date')}; {len(next(iter(runs.values()), []))} repetitions\n")
+    print("| case | median | spread (min..max) | throughput | ratio to baseline |")
+    print("|---|---|---|---|---|")
+    for case in sorted(runs):
+        t, ips, size = med[case]
+        times = [r[0] for r in runs[case]]
+        spread = f"{min(times):.1f}..{max(times):.1f} ms"
+        thr = f"{ips / 1e6:.3f} M/s" if ips else ""
+        value = f"{size / 1e6:.2f} MB" if size else f"{t:.1f} ms"
+        ratio = ""
+        base = BASELINES.get(case)
+        if base in med:
+            bt, bips, bsize = med[base]
+            if size and bsize:
+                ratio = f"{size / bsize:.2f}x size of {base}"
+            elif case.startswith("BM_ReadChanges"):
+                ratio = f"{bips / ips:.1f}x slower than {base}" if ips and bips else ""
+            else:
+                ratio = f"{t / bt:.2f}x {base}"
+        print(f"| {case} | {value} | {spread} | {thr} | {ratio} |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,62 @@
+/* crsync/vfs.h — the commit-flagging VFS shim.
+ *
+ * An application replicates with one call before it opens its databases:
+ *
+ *     crsync_vfs_register(NULL, 1);
+ *
+ * This registers a VFS named "crsync" over the current default VFS (or the
+ * one named), optionally makes it the default, and installs the crsync engine
+ * on every connection opened afterwards (sqlite3_auto_extension). The shim
+ * forwards every call to the VFS below it. When a write transaction on a
+ * database file commits, it raises a commit signal:
+ *
+ *   - a counter in the side file "<db>-crsync" (8 bytes, native byte order,
+ *     incremented atomically through a shared mapping) followed by a one-byte
+ *     write at offset 8, so that inotify / libuv uv_fs_event watchers wake;
+ *   - the in-process callback set with crsync_vfs_on_commit.
+ *
+ * The signal is a wake-up, not a log: a reader must always look at the
+ * database itself (crsql_changes after its cursor). A write transaction that
+ * changed nothing may be counted; read-only transactions and rollbacks are
+ * not. The signal never blocks or fails a commit: if the side file cannot be
+ * created (read-only directory), the database works normally and one
+ * sqlite3_log(SQLITE_WARNING) message says why.
+ *
+ * Thread safety: all functions may be called from any thread.
+ */
+#ifndef CRSYNC_VFS_H_
+#define CRSYNC_VFS_H_
+
+#include <sqlite3.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The name of the shim VFS. */
+#define CRSYNC_VFS_NAME "crsync"
+
+/* Registers the VFS "crsync" over `base_vfs` (NULL = the current default)
+ * and the engine as an auto-extension. With make_default != 0 it becomes the
+ * default VFS. Returns SQLITE_OK, SQLITE_ERROR when `base_vfs` does not exist,
+ * or SQLITE_NOMEM. Calling it again is harmless (the first base VFS stays;
+ * make_default is honoured each time). */
+int crsync_vfs_register(const char *base_vfs, int make_default);
+
+/* Sets (or with fn = NULL clears) the in-process commit callback. It runs on
+ * the committing thread, after the counter moved and while SQLite finishes
+ * the commit: it must be quick and must not use the connection. `db_path` is
+ * the database's full path; `seq` the counter value after this commit. */
+int crsync_vfs_on_commit(void (*fn)(void *ctx, const char *db_path, sqlite3_uint64 seq),
+                         void *ctx);
+
+/* Reads, from any process, how many commits the signal has counted for the
+ * database at `db_path` (0 if none yet or no side file). Returns SQLITE_OK or
+ * SQLITE_IOERR if the side file exists but cannot be read. */
+int crsync_commit_counter(const char *db_path, sqlite3_uint64 *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CRSYNC_VFS_H_ */

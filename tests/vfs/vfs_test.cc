@@ -1,0 +1,314 @@
+// The commit-flagging VFS shim (vfs/): commit counting across journal modes,
+// processes and connections, waking a libuv watcher, the "existing app"
+// registration, forwarding of ordinary SQLite work, and an unwritable side
+// file.
+#include "crsync/vfs.h"
+
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/test_util.h"
+
+namespace crsync {
+namespace {
+
+using ::testing::HasSubstr;
+
+// sqlite3_log messages, captured from before SQLite initializes.
+std::mutex g_log_mutex;
+std::vector<std::string> g_log;
+struct LogCapture {
+  LogCapture() {
+    sqlite3_config(SQLITE_CONFIG_LOG, +[](void*, int, const char* msg) {
+      std::lock_guard<std::mutex> lock(g_log_mutex);
+      g_log.emplace_back(msg);
+    }, nullptr);
+  }
+} g_log_capture;
+
+class VfsTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_EQ(crsync_vfs_register(nullptr, 0), SQLITE_OK); }
+
+  static DbPtr OpenShim(const std::string& path) {
+    DbPtr db;
+    Status s = OpenDb(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, CRSYNC_VFS_NAME, &db);
+    EXPECT_OK(s);
+    if (db) sqlite3_busy_timeout(db.get(), 5000);
+    return db;
+  }
+  static uint64_t Counter(const std::string& path) {
+    sqlite3_uint64 v = 0;
+    EXPECT_EQ(crsync_commit_counter(path.c_str(), &v), SQLITE_OK);
+    return v;
+  }
+  // Runs `body` in a child process; returns its exit status.
+  template <typename Body>
+  static int InChild(Body&& body) {
+    pid_t pid = fork();
+    if (pid == 0) {
+      int rc = body();
+      _exit(rc);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 100;
+  }
+};
+
+TEST_F(VfsTest, RegisteringTwiceIsHarmlessAndUnknownBaseFails) {
+  EXPECT_EQ(crsync_vfs_register(nullptr, 0), SQLITE_OK);
+  EXPECT_NE(sqlite3_vfs_find(CRSYNC_VFS_NAME), nullptr);
+  EXPECT_NE(sqlite3_vfs_find(nullptr), sqlite3_vfs_find(CRSYNC_VFS_NAME));  // not default
+}
+
+TEST_F(VfsTest, CountsEveryCommitExactlyInEachJournalModeFromAnotherProcess) {
+  for (const char* mode : {"WAL", "DELETE", "TRUNCATE", "PERSIST"}) {
+    SCOPED_TRACE(mode);
+    TempPath path;
+    {
+      DbPtr db = OpenShim(path.str());
+      ASSERT_OK(Exec(db.get(), std::string("PRAGMA journal_mode = ") + mode +
+                                   "; CREATE TABLE t (id PRIMARY KEY, v); "
+                                   "SELECT crsql_as_crr('t');"));
+    }
+    uint64_t before = Counter(path.str());
+    const int kCommits = 25;
+    int rc = InChild([&] {
+      DbPtr db = OpenShim(path.str());
+      for (int i = 0; i < kCommits; ++i) {
+        if (!Exec(db.get(), "INSERT INTO t VALUES (" + std::to_string(i) + ", 'x')").ok()) return 1;
+        // Read-only work and rollbacks in between must not count.
+        if (!Exec(db.get(), "SELECT count(*) FROM t; SELECT * FROM crsql_changes;").ok()) return 2;
+        if (!Exec(db.get(), "BEGIN; INSERT INTO t VALUES (-1, 'gone'); ROLLBACK;").ok()) return 3;
+      }
+      return 0;
+    });
+    ASSERT_EQ(rc, 0);
+    EXPECT_EQ(Counter(path.str()) - before, static_cast<uint64_t>(kCommits));
+  }
+}
+
+TEST_F(VfsTest, ConcurrentProcessesAndConnectionsMissNoCommit) {
+  TempPath path;
+  {
+    DbPtr db = OpenShim(path.str());
+    ASSERT_OK(Exec(db.get(), "PRAGMA journal_mode = WAL; CREATE TABLE t (id PRIMARY KEY, v);"
+                             "SELECT crsql_as_crr('t');"));
+  }
+  uint64_t before = Counter(path.str());
+  const int kProcs = 3, kConns = 2, kCommits = 30;
+  std::vector<pid_t> kids;
+  for (int p = 0; p < kProcs; ++p) {
+    pid_t pid = fork();
+    if (pid == 0) {
+      std::vector<DbPtr> conns;
+      for (int c = 0; c < kConns; ++c) conns.push_back(OpenShim(path.str()));
+      for (int i = 0; i < kCommits; ++i) {
+        for (int c = 0; c < kConns; ++c) {
+          int id = ((p * kConns + c) * kCommits) + i;
+          if (!Exec(conns[c].get(), "INSERT INTO t VALUES (" + std::to_string(id) + ", 1)").ok())
+            _exit(1);
+        }
+      }
+      conns.clear();
+      _exit(0);
+    }
+    kids.push_back(pid);
+  }
+  for (pid_t pid : kids) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  }
+  EXPECT_EQ(Counter(path.str()) - before, static_cast<uint64_t>(kProcs * kConns * kCommits));
+}
+
+TEST_F(VfsTest, InProcessCallbackSeesPathAndSequence) {
+  TempPath path;
+  DbPtr db = OpenShim(path.str());
+  struct Seen {
+    std::vector<uint64_t> seqs;
+    std::string path;
+  } seen;
+  crsync_vfs_on_commit(+[](void* ctx, const char* p, sqlite3_uint64 seq) {
+    auto* s = static_cast<Seen*>(ctx);
+    s->seqs.push_back(seq);
+    s->path = p;
+  }, &seen);
+  ASSERT_OK(Exec(db.get(), "CREATE TABLE t (a); INSERT INTO t VALUES (1); SELECT * FROM t;"));
+  crsync_vfs_on_commit(nullptr, nullptr);
+  ASSERT_OK(Exec(db.get(), "INSERT INTO t VALUES (2)"));
+  ASSERT_EQ(seen.seqs.size(), 2u);
+  EXPECT_EQ(seen.seqs[1], seen.seqs[0] + 1);
+  EXPECT_EQ(seen.seqs[1], Counter(path.str()) - 1);
+  EXPECT_EQ(std::filesystem::canonical(seen.path), std::filesystem::canonical(path.str()));
+}
+
+// A process blocked in libuv on the side file wakes for every commit.
+TEST_F(VfsTest, LibuvWatcherWakesOnEachCommit) {
+  TempPath path;
+  {
+    DbPtr db = OpenShim(path.str());
+    ASSERT_OK(Exec(db.get(), "PRAGMA journal_mode = WAL; CREATE TABLE t (a);"));
+  }
+  const int kCommits = 10;
+  int go[2];
+  ASSERT_EQ(pipe(go), 0);
+  pid_t writer = fork();
+  if (writer == 0) {
+    char c;
+    if (read(go[0], &c, 1) != 1) _exit(1);
+    DbPtr db = OpenShim(path.str());
+    for (int i = 0; i < kCommits; ++i) {
+      if (!Exec(db.get(), "INSERT INTO t VALUES (1)").ok()) _exit(2);
+      std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    }
+    _exit(0);
+  }
+  struct Watch {
+    std::string db;
+    uint64_t start = 0, last = 0;
+    int wakeups = 0;
+    uv_fs_event_t event;
+    uv_timer_t deadline;
+  } w;
+  w.db = path.str();
+  w.start = w.last = Counter(path.str());
+  uv_loop_t loop;
+  ASSERT_EQ(uv_loop_init(&loop), 0);
+  w.event.data = &w;
+  w.deadline.data = &w;
+  ASSERT_EQ(uv_fs_event_init(&loop, &w.event), 0);
+  ASSERT_EQ(uv_fs_event_start(&w.event, +[](uv_fs_event_t* h, const char*, int, int) {
+    auto* w = static_cast<Watch*>(h->data);
+    ++w->wakeups;
+    sqlite3_uint64 v = 0;
+    crsync_commit_counter(w->db.c_str(), &v);
+    w->last = v;
+    if (v - w->start >= kCommits) {
+      uv_fs_event_stop(h);
+      uv_timer_stop(&w->deadline);
+    }
+  }, (path.str() + "-crsync").c_str(), 0), 0);
+  ASSERT_EQ(uv_timer_init(&loop, &w.deadline), 0);
+  ASSERT_EQ(uv_timer_start(&w.deadline, +[](uv_timer_t* t) {
+    auto* w = static_cast<Watch*>(t->data);
+    uv_fs_event_stop(&w->event);  // bounded: give up after 10 s
+  }, 10000, 0), 0);
+  ASSERT_EQ(write(go[1], "g", 1), 1);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_close(reinterpret_cast<uv_handle_t*>(&w.event), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&w.deadline), nullptr);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  EXPECT_EQ(uv_loop_close(&loop), 0);
+  int status = 0;
+  waitpid(writer, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_EQ(w.last - w.start, static_cast<uint64_t>(kCommits));
+  EXPECT_GE(w.wakeups, kCommits / 2);  // inotify may coalesce back-to-back events
+  for (int fd : {go[0], go[1]}) close(fd);
+}
+
+TEST_F(VfsTest, UnwritableSideFileLogsOnceAndDatabaseStillWorks) {
+  TempPath path;
+  // A directory where the side file should be: open() cannot create it,
+  // whatever our privileges.
+  ASSERT_EQ(mkdir((path.str() + "-crsync").c_str(), 0755), 0);
+  {
+    std::lock_guard<std::mutex> lock(g_log_mutex);
+    g_log.clear();
+  }
+  {
+    DbPtr db = OpenShim(path.str());
+    ASSERT_OK(Exec(db.get(), "CREATE TABLE t (id PRIMARY KEY, v); SELECT crsql_as_crr('t');"
+                             "INSERT INTO t VALUES (1, 2);"));
+    TestDb check(path.str());
+    EXPECT_EQ(check.One("SELECT count(*) FROM crsql_changes"), "1");
+  }
+  rmdir((path.str() + "-crsync").c_str());
+  std::lock_guard<std::mutex> lock(g_log_mutex);
+  int mentions = 0;
+  for (const auto& m : g_log) mentions += m.find("no commit signal") != std::string::npos;
+  EXPECT_EQ(mentions, 1);
+}
+
+TEST_F(VfsTest, OrdinarySqliteWorkForwardsCorrectly) {
+  for (const char* mode : {"WAL", "DELETE"}) {
+    SCOPED_TRACE(mode);
+    TempPath path;
+    std::vector<DbPtr> conns;
+    for (int i = 0; i < 8; ++i) conns.push_back(OpenShim(path.str()));
+    sqlite3* db = conns[0].get();
+    ASSERT_OK(Exec(db, std::string("PRAGMA journal_mode = ") + mode +
+                           "; CREATE TABLE big (id INTEGER PRIMARY KEY, b BLOB);"
+                           "CREATE INDEX big_len ON big(length(b));"));
+    // Large blobs (overflow pages, cache spills) and many connections.
+    ASSERT_OK(Exec(db, "PRAGMA cache_size = 10; BEGIN;"
+                       "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40) "
+                       "INSERT INTO big SELECT i, randomblob(250000) FROM n; COMMIT;"));
+    for (auto& c : conns) {
+      StmtPtr st;
+      ASSERT_OK(Prepare(c.get(), "SELECT count(*), sum(length(b)) FROM big", &st));
+      ASSERT_EQ(sqlite3_step(st.get()), SQLITE_ROW);
+      EXPECT_EQ(sqlite3_column_int64(st.get(), 0), 40);
+      EXPECT_EQ(sqlite3_column_int64(st.get(), 1), 40 * 250000);
+    }
+    ASSERT_OK(Exec(db, "DELETE FROM big WHERE id % 2 = 0; VACUUM;"));
+    StmtPtr check;
+    ASSERT_OK(Prepare(conns[3].get(), "PRAGMA integrity_check", &check));
+    ASSERT_EQ(sqlite3_step(check.get()), SQLITE_ROW);
+    EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(check.get(), 0)), "ok");
+    char* name = nullptr;
+    ASSERT_EQ(sqlite3_file_control(db, "main", SQLITE_FCNTL_VFSNAME, &name), SQLITE_OK);
+    EXPECT_THAT(std::string(name ? name : ""), HasSubstr("crsync"));
+    sqlite3_free(name);
+    check.reset();
+    conns.clear();
+    if (std::string(mode) == "WAL") {
+      struct stat st;
+      EXPECT_NE(stat((path.str() + "-wal").c_str(), &st), 0);  // checkpointed and removed at close
+    }
+  }
+}
+
+// The "existing app" program: its only crsync line is the register call.
+TEST_F(VfsTest, ExistingAppNeedsOnlyTheRegisterCall) {
+  TempPath path;
+  {
+    TestDb db(path.str());
+    db.Exec("CREATE TABLE notes (id PRIMARY KEY, body); SELECT crsql_as_crr('notes');");
+  }
+  auto run = [&](const char* how) {
+    std::string cmd = std::string(EXISTING_APP) + " " + path.str() + " " + how + " 2>&1";
+    FILE* p = popen(cmd.c_str(), "r");
+    std::string out;
+    char buf[256];
+    while (p && fgets(buf, sizeof buf, p)) out += buf;
+    int status = p ? pclose(p) : -1;
+    return std::make_pair(WIFEXITED(status) ? WEXITSTATUS(status) : -1, out);
+  };
+  auto [rc, out] = run("register");
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_EQ(out, "changes: 1\n");
+  EXPECT_EQ(Counter(path.str()) > 0, true);
+  auto [rc2, out2] = run("plain");
+  EXPECT_EQ(rc2, 1) << out2;
+  EXPECT_THAT(out2, HasSubstr("no such function: crsync_after_insert"));
+  TestDb db(path.str());
+  EXPECT_EQ(db.One("SELECT count(*) FROM notes"), "1");  // the failed write left nothing
+}
+
+}  // namespace
+}  // namespace crsync

@@ -1,0 +1,48 @@
+// vfs/commit_signal.h — the per-database commit signal: a counter in the
+// side file "<db>-crsync", shared between processes through a mapping.
+#ifndef CRSYNC_VFS_COMMIT_SIGNAL_H_
+#define CRSYNC_VFS_COMMIT_SIGNAL_H_
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <string>
+
+namespace crsync {
+
+// Side-file layout: bytes 0..7 the counter (native order, updated with
+// atomic increments through MAP_SHARED), byte 8 a "touch" byte rewritten
+// after every increment so inotify watchers see IN_MODIFY.
+constexpr size_t kSignalFileSize = 16;
+
+std::string SignalPath(const std::string& db_path);
+
+// One open side file, shared by every connection of this process to the
+// same database (reference counted through Acquire/Release).
+class CommitSignal {
+ public:
+  // The signal for `db_path`; never null. If the side file cannot be
+  // opened the signal is inert and one warning is logged.
+  static CommitSignal* Acquire(const std::string& db_path);
+  static void Release(CommitSignal* signal);
+
+  // Counts one commit: one atomic increment in shared memory plus one
+  // pwrite to wake watchers. Never fails. Returns the new counter value (0
+  // when inert).
+  uint64_t Bump();
+  const std::string& db_path() const { return db_path_; }
+
+ private:
+  explicit CommitSignal(std::string db_path);
+  ~CommitSignal();
+  void Open();
+
+  std::string db_path_;
+  int fd_ = -1;
+  uint64_t* counter_ = nullptr;  // in the shared mapping
+  int refs_ = 0;
+};
+
+}  // namespace crsync
+
+#endif  // CRSYNC_VFS_COMMIT_SIGNAL_H_

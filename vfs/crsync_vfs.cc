@@ -1,0 +1,244 @@
+// The "crsync" VFS: forwards everything to the VFS below it and raises the
+// commit signal when a write transaction on a main database file commits.
+//
+// Commit detection: SQLite sends SQLITE_FCNTL_COMMIT_PHASETWO to the main
+// database file at the end of every write-transaction commit, in WAL and in
+// all rollback-journal modes and in locking_mode=EXCLUSIVE, and never for
+// read transactions or rollbacks (checked by tests/vfs). That one hook
+// replaces watching lock levels, WAL frames and shm locks.
+#include <sqlite3.h>
+
+#include <mutex>
+#include <new>
+#include <type_traits>
+
+#include "common/guard.h"
+#include "crsync/crsync.h"
+#include "crsync/vfs.h"
+#include "vfs/commit_signal.h"
+
+namespace crsync {
+namespace {
+
+struct ShimFile {  // 8-byte aligned, like the memory SQLite gives us
+  sqlite3_file base;           // must be first: SQLite sees this
+  CommitSignal* signal;        // main database files only
+  sqlite3_file* Lower() { return reinterpret_cast<sqlite3_file*>(this + 1); }
+};
+
+static_assert(sizeof(ShimFile) % 8 == 0, "the lower file must stay 8-byte aligned");
+static_assert(alignof(ShimFile) <= 8, "SQLite only guarantees 8-byte alignment");
+
+ShimFile* Shim(sqlite3_file* f) { return reinterpret_cast<ShimFile*>(f); }
+sqlite3_file* Low(sqlite3_file* f) { return Shim(f)->Lower(); }
+sqlite3_vfs* Below(sqlite3_vfs* vfs) { return static_cast<sqlite3_vfs*>(vfs->pAppData); }
+
+std::mutex g_callback_mutex;
+void (*g_callback)(void*, const char*, sqlite3_uint64) = nullptr;
+void* g_callback_ctx = nullptr;
+
+// --- io methods: forwards, plus the commit hook in xFileControl ---
+
+int Close(sqlite3_file* f) {
+  ShimFile* s = Shim(f);
+  int rc = s->Lower()->pMethods ? s->Lower()->pMethods->xClose(s->Lower()) : SQLITE_OK;
+  CommitSignal::Release(s->signal);
+  s->signal = nullptr;
+  return rc;
+}
+int Read(sqlite3_file* f, void* b, int n, sqlite3_int64 o) {
+  return Low(f)->pMethods->xRead(Low(f), b, n, o);
+}
+int Write(sqlite3_file* f, const void* b, int n, sqlite3_int64 o) {
+  return Low(f)->pMethods->xWrite(Low(f), b, n, o);
+}
+int Truncate(sqlite3_file* f, sqlite3_int64 s) { return Low(f)->pMethods->xTruncate(Low(f), s); }
+int Sync(sqlite3_file* f, int flags) { return Low(f)->pMethods->xSync(Low(f), flags); }
+int FileSize(sqlite3_file* f, sqlite3_int64* s) { return Low(f)->pMethods->xFileSize(Low(f), s); }
+int Lock(sqlite3_file* f, int l) { return Low(f)->pMethods->xLock(Low(f), l); }
+int Unlock(sqlite3_file* f, int l) { return Low(f)->pMethods->xUnlock(Low(f), l); }
+int CheckReserved(sqlite3_file* f, int* r) {
+  return Low(f)->pMethods->xCheckReservedLock(Low(f), r);
+}
+int FileControl(sqlite3_file* f, int op, void* arg) {
+  ShimFile* s = Shim(f);
+  if (op == SQLITE_FCNTL_COMMIT_PHASETWO && s->signal) {
+    GuardVoidCall([&] {
+      uint64_t seq = s->signal->Bump();
+      std::lock_guard<std::mutex> lock(g_callback_mutex);
+      if (g_callback) g_callback(g_callback_ctx, s->signal->db_path().c_str(), seq);
+    });
+  }
+  if (op == SQLITE_FCNTL_VFSNAME && arg) {
+    // Report the stack, as SQLite's own shims do: "crsync/unix".
+    int rc = s->Lower()->pMethods->xFileControl(s->Lower(), op, arg);
+    char** name = static_cast<char**>(arg);
+    char* mine = rc == SQLITE_OK && *name ? sqlite3_mprintf("crsync/%z", *name)
+                                          : sqlite3_mprintf("crsync");
+    *name = mine;
+    return SQLITE_OK;
+  }
+  return s->Lower()->pMethods->xFileControl(s->Lower(), op, arg);
+}
+int SectorSize(sqlite3_file* f) { return Low(f)->pMethods->xSectorSize(Low(f)); }
+int DeviceCharacteristics(sqlite3_file* f) {
+  return Low(f)->pMethods->xDeviceCharacteristics(Low(f));
+}
+int ShmMap(sqlite3_file* f, int i, int sz, int extend, void volatile** pp) {
+  return Low(f)->pMethods->xShmMap(Low(f), i, sz, extend, pp);
+}
+int ShmLock(sqlite3_file* f, int offset, int n, int flags) {
+  return Low(f)->pMethods->xShmLock(Low(f), offset, n, flags);
+}
+void ShmBarrier(sqlite3_file* f) { Low(f)->pMethods->xShmBarrier(Low(f)); }
+int ShmUnmap(sqlite3_file* f, int del) { return Low(f)->pMethods->xShmUnmap(Low(f), del); }
+int Fetch(sqlite3_file* f, sqlite3_int64 o, int n, void** pp) {
+  return Low(f)->pMethods->xFetch(Low(f), o, n, pp);
+}
+int Unfetch(sqlite3_file* f, sqlite3_int64 o, void* p) {
+  return Low(f)->pMethods->xUnfetch(Low(f), o, p);
+}
+
+// One method table per io version, so we never advertise methods the VFS
+// below does not have.
+sqlite3_io_methods MakeIo(int version) {
+  sqlite3_io_methods m{};
+  m.iVersion = version;
+  m.xClose = Close;
+  m.xRead = Read;
+  m.xWrite = Write;
+  m.xTruncate = Truncate;
+  m.xSync = Sync;
+  m.xFileSize = FileSize;
+  m.xLock = Lock;
+  m.xUnlock = Unlock;
+  m.xCheckReservedLock = CheckReserved;
+  m.xFileControl = FileControl;
+  m.xSectorSize = SectorSize;
+  m.xDeviceCharacteristics = DeviceCharacteristics;
+  if (version >= 2) {
+    m.xShmMap = ShmMap;
+    m.xShmLock = ShmLock;
+    m.xShmBarrier = ShmBarrier;
+    m.xShmUnmap = ShmUnmap;
+  }
+  if (version >= 3) {
+    m.xFetch = Fetch;
+    m.xUnfetch = Unfetch;
+  }
+  return m;
+}
+const sqlite3_io_methods kIo[3] = {MakeIo(1), MakeIo(2), MakeIo(3)};
+
+// --- VFS methods ---
+
+int Open(sqlite3_vfs* vfs, sqlite3_filename name, sqlite3_file* f, int flags, int* out_flags) {
+  return GuardSqliteCall(SQLITE_CANTOPEN, [&] {
+    ShimFile* s = new (f) ShimFile{};  // SQLite hands us raw bytes
+    sqlite3_vfs* below = Below(vfs);
+    int rc = below->xOpen(below, name, s->Lower(), flags, out_flags);
+    const sqlite3_io_methods* low = s->Lower()->pMethods;
+    if (rc != SQLITE_OK || low == nullptr) {
+      // A non-null pMethods would make SQLite call xClose on a failed open.
+      s->base.pMethods = nullptr;
+      return rc;
+    }
+    if ((flags & SQLITE_OPEN_MAIN_DB) && name && *name) {
+      s->signal = CommitSignal::Acquire(name);
+    }
+    int version = low->iVersion < 1 ? 1 : (low->iVersion > 3 ? 3 : low->iVersion);
+    s->base.pMethods = &kIo[version - 1];
+    return SQLITE_OK;
+  });
+}
+int Delete(sqlite3_vfs* v, const char* n, int sync) { return Below(v)->xDelete(Below(v), n, sync); }
+int Access(sqlite3_vfs* v, const char* n, int flags, int* out) {
+  return Below(v)->xAccess(Below(v), n, flags, out);
+}
+int FullPathname(sqlite3_vfs* v, const char* n, int size, char* out) {
+  return Below(v)->xFullPathname(Below(v), n, size, out);
+}
+void* DlOpen(sqlite3_vfs* v, const char* n) { return Below(v)->xDlOpen(Below(v), n); }
+void DlError(sqlite3_vfs* v, int n, char* msg) { Below(v)->xDlError(Below(v), n, msg); }
+void (*DlSym(sqlite3_vfs* v, void* h, const char* sym))(void) {
+  return Below(v)->xDlSym(Below(v), h, sym);
+}
+void DlClose(sqlite3_vfs* v, void* h) { Below(v)->xDlClose(Below(v), h); }
+int Randomness(sqlite3_vfs* v, int n, char* out) { return Below(v)->xRandomness(Below(v), n, out); }
+int Sleep(sqlite3_vfs* v, int us) { return Below(v)->xSleep(Below(v), us); }
+int CurrentTime(sqlite3_vfs* v, double* out) { return Below(v)->xCurrentTime(Below(v), out); }
+int GetLastError(sqlite3_vfs* v, int n, char* out) {
+  return Below(v)->xGetLastError ? Below(v)->xGetLastError(Below(v), n, out) : 0;
+}
+int CurrentTimeInt64(sqlite3_vfs* v, sqlite3_int64* out) {
+  sqlite3_vfs* b = Below(v);
+  if (b->iVersion >= 2 && b->xCurrentTimeInt64) return b->xCurrentTimeInt64(b, out);
+  double d;
+  int rc = b->xCurrentTime(b, &d);
+  *out = static_cast<sqlite3_int64>(d * 86400000.0);
+  return rc;
+}
+int SetSystemCall(sqlite3_vfs* v, const char* n, sqlite3_syscall_ptr p) {
+  return Below(v)->xSetSystemCall(Below(v), n, p);
+}
+sqlite3_syscall_ptr GetSystemCall(sqlite3_vfs* v, const char* n) {
+  return Below(v)->xGetSystemCall(Below(v), n);
+}
+const char* NextSystemCall(sqlite3_vfs* v, const char* n) {
+  return Below(v)->xNextSystemCall(Below(v), n);
+}
+
+std::mutex g_register_mutex;
+sqlite3_vfs g_vfs{};
+bool g_registered = false;
+
+}  // namespace
+}  // namespace crsync
+
+extern "C" int crsync_vfs_register(const char* base_vfs, int make_default) {
+  using namespace crsync;
+  return GuardSqliteCall(SQLITE_ERROR, [&] {
+    int rc = sqlite3_initialize();
+    if (rc != SQLITE_OK) return rc;
+    std::lock_guard<std::mutex> lock(g_register_mutex);
+    if (!g_registered) {
+      sqlite3_vfs* below = sqlite3_vfs_find(base_vfs);
+      if (!below) return SQLITE_ERROR;
+      if (below == &g_vfs) return SQLITE_ERROR;  // cannot wrap ourselves
+      g_vfs.iVersion = below->iVersion >= 3 ? 3 : below->iVersion;
+      g_vfs.szOsFile = static_cast<int>(sizeof(ShimFile)) + below->szOsFile;
+      g_vfs.mxPathname = below->mxPathname;
+      g_vfs.zName = CRSYNC_VFS_NAME;
+      g_vfs.pAppData = below;
+      g_vfs.xOpen = Open;
+      g_vfs.xDelete = Delete;
+      g_vfs.xAccess = Access;
+      g_vfs.xFullPathname = FullPathname;
+      g_vfs.xDlOpen = below->xDlOpen ? DlOpen : nullptr;
+      g_vfs.xDlError = below->xDlError ? DlError : nullptr;
+      g_vfs.xDlSym = below->xDlSym ? DlSym : nullptr;
+      g_vfs.xDlClose = below->xDlClose ? DlClose : nullptr;
+      g_vfs.xRandomness = Randomness;
+      g_vfs.xSleep = Sleep;
+      g_vfs.xCurrentTime = CurrentTime;
+      g_vfs.xGetLastError = GetLastError;
+      if (g_vfs.iVersion >= 2) g_vfs.xCurrentTimeInt64 = CurrentTimeInt64;
+      if (g_vfs.iVersion >= 3) {
+        g_vfs.xSetSystemCall = below->xSetSystemCall ? SetSystemCall : nullptr;
+        g_vfs.xGetSystemCall = below->xGetSystemCall ? GetSystemCall : nullptr;
+        g_vfs.xNextSystemCall = below->xNextSystemCall ? NextSystemCall : nullptr;
+      }
+      rc = crsync_auto_extension();
+      if (rc != SQLITE_OK) return rc;
+      g_registered = true;
+    }
+    return sqlite3_vfs_register(&g_vfs, make_default ? 1 : 0);
+  });
+}
+
+extern "C" int crsync_vfs_on_commit(void (*fn)(void*, const char*, sqlite3_uint64), void* ctx) {
+  std::lock_guard<std::mutex> lock(crsync::g_callback_mutex);
+  crsync::g_callback = fn;
+  crsync::g_callback_ctx = ctx;
+  return SQLITE_OK;
+}
