@@ -94,6 +94,86 @@ void BM_DbSize(benchmark::State& state, bool crr) {
 BENCHMARK_CAPTURE(BM_DbSize, plain, false)->Unit(benchmark::kMillisecond)->Iterations(1);
 BENCHMARK_CAPTURE(BM_DbSize, crr, true)->Unit(benchmark::kMillisecond)->Iterations(1);
 
+// --- schema changes ---------------------------------------------------------
+
+// Adding a column to a 100k-row CRR vs a plain ALTER plus reading the table once.
+void BM_AlterAddColumn(benchmark::State& state, bool crr) {
+  int rows = BenchRows(100000);
+  for (auto _ : state) {
+    state.PauseTiming();
+    {
+      BenchDb db(crr);
+      db.Exec(kItemsSql);
+      if (crr) db.Exec("SELECT crsql_as_crr('items')");
+      db.Exec("BEGIN");
+      InsertItems(db, rows);
+      db.Exec("COMMIT");
+      state.ResumeTiming();
+      if (crr) {
+        db.Exec("SELECT crsql_begin_alter('items'); ALTER TABLE items ADD COLUMN note TEXT;"
+                "SELECT crsql_commit_alter('items');");
+      } else {
+        db.Exec("ALTER TABLE items ADD COLUMN note TEXT");
+        benchmark::DoNotOptimize(db.Int("SELECT sum(length(name)) FROM items"));
+      }
+      state.PauseTiming();
+    }
+    state.ResumeTiming();
+  }
+}
+BENCHMARK_CAPTURE(BM_AlterAddColumn, plain, false)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_AlterAddColumn, crr, true)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// Renaming a column: the general path, every row's metadata remapped.
+void BM_AlterRenameColumn_crr(benchmark::State& state) {
+  int rows = BenchRows(100000);
+  for (auto _ : state) {
+    state.PauseTiming();
+    {
+      BenchDb db(true);
+      db.Exec(kItemsSql);
+      db.Exec("SELECT crsql_as_crr('items')");
+      db.Exec("BEGIN");
+      InsertItems(db, rows);
+      db.Exec("COMMIT");
+      state.ResumeTiming();
+      db.Exec("SELECT crsql_begin_alter('items'); ALTER TABLE items RENAME COLUMN qty TO amount;"
+              "SELECT crsql_commit_alter('items');");
+      state.PauseTiming();
+    }
+    state.ResumeTiming();
+  }
+  state.SetItemsProcessed(state.iterations() * rows);
+}
+BENCHMARK(BM_AlterRenameColumn_crr)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// crsql_as_crr of a 1M-row table vs copying the table.
+void BM_AsCrr1M(benchmark::State& state, bool crr) {
+  int rows = BenchRows(100000) * 10;
+  for (auto _ : state) {
+    state.PauseTiming();
+    {
+      BenchDb db(crr);
+      db.Exec(kItemsSql);
+      db.Exec("BEGIN");
+      InsertItems(db, rows);
+      db.Exec("COMMIT");
+      state.ResumeTiming();
+      if (crr) {
+        db.Exec("SELECT crsql_as_crr('items')");
+      } else {
+        db.Exec("CREATE TABLE items_copy (id INTEGER PRIMARY KEY NOT NULL, name TEXT, qty INTEGER, "
+                "price REAL); INSERT INTO items_copy SELECT * FROM items;");
+      }
+      state.PauseTiming();
+    }
+    state.ResumeTiming();
+  }
+  state.SetItemsProcessed(state.iterations() * rows);
+}
+BENCHMARK_CAPTURE(BM_AsCrr1M, plain_copy, false)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_AsCrr1M, crr, true)->Unit(benchmark::kMillisecond)->UseRealTime();
+
 // --- changeset generation ---------------------------------------------------
 
 // A CRR of `rows` rows × 3 columns, made once per process.

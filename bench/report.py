@@ -26,6 +26,9 @@ BASELINES = {
     "RunMerge/halflose_sql": "RunMerge/empty_plain_upsert",
     "RunMerge/halflose_applier": "RunMerge/empty_plain_upsert",
     "BM_VfsOneRowTxns5k/crsync_vfs": "BM_VfsOneRowTxns5k/default_vfs",
+    "BM_AlterAddColumn/crr": "BM_AlterAddColumn/plain",
+    "BM_AlterRenameColumn_crr": "BM_AlterAddColumn/plain",
+    "BM_AsCrr1M/crr": "BM_AsCrr1M/plain_copy",
 }
 
 

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "common/guard.h"
+#include "engine/alter.h"
 #include "engine/crr_admin.h"
 #include "engine/packed.h"
 
@@ -102,6 +103,26 @@ void AsTableFn(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
   });
 }
 
+template <bool kBegin>
+void AlterFn(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+  GuardSqlFunction(ctx, [&] {
+    if (argc == 0 || argc > 2 || (argc == 2 && !IsMain(argv[0]))) {
+      sqlite3_result_error(ctx, kBegin ? "crsql_begin_alter expects (table) or ('main', table)"
+                                       : "crsql_commit_alter expects (table) or ('main', table)",
+                           -1);
+      return;
+    }
+    std::string t = TextArg(argv[argc - 1]);
+    Status s = kBegin ? BeginAlter(EngineOf(ctx), t) : CommitAlter(EngineOf(ctx), t);
+    if (!s.ok()) return ResultStatus(ctx, s);
+    if (kBegin) {
+      sqlite3_result_text(ctx, "OK", 2, SQLITE_STATIC);
+    } else {
+      sqlite3_result_null(ctx);
+    }
+  });
+}
+
 void ConfigSet(sqlite3_context* ctx, int, sqlite3_value** argv) {
   GuardSqlFunction(ctx, [&] {
     if (TextArg(argv[0]) != "merge-equal-values") {
@@ -194,6 +215,8 @@ int RegisterFunctions(sqlite3* db, ConnEngine* e) {
       {"crsql_next_db_version", 1, kVol, NextDbVersion},
       {"crsql_as_crr", -1, kDirect, AsCrrFn},
       {"crsql_as_table", -1, kDirect, AsTableFn},
+      {"crsql_begin_alter", -1, kDirect, AlterFn<true>},
+      {"crsql_commit_alter", -1, kDirect, AlterFn<false>},
       {"crsql_config_set", 2, kDirect, ConfigSet},
       {"crsql_config_get", 1, kVol, ConfigGet},
       {"crsql_finalize", 0, kDirect, Finalize},

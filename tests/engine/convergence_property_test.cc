@@ -137,3 +137,65 @@ TEST(ConvergencePropertyTest, SevenColumnSeedFlow) { RunConvergence(false, 150);
 
 }  // namespace
 }  // namespace crsync
+
+namespace crsync {
+namespace {
+
+// Replicas add a column at different moments while writing and syncing;
+// changes for the new column wait until the receiver has migrated. Once
+// every replica has migrated and synced, all converge.
+TEST(AlterPropertyTest, ReplicasMigratingAtDifferentMomentsConverge) {
+  for (uint64_t seed : Seeds(300)) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    std::mt19937_64 rng(seed);
+    RandomSchema s = RandomSchema::Make(rng);
+    size_t n = 3 + rng() % 2;
+    std::vector<std::unique_ptr<TestDb>> reps;
+    std::vector<bool> migrated(n, false);
+    for (size_t i = 0; i < n; ++i) {
+      reps.push_back(std::make_unique<TestDb>());
+      reps.back()->Exec(s.create_sql);
+    }
+    const std::string extra = "extra col";
+    auto migrate = [&](size_t i) {
+      if (migrated[i]) return;
+      reps[i]->Exec("SELECT crsql_begin_alter(" + QuoteLiteral(s.table) + ");"
+                    "ALTER TABLE " + s.Q() + " ADD COLUMN " + QuoteIdent(extra) + " DEFAULT 'd';"
+                    "SELECT crsql_commit_alter(" + QuoteLiteral(s.table) + ");");
+      migrated[i] = true;
+    };
+    auto sync = [&](size_t a, size_t b) {
+      std::string where = migrated[b] ? "" : "WHERE cid != " + QuoteLiteral(extra);
+      Sync(*reps[a], *reps[b], where);
+    };
+    int rounds = 15 + rng() % 15;
+    for (int r = 0; r < rounds; ++r) {
+      size_t w = rng() % n;
+      switch (rng() % 4) {
+        case 0:
+          if (rng() % 3 == 0) migrate(w);
+          break;
+        case 1:
+          if (migrated[w]) {
+            reps[w]->Try("UPDATE " + s.Q() + " SET " + QuoteIdent(extra) + " = " + RandomValue(rng) +
+                         " WHERE " + KeyWhere(s, RandomKey(rng, s))).IgnoreError();
+          }
+          break;
+        default:
+          RandomWrite(rng, s, *reps[w], false);
+      }
+      size_t a = rng() % n, b = rng() % n;
+      if (a != b) sync(a, b);
+    }
+    for (size_t i = 0; i < n; ++i) migrate(i);
+    for (int pass = 0; pass < 2; ++pass)
+      for (size_t a = 0; a < n; ++a)
+        for (size_t b = 0; b < n; ++b)
+          if (a != b) sync(a, b);
+    Rows want = s.Dump(*reps[0]);
+    for (size_t i = 1; i < n; ++i) ASSERT_EQ(s.Dump(*reps[i]), want) << "replica " << i << " " << s.create_sql;
+  }
+}
+
+}  // namespace
+}  // namespace crsync

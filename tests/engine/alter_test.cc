@@ -1,0 +1,140 @@
+// crr-semantics §14: crsql_begin_alter / crsql_commit_alter.
+#include "tests/engine/sync_util.h"
+
+namespace crsync {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kChanges[] =
+    "SELECT hex(pk), cid, val, db_version, col_version FROM crsql_changes ORDER BY pk, cid";
+
+class AlterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    db_.Exec("CREATE TABLE todo (id PRIMARY KEY NOT NULL, name, complete, list);"
+             "SELECT crsql_as_crr('todo');"
+             "INSERT INTO todo VALUES (1, 'cook', 0, 'home');");
+  }
+  TestDb db_;
+};
+
+TEST_F(AlterTest, DropColumnRemovesItsRecords) {
+  db_.Exec("SELECT crsql_begin_alter('todo'); ALTER TABLE todo DROP COLUMN list;"
+           "SELECT crsql_commit_alter('todo');");
+  EXPECT_EQ(db_.Query(kChanges), (Rows{{"'010901'", "'complete'", "0", "1", "1"},
+                                       {"'010901'", "'name'", "'cook'", "1", "1"}}));
+  db_.Exec("UPDATE todo SET name = 'bake'");
+  EXPECT_EQ(db_.One("SELECT col_version FROM crsql_changes WHERE cid = 'name'"), "2");
+}
+
+TEST_F(AlterTest, AddColumnsRecordsNothingUntilWritten) {
+  Rows before = db_.Query(kChanges);
+  EXPECT_EQ(db_.One("SELECT crsql_begin_alter('todo')"), "'OK'");
+  db_.Exec("ALTER TABLE todo ADD COLUMN assignee; ALTER TABLE todo ADD COLUMN due_date DEFAULT '2018-01-01';");
+  EXPECT_EQ(db_.One("SELECT crsql_commit_alter('todo')"), "NULL");
+  EXPECT_EQ(db_.Query(kChanges), before);
+  EXPECT_EQ(db_.One("SELECT crsql_db_version()"), "1");
+  db_.Exec("INSERT INTO todo (id, name) VALUES (2, 'shop')");
+  EXPECT_EQ(db_.One("SELECT count(*) FROM crsql_changes WHERE pk = crsql_pack_columns(2)"), "5");
+  db_.Exec("UPDATE todo SET assignee = 'me' WHERE id = 1");
+  EXPECT_EQ(db_.Query("SELECT cid, val, col_version, db_version FROM crsql_changes WHERE db_version = 3"),
+            (Rows{{"'assignee'", "'me'", "1", "3"}}));
+}
+
+TEST_F(AlterTest, RenameColumnBackfillsAtTheCommittedVersion) {
+  db_.Exec("INSERT INTO todo VALUES (2, 'walk', 1, 'park');");  // v2
+  db_.Exec("SELECT crsql_begin_alter('todo'); ALTER TABLE todo RENAME COLUMN name TO task;"
+           "SELECT crsql_commit_alter('todo');");
+  EXPECT_EQ(db_.Query("SELECT hex(pk), cid, val, db_version, col_version FROM crsql_changes "
+                      "WHERE cid IN ('task', 'name') ORDER BY pk"),
+            (Rows{{"'010901'", "'task'", "'cook'", "2", "1"}, {"'010902'", "'task'", "'walk'", "2", "1"}}));
+  EXPECT_EQ(db_.One("SELECT crsql_db_version()"), "2");
+}
+
+TEST_F(AlterTest, TombstonesSurviveAnAlter) {
+  db_.Exec("DELETE FROM todo WHERE id = 1;");  // v2
+  db_.Exec("SELECT crsql_begin_alter('todo'); ALTER TABLE todo RENAME COLUMN name TO task;"
+           "SELECT crsql_commit_alter('todo');");
+  EXPECT_EQ(db_.Query("SELECT cid, val, db_version, col_version FROM crsql_changes"),
+            (Rows{{"'-1'", "NULL", "2", "2"}}));
+}
+
+TEST_F(AlterTest, DeletesDuringTheAlterLeaveNoTombstone) {
+  db_.Exec("INSERT INTO todo VALUES (2, 'walk', 1, 'park');"
+           "SELECT crsql_begin_alter('todo'); DELETE FROM todo WHERE id = 1;"
+           "ALTER TABLE todo ADD COLUMN due; SELECT crsql_commit_alter('todo');");
+  EXPECT_EQ(db_.One("SELECT count(*) FROM crsql_changes WHERE pk = crsql_pack_columns(1)"), "0");
+  EXPECT_EQ(db_.One("SELECT count(*) FROM crsql_changes WHERE pk = crsql_pack_columns(2)"), "3");
+}
+
+TEST_F(AlterTest, PkOnlyTableAddColumnKeepsSentinel) {
+  db_.Exec("CREATE TABLE assoc (id1 NOT NULL, id2 NOT NULL, PRIMARY KEY (id1, id2));"
+           "SELECT crsql_as_crr('assoc'); INSERT INTO assoc VALUES (1, 2);"
+           "SELECT crsql_begin_alter('assoc'); ALTER TABLE assoc ADD COLUMN data;"
+           "SELECT crsql_commit_alter('assoc');");
+  EXPECT_EQ(db_.Query("SELECT cid, cl FROM crsql_changes WHERE \"table\" = 'assoc'"),
+            (Rows{{"'-1'", "1"}}));
+  db_.Exec("UPDATE assoc SET data = 'x'");
+  EXPECT_EQ(db_.One("SELECT count(*) FROM crsql_changes WHERE \"table\" = 'assoc'"), "2");
+}
+
+TEST_F(AlterTest, ChangingThePrimaryKeyRebuildsEveryIdentity) {
+  db_.Exec("CREATE TABLE foo (a NOT NULL, b NOT NULL, c, PRIMARY KEY (a, b));"
+           "SELECT crsql_as_crr('foo'); INSERT INTO foo VALUES (1, 2, 'x'), (4, 5, 'y');"
+           "UPDATE foo SET c = 'z' WHERE a = 1;"
+           "SELECT crsql_begin_alter('foo');"
+           "CREATE TABLE foo_new (a NOT NULL PRIMARY KEY, b, c);"
+           "INSERT INTO foo_new SELECT * FROM foo; DROP TABLE foo; ALTER TABLE foo_new RENAME TO foo;"
+           "SELECT crsql_commit_alter('foo');");
+  EXPECT_EQ(db_.Query("SELECT hex(pk), cid, val, col_version, db_version FROM crsql_changes "
+                      "WHERE \"table\" = 'foo' ORDER BY pk, cid"),
+            (Rows{{"'010901'", "'b'", "2", "1", "3"}, {"'010901'", "'c'", "'z'", "1", "3"},
+                  {"'010904'", "'b'", "5", "1", "3"}, {"'010904'", "'c'", "'y'", "1", "3"}}));
+  db_.Exec("INSERT INTO foo VALUES (7, 8, 9)");
+  EXPECT_EQ(db_.One("SELECT count(*) FROM crsql_changes WHERE \"table\" = 'foo' AND db_version = 4"), "2");
+}
+
+TEST_F(AlterTest, FailureUndoesTheWholeAlterButNotTheCallersTransaction) {
+  db_.Exec("BEGIN; INSERT INTO todo VALUES (5, 'mine', 0, 'x');"
+           "SELECT crsql_begin_alter('todo'); ALTER TABLE todo ADD COLUMN email;"
+           "CREATE UNIQUE INDEX todo_email ON todo(email);");
+  EXPECT_THAT(db_.Error("SELECT crsql_commit_alter('todo')"),
+              HasSubstr("failed compacting tables post alteration: Table todo has unique indices"));
+  EXPECT_EQ(sqlite3_get_autocommit(db_.get()), 0);
+  db_.Exec("COMMIT");
+  EXPECT_EQ(db_.One("SELECT count(*) FROM pragma_table_info('todo') WHERE name = 'email'"), "0");
+  EXPECT_EQ(db_.One("SELECT count(*) FROM todo WHERE id = 5"), "1");
+  // Still a working CRR with its triggers.
+  db_.Exec("UPDATE todo SET name = 'again' WHERE id = 5");
+  EXPECT_EQ(db_.One("SELECT col_version FROM crsql_changes WHERE pk = crsql_pack_columns(5) AND "
+                    "cid = 'name'"),
+            "2");
+}
+
+TEST_F(AlterTest, ErrorsNameWhatIsWrong) {
+  EXPECT_THAT(db_.Error("SELECT crsql_begin_alter()"), HasSubstr("expects (table)"));
+  EXPECT_THAT(db_.Error("SELECT crsql_begin_alter('nope')"), HasSubstr("nope is not a CRR"));
+  EXPECT_THAT(db_.Error("SELECT crsql_commit_alter('todo')"), HasSubstr("without crsql_begin_alter"));
+  db_.Exec("CREATE TABLE log (x); CREATE TRIGGER t AFTER INSERT ON log BEGIN "
+           "SELECT crsql_begin_alter('todo'); END;");
+  EXPECT_THAT(db_.Error("INSERT INTO log VALUES (1)"), HasSubstr("unsafe use of crsql_begin_alter"));
+}
+
+TEST_F(AlterTest, PeersThatHaveNotMigratedGetASpecificError) {
+  TestDb peer;
+  peer.Exec("CREATE TABLE todo (id PRIMARY KEY NOT NULL, name, complete, list);"
+            "SELECT crsql_as_crr('todo');");
+  db_.Exec("SELECT crsql_begin_alter('todo'); ALTER TABLE todo ADD COLUMN due;"
+           "SELECT crsql_commit_alter('todo'); UPDATE todo SET due = 'friday';");
+  auto rows = ReadChanges(db_.get(), "WHERE cid = 'due'");
+  Status s = ApplyChanges(peer.get(), rows);
+  EXPECT_THAT(s.message(), HasSubstr("no such column todo.due"));
+  peer.Exec("SELECT crsql_begin_alter('todo'); ALTER TABLE todo ADD COLUMN due;"
+            "SELECT crsql_commit_alter('todo');");
+  Sync(db_, peer);
+  EXPECT_EQ(peer.Query("SELECT * FROM todo"), db_.Query("SELECT * FROM todo"));
+}
+
+}  // namespace
+}  // namespace crsync
