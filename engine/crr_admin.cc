@@ -15,40 +15,31 @@ std::string PackNames(const std::vector<std::string>& names) {
 }
 
 // Gives every existing row of `crr` metadata at the transaction's version:
-// one clock per column, or a sentinel for pk-only tables (§4.4).
+// one clock per column, or a sentinel for pk-only tables (§4.4), in pk
+// order. Two INSERT ... SELECT statements do the whole table inside SQLite
+// (streaming, bounded memory): the row metadata, made by
+// crsync_internal_fresh_meta, which takes its seqs from the transaction's
+// counter as rows go by; then the feed, one entry per row.
 Status Backfill(ConnEngine* e, Crr* crr) {
+  sqlite3* db = e->db();
+  std::string table = "main." + QuoteIdent(crr->name());
+  StmtPtr any;
+  CRSYNC_RETURN_IF_ERROR(Prepare(db, "SELECT EXISTS (SELECT 1 FROM " + table + ")", &any));
+  if (sqlite3_step(any.get()) != SQLITE_ROW || sqlite3_column_int(any.get(), 0) == 0) {
+    return Status::OK();  // nothing to backfill: no version consumed
+  }
+  int64_t dbv;
+  CRSYNC_RETURN_IF_ERROR(e->LocalDbVersion(&dbv));
   std::string cols;
   for (size_t i = 0; i < crr->schema().pk_cols.size(); ++i)
     cols += std::string(i ? ", " : "") + QuoteIdent(crr->schema().pk_cols[i]);
-  StmtPtr scan;
-  CRSYNC_RETURN_IF_ERROR(Prepare(
-      e->db(), "SELECT " + cols + " FROM main." + QuoteIdent(crr->name()) + " ORDER BY " + cols,
-      &scan));
-  int npk = static_cast<int>(crr->schema().pk_cols.size());
-  std::vector<sqlite3_value*> pk(npk);
-  RowMeta empty, meta;
-  empty.cols.assign(crr->slots(), Clock{});
-  std::string key;
-  int rc;
-  while ((rc = sqlite3_step(scan.get())) == SQLITE_ROW) {
-    int64_t dbv;
-    CRSYNC_RETURN_IF_ERROR(e->LocalDbVersion(&dbv));
-    for (int i = 0; i < npk; ++i) pk[i] = sqlite3_column_value(scan.get(), i);
-    key.clear();
-    PackValues(pk.data(), npk, &key);
-    meta = empty;
-    int64_t run = e->PeekSeq();
-    auto stamp = [&](Clock* c) {
-      *c = Clock{true, 1, dbv, e->TakeSeq(), 0, run};
-    };
-    if (crr->slots() == 0) {
-      stamp(&meta.sentinel);
-    } else {
-      for (Clock& c : meta.cols) stamp(&c);
-    }
-    CRSYNC_RETURN_IF_ERROR(crr->StoreMeta(key, empty, meta));
-  }
-  if (rc != SQLITE_DONE) return SqliteError(e->db(), rc);
+  std::string n = std::to_string(crr->slots()), v = std::to_string(dbv);
+  CRSYNC_RETURN_IF_ERROR(Exec(
+      db, "INSERT INTO main." + crr->RowsTable() + "(pk, meta) SELECT crsql_pack_columns(" + cols +
+              "), crsync_internal_fresh_meta(" + n + ", " + v + ") FROM " + table + " ORDER BY " +
+              cols + ";"
+              "INSERT INTO main." + crr->FeedTable() + "(dbv, lo, pk) SELECT " + v +
+              ", crsync_internal_meta_run(meta), pk FROM main." + crr->RowsTable() + ";"));
   return Status::OK();
 }
 

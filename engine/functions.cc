@@ -8,6 +8,7 @@
 #include "engine/alter.h"
 #include "engine/crr_admin.h"
 #include "engine/packed.h"
+#include "engine/row_meta.h"
 
 namespace crsync {
 namespace {
@@ -189,6 +190,44 @@ void SyncBit(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
   sqlite3_result_int(ctx, e->sync_bit() ? 1 : 0);
 }
 
+// crsync_internal_fresh_meta(ncols, dbv): the metadata of a row new to the
+// CRR, every column (or the sentinel when ncols = 0) at col_version 1 and
+// db_version dbv, with seqs taken from the transaction's counter. Used by
+// the bulk backfill of crsql_as_crr.
+void FreshMeta(sqlite3_context* ctx, int, sqlite3_value** argv) {
+  GuardSqlFunction(ctx, [&] {
+    ConnEngine* e = EngineOf(ctx);
+    int64_t ncols = sqlite3_value_int64(argv[0]);
+    int64_t dbv = sqlite3_value_int64(argv[1]);
+    if (ncols < 0 || ncols > 2000) {
+      sqlite3_result_error(ctx, "crsync_internal_fresh_meta: bad column count", -1);
+      return;
+    }
+    RowMeta meta;
+    meta.cols.resize(static_cast<size_t>(ncols));
+    int64_t run = e->PeekSeq();
+    if (ncols == 0) {
+      meta.sentinel = Clock{true, 1, dbv, e->TakeSeq(), 0, run};
+    } else {
+      for (Clock& c : meta.cols) c = Clock{true, 1, dbv, e->TakeSeq(), 0, run};
+    }
+    std::string blob;
+    EncodeRowMeta(meta, &blob);
+    sqlite3_result_blob(ctx, blob.data(), static_cast<int>(blob.size()), SQLITE_TRANSIENT);
+  });
+}
+
+// crsync_internal_meta_run(meta): the feed run of a row's first record.
+void MetaRun(sqlite3_context* ctx, int, sqlite3_value** argv) {
+  GuardSqlFunction(ctx, [&] {
+    std::string_view blob(static_cast<const char*>(sqlite3_value_blob(argv[0])),
+                          static_cast<size_t>(sqlite3_value_bytes(argv[0])));
+    int64_t run;
+    if (!FirstRecordRun(blob, &run)) return sqlite3_result_null(ctx);
+    sqlite3_result_int64(ctx, run);
+  });
+}
+
 void StateDestroy(void* p) {
   GuardVoidCall([&] { delete static_cast<ConnEngine*>(p); });
 }
@@ -224,6 +263,8 @@ int RegisterFunctions(sqlite3* db, ConnEngine* e) {
       {"crsql_rows_impacted", 0, kVol, RowsImpacted},
       {"crsql_internal_sync_bit", 0, kVol, SyncBit},
       {"crsql_internal_sync_bit", 1, kVol, SyncBit},
+      {"crsync_internal_fresh_meta", 2, kDirect, FreshMeta},
+      {"crsync_internal_meta_run", 1, kDirect, MetaRun},
   };
   for (const Fn& f : fns) {
     int rc = sqlite3_create_function_v2(db, f.name, f.argc, f.flags, e, f.fn, nullptr, nullptr,

@@ -86,6 +86,19 @@ void EncodeRowMeta(const RowMeta& meta, std::string* out) {
     if (meta.cols[i].present) put(i + 1, meta.cols[i]);
 }
 
+bool FirstRecordRun(std::string_view blob, int64_t* run) {
+  size_t pos = 0;
+  uint64_t n, v;
+  if (!GetVarint(blob, &pos, &n) || n == 0) return false;
+  if (!GetVarint(blob, &pos, &v) || pos >= blob.size()) return false;  // slot
+  ++pos;  // flags: the first record carries every field
+  for (int field = 0; field < 5; ++field) {  // col_version, db_version, seq, site, run
+    if (!GetVarint(blob, &pos, &v)) return false;
+  }
+  *run = static_cast<int64_t>(v);
+  return true;
+}
+
 Status DecodeRowMeta(std::string_view blob, size_t slots, RowMeta* meta) {
   meta->sentinel = Clock{};
   meta->cols.assign(slots, Clock{});

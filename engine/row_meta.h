@@ -50,6 +50,10 @@ void EncodeRowMeta(const RowMeta& meta, std::string* out);
 // Records for slots >= `slots` are dropped (a column removed by an alter).
 Status DecodeRowMeta(std::string_view blob, size_t slots, RowMeta* meta);
 
+// The feed run of the first record in an encoded blob, without decoding
+// the rest. False if the blob has no record or is malformed.
+bool FirstRecordRun(std::string_view blob, int64_t* run);
+
 // LEB128 helpers, shared with other compact encodings.
 void PutVarint(uint64_t v, std::string* out);
 bool GetVarint(std::string_view in, size_t* pos, uint64_t* v);
