@@ -189,6 +189,31 @@ Status Crr::UserUpsert(int slot, sqlite3_stmt** out) {
   return Cached(&user_upsert_[slot], [&] { return sql; }, out);
 }
 
+Status Crr::UserUpsertColumns(const std::vector<int>& slots, sqlite3_stmt** out) {
+  StmtPtr& slot = user_upsert_multi_[slots];
+  return Cached(&slot, [&] {
+    std::string cols, params, target, sets;
+    size_t npk = schema_.pk_cols.size();
+    for (size_t i = 0; i < npk; ++i) {
+      if (i) target += ", ";
+      target += QuoteIdent(schema_.pk_cols[i]);
+    }
+    cols = target;
+    for (size_t i = 0; i < npk + slots.size(); ++i) {
+      params += i ? ", ?" : "?";
+      params += std::to_string(i + 1);
+    }
+    for (size_t k = 0; k < slots.size(); ++k) {
+      std::string c = QuoteIdent(schema_.cols[slots[k]]);
+      cols += ", " + c;
+      if (k) sets += ", ";
+      sets += c + " = excluded." + c;
+    }
+    return "INSERT INTO " + QuoteIdent(schema_.name) + " (" + cols + ") VALUES (" + params +
+           ") ON CONFLICT (" + target + ") DO UPDATE SET " + sets;
+  }, out);
+}
+
 Status Crr::UserInsertPk(sqlite3_stmt** out) {
   std::string cols, params;
   for (size_t i = 0; i < schema_.pk_cols.size(); ++i) {

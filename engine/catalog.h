@@ -55,6 +55,8 @@ class Crr {
 
   // User-table statements, pk values bound at 1..npk by the caller.
   Status UserUpsert(int slot, sqlite3_stmt** out);  // + value at npk+1
+  // Upsert of several columns (values at npk+1 ... in `slots` order).
+  Status UserUpsertColumns(const std::vector<int>& slots, sqlite3_stmt** out);
   Status UserInsertPk(sqlite3_stmt** out);
   Status UserDelete(sqlite3_stmt** out);
   Status UserGetColumn(int slot, sqlite3_stmt** out);
@@ -81,6 +83,7 @@ class Crr {
   StmtPtr get_meta_, put_meta_, new_meta_, feed_add_, feed_del_, user_insert_pk_, user_delete_,
       user_exists_;
   std::vector<StmtPtr> user_upsert_, user_get_col_;
+  std::map<std::vector<int>, StmtPtr> user_upsert_multi_;
 };
 
 // The set of CRRs recorded in crsync_crrs, in creation order.

@@ -92,6 +92,7 @@ struct ChangeApplier::Impl {
   explicit Impl(ConnEngine* e) : engine(e), merger(e) {}
   ConnEngine* engine;
   Merger merger;
+  std::vector<MergeInput> inputs;
 };
 
 Status ChangeApplier::Open(sqlite3* db, std::unique_ptr<ChangeApplier>* out) {
@@ -110,11 +111,12 @@ Status ChangeApplier::Apply(const std::vector<Change>& changes, int64_t tag, int
   int64_t total = 0;
   auto body = [&]() -> Status {
     std::map<std::pair<std::string, int64_t>, PeerMark> marks;
-    std::pair<std::string, int64_t> key;
-    PeerMark mark;
+    std::vector<Merger::TrackedMark> row_marks;
+    std::vector<MergeInput>& ins = impl_->inputs;
+    ins.resize(changes.size());
     for (size_t i = 0; i < changes.size(); ++i) {
       const Change& c = changes[i];
-      MergeInput in;
+      MergeInput& in = ins[i];
       in.table = c.table;
       in.pk = c.pk;
       in.cid = c.cid;
@@ -125,18 +127,30 @@ Status ChangeApplier::Apply(const std::vector<Change>& changes, int64_t tag, int
       in.cl = c.cl;
       in.seq = c.seq;
       in.tag = tag;
+    }
+    // Consecutive changes to one row merge together (one metadata read and
+    // write, one user-table statement).
+    for (size_t i = 0; i < ins.size();) {
+      size_t j = i + 1;
+      while (j < ins.size() && ins[j].pk == ins[i].pk && ins[j].table == ins[i].table) ++j;
       int64_t n = 0;
-      bool tracked = false;
-      Status s = impl_->merger.Merge(in, &n, &key, &mark, &tracked);
-      if (!s.ok()) return s.WithContext("change " + std::to_string(i) + " of " +
-                                        std::to_string(changes.size()));
+      row_marks.clear();
+      size_t failed;
+      Status s = impl_->merger.MergeRow(&ins[i], j - i, &n, &row_marks, &failed);
+      if (!s.ok()) {
+        std::string where = failed < j - i
+                                ? "change " + std::to_string(i + failed + 1)
+                                : "changes " + std::to_string(i + 1) + ".." + std::to_string(j);
+        return s.WithContext(where + " of " + std::to_string(changes.size()));
+      }
       total += n;
-      if (tracked) {
+      for (const auto& [key, mark] : row_marks) {
         auto [it, fresh] = marks.emplace(key, mark);
         PeerMark& m = it->second;
         if (!fresh && (mark.version > m.version || (mark.version == m.version && mark.seq > m.seq)))
           m = mark;
       }
+      i = j;
     }
     for (const auto& [k, m] : marks) CRSYNC_RETURN_IF_ERROR(impl_->merger.TrackPeer(k.first, k.second, m));
     return Status::OK();

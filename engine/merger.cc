@@ -86,136 +86,243 @@ Status Merger::Validate(const MergeInput& in, Crr** out, std::vector<Value>* pk_
 
 Status Merger::Merge(const MergeInput& in, int64_t* impacted,
                      std::pair<std::string, int64_t>* peer_key, PeerMark* mark, bool* tracked) {
+  std::vector<TrackedMark> marks;
+  CRSYNC_RETURN_IF_ERROR(MergeRow(&in, 1, impacted, peer_key ? &marks : nullptr));
+  *tracked = !marks.empty();
+  if (*tracked) {
+    *peer_key = std::move(marks[0].key);
+    *mark = marks[0].mark;
+  }
+  return Status::OK();
+}
+
+// What a run of merged changes does to the user row, applied once at the
+// end: an optional DELETE first, then (if the row exists at the end) an
+// upsert of the columns written after it, or an insert of the bare pk.
+struct Merger::RowWrite {
+  bool delete_first = false;
+  bool exists = false;        // the row must exist afterwards
+  bool touched = false;       // anything to do at all
+  std::vector<std::pair<int, Value>> values;  // slot -> value, last write wins
+
+  const Value* Written(int slot) const {
+    for (const auto& [s, v] : values)
+      if (s == slot) return &v;
+    return nullptr;
+  }
+  void Set(int slot, const Value& v) {
+    for (auto& [s, old] : values) {
+      if (s == slot) {
+        old = v;
+        return;
+      }
+    }
+    values.emplace_back(slot, v);
+  }
+};
+
+Status Merger::MergeRow(const MergeInput* ins, size_t n, int64_t* impacted,
+                        std::vector<TrackedMark>* marks, size_t* failed) {
   *impacted = 0;
-  *tracked = false;
-  Crr* crr;
-  std::vector<Value> pk;
-  int slot;
-  CRSYNC_RETURN_IF_ERROR(Validate(in, &crr, &pk, &slot));
+  if (failed) *failed = n;
+  new_sites_.clear();
+  // Validate everything first: a bad change writes nothing.
+  Crr* crr = nullptr;
+  std::vector<Value>& pk = pk_vals_;
+  slots_.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    Crr* c;
+    Status v = Validate(ins[i], &c, &pk, &slots_[i]);
+    if (!v.ok()) {
+      if (failed) *failed = i;
+      return v;
+    }
+    if (crr && c != crr) return Status::InvalidArgument("crsql - MergeRow needs one row");
+    crr = c;
+  }
   canonical_pk_.clear();
   PackValues(pk, &canonical_pk_);
   const std::string& key = canonical_pk_;
 
-  bool local = !in.site || *in.site == e_->site_id();
   RowMeta before;
   bool found;
   CRSYNC_RETURN_IF_ERROR(crr->LoadMeta(key, &before, &found, /*use_cache=*/true));
-  const int64_t L = before.CausalLength();
+  RowMeta after = before;
+  RowWrite write;
+  int64_t total = 0;
 
-  // Causal length of the change: given, or inferred (§11.3).
-  int64_t I;
-  if (in.cl) {
-    I = *in.cl;
-  } else if (slot < 0) {
-    I = in.col_version;
-  } else {
-    I = L == 0 ? 1 : (L % 2 == 1 ? L : L - 1);
-  }
-  const int64_t SQ = in.seq ? *in.seq : e_->TakeSeq();
+  for (size_t i = 0; i < n; ++i) {
+    const MergeInput& in = ins[i];
+    const int slot = slots_[i];
+    bool local = !in.site || *in.site == e_->site_id();
+    const int64_t L = after.CausalLength();
 
-  Outcome outcome = Outcome::kIgnore;
-  if (I < L) {
-    outcome = Outcome::kIgnore;                                  // C1
-  } else if (I % 2 == 0) {
-    outcome = I == L ? Outcome::kIgnore : Outcome::kDelete;      // C2 / C3
-  } else if (slot < 0) {
-    outcome = I == L ? Outcome::kIgnore : Outcome::kResurrect;   // C4 / C5
-  } else if (I > L) {
-    outcome = (L > 0 || I > 1) ? Outcome::kResurrectWin : Outcome::kWin;  // C6 / C7
-  } else {
-    // C8: same life; compare the column's clocks, then values.
-    const Clock& local_clock = before.cols[slot];
-    if (!local_clock.present || in.col_version > local_clock.col_version) {
-      outcome = Outcome::kWin;
-    } else if (in.col_version == local_clock.col_version) {
-      sqlite3_stmt* get;
-      CRSYNC_RETURN_IF_ERROR(crr->UserGetColumn(slot, &get));
-      BindPk(get, pk);
-      int rc = sqlite3_step(get);
-      if (rc != SQLITE_ROW) {
-        sqlite3_reset(get);
-        if (rc == SQLITE_DONE) {
-          return Status::Corruption("could not find row to merge with for tbl " + crr->name());
-        }
-        return SqliteError(e_->db(), rc);
-      }
-      int c = CompareValue(sqlite3_column_value(get, 0), in.val);
-      sqlite3_reset(get);
-      if (c < 0) {
+    // Causal length of the change: given, or inferred (§11.3).
+    int64_t I;
+    if (in.cl) {
+      I = *in.cl;
+    } else if (slot < 0) {
+      I = in.col_version;
+    } else {
+      I = L == 0 ? 1 : (L % 2 == 1 ? L : L - 1);
+    }
+    const int64_t SQ = in.seq ? *in.seq : e_->TakeSeq();
+
+    Outcome outcome = Outcome::kIgnore;
+    if (I < L) {
+      outcome = Outcome::kIgnore;                                  // C1
+    } else if (I % 2 == 0) {
+      outcome = I == L ? Outcome::kIgnore : Outcome::kDelete;      // C2 / C3
+    } else if (slot < 0) {
+      outcome = I == L ? Outcome::kIgnore : Outcome::kResurrect;   // C4 / C5
+    } else if (I > L) {
+      outcome = (L > 0 || I > 1) ? Outcome::kResurrectWin : Outcome::kWin;  // C6 / C7
+    } else {
+      // C8: same life; compare the column's clocks, then values.
+      const Clock& local_clock = after.cols[slot];
+      if (!local_clock.present || in.col_version > local_clock.col_version) {
         outcome = Outcome::kWin;
-      } else if (c == 0 && e_->merge_equal_values()) {
-        const std::string& incoming = local ? e_->site_id() : std::string(*in.site);
-        const std::string& mine = e_->SiteIdOf(local_clock.site);
-        if (incoming > mine) outcome = Outcome::kWin;
+      } else if (in.col_version == local_clock.col_version) {
+        int c;
+        if (const Value* v = write.Written(slot)) {
+          c = Value::Compare(*v, in.val);
+        } else {
+          sqlite3_stmt* get;
+          CRSYNC_RETURN_IF_ERROR(crr->UserGetColumn(slot, &get));
+          BindPk(get, pk);
+          int rc = sqlite3_step(get);
+          if (rc != SQLITE_ROW) {
+            sqlite3_reset(get);
+            if (rc == SQLITE_DONE) {
+              return Status::Corruption("could not find row to merge with for tbl " + crr->name());
+            }
+            return SqliteError(e_->db(), rc);
+          }
+          c = CompareValue(sqlite3_column_value(get, 0), in.val);
+          sqlite3_reset(get);
+        }
+        if (c < 0) {
+          outcome = Outcome::kWin;
+        } else if (c == 0 && e_->merge_equal_values()) {
+          const std::string& incoming = local ? e_->site_id() : std::string(*in.site);
+          const std::string& mine = e_->SiteIdOf(local_clock.site);
+          if (incoming > mine) outcome = Outcome::kWin;
+        }
       }
+    }
+
+    if (outcome != Outcome::kIgnore) {
+      // A site seen for the first time gets its ordinal only after the user
+      // write succeeded (a failed change must not leave one): until then it
+      // is named by a placeholder -1, -2, ...
+      int64_t ord = 0;
+      if (!local) {
+        CRSYNC_RETURN_IF_ERROR(e_->SiteOrdinal(*in.site, false, &ord));
+        if (ord < 0) {
+          size_t k = 0;
+          while (k < new_sites_.size() && new_sites_[k] != *in.site) ++k;
+          if (k == new_sites_.size()) new_sites_.emplace_back(*in.site);
+          ord = -static_cast<int64_t>(k) - 1;
+        }
+      }
+      int64_t dbv;
+      CRSYNC_RETURN_IF_ERROR(e_->NextDbVersion(in.db_version, &dbv));
+      Clock stamp{true, in.col_version, dbv, SQ, ord, 0};
+      write.touched = true;
+      switch (outcome) {
+        case Outcome::kDelete:
+          for (Clock& c : after.cols) c = Clock{};
+          after.sentinel = stamp;
+          after.sentinel.col_version = I;
+          write.delete_first = true;
+          write.exists = false;
+          write.values.clear();
+          total += 1;
+          break;
+        case Outcome::kResurrect:
+        case Outcome::kResurrectWin:
+          for (Clock& c : after.cols) {
+            if (!c.present) continue;
+            c.col_version = 0;
+            c.db_version = dbv;
+          }
+          after.sentinel = stamp;
+          after.sentinel.col_version = I;
+          write.exists = true;
+          if (outcome == Outcome::kResurrectWin) {
+            after.cols[slot] = stamp;
+            write.Set(slot, in.val);
+            total += 2;
+          } else {
+            total += 1;
+          }
+          break;
+        case Outcome::kWin:
+          after.cols[slot] = stamp;
+          write.exists = true;
+          write.Set(slot, in.val);
+          total += 1;
+          break;
+        case Outcome::kIgnore:
+          break;
+      }
+    }
+    if (!local && in.tag != -1 && marks) {
+      marks->push_back(TrackedMark{{std::string(*in.site), in.tag},
+                                   PeerMark{in.db_version, in.seq ? *in.seq : 0}});
     }
   }
 
-  if (outcome != Outcome::kIgnore) {
-    // 1. The user-table write, the only step that can fail on valid input.
-    {
-      SyncBitScope sync(e_);
-      sqlite3_stmt* st;
-      if (outcome == Outcome::kDelete) {
-        CRSYNC_RETURN_IF_ERROR(crr->UserDelete(&st));
-      } else if (outcome == Outcome::kResurrect) {
-        CRSYNC_RETURN_IF_ERROR(crr->UserInsertPk(&st));
-      } else {
-        CRSYNC_RETURN_IF_ERROR(crr->UserUpsert(slot, &st));
-        in.val.Bind(st, static_cast<int>(pk.size() + 1));
+  if (write.touched) {
+    // The user-table write goes first: it is the only step that can fail on
+    // valid input (CHECK, STRICT, NOT NULL), and then nothing else happened.
+    CRSYNC_RETURN_IF_ERROR(ApplyRowWrite(crr, pk, write));
+    if (!new_sites_.empty()) {
+      std::vector<int64_t> real(new_sites_.size());
+      for (size_t k = 0; k < new_sites_.size(); ++k) {
+        CRSYNC_RETURN_IF_ERROR(e_->SiteOrdinal(new_sites_[k], true, &real[k]));
       }
-      BindPk(st, pk);
-      CRSYNC_RETURN_IF_ERROR(StepToEnd(e_->db(), st));
-    }
-    // 2. Metadata.
-    int64_t ord = 0;
-    if (!local) CRSYNC_RETURN_IF_ERROR(e_->SiteOrdinal(*in.site, true, &ord));
-    int64_t dbv;
-    CRSYNC_RETURN_IF_ERROR(e_->NextDbVersion(in.db_version, &dbv));
-    RowMeta after = before;
-    Clock stamp{true, in.col_version, dbv, SQ, ord, 0};
-    switch (outcome) {
-      case Outcome::kDelete:
-        for (Clock& c : after.cols) c = Clock{};
-        after.sentinel = stamp;
-        after.sentinel.col_version = I;
-        *impacted = 1;
-        break;
-      case Outcome::kResurrect:
-      case Outcome::kResurrectWin:
-        for (Clock& c : after.cols) {
-          if (!c.present) continue;
-          c.col_version = 0;
-          c.db_version = dbv;
-        }
-        after.sentinel = stamp;
-        after.sentinel.col_version = I;
-        if (outcome == Outcome::kResurrectWin) {
-          after.cols[slot] = stamp;
-          *impacted = 2;
-        } else {
-          *impacted = 1;
-        }
-        break;
-      case Outcome::kWin:
-        after.cols[slot] = stamp;
-        *impacted = 1;
-        break;
-      case Outcome::kIgnore:
-        break;
+      auto patch = [&](Clock& c) {
+        if (c.present && c.site < 0) c.site = real[static_cast<size_t>(-c.site - 1)];
+      };
+      patch(after.sentinel);
+      for (Clock& c : after.cols) patch(c);
     }
     CRSYNC_RETURN_IF_ERROR(crr->StoreMeta(key, before, std::move(after), /*cache=*/true));
-    e_->AddRowsImpacted(*impacted);
+    e_->AddRowsImpacted(total);
   }
-
-  if (!local && in.tag != -1 && peer_key) {
-    peer_key->first.assign(in.site->data(), in.site->size());
-    peer_key->second = in.tag;
-    mark->version = in.db_version;
-    mark->seq = in.seq ? *in.seq : 0;
-    *tracked = true;
-  }
+  *impacted = total;
   return Status::OK();
+}
+
+Status Merger::ApplyRowWrite(Crr* crr, const std::vector<Value>& pk, const RowWrite& write) {
+  SyncBitScope sync(e_);
+  sqlite3* db = e_->db();
+  sqlite3_stmt* st;
+  if (write.delete_first) {
+    CRSYNC_RETURN_IF_ERROR(crr->UserDelete(&st));
+    BindPk(st, pk);
+    CRSYNC_RETURN_IF_ERROR(StepToEnd(db, st));
+  }
+  if (!write.exists) return Status::OK();
+  if (write.values.empty()) {
+    CRSYNC_RETURN_IF_ERROR(crr->UserInsertPk(&st));
+    BindPk(st, pk);
+    return StepToEnd(db, st);
+  }
+  if (write.values.size() == 1) {
+    CRSYNC_RETURN_IF_ERROR(crr->UserUpsert(write.values[0].first, &st));
+    BindPk(st, pk);
+    write.values[0].second.Bind(st, static_cast<int>(pk.size() + 1));
+    return StepToEnd(db, st);
+  }
+  std::vector<int> slots;
+  for (const auto& [slot, v] : write.values) slots.push_back(slot);
+  CRSYNC_RETURN_IF_ERROR(crr->UserUpsertColumns(slots, &st));
+  BindPk(st, pk);
+  for (size_t i = 0; i < write.values.size(); ++i)
+    write.values[i].second.Bind(st, static_cast<int>(pk.size() + 1 + i));
+  return StepToEnd(db, st);
 }
 
 Status Merger::TrackPeer(const std::string& site, int64_t tag, const PeerMark& mark) {

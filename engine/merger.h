@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "crsync/sqlite_handles.h"
 #include "crsync/status.h"
@@ -54,15 +55,35 @@ class Merger {
   Status Merge(const MergeInput& in, int64_t* impacted, std::pair<std::string, int64_t>* peer_key,
                PeerMark* mark, bool* tracked);
 
+  // A change that counts for peer tracking: ((site id, tag), mark).
+  struct TrackedMark {
+    std::pair<std::string, int64_t> key;
+    PeerMark mark;
+  };
+
+  // Merges `n` consecutive changes to ONE row (same table, same pk bytes)
+  // with the result of merging them one by one, but reading and writing the
+  // row's metadata once and the user row with one statement (plus a DELETE
+  // when the run deletes it). All changes are validated first. Tracked
+  // marks are appended to *marks when it is not null. On a validation
+  // error *failed (if not null) is the index of the bad change, else n.
+  Status MergeRow(const MergeInput* ins, size_t n, int64_t* impacted,
+                  std::vector<TrackedMark>* marks, size_t* failed = nullptr);
+
   // Upserts the receive cursor of (site, tag) to at least `mark` (§13.3).
   Status TrackPeer(const std::string& site, int64_t tag, const PeerMark& mark);
 
  private:
+  struct RowWrite;
   Status Validate(const MergeInput& in, Crr** crr, std::vector<Value>* pk_vals, int* slot);
+  Status ApplyRowWrite(Crr* crr, const std::vector<Value>& pk, const RowWrite& write);
 
   ConnEngine* e_;
   StmtPtr track_;
   std::string canonical_pk_;
+  std::vector<Value> pk_vals_;
+  std::vector<int> slots_;
+  std::vector<std::string> new_sites_;  // first seen in the current MergeRow
 };
 
 }  // namespace crsync

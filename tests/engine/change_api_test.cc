@@ -116,7 +116,7 @@ TEST(ChangeApplierTest, BadChangeRollsBackTheWholeBatch) {
   std::unique_ptr<ChangeApplier> applier;
   ASSERT_OK(ChangeApplier::Open(b.get(), &applier));
   Status s = applier->Apply(batch);
-  EXPECT_THAT(s.message(), HasSubstr("change 2 of 3"));
+  EXPECT_THAT(s.message(), HasSubstr("change 3 of 3"));
   EXPECT_THAT(s.message(), HasSubstr("no such column t.nope"));
   EXPECT_EQ(b.One("SELECT count(*) FROM t"), "0");
   EXPECT_EQ(b.One("SELECT count(*) FROM crsql_changes"), "0");
