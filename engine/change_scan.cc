@@ -47,20 +47,27 @@ Status ChangeScan::PrepareSources() {
     src->index = i;
     src->schema = crrs[i]->schema();
     const Crr& crr = *crrs[i];
-    CRSYNC_RETURN_IF_ERROR(Prepare(db,
-                                   "SELECT dbv, lo, pk FROM main." + crr.FeedTable() +
-                                       " WHERE dbv BETWEEN ?1 AND ?2 ORDER BY dbv, lo, pk",
-                                   &src->feed, SQLITE_PREPARE_PERSISTENT));
-    CRSYNC_RETURN_IF_ERROR(Prepare(db, "SELECT meta FROM main." + crr.RowsTable() + " WHERE pk = ?1",
-                                   &src->meta, SQLITE_PREPARE_PERSISTENT));
-    if (crr.slots() > 0) {
-      std::string cols;
-      for (size_t c = 0; c < crr.slots(); ++c) cols += std::string(c ? ", " : "") + QuoteIdent(crr.schema().cols[c]);
-      CRSYNC_RETURN_IF_ERROR(Prepare(db,
-                                     "SELECT " + cols + " FROM main." + QuoteIdent(crr.name()) +
-                                         " WHERE " + crr.PkWhere(1),
-                                     &src->user, SQLITE_PREPARE_PERSISTENT));
+    // One statement per CRR walks the feed and joins each entry with the
+    // row's metadata and its current user row (LEFT JOIN: a tombstone has
+    // none), so expanding an entry costs no further statement.
+    std::string userjoin, values = ", u." + QuoteIdent(crr.schema().pk_cols[0]) + " IS NOT NULL";
+    for (size_t k = 0; k < crr.schema().pk_cols.size(); ++k) {
+      userjoin += std::string(k ? " AND " : "") + "u." + QuoteIdent(crr.schema().pk_cols[k]) +
+                  " = crsync_pk_value(r.pk, " + std::to_string(k) + ")";
     }
+    for (const auto& c : crr.schema().cols) values += ", u." + QuoteIdent(c);
+    std::string joins = " JOIN main." + crr.RowsTable() + " r ON r.pk = f.pk LEFT JOIN main." +
+                        QuoteIdent(crr.name()) + " u ON " + userjoin;
+    CRSYNC_RETURN_IF_ERROR(Prepare(db,
+                                   "SELECT f.dbv, f.lo, f.pk, r.meta" + values + " FROM main." +
+                                       crr.FeedTable() + " f" + joins +
+                                       " WHERE f.dbv BETWEEN ?1 AND ?2 ORDER BY f.dbv, f.lo, f.pk",
+                                   &src->feed, SQLITE_PREPARE_PERSISTENT));
+    CRSYNC_RETURN_IF_ERROR(Prepare(db,
+                                   "SELECT r.meta" + values + " FROM main." + crr.RowsTable() +
+                                       " r LEFT JOIN main." + QuoteIdent(crr.name()) + " u ON " +
+                                       userjoin + " WHERE r.pk = ?1",
+                                   &src->meta, SQLITE_PREPARE_PERSISTENT));
     sources_.push_back(std::move(src));
   }
   return Status::OK();
@@ -86,7 +93,7 @@ void ChangeScan::Stop() {
   feeds_ = {};
   pending_ = {};
   for (auto& src : sources_) {
-    for (StmtPtr* st : {&src->feed, &src->meta, &src->user})
+    for (StmtPtr* st : {&src->feed, &src->meta})
       if (*st) sqlite3_reset(st->get());
   }
 }
@@ -108,7 +115,17 @@ Status ChangeScan::Start(const ScanSpec& spec) {
   for (auto& src : sources_) {
     if (spec_.table && *spec_.table != src->schema.name) continue;
     if (spec_.pk) {
-      CRSYNC_RETURN_IF_ERROR(Expand(src.get(), 0, 0, *spec_.pk, true));
+      sqlite3_stmt* mst = src->meta.get();
+      sqlite3_bind_blob(mst, 1, spec_.pk->data(), static_cast<int>(spec_.pk->size()), SQLITE_STATIC);
+      int rc = sqlite3_step(mst);
+      Status s;
+      if (rc == SQLITE_ROW) {
+        s = Expand(src.get(), mst, 0, 0, 0, *spec_.pk, true);
+      } else if (rc != SQLITE_DONE) {
+        s = SqliteError(e_->db(), rc);
+      }
+      sqlite3_reset(mst);
+      CRSYNC_RETURN_IF_ERROR(s);
       continue;
     }
     sqlite3_bind_int64(src->feed.get(), 1, spec_.min_dbv);
@@ -137,22 +154,14 @@ Status ChangeScan::AdvanceFeed(Source* src, bool* has) {
   return Status::OK();
 }
 
-Status ChangeScan::Expand(Source* src, int64_t dbv, int64_t run, const std::string& pk,
-                          bool all_records) {
-  sqlite3_stmt* mst = src->meta.get();
-  sqlite3_bind_blob(mst, 1, pk.data(), static_cast<int>(pk.size()), SQLITE_STATIC);
-  int rc = sqlite3_step(mst);
-  if (rc != SQLITE_ROW) {
-    sqlite3_reset(mst);
-    if (rc == SQLITE_DONE) return Status::OK();  // a feed entry without metadata: skip
-    return SqliteError(e_->db(), rc);
-  }
-  RowMeta meta;
-  std::string_view blob(static_cast<const char*>(sqlite3_column_blob(mst, 0)),
-                        static_cast<size_t>(sqlite3_column_bytes(mst, 0)));
-  Status s = DecodeRowMeta(blob, src->schema.cols.size(), &meta);
-  sqlite3_reset(mst);
-  CRSYNC_RETURN_IF_ERROR(s);
+Status ChangeScan::Expand(Source* src, sqlite3_stmt* st, int meta_col, int64_t dbv, int64_t run,
+                          const std::string& pk, bool all_records) {
+  RowMeta& meta = meta_buf_;
+  std::string_view blob(static_cast<const char*>(sqlite3_column_blob(st, meta_col)),
+                        static_cast<size_t>(sqlite3_column_bytes(st, meta_col)));
+  CRSYNC_RETURN_IF_ERROR(DecodeRowMeta(blob, src->schema.cols.size(), &meta));
+  const bool row_exists = sqlite3_column_int(st, meta_col + 1) != 0;
+  const int first_value = meta_col + 2;
 
   auto wanted = [&](const Clock& c) {
     if (!c.present) return false;
@@ -163,11 +172,10 @@ Status ChangeScan::Expand(Source* src, int64_t dbv, int64_t run, const std::stri
     }
     return OriginPasses(c.site);
   };
-  int64_t cl = meta.CausalLength();
   ScanRecord r;
   r.crr_index = src->index;
   r.pk = pk;
-  r.cl = cl;
+  r.cl = meta.CausalLength();
   if (wanted(meta.sentinel)) {
     r.db_version = meta.sentinel.db_version;
     r.seq = meta.sentinel.seq;
@@ -176,35 +184,17 @@ Status ChangeScan::Expand(Source* src, int64_t dbv, int64_t run, const std::stri
     r.site = meta.sentinel.site;
     pending_.push(r);
   }
-  bool fetched = false, row_exists = false;
-  sqlite3_stmt* ust = src->user.get();
   for (size_t i = 0; i < meta.cols.size(); ++i) {
     const Clock& c = meta.cols[i];
     if (!wanted(c)) continue;
-    if (!fetched) {
-      fetched = true;
-      std::vector<Value> pkv;
-      // Bind the decoded pk values; a pk that does not decode has no row.
-      if (UnpackValues(pk, &pkv).ok() && pkv.size() == src->schema.pk_cols.size()) {
-        for (size_t k = 0; k < pkv.size(); ++k) pkv[k].Bind(ust, static_cast<int>(k + 1));
-        rc = sqlite3_step(ust);
-        if (rc == SQLITE_ROW) {
-          row_exists = true;
-        } else {
-          sqlite3_reset(ust);
-          if (rc != SQLITE_DONE) return SqliteError(e_->db(), rc);
-        }
-      }
-    }
     r.db_version = c.db_version;
     r.seq = c.seq;
     r.slot = static_cast<int>(i);
     r.col_version = c.col_version;
     r.site = c.site;
-    r.val = row_exists ? Value::FromColumn(ust, static_cast<int>(i)) : Value::Null();
+    r.val = row_exists ? Value::FromColumn(st, first_value + static_cast<int>(i)) : Value::Null();
     pending_.push(r);
   }
-  if (row_exists) sqlite3_reset(ust);
   return Status::OK();
 }
 
@@ -216,7 +206,8 @@ Status ChangeScan::Next(bool* has) {
       if (std::tie(src->head_dbv, src->head_lo) > std::tie(t.db_version, t.seq)) break;
     }
     feeds_.pop();
-    CRSYNC_RETURN_IF_ERROR(Expand(src, src->head_dbv, src->head_lo, src->head_pk, false));
+    CRSYNC_RETURN_IF_ERROR(
+        Expand(src, src->feed.get(), 3, src->head_dbv, src->head_lo, src->head_pk, false));
     bool more;
     CRSYNC_RETURN_IF_ERROR(AdvanceFeed(src, &more));
     if (more) feeds_.push(src);

@@ -19,6 +19,7 @@
 #include "crsync/engine.h"
 #include "crsync/sqlite_handles.h"
 #include "engine/conn_engine.h"
+#include "engine/row_meta.h"
 #include "engine/value.h"
 
 namespace crsync {
@@ -64,7 +65,8 @@ class ChangeScan {
   struct Source {
     size_t index;
     TableSchema schema;
-    StmtPtr feed, meta, user;
+    StmtPtr feed;  // feed JOIN rows LEFT JOIN user table, positioned on the head
+    StmtPtr meta;  // rows LEFT JOIN user table for one pk
     int64_t head_dbv = 0, head_lo = 0;
     std::string head_pk;
   };
@@ -77,7 +79,10 @@ class ChangeScan {
 
   Status PrepareSources();
   Status AdvanceFeed(Source* src, bool* has);
-  Status Expand(Source* src, int64_t dbv, int64_t run, const std::string& pk, bool all_records);
+  // Queues the wanted records of the row `st` is positioned on: its meta
+  // blob in column `meta_col`, then "user row exists", then the values.
+  Status Expand(Source* src, sqlite3_stmt* st, int meta_col, int64_t dbv, int64_t run,
+                const std::string& pk, bool all_records);
   bool OriginPasses(int64_t site) const;
 
   ConnEngine* e_;
@@ -87,6 +92,7 @@ class ChangeScan {
   std::priority_queue<Source*, std::vector<Source*>, FeedLater> feeds_;
   std::priority_queue<ScanRecord, std::vector<ScanRecord>, RecordLater> pending_;
   ScanRecord cur_;
+  RowMeta meta_buf_;
 };
 
 }  // namespace crsync

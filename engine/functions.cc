@@ -180,6 +180,21 @@ void PackColumns(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
   });
 }
 
+// crsync_pk_value(pk, i): value i of a packed pk (NULL if it does not
+// decode). Lets the change scan join feed entries with user rows.
+void PkValue(sqlite3_context* ctx, int, sqlite3_value** argv) {
+  GuardSqlFunction(ctx, [&] {
+    std::string_view blob(static_cast<const char*>(sqlite3_value_blob(argv[0])),
+                          static_cast<size_t>(sqlite3_value_bytes(argv[0])));
+    std::vector<Value> vals;
+    int64_t i = sqlite3_value_int64(argv[1]);
+    if (!UnpackValues(blob, &vals).ok() || i < 0 || static_cast<size_t>(i) >= vals.size()) {
+      return sqlite3_result_null(ctx);
+    }
+    vals[static_cast<size_t>(i)].SetResult(ctx);
+  });
+}
+
 void RowsImpacted(sqlite3_context* ctx, int, sqlite3_value**) {
   sqlite3_result_int64(ctx, EngineOf(ctx)->rows_impacted());
 }
@@ -261,6 +276,7 @@ int RegisterFunctions(sqlite3* db, ConnEngine* e) {
       {"crsql_finalize", 0, kDirect, Finalize},
       {"crsql_pack_columns", -1, kDet, PackColumns},
       {"crsql_rows_impacted", 0, kVol, RowsImpacted},
+      {"crsync_pk_value", 2, kDet, PkValue},
       {"crsql_internal_sync_bit", 0, kVol, SyncBit},
       {"crsql_internal_sync_bit", 1, kVol, SyncBit},
       {"crsync_internal_fresh_meta", 2, kDirect, FreshMeta},
