@@ -1,0 +1,259 @@
+// PeerSession over an in-memory network that reorders, duplicates and drops
+// messages and restarts connections: nodes converge in every topology, bad
+// input closes the connection and applies nothing, and cursors never claim
+// more than what is committed.
+#include "transport/peer_session.h"
+
+#include <deque>
+#include <random>
+
+#include "tests/engine/property_util.h"
+
+namespace crsync {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kSchema[] =
+    "CREATE TABLE items (id PRIMARY KEY NOT NULL, name, qty); SELECT crsql_as_crr('items');";
+
+struct Node {
+  TestDb db;
+  explicit Node(const std::string& schema = kSchema) { db.Exec(schema); }
+};
+
+// One connection: a session at each end and a queue each way.
+struct Link {
+  Node* a;
+  Node* b;
+  std::unique_ptr<PeerSession> sa, sb;
+  std::deque<Message> to_a, to_b;
+  int restarts = 0;
+
+  Link(Node* x, Node* y) : a(x), b(y) { Restart(); }
+
+  void Restart() {
+    ++restarts;
+    to_a.clear();
+    to_b.clear();
+    SessionOptions opts;
+    opts.max_changes_per_message = 3;  // exercise split transactions
+    opts.window = 2;
+    EXPECT_OK(PeerSession::Open(a->db.get(), opts, &sa));
+    EXPECT_OK(PeerSession::Open(b->db.get(), opts, &sb));
+    std::vector<Message> out;
+    EXPECT_OK(sa->Start(&out));
+    for (auto& m : out) to_b.push_back(std::move(m));
+    out.clear();
+    EXPECT_OK(sb->Start(&out));
+    for (auto& m : out) to_a.push_back(std::move(m));
+  }
+  // Delivers one message (from a random queue position when `shuffle`);
+  // returns false when both queues are empty.
+  bool Step(std::mt19937_64& rng, bool chaos) {
+    if (to_a.empty() && to_b.empty()) return false;
+    bool into_a = to_b.empty() || (!to_a.empty() && rng() % 2);
+    std::deque<Message>& q = into_a ? to_a : to_b;
+    PeerSession& s = into_a ? *sa : *sb;
+    std::deque<Message>& back = into_a ? to_b : to_a;
+    size_t pos = chaos && q.size() > 1 && rng() % 3 == 0 ? rng() % q.size() : 0;
+    Message m = q[pos];
+    bool duplicate = chaos && rng() % 10 == 0;
+    if (!duplicate) q.erase(q.begin() + static_cast<ptrdiff_t>(pos));
+    if (chaos && rng() % 25 == 0) {  // lost: on a stream, the connection broke
+      Restart();
+      return true;
+    }
+    std::vector<Message> out;
+    Status st = s.OnMessage(m, &out);
+    for (auto& o : out) back.push_back(std::move(o));
+    if (!st.ok()) Restart();  // the connection closes; a new one resumes
+    return true;
+  }
+  void Pump() {
+    std::vector<Message> out;
+    if (sa->ready()) {
+      EXPECT_OK(sa->Pump(&out));
+    }
+    for (auto& m : out) to_b.push_back(std::move(m));
+    out.clear();
+    if (sb->ready()) {
+      EXPECT_OK(sb->Pump(&out));
+    }
+    for (auto& m : out) to_a.push_back(std::move(m));
+  }
+};
+
+Rows Contents(Node& n) { return n.db.Query("SELECT * FROM items ORDER BY id"); }
+
+void RandomWrite(std::mt19937_64& rng, Node& n) {
+  int id = static_cast<int>(rng() % 12);
+  switch (rng() % 4) {
+    case 0:
+      n.db.Try("INSERT OR REPLACE INTO items VALUES (" + std::to_string(id) + ", " +
+               RandomValue(rng) + ", " + RandomValue(rng) + ")").IgnoreError();
+      break;
+    case 1:
+      n.db.Try("UPDATE items SET qty = " + RandomValue(rng) + " WHERE id = " + std::to_string(id))
+          .IgnoreError();
+      break;
+    case 2:
+      n.db.Try("DELETE FROM items WHERE id = " + std::to_string(id)).IgnoreError();
+      break;
+    default:
+      n.db.Exec("BEGIN");
+      for (int k = 0; k < 5; ++k) {
+        n.db.Try("INSERT OR REPLACE INTO items VALUES (" + std::to_string(rng() % 12) + ", 'bulk', " +
+                 std::to_string(k) + ")").IgnoreError();
+      }
+      n.db.Exec("COMMIT");
+  }
+}
+
+// Random writes and chaotic delivery (reordered, duplicated, lost messages;
+// a loss breaks the connection, as on a stream), then a calm phase until
+// nothing moves: every node must hold the same contents and every receive
+// cursor must have reached the sender's db_version.
+void RunTopology(size_t nodes, const std::vector<std::pair<size_t, size_t>>& edges, uint64_t seed) {
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  std::vector<std::unique_ptr<Node>> ns;
+  for (size_t i = 0; i < nodes; ++i) ns.push_back(std::make_unique<Node>());
+  std::vector<std::unique_ptr<Link>> links;
+  for (auto [x, y] : edges) links.push_back(std::make_unique<Link>(ns[x].get(), ns[y].get()));
+  for (int step = 0; step < 300; ++step) {
+    if (rng() % 4 == 0) {
+      size_t w = rng() % nodes;
+      RandomWrite(rng, *ns[w]);
+      for (auto& l : links)
+        if (l->a == ns[w].get() || l->b == ns[w].get()) l->Pump();  // the commit signal
+    }
+    Link& l = *links[rng() % links.size()];
+    if (rng() % 60 == 0) l.Restart();
+    l.Step(rng, /*chaos=*/true);
+    // Invariant: a receive cursor never passes what the sender committed.
+    for (auto& k : links) {
+      int64_t a_committed = k->a->db.Int("SELECT crsql_db_version()");
+      int64_t b_committed = k->b->db.Int("SELECT crsql_db_version()");
+      ASSERT_LE(k->sb->receive_cursor(), a_committed);
+      ASSERT_LE(k->sa->receive_cursor(), b_committed);
+    }
+  }
+  // Calm: no loss, in order, until nothing moves.
+  for (int round = 0; round < 200; ++round) {
+    bool moved = false;
+    for (auto& l : links) {
+      l->Pump();
+      while (l->Step(rng, false)) moved = true;
+    }
+    if (!moved) break;
+  }
+  Rows want = Contents(*ns[0]);
+  for (size_t i = 1; i < nodes; ++i) ASSERT_EQ(Contents(*ns[i]), want) << "node " << i;
+  for (auto& l : links) {
+    EXPECT_EQ(l->sb->receive_cursor(), l->a->db.Int("SELECT crsql_db_version()"));
+    EXPECT_EQ(l->sa->receive_cursor(), l->b->db.Int("SELECT crsql_db_version()"));
+  }
+}
+
+TEST(PeerSessionTest, TwoNodesConvergeThroughLossReorderAndRestarts) {
+  for (uint64_t seed = 1; seed <= 25; ++seed) RunTopology(2, {{0, 1}}, seed);
+}
+
+TEST(PeerSessionTest, LineConvergesThroughTheMiddleNode) {
+  for (uint64_t seed = 100; seed < 112; ++seed) RunTopology(3, {{0, 1}, {1, 2}}, seed);
+}
+
+TEST(PeerSessionTest, HubWithThreeSpokesConverges) {
+  for (uint64_t seed = 200; seed < 210; ++seed) RunTopology(4, {{0, 1}, {0, 2}, {0, 3}}, seed);
+}
+
+TEST(PeerSessionTest, MeshOfFourConverges) {
+  for (uint64_t seed = 300; seed < 306; ++seed)
+    RunTopology(4, {{0, 1}, {0, 2}, {0, 3}, {1, 2}, {1, 3}, {2, 3}}, seed);
+}
+
+TEST(PeerSessionTest, NothingEchoesBackToItsOrigin) {
+  Node a, b;
+  a.db.Exec("INSERT INTO items VALUES (1, 'x', 1)");
+  Link l(&a, &b);
+  std::mt19937_64 rng(1);
+  while (l.Step(rng, false)) {
+  }
+  ASSERT_EQ(Contents(b), Contents(a));
+  // b received a's change; nothing it sends back may carry a's origin.
+  std::vector<Message> out;
+  ASSERT_OK(l.sb->Pump(&out));
+  for (const auto& m : out) {
+    if (const auto* c = std::get_if<ChangesetMsg>(&m)) {
+      EXPECT_TRUE(c->changes.empty());
+    }
+  }
+}
+
+TEST(PeerSessionTest, SchemaMismatchIsRefusedOnBothSides) {
+  Node a, b("CREATE TABLE items (id PRIMARY KEY NOT NULL, name, qty, extra);"
+            "SELECT crsql_as_crr('items');");
+  a.db.Exec("INSERT INTO items VALUES (1, 'x', 1)");
+  std::unique_ptr<PeerSession> sa, sb;
+  ASSERT_OK(PeerSession::Open(a.db.get(), {}, &sa));
+  ASSERT_OK(PeerSession::Open(b.db.get(), {}, &sb));
+  std::vector<Message> ha, hb, out;
+  ASSERT_OK(sa->Start(&ha));
+  ASSERT_OK(sb->Start(&hb));
+  Status s = sb->OnMessage(ha[0], &out);
+  EXPECT_THAT(s.message(), HasSubstr("CRR schemas differ"));
+  ASSERT_EQ(out.size(), 1u);
+  ASSERT_TRUE(std::holds_alternative<ErrorMsg>(out[0]));
+  EXPECT_EQ(std::get<ErrorMsg>(out[0]).code, ErrorMsg::kSchemaMismatch);
+  std::vector<Message> out2;
+  EXPECT_THAT(sa->OnMessage(out[0], &out2).message(), HasSubstr("CRR schemas differ"));
+  EXPECT_EQ(b.db.One("SELECT count(*) FROM items"), "0");
+}
+
+TEST(PeerSessionTest, BadChangesetsCloseTheConnectionAndApplyNothing) {
+  Node a, b;
+  std::unique_ptr<PeerSession> sa, sb;
+  ASSERT_OK(PeerSession::Open(a.db.get(), {}, &sa));
+  ASSERT_OK(PeerSession::Open(b.db.get(), {}, &sb));
+  std::vector<Message> ha, out;
+  ASSERT_OK(sa->Start(&ha));
+  ASSERT_OK(sb->OnMessage(ha[0], &out));
+  std::string site_a = std::get<HelloMsg>(ha[0]).site_id;
+  Change c;
+  c.table = "items";
+  c.pk = std::string("\x01\x09\x01", 3);
+  c.cid = "name";
+  c.val_type = SQLITE_TEXT;
+  c.val_bytes = "x";
+  c.col_version = 1;
+  c.db_version = 9;
+  c.site_id = site_a;
+  c.cl = 1;
+  struct Case {
+    ChangesetMsg m;
+    const char* error;
+  } cases[] = {
+      {ChangesetMsg{site_a, 5, 3, 0, 1, {}}, "empty or negative range"},
+      {ChangesetMsg{site_a, 1, 4, 0, 1, {c}}, "outside the declared"},
+      {ChangesetMsg{std::string(16, 'z'), 1, 9, 0, 1, {c}}, "from another site"},
+      {ChangesetMsg{site_a, 1, 9, 2, 2, {c}}, "part 2 of 2"},
+  };
+  for (auto& k : cases) {
+    out.clear();
+    EXPECT_THAT(sb->OnMessage(k.m, &out).message(), HasSubstr(k.error));
+    ASSERT_FALSE(out.empty());
+    EXPECT_TRUE(std::holds_alternative<ErrorMsg>(out.back()));
+  }
+  Change bad = c;
+  bad.cid = "nope";
+  out.clear();
+  EXPECT_THAT(sb->OnMessage(ChangesetMsg{site_a, 1, 9, 0, 1, {c, bad}}, &out).message(),
+              HasSubstr("no such column items.nope"));
+  EXPECT_EQ(b.db.One("SELECT count(*) FROM items"), "0");
+  EXPECT_EQ(sb->receive_cursor(), 0);
+  EXPECT_EQ(b.db.One("SELECT count(*) FROM crsql_tracked_peers"), "0");
+}
+
+}  // namespace
+}  // namespace crsync

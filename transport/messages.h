@@ -1,0 +1,58 @@
+// transport/messages.h — the sidecar protocol's messages as C++ values.
+// transport/wire.capnp is their encoding on the wire; PeerSession speaks in
+// these so its logic is tested without sockets or Cap'n Proto.
+#ifndef CRSYNC_TRANSPORT_MESSAGES_H_
+#define CRSYNC_TRANSPORT_MESSAGES_H_
+
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "crsync/engine.h"
+
+namespace crsync {
+
+constexpr uint32_t kProtocolVersion = 1;
+
+// First message each side sends on a connection.
+struct HelloMsg {
+  uint32_t protocol_version = kProtocolVersion;
+  std::string site_id;        // the sender's 16-byte site id
+  uint64_t fingerprint = 0;   // XXH3 of the sender's CRR schemas
+  // What the sender already has: its receive cursor for each peer site it
+  // syncs with (the recipient looks for its own id; absent = 0).
+  std::vector<std::pair<std::string, int64_t>> have_from;
+};
+
+// A slice of the sender's change feed: every change the sender has with
+// db_version in [start, end] that the recipient may need (gaps included).
+// A transaction too large for one message is split into `parts` messages
+// sharing start and end, numbered by `part`; the recipient applies it only
+// when it holds every part, in any arrival order.
+struct ChangesetMsg {
+  std::string sender;
+  int64_t start = 0;
+  int64_t end = 0;
+  uint32_t part = 0;
+  uint32_t parts = 1;
+  std::vector<Change> changes;
+};
+
+// The recipient committed everything up to `up_to` (sender's versions).
+struct AckMsg {
+  int64_t up_to = 0;
+  uint32_t credits = 1;
+};
+
+struct ErrorMsg {
+  enum Code : uint32_t { kProtocol = 1, kSchemaMismatch = 2, kBadChangeset = 3, kInternal = 4 };
+  uint32_t code = kProtocol;
+  std::string message;
+};
+
+using Message = std::variant<HelloMsg, ChangesetMsg, AckMsg, ErrorMsg>;
+
+}  // namespace crsync
+
+#endif  // CRSYNC_TRANSPORT_MESSAGES_H_

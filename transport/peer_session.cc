@@ -1,0 +1,276 @@
+#include "transport/peer_session.h"
+
+#include <xxhash.h>
+
+#include <algorithm>
+
+namespace crsync {
+namespace {
+
+std::string Hex(const std::string& b) {
+  static const char k[] = "0123456789abcdef";
+  std::string o;
+  for (unsigned char c : b) {
+    o += k[c >> 4];
+    o += k[c & 15];
+  }
+  return o;
+}
+
+Status Fail(std::vector<Message>* out, uint32_t code, const std::string& why) {
+  out->push_back(ErrorMsg{code, why});
+  return Status::Transport(why);
+}
+
+}  // namespace
+
+Status SchemaFingerprint(sqlite3* db, uint64_t* out) {
+  StmtPtr st;
+  CRSYNC_RETURN_IF_ERROR(
+      Prepare(db, "SELECT name, pk_cols, cols FROM main.crsync_crrs ORDER BY name", &st));
+  XXH3_state_t* state = XXH3_createState();
+  if (!state) return Status::Sqlite(SQLITE_NOMEM, "out of memory");
+  XXH3_64bits_reset(state);
+  int rc;
+  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
+    for (int i = 0; i < 3; ++i) {
+      uint32_t n = static_cast<uint32_t>(sqlite3_column_bytes(st.get(), i));
+      XXH3_64bits_update(state, &n, sizeof n);
+      XXH3_64bits_update(state, sqlite3_column_blob(st.get(), i), n);
+    }
+  }
+  *out = XXH3_64bits_digest(state);
+  XXH3_freeState(state);
+  if (rc != SQLITE_DONE) return SqliteError(db, rc);
+  return Status::OK();
+}
+
+PeerSession::PeerSession(sqlite3* db, const SessionOptions& options) : db_(db), options_(options) {}
+PeerSession::~PeerSession() = default;
+
+Status PeerSession::Open(sqlite3* db, const SessionOptions& options,
+                         std::unique_ptr<PeerSession>* out) {
+  std::unique_ptr<PeerSession> s(new PeerSession(db, options));
+  CRSYNC_RETURN_IF_ERROR(ChangeReader::Open(db, &s->reader_));
+  CRSYNC_RETURN_IF_ERROR(ChangeApplier::Open(db, &s->applier_));
+  CRSYNC_RETURN_IF_ERROR(SchemaFingerprint(db, &s->fingerprint_));
+  StmtPtr st;
+  CRSYNC_RETURN_IF_ERROR(Prepare(db, "SELECT crsql_site_id()", &st));
+  if (sqlite3_step(st.get()) != SQLITE_ROW) return SqliteError(db, sqlite3_errcode(db));
+  s->site_id_.assign(static_cast<const char*>(sqlite3_column_blob(st.get(), 0)),
+                     static_cast<size_t>(sqlite3_column_bytes(st.get(), 0)));
+  *out = std::move(s);
+  return Status::OK();
+}
+
+Status PeerSession::Start(std::vector<Message>* out) {
+  HelloMsg hello;
+  hello.site_id = site_id_;
+  hello.fingerprint = fingerprint_;
+  StmtPtr st;
+  CRSYNC_RETURN_IF_ERROR(Prepare(db_,
+                                 "SELECT site_id, version FROM crsql_tracked_peers WHERE tag = ?1 "
+                                 "AND event = 0",
+                                 &st));
+  sqlite3_bind_int64(st.get(), 1, kSidecarTag);
+  while (sqlite3_step(st.get()) == SQLITE_ROW) {
+    hello.have_from.emplace_back(
+        std::string(static_cast<const char*>(sqlite3_column_blob(st.get(), 0)),
+                    static_cast<size_t>(sqlite3_column_bytes(st.get(), 0))),
+        sqlite3_column_int64(st.get(), 1));
+  }
+  out->push_back(std::move(hello));
+  return Status::OK();
+}
+
+Status PeerSession::LoadCursor(int64_t event, int64_t* out) {
+  if (!load_cursor_) {
+    CRSYNC_RETURN_IF_ERROR(Prepare(db_,
+                                   "SELECT version FROM crsql_tracked_peers WHERE site_id = ?1 AND "
+                                   "tag = ?2 AND event = ?3",
+                                   &load_cursor_));
+  }
+  sqlite3_stmt* st = load_cursor_.get();
+  sqlite3_bind_blob(st, 1, peer_site_.data(), static_cast<int>(peer_site_.size()), SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, kSidecarTag);
+  sqlite3_bind_int64(st, 3, event);
+  int rc = sqlite3_step(st);
+  *out = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+  sqlite3_reset(st);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return SqliteError(db_, rc);
+  return Status::OK();
+}
+
+Status PeerSession::SaveCursor(int64_t event, int64_t version) {
+  if (!save_cursor_) {
+    CRSYNC_RETURN_IF_ERROR(Prepare(
+        db_,
+        "INSERT INTO crsql_tracked_peers (site_id, version, seq, tag, event) VALUES (?1, ?2, 0, "
+        "?3, ?4) ON CONFLICT (site_id, tag, event) DO UPDATE SET version = excluded.version "
+        "WHERE excluded.version > version",
+        &save_cursor_));
+  }
+  sqlite3_stmt* st = save_cursor_.get();
+  sqlite3_bind_blob(st, 1, peer_site_.data(), static_cast<int>(peer_site_.size()), SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, version);
+  sqlite3_bind_int64(st, 3, kSidecarTag);
+  sqlite3_bind_int64(st, 4, event);
+  return StepToEnd(db_, st);
+}
+
+Status PeerSession::OnMessage(const Message& in, std::vector<Message>* out) {
+  if (const auto* e = std::get_if<ErrorMsg>(&in)) {
+    return Status::Transport("peer reported error " + std::to_string(e->code) + ": " + e->message);
+  }
+  if (const auto* h = std::get_if<HelloMsg>(&in)) {
+    if (ready_) return Fail(out, ErrorMsg::kProtocol, "a second hello on one connection");
+    return OnHello(*h, out);
+  }
+  if (!ready_) return Fail(out, ErrorMsg::kProtocol, "a message before hello");
+  if (const auto* a = std::get_if<AckMsg>(&in)) {
+    if (a->up_to > sent_) {
+      return Fail(out, ErrorMsg::kProtocol,
+                  "ack for version " + std::to_string(a->up_to) + " beyond what was sent (" +
+                      std::to_string(sent_) + ")");
+    }
+    if (a->up_to > acked_) {
+      acked_ = a->up_to;
+      CRSYNC_RETURN_IF_ERROR(SaveCursor(1, acked_));
+    }
+    in_flight_ = in_flight_ > a->credits ? in_flight_ - a->credits : 0;
+    if (in_flight_ == 0 && acked_ < sent_) {
+      // Every changeset we sent was answered, yet the peer's cursor is
+      // behind: it dropped one (e.g. an interrupted split transaction).
+      // Resend from its cursor; what it already has is skipped as duplicate.
+      sent_ = acked_;
+    }
+    return Pump(out);
+  }
+  return OnChangeset(std::get<ChangesetMsg>(in), out);
+}
+
+Status PeerSession::OnHello(const HelloMsg& m, std::vector<Message>* out) {
+  if (m.protocol_version != kProtocolVersion) {
+    return Fail(out, ErrorMsg::kProtocol,
+                "protocol version " + std::to_string(m.protocol_version) + " is not supported (this "
+                "node speaks " + std::to_string(kProtocolVersion) + ")");
+  }
+  if (m.site_id.size() != 16) return Fail(out, ErrorMsg::kProtocol, "hello without a 16-byte site id");
+  if (m.site_id == site_id_) return Fail(out, ErrorMsg::kProtocol, "connected to itself");
+  if (m.fingerprint != fingerprint_) {
+    return Fail(out, ErrorMsg::kSchemaMismatch,
+                "CRR schemas differ (fingerprint " + std::to_string(fingerprint_) + " here, " +
+                    std::to_string(m.fingerprint) + " at peer " + Hex(m.site_id) +
+                    "): migrate both sides to the same schema");
+  }
+  peer_site_ = m.site_id;
+  int64_t cursor;
+  CRSYNC_RETURN_IF_ERROR(LoadCursor(0, &cursor));
+  coverage_ = Coverage(cursor);
+  int64_t peer_has = 0;
+  for (const auto& [site, version] : m.have_from)
+    if (site == site_id_) peer_has = version;
+  sent_ = acked_ = peer_has;  // resume from the receiver's cursor
+  ready_ = true;
+  return Pump(out);
+}
+
+Status PeerSession::Pump(std::vector<Message>* out) {
+  if (!ready_) return Status::OK();
+  OriginFilter not_peer{OriginFilter::Mode::kExcept, peer_site_};
+  while (in_flight_ < options_.window) {
+    std::vector<Change> txn;
+    int64_t version;
+    CRSYNC_RETURN_IF_ERROR(reader_->NextTransaction(sent_, not_peer, &txn, &version));
+    if (version == 0) {
+      // Nothing more for this peer: declare the rest of our versions covered
+      // so its cursor (and our lag figure) catch up.
+      StmtPtr st;
+      CRSYNC_RETURN_IF_ERROR(Prepare(db_, "SELECT crsql_db_version()", &st));
+      int64_t committed = sqlite3_step(st.get()) == SQLITE_ROW ? sqlite3_column_int64(st.get(), 0) : 0;
+      if (committed > sent_) {
+        out->push_back(ChangesetMsg{site_id_, sent_ + 1, committed, 0, 1, {}});
+        sent_ = committed;
+        ++in_flight_;
+      }
+      return Status::OK();
+    }
+    size_t step = std::max<size_t>(1, options_.max_changes_per_message);
+    uint32_t parts = static_cast<uint32_t>((txn.size() + step - 1) / step);
+    for (size_t i = 0; i < txn.size(); i += step) {
+      size_t end = std::min(txn.size(), i + step);
+      ChangesetMsg m{site_id_, sent_ + 1, version, static_cast<uint32_t>(i / step), parts, {}};
+      m.changes.assign(std::make_move_iterator(txn.begin() + static_cast<ptrdiff_t>(i)),
+                       std::make_move_iterator(txn.begin() + static_cast<ptrdiff_t>(end)));
+      out->push_back(std::move(m));
+    }
+    sent_ = version;
+    ++in_flight_;
+  }
+  return Status::OK();
+}
+
+Status PeerSession::OnChangeset(ChangesetMsg m, std::vector<Message>* out) {
+  if (m.sender != peer_site_) return Fail(out, ErrorMsg::kBadChangeset, "changeset from another site");
+  if (m.start < 1 || m.start > m.end) {
+    return Fail(out, ErrorMsg::kBadChangeset,
+                "changeset declares an empty or negative range [" + std::to_string(m.start) + ", " +
+                    std::to_string(m.end) + "]");
+  }
+  for (const Change& c : m.changes) {
+    if (c.db_version < m.start || c.db_version > m.end) {
+      return Fail(out, ErrorMsg::kBadChangeset,
+                  "change at version " + std::to_string(c.db_version) + " outside the declared [" +
+                      std::to_string(m.start) + ", " + std::to_string(m.end) + "]");
+    }
+  }
+  if (m.parts == 0 || m.part >= m.parts || m.parts > (1u << 20)) {
+    return Fail(out, ErrorMsg::kBadChangeset,
+                "changeset part " + std::to_string(m.part) + " of " + std::to_string(m.parts));
+  }
+  if (m.parts > 1) {
+    // Parts of one transaction: keep them until all are here (in any
+    // order), so a peer's transaction is never visible half-applied.
+    Parts& p = partial_[{m.start, m.end}];
+    if (p.parts.size() != m.parts) {
+      p.parts.assign(m.parts, {});
+      p.have.assign(m.parts, false);
+    }
+    p.parts[m.part] = std::move(m.changes);
+    p.have[m.part] = true;
+    if (std::find(p.have.begin(), p.have.end(), false) != p.have.end()) {
+      if (partial_.size() > 2 * options_.window + 2) {
+        return Fail(out, ErrorMsg::kProtocol, "too many split transactions in progress");
+      }
+      return Status::OK();
+    }
+    m.changes.clear();
+    for (auto& part : p.parts) {
+      m.changes.insert(m.changes.end(), std::make_move_iterator(part.begin()),
+                       std::make_move_iterator(part.end()));
+    }
+    partial_.erase({m.start, m.end});
+  }
+  if (coverage_.CoversRange(m.start, m.end)) {
+    out->push_back(AckMsg{coverage_.cursor(), 1});  // a duplicate
+    return Status::OK();
+  }
+  Coverage next = coverage_;
+  CRSYNC_RETURN_IF_ERROR(next.Add(m.start, m.end));
+  // Merge and cursor in one transaction: the cursor never says more than
+  // what is committed.
+  CRSYNC_RETURN_IF_ERROR(Exec(db_, "BEGIN IMMEDIATE"));
+  Status s = applier_->Apply(m.changes, /*tag=*/-1);
+  if (s.ok() && next.cursor() != coverage_.cursor()) s = SaveCursor(0, next.cursor());
+  if (s.ok()) s = Exec(db_, "COMMIT");
+  if (!s.ok()) {
+    if (!sqlite3_get_autocommit(db_)) Exec(db_, "ROLLBACK").IgnoreError();
+    return Fail(out, ErrorMsg::kBadChangeset, "cannot apply changeset [" + std::to_string(m.start) +
+                                                  ", " + std::to_string(m.end) + "]: " + s.message());
+  }
+  coverage_ = next;
+  out->push_back(AckMsg{coverage_.cursor(), 1});
+  return Status::OK();
+}
+
+}  // namespace crsync

@@ -1,0 +1,102 @@
+// transport/peer_session.h — the protocol logic of one connection between
+// two sidecars, free of sockets and threads: messages in, messages out,
+// the database in between.
+//
+// Both sides are symmetric (a hub and a spoke run the same logic):
+//  1. each sends Hello with its receive cursor for the other;
+//  2. each streams its change feed after the other's cursor, one
+//     transaction per Changeset (split when large), declaring the
+//     [start, end] range of its own db_versions covered, changes whose origin
+//     is the recipient excluded (no echo), relayed ones included;
+//  3. each applies received changesets through ChangeApplier (tag -1: no
+//     automatic tracking) and, in the same transaction, persists its receive
+//     cursor — the contiguous coverage (transport/coverage.h) — as a
+//     crsql_tracked_peers row (peer, tag kSidecarTag, event 0); then acks.
+//     Acks move the send cursor (event 1 row).
+// Duplicates, reordering and restarts are safe: cursors never run ahead of
+// what is committed, and a new session resumes from the receiver's cursor.
+//
+// Thread safety: one thread (the sidecar's database thread) per session;
+// the connection must not be used concurrently.
+#ifndef CRSYNC_TRANSPORT_PEER_SESSION_H_
+#define CRSYNC_TRANSPORT_PEER_SESSION_H_
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "crsync/engine.h"
+#include "crsync/sqlite_handles.h"
+#include "crsync/status.h"
+#include "transport/coverage.h"
+#include "transport/messages.h"
+
+namespace crsync {
+
+// The tracked-peers tag under which the sidecar keeps its cursors.
+constexpr int64_t kSidecarTag = 1001;
+
+struct SessionOptions {
+  size_t max_changes_per_message = 1000;  // larger transactions are split
+  uint32_t window = 8;                    // changesets in flight before acks
+};
+
+// XXH3 fingerprint of the CRR schemas of `db` (names and columns, sorted).
+Status SchemaFingerprint(sqlite3* db, uint64_t* out);
+
+class PeerSession {
+ public:
+  // `db` has the engine installed and outlives the session.
+  static Status Open(sqlite3* db, const SessionOptions& options, std::unique_ptr<PeerSession>* out);
+  ~PeerSession();
+
+  // The Hello to send first.
+  Status Start(std::vector<Message>* out);
+  // Handles one message from the peer, appending replies to *out. A non-OK
+  // status means the connection must close (an ErrorMsg for the peer is in
+  // *out when it should be told why).
+  Status OnMessage(const Message& in, std::vector<Message>* out);
+  // Sends what is new in the local change feed (call when the commit signal
+  // fires, and after acks), within the send window.
+  Status Pump(std::vector<Message>* out);
+
+  bool ready() const { return ready_; }
+  const std::string& peer_site() const { return peer_site_; }
+  int64_t receive_cursor() const { return coverage_.cursor(); }
+  int64_t send_cursor() const { return acked_; }
+
+ private:
+  PeerSession(sqlite3* db, const SessionOptions& options);
+  Status OnHello(const HelloMsg& m, std::vector<Message>* out);
+  Status OnChangeset(ChangesetMsg m, std::vector<Message>* out);
+  Status LoadCursor(int64_t event, int64_t* out);
+  Status SaveCursor(int64_t event, int64_t version);
+
+  sqlite3* db_;
+  SessionOptions options_;
+  std::unique_ptr<ChangeReader> reader_;
+  std::unique_ptr<ChangeApplier> applier_;
+  std::string site_id_;
+  uint64_t fingerprint_ = 0;
+  bool ready_ = false;
+  std::string peer_site_;
+  Coverage coverage_;
+  int64_t sent_ = 0;    // highest own version sent on this connection
+  int64_t acked_ = 0;   // highest own version the peer acknowledged
+  uint32_t in_flight_ = 0;
+  // Parts of split transactions received so far, by [start, end].
+  struct Parts {
+    std::vector<std::vector<Change>> parts;
+    std::vector<bool> have;
+  };
+  std::map<std::pair<int64_t, int64_t>, Parts> partial_;
+  StmtPtr load_cursor_, save_cursor_;
+};
+
+}  // namespace crsync
+
+#endif  // CRSYNC_TRANSPORT_PEER_SESSION_H_
