@@ -61,6 +61,7 @@ void CommitSignal::Open() {
   }
   fd_ = fd;
   counter_ = static_cast<uint64_t*>(map);
+  wake_pending_ = reinterpret_cast<uint32_t*>(static_cast<char*>(map) + kWakeFlagOffset);
 }
 
 CommitSignal* CommitSignal::Acquire(const std::string& db_path) {
@@ -85,14 +86,37 @@ void CommitSignal::Release(CommitSignal* signal) {
 uint64_t CommitSignal::Bump() {
   if (!counter_) return 0;
   uint64_t v = __atomic_add_fetch(counter_, 1, __ATOMIC_SEQ_CST);
-  // The touch byte is never read; writing it is what wakes inotify.
-  char touch = static_cast<char>(v);
-  ssize_t n = pwrite(fd_, &touch, 1, 8);
-  (void)n;  // a failed wake-up must not fail the commit
+  if (__atomic_exchange_n(wake_pending_, 1u, __ATOMIC_SEQ_CST) == 0) {
+    // The touch byte is never read; writing it is what wakes inotify.
+    char touch = static_cast<char>(v);
+    ssize_t n = pwrite(fd_, &touch, 1, kTouchOffset);
+    (void)n;  // a failed wake-up must not fail the commit
+  }
   return v;
 }
 
 }  // namespace crsync
+
+extern "C" int crsync_commit_counter_rearm(const char* db_path, sqlite3_uint64* out) {
+  *out = 0;
+  if (!db_path) return SQLITE_MISUSE;
+  int fd = ::open(crsync::SignalPath(db_path).c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return errno == ENOENT ? SQLITE_OK : SQLITE_IOERR;
+  struct stat st;
+  if (fstat(fd, &st) != 0 || st.st_size < static_cast<off_t>(crsync::kSignalFileSize)) {
+    close(fd);
+    return SQLITE_OK;  // not sized yet: no commit counted
+  }
+  void* map = mmap(nullptr, crsync::kSignalFileSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  close(fd);
+  if (map == MAP_FAILED) return SQLITE_IOERR;
+  auto* flag = reinterpret_cast<uint32_t*>(static_cast<char*>(map) + crsync::kWakeFlagOffset);
+  // Clear first, then read: a commit after the clear writes a new wake-up.
+  __atomic_store_n(flag, 0u, __ATOMIC_SEQ_CST);
+  *out = __atomic_load_n(static_cast<uint64_t*>(map), __ATOMIC_SEQ_CST);
+  munmap(map, crsync::kSignalFileSize);
+  return SQLITE_OK;
+}
 
 extern "C" int crsync_commit_counter(const char* db_path, sqlite3_uint64* out) {
   *out = 0;

@@ -10,10 +10,15 @@
 
 namespace crsync {
 
-// Side-file layout: bytes 0..7 the counter (native order, updated with
-// atomic increments through MAP_SHARED), byte 8 a "touch" byte rewritten
-// after every increment so inotify watchers see IN_MODIFY.
+// Side-file layout (docs/vfs.md): bytes 0..7 the counter (native order,
+// atomic increments through MAP_SHARED); bytes 8..11 the wake-pending flag;
+// byte 12 a "touch" byte whose pwrite wakes inotify watchers. A commit
+// writes the touch byte only when it finds the flag clear (and sets it); a
+// watcher clears it before reading the counter (crsync_commit_counter_rearm).
+// So nobody listening costs no syscall, and no wake-up is ever lost.
 constexpr size_t kSignalFileSize = 16;
+constexpr size_t kWakeFlagOffset = 8;
+constexpr size_t kTouchOffset = 12;
 
 std::string SignalPath(const std::string& db_path);
 
@@ -26,9 +31,9 @@ class CommitSignal {
   static CommitSignal* Acquire(const std::string& db_path);
   static void Release(CommitSignal* signal);
 
-  // Counts one commit: one atomic increment in shared memory plus one
-  // pwrite to wake watchers. Never fails. Returns the new counter value (0
-  // when inert).
+  // Counts one commit: one atomic increment in shared memory, plus one
+  // pwrite when a watcher has re-armed the wake-up. Never fails. Returns the
+  // new counter value (0 when inert).
   uint64_t Bump();
   const std::string& db_path() const { return db_path_; }
 
@@ -40,6 +45,7 @@ class CommitSignal {
   std::string db_path_;
   int fd_ = -1;
   uint64_t* counter_ = nullptr;  // in the shared mapping
+  uint32_t* wake_pending_ = nullptr;
   int refs_ = 0;
 };
 

@@ -11,8 +11,9 @@
  * database file commits, it raises a commit signal:
  *
  *   - a counter in the side file "<db>-crsync" (8 bytes, native byte order,
- *     incremented atomically through a shared mapping) followed by a one-byte
- *     write at offset 8, so that inotify / libuv uv_fs_event watchers wake;
+ *     incremented atomically through a shared mapping), and, when a watcher
+ *     has re-armed it, a one-byte write that wakes inotify / libuv
+ *     uv_fs_event watchers (docs/vfs.md);
  *   - the in-process callback set with crsync_vfs_on_commit.
  *
  * The signal is a wake-up, not a log: a reader must always look at the
@@ -54,6 +55,12 @@ int crsync_vfs_on_commit(void (*fn)(void *ctx, const char *db_path, sqlite3_uint
  * database at `db_path` (0 if none yet or no side file). Returns SQLITE_OK or
  * SQLITE_IOERR if the side file exists but cannot be read. */
 int crsync_commit_counter(const char *db_path, sqlite3_uint64 *out);
+
+/* For watchers: re-arms the wake-up, then reads the counter like
+ * crsync_commit_counter. A watcher calls it when it starts and after every
+ * wake-up, before reading the database; the next commit after it then wakes
+ * the watcher again. (Commits made while nobody re-arms cost no syscall.) */
+int crsync_commit_counter_rearm(const char *db_path, sqlite3_uint64 *out);
 
 #ifdef __cplusplus
 }

@@ -185,7 +185,9 @@ TEST_F(VfsTest, LibuvWatcherWakesOnEachCommit) {
     uv_timer_t deadline;
   } w;
   w.db = path.str();
-  w.start = w.last = Counter(path.str());
+  sqlite3_uint64 start = 0;
+  ASSERT_EQ(crsync_commit_counter_rearm(path.str().c_str(), &start), SQLITE_OK);  // arm
+  w.start = w.last = start;
   uv_loop_t loop;
   ASSERT_EQ(uv_loop_init(&loop), 0);
   w.event.data = &w;
@@ -195,7 +197,7 @@ TEST_F(VfsTest, LibuvWatcherWakesOnEachCommit) {
     auto* w = static_cast<Watch*>(h->data);
     ++w->wakeups;
     sqlite3_uint64 v = 0;
-    crsync_commit_counter(w->db.c_str(), &v);
+    crsync_commit_counter_rearm(w->db.c_str(), &v);  // re-arm, then read
     w->last = v;
     if (v - w->start >= kCommits) {
       uv_fs_event_stop(h);
@@ -219,6 +221,30 @@ TEST_F(VfsTest, LibuvWatcherWakesOnEachCommit) {
   EXPECT_EQ(w.last - w.start, static_cast<uint64_t>(kCommits));
   EXPECT_GE(w.wakeups, kCommits / 2);  // inotify may coalesce back-to-back events
   for (int fd : {go[0], go[1]}) close(fd);
+}
+
+// Without a watcher re-arming it, commits write the touch byte once: the
+// signal costs no syscall when nobody listens, and the counter stays exact.
+TEST_F(VfsTest, UnarmedSignalWritesTheWakeByteOnce) {
+  TempPath path;
+  DbPtr db = OpenShim(path.str());
+  ASSERT_OK(Exec(db.get(), "CREATE TABLE t (a)"));
+  sqlite3_uint64 armed = 0;
+  ASSERT_EQ(crsync_commit_counter_rearm(path.str().c_str(), &armed), SQLITE_OK);
+  for (int i = 0; i < 20; ++i) ASSERT_OK(Exec(db.get(), "INSERT INTO t VALUES (1)"));
+  EXPECT_EQ(Counter(path.str()), armed + 20);
+  // Exactly one wake-up is pending; re-arming clears it, the next commit
+  // raises it again.
+  FILE* f = fopen((path.str() + "-crsync").c_str(), "rb");
+  ASSERT_NE(f, nullptr);
+  unsigned char bytes[16] = {};
+  ASSERT_EQ(fread(bytes, 1, 16, f), 16u);
+  fclose(f);
+  uint32_t flag;
+  std::memcpy(&flag, bytes + 8, 4);
+  EXPECT_EQ(flag, 1u);
+  ASSERT_EQ(crsync_commit_counter_rearm(path.str().c_str(), &armed), SQLITE_OK);
+  EXPECT_EQ(armed, Counter(path.str()));
 }
 
 TEST_F(VfsTest, UnwritableSideFileLogsOnceAndDatabaseStillWorks) {
