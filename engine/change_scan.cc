@@ -92,6 +92,8 @@ bool ChangeScan::OriginPasses(int64_t site) const {
 void ChangeScan::Stop() {
   feeds_ = {};
   pending_ = {};
+  batch_.clear();
+  batch_pos_ = 0;
   for (auto& src : sources_) {
     for (StmtPtr* st : {&src->feed, &src->meta})
       if (*st) sqlite3_reset(st->get());
@@ -121,6 +123,7 @@ Status ChangeScan::Start(const ScanSpec& spec) {
       Status s;
       if (rc == SQLITE_ROW) {
         s = Expand(src.get(), mst, 0, 0, 0, *spec_.pk, true);
+        QueueBatch();
       } else if (rc != SQLITE_DONE) {
         s = SqliteError(e_->db(), rc);
       }
@@ -182,7 +185,7 @@ Status ChangeScan::Expand(Source* src, sqlite3_stmt* st, int meta_col, int64_t d
     r.slot = -1;
     r.col_version = meta.sentinel.col_version;
     r.site = meta.sentinel.site;
-    pending_.push(r);
+    batch_.push_back(r);
   }
   for (size_t i = 0; i < meta.cols.size(); ++i) {
     const Clock& c = meta.cols[i];
@@ -193,13 +196,30 @@ Status ChangeScan::Expand(Source* src, sqlite3_stmt* st, int meta_col, int64_t d
     r.col_version = c.col_version;
     r.site = c.site;
     r.val = row_exists ? Value::FromColumn(st, first_value + static_cast<int>(i)) : Value::Null();
-    pending_.push(r);
+    batch_.push_back(r);
   }
   return Status::OK();
 }
 
+void ChangeScan::QueueBatch() {
+  for (ScanRecord& r : batch_) pending_.push(std::move(r));
+  batch_.clear();
+  batch_pos_ = 0;
+}
+
 Status ChangeScan::Next(bool* has) {
-  while (!feeds_.empty()) {
+  RecordLater later;
+  for (;;) {
+    // Fast path: records of the last expanded row, served in order without
+    // the heap while nothing else can come before them.
+    if (batch_pos_ < batch_.size()) {
+      cur_ = std::move(batch_[batch_pos_++]);
+      *has = true;
+      return Status::OK();
+    }
+    batch_.clear();
+    batch_pos_ = 0;
+    if (feeds_.empty()) break;
     Source* src = feeds_.top();
     if (!pending_.empty()) {
       const ScanRecord& t = pending_.top();
@@ -211,6 +231,18 @@ Status ChangeScan::Next(bool* has) {
     bool more;
     CRSYNC_RETURN_IF_ERROR(AdvanceFeed(src, &more));
     if (more) feeds_.push(src);
+    if (batch_.empty()) continue;
+    std::sort(batch_.begin(), batch_.end(),
+              [&](const ScanRecord& x, const ScanRecord& y) { return later(y, x); });
+    // Serve the batch directly only if no pending record and no unexpanded
+    // feed entry can sort before its last record.
+    const ScanRecord& last = batch_.back();
+    bool alone = pending_.empty();
+    if (alone && !feeds_.empty()) {
+      const Source* next = feeds_.top();
+      alone = std::tie(next->head_dbv, next->head_lo) > std::tie(last.db_version, last.seq);
+    }
+    if (!alone) QueueBatch();
   }
   if (pending_.empty()) {
     *has = false;

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <algorithm>
 #include <queue>
 #include <string>
 #include <vector>
@@ -91,6 +92,11 @@ class ChangeScan {
   std::vector<std::unique_ptr<Source>> sources_;
   std::priority_queue<Source*, std::vector<Source*>, FeedLater> feeds_;
   std::priority_queue<ScanRecord, std::vector<ScanRecord>, RecordLater> pending_;
+  // Records of the row expanded last, in order; served without the heap
+  // when nothing else can sort before them (the common case).
+  std::vector<ScanRecord> batch_;
+  size_t batch_pos_ = 0;
+  void QueueBatch();
   ScanRecord cur_;
   RowMeta meta_buf_;
 };

@@ -313,8 +313,9 @@ int Column(sqlite3_vtab_cursor* cur, sqlite3_context* ctx, int col) {
     const ScanRecord& r = c->scan.current();
     switch (col) {
       case kTable: {
+        // Names live in the scan's sources until the next xFilter: static.
         const std::string& t = c->scan.TableName(r.crr_index);
-        sqlite3_result_text(ctx, t.data(), static_cast<int>(t.size()), SQLITE_TRANSIENT);
+        sqlite3_result_text(ctx, t.data(), static_cast<int>(t.size()), SQLITE_STATIC);
         break;
       }
       case kPk:
@@ -322,7 +323,7 @@ int Column(sqlite3_vtab_cursor* cur, sqlite3_context* ctx, int col) {
         break;
       case kCid: {
         const std::string& n = c->scan.ColumnName(r);
-        sqlite3_result_text(ctx, n.data(), static_cast<int>(n.size()), SQLITE_TRANSIENT);
+        sqlite3_result_text(ctx, n.data(), static_cast<int>(n.size()), SQLITE_STATIC);
         break;
       }
       case kVal:
