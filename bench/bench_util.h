@@ -20,6 +20,19 @@
 
 namespace crsync {
 
+// The extension named by CRSYNC_BENCH_EXT, or nullptr for crsync itself.
+inline const char* OtherExtension() {
+  const char* v = std::getenv("CRSYNC_BENCH_EXT");
+  return v && *v ? v : nullptr;
+}
+
+// Cases that use crsync's C++ API skip themselves in comparison mode.
+inline bool SkipForOtherExtension(benchmark::State& state) {
+  if (!OtherExtension()) return false;
+  state.SkipWithError("uses the crsync C++ API (not available with --ext)");
+  return true;
+}
+
 inline int BenchRows(int fallback) {
   const char* v = std::getenv("CRSYNC_BENCH_ROWS");
   return v ? std::atoi(v) : fallback;
@@ -37,7 +50,16 @@ class BenchDb {
     Check(OpenDb(path_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, vfs, &db_));
     if (engine) {
       char* err = nullptr;
-      if (crsync_engine_init(db_.get(), &err) != SQLITE_OK) {
+      int rc;
+      if (const char* ext = OtherExtension()) {
+        // Comparison mode: the same SQL against another implementation of
+        // cr-sqlite's API (scripts/bench.sh --ext PATH).
+        sqlite3_enable_load_extension(db_.get(), 1);
+        rc = sqlite3_load_extension(db_.get(), ext, nullptr, &err);
+      } else {
+        rc = crsync_engine_init(db_.get(), &err);
+      }
+      if (rc != SQLITE_OK) {
         std::fprintf(stderr, "engine: %s\n", err ? err : "?");
         std::abort();
       }
@@ -90,6 +112,17 @@ inline void InsertItems(BenchDb& db, int rows, int first = 0) {
     sqlite3_bind_double(st.get(), 4, i * 0.25);
     BenchDb::Check(StepToEnd(db.get(), st.get()));
   }
+}
+
+// Creates the items table in `db` (a CRR when `crr`) and fills it with
+// `rows` rows in one transaction.
+inline void SetUpItems(BenchDb& db, bool crr, int rows) {
+  db.Exec(kItemsSql);
+  if (crr) db.Exec("SELECT crsql_as_crr('items')");
+  if (rows == 0) return;
+  db.Exec("BEGIN");
+  InsertItems(db, rows);
+  db.Exec("COMMIT");
 }
 
 }  // namespace crsync

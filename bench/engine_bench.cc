@@ -20,8 +20,7 @@ void BM_Insert100k(benchmark::State& state, bool crr) {
     state.PauseTiming();
     {
       BenchDb db(crr);
-      db.Exec(kItemsSql);
-      if (crr) db.Exec("SELECT crsql_as_crr('items')");
+      SetUpItems(db, crr, 0);
       state.ResumeTiming();
       db.Exec("BEGIN");
       InsertItems(db, rows);
@@ -41,8 +40,7 @@ void BM_OneRowTxns5k(benchmark::State& state, bool crr) {
     state.PauseTiming();
     {
       BenchDb db(crr);
-      db.Exec(kItemsSql);
-      if (crr) db.Exec("SELECT crsql_as_crr('items')");
+      SetUpItems(db, crr, 0);
       state.ResumeTiming();
       InsertItems(db, txns);  // autocommit: one transaction per row
       state.PauseTiming();
@@ -60,11 +58,7 @@ void BM_Update100k(benchmark::State& state, bool crr) {
     state.PauseTiming();
     {
       BenchDb db(crr);
-      db.Exec(kItemsSql);
-      if (crr) db.Exec("SELECT crsql_as_crr('items')");
-      db.Exec("BEGIN");
-      InsertItems(db, rows);
-      db.Exec("COMMIT");
+      SetUpItems(db, crr, rows);
       state.ResumeTiming();
       db.Exec("UPDATE items SET qty = qty + 1");
       state.PauseTiming();
@@ -82,8 +76,7 @@ void BM_DbSize(benchmark::State& state, bool crr) {
   int64_t bytes = 0;
   for (auto _ : state) {
     BenchDb db(crr);
-    db.Exec(kItemsSql);
-    if (crr) db.Exec("SELECT crsql_as_crr('items')");
+    SetUpItems(db, crr, 0);
     db.Exec("BEGIN");
     InsertItems(db, rows);
     db.Exec("COMMIT; VACUUM;");
@@ -94,6 +87,34 @@ void BM_DbSize(benchmark::State& state, bool crr) {
 BENCHMARK_CAPTURE(BM_DbSize, plain, false)->Unit(benchmark::kMillisecond)->Iterations(1);
 BENCHMARK_CAPTURE(BM_DbSize, crr, true)->Unit(benchmark::kMillisecond)->Iterations(1);
 
+// --- throughput against transaction and batch size (for the plots) ---------
+
+// 20k rows written in transactions of range(0) rows each.
+void BM_RowsPerTxn(benchmark::State& state, bool crr) {
+  int rows = BenchRows(100000) / 5;
+  int per_txn = static_cast<int>(state.range(0));
+  for (auto _ : state) {
+    state.PauseTiming();
+    {
+      BenchDb db(crr);
+      SetUpItems(db, crr, 0);
+      state.ResumeTiming();
+      for (int first = 0; first < rows; first += per_txn) {
+        db.Exec("BEGIN");
+        InsertItems(db, std::min(per_txn, rows - first), first);
+        db.Exec("COMMIT");
+      }
+      state.PauseTiming();
+    }
+    state.ResumeTiming();
+  }
+  state.SetItemsProcessed(state.iterations() * rows);
+}
+BENCHMARK_CAPTURE(BM_RowsPerTxn, plain, false)->RangeMultiplier(10)->Range(1, 1000)
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_RowsPerTxn, crr, true)->RangeMultiplier(10)->Range(1, 1000)
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
+
 // --- schema changes ---------------------------------------------------------
 
 // Adding a column to a 100k-row CRR vs a plain ALTER plus reading the table once.
@@ -103,11 +124,7 @@ void BM_AlterAddColumn(benchmark::State& state, bool crr) {
     state.PauseTiming();
     {
       BenchDb db(crr);
-      db.Exec(kItemsSql);
-      if (crr) db.Exec("SELECT crsql_as_crr('items')");
-      db.Exec("BEGIN");
-      InsertItems(db, rows);
-      db.Exec("COMMIT");
+      SetUpItems(db, crr, rows);
       state.ResumeTiming();
       if (crr) {
         db.Exec("SELECT crsql_begin_alter('items'); ALTER TABLE items ADD COLUMN note TEXT;"
@@ -126,16 +143,13 @@ BENCHMARK_CAPTURE(BM_AlterAddColumn, crr, true)->Unit(benchmark::kMillisecond)->
 
 // Renaming a column: the general path, every row's metadata remapped.
 void BM_AlterRenameColumn_crr(benchmark::State& state) {
+  if (SkipForOtherExtension(state)) return;
   int rows = BenchRows(100000);
   for (auto _ : state) {
     state.PauseTiming();
     {
       BenchDb db(true);
-      db.Exec(kItemsSql);
-      db.Exec("SELECT crsql_as_crr('items')");
-      db.Exec("BEGIN");
-      InsertItems(db, rows);
-      db.Exec("COMMIT");
+      SetUpItems(db, true, rows);
       state.ResumeTiming();
       db.Exec("SELECT crsql_begin_alter('items'); ALTER TABLE items RENAME COLUMN qty TO amount;"
               "SELECT crsql_commit_alter('items');");
@@ -209,6 +223,7 @@ void BM_ReadChanges_sql(benchmark::State& state) {
 BENCHMARK(BM_ReadChanges_sql)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 void BM_ReadChanges_reader(benchmark::State& state) {
+  if (SkipForOtherExtension(state)) return;
   BenchDb& db = SourceDb();
   std::unique_ptr<ChangeReader> reader;
   BenchDb::Check(ChangeReader::Open(db.get(), &reader));
@@ -247,6 +262,32 @@ BENCHMARK(BM_ReadChanges_plain)->Unit(benchmark::kMillisecond)->UseRealTime();
 std::vector<Change>& SourceChanges() {
   static std::vector<Change>* changes = [] {
     auto* out = new std::vector<Change>();
+    if (OtherExtension()) {
+      StmtPtr st = SourceDb().Prep(
+          "SELECT \"table\", pk, cid, val, col_version, db_version, site_id, cl, seq FROM "
+          "crsql_changes");
+      while (sqlite3_step(st.get()) == SQLITE_ROW) {
+        Change c;
+        auto text = [&](int i) {
+          return std::string(static_cast<const char*>(sqlite3_column_blob(st.get(), i)),
+                             static_cast<size_t>(sqlite3_column_bytes(st.get(), i)));
+        };
+        c.table = text(0);
+        c.pk = text(1);
+        c.cid = text(2);
+        c.val_type = sqlite3_column_type(st.get(), 3);
+        c.val_int = sqlite3_column_int64(st.get(), 3);
+        c.val_real = sqlite3_column_double(st.get(), 3);
+        if (c.val_type == SQLITE_TEXT || c.val_type == SQLITE_BLOB) c.val_bytes = text(3);
+        c.col_version = sqlite3_column_int64(st.get(), 4);
+        c.db_version = sqlite3_column_int64(st.get(), 5);
+        c.site_id = text(6);
+        c.cl = sqlite3_column_int64(st.get(), 7);
+        c.seq = sqlite3_column_int64(st.get(), 8);
+        out->push_back(std::move(c));
+      }
+      return out;
+    }
     std::unique_ptr<ChangeReader> reader;
     BenchDb::Check(ChangeReader::Open(SourceDb().get(), &reader));
     int64_t cursor = 0, v;
@@ -295,6 +336,7 @@ enum class MergePath { kPlainUpsert, kSql, kApplier, kSession };
 // `preload`: 0 = empty target; 1 = target holds the rows with half the
 // columns newer locally (so half the incoming changes lose).
 void RunMerge(benchmark::State& state, MergePath path, bool half_lose) {
+  if (path == MergePath::kApplier && SkipForOtherExtension(state)) return;
   std::vector<Change>& changes = SourceChanges();
   int rows = BenchRows(100000);
   const std::string& session_changeset = ItemsChangeset(rows);
@@ -341,6 +383,54 @@ void RunMerge(benchmark::State& state, MergePath path, bool half_lose) {
   }
   state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(changes.size()));
 }
+
+// The source's changes merged into an empty database in transactions
+// (SQL) or batches (ChangeApplier) of range(0) changes.
+void BM_MergeBatch(benchmark::State& state, bool applier) {
+  if (applier && SkipForOtherExtension(state)) return;
+  std::vector<Change>& all = SourceChanges();
+  size_t n = std::min<size_t>(all.size(), 60000);
+  size_t batch = static_cast<size_t>(state.range(0));
+  for (auto _ : state) {
+    state.PauseTiming();
+    {
+      BenchDb db(true, "target");
+      db.Exec(kItemsSql);
+      db.Exec("SELECT crsql_as_crr('items')");
+      std::unique_ptr<ChangeApplier> ap;
+      StmtPtr st;
+      if (applier) {
+        BenchDb::Check(ChangeApplier::Open(db.get(), &ap));
+      } else {
+        st = db.Prep("INSERT INTO crsql_changes (\"table\", pk, cid, val, col_version, db_version, "
+                     "site_id, cl, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+      }
+      state.ResumeTiming();
+      for (size_t i = 0; i < n; i += batch) {
+        size_t end = std::min(n, i + batch);
+        if (applier) {
+          std::vector<Change> part(all.begin() + static_cast<ptrdiff_t>(i),
+                                   all.begin() + static_cast<ptrdiff_t>(end));
+          BenchDb::Check(ap->Apply(part));
+        } else {
+          db.Exec("BEGIN");
+          for (size_t k = i; k < end; ++k) {
+            BindChange(st.get(), all[k]);
+            BenchDb::Check(StepToEnd(db.get(), st.get()));
+          }
+          db.Exec("COMMIT");
+        }
+      }
+      state.PauseTiming();
+    }
+    state.ResumeTiming();
+  }
+  state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(n));
+}
+BENCHMARK_CAPTURE(BM_MergeBatch, sql, false)->RangeMultiplier(10)->Range(10, 10000)
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_MergeBatch, applier, true)->RangeMultiplier(10)->Range(10, 10000)
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // Merge 300k changes (100k rows x 3 columns) into an empty database.
 BENCHMARK_CAPTURE(RunMerge, empty_plain_upsert, MergePath::kPlainUpsert, false)
