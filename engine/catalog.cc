@@ -32,6 +32,25 @@ Crr::Crr(sqlite3* db, int64_t id, TableSchema schema)
   user_get_col_.resize(schema_.cols.size());
 }
 
+Status Crr::PkAffinity(const std::vector<char>** out) {
+  if (pk_affinity_.size() != schema_.pk_cols.size()) {
+    std::vector<char> aff;
+    StmtPtr st;
+    CRSYNC_RETURN_IF_ERROR(Prepare(
+        db_, "SELECT type FROM pragma_table_info(?1, 'main') WHERE pk > 0 ORDER BY pk", &st));
+    sqlite3_bind_text(st.get(), 1, schema_.name.data(), static_cast<int>(schema_.name.size()),
+                      SQLITE_STATIC);
+    while (sqlite3_step(st.get()) == SQLITE_ROW) {
+      const unsigned char* t = sqlite3_column_text(st.get(), 0);
+      aff.push_back(AffinityOf(t ? reinterpret_cast<const char*>(t) : ""));
+    }
+    if (aff.size() != schema_.pk_cols.size()) aff.assign(schema_.pk_cols.size(), 'b');
+    pk_affinity_ = std::move(aff);
+  }
+  *out = &pk_affinity_;
+  return Status::OK();
+}
+
 int Crr::SlotOf(std::string_view cid) const {
   for (size_t i = 0; i < schema_.cols.size(); ++i)
     if (schema_.cols[i] == cid) return static_cast<int>(i);
@@ -272,6 +291,7 @@ Status Catalog::Refresh(bool force) {
     Crr* old = ById(id);
     if (old && old->schema().name == schema.name && old->schema().cols == schema.cols &&
         old->schema().pk_cols == schema.pk_cols) {
+      old->SchemaMayHaveChanged();
       for (auto& p : crrs_)
         if (p.get() == old) fresh.push_back(std::move(p));
     } else {

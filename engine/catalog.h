@@ -29,6 +29,8 @@ class Crr {
   const TableSchema& schema() const { return schema_; }
   const std::string& name() const { return schema_.name; }
   size_t slots() const { return schema_.cols.size(); }
+  // Affinity of each pk column (AffinityOf), read from the table on first use.
+  Status PkAffinity(const std::vector<char>** out);
   // Slot of column `cid`, or -1 when it is not a non-PK column.
   int SlotOf(std::string_view cid) const;
 
@@ -52,6 +54,8 @@ class Crr {
   Status InsertNewMeta(std::string_view pk, RowMeta meta, bool* inserted);
   // Forgets the cached row (after a rollback).
   void DropCache() { cache_valid_ = false; }
+  // Forgets what was derived from the table's declaration (schema change).
+  void SchemaMayHaveChanged() { pk_affinity_.clear(); }
 
   // User-table statements, pk values bound at 1..npk by the caller.
   Status UserUpsert(int slot, sqlite3_stmt** out);  // + value at npk+1
@@ -77,6 +81,7 @@ class Crr {
   TableSchema schema_;
   std::string meta_buf_;
   std::vector<std::pair<int64_t, int64_t>> runs_a_, runs_b_;
+  std::vector<char> pk_affinity_;
   bool cache_valid_ = false;
   std::string cache_pk_;
   RowMeta cache_meta_;

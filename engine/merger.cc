@@ -45,11 +45,16 @@ Status Merger::Validate(const MergeInput& in, Crr** out, std::vector<Value>* pk_
                                    std::to_string(npk) + " values, got " +
                                    std::to_string(pk_vals->size()));
   }
+  // A peer may send '1' for an INTEGER key: convert with each pk column's
+  // affinity so it names the same row as here (§9.1, D14).
+  const std::vector<char>* affinity;
+  CRSYNC_RETURN_IF_ERROR(crr->PkAffinity(&affinity));
   for (size_t i = 0; i < npk; ++i) {
     if ((*pk_vals)[i].type == SQLITE_NULL) {
       return Status::InvalidArgument("crsql - malformed pk for table " + t + ": NULL value for " +
                                      crr->schema().pk_cols[i]);
     }
+    if ((*affinity)[i] != 'b') (*pk_vals)[i] = ApplyAffinity((*pk_vals)[i], (*affinity)[i]);
   }
   if (in.cid == "-1") {
     *slot = -1;

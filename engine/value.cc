@@ -1,5 +1,9 @@
 #include "engine/value.h"
 
+#include <cctype>
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 namespace crsync {
@@ -173,6 +177,67 @@ std::string Value::ToSql() const {
     }
     default:
       return "NULL";
+  }
+}
+
+char AffinityOf(std::string_view declared_type) {
+  std::string t(declared_type);
+  for (char& c : t) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (t.find("INT") != std::string::npos) return 'i';
+  if (t.find("CHAR") != std::string::npos || t.find("CLOB") != std::string::npos ||
+      t.find("TEXT") != std::string::npos)
+    return 't';
+  if (t.empty() || t.find("BLOB") != std::string::npos) return 'b';
+  if (t.find("REAL") != std::string::npos || t.find("FLOA") != std::string::npos ||
+      t.find("DOUB") != std::string::npos)
+    return 'r';
+  return 'n';
+}
+
+Value ApplyAffinity(const Value& v, char affinity) {
+  switch (affinity) {
+    case 't':
+      if (v.type == SQLITE_INTEGER) return Value::Text(std::to_string(v.i));
+      if (v.type == SQLITE_FLOAT) {
+        char buf[64];
+        sqlite3_snprintf(sizeof buf, buf, "%!.15g", v.d);
+        return Value::Text(buf);
+      }
+      return v;
+    case 'i':
+    case 'n':
+    case 'r': {
+      Value out = v;
+      if (v.type == SQLITE_TEXT) {
+        // Well-formed numeric text, surrounding spaces allowed, as SQLite.
+        size_t b = v.bytes.find_first_not_of(" \t\n\r");
+        size_t e = v.bytes.find_last_not_of(" \t\n\r");
+        if (b == std::string::npos) return v;
+        std::string text = v.bytes.substr(b, e - b + 1);
+        errno = 0;
+        char* end = nullptr;
+        long long n = std::strtoll(text.c_str(), &end, 10);
+        if (errno == 0 && end && *end == 0 && text.find_first_of(".eE") == std::string::npos) {
+          out = Value::Int(n);
+        } else {
+          errno = 0;
+          double d = std::strtod(text.c_str(), &end);
+          if (errno != 0 || !end || *end != 0 || text.find_first_of("xXnN") != std::string::npos) {
+            return v;  // not a number: stays text
+          }
+          out = Value::Real(d);
+          // INTEGER/NUMERIC store an integral real as an integer.
+          if (affinity != 'r' && d == static_cast<double>(static_cast<long long>(d)) &&
+              std::fabs(d) < 9.2e18) {
+            out = Value::Int(static_cast<long long>(d));
+          }
+        }
+      }
+      if (affinity == 'r' && out.type == SQLITE_INTEGER) out = Value::Real(static_cast<double>(out.i));
+      return out;
+    }
+    default:
+      return v;
   }
 }
 

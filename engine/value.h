@@ -39,6 +39,15 @@ struct Value {
   static int Compare(const Value& a, const Value& b);
 };
 
+// Column affinity (sqlite.org/datatype3.html §3.1) of a declared type:
+// 'i' INTEGER, 't' TEXT, 'b' BLOB (none), 'r' REAL, 'n' NUMERIC.
+char AffinityOf(std::string_view declared_type);
+
+// `v` as SQLite would store it in a column of affinity `affinity`: numeric
+// text becomes a number under INTEGER/REAL/NUMERIC, numbers become text
+// under TEXT, integers become reals under REAL; anything else unchanged.
+Value ApplyAffinity(const Value& v, char affinity);
+
 // §10 comparison of two sqlite3_values, without copying them.
 int CompareValues(sqlite3_value* a, sqlite3_value* b);
 // §10 comparison of an sqlite3_value and a Value.

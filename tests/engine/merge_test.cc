@@ -180,6 +180,28 @@ TEST_F(MergeTest, PkValuesAreCanonicalised) {
   EXPECT_EQ(c2_.One("SELECT hex(pk) FROM crsql_changes"), "'010901'");
 }
 
+TEST(MergeAffinityTest, PkValuesTakeTheColumnsAffinity) {
+  TestDb db;
+  db.Exec("CREATE TABLE n (id INTEGER PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('n');"
+          "CREATE TABLE t (k TEXT PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t');"
+          "CREATE TABLE r (k REAL PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('r');"
+          "CREATE TABLE b (k BLOB PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('b');"
+          "INSERT INTO n VALUES (1, 'one'); INSERT INTO t VALUES ('5', 'five');");
+  std::string site = "X'11111111111111111111111111111111'";
+  // '1' (text) for an INTEGER key, 5 (integer) for a TEXT key: same rows.
+  db.Exec("INSERT INTO crsql_changes VALUES ('n', crsql_pack_columns('1'), 'v', 'uno', 5, 1, " + site + ")");
+  db.Exec("INSERT INTO crsql_changes VALUES ('t', crsql_pack_columns(5), 'v', 'cinq', 5, 1, " + site + ")");
+  db.Exec("INSERT INTO crsql_changes VALUES ('r', crsql_pack_columns(2), 'v', 'x', 1, 1, " + site + ")");
+  db.Exec("INSERT INTO crsql_changes VALUES ('b', crsql_pack_columns('2'), 'v', 'y', 1, 1, " + site + ")");
+  EXPECT_EQ(db.Query("SELECT id, v FROM n"), (Rows{{"1", "'uno'"}}));
+  EXPECT_EQ(db.Query("SELECT k, v FROM t"), (Rows{{"'5'", "'cinq'"}}));
+  EXPECT_EQ(db.Query("SELECT typeof(k), v FROM r"), (Rows{{"'real'", "'x'"}}));
+  EXPECT_EQ(db.Query("SELECT typeof(k), v FROM b"), (Rows{{"'text'", "'y'"}}));
+  EXPECT_EQ(db.Query("SELECT \"table\", hex(pk) FROM crsql_changes WHERE \"table\" IN ('n', 't') "
+                     "ORDER BY 1"),
+            (Rows{{"'n'", "'010901'"}, {"'t'", "'010B0135'"}}));
+}
+
 TEST_F(MergeTest, UserTriggersFireAndSeeTheSyncBit) {
   c2_.Exec("CREATE TABLE log (bit); CREATE TRIGGER foo_log AFTER INSERT ON foo BEGIN "
            "INSERT INTO log VALUES (crsql_internal_sync_bit()); END;");
