@@ -179,15 +179,22 @@ Status PeerSession::Pump(std::vector<Message>* out) {
   if (!ready_) return Status::OK();
   OriginFilter not_peer{OriginFilter::Mode::kExcept, peer_site_};
   while (in_flight_ < options_.window) {
+    // Read the committed version BEFORE scanning: a commit that lands while
+    // we scan has a larger version, so declaring [sent + 1, committed]
+    // covered below can never skip it.
+    int64_t committed;
+    {
+      StmtPtr st;
+      CRSYNC_RETURN_IF_ERROR(Prepare(db_, "SELECT crsql_db_version()", &st));
+      if (sqlite3_step(st.get()) != SQLITE_ROW) return SqliteError(db_, sqlite3_errcode(db_));
+      committed = sqlite3_column_int64(st.get(), 0);
+    }
     std::vector<Change> txn;
     int64_t version;
     CRSYNC_RETURN_IF_ERROR(reader_->NextTransaction(sent_, not_peer, &txn, &version));
     if (version == 0) {
       // Nothing more for this peer: declare the rest of our versions covered
       // so its cursor (and our lag figure) catch up.
-      StmtPtr st;
-      CRSYNC_RETURN_IF_ERROR(Prepare(db_, "SELECT crsql_db_version()", &st));
-      int64_t committed = sqlite3_step(st.get()) == SQLITE_ROW ? sqlite3_column_int64(st.get(), 0) : 0;
       if (committed > sent_) {
         out->push_back(ChangesetMsg{site_id_, sent_ + 1, committed, 0, 1, {}});
         sent_ = committed;

@@ -1,0 +1,244 @@
+// End-to-end: real crsyncd processes on 127.0.0.1, apps writing through the
+// crsync VFS, bounded in time; every process started here is ended here, by
+// pid.
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <memory>
+#include <thread>
+
+#include "crsync/vfs.h"
+#include "tests/test_util.h"
+
+namespace crsync {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr char kSchema[] =
+    "PRAGMA journal_mode = WAL;"
+    "CREATE TABLE items (id PRIMARY KEY NOT NULL, name, qty); SELECT crsql_as_crr('items');";
+
+// One crsyncd process.
+class Daemon {
+ public:
+  Daemon(const std::string& db, bool listen, const std::vector<int>& peers) {
+    int out[2];
+    EXPECT_EQ(pipe(out), 0);
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(out[1], 1);
+      close(out[0]);
+      std::vector<std::string> args = {CRSYNCD, "run", "--db", db, getenv("CRSYNCD_VERBOSE") ? "-v" : "-q"};
+      if (listen) {
+        args.push_back("--listen");
+        args.push_back("127.0.0.1:0");
+      }
+      for (int p : peers) {
+        args.push_back("--peer");
+        args.push_back("127.0.0.1:" + std::to_string(p));
+      }
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    close(out[1]);
+    out_ = out[0];
+    // Wait (bounded) for "ready" (after "listening PORT" when listening).
+    std::string text;
+    pollfd p{out_, POLLIN, 0};
+    while (text.find("ready\n") == std::string::npos && poll(&p, 1, 5000) > 0) {
+      char buf[64];
+      ssize_t n = read(out_, buf, sizeof buf);
+      if (n <= 0) break;
+      text.append(buf, static_cast<size_t>(n));
+    }
+    EXPECT_NE(text.find("ready\n"), std::string::npos) << "crsyncd did not start: " << text;
+    if (listen) {
+      sscanf(text.c_str(), "listening %d", &port_);
+      EXPECT_GT(port_, 0) << text;
+    }
+  }
+  ~Daemon() { Stop(SIGTERM); }
+  void Stop(int sig) {
+    if (pid_ <= 0) return;
+    kill(pid_, sig);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    if (sig == SIGTERM) {
+      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+    }
+    pid_ = -1;
+    close(out_);
+  }
+  int port() const { return port_; }
+
+ private:
+  pid_t pid_ = -1;
+  int out_ = -1;
+  int port_ = 0;
+};
+
+class CrsyncdTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_EQ(crsync_vfs_register(nullptr, 0), SQLITE_OK); }
+
+  // A node's database, created with the schema; apps write through the VFS.
+  std::unique_ptr<TestDb> NewNode(TempPath* path, const char* schema = kSchema) {
+    {
+      TestDb init(path->str());
+      init.Exec(schema);
+    }
+    auto db = std::make_unique<TestDb>("file:" + path->str() + "?vfs=crsync");
+    db->Exec("PRAGMA busy_timeout = 10000");  // the sidecar writes too (WAL)
+    return db;
+  }
+  static Rows Contents(TestDb& db) { return db.Query("SELECT * FROM items ORDER BY id"); }
+  // Waits (at most 30 s) until every node holds the same rows as the first.
+  static bool Converged(const std::vector<TestDb*>& nodes, size_t want_rows) {
+    auto deadline = Clock::now() + std::chrono::seconds(30);
+    while (Clock::now() < deadline) {
+      Rows first = Contents(*nodes[0]);
+      bool same = first.size() == want_rows;
+      for (size_t i = 1; same && i < nodes.size(); ++i) same = Contents(*nodes[i]) == first;
+      if (same) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  }
+  static void Write(TestDb& db, int first, int count, const std::string& tag) {
+    for (int i = first; i < first + count; ++i) {
+      db.Exec("INSERT INTO items VALUES (" + std::to_string(i) + ", '" + tag + "', " +
+              std::to_string(i) + ") ON CONFLICT DO UPDATE SET name = excluded.name");
+    }
+  }
+};
+
+TEST_F(CrsyncdTest, TwoNodesExchangeBothWays) {
+  TempPath pa, pb;
+  auto a = NewNode(&pa), b = NewNode(&pb);
+  Daemon da(pa.str(), true, {});
+  Daemon db(pb.str(), false, {da.port()});
+  Write(*a, 0, 20, "a");
+  Write(*b, 100, 20, "b");
+  ASSERT_TRUE(Converged({a.get(), b.get()}, 40));
+  b->Exec("UPDATE items SET qty = -1 WHERE id = 3");
+  ASSERT_TRUE(Converged({a.get(), b.get()}, 40));
+  EXPECT_EQ(a->One("SELECT qty FROM items WHERE id = 3"), "-1");
+}
+
+TEST_F(CrsyncdTest, HubWithThreeSpokesWritingAtOnce) {
+  TempPath ph, p1, p2, p3;
+  auto h = NewNode(&ph), s1 = NewNode(&p1), s2 = NewNode(&p2), s3 = NewNode(&p3);
+  Daemon hub(ph.str(), true, {});
+  Daemon d1(p1.str(), false, {hub.port()}), d2(p2.str(), false, {hub.port()}),
+      d3(p3.str(), false, {hub.port()});
+  std::thread w1([&] { Write(*s1, 0, 30, "s1"); });
+  std::thread w2([&] { Write(*s2, 20, 30, "s2"); });  // overlaps s1 and s3
+  Write(*s3, 40, 30, "s3");
+  w1.join();
+  w2.join();
+  ASSERT_TRUE(Converged({h.get(), s1.get(), s2.get(), s3.get()}, 70));
+}
+
+TEST_F(CrsyncdTest, LineConvergesThroughTheMiddleAndMeshOfFour) {
+  TempPath pa, pb, pc;
+  auto a = NewNode(&pa), b = NewNode(&pb), c = NewNode(&pc);
+  Daemon da(pa.str(), true, {});
+  Daemon dbd(pb.str(), true, {da.port()});
+  Daemon dc(pc.str(), false, {dbd.port()});
+  Write(*a, 0, 10, "a");
+  Write(*c, 10, 10, "c");
+  ASSERT_TRUE(Converged({a.get(), b.get(), c.get()}, 20));
+
+  TempPath m[4];
+  std::vector<std::unique_ptr<TestDb>> nodes;
+  for (auto& p : m) nodes.push_back(NewNode(&p));
+  Daemon m0(m[0].str(), true, {});
+  Daemon m1(m[1].str(), true, {m0.port()});
+  Daemon m2(m[2].str(), true, {m0.port(), m1.port()});
+  Daemon m3(m[3].str(), false, {m0.port(), m1.port(), m2.port()});
+  for (int i = 0; i < 4; ++i) Write(*nodes[i], i * 5, 8, "m" + std::to_string(i));
+  ASSERT_TRUE(Converged({nodes[0].get(), nodes[1].get(), nodes[2].get(), nodes[3].get()}, 23));
+}
+
+TEST_F(CrsyncdTest, KillNineMidTransferThenRestartLosesNothing) {
+  TempPath pa, pb;
+  auto a = NewNode(&pa), b = NewNode(&pb);
+  a->Exec("BEGIN");
+  Write(*a, 0, 3000, "bulk");
+  a->Exec("COMMIT");
+  for (int t = 0; t < 20; ++t) Write(*a, 3000 + t * 10, 10, "small");
+  Daemon da(pa.str(), true, {});
+  {
+    Daemon first(pb.str(), false, {da.port()});
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    first.Stop(SIGKILL);
+  }
+  // No cursor ever says more than what b committed.
+  TestDb check(pb.str());
+  int64_t cursor = check.Int("SELECT coalesce(max(version), 0) FROM crsql_tracked_peers WHERE "
+                             "event = 0 AND tag = 1001");
+  EXPECT_LE(cursor, a->Int("SELECT crsql_db_version()"));
+  EXPECT_EQ(check.One("PRAGMA integrity_check"), "'ok'");
+  Daemon again(pb.str(), false, {da.port()});
+  ASSERT_TRUE(Converged({a.get(), b.get()}, 3200));
+}
+
+TEST_F(CrsyncdTest, SchemaMismatchExchangesNothing) {
+  TempPath pa, pb;
+  auto a = NewNode(&pa);
+  auto b = NewNode(&pb, "PRAGMA journal_mode = WAL; CREATE TABLE items (id PRIMARY KEY NOT NULL, "
+                        "name, qty, extra); SELECT crsql_as_crr('items');");
+  Write(*a, 0, 5, "a");
+  Daemon da(pa.str(), true, {});
+  Daemon dbd(pb.str(), false, {da.port()});
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  EXPECT_EQ(b->One("SELECT count(*) FROM items"), "0");
+  EXPECT_EQ(b->One("SELECT count(*) FROM crsql_tracked_peers"), "0");
+}
+
+TEST_F(CrsyncdTest, GarbageOnTheWireClosesOnlyThatConnection) {
+  TempPath pa, pb;
+  auto a = NewNode(&pa), b = NewNode(&pb);
+  Daemon da(pa.str(), true, {});
+  for (const std::string& junk : {std::string("hello, this is not a frame at all!!"),
+                                  std::string(12, '\0'), std::string("\x10\0\0\0", 4)}) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(da.port()));
+    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    ASSERT_EQ(write(fd, junk.data(), junk.size()), static_cast<ssize_t>(junk.size()));
+    shutdown(fd, SHUT_WR);
+    char buf[4096];
+    pollfd p{fd, POLLIN, 0};
+    // The daemon answers (hello) and closes: read until EOF, bounded.
+    auto deadline = Clock::now() + std::chrono::seconds(5);
+    bool eof = false;
+    while (!eof && Clock::now() < deadline && poll(&p, 1, 200) >= 0) {
+      ssize_t n = read(fd, buf, sizeof buf);
+      if (n == 0) eof = true;
+      if (n < 0) break;
+    }
+    EXPECT_TRUE(eof);
+    close(fd);
+  }
+  EXPECT_EQ(a->One("SELECT count(*) FROM items"), "0");
+  // The daemon still serves real peers.
+  Daemon dbd(pb.str(), false, {da.port()});
+  Write(*b, 0, 5, "b");
+  ASSERT_TRUE(Converged({a.get(), b.get()}, 5));
+}
+
+}  // namespace
+}  // namespace crsync

@@ -1,0 +1,496 @@
+#include "transport/sidecar.h"
+
+#include <capnp/message.h>
+#include <uv.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdarg>
+#include <cstdio>
+#include <deque>
+#include <map>
+#include <mutex>
+
+#include "common/guard.h"
+#include "crsync/crsync.h"
+#include "crsync/sqlite_handles.h"
+#include "crsync/vfs.h"
+#include "transport/codec.h"
+#include "transport/frame.h"
+#include "transport/peer_session.h"
+
+namespace crsync {
+namespace {
+
+bool ParseHostPort(const std::string& s, std::string* host, int* port) {
+  size_t colon = s.rfind(':');
+  if (colon == std::string::npos) return false;
+  *host = s.substr(0, colon);
+  if (host->size() > 1 && host->front() == '[' && host->back() == ']') {
+    *host = host->substr(1, host->size() - 2);
+  }
+  char* end = nullptr;
+  long p = std::strtol(s.c_str() + colon + 1, &end, 10);
+  if (!end || *end || p < 0 || p > 65535) return false;
+  *port = static_cast<int>(p);
+  return true;
+}
+
+Status SockAddr(const std::string& hostport, sockaddr_storage* out) {
+  std::string host;
+  int port;
+  if (!ParseHostPort(hostport, &host, &port)) {
+    return Status::InvalidArgument("bad address '" + hostport + "' (expected HOST:PORT)");
+  }
+  if (uv_ip4_addr(host.c_str(), port, reinterpret_cast<sockaddr_in*>(out)) == 0) return Status::OK();
+  if (uv_ip6_addr(host.c_str(), port, reinterpret_cast<sockaddr_in6*>(out)) == 0) return Status::OK();
+  return Status::InvalidArgument("bad address '" + hostport + "' (numeric IPv4 or IPv6 only)");
+}
+
+}  // namespace
+
+struct Sidecar::Impl {
+  struct Conn;
+  struct Dialer;
+
+  // A unit of database work, run on the thread pool.
+  struct Task {
+    enum Kind { kOpen, kMessage, kPump, kClose } kind;
+    uint64_t conn = 0;
+    Message msg;
+    // Results, read back on the loop thread.
+    std::vector<std::pair<uint64_t, Message>> out;
+    std::vector<uint64_t> to_close;
+    uv_work_t work;
+    Impl* impl;
+  };
+
+  // One TCP connection (accepted or dialed). Owned by the loop; freed in
+  // its close callback only.
+  struct Conn {
+    uv_tcp_t tcp;
+    Impl* impl;
+    uint64_t id;
+    Dialer* dialer = nullptr;  // set for dialed connections
+    FrameReader reader;
+    bool closing = false;
+    std::string peer;
+    Conn(Impl* i, uint64_t n)
+        : impl(i), id(n), reader(FrameReaderOptions{}, [this](capnp::MessageReader& m) {
+            Message msg;
+            CRSYNC_RETURN_IF_ERROR(DecodeMessage(m, &msg));
+            impl->Enqueue(Task::kMessage, id, std::move(msg));
+            return Status::OK();
+          }) {}
+  };
+
+  // Redials one configured peer with exponential backoff.
+  struct Dialer {
+    Impl* impl;
+    std::string address;
+    uv_timer_t timer;
+    uv_connect_t req;
+    int backoff_ms = 100;
+    Conn* conn = nullptr;
+  };
+
+  struct WriteReq {
+    uv_write_t req;
+    kj::Array<kj::byte> bytes;
+  };
+
+  explicit Impl(SidecarOptions o) : options(std::move(o)) {}
+
+  SidecarOptions options;
+  bool loop_ready = false;
+  uv_loop_t loop;
+  uv_tcp_t server;
+  bool listening = false;
+  uv_async_t stop_async;
+  uv_fs_event_t signal_watch;
+  bool watching = false;
+  uv_timer_t pump_timer;
+  uv_signal_t sigint, sigterm;
+  DbPtr db;
+  std::map<uint64_t, Conn*> conns;                              // loop thread
+  std::map<uint64_t, std::unique_ptr<PeerSession>> sessions;    // strand only
+  std::deque<Task*> queue;                                      // loop thread
+  bool busy = false;
+  bool pump_queued = false;
+  uint64_t next_conn = 1;
+  std::vector<std::unique_ptr<Dialer>> dialers;
+  FrameEncoder encoder;
+  bool stopping = false;
+
+  void Log(int level, const char* fmt, ...) {
+    if (level > options.log_level) return;
+    va_list ap;
+    va_start(ap, fmt);
+    static const char* kNames[] = {"error", "info", "debug"};
+    std::fprintf(stderr, "crsyncd %s: ", kNames[level < 0 ? 0 : (level > 2 ? 2 : level)]);
+    std::vfprintf(stderr, fmt, ap);
+    std::fputc('\n', stderr);
+    va_end(ap);
+  }
+
+  // --- the database strand ---
+
+  void Enqueue(Task::Kind kind, uint64_t conn, Message msg = Message{}) {
+    if (kind == Task::kPump) {
+      if (pump_queued) return;  // one pending pump covers every commit
+      pump_queued = true;
+    }
+    auto* t = new Task{kind, conn, std::move(msg), {}, {}, {}, this};
+    t->work.data = t;
+    queue.push_back(t);
+    RunNext();
+  }
+
+  void RunNext() {
+    if (busy || queue.empty()) return;
+    Task* t = queue.front();
+    queue.pop_front();
+    if (t->kind == Task::kPump) pump_queued = false;
+    busy = true;
+    int rc = uv_queue_work(&loop, &t->work, &Impl::DoWork, &Impl::AfterWork);
+    if (rc != 0) {
+      Log(0, "cannot schedule database work: %s", uv_strerror(rc));
+      busy = false;
+      delete t;
+    }
+  }
+
+  static void DoWork(uv_work_t* w) {
+    auto* t = static_cast<Task*>(w->data);
+    GuardVoidCall([&] { t->impl->Process(t); });
+  }
+
+  // On a pool thread, one at a time: the only place that touches the
+  // database and the sessions.
+  void Process(Task* t) {
+    std::vector<Message> out;
+    auto flush = [&](uint64_t conn) {
+      for (auto& m : out) t->out.emplace_back(conn, std::move(m));
+      out.clear();
+    };
+    auto pump_all = [&](uint64_t except) {
+      for (auto& [id, s] : sessions) {
+        if (id == except || !s->ready()) continue;
+        Status st = s->Pump(&out);
+        flush(id);
+        if (!st.ok()) t->to_close.push_back(id);
+      }
+    };
+    switch (t->kind) {
+      case Task::kOpen: {
+        std::unique_ptr<PeerSession> s;
+        Status st = PeerSession::Open(db.get(), SessionOptions{}, &s);
+        if (st.ok()) st = s->Start(&out);
+        flush(t->conn);
+        if (st.ok()) {
+          sessions[t->conn] = std::move(s);
+        } else {
+          Log(0, "connection %llu: %s", static_cast<unsigned long long>(t->conn), st.ToString().c_str());
+          t->to_close.push_back(t->conn);
+        }
+        break;
+      }
+      case Task::kMessage: {
+        auto it = sessions.find(t->conn);
+        if (it == sessions.end()) break;
+        bool changeset = std::holds_alternative<ChangesetMsg>(t->msg);
+        Status st = it->second->OnMessage(t->msg, &out);
+        flush(t->conn);
+        if (!st.ok()) {
+          Log(0, "connection %llu closed: %s", static_cast<unsigned long long>(t->conn),
+              st.message().c_str());
+          t->to_close.push_back(t->conn);
+        } else if (changeset) {
+          pump_all(t->conn);  // relay what just arrived to the other peers
+        }
+        break;
+      }
+      case Task::kPump: {
+        sqlite3_uint64 n;
+        crsync_commit_counter_rearm(options.db_path.c_str(), &n);  // before reading
+        pump_all(0);
+        break;
+      }
+      case Task::kClose:
+        sessions.erase(t->conn);
+        break;
+    }
+  }
+
+  static void AfterWork(uv_work_t* w, int) {
+    auto* t = static_cast<Task*>(w->data);
+    Impl* self = t->impl;
+    GuardVoidCall([&] {
+      for (auto& [conn, msg] : t->out) self->Send(conn, msg);
+      for (uint64_t conn : t->to_close) self->CloseConn(conn);
+    });
+    delete t;
+    self->busy = false;
+    self->RunNext();
+  }
+
+  // --- connections (loop thread) ---
+
+  void Send(uint64_t conn_id, const Message& msg) {
+    auto it = conns.find(conn_id);
+    if (it == conns.end() || it->second->closing) return;
+    capnp::MallocMessageBuilder builder;
+    Status st = EncodeMessage(msg, &builder);
+    auto req = std::make_unique<WriteReq>();
+    if (st.ok()) st = encoder.Encode(builder, &req->bytes);
+    if (!st.ok()) {
+      Log(0, "cannot encode a message: %s", st.ToString().c_str());
+      CloseConn(conn_id);
+      return;
+    }
+    uv_buf_t buf = uv_buf_init(reinterpret_cast<char*>(req->bytes.begin()),
+                               static_cast<unsigned>(req->bytes.size()));
+    req->req.data = req.get();
+    int rc = uv_write(&req->req, reinterpret_cast<uv_stream_t*>(&it->second->tcp), &buf, 1,
+                      [](uv_write_t* r, int status) {
+                        std::unique_ptr<WriteReq> owned(static_cast<WriteReq*>(r->data));
+                        (void)status;  // a failed write shows up as a read error/EOF
+                      });
+    if (rc == 0) {
+      req.release();  // owned by libuv until the callback
+    } else {
+      CloseConn(conn_id);
+    }
+  }
+
+  Conn* NewConn() {
+    auto* c = new Conn(this, next_conn++);
+    uv_tcp_init(&loop, &c->tcp);
+    c->tcp.data = c;
+    return c;
+  }
+
+  void StartConn(Conn* c) {
+    conns[c->id] = c;
+    uv_tcp_nodelay(&c->tcp, 1);
+    uv_read_start(
+        reinterpret_cast<uv_stream_t*>(&c->tcp),
+        [](uv_handle_t*, size_t suggested, uv_buf_t* buf) {
+          buf->base = new char[suggested];
+          buf->len = static_cast<decltype(buf->len)>(suggested);
+        },
+        [](uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+          std::unique_ptr<char[]> owned(buf->base);
+          auto* c = static_cast<Conn*>(s->data);
+          if (nread == 0) return;  // EAGAIN
+          if (nread < 0) {
+            c->impl->Log(nread == UV_EOF ? 1 : 0, "connection %llu (%s) ended: %s",
+                         static_cast<unsigned long long>(c->id), c->peer.c_str(),
+                         uv_strerror(static_cast<int>(nread)));
+            c->impl->CloseConn(c->id);
+            return;
+          }
+          Status st = c->reader.Feed(reinterpret_cast<const uint8_t*>(buf->base),
+                                     static_cast<size_t>(nread));
+          if (!st.ok()) {
+            c->impl->Log(0, "connection %llu (%s): bad frame, closing: %s",
+                         static_cast<unsigned long long>(c->id), c->peer.c_str(),
+                         st.message().c_str());
+            c->impl->CloseConn(c->id);
+          }
+        });
+    Enqueue(Task::kOpen, c->id);
+  }
+
+  void CloseConn(uint64_t id) {
+    auto it = conns.find(id);
+    if (it == conns.end()) return;
+    Conn* c = it->second;
+    conns.erase(it);
+    if (c->closing) return;
+    c->closing = true;
+    Enqueue(Task::kClose, id);
+    Dialer* d = c->dialer;
+    uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), [](uv_handle_t* h) {
+      delete static_cast<Conn*>(h->data);
+    });
+    if (d && !stopping) {
+      d->conn = nullptr;
+      ScheduleDial(d);
+    }
+  }
+
+  void ScheduleDial(Dialer* d) {
+    uv_timer_start(&d->timer, [](uv_timer_t* t) {
+      auto* d = static_cast<Dialer*>(t->data);
+      d->impl->Dial(d);
+    }, static_cast<uint64_t>(d->backoff_ms), 0);
+    d->backoff_ms = std::min(d->backoff_ms * 2, 5000);
+  }
+
+  void Dial(Dialer* d) {
+    if (stopping) return;
+    sockaddr_storage addr;
+    if (!SockAddr(d->address, &addr).ok()) return;
+    Conn* c = NewConn();
+    c->dialer = d;
+    c->peer = d->address;
+    d->conn = c;
+    d->req.data = c;
+    int rc = uv_tcp_connect(&d->req, &c->tcp, reinterpret_cast<sockaddr*>(&addr),
+                            [](uv_connect_t* req, int status) {
+                              auto* c = static_cast<Conn*>(req->data);
+                              Impl* self = c->impl;
+                              if (status != 0) {
+                                self->Log(2, "dial %s: %s", c->peer.c_str(), uv_strerror(status));
+                                Dialer* d = c->dialer;
+                                uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), [](uv_handle_t* h) {
+                                  delete static_cast<Conn*>(h->data);
+                                });
+                                if (d && !self->stopping) self->ScheduleDial(d);
+                                return;
+                              }
+                              self->Log(1, "connected to %s", c->peer.c_str());
+                              c->dialer->backoff_ms = 100;
+                              self->StartConn(c);
+                            });
+    if (rc != 0) {
+      uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), [](uv_handle_t* h) {
+        delete static_cast<Conn*>(h->data);
+      });
+      ScheduleDial(d);
+    }
+  }
+
+  Status Start() {
+    Status st = OpenDb(options.db_path, SQLITE_OPEN_READWRITE, nullptr, &db);
+    if (!st.ok()) return st.WithContext("crsyncd needs an existing database");
+    char* err = nullptr;
+    if (crsync_engine_init(db.get(), &err) != SQLITE_OK) {
+      std::string m = err ? err : "cannot install the engine";
+      sqlite3_free(err);
+      return Status::Sqlite(SQLITE_ERROR, m);
+    }
+    sqlite3_busy_timeout(db.get(), 5000);
+    CRSYNC_RETURN_IF_ERROR(Exec(db.get(), "PRAGMA journal_mode = WAL"));
+    if (uv_loop_init(&loop) != 0) return Status::Transport("cannot create the event loop");
+    loop_ready = true;
+    uv_async_init(&loop, &stop_async, [](uv_async_t* a) { static_cast<Impl*>(a->data)->Shutdown(); });
+    stop_async.data = this;
+    uv_signal_init(&loop, &sigint);
+    uv_signal_init(&loop, &sigterm);
+    sigint.data = sigterm.data = this;
+    auto on_signal = [](uv_signal_t* s, int) {
+      auto* self = static_cast<Impl*>(s->data);
+      self->Log(1, "signal received, stopping");
+      self->Shutdown();
+    };
+    uv_signal_start(&sigint, on_signal, SIGINT);
+    uv_signal_start(&sigterm, on_signal, SIGTERM);
+    uv_timer_init(&loop, &pump_timer);
+    pump_timer.data = this;
+    uv_timer_start(&pump_timer, [](uv_timer_t* t) {
+      static_cast<Impl*>(t->data)->Enqueue(Task::kPump, 0);
+    }, static_cast<uint64_t>(options.pump_interval_ms), static_cast<uint64_t>(options.pump_interval_ms));
+    // The commit signal: the VFS side file (created if needed).
+    std::string side = options.db_path + "-crsync";
+    if (FILE* f = std::fopen(side.c_str(), "ab")) std::fclose(f);
+    uv_fs_event_init(&loop, &signal_watch);
+    signal_watch.data = this;
+    if (uv_fs_event_start(&signal_watch, [](uv_fs_event_t* h, const char*, int, int) {
+          static_cast<Impl*>(h->data)->Enqueue(Task::kPump, 0);
+        }, side.c_str(), 0) == 0) {
+      watching = true;
+    } else {
+      Log(0, "cannot watch %s: relying on the %d ms timer", side.c_str(), options.pump_interval_ms);
+    }
+    if (!options.listen.empty()) {
+      sockaddr_storage addr;
+      CRSYNC_RETURN_IF_ERROR(SockAddr(options.listen, &addr));
+      uv_tcp_init(&loop, &server);
+      server.data = this;
+      int rc = uv_tcp_bind(&server, reinterpret_cast<sockaddr*>(&addr), 0);
+      if (rc == 0) {
+        rc = uv_listen(reinterpret_cast<uv_stream_t*>(&server), 64, [](uv_stream_t* s, int status) {
+          auto* self = static_cast<Impl*>(s->data);
+          if (status != 0) return;
+          Conn* c = self->NewConn();
+          if (uv_accept(s, reinterpret_cast<uv_stream_t*>(&c->tcp)) != 0) {
+            uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), [](uv_handle_t* h) {
+              delete static_cast<Conn*>(h->data);
+            });
+            return;
+          }
+          c->peer = "inbound";
+          self->Log(1, "accepted connection %llu", static_cast<unsigned long long>(c->id));
+          self->StartConn(c);
+        });
+      }
+      listening = true;
+      if (rc != 0) return Status::Transport("cannot listen on " + options.listen + ": " + uv_strerror(rc));
+      sockaddr_storage bound;
+      int len = sizeof bound;
+      uv_tcp_getsockname(&server, reinterpret_cast<sockaddr*>(&bound), &len);
+      int port = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                                   : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+      Log(1, "listening on %s (port %d), database %s", options.listen.c_str(), port,
+          options.db_path.c_str());
+      if (options.on_listening) options.on_listening(port);
+    }
+    for (const std::string& p : options.peers) {
+      sockaddr_storage addr;
+      CRSYNC_RETURN_IF_ERROR(SockAddr(p, &addr));
+      auto d = std::make_unique<Dialer>();
+      d->impl = this;
+      d->address = p;
+      uv_timer_init(&loop, &d->timer);
+      d->timer.data = d.get();
+      Dial(d.get());
+      dialers.push_back(std::move(d));
+    }
+    if (options.on_ready) options.on_ready();
+    return Status::OK();
+  }
+
+  void Shutdown() {
+    if (stopping) return;
+    stopping = true;
+    std::vector<uint64_t> ids;
+    for (auto& [id, c] : conns) ids.push_back(id);
+    for (uint64_t id : ids) CloseConn(id);
+    for (auto& d : dialers) uv_close(reinterpret_cast<uv_handle_t*>(&d->timer), nullptr);
+    if (listening) uv_close(reinterpret_cast<uv_handle_t*>(&server), nullptr);
+    if (watching) uv_close(reinterpret_cast<uv_handle_t*>(&signal_watch), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&pump_timer), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&sigint), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&sigterm), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&stop_async), nullptr);
+  }
+};
+
+Sidecar::Sidecar(SidecarOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+Sidecar::~Sidecar() = default;
+
+Status Sidecar::Run() {
+  Status st = impl_->Start();
+  if (!st.ok()) {
+    if (impl_->loop_ready) {
+      impl_->Shutdown();
+      uv_run(&impl_->loop, UV_RUN_DEFAULT);
+      uv_loop_close(&impl_->loop);
+    }
+    return st;
+  }
+  uv_run(&impl_->loop, UV_RUN_DEFAULT);
+  impl_->sessions.clear();  // no task is running once the loop ended
+  int rc = uv_loop_close(&impl_->loop);
+  impl_->Log(1, "stopped");
+  if (rc != 0) return Status::Transport("event loop closed with live handles");
+  return Status::OK();
+}
+
+void Sidecar::Stop() {
+  if (impl_->loop_ready) uv_async_send(&impl_->stop_async);
+}
+
+}  // namespace crsync

@@ -1,0 +1,56 @@
+// transport/sidecar.h — crsync::Sidecar, the replication daemon as a
+// library (crsyncd is a thin CLI around it).
+//
+// One libuv loop thread does all network I/O: it accepts and dials TCP
+// connections, reassembles frames (transport/frame.h) and writes replies.
+// All database work — every PeerSession call, hence every ChangeReader read
+// and ChangeApplier merge — runs on libuv's thread pool through a strand:
+// one task at a time, in order, so the loop never blocks on SQLite and the
+// sidecar's connection is never used concurrently. A commit signal watcher
+// (the VFS side file) and a slow safety timer schedule "pump" tasks that
+// stream new local changes to every ready peer.
+//
+// Thread safety: Run() on one thread; Stop() from any thread.
+#ifndef CRSYNC_TRANSPORT_SIDECAR_H_
+#define CRSYNC_TRANSPORT_SIDECAR_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "crsync/status.h"
+
+namespace crsync {
+
+struct SidecarOptions {
+  std::string db_path;
+  std::string listen;               // "HOST:PORT" ("" = do not listen; port 0 = any)
+  std::vector<std::string> peers;   // "HOST:PORT" to dial (and redial with backoff)
+  int log_level = 1;                // 0 errors, 1 info, 2 debug
+  int pump_interval_ms = 1000;      // safety net besides the commit signal
+  // Called once the listening socket is bound, with its actual port.
+  std::function<void(int port)> on_listening;
+  // Called once everything is set up (signals handled, peers being dialed).
+  std::function<void()> on_ready;
+};
+
+class Sidecar {
+ public:
+  explicit Sidecar(SidecarOptions options);
+  ~Sidecar();
+
+  // Opens the database, binds, dials, and runs until Stop(). Returns the
+  // reason it could not start, or OK after a clean stop.
+  Status Run();
+  // Asks a running sidecar to stop (thread-safe, async-signal-unsafe).
+  void Stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace crsync
+
+#endif  // CRSYNC_TRANSPORT_SIDECAR_H_
