@@ -372,7 +372,9 @@ struct Sidecar::Impl {
       return Status::Sqlite(SQLITE_ERROR, m);
     }
     sqlite3_busy_timeout(db.get(), 5000);
-    CRSYNC_RETURN_IF_ERROR(Exec(db.get(), "PRAGMA journal_mode = WAL"));
+    // WAL + synchronous=NORMAL: a power loss may drop the last merges, never
+    // split one, and the receive cursor commits with them (it cannot run ahead).
+    CRSYNC_RETURN_IF_ERROR(Exec(db.get(), "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL"));
     if (uv_loop_init(&loop) != 0) return Status::Transport("cannot create the event loop");
     loop_ready = true;
     uv_async_init(&loop, &stop_async, [](uv_async_t* a) { static_cast<Impl*>(a->data)->Shutdown(); });

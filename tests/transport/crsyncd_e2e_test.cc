@@ -240,5 +240,18 @@ TEST_F(CrsyncdTest, GarbageOnTheWireClosesOnlyThatConnection) {
   ASSERT_TRUE(Converged({a.get(), b.get()}, 5));
 }
 
+// The README's main job: `crsyncd demo` converges and exits 0.
+TEST(CrsyncdDemoTest, DemoConvergesAndExitsCleanly) {
+  std::string cmd = std::string(CRSYNCD) + " demo --replicas 3 --writes 40 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[512];
+  while (fgets(buf, sizeof buf, p)) out += buf;
+  int status = pclose(p);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << out;
+  EXPECT_NE(out.find("converged: 3 replicas identical"), std::string::npos) << out;
+}
+
 }  // namespace
 }  // namespace crsync
