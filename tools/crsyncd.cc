@@ -5,6 +5,7 @@
 //   crsyncd --help
 #include <sqlite3.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -21,6 +22,7 @@ namespace {
 const char kUsage[] =
     "usage:\n"
     "  crsyncd run --db PATH [--listen HOST:PORT] [--peer HOST:PORT]... [-v | -q]\n"
+    "  crsyncd run --config FILE [options...]\n"
     "  crsyncd status --db PATH\n"
     "  crsyncd demo [--replicas N] [--writes N] [--dir DIR]\n"
     "  crsyncd --help\n"
@@ -33,11 +35,66 @@ const char kUsage[] =
     "          --listen HOST:PORT   numeric IPv4/IPv6 address; port 0 picks one\n"
     "          --peer HOST:PORT     dial this peer (repeatable); redialled with backoff\n"
     "          -v / -q              more / less logging (stderr)\n"
+    "          --config FILE        read settings from FILE, one `key = value` per line\n"
+    "                               (db, listen, peer (repeatable), log = error|info|debug;\n"
+    "                               `#` starts a comment); command-line options given\n"
+    "                               after --config override it\n"
     "status  Prints this database's site id, db_version and per-peer cursors and lag.\n"
     "demo    Needs no configuration: N replicas (default 3) on 127.0.0.1, a hub and\n"
     "        spokes, each with an app writing one-row transactions through the crsync\n"
     "        VFS; shows live progress and how long the replicas take to converge.\n"
     "        --dir DIR keeps the databases there.\n";
+
+// Reads `key = value` lines into opts. Returns false (after printing why)
+// on an unreadable file, an unknown key or a bad value.
+bool ReadConfig(const std::string& path, crsync::SidecarOptions* opts) {
+  FILE* f = std::fopen(path.c_str(), "r");
+  if (!f) {
+    std::fprintf(stderr, "crsyncd: cannot read config %s: %s\n", path.c_str(), std::strerror(errno));
+    return false;
+  }
+  char buf[4096];
+  int line_no = 0;
+  bool ok = true;
+  auto trim = [](std::string s) {
+    size_t b = s.find_first_not_of(" \t\r\n"), e = s.find_last_not_of(" \t\r\n");
+    return b == std::string::npos ? std::string() : s.substr(b, e - b + 1);
+  };
+  while (ok && std::fgets(buf, sizeof buf, f)) {
+    ++line_no;
+    std::string line = buf;
+    line = trim(line.substr(0, line.find('#')));
+    if (line.empty()) continue;
+    size_t eq = line.find('=');
+    std::string key = trim(line.substr(0, eq)), value = eq == std::string::npos ? "" : trim(line.substr(eq + 1));
+    if (eq == std::string::npos || value.empty()) {
+      std::fprintf(stderr, "crsyncd: %s:%d: expected `key = value`\n", path.c_str(), line_no);
+      ok = false;
+    } else if (key == "db") {
+      opts->db_path = value;
+    } else if (key == "listen") {
+      opts->listen = value;
+    } else if (key == "peer") {
+      opts->peers.push_back(value);
+    } else if (key == "log") {
+      if (value == "error") {
+        opts->log_level = 0;
+      } else if (value == "info") {
+        opts->log_level = 1;
+      } else if (value == "debug") {
+        opts->log_level = 2;
+      } else {
+        std::fprintf(stderr, "crsyncd: %s:%d: log must be error, info or debug\n", path.c_str(), line_no);
+        ok = false;
+      }
+    } else {
+      std::fprintf(stderr, "crsyncd: %s:%d: unknown setting '%s'\n", path.c_str(), line_no, key.c_str());
+      ok = false;
+    }
+  }
+  std::fclose(f);
+  return ok;
+}
 
 int Status(const std::string& db_path) {
   crsync::DbPtr db;
@@ -120,7 +177,9 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (a == "--db") {
+    if (a == "--config") {
+      if (!ReadConfig(value(), &opts)) return 2;
+    } else if (a == "--db") {
       opts.db_path = value();
     } else if (a == "--listen") {
       opts.listen = value();

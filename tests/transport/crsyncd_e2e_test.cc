@@ -240,6 +240,45 @@ TEST_F(CrsyncdTest, GarbageOnTheWireClosesOnlyThatConnection) {
   ASSERT_TRUE(Converged({a.get(), b.get()}, 5));
 }
 
+std::string RunCrsyncd(const std::string& args, int* code) {
+  FILE* p = popen((std::string(CRSYNCD) + " " + args + " 2>&1").c_str(), "r");
+  std::string out;
+  char buf[512];
+  while (p && fgets(buf, sizeof buf, p)) out += buf;
+  int status = p ? pclose(p) : -1;
+  *code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return out;
+}
+
+TEST(CrsyncdCliTest, UsageErrorsAndConfigFile) {
+  int code;
+  EXPECT_NE(RunCrsyncd("--help", &code).find("crsyncd run --db PATH"), std::string::npos);
+  EXPECT_EQ(code, 0);
+  EXPECT_NE(RunCrsyncd("run", &code).find("--db PATH is required"), std::string::npos);
+  EXPECT_EQ(code, 2);
+  EXPECT_NE(RunCrsyncd("run --db x.db --bogus", &code).find("unknown argument '--bogus'"),
+            std::string::npos);
+  EXPECT_NE(RunCrsyncd("run --db /nonexistent/x.db --listen 127.0.0.1:0", &code)
+                .find("needs an existing database"),
+            std::string::npos);
+  EXPECT_EQ(code, 1);
+  TempPath cfg;
+  FILE* f = fopen(cfg.str().c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  fputs("# a comment\ndb = /nonexistent/y.db\nlisten = 127.0.0.1:0\ncolour = blue\n", f);
+  fclose(f);
+  EXPECT_NE(RunCrsyncd("run --config " + cfg.str(), &code).find(":4: unknown setting 'colour'"),
+            std::string::npos);
+  EXPECT_EQ(code, 2);
+  f = fopen(cfg.str().c_str(), "w");
+  fputs("db = /nonexistent/y.db   # where\nlisten = 127.0.0.1:0\nlog = debug\n", f);
+  fclose(f);
+  // The file's settings are used (the database path from it is reported).
+  EXPECT_NE(RunCrsyncd("run --config " + cfg.str(), &code).find("/nonexistent/y.db"),
+            std::string::npos);
+  EXPECT_EQ(code, 1);
+}
+
 // The README's main job: `crsyncd demo` converges and exits 0.
 TEST(CrsyncdDemoTest, DemoConvergesAndExitsCleanly) {
   std::string cmd = std::string(CRSYNCD) + " demo --replicas 3 --writes 40 2>&1";

@@ -211,6 +211,20 @@ TEST(PeerSessionTest, SchemaMismatchIsRefusedOnBothSides) {
   EXPECT_EQ(b.db.One("SELECT count(*) FROM items"), "0");
 }
 
+TEST(PeerSessionTest, OtherProtocolVersionIsRefused) {
+  Node a, b;
+  std::unique_ptr<PeerSession> sa, sb;
+  ASSERT_OK(PeerSession::Open(a.db.get(), {}, &sa));
+  ASSERT_OK(PeerSession::Open(b.db.get(), {}, &sb));
+  std::vector<Message> ha, out;
+  ASSERT_OK(sa->Start(&ha));
+  std::get<HelloMsg>(ha[0]).protocol_version = 99;
+  EXPECT_THAT(sb->OnMessage(ha[0], &out).message(), HasSubstr("protocol version 99 is not supported"));
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(std::get<ErrorMsg>(out[0]).code, ErrorMsg::kProtocol);
+  EXPECT_FALSE(sb->ready());
+}
+
 TEST(PeerSessionTest, BadChangesetsCloseTheConnectionAndApplyNothing) {
   Node a, b;
   std::unique_ptr<PeerSession> sa, sb;
