@@ -101,8 +101,10 @@ class BenchDb {
 constexpr char kItemsSql[] =
     "CREATE TABLE items (id INTEGER PRIMARY KEY NOT NULL, name TEXT, qty INTEGER, price REAL)";
 
-inline void InsertItems(BenchDb& db, int rows, int first = 0) {
-  StmtPtr st = db.Prep("INSERT INTO items VALUES (?1, ?2, ?3, ?4)");
+// Writes items rows first..first+rows-1 with `verb` ("INSERT", "INSERT OR
+// REPLACE", ...).
+inline void InsertItems(BenchDb& db, int rows, int first = 0, const char* verb = "INSERT") {
+  StmtPtr st = db.Prep(std::string(verb) + " INTO items VALUES (?1, ?2, ?3, ?4)");
   char name[32];
   for (int i = first; i < first + rows; ++i) {
     std::snprintf(name, sizeof name, "item-%08d", i);

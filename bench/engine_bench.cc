@@ -318,19 +318,6 @@ void BindChange(sqlite3_stmt* st, const Change& c) {
   sqlite3_bind_int64(st, 9, c.seq);
 }
 
-void InsertItemsOrReplace(BenchDb& db, int rows) {
-  StmtPtr st = db.Prep("INSERT OR REPLACE INTO items VALUES (?1, ?2, ?3, ?4)");
-  char name[32];
-  for (int i = 0; i < rows; ++i) {
-    std::snprintf(name, sizeof name, "item-%08d", i);
-    sqlite3_bind_int64(st.get(), 1, i);
-    sqlite3_bind_text(st.get(), 2, name, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st.get(), 3, i % 1000);
-    sqlite3_bind_double(st.get(), 4, i * 0.25);
-    BenchDb::Check(StepToEnd(db.get(), st.get()));
-  }
-}
-
 enum class MergePath { kPlainUpsert, kSql, kApplier, kSession };
 
 // `preload`: 0 = empty target; 1 = target holds the rows with half the
@@ -359,7 +346,7 @@ void RunMerge(benchmark::State& state, MergePath path, bool half_lose) {
       state.ResumeTiming();
       if (path == MergePath::kPlainUpsert) {
         db.Exec("BEGIN");
-        InsertItemsOrReplace(db, rows);
+        InsertItems(db, rows, 0, "INSERT OR REPLACE");
         db.Exec("COMMIT");
       } else if (path == MergePath::kSql) {
         StmtPtr st = db.Prep("INSERT INTO crsql_changes (\"table\", pk, cid, val, col_version, "

@@ -202,14 +202,6 @@ class Migration {
   std::vector<Value> defaults_;
 };
 
-std::string PackNames(const std::vector<std::string>& names) {
-  std::vector<Value> vals;
-  for (const auto& n : names) vals.push_back(Value::Text(n));
-  std::string out;
-  PackValues(vals, &out);
-  return out;
-}
-
 }  // namespace
 
 Status BeginAlter(ConnEngine* e, const std::string& table) {

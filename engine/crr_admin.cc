@@ -4,8 +4,6 @@
 #include "engine/recorder.h"
 
 namespace crsync {
-namespace {
-
 std::string PackNames(const std::vector<std::string>& names) {
   std::vector<Value> vals;
   for (const auto& n : names) vals.push_back(Value::Text(n));
@@ -13,6 +11,8 @@ std::string PackNames(const std::vector<std::string>& names) {
   PackValues(vals, &out);
   return out;
 }
+
+namespace {
 
 // Gives every existing row of `crr` metadata at the transaction's version:
 // one clock per column, or a sentinel for pk-only tables (§4.4), in pk

@@ -3,6 +3,7 @@
 #define CRSYNC_ENGINE_CRR_ADMIN_H_
 
 #include <string>
+#include <vector>
 
 #include "engine/conn_engine.h"
 
@@ -17,6 +18,9 @@ Status AsCrr(ConnEngine* e, const std::string& table);
 // Turns CRR `table` back into a plain table, discarding its metadata. A
 // no-op for a table that is not a CRR; cleans up leftovers of a dropped CRR.
 Status AsTable(ConnEngine* e, const std::string& table);
+
+// The packed-TEXT list crsync_crrs stores for column names.
+std::string PackNames(const std::vector<std::string>& names);
 
 // Runs `body` inside SAVEPOINT `name`: released on success, rolled back to
 // and released on failure (the caller's transaction is left open).
