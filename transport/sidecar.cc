@@ -350,6 +350,12 @@ struct Sidecar::Impl {
                                 if (d && !self->stopping) self->ScheduleDial(d);
                                 return;
                               }
+                              if (self->stopping) {  // connected after Stop(): drop it
+                                uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), [](uv_handle_t* h) {
+                                  delete static_cast<Conn*>(h->data);
+                                });
+                                return;
+                              }
                               self->Log(1, "connected to %s", c->peer.c_str());
                               c->dialer->backoff_ms = 100;
                               self->StartConn(c);
