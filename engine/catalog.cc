@@ -258,11 +258,6 @@ Status Crr::UserGetColumn(int slot, sqlite3_stmt** out) {
   }, out);
 }
 
-Status Crr::UserExists(sqlite3_stmt** out) {
-  return Cached(&user_exists_, [&] {
-    return "SELECT 1 FROM " + QuoteIdent(schema_.name) + " WHERE " + PkWhere(1);
-  }, out);
-}
 
 Status Catalog::Refresh(bool force) {
   if (!schema_version_stmt_) {

@@ -64,7 +64,6 @@ class Crr {
   Status UserInsertPk(sqlite3_stmt** out);
   Status UserDelete(sqlite3_stmt** out);
   Status UserGetColumn(int slot, sqlite3_stmt** out);
-  Status UserExists(sqlite3_stmt** out);
 
  private:
   // Returns the statement in *slot, preparing make_sql() on first use.
@@ -85,8 +84,7 @@ class Crr {
   bool cache_valid_ = false;
   std::string cache_pk_;
   RowMeta cache_meta_;
-  StmtPtr get_meta_, put_meta_, new_meta_, feed_add_, feed_del_, user_insert_pk_, user_delete_,
-      user_exists_;
+  StmtPtr get_meta_, put_meta_, new_meta_, feed_add_, feed_del_, user_insert_pk_, user_delete_;
   std::vector<StmtPtr> user_upsert_, user_get_col_;
   std::map<std::vector<int>, StmtPtr> user_upsert_multi_;
 };

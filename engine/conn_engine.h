@@ -46,8 +46,6 @@ class ConnEngine {
   Status NextDbVersion(int64_t floor, int64_t* out);
   int64_t TakeSeq() { return seq_++; }
   int64_t PeekSeq() const { return seq_; }
-  // Forgets the cached committed version (after compaction or as_table).
-  void InvalidateCommitted() { data_version_ = ~0u; }
 
   bool sync_bit() const { return sync_bit_; }
   void set_sync_bit(bool on) { sync_bit_ = on; }

@@ -31,7 +31,6 @@ struct Value {
   void SetResult(sqlite3_context* ctx) const;
   // A readable SQL literal, for messages and tests.
   std::string ToSql() const;
-  bool operator==(const Value& o) const { return Compare(*this, o) == 0 && type == o.type; }
 
   // crr-semantics §10: NULL < BLOB < TEXT < REAL < INTEGER across storage
   // classes; numeric within INTEGER and within REAL; byte-wise for TEXT and

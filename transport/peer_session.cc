@@ -182,13 +182,13 @@ Status PeerSession::Pump(std::vector<Message>* out) {
     // Read the committed version BEFORE scanning: a commit that lands while
     // we scan has a larger version, so declaring [sent + 1, committed]
     // covered below can never skip it.
-    int64_t committed;
-    {
-      StmtPtr st;
-      CRSYNC_RETURN_IF_ERROR(Prepare(db_, "SELECT crsql_db_version()", &st));
-      if (sqlite3_step(st.get()) != SQLITE_ROW) return SqliteError(db_, sqlite3_errcode(db_));
-      committed = sqlite3_column_int64(st.get(), 0);
+    if (!db_version_) {
+      CRSYNC_RETURN_IF_ERROR(Prepare(db_, "SELECT crsql_db_version()", &db_version_));
     }
+    int rc = sqlite3_step(db_version_.get());
+    int64_t committed = rc == SQLITE_ROW ? sqlite3_column_int64(db_version_.get(), 0) : 0;
+    sqlite3_reset(db_version_.get());
+    if (rc != SQLITE_ROW) return SqliteError(db_, rc);
     std::vector<Change> txn;
     int64_t version;
     CRSYNC_RETURN_IF_ERROR(reader_->NextTransaction(sent_, not_peer, &txn, &version));

@@ -94,7 +94,7 @@ class PeerSession {
     std::vector<bool> have;
   };
   std::map<std::pair<int64_t, int64_t>, Parts> partial_;
-  StmtPtr load_cursor_, save_cursor_;
+  StmtPtr load_cursor_, save_cursor_, db_version_;
 };
 
 }  // namespace crsync
