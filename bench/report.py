@@ -27,7 +27,7 @@ BASELINES = {
     "RunMerge/halflose_applier": "RunMerge/empty_plain_upsert",
     "BM_VfsOneRowTxns5k/crsync_vfs": "BM_VfsOneRowTxns5k/default_vfs",
     "BM_AlterAddColumn/crr": "BM_AlterAddColumn/plain",
-    "BM_AlterRenameColumn_crr": "BM_AlterAddColumn/plain",
+    "BM_AlterRenameColumn/crr": "BM_AlterRenameColumn/plain_copy",
     "BM_AsCrr1M/crr": "BM_AsCrr1M/plain_copy",
 }
 

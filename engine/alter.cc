@@ -48,6 +48,10 @@ bool SameValue(sqlite3_value* v, const Value& d) {
   return sqlite3_value_type(v) == d.type && CompareValue(v, d) == 0;
 }
 
+// Brings a CRR's metadata in line with its new schema (§14.3) at version D.
+// Everything runs as a few whole-table statements inside SQLite, streaming
+// in bounded memory: the per-row work is crsync_internal_remap, which this
+// class serves through the engine's remap hook.
 class Migration {
  public:
   Migration(ConnEngine* e, const Crr& old, TableSchema schema, int64_t d)
@@ -59,108 +63,106 @@ class Migration {
       // tombstones and col_versions are lost (§14.3.1).
       CRSYNC_RETURN_IF_ERROR(Exec(db_, "DELETE FROM main." + crr_.RowsTable() +
                                            "; DELETE FROM main." + crr_.FeedTable()));
-      return BackfillNewRows();
+      return BulkBackfill(e_, crr_, d_);
     }
     CRSYNC_RETURN_IF_ERROR(DefaultValues(db_, crr_.schema(), &defaults_));
     CRSYNC_RETURN_IF_ERROR(RemapKnownRows());
+    // Every row of T that has metadata was matched once by the remap; if
+    // that is all of T, no row lacks metadata.
+    StmtPtr count;
+    CRSYNC_RETURN_IF_ERROR(
+        Prepare(db_, "SELECT count(*) FROM main." + QuoteIdent(crr_.name()), &count));
+    if (sqlite3_step(count.get()) != SQLITE_ROW) return SqliteError(db_, sqlite3_errcode(db_));
+    if (sqlite3_column_int64(count.get(), 0) == matched_) return Status::OK();
     return BackfillNewRows();
   }
 
  private:
-  // §14.3.2 (a)-(c) and the known-row half of (d), in pk-ordered chunks so
-  // memory stays bounded.
+  // §14.3.2 (a)-(c) and the known-row half of (d). The remapped metadata is
+  // written to a temporary table in pk order, then copied back over the
+  // rows table in one step (SQLite's transfer optimization); the feed is
+  // adjusted row by row as runs appear or vanish.
   Status RemapKnownRows() {
-    std::vector<int> new_slot(old_.cols.size(), -1);
-    for (size_t i = 0; i < old_.cols.size(); ++i) new_slot[i] = crr_.SlotOf(old_.cols[i]);
-    StmtPtr chunk, user;
-    CRSYNC_RETURN_IF_ERROR(Prepare(db_, "SELECT pk, meta FROM main." + crr_.RowsTable() +
-                                            " WHERE pk > ?1 ORDER BY pk LIMIT 512",
-                                   &chunk));
-    std::string cols = "1";
-    for (const auto& c : crr_.schema().cols) cols += ", " + QuoteIdent(c);
-    CRSYNC_RETURN_IF_ERROR(Prepare(db_, "SELECT " + cols + " FROM main." + QuoteIdent(crr_.name()) +
-                                            " WHERE " + crr_.PkWhere(1),
-                                   &user));
-    std::string last;  // '' sorts before every packed pk
-    std::vector<std::pair<std::string, std::string>> rows;
-    for (;;) {
-      rows.clear();
-      sqlite3_bind_blob(chunk.get(), 1, last.data(), static_cast<int>(last.size()), SQLITE_STATIC);
-      int rc;
-      while ((rc = sqlite3_step(chunk.get())) == SQLITE_ROW) {
-        auto col = [&](int i) {
-          return std::string(static_cast<const char*>(sqlite3_column_blob(chunk.get(), i)),
-                             static_cast<size_t>(sqlite3_column_bytes(chunk.get(), i)));
-        };
-        rows.emplace_back(col(0), col(1));
-      }
-      sqlite3_reset(chunk.get());
-      if (rc != SQLITE_DONE) return SqliteError(db_, rc);
-      if (rows.empty()) return Status::OK();
-      last = rows.back().first;
-      for (const auto& [pk, blob] : rows) {
-        CRSYNC_RETURN_IF_ERROR(RemapRow(pk, blob, new_slot, user.get()));
-      }
+    new_slot_.assign(old_.cols.size(), -1);
+    for (size_t i = 0; i < old_.cols.size(); ++i) new_slot_[i] = crr_.SlotOf(old_.cols[i]);
+    const TableSchema& schema = crr_.schema();
+    std::string on, values;
+    for (size_t k = 0; k < schema.pk_cols.size(); ++k) {
+      on += std::string(k ? " AND " : "") + "u." + QuoteIdent(schema.pk_cols[k]) +
+            " = crsync_pk_value(r.pk, " + std::to_string(k) + ")";
     }
+    for (const auto& c : schema.cols) values += ", u." + QuoteIdent(c);
+    std::string rows = "main." + crr_.RowsTable();
+    std::string sql =
+        "CREATE TEMP TABLE crsync_alter_remap(pk BLOB PRIMARY KEY NOT NULL, meta BLOB NOT NULL) "
+        "WITHOUT ROWID;"
+        // A NULL result (nothing left of the row) is skipped by OR IGNORE.
+        "INSERT OR IGNORE INTO temp.crsync_alter_remap(pk, meta) SELECT r.pk, "
+        "crsync_internal_remap(r.pk, r.meta, u." + QuoteIdent(schema.pk_cols[0]) + " IS NOT NULL" +
+        values + ") FROM " + rows + " AS r LEFT JOIN main." + QuoteIdent(crr_.name()) +
+        " AS u ON " + on + " ORDER BY r.pk;"
+        "DELETE FROM " + rows + ";"
+        "INSERT INTO " + rows + "(pk, meta) SELECT pk, meta FROM temp.crsync_alter_remap;";
+    Status failure;
+    ConnEngine::SqlHook hook = [&](sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+      Status s = RemapRow(ctx, argc, argv);
+      if (!s.ok()) {
+        failure = s;
+        sqlite3_result_error(ctx, s.message().c_str(), -1);
+      }
+    };
+    e_->set_remap_hook(&hook);
+    Status s = Exec(db_, sql);
+    e_->set_remap_hook(nullptr);
+    Exec(db_, "DROP TABLE IF EXISTS temp.crsync_alter_remap").IgnoreError();
+    return failure.ok() ? s : failure;
   }
 
-  Status RemapRow(const std::string& pk, const std::string& blob, const std::vector<int>& new_slot,
-                  sqlite3_stmt* user) {
+  // crsync_internal_remap(pk, meta, exists, new column values...): the row's
+  // new metadata, or NULL when nothing is left of it; adjusts its feed.
+  Status RemapRow(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+    if (argc != 3 + static_cast<int>(crr_.slots())) {
+      return Status::Corruption("crsync_internal_remap: wrong argument count");
+    }
+    auto bytes = [](sqlite3_value* v) {
+      return std::string_view(static_cast<const char*>(sqlite3_value_blob(v)),
+                              static_cast<size_t>(sqlite3_value_bytes(v)));
+    };
+    std::string_view pk = bytes(argv[0]);
     RowMeta before, after;
-    CRSYNC_RETURN_IF_ERROR(DecodeRowMeta(blob, old_.cols.size(), &before));
+    CRSYNC_RETURN_IF_ERROR(DecodeRowMeta(bytes(argv[1]), old_.cols.size(), &before));
     after.sentinel = before.sentinel;
     after.cols.assign(crr_.slots(), Clock{});
     for (size_t i = 0; i < before.cols.size(); ++i) {
-      if (before.cols[i].present && new_slot[i] >= 0) after.cols[new_slot[i]] = before.cols[i];
+      if (before.cols[i].present && new_slot_[i] >= 0) after.cols[new_slot_[i]] = before.cols[i];
     }
-    std::vector<Value> pkv;
-    CRSYNC_RETURN_IF_ERROR(UnpackValues(pk, &pkv));
-    for (size_t k = 0; k < pkv.size(); ++k) pkv[k].Bind(user, static_cast<int>(k + 1));
-    int rc = sqlite3_step(user);
-    bool exists = rc == SQLITE_ROW;
-    if (!exists && rc != SQLITE_DONE) {
-      sqlite3_reset(user);
-      return SqliteError(db_, rc);
-    }
-    if (!exists) {
+    if (sqlite3_value_int(argv[2]) == 0) {
       // (b) the row is gone: drop its column clocks and a live sentinel;
       // a tombstone stays.
       for (Clock& c : after.cols) c = Clock{};
       if (after.sentinel.present && after.sentinel.col_version % 2 == 1) after.sentinel = Clock{};
     } else {
+      ++matched_;
       // (d) for a known row, a clock for a column that has none is made only
       // when its value differs from the column's default.
       for (size_t j = 0; j < after.cols.size(); ++j) {
-        if (after.cols[j].present) continue;
-        if (SameValue(sqlite3_column_value(user, static_cast<int>(j + 1)), defaults_[j])) continue;
+        if (after.cols[j].present || SameValue(argv[3 + j], defaults_[j])) continue;
         after.cols[j] = Clock{true, 1, d_, e_->TakeSeq(), 0, 0};
       }
     }
-    sqlite3_reset(user);
-    // Re-encode only what changed.
-    RowMeta old_view = before;
-    old_view.cols.resize(std::max(before.cols.size(), after.cols.size()));
-    bool same = old_.cols == crr_.schema().cols;
-    std::string encoded_after, encoded_before;
-    RowMeta norm = after;
-    NormalizeRuns(&norm);
-    EncodeRowMeta(norm, &encoded_after);
-    if (same && encoded_after == blob) return Status::OK();
-    if (norm.Empty()) {
-      // (c) nothing left: forget the row.
-      StmtPtr del;
-      CRSYNC_RETURN_IF_ERROR(Prepare(db_, "DELETE FROM main." + crr_.RowsTable() + " WHERE pk = ?1", &del));
-      sqlite3_bind_blob(del.get(), 1, pk.data(), static_cast<int>(pk.size()), SQLITE_STATIC);
-      CRSYNC_RETURN_IF_ERROR(StepToEnd(db_, del.get()));
-      StmtPtr feed;
-      CRSYNC_RETURN_IF_ERROR(Prepare(db_, "DELETE FROM main." + crr_.FeedTable() + " WHERE pk = ?1", &feed));
-      sqlite3_bind_blob(feed.get(), 1, pk.data(), static_cast<int>(pk.size()), SQLITE_STATIC);
-      return StepToEnd(db_, feed.get());
+    NormalizeRuns(&after);
+    CRSYNC_RETURN_IF_ERROR(crr_.UpdateFeed(pk, before, after));
+    if (after.Empty()) {
+      sqlite3_result_null(ctx);  // (c) nothing left: forget the row
+      return Status::OK();
     }
-    return crr_.StoreMeta(pk, before, std::move(after));
+    EncodeRowMeta(after, &blob_);
+    sqlite3_result_blob(ctx, blob_.data(), static_cast<int>(blob_.size()), SQLITE_TRANSIENT);
+    return Status::OK();
   }
 
-  // Rows of T without metadata get full metadata at D (§14.3.2 d, §14.3.1).
+  // Rows of T without metadata (inserted between begin and commit) get full
+  // metadata at D (§14.3.2 d).
   Status BackfillNewRows() {
     std::string cols;
     for (size_t i = 0; i < crr_.schema().pk_cols.size(); ++i)
@@ -200,6 +202,9 @@ class Migration {
   Crr crr_;  // the CRR under its new schema
   int64_t d_;
   std::vector<Value> defaults_;
+  std::vector<int> new_slot_;  // old slot -> new slot, or -1
+  int64_t matched_ = 0;        // rows with metadata whose row exists in T
+  std::string blob_;
 };
 
 }  // namespace

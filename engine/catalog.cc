@@ -72,7 +72,7 @@ Status Crr::LoadMeta(std::string_view pk, RowMeta* meta, bool* found, bool use_c
     *found = true;
     return Status::OK();
   }
-  sqlite3_stmt* st;
+  sqlite3_stmt* st = nullptr;
   CRSYNC_RETURN_IF_ERROR(
       Cached(&get_meta_, [&] { return "SELECT meta FROM " + RowsTable() + " WHERE pk = ?1"; }, &st));
   sqlite3_bind_blob(st, 1, pk.data(), static_cast<int>(pk.size()), SQLITE_STATIC);
@@ -96,7 +96,7 @@ Status Crr::LoadMeta(std::string_view pk, RowMeta* meta, bool* found, bool use_c
 
 Status Crr::InsertNewMeta(std::string_view pk, RowMeta meta, bool* inserted) {
   NormalizeRuns(&meta);
-  sqlite3_stmt* st;
+  sqlite3_stmt* st = nullptr;
   CRSYNC_RETURN_IF_ERROR(Cached(&new_meta_, [&] {
     return "INSERT INTO " + RowsTable() + "(pk, meta) VALUES (?1, ?2) ON CONFLICT DO NOTHING";
   }, &st));
@@ -116,7 +116,7 @@ Status Crr::InsertNewMeta(std::string_view pk, RowMeta meta, bool* inserted) {
 
 Status Crr::StoreMeta(std::string_view pk, const RowMeta& before, RowMeta after, bool cache) {
   NormalizeRuns(&after);
-  sqlite3_stmt* put;
+  sqlite3_stmt* put = nullptr;
   CRSYNC_RETURN_IF_ERROR(Cached(&put_meta_, [&] {
     return "INSERT INTO " + RowsTable() +
            "(pk, meta) VALUES (?1, ?2) ON CONFLICT (pk) DO UPDATE SET meta = excluded.meta";
@@ -164,7 +164,7 @@ Status Crr::UpdateFeed(std::string_view pk, const RowMeta& before, const RowMeta
   for (size_t i = 0; i < n_old; ++i) {
     const Run& r = old_runs[i];
     if (contains(new_runs, n_new, r)) continue;
-    sqlite3_stmt* del;
+    sqlite3_stmt* del = nullptr;
     CRSYNC_RETURN_IF_ERROR(Cached(&feed_del_, [&] {
       return "DELETE FROM " + FeedTable() + " WHERE dbv = ?1 AND lo = ?2 AND pk = ?3";
     }, &del));
@@ -176,7 +176,7 @@ Status Crr::UpdateFeed(std::string_view pk, const RowMeta& before, const RowMeta
   for (size_t i = 0; i < n_new; ++i) {
     const Run& r = new_runs[i];
     if (contains(old_runs, n_old, r)) continue;
-    sqlite3_stmt* add;
+    sqlite3_stmt* add = nullptr;
     CRSYNC_RETURN_IF_ERROR(Cached(&feed_add_, [&] {
       return "INSERT OR IGNORE INTO " + FeedTable() + "(dbv, lo, pk) VALUES (?1, ?2, ?3)";
     }, &add));

@@ -52,6 +52,9 @@ class Crr {
   // Stores `meta` for a row believed new, in one statement. *inserted is
   // false (and nothing is written) when the row already has metadata.
   Status InsertNewMeta(std::string_view pk, RowMeta meta, bool* inserted);
+  // Adds and removes feed entries so the feed lists exactly the runs of
+  // `after` instead of those of `before` (both already normalized).
+  Status UpdateFeed(std::string_view pk, const RowMeta& before, const RowMeta& after);
   // Forgets the cached row (after a rollback).
   void DropCache() { cache_valid_ = false; }
   // Forgets what was derived from the table's declaration (schema change).
@@ -73,7 +76,6 @@ class Crr {
     *out = slot->get();
     return Status::OK();
   }
-  Status UpdateFeed(std::string_view pk, const RowMeta& before, const RowMeta& after);
 
   sqlite3* db_;
   int64_t id_;

@@ -12,6 +12,7 @@
 #include <sqlite3.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -54,6 +55,14 @@ class ConnEngine {
   bool merge_equal_values() const { return merge_equal_values_; }
   void set_merge_equal_values(bool on) { merge_equal_values_ = on; }
 
+  // --- crsql_commit_alter's bulk remap (engine/alter.cc) ---
+  // While a hook is set, the internal SQL function crsync_internal_remap
+  // calls it with its arguments; otherwise that function fails. The caller
+  // owns the hook and clears it before the hook dies.
+  using SqlHook = std::function<void(sqlite3_context*, int, sqlite3_value**)>;
+  void set_remap_hook(SqlHook* hook) { remap_hook_ = hook; }
+  SqlHook* remap_hook() const { return remap_hook_; }
+
   // --- site ids (§3) ---
   // The ordinal of `site` (16 bytes); 0 for this site. With create=false an
   // unknown site gives *ord = -1.
@@ -88,6 +97,7 @@ class ConnEngine {
   bool sync_bit_ = false;
   bool merge_equal_values_ = false;
   int64_t rows_impacted_ = 0;
+  SqlHook* remap_hook_ = nullptr;
   bool sites_loaded_ = false;
   std::vector<std::string> sites_;  // by ordinal
   std::unordered_map<std::string, int64_t> site_ords_;

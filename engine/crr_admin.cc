@@ -12,35 +12,34 @@ std::string PackNames(const std::vector<std::string>& names) {
   return out;
 }
 
+Status BulkBackfill(ConnEngine* e, const Crr& crr, int64_t dbv) {
+  std::string cols;
+  for (size_t i = 0; i < crr.schema().pk_cols.size(); ++i)
+    cols += std::string(i ? ", " : "") + QuoteIdent(crr.schema().pk_cols[i]);
+  std::string n = std::to_string(crr.slots()), v = std::to_string(dbv);
+  return Exec(e->db(), "INSERT INTO main." + crr.RowsTable() + "(pk, meta) SELECT crsql_pack_columns(" +
+                           cols + "), crsync_internal_fresh_meta(" + n + ", " + v + ") FROM main." +
+                           QuoteIdent(crr.name()) + " ORDER BY " + cols +
+                           ";"
+                           "INSERT INTO main." + crr.FeedTable() + "(dbv, lo, pk) SELECT " + v +
+                           ", crsync_internal_meta_run(meta), pk FROM main." + crr.RowsTable() + ";");
+}
+
 namespace {
 
-// Gives every existing row of `crr` metadata at the transaction's version:
-// one clock per column, or a sentinel for pk-only tables (§4.4), in pk
-// order. Two INSERT ... SELECT statements do the whole table inside SQLite
-// (streaming, bounded memory): the row metadata, made by
-// crsync_internal_fresh_meta, which takes its seqs from the transaction's
-// counter as rows go by; then the feed, one entry per row.
+// Backfills a new CRR's existing rows at the transaction's version; an empty
+// table consumes no version.
 Status Backfill(ConnEngine* e, Crr* crr) {
-  sqlite3* db = e->db();
-  std::string table = "main." + QuoteIdent(crr->name());
   StmtPtr any;
-  CRSYNC_RETURN_IF_ERROR(Prepare(db, "SELECT EXISTS (SELECT 1 FROM " + table + ")", &any));
+  CRSYNC_RETURN_IF_ERROR(Prepare(e->db(), "SELECT EXISTS (SELECT 1 FROM main." +
+                                              QuoteIdent(crr->name()) + ")",
+                                 &any));
   if (sqlite3_step(any.get()) != SQLITE_ROW || sqlite3_column_int(any.get(), 0) == 0) {
-    return Status::OK();  // nothing to backfill: no version consumed
+    return Status::OK();
   }
   int64_t dbv;
   CRSYNC_RETURN_IF_ERROR(e->LocalDbVersion(&dbv));
-  std::string cols;
-  for (size_t i = 0; i < crr->schema().pk_cols.size(); ++i)
-    cols += std::string(i ? ", " : "") + QuoteIdent(crr->schema().pk_cols[i]);
-  std::string n = std::to_string(crr->slots()), v = std::to_string(dbv);
-  CRSYNC_RETURN_IF_ERROR(Exec(
-      db, "INSERT INTO main." + crr->RowsTable() + "(pk, meta) SELECT crsql_pack_columns(" + cols +
-              "), crsync_internal_fresh_meta(" + n + ", " + v + ") FROM " + table + " ORDER BY " +
-              cols + ";"
-              "INSERT INTO main." + crr->FeedTable() + "(dbv, lo, pk) SELECT " + v +
-              ", crsync_internal_meta_run(meta), pk FROM main." + crr->RowsTable() + ";"));
-  return Status::OK();
+  return BulkBackfill(e, *crr, dbv);
 }
 
 }  // namespace

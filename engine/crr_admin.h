@@ -19,6 +19,13 @@ Status AsCrr(ConnEngine* e, const std::string& table);
 // no-op for a table that is not a CRR; cleans up leftovers of a dropped CRR.
 Status AsTable(ConnEngine* e, const std::string& table);
 
+// Gives every row of `crr`'s table metadata at `dbv`: one clock per column at
+// col_version 1, or a sentinel for pk-only tables (§4.4), with seqs from the
+// transaction's counter in pk order, and one feed entry per row. Two
+// INSERT ... SELECT statements do the whole table inside SQLite (streaming,
+// bounded memory). REQUIRES: no row of the table has metadata yet.
+Status BulkBackfill(ConnEngine* e, const Crr& crr, int64_t dbv);
+
 // The packed-TEXT list crsync_crrs stores for column names.
 std::string PackNames(const std::vector<std::string>& names);
 

@@ -243,6 +243,16 @@ void MetaRun(sqlite3_context* ctx, int, sqlite3_value** argv) {
   });
 }
 
+// crsync_internal_remap(...): one row of crsql_commit_alter's bulk remap;
+// the arguments are the hook's (engine/alter.cc).
+void Remap(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+  GuardSqlFunction(ctx, [&] {
+    ConnEngine::SqlHook* hook = EngineOf(ctx)->remap_hook();
+    if (!hook) return sqlite3_result_error(ctx, "crsync_internal_remap: no alter in progress", -1);
+    (*hook)(ctx, argc, argv);
+  });
+}
+
 void StateDestroy(void* p) {
   GuardVoidCall([&] { delete static_cast<ConnEngine*>(p); });
 }
@@ -281,6 +291,7 @@ int RegisterFunctions(sqlite3* db, ConnEngine* e) {
       {"crsql_internal_sync_bit", 1, kVol, SyncBit},
       {"crsync_internal_fresh_meta", 2, kDirect, FreshMeta},
       {"crsync_internal_meta_run", 1, kDirect, MetaRun},
+      {"crsync_internal_remap", -1, kDirect, Remap},
   };
   for (const Fn& f : fns) {
     int rc = sqlite3_create_function_v2(db, f.name, f.argc, f.flags, e, f.fn, nullptr, nullptr,

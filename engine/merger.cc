@@ -192,7 +192,7 @@ Status Merger::MergeRow(const MergeInput* ins, size_t n, int64_t* impacted,
         if (const Value* v = write.Written(slot)) {
           c = Value::Compare(*v, in.val);
         } else {
-          sqlite3_stmt* get;
+          sqlite3_stmt* get = nullptr;
           CRSYNC_RETURN_IF_ERROR(crr->UserGetColumn(slot, &get));
           BindPk(get, pk);
           int rc = sqlite3_step(get);
@@ -303,7 +303,7 @@ Status Merger::MergeRow(const MergeInput* ins, size_t n, int64_t* impacted,
 Status Merger::ApplyRowWrite(Crr* crr, const std::vector<Value>& pk, const RowWrite& write) {
   SyncBitScope sync(e_);
   sqlite3* db = e_->db();
-  sqlite3_stmt* st;
+  sqlite3_stmt* st = nullptr;
   if (write.delete_first) {
     CRSYNC_RETURN_IF_ERROR(crr->UserDelete(&st));
     BindPk(st, pk);
