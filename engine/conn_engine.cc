@@ -210,6 +210,7 @@ Status ConnEngine::RecomputeCommitted() {
 }
 
 Status ConnEngine::CommittedDbVersion(int64_t* out) {
+  commit_in_progress_ = false;  // a commit that got this far went through
   unsigned dv = DataVersion();
   if (dv != data_version_ || dv == ~0u) {
     CRSYNC_RETURN_IF_ERROR(RecomputeCommitted());
@@ -222,6 +223,7 @@ Status ConnEngine::CommittedDbVersion(int64_t* out) {
 Status ConnEngine::LocalDbVersion(int64_t* out) { return NextDbVersion(0, out); }
 
 Status ConnEngine::NextDbVersion(int64_t floor, int64_t* out) {
+  commit_in_progress_ = false;
   if (pending_ != 0 && floor <= pending_) {  // hot path: the transaction has its version
     *out = pending_;
     return Status::OK();
@@ -243,6 +245,11 @@ void ConnEngine::EndTransaction() {
 
 int ConnEngine::OnCommit(void* self) noexcept {
   auto* e = static_cast<ConnEngine*>(self);
+  // SQLite calls this before the commit's I/O. Should that fail, SQLite
+  // rolls back and OnRollback undoes this, or the next transaction would
+  // reuse the version we announced.
+  e->committed_before_commit_ = e->committed_;
+  e->commit_in_progress_ = true;
   if (e->pending_ > e->committed_) e->committed_ = e->pending_;
   e->EndTransaction();
   return 0;  // never turn a commit into a rollback
@@ -250,6 +257,11 @@ int ConnEngine::OnCommit(void* self) noexcept {
 
 void ConnEngine::OnRollback(void* self) noexcept {
   auto* e = static_cast<ConnEngine*>(self);
+  if (e->commit_in_progress_) {  // the commit failed: its version was never stored
+    e->committed_ = e->committed_before_commit_;
+    e->data_version_ = ~0u;
+    e->commit_in_progress_ = false;
+  }
   e->EndTransaction();
   // Ordinals inserted by the rolled-back transaction are gone.
   e->sites_loaded_ = false;

@@ -91,6 +91,9 @@ class ConnEngine {
   std::string site_id_;
   Catalog catalog_;
   int64_t committed_ = 0;
+  // Set by the commit hook until the commit is known to have gone through.
+  bool commit_in_progress_ = false;
+  int64_t committed_before_commit_ = 0;
   int64_t pending_ = 0;  // 0 = no local version taken in this transaction
   int64_t seq_ = 0;
   unsigned data_version_ = ~0u;
