@@ -29,7 +29,12 @@ std::string FromData(capnp::Data::Reader data) {
 std::string FromText(capnp::Text::Reader text) { return std::string(text.begin(), text.size()); }
 
 std::string Range(int64_t start, int64_t end) {
-  return "[" + std::to_string(start) + ", " + std::to_string(end) + "]";
+  std::string r = "[";  // appended piecewise: GCC 12 -O3 misreports "lit" + string&&
+  r += std::to_string(start);
+  r += ", ";
+  r += std::to_string(end);
+  r += "]";
+  return r;
 }
 
 // OK if `size` is a site id's size; otherwise `make`("<what> has N bytes...").

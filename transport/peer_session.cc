@@ -217,7 +217,37 @@ Status PeerSession::Pump(std::vector<Message>* out) {
   return Status::OK();
 }
 
+Status PeerSession::OnMessages(std::vector<Message> in, std::vector<Message>* out) {
+  std::vector<ChangesetMsg> ready;
+  uint32_t credits = 0;
+  for (Message& msg : in) {
+    auto* cs = std::get_if<ChangesetMsg>(&msg);
+    if (!cs || !ready_) {
+      CRSYNC_RETURN_IF_ERROR(ApplyReady(&ready, credits, out));
+      credits = 0;
+      CRSYNC_RETURN_IF_ERROR(OnMessage(msg, out));
+      continue;
+    }
+    Status s = Assemble(std::move(*cs), &ready, &credits, out);
+    if (!s.ok()) {
+      // What arrived before the bad message is still merged (and its cursor
+      // saved), as if the messages had come one by one.
+      ApplyReady(&ready, credits, out).IgnoreError();
+      return s;
+    }
+  }
+  return ApplyReady(&ready, credits, out);
+}
+
 Status PeerSession::OnChangeset(ChangesetMsg m, std::vector<Message>* out) {
+  std::vector<ChangesetMsg> ready;
+  uint32_t credits = 0;
+  CRSYNC_RETURN_IF_ERROR(Assemble(std::move(m), &ready, &credits, out));
+  return ApplyReady(&ready, credits, out);
+}
+
+Status PeerSession::Assemble(ChangesetMsg m, std::vector<ChangesetMsg>* ready, uint32_t* credits,
+                             std::vector<Message>* out) {
   if (m.sender != peer_site_) return Fail(out, ErrorMsg::kBadChangeset, "changeset from another site");
   if (m.start < 1 || m.start > m.end) {
     return Fail(out, ErrorMsg::kBadChangeset,
@@ -258,25 +288,49 @@ Status PeerSession::OnChangeset(ChangesetMsg m, std::vector<Message>* out) {
     }
     partial_.erase({m.start, m.end});
   }
-  if (coverage_.CoversRange(m.start, m.end)) {
-    out->push_back(AckMsg{coverage_.cursor(), 1});  // a duplicate
-    return Status::OK();
+  ++*credits;
+  if (!coverage_.CoversRange(m.start, m.end)) ready->push_back(std::move(m));
+  return Status::OK();
+}
+
+Status PeerSession::ApplyReady(std::vector<ChangesetMsg>* ready, uint32_t credits,
+                               std::vector<Message>* out) {
+  Status failure;
+  size_t i = 0;
+  while (i < ready->size() && failure.ok()) {
+    // One SQLite transaction: merges and the cursor they reach, so the
+    // cursor never says more than what is committed.
+    Coverage next = coverage_;
+    CRSYNC_RETURN_IF_ERROR(Exec(db_, "BEGIN IMMEDIATE"));
+    size_t changes = 0;
+    for (; i < ready->size(); ++i) {
+      ChangesetMsg& m = (*ready)[i];
+      if (changes > 0 && changes + m.changes.size() > options_.max_changes_per_commit) break;
+      if (next.CoversRange(m.start, m.end)) continue;  // a duplicate within the batch
+      Status s = Exec(db_, "SAVEPOINT crsync_peer_txn");
+      if (s.ok()) s = applier_->Apply(m.changes, /*tag=*/-1);
+      if (s.ok()) s = next.Add(m.start, m.end);
+      if (!s.ok()) {
+        Exec(db_, "ROLLBACK TO crsync_peer_txn; RELEASE crsync_peer_txn").IgnoreError();
+        failure = Status::InvalidArgument("cannot apply changeset [" + std::to_string(m.start) + ", " +
+                                          std::to_string(m.end) + "]: " + s.message());
+        break;
+      }
+      CRSYNC_RETURN_IF_ERROR(Exec(db_, "RELEASE crsync_peer_txn"));
+      changes += m.changes.size();
+    }
+    Status s;
+    if (next.cursor() != coverage_.cursor()) s = SaveCursor(0, next.cursor());
+    if (s.ok()) s = Exec(db_, "COMMIT");
+    if (!s.ok()) {
+      if (!sqlite3_get_autocommit(db_)) Exec(db_, "ROLLBACK").IgnoreError();
+      return Fail(out, ErrorMsg::kBadChangeset, "cannot commit merged changesets: " + s.message());
+    }
+    coverage_ = next;
   }
-  Coverage next = coverage_;
-  CRSYNC_RETURN_IF_ERROR(next.Add(m.start, m.end));
-  // Merge and cursor in one transaction: the cursor never says more than
-  // what is committed.
-  CRSYNC_RETURN_IF_ERROR(Exec(db_, "BEGIN IMMEDIATE"));
-  Status s = applier_->Apply(m.changes, /*tag=*/-1);
-  if (s.ok() && next.cursor() != coverage_.cursor()) s = SaveCursor(0, next.cursor());
-  if (s.ok()) s = Exec(db_, "COMMIT");
-  if (!s.ok()) {
-    if (!sqlite3_get_autocommit(db_)) Exec(db_, "ROLLBACK").IgnoreError();
-    return Fail(out, ErrorMsg::kBadChangeset, "cannot apply changeset [" + std::to_string(m.start) +
-                                                  ", " + std::to_string(m.end) + "]: " + s.message());
-  }
-  coverage_ = next;
-  out->push_back(AckMsg{coverage_.cursor(), 1});
+  ready->clear();
+  if (credits > 0) out->push_back(AckMsg{coverage_.cursor(), credits});
+  if (!failure.ok()) return Fail(out, ErrorMsg::kBadChangeset, failure.message());
   return Status::OK();
 }
 

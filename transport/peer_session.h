@@ -43,6 +43,10 @@ constexpr int64_t kSidecarTag = 1001;
 struct SessionOptions {
   size_t max_changes_per_message = 1000;  // larger transactions are split
   uint32_t window = 8;                    // changesets in flight before acks
+  // OnMessages merges the complete transactions of consecutive changesets
+  // in one SQLite transaction while they total at most this many changes
+  // (fewer commits; a bound on how long the app's writers wait).
+  size_t max_changes_per_commit = 4000;
 };
 
 // XXH3 fingerprint of the CRR schemas of `db` (names and columns, sorted).
@@ -60,6 +64,13 @@ class PeerSession {
   // status means the connection must close (an ErrorMsg for the peer is in
   // *out when it should be told why).
   Status OnMessage(const Message& in, std::vector<Message>* out);
+  // Handles several messages received in a row, as OnMessage would one by
+  // one, except that runs of changesets are merged together in SQLite
+  // transactions of at most max_changes_per_commit changes (a larger peer
+  // transaction gets one of its own). Each peer transaction stays atomic; a
+  // failing one is rolled back alone, what preceded it is committed and
+  // acknowledged, and the error ends the batch.
+  Status OnMessages(std::vector<Message> in, std::vector<Message>* out);
   // Sends what is new in the local change feed (call when the commit signal
   // fires, and after acks), within the send window.
   Status Pump(std::vector<Message>* out);
@@ -73,6 +84,13 @@ class PeerSession {
   PeerSession(sqlite3* db, const SessionOptions& options);
   Status OnHello(const HelloMsg& m, std::vector<Message>* out);
   Status OnChangeset(ChangesetMsg m, std::vector<Message>* out);
+  // Validates `m` and collects its transaction in *ready once all of its
+  // parts are here; a duplicate only earns the peer a credit.
+  Status Assemble(ChangesetMsg m, std::vector<ChangesetMsg>* ready, uint32_t* credits,
+                  std::vector<Message>* out);
+  // Merges `ready` in as few SQLite transactions as the limit allows, each
+  // with the receive cursor it reaches, then acknowledges.
+  Status ApplyReady(std::vector<ChangesetMsg>* ready, uint32_t credits, std::vector<Message>* out);
   Status LoadCursor(int64_t event, int64_t* out);
   Status SaveCursor(int64_t event, int64_t version);
 

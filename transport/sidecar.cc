@@ -1,6 +1,7 @@
 #include "transport/sidecar.h"
 
 #include <capnp/message.h>
+#include <signal.h>
 #include <uv.h>
 
 #include <atomic>
@@ -21,6 +22,10 @@
 
 namespace crsync {
 namespace {
+
+// At most this many queued messages of one connection go to the database
+// thread together (PeerSession::OnMessages bounds each commit by changes).
+constexpr size_t kMaxBatchMessages = 64;
 
 bool ParseHostPort(const std::string& s, std::string* host, int* port) {
   size_t colon = s.rfind(':');
@@ -58,6 +63,7 @@ struct Sidecar::Impl {
     enum Kind { kOpen, kMessage, kPump, kClose } kind;
     uint64_t conn = 0;
     Message msg;
+    std::vector<Message> more;  // kMessage: later messages of the same connection
     // Results, read back on the loop thread.
     std::vector<std::pair<uint64_t, Message>> out;
     std::vector<uint64_t> to_close;
@@ -140,7 +146,7 @@ struct Sidecar::Impl {
       if (pump_queued) return;  // one pending pump covers every commit
       pump_queued = true;
     }
-    auto* t = new Task{kind, conn, std::move(msg), {}, {}, {}, this};
+    auto* t = new Task{kind, conn, std::move(msg), {}, {}, {}, {}, this};
     t->work.data = t;
     queue.push_back(t);
     RunNext();
@@ -151,6 +157,15 @@ struct Sidecar::Impl {
     Task* t = queue.front();
     queue.pop_front();
     if (t->kind == Task::kPump) pump_queued = false;
+    // Messages that queued up behind this one on the same connection go
+    // with it: the session merges their changesets in fewer commits.
+    while (t->kind == Task::kMessage && !queue.empty() && t->more.size() < kMaxBatchMessages &&
+           queue.front()->kind == Task::kMessage && queue.front()->conn == t->conn) {
+      Task* next = queue.front();
+      queue.pop_front();
+      t->more.push_back(std::move(next->msg));
+      delete next;
+    }
     busy = true;
     int rc = uv_queue_work(&loop, &t->work, &Impl::DoWork, &Impl::AfterWork);
     if (rc != 0) {
@@ -199,7 +214,14 @@ struct Sidecar::Impl {
         auto it = sessions.find(t->conn);
         if (it == sessions.end()) break;
         bool changeset = std::holds_alternative<ChangesetMsg>(t->msg);
-        Status st = it->second->OnMessage(t->msg, &out);
+        for (const Message& m : t->more) changeset |= std::holds_alternative<ChangesetMsg>(m);
+        Status st;
+        if (t->more.empty()) {
+          st = it->second->OnMessage(t->msg, &out);
+        } else {
+          t->more.insert(t->more.begin(), std::move(t->msg));
+          st = it->second->OnMessages(std::move(t->more), &out);
+        }
         flush(t->conn);
         if (!st.ok()) {
           Log(0, "connection %llu closed: %s", static_cast<unsigned long long>(t->conn),
@@ -409,6 +431,9 @@ struct Sidecar::Impl {
           static_cast<Impl*>(h->data)->Enqueue(Task::kPump, 0);
         }, side.c_str(), 0) == 0) {
       watching = true;
+      // Re-arm the wake-up now: a commit made before we watched may have
+      // left it disarmed, and later commits would then wait for the timer.
+      Enqueue(Task::kPump, 0);
     } else {
       Log(0, "cannot watch %s: relying on the %d ms timer", side.c_str(), options.pump_interval_ms);
     }
@@ -480,6 +505,12 @@ Sidecar::Sidecar(SidecarOptions options) : impl_(std::make_unique<Impl>(std::mov
 Sidecar::~Sidecar() = default;
 
 Status Sidecar::Run() {
+  // A peer that vanishes while we write must cost a connection, not the
+  // process: ignore SIGPIPE unless the application handles it itself.
+  struct sigaction current;
+  if (sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) {
+    signal(SIGPIPE, SIG_IGN);
+  }
   Status st = impl_->Start();
   if (!st.ok()) {
     if (impl_->loop_ready) {

@@ -10,6 +10,10 @@
 // (the VFS side file) and a slow safety timer schedule "pump" tasks that
 // stream new local changes to every ready peer.
 //
+// Signals: Run() sets SIGPIPE to ignored when it is at its default (a peer
+// closing mid-write must not kill the process); it handles SIGINT and
+// SIGTERM on its loop as a request to stop.
+//
 // Thread safety: Run() on one thread; Stop() from any thread.
 #ifndef CRSYNC_TRANSPORT_SIDECAR_H_
 #define CRSYNC_TRANSPORT_SIDECAR_H_

@@ -10,11 +10,15 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
 #include <memory>
 #include <thread>
 
 #include "crsync/vfs.h"
 #include "tests/test_util.h"
+#include "transport/codec.h"
+#include "transport/frame.h"
+#include "transport/peer_session.h"
 
 namespace crsync {
 namespace {
@@ -80,6 +84,18 @@ class Daemon {
     close(out_);
   }
   int port() const { return port_; }
+  bool Alive() const { return pid_ > 0 && waitpid(pid_, nullptr, WNOHANG) == 0; }
+  // Whether the process ignores SIGPIPE (the SigIgn mask in /proc).
+  bool IgnoresSigpipe() const {
+    std::ifstream f("/proc/" + std::to_string(pid_) + "/status");
+    std::string line;
+    while (std::getline(f, line)) {
+      if (line.rfind("SigIgn:", 0) == 0) {
+        return (std::stoull(line.substr(7), nullptr, 16) >> (SIGPIPE - 1)) & 1;
+      }
+    }
+    return false;
+  }
 
  private:
   pid_t pid_ = -1;
@@ -238,6 +254,54 @@ TEST_F(CrsyncdTest, GarbageOnTheWireClosesOnlyThatConnection) {
   Daemon dbd(pb.str(), false, {da.port()});
   Write(*b, 0, 5, "b");
   ASSERT_TRUE(Converged({a.get(), b.get()}, 5));
+}
+
+// A peer that says hello and then hangs up (RST) while the daemon streams
+// its backlog: the daemon's writes may then fail with EPIPE, which must cost
+// that connection only, never the process: crsyncd ignores SIGPIPE.
+TEST_F(CrsyncdTest, PeerHangingUpMidStreamCostsOnlyItsConnection) {
+  TempPath pa, pb;
+  auto a = NewNode(&pa), b = NewNode(&pb);
+  a->Exec("BEGIN");
+  Write(*a, 0, 3000, "a");
+  a->Exec("COMMIT");
+  Daemon da(pa.str(), true, {});
+  EXPECT_TRUE(da.IgnoresSigpipe());
+  HelloMsg hello;  // as b would say it
+  {
+    StmtPtr st;
+    ASSERT_OK(Prepare(b->get(), "SELECT crsql_site_id()", &st));
+    ASSERT_EQ(sqlite3_step(st.get()), SQLITE_ROW);
+    hello.site_id.assign(static_cast<const char*>(sqlite3_column_blob(st.get(), 0)),
+                         static_cast<size_t>(sqlite3_column_bytes(st.get(), 0)));
+  }
+  ASSERT_OK(SchemaFingerprint(b->get(), &hello.fingerprint));
+  capnp::MallocMessageBuilder builder;
+  ASSERT_OK(EncodeMessage(Message{hello}, &builder));
+  kj::Array<kj::byte> frame;
+  ASSERT_OK(FrameEncoder().Encode(builder, &frame));
+  for (int round = 0; round < 5; ++round) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(da.port()));
+    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    ASSERT_EQ(write(fd, frame.begin(), frame.size()), static_cast<ssize_t>(frame.size()));
+    // Wait until the daemon is sending, then reset the connection.
+    pollfd p{fd, POLLIN, 0};
+    char buf[256];
+    if (poll(&p, 1, 5000) > 0) {
+      EXPECT_GT(read(fd, buf, sizeof buf), 0);
+    }
+    linger hard{1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
+    close(fd);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ASSERT_TRUE(da.Alive()) << "crsyncd died when a peer hung up";
+  Daemon dbd(pb.str(), false, {da.port()});
+  ASSERT_TRUE(Converged({a.get(), b.get()}, 3000));
 }
 
 std::string RunCrsyncd(const std::string& args, int* code) {

@@ -39,6 +39,7 @@ struct Link {
     SessionOptions opts;
     opts.max_changes_per_message = 3;  // exercise split transactions
     opts.window = 2;
+    opts.max_changes_per_commit = 4;  // and batches split over several commits
     EXPECT_OK(PeerSession::Open(a->db.get(), opts, &sa));
     EXPECT_OK(PeerSession::Open(b->db.get(), opts, &sb));
     std::vector<Message> out;
@@ -57,15 +58,21 @@ struct Link {
     PeerSession& s = into_a ? *sa : *sb;
     std::deque<Message>& back = into_a ? to_b : to_a;
     size_t pos = chaos && q.size() > 1 && rng() % 3 == 0 ? rng() % q.size() : 0;
-    Message m = q[pos];
+    // Sometimes several messages in a row go together (OnMessages), as the
+    // sidecar hands over what queued up.
+    size_t n = rng() % 3 == 0 ? std::min(q.size() - pos, size_t{1} + rng() % 5) : 1;
+    std::vector<Message> batch(q.begin() + static_cast<ptrdiff_t>(pos),
+                               q.begin() + static_cast<ptrdiff_t>(pos + n));
     bool duplicate = chaos && rng() % 10 == 0;
-    if (!duplicate) q.erase(q.begin() + static_cast<ptrdiff_t>(pos));
+    if (!duplicate) {
+      q.erase(q.begin() + static_cast<ptrdiff_t>(pos), q.begin() + static_cast<ptrdiff_t>(pos + n));
+    }
     if (chaos && rng() % 25 == 0) {  // lost: on a stream, the connection broke
       Restart();
       return true;
     }
     std::vector<Message> out;
-    Status st = s.OnMessage(m, &out);
+    Status st = n == 1 ? s.OnMessage(batch[0], &out) : s.OnMessages(std::move(batch), &out);
     for (auto& o : out) back.push_back(std::move(o));
     if (!st.ok()) Restart();  // the connection closes; a new one resumes
     return true;
@@ -267,6 +274,68 @@ TEST(PeerSessionTest, BadChangesetsCloseTheConnectionAndApplyNothing) {
   EXPECT_EQ(b.db.One("SELECT count(*) FROM items"), "0");
   EXPECT_EQ(sb->receive_cursor(), 0);
   EXPECT_EQ(b.db.One("SELECT count(*) FROM crsql_tracked_peers"), "0");
+}
+
+// A batch (what queued up on a connection) merges several peer transactions
+// per commit, skips duplicates, answers with one ack for all; a bad changeset
+// in it is refused alone: what came before it is committed and acknowledged,
+// what came after it is not applied.
+TEST(PeerSessionTest, BatchesMergeTogetherAndABadChangesetStopsOnlyTheRest) {
+  Node a, b;
+  SessionOptions opts;
+  opts.max_changes_per_commit = 2;
+  std::unique_ptr<PeerSession> sa, sb;
+  ASSERT_OK(PeerSession::Open(a.db.get(), opts, &sa));
+  ASSERT_OK(PeerSession::Open(b.db.get(), opts, &sb));
+  std::vector<Message> ha, out;
+  ASSERT_OK(sa->Start(&ha));
+  ASSERT_OK(sb->OnMessage(ha[0], &out));
+  std::string site_a = std::get<HelloMsg>(ha[0]).site_id;
+  auto change = [&](int id, const char* cid, int64_t version) {
+    Change c;
+    c.table = "items";
+    c.pk = std::string("\x01\x09", 2) + static_cast<char>(id);
+    c.cid = cid;
+    c.val_type = SQLITE_INTEGER;
+    c.val_int = id;
+    c.col_version = 1;
+    c.db_version = version;
+    c.site_id = site_a;
+    c.cl = 1;
+    return c;
+  };
+  std::vector<Message> batch = {
+      ChangesetMsg{site_a, 1, 1, 0, 1, {change(1, "qty", 1)}},
+      ChangesetMsg{site_a, 2, 2, 0, 2, {change(2, "qty", 2)}},  // split in two parts
+      ChangesetMsg{site_a, 1, 1, 0, 1, {change(1, "qty", 1)}},  // a duplicate
+      ChangesetMsg{site_a, 2, 2, 1, 2, {change(2, "name", 2)}},
+      ChangesetMsg{site_a, 3, 4, 0, 1, {change(3, "qty", 4)}},
+  };
+  out.clear();
+  ASSERT_OK(sb->OnMessages(batch, &out));
+  ASSERT_EQ(out.size(), 1u);
+  ASSERT_TRUE(std::holds_alternative<AckMsg>(out[0]));
+  EXPECT_EQ(std::get<AckMsg>(out[0]).up_to, 4);
+  EXPECT_EQ(std::get<AckMsg>(out[0]).credits, 4u);  // 3 transactions + 1 duplicate
+  EXPECT_EQ(b.db.One("SELECT group_concat(id || ':' || qty || ':' || ifnull(name, '-'), ' ') "
+                     "FROM (SELECT * FROM items ORDER BY id)"),
+            "'1:1:- 2:2:2 3:3:-'");
+  EXPECT_EQ(b.db.One("SELECT version FROM crsql_tracked_peers WHERE event = 0"), "4");
+
+  Change bad = change(6, "nope", 6);
+  std::vector<Message> second = {
+      ChangesetMsg{site_a, 5, 5, 0, 1, {change(5, "qty", 5)}},
+      ChangesetMsg{site_a, 6, 6, 0, 1, {bad}},
+      ChangesetMsg{site_a, 7, 7, 0, 1, {change(7, "qty", 7)}},
+  };
+  out.clear();
+  EXPECT_THAT(sb->OnMessages(second, &out).message(), HasSubstr("no such column items.nope"));
+  EXPECT_EQ(b.db.One("SELECT group_concat(id, ' ') FROM (SELECT id FROM items ORDER BY id)"),
+            "'1 2 3 5'");
+  EXPECT_EQ(sb->receive_cursor(), 5);
+  EXPECT_EQ(b.db.One("SELECT version FROM crsql_tracked_peers WHERE event = 0"), "5");
+  ASSERT_FALSE(out.empty());
+  EXPECT_TRUE(std::holds_alternative<ErrorMsg>(out.back()));
 }
 
 }  // namespace
