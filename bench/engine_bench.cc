@@ -5,6 +5,8 @@
 
 #include <vector>
 
+#include <memory>
+
 #include "bench/bench_util.h"
 #include "bench/session_baseline.h"
 #include "crsync/engine.h"
@@ -199,8 +201,9 @@ BENCHMARK_CAPTURE(BM_AsCrr1M, crr, true)->Unit(benchmark::kMillisecond)->UseReal
 
 // A CRR of `rows` rows × 3 columns, made once per process.
 BenchDb& SourceDb() {
-  static BenchDb* db = [] {
-    auto* d = new BenchDb(true, "source");
+  // Destroyed (and its file removed) at exit.
+  static std::unique_ptr<BenchDb> db = [] {
+    auto d = std::make_unique<BenchDb>(true, "source");
     d->Exec(kItemsSql);
     d->Exec("SELECT crsql_as_crr('items')");
     d->Exec("BEGIN");

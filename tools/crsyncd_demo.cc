@@ -124,10 +124,10 @@ int RunDemo(const DemoOptions& o) {
       sqlite3_busy_timeout(db.get(), 10000);
       std::mt19937 rng(static_cast<unsigned>(i * 7919 + 1));
       for (int k = 0; k < o.writes_per_app; ++k) {
-        std::string id = "r" + std::to_string(i) + "-" + std::to_string(k);
+        std::string id = std::string("r") + std::to_string(i) + "-" + std::to_string(k);
         std::string sql;
         if (k > 10 && rng() % 4 == 0) {  // touch a random earlier todo of any replica
-          std::string other = "r" + std::to_string(rng() % n) + "-" + std::to_string(rng() % k);
+          std::string other = std::string("r") + std::to_string(rng() % n) + "-" + std::to_string(rng() % k);
           sql = "UPDATE todo SET done = 1 - done WHERE id = '" + other + "'";
         } else {
           sql = "INSERT INTO todo (id, title) VALUES ('" + id + "', 'task " + std::to_string(k) +

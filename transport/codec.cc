@@ -283,6 +283,9 @@ Status DecodeMessage(capnp::MessageReader& message, Message* out) {
         m.fingerprint = h.getSchemaFingerprint();
         for (auto c : h.getHaveFrom()) {
           CRSYNC_RETURN_IF_ERROR(CheckSiteId(c.getSiteId().size(), "haveFrom siteId", &Status::Corruption));
+          // A receive cursor is a version the peer committed: never negative
+          // (the session would resume from it and send start < 1).
+          if (c.getDbVersion() < 0) return Status::Corruption("haveFrom cursor for a negative version");
           m.have_from.emplace_back(FromData(c.getSiteId()), c.getDbVersion());
         }
         *out = std::move(m);

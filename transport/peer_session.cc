@@ -301,6 +301,7 @@ Status PeerSession::ApplyReady(std::vector<ChangesetMsg>* ready, uint32_t credit
     // One SQLite transaction: merges and the cursor they reach, so the
     // cursor never says more than what is committed.
     Coverage next = coverage_;
+    if (options_.before_merge_txn) options_.before_merge_txn();
     CRSYNC_RETURN_IF_ERROR(Exec(db_, "BEGIN IMMEDIATE"));
     size_t changes = 0;
     for (; i < ready->size(); ++i) {

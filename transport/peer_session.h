@@ -24,6 +24,7 @@
 #include <sqlite3.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -47,6 +48,9 @@ struct SessionOptions {
   // in one SQLite transaction while they total at most this many changes
   // (fewer commits; a bound on how long the app's writers wait).
   size_t max_changes_per_commit = 4000;
+  // Called before each merge transaction begins (may block briefly, e.g. to
+  // let the application's writers go first). Must not use the connection.
+  std::function<void()> before_merge_txn;
 };
 
 // XXH3 fingerprint of the CRR schemas of `db` (names and columns, sorted).

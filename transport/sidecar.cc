@@ -11,6 +11,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <thread>
 
 #include "common/guard.h"
 #include "crsync/crsync.h"
@@ -127,6 +128,8 @@ struct Sidecar::Impl {
   std::vector<std::unique_ptr<Dialer>> dialers;
   FrameEncoder encoder;
   bool stopping = false;
+  sqlite3_uint64 writer_waits = 0;  // strand only: last crsync_writer_waits seen
+  uint64_t yields = 0;              // strand only
 
   void Log(int level, const char* fmt, ...) {
     if (level > options.log_level) return;
@@ -199,7 +202,9 @@ struct Sidecar::Impl {
     switch (t->kind) {
       case Task::kOpen: {
         std::unique_ptr<PeerSession> s;
-        Status st = PeerSession::Open(db.get(), SessionOptions{}, &s);
+        SessionOptions so;
+        so.before_merge_txn = [this] { YieldToWriters(); };
+        Status st = PeerSession::Open(db.get(), so, &s);
         if (st.ok()) st = s->Start(&out);
         flush(t->conn);
         if (st.ok()) {
@@ -242,6 +247,24 @@ struct Sidecar::Impl {
         sessions.erase(t->conn);
         break;
     }
+  }
+
+  // On the strand, before each merge transaction: when an application
+  // writer met the write lock since we last looked (the VFS counts it), wait
+  // until its commit lands (the commit counter moves) or 50 ms pass, so the
+  // app waits for at most one of our bounded merge commits.
+  void YieldToWriters() {
+    const char* path = options.db_path.c_str();
+    sqlite3_uint64 waits = 0, c0 = 0, c = 0;
+    if (crsync_writer_waits(path, &waits) != SQLITE_OK || waits == writer_waits) return;
+    crsync_commit_counter(path, &c0);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(50);
+    while (std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::microseconds(250));
+      if (crsync_commit_counter(path, &c) == SQLITE_OK && c != c0) break;
+    }
+    ++yields;
+    crsync_writer_waits(path, &writer_waits);  // the waits just served
   }
 
   static void AfterWork(uv_work_t* w, int) {
@@ -393,6 +416,7 @@ struct Sidecar::Impl {
   Status Start() {
     Status st = OpenDb(options.db_path, SQLITE_OPEN_READWRITE, nullptr, &db);
     if (!st.ok()) return st.WithContext("crsyncd needs an existing database");
+    crsync_writer_waits(options.db_path.c_str(), &writer_waits);
     char* err = nullptr;
     if (crsync_engine_init(db.get(), &err) != SQLITE_OK) {
       std::string m = err ? err : "cannot install the engine";
@@ -522,6 +546,10 @@ Status Sidecar::Run() {
   }
   uv_run(&impl_->loop, UV_RUN_DEFAULT);
   impl_->sessions.clear();  // no task is running once the loop ended
+  if (impl_->yields) {
+    impl_->Log(1, "merges stepped aside for application writers %llu times",
+               static_cast<unsigned long long>(impl_->yields));
+  }
   int rc = uv_loop_close(&impl_->loop);
   impl_->Log(1, "stopped");
   if (rc != 0) return Status::Transport("event loop closed with live handles");

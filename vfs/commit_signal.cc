@@ -62,6 +62,7 @@ void CommitSignal::Open() {
   fd_ = fd;
   counter_ = static_cast<uint64_t*>(map);
   wake_pending_ = reinterpret_cast<uint32_t*>(static_cast<char*>(map) + kWakeFlagOffset);
+  waits_ = reinterpret_cast<uint64_t*>(static_cast<char*>(map) + kWaitsOffset);
 }
 
 CommitSignal* CommitSignal::Acquire(const std::string& db_path) {
@@ -95,7 +96,35 @@ uint64_t CommitSignal::Bump() {
   return v;
 }
 
+void CommitSignal::NoteWriterWaiting() {
+  if (waits_) __atomic_add_fetch(waits_, 1, __ATOMIC_SEQ_CST);
+}
+
 }  // namespace crsync
+
+namespace {
+
+// Reads the u64 at `offset` of the side file of `db_path` (0 when there is
+// no side file or it is shorter).
+int ReadSideU64(const char* db_path, size_t offset, sqlite3_uint64* out) {
+  *out = 0;
+  if (!db_path) return SQLITE_MISUSE;
+  int fd = ::open(crsync::SignalPath(db_path).c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno == ENOENT ? SQLITE_OK : SQLITE_IOERR;
+  uint64_t v = 0;
+  ssize_t n = pread(fd, &v, sizeof v, static_cast<off_t>(offset));
+  close(fd);
+  if (n == 0) return SQLITE_OK;
+  if (n != static_cast<ssize_t>(sizeof v)) return SQLITE_IOERR;
+  *out = v;
+  return SQLITE_OK;
+}
+
+}  // namespace
+
+extern "C" int crsync_writer_waits(const char* db_path, sqlite3_uint64* out) {
+  return ReadSideU64(db_path, crsync::kWaitsOffset, out);
+}
 
 extern "C" int crsync_commit_counter_rearm(const char* db_path, sqlite3_uint64* out) {
   *out = 0;
@@ -119,15 +148,5 @@ extern "C" int crsync_commit_counter_rearm(const char* db_path, sqlite3_uint64* 
 }
 
 extern "C" int crsync_commit_counter(const char* db_path, sqlite3_uint64* out) {
-  *out = 0;
-  if (!db_path) return SQLITE_MISUSE;
-  int fd = ::open(crsync::SignalPath(db_path).c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return errno == ENOENT ? SQLITE_OK : SQLITE_IOERR;
-  uint64_t v = 0;
-  ssize_t n = pread(fd, &v, sizeof v, 0);
-  close(fd);
-  if (n == 0) return SQLITE_OK;
-  if (n != static_cast<ssize_t>(sizeof v)) return SQLITE_IOERR;
-  *out = v;
-  return SQLITE_OK;
+  return ReadSideU64(db_path, 0, out);
 }

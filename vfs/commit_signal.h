@@ -12,13 +12,15 @@ namespace crsync {
 
 // Side-file layout (docs/vfs.md): bytes 0..7 the counter (native order,
 // atomic increments through MAP_SHARED); bytes 8..11 the wake-pending flag;
-// byte 12 a "touch" byte whose pwrite wakes inotify watchers. A commit
+// byte 12 a "touch" byte whose pwrite wakes inotify watchers; bytes 16..23
+// how often a writer found the write lock taken (atomic increments). A commit
 // writes the touch byte only when it finds the flag clear (and sets it); a
 // watcher clears it before reading the counter (crsync_commit_counter_rearm).
 // So nobody listening costs no syscall, and no wake-up is ever lost.
-constexpr size_t kSignalFileSize = 16;
+constexpr size_t kSignalFileSize = 24;
 constexpr size_t kWakeFlagOffset = 8;
 constexpr size_t kTouchOffset = 12;
+constexpr size_t kWaitsOffset = 16;
 
 std::string SignalPath(const std::string& db_path);
 
@@ -35,6 +37,9 @@ class CommitSignal {
   // pwrite when a watcher has re-armed the wake-up. Never fails. Returns the
   // new counter value (0 when inert).
   uint64_t Bump();
+  // Counts one attempt to take the write lock that met SQLITE_BUSY: one
+  // atomic increment in shared memory. Never fails.
+  void NoteWriterWaiting();
   const std::string& db_path() const { return db_path_; }
 
  private:
@@ -46,6 +51,7 @@ class CommitSignal {
   int fd_ = -1;
   uint64_t* counter_ = nullptr;  // in the shared mapping
   uint32_t* wake_pending_ = nullptr;
+  uint64_t* waits_ = nullptr;
   int refs_ = 0;
 };
 

@@ -55,7 +55,15 @@ int Write(sqlite3_file* f, const void* b, int n, sqlite3_int64 o) {
 int Truncate(sqlite3_file* f, sqlite3_int64 s) { return Low(f)->pMethods->xTruncate(Low(f), s); }
 int Sync(sqlite3_file* f, int flags) { return Low(f)->pMethods->xSync(Low(f), flags); }
 int FileSize(sqlite3_file* f, sqlite3_int64* s) { return Low(f)->pMethods->xFileSize(Low(f), s); }
-int Lock(sqlite3_file* f, int l) { return Low(f)->pMethods->xLock(Low(f), l); }
+// A writer turned away by the write lock is counted in the side file, so a
+// sidecar merging a backlog can step aside (crsync_writer_waits).
+int Lock(sqlite3_file* f, int l) {
+  int rc = Low(f)->pMethods->xLock(Low(f), l);
+  if (rc == SQLITE_BUSY && l >= SQLITE_LOCK_RESERVED && Shim(f)->signal) {
+    Shim(f)->signal->NoteWriterWaiting();
+  }
+  return rc;
+}
 int Unlock(sqlite3_file* f, int l) { return Low(f)->pMethods->xUnlock(Low(f), l); }
 int CheckReserved(sqlite3_file* f, int* r) {
   return Low(f)->pMethods->xCheckReservedLock(Low(f), r);
@@ -88,7 +96,13 @@ int ShmMap(sqlite3_file* f, int i, int sz, int extend, void volatile** pp) {
   return Low(f)->pMethods->xShmMap(Low(f), i, sz, extend, pp);
 }
 int ShmLock(sqlite3_file* f, int offset, int n, int flags) {
-  return Low(f)->pMethods->xShmLock(Low(f), offset, n, flags);
+  int rc = Low(f)->pMethods->xShmLock(Low(f), offset, n, flags);
+  // In WAL mode the write lock is shm slot 0, taken exclusively.
+  if (rc == SQLITE_BUSY && offset == 0 && flags == (SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE) &&
+      Shim(f)->signal) {
+    Shim(f)->signal->NoteWriterWaiting();
+  }
+  return rc;
 }
 void ShmBarrier(sqlite3_file* f) { Low(f)->pMethods->xShmBarrier(Low(f)); }
 int ShmUnmap(sqlite3_file* f, int del) { return Low(f)->pMethods->xShmUnmap(Low(f), del); }

@@ -62,6 +62,14 @@ int crsync_commit_counter(const char *db_path, sqlite3_uint64 *out);
  * the watcher again. (Commits made while nobody re-arms cost no syscall.) */
 int crsync_commit_counter_rearm(const char *db_path, sqlite3_uint64 *out);
 
+/* Reads, from any process, how many times a writer on the database at
+ * `db_path`, through the crsync VFS, found the write lock taken (SQLITE_BUSY;
+ * a busy handler's every retry counts). A sidecar reads it between its own
+ * write transactions and steps aside while it moves, so the application's
+ * writes go first. 0 if none yet or no side file; SQLITE_IOERR if the side
+ * file exists but cannot be read. */
+int crsync_writer_waits(const char *db_path, sqlite3_uint64 *out);
+
 #ifdef __cplusplus
 }
 #endif

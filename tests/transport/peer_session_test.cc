@@ -284,6 +284,8 @@ TEST(PeerSessionTest, BatchesMergeTogetherAndABadChangesetStopsOnlyTheRest) {
   Node a, b;
   SessionOptions opts;
   opts.max_changes_per_commit = 2;
+  int merge_txns = 0;
+  opts.before_merge_txn = [&] { ++merge_txns; };
   std::unique_ptr<PeerSession> sa, sb;
   ASSERT_OK(PeerSession::Open(a.db.get(), opts, &sa));
   ASSERT_OK(PeerSession::Open(b.db.get(), opts, &sb));
@@ -317,6 +319,8 @@ TEST(PeerSessionTest, BatchesMergeTogetherAndABadChangesetStopsOnlyTheRest) {
   ASSERT_TRUE(std::holds_alternative<AckMsg>(out[0]));
   EXPECT_EQ(std::get<AckMsg>(out[0]).up_to, 4);
   EXPECT_EQ(std::get<AckMsg>(out[0]).credits, 4u);  // 3 transactions + 1 duplicate
+  // At most 2 changes per commit: [1 change], [2 changes], [duplicate skipped, 1 change].
+  EXPECT_EQ(merge_txns, 3);
   EXPECT_EQ(b.db.One("SELECT group_concat(id || ':' || qty || ':' || ifnull(name, '-'), ' ') "
                      "FROM (SELECT * FROM items ORDER BY id)"),
             "'1:1:- 2:2:2 3:3:-'");

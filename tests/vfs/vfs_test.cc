@@ -225,6 +225,34 @@ TEST_F(VfsTest, LibuvWatcherWakesOnEachCommit) {
 
 // Without a watcher re-arming it, commits write the touch byte once: the
 // signal costs no syscall when nobody listens, and the counter stays exact.
+// A writer turned away by the write lock is counted (for sidecars to step
+// aside), in WAL and rollback-journal mode; readers and successful writers
+// are not.
+TEST_F(VfsTest, WritersThatFindTheLockTakenAreCounted) {
+  for (const char* mode : {"WAL", "DELETE"}) {
+    SCOPED_TRACE(mode);
+    TempPath path;
+    DbPtr a = OpenShim(path.str()), b = OpenShim(path.str());
+    ASSERT_OK(Exec(a.get(), std::string("PRAGMA journal_mode = ") + mode +
+                                "; CREATE TABLE t (x); INSERT INTO t VALUES (1);"));
+    sqlite3_uint64 before = 0, after = 0;
+    ASSERT_EQ(crsync_writer_waits(path.str().c_str(), &before), SQLITE_OK);
+    ASSERT_OK(Exec(b.get(), "SELECT count(*) FROM t"));  // a reader: not counted
+    ASSERT_OK(Exec(a.get(), "BEGIN IMMEDIATE; INSERT INTO t VALUES (2)"));
+    ASSERT_EQ(crsync_writer_waits(path.str().c_str(), &after), SQLITE_OK);
+    EXPECT_EQ(after, before);
+    Status busy = Exec(b.get(), "BEGIN IMMEDIATE");
+    EXPECT_FALSE(busy.ok());
+    ASSERT_EQ(crsync_writer_waits(path.str().c_str(), &after), SQLITE_OK);
+    EXPECT_GE(after, before + 1);
+    ASSERT_OK(Exec(a.get(), "COMMIT"));
+    ASSERT_OK(Exec(b.get(), "BEGIN IMMEDIATE; INSERT INTO t VALUES (3); COMMIT"));
+  }
+  sqlite3_uint64 none = 7;
+  EXPECT_EQ(crsync_writer_waits("/nonexistent/dir/x.db", &none), SQLITE_OK);
+  EXPECT_EQ(none, 0u);
+}
+
 TEST_F(VfsTest, UnarmedSignalWritesTheWakeByteOnce) {
   TempPath path;
   DbPtr db = OpenShim(path.str());
