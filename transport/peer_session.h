@@ -43,7 +43,7 @@ constexpr int64_t kSidecarTag = 1001;
 
 struct SessionOptions {
   size_t max_changes_per_message = 1000;  // larger transactions are split
-  uint32_t window = 8;                    // changesets in flight before acks
+  uint32_t window = 16;                   // transactions in flight before acks
   // OnMessages merges the complete transactions of consecutive changesets
   // in one SQLite transaction while they total at most this many changes
   // (fewer commits; a bound on how long the app's writers wait).

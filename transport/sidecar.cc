@@ -162,10 +162,19 @@ struct Sidecar::Impl {
     if (t->kind == Task::kPump) pump_queued = false;
     // Messages that queued up behind this one on the same connection go
     // with it: the session merges their changesets in fewer commits.
+    // Each task is about one merge commit, so its ack goes out (and the
+    // sender refills its window) while the next commit runs.
+    auto changes = [](const Message& m) {
+      const auto* c = std::get_if<ChangesetMsg>(&m);
+      return c ? c->changes.size() : size_t{0};
+    };
+    size_t batched = changes(t->msg);
     while (t->kind == Task::kMessage && !queue.empty() && t->more.size() < kMaxBatchMessages &&
-           queue.front()->kind == Task::kMessage && queue.front()->conn == t->conn) {
+           queue.front()->kind == Task::kMessage && queue.front()->conn == t->conn &&
+           batched + changes(queue.front()->msg) <= SessionOptions{}.max_changes_per_commit) {
       Task* next = queue.front();
       queue.pop_front();
+      batched += changes(next->msg);
       t->more.push_back(std::move(next->msg));
       delete next;
     }
