@@ -29,18 +29,26 @@ BASELINES = {
     "BM_AlterAddColumn/crr": "BM_AlterAddColumn/plain",
     "BM_AlterRenameColumn/crr": "BM_AlterRenameColumn/plain_copy",
     "BM_AsCrr1M/crr": "BM_AsCrr1M/plain_copy",
+    "BM_Backlog/sidecars": "BM_Backlog/applier",
 }
+
+# Google Benchmark's own fields; every other number in a run is a user
+# counter (latency percentiles, peak RSS...), reported by its median.
+STANDARD = {"family_index", "per_family_instance_index", "repetitions", "repetition_index",
+            "threads", "iterations", "real_time", "cpu_time", "items_per_second",
+            "bytes_per_second", "bytes", "time_unit"}
 
 
 def case_name(b):
     name = b.get("run_name") or b["name"]
-    for suffix in ("/real_time", "/iterations:1"):
+    for suffix in ("/iterations:1", "/real_time", "/manual_time"):
         name = name.replace(suffix, "")
     return name
 
 
 def main(paths):
     runs = defaultdict(list)  # case -> list of (real_time ms, items/s, bytes)
+    counters = defaultdict(lambda: defaultdict(list))  # case -> counter -> values
     context = None
     for path in paths:
         data = json.load(open(path, encoding="utf-8"))
@@ -51,6 +59,9 @@ def main(paths):
             scale = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}[b.get("time_unit", "ns")]
             runs[case_name(b)].append(
                 (b["real_time"] * scale, b.get("items_per_second"), b.get("bytes")))
+            for k, v in b.items():
+                if k not in STANDARD and isinstance(v, (int, float)):
+                    counters[case_name(b)][k].append(v)
     med = {}
     for case, rs in runs.items():
         med[case] = (statistics.median(r[0] for r in rs),
@@ -58,8 +69,8 @@ def main(paths):
                      statistics.median(r[2] for r in rs) if rs[0][2] else None)
     print(f"machine: {context.get('num_cpus')} CPUs at {context.get('mhz_per_cpu')} MHz, "
           f"{context.get('date')}; {len(next(iter(runs.values()), []))} repetitions\n")
-    print("| case | median | spread (min..max) | throughput | ratio to baseline |")
-    print("|---|---|---|---|---|")
+    print("| case | median | spread (min..max) | throughput | ratio to baseline | counters (median) |")
+    print("|---|---|---|---|---|---|")
     for case in sorted(runs):
         t, ips, size = med[case]
         times = [r[0] for r in runs[case]]
@@ -76,7 +87,9 @@ def main(paths):
                 ratio = f"{bips / ips:.1f}x slower than {base}" if ips and bips else ""
             else:
                 ratio = f"{t / bt:.2f}x {base}"
-        print(f"| {case} | {value} | {spread} | {thr} | {ratio} |")
+        extra = ", ".join(f"{k} {statistics.median(v):.3g}"
+                          for k, v in sorted(counters[case].items()))
+        print(f"| {case} | {value} | {spread} | {thr} | {ratio} | {extra} |")
 
 
 if __name__ == "__main__":
