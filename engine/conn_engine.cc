@@ -32,16 +32,32 @@ std::unordered_map<sqlite3*, ConnEngine*>& Registry() {
   return *r;
 }
 
-bool TableExists(sqlite3* db, const char* name) {
-  return sqlite3_table_column_metadata(db, "main", name, nullptr, nullptr, nullptr, nullptr,
-                                       nullptr, nullptr) == SQLITE_OK;
+// Whether main.`name` exists. A schema that cannot be read now (SQLITE_BUSY
+// while another connection checkpoints under an exclusive lock, say) is an
+// error, not "missing".
+Status TableExists(sqlite3* db, const char* name, bool* exists) {
+  int rc = sqlite3_table_column_metadata(db, "main", name, nullptr, nullptr, nullptr, nullptr,
+                                         nullptr, nullptr);
+  *exists = rc == SQLITE_OK;
+  if (rc == SQLITE_OK || rc == SQLITE_ERROR) return Status::OK();  // ERROR: no such table
+  return SqliteError(db, rc);
 }
 
 }  // namespace
 
 Status ConnEngine::Open(sqlite3* db, std::unique_ptr<ConnEngine>* out) {
   std::unique_ptr<ConnEngine> e(new ConnEngine(db));
-  CRSYNC_RETURN_IF_ERROR(e->Bootstrap());
+  // The engine is often installed before the application can set a busy
+  // timeout (auto-extension at open), so a database held exclusively for a
+  // moment (a checkpoint when the last connection closes) is waited for here,
+  // up to about 5 s.
+  Status s = e->Bootstrap();
+  for (int wait_ms = 1, waited = 0; !s.ok() && s.sqlite_code() == SQLITE_BUSY && waited < 5000;
+       waited += wait_ms, wait_ms = std::min(wait_ms * 2, 100)) {
+    sqlite3_sleep(wait_ms);
+    s = e->Bootstrap();
+  }
+  CRSYNC_RETURN_IF_ERROR(s);
   sqlite3_commit_hook(db, &ConnEngine::OnCommit, e.get());
   sqlite3_rollback_hook(db, &ConnEngine::OnRollback, e.get());
   {
@@ -72,8 +88,12 @@ void ConnEngine::ReleaseStatements() {
 
 Status ConnEngine::Bootstrap() {
   bool readonly = sqlite3_db_readonly(db_, "main") == 1;
-  bool ready = TableExists(db_, "crsql_site_id") && TableExists(db_, "crsql_master") &&
-               TableExists(db_, "crsql_tracked_peers") && TableExists(db_, "crsync_crrs");
+  bool ready = true;
+  for (const char* t : {"crsql_site_id", "crsql_master", "crsql_tracked_peers", "crsync_crrs"}) {
+    bool exists;
+    CRSYNC_RETURN_IF_ERROR(TableExists(db_, t, &exists));
+    ready = ready && exists;
+  }
   if (!ready) {
     if (readonly) return Status::OK();  // nothing to track on a read-only, never-used db
     CRSYNC_RETURN_IF_ERROR(Exec(db_, kBootstrapSql));
@@ -112,7 +132,9 @@ Status ConnEngine::LoadSites() {
   if (sites_loaded_) return Status::OK();
   sites_.clear();
   site_ords_.clear();
-  if (!TableExists(db_, "crsql_site_id")) return Status::OK();
+  bool exists;
+  CRSYNC_RETURN_IF_ERROR(TableExists(db_, "crsql_site_id", &exists));
+  if (!exists) return Status::OK();
   StmtPtr st;
   CRSYNC_RETURN_IF_ERROR(
       Prepare(db_, "SELECT ordinal, site_id FROM main.crsql_site_id ORDER BY ordinal", &st));

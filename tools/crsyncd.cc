@@ -99,6 +99,7 @@ bool ReadConfig(const std::string& path, crsync::SidecarOptions* opts) {
 int Status(const std::string& db_path) {
   crsync::DbPtr db;
   crsync::Status s = crsync::OpenDb(db_path, SQLITE_OPEN_READONLY, nullptr, &db);
+  if (s.ok()) sqlite3_busy_timeout(db.get(), 5000);
   if (s.ok() && crsync_engine_init(db.get(), nullptr) != SQLITE_OK) {
     s = crsync::Status::Sqlite(SQLITE_ERROR, "cannot install the engine");
   }

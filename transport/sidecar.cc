@@ -426,13 +426,13 @@ struct Sidecar::Impl {
     Status st = OpenDb(options.db_path, SQLITE_OPEN_READWRITE, nullptr, &db);
     if (!st.ok()) return st.WithContext("crsyncd needs an existing database");
     crsync_writer_waits(options.db_path.c_str(), &writer_waits);
+    sqlite3_busy_timeout(db.get(), 5000);  // before the engine reads anything
     char* err = nullptr;
-    if (crsync_engine_init(db.get(), &err) != SQLITE_OK) {
+    if (int rc = crsync_engine_init(db.get(), &err); rc != SQLITE_OK) {
       std::string m = err ? err : "cannot install the engine";
       sqlite3_free(err);
-      return Status::Sqlite(SQLITE_ERROR, m);
+      return Status::Sqlite(rc, m);
     }
-    sqlite3_busy_timeout(db.get(), 5000);
     // WAL + synchronous=NORMAL: a power loss may drop the last merges, never
     // split one, and the receive cursor commits with them (it cannot run ahead).
     CRSYNC_RETURN_IF_ERROR(Exec(db.get(), "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL"));

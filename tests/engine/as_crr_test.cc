@@ -1,4 +1,7 @@
 // crr-semantics §2-§4 and §15: bootstrap, site id, crsql_as_crr, crsql_as_table.
+#include <chrono>
+#include <thread>
+
 #include "tests/test_util.h"
 
 namespace crsync {
@@ -198,6 +201,32 @@ TEST(ConfigTest, MergeEqualValuesIsPersistedAndValidated) {
   }
   TestDb db(path.str());
   EXPECT_EQ(db.One("SELECT crsql_config_get('merge-equal-values')"), "1");
+}
+
+// The engine is often installed before the application can set a busy
+// timeout (the VFS's auto-extension). A database held exclusively for a
+// moment (another connection checkpointing as it closes) is waited for, not
+// mistaken for one without crsync tables, and the error, if it comes, says
+// SQLITE_BUSY.
+TEST(EngineInitTest, WaitsForAMomentaryExclusiveLock) {
+  TempPath path;
+  { TestDb init(path.str()); init.Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, v)"); }
+  DbPtr holder;
+  ASSERT_OK(OpenDb(path.str(), SQLITE_OPEN_READWRITE, nullptr, &holder));
+  ASSERT_OK(Exec(holder.get(), "PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; "
+                               "INSERT INTO t VALUES (1, 1); COMMIT;"));
+  std::thread release([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    holder.reset();  // closing drops the exclusive lock
+  });
+  DbPtr db;
+  ASSERT_OK(OpenDb(path.str(), SQLITE_OPEN_READWRITE, nullptr, &db));
+  char* err = nullptr;
+  int rc = crsync_engine_init(db.get(), &err);
+  release.join();
+  EXPECT_EQ(rc, SQLITE_OK) << (err ? err : "");
+  sqlite3_free(err);
+  EXPECT_OK(Exec(db.get(), "SELECT crsql_as_crr('t'); INSERT INTO t VALUES (2, 2);"));
 }
 
 }  // namespace
