@@ -338,7 +338,9 @@ struct Sidecar::Impl {
           auto* c = static_cast<Conn*>(s->data);
           if (nread == 0) return;  // EAGAIN
           if (nread < 0) {
-            c->impl->Log(nread == UV_EOF ? 1 : 0, "connection %llu (%s) ended: %s",
+            // A peer closing or vanishing is routine; other read errors are not.
+            bool routine = nread == UV_EOF || nread == UV_ECONNRESET;
+            c->impl->Log(routine ? 1 : 0, "connection %llu (%s) ended: %s",
                          static_cast<unsigned long long>(c->id), c->peer.c_str(),
                          uv_strerror(static_cast<int>(nread)));
             c->impl->CloseConn(c->id);
