@@ -84,6 +84,8 @@ void ConnEngine::ReleaseStatements() {
   catalog_.Clear();
   max_dbv_.reset();
   insert_site_.reset();
+  check_site_.reset();
+  data_version_stmt_.reset();
 }
 
 Status ConnEngine::Bootstrap() {
@@ -157,6 +159,25 @@ Status ConnEngine::LoadSites() {
 Status ConnEngine::SiteOrdinal(std::string_view site, bool create, int64_t* ord) {
   CRSYNC_RETURN_IF_ERROR(LoadSites());
   auto it = site_ords_.find(std::string(site));
+  if (it != site_ords_.end() && tentative_sites_.count(it->first)) {
+    // Made in this transaction: a ROLLBACK TO may have removed the row
+    // since (SQLite does not tell us), and its ordinal may be reused.
+    if (!check_site_) {
+      CRSYNC_RETURN_IF_ERROR(Prepare(db_, "SELECT ordinal FROM main.crsql_site_id WHERE site_id = ?1",
+                                     &check_site_, SQLITE_PREPARE_PERSISTENT));
+    }
+    sqlite3_bind_blob(check_site_.get(), 1, site.data(), static_cast<int>(site.size()),
+                      SQLITE_STATIC);
+    int rc = sqlite3_step(check_site_.get());
+    bool still = rc == SQLITE_ROW && sqlite3_column_int64(check_site_.get(), 0) == it->second;
+    sqlite3_reset(check_site_.get());
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return SqliteError(db_, rc);
+    if (!still) {
+      tentative_sites_.erase(it->first);
+      site_ords_.erase(it);
+      it = site_ords_.end();
+    }
+  }
   if (it != site_ords_.end()) {
     *ord = it->second;
     return Status::OK();
@@ -185,6 +206,7 @@ Status ConnEngine::SiteOrdinal(std::string_view site, bool create, int64_t* ord)
   if (sites_.size() <= static_cast<size_t>(n)) sites_.resize(n + 1);
   sites_[n] = std::string(site);
   site_ords_[sites_[n]] = n;
+  tentative_sites_.insert(sites_[n]);
   *ord = n;
   return Status::OK();
 }
@@ -205,9 +227,19 @@ void ConnEngine::CatalogChanged() {
   data_version_ = ~0u;
 }
 
+// PRAGMA data_version, not SQLITE_FCNTL_DATA_VERSION: the pragma opens a
+// read transaction, so it sees another connection's commit even when
+// nothing else in the statement has read the database yet.
 unsigned ConnEngine::DataVersion() {
-  unsigned v = 0;
-  if (sqlite3_file_control(db_, "main", SQLITE_FCNTL_DATA_VERSION, &v) != SQLITE_OK) return ~0u;
+  if (!data_version_stmt_ &&
+      !Prepare(db_, "PRAGMA main.data_version", &data_version_stmt_, SQLITE_PREPARE_PERSISTENT).ok()) {
+    return ~0u;
+  }
+  unsigned v = ~0u;
+  if (sqlite3_step(data_version_stmt_.get()) == SQLITE_ROW) {
+    v = static_cast<unsigned>(sqlite3_column_int64(data_version_stmt_.get(), 0));
+  }
+  sqlite3_reset(data_version_stmt_.get());
   return v;
 }
 
@@ -232,7 +264,6 @@ Status ConnEngine::RecomputeCommitted() {
 }
 
 Status ConnEngine::CommittedDbVersion(int64_t* out) {
-  commit_in_progress_ = false;  // a commit that got this far went through
   unsigned dv = DataVersion();
   if (dv != data_version_ || dv == ~0u) {
     CRSYNC_RETURN_IF_ERROR(RecomputeCommitted());
@@ -245,7 +276,6 @@ Status ConnEngine::CommittedDbVersion(int64_t* out) {
 Status ConnEngine::LocalDbVersion(int64_t* out) { return NextDbVersion(0, out); }
 
 Status ConnEngine::NextDbVersion(int64_t floor, int64_t* out) {
-  commit_in_progress_ = false;
   if (pending_ != 0 && floor <= pending_) {  // hot path: the transaction has its version
     *out = pending_;
     return Status::OK();
@@ -267,23 +297,21 @@ void ConnEngine::EndTransaction() {
 
 int ConnEngine::OnCommit(void* self) noexcept {
   auto* e = static_cast<ConnEngine*>(self);
-  // SQLite calls this before the commit's I/O. Should that fail, SQLite
-  // rolls back and OnRollback undoes this, or the next transaction would
-  // reuse the version we announced.
-  e->committed_before_commit_ = e->committed_;
-  e->commit_in_progress_ = true;
-  if (e->pending_ > e->committed_) e->committed_ = e->pending_;
+  // The committed version is re-read from what is stored, not taken from
+  // pending_: a version taken by a statement that failed or was rolled back
+  // to a savepoint holds no row, and announcing it would let another
+  // connection's next write reuse a version peers were told is covered.
+  // (Also right if the commit's I/O then fails: nothing was announced.)
+  e->data_version_ = ~0u;
+  e->tentative_sites_.clear();
   e->EndTransaction();
   return 0;  // never turn a commit into a rollback
 }
 
 void ConnEngine::OnRollback(void* self) noexcept {
   auto* e = static_cast<ConnEngine*>(self);
-  if (e->commit_in_progress_) {  // the commit failed: its version was never stored
-    e->committed_ = e->committed_before_commit_;
-    e->data_version_ = ~0u;
-    e->commit_in_progress_ = false;
-  }
+  e->data_version_ = ~0u;
+  e->tentative_sites_.clear();
   e->EndTransaction();
   // Ordinals inserted by the rolled-back transaction are gone.
   e->sites_loaded_ = false;

@@ -15,6 +15,7 @@
 #include <functional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "crsync/sqlite_handles.h"
@@ -91,9 +92,6 @@ class ConnEngine {
   std::string site_id_;
   Catalog catalog_;
   int64_t committed_ = 0;
-  // Set by the commit hook until the commit is known to have gone through.
-  bool commit_in_progress_ = false;
-  int64_t committed_before_commit_ = 0;
   int64_t pending_ = 0;  // 0 = no local version taken in this transaction
   int64_t seq_ = 0;
   unsigned data_version_ = ~0u;
@@ -105,7 +103,10 @@ class ConnEngine {
   std::vector<std::string> sites_;  // by ordinal
   std::unordered_map<std::string, int64_t> site_ords_;
   StmtPtr max_dbv_;
-  StmtPtr insert_site_;
+  StmtPtr insert_site_, check_site_, data_version_stmt_;
+  // Site ids this transaction inserted into crsql_site_id (verified before
+  // reuse: a ROLLBACK TO may have removed them).
+  std::unordered_set<std::string> tentative_sites_;
 };
 
 }  // namespace crsync

@@ -113,5 +113,49 @@ TEST_F(MergeErrorsTest, MultiRowInsertIsAtomicAsAStatement) {
   EXPECT_EQ(Snapshot(), before);
 }
 
+// Found by fuzzing (tests/fuzz/regressions/changes_insert_fuzz): a merge
+// rolled back to a savepoint took a db_version that the COMMIT then
+// announced, though no row holds it; another connection's next write got the
+// same version. crsql_db_version() now only reports what is stored.
+TEST(RolledBackMergeTest, DoesNotAnnounceItsDbVersion) {
+  TempPath path;
+  TestDb src, a(path.str());
+  for (TestDb* db : {&src, &a}) db->Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t')");
+  src.Exec("INSERT INTO t VALUES (1, 'x')");
+  a.Exec("INSERT INTO t VALUES (9, 'local')");
+  std::string before = a.One("SELECT crsql_db_version()");
+  a.Exec("BEGIN; SAVEPOINT s;");
+  ASSERT_OK(ApplyChanges(a.get(), ReadChanges(src.get())));
+  a.Exec("ROLLBACK TO s; RELEASE s; COMMIT;");
+  EXPECT_EQ(a.One("SELECT count(*) FROM t"), "1");
+  EXPECT_EQ(a.One("SELECT crsql_db_version()"), before);
+  TestDb b(path.str());
+  b.Exec("INSERT INTO t VALUES (10, 'other')");
+  EXPECT_GT(a.Int("SELECT crsql_db_version()"), std::stoll(before));
+  EXPECT_EQ(a.One("SELECT crsql_db_version()"), b.One("SELECT crsql_db_version()"));
+}
+
+// Found by fuzzing: a site id inserted by a merge that was then rolled back
+// to a savepoint stayed in the ordinal cache; a later merge from that site
+// wrote clocks pointing to an ordinal crsql_site_id lacked, or that the next
+// new site then got, so the first site's changes read as the second's.
+TEST(RolledBackMergeTest, ForgetsTheSiteIdsItInserted) {
+  TestDb x, y, a;
+  for (TestDb* db : {&x, &y, &a}) db->Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t')");
+  x.Exec("INSERT INTO t VALUES (1, 'from x')");
+  y.Exec("INSERT INTO t VALUES (2, 'from y')");
+  a.Exec("BEGIN; SAVEPOINT s;");
+  ASSERT_OK(ApplyChanges(a.get(), ReadChanges(x.get())));
+  a.Exec("ROLLBACK TO s; RELEASE s;");
+  ASSERT_OK(ApplyChanges(a.get(), ReadChanges(y.get())));
+  ASSERT_OK(ApplyChanges(a.get(), ReadChanges(x.get())));
+  a.Exec("COMMIT");
+  EXPECT_EQ(a.One("SELECT hex(site_id) FROM crsql_changes WHERE pk = crsql_pack_columns(1) AND cid = 'v'"),
+            x.One("SELECT hex(crsql_site_id())"));
+  EXPECT_EQ(a.One("SELECT hex(site_id) FROM crsql_changes WHERE pk = crsql_pack_columns(2) AND cid = 'v'"),
+            y.One("SELECT hex(crsql_site_id())"));
+  EXPECT_EQ(a.One("SELECT count(*) FROM crsql_site_id"), "3");
+}
+
 }  // namespace
 }  // namespace crsync
