@@ -1,5 +1,6 @@
 // ChangeReader and ChangeApplier (include/crsync/engine.h): the sidecar's
 // read and merge paths, over the same scan and merge code as crsql_changes.
+#include <cmath>
 #include <map>
 
 #include "crsync/engine.h"
@@ -25,7 +26,9 @@ Value ValueOf(const Change& c) {
     case SQLITE_INTEGER:
       return Value::Int(c.val_int);
     case SQLITE_FLOAT:
-      return Value::Real(c.val_real);
+      // SQLite stores a NaN as NULL, as INSERT INTO crsql_changes sees it:
+      // merging it as a REAL would win ties a stored NULL then loses.
+      return std::isnan(c.val_real) ? Value::Null() : Value::Real(c.val_real);
     case SQLITE_TEXT:
       return Value::Text(c.val_bytes);
     case SQLITE_BLOB:
@@ -108,6 +111,8 @@ ChangeApplier::~ChangeApplier() = default;
 
 Status ChangeApplier::Apply(const std::vector<Change>& changes, int64_t tag, int64_t* impacted) {
   sqlite3* db = impl_->engine->db();
+  // The caller may have rolled back to a savepoint since the last batch.
+  impl_->engine->SitesMayHaveRolledBack();
   int64_t total = 0;
   auto body = [&]() -> Status {
     std::map<std::pair<std::string, int64_t>, PeerMark> marks;

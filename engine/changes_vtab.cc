@@ -504,6 +504,7 @@ int RollbackTo(sqlite3_vtab* vtab, int level) {
       v->marks.clear();  // opened before this table joined the transaction
     }
     v->engine->catalog().DropCaches();  // cached rows may have been rolled back
+    v->engine->SitesMayHaveRolledBack();
     return SQLITE_OK;
   });
 }

@@ -159,9 +159,9 @@ Status ConnEngine::LoadSites() {
 Status ConnEngine::SiteOrdinal(std::string_view site, bool create, int64_t* ord) {
   CRSYNC_RETURN_IF_ERROR(LoadSites());
   auto it = site_ords_.find(std::string(site));
-  if (it != site_ords_.end() && tentative_sites_.count(it->first)) {
-    // Made in this transaction: a ROLLBACK TO may have removed the row
-    // since (SQLite does not tell us), and its ordinal may be reused.
+  if (it != site_ords_.end() && unverified_sites_.count(it->first)) {
+    // Made in this transaction and a ROLLBACK TO may have happened since:
+    // the row may be gone, and its ordinal given to another site.
     if (!check_site_) {
       CRSYNC_RETURN_IF_ERROR(Prepare(db_, "SELECT ordinal FROM main.crsql_site_id WHERE site_id = ?1",
                                      &check_site_, SQLITE_PREPARE_PERSISTENT));
@@ -172,6 +172,7 @@ Status ConnEngine::SiteOrdinal(std::string_view site, bool create, int64_t* ord)
     bool still = rc == SQLITE_ROW && sqlite3_column_int64(check_site_.get(), 0) == it->second;
     sqlite3_reset(check_site_.get());
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) return SqliteError(db_, rc);
+    unverified_sites_.erase(it->first);
     if (!still) {
       tentative_sites_.erase(it->first);
       site_ords_.erase(it);
@@ -288,6 +289,8 @@ Status ConnEngine::NextDbVersion(int64_t floor, int64_t* out) {
 }
 
 void ConnEngine::EndTransaction() {
+  tentative_sites_.clear();
+  unverified_sites_.clear();
   catalog_.DropCaches();
   pending_ = 0;
   seq_ = 0;
@@ -303,7 +306,6 @@ int ConnEngine::OnCommit(void* self) noexcept {
   // connection's next write reuse a version peers were told is covered.
   // (Also right if the commit's I/O then fails: nothing was announced.)
   e->data_version_ = ~0u;
-  e->tentative_sites_.clear();
   e->EndTransaction();
   return 0;  // never turn a commit into a rollback
 }
@@ -311,7 +313,6 @@ int ConnEngine::OnCommit(void* self) noexcept {
 void ConnEngine::OnRollback(void* self) noexcept {
   auto* e = static_cast<ConnEngine*>(self);
   e->data_version_ = ~0u;
-  e->tentative_sites_.clear();
   e->EndTransaction();
   // Ordinals inserted by the rolled-back transaction are gone.
   e->sites_loaded_ = false;

@@ -68,6 +68,9 @@ class ConnEngine {
   // The ordinal of `site` (16 bytes); 0 for this site. With create=false an
   // unknown site gives *ord = -1.
   Status SiteOrdinal(std::string_view site, bool create, int64_t* ord);
+  // A ROLLBACK TO may have happened (or may have, since the last call): site
+  // ids this transaction inserted are re-checked before their next use.
+  void SitesMayHaveRolledBack() { unverified_sites_ = tentative_sites_; }
   // The 16-byte id of ordinal `ord`; empty when unknown.
   const std::string& SiteIdOf(int64_t ord);
 
@@ -104,9 +107,9 @@ class ConnEngine {
   std::unordered_map<std::string, int64_t> site_ords_;
   StmtPtr max_dbv_;
   StmtPtr insert_site_, check_site_, data_version_stmt_;
-  // Site ids this transaction inserted into crsql_site_id (verified before
-  // reuse: a ROLLBACK TO may have removed them).
-  std::unordered_set<std::string> tentative_sites_;
+  // Site ids this transaction inserted into crsql_site_id, and those of them
+  // to re-check before reuse (a ROLLBACK TO may have removed them).
+  std::unordered_set<std::string> tentative_sites_, unverified_sites_;
 };
 
 }  // namespace crsync
