@@ -289,6 +289,10 @@ Status ConnEngine::NextDbVersion(int64_t floor, int64_t* out) {
 }
 
 void ConnEngine::EndTransaction() {
+  // After a possible ROLLBACK TO, cached ordinals of site ids this
+  // transaction inserted may name rows that are gone: re-read them all.
+  if (reload_sites_) sites_loaded_ = false;
+  reload_sites_ = false;
   tentative_sites_.clear();
   unverified_sites_.clear();
   catalog_.DropCaches();

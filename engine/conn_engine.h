@@ -70,7 +70,11 @@ class ConnEngine {
   Status SiteOrdinal(std::string_view site, bool create, int64_t* ord);
   // A ROLLBACK TO may have happened (or may have, since the last call): site
   // ids this transaction inserted are re-checked before their next use.
-  void SitesMayHaveRolledBack() { unverified_sites_ = tentative_sites_; }
+  void SitesMayHaveRolledBack() {
+    if (tentative_sites_.empty()) return;
+    unverified_sites_ = tentative_sites_;
+    reload_sites_ = true;  // at the end of the transaction, whatever happens
+  }
   // The 16-byte id of ordinal `ord`; empty when unknown.
   const std::string& SiteIdOf(int64_t ord);
 
@@ -110,6 +114,7 @@ class ConnEngine {
   // Site ids this transaction inserted into crsql_site_id, and those of them
   // to re-check before reuse (a ROLLBACK TO may have removed them).
   std::unordered_set<std::string> tentative_sites_, unverified_sites_;
+  bool reload_sites_ = false;
 };
 
 }  // namespace crsync

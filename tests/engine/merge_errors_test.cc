@@ -155,6 +155,22 @@ TEST(RolledBackMergeTest, ForgetsTheSiteIdsItInserted) {
   EXPECT_EQ(a.One("SELECT hex(site_id) FROM crsql_changes WHERE pk = crsql_pack_columns(2) AND cid = 'v'"),
             y.One("SELECT hex(crsql_site_id())"));
   EXPECT_EQ(a.One("SELECT count(*) FROM crsql_site_id"), "3");
+
+  // The same, with the commit between the rollback and the next merges: the
+  // cached ordinal of the rolled-back site must not survive the commit.
+  TestDb p, q, b;
+  for (TestDb* db : {&p, &q, &b}) db->Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t')");
+  p.Exec("INSERT INTO t VALUES (1, 'from p')");
+  q.Exec("INSERT INTO t VALUES (2, 'from q')");
+  b.Exec("BEGIN; SAVEPOINT s;");
+  ASSERT_OK(ApplyChanges(b.get(), ReadChanges(p.get())));
+  b.Exec("ROLLBACK TO s; RELEASE s; COMMIT;");
+  ASSERT_OK(ApplyChanges(b.get(), ReadChanges(q.get())));
+  ASSERT_OK(ApplyChanges(b.get(), ReadChanges(p.get())));
+  EXPECT_EQ(b.One("SELECT hex(site_id) FROM crsql_changes WHERE pk = crsql_pack_columns(1) AND cid = 'v'"),
+            p.One("SELECT hex(crsql_site_id())"));
+  EXPECT_EQ(b.One("SELECT hex(site_id) FROM crsql_changes WHERE pk = crsql_pack_columns(2) AND cid = 'v'"),
+            q.One("SELECT hex(crsql_site_id())"));
 }
 
 }  // namespace
