@@ -36,13 +36,21 @@ Status Crr::PkAffinity(const std::vector<char>** out) {
   if (pk_affinity_.size() != schema_.pk_cols.size()) {
     std::vector<char> aff;
     StmtPtr st;
+    // In a STRICT table a column declared ANY has no affinity (SQLite keeps
+    // '1' as TEXT there), where AffinityOf("ANY") is NUMERIC.
+    bool strict = false;
+    if (Prepare(db_, "SELECT strict FROM pragma_table_list(?1) WHERE schema = 'main'", &st).ok()) {
+      sqlite3_bind_text(st.get(), 1, schema_.name.data(), static_cast<int>(schema_.name.size()),
+                        SQLITE_STATIC);
+      strict = sqlite3_step(st.get()) == SQLITE_ROW && sqlite3_column_int(st.get(), 0) != 0;
+    }
     CRSYNC_RETURN_IF_ERROR(Prepare(
         db_, "SELECT type FROM pragma_table_info(?1, 'main') WHERE pk > 0 ORDER BY pk", &st));
     sqlite3_bind_text(st.get(), 1, schema_.name.data(), static_cast<int>(schema_.name.size()),
                       SQLITE_STATIC);
     while (sqlite3_step(st.get()) == SQLITE_ROW) {
-      const unsigned char* t = sqlite3_column_text(st.get(), 0);
-      aff.push_back(AffinityOf(t ? reinterpret_cast<const char*>(t) : ""));
+      const char* t = reinterpret_cast<const char*>(sqlite3_column_text(st.get(), 0));
+      aff.push_back(strict && t && sqlite3_stricmp(t, "ANY") == 0 ? 'b' : AffinityOf(t ? t : ""));
     }
     if (aff.size() != schema_.pk_cols.size()) aff.assign(schema_.pk_cols.size(), 'b');
     pk_affinity_ = std::move(aff);

@@ -9,6 +9,18 @@
 namespace crsync {
 namespace {
 
+// Whether SQLite stores `d` as an integer under INTEGER or NUMERIC affinity
+// (sqlite3VdbeIntegerAffinity: integral and strictly inside the int64
+// range); sets *out if so. The range test comes first: converting a double
+// outside it to an integer is undefined behaviour.
+bool IntegralReal(double d, int64_t* out) {
+  if (!(d > -9223372036854775808.0 && d < 9223372036854775808.0)) return false;
+  auto i = static_cast<int64_t>(d);
+  if (static_cast<double>(i) != d) return false;
+  *out = i;
+  return true;
+}
+
 // Rank of a storage class in the §10 order.
 int Rank(int type) {
   switch (type) {
@@ -226,12 +238,13 @@ Value ApplyAffinity(const Value& v, char affinity) {
             return v;  // not a number: stays text
           }
           out = Value::Real(d);
-          // INTEGER/NUMERIC store an integral real as an integer.
-          if (affinity != 'r' && d == static_cast<double>(static_cast<long long>(d)) &&
-              std::fabs(d) < 9.2e18) {
-            out = Value::Int(static_cast<long long>(d));
-          }
         }
+      }
+      // INTEGER/NUMERIC store an integral real as an integer, whether it
+      // came as REAL or as numeric text.
+      int64_t integral;
+      if (affinity != 'r' && out.type == SQLITE_FLOAT && IntegralReal(out.d, &integral)) {
+        out = Value::Int(integral);
       }
       if (affinity == 'r' && out.type == SQLITE_INTEGER) out = Value::Real(static_cast<double>(out.i));
       return out;

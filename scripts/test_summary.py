@@ -6,8 +6,8 @@ usage: test_summary.py BUILD_DIR [BUILD_DIR...]
 Each gtest case is one test case (from meson-logs/testlog.junit.xml, where
 meson expands gtest results). A meson test that failed (crash, timeout,
 non-zero exit) without a failing case of its own counts as one more failure;
-a test without cases (a script) counts as one case. Exits 1 when anything
-failed or nothing ran.
+a test without cases (a script) counts as one case; CRSYNC_EXTRA_FAILED adds
+failures found outside meson. Exits 1 when anything failed or nothing ran.
 """
 import json
 import os
@@ -43,5 +43,8 @@ for build in sys.argv[1:]:
             cases_fail = 1
         passed += cases_pass
         failed += cases_fail
+# Checks that are not meson tests (the timed fuzzing runs of .ci/run) add
+# their failures here.
+failed += int(os.environ.get("CRSYNC_EXTRA_FAILED", "0") or 0)
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed or passed == 0 else 0)
