@@ -169,7 +169,12 @@ Status ChangeApplier::Apply(const std::vector<Change>& changes, int64_t tag, int
   } else {
     s = InSavepoint(db, "crsync_apply", body);
   }
-  if (!s.ok()) impl_->engine->catalog().DropCaches();
+  if (!s.ok()) {
+    impl_->engine->catalog().DropCaches();
+    // The batch was rolled back to its savepoint: site ids it inserted are
+    // gone (a full ROLLBACK already reloads them).
+    impl_->engine->SitesMayHaveRolledBack();
+  }
   if (s.ok() && impacted) *impacted = total;
   return s;
 }

@@ -273,17 +273,9 @@ class Session {
       FUZZ_CHECK(sqlite3_get_autocommit(db_) == was_auto,
                  "a failed statement opened or closed the transaction: " + Describe(log_.back()));
       std::string after = dump_();
-      if (after != before && Tolerated(KnownBug::kStaleSiteCache) &&
-          (site_cache_suspect_ || DanglingSiteIds(db_))) {
-        tainted_ = true;  // crsql_changes shows what the stale cache says
-        return s;
-      }
       FUZZ_CHECK(after == before, "a failed statement changed the database: " +
                                       Describe(log_.back()) + "\nbefore:\n" + before + "\nafter:\n" +
                                       after);
-      // Rolled back inside a transaction, it may leave the engine's site
-      // cache stale (KnownBug::kStaleSiteCache); a full rollback reloads it.
-      site_cache_suspect_ = !was_auto;
     }
     if (sqlite3_get_autocommit(db_)) savepoints_.clear();
     return s;
@@ -316,7 +308,6 @@ class Session {
     const Key& key = *allowed.begin();
     const Value &cid = row[2], &site = row[6];
     const Value cl = columns >= 9 ? row[7] : Value::Null();
-    if (site_cache_suspect_ && Tolerated(KnownBug::kStaleSiteCache)) return;
     if (rows != 1 || before.count(key) || cid.type != SQLITE_TEXT || cid.bytes == "-1" ||
         (cl.type == SQLITE_INTEGER && cl.i % 2 == 0)) {
       return;
@@ -348,7 +339,6 @@ class Session {
   void Rollback() {
     if (sqlite3_get_autocommit(db_)) return;
     FUZZ_CHECK_OK(Do("ROLLBACK"));
-    site_cache_suspect_ = false;
     FUZZ_CHECK(dump_() == at_begin_, "ROLLBACK did not restore the state at BEGIN");
   }
   void Savepoint() {
@@ -366,7 +356,6 @@ class Session {
     if (in.Bool()) {
       std::string want = savepoints_[k].second;
       FUZZ_CHECK_OK(Do("ROLLBACK TO " + name));
-      site_cache_suspect_ = true;
       savepoints_.resize(k + 1);
       FUZZ_CHECK(dump_() == want, "ROLLBACK TO did not restore the state at SAVEPOINT");
     } else {
@@ -377,14 +366,10 @@ class Session {
 
   const std::vector<Step>& log() const { return log_; }
   std::string Dump() { return dump_(); }
-  // Whether the input hit a tolerated known bug: nothing more to check.
-  bool tainted() const { return tainted_; }
 
  private:
   sqlite3* db_;
   Dumper dump_;
-  bool site_cache_suspect_ = false;
-  bool tainted_ = false;
   std::string at_begin_;
   std::vector<std::pair<std::string, std::string>> savepoints_;  // name, state
   std::vector<Step> log_;
@@ -586,7 +571,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ByteReader in(data, size);
   DbPtr db = OpenImage(*g_image);
   Session s(db.get());
-  for (int i = 0; i < 32 && !in.empty() && !s.tainted(); ++i) {
+  for (int i = 0; i < 32 && !in.empty(); ++i) {
     switch (in.Pick(kOps)) {
       case kInsert1:
       case kInsert2:
@@ -614,10 +599,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       default: LocalWrite(s, in);
     }
   }
-  if (s.tainted()) return 0;
   s.Commit();
   FUZZ_CHECK(sqlite3_get_autocommit(db.get()), "a transaction is still open");
-  if (Tolerated(KnownBug::kStaleSiteCache) && DanglingSiteIds(db.get())) return 0;
   CheckMetadata(db.get());
 
   // A fresh connection reads the same state from the bytes alone.
@@ -630,8 +613,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(reread == live, "a fresh connection sees another state:\nlive:\n" + live +
                                    "\nfresh:\n" + reread);
     int64_t fresh_version = std::stoll(One(fresh.get(), "SELECT crsql_db_version()").substr(1));
-    FUZZ_CHECK(Tolerated(KnownBug::kDbVersionRunsAhead) ? fresh_version <= live_version
-                                                         : fresh_version == live_version,
+    FUZZ_CHECK(fresh_version == live_version,
                "crsql_db_version() is " + std::to_string(live_version) + " here, " +
                    std::to_string(fresh_version) + " on a fresh connection");
   }

@@ -616,7 +616,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   int64_t live = std::stoll(One(db.get(), "SELECT crsql_db_version()").substr(1));
   DbPtr fresh = OpenImage(Serialize(db.get()));
   int64_t reread = std::stoll(One(fresh.get(), "SELECT crsql_db_version()").substr(1));
-  FUZZ_CHECK(Tolerated(KnownBug::kDbVersionRunsAhead) ? reread <= live : reread == live,
+  FUZZ_CHECK(reread == live,
              "crsql_db_version() is " + std::to_string(live) + " on the session's connection, " +
                  std::to_string(reread) + " on a fresh one");
   return 0;
