@@ -103,6 +103,18 @@ class Daemon {
   int port_ = 0;
 };
 
+// A TCP connection to 127.0.0.1:port, or -1.
+int ConnectLoopback(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  if (fd >= 0 && connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) return fd;
+  if (fd >= 0) close(fd);
+  return -1;
+}
+
 class CrsyncdTest : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_EQ(crsync_vfs_register(nullptr, 0), SQLITE_OK); }
@@ -228,12 +240,8 @@ TEST_F(CrsyncdTest, GarbageOnTheWireClosesOnlyThatConnection) {
   Daemon da(pa.str(), true, {});
   for (const std::string& junk : {std::string("hello, this is not a frame at all!!"),
                                   std::string(12, '\0'), std::string("\x10\0\0\0", 4)}) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(da.port()));
-    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
-    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    int fd = ConnectLoopback(da.port());
+    ASSERT_GE(fd, 0);
     ASSERT_EQ(write(fd, junk.data(), junk.size()), static_cast<ssize_t>(junk.size()));
     shutdown(fd, SHUT_WR);
     char buf[4096];
@@ -281,12 +289,8 @@ TEST_F(CrsyncdTest, PeerHangingUpMidStreamCostsOnlyItsConnection) {
   kj::Array<kj::byte> frame;
   ASSERT_OK(FrameEncoder().Encode(builder, &frame));
   for (int round = 0; round < 5; ++round) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(da.port()));
-    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
-    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    int fd = ConnectLoopback(da.port());
+    ASSERT_GE(fd, 0);
     ASSERT_EQ(write(fd, frame.begin(), frame.size()), static_cast<ssize_t>(frame.size()));
     // Wait until the daemon is sending, then reset the connection.
     pollfd p{fd, POLLIN, 0};
