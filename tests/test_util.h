@@ -99,7 +99,7 @@ class TestDb {
     return s.message();
   }
 
- private:
+  // Column `i` of the current row as SQL-ish text: 42, 1.5, 'text', X'AB', NULL.
   static std::string Render(sqlite3_stmt* st, int i) {
     static const char kHex[] = "0123456789ABCDEF";
     switch (sqlite3_column_type(st, i)) {
@@ -129,6 +129,7 @@ class TestDb {
     }
   }
 
+ private:
   std::string path_;
   DbPtr db_;
 };

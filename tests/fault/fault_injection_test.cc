@@ -100,32 +100,6 @@ class FaultVfsEnvironment : public ::testing::Environment {
 
 // --- reading a database ------------------------------------------------------
 
-std::string Render(sqlite3_stmt* st, int i) {
-  static const char kHex[] = "0123456789ABCDEF";
-  switch (sqlite3_column_type(st, i)) {
-    case SQLITE_INTEGER:
-      return std::to_string(sqlite3_column_int64(st, i));
-    case SQLITE_FLOAT: {
-      char buf[64];
-      std::snprintf(buf, sizeof buf, "%.17g", sqlite3_column_double(st, i));
-      return buf;
-    }
-    case SQLITE_TEXT:
-      return "'" + std::string(reinterpret_cast<const char*>(sqlite3_column_text(st, i))) + "'";
-    case SQLITE_BLOB: {
-      const auto* p = static_cast<const unsigned char*>(sqlite3_column_blob(st, i));
-      std::string s = "X'";
-      for (int k = 0; k < sqlite3_column_bytes(st, i); ++k) {
-        s += kHex[p[k] >> 4];
-        s += kHex[p[k] & 15];
-      }
-      return s + "'";
-    }
-    default:
-      return "NULL";
-  }
-}
-
 // Every row of `sql`, each as its values joined by '|'.
 Status QueryLines(sqlite3* db, const std::string& sql, std::vector<std::string>* out) {
   StmtPtr st;
@@ -134,7 +108,7 @@ Status QueryLines(sqlite3* db, const std::string& sql, std::vector<std::string>*
   while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
     std::string line;
     for (int i = 0; i < sqlite3_column_count(st.get()); ++i)
-      line += (i ? "|" : "") + Render(st.get(), i);
+      line += (i ? "|" : "") + TestDb::Render(st.get(), i);
     out->push_back(std::move(line));
   }
   if (rc != SQLITE_DONE) return SqliteError(db, rc).WithContext(sql);
