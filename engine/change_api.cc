@@ -96,6 +96,9 @@ struct ChangeApplier::Impl {
   ConnEngine* engine;
   Merger merger;
   std::vector<MergeInput> inputs;
+
+  Status Merge(const std::vector<Change>& changes, int64_t tag, int64_t* total);
+  void Forget();
 };
 
 Status ChangeApplier::Open(sqlite3* db, std::unique_ptr<ChangeApplier>* out) {
@@ -109,57 +112,68 @@ Status ChangeApplier::Open(sqlite3* db, std::unique_ptr<ChangeApplier>* out) {
 
 ChangeApplier::~ChangeApplier() = default;
 
+// Merges `changes` on the connection's open transaction; on error part of
+// them may be merged (the caller undoes it).
+Status ChangeApplier::Impl::Merge(const std::vector<Change>& changes, int64_t tag, int64_t* total) {
+  std::map<std::pair<std::string, int64_t>, PeerMark> marks;
+  std::vector<Merger::TrackedMark> row_marks;
+  std::vector<MergeInput>& ins = inputs;
+  ins.resize(changes.size());
+  for (size_t i = 0; i < changes.size(); ++i) {
+    const Change& c = changes[i];
+    MergeInput& in = ins[i];
+    in.table = c.table;
+    in.pk = c.pk;
+    in.cid = c.cid;
+    in.val = ValueOf(c);
+    in.col_version = c.col_version;
+    in.db_version = c.db_version;
+    in.site = std::string_view(c.site_id);
+    in.cl = c.cl;
+    in.seq = c.seq;
+    in.tag = tag;
+  }
+  // Consecutive changes to one row merge together (one metadata read and
+  // write, one user-table statement).
+  for (size_t i = 0; i < ins.size();) {
+    size_t j = i + 1;
+    while (j < ins.size() && ins[j].pk == ins[i].pk && ins[j].table == ins[i].table) ++j;
+    int64_t n = 0;
+    row_marks.clear();
+    size_t failed;
+    Status s = merger.MergeRow(&ins[i], j - i, &n, &row_marks, &failed);
+    if (!s.ok()) {
+      std::string where = failed < j - i
+                              ? "change " + std::to_string(i + failed + 1)
+                              : "changes " + std::to_string(i + 1) + ".." + std::to_string(j);
+      return s.WithContext(where + " of " + std::to_string(changes.size()));
+    }
+    *total += n;
+    for (const auto& [key, mark] : row_marks) {
+      auto [it, fresh] = marks.emplace(key, mark);
+      PeerMark& m = it->second;
+      if (!fresh && (mark.version > m.version || (mark.version == m.version && mark.seq > m.seq)))
+        m = mark;
+    }
+    i = j;
+  }
+  for (const auto& [k, m] : marks) CRSYNC_RETURN_IF_ERROR(merger.TrackPeer(k.first, k.second, m));
+  return Status::OK();
+}
+
+// After a failed batch: statements prepared against what the batch saw may
+// be stale, and site ids it inserted are (or are about to be) rolled back.
+void ChangeApplier::Impl::Forget() {
+  engine->catalog().DropCaches();
+  engine->SitesMayHaveRolledBack();
+}
+
 Status ChangeApplier::Apply(const std::vector<Change>& changes, int64_t tag, int64_t* impacted) {
   sqlite3* db = impl_->engine->db();
   // The caller may have rolled back to a savepoint since the last batch.
   impl_->engine->SitesMayHaveRolledBack();
   int64_t total = 0;
-  auto body = [&]() -> Status {
-    std::map<std::pair<std::string, int64_t>, PeerMark> marks;
-    std::vector<Merger::TrackedMark> row_marks;
-    std::vector<MergeInput>& ins = impl_->inputs;
-    ins.resize(changes.size());
-    for (size_t i = 0; i < changes.size(); ++i) {
-      const Change& c = changes[i];
-      MergeInput& in = ins[i];
-      in.table = c.table;
-      in.pk = c.pk;
-      in.cid = c.cid;
-      in.val = ValueOf(c);
-      in.col_version = c.col_version;
-      in.db_version = c.db_version;
-      in.site = std::string_view(c.site_id);
-      in.cl = c.cl;
-      in.seq = c.seq;
-      in.tag = tag;
-    }
-    // Consecutive changes to one row merge together (one metadata read and
-    // write, one user-table statement).
-    for (size_t i = 0; i < ins.size();) {
-      size_t j = i + 1;
-      while (j < ins.size() && ins[j].pk == ins[i].pk && ins[j].table == ins[i].table) ++j;
-      int64_t n = 0;
-      row_marks.clear();
-      size_t failed;
-      Status s = impl_->merger.MergeRow(&ins[i], j - i, &n, &row_marks, &failed);
-      if (!s.ok()) {
-        std::string where = failed < j - i
-                                ? "change " + std::to_string(i + failed + 1)
-                                : "changes " + std::to_string(i + 1) + ".." + std::to_string(j);
-        return s.WithContext(where + " of " + std::to_string(changes.size()));
-      }
-      total += n;
-      for (const auto& [key, mark] : row_marks) {
-        auto [it, fresh] = marks.emplace(key, mark);
-        PeerMark& m = it->second;
-        if (!fresh && (mark.version > m.version || (mark.version == m.version && mark.seq > m.seq)))
-          m = mark;
-      }
-      i = j;
-    }
-    for (const auto& [k, m] : marks) CRSYNC_RETURN_IF_ERROR(impl_->merger.TrackPeer(k.first, k.second, m));
-    return Status::OK();
-  };
+  auto body = [&] { return impl_->Merge(changes, tag, &total); };
   Status s;
   if (sqlite3_get_autocommit(db)) {
     CRSYNC_RETURN_IF_ERROR(Exec(db, "BEGIN IMMEDIATE"));
@@ -169,12 +183,21 @@ Status ChangeApplier::Apply(const std::vector<Change>& changes, int64_t tag, int
   } else {
     s = InSavepoint(db, "crsync_apply", body);
   }
-  if (!s.ok()) {
-    impl_->engine->catalog().DropCaches();
-    // The batch was rolled back to its savepoint: site ids it inserted are
-    // gone (a full ROLLBACK already reloads them).
-    impl_->engine->SitesMayHaveRolledBack();
+  if (!s.ok()) impl_->Forget();
+  if (s.ok() && impacted) *impacted = total;
+  return s;
+}
+
+Status ChangeApplier::ApplyInTransaction(const std::vector<Change>& changes, int64_t tag,
+                                         int64_t* impacted) {
+  sqlite3* db = impl_->engine->db();
+  if (sqlite3_get_autocommit(db)) {
+    return Status::Sqlite(SQLITE_MISUSE, "ChangeApplier::ApplyInTransaction needs an open transaction");
   }
+  impl_->engine->SitesMayHaveRolledBack();
+  int64_t total = 0;
+  Status s = impl_->Merge(changes, tag, &total);
+  if (!s.ok()) impl_->Forget();
   if (s.ok() && impacted) *impacted = total;
   return s;
 }

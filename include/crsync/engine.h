@@ -82,6 +82,15 @@ class ChangeApplier {
   // *impacted, if not null, receives how many changes modified local state.
   Status Apply(const std::vector<Change>& changes, int64_t tag = 0, int64_t* impacted = nullptr);
 
+  // Apply() for a caller that merges several batches in one transaction of
+  // its own and undoes them together: the connection MUST be inside a
+  // transaction (else SQLITE_MISUSE), and no savepoint is taken, so on error the
+  // batch may be partly merged and the caller MUST roll back (ROLLBACK, or
+  // ROLLBACK TO a savepoint it took before the call) before anything else.
+  // Saves the per-batch savepoint's journalling on the sidecar's hot path.
+  Status ApplyInTransaction(const std::vector<Change>& changes, int64_t tag,
+                            int64_t* impacted = nullptr);
+
  private:
   ChangeApplier() = default;
   struct Impl;

@@ -131,6 +131,50 @@ TEST(ChangeApplierTest, BadChangeRollsBackTheWholeBatch) {
   EXPECT_EQ(b.One("SELECT count(*) FROM t"), "0");
 }
 
+TEST(ChangeApplierTest, ApplyInTransactionLeavesAtomicityToTheCaller) {
+  TestDb a, b;
+  a.Exec(kSchema);
+  b.Exec(kSchema);
+  a.Exec("INSERT INTO t VALUES (1, 'a', 1); INSERT INTO t VALUES (2, 'b', 2)");
+  std::unique_ptr<ChangeReader> reader;
+  ASSERT_OK(ChangeReader::Open(a.get(), &reader));
+  std::vector<Change> first, second;
+  int64_t v;
+  ASSERT_OK(reader->NextTransaction(0, OriginFilter{}, &first, &v));
+  ASSERT_OK(reader->NextTransaction(v, OriginFilter{}, &second, &v));
+  std::unique_ptr<ChangeApplier> applier;
+  ASSERT_OK(ChangeApplier::Open(b.get(), &applier));
+  // Outside a transaction it refuses and changes nothing.
+  Status misuse = applier->ApplyInTransaction(first, 0);
+  EXPECT_EQ(misuse.sqlite_code(), SQLITE_MISUSE);
+  EXPECT_THAT(misuse.message(), HasSubstr("needs an open transaction"));
+  EXPECT_EQ(b.One("SELECT count(*) FROM t"), "0");
+  // Two batches in one transaction: both merged at COMMIT, tracked once.
+  b.Exec("BEGIN IMMEDIATE");
+  int64_t impacted = 0;
+  ASSERT_OK(applier->ApplyInTransaction(first, 0, &impacted));
+  EXPECT_EQ(impacted, 2);
+  ASSERT_OK(applier->ApplyInTransaction(second, 0));
+  b.Exec("COMMIT");
+  EXPECT_EQ(b.Query("SELECT * FROM t ORDER BY id"), a.Query("SELECT * FROM t ORDER BY id"));
+  EXPECT_EQ(b.One("SELECT version FROM crsql_tracked_peers"), "2");
+  // A bad batch: the caller's ROLLBACK undoes it and what came before it.
+  a.Exec("INSERT INTO t VALUES (3, 'c', 3)");
+  std::vector<Change> third;
+  ASSERT_OK(reader->NextTransaction(v, OriginFilter{}, &third, &v));
+  std::vector<Change> bad = third;
+  bad.back().cid = "nope";
+  b.Exec("BEGIN IMMEDIATE");
+  ASSERT_OK(applier->ApplyInTransaction(third, 0));
+  EXPECT_THAT(applier->ApplyInTransaction(bad, 0).message(), HasSubstr("no such column t.nope"));
+  b.Exec("ROLLBACK");
+  EXPECT_EQ(b.One("SELECT count(*) FROM t"), "2");
+  EXPECT_EQ(b.One("SELECT version FROM crsql_tracked_peers"), "2");
+  // The applier is still usable afterwards.
+  ASSERT_OK(applier->Apply(third));
+  EXPECT_EQ(b.Query("SELECT * FROM t ORDER BY id"), a.Query("SELECT * FROM t ORDER BY id"));
+}
+
 TEST(ChangeApiTest, NeedsTheEngine) {
   DbPtr plain;
   ASSERT_OK(OpenDb(":memory:", SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr, &plain));
