@@ -47,7 +47,11 @@ struct SessionOptions {
   // OnMessages merges the complete transactions of consecutive changesets
   // in one SQLite transaction while they total at most this many changes
   // (fewer commits; a bound on how long the app's writers wait).
-  size_t max_changes_per_commit = 4000;
+  size_t max_changes_per_commit = 10000;
+  // One Pump() call reads at most about this many changes (whole
+  // transactions), so the first ones go out while the rest are read; it then
+  // reports more_to_send() and the caller pumps again.
+  size_t max_changes_per_pump = 4000;
   // Called before each merge transaction begins (may block briefly, e.g. to
   // let the application's writers go first). Must not use the connection.
   std::function<void()> before_merge_txn;
@@ -78,6 +82,9 @@ class PeerSession {
   // Sends what is new in the local change feed (call when the commit signal
   // fires, and after acks), within the send window.
   Status Pump(std::vector<Message>* out);
+  // The last Pump() stopped at max_changes_per_pump with window to spare:
+  // call it again soon (there may be more to read).
+  bool more_to_send() const { return more_to_send_; }
 
   bool ready() const { return ready_; }
   const std::string& peer_site() const { return peer_site_; }
@@ -95,6 +102,11 @@ class PeerSession {
   // Merges `ready` in as few SQLite transactions as the limit allows, each
   // with the receive cursor it reaches, then acknowledges.
   Status ApplyReady(std::vector<ChangesetMsg>* ready, uint32_t credits, std::vector<Message>* out);
+  // One SQLite transaction merging ready[from, to) and the receive cursor it
+  // reaches. A changeset the applier refuses rolls it all back: *bad is its
+  // index (else `to`) and *why the reason. Other errors are returned.
+  Status MergeTxn(const std::vector<ChangesetMsg>& ready, size_t from, size_t to, size_t* bad,
+                  Status* why);
   Status LoadCursor(int64_t event, int64_t* out);
   Status SaveCursor(int64_t event, int64_t version);
 
@@ -105,6 +117,7 @@ class PeerSession {
   std::string site_id_;
   uint64_t fingerprint_ = 0;
   bool ready_ = false;
+  bool more_to_send_ = false;
   std::string peer_site_;
   Coverage coverage_;
   int64_t sent_ = 0;    // highest own version sent on this connection

@@ -280,6 +280,44 @@ TEST(PeerSessionTest, BadChangesetsCloseTheConnectionAndApplyNothing) {
 // per commit, skips duplicates, answers with one ack for all; a bad changeset
 // in it is refused alone: what came before it is committed and acknowledged,
 // what came after it is not applied.
+TEST(PeerSessionTest, PumpStopsAtItsBoundAndResumesWhereItStopped) {
+  Node a, b;
+  for (int i = 0; i < 10; ++i) a.db.Exec("INSERT INTO items VALUES (" + std::to_string(i) + ", 'n', 1)");
+  SessionOptions opts;
+  opts.max_changes_per_pump = 3;  // each transaction holds 2 changes
+  opts.window = 100;
+  std::unique_ptr<PeerSession> sa, sb;
+  ASSERT_OK(PeerSession::Open(a.db.get(), opts, &sa));
+  ASSERT_OK(PeerSession::Open(b.db.get(), opts, &sb));
+  std::vector<Message> ha, hb, out;
+  ASSERT_OK(sa->Start(&ha));
+  ASSERT_OK(sb->Start(&hb));
+  ASSERT_OK(sb->OnMessage(ha[0], &out));
+  out.clear();
+  ASSERT_OK(sa->OnMessage(hb[0], &out));  // the hello pumps first
+  std::vector<Message> sent = out;
+  EXPECT_EQ(sent.size(), 2u);  // two transactions reach the bound
+  EXPECT_TRUE(sa->more_to_send());
+  int pumps = 1;
+  while (sa->more_to_send()) {
+    out.clear();
+    ASSERT_OK(sa->Pump(&out));
+    EXPECT_LE(out.size(), 2u);
+    sent.insert(sent.end(), out.begin(), out.end());
+    ASSERT_LT(++pumps, 20);
+  }
+  EXPECT_EQ(pumps, 6);  // the last finds nothing more
+  EXPECT_EQ(sent.size(), 10u);
+  for (size_t i = 0; i < sent.size(); ++i) {
+    const auto& cs = std::get<ChangesetMsg>(sent[i]);
+    EXPECT_EQ(cs.end, static_cast<int64_t>(i + 1));  // in order, none skipped
+  }
+  out.clear();
+  ASSERT_OK(sb->OnMessages(sent, &out));
+  EXPECT_EQ(Contents(b), Contents(a));
+  EXPECT_EQ(sb->receive_cursor(), 10);
+}
+
 TEST(PeerSessionTest, BatchesMergeTogetherAndABadChangesetStopsOnlyTheRest) {
   Node a, b;
   SessionOptions opts;
