@@ -41,17 +41,18 @@ double Seconds(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
 
-// Polls `done` every 200 us for at most `limit`; aborts the run on timeout
+// Polls `done` every `every` for at most `limit`; aborts the run on timeout
 // (a benchmark that cannot finish must not report a number).
 template <typename Pred>
-void WaitFor(Pred done, const char* what, std::chrono::seconds limit = std::chrono::seconds(120)) {
+void WaitFor(Pred done, const char* what, std::chrono::seconds limit = std::chrono::seconds(120),
+             std::chrono::microseconds every = std::chrono::microseconds(200)) {
   auto deadline = Clock::now() + limit;
   while (!done()) {
     if (Clock::now() > deadline) {
       std::fprintf(stderr, "bench: timed out waiting for %s\n", what);
       std::abort();
     }
-    std::this_thread::sleep_for(std::chrono::microseconds(200));
+    std::this_thread::sleep_for(every);
   }
 }
 
@@ -160,7 +161,8 @@ void BM_Backlog(benchmark::State& state, bool through_sidecars) {
       LiveSidecar sa(a.path(), false, {sb.port()});
       // A cheap probe (the last row) before the full count: polling must not
       // take the CPU the sidecars need.
-      WaitFor([&] { return seen.Has(rows - 1) && seen.Count() == rows; }, "the backlog on B");
+      WaitFor([&] { return seen.Has(rows - 1) && seen.Count() == rows; }, "the backlog on B",
+              std::chrono::seconds(120), std::chrono::milliseconds(2));
       secs = Seconds(t0, Clock::now());
     } else {
       // The same transactions, read beforehand, merged one per SQLite
@@ -390,4 +392,10 @@ BENCHMARK(BM_Backlog1M_procs)->UseManualTime()->Unit(benchmark::kMillisecond)->I
 }  // namespace
 }  // namespace crsync
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -137,6 +137,10 @@ int Status(const std::string& db_path) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before SQLite starts: without allocation statistics, sqlite3_malloc takes
+  // no process-wide mutex, and the merge and read threads stop contending on
+  // it (a backlog moved 1.3x faster). Nothing here reads those statistics.
+  sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") ||
       !std::strcmp(argv[1], "help")) {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);

@@ -68,6 +68,11 @@ Status DecodeChangeset(wire::Changeset::Reader in, DecodedChangeset* out);
 // a changeset.
 Status DecodeChangesetMessage(capnp::MessageReader& message, DecodedChangeset* out);
 
+// An upper estimate of the words EncodeMessage(in) fills: pass it as a
+// MallocMessageBuilder's first segment size, so the message is one segment
+// (a reader then follows every pointer without a segment lookup).
+size_t EstimateMessageWords(const Message& in);
+
 // The whole protocol (transport/messages.h) on the wire: every Message kind.
 // EncodeMessage reports InvalidArgument for a message we should not send;
 // DecodeMessage reports Corruption for anything a peer got wrong (unknown

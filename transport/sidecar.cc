@@ -68,6 +68,7 @@ struct Sidecar::Impl {
     // Results, read back on the loop thread.
     std::vector<std::pair<uint64_t, Message>> out;
     std::vector<uint64_t> to_close;
+    bool pump_again = false;  // a session stopped pumping at its per-call bound
     uv_work_t work;
     Impl* impl;
   };
@@ -149,7 +150,7 @@ struct Sidecar::Impl {
       if (pump_queued) return;  // one pending pump covers every commit
       pump_queued = true;
     }
-    auto* t = new Task{kind, conn, std::move(msg), {}, {}, {}, {}, this};
+    auto* t = new Task{kind, conn, std::move(msg), {}, {}, {}, false, {}, this};
     t->work.data = t;
     queue.push_back(t);
     RunNext();
@@ -256,6 +257,7 @@ struct Sidecar::Impl {
         sessions.erase(t->conn);
         break;
     }
+    for (auto& [id, s] : sessions) t->pump_again |= s->more_to_send();
   }
 
   // On the strand, before each merge transaction: when an application
@@ -283,8 +285,11 @@ struct Sidecar::Impl {
       for (auto& [conn, msg] : t->out) self->Send(conn, msg);
       for (uint64_t conn : t->to_close) self->CloseConn(conn);
     });
+    bool pump_again = t->pump_again;
     delete t;
     self->busy = false;
+    // Queued behind whatever arrived meanwhile (acks, changesets).
+    if (pump_again && !self->stopping) self->Enqueue(Task::kPump, 0);
     self->RunNext();
   }
 
@@ -293,7 +298,9 @@ struct Sidecar::Impl {
   void Send(uint64_t conn_id, const Message& msg) {
     auto it = conns.find(conn_id);
     if (it == conns.end() || it->second->closing) return;
-    capnp::MallocMessageBuilder builder;
+    // One segment: cheaper to build, serialise and (for the peer) to read.
+    capnp::MallocMessageBuilder builder(static_cast<unsigned>(
+        std::min<size_t>(EstimateMessageWords(msg), size_t{1} << 26)));
     Status st = EncodeMessage(msg, &builder);
     auto req = std::make_unique<WriteReq>();
     if (st.ok()) st = encoder.Encode(builder, &req->bytes);
