@@ -32,30 +32,51 @@ Crr::Crr(sqlite3* db, int64_t id, TableSchema schema)
   user_get_col_.resize(schema_.cols.size());
 }
 
-Status Crr::PkAffinity(const std::vector<char>** out) {
-  if (pk_affinity_.size() != schema_.pk_cols.size()) {
-    std::vector<char> aff;
-    StmtPtr st;
-    // In a STRICT table a column declared ANY has no affinity (SQLite keeps
-    // '1' as TEXT there), where AffinityOf("ANY") is NUMERIC.
-    bool strict = false;
-    if (Prepare(db_, "SELECT strict FROM pragma_table_list(?1) WHERE schema = 'main'", &st).ok()) {
-      sqlite3_bind_text(st.get(), 1, schema_.name.data(), static_cast<int>(schema_.name.size()),
-                        SQLITE_STATIC);
-      strict = sqlite3_step(st.get()) == SQLITE_ROW && sqlite3_column_int(st.get(), 0) != 0;
-    }
-    CRSYNC_RETURN_IF_ERROR(Prepare(
-        db_, "SELECT type FROM pragma_table_info(?1, 'main') WHERE pk > 0 ORDER BY pk", &st));
+// Reads the affinity of every pk column and every slot from the table's
+// declaration.
+Status Crr::LoadAffinities() {
+  StmtPtr st;
+  // In a STRICT table a column declared ANY has no affinity (SQLite keeps
+  // '1' as TEXT there), where AffinityOf("ANY") is NUMERIC.
+  bool strict = false;
+  if (Prepare(db_, "SELECT strict FROM pragma_table_list(?1) WHERE schema = 'main'", &st).ok()) {
     sqlite3_bind_text(st.get(), 1, schema_.name.data(), static_cast<int>(schema_.name.size()),
                       SQLITE_STATIC);
-    while (sqlite3_step(st.get()) == SQLITE_ROW) {
-      const char* t = reinterpret_cast<const char*>(sqlite3_column_text(st.get(), 0));
-      aff.push_back(strict && t && sqlite3_stricmp(t, "ANY") == 0 ? 'b' : AffinityOf(t ? t : ""));
-    }
-    if (aff.size() != schema_.pk_cols.size()) aff.assign(schema_.pk_cols.size(), 'b');
-    pk_affinity_ = std::move(aff);
+    strict = sqlite3_step(st.get()) == SQLITE_ROW && sqlite3_column_int(st.get(), 0) != 0;
   }
+  CRSYNC_RETURN_IF_ERROR(
+      Prepare(db_, "SELECT name, type, pk FROM pragma_table_info(?1, 'main') ORDER BY pk", &st));
+  sqlite3_bind_text(st.get(), 1, schema_.name.data(), static_cast<int>(schema_.name.size()),
+                    SQLITE_STATIC);
+  std::vector<char> pk_aff, col_aff(schema_.cols.size(), 'b');
+  while (sqlite3_step(st.get()) == SQLITE_ROW) {
+    const char* n = reinterpret_cast<const char*>(sqlite3_column_text(st.get(), 0));
+    const char* t = reinterpret_cast<const char*>(sqlite3_column_text(st.get(), 1));
+    char a = strict && t && sqlite3_stricmp(t, "ANY") == 0 ? 'b' : AffinityOf(t ? t : "");
+    if (sqlite3_column_int(st.get(), 2) > 0) {
+      pk_aff.push_back(a);
+    } else if (int slot = n ? SlotOf(n) : -1; slot >= 0) {
+      col_aff[static_cast<size_t>(slot)] = a;
+    }
+  }
+  if (pk_aff.size() != schema_.pk_cols.size()) pk_aff.assign(schema_.pk_cols.size(), 'b');
+  pk_affinity_ = std::move(pk_aff);
+  col_affinity_ = std::move(col_aff);
+  affinities_loaded_ = true;
+  return Status::OK();
+}
+
+Status Crr::PkAffinity(const std::vector<char>** out) {
+  if (!affinities_loaded_) CRSYNC_RETURN_IF_ERROR(LoadAffinities());
   *out = &pk_affinity_;
+  return Status::OK();
+}
+
+Status Crr::ColAffinity(int slot, char* out) {
+  if (!affinities_loaded_) CRSYNC_RETURN_IF_ERROR(LoadAffinities());
+  *out = slot >= 0 && static_cast<size_t>(slot) < col_affinity_.size()
+             ? col_affinity_[static_cast<size_t>(slot)]
+             : 'b';
   return Status::OK();
 }
 

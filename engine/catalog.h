@@ -31,6 +31,8 @@ class Crr {
   size_t slots() const { return schema_.cols.size(); }
   // Affinity of each pk column (AffinityOf), read from the table on first use.
   Status PkAffinity(const std::vector<char>** out);
+  // Affinity of column slot `slot` ('b' for none), likewise.
+  Status ColAffinity(int slot, char* out);
   // Slot of column `cid`, or -1 when it is not a non-PK column.
   int SlotOf(std::string_view cid) const;
 
@@ -58,7 +60,7 @@ class Crr {
   // Forgets the cached row (after a rollback).
   void DropCache() { cache_valid_ = false; }
   // Forgets what was derived from the table's declaration (schema change).
-  void SchemaMayHaveChanged() { pk_affinity_.clear(); }
+  void SchemaMayHaveChanged() { affinities_loaded_ = false; }
 
   // User-table statements, pk values bound at 1..npk by the caller.
   Status UserUpsert(int slot, sqlite3_stmt** out);  // + value at npk+1
@@ -82,7 +84,9 @@ class Crr {
   TableSchema schema_;
   std::string meta_buf_;
   std::vector<std::pair<int64_t, int64_t>> runs_a_, runs_b_;
-  std::vector<char> pk_affinity_;
+  Status LoadAffinities();
+  bool affinities_loaded_ = false;
+  std::vector<char> pk_affinity_, col_affinity_;
   bool cache_valid_ = false;
   std::string cache_pk_;
   RowMeta cache_meta_;

@@ -190,7 +190,11 @@ Status Merger::MergeRow(const MergeInput* ins, size_t n, int64_t* impacted,
       } else if (in.col_version == local_clock.col_version) {
         int c;
         if (const Value* v = write.Written(slot)) {
-          c = Value::Compare(*v, in.val);
+          // Compare with what the column will hold, as the row-by-row path
+          // compares with what it stored (after the column's affinity).
+          char affinity;
+          CRSYNC_RETURN_IF_ERROR(crr->ColAffinity(slot, &affinity));
+          c = Value::Compare(ApplyAffinity(*v, affinity), in.val);
         } else {
           sqlite3_stmt* get = nullptr;
           CRSYNC_RETURN_IF_ERROR(crr->UserGetColumn(slot, &get));
@@ -210,7 +214,10 @@ Status Merger::MergeRow(const MergeInput* ins, size_t n, int64_t* impacted,
           outcome = Outcome::kWin;
         } else if (c == 0 && e_->merge_equal_values()) {
           const std::string& incoming = local ? e_->site_id() : std::string(*in.site);
-          const std::string& mine = e_->SiteIdOf(local_clock.site);
+          // A site new in this batch still has its placeholder ordinal.
+          const std::string& mine =
+              local_clock.site < 0 ? new_sites_[static_cast<size_t>(-local_clock.site - 1)]
+                                   : e_->SiteIdOf(local_clock.site);
           if (incoming > mine) outcome = Outcome::kWin;
         }
       }

@@ -175,6 +175,65 @@ TEST(ChangeApplierTest, ApplyInTransactionLeavesAtomicityToTheCaller) {
   EXPECT_EQ(b.Query("SELECT * FROM t ORDER BY id"), a.Query("SELECT * FROM t ORDER BY id"));
 }
 
+// Equal clocks for one cell in one batch: ChangeApplier must keep the same
+// winner as INSERT INTO crsql_changes row by row (which compares with what
+// the table stored, after the column's affinity, and with the stored
+// change's site, even when that site is new in the batch).
+TEST(ChangeApplierTest, BatchBreaksTiesLikeRowByRow) {
+  constexpr char kTextSchema[] =
+      "CREATE TABLE w (id INTEGER PRIMARY KEY NOT NULL, s TEXT); SELECT crsql_as_crr('w');";
+  auto change = [](char site, Value val, int64_t dbv) {
+    Change c;
+    c.table = "w";
+    c.pk = std::string("\x01\x09\x01", 3);
+    c.cid = "s";
+    c.val_type = val.type;
+    c.val_int = val.i;
+    c.val_bytes = val.bytes;
+    c.col_version = 1;
+    c.db_version = dbv;
+    c.site_id = std::string(16, site);
+    c.cl = 1;
+    c.seq = 0;
+    return c;
+  };
+  auto row = [](const Change& c) {
+    return ChangeRow{Value::Text(c.table), Value::Blob(c.pk), Value::Text(c.cid),
+                     c.val_type == SQLITE_TEXT ? Value::Text(c.val_bytes) : Value::Int(c.val_int),
+                     Value::Int(c.col_version), Value::Int(c.db_version), Value::Blob(c.site_id),
+                     Value::Int(c.cl), Value::Int(c.seq)};
+  };
+  struct Case {
+    const char* name;
+    bool merge_equal_values;
+    std::vector<Change> changes;
+  };
+  std::vector<Case> cases = {
+      // 52 is stored as '52' (TEXT), which sorts below the INTEGER -16.
+      {"affinity", false, {change('\x07', Value::Int(52), 1), change('\x07', Value::Int(-16), 2)}},
+      {"same value twice", false,
+       {change('\x07', Value::Int(52), 1), change('\x07', Value::Int(52), 2)}},
+      // Q then P, both new sites: P < Q, so Q's write stays.
+      {"new sites", true, {change('\x0b', Value::Text("x"), 1), change('\x0a', Value::Text("x"), 1)}},
+  };
+  for (const Case& k : cases) {
+    SCOPED_TRACE(k.name);
+    TestDb batch, by_row;
+    for (TestDb* d : {&batch, &by_row}) {
+      d->Exec(kTextSchema);
+      if (k.merge_equal_values) d->Exec("SELECT crsql_config_set('merge-equal-values', 1)");
+    }
+    std::unique_ptr<ChangeApplier> applier;
+    ASSERT_OK(ChangeApplier::Open(batch.get(), &applier));
+    ASSERT_OK(applier->Apply(k.changes));
+    for (const Change& c : k.changes) ASSERT_OK(ApplyChanges(by_row.get(), {row(c)}));
+    const char* q = "SELECT quote(s) FROM w";
+    EXPECT_EQ(batch.Query(q), by_row.Query(q));
+    const char* meta = "SELECT cid, quote(val), hex(site_id), db_version, col_version FROM crsql_changes";
+    EXPECT_EQ(batch.Query(meta), by_row.Query(meta));
+  }
+}
+
 TEST(ChangeApiTest, NeedsTheEngine) {
   DbPtr plain;
   ASSERT_OK(OpenDb(":memory:", SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr, &plain));

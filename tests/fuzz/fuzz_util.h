@@ -65,7 +65,9 @@ enum class KnownBug {
   //  - with merge-equal-values, the site of a change from a site new in the
   //    batch (temporary negative ordinal) reads as "" (SiteIdOf), so any
   //    later site wins: Q then P keeps P in a batch, Q row by row (P < Q).
-  // Tolerated: such changesets are not compared with the SQL path.
+  // Fixed: MergeRow applies the column's affinity to the value it compares
+  // with and resolves placeholder sites (ChangeApplierTest.
+  // BatchBreaksTiesLikeRowByRow); the regressions now replay strictly.
   kBatchTieBreak,
 };
 
@@ -78,8 +80,8 @@ inline bool Tolerated(KnownBug bug) {
   switch (bug) {
     case KnownBug::kStaleSiteCache:  // fixed: ChangeApplier re-checks after a failed batch
       return false;
-    case KnownBug::kBatchTieBreak:
-      return true;
+    case KnownBug::kBatchTieBreak:  // fixed: MergeRow compares like the row-by-row path
+      return false;
   }
   return false;
 }
