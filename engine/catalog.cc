@@ -167,32 +167,15 @@ Status Crr::StoreMeta(std::string_view pk, const RowMeta& before, RowMeta after,
 
 Status Crr::UpdateFeed(std::string_view pk, const RowMeta& before, const RowMeta& after) {
   // The feed lists each distinct (db_version, run) of the row once.
-  using Run = std::pair<int64_t, int64_t>;
-  auto runs = [](const RowMeta& m, Run* out) {
-    size_t n = 0;
-    auto add = [&](const Clock& c) {
-      for (size_t i = 0; i < n; ++i)
-        if (out[i].first == c.db_version && out[i].second == c.run) return;
-      out[n++] = Run(c.db_version, c.run);
-    };
-    if (m.sentinel.present) add(m.sentinel);
-    for (const Clock& c : m.cols)
-      if (c.present) add(c);
-    return n;
+  std::vector<FeedRun>& old_runs = runs_a_;
+  std::vector<FeedRun>& new_runs = runs_b_;
+  FeedRuns(before, &old_runs);
+  FeedRuns(after, &new_runs);
+  auto contains = [](const std::vector<FeedRun>& v, const FeedRun& r) {
+    return std::find(v.begin(), v.end(), r) != v.end();
   };
-  std::vector<Run>& old_runs = runs_a_;
-  std::vector<Run>& new_runs = runs_b_;
-  old_runs.resize(before.cols.size() + 1);
-  new_runs.resize(after.cols.size() + 1);
-  size_t n_old = runs(before, old_runs.data()), n_new = runs(after, new_runs.data());
-  auto contains = [](const std::vector<Run>& v, size_t n, const Run& r) {
-    for (size_t i = 0; i < n; ++i)
-      if (v[i] == r) return true;
-    return false;
-  };
-  for (size_t i = 0; i < n_old; ++i) {
-    const Run& r = old_runs[i];
-    if (contains(new_runs, n_new, r)) continue;
+  for (const FeedRun& r : old_runs) {
+    if (contains(new_runs, r)) continue;
     sqlite3_stmt* del = nullptr;
     CRSYNC_RETURN_IF_ERROR(Cached(&feed_del_, [&] {
       return "DELETE FROM " + FeedTable() + " WHERE dbv = ?1 AND lo = ?2 AND pk = ?3";
@@ -202,9 +185,8 @@ Status Crr::UpdateFeed(std::string_view pk, const RowMeta& before, const RowMeta
     sqlite3_bind_blob(del, 3, pk.data(), static_cast<int>(pk.size()), SQLITE_STATIC);
     CRSYNC_RETURN_IF_ERROR(StepToEnd(db_, del));
   }
-  for (size_t i = 0; i < n_new; ++i) {
-    const Run& r = new_runs[i];
-    if (contains(old_runs, n_old, r)) continue;
+  for (const FeedRun& r : new_runs) {
+    if (contains(old_runs, r)) continue;
     sqlite3_stmt* add = nullptr;
     CRSYNC_RETURN_IF_ERROR(Cached(&feed_add_, [&] {
       return "INSERT OR IGNORE INTO " + FeedTable() + "(dbv, lo, pk) VALUES (?1, ?2, ?3)";
@@ -215,6 +197,83 @@ Status Crr::UpdateFeed(std::string_view pk, const RowMeta& before, const RowMeta
     CRSYNC_RETURN_IF_ERROR(StepToEnd(db_, add));
   }
   return Status::OK();
+}
+
+Status Crr::StoreBulk(const RowBuf& inserts, const RowBuf& updates, const RowBuf& feed_del,
+                      const RowBuf& feed_add) {
+  // Each statement reads its rows from crsync_rowbuf (engine/row_buf.h):
+  // the per-row cost is one loop of one statement, not a statement run.
+  // None can abort part-way (OR IGNORE; our values are never NULL), so
+  // SQLite needs no statement journal for them: with one, every page they
+  // touch would be copied to it first.
+  auto run = [&](StmtPtr* slot, const RowBuf& buf, auto&& make_sql) -> Status {
+    if (buf.rows.empty()) return Status::OK();
+    sqlite3_stmt* st = nullptr;
+    CRSYNC_RETURN_IF_ERROR(Cached(slot, make_sql, &st));
+    sqlite3_bind_pointer(st, 1, const_cast<RowBuf*>(&buf), kRowBufPointerType, nullptr);
+    Status s = StepToEnd(db_, st);
+    sqlite3_clear_bindings(st);
+    return s;
+  };
+  DropCache();
+  CRSYNC_RETURN_IF_ERROR(run(&bulk_insert_, inserts, [&] {
+    return "INSERT OR IGNORE INTO " + RowsTable() + "(pk, meta) SELECT pk, meta FROM crsync_rowbuf(?1)";
+  }));
+  CRSYNC_RETURN_IF_ERROR(run(&bulk_update_, updates, [&] {
+    return "UPDATE OR IGNORE " + RowsTable() +
+           " AS r SET meta = b.meta FROM crsync_rowbuf(?1) AS b WHERE r.pk = b.pk";
+  }));
+  CRSYNC_RETURN_IF_ERROR(run(&bulk_feed_del_, feed_del, [&] {
+    return "DELETE FROM " + FeedTable() +
+           " WHERE (dbv, lo, pk) IN (SELECT dbv, lo, pk FROM crsync_rowbuf(?1))";
+  }));
+  return run(&bulk_feed_add_, feed_add, [&] {
+    return "INSERT OR IGNORE INTO " + FeedTable() +
+           "(dbv, lo, pk) SELECT dbv, lo, pk FROM crsync_rowbuf(?1)";
+  });
+}
+
+Status Crr::MaxStoredPk(std::string* out, bool* any) {
+  sqlite3_stmt* st = nullptr;
+  CRSYNC_RETURN_IF_ERROR(Cached(&max_pk_, [&] {
+    return "SELECT pk FROM " + RowsTable() + " ORDER BY pk DESC LIMIT 1";
+  }, &st));
+  int rc = sqlite3_step(st);
+  *any = rc == SQLITE_ROW;
+  if (*any) {
+    sqlite3_value* v = sqlite3_column_value(st, 0);
+    out->assign(static_cast<const char*>(sqlite3_value_blob(v)),
+                static_cast<size_t>(sqlite3_value_bytes(v)));
+  }
+  sqlite3_reset(st);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return SqliteError(db_, rc);
+  return Status::OK();
+}
+
+Status Crr::LoadBulk(const RowBuf& keys,
+                     const std::function<Status(std::string_view, std::string_view)>& on_row) {
+  if (keys.rows.empty()) return Status::OK();
+  sqlite3_stmt* st = nullptr;
+  CRSYNC_RETURN_IF_ERROR(Cached(&bulk_load_, [&] {
+    // CROSS JOIN keeps the buffer outside: one key lookup per buffered pk.
+    return "SELECT r.pk, r.meta FROM crsync_rowbuf(?1) b CROSS JOIN " + RowsTable() +
+           " r ON r.pk = b.pk";
+  }, &st));
+  sqlite3_bind_pointer(st, 1, const_cast<RowBuf*>(&keys), kRowBufPointerType, nullptr);
+  Status s;
+  int rc = SQLITE_OK;
+  while (s.ok() && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    sqlite3_value* pk = sqlite3_column_value(st, 0);
+    sqlite3_value* meta = sqlite3_column_value(st, 1);
+    s = on_row(std::string_view(static_cast<const char*>(sqlite3_value_blob(pk)),
+                                static_cast<size_t>(sqlite3_value_bytes(pk))),
+               std::string_view(static_cast<const char*>(sqlite3_value_blob(meta)),
+                                static_cast<size_t>(sqlite3_value_bytes(meta))));
+  }
+  if (s.ok() && rc != SQLITE_DONE) s = SqliteError(db_, rc);
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  return s;
 }
 
 Status Crr::UserUpsert(int slot, sqlite3_stmt** out) {

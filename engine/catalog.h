@@ -5,6 +5,7 @@
 #include <sqlite3.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -12,6 +13,7 @@
 
 #include "crsync/sqlite_handles.h"
 #include "crsync/status.h"
+#include "engine/row_buf.h"
 #include "engine/row_meta.h"
 #include "engine/table_schema.h"
 
@@ -57,6 +59,18 @@ class Crr {
   // Adds and removes feed entries so the feed lists exactly the runs of
   // `after` instead of those of `before` (both already normalized).
   Status UpdateFeed(std::string_view pk, const RowMeta& before, const RowMeta& after);
+  // Many rows at once (engine/meta_batch.h): inserts `inserts` and
+  // rewrites `updates` (pk, encoded meta; rows without / with stored
+  // metadata), deletes the feed entries `feed_del` and adds `feed_add` (pk,
+  // dbv, lo), with one statement each. Drops the cached row.
+  Status StoreBulk(const RowBuf& inserts, const RowBuf& updates, const RowBuf& feed_del,
+                   const RowBuf& feed_add);
+  // The largest pk with metadata (*any = false when there is none).
+  Status MaxStoredPk(std::string* out, bool* any);
+  // Calls on_row(pk, encoded meta) for each row of `keys` (by pk) that has
+  // metadata, with one statement; stops at the first error.
+  Status LoadBulk(const RowBuf& keys,
+                  const std::function<Status(std::string_view, std::string_view)>& on_row);
   // Forgets the cached row (after a rollback).
   void DropCache() { cache_valid_ = false; }
   // Forgets what was derived from the table's declaration (schema change).
@@ -83,7 +97,7 @@ class Crr {
   int64_t id_;
   TableSchema schema_;
   std::string meta_buf_;
-  std::vector<std::pair<int64_t, int64_t>> runs_a_, runs_b_;
+  std::vector<FeedRun> runs_a_, runs_b_;
   Status LoadAffinities();
   bool affinities_loaded_ = false;
   std::vector<char> pk_affinity_, col_affinity_;
@@ -91,6 +105,7 @@ class Crr {
   std::string cache_pk_;
   RowMeta cache_meta_;
   StmtPtr get_meta_, put_meta_, new_meta_, feed_add_, feed_del_, user_insert_pk_, user_delete_;
+  StmtPtr bulk_insert_, bulk_update_, bulk_feed_del_, bulk_feed_add_, bulk_load_, max_pk_;
   std::vector<StmtPtr> user_upsert_, user_get_col_;
   std::map<std::vector<int>, StmtPtr> user_upsert_multi_;
 };

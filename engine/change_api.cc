@@ -1,5 +1,6 @@
 // ChangeReader and ChangeApplier (include/crsync/engine.h): the sidecar's
 // read and merge paths, over the same scan and merge code as crsql_changes.
+#include <algorithm>
 #include <cmath>
 #include <map>
 
@@ -11,6 +12,9 @@
 
 namespace crsync {
 namespace {
+
+// A batch merge holds at most this many rows' metadata before storing it.
+constexpr size_t kMaxHeldRows = 1024;
 
 Status FindEngine(sqlite3* db, ConnEngine** out) {
   *out = ConnEngine::Find(db);
@@ -92,9 +96,13 @@ Status ChangeReader::NextTransaction(int64_t after, const OriginFilter& origin,
 }
 
 struct ChangeApplier::Impl {
-  explicit Impl(ConnEngine* e) : engine(e), merger(e) {}
+  explicit Impl(ConnEngine* e) : engine(e), merger(e), batch(&e->catalog()) {
+    merger.SetBatch(&batch);
+  }
   ConnEngine* engine;
   Merger merger;
+  MetaBatch batch;  // the rows' metadata, stored together at the end of Merge
+  std::vector<std::pair<Crr*, std::vector<std::string_view>>> prefetch;  // per window
   std::vector<MergeInput> inputs;
 
   Status Merge(const std::vector<Change>& changes, int64_t tag, int64_t* total);
@@ -134,28 +142,58 @@ Status ChangeApplier::Impl::Merge(const std::vector<Change>& changes, int64_t ta
     in.tag = tag;
   }
   // Consecutive changes to one row merge together (one metadata read and
-  // write, one user-table statement).
-  for (size_t i = 0; i < ins.size();) {
+  // write, one user-table statement). Rows go in windows of kMaxHeldRows:
+  // their metadata is read with one statement per CRR before, and stored
+  // with three after (MetaBatch).
+  auto row_end = [&](size_t i) {
     size_t j = i + 1;
     while (j < ins.size() && ins[j].pk == ins[i].pk && ins[j].table == ins[i].table) ++j;
-    int64_t n = 0;
-    row_marks.clear();
-    size_t failed;
-    Status s = merger.MergeRow(&ins[i], j - i, &n, &row_marks, &failed);
+    return j;
+  };
+  for (size_t start = 0; start < ins.size();) {
+    size_t end = start;
+    prefetch.clear();
+    for (size_t rows = 0; end < ins.size() && rows < kMaxHeldRows; ++rows) {
+      if (Crr* crr = engine->catalog().ByName(ins[end].table)) {
+        auto it = std::find_if(prefetch.begin(), prefetch.end(),
+                               [&](const auto& p) { return p.first == crr; });
+        if (it == prefetch.end()) it = prefetch.insert(prefetch.end(), {crr, {}});
+        it->second.push_back(ins[end].pk);
+      }
+      end = row_end(end);
+    }
+    Status s;
+    for (auto& [crr, pks] : prefetch) {
+      if (s.ok()) s = batch.Prefetch(crr, pks);
+    }
+    for (size_t i = start; s.ok() && i < end;) {
+      size_t j = row_end(i);
+      int64_t n = 0;
+      row_marks.clear();
+      size_t failed;
+      s = merger.MergeRow(&ins[i], j - i, &n, &row_marks, &failed);
+      if (!s.ok()) {
+        std::string where = failed < j - i
+                                ? "change " + std::to_string(i + failed + 1)
+                                : "changes " + std::to_string(i + 1) + ".." + std::to_string(j);
+        s = s.WithContext(where + " of " + std::to_string(changes.size()));
+        break;
+      }
+      *total += n;
+      for (const auto& [key, mark] : row_marks) {
+        auto [it, fresh] = marks.emplace(key, mark);
+        PeerMark& m = it->second;
+        if (!fresh && (mark.version > m.version || (mark.version == m.version && mark.seq > m.seq)))
+          m = mark;
+      }
+      i = j;
+    }
+    if (s.ok()) s = batch.Flush();
     if (!s.ok()) {
-      std::string where = failed < j - i
-                              ? "change " + std::to_string(i + failed + 1)
-                              : "changes " + std::to_string(i + 1) + ".." + std::to_string(j);
-      return s.WithContext(where + " of " + std::to_string(changes.size()));
+      batch.Clear();
+      return s;
     }
-    *total += n;
-    for (const auto& [key, mark] : row_marks) {
-      auto [it, fresh] = marks.emplace(key, mark);
-      PeerMark& m = it->second;
-      if (!fresh && (mark.version > m.version || (mark.version == m.version && mark.seq > m.seq)))
-        m = mark;
-    }
-    i = j;
+    start = end;
   }
   for (const auto& [k, m] : marks) CRSYNC_RETURN_IF_ERROR(merger.TrackPeer(k.first, k.second, m));
   return Status::OK();
@@ -164,6 +202,7 @@ Status ChangeApplier::Impl::Merge(const std::vector<Change>& changes, int64_t ta
 // After a failed batch: statements prepared against what the batch saw may
 // be stale, and site ids it inserted are (or are about to be) rolled back.
 void ChangeApplier::Impl::Forget() {
+  batch.Clear();
   engine->catalog().DropCaches();
   engine->SitesMayHaveRolledBack();
 }

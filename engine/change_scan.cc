@@ -144,10 +144,13 @@ Status ChangeScan::AdvanceFeed(Source* src, bool* has) {
   sqlite3_stmt* st = src->feed.get();
   int rc = sqlite3_step(st);
   if (rc == SQLITE_ROW) {
+    // Each sqlite3_column_* call takes the connection's mutex; the
+    // sqlite3_value_* calls on a column's value do not.
     src->head_dbv = sqlite3_column_int64(st, 0);
     src->head_lo = sqlite3_column_int64(st, 1);
-    src->head_pk.assign(static_cast<const char*>(sqlite3_column_blob(st, 2)),
-                        static_cast<size_t>(sqlite3_column_bytes(st, 2)));
+    sqlite3_value* pk = sqlite3_column_value(st, 2);
+    src->head_pk.assign(static_cast<const char*>(sqlite3_value_blob(pk)),
+                        static_cast<size_t>(sqlite3_value_bytes(pk)));
     *has = true;
     return Status::OK();
   }
@@ -160,8 +163,9 @@ Status ChangeScan::AdvanceFeed(Source* src, bool* has) {
 Status ChangeScan::Expand(Source* src, sqlite3_stmt* st, int meta_col, int64_t dbv, int64_t run,
                           const std::string& pk, bool all_records) {
   RowMeta& meta = meta_buf_;
-  std::string_view blob(static_cast<const char*>(sqlite3_column_blob(st, meta_col)),
-                        static_cast<size_t>(sqlite3_column_bytes(st, meta_col)));
+  sqlite3_value* meta_val = sqlite3_column_value(st, meta_col);
+  std::string_view blob(static_cast<const char*>(sqlite3_value_blob(meta_val)),
+                        static_cast<size_t>(sqlite3_value_bytes(meta_val)));
   CRSYNC_RETURN_IF_ERROR(DecodeRowMeta(blob, src->schema.cols.size(), &meta));
   const bool row_exists = sqlite3_column_int(st, meta_col + 1) != 0;
   const int first_value = meta_col + 2;
@@ -175,28 +179,26 @@ Status ChangeScan::Expand(Source* src, sqlite3_stmt* st, int meta_col, int64_t d
     }
     return OriginPasses(c.site);
   };
-  ScanRecord r;
-  r.crr_index = src->index;
-  r.pk = pk;
-  r.cl = meta.CausalLength();
-  if (wanted(meta.sentinel)) {
-    r.db_version = meta.sentinel.db_version;
-    r.seq = meta.sentinel.seq;
-    r.slot = -1;
-    r.col_version = meta.sentinel.col_version;
-    r.site = meta.sentinel.site;
-    batch_.push_back(r);
-  }
+  const int64_t cl = meta.CausalLength();
+  // Records are built in place: one pk copy each, values read straight in.
+  auto add = [&](const Clock& c, int slot) -> ScanRecord& {
+    ScanRecord& r = batch_.emplace_back();
+    r.crr_index = src->index;
+    r.pk = pk;
+    r.cl = cl;
+    r.db_version = c.db_version;
+    r.seq = c.seq;
+    r.slot = slot;
+    r.col_version = c.col_version;
+    r.site = c.site;
+    return r;
+  };
+  if (wanted(meta.sentinel)) add(meta.sentinel, -1);
   for (size_t i = 0; i < meta.cols.size(); ++i) {
     const Clock& c = meta.cols[i];
     if (!wanted(c)) continue;
-    r.db_version = c.db_version;
-    r.seq = c.seq;
-    r.slot = static_cast<int>(i);
-    r.col_version = c.col_version;
-    r.site = c.site;
-    r.val = row_exists ? Value::FromColumn(st, first_value + static_cast<int>(i)) : Value::Null();
-    batch_.push_back(r);
+    ScanRecord& r = add(c, static_cast<int>(i));
+    if (row_exists) r.val = Value::FromColumn(st, first_value + static_cast<int>(i));
   }
   return Status::OK();
 }
@@ -232,8 +234,11 @@ Status ChangeScan::Next(bool* has) {
     CRSYNC_RETURN_IF_ERROR(AdvanceFeed(src, &more));
     if (more) feeds_.push(src);
     if (batch_.empty()) continue;
-    std::sort(batch_.begin(), batch_.end(),
-              [&](const ScanRecord& x, const ScanRecord& y) { return later(y, x); });
+    // A local write's records are usually in order already.
+    auto earlier = [&](const ScanRecord& x, const ScanRecord& y) { return later(y, x); };
+    if (!std::is_sorted(batch_.begin(), batch_.end(), earlier)) {
+      std::sort(batch_.begin(), batch_.end(), earlier);
+    }
     // Serve the batch directly only if no pending record and no unexpanded
     // feed entry can sort before its last record.
     const ScanRecord& last = batch_.back();

@@ -8,6 +8,7 @@
 #include "engine/changes_vtab.h"
 #include "engine/conn_engine.h"
 #include "engine/functions.h"
+#include "engine/row_buf.h"
 #include "engine/recorder.h"
 
 namespace {
@@ -34,6 +35,7 @@ int Init(sqlite3* db, char** err_msg) {
   rc = RegisterRecorderFunctions(db, e);
   if (rc == SQLITE_OK) rc = RegisterChangesVtab(db, e);
   if (rc == SQLITE_OK) rc = RegisterUnpackColumns(db);
+  if (rc == SQLITE_OK) rc = RegisterRowBuf(db);
   if (rc != SQLITE_OK) {
     SetErr(err_msg, "crsync: cannot register the crsql_changes module");
     return rc;

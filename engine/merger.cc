@@ -27,7 +27,9 @@ enum class Outcome { kIgnore, kDelete, kResurrect, kResurrectWin, kWin };
 
 }  // namespace
 
-Status Merger::Validate(const MergeInput& in, Crr** out, std::vector<Value>* pk_vals, int* slot) {
+Status Merger::Validate(const MergeInput& in, Crr** out, std::vector<Value>* pk_vals, int* slot,
+                        bool same_row) {
+  if (same_row) return ValidateChange(in, *out, slot);  // table and pk checked already
   std::string t(in.table);
   Crr* crr = e_->catalog().ByName(t);
   if (!crr) {
@@ -56,6 +58,13 @@ Status Merger::Validate(const MergeInput& in, Crr** out, std::vector<Value>* pk_
     }
     if ((*affinity)[i] != 'b') (*pk_vals)[i] = ApplyAffinity((*pk_vals)[i], (*affinity)[i]);
   }
+  *out = crr;
+  return ValidateChange(in, crr, slot);
+}
+
+// The checks of one change that do not depend on its table and pk.
+Status Merger::ValidateChange(const MergeInput& in, Crr* crr, int* slot) {
+  auto t = [&] { return std::string(in.table); };  // as the change names it, for messages
   if (in.cid == "-1") {
     *slot = -1;
   } else {
@@ -64,10 +73,10 @@ Status Merger::Validate(const MergeInput& in, Crr** out, std::vector<Value>* pk_
       for (const auto& p : crr->schema().pk_cols) {
         if (p == in.cid) {
           return Status::InvalidArgument("crsql - " + std::string(in.cid) +
-                                         " is a primary key column of " + t);
+                                         " is a primary key column of " + t());
         }
       }
-      return Status::InvalidArgument("crsql - no such column " + t + "." + std::string(in.cid));
+      return Status::InvalidArgument("crsql - no such column " + t() + "." + std::string(in.cid));
     }
   }
   if (in.col_version < 0) return Status::InvalidArgument("crsql - col_version must be a non-negative integer");
@@ -85,7 +94,6 @@ Status Merger::Validate(const MergeInput& in, Crr** out, std::vector<Value>* pk_
     }
   }
   if (in.seq && *in.seq < 0) return Status::InvalidArgument("crsql - seq must be a non-negative integer");
-  *out = crr;
   return Status::OK();
 }
 
@@ -136,22 +144,27 @@ Status Merger::MergeRow(const MergeInput* ins, size_t n, int64_t* impacted,
   std::vector<Value>& pk = pk_vals_;
   slots_.resize(n);
   for (size_t i = 0; i < n; ++i) {
-    Crr* c;
-    Status v = Validate(ins[i], &c, &pk, &slots_[i]);
+    // Later changes of the run name the same table and pk bytes (the
+    // caller's contract): they are resolved once.
+    bool same_row = i > 0 && ins[i].table == ins[0].table && ins[i].pk == ins[0].pk;
+    if (i > 0 && !same_row) return Status::InvalidArgument("crsql - MergeRow needs one row");
+    Status v = Validate(ins[i], &crr, &pk, &slots_[i], same_row);
     if (!v.ok()) {
       if (failed) *failed = i;
       return v;
     }
-    if (crr && c != crr) return Status::InvalidArgument("crsql - MergeRow needs one row");
-    crr = c;
   }
   canonical_pk_.clear();
   PackValues(pk, &canonical_pk_);
   const std::string& key = canonical_pk_;
 
   RowMeta before;
-  bool found;
-  CRSYNC_RETURN_IF_ERROR(crr->LoadMeta(key, &before, &found, /*use_cache=*/true));
+  bool found = false;
+  if (const RowMeta* held = batch_ ? batch_->Find(*crr, key) : nullptr) {
+    before = *held;
+  } else {
+    CRSYNC_RETURN_IF_ERROR(crr->LoadMeta(key, &before, &found, /*use_cache=*/true));
+  }
   RowMeta after = before;
   RowWrite write;
   int64_t total = 0;
@@ -300,7 +313,11 @@ Status Merger::MergeRow(const MergeInput* ins, size_t n, int64_t* impacted,
       patch(after.sentinel);
       for (Clock& c : after.cols) patch(c);
     }
-    CRSYNC_RETURN_IF_ERROR(crr->StoreMeta(key, before, std::move(after), /*cache=*/true));
+    if (batch_) {
+      batch_->Put(*crr, key, before, std::move(after), found);
+    } else {
+      CRSYNC_RETURN_IF_ERROR(crr->StoreMeta(key, before, std::move(after), /*cache=*/true));
+    }
     e_->AddRowsImpacted(total);
   }
   *impacted = total;

@@ -17,6 +17,7 @@
 #include "crsync/sqlite_handles.h"
 #include "crsync/status.h"
 #include "engine/conn_engine.h"
+#include "engine/meta_batch.h"
 #include "engine/value.h"
 
 namespace crsync {
@@ -70,15 +71,26 @@ class Merger {
   Status MergeRow(const MergeInput* ins, size_t n, int64_t* impacted,
                   std::vector<TrackedMark>* marks, size_t* failed = nullptr);
 
+  // With a batch, MergeRow holds each row's new metadata there instead of
+  // storing it (the caller flushes it before anything else reads metadata);
+  // null (the default) stores it at once.
+  void SetBatch(MetaBatch* batch) { batch_ = batch; }
+
   // Upserts the receive cursor of (site, tag) to at least `mark` (§13.3).
   Status TrackPeer(const std::string& site, int64_t tag, const PeerMark& mark);
 
  private:
   struct RowWrite;
-  Status Validate(const MergeInput& in, Crr** crr, std::vector<Value>* pk_vals, int* slot);
+  // Resolves the table and pk of `in` into *crr and *pk_vals (unless
+  // `same_row`: they hold the previous change's, same table and pk bytes)
+  // and checks the rest of the change.
+  Status Validate(const MergeInput& in, Crr** crr, std::vector<Value>* pk_vals, int* slot,
+                  bool same_row = false);
+  Status ValidateChange(const MergeInput& in, Crr* crr, int* slot);
   Status ApplyRowWrite(Crr* crr, const std::vector<Value>& pk, const RowWrite& write);
 
   ConnEngine* e_;
+  MetaBatch* batch_ = nullptr;
   StmtPtr track_;
   std::string canonical_pk_;
   std::vector<Value> pk_vals_;

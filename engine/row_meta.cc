@@ -36,6 +36,18 @@ void NormalizeRuns(RowMeta* meta) {
   });
 }
 
+void FeedRuns(const RowMeta& meta, std::vector<FeedRun>* out) {
+  out->clear();
+  auto add = [&](const Clock& c) {
+    if (!c.present) return;
+    for (const FeedRun& r : *out)
+      if (r.first == c.db_version && r.second == c.run) return;
+    out->emplace_back(c.db_version, c.run);
+  };
+  add(meta.sentinel);
+  for (const Clock& c : meta.cols) add(c);
+}
+
 void PutVarint(uint64_t v, std::string* out) {
   while (v >= 0x80) {
     out->push_back(static_cast<char>((v & 0x7F) | 0x80));

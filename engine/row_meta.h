@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "crsync/status.h"
@@ -42,6 +43,12 @@ struct RowMeta {
 // the same db_version, so the change feed needs one entry per distinct
 // db_version of the row (docs/storage.md).
 void NormalizeRuns(RowMeta* meta);
+
+// The change-feed runs of `meta`: each distinct (db_version, run) of its
+// present records, once, in record order (sentinel first). Normalized
+// metadata has one per db_version.
+using FeedRun = std::pair<int64_t, int64_t>;
+void FeedRuns(const RowMeta& meta, std::vector<FeedRun>* out);
 
 // Encodes `meta` into *out (replacing its contents).
 void EncodeRowMeta(const RowMeta& meta, std::string* out);

@@ -58,26 +58,9 @@ TEST(RebuildPropertyTest, ChangesDescribeExactlyTheCurrentContents) {
 // Applies 9-column rows through ChangeApplier (the sidecar's path), in one
 // batch: consecutive changes to one row are merged together there.
 Status ApplyThroughApplier(sqlite3* db, const std::vector<ChangeRow>& rows) {
-  std::vector<Change> batch;
-  for (const ChangeRow& r : rows) {
-    Change c;
-    c.table = r[0].bytes;
-    c.pk = r[1].bytes;
-    c.cid = r[2].bytes;
-    c.val_type = r[3].type;
-    c.val_int = r[3].i;
-    c.val_real = r[3].d;
-    c.val_bytes = r[3].bytes;
-    c.col_version = r[4].i;
-    c.db_version = r[5].i;
-    c.site_id = r[6].bytes;
-    c.cl = r[7].i;
-    c.seq = r[8].i;
-    batch.push_back(std::move(c));
-  }
   std::unique_ptr<ChangeApplier> applier;
   CRSYNC_RETURN_IF_ERROR(ChangeApplier::Open(db, &applier));
-  return applier->Apply(batch);
+  return applier->Apply(ToChanges(rows));
 }
 
 void RunConvergence(bool nine, int fallback_seeds, bool applier = false) {

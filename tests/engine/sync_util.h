@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "crsync/engine.h"
 #include "engine/value.h"
 #include "tests/test_util.h"
 
@@ -45,6 +46,31 @@ inline Status ApplyChanges(sqlite3* db, const std::vector<ChangeRow>& rows, bool
     CRSYNC_RETURN_IF_ERROR(StepToEnd(db, st.get()));
   }
   return Status::OK();
+}
+
+// A 9-column change row as a ChangeApplier Change.
+inline Change ToChange(const ChangeRow& r) {
+  Change c;
+  c.table = r[0].bytes;
+  c.pk = r[1].bytes;
+  c.cid = r[2].bytes;
+  c.val_type = r[3].type;
+  c.val_int = r[3].i;
+  c.val_real = r[3].d;
+  c.val_bytes = r[3].bytes;
+  c.col_version = r[4].i;
+  c.db_version = r[5].i;
+  c.site_id = r[6].bytes;
+  c.cl = r[7].i;
+  c.seq = r[8].i;
+  return c;
+}
+
+inline std::vector<Change> ToChanges(const std::vector<ChangeRow>& rows) {
+  std::vector<Change> out;
+  out.reserve(rows.size());
+  for (const ChangeRow& r : rows) out.push_back(ToChange(r));
+  return out;
 }
 
 // Copies every change of `from` matching `where` into `to`, in one transaction.

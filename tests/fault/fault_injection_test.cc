@@ -198,23 +198,6 @@ Status InTransaction(sqlite3* db, Body&& body) {
   return s;
 }
 
-Change ToChange(const ChangeRow& r) {
-  Change c;
-  c.table = r[0].bytes;
-  c.pk = r[1].bytes;
-  c.cid = r[2].bytes;
-  c.val_type = r[3].type;
-  c.val_int = r[3].i;
-  c.val_real = r[3].d;
-  c.val_bytes = r[3].bytes;
-  c.col_version = r[4].i;
-  c.db_version = r[5].i;
-  c.site_id = r[6].bytes;
-  c.cl = r[7].i;
-  c.seq = r[8].i;
-  return c;
-}
-
 // The starting database of one journal mode and what the operations need.
 struct Scenario {
   TempPath base;                  // the before-state, closed cleanly

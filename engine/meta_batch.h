@@ -1,0 +1,76 @@
+// engine/meta_batch.h — metadata writes of many rows, held back and stored
+// together.
+//
+// Storing a row's metadata costs two or three statement runs (the metadata
+// upsert and the change-feed entries). A batch merge (ChangeApplier) puts
+// every row's new metadata here instead, and Flush() stores all of it with
+// three statements per CRR whose per-row cost is one loop iteration
+// (Crr::StoreBulk). Until then Find() serves the held rows, so a row
+// touched twice in a batch sees its own earlier write.
+//
+// Errors and atomicity: Flush() runs inside the caller's transaction; a
+// failure part-way leaves part of the batch stored, so the caller must roll
+// back (ChangeApplier does). Clear() forgets held rows without storing.
+// Thread safety: none; one per connection, like the rest of the engine.
+#ifndef CRSYNC_ENGINE_META_BATCH_H_
+#define CRSYNC_ENGINE_META_BATCH_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "crsync/status.h"
+#include "engine/catalog.h"
+#include "engine/row_buf.h"
+#include "engine/row_meta.h"
+
+namespace crsync {
+
+class MetaBatch {
+ public:
+  explicit MetaBatch(Catalog* catalog) : catalog_(catalog) {}
+
+  // The metadata of row `pk` of `crr` if the batch knows it: held (Put)
+  // or prefetched (possibly empty: the row has none); else null.
+  const RowMeta* Find(const Crr& crr, std::string_view pk) const;
+  // Reads the stored metadata of rows `pks` of `crr` with one statement, so
+  // that Find() serves them (pks already known are skipped).
+  Status Prefetch(Crr* crr, const std::vector<std::string_view>& pks);
+  // Row `pk` of `crr` now has `after` (runs normalized here); `before` is
+  // what storage holds and `stored` whether it holds anything (both ignored
+  // when the batch already knows the row).
+  void Put(const Crr& crr, std::string_view pk, const RowMeta& before, RowMeta after, bool stored);
+  // Rows held (a caller may flush early to bound memory).
+  size_t size() const { return size_; }
+  // Stores every held row and empties the batch (also on error).
+  Status Flush();
+  void Clear();
+
+ private:
+  struct Entry {
+    RowMeta before;  // as stored (prefetched, or given to the first Put)
+    RowMeta after;   // held for storing, when `held`
+    bool held = false;
+    bool stored = false;  // storage has a metadata row for it
+  };
+  struct PerCrr {
+    std::unordered_map<std::string, Entry> rows;
+    // Held rows in Put order (usually key order already); node pointers
+    // stay valid as the map grows.
+    std::vector<std::pair<const std::string*, Entry*>> held;
+  };
+
+  Catalog* catalog_;
+  std::map<int64_t, PerCrr> crrs_;  // by CRR id: flushed in creation order
+  size_t size_ = 0;
+  RowBuf inserts_, updates_, feed_del_, feed_add_, keys_;
+  std::vector<FeedRun> runs_old_, runs_new_;
+  std::string key_;
+};
+
+}  // namespace crsync
+
+#endif  // CRSYNC_ENGINE_META_BATCH_H_
