@@ -73,21 +73,22 @@ Status ChangeReader::NextTransaction(int64_t after, const OriginFilter& origin,
   if (s.ok()) s = scan.Next(&has);
   int64_t version = has ? scan.current().db_version : 0;
   while (s.ok() && has && scan.current().db_version == version) {
-    const ScanRecord& r = scan.current();
-    Change c;
+    // Built in place; the record's own strings move (the scan is done with
+    // it once Next() is called).
+    ScanRecord& r = scan.mutable_current();
+    Change& c = out->emplace_back();
     c.table = scan.TableName(r.crr_index);
-    c.pk = r.pk;
+    c.pk = std::move(r.pk);
     c.cid = scan.ColumnName(r);
     c.val_type = r.val.type;
     c.val_int = r.val.i;
     c.val_real = r.val.d;
-    c.val_bytes = r.val.bytes;
+    c.val_bytes = std::move(r.val.bytes);
     c.col_version = r.col_version;
     c.db_version = r.db_version;
     c.site_id = impl_->engine->SiteIdOf(r.site);
     c.cl = r.cl;
     c.seq = r.seq;
-    out->push_back(std::move(c));
     s = scan.Next(&has);
   }
   scan.Stop();  // do not hold the read transaction between calls

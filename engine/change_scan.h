@@ -59,6 +59,9 @@ class ChangeScan {
   // Moves to the next record; *has = false at the end.
   Status Next(bool* has);
   const ScanRecord& current() const { return cur_; }
+  // The current record, for a caller that takes its strings (valid until
+  // the next Next()).
+  ScanRecord& mutable_current() { return cur_; }
   const std::string& TableName(size_t crr_index) const;
   const std::string& ColumnName(const ScanRecord& r) const;
 
