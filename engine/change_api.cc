@@ -13,8 +13,10 @@
 namespace crsync {
 namespace {
 
-// A batch merge holds at most this many rows' metadata before storing it.
+// A batch merge holds at most this many rows' metadata before storing it,
+// and stores row by row when a window has fewer than kMinBulkRows rows.
 constexpr size_t kMaxHeldRows = 1024;
+constexpr size_t kMinBulkRows = 8;
 
 Status FindEngine(sqlite3* db, ConnEngine** out) {
   *out = ConnEngine::Find(db);
@@ -97,9 +99,7 @@ Status ChangeReader::NextTransaction(int64_t after, const OriginFilter& origin,
 }
 
 struct ChangeApplier::Impl {
-  explicit Impl(ConnEngine* e) : engine(e), merger(e), batch(&e->catalog()) {
-    merger.SetBatch(&batch);
-  }
+  explicit Impl(ConnEngine* e) : engine(e), merger(e), batch(&e->catalog()) {}
   ConnEngine* engine;
   Merger merger;
   MetaBatch batch;  // the rows' metadata, stored together at the end of Merge
@@ -152,9 +152,9 @@ Status ChangeApplier::Impl::Merge(const std::vector<Change>& changes, int64_t ta
     return j;
   };
   for (size_t start = 0; start < ins.size();) {
-    size_t end = start;
+    size_t end = start, rows = 0;
     prefetch.clear();
-    for (size_t rows = 0; end < ins.size() && rows < kMaxHeldRows; ++rows) {
+    for (; end < ins.size() && rows < kMaxHeldRows; ++rows) {
       if (Crr* crr = engine->catalog().ByName(ins[end].table)) {
         auto it = std::find_if(prefetch.begin(), prefetch.end(),
                                [&](const auto& p) { return p.first == crr; });
@@ -163,9 +163,12 @@ Status ChangeApplier::Impl::Merge(const std::vector<Change>& changes, int64_t ta
       }
       end = row_end(end);
     }
+    // A few rows are cheaper one by one than with the bulk statements.
+    const bool bulk = rows >= kMinBulkRows;
+    merger.SetBatch(bulk ? &batch : nullptr);
     Status s;
     for (auto& [crr, pks] : prefetch) {
-      if (s.ok()) s = batch.Prefetch(crr, pks);
+      if (s.ok() && bulk) s = batch.Prefetch(crr, pks);
     }
     for (size_t i = start; s.ok() && i < end;) {
       size_t j = row_end(i);
