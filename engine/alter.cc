@@ -210,6 +210,7 @@ class Migration {
 }  // namespace
 
 Status BeginAlter(ConnEngine* e, const std::string& table) {
+  CRSYNC_RETURN_IF_ERROR(e->FlushLocalWrites());  // recorded under the old schema
   CRSYNC_RETURN_IF_ERROR(e->catalog().Refresh());
   Crr* crr = e->catalog().ByName(table);
   if (!crr) return Status::InvalidArgument("crsql - " + table + " is not a CRR");
@@ -226,6 +227,7 @@ Status BeginAlter(ConnEngine* e, const std::string& table) {
 
 Status CommitAlter(ConnEngine* e, const std::string& table) {
   sqlite3* db = e->db();
+  CRSYNC_RETURN_IF_ERROR(e->FlushLocalWrites());
   CRSYNC_RETURN_IF_ERROR(e->catalog().Refresh(true));
   Crr* crr = e->catalog().ByName(table);
   if (!crr) return Status::InvalidArgument("crsql - " + table + " is not a CRR");

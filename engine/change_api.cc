@@ -124,6 +124,7 @@ ChangeApplier::~ChangeApplier() = default;
 // Merges `changes` on the connection's open transaction; on error part of
 // them may be merged (the caller undoes it).
 Status ChangeApplier::Impl::Merge(const std::vector<Change>& changes, int64_t tag, int64_t* total) {
+  CRSYNC_RETURN_IF_ERROR(engine->FlushLocalWrites());  // local writes first, in order
   std::map<std::pair<std::string, int64_t>, PeerMark> marks;
   std::vector<Merger::TrackedMark> row_marks;
   std::vector<MergeInput>& ins = inputs;

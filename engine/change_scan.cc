@@ -103,6 +103,7 @@ void ChangeScan::Stop() {
 Status ChangeScan::Start(const ScanSpec& spec) {
   spec_ = spec;
   Stop();
+  CRSYNC_RETURN_IF_ERROR(e_->FlushLocalWrites());  // what this connection wrote, in order
   if (spec_.none || spec_.min_dbv > spec_.max_dbv) return Status::OK();
   CRSYNC_RETURN_IF_ERROR(PrepareSources());
   if (spec_.origin.mode == OriginFilter::Mode::kOnly ||

@@ -427,7 +427,9 @@ int Update(sqlite3_vtab* vtab, int argc, sqlite3_value** argv, sqlite_int64* row
       return SQLITE_MISUSE;
     }
     MergeInput in;
-    Status s = ParseInsert(argv + 2, &in);
+    // Local writes earlier in the transaction get their clocks first.
+    Status s = v->engine->FlushLocalWrites();
+    if (s.ok()) s = ParseInsert(argv + 2, &in);
     int64_t impacted = 0;
     std::pair<std::string, int64_t> key;
     PeerMark mark;

@@ -86,6 +86,7 @@ void ConnEngine::ReleaseStatements() {
   insert_site_.reset();
   check_site_.reset();
   data_version_stmt_.reset();
+  capture_join_.reset();
 }
 
 Status ConnEngine::Bootstrap() {
@@ -296,6 +297,7 @@ void ConnEngine::EndTransaction() {
   tentative_sites_.clear();
   unverified_sites_.clear();
   catalog_.DropCaches();
+  CaptureEnd();  // normally done already by the capture table's xCommit/xRollback
   pending_ = 0;
   seq_ = 0;
   rows_impacted_ = 0;
@@ -320,6 +322,34 @@ void ConnEngine::OnRollback(void* self) noexcept {
   e->EndTransaction();
   // Ordinals inserted by the rolled-back transaction are gone.
   e->sites_loaded_ = false;
+}
+
+void ConnEngine::CaptureRollbackTo(int level) {
+  while (!capture_marks_.empty() && capture_marks_.back().level > level) capture_marks_.pop_back();
+  // A savepoint opened before the capture table joined saw an empty log.
+  CaptureMark m{level, 0, 0};
+  if (!capture_marks_.empty() && capture_marks_.back().level == level) {
+    m = capture_marks_.back();  // savepoint `level` stays open
+  }
+  if (m.size < local_writes_.size()) local_writes_.resize(m.size);
+  if (m.flushed < flushed_) flushed_ = m.flushed;  // stored since then: undone by SQLite
+}
+
+void ConnEngine::CaptureEnd() {
+  local_writes_.clear();
+  capture_marks_.clear();
+  flushed_ = 0;
+  capture_joined_ = false;
+  local_batch_.Clear();
+}
+
+Status ConnEngine::FlushLocalWrites() {
+  if (flushed_ >= local_writes_.size() || flushing_ || !flusher_) return Status::OK();
+  flushing_ = true;
+  Status s = flusher_(this);
+  flushing_ = false;
+  if (s.ok()) flushed_ = local_writes_.size();
+  return s;
 }
 
 }  // namespace crsync

@@ -21,6 +21,7 @@
 #include "crsync/sqlite_handles.h"
 #include "crsync/status.h"
 #include "engine/catalog.h"
+#include "engine/meta_batch.h"
 
 namespace crsync {
 
@@ -56,6 +57,46 @@ class ConnEngine {
   bool merge_equal_values() const { return merge_equal_values_; }
   void set_merge_equal_values(bool on) { merge_equal_values_ = on; }
 
+  // --- local writes, captured now and stored later (engine/recorder.h) ---
+  // The recording triggers append one LocalWrite per row written; nothing
+  // else happens in the statement. FlushLocalWrites() turns them into
+  // clocks, metadata and feed entries: before anything reads those (change
+  // reads, merges, alters), and in the capture table's xSync at COMMIT.
+  // Statement and savepoint rollbacks drop the writes they undid.
+  struct LocalWrite {
+    enum Op : uint8_t { kInsert, kUpdate, kDelete };
+    Op op = kInsert;
+    bool moved = false;             // an update that changed the pk
+    int64_t crr_id = 0;
+    std::string key;                // packed pk (the new one for updates)
+    std::string old_key;            // moved updates: the old packed pk
+    std::vector<uint32_t> changed;  // updates: slots whose value changed
+  };
+  const std::vector<LocalWrite>& local_writes() const { return local_writes_; }
+  void AddLocalWrite(LocalWrite w) { local_writes_.push_back(std::move(w)); }
+  size_t flushed_writes() const { return flushed_; }
+  // True once this transaction's capture table joined it (it then hears
+  // of every savepoint, rollback and commit).
+  bool capture_joined() const { return capture_joined_; }
+  void set_capture_joined(bool on) { capture_joined_ = on; }
+  // The log keeps every write of the transaction; [0, flushed) are stored.
+  // A rollback to a savepoint undoes what was stored since it opened (SQLite
+  // rolls those rows back), so those writes are stored again later.
+  void CaptureSavepoint(int level) {
+    capture_marks_.push_back(CaptureMark{level, local_writes_.size(), flushed_});
+  }
+  void CaptureRelease(int level) {
+    while (!capture_marks_.empty() && capture_marks_.back().level >= level) capture_marks_.pop_back();
+  }
+  void CaptureRollbackTo(int level);
+  void CaptureEnd();  // commit or rollback: forget everything
+  // Stores the captured writes (no-op when there are none). The recorder
+  // installs the function that does it.
+  Status FlushLocalWrites();
+  void set_local_write_flusher(Status (*fn)(ConnEngine*)) { flusher_ = fn; }
+  MetaBatch& local_batch() { return local_batch_; }
+  StmtPtr& capture_join_stmt() { return capture_join_; }
+
   // --- crsql_commit_alter's bulk remap (engine/alter.cc) ---
   // While a hook is set, the internal SQL function crsync_internal_remap
   // calls it with its arguments; otherwise that function fails. The caller
@@ -86,7 +127,7 @@ class ConnEngine {
   void ReleaseStatements();
 
  private:
-  explicit ConnEngine(sqlite3* db) : db_(db), catalog_(db) {}
+  explicit ConnEngine(sqlite3* db) : db_(db), catalog_(db), local_batch_(&catalog_) {}
   Status Bootstrap();
   Status LoadSites();
   Status RecomputeCommitted();
@@ -115,6 +156,19 @@ class ConnEngine {
   // to re-check before reuse (a ROLLBACK TO may have removed them).
   std::unordered_set<std::string> tentative_sites_, unverified_sites_;
   bool reload_sites_ = false;
+  std::vector<LocalWrite> local_writes_;
+  struct CaptureMark {
+    int level;       // SQLite's savepoint level
+    size_t size;     // log size when it opened
+    size_t flushed;  // stored writes when it opened
+  };
+  std::vector<CaptureMark> capture_marks_;
+  size_t flushed_ = 0;
+  bool capture_joined_ = false;
+  bool flushing_ = false;
+  Status (*flusher_)(ConnEngine*) = nullptr;
+  MetaBatch local_batch_;
+  StmtPtr capture_join_;
 };
 
 }  // namespace crsync

@@ -46,6 +46,7 @@ Status Backfill(ConnEngine* e, Crr* crr) {
 
 Status AsCrr(ConnEngine* e, const std::string& table) {
   sqlite3* db = e->db();
+  CRSYNC_RETURN_IF_ERROR(e->FlushLocalWrites());
   CRSYNC_RETURN_IF_ERROR(e->catalog().Refresh());
   if (e->catalog().ByName(table)) return Status::OK();
   if (e->site_id().empty()) {
@@ -93,6 +94,7 @@ Status AsCrr(ConnEngine* e, const std::string& table) {
 
 Status AsTable(ConnEngine* e, const std::string& table) {
   sqlite3* db = e->db();
+  CRSYNC_RETURN_IF_ERROR(e->FlushLocalWrites());
   CRSYNC_RETURN_IF_ERROR(e->catalog().Refresh());
   Crr* crr = e->catalog().ByName(table);
   std::string name = crr ? crr->name() : table;

@@ -163,6 +163,8 @@ void ConfigGet(sqlite3_context* ctx, int, sqlite3_value** argv) {
 
 void Finalize(sqlite3_context* ctx, int, sqlite3_value**) {
   GuardSqlFunction(ctx, [&] {
+    Status s = EngineOf(ctx)->FlushLocalWrites();
+    if (!s.ok()) return ResultStatus(ctx, s);
     EngineOf(ctx)->ReleaseStatements();
     sqlite3_result_text(ctx, "finalized", -1, SQLITE_STATIC);
   });

@@ -1,5 +1,6 @@
 #include "engine/recorder.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "common/guard.h"
@@ -30,20 +31,50 @@ void StampLocal(Clock* c, int64_t col_version, int64_t dbv, int64_t seq) {
   c->site = 0;
 }
 
+using LocalWrite = ConnEngine::LocalWrite;
+
+// Replays captured local writes into clocks (crr-semantics §7), reading and
+// storing row metadata through `batch` when given (bulk), else directly.
 class Recorder {
  public:
-  Recorder(ConnEngine* e, Crr* crr) : e_(e), crr_(crr) {}
+  Recorder(ConnEngine* e, Crr* crr, MetaBatch* batch) : e_(e), crr_(crr), batch_(batch) {}
 
-  Status Insert(sqlite3_value** pk) {
-    CRSYNC_RETURN_IF_ERROR(CheckPkNotNull(*crr_, pk));
-    std::string& key = key_buf_;
-    key.clear();
-    PackValues(pk, static_cast<int>(crr_->schema().pk_cols.size()), &key);
+  Status Apply(const LocalWrite& w) {
+    switch (w.op) {
+      case LocalWrite::kInsert:
+        return Insert(w.key);
+      case LocalWrite::kUpdate:
+        return Update(w);
+      case LocalWrite::kDelete:
+        return Delete(w.key);
+    }
+    return Status::OK();
+  }
+
+ private:
+  Status Load(const std::string& key, RowMeta* meta, bool* found) {
+    *found = false;
+    if (const RowMeta* held = batch_ ? batch_->Find(*crr_, key) : nullptr) {
+      *meta = *held;
+      *found = true;  // known to the batch (its `stored` flag is its own)
+      return Status::OK();
+    }
+    return crr_->LoadMeta(key, meta, found);
+  }
+  Status Store(const std::string& key, const RowMeta& before, RowMeta after, bool found) {
+    if (batch_) {
+      batch_->Put(*crr_, key, before, std::move(after), found);
+      return Status::OK();
+    }
+    return crr_->StoreMeta(key, before, std::move(after));
+  }
+
+  Status Insert(const std::string& key) {
     int64_t dbv;
     CRSYNC_RETURN_IF_ERROR(e_->LocalDbVersion(&dbv));
-    if (crr_->slots() > 0) {
-      // Most inserts create a row the metadata has never seen: try that in
-      // one statement, and only read the old metadata when it exists.
+    if (!batch_ && crr_->slots() > 0) {
+      // Row by row, most inserts create a row the metadata has never seen:
+      // try that in one statement, and read the old metadata only if it exists.
       RowMeta fresh;
       fresh.cols.resize(crr_->slots());
       int64_t seq = e_->PeekSeq();
@@ -57,14 +88,14 @@ class Recorder {
     }
     RowMeta before, after;
     bool found;
-    CRSYNC_RETURN_IF_ERROR(crr_->LoadMeta(key, &before, &found));
+    CRSYNC_RETURN_IF_ERROR(Load(key, &before, &found));
     after = before;
     if (crr_->slots() == 0) {
       // pk-only table: the sentinel carries the row.
       int64_t cl = NextLiveCl(before.sentinel);
       StampLocal(&after.sentinel, cl, dbv, e_->TakeSeq());
     } else {
-      if (found && !before.Empty()) {
+      if (!before.Empty()) {
         int64_t s = e_->TakeSeq();  // taken even with no sentinel to bump (§6.2)
         if (before.sentinel.present) {
           StampLocal(&after.sentinel, NextLiveCl(before.sentinel), dbv, s);
@@ -75,48 +106,28 @@ class Recorder {
         StampLocal(&after.cols[i], old.present ? old.col_version + 1 : 1, dbv, e_->TakeSeq());
       }
     }
-    return crr_->StoreMeta(key, before, after);
+    return Store(key, before, std::move(after), found);
   }
 
-  Status Update(sqlite3_value** old_pk, sqlite3_value** new_pk, sqlite3_value** old_vals,
-                sqlite3_value** new_vals) {
-    CRSYNC_RETURN_IF_ERROR(CheckPkNotNull(*crr_, new_pk));
-    size_t npk = crr_->schema().pk_cols.size();
-    bool moved = false;
-    for (size_t i = 0; i < npk && !moved; ++i) {
-      moved = CompareValues(old_pk[i], new_pk[i]) != 0 ||
-              sqlite3_value_type(old_pk[i]) != sqlite3_value_type(new_pk[i]);
-    }
-    std::vector<size_t> changed;
-    for (size_t i = 0; i < crr_->slots(); ++i) {
-      if (CompareValues(old_vals[i], new_vals[i]) != 0 ||
-          sqlite3_value_type(old_vals[i]) != sqlite3_value_type(new_vals[i])) {
-        changed.push_back(i);
-      }
-    }
-    if (!moved && changed.empty()) return Status::OK();  // nothing changed: nothing recorded
-
-    std::string new_key;
-    PackValues(new_pk, static_cast<int>(npk), &new_key);
+  Status Update(const LocalWrite& w) {
     int64_t dbv;
     CRSYNC_RETURN_IF_ERROR(e_->LocalDbVersion(&dbv));
     RowMeta q_before, q;
-    bool found;
-    CRSYNC_RETURN_IF_ERROR(crr_->LoadMeta(new_key, &q_before, &found));
+    bool q_found;
+    CRSYNC_RETURN_IF_ERROR(Load(w.key, &q_before, &q_found));
     q = q_before;
-    if (!moved) {
-      for (size_t i : changed) {
+    if (!w.moved) {
+      for (uint32_t i : w.changed) {
         const Clock& old = q_before.cols[i];
         StampLocal(&q.cols[i], old.present ? old.col_version + 1 : 1, dbv, e_->TakeSeq());
       }
-      return crr_->StoreMeta(new_key, q_before, q);
+      return Store(w.key, q_before, std::move(q), q_found);
     }
 
     // Row move (§7.5): delete P, move its clocks to Q, create Q.
-    std::string old_key;
-    PackValues(old_pk, static_cast<int>(npk), &old_key);
     RowMeta p_before, p;
-    CRSYNC_RETURN_IF_ERROR(crr_->LoadMeta(old_key, &p_before, &found));
+    bool p_found;
+    CRSYNC_RETURN_IF_ERROR(Load(w.old_key, &p_before, &p_found));
     p = p_before;
     int64_t p_cl = p_before.sentinel.present ? p_before.sentinel.col_version + 1 : 2;
     if (p_cl % 2 != 0) ++p_cl;
@@ -131,7 +142,7 @@ class Recorder {
     }
     StampLocal(&q.sentinel, NextLiveCl(q_before.sentinel), dbv, e_->TakeSeq());
     std::vector<bool> rewritten(crr_->slots(), false);
-    for (size_t i : changed) {
+    for (uint32_t i : w.changed) {
       const Clock& old = q.cols[i];
       StampLocal(&q.cols[i], old.present ? old.col_version + 1 : 1, dbv, e_->TakeSeq());
       rewritten[i] = true;
@@ -144,25 +155,22 @@ class Recorder {
         StampLocal(&c, c.col_version, dbv, e_->TakeSeq());
       }
     }
-    CRSYNC_RETURN_IF_ERROR(crr_->StoreMeta(old_key, p_before, p));
-    return crr_->StoreMeta(new_key, q_before, q);
+    CRSYNC_RETURN_IF_ERROR(Store(w.old_key, p_before, std::move(p), p_found));
+    return Store(w.key, q_before, std::move(q), q_found);
   }
 
-  Status Delete(sqlite3_value** pk) {
-    std::string key;
-    PackValues(pk, static_cast<int>(crr_->schema().pk_cols.size()), &key);
+  Status Delete(const std::string& key) {
     RowMeta before, after;
     bool found;
-    CRSYNC_RETURN_IF_ERROR(crr_->LoadMeta(key, &before, &found));
+    CRSYNC_RETURN_IF_ERROR(Load(key, &before, &found));
     int64_t dbv;
     CRSYNC_RETURN_IF_ERROR(e_->LocalDbVersion(&dbv));
     after.cols.assign(crr_->slots(), Clock{});
     int64_t cl = before.sentinel.present ? before.sentinel.col_version + 1 : 2;
     StampLocal(&after.sentinel, cl, dbv, e_->TakeSeq());
-    return crr_->StoreMeta(key, before, after);
+    return Store(key, before, std::move(after), found);
   }
 
- private:
   // The causal length a (re-)created row takes: 1 when there is no sentinel,
   // the next odd value otherwise (cl+1 from even, cl+2 from odd).
   static int64_t NextLiveCl(const Clock& sentinel) {
@@ -172,7 +180,7 @@ class Recorder {
 
   ConnEngine* e_;
   Crr* crr_;
-  std::string key_buf_;
+  MetaBatch* batch_;
 };
 
 // Finds the CRR a trigger named by id, reloading the catalog once if needed.
@@ -187,7 +195,78 @@ Status FindCrr(ConnEngine* e, int64_t id, Crr** out) {
   return Status::OK();
 }
 
+// Captured writes are replayed in windows of this many; a log shorter than
+// kMinBulkWrites is replayed row by row (the bulk statements would cost more).
+constexpr size_t kWriteWindow = 1024;
+constexpr size_t kMinBulkWrites = 8;
+
+// ConnEngine's flusher: turns the captured writes not stored yet into
+// metadata, in order (seqs are taken as they are replayed, so they follow
+// the write order).
+Status ReplayLocalWrites(ConnEngine* e) {
+  const std::vector<LocalWrite>& log = e->local_writes();
+  const size_t first = e->flushed_writes();
+  if (log.size() - first < kMinBulkWrites) {
+    for (size_t i = first; i < log.size(); ++i) {
+      const LocalWrite& w = log[i];
+      Crr* crr;
+      CRSYNC_RETURN_IF_ERROR(FindCrr(e, w.crr_id, &crr));
+      CRSYNC_RETURN_IF_ERROR(Recorder(e, crr, nullptr).Apply(w));
+    }
+    return Status::OK();
+  }
+  MetaBatch& batch = e->local_batch();
+  std::vector<std::pair<Crr*, std::vector<std::string_view>>> keys;
+  for (size_t start = first; start < log.size(); start += kWriteWindow) {
+    size_t end = std::min(log.size(), start + kWriteWindow);
+    keys.clear();
+    std::vector<Crr*> crrs(end - start);
+    for (size_t i = start; i < end; ++i) {
+      const LocalWrite& w = log[i];
+      CRSYNC_RETURN_IF_ERROR(FindCrr(e, w.crr_id, &crrs[i - start]));
+      Crr* crr = crrs[i - start];
+      auto it = std::find_if(keys.begin(), keys.end(), [&](const auto& k) { return k.first == crr; });
+      if (it == keys.end()) it = keys.insert(keys.end(), {crr, {}});
+      it->second.push_back(w.key);
+      if (w.moved) it->second.push_back(w.old_key);
+    }
+    Status s;
+    for (auto& [crr, pks] : keys) {
+      if (s.ok()) s = batch.Prefetch(crr, pks);
+    }
+    for (size_t i = start; s.ok() && i < end; ++i) {
+      s = Recorder(e, crrs[i - start], &batch).Apply(log[i]);
+    }
+    if (s.ok()) s = batch.Flush();
+    if (!s.ok()) {
+      batch.Clear();
+      return s;
+    }
+  }
+  return Status::OK();
+}
+
 enum class Op { kInsert, kUpdate, kDelete };
+
+// Makes the capture table join the current transaction (once per
+// transaction), so its commit and rollbacks reach the engine.
+Status JoinTransaction(ConnEngine* e) {
+  if (e->capture_joined()) return Status::OK();
+  StmtPtr& st = e->capture_join_stmt();
+  if (!st) {
+    CRSYNC_RETURN_IF_ERROR(Prepare(e->db(), "INSERT INTO crsync_capture VALUES (NULL)", &st,
+                                   SQLITE_PREPARE_PERSISTENT));
+  }
+  CRSYNC_RETURN_IF_ERROR(StepToEnd(e->db(), st.get()));
+  if (!e->capture_joined()) return Status::Corruption("crsql - the capture table did not join");
+  return Status::OK();
+}
+
+// Values of one row image as compared by the recorder: same storage class
+// and same value.
+bool SameValue(sqlite3_value* a, sqlite3_value* b) {
+  return sqlite3_value_type(a) == sqlite3_value_type(b) && CompareValues(a, b) == 0;
+}
 
 template <Op op>
 void AfterWrite(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
@@ -204,12 +283,41 @@ void AfterWrite(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
         s = Status::InvalidArgument("crsql - the recording trigger of " + crr->name() +
                                     " does not match its schema; was it altered outside "
                                     "crsql_begin_alter/crsql_commit_alter?");
-      } else {
-        Recorder r(e, crr);
-        sqlite3_value** a = argv + 1;
-        if constexpr (op == Op::kInsert) s = r.Insert(a);
-        if constexpr (op == Op::kUpdate) s = r.Update(a, a + npk, a + 2 * npk, a + 2 * npk + ncol);
-        if constexpr (op == Op::kDelete) s = r.Delete(a);
+      }
+      sqlite3_value** a = argv + 1;
+      LocalWrite w;
+      w.crr_id = crr->id();
+      bool record = true;
+      if (s.ok() && op != Op::kDelete) s = CheckPkNotNull(*crr, op == Op::kUpdate ? a + npk : a);
+      if (s.ok()) {
+        if constexpr (op == Op::kInsert) {
+          w.op = LocalWrite::kInsert;
+          PackValues(a, npk, &w.key);
+        } else if constexpr (op == Op::kDelete) {
+          w.op = LocalWrite::kDelete;
+          PackValues(a, npk, &w.key);
+        } else {
+          sqlite3_value** old_pk = a;
+          sqlite3_value** new_pk = a + npk;
+          sqlite3_value** old_vals = a + 2 * npk;
+          sqlite3_value** new_vals = old_vals + ncol;
+          w.op = LocalWrite::kUpdate;
+          for (int i = 0; i < npk && !w.moved; ++i) w.moved = !SameValue(old_pk[i], new_pk[i]);
+          for (int i = 0; i < ncol; ++i) {
+            if (!SameValue(old_vals[i], new_vals[i])) w.changed.push_back(static_cast<uint32_t>(i));
+          }
+          record = w.moved || !w.changed.empty();  // nothing changed: nothing recorded
+          PackValues(new_pk, npk, &w.key);
+          if (w.moved) PackValues(old_pk, npk, &w.old_key);
+        }
+      }
+      if (s.ok() && record) {
+        // The version is taken now, as a direct recording would (it is
+        // what crsql_next_db_version() reports from here on).
+        int64_t dbv;
+        s = e->LocalDbVersion(&dbv);
+        if (s.ok()) s = JoinTransaction(e);
+        if (s.ok()) e->AddLocalWrite(std::move(w));
       }
     }
     if (!s.ok()) {
@@ -231,6 +339,7 @@ std::string ArgList(const Crr& crr, const char* prefix, bool pks, bool cols) {
 }  // namespace
 
 int RegisterRecorderFunctions(sqlite3* db, ConnEngine* engine) {
+  engine->set_local_write_flusher(&ReplayLocalWrites);
   const int flags = SQLITE_UTF8 | SQLITE_INNOCUOUS;
   int rc = sqlite3_create_function_v2(db, "crsync_after_insert", -1, flags, engine,
                                       &AfterWrite<Op::kInsert>, nullptr, nullptr, nullptr);

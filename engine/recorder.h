@@ -3,6 +3,12 @@
 // The AFTER INSERT/UPDATE/DELETE triggers that crsql_as_crr installs call
 // the SQL functions registered here with the row's old and new values. They
 // do nothing while the sync bit is set (merges write with it set).
+//
+// A trigger call only captures the write (packed pk, what changed) in the
+// engine's log; the clocks, metadata and feed entries are made when the log
+// is flushed, in write order and in bulk (ConnEngine::FlushLocalWrites):
+// at COMMIT and before anything reads them. So a user statement touches
+// only its own table's pages, and a thousand rows cost a few statements.
 #ifndef CRSYNC_ENGINE_RECORDER_H_
 #define CRSYNC_ENGINE_RECORDER_H_
 
@@ -14,8 +20,12 @@
 
 namespace crsync {
 
-// Registers crsync_after_insert/update/delete on `db` for `engine`.
+// Registers crsync_after_insert/update/delete on `db` for `engine`, and
+// installs the engine's local-write flusher (ConnEngine::FlushLocalWrites).
 int RegisterRecorderFunctions(sqlite3* db, ConnEngine* engine);
+
+// Registers the crsync_capture table (engine/capture_vtab.cc).
+int RegisterCaptureTable(sqlite3* db, ConnEngine* engine);
 
 // The trigger statements that feed a CRR's writes to the functions above.
 std::string RecorderTriggersSql(const Crr& crr);

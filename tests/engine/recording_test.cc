@@ -1,4 +1,5 @@
 // crr-semantics §6-§7: clocks of local writes.
+#include "tests/engine/sync_util.h"
 #include "tests/test_util.h"
 
 namespace crsync {
@@ -165,6 +166,85 @@ TEST(RecordingTest, SavepointRollbackLeavesNoTrace) {
           "UPDATE t SET b = 'changed' WHERE id = 1; ROLLBACK TO s; RELEASE s; COMMIT;");
   EXPECT_EQ(db.Query("SELECT hex(pk), cid, val, col_version FROM crsql_changes"),
             (Rows{{"'010901'", "'b'", "'keep'", "1"}}));
+}
+
+// Local writes are captured during the statement and made into clocks
+// later (engine/recorder.h). Whatever undoes a write must undo its capture,
+// and whatever reads clocks must see every earlier write, in write order.
+TEST(RecordingTest, FailedStatementInsideTransactionRecordsNothingOfIt) {
+  TestDb db;
+  db.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, b); SELECT crsql_as_crr('t');"
+          "CREATE TABLE src (id, b);"
+          "INSERT INTO src VALUES (1, 'x'), (2, 'y'), (1, 'dup'), (3, 'z');");
+  db.Exec("BEGIN; INSERT INTO t VALUES (10, 'before');");
+  // Rows 1 and 2 go in, then the duplicate aborts the statement: all three undone.
+  EXPECT_THAT(db.Error("INSERT INTO t SELECT id, b FROM src"), HasSubstr("UNIQUE"));
+  db.Exec("INSERT INTO t VALUES (11, 'after'); COMMIT;");
+  EXPECT_EQ(db.Query("SELECT id FROM t ORDER BY id"), (Rows{{"10"}, {"11"}}));
+  EXPECT_EQ(db.Query("SELECT hex(pk), val, db_version, seq FROM crsql_changes"),
+            (Rows{{"'01090A'", "'before'", "1", "0"}, {"'01090B'", "'after'", "1", "1"}}));
+}
+
+TEST(RecordingTest, ReadsAndMergesInsideTheTransactionSeeEarlierWritesInOrder) {
+  TestDb db, peer;
+  for (TestDb* d : {&db, &peer}) {
+    d->Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, b); SELECT crsql_as_crr('t');");
+  }
+  peer.Exec("INSERT INTO t VALUES (5, 'peer')");
+  std::string peer_change = peer.Text(
+      "SELECT quote(\"table\") || ', ' || quote(pk) || ', ' || quote(cid) || ', ' || quote(val) "
+      "|| ', ' || col_version || ', ' || db_version || ', ' || quote(site_id) || ', ' || cl "
+      "FROM crsql_changes");
+  db.Exec("BEGIN; INSERT INTO t VALUES (1, 'a'); UPDATE t SET b = 'a2' WHERE id = 1;");
+  // A read in the transaction sees the writes so far.
+  EXPECT_EQ(db.Query("SELECT hex(pk), val, col_version, seq FROM crsql_changes"),
+            (Rows{{"'010901'", "'a2'", "2", "1"}}));
+  db.Exec("INSERT INTO t VALUES (2, 'b')");
+  // A merge takes its seq after the local writes before it.
+  db.Exec("INSERT INTO crsql_changes (\"table\", pk, cid, val, col_version, db_version, site_id, cl) "
+          "VALUES (" + peer_change + ")");
+  db.Exec("UPDATE t SET b = 'p2' WHERE id = 5; COMMIT;");
+  EXPECT_EQ(db.Query("SELECT hex(pk), val, col_version, db_version, seq FROM crsql_changes"),
+            (Rows{{"'010901'", "'a2'", "2", "1", "1"},
+                  {"'010902'", "'b'", "1", "1", "2"},
+                  {"'010905'", "'p2'", "2", "1", "4"}}));
+}
+
+TEST(RecordingTest, RollbackToAfterAReadDropsTheWritesAfterTheSavepoint) {
+  TestDb db;
+  db.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, b); SELECT crsql_as_crr('t');");
+  db.Exec("BEGIN; INSERT INTO t VALUES (1, 'keep'); SAVEPOINT s; INSERT INTO t VALUES (2, 'drop');");
+  EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes"), "2");  // stored by the read
+  db.Exec("INSERT INTO t VALUES (3, 'drop too'); ROLLBACK TO s; INSERT INTO t VALUES (4, 'new');"
+          "RELEASE s; COMMIT;");
+  EXPECT_EQ(db.Query("SELECT hex(pk), val FROM crsql_changes"),
+            (Rows{{"'010901'", "'keep'"}, {"'010904'", "'new'"}}));
+  EXPECT_EQ(db.One("PRAGMA integrity_check"), "'ok'");
+  EXPECT_EQ(db.One("SELECT count(*) FROM t__crsync_feed"), "2");
+}
+
+TEST(RecordingTest, ManyRowsInOneTransactionAreStoredInBulk) {
+  TestDb db;
+  db.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, b, c); SELECT crsql_as_crr('t');");
+  db.Exec("BEGIN");
+  db.Exec("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) "
+          "INSERT INTO t SELECT i, 'v' || i, i FROM n");
+  EXPECT_EQ(db.One("SELECT count(*) FROM t__crsync_rows"), "0");  // captured, not stored yet
+  db.Exec("UPDATE t SET c = -c WHERE id % 2 = 0; DELETE FROM t WHERE id % 7 = 0;"
+          "UPDATE t SET id = id + 10000 WHERE id % 11 = 0; COMMIT;");
+  // One metadata row per key ever written: 3000, plus the moved rows' new keys.
+  EXPECT_EQ(db.One("SELECT count(*) FROM t__crsync_rows"),
+            db.One("SELECT 3000 + count(*) FROM t WHERE id > 10000"));
+  // Seqs follow the write order without gaps or repeats.
+  EXPECT_EQ(db.One("SELECT count(DISTINCT seq) = count(*) FROM crsql_changes"), "1");
+  EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes WHERE cid = 'c' AND col_version = 2"),
+            db.One("SELECT count(*) FROM t WHERE (id % 2 = 0 AND id < 10000) OR "
+                   "(id > 10000 AND (id - 10000) % 2 = 0)"));
+  // Rebuilding the table from its changes gives the same rows.
+  TestDb copy;
+  copy.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, b, c); SELECT crsql_as_crr('t');");
+  Sync(db, copy);
+  EXPECT_EQ(copy.Query("SELECT * FROM t ORDER BY id"), db.Query("SELECT * FROM t ORDER BY id"));
 }
 
 TEST(RecordingTest, ConnectionWithoutEngineCannotWriteCrr) {

@@ -1,0 +1,142 @@
+// crsync_capture: the eponymous table that joins a transaction as soon as
+// it records a local write, so that the engine hears of the transaction's
+// savepoints, statement rollbacks and commit (SQLite tells only virtual
+// tables written in the transaction). Writing to it does nothing else;
+// reading it gives no rows. See ConnEngine::local_writes().
+#include "common/guard.h"
+#include "engine/recorder.h"
+
+namespace crsync {
+namespace {
+
+struct CaptureVtab {
+  sqlite3_vtab base{};
+  ConnEngine* engine;
+};
+
+ConnEngine* EngineOf(sqlite3_vtab* v) { return reinterpret_cast<CaptureVtab*>(v)->engine; }
+
+int Connect(sqlite3* db, void* aux, int, const char* const*, sqlite3_vtab** out, char**) {
+  return GuardSqliteCall(SQLITE_ERROR, [&] {
+    int rc = sqlite3_declare_vtab(db, "CREATE TABLE x(joined)");
+    if (rc != SQLITE_OK) return rc;
+    sqlite3_vtab_config(db, SQLITE_VTAB_DIRECTONLY);
+    auto* v = new CaptureVtab;
+    v->engine = static_cast<ConnEngine*>(aux);
+    *out = &v->base;
+    return SQLITE_OK;
+  });
+}
+
+int Disconnect(sqlite3_vtab* v) {
+  delete reinterpret_cast<CaptureVtab*>(v);
+  return SQLITE_OK;
+}
+
+int BestIndex(sqlite3_vtab*, sqlite3_index_info* info) {
+  info->estimatedCost = 1;
+  return SQLITE_OK;
+}
+
+int Open(sqlite3_vtab*, sqlite3_vtab_cursor** out) {
+  return GuardSqliteCall(SQLITE_NOMEM, [&] {
+    *out = new sqlite3_vtab_cursor{};
+    return SQLITE_OK;
+  });
+}
+
+int Close(sqlite3_vtab_cursor* c) {
+  delete c;
+  return SQLITE_OK;
+}
+
+int Filter(sqlite3_vtab_cursor*, int, const char*, int, sqlite3_value**) { return SQLITE_OK; }
+int Next(sqlite3_vtab_cursor*) { return SQLITE_OK; }
+int Eof(sqlite3_vtab_cursor*) { return 1; }
+
+int Column(sqlite3_vtab_cursor*, sqlite3_context* ctx, int) {
+  sqlite3_result_null(ctx);
+  return SQLITE_OK;
+}
+
+int Rowid(sqlite3_vtab_cursor*, sqlite_int64* out) {
+  *out = 0;
+  return SQLITE_OK;
+}
+
+int Update(sqlite3_vtab*, int, sqlite3_value**, sqlite_int64* rowid) {
+  *rowid = 0;
+  return SQLITE_OK;
+}
+
+int Begin(sqlite3_vtab* v) {
+  EngineOf(v)->set_capture_joined(true);
+  return SQLITE_OK;
+}
+
+// Just before COMMIT: the transaction's local writes become metadata.
+int Sync(sqlite3_vtab* v) {
+  return GuardSqliteCall(SQLITE_ERROR, [&] {
+    Status s = EngineOf(v)->FlushLocalWrites();
+    if (s.ok()) return SQLITE_OK;
+    sqlite3_free(v->zErrMsg);
+    v->zErrMsg = sqlite3_mprintf("%s", s.message().c_str());
+    return s.code() == Status::Code::kSqlite ? s.sqlite_code() : SQLITE_ERROR;
+  });
+}
+
+int End(sqlite3_vtab* v) {
+  EngineOf(v)->CaptureEnd();
+  return SQLITE_OK;
+}
+
+int Savepoint(sqlite3_vtab* v, int level) {
+  return GuardSqliteCall(SQLITE_NOMEM, [&] {
+    EngineOf(v)->CaptureSavepoint(level);
+    return SQLITE_OK;
+  });
+}
+
+int Release(sqlite3_vtab* v, int level) {
+  EngineOf(v)->CaptureRelease(level);
+  return SQLITE_OK;
+}
+
+int RollbackTo(sqlite3_vtab* v, int level) {
+  EngineOf(v)->CaptureRollbackTo(level);
+  return SQLITE_OK;
+}
+
+sqlite3_module MakeModule() {
+  sqlite3_module m{};
+  m.iVersion = 2;
+  m.xConnect = Connect;
+  m.xBestIndex = BestIndex;
+  m.xDisconnect = Disconnect;
+  m.xOpen = Open;
+  m.xClose = Close;
+  m.xFilter = Filter;
+  m.xNext = Next;
+  m.xEof = Eof;
+  m.xColumn = Column;
+  m.xRowid = Rowid;
+  m.xUpdate = Update;
+  m.xBegin = Begin;
+  m.xSync = Sync;
+  m.xCommit = End;
+  m.xRollback = End;
+  m.xSavepoint = Savepoint;
+  m.xRelease = Release;
+  m.xRollbackTo = RollbackTo;
+  return m;
+}
+
+const sqlite3_module kModule = MakeModule();
+
+}  // namespace
+
+int RegisterCaptureTable(sqlite3* db, ConnEngine* engine) {
+  return sqlite3_create_module_v2(db, "crsync_capture", &kModule, engine, nullptr);
+}
+
+}  // namespace crsync
