@@ -336,6 +336,7 @@ void ConnEngine::CaptureRollbackTo(int level) {
 }
 
 void ConnEngine::CaptureEnd() {
+  direct_writes_left_ = kDirectWrites;
   local_writes_.clear();
   capture_marks_.clear();
   flushed_ = 0;

@@ -78,6 +78,14 @@ class ConnEngine {
   // True once this transaction's capture table joined it (it then hears
   // of every savepoint, rollback and commit).
   bool capture_joined() const { return capture_joined_; }
+  // The first few writes of a transaction are recorded at once, as before
+  // capture existed: a short transaction then needs no capture table.
+  // Once a transaction captures, all its later writes do (write order).
+  bool TakeDirectWrite() {
+    if (capture_joined_ || direct_writes_left_ == 0) return false;
+    --direct_writes_left_;
+    return true;
+  }
   void set_capture_joined(bool on) { capture_joined_ = on; }
   // The log keeps every write of the transaction; [0, flushed) are stored.
   // A rollback to a savepoint undoes what was stored since it opened (SQLite
@@ -165,6 +173,8 @@ class ConnEngine {
   std::vector<CaptureMark> capture_marks_;
   size_t flushed_ = 0;
   bool capture_joined_ = false;
+  static constexpr int kDirectWrites = 4;
+  int direct_writes_left_ = kDirectWrites;
   bool flushing_ = false;
   Status (*flusher_)(ConnEngine*) = nullptr;
   MetaBatch local_batch_;

@@ -316,8 +316,12 @@ void AfterWrite(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
         // what crsql_next_db_version() reports from here on).
         int64_t dbv;
         s = e->LocalDbVersion(&dbv);
-        if (s.ok()) s = JoinTransaction(e);
-        if (s.ok()) e->AddLocalWrite(std::move(w));
+        if (s.ok() && e->TakeDirectWrite()) {
+          s = Recorder(e, crr, nullptr).Apply(w);
+        } else {
+          if (s.ok()) s = JoinTransaction(e);
+          if (s.ok()) e->AddLocalWrite(std::move(w));
+        }
       }
     }
     if (!s.ok()) {

@@ -176,13 +176,28 @@ TEST(RecordingTest, FailedStatementInsideTransactionRecordsNothingOfIt) {
   db.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, b); SELECT crsql_as_crr('t');"
           "CREATE TABLE src (id, b);"
           "INSERT INTO src VALUES (1, 'x'), (2, 'y'), (1, 'dup'), (3, 'z');");
-  db.Exec("BEGIN; INSERT INTO t VALUES (10, 'before');");
-  // Rows 1 and 2 go in, then the duplicate aborts the statement: all three undone.
-  EXPECT_THAT(db.Error("INSERT INTO t SELECT id, b FROM src"), HasSubstr("UNIQUE"));
-  db.Exec("INSERT INTO t VALUES (11, 'after'); COMMIT;");
-  EXPECT_EQ(db.Query("SELECT id FROM t ORDER BY id"), (Rows{{"10"}, {"11"}}));
-  EXPECT_EQ(db.Query("SELECT hex(pk), val, db_version, seq FROM crsql_changes"),
-            (Rows{{"'01090A'", "'before'", "1", "0"}, {"'01090B'", "'after'", "1", "1"}}));
+  // Both ways a write is recorded: at once (the first writes of a
+  // transaction) and captured (the rest).
+  for (const char* warmup : {"", "INSERT INTO t VALUES (20, 'w'), (21, 'w'), (22, 'w'), (23, 'w');"}) {
+    SCOPED_TRACE(*warmup ? "captured" : "recorded at once");
+    db.Exec("DELETE FROM t; BEGIN;");
+    db.Exec(warmup);
+    db.Exec("INSERT INTO t VALUES (10, 'before');");
+    // Rows 1 and 2 go in, then the duplicate aborts the statement: all three undone.
+    EXPECT_THAT(db.Error("INSERT INTO t SELECT id, b FROM src"), HasSubstr("UNIQUE"));
+    db.Exec("INSERT INTO t VALUES (11, 'after'); COMMIT;");
+    EXPECT_EQ(db.One("SELECT group_concat(id) FROM t"), *warmup ? "'10,11,20,21,22,23'" : "'10,11'");
+    std::string v = db.One("SELECT crsql_db_version()");
+    // The transaction's live records: its own rows, nothing of the failed statement.
+    EXPECT_EQ(db.Query("SELECT crsql_unpack_columns.cell FROM crsql_changes, "
+                       "crsql_unpack_columns(pk) WHERE db_version = " + v + " AND cid = 'b' "
+                       "ORDER BY seq"),
+              *warmup ? (Rows{{"20"}, {"21"}, {"22"}, {"23"}, {"10"}, {"11"}})
+                      : (Rows{{"10"}, {"11"}}));
+    EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes WHERE pk IN (crsql_pack_columns(1), "
+                     "crsql_pack_columns(2))"),
+              "0");
+  }
 }
 
 TEST(RecordingTest, ReadsAndMergesInsideTheTransactionSeeEarlierWritesInOrder) {
@@ -229,7 +244,8 @@ TEST(RecordingTest, ManyRowsInOneTransactionAreStoredInBulk) {
   db.Exec("BEGIN");
   db.Exec("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) "
           "INSERT INTO t SELECT i, 'v' || i, i FROM n");
-  EXPECT_EQ(db.One("SELECT count(*) FROM t__crsync_rows"), "0");  // captured, not stored yet
+  // The first 4 writes are recorded at once; the rest are captured, not stored yet.
+  EXPECT_EQ(db.One("SELECT count(*) FROM t__crsync_rows"), "4");
   db.Exec("UPDATE t SET c = -c WHERE id % 2 = 0; DELETE FROM t WHERE id % 7 = 0;"
           "UPDATE t SET id = id + 10000 WHERE id % 11 = 0; COMMIT;");
   // One metadata row per key ever written: 3000, plus the moved rows' new keys.
