@@ -3,6 +3,7 @@
 #include <kj/exception.h>
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <exception>
 #include <string>
 #include <utility>
@@ -147,9 +148,12 @@ Status DecodeChangesetUnchecked(wire::Changeset::Reader in, DecodedChangeset* ou
                               std::to_string(d.parts));
   }
   auto changes = in.getChanges();
-  // No reserve(changes.size()): a list of empty structs costs the peer
+  // Not reserve(changes.size()): a list of empty structs costs the peer
   // almost nothing to send. Each change that decodes holds a 16-byte site id
-  // behind its fifth pointer, so the vector grows with the payload's size.
+  // behind its fifth pointer, so beyond this bound the vector grows with the
+  // payload's size.
+  constexpr unsigned kReserveBound = 4096;
+  d.changes.reserve(std::min(changes.size(), kReserveBound));
   for (unsigned i = 0; i < changes.size(); ++i) {
     wire::Change::Reader change = changes[i];
     CRSYNC_RETURN_IF_ERROR(CheckChangeVersion(i, change.getDbVersion(), d.start_version,
