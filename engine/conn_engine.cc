@@ -336,6 +336,7 @@ void ConnEngine::CaptureRollbackTo(int level) {
 }
 
 void ConnEngine::CaptureEnd() {
+  flush_failure_ = Status::OK();
   direct_writes_left_ = kDirectWrites;
   local_writes_.clear();
   capture_marks_.clear();
@@ -345,11 +346,19 @@ void ConnEngine::CaptureEnd() {
 }
 
 Status ConnEngine::FlushLocalWrites() {
+  // A failed flush may have stored part of the log, and a read statement
+  // has no statement journal to undo it: from then on every flush fails, so
+  // the transaction can only roll back (COMMIT fails in xSync).
+  if (!flush_failure_.ok()) return flush_failure_;
   if (flushed_ >= local_writes_.size() || flushing_ || !flusher_) return Status::OK();
   flushing_ = true;
   Status s = flusher_(this);
   flushing_ = false;
-  if (s.ok()) flushed_ = local_writes_.size();
+  if (s.ok()) {
+    flushed_ = local_writes_.size();
+  } else {
+    flush_failure_ = s.WithContext("crsql - storing this transaction's writes failed; roll it back");
+  }
   return s;
 }
 

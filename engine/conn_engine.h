@@ -99,7 +99,8 @@ class ConnEngine {
   void CaptureRollbackTo(int level);
   void CaptureEnd();  // commit or rollback: forget everything
   // Stores the captured writes (no-op when there are none). The recorder
-  // installs the function that does it.
+  // installs the function that does it. After a failure it keeps failing
+  // until the transaction ends, so part of the log is never committed.
   Status FlushLocalWrites();
   void set_local_write_flusher(Status (*fn)(ConnEngine*)) { flusher_ = fn; }
   MetaBatch& local_batch() { return local_batch_; }
@@ -176,6 +177,7 @@ class ConnEngine {
   static constexpr int kDirectWrites = 4;
   int direct_writes_left_ = kDirectWrites;
   bool flushing_ = false;
+  Status flush_failure_;  // sticky until the transaction ends
   Status (*flusher_)(ConnEngine*) = nullptr;
   MetaBatch local_batch_;
   StmtPtr capture_join_;

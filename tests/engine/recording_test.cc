@@ -263,6 +263,26 @@ TEST(RecordingTest, ManyRowsInOneTransactionAreStoredInBulk) {
   EXPECT_EQ(copy.Query("SELECT * FROM t ORDER BY id"), db.Query("SELECT * FROM t ORDER BY id"));
 }
 
+// If storing the captured writes fails part-way, the transaction must not
+// commit: every later flush (and so COMMIT) fails until it rolls back.
+TEST(RecordingTest, AFailedFlushCanOnlyRollBack) {
+  TestDb db;
+  db.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, b); SELECT crsql_as_crr('t');");
+  db.Exec("BEGIN");
+  db.Exec("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 50) "
+          "INSERT INTO t SELECT i, 'v' FROM n");
+  db.Exec("DROP TABLE t__crsync_feed");  // storing the feed entries will fail
+  EXPECT_THAT(db.Error("SELECT count(*) FROM crsql_changes"), HasSubstr("t__crsync_feed"));
+  EXPECT_THAT(db.Error("SELECT count(*) FROM crsql_changes"), HasSubstr("roll it back"));
+  EXPECT_THAT(db.Error("COMMIT"), HasSubstr("roll it back"));
+  if (!sqlite3_get_autocommit(db.get())) db.Exec("ROLLBACK");
+  EXPECT_EQ(db.One("SELECT count(*) FROM t"), "0");
+  EXPECT_EQ(db.One("SELECT count(*) FROM t__crsync_rows"), "0");
+  // The next transaction starts clean.
+  db.Exec("INSERT INTO t VALUES (1, 'x')");
+  EXPECT_EQ(db.One("SELECT count(*) FROM t"), "1");
+}
+
 TEST(RecordingTest, ConnectionWithoutEngineCannotWriteCrr) {
   TempPath path;
   { TestDb db(path.str()); db.Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, b); SELECT crsql_as_crr('t');"); }
