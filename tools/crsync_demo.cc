@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "common/hex.h"
 #include "crsync/crsync.h"
 #include "crsync/sqlite_handles.h"
 
@@ -69,15 +70,7 @@ std::string Blob(sqlite3* db, const std::string& sql) {
                      static_cast<size_t>(sqlite3_column_bytes(st.get(), 0)));
 }
 
-std::string Hex(const std::string& b) {
-  static const char k[] = "0123456789abcdef";
-  std::string o;
-  for (unsigned char c : b) {
-    o += k[c >> 4];
-    o += k[c & 15];
-  }
-  return o;
-}
+std::string Hex(const std::string& b) { return crsync::HexBytes(b); }
 
 // Pulls `from`'s own changes after `cursor` into `to` with the seed guide's
 // 7-value insert, in one transaction. Returns how many rows moved.

@@ -4,18 +4,10 @@
 
 #include <algorithm>
 
+#include "common/hex.h"
+
 namespace crsync {
 namespace {
-
-std::string Hex(const std::string& b) {
-  static const char k[] = "0123456789abcdef";
-  std::string o;
-  for (unsigned char c : b) {
-    o += k[c >> 4];
-    o += k[c & 15];
-  }
-  return o;
-}
 
 Status Fail(std::vector<Message>* out, uint32_t code, const std::string& why) {
   out->push_back(ErrorMsg{code, why});
@@ -160,7 +152,7 @@ Status PeerSession::OnHello(const HelloMsg& m, std::vector<Message>* out) {
   if (m.fingerprint != fingerprint_) {
     return Fail(out, ErrorMsg::kSchemaMismatch,
                 "CRR schemas differ (fingerprint " + std::to_string(fingerprint_) + " here, " +
-                    std::to_string(m.fingerprint) + " at peer " + Hex(m.site_id) +
+                    std::to_string(m.fingerprint) + " at peer " + HexBytes(m.site_id) +
                     "): migrate both sides to the same schema");
   }
   peer_site_ = m.site_id;
