@@ -5,6 +5,7 @@
 // reading it gives no rows. See ConnEngine::local_writes().
 #include "common/guard.h"
 #include "engine/recorder.h"
+#include "engine/vtab_util.h"
 
 namespace crsync {
 namespace {
@@ -28,25 +29,8 @@ int Connect(sqlite3* db, void* aux, int, const char* const*, sqlite3_vtab** out,
   });
 }
 
-int Disconnect(sqlite3_vtab* v) {
-  delete reinterpret_cast<CaptureVtab*>(v);
-  return SQLITE_OK;
-}
-
 int BestIndex(sqlite3_vtab*, sqlite3_index_info* info) {
   info->estimatedCost = 1;
-  return SQLITE_OK;
-}
-
-int Open(sqlite3_vtab*, sqlite3_vtab_cursor** out) {
-  return GuardSqliteCall(SQLITE_NOMEM, [&] {
-    *out = new sqlite3_vtab_cursor{};
-    return SQLITE_OK;
-  });
-}
-
-int Close(sqlite3_vtab_cursor* c) {
-  delete c;
   return SQLITE_OK;
 }
 
@@ -107,19 +91,14 @@ int RollbackTo(sqlite3_vtab* v, int level) {
   return SQLITE_OK;
 }
 
+struct EmptyCursor {
+  sqlite3_vtab_cursor base{};
+};
+
 sqlite3_module MakeModule() {
-  sqlite3_module m{};
+  sqlite3_module m =
+      EponymousModule<CaptureVtab, EmptyCursor>(Connect, BestIndex, Filter, Next, Eof, Column, Rowid);
   m.iVersion = 2;
-  m.xConnect = Connect;
-  m.xBestIndex = BestIndex;
-  m.xDisconnect = Disconnect;
-  m.xOpen = Open;
-  m.xClose = Close;
-  m.xFilter = Filter;
-  m.xNext = Next;
-  m.xEof = Eof;
-  m.xColumn = Column;
-  m.xRowid = Rowid;
   m.xUpdate = Update;
   m.xBegin = Begin;
   m.xSync = Sync;

@@ -1,6 +1,6 @@
 // crsync_rowbuf(pointer): the rows of a RowBuf (engine/row_buf.h).
-#include "common/guard.h"
 #include "engine/row_buf.h"
+#include "engine/vtab_util.h"
 
 namespace crsync {
 namespace {
@@ -24,37 +24,7 @@ int Connect(sqlite3* db, void*, int, const char* const*, sqlite3_vtab** out, cha
   });
 }
 
-int Disconnect(sqlite3_vtab* v) {
-  delete v;
-  return SQLITE_OK;
-}
-
-int BestIndex(sqlite3_vtab*, sqlite3_index_info* info) {
-  for (int i = 0; i < info->nConstraint; ++i) {
-    const auto& c = info->aConstraint[i];
-    if (c.iColumn != kBuf || c.op != SQLITE_INDEX_CONSTRAINT_EQ) continue;
-    if (!c.usable) return SQLITE_CONSTRAINT;
-    info->aConstraintUsage[i].argvIndex = 1;
-    info->aConstraintUsage[i].omit = 1;
-    info->idxNum = 1;
-    info->estimatedCost = 10;
-    return SQLITE_OK;
-  }
-  info->estimatedCost = 1e12;
-  return SQLITE_OK;
-}
-
-int Open(sqlite3_vtab*, sqlite3_vtab_cursor** out) {
-  return GuardSqliteCall(SQLITE_NOMEM, [&] {
-    *out = &(new RowBufCursor)->base;
-    return SQLITE_OK;
-  });
-}
-
-int Close(sqlite3_vtab_cursor* c) {
-  delete reinterpret_cast<RowBufCursor*>(c);
-  return SQLITE_OK;
-}
+int BestIndex(sqlite3_vtab*, sqlite3_index_info* info) { return BestIndexOneArgument(info, kBuf); }
 
 int Filter(sqlite3_vtab_cursor* cur, int idx_num, const char*, int argc, sqlite3_value** argv) {
   auto* c = reinterpret_cast<RowBufCursor*>(cur);
@@ -62,11 +32,6 @@ int Filter(sqlite3_vtab_cursor* cur, int idx_num, const char*, int argc, sqlite3
   c->buf = idx_num == 1 && argc == 1
                ? static_cast<const RowBuf*>(sqlite3_value_pointer(argv[0], kRowBufPointerType))
                : nullptr;
-  return SQLITE_OK;
-}
-
-int Next(sqlite3_vtab_cursor* cur) {
-  ++reinterpret_cast<RowBufCursor*>(cur)->pos;
   return SQLITE_OK;
 }
 
@@ -98,27 +63,8 @@ int Column(sqlite3_vtab_cursor* cur, sqlite3_context* ctx, int col) {
   return SQLITE_OK;
 }
 
-int Rowid(sqlite3_vtab_cursor* cur, sqlite_int64* out) {
-  *out = static_cast<sqlite_int64>(reinterpret_cast<RowBufCursor*>(cur)->pos);
-  return SQLITE_OK;
-}
-
-sqlite3_module MakeModule() {
-  sqlite3_module m{};
-  m.xConnect = Connect;
-  m.xBestIndex = BestIndex;
-  m.xDisconnect = Disconnect;
-  m.xOpen = Open;
-  m.xClose = Close;
-  m.xFilter = Filter;
-  m.xNext = Next;
-  m.xEof = Eof;
-  m.xColumn = Column;
-  m.xRowid = Rowid;
-  return m;
-}
-
-const sqlite3_module kModule = MakeModule();
+const sqlite3_module kModule = EponymousModule<sqlite3_vtab, RowBufCursor>(
+    Connect, BestIndex, Filter, NextPos<RowBufCursor>, Eof, Column, RowidIsPos<RowBufCursor>);
 
 }  // namespace
 

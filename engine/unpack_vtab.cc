@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "common/guard.h"
+#include "engine/vtab_util.h"
 #include "engine/functions.h"
 #include "engine/packed.h"
 
@@ -26,38 +27,7 @@ int Connect(sqlite3* db, void*, int, const char* const*, sqlite3_vtab** out, cha
   });
 }
 
-int Disconnect(sqlite3_vtab* v) {
-  delete v;
-  return SQLITE_OK;
-}
-
-int BestIndex(sqlite3_vtab*, sqlite3_index_info* info) {
-  bool have = false;
-  for (int i = 0; i < info->nConstraint; ++i) {
-    const auto& c = info->aConstraint[i];
-    if (c.iColumn == 1 && c.op == SQLITE_INDEX_CONSTRAINT_EQ) {
-      if (!c.usable) return SQLITE_CONSTRAINT;
-      info->aConstraintUsage[i].argvIndex = 1;
-      info->aConstraintUsage[i].omit = 1;
-      have = true;
-    }
-  }
-  info->idxNum = have;
-  info->estimatedCost = have ? 10 : 1e12;
-  return SQLITE_OK;
-}
-
-int Open(sqlite3_vtab*, sqlite3_vtab_cursor** out) {
-  return GuardSqliteCall(SQLITE_NOMEM, [&] {
-    *out = &(new UnpackCursor)->base;
-    return SQLITE_OK;
-  });
-}
-
-int Close(sqlite3_vtab_cursor* c) {
-  delete reinterpret_cast<UnpackCursor*>(c);
-  return SQLITE_OK;
-}
+int BestIndex(sqlite3_vtab*, sqlite3_index_info* info) { return BestIndexOneArgument(info, 1); }
 
 int Filter(sqlite3_vtab_cursor* cur, int idx_num, const char*, int argc, sqlite3_value** argv) {
   auto* c = reinterpret_cast<UnpackCursor*>(cur);
@@ -80,11 +50,6 @@ int Filter(sqlite3_vtab_cursor* cur, int idx_num, const char*, int argc, sqlite3
   });
 }
 
-int Next(sqlite3_vtab_cursor* cur) {
-  ++reinterpret_cast<UnpackCursor*>(cur)->pos;
-  return SQLITE_OK;
-}
-
 int Eof(sqlite3_vtab_cursor* cur) {
   auto* c = reinterpret_cast<UnpackCursor*>(cur);
   return c->pos >= c->cells.size();
@@ -99,24 +64,10 @@ int Column(sqlite3_vtab_cursor* cur, sqlite3_context* ctx, int col) {
   });
 }
 
-int Rowid(sqlite3_vtab_cursor* cur, sqlite_int64* out) {
-  *out = static_cast<sqlite_int64>(reinterpret_cast<UnpackCursor*>(cur)->pos);
-  return SQLITE_OK;
-}
-
 sqlite3_module MakeModule() {
-  sqlite3_module m{};
-  m.xConnect = Connect;
-  m.xBestIndex = BestIndex;
-  m.xDisconnect = Disconnect;
-  m.xDestroy = Disconnect;
-  m.xOpen = Open;
-  m.xClose = Close;
-  m.xFilter = Filter;
-  m.xNext = Next;
-  m.xEof = Eof;
-  m.xColumn = Column;
-  m.xRowid = Rowid;
+  sqlite3_module m = EponymousModule<sqlite3_vtab, UnpackCursor>(
+      Connect, BestIndex, Filter, NextPos<UnpackCursor>, Eof, Column, RowidIsPos<UnpackCursor>);
+  m.xDestroy = m.xDisconnect;
   return m;
 }
 
