@@ -1,6 +1,5 @@
 // ChangeReader and ChangeApplier (include/crsync/engine.h): the sidecar's
 // read and merge paths, over the same scan and merge code as crsql_changes.
-#include <algorithm>
 #include <cmath>
 #include <map>
 
@@ -12,11 +11,6 @@
 
 namespace crsync {
 namespace {
-
-// A batch merge holds at most this many rows' metadata before storing it,
-// and stores row by row when a window has fewer than kMinBulkRows rows.
-constexpr size_t kMaxHeldRows = 1024;
-constexpr size_t kMinBulkRows = 8;
 
 Status FindEngine(sqlite3* db, ConnEngine** out) {
   *out = ConnEngine::Find(db);
@@ -102,8 +96,7 @@ struct ChangeApplier::Impl {
   explicit Impl(ConnEngine* e) : engine(e), merger(e), batch(&e->catalog()) {}
   ConnEngine* engine;
   Merger merger;
-  MetaBatch batch;  // the rows' metadata, stored together at the end of Merge
-  std::vector<std::pair<Crr*, std::vector<std::string_view>>> prefetch;  // per window
+  MetaBatch batch;  // each window's metadata, stored together (MetaBatch::kWindow rows)
   std::vector<MergeInput> inputs;
 
   Status Merge(const std::vector<Change>& changes, int64_t tag, int64_t* total);
@@ -154,22 +147,16 @@ Status ChangeApplier::Impl::Merge(const std::vector<Change>& changes, int64_t ta
   };
   for (size_t start = 0; start < ins.size();) {
     size_t end = start, rows = 0;
-    prefetch.clear();
-    for (; end < ins.size() && rows < kMaxHeldRows; ++rows) {
-      if (Crr* crr = engine->catalog().ByName(ins[end].table)) {
-        auto it = std::find_if(prefetch.begin(), prefetch.end(),
-                               [&](const auto& p) { return p.first == crr; });
-        if (it == prefetch.end()) it = prefetch.insert(prefetch.end(), {crr, {}});
-        it->second.push_back(ins[end].pk);
-      }
-      end = row_end(end);
-    }
+    for (; end < ins.size() && rows < MetaBatch::kWindow; ++rows) end = row_end(end);
     // A few rows are cheaper one by one than with the bulk statements.
-    const bool bulk = rows >= kMinBulkRows;
+    const bool bulk = rows >= MetaBatch::kMinBulk;
     merger.SetBatch(bulk ? &batch : nullptr);
     Status s;
-    for (auto& [crr, pks] : prefetch) {
-      if (s.ok() && bulk) s = batch.Prefetch(crr, pks);
+    if (bulk) {
+      for (size_t i = start; i < end; i = row_end(i)) {
+        if (Crr* crr = engine->catalog().ByName(ins[i].table)) batch.Want(crr, ins[i].pk);
+      }
+      s = batch.PrefetchWanted();
     }
     for (size_t i = start; s.ok() && i < end;) {
       size_t j = row_end(i);

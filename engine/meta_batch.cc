@@ -32,6 +32,21 @@ const RowMeta* MetaBatch::Find(const Crr& crr, std::string_view pk) const {
   return it->second.held ? &it->second.after : &it->second.before;
 }
 
+void MetaBatch::Want(Crr* crr, std::string_view pk) {
+  auto it = std::find_if(wanted_.begin(), wanted_.end(), [&](const auto& w) { return w.first == crr; });
+  if (it == wanted_.end()) it = wanted_.insert(wanted_.end(), {crr, {}});
+  it->second.push_back(pk);
+}
+
+Status MetaBatch::PrefetchWanted() {
+  Status s;
+  for (auto& [crr, pks] : wanted_) {
+    if (s.ok()) s = Prefetch(crr, pks);
+  }
+  wanted_.clear();
+  return s;
+}
+
 Status MetaBatch::Prefetch(Crr* crr, const std::vector<std::string_view>& pks) {
   PerCrr& c = crrs_[crr->id()];
   keys_.rows.clear();
@@ -81,6 +96,7 @@ void MetaBatch::Put(const Crr& crr, std::string_view pk, const RowMeta& before, 
 }
 
 void MetaBatch::Clear() {
+  wanted_.clear();
   crrs_.clear();
   size_ = 0;
 }

@@ -33,12 +33,20 @@ class MetaBatch {
  public:
   explicit MetaBatch(Catalog* catalog) : catalog_(catalog) {}
 
+  // How callers size their work: rows per window (held, then stored), and
+  // the fewest rows for which the bulk statements beat row by row.
+  static constexpr size_t kWindow = 1024;
+  static constexpr size_t kMinBulk = 8;
+
   // The metadata of row `pk` of `crr` if the batch knows it: held (Put)
   // or prefetched (possibly empty: the row has none); else null.
   const RowMeta* Find(const Crr& crr, std::string_view pk) const;
-  // Reads the stored metadata of rows `pks` of `crr` with one statement, so
-  // that Find() serves them (pks already known are skipped).
-  Status Prefetch(Crr* crr, const std::vector<std::string_view>& pks);
+  // Notes that row `pk` of `crr` will be needed; PrefetchWanted() then reads
+  // the stored metadata of every noted row with one statement per CRR, so
+  // that Find() serves them (rows already known are skipped). The pk bytes
+  // must stay valid until PrefetchWanted() returns.
+  void Want(Crr* crr, std::string_view pk);
+  Status PrefetchWanted();
   // Row `pk` of `crr` now has `after` (runs normalized here); `before` is
   // what storage holds and `stored` whether it holds anything (both ignored
   // when the batch already knows the row).
@@ -63,7 +71,10 @@ class MetaBatch {
     std::vector<std::pair<const std::string*, Entry*>> held;
   };
 
+  Status Prefetch(Crr* crr, const std::vector<std::string_view>& pks);
+
   Catalog* catalog_;
+  std::vector<std::pair<Crr*, std::vector<std::string_view>>> wanted_;  // few CRRs: a vector
   std::map<int64_t, PerCrr> crrs_;  // by CRR id: flushed in creation order
   size_t size_ = 0;
   RowBuf inserts_, updates_, feed_del_, feed_add_, keys_;

@@ -195,18 +195,14 @@ Status FindCrr(ConnEngine* e, int64_t id, Crr** out) {
   return Status::OK();
 }
 
-// Captured writes are replayed in windows of this many; a log shorter than
-// kMinBulkWrites is replayed row by row (the bulk statements would cost more).
-constexpr size_t kWriteWindow = 1024;
-constexpr size_t kMinBulkWrites = 8;
-
 // ConnEngine's flusher: turns the captured writes not stored yet into
 // metadata, in order (seqs are taken as they are replayed, so they follow
 // the write order).
 Status ReplayLocalWrites(ConnEngine* e) {
   const std::vector<LocalWrite>& log = e->local_writes();
   const size_t first = e->flushed_writes();
-  if (log.size() - first < kMinBulkWrites) {
+  // A short log goes row by row (the bulk statements would cost more).
+  if (log.size() - first < MetaBatch::kMinBulk) {
     for (size_t i = first; i < log.size(); ++i) {
       const LocalWrite& w = log[i];
       Crr* crr;
@@ -216,24 +212,21 @@ Status ReplayLocalWrites(ConnEngine* e) {
     return Status::OK();
   }
   MetaBatch& batch = e->local_batch();
-  std::vector<std::pair<Crr*, std::vector<std::string_view>>> keys;
-  for (size_t start = first; start < log.size(); start += kWriteWindow) {
-    size_t end = std::min(log.size(), start + kWriteWindow);
-    keys.clear();
-    std::vector<Crr*> crrs(end - start);
+  std::vector<Crr*> crrs;
+  for (size_t start = first; start < log.size(); start += MetaBatch::kWindow) {
+    size_t end = std::min(log.size(), start + MetaBatch::kWindow);
+    crrs.assign(end - start, nullptr);
     for (size_t i = start; i < end; ++i) {
       const LocalWrite& w = log[i];
-      CRSYNC_RETURN_IF_ERROR(FindCrr(e, w.crr_id, &crrs[i - start]));
-      Crr* crr = crrs[i - start];
-      auto it = std::find_if(keys.begin(), keys.end(), [&](const auto& k) { return k.first == crr; });
-      if (it == keys.end()) it = keys.insert(keys.end(), {crr, {}});
-      it->second.push_back(w.key);
-      if (w.moved) it->second.push_back(w.old_key);
+      Crr*& crr = crrs[i - start];
+      if (Status f = FindCrr(e, w.crr_id, &crr); !f.ok()) {
+        batch.Clear();
+        return f;
+      }
+      batch.Want(crr, w.key);
+      if (w.moved) batch.Want(crr, w.old_key);
     }
-    Status s;
-    for (auto& [crr, pks] : keys) {
-      if (s.ok()) s = batch.Prefetch(crr, pks);
-    }
+    Status s = batch.PrefetchWanted();
     for (size_t i = start; s.ok() && i < end; ++i) {
       s = Recorder(e, crrs[i - start], &batch).Apply(log[i]);
     }

@@ -341,8 +341,11 @@ Status PeerSession::ApplyReady(std::vector<ChangesetMsg>* ready, uint32_t credit
     if (s.ok() && bad > i && bad < end) {
       size_t again;
       Status why;
+      // The same changesets merged before; if one is refused now anyway
+      // (merging is deterministic, so it should not be), give up on the
+      // connection rather than loop.
       s = MergeTxn(*ready, i, bad, &again, &why);
-      if (s.ok() && again != bad) s = why;  // refused only next to another: cannot happen
+      if (s.ok() && again != bad) s = why;
     }
     if (!s.ok()) {
       return Fail(out, ErrorMsg::kBadChangeset, "cannot commit merged changesets: " + s.message());
