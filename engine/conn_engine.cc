@@ -21,7 +21,12 @@ constexpr char kBootstrapSql[] =
     "CREATE TABLE IF NOT EXISTS main.crsync_crrs("
     "  id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
     "  pk_cols BLOB NOT NULL, cols BLOB NOT NULL);"
-    "INSERT OR IGNORE INTO main.crsql_master(key, value) VALUES ('crsqlite_version', 160300);";
+    "INSERT OR IGNORE INTO main.crsql_master(key, value) VALUES ('crsqlite_version', 160300);"
+    "INSERT OR IGNORE INTO main.crsql_master(key, value) VALUES ('crsync_meta_format', 2);";
+
+// The encoding of the rows tables' `meta` blobs (engine/row_meta.cc) that
+// this build reads and writes.
+constexpr int64_t kMetaFormat = 2;
 
 std::mutex& RegistryMutex() {
   static std::mutex m;
@@ -89,6 +94,33 @@ void ConnEngine::ReleaseStatements() {
   capture_join_.reset();
 }
 
+// A database whose CRRs were written by a build with another metadata
+// encoding would be misread, so it is refused with the reason. One without
+// CRRs gets this build's format recorded.
+Status ConnEngine::CheckMetaFormat(bool readonly) {
+  StmtPtr st;
+  CRSYNC_RETURN_IF_ERROR(Prepare(db_,
+                                 "SELECT (SELECT value FROM main.crsql_master WHERE key = "
+                                 "'crsync_meta_format'), EXISTS (SELECT 1 FROM main.crsync_crrs)",
+                                 &st));
+  int rc = sqlite3_step(st.get());
+  if (rc != SQLITE_ROW) return SqliteError(db_, rc);
+  const bool recorded = sqlite3_column_type(st.get(), 0) != SQLITE_NULL;
+  const int64_t format = recorded ? sqlite3_column_int64(st.get(), 0) : 1;
+  const bool has_crrs = sqlite3_column_int(st.get(), 1) != 0;
+  st.reset();
+  if (format == kMetaFormat) return Status::OK();
+  if (!recorded && !has_crrs) {
+    if (readonly) return Status::OK();
+    return Exec(db_, "INSERT INTO main.crsql_master(key, value) VALUES ('crsync_meta_format', " +
+                         std::to_string(kMetaFormat) + ")");
+  }
+  return Status::Sqlite(SQLITE_ERROR, "crsync: this database's CRR metadata is in format " +
+                       std::to_string(format) + " but this build of crsync reads format " +
+                       std::to_string(kMetaFormat) +
+                       "; open it with the build that wrote it (docs/storage.md)");
+}
+
 Status ConnEngine::Bootstrap() {
   bool readonly = sqlite3_db_readonly(db_, "main") == 1;
   bool ready = true;
@@ -108,6 +140,7 @@ Status ConnEngine::Bootstrap() {
                                 "ALTER TABLE main.crsql_tracked_peers ADD COLUMN clock INTEGER "
                                 "GENERATED ALWAYS AS (version) VIRTUAL"));
   }
+  CRSYNC_RETURN_IF_ERROR(CheckMetaFormat(readonly));
   CRSYNC_RETURN_IF_ERROR(LoadSites());
   if (site_id_.empty() && !readonly) {
     unsigned char id[kSiteIdLen];

@@ -138,6 +138,7 @@ class ConnEngine {
  private:
   explicit ConnEngine(sqlite3* db) : db_(db), catalog_(db), local_batch_(&catalog_) {}
   Status Bootstrap();
+  Status CheckMetaFormat(bool readonly);
   Status LoadSites();
   Status RecomputeCommitted();
   unsigned DataVersion();

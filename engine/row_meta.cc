@@ -3,9 +3,14 @@
 namespace crsync {
 namespace {
 
-// Flag bits of an encoded record: a set bit means "same as the previous
-// record" (for seq: previous seq + 1), and the field is omitted.
-constexpr unsigned kSameDbv = 1, kNextSeq = 2, kSameSite = 4, kSameRun = 8;
+// The head byte of an encoded record. Low four bits: a set bit means the
+// field follows from the previous record and is omitted (slot and seq: the
+// previous one + 1; db_version and site: the same). High four bits: the
+// col_version when below kCvEscape, else kCvEscape and a varint follows.
+// Before the first record, "previous" is slot 0, db_version 0, seq -1 and
+// site 0, so a fresh local row's first column needs only db_version and seq.
+constexpr unsigned kNextSlot = 1, kSameDbv = 2, kNextSeq = 4, kSameSite = 8;
+constexpr unsigned kCvEscape = 15;
 
 }  // namespace
 
@@ -72,82 +77,138 @@ bool GetVarint(std::string_view in, size_t* pos, uint64_t* v) {
 
 void EncodeRowMeta(const RowMeta& meta, std::string* out) {
   out->clear();
-  size_t n = meta.sentinel.present ? 1 : 0;
-  for (const Clock& c : meta.cols) n += c.present;
-  PutVarint(n, out);
-  const Clock* prev = nullptr;
+  Clock prev;
+  prev.seq = -1;
+  uint64_t prev_slot = 0;
   auto put = [&](uint64_t slot, const Clock& c) {
-    unsigned flags = 0;
-    if (prev) {
-      if (c.db_version == prev->db_version) flags |= kSameDbv;
-      if (c.seq == prev->seq + 1) flags |= kNextSeq;
-      if (c.site == prev->site) flags |= kSameSite;
-      if (c.run == prev->run) flags |= kSameRun;
-    }
-    PutVarint(slot, out);
-    out->push_back(static_cast<char>(flags));
-    PutVarint(static_cast<uint64_t>(c.col_version), out);
-    if (!(flags & kSameDbv)) PutVarint(static_cast<uint64_t>(c.db_version), out);
-    if (!(flags & kNextSeq)) PutVarint(static_cast<uint64_t>(c.seq), out);
-    if (!(flags & kSameSite)) PutVarint(static_cast<uint64_t>(c.site), out);
-    if (!(flags & kSameRun)) PutVarint(static_cast<uint64_t>(c.run), out);
-    prev = &c;
+    unsigned head = 0;
+    if (slot == prev_slot + 1) head |= kNextSlot;
+    if (c.db_version == prev.db_version) head |= kSameDbv;
+    if (c.seq == prev.seq + 1) head |= kNextSeq;
+    if (c.site == prev.site) head |= kSameSite;
+    const bool small_cv = c.col_version >= 0 && c.col_version < kCvEscape;
+    head |= (small_cv ? static_cast<unsigned>(c.col_version) : kCvEscape) << 4;
+    out->push_back(static_cast<char>(head));
+    if (!(head & kNextSlot)) PutVarint(slot, out);
+    if (!small_cv) PutVarint(static_cast<uint64_t>(c.col_version), out);
+    if (!(head & kSameDbv)) PutVarint(static_cast<uint64_t>(c.db_version), out);
+    if (!(head & kNextSeq)) PutVarint(static_cast<uint64_t>(c.seq), out);
+    if (!(head & kSameSite)) PutVarint(static_cast<uint64_t>(c.site), out);
+    prev = c;
+    prev_slot = slot;
   };
   if (meta.sentinel.present) put(0, meta.sentinel);
   for (size_t i = 0; i < meta.cols.size(); ++i)
     if (meta.cols[i].present) put(i + 1, meta.cols[i]);
 }
 
-bool FirstRecordRun(std::string_view blob, int64_t* run) {
-  size_t pos = 0;
-  uint64_t n, v;
-  if (!GetVarint(blob, &pos, &n) || n == 0) return false;
-  if (!GetVarint(blob, &pos, &v) || pos >= blob.size()) return false;  // slot
-  ++pos;  // flags: the first record carries every field
-  for (int field = 0; field < 5; ++field) {  // col_version, db_version, seq, site, run
-    if (!GetVarint(blob, &pos, &v)) return false;
-  }
-  *run = static_cast<int64_t>(v);
-  return true;
-}
+namespace {
 
-Status DecodeRowMeta(std::string_view blob, size_t slots, RowMeta* meta) {
-  meta->sentinel = Clock{};
-  meta->cols.assign(slots, Clock{});
-  size_t pos = 0;
-  uint64_t n;
-  if (!GetVarint(blob, &pos, &n)) return Status::Corruption("row metadata: bad record count");
+// Walks the records of an encoded blob, calling fn(slot, clock) for each
+// (clock.run left 0). Slots must be strictly increasing.
+template <typename Fn>
+Status ForEachRecord(std::string_view blob, Fn&& fn) {
   Clock prev;
-  for (uint64_t k = 0; k < n; ++k) {
-    uint64_t slot, v;
-    if (!GetVarint(blob, &pos, &slot) || pos >= blob.size())
-      return Status::Corruption("row metadata: truncated record");
-    unsigned flags = static_cast<unsigned char>(blob[pos++]);
+  prev.seq = -1;
+  uint64_t prev_slot = 0;
+  bool first = true;
+  size_t pos = 0;
+  while (pos < blob.size()) {
+    const unsigned head = static_cast<unsigned char>(blob[pos++]);
     Clock c;
     c.present = true;
-    if (!GetVarint(blob, &pos, &v)) return Status::Corruption("row metadata: truncated");
-    c.col_version = static_cast<int64_t>(v);
-    auto field = [&](unsigned bit, int64_t same, int64_t* dst) -> bool {
-      if (flags & bit) {
-        *dst = same;
+    uint64_t slot = prev_slot + 1, v = 0;
+    if (!(head & kNextSlot) && !GetVarint(blob, &pos, &slot))
+      return Status::Corruption("row metadata: truncated record");
+    if (!first && slot <= prev_slot) return Status::Corruption("row metadata: slots out of order");
+    auto field = [&](bool same, int64_t implied, int64_t* dst) {
+      if (same) {
+        *dst = implied;
         return true;
       }
       if (!GetVarint(blob, &pos, &v)) return false;
       *dst = static_cast<int64_t>(v);
       return true;
     };
-    if (!field(kSameDbv, prev.db_version, &c.db_version) ||
-        !field(kNextSeq, prev.seq + 1, &c.seq) || !field(kSameSite, prev.site, &c.site) ||
-        !field(kSameRun, prev.run, &c.run))
-      return Status::Corruption("row metadata: truncated");
+    const unsigned cv = head >> 4;
+    if (!field(cv != kCvEscape, cv, &c.col_version) ||
+        !field(head & kSameDbv, prev.db_version, &c.db_version) ||
+        !field(head & kNextSeq, prev.seq + 1, &c.seq) ||
+        !field(head & kSameSite, prev.site, &c.site))
+      return Status::Corruption("row metadata: truncated record");
+    fn(slot, c);
     prev = c;
+    prev_slot = slot;
+    first = false;
+  }
+  return Status::OK();
+}
+
+// The smallest seq per db_version among a row's records: the runs. Rows
+// have few distinct db_versions, so a short list beats a map.
+class RunTable {
+ public:
+  void Add(int64_t dbv, int64_t seq) {
+    for (size_t i = 0; i < n_; ++i) {
+      if (Get(i).first == dbv) {
+        if (seq < Get(i).second) Get(i).second = seq;
+        return;
+      }
+    }
+    if (n_ < kInline) {
+      inline_[n_] = FeedRun(dbv, seq);
+    } else {
+      more_.emplace_back(dbv, seq);
+    }
+    ++n_;
+  }
+  int64_t RunOf(int64_t dbv) {
+    for (size_t i = 0; i < n_; ++i)
+      if (Get(i).first == dbv) return Get(i).second;
+    return 0;
+  }
+
+ private:
+  static constexpr size_t kInline = 8;
+  FeedRun& Get(size_t i) { return i < kInline ? inline_[i] : more_[i - kInline]; }
+  FeedRun inline_[kInline];
+  std::vector<FeedRun> more_;  // rows with many distinct db_versions
+  size_t n_ = 0;
+};
+
+}  // namespace
+
+bool FirstRecordRun(std::string_view blob, int64_t* run) {
+  bool any = false;
+  int64_t dbv = 0;
+  RunTable runs;
+  Status s = ForEachRecord(blob, [&](uint64_t, const Clock& c) {
+    if (!any) dbv = c.db_version;
+    any = true;
+    runs.Add(c.db_version, c.seq);
+  });
+  if (!s.ok() || !any) return false;
+  *run = runs.RunOf(dbv);
+  return true;
+}
+
+Status DecodeRowMeta(std::string_view blob, size_t slots, RowMeta* meta) {
+  meta->sentinel = Clock{};
+  meta->cols.assign(slots, Clock{});
+  // Runs are derived over every encoded record, those of dropped slots
+  // included, exactly as they were when the blob was stored.
+  RunTable runs;
+  CRSYNC_RETURN_IF_ERROR(ForEachRecord(blob, [&](uint64_t slot, const Clock& c) {
+    runs.Add(c.db_version, c.seq);
     if (slot == 0) {
       meta->sentinel = c;
     } else if (slot - 1 < slots) {
       meta->cols[slot - 1] = c;
     }
-  }
-  if (pos != blob.size()) return Status::Corruption("row metadata: trailing bytes");
+  }));
+  if (meta->sentinel.present) meta->sentinel.run = runs.RunOf(meta->sentinel.db_version);
+  for (Clock& c : meta->cols)
+    if (c.present) c.run = runs.RunOf(c.db_version);
   return Status::OK();
 }
 

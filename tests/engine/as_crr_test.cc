@@ -48,6 +48,42 @@ TEST(BootstrapTest, ReadOnlyDatabaseWithTablesOpens) {
   EXPECT_OK(Exec(ro.get(), "SELECT * FROM crsql_changes"));
 }
 
+// The meta blobs' encoding is recorded; CRRs written in another format are
+// refused with the reason instead of being misread.
+TEST(BootstrapTest, RefusesCrrsWrittenInAnotherMetadataFormat) {
+  TempPath path;
+  {
+    TestDb db(path.str());
+    EXPECT_EQ(db.One("SELECT value FROM crsql_master WHERE key = 'crsync_meta_format'"), "2");
+    db.Exec("CREATE TABLE t(a PRIMARY KEY, b); SELECT crsql_as_crr('t'); INSERT INTO t VALUES (1, 2);"
+            "DELETE FROM crsql_master WHERE key = 'crsync_meta_format'");
+  }
+  DbPtr raw;
+  ASSERT_OK(OpenDb(path.str(), SQLITE_OPEN_READWRITE, nullptr, &raw));
+  char* err = nullptr;
+  EXPECT_NE(crsync_engine_init(raw.get(), &err), SQLITE_OK);
+  ASSERT_NE(err, nullptr);
+  EXPECT_THAT(err, HasSubstr("metadata is in format 1 but this build of crsync reads format 2"));
+  sqlite3_free(err);
+  // Nothing was written: the database still has no format recorded.
+  EXPECT_OK(Exec(raw.get(), "SELECT 1"));
+  StmtPtr st;
+  ASSERT_OK(Prepare(raw.get(), "SELECT count(*) FROM crsql_master WHERE key = 'crsync_meta_format'",
+                    &st));
+  ASSERT_EQ(sqlite3_step(st.get()), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(st.get(), 0), 0);
+}
+
+TEST(BootstrapTest, RecordsTheFormatOfADatabaseWithoutCrrs) {
+  TempPath path;
+  {
+    TestDb db(path.str());
+    db.Exec("DELETE FROM crsql_master WHERE key = 'crsync_meta_format'");
+  }
+  TestDb db(path.str());
+  EXPECT_EQ(db.One("SELECT value FROM crsql_master WHERE key = 'crsync_meta_format'"), "2");
+}
+
 TEST(BootstrapTest, PlainCloseSucceedsWithoutFinalize) {
   TempPath path;
   sqlite3* raw = nullptr;

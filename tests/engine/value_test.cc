@@ -1,5 +1,7 @@
 #include "engine/value.h"
 
+#include <random>
+
 #include "engine/row_meta.h"
 #include "tests/test_util.h"
 
@@ -65,6 +67,109 @@ TEST(RowMetaTest, RoundTripsAndCompresses) {
   }
   EXPECT_FALSE(DecodeRowMeta(blob.substr(0, blob.size() - 1), 4, &out).ok());
   EXPECT_FALSE(DecodeRowMeta(blob + "x", 4, &out).ok());
+}
+
+// A fresh local row (every column at version 1, consecutive seqs, one
+// db_version) costs one byte per column beyond the first record's
+// db_version and seq.
+TEST(RowMetaTest, FreshRowIsOneBytePerColumn) {
+  RowMeta m;
+  m.cols.resize(3);
+  for (int i = 0; i < 3; ++i) m.cols[i] = Clock{true, 1, 1, 299997 + i, 0, 299997};
+  std::string blob;
+  EncodeRowMeta(m, &blob);
+  EXPECT_EQ(blob.size(), 1u + 1u + 3u + 2u);  // head, dbv, seq (3-byte varint), 2 heads
+  RowMeta out;
+  ASSERT_OK(DecodeRowMeta(blob, 3, &out));
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE(out.cols[i].present);
+    EXPECT_EQ(out.cols[i].seq, 299997 + i);
+    EXPECT_EQ(out.cols[i].run, 299997);
+  }
+  int64_t run = 0;
+  ASSERT_TRUE(FirstRecordRun(blob, &run));
+  EXPECT_EQ(run, 299997);
+}
+
+// Random rows round-trip, and the runs come back as NormalizeRuns computes
+// them (they are derived, not stored).
+TEST(RowMetaTest, RandomRowsRoundTripWithDerivedRuns) {
+  std::mt19937_64 rng(7);
+  auto pick = [&](int64_t lo, int64_t hi) {
+    return std::uniform_int_distribution<int64_t>(lo, hi)(rng);
+  };
+  for (int iter = 0; iter < 2000; ++iter) {
+    RowMeta m;
+    m.cols.resize(static_cast<size_t>(pick(0, 40)));
+    auto clock = [&] {
+      int64_t big = pick(0, 3) == 0 ? (int64_t{1} << pick(4, 62)) : 0;
+      return Clock{true, pick(0, 20) + big, pick(1, 4) + big, pick(0, 6) + big, pick(0, 3), 0};
+    };
+    if (pick(0, 2) == 0) m.sentinel = clock();
+    for (Clock& c : m.cols)
+      if (pick(0, 2) != 0) c = clock();
+    NormalizeRuns(&m);
+    std::string blob;
+    EncodeRowMeta(m, &blob);
+    RowMeta out;
+    ASSERT_OK(DecodeRowMeta(blob, m.cols.size(), &out));
+    auto same = [](const Clock& a, const Clock& b) {
+      return a.present == b.present &&
+             (!a.present || (a.col_version == b.col_version && a.db_version == b.db_version &&
+                             a.seq == b.seq && a.site == b.site && a.run == b.run));
+    };
+    ASSERT_TRUE(same(out.sentinel, m.sentinel)) << iter;
+    for (size_t i = 0; i < m.cols.size(); ++i) ASSERT_TRUE(same(out.cols[i], m.cols[i])) << iter;
+    if (!m.Empty()) {
+      int64_t run = -1;
+      ASSERT_TRUE(FirstRecordRun(blob, &run));
+      const Clock* first = &m.sentinel;
+      for (size_t i = 0; !first->present && i < m.cols.size(); ++i) first = &m.cols[i];
+      EXPECT_EQ(run, first->run);
+    }
+    // A strict prefix is refused, or decodes to fewer records (it ends
+    // between records).
+    auto count = [](const RowMeta& r) {
+      size_t n = r.sentinel.present;
+      for (const Clock& c : r.cols) n += c.present;
+      return n;
+    };
+    for (size_t cut = 0; cut < blob.size(); ++cut) {
+      RowMeta part;
+      if (DecodeRowMeta(blob.substr(0, cut), m.cols.size(), &part).ok()) {
+        ASSERT_LT(count(part), count(m)) << iter << " cut " << cut;
+      }
+    }
+  }
+}
+
+// Decoding with fewer slots (a column dropped by an alter) keeps the runs the
+// blob was stored with: they count the dropped records too.
+TEST(RowMetaTest, DroppedSlotsStillCountForRuns) {
+  RowMeta m;
+  m.cols.resize(3);
+  m.cols[0] = Clock{true, 1, 5, 11, 0, 0};
+  m.cols[2] = Clock{true, 1, 5, 10, 0, 0};
+  NormalizeRuns(&m);
+  std::string blob;
+  EncodeRowMeta(m, &blob);
+  RowMeta out;
+  ASSERT_OK(DecodeRowMeta(blob, 2, &out));
+  EXPECT_EQ(out.cols[0].run, 10);
+  EXPECT_FALSE(out.cols[1].present);
+}
+
+TEST(RowMetaTest, RefusesSlotsOutOfOrder) {
+  RowMeta m;
+  m.cols.resize(2);
+  m.cols[1] = Clock{true, 1, 5, 11, 0, 0};
+  std::string blob;
+  EncodeRowMeta(m, &blob);  // one record, slot 2, explicit
+  std::string twice = blob + blob;  // slot 2 again: out of order
+  RowMeta out;
+  Status s = DecodeRowMeta(twice, 2, &out);
+  EXPECT_FALSE(s.ok());
+  EXPECT_THAT(s.message(), ::testing::HasSubstr("slots out of order"));
 }
 
 TEST(RowMetaTest, CausalLengthRules) {
