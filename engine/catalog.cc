@@ -203,9 +203,10 @@ Status Crr::StoreBulk(const RowBuf& inserts, const RowBuf& updates, const RowBuf
                       const RowBuf& feed_add) {
   // Each statement reads its rows from crsync_rowbuf (engine/row_buf.h):
   // the per-row cost is one loop of one statement, not a statement run.
-  // None can abort part-way (OR IGNORE; our values are never NULL), so
-  // SQLite needs no statement journal for them: with one, every page they
-  // touch would be copied to it first.
+  // The inserts and the feed's statements cannot abort part-way (OR IGNORE;
+  // our values are never NULL), so SQLite needs no statement journal for
+  // them: with one, every page they touch is copied to it first, which for
+  // new rows spread over the whole table costs more than it saves.
   auto run = [&](StmtPtr* slot, const RowBuf& buf, auto&& make_sql) -> Status {
     if (buf.rows.empty()) return Status::OK();
     sqlite3_stmt* st = nullptr;
@@ -220,8 +221,13 @@ Status Crr::StoreBulk(const RowBuf& inserts, const RowBuf& updates, const RowBuf
     return "INSERT OR IGNORE INTO " + RowsTable() + "(pk, meta) SELECT pk, meta FROM crsync_rowbuf(?1)";
   }));
   CRSYNC_RETURN_IF_ERROR(run(&bulk_update_, updates, [&] {
-    return "UPDATE OR IGNORE " + RowsTable() +
-           " AS r SET meta = b.meta FROM crsync_rowbuf(?1) AS b WHERE r.pk = b.pk";
+    // An upsert, though it may abort (so SQLite gives it a statement
+    // journal): one b-tree seek per row where UPDATE ... FROM materializes
+    // the join first and seeks again. A window's rows sit on few pages, so
+    // the journal copies little; update of 100k rows: 285 -> 256 ms.
+    return "INSERT INTO " + RowsTable() +
+           "(pk, meta) SELECT pk, meta FROM crsync_rowbuf(?1) WHERE 1 "
+           "ON CONFLICT (pk) DO UPDATE SET meta = excluded.meta";
   }));
   CRSYNC_RETURN_IF_ERROR(run(&bulk_feed_del_, feed_del, [&] {
     return "DELETE FROM " + FeedTable() +
