@@ -1,6 +1,7 @@
 #include "engine/meta_batch.h"
 
 #include <algorithm>
+#include <functional>
 #include <tuple>
 
 namespace crsync {
@@ -24,12 +25,57 @@ void SortRows(RowBuf* buf, Less less) {
 
 }  // namespace
 
+size_t MetaBatch::Hash(int64_t crr_id, std::string_view pk) {
+  return std::hash<std::string_view>()(pk) ^ (static_cast<size_t>(crr_id) * 0x9E3779B97F4A7C15ull);
+}
+
+uint32_t MetaBatch::Lookup(int64_t crr_id, std::string_view pk) const {
+  if (index_.empty()) return kNone;
+  const size_t mask = index_.size() - 1;
+  for (size_t i = Hash(crr_id, pk) & mask;; i = (i + 1) & mask) {
+    uint32_t at = index_[i];
+    if (at == kNone) return kNone;
+    const Entry& e = entries_[at];
+    if (e.crr_id == crr_id && e.pk == pk) return at;
+  }
+}
+
+void MetaBatch::Reindex(size_t capacity) {
+  index_.assign(capacity, kNone);
+  const size_t mask = capacity - 1;
+  for (uint32_t at = 0; at < used_; ++at) {
+    size_t i = Hash(entries_[at].crr_id, entries_[at].pk) & mask;
+    while (index_[i] != kNone) i = (i + 1) & mask;
+    index_[i] = at;
+  }
+}
+
+MetaBatch::Entry& MetaBatch::Add(int64_t crr_id, std::string_view pk, size_t slots,
+                                 uint32_t* index) {
+  // At most half full, so probes stay short.
+  if (2 * (used_ + 1) > index_.size()) Reindex(std::max<size_t>(2 * kWindow, 2 * index_.size()));
+  if (used_ == entries_.size()) entries_.emplace_back();
+  const uint32_t at = static_cast<uint32_t>(used_++);
+  Entry& e = entries_[at];
+  e.crr_id = crr_id;
+  e.pk.assign(pk.data(), pk.size());
+  e.before.sentinel = Clock{};
+  e.before.cols.assign(slots, Clock{});  // keeps the vector's buffer
+  e.held = false;
+  e.stored = false;
+  const size_t mask = index_.size() - 1;
+  size_t i = Hash(crr_id, pk) & mask;
+  while (index_[i] != kNone) i = (i + 1) & mask;
+  index_[i] = at;
+  *index = at;
+  return e;
+}
+
 const RowMeta* MetaBatch::Find(const Crr& crr, std::string_view pk) const {
-  auto c = crrs_.find(crr.id());
-  if (c == crrs_.end()) return nullptr;
-  auto it = c->second.rows.find(std::string(pk));
-  if (it == c->second.rows.end()) return nullptr;
-  return it->second.held ? &it->second.after : &it->second.before;
+  uint32_t at = Lookup(crr.id(), pk);
+  if (at == kNone) return nullptr;
+  const Entry& e = entries_[at];
+  return e.held ? &e.after : &e.before;
 }
 
 void MetaBatch::Want(Crr* crr, std::string_view pk) {
@@ -48,15 +94,14 @@ Status MetaBatch::PrefetchWanted() {
 }
 
 Status MetaBatch::Prefetch(Crr* crr, const std::vector<std::string_view>& pks) {
-  PerCrr& c = crrs_[crr->id()];
   keys_.rows.clear();
+  const int64_t id = crr->id();
   for (std::string_view pk : pks) {
-    key_.assign(pk.data(), pk.size());
     // Known from here on; rows the statement finds get their metadata.
-    auto [it, fresh] = c.rows.try_emplace(key_);
-    if (!fresh) continue;
-    it->second.before.cols.assign(crr->slots(), Clock{});
-    keys_.rows.push_back(RowBuf::Row{key_, {}, 0, 0});
+    if (Lookup(id, pk) != kNone) continue;
+    uint32_t at;
+    Add(id, pk, crr->slots(), &at);
+    keys_.rows.push_back(RowBuf::Row{std::string(pk), {}, 0, 0});
   }
   if (keys_.rows.empty()) return Status::OK();
   SortRows(&keys_, [](const RowBuf::Row& a, const RowBuf::Row& b) { return a.pk < b.pk; });
@@ -67,7 +112,9 @@ Status MetaBatch::Prefetch(Crr* crr, const std::vector<std::string_view>& pks) {
   Status s = crr->MaxStoredPk(&max, &any);
   if (s.ok() && any && keys_.rows.front().pk <= max) {
     s = crr->LoadBulk(keys_, [&](std::string_view pk, std::string_view meta) {
-      Entry& e = c.rows[std::string(pk)];
+      uint32_t at = Lookup(id, pk);
+      if (at == kNone) return Status::Corruption("crsql - prefetched an unrequested row");
+      Entry& e = entries_[at];
       e.stored = true;
       return DecodeRowMeta(meta, crr->slots(), &e.before);
     });
@@ -76,35 +123,44 @@ Status MetaBatch::Prefetch(Crr* crr, const std::vector<std::string_view>& pks) {
   return s;
 }
 
-void MetaBatch::Put(const Crr& crr, std::string_view pk, const RowMeta& before, RowMeta after,
-                    bool stored) {
-  NormalizeRuns(&after);
-  PerCrr& c = crrs_[crr.id()];
-  key_.assign(pk.data(), pk.size());
-  auto [it, fresh] = c.rows.try_emplace(key_);
-  Entry& e = it->second;
-  if (!e.held) {
-    if (fresh) {  // else: prefetched, the same as `before`
-      e.before = before;
-      e.stored = stored;
-    }
-    e.held = true;
-    c.held.emplace_back(&it->first, &e);
+void MetaBatch::Put(const Crr& crr, std::string_view pk, const RowMeta& before,
+                    const RowMeta& after, bool stored) {
+  uint32_t at = Lookup(crr.id(), pk);
+  Entry* e;
+  if (at == kNone) {
+    e = &Add(crr.id(), pk, 0, &at);
+    e->before = before;
+    e->stored = stored;
+  } else {
+    e = &entries_[at];  // prefetched (the same as `before`) or held
+  }
+  if (!e->held) {
+    e->held = true;
+    held_.push_back(at);
     ++size_;
   }
-  e.after = std::move(after);
+  e->after = after;  // a copy into the entry's kept buffer: no allocation
+  NormalizeRuns(&e->after);
 }
 
 void MetaBatch::Clear() {
   wanted_.clear();
-  crrs_.clear();
+  if (used_ > 0) std::fill(index_.begin(), index_.end(), kNone);
+  used_ = 0;
+  held_.clear();
   size_ = 0;
 }
 
 Status MetaBatch::Flush() {
+  // One pass per CRR, in id (creation) order.
+  crr_ids_.clear();
+  for (uint32_t at : held_) {
+    int64_t id = entries_[at].crr_id;
+    if (std::find(crr_ids_.begin(), crr_ids_.end(), id) == crr_ids_.end()) crr_ids_.push_back(id);
+  }
+  std::sort(crr_ids_.begin(), crr_ids_.end());
   Status s;
-  for (auto& [id, c] : crrs_) {
-    if (c.held.empty()) continue;
+  for (int64_t id : crr_ids_) {
     Crr* crr = catalog_->ById(id);
     if (!crr) {
       s = Status::Corruption("crsql - CRR " + std::to_string(id) + " changed during a merge");
@@ -114,20 +170,22 @@ Status MetaBatch::Flush() {
     updates_.rows.clear();
     feed_del_.rows.clear();
     feed_add_.rows.clear();
-    for (const auto& [pk, e] : c.held) {
-      RowBuf::Row& m = (e->stored ? updates_ : inserts_).rows.emplace_back();
-      m.pk = *pk;
-      EncodeRowMeta(e->after, &m.meta);
+    for (uint32_t at : held_) {
+      const Entry& e = entries_[at];
+      if (e.crr_id != id) continue;
+      RowBuf::Row& m = (e.stored ? updates_ : inserts_).rows.emplace_back();
+      m.pk = e.pk;
+      EncodeRowMeta(e.after, &m.meta);
       // The feed lists exactly the runs of `after` instead of `before`.
-      FeedRuns(e->before, &runs_old_);
-      FeedRuns(e->after, &runs_new_);
+      FeedRuns(e.before, &runs_old_);
+      FeedRuns(e.after, &runs_new_);
       for (const FeedRun& run : runs_old_) {
         if (std::find(runs_new_.begin(), runs_new_.end(), run) == runs_new_.end())
-          feed_del_.rows.push_back(RowBuf::Row{*pk, {}, run.first, run.second});
+          feed_del_.rows.push_back(RowBuf::Row{e.pk, {}, run.first, run.second});
       }
       for (const FeedRun& run : runs_new_) {
         if (std::find(runs_old_.begin(), runs_old_.end(), run) == runs_old_.end())
-          feed_add_.rows.push_back(RowBuf::Row{*pk, {}, run.first, run.second});
+          feed_add_.rows.push_back(RowBuf::Row{e.pk, {}, run.first, run.second});
       }
     }
     // Key order: each statement walks its b-tree forwards.

@@ -16,10 +16,8 @@
 #define CRSYNC_ENGINE_META_BATCH_H_
 
 #include <cstdint>
-#include <map>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "crsync/status.h"
@@ -50,7 +48,8 @@ class MetaBatch {
   // Row `pk` of `crr` now has `after` (runs normalized here); `before` is
   // what storage holds and `stored` whether it holds anything (both ignored
   // when the batch already knows the row).
-  void Put(const Crr& crr, std::string_view pk, const RowMeta& before, RowMeta after, bool stored);
+  void Put(const Crr& crr, std::string_view pk, const RowMeta& before, const RowMeta& after,
+           bool stored);
   // Rows held (a caller may flush early to bound memory).
   size_t size() const { return size_; }
   // Stores every held row and empties the batch (also on error).
@@ -58,28 +57,36 @@ class MetaBatch {
   void Clear();
 
  private:
+  // The rows the batch knows, in one arena that keeps its buffers (keys,
+  // clock vectors) from window to window: a window allocates nothing once
+  // the first has run. Entries are found through an open-addressing index.
   struct Entry {
+    int64_t crr_id = 0;
+    std::string pk;
     RowMeta before;  // as stored (prefetched, or given to the first Put)
     RowMeta after;   // held for storing, when `held`
     bool held = false;
     bool stored = false;  // storage has a metadata row for it
   };
-  struct PerCrr {
-    std::unordered_map<std::string, Entry> rows;
-    // Held rows in Put order (usually key order already); node pointers
-    // stay valid as the map grows.
-    std::vector<std::pair<const std::string*, Entry*>> held;
-  };
+  static constexpr uint32_t kNone = ~0u;
 
+  uint32_t Lookup(int64_t crr_id, std::string_view pk) const;
+  // A new entry for a row Lookup() did not find.
+  Entry& Add(int64_t crr_id, std::string_view pk, size_t slots, uint32_t* index);
+  static size_t Hash(int64_t crr_id, std::string_view pk);
+  void Reindex(size_t capacity);
   Status Prefetch(Crr* crr, const std::vector<std::string_view>& pks);
 
   Catalog* catalog_;
   std::vector<std::pair<Crr*, std::vector<std::string_view>>> wanted_;  // few CRRs: a vector
-  std::map<int64_t, PerCrr> crrs_;  // by CRR id: flushed in creation order
+  std::vector<Entry> entries_;   // [0, used_) are this window's
+  size_t used_ = 0;
+  std::vector<uint32_t> index_;  // entry index or kNone; size a power of two
+  std::vector<uint32_t> held_;   // held entries, in Put order
   size_t size_ = 0;
   RowBuf inserts_, updates_, feed_del_, feed_add_, keys_;
   std::vector<FeedRun> runs_old_, runs_new_;
-  std::string key_;
+  std::vector<int64_t> crr_ids_;
 };
 
 }  // namespace crsync

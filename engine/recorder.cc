@@ -37,9 +37,12 @@ using LocalWrite = ConnEngine::LocalWrite;
 // storing row metadata through `batch` when given (bulk), else directly.
 class Recorder {
  public:
-  Recorder(ConnEngine* e, Crr* crr, MetaBatch* batch) : e_(e), crr_(crr), batch_(batch) {}
+  // One recorder may replay many writes: its scratch metadata then keeps
+  // its buffers from row to row.
+  Recorder(ConnEngine* e, MetaBatch* batch) : e_(e), batch_(batch) {}
 
-  Status Apply(const LocalWrite& w) {
+  Status Apply(Crr* crr, const LocalWrite& w) {
+    crr_ = crr;
     switch (w.op) {
       case LocalWrite::kInsert:
         return Insert(w.key);
@@ -61,12 +64,12 @@ class Recorder {
     }
     return crr_->LoadMeta(key, meta, found);
   }
-  Status Store(const std::string& key, const RowMeta& before, RowMeta after, bool found) {
+  Status Store(const std::string& key, const RowMeta& before, const RowMeta& after, bool found) {
     if (batch_) {
-      batch_->Put(*crr_, key, before, std::move(after), found);
+      batch_->Put(*crr_, key, before, after, found);
       return Status::OK();
     }
-    return crr_->StoreMeta(key, before, std::move(after));
+    return crr_->StoreMeta(key, before, after);
   }
 
   Status Insert(const std::string& key) {
@@ -86,7 +89,8 @@ class Recorder {
         return Status::OK();
       }
     }
-    RowMeta before, after;
+    RowMeta& before = a_;
+    RowMeta& after = b_;
     bool found;
     CRSYNC_RETURN_IF_ERROR(Load(key, &before, &found));
     after = before;
@@ -106,13 +110,14 @@ class Recorder {
         StampLocal(&after.cols[i], old.present ? old.col_version + 1 : 1, dbv, e_->TakeSeq());
       }
     }
-    return Store(key, before, std::move(after), found);
+    return Store(key, before, after, found);
   }
 
   Status Update(const LocalWrite& w) {
     int64_t dbv;
     CRSYNC_RETURN_IF_ERROR(e_->LocalDbVersion(&dbv));
-    RowMeta q_before, q;
+    RowMeta& q_before = a_;
+    RowMeta& q = b_;
     bool q_found;
     CRSYNC_RETURN_IF_ERROR(Load(w.key, &q_before, &q_found));
     q = q_before;
@@ -121,11 +126,12 @@ class Recorder {
         const Clock& old = q_before.cols[i];
         StampLocal(&q.cols[i], old.present ? old.col_version + 1 : 1, dbv, e_->TakeSeq());
       }
-      return Store(w.key, q_before, std::move(q), q_found);
+      return Store(w.key, q_before, q, q_found);
     }
 
     // Row move (§7.5): delete P, move its clocks to Q, create Q.
-    RowMeta p_before, p;
+    RowMeta& p_before = c_;
+    RowMeta& p = d_;
     bool p_found;
     CRSYNC_RETURN_IF_ERROR(Load(w.old_key, &p_before, &p_found));
     p = p_before;
@@ -155,20 +161,22 @@ class Recorder {
         StampLocal(&c, c.col_version, dbv, e_->TakeSeq());
       }
     }
-    CRSYNC_RETURN_IF_ERROR(Store(w.old_key, p_before, std::move(p), p_found));
-    return Store(w.key, q_before, std::move(q), q_found);
+    CRSYNC_RETURN_IF_ERROR(Store(w.old_key, p_before, p, p_found));
+    return Store(w.key, q_before, q, q_found);
   }
 
   Status Delete(const std::string& key) {
-    RowMeta before, after;
+    RowMeta& before = a_;
+    RowMeta& after = b_;
     bool found;
     CRSYNC_RETURN_IF_ERROR(Load(key, &before, &found));
     int64_t dbv;
     CRSYNC_RETURN_IF_ERROR(e_->LocalDbVersion(&dbv));
+    after.sentinel = Clock{};
     after.cols.assign(crr_->slots(), Clock{});
     int64_t cl = before.sentinel.present ? before.sentinel.col_version + 1 : 2;
     StampLocal(&after.sentinel, cl, dbv, e_->TakeSeq());
-    return Store(key, before, std::move(after), found);
+    return Store(key, before, after, found);
   }
 
   // The causal length a (re-)created row takes: 1 when there is no sentinel,
@@ -179,8 +187,9 @@ class Recorder {
   }
 
   ConnEngine* e_;
-  Crr* crr_;
   MetaBatch* batch_;
+  Crr* crr_ = nullptr;
+  RowMeta a_, b_, c_, d_;  // scratch: before/after of the row (and of a moved row's old key)
 };
 
 // Finds the CRR a trigger named by id, reloading the catalog once if needed.
@@ -203,15 +212,17 @@ Status ReplayLocalWrites(ConnEngine* e) {
   const size_t first = e->flushed_writes();
   // A short log goes row by row (the bulk statements would cost more).
   if (log.size() - first < MetaBatch::kMinBulk) {
+    Recorder recorder(e, nullptr);
     for (size_t i = first; i < log.size(); ++i) {
       const LocalWrite& w = log[i];
       Crr* crr;
       CRSYNC_RETURN_IF_ERROR(FindCrr(e, w.crr_id, &crr));
-      CRSYNC_RETURN_IF_ERROR(Recorder(e, crr, nullptr).Apply(w));
+      CRSYNC_RETURN_IF_ERROR(recorder.Apply(crr, w));
     }
     return Status::OK();
   }
   MetaBatch& batch = e->local_batch();
+  Recorder recorder(e, &batch);
   std::vector<Crr*> crrs;
   for (size_t start = first; start < log.size(); start += MetaBatch::kWindow) {
     size_t end = std::min(log.size(), start + MetaBatch::kWindow);
@@ -228,7 +239,7 @@ Status ReplayLocalWrites(ConnEngine* e) {
     }
     Status s = batch.PrefetchWanted();
     for (size_t i = start; s.ok() && i < end; ++i) {
-      s = Recorder(e, crrs[i - start], &batch).Apply(log[i]);
+      s = recorder.Apply(crrs[i - start], log[i]);
     }
     if (s.ok()) s = batch.Flush();
     if (!s.ok()) {
@@ -310,7 +321,7 @@ void AfterWrite(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
         int64_t dbv;
         s = e->LocalDbVersion(&dbv);
         if (s.ok() && e->TakeDirectWrite()) {
-          s = Recorder(e, crr, nullptr).Apply(w);
+          s = Recorder(e, nullptr).Apply(crr, w);
         } else {
           if (s.ok()) s = JoinTransaction(e);
           if (s.ok()) e->AddLocalWrite(std::move(w));
