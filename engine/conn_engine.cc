@@ -88,6 +88,7 @@ ConnEngine* ConnEngine::Find(sqlite3* db) {
 void ConnEngine::ReleaseStatements() {
   catalog_.Clear();
   max_dbv_.reset();
+  has_dbv_.reset();
   insert_site_.reset();
   check_site_.reset();
   data_version_stmt_.reset();
@@ -259,6 +260,7 @@ const std::string& ConnEngine::SiteIdOf(int64_t ord) {
 
 void ConnEngine::CatalogChanged() {
   max_dbv_.reset();
+  has_dbv_.reset();
   data_version_ = ~0u;
 }
 
@@ -298,9 +300,41 @@ Status ConnEngine::RecomputeCommitted() {
   return Status::OK();
 }
 
+// Whether some CRR's change feed has an entry at `dbv` (one index seek per
+// CRR). A stale statement (CRRs added or dropped since) errs or misses,
+// and the caller then recomputes.
+Status ConnEngine::FeedHasVersion(int64_t dbv, bool* present) {
+  if (!has_dbv_) {
+    std::string sql;
+    for (const auto& crr : catalog_.all()) {
+      sql += sql.empty() ? "" : " UNION ALL ";
+      sql += "SELECT 1 FROM main." + crr->FeedTable() + " WHERE dbv = ?1";
+    }
+    if (sql.empty()) sql = "SELECT 1 WHERE ?1 IS NULL";
+    sql += " LIMIT 1";
+    CRSYNC_RETURN_IF_ERROR(Prepare(db_, sql, &has_dbv_, SQLITE_PREPARE_PERSISTENT));
+  }
+  sqlite3_bind_int64(has_dbv_.get(), 1, dbv);
+  int rc = sqlite3_step(has_dbv_.get());
+  *present = rc == SQLITE_ROW;
+  sqlite3_reset(has_dbv_.get());
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return SqliteError(db_, rc);
+  return Status::OK();
+}
+
 Status ConnEngine::CommittedDbVersion(int64_t* out) {
   unsigned dv = DataVersion();
-  if (dv != data_version_ || dv == ~0u) {
+  const int64_t candidate = own_commit_;
+  own_commit_ = 0;
+  bool verified = false;
+  if (dv == data_version_ && dv != ~0u && candidate > committed_) {
+    // Only this connection committed since committed_ was read, and its
+    // last transaction used `candidate`, above every stored version: that
+    // is the committed version if a row of the transaction holds it.
+    verified = FeedHasVersion(candidate, &verified).ok() && verified;
+    if (verified) committed_ = candidate;
+  }
+  if (!verified && (dv != data_version_ || dv == ~0u || candidate > committed_)) {
     CRSYNC_RETURN_IF_ERROR(RecomputeCommitted());
     data_version_ = dv;
   }
@@ -344,14 +378,17 @@ int ConnEngine::OnCommit(void* self) noexcept {
   // to a savepoint holds no row, and announcing it would let another
   // connection's next write reuse a version peers were told is covered.
   // (Also right if the commit's I/O then fails: nothing was announced.)
-  e->data_version_ = ~0u;
+  // Usually it is pending_, and one seek per CRR confirms it
+  // (CommittedDbVersion) instead of reading every feed's maximum.
+  // (A transaction that took no version leaves an unchecked one in place.)
+  e->own_commit_ = std::max(e->own_commit_, e->pending_);
   e->EndTransaction();
   return 0;  // never turn a commit into a rollback
 }
 
 void ConnEngine::OnRollback(void* self) noexcept {
   auto* e = static_cast<ConnEngine*>(self);
-  e->data_version_ = ~0u;
+  e->data_version_ = ~0u;  // recomputed in full: that covers own_commit_ too
   e->EndTransaction();
   // Ordinals inserted by the rolled-back transaction are gone.
   e->sites_loaded_ = false;

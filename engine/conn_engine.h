@@ -141,6 +141,7 @@ class ConnEngine {
   Status CheckMetaFormat(bool readonly);
   Status LoadSites();
   Status RecomputeCommitted();
+  Status FeedHasVersion(int64_t dbv, bool* present);
   unsigned DataVersion();
   static int OnCommit(void* self) noexcept;
   static void OnRollback(void* self) noexcept;
@@ -160,7 +161,10 @@ class ConnEngine {
   bool sites_loaded_ = false;
   std::vector<std::string> sites_;  // by ordinal
   std::unordered_map<std::string, int64_t> site_ords_;
-  StmtPtr max_dbv_;
+  StmtPtr max_dbv_, has_dbv_;
+  // pending_ of this connection's last committed transaction, until
+  // CommittedDbVersion() has checked it against the feeds; 0 = none.
+  int64_t own_commit_ = 0;
   StmtPtr insert_site_, check_site_, data_version_stmt_;
   // Site ids this transaction inserted into crsql_site_id, and those of them
   // to re-check before reuse (a ROLLBACK TO may have removed them).

@@ -168,6 +168,25 @@ TEST(RecordingTest, SavepointRollbackLeavesNoTrace) {
             (Rows{{"'010901'", "'b'", "'keep'", "1"}}));
 }
 
+// A committed transaction's version is confirmed against the feed, not
+// assumed: one whose every write was rolled back to a savepoint holds no
+// row, so its version is not announced and the next write reuses it.
+TEST(RecordingTest, ATransactionWhoseWritesWereAllRolledBackTakesNoVersion) {
+  TestDb db;
+  db.Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, b); SELECT crsql_as_crr('t');"
+          "INSERT INTO t VALUES (1, 'one');");
+  EXPECT_EQ(db.One("SELECT crsql_db_version()"), "1");
+  db.Exec("BEGIN; SAVEPOINT s; INSERT INTO t VALUES (2, 'gone'); ROLLBACK TO s; RELEASE s;"
+          "COMMIT;");
+  EXPECT_EQ(db.One("SELECT crsql_db_version()"), "1");
+  db.Exec("INSERT INTO t VALUES (3, 'three')");
+  EXPECT_EQ(db.One("SELECT crsql_db_version()"), "2");
+  EXPECT_EQ(db.One("SELECT db_version FROM crsql_changes WHERE val = 'three'"), "2");
+  // And a transaction that did write is announced right away.
+  db.Exec("BEGIN; INSERT INTO t VALUES (4, 'four'); COMMIT;");
+  EXPECT_EQ(db.One("SELECT crsql_db_version()"), "3");
+}
+
 // Local writes are captured during the statement and made into clocks
 // later (engine/recorder.h). Whatever undoes a write must undo its capture,
 // and whatever reads clocks must see every earlier write, in write order.
