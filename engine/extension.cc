@@ -36,6 +36,7 @@ int Init(sqlite3* db, char** err_msg) {
   if (rc == SQLITE_OK) rc = RegisterChangesVtab(db, e);
   if (rc == SQLITE_OK) rc = RegisterUnpackColumns(db);
   if (rc == SQLITE_OK) rc = RegisterRowBuf(db);
+  if (rc == SQLITE_OK) rc = RegisterMetaRuns(db);
   if (rc == SQLITE_OK) rc = RegisterCaptureTable(db, e);
   if (rc != SQLITE_OK) {
     SetErr(err_msg, "crsync: cannot register the crsql_changes module");

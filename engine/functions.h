@@ -14,6 +14,8 @@ int RegisterFunctions(sqlite3* db, ConnEngine* engine);
 
 // Registers the table-valued function crsql_unpack_columns.
 int RegisterUnpackColumns(sqlite3* db);
+// crsync_meta_runs(meta), engine/meta_runs_vtab.cc.
+int RegisterMetaRuns(sqlite3* db);
 
 }  // namespace crsync
 

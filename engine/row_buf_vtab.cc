@@ -13,16 +13,8 @@ struct RowBufCursor {
   size_t pos = 0;
 };
 
-int Connect(sqlite3* db, void*, int, const char* const*, sqlite3_vtab** out, char**) {
-  return GuardSqliteCall(SQLITE_ERROR, [&] {
-    int rc = sqlite3_declare_vtab(
-        db, "CREATE TABLE x(pk BLOB, meta BLOB, dbv INTEGER, lo INTEGER, buf HIDDEN)");
-    if (rc != SQLITE_OK) return rc;
-    sqlite3_vtab_config(db, SQLITE_VTAB_DIRECTONLY);
-    *out = new sqlite3_vtab{};
-    return SQLITE_OK;
-  });
-}
+constexpr char kSchema[] =
+    "CREATE TABLE x(pk BLOB, meta BLOB, dbv INTEGER, lo INTEGER, buf HIDDEN)";
 
 int BestIndex(sqlite3_vtab*, sqlite3_index_info* info) { return BestIndexOneArgument(info, kBuf); }
 
@@ -64,7 +56,8 @@ int Column(sqlite3_vtab_cursor* cur, sqlite3_context* ctx, int col) {
 }
 
 const sqlite3_module kModule = EponymousModule<sqlite3_vtab, RowBufCursor>(
-    Connect, BestIndex, Filter, NextPos<RowBufCursor>, Eof, Column, RowidIsPos<RowBufCursor>);
+    ConnectPlainTable<kSchema, SQLITE_VTAB_DIRECTONLY>, BestIndex, Filter, NextPos<RowBufCursor>, Eof, Column,
+    RowidIsPos<RowBufCursor>);
 
 }  // namespace
 

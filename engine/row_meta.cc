@@ -192,6 +192,19 @@ bool FirstRecordRun(std::string_view blob, int64_t* run) {
   return true;
 }
 
+Status BlobFeedRuns(std::string_view blob, std::vector<FeedRun>* out) {
+  out->clear();
+  return ForEachRecord(blob, [&](uint64_t, const Clock& c) {
+    for (FeedRun& r : *out) {
+      if (r.first == c.db_version) {
+        if (c.seq < r.second) r.second = c.seq;
+        return;
+      }
+    }
+    out->emplace_back(c.db_version, c.seq);
+  });
+}
+
 Status DecodeRowMeta(std::string_view blob, size_t slots, RowMeta* meta) {
   meta->sentinel = Clock{};
   meta->cols.assign(slots, Clock{});

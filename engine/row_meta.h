@@ -57,9 +57,14 @@ void EncodeRowMeta(const RowMeta& meta, std::string* out);
 // Records for slots >= `slots` are dropped (a column removed by an alter).
 Status DecodeRowMeta(std::string_view blob, size_t slots, RowMeta* meta);
 
-// The feed run of the first record in an encoded blob, without decoding
-// the rest. False if the blob has no record or is malformed.
+// The feed run of the first record in an encoded blob. False if the blob
+// has no record or is malformed.
 bool FirstRecordRun(std::string_view blob, int64_t* run);
+
+// The change-feed runs of an encoded blob, every record counted (as
+// FeedRuns of the decoded metadata, without needing the slot count): one
+// per distinct db_version, in first-record order.
+Status BlobFeedRuns(std::string_view blob, std::vector<FeedRun>* out);
 
 // LEB128 helpers, shared with other compact encodings.
 void PutVarint(uint64_t v, std::string* out);

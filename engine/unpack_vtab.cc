@@ -17,15 +17,7 @@ struct UnpackCursor {
   size_t pos = 0;
 };
 
-int Connect(sqlite3* db, void*, int, const char* const*, sqlite3_vtab** out, char**) {
-  return GuardSqliteCall(SQLITE_ERROR, [&] {
-    int rc = sqlite3_declare_vtab(db, "CREATE TABLE x(cell ANY, package BLOB HIDDEN)");
-    if (rc != SQLITE_OK) return rc;
-    sqlite3_vtab_config(db, SQLITE_VTAB_INNOCUOUS);
-    *out = new sqlite3_vtab{};
-    return SQLITE_OK;
-  });
-}
+constexpr char kSchema[] = "CREATE TABLE x(cell ANY, package BLOB HIDDEN)";
 
 int BestIndex(sqlite3_vtab*, sqlite3_index_info* info) { return BestIndexOneArgument(info, 1); }
 
@@ -66,7 +58,8 @@ int Column(sqlite3_vtab_cursor* cur, sqlite3_context* ctx, int col) {
 
 sqlite3_module MakeModule() {
   sqlite3_module m = EponymousModule<sqlite3_vtab, UnpackCursor>(
-      Connect, BestIndex, Filter, NextPos<UnpackCursor>, Eof, Column, RowidIsPos<UnpackCursor>);
+      ConnectPlainTable<kSchema, SQLITE_VTAB_INNOCUOUS>, BestIndex, Filter, NextPos<UnpackCursor>, Eof, Column,
+      RowidIsPos<UnpackCursor>);
   m.xDestroy = m.xDisconnect;
   return m;
 }

@@ -45,6 +45,20 @@ int RowidIsPos(sqlite3_vtab_cursor* c, sqlite_int64* out) {
   return SQLITE_OK;
 }
 
+// xConnect of a table that keeps no state of its own: declares kSchema,
+// applies kConfig (SQLITE_VTAB_INNOCUOUS or SQLITE_VTAB_DIRECTONLY) and
+// returns a bare sqlite3_vtab.
+template <const char* kSchema, int kConfig>
+int ConnectPlainTable(sqlite3* db, void*, int, const char* const*, sqlite3_vtab** out, char**) {
+  return GuardSqliteCall(SQLITE_ERROR, [&] {
+    int rc = sqlite3_declare_vtab(db, kSchema);
+    if (rc != SQLITE_OK) return rc;
+    sqlite3_vtab_config(db, kConfig);
+    *out = new sqlite3_vtab{};
+    return SQLITE_OK;
+  });
+}
+
 // xBestIndex of a table-valued function whose argument is hidden column
 // `arg`: an equality on it is passed to xFilter as argv[0] with idxNum 1;
 // without it the plan costs a fortune (idxNum 0, no rows).

@@ -52,6 +52,27 @@ TEST_F(AlterTest, RenameColumnBackfillsAtTheCommittedVersion) {
   EXPECT_EQ(db_.One("SELECT crsql_db_version()"), "2");
 }
 
+// The change feed, rebuilt from the remapped metadata in one pass, lists
+// exactly one (db_version, first seq) per row and version, as crsql_changes
+// shows them, and a cursor read after the alter sees exactly those.
+TEST_F(AlterTest, TheRebuiltFeedListsEveryRowVersionOnce) {
+  db_.Exec("INSERT INTO todo VALUES (2, 'walk', 1, 'park'), (3, 'read', 0, 'home');"  // v2
+           "UPDATE todo SET complete = 1 WHERE id = 3;"                              // v3
+           "DELETE FROM todo WHERE id = 2;"                                          // v4
+           "INSERT INTO todo VALUES (4, 'nap', 0, NULL);");                           // v5
+  db_.Exec("SELECT crsql_begin_alter('todo'); ALTER TABLE todo RENAME COLUMN list TO place;"
+           "SELECT crsql_commit_alter('todo');");
+  const char* from_changes =
+      "SELECT db_version, min(seq), hex(pk) FROM crsql_changes GROUP BY pk, db_version "
+      "ORDER BY 1, 2, 3";
+  const char* feed = "SELECT dbv, lo, hex(pk) FROM todo__crsync_feed ORDER BY 1, 2, 3";
+  Rows want = db_.Query(from_changes);
+  EXPECT_EQ(db_.Query(feed), want);
+  EXPECT_EQ(want.size(), 7u) << "rows 1, 3, 4 at their versions and at D = 5, the tombstone of 2";
+  EXPECT_EQ(db_.One("SELECT count(*) FROM crsql_changes WHERE db_version > 4"),
+            db_.One("SELECT count(*) FROM crsql_changes WHERE db_version = 5"));
+}
+
 TEST_F(AlterTest, TombstonesSurviveAnAlter) {
   db_.Exec("DELETE FROM todo WHERE id = 1;");  // v2
   db_.Exec("SELECT crsql_begin_alter('todo'); ALTER TABLE todo RENAME COLUMN name TO task;"

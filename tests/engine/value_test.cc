@@ -1,5 +1,6 @@
 #include "engine/value.h"
 
+#include <algorithm>
 #include <random>
 
 #include "engine/row_meta.h"
@@ -120,6 +121,12 @@ TEST(RowMetaTest, RandomRowsRoundTripWithDerivedRuns) {
     };
     ASSERT_TRUE(same(out.sentinel, m.sentinel)) << iter;
     for (size_t i = 0; i < m.cols.size(); ++i) ASSERT_TRUE(same(out.cols[i], m.cols[i])) << iter;
+    std::vector<FeedRun> from_blob, from_meta;
+    ASSERT_OK(BlobFeedRuns(blob, &from_blob));
+    FeedRuns(m, &from_meta);
+    std::sort(from_blob.begin(), from_blob.end());
+    std::sort(from_meta.begin(), from_meta.end());
+    ASSERT_EQ(from_blob, from_meta) << iter;
     if (!m.Empty()) {
       int64_t run = -1;
       ASSERT_TRUE(FirstRecordRun(blob, &run));
