@@ -282,6 +282,35 @@ Status Crr::LoadBulk(const RowBuf& keys,
   return s;
 }
 
+Status Crr::LoadRange(std::string_view lo, std::string_view hi, int64_t limit,
+                      const std::function<Status(std::string_view, std::string_view)>& on_row,
+                      int64_t* scanned, std::string* last) {
+  *scanned = 0;
+  sqlite3_stmt* st = nullptr;
+  CRSYNC_RETURN_IF_ERROR(Cached(&range_load_, [&] {
+    return "SELECT pk, meta FROM " + RowsTable() + " WHERE pk >= ?1 AND pk <= ?2 LIMIT ?3";
+  }, &st));
+  sqlite3_bind_blob(st, 1, lo.data(), static_cast<int>(lo.size()), SQLITE_STATIC);
+  sqlite3_bind_blob(st, 2, hi.data(), static_cast<int>(hi.size()), SQLITE_STATIC);
+  sqlite3_bind_int64(st, 3, limit);
+  Status s;
+  int rc = SQLITE_OK;
+  while (s.ok() && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    sqlite3_value* pk = sqlite3_column_value(st, 0);
+    sqlite3_value* meta = sqlite3_column_value(st, 1);
+    std::string_view pk_bytes(static_cast<const char*>(sqlite3_value_blob(pk)),
+                              static_cast<size_t>(sqlite3_value_bytes(pk)));
+    ++*scanned;
+    s = on_row(pk_bytes, std::string_view(static_cast<const char*>(sqlite3_value_blob(meta)),
+                                          static_cast<size_t>(sqlite3_value_bytes(meta))));
+    if (s.ok() && *scanned == limit) last->assign(pk_bytes.data(), pk_bytes.size());
+  }
+  if (s.ok() && rc != SQLITE_DONE) s = SqliteError(db_, rc);
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  return s;
+}
+
 Status Crr::UserUpsert(int slot, sqlite3_stmt** out) {
   if (user_upsert_[slot]) {
     *out = user_upsert_[slot].get();

@@ -71,6 +71,13 @@ class Crr {
   // metadata, with one statement; stops at the first error.
   Status LoadBulk(const RowBuf& keys,
                   const std::function<Status(std::string_view, std::string_view)>& on_row);
+  // Calls on_row(pk, encoded meta) for the stored rows with lo <= pk <= hi
+  // in key order, at most `limit` of them; *scanned says how many, and
+  // *last the last pk seen. One range scan: cheaper than a lookup per key
+  // when the wanted keys are dense.
+  Status LoadRange(std::string_view lo, std::string_view hi, int64_t limit,
+                   const std::function<Status(std::string_view, std::string_view)>& on_row,
+                   int64_t* scanned, std::string* last);
   // Forgets the cached row (after a rollback).
   void DropCache() { cache_valid_ = false; }
   // Forgets what was derived from the table's declaration (schema change).
@@ -106,6 +113,7 @@ class Crr {
   RowMeta cache_meta_;
   StmtPtr get_meta_, put_meta_, new_meta_, feed_add_, feed_del_, user_insert_pk_, user_delete_;
   StmtPtr bulk_insert_, bulk_update_, bulk_feed_del_, bulk_feed_add_, bulk_load_, max_pk_;
+  StmtPtr range_load_;
   std::vector<StmtPtr> user_upsert_, user_get_col_;
   std::map<std::vector<int>, StmtPtr> user_upsert_multi_;
 };

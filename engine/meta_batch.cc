@@ -111,13 +111,28 @@ Status MetaBatch::Prefetch(Crr* crr, const std::vector<std::string_view>& pks) {
   bool any;
   Status s = crr->MaxStoredPk(&max, &any);
   if (s.ok() && any && keys_.rows.front().pk <= max) {
-    s = crr->LoadBulk(keys_, [&](std::string_view pk, std::string_view meta) {
+    auto load = [&](std::string_view pk, std::string_view meta) -> Status {
       uint32_t at = Lookup(id, pk);
-      if (at == kNone) return Status::Corruption("crsql - prefetched an unrequested row");
+      if (at == kNone) return Status::OK();  // a stored row between wanted keys
       Entry& e = entries_[at];
       e.stored = true;
       return DecodeRowMeta(meta, crr->slots(), &e.before);
-    });
+    };
+    // Keys close together (a statement that updated a key range, a peer's
+    // changes to neighbouring rows) are read with one range scan; if it
+    // meets many rows nobody wants, the keys are sparse and those after
+    // the scan are each looked up instead.
+    const int64_t limit = 2 * static_cast<int64_t>(keys_.rows.size()) + 16;
+    int64_t scanned = 0;
+    std::string last;
+    s = crr->LoadRange(keys_.rows.front().pk, keys_.rows.back().pk, limit, load, &scanned, &last);
+    if (s.ok() && scanned == limit) {
+      auto first_after = std::upper_bound(
+          keys_.rows.begin(), keys_.rows.end(), last,
+          [](const std::string& k, const RowBuf::Row& r) { return k < r.pk; });
+      keys_.rows.erase(keys_.rows.begin(), first_after);
+      s = crr->LoadBulk(keys_, load);
+    }
   }
   if (!s.ok()) Clear();  // nothing half-known
   return s;

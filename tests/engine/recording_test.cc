@@ -282,6 +282,34 @@ TEST(RecordingTest, ManyRowsInOneTransactionAreStoredInBulk) {
   EXPECT_EQ(copy.Query("SELECT * FROM t ORDER BY id"), db.Query("SELECT * FROM t ORDER BY id"));
 }
 
+// Stored metadata is read back for a window of captured writes with one
+// range scan when the keys are dense, and key by key (after a bounded
+// scan) when they are sparse; both must find every row, and only those.
+TEST(RecordingTest, UpdatesOfDenseAndSparseKeysReadTheRightMetadata) {
+  TestDb db;
+  db.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, b); SELECT crsql_as_crr('t');"
+          "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) "
+          "INSERT INTO t SELECT i, i FROM n;");
+  // Sparse: every 97th row (206 keys spread over 20000), plus a dense run.
+  db.Exec("BEGIN; UPDATE t SET b = -b WHERE id % 97 = 0; UPDATE t SET b = -b WHERE id BETWEEN "
+          "5000 AND 6999; UPDATE t SET b = b + 1 WHERE id % 97 = 0; COMMIT;");
+  EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes WHERE col_version = 1"),
+            db.One("SELECT count(*) FROM t WHERE id % 97 <> 0 AND id NOT BETWEEN 5000 AND 6999"));
+  // Sparse rows were written twice (col_version 3) unless also in the
+  // dense run (three times: 4); dense-only rows once more (2).
+  EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes WHERE col_version = 3"),
+            db.One("SELECT count(*) FROM t WHERE id % 97 = 0 AND id NOT BETWEEN 5000 AND 6999"));
+  EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes WHERE col_version = 4"),
+            db.One("SELECT count(*) FROM t WHERE id % 97 = 0 AND id BETWEEN 5000 AND 6999"));
+  EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes WHERE col_version = 2"),
+            db.One("SELECT count(*) FROM t WHERE id % 97 <> 0 AND id BETWEEN 5000 AND 6999"));
+  EXPECT_EQ(db.One("SELECT count(*) FROM t__crsync_rows"), "20000");
+  TestDb copy;
+  copy.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, b); SELECT crsql_as_crr('t');");
+  Sync(db, copy);
+  EXPECT_EQ(copy.Query("SELECT * FROM t ORDER BY id"), db.Query("SELECT * FROM t ORDER BY id"));
+}
+
 // If storing the captured writes fails part-way, the transaction must not
 // commit: every later flush (and so COMMIT) fails until it rolls back.
 TEST(RecordingTest, AFailedFlushCanOnlyRollBack) {
