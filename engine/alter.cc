@@ -79,8 +79,8 @@ class Migration {
 
  private:
   // §14.3.2 (a)-(c) and the known-row half of (d). The remapped metadata is
-  // written to a temporary table in pk order, then copied back over the
-  // rows table in one step (SQLite's transfer optimization). The feed, an
+  // written in pk order to a new rows table, which then replaces the old
+  // one (a drop and a rename: no copy). The feed, an
   // index of the rows' runs, is then rebuilt from them in one sorted pass:
   // the remap touches every row, and adjusting the feed row by row cost
   // two nested statements per row (most of the alter's time).
@@ -95,16 +95,17 @@ class Migration {
     }
     for (const auto& c : schema.cols) values += ", u." + QuoteIdent(c);
     std::string rows = "main." + crr_.RowsTable();
-    std::string sql =
-        "CREATE TEMP TABLE crsync_alter_remap(pk BLOB PRIMARY KEY NOT NULL, meta BLOB NOT NULL) "
-        "WITHOUT ROWID;"
+    std::string remapped = "main." + QuoteIdent(crr_.name() + "__crsync_rows_remap");
+    std::string fill =
+        "DROP TABLE IF EXISTS " + remapped + ";" + RowsTableDdl(remapped) + ";"
         // A NULL result (nothing left of the row) is skipped by OR IGNORE.
-        "INSERT OR IGNORE INTO temp.crsync_alter_remap(pk, meta) SELECT r.pk, "
+        "INSERT OR IGNORE INTO " + remapped + "(pk, meta) SELECT r.pk, "
         "crsync_internal_remap(r.meta, u." + QuoteIdent(schema.pk_cols[0]) + " IS NOT NULL" +
         values + ") FROM " + rows + " AS r LEFT JOIN main." + QuoteIdent(crr_.name()) +
-        " AS u ON " + on + " ORDER BY r.pk;"
-        "DELETE FROM " + rows + ";"
-        "INSERT INTO " + rows + "(pk, meta) SELECT pk, meta FROM temp.crsync_alter_remap;"
+        " AS u ON " + on + " ORDER BY r.pk;";
+    std::string swap = "DROP TABLE " + rows + "; ALTER TABLE " + remapped + " RENAME TO " +
+                       crr_.RowsTable() + ";";
+    std::string feed =
         "DELETE FROM main." + crr_.FeedTable() + ";"
         "INSERT INTO main." + crr_.FeedTable() + "(dbv, lo, pk) SELECT f.dbv, f.lo, r.pk FROM " +
         rows + " AS r, crsync_meta_runs(r.meta) AS f ORDER BY 1, 2, 3;";
@@ -117,10 +118,20 @@ class Migration {
       }
     };
     e_->set_remap_hook(&hook);
-    Status s = Exec(db_, sql);
+    Status s = Exec(db_, fill);
     e_->set_remap_hook(nullptr);
-    Exec(db_, "DROP TABLE IF EXISTS temp.crsync_alter_remap").IgnoreError();
-    return failure.ok() ? s : failure;
+    if (!failure.ok()) return failure;
+    CRSYNC_RETURN_IF_ERROR(s);
+    // The rename runs in legacy mode: it then renames just this table, and
+    // does not re-check every view and trigger of the schema (one broken
+    // view elsewhere would fail the alter).
+    int legacy = 0;
+    sqlite3_db_config(db_, SQLITE_DBCONFIG_LEGACY_ALTER_TABLE, -1, &legacy);
+    sqlite3_db_config(db_, SQLITE_DBCONFIG_LEGACY_ALTER_TABLE, 1, nullptr);
+    s = Exec(db_, swap);
+    sqlite3_db_config(db_, SQLITE_DBCONFIG_LEGACY_ALTER_TABLE, legacy, nullptr);
+    CRSYNC_RETURN_IF_ERROR(s);
+    return Exec(db_, feed);
   }
 
   // crsync_internal_remap(meta, exists, new column values...): the row's

@@ -12,6 +12,17 @@ std::string PackNames(const std::vector<std::string>& names) {
   return out;
 }
 
+std::string RowsTableDdl(const std::string& name) {
+  return "CREATE TABLE IF NOT EXISTS " + name +
+         "(pk BLOB PRIMARY KEY NOT NULL, meta BLOB NOT NULL) WITHOUT ROWID";
+}
+
+std::string FeedTableDdl(const std::string& name) {
+  return "CREATE TABLE IF NOT EXISTS " + name +
+         "(dbv INTEGER NOT NULL, lo INTEGER NOT NULL, pk BLOB NOT NULL,"
+         " PRIMARY KEY (dbv, lo, pk)) WITHOUT ROWID";
+}
+
 Status BulkBackfill(ConnEngine* e, const Crr& crr, int64_t dbv) {
   std::string cols;
   for (size_t i = 0; i < crr.schema().pk_cols.size(); ++i)
@@ -72,12 +83,7 @@ Status AsCrr(ConnEngine* e, const std::string& table) {
     std::string rows = QuoteIdent(schema.name + "__crsync_rows");
     std::string feed = QuoteIdent(schema.name + "__crsync_feed");
     CRSYNC_RETURN_IF_ERROR(
-        Exec(db, "CREATE TABLE IF NOT EXISTS main." + rows +
-                     "(pk BLOB PRIMARY KEY NOT NULL, meta BLOB NOT NULL) WITHOUT ROWID;"
-                     "CREATE TABLE IF NOT EXISTS main." +
-                     feed +
-                     "(dbv INTEGER NOT NULL, lo INTEGER NOT NULL, pk BLOB NOT NULL,"
-                     " PRIMARY KEY (dbv, lo, pk)) WITHOUT ROWID;"));
+        Exec(db, RowsTableDdl("main." + rows) + ";" + FeedTableDdl("main." + feed) + ";"));
     CRSYNC_RETURN_IF_ERROR(e->catalog().Refresh(true));
     Crr* crr = e->catalog().ByName(schema.name);
     if (!crr) return Status::Corruption("crsql - CRR vanished while being created");

@@ -26,6 +26,11 @@ Status AsTable(ConnEngine* e, const std::string& table);
 // bounded memory). REQUIRES: no row of the table has metadata yet.
 Status BulkBackfill(ConnEngine* e, const Crr& crr, int64_t dbv);
 
+// CREATE TABLE IF NOT EXISTS statements of a CRR's rows and feed tables
+// (docs/storage.md) under the given qualified, quoted names.
+std::string RowsTableDdl(const std::string& name);
+std::string FeedTableDdl(const std::string& name);
+
 // The packed-TEXT list crsync_crrs stores for column names.
 std::string PackNames(const std::vector<std::string>& names);
 

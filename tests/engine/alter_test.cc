@@ -73,6 +73,25 @@ TEST_F(AlterTest, TheRebuiltFeedListsEveryRowVersionOnce) {
             db_.One("SELECT count(*) FROM crsql_changes WHERE db_version = 5"));
 }
 
+// The remapped rows table replaces the old one through a rename run in
+// legacy mode; the connection's own setting is left as it was.
+TEST_F(AlterTest, TheConnectionsLegacyAlterSettingIsKept) {
+  for (const char* setting : {"1", "0"}) {
+    db_.Exec(std::string("PRAGMA legacy_alter_table = ") + setting);
+    db_.Exec("SELECT crsql_begin_alter('todo'); ALTER TABLE todo ADD COLUMN note;"
+             "UPDATE todo SET note = 'x';"  // a row written during the alter: full remap
+             "SELECT crsql_commit_alter('todo');");
+    EXPECT_EQ(db_.One("PRAGMA legacy_alter_table"), setting);
+    EXPECT_EQ(db_.One("SELECT count(*) FROM sqlite_master WHERE name LIKE '%crsync_rows_remap'"),
+              "0");
+    db_.Exec("SELECT crsql_begin_alter('todo'); ALTER TABLE todo DROP COLUMN note;"
+             "SELECT crsql_commit_alter('todo');");
+  }
+  EXPECT_EQ(db_.Query(kChanges), (Rows{{"'010901'", "'complete'", "0", "1", "1"},
+                                       {"'010901'", "'list'", "'home'", "1", "1"},
+                                       {"'010901'", "'name'", "'cook'", "1", "1"}}));
+}
+
 TEST_F(AlterTest, TombstonesSurviveAnAlter) {
   db_.Exec("DELETE FROM todo WHERE id = 1;");  // v2
   db_.Exec("SELECT crsql_begin_alter('todo'); ALTER TABLE todo RENAME COLUMN name TO task;"
