@@ -158,6 +158,27 @@ void MetaBatch::Put(const Crr& crr, std::string_view pk, const RowMeta& before,
   NormalizeRuns(&e->after);
 }
 
+Status MetaBatch::StoreNew(Crr* crr, const std::vector<std::string_view>& keys,
+                           const std::function<void(size_t, RowMeta*)>& fill) {
+  inserts_.rows.clear();
+  updates_.rows.clear();
+  feed_del_.rows.clear();
+  feed_add_.rows.clear();
+  for (size_t i = 0; i < keys.size(); ++i) {
+    fresh_.sentinel = Clock{};
+    fresh_.cols.assign(crr->slots(), Clock{});
+    fill(i, &fresh_);
+    NormalizeRuns(&fresh_);
+    RowBuf::Row& m = inserts_.rows.emplace_back();
+    m.pk.assign(keys[i].data(), keys[i].size());
+    EncodeRowMeta(fresh_, &m.meta);
+    FeedRuns(fresh_, &runs_new_);
+    for (const FeedRun& run : runs_new_)
+      feed_add_.rows.push_back(RowBuf::Row{m.pk, {}, run.first, run.second});
+  }
+  return crr->StoreBulk(inserts_, updates_, feed_del_, feed_add_);
+}
+
 void MetaBatch::Clear() {
   wanted_.clear();
   if (used_ > 0) std::fill(index_.begin(), index_.end(), kNone);

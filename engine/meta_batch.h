@@ -16,6 +16,7 @@
 #define CRSYNC_ENGINE_META_BATCH_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -50,6 +51,11 @@ class MetaBatch {
   // when the batch already knows the row).
   void Put(const Crr& crr, std::string_view pk, const RowMeta& before, const RowMeta& after,
            bool stored);
+  // Stores rows new to `crr` at once, bypassing the held rows (a bulk
+  // load's fast path): fill(i, &meta) gives the metadata of keys[i].
+  // REQUIRES: nothing held; keys ascending, none with stored metadata.
+  Status StoreNew(Crr* crr, const std::vector<std::string_view>& keys,
+                  const std::function<void(size_t, RowMeta*)>& fill);
   // Rows held (a caller may flush early to bound memory).
   size_t size() const { return size_; }
   // Stores every held row and empties the batch (also on error).
@@ -87,6 +93,7 @@ class MetaBatch {
   RowBuf inserts_, updates_, feed_del_, feed_add_, keys_;
   std::vector<FeedRun> runs_old_, runs_new_;
   std::vector<int64_t> crr_ids_;
+  RowMeta fresh_;
 };
 
 }  // namespace crsync

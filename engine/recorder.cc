@@ -204,6 +204,45 @@ Status FindCrr(ConnEngine* e, int64_t id, Crr** out) {
   return Status::OK();
 }
 
+// Whether log[start, end) only inserts rows into one CRR, in ascending key
+// order: a bulk load, which StoreFreshRows can take.
+bool AscendingInserts(const std::vector<LocalWrite>& log, size_t start, size_t end) {
+  for (size_t i = start; i < end; ++i) {
+    const LocalWrite& w = log[i];
+    if (w.op != LocalWrite::kInsert || w.crr_id != log[start].crr_id) return false;
+    if (i > start && !(log[i - 1].key < w.key)) return false;
+  }
+  return true;
+}
+
+// Stores log[start, end), ascending inserts into `crr`, if every key sorts
+// above the CRR's largest stored one: those rows have no metadata, so each
+// gets the fresh one Recorder::Insert would give it, without reading or
+// holding anything (*done = true). Otherwise leaves it to the general path.
+Status StoreFreshRows(ConnEngine* e, Crr* crr, MetaBatch* batch, const std::vector<LocalWrite>& log,
+                      size_t start, size_t end, bool* done) {
+  *done = false;
+  std::string max;
+  bool any;
+  CRSYNC_RETURN_IF_ERROR(crr->MaxStoredPk(&max, &any));
+  if (any && !(max < log[start].key)) return Status::OK();
+  int64_t dbv;
+  CRSYNC_RETURN_IF_ERROR(e->LocalDbVersion(&dbv));
+  std::vector<std::string_view> keys;
+  keys.reserve(end - start);
+  for (size_t i = start; i < end; ++i) keys.emplace_back(log[i].key);
+  const size_t slots = crr->slots();
+  CRSYNC_RETURN_IF_ERROR(batch->StoreNew(crr, keys, [&](size_t, RowMeta* m) {
+    if (slots == 0) {
+      StampLocal(&m->sentinel, 1, dbv, e->TakeSeq());  // pk-only: the sentinel, cl 1
+    } else {
+      for (Clock& c : m->cols) StampLocal(&c, 1, dbv, e->TakeSeq());
+    }
+  }));
+  *done = true;
+  return Status::OK();
+}
+
 // ConnEngine's flusher: turns the captured writes not stored yet into
 // metadata, in order (seqs are taken as they are replayed, so they follow
 // the write order).
@@ -226,6 +265,17 @@ Status ReplayLocalWrites(ConnEngine* e) {
   std::vector<Crr*> crrs;
   for (size_t start = first; start < log.size(); start += MetaBatch::kWindow) {
     size_t end = std::min(log.size(), start + MetaBatch::kWindow);
+    if (end - start >= MetaBatch::kMinBulk && AscendingInserts(log, start, end)) {
+      Crr* crr;
+      bool done = false;
+      Status f = FindCrr(e, log[start].crr_id, &crr);
+      if (f.ok()) f = StoreFreshRows(e, crr, &batch, log, start, end, &done);
+      if (!f.ok()) {
+        batch.Clear();
+        return f;
+      }
+      if (done) continue;
+    }
     crrs.assign(end - start, nullptr);
     for (size_t i = start; i < end; ++i) {
       const LocalWrite& w = log[i];

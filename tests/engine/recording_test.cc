@@ -282,6 +282,40 @@ TEST(RecordingTest, ManyRowsInOneTransactionAreStoredInBulk) {
   EXPECT_EQ(copy.Query("SELECT * FROM t ORDER BY id"), db.Query("SELECT * FROM t ORDER BY id"));
 }
 
+// A bulk load (ascending new keys) is stored without reading metadata; the
+// clocks must be exactly those the general path gives: col_version 1, the
+// transaction's version, seqs in write order, one feed run per row. The
+// same load in descending order (general path) must follow the same rules.
+TEST(RecordingTest, BulkLoadsGetFreshClocksInWriteOrder) {
+  for (const char* order : {"ASC", "DESC"}) {
+    SCOPED_TRACE(order);
+    TestDb db;
+    db.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, b, c); SELECT crsql_as_crr('t');"
+            "CREATE TABLE p (id INTEGER PRIMARY KEY NOT NULL); SELECT crsql_as_crr('p');");
+    db.Exec(std::string("BEGIN; WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+                        "WHERE i < 3000) INSERT INTO t SELECT i, 'b' || i, i FROM n ORDER BY i ") +
+            order + "; COMMIT;");
+    db.Exec(std::string("BEGIN; WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+                        "WHERE i < 3000) INSERT INTO p SELECT i FROM n ORDER BY i ") +
+            order + "; COMMIT;");
+    const std::string pos = std::string(order) == "ASC" ? "(id - 1)" : "(3000 - id)";
+    // Rows of t: position k in write order has seqs 2k (b) and 2k + 1 (c).
+    EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes c JOIN t ON c.pk = crsql_pack_columns(t.id) "
+                     "WHERE c.\"table\" = 't' AND c.col_version = 1 AND c.db_version = 1 AND c.cl = 1 "
+                     "AND c.seq = 2 * " + pos + " + (c.cid = 'c')"),
+              "6000");
+    EXPECT_EQ(db.One("SELECT count(*) FROM t__crsync_feed f JOIN t ON f.pk = crsql_pack_columns(t.id) "
+                     "WHERE f.dbv = 1 AND f.lo = 2 * " + pos),
+              "3000");
+    EXPECT_EQ(db.One("SELECT count(*) FROM t__crsync_feed"), "3000");
+    // pk-only p: the sentinel, cl 1, one seq per row.
+    EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes c JOIN p ON c.pk = crsql_pack_columns(p.id) "
+                     "WHERE c.\"table\" = 'p' AND c.cid = '-1' AND c.col_version = 1 AND c.cl = 1 "
+                     "AND c.db_version = 2 AND c.seq = " + pos),
+              "3000");
+  }
+}
+
 // Stored metadata is read back for a window of captured writes with one
 // range scan when the keys are dense, and key by key (after a bounded
 // scan) when they are sparse; both must find every row, and only those.
