@@ -401,14 +401,14 @@ void ConnEngine::CaptureRollbackTo(int level) {
   if (!capture_marks_.empty() && capture_marks_.back().level == level) {
     m = capture_marks_.back();  // savepoint `level` stays open
   }
-  if (m.size < local_writes_.size()) local_writes_.resize(m.size);
+  local_writes_.Truncate(m.size);
   if (m.flushed < flushed_) flushed_ = m.flushed;  // stored since then: undone by SQLite
 }
 
 void ConnEngine::CaptureEnd() {
   flush_failure_ = Status::OK();
   direct_writes_left_ = kDirectWrites;
-  local_writes_.clear();
+  local_writes_.Clear();
   capture_marks_.clear();
   flushed_ = 0;
   capture_joined_ = false;

@@ -22,6 +22,7 @@
 #include "crsync/status.h"
 #include "engine/catalog.h"
 #include "engine/meta_batch.h"
+#include "engine/write_log.h"
 
 namespace crsync {
 
@@ -63,17 +64,9 @@ class ConnEngine {
   // clocks, metadata and feed entries: before anything reads those (change
   // reads, merges, alters), and in the capture table's xSync at COMMIT.
   // Statement and savepoint rollbacks drop the writes they undid.
-  struct LocalWrite {
-    enum Op : uint8_t { kInsert, kUpdate, kDelete };
-    Op op = kInsert;
-    bool moved = false;             // an update that changed the pk
-    int64_t crr_id = 0;
-    std::string key;                // packed pk (the new one for updates)
-    std::string old_key;            // moved updates: the old packed pk
-    std::vector<uint32_t> changed;  // updates: slots whose value changed
-  };
-  const std::vector<LocalWrite>& local_writes() const { return local_writes_; }
-  void AddLocalWrite(LocalWrite w) { local_writes_.push_back(std::move(w)); }
+  using LocalWrite = WriteLog::Write;
+  const WriteLog& local_writes() const { return local_writes_; }
+  void AddLocalWrite(const LocalWrite& w) { local_writes_.Add(w); }
   size_t flushed_writes() const { return flushed_; }
   // True once this transaction's capture table joined it (it then hears
   // of every savepoint, rollback and commit).
@@ -170,7 +163,7 @@ class ConnEngine {
   // to re-check before reuse (a ROLLBACK TO may have removed them).
   std::unordered_set<std::string> tentative_sites_, unverified_sites_;
   bool reload_sites_ = false;
-  std::vector<LocalWrite> local_writes_;
+  WriteLog local_writes_;
   struct CaptureMark {
     int level;       // SQLite's savepoint level
     size_t size;     // log size when it opened

@@ -55,7 +55,7 @@ class Recorder {
   }
 
  private:
-  Status Load(const std::string& key, RowMeta* meta, bool* found) {
+  Status Load(std::string_view key, RowMeta* meta, bool* found) {
     *found = false;
     if (const RowMeta* held = batch_ ? batch_->Find(*crr_, key) : nullptr) {
       *meta = *held;
@@ -64,7 +64,7 @@ class Recorder {
     }
     return crr_->LoadMeta(key, meta, found);
   }
-  Status Store(const std::string& key, const RowMeta& before, const RowMeta& after, bool found) {
+  Status Store(std::string_view key, const RowMeta& before, const RowMeta& after, bool found) {
     if (batch_) {
       batch_->Put(*crr_, key, before, after, found);
       return Status::OK();
@@ -72,7 +72,7 @@ class Recorder {
     return crr_->StoreMeta(key, before, after);
   }
 
-  Status Insert(const std::string& key) {
+  Status Insert(std::string_view key) {
     int64_t dbv;
     CRSYNC_RETURN_IF_ERROR(e_->LocalDbVersion(&dbv));
     if (!batch_ && crr_->slots() > 0) {
@@ -165,7 +165,7 @@ class Recorder {
     return Store(w.key, q_before, q, q_found);
   }
 
-  Status Delete(const std::string& key) {
+  Status Delete(std::string_view key) {
     RowMeta& before = a_;
     RowMeta& after = b_;
     bool found;
@@ -206,11 +206,14 @@ Status FindCrr(ConnEngine* e, int64_t id, Crr** out) {
 
 // Whether log[start, end) only inserts rows into one CRR, in ascending key
 // order: a bulk load, which StoreFreshRows can take.
-bool AscendingInserts(const std::vector<LocalWrite>& log, size_t start, size_t end) {
+bool AscendingInserts(const WriteLog& log, size_t start, size_t end) {
+  const int64_t crr_id = log[start].crr_id;
+  std::string_view prev;
   for (size_t i = start; i < end; ++i) {
-    const LocalWrite& w = log[i];
-    if (w.op != LocalWrite::kInsert || w.crr_id != log[start].crr_id) return false;
-    if (i > start && !(log[i - 1].key < w.key)) return false;
+    const LocalWrite w = log[i];
+    if (w.op != LocalWrite::kInsert || w.crr_id != crr_id) return false;
+    if (i > start && !(prev < w.key)) return false;
+    prev = w.key;
   }
   return true;
 }
@@ -219,18 +222,18 @@ bool AscendingInserts(const std::vector<LocalWrite>& log, size_t start, size_t e
 // above the CRR's largest stored one: those rows have no metadata, so each
 // gets the fresh one Recorder::Insert would give it, without reading or
 // holding anything (*done = true). Otherwise leaves it to the general path.
-Status StoreFreshRows(ConnEngine* e, Crr* crr, MetaBatch* batch, const std::vector<LocalWrite>& log,
-                      size_t start, size_t end, bool* done) {
+Status StoreFreshRows(ConnEngine* e, Crr* crr, MetaBatch* batch, const WriteLog& log, size_t start,
+                      size_t end, bool* done) {
   *done = false;
   std::string max;
   bool any;
   CRSYNC_RETURN_IF_ERROR(crr->MaxStoredPk(&max, &any));
-  if (any && !(max < log[start].key)) return Status::OK();
+  if (any && !(std::string_view(max) < log[start].key)) return Status::OK();
   int64_t dbv;
   CRSYNC_RETURN_IF_ERROR(e->LocalDbVersion(&dbv));
   std::vector<std::string_view> keys;
   keys.reserve(end - start);
-  for (size_t i = start; i < end; ++i) keys.emplace_back(log[i].key);
+  for (size_t i = start; i < end; ++i) keys.push_back(log[i].key);
   const size_t slots = crr->slots();
   CRSYNC_RETURN_IF_ERROR(batch->StoreNew(crr, keys, [&](size_t, RowMeta* m) {
     if (slots == 0) {
@@ -247,13 +250,13 @@ Status StoreFreshRows(ConnEngine* e, Crr* crr, MetaBatch* batch, const std::vect
 // metadata, in order (seqs are taken as they are replayed, so they follow
 // the write order).
 Status ReplayLocalWrites(ConnEngine* e) {
-  const std::vector<LocalWrite>& log = e->local_writes();
+  const WriteLog& log = e->local_writes();
   const size_t first = e->flushed_writes();
   // A short log goes row by row (the bulk statements would cost more).
   if (log.size() - first < MetaBatch::kMinBulk) {
     Recorder recorder(e, nullptr);
     for (size_t i = first; i < log.size(); ++i) {
-      const LocalWrite& w = log[i];
+      const LocalWrite w = log[i];
       Crr* crr;
       CRSYNC_RETURN_IF_ERROR(FindCrr(e, w.crr_id, &crr));
       CRSYNC_RETURN_IF_ERROR(recorder.Apply(crr, w));
@@ -278,7 +281,7 @@ Status ReplayLocalWrites(ConnEngine* e) {
     }
     crrs.assign(end - start, nullptr);
     for (size_t i = start; i < end; ++i) {
-      const LocalWrite& w = log[i];
+      const LocalWrite w = log[i];
       Crr*& crr = crrs[i - start];
       if (Status f = FindCrr(e, w.crr_id, &crr); !f.ok()) {
         batch.Clear();
@@ -339,6 +342,11 @@ void AfterWrite(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
                                     "crsql_begin_alter/crsql_commit_alter?");
       }
       sqlite3_value** a = argv + 1;
+      // The write's bytes live here until AddLocalWrite copies them into
+      // the log (or the direct path has used them).
+      std::string key, old_key;
+      thread_local std::vector<uint32_t> changed;
+      changed.clear();
       LocalWrite w;
       w.crr_id = crr->id();
       bool record = true;
@@ -346,10 +354,10 @@ void AfterWrite(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
       if (s.ok()) {
         if constexpr (op == Op::kInsert) {
           w.op = LocalWrite::kInsert;
-          PackValues(a, npk, &w.key);
+          PackValues(a, npk, &key);
         } else if constexpr (op == Op::kDelete) {
           w.op = LocalWrite::kDelete;
-          PackValues(a, npk, &w.key);
+          PackValues(a, npk, &key);
         } else {
           sqlite3_value** old_pk = a;
           sqlite3_value** new_pk = a + npk;
@@ -358,12 +366,15 @@ void AfterWrite(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
           w.op = LocalWrite::kUpdate;
           for (int i = 0; i < npk && !w.moved; ++i) w.moved = !SameValue(old_pk[i], new_pk[i]);
           for (int i = 0; i < ncol; ++i) {
-            if (!SameValue(old_vals[i], new_vals[i])) w.changed.push_back(static_cast<uint32_t>(i));
+            if (!SameValue(old_vals[i], new_vals[i])) changed.push_back(static_cast<uint32_t>(i));
           }
-          record = w.moved || !w.changed.empty();  // nothing changed: nothing recorded
-          PackValues(new_pk, npk, &w.key);
-          if (w.moved) PackValues(old_pk, npk, &w.old_key);
+          record = w.moved || !changed.empty();  // nothing changed: nothing recorded
+          PackValues(new_pk, npk, &key);
+          if (w.moved) PackValues(old_pk, npk, &old_key);
         }
+        w.key = key;
+        w.old_key = old_key;
+        w.changed = changed;
       }
       if (s.ok() && record) {
         // The version is taken now, as a direct recording would (it is
@@ -374,7 +385,7 @@ void AfterWrite(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
           s = Recorder(e, nullptr).Apply(crr, w);
         } else {
           if (s.ok()) s = JoinTransaction(e);
-          if (s.ok()) e->AddLocalWrite(std::move(w));
+          if (s.ok()) e->AddLocalWrite(w);
         }
       }
     }

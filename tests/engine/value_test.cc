@@ -4,6 +4,7 @@
 #include <random>
 
 #include "engine/row_meta.h"
+#include "engine/write_log.h"
 #include "tests/test_util.h"
 
 namespace crsync {
@@ -177,6 +178,44 @@ TEST(RowMetaTest, RefusesSlotsOutOfOrder) {
   Status s = DecodeRowMeta(twice, 2, &out);
   EXPECT_FALSE(s.ok());
   EXPECT_THAT(s.message(), ::testing::HasSubstr("slots out of order"));
+}
+
+TEST(WriteLogTest, KeepsEachWritesBytesAndTruncatesCleanly) {
+  WriteLog log;
+  const std::vector<uint32_t> changed = {0, 2};
+  for (int i = 0; i < 1000; ++i) {
+    WriteLog::Write w;
+    w.op = i % 3 == 0 ? WriteLog::Write::kUpdate : WriteLog::Write::kInsert;
+    w.crr_id = i % 2 + 1;
+    std::string key = "k" + std::to_string(i), old = i % 3 == 0 ? "old" + std::to_string(i) : "";
+    w.key = key;
+    w.old_key = old;
+    w.moved = !old.empty();
+    if (i % 3 == 0) w.changed = changed;
+    log.Add(w);  // copies: key and old go out of scope
+  }
+  ASSERT_EQ(log.size(), 1000u);
+  for (int i : {0, 1, 2, 3, 998, 999}) {
+    WriteLog::Write w = log[static_cast<size_t>(i)];
+    EXPECT_EQ(w.key, "k" + std::to_string(i));
+    EXPECT_EQ(w.crr_id, i % 2 + 1);
+    EXPECT_EQ(w.moved, i % 3 == 0);
+    EXPECT_EQ(w.old_key, i % 3 == 0 ? "old" + std::to_string(i) : "");
+    EXPECT_EQ(w.changed.size(), i % 3 == 0 ? 2u : 0u);
+    if (i % 3 == 0) {
+      EXPECT_EQ(w.changed[1], 2u);
+    }
+  }
+  log.Truncate(500);
+  ASSERT_EQ(log.size(), 500u);
+  WriteLog::Write w;
+  w.key = "again";
+  log.Add(w);
+  EXPECT_EQ(log[500].key, "again");  // written where the dropped writes' bytes were
+  EXPECT_EQ(log[499].key, "k499");
+  EXPECT_EQ(log[498].old_key, "old498");
+  log.Clear();
+  EXPECT_EQ(log.size(), 0u);
 }
 
 TEST(RowMetaTest, CausalLengthRules) {
