@@ -405,6 +405,24 @@ void ConnEngine::CaptureRollbackTo(int level) {
   if (m.flushed < flushed_) flushed_ = m.flushed;  // stored since then: undone by SQLite
 }
 
+Status ConnEngine::AddLocalWrite(const LocalWrite& w) {
+  local_writes_.Add(w);
+  if (local_writes_.size() - flushed_ < flush_every_) return Status::OK();
+  CRSYNC_RETURN_IF_ERROR(FlushLocalWrites());
+  // Writes stored before every open savepoint opened can never be stored
+  // again (a rollback to any of them only re-stores later ones): drop them.
+  size_t keep_from = flushed_;
+  for (const CaptureMark& m : capture_marks_) keep_from = std::min(keep_from, m.flushed);
+  if (keep_from == 0) return Status::OK();
+  local_writes_.DropPrefix(keep_from);
+  flushed_ -= keep_from;
+  for (CaptureMark& m : capture_marks_) {
+    m.size -= keep_from;
+    m.flushed -= keep_from;
+  }
+  return Status::OK();
+}
+
 void ConnEngine::CaptureEnd() {
   flush_failure_ = Status::OK();
   direct_writes_left_ = kDirectWrites;

@@ -66,7 +66,17 @@ class ConnEngine {
   // Statement and savepoint rollbacks drop the writes they undid.
   using LocalWrite = WriteLog::Write;
   const WriteLog& local_writes() const { return local_writes_; }
-  void AddLocalWrite(const LocalWrite& w) { local_writes_.Add(w); }
+  // Appends a captured write. A transaction that writes very many rows has
+  // them stored as it goes (every kFlushEvery writes), and the stored ones
+  // that no open savepoint may need again are dropped from the log, so a
+  // bulk load holds a bounded log (a few tens of MB); what was stored is
+  // still undone with the statement or savepoint if they roll back. Not
+  // more often: storing inside a statement that has a statement journal
+  // copies the user-table pages the page cache spills meanwhile into it (at
+  // every 64k writes that made a 100k-row load 1.7x slower).
+  Status AddLocalWrite(const LocalWrite& w);
+  static constexpr size_t kFlushEvery = size_t{1} << 20;
+  void set_flush_every_for_testing(size_t n) { flush_every_ = n; }
   size_t flushed_writes() const { return flushed_; }
   // True once this transaction's capture table joined it (it then hears
   // of every savepoint, rollback and commit).
@@ -170,6 +180,7 @@ class ConnEngine {
     size_t flushed;  // stored writes when it opened
   };
   std::vector<CaptureMark> capture_marks_;
+  size_t flush_every_ = kFlushEvery;
   size_t flushed_ = 0;
   bool capture_joined_ = false;
   static constexpr int kDirectWrites = 4;

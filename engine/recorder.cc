@@ -385,7 +385,7 @@ void AfterWrite(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
           s = Recorder(e, nullptr).Apply(crr, w);
         } else {
           if (s.ok()) s = JoinTransaction(e);
-          if (s.ok()) e->AddLocalWrite(w);
+          if (s.ok()) s = e->AddLocalWrite(w);
         }
       }
     }

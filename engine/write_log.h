@@ -9,6 +9,7 @@
 #ifndef CRSYNC_ENGINE_WRITE_LOG_H_
 #define CRSYNC_ENGINE_WRITE_LOG_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -64,6 +65,22 @@ class WriteLog {
     keys_.resize(entries_[n].key_off);
     changed_.resize(entries_[n].changed_off);
     entries_.resize(n);
+  }
+  // Drops the writes before index n (renumbering the rest from 0).
+  void DropPrefix(size_t n) {
+    if (n == 0) return;
+    if (n >= entries_.size()) {
+      Clear();
+      return;
+    }
+    const uint64_t key_cut = entries_[n].key_off, changed_cut = entries_[n].changed_off;
+    entries_.erase(entries_.begin(), entries_.begin() + static_cast<std::ptrdiff_t>(n));
+    keys_.erase(0, key_cut);
+    changed_.erase(changed_.begin(), changed_.begin() + static_cast<std::ptrdiff_t>(changed_cut));
+    for (Entry& e : entries_) {
+      e.key_off -= key_cut;
+      e.changed_off -= changed_cut;
+    }
   }
   // Forgets every write, keeping the buffers for the next transaction.
   void Clear() {

@@ -1,5 +1,6 @@
 // crr-semantics §6-§7: clocks of local writes.
 #include "tests/engine/sync_util.h"
+#include "engine/conn_engine.h"
 #include "tests/test_util.h"
 
 namespace crsync {
@@ -314,6 +315,44 @@ TEST(RecordingTest, BulkLoadsGetFreshClocksInWriteOrder) {
                      "AND c.db_version = 2 AND c.seq = " + pos),
               "3000");
   }
+}
+
+// A transaction writing more than ConnEngine::kFlushEvery rows has them
+// stored as it goes (the log stays bounded). That must not change what is
+// recorded, and a statement or savepoint that fails after such a flush must
+// still leave no trace.
+TEST(RecordingTest, HugeStatementsStoreAsTheyGoAndStillRollBackCleanly) {
+  const size_t every = 20000;  // ConnEngine::kFlushEvery in production
+  const int n = static_cast<int>(every) + 5000;
+  const std::string load = "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < " +
+                           std::to_string(n) + ") ";
+  TestDb db;
+  ConnEngine::Find(db.get())->set_flush_every_for_testing(every);
+  db.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, b CHECK (b <> 'bad'));"
+          "SELECT crsql_as_crr('t');");
+  // Autocommit: every row recorded once, seqs distinct.
+  db.Exec(load + "INSERT INTO t SELECT i, 'v' || i FROM k");
+  EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes"), std::to_string(n));
+  EXPECT_EQ(db.One("SELECT count(DISTINCT seq) FROM crsql_changes"), std::to_string(n));
+  // In a transaction: a statement that fails on its last row, after a
+  // mid-statement flush, leaves nothing; the transaction goes on.
+  db.Exec("BEGIN");
+  EXPECT_FALSE(db.Try(load + "UPDATE t SET b = CASE WHEN id = " + std::to_string(n) +
+                      " THEN 'bad' ELSE b || '+' END").ok());
+  EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes WHERE col_version > 1"), "0");
+  // A savepoint rolled back after a flush: undone, and the writes before it
+  // (stored by the same flush) are stored again.
+  db.Exec("UPDATE t SET b = 'x' WHERE id <= 10; SAVEPOINT s;");
+  db.Exec(load + "UPDATE t SET b = b || '!' WHERE id > 10");
+  db.Exec("ROLLBACK TO s; RELEASE s; COMMIT;");
+  EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes WHERE col_version = 2"), "10");
+  EXPECT_EQ(db.One("SELECT count(*) FROM t WHERE b LIKE '%!'"), "0");
+  // Rebuilding from the changes gives the same rows.
+  TestDb copy;
+  copy.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, b CHECK (b <> 'bad'));"
+            "SELECT crsql_as_crr('t');");
+  Sync(db, copy);
+  EXPECT_EQ(copy.Query("SELECT * FROM t ORDER BY id"), db.Query("SELECT * FROM t ORDER BY id"));
 }
 
 // Stored metadata is read back for a window of captured writes with one

@@ -214,6 +214,12 @@ TEST(WriteLogTest, KeepsEachWritesBytesAndTruncatesCleanly) {
   EXPECT_EQ(log[500].key, "again");  // written where the dropped writes' bytes were
   EXPECT_EQ(log[499].key, "k499");
   EXPECT_EQ(log[498].old_key, "old498");
+  log.DropPrefix(498);  // renumbers: old 498 is now 0
+  ASSERT_EQ(log.size(), 3u);
+  EXPECT_EQ(log[0].old_key, "old498");
+  EXPECT_EQ(log[0].changed.size(), 2u);
+  EXPECT_EQ(log[1].key, "k499");
+  EXPECT_EQ(log[2].key, "again");
   log.Clear();
   EXPECT_EQ(log.size(), 0u);
 }
