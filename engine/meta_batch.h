@@ -38,7 +38,9 @@ class MetaBatch {
   static constexpr size_t kMinBulk = 8;
 
   // The metadata of row `pk` of `crr` if the batch knows it: held (Put)
-  // or prefetched (possibly empty: the row has none); else null.
+  // or prefetched (possibly empty: the row has none); else null. The
+  // pointer is valid until the batch next learns a row (PrefetchWanted,
+  // Put): copy what you need first.
   const RowMeta* Find(const Crr& crr, std::string_view pk) const;
   // Notes that row `pk` of `crr` will be needed; PrefetchWanted() then reads
   // the stored metadata of every noted row with one statement per CRR, so
