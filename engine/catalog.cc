@@ -112,6 +112,13 @@ Status Crr::LoadMeta(std::string_view pk, RowMeta* meta, bool* found, bool use_c
     std::string_view blob(static_cast<const char*>(sqlite3_column_blob(st, 0)),
                           static_cast<size_t>(sqlite3_column_bytes(st, 0)));
     s = DecodeRowMeta(blob, slots(), meta);
+    if (s.ok() && use_cache) {
+      // The next change is usually for the same row (a peer's changes come
+      // row by row), and one that loses writes nothing: keep what was read.
+      cache_pk_.assign(pk.data(), pk.size());
+      cache_meta_ = *meta;
+      cache_valid_ = true;
+    }
   } else if (rc == SQLITE_DONE) {
     *found = false;
     meta->sentinel = Clock{};

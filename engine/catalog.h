@@ -45,8 +45,12 @@ class Crr {
   std::string PkWhere(int first) const;
 
   // Loads the metadata of row `pk`; *found says whether it exists. With
-  // `use_cache`, the row last stored through StoreMeta(cache=true) is served
-  // from memory (merges touch one row several times in a row).
+  // `use_cache`, the row last loaded this way or stored through
+  // StoreMeta(cache=true) is served from memory, and a row read from storage
+  // is kept (merges touch one row several times in a row, and a change that
+  // loses writes nothing). Only for use inside a write transaction: every
+  // other write of the rows table, a rollback and the transaction's end
+  // drop the cache.
   Status LoadMeta(std::string_view pk, RowMeta* meta, bool* found, bool use_cache = false);
   // Stores `after` for row `pk` and updates the change feed, given what was
   // stored before (`before`, empty when the row had no metadata). Runs are

@@ -117,6 +117,31 @@ TEST_F(MergeTest, Scenario10SeveralMergesInOneTransaction) {
   EXPECT_EQ(c2_.One("SELECT crsql_db_version()"), "10");
 }
 
+// A merge keeps the row metadata it read (the next change is usually for
+// the same row); a local write to that row in between must be seen, whether
+// it is recorded at once (the first writes of a transaction) or captured.
+TEST_F(MergeTest, AMergeAfterALocalWriteToTheSameRowSeesIt) {
+  const std::string s = "X'11111111111111111111111111111111'";
+  for (int earlier_writes : {0, 6}) {
+    SCOPED_TRACE(earlier_writes);
+    TestDb db;
+    db.Exec(kSchema);
+    db.Exec("INSERT INTO foo VALUES (1, 5)");  // b: col_version 1
+    db.Exec("BEGIN");
+    for (int i = 0; i < earlier_writes; ++i)
+      db.Exec("INSERT INTO foo VALUES (" + std::to_string(100 + i) + ", 0)");
+    // Loses (col_version 1, smaller value): only reads row 1's metadata.
+    db.Exec("INSERT INTO crsql_changes VALUES ('foo', X'010901', 'b', 1, 1, 1, " + s + ")");
+    db.Exec("UPDATE foo SET b = 7 WHERE a = 1");  // b: col_version 2
+    // col_version 2 against the local 2: a tie, and 3 < 7 loses. Against a
+    // stale col_version 1 it would win and overwrite the local write.
+    db.Exec("INSERT INTO crsql_changes VALUES ('foo', X'010901', 'b', 3, 2, 2, " + s + ")");
+    db.Exec("COMMIT");
+    EXPECT_EQ(db.One("SELECT b FROM foo WHERE a = 1"), "7");
+    EXPECT_EQ(db.One("SELECT col_version FROM crsql_changes WHERE pk = X'010901'"), "2");
+  }
+}
+
 TEST_F(MergeTest, MergedWritesAreNotRecordedAgainAndDoNotEcho) {
   c1_.Exec("INSERT INTO foo VALUES (1, 1)");
   Sync(c1_, c2_);
