@@ -263,6 +263,23 @@ Status Crr::MaxStoredPk(std::string* out, bool* any) {
   return Status::OK();
 }
 
+Status Crr::StepPkMetaRows(
+    sqlite3_stmt* st, const std::function<Status(std::string_view, std::string_view)>& on_row) {
+  auto bytes = [](sqlite3_value* v) {
+    return std::string_view(static_cast<const char*>(sqlite3_value_blob(v)),
+                            static_cast<size_t>(sqlite3_value_bytes(v)));
+  };
+  Status s;
+  int rc = SQLITE_OK;
+  while (s.ok() && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    s = on_row(bytes(sqlite3_column_value(st, 0)), bytes(sqlite3_column_value(st, 1)));
+  }
+  if (s.ok() && rc != SQLITE_DONE) s = SqliteError(db_, rc);
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  return s;
+}
+
 Status Crr::LoadBulk(const RowBuf& keys,
                      const std::function<Status(std::string_view, std::string_view)>& on_row) {
   if (keys.rows.empty()) return Status::OK();
@@ -273,20 +290,7 @@ Status Crr::LoadBulk(const RowBuf& keys,
            " r ON r.pk = b.pk";
   }, &st));
   sqlite3_bind_pointer(st, 1, const_cast<RowBuf*>(&keys), kRowBufPointerType, nullptr);
-  Status s;
-  int rc = SQLITE_OK;
-  while (s.ok() && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-    sqlite3_value* pk = sqlite3_column_value(st, 0);
-    sqlite3_value* meta = sqlite3_column_value(st, 1);
-    s = on_row(std::string_view(static_cast<const char*>(sqlite3_value_blob(pk)),
-                                static_cast<size_t>(sqlite3_value_bytes(pk))),
-               std::string_view(static_cast<const char*>(sqlite3_value_blob(meta)),
-                                static_cast<size_t>(sqlite3_value_bytes(meta))));
-  }
-  if (s.ok() && rc != SQLITE_DONE) s = SqliteError(db_, rc);
-  sqlite3_reset(st);
-  sqlite3_clear_bindings(st);
-  return s;
+  return StepPkMetaRows(st, on_row);
 }
 
 Status Crr::LoadRange(std::string_view lo, std::string_view hi, int64_t limit,
@@ -300,22 +304,10 @@ Status Crr::LoadRange(std::string_view lo, std::string_view hi, int64_t limit,
   sqlite3_bind_blob(st, 1, lo.data(), static_cast<int>(lo.size()), SQLITE_STATIC);
   sqlite3_bind_blob(st, 2, hi.data(), static_cast<int>(hi.size()), SQLITE_STATIC);
   sqlite3_bind_int64(st, 3, limit);
-  Status s;
-  int rc = SQLITE_OK;
-  while (s.ok() && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-    sqlite3_value* pk = sqlite3_column_value(st, 0);
-    sqlite3_value* meta = sqlite3_column_value(st, 1);
-    std::string_view pk_bytes(static_cast<const char*>(sqlite3_value_blob(pk)),
-                              static_cast<size_t>(sqlite3_value_bytes(pk)));
-    ++*scanned;
-    s = on_row(pk_bytes, std::string_view(static_cast<const char*>(sqlite3_value_blob(meta)),
-                                          static_cast<size_t>(sqlite3_value_bytes(meta))));
-    if (s.ok() && *scanned == limit) last->assign(pk_bytes.data(), pk_bytes.size());
-  }
-  if (s.ok() && rc != SQLITE_DONE) s = SqliteError(db_, rc);
-  sqlite3_reset(st);
-  sqlite3_clear_bindings(st);
-  return s;
+  return StepPkMetaRows(st, [&](std::string_view pk, std::string_view meta) {
+    if (++*scanned == limit) last->assign(pk.data(), pk.size());
+    return on_row(pk, meta);
+  });
 }
 
 Status Crr::UserUpsert(int slot, sqlite3_stmt** out) {

@@ -96,6 +96,10 @@ class Crr {
   Status UserGetColumn(int slot, sqlite3_stmt** out);
 
  private:
+  // Steps `st`, whose rows are (pk, meta), through on_row; then resets it
+  // and clears its bindings.
+  Status StepPkMetaRows(sqlite3_stmt* st,
+                        const std::function<Status(std::string_view, std::string_view)>& on_row);
   // Returns the statement in *slot, preparing make_sql() on first use.
   template <typename MakeSql>
   Status Cached(StmtPtr* slot, MakeSql&& make_sql, sqlite3_stmt** out) {

@@ -326,15 +326,15 @@ Status ConnEngine::CommittedDbVersion(int64_t* out) {
   unsigned dv = DataVersion();
   const int64_t candidate = own_commit_;
   own_commit_ = 0;
-  bool verified = false;
-  if (dv == data_version_ && dv != ~0u && candidate > committed_) {
+  const bool others_committed = dv != data_version_ || dv == ~0u;
+  if (!others_committed && candidate > committed_) {
     // Only this connection committed since committed_ was read, and its
     // last transaction used `candidate`, above every stored version: that
     // is the committed version if a row of the transaction holds it.
-    verified = FeedHasVersion(candidate, &verified).ok() && verified;
-    if (verified) committed_ = candidate;
+    bool present = false;
+    if (FeedHasVersion(candidate, &present).ok() && present) committed_ = candidate;
   }
-  if (!verified && (dv != data_version_ || dv == ~0u || candidate > committed_)) {
+  if (others_committed || candidate > committed_) {
     CRSYNC_RETURN_IF_ERROR(RecomputeCommitted());
     data_version_ = dv;
   }

@@ -158,23 +158,40 @@ void MetaBatch::Put(const Crr& crr, std::string_view pk, const RowMeta& before,
   NormalizeRuns(&e->after);
 }
 
-Status MetaBatch::StoreNew(Crr* crr, const std::vector<std::string_view>& keys,
-                           const std::function<void(size_t, RowMeta*)>& fill) {
+void MetaBatch::ClearBuffers() {
   inserts_.rows.clear();
   updates_.rows.clear();
   feed_del_.rows.clear();
   feed_add_.rows.clear();
+}
+
+void MetaBatch::AddToBuffers(std::string_view pk, const RowMeta& before, const RowMeta& after,
+                             bool stored) {
+  RowBuf::Row& m = (stored ? updates_ : inserts_).rows.emplace_back();
+  m.pk.assign(pk.data(), pk.size());
+  EncodeRowMeta(after, &m.meta);
+  // The feed lists exactly the runs of `after` instead of `before`.
+  FeedRuns(before, &runs_old_);
+  FeedRuns(after, &runs_new_);
+  for (const FeedRun& run : runs_old_) {
+    if (std::find(runs_new_.begin(), runs_new_.end(), run) == runs_new_.end())
+      feed_del_.rows.push_back(RowBuf::Row{m.pk, {}, run.first, run.second});
+  }
+  for (const FeedRun& run : runs_new_) {
+    if (std::find(runs_old_.begin(), runs_old_.end(), run) == runs_old_.end())
+      feed_add_.rows.push_back(RowBuf::Row{m.pk, {}, run.first, run.second});
+  }
+}
+
+Status MetaBatch::StoreNew(Crr* crr, const std::vector<std::string_view>& keys,
+                           const std::function<void(size_t, RowMeta*)>& fill) {
+  ClearBuffers();
   for (size_t i = 0; i < keys.size(); ++i) {
     fresh_.sentinel = Clock{};
     fresh_.cols.assign(crr->slots(), Clock{});
     fill(i, &fresh_);
     NormalizeRuns(&fresh_);
-    RowBuf::Row& m = inserts_.rows.emplace_back();
-    m.pk.assign(keys[i].data(), keys[i].size());
-    EncodeRowMeta(fresh_, &m.meta);
-    FeedRuns(fresh_, &runs_new_);
-    for (const FeedRun& run : runs_new_)
-      feed_add_.rows.push_back(RowBuf::Row{m.pk, {}, run.first, run.second});
+    AddToBuffers(keys[i], empty_, fresh_, false);
   }
   return crr->StoreBulk(inserts_, updates_, feed_del_, feed_add_);
 }
@@ -202,27 +219,11 @@ Status MetaBatch::Flush() {
       s = Status::Corruption("crsql - CRR " + std::to_string(id) + " changed during a merge");
       break;
     }
-    inserts_.rows.clear();
-    updates_.rows.clear();
-    feed_del_.rows.clear();
-    feed_add_.rows.clear();
+    ClearBuffers();
     for (uint32_t at : held_) {
       const Entry& e = entries_[at];
       if (e.crr_id != id) continue;
-      RowBuf::Row& m = (e.stored ? updates_ : inserts_).rows.emplace_back();
-      m.pk = e.pk;
-      EncodeRowMeta(e.after, &m.meta);
-      // The feed lists exactly the runs of `after` instead of `before`.
-      FeedRuns(e.before, &runs_old_);
-      FeedRuns(e.after, &runs_new_);
-      for (const FeedRun& run : runs_old_) {
-        if (std::find(runs_new_.begin(), runs_new_.end(), run) == runs_new_.end())
-          feed_del_.rows.push_back(RowBuf::Row{e.pk, {}, run.first, run.second});
-      }
-      for (const FeedRun& run : runs_new_) {
-        if (std::find(runs_old_.begin(), runs_old_.end(), run) == runs_old_.end())
-          feed_add_.rows.push_back(RowBuf::Row{e.pk, {}, run.first, run.second});
-      }
+      AddToBuffers(e.pk, e.before, e.after, e.stored);
     }
     // Key order: each statement walks its b-tree forwards.
     auto by_pk = [](const RowBuf::Row& a, const RowBuf::Row& b) { return a.pk < b.pk; };

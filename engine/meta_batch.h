@@ -83,6 +83,11 @@ class MetaBatch {
   Entry& Add(int64_t crr_id, std::string_view pk, size_t slots, uint32_t* index);
   static size_t Hash(int64_t crr_id, std::string_view pk);
   void Reindex(size_t capacity);
+  // The buffers StoreBulk takes: ClearBuffers empties them; AddToBuffers
+  // adds row `pk` going from `before` to `after` (an update when `stored`,
+  // else an insert) and the feed entries whose runs change.
+  void ClearBuffers();
+  void AddToBuffers(std::string_view pk, const RowMeta& before, const RowMeta& after, bool stored);
   Status Prefetch(Crr* crr, const std::vector<std::string_view>& pks);
 
   Catalog* catalog_;
@@ -95,7 +100,7 @@ class MetaBatch {
   RowBuf inserts_, updates_, feed_del_, feed_add_, keys_;
   std::vector<FeedRun> runs_old_, runs_new_;
   std::vector<int64_t> crr_ids_;
-  RowMeta fresh_;
+  RowMeta fresh_, empty_;
 };
 
 }  // namespace crsync

@@ -167,6 +167,10 @@ class RunTable {
       if (Get(i).first == dbv) return Get(i).second;
     return 0;
   }
+  void CopyTo(std::vector<FeedRun>* out) {
+    out->clear();
+    for (size_t i = 0; i < n_; ++i) out->push_back(Get(i));
+  }
 
  private:
   static constexpr size_t kInline = 8;
@@ -193,16 +197,11 @@ bool FirstRecordRun(std::string_view blob, int64_t* run) {
 }
 
 Status BlobFeedRuns(std::string_view blob, std::vector<FeedRun>* out) {
-  out->clear();
-  return ForEachRecord(blob, [&](uint64_t, const Clock& c) {
-    for (FeedRun& r : *out) {
-      if (r.first == c.db_version) {
-        if (c.seq < r.second) r.second = c.seq;
-        return;
-      }
-    }
-    out->emplace_back(c.db_version, c.seq);
-  });
+  RunTable runs;
+  CRSYNC_RETURN_IF_ERROR(
+      ForEachRecord(blob, [&](uint64_t, const Clock& c) { runs.Add(c.db_version, c.seq); }));
+  runs.CopyTo(out);
+  return Status::OK();
 }
 
 Status DecodeRowMeta(std::string_view blob, size_t slots, RowMeta* meta) {
