@@ -92,6 +92,17 @@ TEST_F(AlterTest, TheConnectionsLegacyAlterSettingIsKept) {
                                        {"'010901'", "'name'", "'cook'", "1", "1"}}));
 }
 
+// crsync_meta_runs (used by the feed rebuild) names itself on a malformed
+// blob, and gives one row per db_version of a well-formed one.
+TEST_F(AlterTest, MetaRunsRefusesMalformedMetadata) {
+  EXPECT_THAT(db_.Error("SELECT * FROM crsync_meta_runs(X'FF')"),
+              HasSubstr("crsync_meta_runs: row metadata: truncated record"));
+  db_.Exec("UPDATE todo SET name = 'bake'");  // row 1 now has records at versions 1 and 2
+  EXPECT_EQ(db_.Query("SELECT f.dbv FROM todo__crsync_rows r, crsync_meta_runs(r.meta) f "
+                      "ORDER BY 1"),
+            (Rows{{"1"}, {"2"}}));
+}
+
 TEST_F(AlterTest, TombstonesSurviveAnAlter) {
   db_.Exec("DELETE FROM todo WHERE id = 1;");  // v2
   db_.Exec("SELECT crsql_begin_alter('todo'); ALTER TABLE todo RENAME COLUMN name TO task;"
