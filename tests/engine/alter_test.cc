@@ -103,6 +103,70 @@ TEST_F(AlterTest, MetaRunsRefusesMalformedMetadata) {
             (Rows{{"1"}, {"2"}}));
 }
 
+// §14.3 (d): a row already known gets a record for a new column only when
+// its value differs from the column's default (NULL when it has none); a
+// row added during the alter gets every column, all at D.
+TEST_F(AlterTest, BackfillRecordsOnlyValuesThatDifferFromTheDefault) {
+  db_.Exec("SELECT crsql_begin_alter('main', 'todo');"
+           "ALTER TABLE todo ADD COLUMN due DEFAULT 'soon'; ALTER TABLE todo ADD COLUMN tag;"
+           "ALTER TABLE todo ADD COLUMN owner DEFAULT 'me';"
+           "UPDATE todo SET tag = 'red', owner = 'you' WHERE id = 1;"
+           "INSERT INTO todo (id, name) VALUES (2, 'walk');"
+           "SELECT crsql_commit_alter('main', 'todo');");
+  EXPECT_EQ(db_.Query(kChanges),
+            (Rows{{"'010901'", "'complete'", "0", "1", "1"},
+                  {"'010901'", "'list'", "'home'", "1", "1"},
+                  {"'010901'", "'name'", "'cook'", "1", "1"},
+                  {"'010901'", "'owner'", "'you'", "1", "1"},
+                  {"'010901'", "'tag'", "'red'", "1", "1"},
+                  {"'010902'", "'complete'", "NULL", "1", "1"},
+                  {"'010902'", "'due'", "'soon'", "1", "1"},
+                  {"'010902'", "'list'", "NULL", "1", "1"},
+                  {"'010902'", "'name'", "'walk'", "1", "1"},
+                  {"'010902'", "'owner'", "'me'", "1", "1"},
+                  {"'010902'", "'tag'", "NULL", "1", "1"}}));
+  EXPECT_EQ(db_.One("SELECT crsql_db_version()"), "1");
+}
+
+// §14.3 step 3: dropping the column whose record carried the newest version
+// does not move crsql_db_version() backwards, nor reuse that version.
+TEST(AlterVersionTest, DbVersionNeverGoesBackwardsWhenItsRecordsAreDropped) {
+  TempPath path;
+  {
+    TestDb db(path.str());
+    db.Exec("CREATE TABLE todo (id PRIMARY KEY NOT NULL, name, list); SELECT crsql_as_crr('todo');"
+            "INSERT INTO todo VALUES (1, 'cook', 'home');");  // v1
+    db.Exec("UPDATE todo SET list = 'work'");                 // v2, only in the list record
+    db.Exec("SELECT crsql_begin_alter('todo'); ALTER TABLE todo DROP COLUMN list;"
+            "SELECT crsql_commit_alter('todo');");
+    EXPECT_EQ(db.One("SELECT max(db_version) FROM crsql_changes"), "1");
+    EXPECT_EQ(db.One("SELECT crsql_db_version()"), "2");
+  }
+  TestDb db(path.str());
+  EXPECT_EQ(db.One("SELECT crsql_db_version()"), "2");
+  db.Exec("UPDATE todo SET name = 'bake'");
+  EXPECT_EQ(db.One("SELECT db_version FROM crsql_changes WHERE cid = 'name'"), "3");
+}
+
+// §14.4, last example: a 12-step rebuild that adds rows while the alter is
+// open, on a CRR that has recorded nothing yet (D = 0), backfills at version
+// 0, so a cursor at 0 does not see those rows: by design.
+TEST(AlterRebuildTest, RowsAddedByARebuildAtVersionZeroAreBackfilledAtZero) {
+  TestDb db;
+  db.Exec("CREATE TABLE todo (id PRIMARY KEY NOT NULL, name, complete);"
+          "SELECT crsql_as_crr('todo');"
+          "SELECT crsql_begin_alter('todo');"
+          "CREATE TABLE todo_new (id PRIMARY KEY NOT NULL, name, complete DEFAULT 0);"
+          "INSERT INTO todo_new SELECT * FROM todo; INSERT INTO todo_new (id, name) VALUES (1, 'a'), (2, 'b');"
+          "DROP TABLE todo; ALTER TABLE todo_new RENAME TO todo;"
+          "SELECT crsql_commit_alter('todo');");
+  EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes WHERE db_version = 0"), "4");
+  EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes WHERE db_version > 0"), "0");
+  EXPECT_EQ(db.One("SELECT crsql_db_version()"), "0");
+  db.Exec("INSERT INTO todo (id, name) VALUES (3, 'c')");
+  EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes WHERE db_version = 1"), "2");
+}
+
 TEST_F(AlterTest, TombstonesSurviveAnAlter) {
   db_.Exec("DELETE FROM todo WHERE id = 1;");  // v2
   db_.Exec("SELECT crsql_begin_alter('todo'); ALTER TABLE todo RENAME COLUMN name TO task;"
