@@ -150,24 +150,27 @@ Status Crr::InsertNewMeta(std::string_view pk, RowMeta meta, bool* inserted) {
   return UpdateFeed(pk, empty, meta);
 }
 
-Status Crr::StoreMeta(std::string_view pk, const RowMeta& before, RowMeta after, bool cache) {
-  NormalizeRuns(&after);
+Status Crr::StoreMeta(std::string_view pk, const RowMeta& before, const RowMeta& after,
+                      bool cache) {
+  // Normalized in the cache's storage (no allocation once warm); it becomes
+  // the cached row when `cache`.
+  cache_valid_ = false;
+  RowMeta& norm = cache_meta_;
+  norm = after;
+  NormalizeRuns(&norm);
   sqlite3_stmt* put = nullptr;
   CRSYNC_RETURN_IF_ERROR(Cached(&put_meta_, [&] {
     return "INSERT INTO " + RowsTable() +
            "(pk, meta) VALUES (?1, ?2) ON CONFLICT (pk) DO UPDATE SET meta = excluded.meta";
   }, &put));
-  EncodeRowMeta(after, &meta_buf_);
+  EncodeRowMeta(norm, &meta_buf_);
   sqlite3_bind_blob(put, 1, pk.data(), static_cast<int>(pk.size()), SQLITE_STATIC);
   sqlite3_bind_blob(put, 2, meta_buf_.data(), static_cast<int>(meta_buf_.size()), SQLITE_STATIC);
   CRSYNC_RETURN_IF_ERROR(StepToEnd(db_, put));
-  CRSYNC_RETURN_IF_ERROR(UpdateFeed(pk, before, after));
+  CRSYNC_RETURN_IF_ERROR(UpdateFeed(pk, before, norm));
   if (cache) {
     cache_pk_.assign(pk.data(), pk.size());
-    cache_meta_ = std::move(after);
     cache_valid_ = true;
-  } else {
-    cache_valid_ = false;
   }
   return Status::OK();
 }

@@ -56,7 +56,8 @@ class Crr {
   // stored before (`before`, empty when the row had no metadata). Runs are
   // normalized first (NormalizeRuns). `cache` keeps `after` in memory for
   // LoadMeta(use_cache=true); otherwise the cache is dropped.
-  Status StoreMeta(std::string_view pk, const RowMeta& before, RowMeta after, bool cache = false);
+  Status StoreMeta(std::string_view pk, const RowMeta& before, const RowMeta& after,
+                   bool cache = false);
   // Stores `meta` for a row believed new, in one statement. *inserted is
   // false (and nothing is written) when the row already has metadata.
   Status InsertNewMeta(std::string_view pk, RowMeta meta, bool* inserted);

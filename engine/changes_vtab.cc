@@ -31,6 +31,7 @@ struct ChangesVtab {
   Merger merger;
   PeerMarks marks;
   std::vector<std::pair<int, PeerMarks>> savepoints;  // (level, marks when it opened)
+  PeerMarks::key_type probe;  // reused lookup key: no allocation per change
   explicit ChangesVtab(ConnEngine* e) : engine(e), merger(e) {}
 };
 
@@ -373,12 +374,19 @@ Status IntArg(sqlite3_value* v, const char* name, int64_t min, bool allow_null,
   return Status::OK();
 }
 
+// The UTF-8 bytes of TEXT value `v`. sqlite3_value_bytes() converts a
+// UTF-16 value to UTF-8 in place first; reading the bytes as a blob then
+// avoids the copy sqlite3_value_text() makes to add a terminator.
+std::string_view TextBytes(sqlite3_value* v) {
+  size_t n = static_cast<size_t>(sqlite3_value_bytes(v));
+  return n ? std::string_view(static_cast<const char*>(sqlite3_value_blob(v)), n) : std::string_view();
+}
+
 Status ParseInsert(sqlite3_value** cols, MergeInput* in) {
   sqlite3_value* t = cols[kTable];
   if (sqlite3_value_type(t) != SQLITE_TEXT) return Status::InvalidArgument("crsql - invalid table name");
   if (sqlite3_value_bytes(t) > 2048) return Status::InvalidArgument("crsql - table name exceeded max length");
-  in->table = std::string_view(reinterpret_cast<const char*>(sqlite3_value_text(t)),
-                               static_cast<size_t>(sqlite3_value_bytes(t)));
+  in->table = TextBytes(t);
   sqlite3_value* pk = cols[kPk];
   if (sqlite3_value_type(pk) != SQLITE_BLOB) {
     return Status::InvalidArgument("crsql - malformed pk for table " + std::string(in->table) +
@@ -389,8 +397,7 @@ Status ParseInsert(sqlite3_value** cols, MergeInput* in) {
   sqlite3_value* cid = cols[kCid];
   if (sqlite3_value_type(cid) != SQLITE_TEXT) return Status::InvalidArgument("crsql - invalid cid");
   if (sqlite3_value_bytes(cid) > 2048) return Status::InvalidArgument("crsql - column name exceeded max length");
-  in->cid = std::string_view(reinterpret_cast<const char*>(sqlite3_value_text(cid)),
-                             static_cast<size_t>(sqlite3_value_bytes(cid)));
+  in->cid = TextBytes(cid);
   in->val = Value::From(cols[kVal]);
   std::optional<int64_t> n;
   CRSYNC_RETURN_IF_ERROR(IntArg(cols[kColVersion], "col_version", 0, false, &n));
@@ -431,15 +438,17 @@ int Update(sqlite3_vtab* vtab, int argc, sqlite3_value** argv, sqlite_int64* row
     Status s = v->engine->FlushLocalWrites();
     if (s.ok()) s = ParseInsert(argv + 2, &in);
     int64_t impacted = 0;
-    std::pair<std::string, int64_t> key;
-    PeerMark mark;
-    bool tracked = false;
-    if (s.ok()) s = v->merger.Merge(in, &impacted, &key, &mark, &tracked);
-    if (s.ok() && tracked) {
-      auto [it, fresh] = v->marks.emplace(key, mark);
-      PeerMark& m = it->second;
-      if (!fresh && (mark.version > m.version || (mark.version == m.version && mark.seq > m.seq))) {
-        m = mark;
+    if (s.ok()) s = v->merger.Merge(in, &impacted);
+    if (s.ok() && v->merger.CountsForTracking(in)) {
+      PeerMark mark{in.db_version, in.seq ? *in.seq : 0};
+      v->probe.first.assign(in.site->data(), in.site->size());
+      v->probe.second = in.tag;
+      auto it = v->marks.find(v->probe);
+      if (it == v->marks.end()) {
+        v->marks.emplace(v->probe, mark);
+      } else if (mark.version > it->second.version ||
+                 (mark.version == it->second.version && mark.seq > it->second.seq)) {
+        it->second = mark;
       }
     }
     if (!s.ok()) {

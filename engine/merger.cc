@@ -7,16 +7,19 @@ namespace crsync {
 namespace {
 
 // Sets the connection's sync bit for the lifetime of the scope, so the
-// recording triggers ignore the merge's own user-table writes (§11.7).
+// recording triggers ignore the merge's own user-table writes (§11.7). The
+// previous value comes back at the end: a nested merge (from a user trigger)
+// must not clear the bit while the outer write's triggers still run.
 class SyncBitScope {
  public:
-  explicit SyncBitScope(ConnEngine* e) : e_(e) { e_->set_sync_bit(true); }
-  ~SyncBitScope() { e_->set_sync_bit(false); }
+  explicit SyncBitScope(ConnEngine* e) : e_(e), was_(e->sync_bit()) { e_->set_sync_bit(true); }
+  ~SyncBitScope() { e_->set_sync_bit(was_); }
   SyncBitScope(const SyncBitScope&) = delete;
   SyncBitScope& operator=(const SyncBitScope&) = delete;
 
  private:
   ConnEngine* e_;
+  bool was_;
 };
 
 void BindPk(sqlite3_stmt* st, const std::vector<Value>& pk) {
@@ -97,16 +100,12 @@ Status Merger::ValidateChange(const MergeInput& in, Crr* crr, int* slot) {
   return Status::OK();
 }
 
-Status Merger::Merge(const MergeInput& in, int64_t* impacted,
-                     std::pair<std::string, int64_t>* peer_key, PeerMark* mark, bool* tracked) {
-  std::vector<TrackedMark> marks;
-  CRSYNC_RETURN_IF_ERROR(MergeRow(&in, 1, impacted, peer_key ? &marks : nullptr));
-  *tracked = !marks.empty();
-  if (*tracked) {
-    *peer_key = std::move(marks[0].key);
-    *mark = marks[0].mark;
-  }
-  return Status::OK();
+Status Merger::Merge(const MergeInput& in, int64_t* impacted) {
+  return MergeRow(&in, 1, impacted, nullptr);
+}
+
+bool Merger::CountsForTracking(const MergeInput& in) const {
+  return in.site && *in.site != e_->site_id() && in.tag != -1;
 }
 
 // What a run of merged changes does to the user row, applied once at the
@@ -117,6 +116,11 @@ struct Merger::RowWrite {
   bool exists = false;        // the row must exist afterwards
   bool touched = false;       // anything to do at all
   std::vector<std::pair<int, Value>> values;  // slot -> value, last write wins
+
+  void Reset() {
+    delete_first = exists = touched = false;
+    values.clear();
+  }
 
   const Value* Written(int slot) const {
     for (const auto& [s, v] : values)
@@ -134,44 +138,70 @@ struct Merger::RowWrite {
   }
 };
 
+struct Merger::Scratch {
+  std::vector<Value> pk;
+  std::vector<int> slots;
+  std::string key;  // the canonical packed pk
+  RowMeta before, after;
+  RowWrite write;
+  std::vector<std::string> new_sites;  // first seen in this MergeRow
+  std::vector<int> write_slots;
+};
+
+Merger::Merger(ConnEngine* e) : e_(e) {}
+Merger::~Merger() = default;
+
 Status Merger::MergeRow(const MergeInput* ins, size_t n, int64_t* impacted,
                         std::vector<TrackedMark>* marks, size_t* failed) {
+  if (scratch_.size() <= depth_) scratch_.push_back(std::make_unique<Scratch>());
+  Scratch* s = scratch_[depth_].get();
+  ++depth_;
+  Status st = MergeRowWith(s, ins, n, impacted, marks, failed);
+  --depth_;
+  return st;
+}
+
+Status Merger::MergeRowWith(Scratch* s, const MergeInput* ins, size_t n, int64_t* impacted,
+                            std::vector<TrackedMark>* marks, size_t* failed) {
   *impacted = 0;
   if (failed) *failed = n;
-  new_sites_.clear();
+  std::vector<std::string>& new_sites = s->new_sites;
+  new_sites.clear();
   // Validate everything first: a bad change writes nothing.
   Crr* crr = nullptr;
-  std::vector<Value>& pk = pk_vals_;
-  slots_.resize(n);
+  std::vector<Value>& pk = s->pk;
+  s->slots.resize(n);
   for (size_t i = 0; i < n; ++i) {
     // Later changes of the run name the same table and pk bytes (the
     // caller's contract): they are resolved once.
     bool same_row = i > 0 && ins[i].table == ins[0].table && ins[i].pk == ins[0].pk;
     if (i > 0 && !same_row) return Status::InvalidArgument("crsql - MergeRow needs one row");
-    Status v = Validate(ins[i], &crr, &pk, &slots_[i], same_row);
+    Status v = Validate(ins[i], &crr, &pk, &s->slots[i], same_row);
     if (!v.ok()) {
       if (failed) *failed = i;
       return v;
     }
   }
-  canonical_pk_.clear();
-  PackValues(pk, &canonical_pk_);
-  const std::string& key = canonical_pk_;
+  s->key.clear();
+  PackValues(pk, &s->key);
+  const std::string& key = s->key;
 
-  RowMeta before;
+  RowMeta& before = s->before;
   bool found = false;
   if (const RowMeta* held = batch_ ? batch_->Find(*crr, key) : nullptr) {
     before = *held;
   } else {
     CRSYNC_RETURN_IF_ERROR(crr->LoadMeta(key, &before, &found, /*use_cache=*/true));
   }
-  RowMeta after = before;
-  RowWrite write;
+  RowMeta& after = s->after;
+  after = before;
+  RowWrite& write = s->write;
+  write.Reset();
   int64_t total = 0;
 
   for (size_t i = 0; i < n; ++i) {
     const MergeInput& in = ins[i];
-    const int slot = slots_[i];
+    const int slot = s->slots[i];
     bool local = !in.site || *in.site == e_->site_id();
     const int64_t L = after.CausalLength();
 
@@ -229,7 +259,7 @@ Status Merger::MergeRow(const MergeInput* ins, size_t n, int64_t* impacted,
           const std::string& incoming = local ? e_->site_id() : std::string(*in.site);
           // A site new in this batch still has its placeholder ordinal.
           const std::string& mine =
-              local_clock.site < 0 ? new_sites_[static_cast<size_t>(-local_clock.site - 1)]
+              local_clock.site < 0 ? new_sites[static_cast<size_t>(-local_clock.site - 1)]
                                    : e_->SiteIdOf(local_clock.site);
           if (incoming > mine) outcome = Outcome::kWin;
         }
@@ -245,8 +275,8 @@ Status Merger::MergeRow(const MergeInput* ins, size_t n, int64_t* impacted,
         CRSYNC_RETURN_IF_ERROR(e_->SiteOrdinal(*in.site, false, &ord));
         if (ord < 0) {
           size_t k = 0;
-          while (k < new_sites_.size() && new_sites_[k] != *in.site) ++k;
-          if (k == new_sites_.size()) new_sites_.emplace_back(*in.site);
+          while (k < new_sites.size() && new_sites[k] != *in.site) ++k;
+          if (k == new_sites.size()) new_sites.emplace_back(*in.site);
           ord = -static_cast<int64_t>(k) - 1;
         }
       }
@@ -292,7 +322,7 @@ Status Merger::MergeRow(const MergeInput* ins, size_t n, int64_t* impacted,
           break;
       }
     }
-    if (!local && in.tag != -1 && marks) {
+    if (marks && CountsForTracking(in)) {
       marks->push_back(TrackedMark{{std::string(*in.site), in.tag},
                                    PeerMark{in.db_version, in.seq ? *in.seq : 0}});
     }
@@ -301,11 +331,11 @@ Status Merger::MergeRow(const MergeInput* ins, size_t n, int64_t* impacted,
   if (write.touched) {
     // The user-table write goes first: it is the only step that can fail on
     // valid input (CHECK, STRICT, NOT NULL), and then nothing else happened.
-    CRSYNC_RETURN_IF_ERROR(ApplyRowWrite(crr, pk, write));
-    if (!new_sites_.empty()) {
-      std::vector<int64_t> real(new_sites_.size());
-      for (size_t k = 0; k < new_sites_.size(); ++k) {
-        CRSYNC_RETURN_IF_ERROR(e_->SiteOrdinal(new_sites_[k], true, &real[k]));
+    CRSYNC_RETURN_IF_ERROR(ApplyRowWrite(crr, s));
+    if (!new_sites.empty()) {
+      std::vector<int64_t> real(new_sites.size());
+      for (size_t k = 0; k < new_sites.size(); ++k) {
+        CRSYNC_RETURN_IF_ERROR(e_->SiteOrdinal(new_sites[k], true, &real[k]));
       }
       auto patch = [&](Clock& c) {
         if (c.present && c.site < 0) c.site = real[static_cast<size_t>(-c.site - 1)];
@@ -314,9 +344,9 @@ Status Merger::MergeRow(const MergeInput* ins, size_t n, int64_t* impacted,
       for (Clock& c : after.cols) patch(c);
     }
     if (batch_) {
-      batch_->Put(*crr, key, before, std::move(after), found);
+      batch_->Put(*crr, key, before, after, found);
     } else {
-      CRSYNC_RETURN_IF_ERROR(crr->StoreMeta(key, before, std::move(after), /*cache=*/true));
+      CRSYNC_RETURN_IF_ERROR(crr->StoreMeta(key, before, after, /*cache=*/true));
     }
     e_->AddRowsImpacted(total);
   }
@@ -324,7 +354,9 @@ Status Merger::MergeRow(const MergeInput* ins, size_t n, int64_t* impacted,
   return Status::OK();
 }
 
-Status Merger::ApplyRowWrite(Crr* crr, const std::vector<Value>& pk, const RowWrite& write) {
+Status Merger::ApplyRowWrite(Crr* crr, Scratch* s) {
+  const std::vector<Value>& pk = s->pk;
+  const RowWrite& write = s->write;
   SyncBitScope sync(e_);
   sqlite3* db = e_->db();
   sqlite3_stmt* st = nullptr;
@@ -345,7 +377,8 @@ Status Merger::ApplyRowWrite(Crr* crr, const std::vector<Value>& pk, const RowWr
     write.values[0].second.Bind(st, static_cast<int>(pk.size() + 1));
     return StepToEnd(db, st);
   }
-  std::vector<int> slots;
+  std::vector<int>& slots = s->write_slots;
+  slots.clear();
   for (const auto& [slot, v] : write.values) slots.push_back(slot);
   CRSYNC_RETURN_IF_ERROR(crr->UserUpsertColumns(slots, &st));
   BindPk(st, pk);

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -44,17 +45,21 @@ struct PeerMark {
 
 class Merger {
  public:
-  explicit Merger(ConnEngine* e) : e_(e) {}
+  explicit Merger(ConnEngine* e);
+  ~Merger();
+  Merger(const Merger&) = delete;
+  Merger& operator=(const Merger&) = delete;
 
   // Validates `in` fully, then merges it. On a validation error nothing is
   // written and the status is InvalidArgument with a "crsql - ..." message.
   // A failing user-table write (CHECK, STRICT, NOT NULL) happens before any
   // metadata write, so a failed change leaves no trace. *impacted gets the
-  // number of rows it modified (§11.8). When `peer_key` is non-null and the
-  // change counts for tracking, it is set to (site id, tag) and *mark to the
-  // change's (db_version, seq).
-  Status Merge(const MergeInput& in, int64_t* impacted, std::pair<std::string, int64_t>* peer_key,
-               PeerMark* mark, bool* tracked);
+  // number of rows it modified (§11.8).
+  Status Merge(const MergeInput& in, int64_t* impacted);
+
+  // Whether a merged change moves the receive cursor of (its site, its
+  // tag) to (db_version, seq) (§13.3): a peer's change whose tag is not -1.
+  bool CountsForTracking(const MergeInput& in) const;
 
   // A change that counts for peer tracking: ((site id, tag), mark).
   struct TrackedMark {
@@ -68,6 +73,8 @@ class Merger {
   // when the run deletes it). All changes are validated first. Tracked
   // marks are appended to *marks when it is not null. On a validation
   // error *failed (if not null) is the index of the bad change, else n.
+  // May be re-entered: a user trigger fired by the row write may merge
+  // again through the same Merger.
   Status MergeRow(const MergeInput* ins, size_t n, int64_t* impacted,
                   std::vector<TrackedMark>* marks, size_t* failed = nullptr);
 
@@ -81,21 +88,24 @@ class Merger {
 
  private:
   struct RowWrite;
+  struct Scratch;
   // Resolves the table and pk of `in` into *crr and *pk_vals (unless
   // `same_row`: they hold the previous change's, same table and pk bytes)
   // and checks the rest of the change.
   Status Validate(const MergeInput& in, Crr** crr, std::vector<Value>* pk_vals, int* slot,
                   bool same_row = false);
   Status ValidateChange(const MergeInput& in, Crr* crr, int* slot);
-  Status ApplyRowWrite(Crr* crr, const std::vector<Value>& pk, const RowWrite& write);
+  Status ApplyRowWrite(Crr* crr, Scratch* s);
+  Status MergeRowWith(Scratch* s, const MergeInput* ins, size_t n, int64_t* impacted,
+                      std::vector<TrackedMark>* marks, size_t* failed);
 
   ConnEngine* e_;
   MetaBatch* batch_ = nullptr;
   StmtPtr track_;
-  std::string canonical_pk_;
-  std::vector<Value> pk_vals_;
-  std::vector<int> slots_;
-  std::vector<std::string> new_sites_;  // first seen in the current MergeRow
+  // MergeRow's working storage, reused across calls (no allocation per
+  // change once warm); one per nesting depth.
+  std::vector<std::unique_ptr<Scratch>> scratch_;
+  size_t depth_ = 0;
 };
 
 }  // namespace crsync

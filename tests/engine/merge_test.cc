@@ -236,5 +236,26 @@ TEST_F(MergeTest, UserTriggersFireAndSeeTheSyncBit) {
   EXPECT_EQ(c2_.Query("SELECT bit FROM log"), (Rows{{"0"}, {"1"}}));
 }
 
+// A user trigger fired by a merge's row write may itself merge (here: a
+// peer's change to foo fans out into a change to a second CRR). The inner
+// merge must not disturb the outer one: foo's clock lands on foo's row, and
+// neither write is recorded as local.
+TEST_F(MergeTest, AMergeInsideAUserTriggerLeavesTheOuterMergeIntact) {
+  c2_.Exec("CREATE TABLE mirror (id INTEGER PRIMARY KEY NOT NULL, b); SELECT crsql_as_crr('mirror');"
+           "CREATE TRIGGER foo_fan AFTER INSERT ON foo BEGIN "
+           "INSERT INTO crsql_changes (\"table\", pk, cid, val, col_version, db_version, site_id) "
+           "VALUES ('mirror', crsql_pack_columns(NEW.a + 100), 'b', NEW.b, 1, 1, "
+           "X'0102030405060708090A0B0C0D0E0F10'); END;");
+  c1_.Exec("INSERT INTO foo VALUES (1, 7)");
+  Sync(c1_, c2_);
+  EXPECT_EQ(c2_.Query("SELECT * FROM foo"), (Rows{{"1", "7"}}));
+  EXPECT_EQ(c2_.Query("SELECT * FROM mirror"), (Rows{{"101", "7"}}));
+  EXPECT_EQ(c2_.Query("SELECT \"table\", hex(pk), cid, val, hex(site_id) FROM crsql_changes "
+                      "ORDER BY 1"),
+            (Rows{{"'foo'", "'010901'", "'b'", "7", s1_},
+                  {"'mirror'", "'010965'", "'b'", "7", "'0102030405060708090A0B0C0D0E0F10'"}}));
+  EXPECT_EQ(c2_.One("SELECT count(*) FROM crsql_changes WHERE site_id IS NULL"), "0");
+}
+
 }  // namespace
 }  // namespace crsync
