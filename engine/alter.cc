@@ -14,13 +14,6 @@ namespace {
 
 constexpr char kSavepoint[] = "crsync_alter";
 
-// Open alters: table name (as declared) -> total_changes when it began, to
-// tell "only columns were added, no row changed" (the fast path).
-std::map<std::pair<sqlite3*, std::string>, sqlite3_int64>& OpenAlters() {
-  static auto* m = new std::map<std::pair<sqlite3*, std::string>, sqlite3_int64>();
-  return *m;
-}
-
 bool IsAppendOnly(const TableSchema& before, const TableSchema& after) {
   if (before.pk_cols != after.pk_cols || after.cols.size() < before.cols.size()) return false;
   for (size_t i = 0; i < before.cols.size(); ++i)
@@ -235,7 +228,10 @@ Status BeginAlter(ConnEngine* e, const std::string& table) {
     Exec(e->db(), std::string("ROLLBACK TO ") + kSavepoint + "; RELEASE " + kSavepoint).IgnoreError();
     return s;
   }
-  OpenAlters()[{e->db(), name}] = sqlite3_total_changes64(e->db());
+  // total_changes at the start tells "only columns were added, no row
+  // changed" (commit's fast path).
+  e->open_alters()[name] = sqlite3_total_changes64(e->db());
+  e->catalog().DropCaches();
   return Status::OK();
 }
 
@@ -246,13 +242,13 @@ Status CommitAlter(ConnEngine* e, const std::string& table) {
   Crr* crr = e->catalog().ByName(table);
   if (!crr) return Status::InvalidArgument("crsql - " + table + " is not a CRR");
   std::string name = crr->name();
-  auto open = OpenAlters().find({db, name});
-  if (open == OpenAlters().end()) {
+  auto open = e->open_alters().find(name);
+  if (open == e->open_alters().end()) {
     return Status::InvalidArgument("crsql - crsql_commit_alter('" + name +
                                    "') without crsql_begin_alter on this connection");
   }
   bool rows_untouched = open->second == sqlite3_total_changes64(db);
-  OpenAlters().erase(open);
+  e->open_alters().erase(open);
 
   auto body = [&]() -> Status {
     TableSchema schema;

@@ -29,7 +29,6 @@ Status DecodeNames(const void* blob, int n, std::vector<std::string>* out) {
 Crr::Crr(sqlite3* db, int64_t id, TableSchema schema)
     : db_(db), id_(id), schema_(std::move(schema)) {
   user_upsert_.resize(schema_.cols.size());
-  user_get_col_.resize(schema_.cols.size());
 }
 
 // Reads the affinity of every pk column and every slot from the table's
@@ -376,13 +375,32 @@ Status Crr::UserDelete(sqlite3_stmt** out) {
   }, out);
 }
 
-Status Crr::UserGetColumn(int slot, sqlite3_stmt** out) {
-  return Cached(&user_get_col_[slot], [&] {
-    return "SELECT " + QuoteIdent(schema_.cols[slot]) + " FROM " + QuoteIdent(schema_.name) +
-           " WHERE " + PkWhere(1);
-  }, out);
+Status Crr::UserColumnValue(std::string_view key, const std::vector<Value>& pk, int slot,
+                           bool keep, const Value** out) {
+  if (!row_valid_ || row_pk_ != key) {
+    row_valid_ = false;
+    sqlite3_stmt* st = nullptr;
+    CRSYNC_RETURN_IF_ERROR(Cached(&user_get_row_, [&] {
+      std::string cols;
+      for (const std::string& c : schema_.cols) cols += (cols.empty() ? "" : ", ") + QuoteIdent(c);
+      return "SELECT " + cols + " FROM " + QuoteIdent(schema_.name) + " WHERE " + PkWhere(1);
+    }, &st));
+    for (size_t i = 0; i < pk.size(); ++i) pk[i].Bind(st, static_cast<int>(i + 1));
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+      row_vals_.resize(schema_.cols.size());
+      for (size_t i = 0; i < row_vals_.size(); ++i)
+        row_vals_[i] = Value::FromColumn(st, static_cast<int>(i));
+    }
+    sqlite3_reset(st);
+    if (rc == SQLITE_DONE) return Status::Corruption("could not find row to merge with for tbl " + name());
+    if (rc != SQLITE_ROW) return SqliteError(db_, rc);
+    row_pk_.assign(key.data(), key.size());
+  }
+  row_valid_ = keep;
+  *out = &row_vals_[static_cast<size_t>(slot)];
+  return Status::OK();
 }
-
 
 Status Catalog::Refresh(bool force) {
   if (!schema_version_stmt_) {

@@ -16,6 +16,7 @@
 #include "engine/row_buf.h"
 #include "engine/row_meta.h"
 #include "engine/table_schema.h"
+#include "engine/value.h"
 
 namespace crsync {
 
@@ -83,8 +84,11 @@ class Crr {
   Status LoadRange(std::string_view lo, std::string_view hi, int64_t limit,
                    const std::function<Status(std::string_view, std::string_view)>& on_row,
                    int64_t* scanned, std::string* last);
-  // Forgets the cached row (after a rollback).
-  void DropCache() { cache_valid_ = false; }
+  // Forgets the cached row and user row values (after a rollback).
+  void DropCache() {
+    cache_valid_ = false;
+    row_valid_ = false;
+  }
   // Forgets what was derived from the table's declaration (schema change).
   void SchemaMayHaveChanged() { affinities_loaded_ = false; }
 
@@ -94,7 +98,17 @@ class Crr {
   Status UserUpsertColumns(const std::vector<int>& slots, sqlite3_stmt** out);
   Status UserInsertPk(sqlite3_stmt** out);
   Status UserDelete(sqlite3_stmt** out);
-  Status UserGetColumn(int slot, sqlite3_stmt** out);
+  // The value of column `slot` of user row `pk` (packed: `key`), for merge
+  // tie-breaks (§11.4). The whole row is read with one statement and, with
+  // `keep`, kept for the next call with the same key: a peer's changes to
+  // one row arrive together, and those that tie write nothing. Every write
+  // of the table fires the recording triggers, which call DropRowValues;
+  // rollbacks and the transaction's end call DropCache. So `keep` is only
+  // for when the triggers are in place (no alter open). *out is valid until
+  // the next call on this Crr. Corruption when the row does not exist.
+  Status UserColumnValue(std::string_view key, const std::vector<Value>& pk, int slot, bool keep,
+                         const Value** out);
+  void DropRowValues() { row_valid_ = false; }
 
  private:
   // Steps `st`, whose rows are (pk, meta), through on_row; then resets it
@@ -123,7 +137,11 @@ class Crr {
   StmtPtr get_meta_, put_meta_, new_meta_, feed_add_, feed_del_, user_insert_pk_, user_delete_;
   StmtPtr bulk_insert_, bulk_update_, bulk_feed_del_, bulk_feed_add_, bulk_load_, max_pk_;
   StmtPtr range_load_;
-  std::vector<StmtPtr> user_upsert_, user_get_col_;
+  std::vector<StmtPtr> user_upsert_;
+  StmtPtr user_get_row_;
+  bool row_valid_ = false;
+  std::string row_pk_;
+  std::vector<Value> row_vals_;
   std::map<std::vector<int>, StmtPtr> user_upsert_multi_;
 };
 

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -109,7 +110,12 @@ class ConnEngine {
   MetaBatch& local_batch() { return local_batch_; }
   StmtPtr& capture_join_stmt() { return capture_join_; }
 
-  // --- crsql_commit_alter's bulk remap (engine/alter.cc) ---
+  // --- crsql_begin_alter / crsql_commit_alter (engine/alter.cc) ---
+  // Alters begun and not yet committed on this connection: table name (as
+  // declared) -> sqlite3_total_changes64 when it began. While any is open,
+  // some user-table writes fire no recording trigger.
+  std::map<std::string, int64_t>& open_alters() { return open_alters_; }
+
   // While a hook is set, the internal SQL function crsync_internal_remap
   // calls it with its arguments; otherwise that function fails. The caller
   // owns the hook and clears it before the hook dies.
@@ -158,6 +164,7 @@ class ConnEngine {
   int64_t seq_ = 0;
   unsigned data_version_ = ~0u;
   bool sync_bit_ = false;
+  std::map<std::string, int64_t> open_alters_;
   bool merge_equal_values_ = false;
   int64_t rows_impacted_ = 0;
   SqlHook* remap_hook_ = nullptr;

@@ -239,19 +239,12 @@ Status Merger::MergeRowWith(Scratch* s, const MergeInput* ins, size_t n, int64_t
           CRSYNC_RETURN_IF_ERROR(crr->ColAffinity(slot, &affinity));
           c = Value::Compare(ApplyAffinity(*v, affinity), in.val);
         } else {
-          sqlite3_stmt* get = nullptr;
-          CRSYNC_RETURN_IF_ERROR(crr->UserGetColumn(slot, &get));
-          BindPk(get, pk);
-          int rc = sqlite3_step(get);
-          if (rc != SQLITE_ROW) {
-            sqlite3_reset(get);
-            if (rc == SQLITE_DONE) {
-              return Status::Corruption("could not find row to merge with for tbl " + crr->name());
-            }
-            return SqliteError(e_->db(), rc);
-          }
-          c = CompareValue(sqlite3_column_value(get, 0), in.val);
-          sqlite3_reset(get);
+          // Kept for the row's next tie only while the recording triggers
+          // (which drop it on every write) are in place.
+          const bool keep = e_->open_alters().empty();
+          const Value* current;
+          CRSYNC_RETURN_IF_ERROR(crr->UserColumnValue(key, pk, slot, keep, &current));
+          c = Value::Compare(*current, in.val);
         }
         if (c < 0) {
           outcome = Outcome::kWin;

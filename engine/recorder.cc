@@ -329,9 +329,12 @@ template <Op op>
 void AfterWrite(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
   GuardSqlFunction(ctx, [&] {
     auto* e = static_cast<ConnEngine*>(sqlite3_user_data(ctx));
-    if (e->sync_bit()) return;
     Crr* crr;
     Status s = FindCrr(e, sqlite3_value_int64(argv[0]), &crr);
+    // Any write of the table, recorded or not (a merge's), changes what a
+    // merge tie-break would read.
+    if (s.ok()) crr->DropRowValues();
+    if (e->sync_bit()) return;
     if (s.ok()) {
       int npk = static_cast<int>(crr->schema().pk_cols.size());
       int ncol = static_cast<int>(crr->slots());
