@@ -412,6 +412,7 @@ Status Catalog::Refresh(bool force) {
   sqlite3_reset(schema_version_stmt_.get());
   if (rc != SQLITE_ROW) return SqliteError(db_, rc);
   if (!force && version == schema_version_) return Status::OK();
+  ++generation_;  // from here, even on failure, Crr objects may move or die
 
   StmtPtr st;
   CRSYNC_RETURN_IF_ERROR(

@@ -155,6 +155,9 @@ class Catalog {
   Crr* ById(int64_t id);
   Crr* ByName(std::string_view name);  // case-insensitive, like SQLite
   const std::vector<std::unique_ptr<Crr>>& all() const { return crrs_; }
+  // Changes whenever the CRR list is re-read or cleared: a Crr* or anything
+  // derived from a Crr's declaration is valid only within one generation.
+  uint64_t generation() const { return generation_; }
   // Forgets everything; the next Refresh reloads.
   void Invalidate() { schema_version_ = -1; }
   // Drops every CRR's cached row (at transaction end and rollbacks).
@@ -164,6 +167,7 @@ class Catalog {
   }
   // Finalizes every cached statement (before the connection closes).
   void Clear() {
+    ++generation_;
     crrs_.clear();
     schema_version_stmt_.reset();
     schema_version_ = -1;
@@ -172,6 +176,7 @@ class Catalog {
  private:
   sqlite3* db_;
   int64_t schema_version_ = -1;
+  uint64_t generation_ = 0;
   StmtPtr schema_version_stmt_;
   std::vector<std::unique_ptr<Crr>> crrs_;
 };

@@ -33,6 +33,13 @@ enum class Outcome { kIgnore, kDelete, kResurrect, kResurrectWin, kWin };
 Status Merger::Validate(const MergeInput& in, Crr** out, std::vector<Value>* pk_vals, int* slot,
                         bool same_row) {
   if (same_row) return ValidateChange(in, *out, slot);  // table and pk checked already
+  if (last_.valid && last_.generation == e_->catalog().generation() && last_.table == in.table &&
+      last_.pk_bytes == in.pk) {
+    *out = last_.crr;
+    *pk_vals = last_.pk_vals;
+    return ValidateChange(in, last_.crr, slot);
+  }
+  last_.valid = false;
   std::string t(in.table);
   Crr* crr = e_->catalog().ByName(t);
   if (!crr) {
@@ -62,6 +69,12 @@ Status Merger::Validate(const MergeInput& in, Crr** out, std::vector<Value>* pk_
     if ((*affinity)[i] != 'b') (*pk_vals)[i] = ApplyAffinity((*pk_vals)[i], (*affinity)[i]);
   }
   *out = crr;
+  last_.generation = e_->catalog().generation();
+  last_.table.assign(in.table.data(), in.table.size());
+  last_.pk_bytes.assign(in.pk.data(), in.pk.size());
+  last_.crr = crr;
+  last_.pk_vals = *pk_vals;
+  last_.valid = true;
   return ValidateChange(in, crr, slot);
 }
 

@@ -102,6 +102,17 @@ class Merger {
   ConnEngine* e_;
   MetaBatch* batch_ = nullptr;
   StmtPtr track_;
+  // The table and pk of the last change Validate resolved, reused when the
+  // next change names the same bytes (a peer's changes to a row come
+  // together) within the same catalog generation.
+  struct Resolved {
+    bool valid = false;
+    uint64_t generation = 0;
+    std::string table, pk_bytes;
+    Crr* crr = nullptr;
+    std::vector<Value> pk_vals;
+  };
+  Resolved last_;
   // MergeRow's working storage, reused across calls (no allocation per
   // change once warm); one per nesting depth.
   std::vector<std::unique_ptr<Scratch>> scratch_;

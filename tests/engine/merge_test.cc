@@ -304,5 +304,20 @@ TEST(MergeTieBreakTest, TiesDuringAnAlterSeeUnrecordedWrites) {
   EXPECT_EQ(db.One("SELECT b FROM t"), "'o'");
 }
 
+// Consecutive changes to one row reuse its resolved table and pk, but not
+// across a change of the CRR list: after crsql_as_table the same change is
+// refused, as for any unknown table.
+TEST(MergeResolveTest, AChangeAfterTheTableStoppedBeingACrrIsRefused) {
+  TestDb db;
+  db.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, b); SELECT crsql_as_crr('t');");
+  const std::string change =
+      "INSERT INTO crsql_changes (\"table\", pk, cid, val, col_version, db_version, site_id) "
+      "VALUES ('t', crsql_pack_columns(1), 'b', 'x', 1, 1, X'0102030405060708090A0B0C0D0E0F10')";
+  db.Exec(change);
+  db.Exec("SELECT crsql_as_table('t')");
+  EXPECT_THAT(db.Error(change), HasSubstr("could not find the schema information for table t"));
+  EXPECT_EQ(db.One("SELECT b FROM t"), "'x'");
+}
+
 }  // namespace
 }  // namespace crsync
