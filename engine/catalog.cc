@@ -100,6 +100,26 @@ Status Crr::LoadMeta(std::string_view pk, RowMeta* meta, bool* found, bool use_c
     *found = true;
     return Status::OK();
   }
+  if (use_cache) {
+    std::string_view stored;
+    bool served = ahead_.Find(pk, &stored, found);
+    if (!served && ahead_.NoteMiss(pk)) {
+      CRSYNC_RETURN_IF_ERROR(LoadAhead(pk));
+      served = ahead_.Find(pk, &stored, found);
+    }
+    if (served) {
+      if (!*found) {
+        meta->sentinel = Clock{};
+        meta->cols.assign(slots(), Clock{});
+        return Status::OK();
+      }
+      CRSYNC_RETURN_IF_ERROR(DecodeRowMeta(stored, slots(), meta));
+      cache_pk_.assign(pk.data(), pk.size());
+      cache_meta_ = *meta;
+      cache_valid_ = true;
+      return Status::OK();
+    }
+  }
   sqlite3_stmt* st = nullptr;
   CRSYNC_RETURN_IF_ERROR(
       Cached(&get_meta_, [&] { return "SELECT meta FROM " + RowsTable() + " WHERE pk = ?1"; }, &st));
@@ -129,6 +149,28 @@ Status Crr::LoadMeta(std::string_view pk, RowMeta* meta, bool* found, bool use_c
   return s;
 }
 
+Status Crr::LoadAhead(std::string_view pk) {
+  sqlite3_stmt* st = nullptr;
+  CRSYNC_RETURN_IF_ERROR(Cached(&ahead_load_, [&] {
+    return "SELECT pk, meta FROM " + RowsTable() + " WHERE pk >= ?1 ORDER BY pk LIMIT ?2";
+  }, &st));
+  sqlite3_bind_blob(st, 1, pk.data(), static_cast<int>(pk.size()), SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, static_cast<int64_t>(MetaReadAhead::kRows));
+  ahead_.Begin(pk);
+  size_t n = 0;
+  Status s = StepPkMetaRows(st, [&](std::string_view k, std::string_view meta) {
+    ahead_.Add(k, meta);
+    ++n;
+    return Status::OK();
+  });
+  if (!s.ok()) {
+    ahead_.Drop();
+    return s;
+  }
+  ahead_.End(n < MetaReadAhead::kRows);
+  return Status::OK();
+}
+
 Status Crr::InsertNewMeta(std::string_view pk, RowMeta meta, bool* inserted) {
   NormalizeRuns(&meta);
   sqlite3_stmt* st = nullptr;
@@ -144,6 +186,7 @@ Status Crr::InsertNewMeta(std::string_view pk, RowMeta meta, bool* inserted) {
   CRSYNC_RETURN_IF_ERROR(StepToEnd(db_, st));
   *inserted = sqlite3_total_changes64(db_) != before;
   if (!*inserted) return Status::OK();
+  ahead_.Stored(pk, meta_buf_);
   cache_valid_ = false;
   RowMeta empty;
   return UpdateFeed(pk, empty, meta);
@@ -166,6 +209,7 @@ Status Crr::StoreMeta(std::string_view pk, const RowMeta& before, const RowMeta&
   sqlite3_bind_blob(put, 1, pk.data(), static_cast<int>(pk.size()), SQLITE_STATIC);
   sqlite3_bind_blob(put, 2, meta_buf_.data(), static_cast<int>(meta_buf_.size()), SQLITE_STATIC);
   CRSYNC_RETURN_IF_ERROR(StepToEnd(db_, put));
+  ahead_.Stored(pk, meta_buf_);
   CRSYNC_RETURN_IF_ERROR(UpdateFeed(pk, before, norm));
   if (cache) {
     cache_pk_.assign(pk.data(), pk.size());

@@ -13,6 +13,7 @@
 
 #include "crsync/sqlite_handles.h"
 #include "crsync/status.h"
+#include "engine/meta_read_ahead.h"
 #include "engine/row_buf.h"
 #include "engine/row_meta.h"
 #include "engine/table_schema.h"
@@ -49,9 +50,10 @@ class Crr {
   // `use_cache`, the row last loaded this way or stored through
   // StoreMeta(cache=true) is served from memory, and a row read from storage
   // is kept (merges touch one row several times in a row, and a change that
-  // loses writes nothing). Only for use inside a write transaction: every
-  // other write of the rows table, a rollback and the transaction's end
-  // drop the cache.
+  // loses writes nothing); lookups walking up the keys are served by a
+  // read-ahead window (engine/meta_read_ahead.h). Only for use inside a
+  // write transaction: every other write of the rows table, a rollback and
+  // the transaction's end drop the cache.
   Status LoadMeta(std::string_view pk, RowMeta* meta, bool* found, bool use_cache = false);
   // Stores `after` for row `pk` and updates the change feed, given what was
   // stored before (`before`, empty when the row had no metadata). Runs are
@@ -88,6 +90,7 @@ class Crr {
   void DropCache() {
     cache_valid_ = false;
     row_valid_ = false;
+    ahead_.Drop();
   }
   // Forgets what was derived from the table's declaration (schema change).
   void SchemaMayHaveChanged() { affinities_loaded_ = false; }
@@ -136,7 +139,10 @@ class Crr {
   RowMeta cache_meta_;
   StmtPtr get_meta_, put_meta_, new_meta_, feed_add_, feed_del_, user_insert_pk_, user_delete_;
   StmtPtr bulk_insert_, bulk_update_, bulk_feed_del_, bulk_feed_add_, bulk_load_, max_pk_;
-  StmtPtr range_load_;
+  StmtPtr range_load_, ahead_load_;
+  MetaReadAhead ahead_;
+  // Reads the window of ahead_ from `pk` on.
+  Status LoadAhead(std::string_view pk);
   std::vector<StmtPtr> user_upsert_;
   StmtPtr user_get_row_;
   bool row_valid_ = false;

@@ -259,6 +259,7 @@ const std::string& ConnEngine::SiteIdOf(int64_t ord) {
 }
 
 void ConnEngine::CatalogChanged() {
+  catalog_.DropCaches();  // rows tables may have been rewritten behind Crr's back
   max_dbv_.reset();
   has_dbv_.reset();
   data_version_ = ~0u;
