@@ -21,22 +21,65 @@ Status FindEngine(sqlite3* db, ConnEngine** out) {
   return Status::OK();
 }
 
-Value ValueOf(const Change& c) {
+// Fills *in from `c`, reusing *in's storage (no allocation once warm).
+void FillInput(const Change& c, int64_t tag, MergeInput* in) {
+  in->table = c.table;
+  in->pk = c.pk;
+  in->cid = c.cid;
+  Value& v = in->val;
+  v.type = c.val_type;
+  v.i = 0;
+  v.d = 0;
+  v.bytes.clear();
   switch (c.val_type) {
     case SQLITE_INTEGER:
-      return Value::Int(c.val_int);
+      v.i = c.val_int;
+      break;
     case SQLITE_FLOAT:
       // SQLite stores a NaN as NULL, as INSERT INTO crsql_changes sees it:
       // merging it as a REAL would win ties a stored NULL then loses.
-      return std::isnan(c.val_real) ? Value::Null() : Value::Real(c.val_real);
+      if (std::isnan(c.val_real)) {
+        v.type = SQLITE_NULL;
+      } else {
+        v.d = c.val_real;
+      }
+      break;
     case SQLITE_TEXT:
-      return Value::Text(c.val_bytes);
     case SQLITE_BLOB:
-      return Value::Blob(c.val_bytes);
+      v.bytes.assign(c.val_bytes);
+      break;
     default:
-      return Value::Null();
+      v.type = SQLITE_NULL;
   }
+  in->col_version = c.col_version;
+  in->db_version = c.db_version;
+  in->site = std::string_view(c.site_id);
+  in->cl = c.cl;
+  in->seq = c.seq;
+  in->tag = tag;
 }
+
+// Receive cursors (§13.3) of one Apply: usually one (site, tag), so a flat
+// list with views of the changes' site ids.
+class MarkSet {
+ public:
+  void Add(const Merger::TrackedMark& t) {
+    for (auto& m : marks_) {
+      if (m.tag == t.tag && m.site == t.site) {
+        if (t.mark.version > m.mark.version ||
+            (t.mark.version == m.mark.version && t.mark.seq > m.mark.seq)) {
+          m.mark = t.mark;
+        }
+        return;
+      }
+    }
+    marks_.push_back(t);
+  }
+  const std::vector<Merger::TrackedMark>& marks() const { return marks_; }
+
+ private:
+  std::vector<Merger::TrackedMark> marks_;
+};
 
 }  // namespace
 
@@ -97,7 +140,8 @@ struct ChangeApplier::Impl {
   ConnEngine* engine;
   Merger merger;
   MetaBatch batch;  // each window's metadata, stored together (MetaBatch::kWindow rows)
-  std::vector<MergeInput> inputs;
+  std::vector<MergeInput> inputs;  // one window's changes, reused
+  std::vector<size_t> row_starts_;  // where each of the window's rows starts in `inputs`
 
   Status Merge(const std::vector<Change>& changes, int64_t tag, int64_t* total);
   void Forget();
@@ -118,76 +162,70 @@ ChangeApplier::~ChangeApplier() = default;
 // them may be merged (the caller undoes it).
 Status ChangeApplier::Impl::Merge(const std::vector<Change>& changes, int64_t tag, int64_t* total) {
   CRSYNC_RETURN_IF_ERROR(engine->FlushLocalWrites());  // local writes first, in order
-  std::map<std::pair<std::string, int64_t>, PeerMark> marks;
+  MarkSet marks;
   std::vector<Merger::TrackedMark> row_marks;
   std::vector<MergeInput>& ins = inputs;
-  ins.resize(changes.size());
-  for (size_t i = 0; i < changes.size(); ++i) {
-    const Change& c = changes[i];
-    MergeInput& in = ins[i];
-    in.table = c.table;
-    in.pk = c.pk;
-    in.cid = c.cid;
-    in.val = ValueOf(c);
-    in.col_version = c.col_version;
-    in.db_version = c.db_version;
-    in.site = std::string_view(c.site_id);
-    in.cl = c.cl;
-    in.seq = c.seq;
-    in.tag = tag;
-  }
-  // Consecutive changes to one row merge together (one metadata read and
-  // write, one user-table statement). Rows go in windows of kMaxHeldRows:
-  // their metadata is read with one statement per CRR before, and stored
-  // with three after (MetaBatch).
-  auto row_end = [&](size_t i) {
-    size_t j = i + 1;
-    while (j < ins.size() && ins[j].pk == ins[i].pk && ins[j].table == ins[i].table) ++j;
-    return j;
+  auto same_row = [&](size_t a, size_t b) {
+    return changes[a].pk == changes[b].pk && changes[a].table == changes[b].table;
   };
-  for (size_t start = 0; start < ins.size();) {
-    size_t end = start, rows = 0;
-    for (; end < ins.size() && rows < MetaBatch::kWindow; ++rows) end = row_end(end);
+  // Consecutive changes to one row merge together (one metadata read and
+  // write, one user-table statement). Rows go in windows of kWindow: their
+  // metadata is read with one statement per CRR before, and stored with
+  // three after (MetaBatch). Each window's changes are converted into
+  // `ins` (reused), never the whole batch at once.
+  std::vector<size_t>& row_starts = row_starts_;
+  for (size_t base = 0; base < changes.size();) {
+    size_t n = 0;
+    row_starts.clear();
+    size_t k = base;
+    while (k < changes.size() && row_starts.size() < MetaBatch::kWindow) {
+      row_starts.push_back(n);
+      size_t j = k + 1;
+      while (j < changes.size() && same_row(k, j)) ++j;
+      for (; k < j; ++k, ++n) {
+        if (n == ins.size()) ins.emplace_back();
+        FillInput(changes[k], tag, &ins[n]);
+      }
+    }
+    row_starts.push_back(n);
+    const size_t rows = row_starts.size() - 1;
     // A few rows are cheaper one by one than with the bulk statements.
     const bool bulk = rows >= MetaBatch::kMinBulk;
     merger.SetBatch(bulk ? &batch : nullptr);
     Status s;
     if (bulk) {
-      for (size_t i = start; i < end; i = row_end(i)) {
-        if (Crr* crr = engine->catalog().ByName(ins[i].table)) batch.Want(crr, ins[i].pk);
+      for (size_t r = 0; r < rows; ++r) {
+        const MergeInput& in = ins[row_starts[r]];
+        if (Crr* crr = engine->catalog().ByName(in.table)) batch.Want(crr, in.pk);
       }
       s = batch.PrefetchWanted();
     }
-    for (size_t i = start; s.ok() && i < end;) {
-      size_t j = row_end(i);
-      int64_t n = 0;
+    for (size_t r = 0; s.ok() && r < rows; ++r) {
+      const size_t i = row_starts[r], j = row_starts[r + 1];
+      int64_t merged = 0;
       row_marks.clear();
       size_t failed;
-      s = merger.MergeRow(&ins[i], j - i, &n, &row_marks, &failed);
+      s = merger.MergeRow(&ins[i], j - i, &merged, &row_marks, &failed);
       if (!s.ok()) {
-        std::string where = failed < j - i
-                                ? "change " + std::to_string(i + failed + 1)
-                                : "changes " + std::to_string(i + 1) + ".." + std::to_string(j);
+        std::string where = failed < j - i ? "change " + std::to_string(base + i + failed + 1)
+                                           : "changes " + std::to_string(base + i + 1) + ".." +
+                                                 std::to_string(base + j);
         s = s.WithContext(where + " of " + std::to_string(changes.size()));
         break;
       }
-      *total += n;
-      for (const auto& [key, mark] : row_marks) {
-        auto [it, fresh] = marks.emplace(key, mark);
-        PeerMark& m = it->second;
-        if (!fresh && (mark.version > m.version || (mark.version == m.version && mark.seq > m.seq)))
-          m = mark;
-      }
-      i = j;
+      *total += merged;
+      for (const auto& m : row_marks) marks.Add(m);
     }
     if (s.ok()) s = batch.Flush();
     if (!s.ok()) {
       batch.Clear();
       return s;
     }
-    start = end;
+    base = k;
   }
-  for (const auto& [k, m] : marks) CRSYNC_RETURN_IF_ERROR(merger.TrackPeer(k.first, k.second, m));
+  for (const auto& m : marks.marks()) {
+    CRSYNC_RETURN_IF_ERROR(merger.TrackPeer(std::string(m.site), m.tag, m.mark));
+  }
   return Status::OK();
 }
 

@@ -329,7 +329,7 @@ Status Merger::MergeRowWith(Scratch* s, const MergeInput* ins, size_t n, int64_t
       }
     }
     if (marks && CountsForTracking(in)) {
-      marks->push_back(TrackedMark{{std::string(*in.site), in.tag},
+      marks->push_back(TrackedMark{*in.site, in.tag,
                                    PeerMark{in.db_version, in.seq ? *in.seq : 0}});
     }
   }

@@ -61,9 +61,11 @@ class Merger {
   // tag) to (db_version, seq) (§13.3): a peer's change whose tag is not -1.
   bool CountsForTracking(const MergeInput& in) const;
 
-  // A change that counts for peer tracking: ((site id, tag), mark).
+  // A change that counts for peer tracking: (site id, tag) and its mark.
+  // `site` views the MergeInput's bytes.
   struct TrackedMark {
-    std::pair<std::string, int64_t> key;
+    std::string_view site;
+    int64_t tag;
     PeerMark mark;
   };
 

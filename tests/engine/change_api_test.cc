@@ -104,6 +104,31 @@ TEST(ChangeApplierTest, AppliesBatchTracksPeerOnceAndMatchesSql) {
             (Rows{{"4", "0", "0", "0"}}));
 }
 
+// The batch is merged window by window (MetaBatch::kWindow rows); an error
+// names the change by its place in the whole batch, and a window already
+// merged is undone with the rest.
+TEST(ChangeApplierTest, ABadChangeInALaterWindowIsNamedByItsPlaceInTheBatch) {
+  TestDb a, b;
+  a.Exec(kSchema);
+  b.Exec(kSchema);
+  a.Exec("BEGIN");
+  for (int i = 0; i < 2500; ++i) a.Exec("INSERT INTO t VALUES (" + std::to_string(i) + ", 'a', 1)");
+  a.Exec("COMMIT");
+  std::vector<Change> batch = ToChanges(ReadChanges(a.get()));
+  ASSERT_EQ(batch.size(), 5000u);
+  batch[4321].cid = "nope";
+  std::unique_ptr<ChangeApplier> applier;
+  ASSERT_OK(ChangeApplier::Open(b.get(), &applier));
+  Status s = applier->Apply(batch);
+  EXPECT_THAT(s.message(), HasSubstr("change 4322 of 5000"));
+  EXPECT_THAT(s.message(), HasSubstr("no such column t.nope"));
+  EXPECT_EQ(b.One("SELECT count(*) FROM t"), "0");
+  batch[4321].cid = batch[4320].cid == "a" ? "b" : "a";
+  ASSERT_OK(applier->Apply(batch));
+  EXPECT_EQ(b.Query("SELECT * FROM t ORDER BY id"), a.Query("SELECT * FROM t ORDER BY id"));
+  EXPECT_EQ(b.Query("SELECT version, tag, event FROM crsql_tracked_peers"), (Rows{{"1", "0", "0"}}));
+}
+
 TEST(ChangeApplierTest, BadChangeRollsBackTheWholeBatch) {
   TestDb a, b;
   a.Exec(kSchema);
