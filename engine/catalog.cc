@@ -456,20 +456,27 @@ Status Catalog::Refresh(bool force) {
   sqlite3_reset(schema_version_stmt_.get());
   if (rc != SQLITE_ROW) return SqliteError(db_, rc);
   if (!force && version == schema_version_) return Status::OK();
-  ++generation_;  // from here, even on failure, Crr objects may move or die
-
+  // Read every row first: a malformed one fails the refresh with the
+  // current CRRs untouched.
   StmtPtr st;
   CRSYNC_RETURN_IF_ERROR(
       Prepare(db_, "SELECT id, name, pk_cols, cols FROM main.crsync_crrs ORDER BY id", &st));
-  std::vector<std::unique_ptr<Crr>> fresh;
+  std::vector<std::pair<int64_t, TableSchema>> rows;
   while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
     TableSchema schema;
-    schema.name = reinterpret_cast<const char*>(sqlite3_column_text(st.get(), 1));
+    const unsigned char* name = sqlite3_column_text(st.get(), 1);
+    if (!name) return Status::Corruption("crsync_crrs: a CRR without a name");
+    schema.name = reinterpret_cast<const char*>(name);
     CRSYNC_RETURN_IF_ERROR(DecodeNames(sqlite3_column_blob(st.get(), 2),
                                        sqlite3_column_bytes(st.get(), 2), &schema.pk_cols));
     CRSYNC_RETURN_IF_ERROR(DecodeNames(sqlite3_column_blob(st.get(), 3),
                                        sqlite3_column_bytes(st.get(), 3), &schema.cols));
-    int64_t id = sqlite3_column_int64(st.get(), 0);
+    rows.emplace_back(sqlite3_column_int64(st.get(), 0), std::move(schema));
+  }
+  if (rc != SQLITE_DONE) return SqliteError(db_, rc);
+  ++generation_;  // Crr objects may now be replaced, and declarations re-read
+  std::vector<std::unique_ptr<Crr>> fresh;
+  for (auto& [id, schema] : rows) {
     // Keep the existing object (and its prepared statements) when unchanged.
     Crr* old = ById(id);
     if (old && old->schema().name == schema.name && old->schema().cols == schema.cols &&
@@ -481,7 +488,6 @@ Status Catalog::Refresh(bool force) {
       fresh.push_back(std::make_unique<Crr>(db_, id, std::move(schema)));
     }
   }
-  if (rc != SQLITE_DONE) return SqliteError(db_, rc);
   crrs_ = std::move(fresh);
   schema_version_ = version;
   return Status::OK();

@@ -265,5 +265,21 @@ TEST(EngineInitTest, WaitsForAMomentaryExclusiveLock) {
   EXPECT_OK(Exec(db.get(), "SELECT crsql_as_crr('t'); INSERT INTO t VALUES (2, 2);"));
 }
 
+// A malformed crsync_crrs row fails the catalog's refresh with an error and
+// leaves the CRRs it already knew working.
+TEST(CatalogTest, AMalformedCatalogRowFailsTheRefreshAndChangesNothing) {
+  TestDb db;
+  db.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, a); SELECT crsql_as_crr('t');"
+          "CREATE TABLE u (id INTEGER PRIMARY KEY NOT NULL, b); SELECT crsql_as_crr('u');"
+          "INSERT INTO t VALUES (1, 'x');");
+  std::string cols = db.Text("SELECT quote(cols) FROM crsync_crrs WHERE name = 'u'");
+  db.Exec("UPDATE crsync_crrs SET cols = X'FF' WHERE name = 'u'; CREATE TABLE bump (x);");
+  EXPECT_THAT(db.Error("SELECT crsql_begin_alter('t')"), HasSubstr("truncated"));
+  db.Exec("INSERT INTO t VALUES (2, 'y')");  // still recorded through the known CRR
+  db.Exec("UPDATE crsync_crrs SET cols = " + cols + " WHERE name = 'u'");
+  EXPECT_EQ(db.Query("SELECT hex(pk), cid, val FROM crsql_changes WHERE \"table\" = 't' ORDER BY pk"),
+            (Rows{{"'010901'", "'a'", "'x'"}, {"'010902'", "'a'", "'y'"}}));
+}
+
 }  // namespace
 }  // namespace crsync
