@@ -376,28 +376,43 @@ Status Crr::UserUpsert(int slot, sqlite3_stmt** out) {
   return Cached(&user_upsert_[slot], [&] { return sql; }, out);
 }
 
+// INSERT INTO t (pk..., columns of `slots`...) <source> ON CONFLICT (pk...)
+// DO UPDATE SET each column = excluded.column.
+std::string Crr::UpsertSql(const std::vector<int>& slots, const std::string& source) const {
+  std::string cols, target, sets;
+  for (size_t i = 0; i < schema_.pk_cols.size(); ++i) {
+    if (i) target += ", ";
+    target += QuoteIdent(schema_.pk_cols[i]);
+  }
+  cols = target;
+  for (size_t k = 0; k < slots.size(); ++k) {
+    std::string c = QuoteIdent(schema_.cols[slots[k]]);
+    cols += ", " + c;
+    if (k) sets += ", ";
+    sets += c + " = excluded." + c;
+  }
+  return "INSERT INTO " + QuoteIdent(schema_.name) + " (" + cols + ") " + source +
+         " ON CONFLICT (" + target + ") DO UPDATE SET " + sets;
+}
+
 Status Crr::UserUpsertColumns(const std::vector<int>& slots, sqlite3_stmt** out) {
-  StmtPtr& slot = user_upsert_multi_[slots];
-  return Cached(&slot, [&] {
-    std::string cols, params, target, sets;
-    size_t npk = schema_.pk_cols.size();
-    for (size_t i = 0; i < npk; ++i) {
-      if (i) target += ", ";
-      target += QuoteIdent(schema_.pk_cols[i]);
-    }
-    cols = target;
-    for (size_t i = 0; i < npk + slots.size(); ++i) {
+  return Cached(&user_upsert_multi_[slots], [&] {
+    std::string params;
+    for (size_t i = 0; i < schema_.pk_cols.size() + slots.size(); ++i) {
       params += i ? ", ?" : "?";
       params += std::to_string(i + 1);
     }
-    for (size_t k = 0; k < slots.size(); ++k) {
-      std::string c = QuoteIdent(schema_.cols[slots[k]]);
-      cols += ", " + c;
-      if (k) sets += ", ";
-      sets += c + " = excluded." + c;
-    }
-    return "INSERT INTO " + QuoteIdent(schema_.name) + " (" + cols + ") VALUES (" + params +
-           ") ON CONFLICT (" + target + ") DO UPDATE SET " + sets;
+    return UpsertSql(slots, "VALUES (" + params + ")");
+  }, out);
+}
+
+Status Crr::UserUpsertBulk(const std::vector<int>& slots, sqlite3_stmt** out) {
+  return Cached(&user_upsert_bulk_[slots], [&] {
+    std::string vals;
+    for (size_t i = 0; i < schema_.pk_cols.size() + slots.size(); ++i)
+      vals += (i ? ", v" : "v") + std::to_string(i);
+    // WHERE true: an upsert after INSERT ... SELECT needs it to parse.
+    return UpsertSql(slots, "SELECT " + vals + " FROM crsync_valbuf(?1) WHERE true");
   }, out);
 }
 

@@ -99,6 +99,9 @@ class Crr {
   Status UserUpsert(int slot, sqlite3_stmt** out);  // + value at npk+1
   // Upsert of several columns (values at npk+1 ... in `slots` order).
   Status UserUpsertColumns(const std::vector<int>& slots, sqlite3_stmt** out);
+  // The same for many rows: their pk and `slots` values, in that order, as
+  // the columns of a ValueRows bound at ?1 (engine/row_buf.h).
+  Status UserUpsertBulk(const std::vector<int>& slots, sqlite3_stmt** out);
   Status UserInsertPk(sqlite3_stmt** out);
   Status UserDelete(sqlite3_stmt** out);
   // The value of column `slot` of user row `pk` (packed: `key`), for merge
@@ -148,7 +151,8 @@ class Crr {
   bool row_valid_ = false;
   std::string row_pk_;
   std::vector<Value> row_vals_;
-  std::map<std::vector<int>, StmtPtr> user_upsert_multi_;
+  std::map<std::vector<int>, StmtPtr> user_upsert_multi_, user_upsert_bulk_;
+  std::string UpsertSql(const std::vector<int>& slots, const std::string& source) const;
 };
 
 // The set of CRRs recorded in crsync_crrs, in creation order.

@@ -8,6 +8,7 @@
 #include "engine/change_scan.h"
 #include "engine/crr_admin.h"
 #include "engine/merger.h"
+#include "engine/user_writes.h"
 
 namespace crsync {
 namespace {
@@ -136,10 +137,12 @@ Status ChangeReader::NextTransaction(int64_t after, const OriginFilter& origin,
 }
 
 struct ChangeApplier::Impl {
-  explicit Impl(ConnEngine* e) : engine(e), merger(e), batch(&e->catalog()) {}
+  explicit Impl(ConnEngine* e) : engine(e), merger(e), batch(&e->catalog()), users(e) {}
   ConnEngine* engine;
   Merger merger;
-  MetaBatch batch;  // each window's metadata, stored together (MetaBatch::kWindow rows)
+  MetaBatch batch;  // each window's metadata and user writes (MetaBatch::kWindow rows)
+  UserWriter users;
+  std::vector<MetaBatch::HeldUserWrite> user_writes;
   std::vector<MergeInput> inputs;  // one window's changes, reused
   std::vector<size_t> row_starts_;  // where each of the window's rows starts in `inputs`
 
@@ -169,10 +172,12 @@ Status ChangeApplier::Impl::Merge(const std::vector<Change>& changes, int64_t ta
     return changes[a].pk == changes[b].pk && changes[a].table == changes[b].table;
   };
   // Consecutive changes to one row merge together (one metadata read and
-  // write, one user-table statement). Rows go in windows of kWindow: their
-  // metadata is read with one statement per CRR before, and stored with
-  // three after (MetaBatch). Each window's changes are converted into
-  // `ins` (reused), never the whole batch at once.
+  // write, one user-row write). Rows go in windows of kWindow: their
+  // metadata is read with one statement per CRR before; their user rows
+  // are written after (UserWriter: one statement per run of rows writing
+  // the same columns), then their metadata is stored with three
+  // statements (MetaBatch). Each window's changes are converted into `ins`
+  // (reused), never the whole batch at once.
   std::vector<size_t>& row_starts = row_starts_;
   for (size_t base = 0; base < changes.size();) {
     size_t n = 0;
@@ -191,7 +196,7 @@ Status ChangeApplier::Impl::Merge(const std::vector<Change>& changes, int64_t ta
     const size_t rows = row_starts.size() - 1;
     // A few rows are cheaper one by one than with the bulk statements.
     const bool bulk = rows >= MetaBatch::kMinBulk;
-    merger.SetBatch(bulk ? &batch : nullptr);
+    merger.SetBatch(bulk ? &batch : nullptr, /*hold_user_writes=*/true);
     Status s;
     if (bulk) {
       for (size_t r = 0; r < rows; ++r) {
@@ -200,21 +205,31 @@ Status ChangeApplier::Impl::Merge(const std::vector<Change>& changes, int64_t ta
       }
       s = batch.PrefetchWanted();
     }
+    auto changes_of_row = [&](size_t r) {
+      return "changes " + std::to_string(base + row_starts[r] + 1) + ".." +
+             std::to_string(base + row_starts[r + 1]) + " of " + std::to_string(changes.size());
+    };
     for (size_t r = 0; s.ok() && r < rows; ++r) {
       const size_t i = row_starts[r], j = row_starts[r + 1];
+      batch.set_user_label(static_cast<uint32_t>(r));
       int64_t merged = 0;
       row_marks.clear();
       size_t failed;
       s = merger.MergeRow(&ins[i], j - i, &merged, &row_marks, &failed);
       if (!s.ok()) {
-        std::string where = failed < j - i ? "change " + std::to_string(base + i + failed + 1)
-                                           : "changes " + std::to_string(base + i + 1) + ".." +
-                                                 std::to_string(base + j);
-        s = s.WithContext(where + " of " + std::to_string(changes.size()));
+        s = s.WithContext(failed < j - i ? "change " + std::to_string(base + i + failed + 1) + " of " +
+                                               std::to_string(changes.size())
+                                         : changes_of_row(r));
         break;
       }
       *total += merged;
       for (const auto& m : row_marks) marks.Add(m);
+    }
+    if (s.ok() && bulk) {
+      batch.UserWrites(&user_writes);
+      uint32_t failed = 0;
+      s = users.Write(user_writes, &failed);
+      if (!s.ok()) s = s.WithContext(changes_of_row(failed));
     }
     if (s.ok()) s = batch.Flush();
     if (!s.ok()) {

@@ -199,6 +199,22 @@ class ConnEngine {
   StmtPtr capture_join_;
 };
 
+// Sets the connection's sync bit for the lifetime of the scope, so the
+// recording triggers ignore the merge's own user-table writes (§11.7). The
+// previous value comes back at the end: a nested merge (from a user trigger)
+// must not clear the bit while the outer write's triggers still run.
+class SyncBitScope {
+ public:
+  explicit SyncBitScope(ConnEngine* e) : e_(e), was_(e->sync_bit()) { e_->set_sync_bit(true); }
+  ~SyncBitScope() { e_->set_sync_bit(was_); }
+  SyncBitScope(const SyncBitScope&) = delete;
+  SyncBitScope& operator=(const SyncBitScope&) = delete;
+
+ private:
+  ConnEngine* e_;
+  bool was_;
+};
+
 }  // namespace crsync
 
 #endif  // CRSYNC_ENGINE_CONN_ENGINE_H_

@@ -2,29 +2,10 @@
 
 #include "engine/packed.h"
 #include "engine/row_meta.h"
+#include "engine/user_writes.h"
 
 namespace crsync {
 namespace {
-
-// Sets the connection's sync bit for the lifetime of the scope, so the
-// recording triggers ignore the merge's own user-table writes (§11.7). The
-// previous value comes back at the end: a nested merge (from a user trigger)
-// must not clear the bit while the outer write's triggers still run.
-class SyncBitScope {
- public:
-  explicit SyncBitScope(ConnEngine* e) : e_(e), was_(e->sync_bit()) { e_->set_sync_bit(true); }
-  ~SyncBitScope() { e_->set_sync_bit(was_); }
-  SyncBitScope(const SyncBitScope&) = delete;
-  SyncBitScope& operator=(const SyncBitScope&) = delete;
-
- private:
-  ConnEngine* e_;
-  bool was_;
-};
-
-void BindPk(sqlite3_stmt* st, const std::vector<Value>& pk) {
-  for (size_t i = 0; i < pk.size(); ++i) pk[i].Bind(st, static_cast<int>(i + 1));
-}
 
 enum class Outcome { kIgnore, kDelete, kResurrect, kResurrectWin, kWin };
 
@@ -121,36 +102,6 @@ bool Merger::CountsForTracking(const MergeInput& in) const {
   return in.site && *in.site != e_->site_id() && in.tag != -1;
 }
 
-// What a run of merged changes does to the user row, applied once at the
-// end: an optional DELETE first, then (if the row exists at the end) an
-// upsert of the columns written after it, or an insert of the bare pk.
-struct Merger::RowWrite {
-  bool delete_first = false;
-  bool exists = false;        // the row must exist afterwards
-  bool touched = false;       // anything to do at all
-  std::vector<std::pair<int, Value>> values;  // slot -> value, last write wins
-
-  void Reset() {
-    delete_first = exists = touched = false;
-    values.clear();
-  }
-
-  const Value* Written(int slot) const {
-    for (const auto& [s, v] : values)
-      if (s == slot) return &v;
-    return nullptr;
-  }
-  void Set(int slot, const Value& v) {
-    for (auto& [s, old] : values) {
-      if (s == slot) {
-        old = v;
-        return;
-      }
-    }
-    values.emplace_back(slot, v);
-  }
-};
-
 struct Merger::Scratch {
   std::vector<Value> pk;
   std::vector<int> slots;
@@ -211,6 +162,8 @@ Status Merger::MergeRowWith(Scratch* s, const MergeInput* ins, size_t n, int64_t
   RowWrite& write = s->write;
   write.Reset();
   int64_t total = 0;
+  // The user write an earlier run of this batch holds for the row.
+  const RowWrite* held = hold_user_writes_ ? batch_->FindUserWrite(*crr, key) : nullptr;
 
   for (size_t i = 0; i < n; ++i) {
     const MergeInput& in = ins[i];
@@ -245,7 +198,12 @@ Status Merger::MergeRowWith(Scratch* s, const MergeInput* ins, size_t n, int64_t
         outcome = Outcome::kWin;
       } else if (in.col_version == local_clock.col_version) {
         int c;
-        if (const Value* v = write.Written(slot)) {
+        // What the column holds: this run's write, else one held back by
+        // an earlier run in the batch, else the stored row. (A present
+        // clock after a held delete means the held write has the value.)
+        const Value* v = write.Written(slot);
+        if (!v && held) v = held->Written(slot);
+        if (v) {
           // Compare with what the column will hold, as the row-by-row path
           // compares with what it stored (after the column's affinity).
           char affinity;
@@ -337,7 +295,9 @@ Status Merger::MergeRowWith(Scratch* s, const MergeInput* ins, size_t n, int64_t
   if (write.touched) {
     // The user-table write goes first: it is the only step that can fail on
     // valid input (CHECK, STRICT, NOT NULL), and then nothing else happened.
-    CRSYNC_RETURN_IF_ERROR(ApplyRowWrite(crr, s));
+    // Held back with the batch, it happens before the batch stores any
+    // metadata, and a failure fails the whole batch.
+    if (!hold_user_writes_) CRSYNC_RETURN_IF_ERROR(WriteUserRow(e_, crr, pk, write, &s->write_slots));
     if (!new_sites.empty()) {
       std::vector<int64_t> real(new_sites.size());
       for (size_t k = 0; k < new_sites.size(); ++k) {
@@ -350,7 +310,7 @@ Status Merger::MergeRowWith(Scratch* s, const MergeInput* ins, size_t n, int64_t
       for (Clock& c : after.cols) patch(c);
     }
     if (batch_) {
-      batch_->Put(*crr, key, before, after, found);
+      batch_->Put(*crr, key, before, after, found, hold_user_writes_ ? &write : nullptr);
     } else {
       CRSYNC_RETURN_IF_ERROR(crr->StoreMeta(key, before, after, /*cache=*/true));
     }
@@ -358,39 +318,6 @@ Status Merger::MergeRowWith(Scratch* s, const MergeInput* ins, size_t n, int64_t
   }
   *impacted = total;
   return Status::OK();
-}
-
-Status Merger::ApplyRowWrite(Crr* crr, Scratch* s) {
-  const std::vector<Value>& pk = s->pk;
-  const RowWrite& write = s->write;
-  SyncBitScope sync(e_);
-  sqlite3* db = e_->db();
-  sqlite3_stmt* st = nullptr;
-  if (write.delete_first) {
-    CRSYNC_RETURN_IF_ERROR(crr->UserDelete(&st));
-    BindPk(st, pk);
-    CRSYNC_RETURN_IF_ERROR(StepToEnd(db, st));
-  }
-  if (!write.exists) return Status::OK();
-  if (write.values.empty()) {
-    CRSYNC_RETURN_IF_ERROR(crr->UserInsertPk(&st));
-    BindPk(st, pk);
-    return StepToEnd(db, st);
-  }
-  if (write.values.size() == 1) {
-    CRSYNC_RETURN_IF_ERROR(crr->UserUpsert(write.values[0].first, &st));
-    BindPk(st, pk);
-    write.values[0].second.Bind(st, static_cast<int>(pk.size() + 1));
-    return StepToEnd(db, st);
-  }
-  std::vector<int>& slots = s->write_slots;
-  slots.clear();
-  for (const auto& [slot, v] : write.values) slots.push_back(slot);
-  CRSYNC_RETURN_IF_ERROR(crr->UserUpsertColumns(slots, &st));
-  BindPk(st, pk);
-  for (size_t i = 0; i < write.values.size(); ++i)
-    write.values[i].second.Bind(st, static_cast<int>(pk.size() + 1 + i));
-  return StepToEnd(db, st);
 }
 
 Status Merger::TrackPeer(const std::string& site, int64_t tag, const PeerMark& mark) {

@@ -19,6 +19,7 @@
 #include "crsync/status.h"
 #include "engine/conn_engine.h"
 #include "engine/meta_batch.h"
+#include "engine/row_write.h"
 #include "engine/value.h"
 
 namespace crsync {
@@ -82,14 +83,18 @@ class Merger {
 
   // With a batch, MergeRow holds each row's new metadata there instead of
   // storing it (the caller flushes it before anything else reads metadata);
-  // null (the default) stores it at once.
-  void SetBatch(MetaBatch* batch) { batch_ = batch; }
+  // null (the default) stores it at once. With `hold_user_writes`, each
+  // row's user-table write is held there too, for the caller to write
+  // (UserWriter) before flushing; a failure then fails the whole batch.
+  void SetBatch(MetaBatch* batch, bool hold_user_writes = false) {
+    batch_ = batch;
+    hold_user_writes_ = batch && hold_user_writes;
+  }
 
   // Upserts the receive cursor of (site, tag) to at least `mark` (§13.3).
   Status TrackPeer(const std::string& site, int64_t tag, const PeerMark& mark);
 
  private:
-  struct RowWrite;
   struct Scratch;
   // Resolves the table and pk of `in` into *crr and *pk_vals (unless
   // `same_row`: they hold the previous change's, same table and pk bytes)
@@ -97,12 +102,12 @@ class Merger {
   Status Validate(const MergeInput& in, Crr** crr, std::vector<Value>* pk_vals, int* slot,
                   bool same_row = false);
   Status ValidateChange(const MergeInput& in, Crr* crr, int* slot);
-  Status ApplyRowWrite(Crr* crr, Scratch* s);
   Status MergeRowWith(Scratch* s, const MergeInput* ins, size_t n, int64_t* impacted,
                       std::vector<TrackedMark>* marks, size_t* failed);
 
   ConnEngine* e_;
   MetaBatch* batch_ = nullptr;
+  bool hold_user_writes_ = false;
   StmtPtr track_;
   // The table and pk of the last change Validate resolved, reused when the
   // next change names the same bytes (a peer's changes to a row come

@@ -63,6 +63,7 @@ MetaBatch::Entry& MetaBatch::Add(int64_t crr_id, std::string_view pk, size_t slo
   e.before.cols.assign(slots, Clock{});  // keeps the vector's buffer
   e.held = false;
   e.stored = false;
+  e.user_held = false;
   const size_t mask = index_.size() - 1;
   size_t i = Hash(crr_id, pk) & mask;
   while (index_[i] != kNone) i = (i + 1) & mask;
@@ -139,7 +140,7 @@ Status MetaBatch::Prefetch(Crr* crr, const std::vector<std::string_view>& pks) {
 }
 
 void MetaBatch::Put(const Crr& crr, std::string_view pk, const RowMeta& before,
-                    const RowMeta& after, bool stored) {
+                    const RowMeta& after, bool stored, const RowWrite* user) {
   uint32_t at = Lookup(crr.id(), pk);
   Entry* e;
   if (at == kNone) {
@@ -156,6 +157,29 @@ void MetaBatch::Put(const Crr& crr, std::string_view pk, const RowMeta& before,
   }
   e->after = after;  // a copy into the entry's kept buffer: no allocation
   NormalizeRuns(&e->after);
+  if (user) {
+    if (e->user_held) {
+      e->user.Then(*user);
+    } else {
+      e->user = *user;
+      e->user_held = true;
+      user_held_.push_back(at);
+    }
+    e->user_label = user_label_;
+  }
+}
+
+const RowWrite* MetaBatch::FindUserWrite(const Crr& crr, std::string_view pk) const {
+  uint32_t at = Lookup(crr.id(), pk);
+  return at != kNone && entries_[at].user_held ? &entries_[at].user : nullptr;
+}
+
+void MetaBatch::UserWrites(std::vector<HeldUserWrite>* out) const {
+  out->clear();
+  for (uint32_t at : user_held_) {
+    const Entry& e = entries_[at];
+    out->push_back(HeldUserWrite{e.crr_id, e.pk, &e.user, e.user_label});
+  }
 }
 
 void MetaBatch::ClearBuffers() {
@@ -201,6 +225,7 @@ void MetaBatch::Clear() {
   if (used_ > 0) std::fill(index_.begin(), index_.end(), kNone);
   used_ = 0;
   held_.clear();
+  user_held_.clear();
   size_ = 0;
 }
 

@@ -25,6 +25,7 @@
 #include "engine/catalog.h"
 #include "engine/row_buf.h"
 #include "engine/row_meta.h"
+#include "engine/row_write.h"
 
 namespace crsync {
 
@@ -50,14 +51,33 @@ class MetaBatch {
   Status PrefetchWanted();
   // Row `pk` of `crr` now has `after` (runs normalized here); `before` is
   // what storage holds and `stored` whether it holds anything (both ignored
-  // when the batch already knows the row).
+  // when the batch already knows the row). With `user`, the row's user-row
+  // write is held too (below).
   void Put(const Crr& crr, std::string_view pk, const RowMeta& before, const RowMeta& after,
-           bool stored);
+           bool stored, const RowWrite* user = nullptr);
   // Stores rows new to `crr` at once, bypassing the held rows (a bulk
   // load's fast path): fill(i, &meta) gives the metadata of keys[i].
   // REQUIRES: nothing held; keys ascending, none with stored metadata.
   Status StoreNew(Crr* crr, const std::vector<std::string_view>& keys,
                   const std::function<void(size_t, RowMeta*)>& fill);
+  // User-row writes of a batch merge, held with the metadata and written
+  // by the caller (UserWriter, in the order their rows were first put)
+  // before Flush() stores the metadata. A row put twice has the writes
+  // combined (RowWrite::Then). Each write carries the label last set with
+  // set_user_label(), so the caller can name the changes of a failed one.
+  void set_user_label(uint32_t label) { user_label_ = label; }
+  // The held user write of row `pk`, or null. Valid until the batch next
+  // learns a row.
+  const RowWrite* FindUserWrite(const Crr& crr, std::string_view pk) const;
+  struct HeldUserWrite {
+    int64_t crr_id;
+    std::string_view pk;
+    const RowWrite* write;
+    uint32_t label;
+  };
+  // The held user writes, in order; views valid until Flush() or Clear().
+  void UserWrites(std::vector<HeldUserWrite>* out) const;
+
   // Rows held (a caller may flush early to bound memory).
   size_t size() const { return size_; }
   // Stores every held row and empties the batch (also on error).
@@ -75,6 +95,9 @@ class MetaBatch {
     RowMeta after;   // held for storing, when `held`
     bool held = false;
     bool stored = false;  // storage has a metadata row for it
+    RowWrite user;        // held user-row write, when `user_held`
+    bool user_held = false;
+    uint32_t user_label = 0;
   };
   static constexpr uint32_t kNone = ~0u;
 
@@ -96,6 +119,8 @@ class MetaBatch {
   size_t used_ = 0;
   std::vector<uint32_t> index_;  // entry index or kNone; size a power of two
   std::vector<uint32_t> held_;   // held entries, in Put order
+  std::vector<uint32_t> user_held_;  // entries with a user write, in first-put order
+  uint32_t user_label_ = 0;
   size_t size_ = 0;
   RowBuf inserts_, updates_, feed_del_, feed_add_, keys_;
   std::vector<FeedRun> runs_old_, runs_new_;

@@ -1,6 +1,6 @@
 // engine/row_buf.h — rows held in memory that one SQL statement reads as a
-// table: how the engine writes many metadata rows with one statement
-// instead of one statement per row.
+// table: how the engine writes many metadata (RowBuf) or user (ValueRows)
+// rows with one statement instead of one statement per row.
 //
 //   SELECT pk, meta, dbv, lo FROM crsync_rowbuf(?1)
 //
@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/value.h"
+
 namespace crsync {
 
 inline constexpr char kRowBufPointerType[] = "crsync_rowbuf";
@@ -31,7 +33,40 @@ struct RowBuf {
   std::vector<Row> rows;
 };
 
-// Registers the eponymous table-valued function crsync_rowbuf on `db`.
+// Rows of `width` typed values each, for writing many user rows with one
+// statement:
+//
+//   INSERT INTO t(a, b, c) SELECT v0, v1, v2 FROM crsync_valbuf(?1) WHERE true ...
+//
+// bound with kValueRowsPointerType, under the same rules as RowBuf. At most
+// kMaxWidth values per row (columns v0 .. v63); a wider write goes row by
+// row. Cells keep their buffers from one use to the next (Reset, AddRow).
+inline constexpr char kValueRowsPointerType[] = "crsync_valbuf";
+
+struct ValueRows {
+  static constexpr size_t kMaxWidth = 64;
+
+  void Reset(size_t width) {
+    width_ = width;
+    rows_ = 0;
+  }
+  // A new row's `width` cells, to fill in (they hold stale values).
+  Value* AddRow() {
+    const size_t need = (rows_ + 1) * width_;
+    if (cells_.size() < need) cells_.resize(need);
+    return &cells_[rows_++ * width_];
+  }
+  size_t width() const { return width_; }
+  size_t rows() const { return rows_; }
+  const Value& at(size_t row, size_t col) const { return cells_[row * width_ + col]; }
+
+ private:
+  size_t width_ = 0, rows_ = 0;
+  std::vector<Value> cells_;
+};
+
+// Registers the eponymous table-valued functions crsync_rowbuf and
+// crsync_valbuf on `db`.
 int RegisterRowBuf(sqlite3* db);
 
 }  // namespace crsync

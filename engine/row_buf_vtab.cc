@@ -1,4 +1,7 @@
-// crsync_rowbuf(pointer): the rows of a RowBuf (engine/row_buf.h).
+// crsync_rowbuf(pointer) and crsync_valbuf(pointer): the rows of a RowBuf
+// and of a ValueRows (engine/row_buf.h).
+#include <string>
+
 #include "engine/row_buf.h"
 #include "engine/vtab_util.h"
 
@@ -7,30 +10,40 @@ namespace {
 
 enum Col { kPk, kMeta, kDbv, kLo, kBuf };
 
-struct RowBufCursor {
+size_t RowCount(const RowBuf& b) { return b.rows.size(); }
+size_t RowCount(const ValueRows& b) { return b.rows(); }
+
+// A cursor over the buffer passed as the (only) argument, of pointer type
+// kType; without one the table has no rows.
+template <typename Buf>
+struct BufCursor {
   sqlite3_vtab_cursor base{};
-  const RowBuf* buf = nullptr;
+  const Buf* buf = nullptr;
   size_t pos = 0;
 };
+
+template <typename Buf, const char* kType>
+int FilterBuf(sqlite3_vtab_cursor* cur, int idx_num, const char*, int argc, sqlite3_value** argv) {
+  auto* c = reinterpret_cast<BufCursor<Buf>*>(cur);
+  c->pos = 0;
+  c->buf = idx_num == 1 && argc == 1
+               ? static_cast<const Buf*>(sqlite3_value_pointer(argv[0], kType))
+               : nullptr;
+  return SQLITE_OK;
+}
+
+template <typename Buf>
+int EofBuf(sqlite3_vtab_cursor* cur) {
+  auto* c = reinterpret_cast<BufCursor<Buf>*>(cur);
+  return !c->buf || c->pos >= RowCount(*c->buf);
+}
+
+using RowBufCursor = BufCursor<RowBuf>;
 
 constexpr char kSchema[] =
     "CREATE TABLE x(pk BLOB, meta BLOB, dbv INTEGER, lo INTEGER, buf HIDDEN)";
 
 int BestIndex(sqlite3_vtab*, sqlite3_index_info* info) { return BestIndexOneArgument(info, kBuf); }
-
-int Filter(sqlite3_vtab_cursor* cur, int idx_num, const char*, int argc, sqlite3_value** argv) {
-  auto* c = reinterpret_cast<RowBufCursor*>(cur);
-  c->pos = 0;
-  c->buf = idx_num == 1 && argc == 1
-               ? static_cast<const RowBuf*>(sqlite3_value_pointer(argv[0], kRowBufPointerType))
-               : nullptr;
-  return SQLITE_OK;
-}
-
-int Eof(sqlite3_vtab_cursor* cur) {
-  auto* c = reinterpret_cast<RowBufCursor*>(cur);
-  return !c->buf || c->pos >= c->buf->rows.size();
-}
 
 int Column(sqlite3_vtab_cursor* cur, sqlite3_context* ctx, int col) {
   auto* c = reinterpret_cast<RowBufCursor*>(cur);
@@ -56,13 +69,58 @@ int Column(sqlite3_vtab_cursor* cur, sqlite3_context* ctx, int col) {
 }
 
 const sqlite3_module kModule = EponymousModule<sqlite3_vtab, RowBufCursor>(
-    ConnectPlainTable<kSchema, SQLITE_VTAB_DIRECTONLY>, BestIndex, Filter, NextPos<RowBufCursor>, Eof, Column,
+    ConnectPlainTable<kSchema, SQLITE_VTAB_DIRECTONLY>, BestIndex,
+    FilterBuf<RowBuf, kRowBufPointerType>, NextPos<RowBufCursor>, EofBuf<RowBuf>, Column,
     RowidIsPos<RowBufCursor>);
+
+// crsync_valbuf: columns v0 .. v63, then the hidden pointer argument.
+constexpr int kValBuf = static_cast<int>(ValueRows::kMaxWidth);
+
+using ValBufCursor = BufCursor<ValueRows>;
+
+int ConnectValBuf(sqlite3* db, void*, int, const char* const*, sqlite3_vtab** out, char**) {
+  return GuardSqliteCall(SQLITE_ERROR, [&] {
+    std::string schema = "CREATE TABLE x(";
+    for (int i = 0; i < kValBuf; ++i) {
+      schema += 'v';
+      schema += std::to_string(i);
+      schema += ", ";
+    }
+    schema += "buf HIDDEN)";
+    int rc = sqlite3_declare_vtab(db, schema.c_str());
+    if (rc != SQLITE_OK) return rc;
+    sqlite3_vtab_config(db, SQLITE_VTAB_DIRECTONLY);
+    *out = new sqlite3_vtab{};
+    return SQLITE_OK;
+  });
+}
+
+int BestIndexValBuf(sqlite3_vtab*, sqlite3_index_info* info) {
+  return BestIndexOneArgument(info, kValBuf);
+}
+
+int ColumnValBuf(sqlite3_vtab_cursor* cur, sqlite3_context* ctx, int col) {
+  auto* c = reinterpret_cast<ValBufCursor*>(cur);
+  if (col < 0 || static_cast<size_t>(col) >= c->buf->width()) {
+    sqlite3_result_null(ctx);
+    return SQLITE_OK;
+  }
+  // Like crsync_rowbuf's, the buffer outlives the run: no copies.
+  c->buf->at(c->pos, static_cast<size_t>(col)).SetResult(ctx, SQLITE_STATIC);
+  return SQLITE_OK;
+}
+
+const sqlite3_module kValBufModule = EponymousModule<sqlite3_vtab, ValBufCursor>(
+    ConnectValBuf, BestIndexValBuf, FilterBuf<ValueRows, kValueRowsPointerType>,
+    NextPos<ValBufCursor>, EofBuf<ValueRows>, ColumnValBuf,
+    RowidIsPos<ValBufCursor>);
 
 }  // namespace
 
 int RegisterRowBuf(sqlite3* db) {
-  return sqlite3_create_module_v2(db, "crsync_rowbuf", &kModule, nullptr, nullptr);
+  int rc = sqlite3_create_module_v2(db, "crsync_rowbuf", &kModule, nullptr, nullptr);
+  if (rc == SQLITE_OK) rc = sqlite3_create_module_v2(db, "crsync_valbuf", &kValBufModule, nullptr, nullptr);
+  return rc;
 }
 
 }  // namespace crsync

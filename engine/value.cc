@@ -142,7 +142,7 @@ int Value::Bind(sqlite3_stmt* stmt, int idx) const {
   }
 }
 
-void Value::SetResult(sqlite3_context* ctx) const {
+void Value::SetResult(sqlite3_context* ctx, sqlite3_destructor_type dtor) const {
   switch (type) {
     case SQLITE_INTEGER:
       sqlite3_result_int64(ctx, i);
@@ -151,10 +151,10 @@ void Value::SetResult(sqlite3_context* ctx) const {
       sqlite3_result_double(ctx, d);
       break;
     case SQLITE_TEXT:
-      sqlite3_result_text(ctx, bytes.data(), static_cast<int>(bytes.size()), SQLITE_TRANSIENT);
+      sqlite3_result_text(ctx, bytes.data(), static_cast<int>(bytes.size()), dtor);
       break;
     case SQLITE_BLOB:
-      sqlite3_result_blob(ctx, bytes.data(), static_cast<int>(bytes.size()), SQLITE_TRANSIENT);
+      sqlite3_result_blob(ctx, bytes.data(), static_cast<int>(bytes.size()), dtor);
       break;
     default:
       sqlite3_result_null(ctx);

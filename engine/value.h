@@ -28,7 +28,9 @@ struct Value {
 
   // Binds this value to parameter `idx` of `stmt`, copying the bytes.
   int Bind(sqlite3_stmt* stmt, int idx) const;
-  void SetResult(sqlite3_context* ctx) const;
+  // Sets this value as a function's or column's result; bytes are copied
+  // unless `dtor` is SQLITE_STATIC (then they must outlive the result).
+  void SetResult(sqlite3_context* ctx, sqlite3_destructor_type dtor = SQLITE_TRANSIENT) const;
   // A readable SQL literal, for messages and tests.
   std::string ToSql() const;
 

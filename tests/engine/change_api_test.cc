@@ -10,6 +10,14 @@ namespace {
 
 using ::testing::HasSubstr;
 
+// A Change (TEXT or INTEGER value) as the row INSERT INTO crsql_changes takes.
+ChangeRow ToRow(const Change& c) {
+  return ChangeRow{Value::Text(c.table), Value::Blob(c.pk), Value::Text(c.cid),
+                   c.val_type == SQLITE_TEXT ? Value::Text(c.val_bytes) : Value::Int(c.val_int),
+                   Value::Int(c.col_version), Value::Int(c.db_version), Value::Blob(c.site_id),
+                   Value::Int(c.cl), Value::Int(c.seq)};
+}
+
 constexpr char kSchema[] =
     "CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, a, b); SELECT crsql_as_crr('t');"
     "CREATE TABLE u (k TEXT PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('u');";
@@ -225,12 +233,6 @@ TEST(ChangeApplierTest, BatchBreaksTiesLikeRowByRow) {
     c.seq = 0;
     return c;
   };
-  auto row = [](const Change& c) {
-    return ChangeRow{Value::Text(c.table), Value::Blob(c.pk), Value::Text(c.cid),
-                     c.val_type == SQLITE_TEXT ? Value::Text(c.val_bytes) : Value::Int(c.val_int),
-                     Value::Int(c.col_version), Value::Int(c.db_version), Value::Blob(c.site_id),
-                     Value::Int(c.cl), Value::Int(c.seq)};
-  };
   struct Case {
     const char* name;
     bool merge_equal_values;
@@ -244,22 +246,96 @@ TEST(ChangeApplierTest, BatchBreaksTiesLikeRowByRow) {
       // Q then P, both new sites: P < Q, so Q's write stays.
       {"new sites", true, {change('\x0b', Value::Text("x"), 1), change('\x0a', Value::Text("x"), 1)}},
   };
+  // Alone (a batch this small merges row by row), and with other rows
+  // between the tied changes: then the batch holds the first one's user
+  // write (UserWriter writes a window's rows at its end) and the second
+  // must break the tie against the held value, not the stored row.
+  auto filler = [&](int id) {
+    Change c = change('\x05', Value::Text("f" + std::to_string(id)), 1);
+    c.pk = std::string("\x01\x09", 2) + static_cast<char>(id);
+    return c;
+  };
   for (const Case& k : cases) {
-    SCOPED_TRACE(k.name);
-    TestDb batch, by_row;
-    for (TestDb* d : {&batch, &by_row}) {
-      d->Exec(kTextSchema);
-      if (k.merge_equal_values) d->Exec("SELECT crsql_config_set('merge-equal-values', 1)");
+    for (bool padded : {false, true}) {
+      SCOPED_TRACE(std::string(k.name) + (padded ? ", padded" : ", alone"));
+      std::vector<Change> changes = k.changes;
+      if (padded) {
+        changes = {k.changes[0]};
+        for (int id = 10; id < 30; ++id) changes.push_back(filler(id));
+        changes.push_back(k.changes[1]);
+      }
+      TestDb batch, by_row;
+      for (TestDb* d : {&batch, &by_row}) {
+        d->Exec(kTextSchema);
+        if (k.merge_equal_values) d->Exec("SELECT crsql_config_set('merge-equal-values', 1)");
+      }
+      std::unique_ptr<ChangeApplier> applier;
+      ASSERT_OK(ChangeApplier::Open(batch.get(), &applier));
+      ASSERT_OK(applier->Apply(changes));
+      // One statement per change, in one transaction like the batch (so
+      // local db_versions compare).
+      by_row.Exec("BEGIN");
+      for (const Change& c : changes) ASSERT_OK(ApplyChanges(by_row.get(), {ToRow(c)}));
+      by_row.Exec("COMMIT");
+      const char* q = "SELECT id, quote(s) FROM w ORDER BY id";
+      EXPECT_EQ(batch.Query(q), by_row.Query(q));
+      const char* meta =
+          "SELECT hex(pk), cid, quote(val), hex(site_id), db_version, col_version FROM crsql_changes "
+          "ORDER BY pk";
+      EXPECT_EQ(batch.Query(meta), by_row.Query(meta));
     }
-    std::unique_ptr<ChangeApplier> applier;
-    ASSERT_OK(ChangeApplier::Open(batch.get(), &applier));
-    ASSERT_OK(applier->Apply(k.changes));
-    for (const Change& c : k.changes) ASSERT_OK(ApplyChanges(by_row.get(), {row(c)}));
-    const char* q = "SELECT quote(s) FROM w";
-    EXPECT_EQ(batch.Query(q), by_row.Query(q));
-    const char* meta = "SELECT cid, quote(val), hex(site_id), db_version, col_version FROM crsql_changes";
-    EXPECT_EQ(batch.Query(meta), by_row.Query(meta));
   }
+}
+
+// A window's user rows are written with one statement per run of rows
+// writing the same columns. When the user's table refuses one (here a
+// CHECK), the error names that row's changes exactly as the row-by-row
+// path would, and nothing of the batch remains; the same through
+// ApplyInTransaction once the caller rolls back.
+TEST(ChangeApplierTest, ARefusedUserRowInABulkWriteIsNamedAndNothingRemains) {
+  TestDb src, dst;
+  src.Exec("CREATE TABLE c (id INTEGER PRIMARY KEY NOT NULL, a, n); SELECT crsql_as_crr('c');");
+  dst.Exec("CREATE TABLE c (id INTEGER PRIMARY KEY NOT NULL, a, n INTEGER CHECK (n IS NULL OR n >= 0));"
+           "SELECT crsql_as_crr('c');");
+  src.Exec("BEGIN");
+  for (int i = 0; i < 80; ++i) src.Exec("INSERT INTO c VALUES (" + std::to_string(i) + ", 'a', " + std::to_string(i) + ")");
+  src.Exec("COMMIT");
+  std::vector<Change> all = ToChanges(ReadChanges(src.get()));
+  ASSERT_EQ(all.size(), 160u);
+  // Rows 0..39 carry a and n, rows 40..79 only n: two runs of different
+  // columns. Row 60 (change 80 + 21) breaks the receiver's CHECK.
+  std::vector<Change> batch;
+  for (const Change& c : all) {
+    int id = static_cast<unsigned char>(c.pk[2]);
+    if (id >= 40 && c.cid == "a") continue;
+    batch.push_back(c);
+    if (id == 60 && c.cid == "n") batch.back().val_int = -1;
+  }
+  ASSERT_EQ(batch.size(), 120u);
+  std::unique_ptr<ChangeApplier> applier;
+  ASSERT_OK(ChangeApplier::Open(dst.get(), &applier));
+  Status s = applier->Apply(batch);
+  EXPECT_THAT(s.message(), HasSubstr("changes 101..101 of 120"));
+  EXPECT_THAT(s.message(), HasSubstr("CHECK constraint failed"));
+  EXPECT_EQ(dst.One("SELECT count(*) FROM c"), "0");
+  EXPECT_EQ(dst.One("SELECT count(*) FROM crsql_changes"), "0");
+  EXPECT_EQ(dst.One("SELECT count(*) FROM crsql_tracked_peers"), "0");
+  EXPECT_EQ(dst.One("SELECT count(*) FROM crsql_site_id"), "1");
+  dst.Exec("BEGIN IMMEDIATE");
+  s = applier->ApplyInTransaction(batch, 0);
+  EXPECT_THAT(s.message(), HasSubstr("changes 101..101 of 120"));
+  dst.Exec("ROLLBACK");
+  EXPECT_EQ(dst.One("SELECT count(*) FROM c"), "0");
+  // Fixed, the batch merges, and matches the row-by-row path.
+  batch[100].val_int = 60;
+  ASSERT_OK(applier->Apply(batch));
+  TestDb by_row;
+  by_row.Exec("CREATE TABLE c (id INTEGER PRIMARY KEY NOT NULL, a, n); SELECT crsql_as_crr('c');");
+  by_row.Exec("BEGIN");
+  for (const Change& c : batch) ASSERT_OK(ApplyChanges(by_row.get(), {ToRow(c)}));
+  by_row.Exec("COMMIT");
+  EXPECT_EQ(dst.Query("SELECT * FROM c ORDER BY id"), by_row.Query("SELECT * FROM c ORDER BY id"));
+  EXPECT_EQ(dst.One("SELECT count(*) FROM c WHERE a IS NOT NULL"), "40");
 }
 
 // ChangeApplier holds rows' metadata and stores it in bulk every 1024 rows
@@ -349,6 +425,25 @@ TEST(ChangeApiTest, NeedsTheEngine) {
   ASSERT_OK(OpenDb(":memory:", SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr, &plain));
   std::unique_ptr<ChangeReader> reader;
   EXPECT_THAT(ChangeReader::Open(plain.get(), &reader).message(), HasSubstr("not installed"));
+}
+
+// The buffers the bulk statements read (crsync_rowbuf, crsync_valbuf) take
+// a pointer only C++ can bind: from SQL text they are empty, whatever is
+// passed, and cannot be used by triggers or views (DIRECTONLY).
+TEST(ChangeApiTest, BulkBufferTablesShowNothingToSql) {
+  TestDb db;
+  db.Exec(kSchema);
+  for (const char* t : {"crsync_rowbuf", "crsync_valbuf"}) {
+    SCOPED_TRACE(t);
+    EXPECT_EQ(db.One(std::string("SELECT count(*) FROM ") + t), "0");
+    EXPECT_EQ(db.One(std::string("SELECT count(*) FROM ") + t + "(x'0102030405060708')"), "0");
+    db.Exec("CREATE TABLE IF NOT EXISTS log (n)");
+    Status s = db.Try(std::string("CREATE TRIGGER tr AFTER INSERT ON u BEGIN INSERT INTO log SELECT count(*) FROM ") +
+                      t + "; END; INSERT INTO u VALUES ('k', 1)");
+    EXPECT_THAT(s.message(), HasSubstr("unsafe use of"));
+    db.Exec("DROP TRIGGER IF EXISTS tr; DELETE FROM u");
+  }
+  EXPECT_EQ(db.One("SELECT v0 IS NULL AND v63 IS NULL FROM crsync_valbuf UNION ALL SELECT 1"), "1");
 }
 
 }  // namespace

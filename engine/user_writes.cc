@@ -1,0 +1,131 @@
+#include "engine/user_writes.h"
+
+#include <algorithm>
+#include <string>
+
+#include "engine/packed.h"
+
+namespace crsync {
+namespace {
+
+void BindPk(sqlite3_stmt* st, const std::vector<Value>& pk) {
+  for (size_t i = 0; i < pk.size(); ++i) pk[i].Bind(st, static_cast<int>(i + 1));
+}
+
+// Whether `w` can go in a bulk run: an upsert of some columns, nothing else.
+bool Bulkable(const RowWrite& w, size_t npk) {
+  return !w.delete_first && w.exists && !w.values.empty() &&
+         npk + w.values.size() <= ValueRows::kMaxWidth;
+}
+
+// Whether `a` and `b` write the same set of columns.
+bool SameColumns(const RowWrite& a, const RowWrite& b) {
+  if (a.values.size() != b.values.size()) return false;
+  for (const auto& [slot, v] : b.values)
+    if (!a.Written(slot)) return false;
+  return true;
+}
+
+}  // namespace
+
+Status WriteUserRow(ConnEngine* e, Crr* crr, const std::vector<Value>& pk, const RowWrite& w,
+                    std::vector<int>* slots) {
+  SyncBitScope sync(e);
+  sqlite3* db = e->db();
+  sqlite3_stmt* st = nullptr;
+  if (w.delete_first) {
+    CRSYNC_RETURN_IF_ERROR(crr->UserDelete(&st));
+    BindPk(st, pk);
+    CRSYNC_RETURN_IF_ERROR(StepToEnd(db, st));
+  }
+  if (!w.exists) return Status::OK();
+  if (w.values.empty()) {
+    CRSYNC_RETURN_IF_ERROR(crr->UserInsertPk(&st));
+    BindPk(st, pk);
+    return StepToEnd(db, st);
+  }
+  if (w.values.size() == 1) {
+    CRSYNC_RETURN_IF_ERROR(crr->UserUpsert(w.values[0].first, &st));
+    BindPk(st, pk);
+    w.values[0].second.Bind(st, static_cast<int>(pk.size() + 1));
+    return StepToEnd(db, st);
+  }
+  slots->clear();
+  for (const auto& [slot, v] : w.values) slots->push_back(slot);
+  CRSYNC_RETURN_IF_ERROR(crr->UserUpsertColumns(*slots, &st));
+  BindPk(st, pk);
+  for (size_t i = 0; i < w.values.size(); ++i)
+    w.values[i].second.Bind(st, static_cast<int>(pk.size() + 1 + i));
+  return StepToEnd(db, st);
+}
+
+Status UserWriter::CrrOf(const MetaBatch::HeldUserWrite& w, Crr** out) {
+  *out = e_->catalog().ById(w.crr_id);
+  if (!*out) {
+    return Status::Corruption("crsql - CRR " + std::to_string(w.crr_id) + " changed during a merge");
+  }
+  return Status::OK();
+}
+
+Status UserWriter::Write(const std::vector<MetaBatch::HeldUserWrite>& ws, uint32_t* failed_label) {
+  for (size_t i = 0; i < ws.size();) {
+    Crr* crr;
+    CRSYNC_RETURN_IF_ERROR(CrrOf(ws[i], &crr));
+    const size_t npk = crr->schema().pk_cols.size();
+    size_t j = i + 1;
+    if (Bulkable(*ws[i].write, npk)) {
+      while (j < ws.size() && ws[j].crr_id == ws[i].crr_id && Bulkable(*ws[j].write, npk) &&
+             SameColumns(*ws[i].write, *ws[j].write)) {
+        ++j;
+      }
+    }
+    if (j - i < MetaBatch::kMinBulk) {
+      CRSYNC_RETURN_IF_ERROR(WriteRows(ws, i, j, failed_label));
+    } else if (Status s = WriteRun(ws, i, j); !s.ok()) {
+      // The failed statement undid its own rows (a statement journal);
+      // writing them one by one finds the one at fault.
+      *failed_label = ws[i].label;
+      if (sqlite3_get_autocommit(e_->db())) return s;  // SQLite ended the transaction
+      CRSYNC_RETURN_IF_ERROR(WriteRows(ws, i, j, failed_label));
+    }
+    i = j;
+  }
+  return Status::OK();
+}
+
+Status UserWriter::WriteRows(const std::vector<MetaBatch::HeldUserWrite>& ws, size_t from,
+                             size_t to, uint32_t* failed_label) {
+  for (size_t k = from; k < to; ++k) {
+    *failed_label = ws[k].label;
+    Crr* crr;
+    CRSYNC_RETURN_IF_ERROR(CrrOf(ws[k], &crr));
+    CRSYNC_RETURN_IF_ERROR(UnpackValues(ws[k].pk, &pk_));
+    CRSYNC_RETURN_IF_ERROR(WriteUserRow(e_, crr, pk_, *ws[k].write, &slots_));
+  }
+  return Status::OK();
+}
+
+Status UserWriter::WriteRun(const std::vector<MetaBatch::HeldUserWrite>& ws, size_t from,
+                            size_t to) {
+  Crr* crr;
+  CRSYNC_RETURN_IF_ERROR(CrrOf(ws[from], &crr));
+  const size_t npk = crr->schema().pk_cols.size();
+  const RowWrite& first = *ws[from].write;
+  slots_.clear();
+  for (const auto& [slot, v] : first.values) slots_.push_back(slot);
+  buf_.Reset(npk + slots_.size());
+  for (size_t k = from; k < to; ++k) {
+    Value* row = buf_.AddRow();
+    CRSYNC_RETURN_IF_ERROR(UnpackValues(ws[k].pk, &pk_));
+    if (pk_.size() != npk) return Status::Corruption("crsql - a held row's pk does not fit " + crr->name());
+    std::copy(pk_.begin(), pk_.end(), row);
+    for (size_t c = 0; c < slots_.size(); ++c) row[npk + c] = *ws[k].write->Written(slots_[c]);
+  }
+  sqlite3_stmt* st = nullptr;
+  CRSYNC_RETURN_IF_ERROR(crr->UserUpsertBulk(slots_, &st));
+  SyncBitScope sync(e_);
+  sqlite3_bind_pointer(st, 1, &buf_, kValueRowsPointerType, nullptr);
+  return StepToEnd(e_->db(), st);
+}
+
+}  // namespace crsync
