@@ -217,7 +217,7 @@ Status PeerSession::Pump(std::vector<Message>* out) {
 }
 
 Status PeerSession::OnMessages(std::vector<Message> in, std::vector<Message>* out) {
-  std::vector<ChangesetMsg> ready;
+  std::vector<ReadyTxn> ready;
   uint32_t credits = 0;
   for (Message& msg : in) {
     auto* cs = std::get_if<ChangesetMsg>(&msg);
@@ -239,13 +239,13 @@ Status PeerSession::OnMessages(std::vector<Message> in, std::vector<Message>* ou
 }
 
 Status PeerSession::OnChangeset(ChangesetMsg m, std::vector<Message>* out) {
-  std::vector<ChangesetMsg> ready;
+  std::vector<ReadyTxn> ready;
   uint32_t credits = 0;
   CRSYNC_RETURN_IF_ERROR(Assemble(std::move(m), &ready, &credits, out));
   return ApplyReady(&ready, credits, out);
 }
 
-Status PeerSession::Assemble(ChangesetMsg m, std::vector<ChangesetMsg>* ready, uint32_t* credits,
+Status PeerSession::Assemble(ChangesetMsg m, std::vector<ReadyTxn>* ready, uint32_t* credits,
                              std::vector<Message>* out) {
   if (m.sender != peer_site_) return Fail(out, ErrorMsg::kBadChangeset, "changeset from another site");
   if (m.start < 1 || m.start > m.end) {
@@ -264,6 +264,7 @@ Status PeerSession::Assemble(ChangesetMsg m, std::vector<ChangesetMsg>* ready, u
     return Fail(out, ErrorMsg::kBadChangeset,
                 "changeset part " + std::to_string(m.part) + " of " + std::to_string(m.parts));
   }
+  ReadyTxn txn{m.start, m.end, {}, 0};
   if (m.parts > 1) {
     // Parts of one transaction: keep them until all are here (in any
     // order), so a peer's transaction is never visible half-applied.
@@ -280,19 +281,18 @@ Status PeerSession::Assemble(ChangesetMsg m, std::vector<ChangesetMsg>* ready, u
       }
       return Status::OK();
     }
-    m.changes.clear();
-    for (auto& part : p.parts) {
-      m.changes.insert(m.changes.end(), std::make_move_iterator(part.begin()),
-                       std::make_move_iterator(part.end()));
-    }
+    txn.parts = std::move(p.parts);
     partial_.erase({m.start, m.end});
+  } else {
+    txn.parts.push_back(std::move(m.changes));
   }
+  for (const auto& part : txn.parts) txn.changes += part.size();
   ++*credits;
-  if (!coverage_.CoversRange(m.start, m.end)) ready->push_back(std::move(m));
+  if (!coverage_.CoversRange(txn.start, txn.end)) ready->push_back(std::move(txn));
   return Status::OK();
 }
 
-Status PeerSession::MergeTxn(const std::vector<ChangesetMsg>& ready, size_t from, size_t to,
+Status PeerSession::MergeTxn(const std::vector<ReadyTxn>& ready, size_t from, size_t to,
                              size_t* bad, Status* why) {
   *bad = to;
   Coverage next = coverage_;
@@ -300,14 +300,23 @@ Status PeerSession::MergeTxn(const std::vector<ChangesetMsg>& ready, size_t from
   CRSYNC_RETURN_IF_ERROR(Exec(db_, "BEGIN IMMEDIATE"));
   Status s;
   for (size_t k = from; k < to && s.ok(); ++k) {
-    const ChangesetMsg& m = ready[k];
+    const ReadyTxn& m = ready[k];
     if (next.CoversRange(m.start, m.end)) continue;  // a duplicate within the batch
-    Status a = applier_->ApplyInTransaction(m.changes, /*tag=*/-1);
+    // The parts in order, in this one SQLite transaction: merged as if
+    // they were one batch.
+    Status a;
+    std::string where;
+    for (size_t p = 0; p < m.parts.size() && a.ok(); ++p) {
+      a = applier_->ApplyInTransaction(m.parts[p], /*tag=*/-1);
+      if (!a.ok() && m.parts.size() > 1) {
+        where = " part " + std::to_string(p + 1) + " of " + std::to_string(m.parts.size());
+      }
+    }
     if (a.ok()) a = next.Add(m.start, m.end);
     if (!a.ok()) {
       *bad = k;
       *why = Status::InvalidArgument("cannot apply changeset [" + std::to_string(m.start) + ", " +
-                                     std::to_string(m.end) + "]: " + a.message());
+                                     std::to_string(m.end) + "]" + where + ": " + a.message());
       Exec(db_, "ROLLBACK").IgnoreError();  // the batch is merged again without it
       return Status::OK();
     }
@@ -322,7 +331,7 @@ Status PeerSession::MergeTxn(const std::vector<ChangesetMsg>& ready, size_t from
   return Status::OK();
 }
 
-Status PeerSession::ApplyReady(std::vector<ChangesetMsg>* ready, uint32_t credits,
+Status PeerSession::ApplyReady(std::vector<ReadyTxn>* ready, uint32_t credits,
                                std::vector<Message>* out) {
   // No savepoint per peer transaction (its journalling cost a fifth of the
   // merge): a refused one rolls the whole SQLite transaction back, and the
@@ -332,7 +341,7 @@ Status PeerSession::ApplyReady(std::vector<ChangesetMsg>* ready, uint32_t credit
   while (i < ready->size() && refused.ok()) {
     size_t end = i, changes = 0;
     for (; end < ready->size(); ++end) {
-      size_t n = (*ready)[end].changes.size();
+      size_t n = (*ready)[end].changes;
       if (changes > 0 && changes + n > options_.max_changes_per_commit) break;
       changes += n;
     }

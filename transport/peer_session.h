@@ -95,17 +95,24 @@ class PeerSession {
   PeerSession(sqlite3* db, const SessionOptions& options);
   Status OnHello(const HelloMsg& m, std::vector<Message>* out);
   Status OnChangeset(ChangesetMsg m, std::vector<Message>* out);
+  // A peer transaction whose parts are all here, kept as they arrived
+  // (joining them into one vector cost more than merging them).
+  struct ReadyTxn {
+    int64_t start = 0, end = 0;
+    std::vector<std::vector<Change>> parts;
+    size_t changes = 0;
+  };
   // Validates `m` and collects its transaction in *ready once all of its
   // parts are here; a duplicate only earns the peer a credit.
-  Status Assemble(ChangesetMsg m, std::vector<ChangesetMsg>* ready, uint32_t* credits,
+  Status Assemble(ChangesetMsg m, std::vector<ReadyTxn>* ready, uint32_t* credits,
                   std::vector<Message>* out);
   // Merges `ready` in as few SQLite transactions as the limit allows, each
   // with the receive cursor it reaches, then acknowledges.
-  Status ApplyReady(std::vector<ChangesetMsg>* ready, uint32_t credits, std::vector<Message>* out);
+  Status ApplyReady(std::vector<ReadyTxn>* ready, uint32_t credits, std::vector<Message>* out);
   // One SQLite transaction merging ready[from, to) and the receive cursor it
   // reaches. A changeset the applier refuses rolls it all back: *bad is its
   // index (else `to`) and *why the reason. Other errors are returned.
-  Status MergeTxn(const std::vector<ChangesetMsg>& ready, size_t from, size_t to, size_t* bad,
+  Status MergeTxn(const std::vector<ReadyTxn>& ready, size_t from, size_t to, size_t* bad,
                   Status* why);
   Status LoadCursor(int64_t event, int64_t* out);
   Status SaveCursor(int64_t event, int64_t version);

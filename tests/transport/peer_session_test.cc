@@ -367,11 +367,15 @@ TEST(PeerSessionTest, BatchesMergeTogetherAndABadChangesetStopsOnlyTheRest) {
   Change bad = change(6, "nope", 6);
   std::vector<Message> second = {
       ChangesetMsg{site_a, 5, 5, 0, 1, {change(5, "qty", 5)}},
-      ChangesetMsg{site_a, 6, 6, 0, 1, {bad}},
+      // Split in two: the good first part goes with the refused second.
+      ChangesetMsg{site_a, 6, 6, 0, 2, {change(6, "qty", 6)}},
+      ChangesetMsg{site_a, 6, 6, 1, 2, {bad}},
       ChangesetMsg{site_a, 7, 7, 0, 1, {change(7, "qty", 7)}},
   };
   out.clear();
-  EXPECT_THAT(sb->OnMessages(second, &out).message(), HasSubstr("no such column items.nope"));
+  Status refused = sb->OnMessages(second, &out);
+  EXPECT_THAT(refused.message(), HasSubstr("no such column items.nope"));
+  EXPECT_THAT(refused.message(), HasSubstr("changeset [6, 6] part 2 of 2: change 1 of 1"));
   EXPECT_EQ(b.db.One("SELECT group_concat(id, ' ') FROM (SELECT id FROM items ORDER BY id)"),
             "'1 2 3 5'");
   EXPECT_EQ(sb->receive_cursor(), 5);
