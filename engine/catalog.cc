@@ -95,6 +95,11 @@ std::string Crr::PkWhere(int first) const {
 }
 
 Status Crr::LoadMeta(std::string_view pk, RowMeta* meta, bool* found, bool use_cache) {
+  if (use_cache && pending_ && pending_pk_ == pk) {
+    *meta = pending_meta_;
+    *found = true;
+    return Status::OK();
+  }
   if (use_cache && cache_valid_ && cache_pk_ == pk) {
     *meta = cache_meta_;
     *found = true;
@@ -120,6 +125,7 @@ Status Crr::LoadMeta(std::string_view pk, RowMeta* meta, bool* found, bool use_c
       return Status::OK();
     }
   }
+  CRSYNC_RETURN_IF_ERROR(FlushPending());
   sqlite3_stmt* st = nullptr;
   CRSYNC_RETURN_IF_ERROR(
       Cached(&get_meta_, [&] { return "SELECT meta FROM " + RowsTable() + " WHERE pk = ?1"; }, &st));
@@ -150,6 +156,7 @@ Status Crr::LoadMeta(std::string_view pk, RowMeta* meta, bool* found, bool use_c
 }
 
 Status Crr::LoadAhead(std::string_view pk) {
+  CRSYNC_RETURN_IF_ERROR(FlushPending());
   sqlite3_stmt* st = nullptr;
   CRSYNC_RETURN_IF_ERROR(Cached(&ahead_load_, [&] {
     return "SELECT pk, meta FROM " + RowsTable() + " WHERE pk >= ?1 ORDER BY pk LIMIT ?2";
@@ -172,6 +179,7 @@ Status Crr::LoadAhead(std::string_view pk) {
 }
 
 Status Crr::InsertNewMeta(std::string_view pk, RowMeta meta, bool* inserted) {
+  CRSYNC_RETURN_IF_ERROR(FlushPending());
   NormalizeRuns(&meta);
   sqlite3_stmt* st = nullptr;
   CRSYNC_RETURN_IF_ERROR(Cached(&new_meta_, [&] {
@@ -189,17 +197,39 @@ Status Crr::InsertNewMeta(std::string_view pk, RowMeta meta, bool* inserted) {
   ahead_.Stored(pk, meta_buf_);
   cache_valid_ = false;
   RowMeta empty;
-  return UpdateFeed(pk, empty, meta);
+  return WriteFeed(pk, empty, meta);
 }
 
 Status Crr::StoreMeta(std::string_view pk, const RowMeta& before, const RowMeta& after,
-                      bool cache) {
+                      bool cache, bool defer) {
+  if (defer) {
+    if (!pending_ || pending_pk_ != pk) {
+      CRSYNC_RETURN_IF_ERROR(FlushPending());
+      pending_pk_.assign(pk.data(), pk.size());
+      pending_before_ = before;
+      pending_ = true;
+    }
+    pending_meta_ = after;  // into kept buffers: no allocation once warm
+    NormalizeRuns(&pending_meta_);
+    if (cache_valid_ && cache_pk_ == pk) cache_valid_ = false;  // the pending row serves it
+    return Status::OK();
+  }
+  CRSYNC_RETURN_IF_ERROR(FlushPending());
   // Normalized in the cache's storage (no allocation once warm); it becomes
   // the cached row when `cache`.
   cache_valid_ = false;
   RowMeta& norm = cache_meta_;
   norm = after;
   NormalizeRuns(&norm);
+  CRSYNC_RETURN_IF_ERROR(WriteMeta(pk, before, norm));
+  if (cache) {
+    cache_pk_.assign(pk.data(), pk.size());
+    cache_valid_ = true;
+  }
+  return Status::OK();
+}
+
+Status Crr::WriteMeta(std::string_view pk, const RowMeta& before, const RowMeta& norm) {
   sqlite3_stmt* put = nullptr;
   CRSYNC_RETURN_IF_ERROR(Cached(&put_meta_, [&] {
     return "INSERT INTO " + RowsTable() +
@@ -210,15 +240,32 @@ Status Crr::StoreMeta(std::string_view pk, const RowMeta& before, const RowMeta&
   sqlite3_bind_blob(put, 2, meta_buf_.data(), static_cast<int>(meta_buf_.size()), SQLITE_STATIC);
   CRSYNC_RETURN_IF_ERROR(StepToEnd(db_, put));
   ahead_.Stored(pk, meta_buf_);
-  CRSYNC_RETURN_IF_ERROR(UpdateFeed(pk, before, norm));
-  if (cache) {
-    cache_pk_.assign(pk.data(), pk.size());
-    cache_valid_ = true;
+  return WriteFeed(pk, before, norm);
+}
+
+Status Crr::FlushPending() {
+  if (!pending_failure_.ok()) return pending_failure_;
+  if (!pending_) return Status::OK();
+  pending_ = false;
+  ++pending_flushes_;
+  Status s = WriteMeta(pending_pk_, pending_before_, pending_meta_);
+  if (!s.ok()) {
+    s = s.WithContext("crsql - storing merged metadata of " + name() +
+                      " failed; roll the transaction back");
+    // Part of it may be stored, and the statement that flushed it may have
+    // no journal to undo that: the transaction must not commit. (Unless
+    // SQLite already rolled it back, as it does on I/O errors.)
+    if (!sqlite3_get_autocommit(db_)) pending_failure_ = s;
+    return s;
   }
+  // The row just stored is the likeliest next lookup.
+  std::swap(cache_meta_, pending_meta_);
+  cache_pk_.swap(pending_pk_);
+  cache_valid_ = true;
   return Status::OK();
 }
 
-Status Crr::UpdateFeed(std::string_view pk, const RowMeta& before, const RowMeta& after) {
+Status Crr::WriteFeed(std::string_view pk, const RowMeta& before, const RowMeta& after) {
   // The feed lists each distinct (db_version, run) of the row once.
   std::vector<FeedRun>& old_runs = runs_a_;
   std::vector<FeedRun>& new_runs = runs_b_;
@@ -269,6 +316,7 @@ Status Crr::StoreBulk(const RowBuf& inserts, const RowBuf& updates, const RowBuf
     sqlite3_clear_bindings(st);
     return s;
   };
+  CRSYNC_RETURN_IF_ERROR(FlushPending());
   DropCache();
   CRSYNC_RETURN_IF_ERROR(run(&bulk_insert_, inserts, [&] {
     return "INSERT OR IGNORE INTO " + RowsTable() + "(pk, meta) SELECT pk, meta FROM crsync_rowbuf(?1)";
@@ -293,6 +341,7 @@ Status Crr::StoreBulk(const RowBuf& inserts, const RowBuf& updates, const RowBuf
 }
 
 Status Crr::MaxStoredPk(std::string* out, bool* any) {
+  CRSYNC_RETURN_IF_ERROR(FlushPending());
   sqlite3_stmt* st = nullptr;
   CRSYNC_RETURN_IF_ERROR(Cached(&max_pk_, [&] {
     return "SELECT pk FROM " + RowsTable() + " ORDER BY pk DESC LIMIT 1";
@@ -329,6 +378,7 @@ Status Crr::StepPkMetaRows(
 Status Crr::LoadBulk(const RowBuf& keys,
                      const std::function<Status(std::string_view, std::string_view)>& on_row) {
   if (keys.rows.empty()) return Status::OK();
+  CRSYNC_RETURN_IF_ERROR(FlushPending());
   sqlite3_stmt* st = nullptr;
   CRSYNC_RETURN_IF_ERROR(Cached(&bulk_load_, [&] {
     // CROSS JOIN keeps the buffer outside: one key lookup per buffered pk.
@@ -343,6 +393,7 @@ Status Crr::LoadRange(std::string_view lo, std::string_view hi, int64_t limit,
                       const std::function<Status(std::string_view, std::string_view)>& on_row,
                       int64_t* scanned, std::string* last) {
   *scanned = 0;
+  CRSYNC_RETURN_IF_ERROR(FlushPending());
   sqlite3_stmt* st = nullptr;
   CRSYNC_RETURN_IF_ERROR(Cached(&range_load_, [&] {
     return "SELECT pk, meta FROM " + RowsTable() + " WHERE pk >= ?1 AND pk <= ?2 LIMIT ?3";

@@ -59,14 +59,23 @@ class Crr {
   // stored before (`before`, empty when the row had no metadata). Runs are
   // normalized first (NormalizeRuns). `cache` keeps `after` in memory for
   // LoadMeta(use_cache=true); otherwise the cache is dropped.
+  //
+  // With `defer`, the row is written behind: held as this CRR's pending row
+  // (a later deferred store of the same row replaces `after` and keeps the
+  // first `before`) and written when another row is stored, when anything
+  // else reads or writes this CRR's metadata tables through this object,
+  // or by FlushPending(). LoadMeta(use_cache=true) serves it. For merges
+  // through crsql_changes, which get a peer's changes to a row one
+  // statement each. Whoever reads the metadata tables by other means must
+  // call FlushPending() first (ConnEngine::FlushLocalWrites does, for every
+  // CRR). A failed write-behind makes every later access fail until
+  // DropCache(): the transaction has to roll back.
   Status StoreMeta(std::string_view pk, const RowMeta& before, const RowMeta& after,
-                   bool cache = false);
+                   bool cache = false, bool defer = false);
+  Status FlushPending();
   // Stores `meta` for a row believed new, in one statement. *inserted is
   // false (and nothing is written) when the row already has metadata.
   Status InsertNewMeta(std::string_view pk, RowMeta meta, bool* inserted);
-  // Adds and removes feed entries so the feed lists exactly the runs of
-  // `after` instead of those of `before` (both already normalized).
-  Status UpdateFeed(std::string_view pk, const RowMeta& before, const RowMeta& after);
   // Many rows at once (engine/meta_batch.h): inserts `inserts` and
   // rewrites `updates` (pk, encoded meta; rows without / with stored
   // metadata), deletes the feed entries `feed_del` and adds `feed_add` (pk,
@@ -86,11 +95,29 @@ class Crr {
   Status LoadRange(std::string_view lo, std::string_view hi, int64_t limit,
                    const std::function<Status(std::string_view, std::string_view)>& on_row,
                    int64_t* scanned, std::string* last);
-  // Forgets the cached row and user row values (after a rollback).
+  // Forgets the cached row, the pending row (unwritten) and user row
+  // values: after a rollback, at the transaction's end (after its pending
+  // rows were flushed), and when the tables were rewritten behind this
+  // object (after a flush).
   void DropCache() {
+    DropReadCaches();
+    pending_ = false;
+    pending_failure_ = Status::OK();
+  }
+  // Forgets what was read (cached row, read-ahead, user row values) but
+  // keeps the pending row: after a merge's own user-table write rolled
+  // back, which undid nothing the pending row describes.
+  void DropReadCaches() {
     cache_valid_ = false;
     row_valid_ = false;
     ahead_.Drop();
+  }
+  // How many pending rows this object has written so far.
+  uint64_t pending_flushes() const { return pending_flushes_; }
+  // Makes every later access fail with `why` until DropCache().
+  void FailPending(const Status& why) {
+    pending_ = false;
+    pending_failure_ = why;
   }
   // Forgets what was derived from the table's declaration (schema change).
   void SchemaMayHaveChanged() { affinities_loaded_ = false; }
@@ -144,6 +171,17 @@ class Crr {
   StmtPtr bulk_insert_, bulk_update_, bulk_feed_del_, bulk_feed_add_, bulk_load_, max_pk_;
   StmtPtr range_load_, ahead_load_;
   MetaReadAhead ahead_;
+  // The row written behind (StoreMeta with defer).
+  bool pending_ = false;
+  std::string pending_pk_;
+  RowMeta pending_before_, pending_meta_;  // as stored; to store (normalized)
+  Status pending_failure_;
+  uint64_t pending_flushes_ = 0;
+  // Writes `norm` (normalized) as row `pk`'s metadata over `before`.
+  Status WriteMeta(std::string_view pk, const RowMeta& before, const RowMeta& norm);
+  // Adds and removes feed entries so the feed lists exactly the runs of
+  // `after` instead of those of `before` (both already normalized).
+  Status WriteFeed(std::string_view pk, const RowMeta& before, const RowMeta& after);
   // Reads the window of ahead_ from `pk` on.
   Status LoadAhead(std::string_view pk);
   std::vector<StmtPtr> user_upsert_;
@@ -170,7 +208,28 @@ class Catalog {
   uint64_t generation() const { return generation_; }
   // Forgets everything; the next Refresh reloads.
   void Invalidate() { schema_version_ = -1; }
-  // Drops every CRR's cached row (at transaction end and rollbacks).
+  // Writes every CRR's pending row (Crr::StoreMeta with defer).
+  Status FlushPending() {
+    for (auto& c : crrs_)
+      if (c) CRSYNC_RETURN_IF_ERROR(c->FlushPending());
+    return Status::OK();
+  }
+  uint64_t pending_flushes() const {
+    uint64_t n = 0;
+    for (auto& c : crrs_)
+      if (c) n += c->pending_flushes();
+    return n;
+  }
+  void FailPending(const Status& why) {
+    for (auto& c : crrs_)
+      if (c) c->FailPending(why);
+  }
+  void DropReadCaches() {
+    for (auto& c : crrs_)
+      if (c) c->DropReadCaches();
+  }
+  // Drops every CRR's cached and pending row (at transaction end and
+  // rollbacks).
   void DropCaches() {
     for (auto& c : crrs_)
       if (c) c->DropCache();

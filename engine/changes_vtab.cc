@@ -30,9 +30,17 @@ struct ChangesVtab {
   ConnEngine* engine;
   Merger merger;
   PeerMarks marks;
-  std::vector<std::pair<int, PeerMarks>> savepoints;  // (level, marks when it opened)
+  struct Savepoint {
+    int level;
+    PeerMarks marks;        // when it opened
+    bool internal;          // opened by a merge's own user-table write
+    uint64_t flushes;       // Catalog::pending_flushes() when it opened
+  };
+  std::vector<Savepoint> savepoints;
   PeerMarks::key_type probe;  // reused lookup key: no allocation per change
-  explicit ChangesVtab(ConnEngine* e) : engine(e), merger(e) {}
+  // Merges write each row's metadata behind: flushed by the next row's,
+  // xSavepoint, xSync and ConnEngine::FlushLocalWrites (every reader).
+  explicit ChangesVtab(ConnEngine* e) : engine(e), merger(e) { merger.set_write_behind(true); }
 };
 
 struct ChangesCursor {
@@ -434,8 +442,10 @@ int Update(sqlite3_vtab* vtab, int argc, sqlite3_value** argv, sqlite_int64* row
       return SQLITE_MISUSE;
     }
     MergeInput in;
-    // Local writes earlier in the transaction get their clocks first.
-    Status s = v->engine->FlushLocalWrites();
+    // Local writes earlier in the transaction get their clocks first (the
+    // row this merges may be one the last merge still holds: it stays
+    // held, the Merger writes it behind).
+    Status s = v->engine->FlushCapturedWrites();
     if (s.ok()) s = ParseInsert(argv + 2, &in);
     int64_t impacted = 0;
     if (s.ok()) s = v->merger.Merge(in, &impacted);
@@ -467,10 +477,15 @@ int Begin(sqlite3_vtab* vtab) {
   return SQLITE_OK;
 }
 
-// Writes the transaction's receive cursors before it commits.
+// Writes the row merges hold back and the transaction's receive cursors
+// before it commits.
 int Sync(sqlite3_vtab* vtab) {
   auto* v = reinterpret_cast<ChangesVtab*>(vtab);
   return GuardSqliteCall(SQLITE_ERROR, [&] {
+    if (Status s = v->engine->catalog().FlushPending(); !s.ok()) {
+      SetError(vtab, s.message());
+      return s.sqlite_code();
+    }
     for (const auto& [key, mark] : v->marks) {
       Status s = v->merger.TrackPeer(key.first, key.second, mark);
       if (!s.ok()) {
@@ -494,27 +509,56 @@ int EndTransaction(sqlite3_vtab* vtab) {
 int Savepoint(sqlite3_vtab* vtab, int level) {
   return GuardSqliteCall(SQLITE_NOMEM, [&] {
     auto* v = reinterpret_cast<ChangesVtab*>(vtab);
-    v->savepoints.emplace_back(level, v->marks);
+    // A row held back (written behind) belongs before the savepoint: write
+    // it now, so rolling back to the savepoint (which drops held rows)
+    // cannot lose it. Every statement with a statement journal opens one,
+    // including a merge's own user-table write (sync bit set): that one
+    // keeps the held row, see RollbackTo.
+    const bool internal = v->engine->sync_bit();
+    if (!internal) {
+      if (Status s = v->engine->catalog().FlushPending(); !s.ok()) {
+        SetError(vtab, s.message());
+        return s.sqlite_code();
+      }
+    }
+    v->savepoints.push_back(
+        ChangesVtab::Savepoint{level, v->marks, internal, v->engine->catalog().pending_flushes()});
     return SQLITE_OK;
   });
 }
 
 int Release(sqlite3_vtab* vtab, int level) {
   auto* v = reinterpret_cast<ChangesVtab*>(vtab);
-  while (!v->savepoints.empty() && v->savepoints.back().first >= level) v->savepoints.pop_back();
+  while (!v->savepoints.empty() && v->savepoints.back().level >= level) v->savepoints.pop_back();
   return SQLITE_OK;
 }
 
 int RollbackTo(sqlite3_vtab* vtab, int level) {
   return GuardSqliteCall(SQLITE_NOMEM, [&] {
     auto* v = reinterpret_cast<ChangesVtab*>(vtab);
-    while (!v->savepoints.empty() && v->savepoints.back().first > level) v->savepoints.pop_back();
-    if (!v->savepoints.empty() && v->savepoints.back().first == level) {
-      v->marks = v->savepoints.back().second;  // savepoint `level` stays open
+    while (!v->savepoints.empty() && v->savepoints.back().level > level) v->savepoints.pop_back();
+    Catalog& catalog = v->engine->catalog();
+    if (!v->savepoints.empty() && v->savepoints.back().level == level) {
+      const ChangesVtab::Savepoint& sp = v->savepoints.back();  // stays open
+      v->marks = sp.marks;
+      if (sp.internal) {
+        // A merge's user-table write failed and undid itself: the rows
+        // held back are older and stay. Unless something inside it (a
+        // user trigger merging too) wrote one of them: that write is
+        // undone now, and the row is no longer held anywhere.
+        if (catalog.pending_flushes() != sp.flushes) {
+          catalog.FailPending(Status::Sqlite(
+              SQLITE_ABORT, "crsql - a failed merge inside a trigger undid merged metadata; "
+                            "roll the transaction back"));
+        }
+        catalog.DropReadCaches();
+        v->engine->SitesMayHaveRolledBack();
+        return SQLITE_OK;
+      }
     } else {
       v->marks.clear();  // opened before this table joined the transaction
     }
-    v->engine->catalog().DropCaches();  // cached rows may have been rolled back
+    catalog.DropCaches();  // cached and held rows may have been rolled back
     v->engine->SitesMayHaveRolledBack();
     return SQLITE_OK;
   });

@@ -435,6 +435,11 @@ void ConnEngine::CaptureEnd() {
 }
 
 Status ConnEngine::FlushLocalWrites() {
+  CRSYNC_RETURN_IF_ERROR(catalog_.FlushPending());
+  return FlushCapturedWrites();
+}
+
+Status ConnEngine::FlushCapturedWrites() {
   // A failed flush may have stored part of the log, and a read statement
   // has no statement journal to undo it: from then on every flush fails, so
   // the transaction can only roll back (COMMIT fails in xSync).
@@ -446,7 +451,10 @@ Status ConnEngine::FlushLocalWrites() {
   if (s.ok()) {
     flushed_ = local_writes_.size();
   } else {
-    flush_failure_ = s.WithContext("crsql - storing this transaction's writes failed; roll it back");
+    s = s.WithContext("crsql - storing this transaction's writes failed; roll it back");
+    // Sticky for this transaction, unless SQLite already rolled it back
+    // (I/O errors do that) and with it ended the capture.
+    if (!sqlite3_get_autocommit(db_)) flush_failure_ = s;
   }
   return s;
 }

@@ -102,10 +102,16 @@ class ConnEngine {
   }
   void CaptureRollbackTo(int level);
   void CaptureEnd();  // commit or rollback: forget everything
-  // Stores the captured writes (no-op when there are none). The recorder
-  // installs the function that does it. After a failure it keeps failing
-  // until the transaction ends, so part of the log is never committed.
+  // Stores everything this transaction holds back: the rows merges write
+  // behind (Crr::StoreMeta with defer, which come first: a merge stores the
+  // log before it merges), then the captured writes. Called before
+  // anything reads metadata other than through Crr, and at COMMIT.
   Status FlushLocalWrites();
+  // Stores the captured writes only (no-op when there are none): what a
+  // merge through crsql_changes does first. The recorder installs the
+  // function that does it. After a failure it keeps failing until the
+  // transaction ends, so part of the log is never committed.
+  Status FlushCapturedWrites();
   void set_local_write_flusher(Status (*fn)(ConnEngine*)) { flusher_ = fn; }
   MetaBatch& local_batch() { return local_batch_; }
   StmtPtr& capture_join_stmt() { return capture_join_; }

@@ -312,7 +312,11 @@ Status Merger::MergeRowWith(Scratch* s, const MergeInput* ins, size_t n, int64_t
     if (batch_) {
       batch_->Put(*crr, key, before, after, found, hold_user_writes_ ? &write : nullptr);
     } else {
-      CRSYNC_RETURN_IF_ERROR(crr->StoreMeta(key, before, after, /*cache=*/true));
+      // Written behind only by the outermost merge: one nested in a user
+      // trigger runs inside the outer merge's user write, whose failure
+      // would undo it while it was still held.
+      CRSYNC_RETURN_IF_ERROR(
+          crr->StoreMeta(key, before, after, /*cache=*/true, write_behind_ && depth_ == 1));
     }
     e_->AddRowsImpacted(total);
   }

@@ -91,6 +91,12 @@ class Merger {
     hold_user_writes_ = batch && hold_user_writes;
   }
 
+  // Without a batch, whether a row's metadata is written behind
+  // (Crr::StoreMeta with defer): for crsql_changes, whose statements each
+  // merge one change, so a row's changes cost one metadata write. The
+  // caller then owns the flush points (Crr::FlushPending).
+  void set_write_behind(bool on) { write_behind_ = on; }
+
   // Upserts the receive cursor of (site, tag) to at least `mark` (§13.3).
   Status TrackPeer(const std::string& site, int64_t tag, const PeerMark& mark);
 
@@ -108,6 +114,7 @@ class Merger {
   ConnEngine* e_;
   MetaBatch* batch_ = nullptr;
   bool hold_user_writes_ = false;
+  bool write_behind_ = false;
   StmtPtr track_;
   // The table and pk of the last change Validate resolved, reused when the
   // next change names the same bytes (a peer's changes to a row come

@@ -26,6 +26,15 @@ bool SameColumns(const RowWrite& a, const RowWrite& b) {
   return true;
 }
 
+// A merge nested in a user trigger (the trigger merges too) can need the
+// cached statement the outer merge is running: it gets its own copy.
+Status NotRunning(sqlite3* db, sqlite3_stmt** st, StmtPtr* copy) {
+  if (!sqlite3_stmt_busy(*st)) return Status::OK();
+  CRSYNC_RETURN_IF_ERROR(Prepare(db, sqlite3_sql(*st), copy));
+  *st = copy->get();
+  return Status::OK();
+}
+
 }  // namespace
 
 Status WriteUserRow(ConnEngine* e, Crr* crr, const std::vector<Value>& pk, const RowWrite& w,
@@ -33,19 +42,23 @@ Status WriteUserRow(ConnEngine* e, Crr* crr, const std::vector<Value>& pk, const
   SyncBitScope sync(e);
   sqlite3* db = e->db();
   sqlite3_stmt* st = nullptr;
+  StmtPtr copy;
   if (w.delete_first) {
     CRSYNC_RETURN_IF_ERROR(crr->UserDelete(&st));
+    CRSYNC_RETURN_IF_ERROR(NotRunning(db, &st, &copy));
     BindPk(st, pk);
     CRSYNC_RETURN_IF_ERROR(StepToEnd(db, st));
   }
   if (!w.exists) return Status::OK();
   if (w.values.empty()) {
     CRSYNC_RETURN_IF_ERROR(crr->UserInsertPk(&st));
+    CRSYNC_RETURN_IF_ERROR(NotRunning(db, &st, &copy));
     BindPk(st, pk);
     return StepToEnd(db, st);
   }
   if (w.values.size() == 1) {
     CRSYNC_RETURN_IF_ERROR(crr->UserUpsert(w.values[0].first, &st));
+    CRSYNC_RETURN_IF_ERROR(NotRunning(db, &st, &copy));
     BindPk(st, pk);
     w.values[0].second.Bind(st, static_cast<int>(pk.size() + 1));
     return StepToEnd(db, st);
@@ -53,6 +66,7 @@ Status WriteUserRow(ConnEngine* e, Crr* crr, const std::vector<Value>& pk, const
   slots->clear();
   for (const auto& [slot, v] : w.values) slots->push_back(slot);
   CRSYNC_RETURN_IF_ERROR(crr->UserUpsertColumns(*slots, &st));
+  CRSYNC_RETURN_IF_ERROR(NotRunning(db, &st, &copy));
   BindPk(st, pk);
   for (size_t i = 0; i < w.values.size(); ++i)
     w.values[i].second.Bind(st, static_cast<int>(pk.size() + 1 + i));

@@ -1,0 +1,129 @@
+// Merges through crsql_changes write each row's metadata behind (held until
+// the next row, a savepoint, a read, COMMIT): a peer's changes to a row come
+// one statement each. What is held must never be lost or seen stale.
+#include "tests/engine/sync_util.h"
+
+namespace crsync {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kSchema[] =
+    "CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, a, n INTEGER CHECK (n IS NULL OR n >= 0));"
+    "SELECT crsql_as_crr('t');";
+
+// A peer's change to t (9-column insert).
+std::string Merge(int id, const char* cid, const std::string& val, int dbv, int seq = 0) {
+  return "INSERT INTO crsql_changes (\"table\", pk, cid, val, col_version, db_version, site_id, cl, "
+         "seq) VALUES ('t', crsql_pack_columns(" + std::to_string(id) + "), '" + cid + "', " + val +
+         ", 1, " + std::to_string(dbv) + ", X'11111111111111111111111111111111', 1, " +
+         std::to_string(seq) + ")";
+}
+
+// What crsql_changes says (apart from local db_versions), and that a
+// replica rebuilt from it has the same rows: the metadata matches the table.
+Rows Described(TestDb& db) {
+  TestDb fresh;
+  fresh.Exec(kSchema);
+  Sync(db, fresh);
+  EXPECT_EQ(fresh.Query("SELECT * FROM t ORDER BY id"), db.Query("SELECT * FROM t ORDER BY id"))
+      << "the metadata does not describe the table";
+  return db.Query("SELECT hex(pk), cid, val, col_version, cl FROM crsql_changes ORDER BY pk, cid");
+}
+
+TEST(WriteBehindTest, RollingBackToASavepointKeepsWhatWasMergedBeforeIt) {
+  TestDb db;
+  db.Exec(kSchema);
+  db.Exec("BEGIN");
+  db.Exec(Merge(1, "a", "'before'", 1));  // held when the savepoint opens
+  db.Exec("SAVEPOINT sp");
+  db.Exec(Merge(1, "n", "5", 1, 1));
+  db.Exec(Merge(2, "a", "'inside'", 1, 2));
+  db.Exec("ROLLBACK TO sp; RELEASE sp; COMMIT");
+  EXPECT_EQ(db.Query("SELECT id, a, n FROM t"), (Rows{{"1", "'before'", "NULL"}}));
+  EXPECT_EQ(Described(db), (Rows{{"'010901'", "'a'", "'before'", "1", "1"}}));
+}
+
+TEST(WriteBehindTest, AFailedStatementKeepsWhatEarlierOnesMerged) {
+  TestDb db;
+  db.Exec(kSchema);
+  db.Exec("BEGIN");
+  db.Exec(Merge(1, "a", "'kept'", 1));
+  // A change refused by the table (CHECK): only its own user-table write
+  // rolls back; the row held from the statement before stays held.
+  EXPECT_THAT(db.Error(Merge(1, "n", "-1", 1, 1)), HasSubstr("CHECK constraint failed"));
+  EXPECT_THAT(db.Error(Merge(2, "n", "-1", 1, 2)), HasSubstr("CHECK constraint failed"));
+  // A many-row statement (it has a statement journal) failing at its last
+  // row: its earlier rows roll back with it, the row held before it stays.
+  db.Exec("CREATE TEMP TABLE src (id, cid, val)");
+  db.Exec("INSERT INTO src VALUES (1, 'n', 3), (3, 'a', 'gone'), (4, 'n', -1)");
+  EXPECT_THAT(db.Error("INSERT INTO crsql_changes (\"table\", pk, cid, val, col_version, db_version, "
+                       "site_id, cl, seq) SELECT 't', crsql_pack_columns(id), cid, val, 1, 2, "
+                       "X'11111111111111111111111111111111', 1, rowid FROM src"),
+              HasSubstr("CHECK constraint failed"));
+  db.Exec("COMMIT");
+  EXPECT_EQ(db.Query("SELECT id, a, n FROM t"), (Rows{{"1", "'kept'", "NULL"}}));
+  EXPECT_EQ(Described(db), (Rows{{"'010901'", "'a'", "'kept'", "1", "1"}}));
+}
+
+TEST(WriteBehindTest, ReadsAndLocalWritesInTheTransactionSeeTheHeldRow) {
+  TestDb db;
+  db.Exec(kSchema);
+  db.Exec("BEGIN");
+  db.Exec(Merge(1, "a", "'peer'", 7));
+  // Read through crsql_changes: the row is there, with its clocks.
+  EXPECT_EQ(db.Query("SELECT cid, val, col_version FROM crsql_changes"),
+            (Rows{{"'a'", "'peer'", "1"}}));
+  db.Exec(Merge(1, "n", "4", 7, 1));
+  // A local write to the held row continues from its clocks.
+  db.Exec("UPDATE t SET a = 'mine' WHERE id = 1");
+  db.Exec(Merge(2, "a", "'other'", 7, 2));
+  db.Exec("COMMIT");
+  EXPECT_EQ(db.Query("SELECT cid, val, col_version, site_id = crsql_site_id() FROM crsql_changes "
+                     "WHERE pk = crsql_pack_columns(1) ORDER BY cid"),
+            (Rows{{"'a'", "'mine'", "2", "1"}, {"'n'", "4", "1", "0"}}));
+  EXPECT_EQ(Described(db).size(), 3u);
+}
+
+// A user trigger that merges too runs inside the outer merge's user-table
+// write, and may write the held row out. If that write then fails, SQLite
+// undoes the held row's write as well: the transaction can no longer
+// commit correctly, so it must not commit at all.
+TEST(WriteBehindTest, AHeldRowWrittenInsideAFailedMergeFailsTheTransaction) {
+  TestDb db;
+  db.Exec(kSchema);
+  db.Exec("CREATE TRIGGER nested AFTER UPDATE ON t WHEN NEW.n = 99 BEGIN " +
+          Merge(50, "a", "'nested'", 9) + "; SELECT RAISE(ABORT, 'n 99 refused'); END;");
+  db.Exec("BEGIN");
+  db.Exec(Merge(1, "a", "'held'", 1));
+  // The same row again: still held when its user-table write begins.
+  EXPECT_THAT(db.Error(Merge(1, "n", "99", 1, 1)), HasSubstr("n 99 refused"));
+  EXPECT_THAT(db.Error("COMMIT"), HasSubstr("roll the transaction back"));
+  EXPECT_EQ(sqlite3_get_autocommit(db.get()), 1) << "the failed COMMIT rolled back";
+  EXPECT_EQ(db.One("SELECT count(*) FROM t"), "0");
+  EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes"), "0");
+  // Without the trigger's merge the same failure costs nothing.
+  db.Exec("DROP TRIGGER nested");
+  db.Exec("CREATE TRIGGER refuse AFTER UPDATE ON t WHEN NEW.n = 99 BEGIN "
+          "SELECT RAISE(ABORT, 'n 99 refused'); END;");
+  db.Exec("BEGIN");
+  db.Exec(Merge(1, "a", "'held'", 1));
+  EXPECT_THAT(db.Error(Merge(1, "n", "99", 1, 1)), HasSubstr("n 99 refused"));
+  db.Exec("COMMIT");
+  EXPECT_EQ(Described(db), (Rows{{"'010901'", "'a'", "'held'", "1", "1"}}));
+}
+
+// A trigger whose merge needs the very statement the outer merge is
+// running (same table, same column) gets its own copy of it.
+TEST(WriteBehindTest, ATriggerMergingIntoTheSameColumnWorks) {
+  TestDb db;
+  db.Exec(kSchema);
+  db.Exec("CREATE TRIGGER mirror AFTER INSERT ON t WHEN NEW.id < 10 BEGIN " +
+          Merge(100, "a", "NEW.a", 3) + "; END;");
+  db.Exec(Merge(1, "a", "'x'", 1));
+  EXPECT_EQ(db.Query("SELECT id, a FROM t ORDER BY id"), (Rows{{"1", "'x'"}, {"100", "'x'"}}));
+  EXPECT_EQ(Described(db).size(), 2u);
+}
+
+}  // namespace
+}  // namespace crsync
