@@ -110,6 +110,7 @@ struct Merger::Scratch {
   RowWrite write;
   std::vector<std::string> new_sites;  // first seen in this MergeRow
   std::vector<int> write_slots;
+  bool write_behind = false;  // this MergeRow's metadata is written behind
 };
 
 Merger::Merger(ConnEngine* e) : e_(e) {}
@@ -119,6 +120,10 @@ Status Merger::MergeRow(const MergeInput* ins, size_t n, int64_t* impacted,
                         std::vector<TrackedMark>* marks, size_t* failed) {
   if (scratch_.size() <= depth_) scratch_.push_back(std::make_unique<Scratch>());
   Scratch* s = scratch_[depth_].get();
+  // Written behind only by a merge that is not inside another merge's
+  // user-table write (a user trigger merging too): that write's failure
+  // would undo this merge while its row was still held.
+  s->write_behind = write_behind_ && depth_ == 0 && !e_->sync_bit();
   ++depth_;
   Status st = MergeRowWith(s, ins, n, impacted, marks, failed);
   --depth_;
@@ -312,11 +317,7 @@ Status Merger::MergeRowWith(Scratch* s, const MergeInput* ins, size_t n, int64_t
     if (batch_) {
       batch_->Put(*crr, key, before, after, found, hold_user_writes_ ? &write : nullptr);
     } else {
-      // Written behind only by the outermost merge: one nested in a user
-      // trigger runs inside the outer merge's user write, whose failure
-      // would undo it while it was still held.
-      CRSYNC_RETURN_IF_ERROR(
-          crr->StoreMeta(key, before, after, /*cache=*/true, write_behind_ && depth_ == 1));
+      CRSYNC_RETURN_IF_ERROR(crr->StoreMeta(key, before, after, /*cache=*/true, s->write_behind));
     }
     e_->AddRowsImpacted(total);
   }
