@@ -1,5 +1,6 @@
 #include "engine/alter.h"
 
+#include <algorithm>
 #include <map>
 #include <vector>
 
@@ -40,6 +41,13 @@ Status DefaultValues(sqlite3* db, const TableSchema& schema, std::vector<Value>*
 bool SameValue(sqlite3_value* v, const Value& d) {
   return sqlite3_value_type(v) == d.type && CompareValue(v, d) == 0;
 }
+bool SameValue(const Value& v, const Value& d) { return v.type == d.type && Value::Compare(v, d) == 0; }
+
+// crsync_internal_remap gets the row's column values as arguments, or, when
+// they would exceed SQLite's cap on a call's arguments, packed
+// (crsql_pack_columns) kPackChunk at a time.
+constexpr size_t kPackChunk = 100;
+bool PackedRemap(size_t ncols) { return 2 + ncols > kMaxFunctionArgs; }
 
 // Brings a CRR's metadata in line with its new schema (§14.3) at version D.
 // Everything runs as a few whole-table statements inside SQLite, streaming
@@ -86,7 +94,16 @@ class Migration {
       on += std::string(k ? " AND " : "") + "u." + QuoteIdent(schema.pk_cols[k]) +
             " = crsync_pk_value(r.pk, " + std::to_string(k) + ")";
     }
-    for (const auto& c : schema.cols) values += ", u." + QuoteIdent(c);
+    if (!PackedRemap(schema.cols.size())) {
+      for (const auto& c : schema.cols) values += ", u." + QuoteIdent(c);
+    } else {
+      for (size_t from = 0; from < schema.cols.size(); from += kPackChunk) {
+        values += ", crsql_pack_columns(";
+        for (size_t i = from; i < std::min(schema.cols.size(), from + kPackChunk); ++i)
+          values += (i == from ? "u." : ", u.") + QuoteIdent(schema.cols[i]);
+        values += ")";
+      }
+    }
     std::string rows = "main." + crr_.RowsTable();
     std::string remapped = "main." + QuoteIdent(crr_.name() + "__crsync_rows_remap");
     std::string fill =
@@ -130,7 +147,9 @@ class Migration {
   // crsync_internal_remap(meta, exists, new column values...): the row's
   // new metadata, or NULL when nothing is left of it.
   Status RemapRow(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
-    if (argc != 2 + static_cast<int>(crr_.slots())) {
+    const bool packed = PackedRemap(crr_.slots());
+    const size_t nargs = packed ? (crr_.slots() + kPackChunk - 1) / kPackChunk : crr_.slots();
+    if (argc != 2 + static_cast<int>(nargs)) {
       return Status::Corruption("crsync_internal_remap: wrong argument count");
     }
     auto bytes = [](sqlite3_value* v) {
@@ -151,10 +170,23 @@ class Migration {
       if (after.sentinel.present && after.sentinel.col_version % 2 == 1) after.sentinel = Clock{};
     } else {
       ++matched_;
+      if (packed) {
+        values_.clear();
+        for (size_t k = 0; k < nargs; ++k) {
+          CRSYNC_RETURN_IF_ERROR(UnpackValues(bytes(argv[2 + k]), &chunk_));
+          values_.insert(values_.end(), chunk_.begin(), chunk_.end());
+        }
+        if (values_.size() != crr_.slots()) {
+          return Status::Corruption("crsync_internal_remap: wrong number of packed values");
+        }
+      }
+      auto is_default = [&](size_t j) {
+        return packed ? SameValue(values_[j], defaults_[j]) : SameValue(argv[2 + j], defaults_[j]);
+      };
       // (d) for a known row, a clock for a column that has none is made only
       // when its value differs from the column's default.
       for (size_t j = 0; j < after.cols.size(); ++j) {
-        if (after.cols[j].present || SameValue(argv[2 + j], defaults_[j])) continue;
+        if (after.cols[j].present || is_default(j)) continue;
         after.cols[j] = Clock{true, 1, d_, e_->TakeSeq(), 0, 0};
       }
     }
@@ -212,6 +244,7 @@ class Migration {
   std::vector<int> new_slot_;  // old slot -> new slot, or -1
   int64_t matched_ = 0;        // rows with metadata whose row exists in T
   std::string blob_;
+  std::vector<Value> values_, chunk_;  // a packed row's column values
 };
 
 }  // namespace

@@ -338,7 +338,9 @@ void AfterWrite(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
     if (s.ok()) {
       int npk = static_cast<int>(crr->schema().pk_cols.size());
       int ncol = static_cast<int>(crr->slots());
-      int expected = 1 + (op == Op::kUpdate ? 2 * (npk + ncol) : npk);
+      const bool masked = op == Op::kUpdate && DiffMaskedUpdates(npk, ncol);
+      const int nmasks = static_cast<int>((ncol + kDiffChunk - 1) / kDiffChunk);
+      int expected = 1 + (op == Op::kUpdate ? 2 * npk + (masked ? nmasks : 2 * ncol) : npk);
       if (argc != expected) {
         s = Status::InvalidArgument("crsql - the recording trigger of " + crr->name() +
                                     " does not match its schema; was it altered outside "
@@ -368,8 +370,18 @@ void AfterWrite(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
           sqlite3_value** new_vals = old_vals + ncol;
           w.op = LocalWrite::kUpdate;
           for (int i = 0; i < npk && !w.moved; ++i) w.moved = !SameValue(old_pk[i], new_pk[i]);
-          for (int i = 0; i < ncol; ++i) {
-            if (!SameValue(old_vals[i], new_vals[i])) changed.push_back(static_cast<uint32_t>(i));
+          if (masked) {
+            // old_vals holds one mask per chunk (crsync_internal_diff).
+            for (int m = 0; m < nmasks; ++m) {
+              auto bits = static_cast<uint64_t>(sqlite3_value_int64(old_vals[m]));
+              for (int b = 0; b < static_cast<int>(kDiffChunk); ++b) {
+                if (bits >> b & 1) changed.push_back(static_cast<uint32_t>(m * kDiffChunk + b));
+              }
+            }
+          } else {
+            for (int i = 0; i < ncol; ++i) {
+              if (!SameValue(old_vals[i], new_vals[i])) changed.push_back(static_cast<uint32_t>(i));
+            }
           }
           record = w.moved || !changed.empty();  // nothing changed: nothing recorded
           PackValues(new_pk, npk, &key);
@@ -399,12 +411,43 @@ void AfterWrite(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
   });
 }
 
-std::string ArgList(const Crr& crr, const char* prefix, bool pks, bool cols) {
+// crsync_internal_diff(old1, new1, old2, new2, ...): bit i set when pair i
+// differs (type or value), for at most kDiffChunk pairs.
+void Diff(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+  if (argc % 2 != 0 || argc / 2 > static_cast<int>(kDiffChunk)) {
+    sqlite3_result_error(ctx, "crsync_internal_diff: wrong argument count", -1);
+    return;
+  }
+  uint64_t bits = 0;
+  for (int i = 0; i < argc / 2; ++i) {
+    if (!SameValue(argv[2 * i], argv[2 * i + 1])) bits |= uint64_t{1} << i;
+  }
+  sqlite3_result_int64(ctx, static_cast<sqlite3_int64>(bits));
+}
+
+// The update trigger's column arguments: OLD and NEW values, or masks.
+std::string UpdateColumnArgs(const Crr& crr) {
+  const auto& cols = crr.schema().cols;
   std::string out;
-  if (pks)
-    for (const auto& c : crr.schema().pk_cols) out += std::string(", ") + prefix + QuoteIdent(c);
-  if (cols)
-    for (const auto& c : crr.schema().cols) out += std::string(", ") + prefix + QuoteIdent(c);
+  if (!DiffMaskedUpdates(crr.schema().pk_cols.size(), cols.size())) {
+    for (const auto& c : cols) out += ", OLD." + QuoteIdent(c);
+    for (const auto& c : cols) out += ", NEW." + QuoteIdent(c);
+    return out;
+  }
+  for (size_t from = 0; from < cols.size(); from += kDiffChunk) {
+    out += ", crsync_internal_diff(";
+    for (size_t i = from; i < std::min(cols.size(), from + kDiffChunk); ++i) {
+      out += (i == from ? "OLD." : ", OLD.") + QuoteIdent(cols[i]) + ", NEW." + QuoteIdent(cols[i]);
+    }
+    out += ")";
+  }
+  return out;
+}
+
+// ", <prefix>pk1, <prefix>pk2 ..." for the trigger calls.
+std::string PkArgs(const Crr& crr, const char* prefix) {
+  std::string out;
+  for (const auto& c : crr.schema().pk_cols) out += std::string(", ") + prefix + QuoteIdent(c);
   return out;
 }
 
@@ -421,7 +464,14 @@ int RegisterRecorderFunctions(sqlite3* db, ConnEngine* engine) {
   if (rc == SQLITE_OK)
     rc = sqlite3_create_function_v2(db, "crsync_after_delete", -1, flags, engine,
                                     &AfterWrite<Op::kDelete>, nullptr, nullptr, nullptr);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_create_function_v2(db, "crsync_internal_diff", -1, flags | SQLITE_DETERMINISTIC,
+                                    nullptr, &Diff, nullptr, nullptr, nullptr);
   return rc;
+}
+
+bool DiffMaskedUpdates(size_t npk, size_t ncols) {
+  return 1 + 2 * (npk + ncols) > kMaxFunctionArgs;
 }
 
 std::string RecorderTriggersSql(const Crr& crr) {
@@ -429,17 +479,16 @@ std::string RecorderTriggersSql(const Crr& crr) {
   std::string id = std::to_string(crr.id());
   std::string base = crr.name() + "__crsync_";
   return "CREATE TRIGGER main." + QuoteIdent(base + "itrig") + " AFTER INSERT ON " + t +
-         " BEGIN SELECT crsync_after_insert(" + id + ArgList(crr, "NEW.", true, false) +
+         " BEGIN SELECT crsync_after_insert(" + id + PkArgs(crr, "NEW.") +
          "); END;"
          "CREATE TRIGGER main." +
          QuoteIdent(base + "utrig") + " AFTER UPDATE ON " + t +
-         " BEGIN SELECT crsync_after_update(" + id + ArgList(crr, "OLD.", true, false) +
-         ArgList(crr, "NEW.", true, false) + ArgList(crr, "OLD.", false, true) +
-         ArgList(crr, "NEW.", false, true) +
+         " BEGIN SELECT crsync_after_update(" + id + PkArgs(crr, "OLD.") +
+         PkArgs(crr, "NEW.") + UpdateColumnArgs(crr) +
          "); END;"
          "CREATE TRIGGER main." +
          QuoteIdent(base + "dtrig") + " AFTER DELETE ON " + t +
-         " BEGIN SELECT crsync_after_delete(" + id + ArgList(crr, "OLD.", true, false) + "); END;";
+         " BEGIN SELECT crsync_after_delete(" + id + PkArgs(crr, "OLD.") + "); END;";
 }
 
 std::string DropRecorderTriggersSql(const std::string& table) {

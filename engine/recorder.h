@@ -28,7 +28,16 @@ int RegisterRecorderFunctions(sqlite3* db, ConnEngine* engine);
 int RegisterCaptureTable(sqlite3* db, ConnEngine* engine);
 
 // The trigger statements that feed a CRR's writes to the functions above.
+// The update trigger passes every column's old and new value to one call;
+// when that exceeds SQLite's default cap on a call's arguments
+// (kMaxFunctionArgs), it passes instead, per chunk of kDiffChunk columns,
+// crsync_internal_diff(old1, new1, old2, new2, ...): a bit mask of the
+// columns whose value changed.
 std::string RecorderTriggersSql(const Crr& crr);
+inline constexpr size_t kMaxFunctionArgs = 127;  // SQLITE_MAX_FUNCTION_ARG's default
+inline constexpr size_t kDiffChunk = 63;         // 126 arguments, 63 bits
+// Whether `crr`'s update trigger uses the difference masks.
+bool DiffMaskedUpdates(size_t npk, size_t ncols);
 std::string DropRecorderTriggersSql(const std::string& table);
 
 }  // namespace crsync

@@ -154,18 +154,6 @@ Status CheckCrrEligible(sqlite3* db, const TableSchema& schema) {
                                      "a merge may create the row before that column arrives.");
     }
   }
-  // The update trigger passes every column twice (old and new values) to
-  // one function: SQLite caps a call's arguments (SQLITE_LIMIT_FUNCTION_ARG,
-  // 127 unless built otherwise).
-  const int max_args = sqlite3_limit(db, SQLITE_LIMIT_FUNCTION_ARG, -1);
-  const size_t total = schema.pk_cols.size() + schema.cols.size();
-  const size_t max_total = static_cast<size_t>(max_args - 1) / 2;
-  if (total > max_total) {
-    return Status::InvalidArgument(
-        "Table " + t + " has " + std::to_string(total) + " columns; a CRR can have at most " +
-        std::to_string(max_total) + " (its recording trigger passes every column twice to one "
-        "function, and this SQLite allows " + std::to_string(max_args) + " arguments)");
-  }
   // E8: "-1" is the sentinel's cid.
   for (const std::string& c : schema.cols) {
     if (c == "-1") {
