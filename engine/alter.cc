@@ -276,9 +276,22 @@ Status CommitAlter(ConnEngine* e, const std::string& table) {
   if (!crr) return Status::InvalidArgument("crsql - " + table + " is not a CRR");
   std::string name = crr->name();
   auto open = e->open_alters().find(name);
-  if (open == e->open_alters().end()) {
+  // begin_alter dropped the recording triggers inside its savepoint: if they
+  // are back, a rollback undid it and the alter is not open any more.
+  bool triggers_back = false;
+  if (open != e->open_alters().end()) {
+    StmtPtr st;
+    CRSYNC_RETURN_IF_ERROR(Prepare(
+        db, "SELECT 1 FROM main.sqlite_master WHERE type = 'trigger' AND name = ?1", &st));
+    std::string trigger = name + "__crsync_utrig";
+    sqlite3_bind_text(st.get(), 1, trigger.data(), static_cast<int>(trigger.size()), SQLITE_STATIC);
+    triggers_back = sqlite3_step(st.get()) == SQLITE_ROW;
+    if (triggers_back) e->open_alters().erase(open);
+  }
+  if (open == e->open_alters().end() || triggers_back) {
     return Status::InvalidArgument("crsql - crsql_commit_alter('" + name +
-                                   "') without crsql_begin_alter on this connection");
+                                   "') without crsql_begin_alter on this connection (or it was "
+                                   "rolled back)");
   }
   bool rows_untouched = open->second == sqlite3_total_changes64(db);
   e->open_alters().erase(open);

@@ -391,8 +391,10 @@ void ConnEngine::OnRollback(void* self) noexcept {
   auto* e = static_cast<ConnEngine*>(self);
   e->data_version_ = ~0u;  // recomputed in full: that covers own_commit_ too
   e->EndTransaction();
-  // Ordinals inserted by the rolled-back transaction are gone.
+  // Ordinals inserted by the rolled-back transaction are gone, and so is
+  // every alter it began (its triggers are back).
   e->sites_loaded_ = false;
+  e->open_alters_.clear();
 }
 
 void ConnEngine::CaptureRollbackTo(int level) {

@@ -236,6 +236,22 @@ TEST_F(AlterTest, ErrorsNameWhatIsWrong) {
   EXPECT_THAT(db_.Error("INSERT INTO log VALUES (1)"), HasSubstr("unsafe use of crsql_begin_alter"));
 }
 
+// An alter abandoned by a ROLLBACK (which restores the recording
+// triggers) is no longer open: commit_alter refuses, and writes record.
+TEST_F(AlterTest, ARolledBackAlterIsNoLongerOpen) {
+  db_.Exec("SELECT crsql_begin_alter('todo')");
+  db_.Exec("ROLLBACK");
+  EXPECT_THAT(db_.Error("SELECT crsql_commit_alter('todo')"), HasSubstr("without crsql_begin_alter"));
+  db_.Exec("UPDATE todo SET name = 'bake' WHERE id = 1");
+  EXPECT_EQ(db_.One("SELECT col_version FROM crsql_changes WHERE cid = 'name'"), "2");
+  // Undone by rolling back to a savepoint taken before it: the same.
+  db_.Exec("BEGIN; SAVEPOINT before_alter; SELECT crsql_begin_alter('todo');"
+           "ROLLBACK TO before_alter");
+  EXPECT_THAT(db_.Error("SELECT crsql_commit_alter('todo')"), HasSubstr("or it was rolled back"));
+  db_.Exec("UPDATE todo SET name = 'roast' WHERE id = 1; COMMIT");
+  EXPECT_EQ(db_.One("SELECT col_version FROM crsql_changes WHERE cid = 'name'"), "3");
+}
+
 TEST_F(AlterTest, PeersThatHaveNotMigratedGetASpecificError) {
   TestDb peer;
   peer.Exec("CREATE TABLE todo (id PRIMARY KEY NOT NULL, name, complete, list);"
