@@ -33,7 +33,8 @@ const std::string& ChangeScan::ColumnName(const ScanRecord& r) const {
 Status ChangeScan::PrepareSources() {
   CRSYNC_RETURN_IF_ERROR(e_->catalog().Refresh());
   const auto& crrs = e_->catalog().all();
-  bool same = crrs.size() == sources_.size();
+  // A new generation also follows any schema change (a dropped table).
+  bool same = crrs.size() == sources_.size() && sources_generation_ == e_->catalog().generation();
   for (size_t i = 0; same && i < crrs.size(); ++i) {
     same = crrs[i]->name() == sources_[i]->schema.name &&
            crrs[i]->schema().cols == sources_[i]->schema.cols &&
@@ -41,12 +42,39 @@ Status ChangeScan::PrepareSources() {
   }
   if (same) return Status::OK();
   sources_.clear();
+  sources_generation_ = ~uint64_t{0};
   sqlite3* db = e_->db();
+  StmtPtr columns;
+  CRSYNC_RETURN_IF_ERROR(
+      Prepare(db, "SELECT name FROM pragma_table_xinfo(?1, 'main') WHERE hidden IN (0, 2, 3)",
+              &columns));
   for (size_t i = 0; i < crrs.size(); ++i) {
     auto src = std::make_unique<Source>();
     src->index = i;
     src->schema = crrs[i]->schema();
     const Crr& crr = *crrs[i];
+    // Which of the CRR's columns the table still has.
+    std::vector<std::string> have;
+    sqlite3_bind_text(columns.get(), 1, crr.name().data(), static_cast<int>(crr.name().size()),
+                      SQLITE_STATIC);
+    int rc;
+    while ((rc = sqlite3_step(columns.get())) == SQLITE_ROW) {
+      have.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(columns.get(), 0)));
+    }
+    sqlite3_reset(columns.get());
+    if (rc != SQLITE_DONE) return SqliteError(db, rc);
+    auto has = [&](const std::string& c) {
+      for (const std::string& h : have)
+        if (sqlite3_stricmp(h.c_str(), c.c_str()) == 0) return true;
+      return false;
+    };
+    for (const auto& p : crr.schema().pk_cols) src->gone = src->gone || !has(p);
+    if (src->gone) {
+      sources_.push_back(std::move(src));
+      continue;
+    }
+    src->missing.assign(crr.schema().cols.size(), false);
+    for (size_t k = 0; k < crr.schema().cols.size(); ++k) src->missing[k] = !has(crr.schema().cols[k]);
     // One statement per CRR walks the feed and joins each entry with the
     // row's metadata and its current user row (LEFT JOIN: a tombstone has
     // none), so expanding an entry costs no further statement.
@@ -55,7 +83,8 @@ Status ChangeScan::PrepareSources() {
       userjoin += std::string(k ? " AND " : "") + "u." + QuoteIdent(crr.schema().pk_cols[k]) +
                   " = crsync_pk_value(r.pk, " + std::to_string(k) + ")";
     }
-    for (const auto& c : crr.schema().cols) values += ", u." + QuoteIdent(c);
+    for (size_t k = 0; k < crr.schema().cols.size(); ++k)
+      values += src->missing[k] ? ", NULL" : ", u." + QuoteIdent(crr.schema().cols[k]);
     std::string joins = " JOIN main." + crr.RowsTable() + " r ON r.pk = f.pk LEFT JOIN main." +
                         QuoteIdent(crr.name()) + " u ON " + userjoin;
     CRSYNC_RETURN_IF_ERROR(Prepare(db,
@@ -70,6 +99,7 @@ Status ChangeScan::PrepareSources() {
                                    &src->meta, SQLITE_PREPARE_PERSISTENT));
     sources_.push_back(std::move(src));
   }
+  sources_generation_ = e_->catalog().generation();
   return Status::OK();
 }
 
@@ -116,6 +146,7 @@ Status ChangeScan::Start(const ScanSpec& spec) {
     }
   }
   for (auto& src : sources_) {
+    if (src->gone) continue;
     if (spec_.table && *spec_.table != src->schema.name) continue;
     if (spec_.pk) {
       sqlite3_stmt* mst = src->meta.get();
@@ -197,7 +228,7 @@ Status ChangeScan::Expand(Source* src, sqlite3_stmt* st, int meta_col, int64_t d
   if (wanted(meta.sentinel)) add(meta.sentinel, -1);
   for (size_t i = 0; i < meta.cols.size(); ++i) {
     const Clock& c = meta.cols[i];
-    if (!wanted(c)) continue;
+    if (!wanted(c) || src->missing[i]) continue;
     ScanRecord& r = add(c, static_cast<int>(i));
     if (row_exists) r.val = Value::FromColumn(st, first_value + static_cast<int>(i));
   }

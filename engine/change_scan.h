@@ -71,6 +71,11 @@ class ChangeScan {
     TableSchema schema;
     StmtPtr feed;  // feed JOIN rows LEFT JOIN user table, positioned on the head
     StmtPtr meta;  // rows LEFT JOIN user table for one pk
+    // Metadata the user table no longer matches (crr-semantics §8.2: a
+    // table dropped without crsql_as_table, a column removed outside an
+    // alter) is skipped, not an error for every reader.
+    bool gone = false;            // the table (or a pk column) is gone
+    std::vector<bool> missing;    // per slot: the column is gone
     int64_t head_dbv = 0, head_lo = 0;
     std::string head_pk;
   };
@@ -93,6 +98,7 @@ class ChangeScan {
   ScanSpec spec_;
   int64_t origin_ord_ = 0;  // resolved ordinal for kOnly / kExcept
   std::vector<std::unique_ptr<Source>> sources_;
+  uint64_t sources_generation_ = ~uint64_t{0};  // Catalog::generation() they match
   std::priority_queue<Source*, std::vector<Source*>, FeedLater> feeds_;
   std::priority_queue<ScanRecord, std::vector<ScanRecord>, RecordLater> pending_;
   // Records of the row expanded last, in order; served without the heap
