@@ -240,22 +240,27 @@ Status DecodeChangesetMessage(capnp::MessageReader& message, DecodedChangeset* o
   });
 }
 
+namespace {
+size_t Words(size_t bytes) { return (bytes + 1 + sizeof(capnp::word) - 1) / sizeof(capnp::word); }
+}  // namespace
+
+size_t EstimateChangeWords(const Change& ch) {
+  // Its list pointer, its struct (5 data words, 6 pointers), each blob.
+  return 1 + 11 + Words(ch.table.size()) + Words(ch.pk.size()) + Words(ch.cid.size()) +
+         Words(ch.site_id.size()) + Words(ch.val_bytes.size());
+}
+
 size_t EstimateMessageWords(const Message& in) {
-  auto words = [](size_t bytes) { return (bytes + 1 + sizeof(capnp::word) - 1) / sizeof(capnp::word); };
   constexpr size_t kEnvelope = 16;  // root, union, the small messages' own fields
   if (const auto* c = std::get_if<ChangesetMsg>(&in)) {
-    // Per change: its struct (5 data words, 6 pointers) plus each blob.
-    size_t n = kEnvelope + words(c->sender.size()) + c->changes.size();
-    for (const Change& ch : c->changes) {
-      n += 11 + words(ch.table.size()) + words(ch.pk.size()) + words(ch.cid.size()) +
-           words(ch.site_id.size()) + words(ch.val_bytes.size());
-    }
+    size_t n = kEnvelope + Words(c->sender.size());
+    for (const Change& ch : c->changes) n += EstimateChangeWords(ch);
     return n;
   }
   if (const auto* h = std::get_if<HelloMsg>(&in)) {
-    return kEnvelope + words(h->site_id.size()) + h->have_from.size() * 6;
+    return kEnvelope + Words(h->site_id.size()) + h->have_from.size() * 6;
   }
-  if (const auto* e = std::get_if<ErrorMsg>(&in)) return kEnvelope + words(e->message.size());
+  if (const auto* e = std::get_if<ErrorMsg>(&in)) return kEnvelope + Words(e->message.size());
   return kEnvelope;
 }
 

@@ -72,6 +72,9 @@ Status DecodeChangesetMessage(capnp::MessageReader& message, DecodedChangeset* o
 // MallocMessageBuilder's first segment size, so the message is one segment
 // (a reader then follows every pointer without a segment lookup).
 size_t EstimateMessageWords(const Message& in);
+// The share of one change in a changeset's estimate (what a sender adds up
+// to keep a message under a size).
+size_t EstimateChangeWords(const Change& ch);
 
 // The whole protocol (transport/messages.h) on the wire: every Message kind.
 // EncodeMessage reports InvalidArgument for a message we should not send;

@@ -5,6 +5,8 @@
 #include <algorithm>
 
 #include "common/hex.h"
+#include "transport/codec.h"
+#include "transport/frame.h"
 
 namespace crsync {
 namespace {
@@ -201,13 +203,33 @@ Status PeerSession::Pump(std::vector<Message>* out) {
       return Status::OK();
     }
     read += txn.size();
-    size_t step = std::max<size_t>(1, options_.max_changes_per_message);
-    uint32_t parts = static_cast<uint32_t>((txn.size() + step - 1) / step);
-    for (size_t i = 0; i < txn.size(); i += step) {
-      size_t end = std::min(txn.size(), i + step);
-      ChangesetMsg m{site_id_, sent_ + 1, version, static_cast<uint32_t>(i / step), parts, {}};
-      m.changes.assign(std::make_move_iterator(txn.begin() + static_cast<ptrdiff_t>(i)),
-                       std::make_move_iterator(txn.begin() + static_cast<ptrdiff_t>(end)));
+    // Parts: at most max_changes_per_message changes and, past the first
+    // change of a part, about max_bytes_per_message encoded.
+    const size_t step = std::max<size_t>(1, options_.max_changes_per_message);
+    const size_t budget = std::max<size_t>(1, options_.max_bytes_per_message / sizeof(capnp::word));
+    std::vector<size_t> cuts{0};
+    size_t words = 0;
+    for (size_t i = 0; i < txn.size(); ++i) {
+      const size_t w = EstimateChangeWords(txn[i]);
+      constexpr size_t kMaxChangeBytes = kDefaultMaxFramePayload - (size_t{64} << 10);  // envelope
+      if (w * sizeof(capnp::word) > kMaxChangeBytes) {
+        return Status::InvalidArgument(
+            "cannot send a change of " + txn[i].table + " (column " + txn[i].cid + ", version " +
+            std::to_string(version) + "): " + std::to_string(txn[i].val_bytes.size()) +
+            " bytes is over what one message may carry (" + std::to_string(kMaxChangeBytes) + ")");
+      }
+      if (i > cuts.back() && (i - cuts.back() == step || words + w > budget)) {
+        cuts.push_back(i);
+        words = 0;
+      }
+      words += w;
+    }
+    cuts.push_back(txn.size());
+    const auto parts = static_cast<uint32_t>(cuts.size() - 1);
+    for (uint32_t p = 0; p < parts; ++p) {
+      ChangesetMsg m{site_id_, sent_ + 1, version, p, parts, {}};
+      m.changes.assign(std::make_move_iterator(txn.begin() + static_cast<ptrdiff_t>(cuts[p])),
+                       std::make_move_iterator(txn.begin() + static_cast<ptrdiff_t>(cuts[p + 1])));
       out->push_back(std::move(m));
     }
     sent_ = version;

@@ -42,7 +42,11 @@ namespace crsync {
 constexpr int64_t kSidecarTag = 1001;
 
 struct SessionOptions {
-  size_t max_changes_per_message = 1000;  // larger transactions are split
+  // Larger transactions are split into parts of at most this many changes
+  // and about this many bytes encoded (frames carry at most 16 MiB). One
+  // change larger than the frame limit cannot be sent: Pump() says which.
+  size_t max_changes_per_message = 1000;
+  size_t max_bytes_per_message = size_t{4} << 20;
   uint32_t window = 16;                   // transactions in flight before acks
   // OnMessages merges the complete transactions of consecutive changesets
   // in one SQLite transaction while they total at most this many changes

@@ -3,6 +3,7 @@
 // input closes the connection and applies nothing, and cursors never claim
 // more than what is committed.
 #include "transport/peer_session.h"
+#include "transport/codec.h"
 
 #include <deque>
 #include <random>
@@ -316,6 +317,46 @@ TEST(PeerSessionTest, PumpStopsAtItsBoundAndResumesWhereItStopped) {
   ASSERT_OK(sb->OnMessages(sent, &out));
   EXPECT_EQ(Contents(b), Contents(a));
   EXPECT_EQ(sb->receive_cursor(), 10);
+}
+
+// Large values: a transaction is split by encoded size as well as by
+// change count, so every message stays well under the 16 MiB frame; a
+// single change too large for any frame is refused by name.
+TEST(PeerSessionTest, LargeValuesAreSplitBySizeAndAnOversizedOneIsNamed) {
+  Node a, b;
+  a.db.Exec("BEGIN");
+  for (int i = 0; i < 24; ++i) {
+    a.db.Exec("INSERT INTO items VALUES (" + std::to_string(i) + ", randomblob(300000), " +
+              std::to_string(i) + ")");
+  }
+  a.db.Exec("COMMIT");
+  SessionOptions opts;
+  opts.max_bytes_per_message = 1 << 20;
+  opts.window = 100;
+  std::unique_ptr<PeerSession> sa, sb;
+  ASSERT_OK(PeerSession::Open(a.db.get(), opts, &sa));
+  ASSERT_OK(PeerSession::Open(b.db.get(), opts, &sb));
+  std::vector<Message> ha, hb, out;
+  ASSERT_OK(sa->Start(&ha));
+  ASSERT_OK(sb->Start(&hb));
+  ASSERT_OK(sb->OnMessage(ha[0], &out));
+  out.clear();
+  ASSERT_OK(sa->OnMessage(hb[0], &out));
+  ASSERT_GE(out.size(), 7u);  // 24 values of 300 kB in parts of about 1 MiB
+  for (const Message& m : out) {
+    const auto& cs = std::get<ChangesetMsg>(m);
+    EXPECT_EQ(cs.parts, out.size());
+    EXPECT_LE(EstimateMessageWords(m) * 8, size_t{1 << 20} + 400000);
+  }
+  std::vector<Message> back;
+  ASSERT_OK(sb->OnMessages(out, &back));
+  EXPECT_EQ(Contents(b), Contents(a));
+  // One value over what a frame can carry (16 MiB): named, not sent.
+  a.db.Exec("INSERT INTO items VALUES (100, zeroblob(17000000), 1)");
+  out.clear();
+  Status s = sa->Pump(&out);
+  EXPECT_THAT(s.message(), HasSubstr("cannot send a change of items (column name"));
+  EXPECT_TRUE(out.empty());
 }
 
 TEST(PeerSessionTest, BatchesMergeTogetherAndABadChangesetStopsOnlyTheRest) {
