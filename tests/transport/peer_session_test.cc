@@ -281,6 +281,19 @@ TEST(PeerSessionTest, BadChangesetsCloseTheConnectionAndApplyNothing) {
 // per commit, skips duplicates, answers with one ack for all; a bad changeset
 // in it is refused alone: what came before it is committed and acknowledged,
 // what came after it is not applied.
+// Opens a session at each end and exchanges hellos; *first gets what A
+// sends on B's hello (its first pump).
+void Connect(Node& a, Node& b, const SessionOptions& opts, std::unique_ptr<PeerSession>* sa,
+             std::unique_ptr<PeerSession>* sb, std::vector<Message>* first) {
+  ASSERT_OK(PeerSession::Open(a.db.get(), opts, sa));
+  ASSERT_OK(PeerSession::Open(b.db.get(), opts, sb));
+  std::vector<Message> ha, hb, ignored;
+  ASSERT_OK((*sa)->Start(&ha));
+  ASSERT_OK((*sb)->Start(&hb));
+  ASSERT_OK((*sb)->OnMessage(ha[0], &ignored));
+  ASSERT_OK((*sa)->OnMessage(hb[0], first));
+}
+
 TEST(PeerSessionTest, PumpStopsAtItsBoundAndResumesWhereItStopped) {
   Node a, b;
   for (int i = 0; i < 10; ++i) a.db.Exec("INSERT INTO items VALUES (" + std::to_string(i) + ", 'n', 1)");
@@ -288,14 +301,9 @@ TEST(PeerSessionTest, PumpStopsAtItsBoundAndResumesWhereItStopped) {
   opts.max_changes_per_pump = 3;  // each transaction holds 2 changes
   opts.window = 100;
   std::unique_ptr<PeerSession> sa, sb;
-  ASSERT_OK(PeerSession::Open(a.db.get(), opts, &sa));
-  ASSERT_OK(PeerSession::Open(b.db.get(), opts, &sb));
-  std::vector<Message> ha, hb, out;
-  ASSERT_OK(sa->Start(&ha));
-  ASSERT_OK(sb->Start(&hb));
-  ASSERT_OK(sb->OnMessage(ha[0], &out));
-  out.clear();
-  ASSERT_OK(sa->OnMessage(hb[0], &out));  // the hello pumps first
+  std::vector<Message> out;
+  Connect(a, b, opts, &sa, &sb, &out);
+  ASSERT_FALSE(HasFatalFailure());  // the hello pumps first
   std::vector<Message> sent = out;
   EXPECT_EQ(sent.size(), 2u);  // two transactions reach the bound
   EXPECT_TRUE(sa->more_to_send());
@@ -334,14 +342,9 @@ TEST(PeerSessionTest, LargeValuesAreSplitBySizeAndAnOversizedOneIsNamed) {
   opts.max_bytes_per_message = 1 << 20;
   opts.window = 100;
   std::unique_ptr<PeerSession> sa, sb;
-  ASSERT_OK(PeerSession::Open(a.db.get(), opts, &sa));
-  ASSERT_OK(PeerSession::Open(b.db.get(), opts, &sb));
-  std::vector<Message> ha, hb, out;
-  ASSERT_OK(sa->Start(&ha));
-  ASSERT_OK(sb->Start(&hb));
-  ASSERT_OK(sb->OnMessage(ha[0], &out));
-  out.clear();
-  ASSERT_OK(sa->OnMessage(hb[0], &out));
+  std::vector<Message> out;
+  Connect(a, b, opts, &sa, &sb, &out);
+  ASSERT_FALSE(HasFatalFailure());
   ASSERT_GE(out.size(), 7u);  // 24 values of 300 kB in parts of about 1 MiB
   for (const Message& m : out) {
     const auto& cs = std::get<ChangesetMsg>(m);
