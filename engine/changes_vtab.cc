@@ -512,9 +512,9 @@ int Savepoint(sqlite3_vtab* vtab, int level) {
     // A row held back (written behind) belongs before the savepoint: write
     // it now, so rolling back to the savepoint (which drops held rows)
     // cannot lose it. Every statement with a statement journal opens one,
-    // including a merge's own user-table write (sync bit set): that one
-    // keeps the held row, see RollbackTo.
-    const bool internal = v->engine->sync_bit();
+    // including a merge's own user-table write: that one keeps the held
+    // row, see RollbackTo.
+    const bool internal = v->engine->in_merge_write();
     if (!internal) {
       if (Status s = v->engine->catalog().FlushPending(); !s.ok()) {
         SetError(vtab, s.message());

@@ -54,6 +54,10 @@ class ConnEngine {
 
   bool sync_bit() const { return sync_bit_; }
   void set_sync_bit(bool on) { sync_bit_ = on; }
+  // Whether a merge is writing the user's table right now (SyncBitScope):
+  // statements then opened are the merge's own (or its user triggers').
+  bool in_merge_write() const { return merge_writes_ > 0; }
+  void enter_merge_write(bool on) { merge_writes_ += on ? 1 : -1; }
   int64_t rows_impacted() const { return rows_impacted_; }
   void AddRowsImpacted(int64_t n) { rows_impacted_ += n; }
   bool merge_equal_values() const { return merge_equal_values_; }
@@ -170,6 +174,7 @@ class ConnEngine {
   int64_t seq_ = 0;
   unsigned data_version_ = ~0u;
   bool sync_bit_ = false;
+  int merge_writes_ = 0;
   std::map<std::string, int64_t> open_alters_;
   bool merge_equal_values_ = false;
   int64_t rows_impacted_ = 0;
@@ -205,14 +210,21 @@ class ConnEngine {
   StmtPtr capture_join_;
 };
 
-// Sets the connection's sync bit for the lifetime of the scope, so the
-// recording triggers ignore the merge's own user-table writes (§11.7). The
+// A merge's user-table write: sets the connection's sync bit for the
+// lifetime of the scope, so the recording triggers ignore it (§11.7), and
+// marks the connection as in_merge_write(). The
 // previous value comes back at the end: a nested merge (from a user trigger)
 // must not clear the bit while the outer write's triggers still run.
 class SyncBitScope {
  public:
-  explicit SyncBitScope(ConnEngine* e) : e_(e), was_(e->sync_bit()) { e_->set_sync_bit(true); }
-  ~SyncBitScope() { e_->set_sync_bit(was_); }
+  explicit SyncBitScope(ConnEngine* e) : e_(e), was_(e->sync_bit()) {
+    e_->set_sync_bit(true);
+    e_->enter_merge_write(true);
+  }
+  ~SyncBitScope() {
+    e_->enter_merge_write(false);
+    e_->set_sync_bit(was_);
+  }
   SyncBitScope(const SyncBitScope&) = delete;
   SyncBitScope& operator=(const SyncBitScope&) = delete;
 

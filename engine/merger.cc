@@ -123,7 +123,7 @@ Status Merger::MergeRow(const MergeInput* ins, size_t n, int64_t* impacted,
   // Written behind only by a merge that is not inside another merge's
   // user-table write (a user trigger merging too): that write's failure
   // would undo this merge while its row was still held.
-  s->write_behind = write_behind_ && depth_ == 0 && !e_->sync_bit();
+  s->write_behind = write_behind_ && depth_ == 0 && !e_->in_merge_write();
   ++depth_;
   Status st = MergeRowWith(s, ins, n, impacted, marks, failed);
   --depth_;

@@ -113,6 +113,23 @@ TEST(WriteBehindTest, AHeldRowWrittenInsideAFailedMergeFailsTheTransaction) {
   EXPECT_EQ(Described(db), (Rows{{"'010901'", "'a'", "'held'", "1", "1"}}));
 }
 
+// Only a merge's own user-table write counts as "inside a merge": a
+// caller who sets the sync bit by hand (crsql_internal_sync_bit) still gets
+// savepoints that keep what came before them.
+TEST(WriteBehindTest, AHandSetSyncBitDoesNotLookLikeAMerge) {
+  TestDb db;
+  db.Exec(kSchema);
+  db.Exec("BEGIN");
+  db.Exec(Merge(1, "a", "'kept'", 1));
+  db.Exec("SELECT crsql_internal_sync_bit(1)");
+  db.Exec("SAVEPOINT sp");
+  db.Exec(Merge(2, "a", "'undone'", 1, 1));
+  db.Exec("ROLLBACK TO sp; RELEASE sp");
+  db.Exec("SELECT crsql_internal_sync_bit(0)");
+  db.Exec("COMMIT");
+  EXPECT_EQ(Described(db), (Rows{{"'010901'", "'a'", "'kept'", "1", "1"}}));
+}
+
 // A trigger whose merge needs the very statement the outer merge is
 // running (same table, same column) gets its own copy of it.
 TEST(WriteBehindTest, ATriggerMergingIntoTheSameColumnWorks) {
