@@ -407,26 +407,6 @@ Status Crr::LoadRange(std::string_view lo, std::string_view hi, int64_t limit,
   });
 }
 
-Status Crr::UserUpsert(int slot, sqlite3_stmt** out) {
-  if (user_upsert_[slot]) {
-    *out = user_upsert_[slot].get();
-    return Status::OK();
-  }
-  std::string cols, params, target;
-  for (size_t i = 0; i < schema_.pk_cols.size(); ++i) {
-    cols += QuoteIdent(schema_.pk_cols[i]) + ", ";
-    params += '?';
-    params += std::to_string(i + 1);
-    params += ", ";
-    target += std::string(i ? ", " : "") + QuoteIdent(schema_.pk_cols[i]);
-  }
-  std::string c = QuoteIdent(schema_.cols[slot]);
-  std::string sql = "INSERT INTO " + QuoteIdent(schema_.name) + " (" + cols + c + ") VALUES (" +
-                    params + "?" + std::to_string(schema_.pk_cols.size() + 1) +
-                    ") ON CONFLICT (" + target + ") DO UPDATE SET " + c + " = excluded." + c;
-  return Cached(&user_upsert_[slot], [&] { return sql; }, out);
-}
-
 // INSERT INTO t (pk..., columns of `slots`...) <source> ON CONFLICT (pk...)
 // DO UPDATE SET each column = excluded.column.
 std::string Crr::UpsertSql(const std::vector<int>& slots, const std::string& source) const {
@@ -446,14 +426,26 @@ std::string Crr::UpsertSql(const std::vector<int>& slots, const std::string& sou
          " ON CONFLICT (" + target + ") DO UPDATE SET " + sets;
 }
 
+namespace {
+
+// "VALUES (?1, ?2, ... ?n)"
+std::string ValuesOfParams(size_t n) {
+  std::string out = "VALUES (";
+  for (size_t i = 0; i < n; ++i) out += (i ? ", ?" : "?") + std::to_string(i + 1);
+  return out + ")";
+}
+
+}  // namespace
+
+Status Crr::UserUpsert(int slot, sqlite3_stmt** out) {
+  return Cached(&user_upsert_[slot], [&] {
+    return UpsertSql({slot}, ValuesOfParams(schema_.pk_cols.size() + 1));
+  }, out);
+}
+
 Status Crr::UserUpsertColumns(const std::vector<int>& slots, sqlite3_stmt** out) {
   return Cached(&user_upsert_multi_[slots], [&] {
-    std::string params;
-    for (size_t i = 0; i < schema_.pk_cols.size() + slots.size(); ++i) {
-      params += i ? ", ?" : "?";
-      params += std::to_string(i + 1);
-    }
-    return UpsertSql(slots, "VALUES (" + params + ")");
+    return UpsertSql(slots, ValuesOfParams(schema_.pk_cols.size() + slots.size()));
   }, out);
 }
 
