@@ -3,6 +3,7 @@
 #ifndef CRSYNC_TESTS_ENGINE_PROPERTY_UTIL_H_
 #define CRSYNC_TESTS_ENGINE_PROPERTY_UTIL_H_
 
+#include <algorithm>
 #include <random>
 #include <string>
 #include <vector>
@@ -15,6 +16,7 @@ struct RandomSchema {
   std::string table;               // unquoted name (may contain quotes and spaces)
   std::vector<std::string> pks;    // unquoted column names
   std::vector<std::string> cols;
+  std::vector<bool> pk_text;       // per key column: declared TEXT
   std::string create_sql;
 
   static RandomSchema Make(std::mt19937_64& rng) {
@@ -31,6 +33,7 @@ struct RandomSchema {
       const std::string& n = names[i];
       (i < npk ? s.pks : s.cols).push_back(n);
       std::string type = i < npk ? (rng() % 2 ? "TEXT" : "INTEGER") : kTypes[rng() % 7];
+      if (i < npk) s.pk_text.push_back(type == "TEXT");
       if (!defs.empty()) defs += ", ";
       defs += QuoteIdent(n) + " " + type;
       if (i < npk && rng() % 2) defs += " NOT NULL";
@@ -80,6 +83,34 @@ inline std::string KeyWhere(const RandomSchema& s, const std::string& key_values
   return "(" + s.PkList() + ") = (" + key_values + ")";
 }
 
+// Splits a RandomKey (or any list of simple literals) at its top-level commas.
+inline std::vector<std::string> SplitKey(const std::string& key) {
+  std::vector<std::string> parts;
+  std::string cur;
+  for (char ch : key + ",") {
+    if (ch == ',' && std::count(cur.begin(), cur.end(), '\'') % 2 == 0) {
+      parts.push_back(cur);
+      cur.clear();
+    } else {
+      cur += ch;
+    }
+  }
+  return parts;
+}
+
+// SQL for the packed pk a row written with `key` gets: a TEXT key column
+// stores the literal 2 as '2', so the literal is cast the way the column's
+// affinity converts it before packing.
+inline std::string PackedKeySql(const RandomSchema& s, const std::string& key) {
+  std::vector<std::string> parts = SplitKey(key);
+  std::string o;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    o += i ? ", " : "";
+    o += s.pk_text[i] ? "CAST(" + parts[i] + " AS TEXT)" : parts[i];
+  }
+  return "crsql_pack_columns(" + o + ")";
+}
+
 // One random local write on `db`. `no_resurrect` avoids writes that would
 // re-create a row this replica knows as deleted (7-column exchange cannot
 // order those, crr-semantics §11.3).
@@ -87,7 +118,7 @@ inline void RandomWrite(std::mt19937_64& rng, const RandomSchema& s, TestDb& db,
   std::string key = RandomKey(rng, s);
   auto tombstoned = [&](const std::string& k) {
     return db.One("SELECT count(*) FROM crsql_changes WHERE \"table\" = " + QuoteLiteral(s.table) +
-                  " AND pk = crsql_pack_columns(" + k + ")") != "0";
+                  " AND pk = " + PackedKeySql(s, k)) != "0";
   };
   std::string vals;
   for (size_t i = 0; i < s.cols.size(); ++i) vals += ", " + RandomValue(rng);
@@ -118,16 +149,7 @@ inline void RandomWrite(std::mt19937_64& rng, const RandomSchema& s, TestDb& db,
       if (no_resurrect && (tombstoned(to) || tombstoned(key))) return;
       std::string sets;
       size_t pos = 0;
-      std::vector<std::string> parts;
-      std::string cur;
-      for (char ch : to + ",") {
-        if (ch == ',' && std::count(cur.begin(), cur.end(), '\'') % 2 == 0) {
-          parts.push_back(cur);
-          cur.clear();
-        } else {
-          cur += ch;
-        }
-      }
+      std::vector<std::string> parts = SplitKey(to);
       for (const auto& p : s.pks) {
         sets += std::string(pos ? ", " : "") + QuoteIdent(p) + " = " + parts[pos];
         ++pos;
