@@ -3,6 +3,7 @@
 #include <tuple>
 
 #include "crsync/sqlite_handles.h"
+#include "engine/feed_range.h"
 #include "engine/packed.h"
 #include "engine/row_meta.h"
 
@@ -85,7 +86,8 @@ Status ChangeScan::PrepareSources() {
     }
     for (size_t k = 0; k < crr.schema().cols.size(); ++k)
       values += src->missing[k] ? ", NULL" : ", u." + QuoteIdent(crr.schema().cols[k]);
-    std::string joins = " JOIN main." + crr.RowsTable() + " r ON r.pk = f.pk LEFT JOIN main." +
+    // LEFT JOIN rows: a range entry's pk names no row (engine/feed_range.h).
+    std::string joins = " LEFT JOIN main." + crr.RowsTable() + " r ON r.pk = f.pk LEFT JOIN main." +
                         QuoteIdent(crr.name()) + " u ON " + userjoin;
     CRSYNC_RETURN_IF_ERROR(Prepare(db,
                                    "SELECT f.dbv, f.lo, f.pk, r.meta" + values + " FROM main." +
@@ -97,6 +99,11 @@ Status ChangeScan::PrepareSources() {
                                        " r LEFT JOIN main." + QuoteIdent(crr.name()) + " u ON " +
                                        userjoin + " WHERE r.pk = ?1",
                                    &src->meta, SQLITE_PREPARE_PERSISTENT));
+    CRSYNC_RETURN_IF_ERROR(Prepare(db,
+                                   "SELECT r.pk, r.meta" + values + " FROM main." + crr.RowsTable() +
+                                       " r LEFT JOIN main." + QuoteIdent(crr.name()) + " u ON " +
+                                       userjoin + " WHERE r.pk BETWEEN ?1 AND ?2 ORDER BY r.pk",
+                                   &src->range, SQLITE_PREPARE_PERSISTENT));
     sources_.push_back(std::move(src));
   }
   sources_generation_ = e_->catalog().generation();
@@ -120,12 +127,13 @@ bool ChangeScan::OriginPasses(int64_t site) const {
 }
 
 void ChangeScan::Stop() {
+  has_prev_ = false;
   feeds_ = {};
   pending_ = {};
   batch_.clear();
   batch_pos_ = 0;
   for (auto& src : sources_) {
-    for (StmtPtr* st : {&src->feed, &src->meta})
+    for (StmtPtr* st : {&src->feed, &src->meta, &src->range})
       if (*st) sqlite3_reset(st->get());
   }
 }
@@ -154,7 +162,7 @@ Status ChangeScan::Start(const ScanSpec& spec) {
       int rc = sqlite3_step(mst);
       Status s;
       if (rc == SQLITE_ROW) {
-        s = Expand(src.get(), mst, 0, 0, 0, *spec_.pk, true);
+        s = Expand(src.get(), mst, 0, 0, 0, 0, *spec_.pk, true);
         QueueBatch();
       } else if (rc != SQLITE_DONE) {
         s = SqliteError(e_->db(), rc);
@@ -192,10 +200,35 @@ Status ChangeScan::AdvanceFeed(Source* src, bool* has) {
   return Status::OK();
 }
 
-Status ChangeScan::Expand(Source* src, sqlite3_stmt* st, int meta_col, int64_t dbv, int64_t run,
-                          const std::string& pk, bool all_records) {
+Status ChangeScan::ExpandHead(Source* src) {
+  FeedRange range;
+  if (!DecodeFeedRange(src->head_pk, src->head_lo, &range)) {
+    return Expand(src, src->feed.get(), 3, src->head_dbv, src->head_lo, src->head_lo, src->head_pk,
+                  false);
+  }
+  sqlite3_stmt* st = src->range.get();
+  sqlite3_bind_blob(st, 1, range.first.data(), static_cast<int>(range.first.size()), SQLITE_STATIC);
+  sqlite3_bind_blob(st, 2, range.last.data(), static_cast<int>(range.last.size()), SQLITE_STATIC);
+  Status s;
+  int rc;
+  while (s.ok() && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    sqlite3_value* pk = sqlite3_column_value(st, 0);
+    s = Expand(src, st, 1, src->head_dbv, src->head_lo, range.hi,
+               std::string_view(static_cast<const char*>(sqlite3_value_blob(pk)),
+                                static_cast<size_t>(sqlite3_value_bytes(pk))),
+               false);
+  }
+  if (s.ok() && rc != SQLITE_DONE) s = SqliteError(e_->db(), rc);
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  return s;
+}
+
+Status ChangeScan::Expand(Source* src, sqlite3_stmt* st, int meta_col, int64_t dbv, int64_t run_lo,
+                          int64_t run_hi, std::string_view pk, bool all_records) {
   RowMeta& meta = meta_buf_;
   sqlite3_value* meta_val = sqlite3_column_value(st, meta_col);
+  if (sqlite3_value_type(meta_val) == SQLITE_NULL) return Status::OK();  // names no row
   std::string_view blob(static_cast<const char*>(sqlite3_value_blob(meta_val)),
                         static_cast<size_t>(sqlite3_value_bytes(meta_val)));
   CRSYNC_RETURN_IF_ERROR(DecodeRowMeta(blob, src->schema.cols.size(), &meta));
@@ -206,7 +239,7 @@ Status ChangeScan::Expand(Source* src, sqlite3_stmt* st, int meta_col, int64_t d
     if (!c.present) return false;
     if (all_records) {
       if (c.db_version < spec_.min_dbv || c.db_version > spec_.max_dbv) return false;
-    } else if (c.db_version != dbv || c.run != run) {
+    } else if (c.db_version != dbv || c.run < run_lo || c.run > run_hi) {
       return false;
     }
     return OriginPasses(c.site);
@@ -242,6 +275,25 @@ void ChangeScan::QueueBatch() {
 }
 
 Status ChangeScan::Next(bool* has) {
+  for (;;) {
+    CRSYNC_RETURN_IF_ERROR(NextRecord(has));
+    if (!*has) return Status::OK();
+    const ScanRecord& r = cur_;
+    if (has_prev_ && r.db_version == prev_dbv_ && r.seq == prev_seq_ && r.crr_index == prev_crr_ &&
+        r.slot == prev_slot_ && r.pk == prev_pk_) {
+      continue;  // the same record reached through a second feed entry
+    }
+    has_prev_ = true;
+    prev_dbv_ = r.db_version;
+    prev_seq_ = r.seq;
+    prev_crr_ = r.crr_index;
+    prev_slot_ = r.slot;
+    prev_pk_ = r.pk;
+    return Status::OK();
+  }
+}
+
+Status ChangeScan::NextRecord(bool* has) {
   RecordLater later;
   for (;;) {
     // Fast path: records of the last expanded row, served in order without
@@ -260,8 +312,7 @@ Status ChangeScan::Next(bool* has) {
       if (std::tie(src->head_dbv, src->head_lo) > std::tie(t.db_version, t.seq)) break;
     }
     feeds_.pop();
-    CRSYNC_RETURN_IF_ERROR(
-        Expand(src, src->feed.get(), 3, src->head_dbv, src->head_lo, src->head_pk, false));
+    CRSYNC_RETURN_IF_ERROR(ExpandHead(src));
     bool more;
     CRSYNC_RETURN_IF_ERROR(AdvanceFeed(src, &more));
     if (more) feeds_.push(src);

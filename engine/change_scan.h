@@ -69,8 +69,9 @@ class ChangeScan {
   struct Source {
     size_t index;
     TableSchema schema;
-    StmtPtr feed;  // feed JOIN rows LEFT JOIN user table, positioned on the head
-    StmtPtr meta;  // rows LEFT JOIN user table for one pk
+    StmtPtr feed;   // feed LEFT JOIN rows LEFT JOIN user table, positioned on the head
+    StmtPtr meta;   // rows LEFT JOIN user table for one pk
+    StmtPtr range;  // rows LEFT JOIN user table for a pk range (engine/feed_range.h)
     // Metadata the user table no longer matches (crr-semantics §8.2: a
     // table dropped without crsql_as_table, a column removed outside an
     // alter) is skipped, not an error for every reader.
@@ -88,10 +89,16 @@ class ChangeScan {
 
   Status PrepareSources();
   Status AdvanceFeed(Source* src, bool* has);
+  // Expands the feed entry `src` is positioned on: a point entry's row, or
+  // every row of a range entry.
+  Status ExpandHead(Source* src);
   // Queues the wanted records of the row `st` is positioned on: its meta
-  // blob in column `meta_col`, then "user row exists", then the values.
-  Status Expand(Source* src, sqlite3_stmt* st, int meta_col, int64_t dbv, int64_t run,
-                const std::string& pk, bool all_records);
+  // blob in column `meta_col` (NULL: no row, nothing queued), then "user
+  // row exists", then the values. Wanted: every record in the spec's
+  // version bounds (`all_records`), else those of version `dbv` whose run
+  // lies in [run_lo, run_hi].
+  Status Expand(Source* src, sqlite3_stmt* st, int meta_col, int64_t dbv, int64_t run_lo,
+                int64_t run_hi, std::string_view pk, bool all_records);
   bool OriginPasses(int64_t site) const;
 
   ConnEngine* e_;
@@ -107,6 +114,16 @@ class ChangeScan {
   size_t batch_pos_ = 0;
   void QueueBatch();
   ScanRecord cur_;
+  // A record can be reached twice (a range entry and a point entry of a
+  // row whose run changed); both copies sort together, the second is
+  // dropped. Valid when has_prev_.
+  bool has_prev_ = false;
+  int64_t prev_dbv_ = 0, prev_seq_ = 0;
+  size_t prev_crr_ = 0;
+  int prev_slot_ = 0;
+  std::string prev_pk_;
+  // Next() without that check.
+  Status NextRecord(bool* has);
   RowMeta meta_buf_;
 };
 

@@ -22,11 +22,14 @@ constexpr char kBootstrapSql[] =
     "  id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
     "  pk_cols BLOB NOT NULL, cols BLOB NOT NULL);"
     "INSERT OR IGNORE INTO main.crsql_master(key, value) VALUES ('crsqlite_version', 160300);"
-    "INSERT OR IGNORE INTO main.crsql_master(key, value) VALUES ('crsync_meta_format', 2);";
+    "INSERT OR IGNORE INTO main.crsql_master(key, value) VALUES ('crsync_meta_format', 3);";
 
-// The encoding of the rows tables' `meta` blobs (engine/row_meta.cc) that
-// this build reads and writes.
-constexpr int64_t kMetaFormat = 2;
+// The encoding of the rows tables' `meta` blobs (engine/row_meta.cc) and of
+// the feed (engine/feed_range.h) that this build reads and writes. Format 2
+// is format 3 without feed range entries: this build reads it and records
+// 3 (when it may write), since builds reading only 2 would miss ranges.
+constexpr int64_t kMetaFormat = 3;
+constexpr int64_t kMetaFormatWithoutRanges = 2;
 
 std::mutex& RegistryMutex() {
   static std::mutex m;
@@ -111,6 +114,11 @@ Status ConnEngine::CheckMetaFormat(bool readonly) {
   const bool has_crrs = sqlite3_column_int(st.get(), 1) != 0;
   st.reset();
   if (format == kMetaFormat) return Status::OK();
+  if (format == kMetaFormatWithoutRanges) {
+    if (readonly) return Status::OK();  // nothing written, nothing to say
+    return Exec(db_, "UPDATE main.crsql_master SET value = " + std::to_string(kMetaFormat) +
+                         " WHERE key = 'crsync_meta_format'");
+  }
   if (!recorded && !has_crrs) {
     if (readonly) return Status::OK();
     return Exec(db_, "INSERT INTO main.crsql_master(key, value) VALUES ('crsync_meta_format', " +

@@ -1,8 +1,12 @@
 #include "engine/meta_batch.h"
 
+#include <atomic>
+
 #include <algorithm>
 #include <functional>
 #include <tuple>
+
+#include "engine/feed_range.h"
 
 namespace crsync {
 namespace {
@@ -23,7 +27,32 @@ void SortRows(RowBuf* buf, Less less) {
   rows = std::move(sorted);
 }
 
+std::atomic<bool> feed_ranges{true};
+
 }  // namespace
+
+void MetaBatch::EnableFeedRangesForTesting(bool on) { feed_ranges = on; }
+
+void MetaBatch::MakeFeedRanges() {
+  auto& in = feed_add_.rows;
+  if (!feed_ranges || in.size() < kMinRange) return;
+  ranged_.rows.clear();
+  for (size_t i = 0; i < in.size();) {
+    // The stretch [i, j): one version, keys ascending along the runs.
+    size_t j = i + 1;
+    while (j < in.size() && in[j].dbv == in[i].dbv && in[j - 1].pk < in[j].pk) ++j;
+    if (j - i >= kMinRange) {
+      RowBuf::Row& r = ranged_.rows.emplace_back();
+      r.dbv = in[i].dbv;
+      r.lo = in[i].lo;
+      EncodeFeedRange(in[i].lo, in[j - 1].lo, in[i].pk, in[j - 1].pk, &r.pk);
+    } else {
+      for (size_t k = i; k < j; ++k) ranged_.rows.push_back(std::move(in[k]));
+    }
+    i = j;
+  }
+  std::swap(feed_add_.rows, ranged_.rows);
+}
 
 size_t MetaBatch::Hash(int64_t crr_id, std::string_view pk) {
   return std::hash<std::string_view>()(pk) ^ (static_cast<size_t>(crr_id) * 0x9E3779B97F4A7C15ull);
@@ -217,6 +246,12 @@ Status MetaBatch::StoreNew(Crr* crr, const std::vector<std::string_view>& keys,
     NormalizeRuns(&fresh_);
     AddToBuffers(keys[i], empty_, fresh_, false);
   }
+  // Ascending keys above every stored one: nothing lies between them.
+  auto feed_order = [](const RowBuf::Row& a, const RowBuf::Row& b) {
+    return std::tie(a.dbv, a.lo, a.pk) < std::tie(b.dbv, b.lo, b.pk);
+  };
+  SortRows(&feed_add_, feed_order);
+  MakeFeedRanges();
   return crr->StoreBulk(inserts_, updates_, feed_del_, feed_add_);
 }
 
@@ -259,6 +294,15 @@ Status MetaBatch::Flush() {
     };
     SortRows(&feed_del_, feed_order);
     SortRows(&feed_add_, feed_order);
+    if (updates_.rows.empty() && feed_add_.rows.size() >= kMinRange) {
+      // Only new rows, all above the stored ones (a merge appending rows):
+      // nothing else lies between them.
+      std::string max;
+      bool any = false;
+      s = crr->MaxStoredPk(&max, &any);
+      if (!s.ok()) break;
+      if (!any || inserts_.rows.front().pk > max) MakeFeedRanges();
+    }
     s = crr->StoreBulk(inserts_, updates_, feed_del_, feed_add_);
     if (!s.ok()) break;
   }

@@ -37,6 +37,11 @@ class MetaBatch {
   // the fewest rows for which the bulk statements beat row by row.
   static constexpr size_t kWindow = 1024;
   static constexpr size_t kMinBulk = 8;
+  // The fewest rows written together in key order that get one feed range
+  // entry instead of one entry each (engine/feed_range.h).
+  static constexpr size_t kMinRange = 16;
+  // Tests compare storage with and without range entries.
+  static void EnableFeedRangesForTesting(bool on);
 
   // The metadata of row `pk` of `crr` if the batch knows it: held (Put)
   // or prefetched (possibly empty: the row has none); else null. The
@@ -112,6 +117,11 @@ class MetaBatch {
   void ClearBuffers();
   void AddToBuffers(std::string_view pk, const RowMeta& before, const RowMeta& after, bool stored);
   Status Prefetch(Crr* crr, const std::vector<std::string_view>& pks);
+  // Replaces, in feed_add_ (sorted by dbv, lo, pk), each stretch of at
+  // least kMinRange entries of one version whose keys ascend with their
+  // runs by one range entry. Only for rows known to lie next to each other
+  // in storage (nothing else stored between them).
+  void MakeFeedRanges();
 
   Catalog* catalog_;
   std::vector<std::pair<Crr*, std::vector<std::string_view>>> wanted_;  // few CRRs: a vector
@@ -122,7 +132,7 @@ class MetaBatch {
   std::vector<uint32_t> user_held_;  // entries with a user write, in first-put order
   uint32_t user_label_ = 0;
   size_t size_ = 0;
-  RowBuf inserts_, updates_, feed_del_, feed_add_, keys_;
+  RowBuf inserts_, updates_, feed_del_, feed_add_, keys_, ranged_;
   std::vector<FeedRun> runs_old_, runs_new_;
   std::vector<int64_t> crr_ids_;
   RowMeta fresh_, empty_;

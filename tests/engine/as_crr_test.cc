@@ -54,7 +54,7 @@ TEST(BootstrapTest, RefusesCrrsWrittenInAnotherMetadataFormat) {
   TempPath path;
   {
     TestDb db(path.str());
-    EXPECT_EQ(db.One("SELECT value FROM crsql_master WHERE key = 'crsync_meta_format'"), "2");
+    EXPECT_EQ(db.One("SELECT value FROM crsql_master WHERE key = 'crsync_meta_format'"), "3");
     db.Exec("CREATE TABLE t(a PRIMARY KEY, b); SELECT crsql_as_crr('t'); INSERT INTO t VALUES (1, 2);"
             "DELETE FROM crsql_master WHERE key = 'crsync_meta_format'");
   }
@@ -63,7 +63,7 @@ TEST(BootstrapTest, RefusesCrrsWrittenInAnotherMetadataFormat) {
   char* err = nullptr;
   EXPECT_NE(crsync_engine_init(raw.get(), &err), SQLITE_OK);
   ASSERT_NE(err, nullptr);
-  EXPECT_THAT(err, HasSubstr("metadata is in format 1 but this build of crsync reads format 2"));
+  EXPECT_THAT(err, HasSubstr("metadata is in format 1 but this build of crsync reads format 3"));
   sqlite3_free(err);
   // Nothing was written: the database still has no format recorded.
   EXPECT_OK(Exec(raw.get(), "SELECT 1"));
@@ -81,7 +81,33 @@ TEST(BootstrapTest, RecordsTheFormatOfADatabaseWithoutCrrs) {
     db.Exec("DELETE FROM crsql_master WHERE key = 'crsync_meta_format'");
   }
   TestDb db(path.str());
-  EXPECT_EQ(db.One("SELECT value FROM crsql_master WHERE key = 'crsync_meta_format'"), "2");
+  EXPECT_EQ(db.One("SELECT value FROM crsql_master WHERE key = 'crsync_meta_format'"), "3");
+}
+
+// Format 2 (no feed range entries) is read as it is, and recorded as 3 once
+// opened for writing, so that builds reading only 2 refuse it from then on.
+TEST(BootstrapTest, UpgradesFormatTwoInPlace) {
+  TempPath path;
+  {
+    TestDb db(path.str());
+    db.Exec("CREATE TABLE t(a INTEGER PRIMARY KEY NOT NULL, b); SELECT crsql_as_crr('t');"
+            "INSERT INTO t VALUES (1, 2), (3, 4);"
+            "UPDATE crsql_master SET value = 2 WHERE key = 'crsync_meta_format'");
+  }
+  DbPtr ro;
+  ASSERT_OK(OpenDb(path.str(), SQLITE_OPEN_READONLY, nullptr, &ro));
+  char* err = nullptr;
+  EXPECT_EQ(crsync_engine_init(ro.get(), &err), SQLITE_OK) << (err ? err : "");
+  sqlite3_free(err);
+  StmtPtr st;
+  ASSERT_OK(Prepare(ro.get(), "SELECT count(*) FROM crsql_changes", &st));
+  ASSERT_EQ(sqlite3_step(st.get()), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(st.get(), 0), 2);
+  st.reset();
+  ro.reset();
+  TestDb db(path.str());
+  EXPECT_EQ(db.One("SELECT value FROM crsql_master WHERE key = 'crsync_meta_format'"), "3");
+  EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes"), "2");
 }
 
 TEST(BootstrapTest, PlainCloseSucceedsWithoutFinalize) {

@@ -1,0 +1,46 @@
+// engine/feed_range.h — range entries of a CRR's change feed.
+//
+// A feed entry (dbv, lo, pk) normally names one row: the records of row
+// `pk` with db_version `dbv` and run `lo` (docs/storage.md). A window of
+// rows written together in key order (a bulk load, a merge appending rows,
+// an update of a key range) would need one entry per row; instead it gets
+// one *range entry*, whose pk column holds a marker that no packed pk can
+// start with (a packed pk's first byte is its column count, at least 1):
+//
+//   byte 0x00 | varint (hi - lo) | varint size(first) | first | last
+//
+// It means: the records with db_version `dbv` and a run in [lo, hi] may be
+// found in the rows whose pk lies in [first, last]. A reader scans those
+// rows and keeps the records that match, so a row later rewritten (its
+// records moved to a newer version) is simply skipped, and a row whose run
+// changed gets a point entry as usual (a reader drops the duplicate
+// record). Rows between `first` and `last` that the window did not write
+// cost a reader a skipped row, so writers make ranges only over windows
+// known to be dense.
+#ifndef CRSYNC_ENGINE_FEED_RANGE_H_
+#define CRSYNC_ENGINE_FEED_RANGE_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace crsync {
+
+struct FeedRange {
+  int64_t hi = 0;  // last run covered (lo is the entry's own column)
+  std::string_view first, last;  // pk bounds, inclusive; views into the blob
+};
+
+// Writes the marker of a range entry covering runs [lo, hi] of the rows in
+// [first, last]. REQUIRES: lo <= hi, first <= last.
+void EncodeFeedRange(int64_t lo, int64_t hi, std::string_view first, std::string_view last,
+                     std::string* out);
+
+// True if the feed entry's pk column `blob` is a range marker, then filling
+// *out (views into `blob`); false for a point entry, or for a marker that
+// does not parse (which a reader then treats as a pk naming no row).
+bool DecodeFeedRange(std::string_view blob, int64_t lo, FeedRange* out);
+
+}  // namespace crsync
+
+#endif  // CRSYNC_ENGINE_FEED_RANGE_H_
