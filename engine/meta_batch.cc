@@ -33,7 +33,8 @@ std::atomic<bool> feed_ranges{true};
 
 void MetaBatch::EnableFeedRangesForTesting(bool on) { feed_ranges = on; }
 
-void MetaBatch::MakeFeedRanges() {
+void MetaBatch::MakeFeedRanges(
+    const std::function<bool(std::string_view, std::string_view)>& dense) {
   auto& in = feed_add_.rows;
   if (!feed_ranges || in.size() < kMinRange) return;
   ranged_.rows.clear();
@@ -41,7 +42,7 @@ void MetaBatch::MakeFeedRanges() {
     // The stretch [i, j): one version, keys ascending along the runs.
     size_t j = i + 1;
     while (j < in.size() && in[j].dbv == in[i].dbv && in[j - 1].pk < in[j].pk) ++j;
-    if (j - i >= kMinRange) {
+    if (j - i >= kMinRange && dense(in[i].pk, in[j - 1].pk)) {
       RowBuf::Row& r = ranged_.rows.emplace_back();
       r.dbv = in[i].dbv;
       r.lo = in[i].lo;
@@ -52,6 +53,13 @@ void MetaBatch::MakeFeedRanges() {
     i = j;
   }
   std::swap(feed_add_.rows, ranged_.rows);
+}
+
+bool MetaBatch::Dense(int64_t crr_id, std::string_view first, std::string_view last) const {
+  for (const DenseSpan& d : dense_) {
+    if (d.crr_id == crr_id && d.first <= first && (d.last.empty() || last <= d.last)) return true;
+  }
+  return false;
 }
 
 size_t MetaBatch::Hash(int64_t crr_id, std::string_view pk) {
@@ -140,10 +148,15 @@ Status MetaBatch::Prefetch(Crr* crr, const std::vector<std::string_view>& pks) {
   std::string max;
   bool any;
   Status s = crr->MaxStoredPk(&max, &any);
+  if (s.ok() && !(any && keys_.rows.front().pk <= max)) {
+    dense_.push_back(DenseSpan{id, keys_.rows.front().pk, {}});
+  }
   if (s.ok() && any && keys_.rows.front().pk <= max) {
+    int64_t found = 0;
     auto load = [&](std::string_view pk, std::string_view meta) -> Status {
       uint32_t at = Lookup(id, pk);
       if (at == kNone) return Status::OK();  // a stored row between wanted keys
+      ++found;
       Entry& e = entries_[at];
       e.stored = true;
       return DecodeRowMeta(meta, crr->slots(), &e.before);
@@ -156,6 +169,9 @@ Status MetaBatch::Prefetch(Crr* crr, const std::vector<std::string_view>& pks) {
     int64_t scanned = 0;
     std::string last;
     s = crr->LoadRange(keys_.rows.front().pk, keys_.rows.back().pk, limit, load, &scanned, &last);
+    if (s.ok() && scanned < limit && scanned == found) {
+      dense_.push_back(DenseSpan{id, keys_.rows.front().pk, keys_.rows.back().pk});
+    }
     if (s.ok() && scanned == limit) {
       auto first_after = std::upper_bound(
           keys_.rows.begin(), keys_.rows.end(), last,
@@ -251,12 +267,13 @@ Status MetaBatch::StoreNew(Crr* crr, const std::vector<std::string_view>& keys,
     return std::tie(a.dbv, a.lo, a.pk) < std::tie(b.dbv, b.lo, b.pk);
   };
   SortRows(&feed_add_, feed_order);
-  MakeFeedRanges();
+  MakeFeedRanges([](std::string_view, std::string_view) { return true; });
   return crr->StoreBulk(inserts_, updates_, feed_del_, feed_add_);
 }
 
 void MetaBatch::Clear() {
   wanted_.clear();
+  dense_.clear();
   if (used_ > 0) std::fill(index_.begin(), index_.end(), kNone);
   used_ = 0;
   held_.clear();
@@ -294,15 +311,9 @@ Status MetaBatch::Flush() {
     };
     SortRows(&feed_del_, feed_order);
     SortRows(&feed_add_, feed_order);
-    if (updates_.rows.empty() && feed_add_.rows.size() >= kMinRange) {
-      // Only new rows, all above the stored ones (a merge appending rows):
-      // nothing else lies between them.
-      std::string max;
-      bool any = false;
-      s = crr->MaxStoredPk(&max, &any);
-      if (!s.ok()) break;
-      if (!any || inserts_.rows.front().pk > max) MakeFeedRanges();
-    }
+    MakeFeedRanges([&](std::string_view first, std::string_view last) {
+      return Dense(id, first, last);
+    });
     s = crr->StoreBulk(inserts_, updates_, feed_del_, feed_add_);
     if (!s.ok()) break;
   }

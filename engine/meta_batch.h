@@ -119,9 +119,18 @@ class MetaBatch {
   Status Prefetch(Crr* crr, const std::vector<std::string_view>& pks);
   // Replaces, in feed_add_ (sorted by dbv, lo, pk), each stretch of at
   // least kMinRange entries of one version whose keys ascend with their
-  // runs by one range entry. Only for rows known to lie next to each other
-  // in storage (nothing else stored between them).
-  void MakeFeedRanges();
+  // runs by one range entry, if `dense(first, last)`: nothing but this
+  // window's rows is stored between those keys (else readers would scan
+  // rows the range does not name).
+  void MakeFeedRanges(const std::function<bool(std::string_view, std::string_view)>& dense);
+  // Key spans of a CRR where Prefetch saw every stored row wanted: rows
+  // this window writes lie next to each other there. `last` empty = no
+  // upper bound (keys above every stored one).
+  struct DenseSpan {
+    int64_t crr_id;
+    std::string first, last;
+  };
+  bool Dense(int64_t crr_id, std::string_view first, std::string_view last) const;
 
   Catalog* catalog_;
   std::vector<std::pair<Crr*, std::vector<std::string_view>>> wanted_;  // few CRRs: a vector
@@ -134,6 +143,7 @@ class MetaBatch {
   size_t size_ = 0;
   RowBuf inserts_, updates_, feed_del_, feed_add_, keys_, ranged_;
   std::vector<FeedRun> runs_old_, runs_new_;
+  std::vector<DenseSpan> dense_;
   std::vector<int64_t> crr_ids_;
   RowMeta fresh_, empty_;
 };

@@ -174,7 +174,7 @@ TEST(FeedRangeTest, AppliedAppendsReadTheSame) {
            "SELECT crsql_as_crr('t');");
   src.Exec("BEGIN;" + Ascending(1, 3000, "a") + "; COMMIT;");
   src.Exec("UPDATE t SET c = c + 1 WHERE id % 3 = 0");
-  src.Exec("DELETE FROM t WHERE id % 11 = 0");
+  src.Exec("DELETE FROM t WHERE id % 11 = 0 AND id > 2500");  // tombstones: rows too
   TwoFeeds dbs;
   dbs.Both([&](TestDb& db) {
     db.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, b TEXT, c INTEGER);"
@@ -186,12 +186,20 @@ TEST(FeedRangeTest, AppliedAppendsReadTheSame) {
     ASSERT_OK(applier->Apply(ToChanges(rows)));
     ASSERT_OK(applier->Apply(ToChanges(ReadChanges(src.get(), "WHERE db_version > 1"))));
     db.Exec("UPDATE t SET b = 'local' WHERE id BETWEEN 100 AND 120");
+    db.Exec("UPDATE t SET c = c + 1");  // dense up to the tombstones
+    db.Exec("UPDATE t SET c = c + 1 WHERE id % 2 = 0");  // every other row
   });
   EXPECT_GT(RangeEntries(dbs.ranged, "t"), 0);
+  // Ranges only where nothing else lies between the rows written.
+  const std::string top = dbs.ranged.One("SELECT crsql_db_version()");
+  const std::string ranged_at =
+      "SELECT count(*) FROM t__crsync_feed WHERE substr(pk, 1, 1) = x'00' AND dbv = ";
+  EXPECT_GT(std::stoi(dbs.ranged.One(ranged_at + std::to_string(std::stoi(top) - 1))), 0);
+  EXPECT_EQ(dbs.ranged.One(ranged_at + top), "0");
   EXPECT_EQ(RangeEntries(dbs.plain, "t"), 0);
   ASSERT_NO_FATAL_FAILURE(dbs.ExpectSameReads("applied"));
   EXPECT_EQ(dbs.ranged.Query("SELECT * FROM t ORDER BY id"), dbs.plain.Query("SELECT * FROM t ORDER BY id"));
-  EXPECT_EQ(dbs.ranged.One("SELECT count(*) FROM t WHERE b = 'local'"), "20");  // 110 was deleted
+  EXPECT_EQ(dbs.ranged.One("SELECT count(*) FROM t WHERE b = 'local'"), "21");
 }
 
 }  // namespace
