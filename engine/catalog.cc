@@ -300,7 +300,7 @@ Status Crr::WriteFeed(std::string_view pk, const RowMeta& before, const RowMeta&
 }
 
 Status Crr::StoreBulk(const RowBuf& inserts, const RowBuf& updates, const RowBuf& feed_del,
-                      const RowBuf& feed_add) {
+                      const RowBuf& feed_add, bool updates_dense) {
   // Each statement reads its rows from crsync_rowbuf (engine/row_buf.h):
   // the per-row cost is one loop of one statement, not a statement run.
   // The inserts and the feed's statements cannot abort part-way (OR IGNORE;
@@ -321,15 +321,39 @@ Status Crr::StoreBulk(const RowBuf& inserts, const RowBuf& updates, const RowBuf
   CRSYNC_RETURN_IF_ERROR(run(&bulk_insert_, inserts, [&] {
     return "INSERT OR IGNORE INTO " + RowsTable() + "(pk, meta) SELECT pk, meta FROM crsync_rowbuf(?1)";
   }));
-  CRSYNC_RETURN_IF_ERROR(run(&bulk_update_, updates, [&] {
-    // An upsert, though it may abort (so SQLite gives it a statement
-    // journal): one b-tree seek per row where UPDATE ... FROM materializes
-    // the join first and seeks again. A window's rows sit on few pages, so
-    // the journal copies little; update of 100k rows: 285 -> 256 ms.
-    return "INSERT INTO " + RowsTable() +
-           "(pk, meta) SELECT pk, meta FROM crsync_rowbuf(?1) WHERE 1 "
-           "ON CONFLICT (pk) DO UPDATE SET meta = excluded.meta";
-  }));
+  if (updates_dense && !updates.rows.empty()) {
+    // One walk along the key range: no seek per row, and (an UPDATE with
+    // no trigger) no statement journal. update 100k rows: 178 -> 145 ms.
+    sqlite3_stmt* st = nullptr;
+    CRSYNC_RETURN_IF_ERROR(Cached(&bulk_walk_, [&] {
+      return "UPDATE " + RowsTable() +
+             " SET meta = coalesce(crsync_rowbuf_meta(?1, pk), meta) WHERE pk BETWEEN ?2 AND ?3";
+    }, &st));
+    RowBufWalk walk;
+    walk.buf = &updates;
+    const std::string& first = updates.rows.front().pk;
+    const std::string& last = updates.rows.back().pk;
+    sqlite3_bind_pointer(st, 1, &walk, kRowBufWalkPointerType, nullptr);
+    sqlite3_bind_blob(st, 2, first.data(), static_cast<int>(first.size()), SQLITE_STATIC);
+    sqlite3_bind_blob(st, 3, last.data(), static_cast<int>(last.size()), SQLITE_STATIC);
+    Status s = StepToEnd(db_, st);
+    sqlite3_clear_bindings(st);
+    CRSYNC_RETURN_IF_ERROR(s);
+    // Every row must have been met; one that was not (not stored after
+    // all) is written by the upsert below, which the others pass unchanged.
+    updates_dense = walk.matched == updates.rows.size();
+  }
+  if (!updates_dense) {
+    CRSYNC_RETURN_IF_ERROR(run(&bulk_update_, updates, [&] {
+      // An upsert, though it may abort (so SQLite gives it a statement
+      // journal): one b-tree seek per row where UPDATE ... FROM materializes
+      // the join first and seeks again. A window's rows sit on few pages, so
+      // the journal copies little; update of 100k rows: 285 -> 256 ms.
+      return "INSERT INTO " + RowsTable() +
+             "(pk, meta) SELECT pk, meta FROM crsync_rowbuf(?1) WHERE 1 "
+             "ON CONFLICT (pk) DO UPDATE SET meta = excluded.meta";
+    }));
+  }
   CRSYNC_RETURN_IF_ERROR(run(&bulk_feed_del_, feed_del, [&] {
     return "DELETE FROM " + FeedTable() +
            " WHERE (dbv, lo, pk) IN (SELECT dbv, lo, pk FROM crsync_rowbuf(?1))";

@@ -79,9 +79,12 @@ class Crr {
   // Many rows at once (engine/meta_batch.h): inserts `inserts` and
   // rewrites `updates` (pk, encoded meta; rows without / with stored
   // metadata), deletes the feed entries `feed_del` and adds `feed_add` (pk,
-  // dbv, lo), with one statement each. Drops the cached row.
+  // dbv, lo), with one statement each. Drops the cached row. With
+  // `updates_dense` (REQUIRES: `updates` sorted by pk, and few stored rows
+  // between its keys that it does not name), the updates walk the key
+  // range once instead of seeking each row.
   Status StoreBulk(const RowBuf& inserts, const RowBuf& updates, const RowBuf& feed_del,
-                   const RowBuf& feed_add);
+                   const RowBuf& feed_add, bool updates_dense = false);
   // The largest pk with metadata (*any = false when there is none).
   Status MaxStoredPk(std::string* out, bool* any);
   // Calls on_row(pk, encoded meta) for each row of `keys` (by pk) that has
@@ -169,7 +172,7 @@ class Crr {
   RowMeta cache_meta_;
   StmtPtr get_meta_, put_meta_, new_meta_, feed_add_, feed_del_, user_insert_pk_, user_delete_;
   StmtPtr bulk_insert_, bulk_update_, bulk_feed_del_, bulk_feed_add_, bulk_load_, max_pk_;
-  StmtPtr range_load_, ahead_load_;
+  StmtPtr range_load_, ahead_load_, bulk_walk_;
   MetaReadAhead ahead_;
   // The row written behind (StoreMeta with defer).
   bool pending_ = false;

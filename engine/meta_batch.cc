@@ -31,7 +31,7 @@ std::atomic<bool> feed_ranges{true};
 
 }  // namespace
 
-void MetaBatch::EnableFeedRangesForTesting(bool on) { feed_ranges = on; }
+void MetaBatch::EnableRangeWritesForTesting(bool on) { feed_ranges = on; }
 
 void MetaBatch::MakeFeedRanges(
     const std::function<bool(std::string_view, std::string_view)>& dense) {
@@ -314,7 +314,10 @@ Status MetaBatch::Flush() {
     MakeFeedRanges([&](std::string_view first, std::string_view last) {
       return Dense(id, first, last);
     });
-    s = crr->StoreBulk(inserts_, updates_, feed_del_, feed_add_);
+    const bool dense =
+        feed_ranges && updates_.rows.size() >= kMinRange &&
+        Dense(id, updates_.rows.front().pk, updates_.rows.back().pk);
+    s = crr->StoreBulk(inserts_, updates_, feed_del_, feed_add_, dense);
     if (!s.ok()) break;
   }
   Clear();

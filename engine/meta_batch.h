@@ -40,8 +40,9 @@ class MetaBatch {
   // The fewest rows written together in key order that get one feed range
   // entry instead of one entry each (engine/feed_range.h).
   static constexpr size_t kMinRange = 16;
-  // Tests compare storage with and without range entries.
-  static void EnableFeedRangesForTesting(bool on);
+  // Tests compare storage with and without what dense windows get: feed
+  // range entries and the one-walk metadata update (Crr::StoreBulk).
+  static void EnableRangeWritesForTesting(bool on);
 
   // The metadata of row `pk` of `crr` if the batch knows it: held (Put)
   // or prefetched (possibly empty: the row has none); else null. The

@@ -65,8 +65,28 @@ struct ValueRows {
   std::vector<Value> cells_;
 };
 
+// A RowBuf sorted by pk, walked by one statement that meets keys in
+// ascending order:
+//
+//   UPDATE rows SET meta = coalesce(crsync_rowbuf_meta(?1, pk), meta)
+//   WHERE pk BETWEEN ?2 AND ?3
+//
+// with ?1 bound by sqlite3_bind_pointer(stmt, 1, &walk, kRowBufWalkPointerType,
+// nullptr): the function returns the meta of the row with that pk, or NULL
+// when the buffer has none (counting in `matched` the keys it had). Each
+// call moves `pos` forward, so a walk costs
+// one comparison per key instead of a b-tree seek per row. Same lifetime
+// rules as RowBuf.
+inline constexpr char kRowBufWalkPointerType[] = "crsync_rowbuf_walk";
+
+struct RowBufWalk {
+  const RowBuf* buf = nullptr;
+  size_t pos = 0;
+  size_t matched = 0;  // keys found in the buffer so far
+};
+
 // Registers the eponymous table-valued functions crsync_rowbuf and
-// crsync_valbuf on `db`.
+// crsync_valbuf, and the function crsync_rowbuf_meta, on `db`.
 int RegisterRowBuf(sqlite3* db);
 
 }  // namespace crsync

@@ -1,6 +1,7 @@
 // crsync_rowbuf(pointer) and crsync_valbuf(pointer): the rows of a RowBuf
 // and of a ValueRows (engine/row_buf.h).
 #include <string>
+#include <string_view>
 
 #include "engine/row_buf.h"
 #include "engine/vtab_util.h"
@@ -115,11 +116,31 @@ const sqlite3_module kValBufModule = EponymousModule<sqlite3_vtab, ValBufCursor>
     NextPos<ValBufCursor>, EofBuf<ValueRows>, ColumnValBuf,
     RowidIsPos<ValBufCursor>);
 
+// crsync_rowbuf_meta(walk, pk): no allocation, nothing that can throw.
+void RowBufMeta(sqlite3_context* ctx, int, sqlite3_value** argv) {
+  auto* walk = static_cast<RowBufWalk*>(sqlite3_value_pointer(argv[0], kRowBufWalkPointerType));
+  if (!walk || !walk->buf || sqlite3_value_type(argv[1]) != SQLITE_BLOB) return;  // NULL
+  std::string_view pk(static_cast<const char*>(sqlite3_value_blob(argv[1])),
+                      static_cast<size_t>(sqlite3_value_bytes(argv[1])));
+  const auto& rows = walk->buf->rows;
+  while (walk->pos < rows.size() && std::string_view(rows[walk->pos].pk) < pk) ++walk->pos;
+  if (walk->pos < rows.size() && rows[walk->pos].pk == pk) {
+    ++walk->matched;
+    const std::string& meta = rows[walk->pos].meta;
+    sqlite3_result_blob(ctx, meta.data(), static_cast<int>(meta.size()), SQLITE_STATIC);
+  }
+}
+
 }  // namespace
 
 int RegisterRowBuf(sqlite3* db) {
   int rc = sqlite3_create_module_v2(db, "crsync_rowbuf", &kModule, nullptr, nullptr);
   if (rc == SQLITE_OK) rc = sqlite3_create_module_v2(db, "crsync_valbuf", &kValBufModule, nullptr, nullptr);
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_create_function_v2(db, "crsync_rowbuf_meta", 2,
+                                    SQLITE_UTF8 | SQLITE_DIRECTONLY | SQLITE_INNOCUOUS, nullptr,
+                                    RowBufMeta, nullptr, nullptr, nullptr);
+  }
   return rc;
 }
 

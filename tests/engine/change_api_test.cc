@@ -458,7 +458,8 @@ TEST(ChangeApplierTest, RowsAtAndPastTheBulkWidthMerge) {
   }
 }
 
-// The buffers the bulk statements read (crsync_rowbuf, crsync_valbuf) take
+// The buffers the bulk statements read (crsync_rowbuf, crsync_valbuf,
+// crsync_rowbuf_meta) take
 // a pointer only C++ can bind: from SQL text they are empty, whatever is
 // passed, and cannot be used by triggers or views (DIRECTONLY).
 TEST(ChangeApiTest, BulkBufferTablesShowNothingToSql) {
@@ -475,6 +476,10 @@ TEST(ChangeApiTest, BulkBufferTablesShowNothingToSql) {
     db.Exec("DROP TRIGGER IF EXISTS tr; DELETE FROM u");
   }
   EXPECT_EQ(db.One("SELECT v0 IS NULL AND v63 IS NULL FROM crsync_valbuf UNION ALL SELECT 1"), "1");
+  // The metadata walk's lookup likewise answers NULL to SQL text.
+  EXPECT_EQ(db.One("SELECT crsync_rowbuf_meta(x'0102030405060708', x'01') IS NULL"), "1");
+  Status s = db.Try("CREATE VIEW w AS SELECT crsync_rowbuf_meta(NULL, x'01'); SELECT * FROM w");
+  EXPECT_THAT(s.message(), HasSubstr("unsafe use of"));
 }
 
 }  // namespace

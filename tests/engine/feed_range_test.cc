@@ -79,18 +79,18 @@ class TwoFeeds {
  public:
   template <typename F>
   void Both(F&& step) {
-    MetaBatch::EnableFeedRangesForTesting(true);
+    MetaBatch::EnableRangeWritesForTesting(true);
     step(ranged);
-    MetaBatch::EnableFeedRangesForTesting(false);
+    MetaBatch::EnableRangeWritesForTesting(false);
     step(plain);
-    MetaBatch::EnableFeedRangesForTesting(true);
+    MetaBatch::EnableRangeWritesForTesting(true);
   }
   void ExpectSameReads(const std::string& context) {
     auto a = Reads(ranged), b = Reads(plain);
     ASSERT_EQ(a.size(), b.size()) << context;
     for (size_t i = 0; i < a.size(); ++i) ASSERT_EQ(a[i], b[i]) << context;
   }
-  ~TwoFeeds() { MetaBatch::EnableFeedRangesForTesting(true); }
+  ~TwoFeeds() { MetaBatch::EnableRangeWritesForTesting(true); }
 
   TestDb ranged, plain;
 };
