@@ -64,7 +64,7 @@ class Migration {
       // tombstones and col_versions are lost (§14.3.1).
       CRSYNC_RETURN_IF_ERROR(Exec(db_, "DELETE FROM main." + crr_.RowsTable() +
                                            "; DELETE FROM main." + crr_.FeedTable()));
-      return BulkBackfill(e_, crr_, d_);
+      return BulkBackfill(e_, &crr_, d_);
     }
     CRSYNC_RETURN_IF_ERROR(DefaultValues(db_, crr_.schema(), &defaults_));
     CRSYNC_RETURN_IF_ERROR(RemapKnownRows());
@@ -82,7 +82,8 @@ class Migration {
   // §14.3.2 (a)-(c) and the known-row half of (d). The remapped metadata is
   // written in pk order to a new rows table, which then replaces the old
   // one (a drop and a rename: no copy). The feed, an
-  // index of the rows' runs, is then rebuilt from them in one sorted pass:
+  // index of the rows' runs, is then rebuilt from them in one pass in key
+  // order (WriteFeedFromRows: range entries where runs follow the keys):
   // the remap touches every row, and adjusting the feed row by row cost
   // two nested statements per row (most of the alter's time).
   Status RemapKnownRows() {
@@ -115,10 +116,8 @@ class Migration {
         " AS u ON " + on + " ORDER BY r.pk;";
     std::string swap = "DROP TABLE " + rows + "; ALTER TABLE " + remapped + " RENAME TO " +
                        crr_.RowsTable() + ";";
-    std::string feed =
-        "DELETE FROM main." + crr_.FeedTable() + ";"
-        "INSERT INTO main." + crr_.FeedTable() + "(dbv, lo, pk) SELECT f.dbv, f.lo, r.pk FROM " +
-        rows + " AS r, crsync_meta_runs(r.meta) AS f ORDER BY 1, 2, 3;";
+    std::string feed = "SELECT r.pk, f.dbv, f.lo FROM " + rows +
+                       " AS r, crsync_meta_runs(r.meta) AS f ORDER BY r.pk";
     Status failure;
     ConnEngine::SqlHook hook = [&](sqlite3_context* ctx, int argc, sqlite3_value** argv) {
       Status s = RemapRow(ctx, argc, argv);
@@ -141,7 +140,8 @@ class Migration {
     s = Exec(db_, swap);
     sqlite3_db_config(db_, SQLITE_DBCONFIG_LEGACY_ALTER_TABLE, legacy, nullptr);
     CRSYNC_RETURN_IF_ERROR(s);
-    return Exec(db_, feed);
+    CRSYNC_RETURN_IF_ERROR(Exec(db_, "DELETE FROM main." + crr_.FeedTable()));
+    return WriteFeedFromRows(db_, &crr_, feed);
   }
 
   // crsync_internal_remap(meta, exists, new column values...): the row's

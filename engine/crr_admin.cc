@@ -1,5 +1,10 @@
 #include "engine/crr_admin.h"
 
+#include <algorithm>
+#include <tuple>
+
+#include "engine/feed_range.h"
+#include "engine/meta_batch.h"
 #include "engine/packed.h"
 #include "engine/recorder.h"
 
@@ -23,17 +28,53 @@ std::string FeedTableDdl(const std::string& name) {
          " PRIMARY KEY (dbv, lo, pk)) WITHOUT ROWID";
 }
 
-Status BulkBackfill(ConnEngine* e, const Crr& crr, int64_t dbv) {
+Status BulkBackfill(ConnEngine* e, Crr* crr, int64_t dbv) {
   std::string cols;
-  for (size_t i = 0; i < crr.schema().pk_cols.size(); ++i)
-    cols += std::string(i ? ", " : "") + QuoteIdent(crr.schema().pk_cols[i]);
-  std::string n = std::to_string(crr.slots()), v = std::to_string(dbv);
-  return Exec(e->db(), "INSERT INTO main." + crr.RowsTable() + "(pk, meta) SELECT crsql_pack_columns(" +
-                           cols + "), crsync_internal_fresh_meta(" + n + ", " + v + ") FROM main." +
-                           QuoteIdent(crr.name()) + " ORDER BY " + cols +
-                           ";"
-                           "INSERT INTO main." + crr.FeedTable() + "(dbv, lo, pk) SELECT " + v +
-                           ", crsync_internal_meta_run(meta), pk FROM main." + crr.RowsTable() + ";");
+  for (size_t i = 0; i < crr->schema().pk_cols.size(); ++i)
+    cols += std::string(i ? ", " : "") + QuoteIdent(crr->schema().pk_cols[i]);
+  std::string n = std::to_string(crr->slots()), v = std::to_string(dbv);
+  CRSYNC_RETURN_IF_ERROR(Exec(e->db(), "INSERT INTO main." + crr->RowsTable() +
+                                           "(pk, meta) SELECT crsql_pack_columns(" + cols +
+                                           "), crsync_internal_fresh_meta(" + n + ", " + v +
+                                           ") FROM main." + QuoteIdent(crr->name()) +
+                                           " ORDER BY " + cols));
+  return WriteFeedFromRows(e->db(), crr,
+                           "SELECT pk, " + v + ", crsync_internal_meta_run(meta) FROM main." +
+                               crr->RowsTable() + " ORDER BY pk");
+}
+
+Status WriteFeedFromRows(sqlite3* db, Crr* crr, const std::string& select) {
+  StmtPtr st;
+  CRSYNC_RETURN_IF_ERROR(Prepare(db, select, &st));
+  RowBuf feed, scratch, none;
+  auto store = [&]() -> Status {
+    auto order = [](const RowBuf::Row& a, const RowBuf::Row& b) {
+      return std::tie(a.dbv, a.lo, a.pk) < std::tie(b.dbv, b.lo, b.pk);
+    };
+    if (!std::is_sorted(feed.rows.begin(), feed.rows.end(), order)) {
+      std::sort(feed.rows.begin(), feed.rows.end(), order);
+    }
+    // A window's entries come from consecutive rows: nothing else is
+    // stored between the keys of any of its stretches.
+    if (MetaBatch::RangeWritesEnabled()) {
+      MakeFeedRanges(MetaBatch::kMinRange, [](std::string_view, std::string_view) { return true; },
+                     &feed, &scratch);
+    }
+    Status s = crr->StoreBulk(none, none, none, feed);
+    feed.rows.clear();
+    return s;
+  };
+  int rc;
+  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
+    RowBuf::Row& r = feed.rows.emplace_back();
+    r.pk.assign(static_cast<const char*>(sqlite3_column_blob(st.get(), 0)),
+                static_cast<size_t>(sqlite3_column_bytes(st.get(), 0)));
+    r.dbv = sqlite3_column_int64(st.get(), 1);
+    r.lo = sqlite3_column_int64(st.get(), 2);
+    if (feed.rows.size() == MetaBatch::kWindow) CRSYNC_RETURN_IF_ERROR(store());
+  }
+  if (rc != SQLITE_DONE) return SqliteError(db, rc);
+  return feed.rows.empty() ? Status::OK() : store();
 }
 
 namespace {
@@ -50,7 +91,7 @@ Status Backfill(ConnEngine* e, Crr* crr) {
   }
   int64_t dbv;
   CRSYNC_RETURN_IF_ERROR(e->LocalDbVersion(&dbv));
-  return BulkBackfill(e, *crr, dbv);
+  return BulkBackfill(e, crr, dbv);
 }
 
 }  // namespace

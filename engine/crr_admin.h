@@ -21,10 +21,18 @@ Status AsTable(ConnEngine* e, const std::string& table);
 
 // Gives every row of `crr`'s table metadata at `dbv`: one clock per column at
 // col_version 1, or a sentinel for pk-only tables (§4.4), with seqs from the
-// transaction's counter in pk order, and one feed entry per row. Two
-// INSERT ... SELECT statements do the whole table inside SQLite (streaming,
-// bounded memory). REQUIRES: no row of the table has metadata yet.
-Status BulkBackfill(ConnEngine* e, const Crr& crr, int64_t dbv);
+// transaction's counter in pk order, and feed entries (one per row, or a
+// range entry per stretch of rows whose runs follow the packed keys:
+// engine/feed_range.h). One INSERT ... SELECT writes the metadata inside
+// SQLite; the feed is written a window at a time (bounded memory).
+// REQUIRES: no row of the table has metadata yet.
+Status BulkBackfill(ConnEngine* e, Crr* crr, int64_t dbv);
+
+// Adds `crr`'s feed entries from `select`, whose rows are (pk, dbv, run)
+// in pk order, a window (MetaBatch::kWindow) at a time: each window's
+// stretches of keys ascending with their runs become range entries
+// (engine/feed_range.h), the rest point entries. Bounded memory.
+Status WriteFeedFromRows(sqlite3* db, Crr* crr, const std::string& select);
 
 // CREATE TABLE IF NOT EXISTS statements of a CRR's rows and feed tables
 // (docs/storage.md) under the given qualified, quoted names.

@@ -1,5 +1,7 @@
 #include "engine/feed_range.h"
 
+#include <utility>
+
 #include "engine/row_meta.h"
 
 namespace crsync {
@@ -24,6 +26,29 @@ bool DecodeFeedRange(std::string_view blob, int64_t lo, FeedRange* out) {
   out->first = blob.substr(pos, first_size);
   out->last = blob.substr(pos + first_size);
   return !out->first.empty() && !out->last.empty();
+}
+
+void MakeFeedRanges(size_t min_rows,
+                    const std::function<bool(std::string_view, std::string_view)>& dense,
+                    RowBuf* entries, RowBuf* scratch) {
+  auto& in = entries->rows;
+  if (in.size() < min_rows) return;
+  scratch->rows.clear();
+  for (size_t i = 0; i < in.size();) {
+    // The stretch [i, j): one version, keys ascending along the runs.
+    size_t j = i + 1;
+    while (j < in.size() && in[j].dbv == in[i].dbv && in[j - 1].pk < in[j].pk) ++j;
+    if (j - i >= min_rows && dense(in[i].pk, in[j - 1].pk)) {
+      RowBuf::Row& r = scratch->rows.emplace_back();
+      r.dbv = in[i].dbv;
+      r.lo = in[i].lo;
+      EncodeFeedRange(in[i].lo, in[j - 1].lo, in[i].pk, in[j - 1].pk, &r.pk);
+    } else {
+      for (size_t k = i; k < j; ++k) scratch->rows.push_back(std::move(in[k]));
+    }
+    i = j;
+  }
+  std::swap(entries->rows, scratch->rows);
 }
 
 }  // namespace crsync

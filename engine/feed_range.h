@@ -20,9 +20,13 @@
 #ifndef CRSYNC_ENGINE_FEED_RANGE_H_
 #define CRSYNC_ENGINE_FEED_RANGE_H_
 
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
+
+#include "engine/row_buf.h"
 
 namespace crsync {
 
@@ -40,6 +44,15 @@ void EncodeFeedRange(int64_t lo, int64_t hi, std::string_view first, std::string
 // *out (views into `blob`); false for a point entry, or for a marker that
 // does not parse (which a reader then treats as a pk naming no row).
 bool DecodeFeedRange(std::string_view blob, int64_t lo, FeedRange* out);
+
+// Replaces, in `entries` (point feed entries sorted by dbv, lo, pk), each
+// stretch of at least `min_rows` entries of one version whose keys ascend
+// along their runs by one range entry, where `dense(first, last)` says
+// nothing but these entries' rows is stored between those keys. `scratch`
+// is working space (kept to reuse its buffers).
+void MakeFeedRanges(size_t min_rows,
+                    const std::function<bool(std::string_view, std::string_view)>& dense,
+                    RowBuf* entries, RowBuf* scratch);
 
 }  // namespace crsync
 

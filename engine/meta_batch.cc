@@ -32,27 +32,11 @@ std::atomic<bool> feed_ranges{true};
 }  // namespace
 
 void MetaBatch::EnableRangeWritesForTesting(bool on) { feed_ranges = on; }
+bool MetaBatch::RangeWritesEnabled() { return feed_ranges; }
 
 void MetaBatch::MakeFeedRanges(
     const std::function<bool(std::string_view, std::string_view)>& dense) {
-  auto& in = feed_add_.rows;
-  if (!feed_ranges || in.size() < kMinRange) return;
-  ranged_.rows.clear();
-  for (size_t i = 0; i < in.size();) {
-    // The stretch [i, j): one version, keys ascending along the runs.
-    size_t j = i + 1;
-    while (j < in.size() && in[j].dbv == in[i].dbv && in[j - 1].pk < in[j].pk) ++j;
-    if (j - i >= kMinRange && dense(in[i].pk, in[j - 1].pk)) {
-      RowBuf::Row& r = ranged_.rows.emplace_back();
-      r.dbv = in[i].dbv;
-      r.lo = in[i].lo;
-      EncodeFeedRange(in[i].lo, in[j - 1].lo, in[i].pk, in[j - 1].pk, &r.pk);
-    } else {
-      for (size_t k = i; k < j; ++k) ranged_.rows.push_back(std::move(in[k]));
-    }
-    i = j;
-  }
-  std::swap(feed_add_.rows, ranged_.rows);
+  if (feed_ranges) crsync::MakeFeedRanges(kMinRange, dense, &feed_add_, &ranged_);
 }
 
 bool MetaBatch::Dense(int64_t crr_id, std::string_view first, std::string_view last) const {

@@ -43,6 +43,7 @@ class MetaBatch {
   // Tests compare storage with and without what dense windows get: feed
   // range entries and the one-walk metadata update (Crr::StoreBulk).
   static void EnableRangeWritesForTesting(bool on);
+  static bool RangeWritesEnabled();
 
   // The metadata of row `pk` of `crr` if the batch knows it: held (Put)
   // or prefetched (possibly empty: the row has none); else null. The
