@@ -224,6 +224,39 @@ TEST(WriteLogTest, KeepsEachWritesBytesAndTruncatesCleanly) {
   EXPECT_EQ(log.size(), 0u);
 }
 
+// Many writes (the buffers grow several times), truncated and cut at the
+// front in the middle: every write keeps its bytes.
+TEST(WriteLogTest, KeepsBytesThroughGrowthTruncationAndDroppedPrefix) {
+  WriteLog log;
+  auto add = [&](int i) {
+    WriteLog::Write w;
+    std::string key = "k" + std::to_string(i);
+    w.key = key;
+    w.crr_id = i;
+    log.Add(w);
+  };
+  for (int i = 0; i < 10000; ++i) add(i);
+  ASSERT_EQ(log.size(), 10000u);
+  for (int i : {0, 4095, 4096, 8191, 8192, 9999}) {
+    EXPECT_EQ(log[static_cast<size_t>(i)].key, "k" + std::to_string(i));
+    EXPECT_EQ(log[static_cast<size_t>(i)].crr_id, i);
+  }
+  log.Truncate(4097);
+  for (int i = 4097; i < 9000; ++i) add(i + 100000);
+  EXPECT_EQ(log[4096].key, "k4096");
+  EXPECT_EQ(log[4097].key, "k104097");
+  EXPECT_EQ(log[8999].key, "k108999");
+  log.DropPrefix(4100);
+  ASSERT_EQ(log.size(), 4900u);
+  EXPECT_EQ(log[0].key, "k104100");
+  EXPECT_EQ(log[4899].key, "k108999");
+  EXPECT_EQ(log[4899].crr_id, 108999);
+  log.Clear();
+  add(7);
+  EXPECT_EQ(log.size(), 1u);
+  EXPECT_EQ(log[0].key, "k7");
+}
+
 TEST(RowMetaTest, CausalLengthRules) {
   RowMeta m;
   m.cols.resize(2);
