@@ -1,7 +1,6 @@
 #include "engine/crr_admin.h"
 
 #include <algorithm>
-#include <tuple>
 
 #include "engine/feed_range.h"
 #include "engine/meta_batch.h"
@@ -48,11 +47,8 @@ Status WriteFeedFromRows(sqlite3* db, Crr* crr, const std::string& select) {
   CRSYNC_RETURN_IF_ERROR(Prepare(db, select, &st));
   RowBuf feed, scratch, none;
   auto store = [&]() -> Status {
-    auto order = [](const RowBuf::Row& a, const RowBuf::Row& b) {
-      return std::tie(a.dbv, a.lo, a.pk) < std::tie(b.dbv, b.lo, b.pk);
-    };
-    if (!std::is_sorted(feed.rows.begin(), feed.rows.end(), order)) {
-      std::sort(feed.rows.begin(), feed.rows.end(), order);
+    if (!std::is_sorted(feed.rows.begin(), feed.rows.end(), FeedKeyLess)) {
+      std::sort(feed.rows.begin(), feed.rows.end(), FeedKeyLess);
     }
     // A window's entries come from consecutive rows: nothing else is
     // stored between the keys of any of its stretches.

@@ -25,6 +25,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <tuple>
 
 #include "engine/row_buf.h"
 
@@ -45,7 +46,12 @@ void EncodeFeedRange(int64_t lo, int64_t hi, std::string_view first, std::string
 // does not parse (which a reader then treats as a pk naming no row).
 bool DecodeFeedRange(std::string_view blob, int64_t lo, FeedRange* out);
 
-// Replaces, in `entries` (point feed entries sorted by dbv, lo, pk), each
+// The feed's key order, (dbv, lo, pk), for feed entries held in a RowBuf.
+inline bool FeedKeyLess(const RowBuf::Row& a, const RowBuf::Row& b) {
+  return std::tie(a.dbv, a.lo, a.pk) < std::tie(b.dbv, b.lo, b.pk);
+}
+
+// Replaces, in `entries` (point feed entries sorted by FeedKeyLess), each
 // stretch of at least `min_rows` entries of one version whose keys ascend
 // along their runs by one range entry, where `dense(first, last)` says
 // nothing but these entries' rows is stored between those keys. `scratch`

@@ -1,10 +1,8 @@
 #include "engine/meta_batch.h"
 
-#include <atomic>
-
 #include <algorithm>
+#include <atomic>
 #include <functional>
-#include <tuple>
 
 #include "engine/feed_range.h"
 
@@ -132,10 +130,9 @@ Status MetaBatch::Prefetch(Crr* crr, const std::vector<std::string_view>& pks) {
   std::string max;
   bool any;
   Status s = crr->MaxStoredPk(&max, &any);
-  if (s.ok() && !(any && keys_.rows.front().pk <= max)) {
-    dense_.push_back(DenseSpan{id, keys_.rows.front().pk, {}});
-  }
-  if (s.ok() && any && keys_.rows.front().pk <= max) {
+  const bool above_stored = !any || keys_.rows.front().pk > max;
+  if (s.ok() && above_stored) dense_.push_back(DenseSpan{id, keys_.rows.front().pk, {}});
+  if (s.ok() && !above_stored) {
     int64_t found = 0;
     auto load = [&](std::string_view pk, std::string_view meta) -> Status {
       uint32_t at = Lookup(id, pk);
@@ -247,10 +244,7 @@ Status MetaBatch::StoreNew(Crr* crr, const std::vector<std::string_view>& keys,
     AddToBuffers(keys[i], empty_, fresh_, false);
   }
   // Ascending keys above every stored one: nothing lies between them.
-  auto feed_order = [](const RowBuf::Row& a, const RowBuf::Row& b) {
-    return std::tie(a.dbv, a.lo, a.pk) < std::tie(b.dbv, b.lo, b.pk);
-  };
-  SortRows(&feed_add_, feed_order);
+  SortRows(&feed_add_, FeedKeyLess);
   MakeFeedRanges([](std::string_view, std::string_view) { return true; });
   return crr->StoreBulk(inserts_, updates_, feed_del_, feed_add_);
 }
@@ -290,11 +284,8 @@ Status MetaBatch::Flush() {
     auto by_pk = [](const RowBuf::Row& a, const RowBuf::Row& b) { return a.pk < b.pk; };
     SortRows(&inserts_, by_pk);
     SortRows(&updates_, by_pk);
-    auto feed_order = [](const RowBuf::Row& a, const RowBuf::Row& b) {
-      return std::tie(a.dbv, a.lo, a.pk) < std::tie(b.dbv, b.lo, b.pk);
-    };
-    SortRows(&feed_del_, feed_order);
-    SortRows(&feed_add_, feed_order);
+    SortRows(&feed_del_, FeedKeyLess);
+    SortRows(&feed_add_, FeedKeyLess);
     MakeFeedRanges([&](std::string_view first, std::string_view last) {
       return Dense(id, first, last);
     });
