@@ -364,6 +364,46 @@ Status Crr::StoreBulk(const RowBuf& inserts, const RowBuf& updates, const RowBuf
   });
 }
 
+Status Crr::RewriteMetaRange(std::string_view first, std::string_view last, int64_t limit,
+                             MetaRewriter* rewriter, bool* walked) {
+  *walked = false;
+  CRSYNC_RETURN_IF_ERROR(FlushPending());
+  auto bind_range = [&](sqlite3_stmt* st) {
+    sqlite3_bind_blob(st, 2, first.data(), static_cast<int>(first.size()), SQLITE_STATIC);
+    sqlite3_bind_blob(st, 3, last.data(), static_cast<int>(last.size()), SQLITE_STATIC);
+  };
+  // Count first, at most limit + 1 rows: stepping over cells without
+  // decoding them costs a fraction of the walk.
+  sqlite3_stmt* st = nullptr;
+  CRSYNC_RETURN_IF_ERROR(Cached(&range_count_, [&] {
+    return "SELECT count(*) FROM (SELECT 1 FROM " + RowsTable() +
+           " WHERE pk BETWEEN ?2 AND ?3 LIMIT ?1)";
+  }, &st));
+  sqlite3_bind_int64(st, 1, limit + 1);
+  bind_range(st);
+  int rc = sqlite3_step(st);
+  const int64_t count = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  if (rc != SQLITE_ROW) return SqliteError(db_, rc);
+  if (count > limit) return Status::OK();
+  DropCache();
+  CRSYNC_RETURN_IF_ERROR(Cached(&rewrite_walk_, [&] {
+    // No trigger and no abort but the function's own error (after which
+    // the transaction rolls back): no statement journal.
+    return "UPDATE " + RowsTable() +
+           " SET meta = crsync_meta_rewrite(?1, pk, meta) "
+           "WHERE pk BETWEEN ?2 AND ?3 AND crsync_meta_wants(?1, pk)";
+  }, &st));
+  sqlite3_bind_pointer(st, 1, rewriter, kMetaRewriterPointerType, nullptr);
+  bind_range(st);
+  Status s = StepToEnd(db_, st);
+  sqlite3_clear_bindings(st);
+  CRSYNC_RETURN_IF_ERROR(s);
+  *walked = true;
+  return Status::OK();
+}
+
 Status Crr::MaxStoredPk(std::string* out, bool* any) {
   CRSYNC_RETURN_IF_ERROR(FlushPending());
   sqlite3_stmt* st = nullptr;

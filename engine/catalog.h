@@ -85,6 +85,14 @@ class Crr {
   // range once instead of seeking each row.
   Status StoreBulk(const RowBuf& inserts, const RowBuf& updates, const RowBuf& feed_del,
                    const RowBuf& feed_add, bool updates_dense = false);
+  // Rewrites, through `rewriter` (engine/row_buf.h), the metadata of the
+  // rows it wants among the stored rows with first <= pk <= last, in one
+  // walk, if the range holds at most `limit` stored rows; otherwise writes
+  // nothing and sets *walked = false (a sparse range would cost a walk over
+  // rows nobody wants). Drops the cached row. On error part of the range
+  // may be rewritten: the transaction has to roll back.
+  Status RewriteMetaRange(std::string_view first, std::string_view last, int64_t limit,
+                          MetaRewriter* rewriter, bool* walked);
   // The largest pk with metadata (*any = false when there is none).
   Status MaxStoredPk(std::string* out, bool* any);
   // Calls on_row(pk, encoded meta) for each row of `keys` (by pk) that has
@@ -172,7 +180,7 @@ class Crr {
   RowMeta cache_meta_;
   StmtPtr get_meta_, put_meta_, new_meta_, feed_add_, feed_del_, user_insert_pk_, user_delete_;
   StmtPtr bulk_insert_, bulk_update_, bulk_feed_del_, bulk_feed_add_, bulk_load_, max_pk_;
-  StmtPtr range_load_, ahead_load_, bulk_walk_;
+  StmtPtr range_load_, ahead_load_, bulk_walk_, range_count_, rewrite_walk_;
   MetaReadAhead ahead_;
   // The row written behind (StoreMeta with defer).
   bool pending_ = false;

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "common/guard.h"
+#include "engine/feed_range.h"
 #include "engine/packed.h"
 #include "engine/value.h"
 
@@ -246,6 +247,150 @@ Status StoreFreshRows(ConnEngine* e, Crr* crr, MetaBatch* batch, const WriteLog&
   return Status::OK();
 }
 
+// Whether log[start, end) only updates rows of one CRR in place (no key
+// change), in strictly ascending key order: what a statement that updated
+// a key range captures, which StoreUpdatedRows can take.
+bool AscendingUpdates(const WriteLog& log, size_t start, size_t end) {
+  const int64_t crr_id = log[start].crr_id;
+  std::string_view prev;
+  for (size_t i = start; i < end; ++i) {
+    const LocalWrite w = log[i];
+    if (w.op != LocalWrite::kUpdate || w.moved || w.crr_id != crr_id) return false;
+    if (i > start && !(prev < w.key)) return false;
+    prev = w.key;
+  }
+  return true;
+}
+
+// The metadata walk of StoreUpdatedRows: for each row of log[start, end)
+// the walk meets, what Recorder::Update would store (each changed column
+// one version up, at `dbv` and the seqs the write order gives it), and the
+// feed entries that come and go with it.
+class UpdateWalk final : public MetaRewriter {
+ public:
+  UpdateWalk(const WriteLog& log, size_t start, size_t end, size_t slots, int64_t dbv,
+             int64_t first_seq)
+      : log_(log), start_(start), n_(end - start), slots_(slots), dbv_(dbv), met_(n_, false) {
+    seq_.reserve(n_);
+    int64_t seq = first_seq;
+    for (size_t j = 0; j < n_; ++j) {
+      seq_.push_back(seq);
+      seq += static_cast<int64_t>(log_[start_ + j].changed.size());
+    }
+    seqs_ = seq - first_seq;
+  }
+
+  bool Wants(std::string_view pk) override {
+    while (want_ < n_ && Key(want_) < pk) ++want_;
+    if (want_ < n_ && Key(want_) == pk) return true;
+    ++unwanted_;
+    return false;
+  }
+
+  bool Rewrite(std::string_view pk, std::string_view meta, std::string_view* out,
+               std::string* error) override {
+    while (at_ < n_ && Key(at_) < pk) ++at_;
+    if (at_ == n_ || Key(at_) != pk) {
+      *error = "crsql - metadata walk out of step";
+      return false;
+    }
+    if (Status s = DecodeRowMeta(meta, slots_, &before_); !s.ok()) {
+      *error = s.ToString();
+      return false;
+    }
+    after_ = before_;
+    int64_t seq = seq_[at_];
+    for (uint32_t i : log_[start_ + at_].changed) {
+      const Clock& old = before_.cols[i];
+      StampLocal(&after_.cols[i], old.present ? old.col_version + 1 : 1, dbv_, seq++);
+    }
+    NormalizeRuns(&after_);
+    FeedRuns(before_, &runs_old_);
+    FeedRuns(after_, &runs_new_);
+    for (const FeedRun& run : runs_old_) {
+      if (std::find(runs_new_.begin(), runs_new_.end(), run) == runs_new_.end())
+        feed_del_.rows.push_back(RowBuf::Row{std::string(pk), {}, run.first, run.second});
+    }
+    for (const FeedRun& run : runs_new_) {
+      if (std::find(runs_old_.begin(), runs_old_.end(), run) == runs_old_.end())
+        feed_add_.rows.push_back(RowBuf::Row{std::string(pk), {}, run.first, run.second});
+    }
+    EncodeRowMeta(after_, &out_);
+    met_[at_] = true;
+    ++matched_;
+    *out = out_;
+    return true;
+  }
+
+  int64_t seqs() const { return seqs_; }  // seqs the writes take, in all
+  bool dense() const { return unwanted_ == 0; }  // met no row it did not want
+  size_t matched() const { return matched_; }
+  bool met(size_t j) const { return met_[j]; }
+  RowBuf& feed_del() { return feed_del_; }
+  RowBuf& feed_add() { return feed_add_; }
+
+ private:
+  std::string_view Key(size_t j) const { return log_[start_ + j].key; }
+
+  const WriteLog& log_;
+  size_t start_, n_, slots_;
+  int64_t dbv_;
+  std::vector<int64_t> seq_;  // first seq of each write
+  int64_t seqs_ = 0;
+  size_t want_ = 0, at_ = 0;  // each function's position
+  size_t unwanted_ = 0, matched_ = 0;
+  std::vector<bool> met_;
+  RowMeta before_, after_;
+  std::vector<FeedRun> runs_old_, runs_new_;
+  std::string out_;
+  RowBuf feed_del_, feed_add_;
+};
+
+// Stores log[start, end), in-place updates of rows of `crr` in ascending
+// key order (UPDATE t SET c = ... over a key range), with one walk that
+// reads and rewrites each row's metadata (Crr::RewriteMetaRange) instead of
+// a read of them all and then a write (*done = true). Leaves the window to
+// the general path when the range holds many rows it does not update, or
+// while an alter is open (rows written then may have no metadata yet).
+Status StoreUpdatedRows(ConnEngine* e, Crr* crr, const WriteLog& log, size_t start, size_t end,
+                        bool* done) {
+  *done = false;
+  if (!MetaBatch::RangeWritesEnabled() || !e->open_alters().empty() || crr->slots() == 0)
+    return Status::OK();
+  int64_t dbv;
+  CRSYNC_RETURN_IF_ERROR(e->LocalDbVersion(&dbv));
+  const size_t n = end - start;
+  const int64_t first_seq = e->PeekSeq();
+  UpdateWalk walk(log, start, end, crr->slots(), dbv, first_seq);
+  bool walked;
+  CRSYNC_RETURN_IF_ERROR(crr->RewriteMetaRange(log[start].key, log[end - 1].key,
+                                               2 * static_cast<int64_t>(n) + 16, &walk, &walked));
+  if (!walked) return Status::OK();
+  while (e->PeekSeq() < first_seq + walk.seqs()) e->TakeSeq();
+  for (RowBuf* b : {&walk.feed_del(), &walk.feed_add()}) {
+    if (!std::is_sorted(b->rows.begin(), b->rows.end(), FeedKeyLess))
+      std::sort(b->rows.begin(), b->rows.end(), FeedKeyLess);
+  }
+  if (walk.dense()) {
+    // Nothing but these rows is stored between their keys.
+    RowBuf scratch;
+    MakeFeedRanges(MetaBatch::kMinRange, [](std::string_view, std::string_view) { return true; },
+                   &walk.feed_add(), &scratch);
+  }
+  const RowBuf none;
+  CRSYNC_RETURN_IF_ERROR(crr->StoreBulk(none, none, walk.feed_del(), walk.feed_add()));
+  if (walk.matched() < n) {
+    // Rows with no metadata to rewrite (not expected: every row of a CRR
+    // has some): stored one by one, with seqs after the window's.
+    Recorder recorder(e, nullptr);
+    for (size_t j = 0; j < n; ++j) {
+      if (!walk.met(j)) CRSYNC_RETURN_IF_ERROR(recorder.Apply(crr, log[start + j]));
+    }
+  }
+  *done = true;
+  return Status::OK();
+}
+
 // ConnEngine's flusher: turns the captured writes not stored yet into
 // metadata, in order (seqs are taken as they are replayed, so they follow
 // the write order).
@@ -273,6 +418,17 @@ Status ReplayLocalWrites(ConnEngine* e) {
       bool done = false;
       Status f = FindCrr(e, log[start].crr_id, &crr);
       if (f.ok()) f = StoreFreshRows(e, crr, &batch, log, start, end, &done);
+      if (!f.ok()) {
+        batch.Clear();
+        return f;
+      }
+      if (done) continue;
+    }
+    if (end - start >= MetaBatch::kMinRange && AscendingUpdates(log, start, end)) {
+      Crr* crr;
+      bool done = false;
+      Status f = FindCrr(e, log[start].crr_id, &crr);
+      if (f.ok()) f = StoreUpdatedRows(e, crr, log, start, end, &done);
       if (!f.ok()) {
         batch.Clear();
         return f;

@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "engine/value.h"
@@ -85,8 +86,34 @@ struct RowBufWalk {
   size_t matched = 0;  // keys found in the buffer so far
 };
 
+// Rewrites the metadata of chosen rows during one walk along a key range,
+// computing each row's new metadata from its stored one as the walk meets
+// it (no read beforehand):
+//
+//   UPDATE rows SET meta = crsync_meta_rewrite(?1, pk, meta)
+//   WHERE pk BETWEEN ?2 AND ?3 AND crsync_meta_wants(?1, pk)
+//
+// with ?1 bound by sqlite3_bind_pointer(stmt, 1, &rewriter,
+// kMetaRewriterPointerType, nullptr). SQLite calls Wants() for every row of
+// the range and Rewrite() for each row it accepted, both in ascending key
+// order (each may keep its own position). A false from Rewrite() fails the
+// statement with *error. Implementations must not throw (the SQL functions
+// turn an escaped exception into an error anyway). Same lifetime rules as
+// RowBuf.
+inline constexpr char kMetaRewriterPointerType[] = "crsync_meta_rewriter";
+
+class MetaRewriter {
+ public:
+  virtual ~MetaRewriter() = default;
+  virtual bool Wants(std::string_view pk) = 0;
+  // Sets *out (valid until the next call) to row pk's new metadata.
+  virtual bool Rewrite(std::string_view pk, std::string_view meta, std::string_view* out,
+                       std::string* error) = 0;
+};
+
 // Registers the eponymous table-valued functions crsync_rowbuf and
-// crsync_valbuf, and the function crsync_rowbuf_meta, on `db`.
+// crsync_valbuf, and the functions crsync_rowbuf_meta, crsync_meta_wants and
+// crsync_meta_rewrite, on `db`.
 int RegisterRowBuf(sqlite3* db);
 
 }  // namespace crsync

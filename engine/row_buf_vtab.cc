@@ -3,6 +3,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/guard.h"
 #include "engine/row_buf.h"
 #include "engine/vtab_util.h"
 
@@ -131,6 +132,40 @@ void RowBufMeta(sqlite3_context* ctx, int, sqlite3_value** argv) {
   }
 }
 
+std::string_view BlobArg(sqlite3_value* v) {
+  return std::string_view(static_cast<const char*>(sqlite3_value_blob(v)),
+                          static_cast<size_t>(sqlite3_value_bytes(v)));
+}
+
+// crsync_meta_wants(rewriter, pk): 1 or 0 (NULL without a rewriter).
+void MetaWants(sqlite3_context* ctx, int, sqlite3_value** argv) {
+  GuardSqlFunction(ctx, [&] {
+    auto* r = static_cast<MetaRewriter*>(sqlite3_value_pointer(argv[0], kMetaRewriterPointerType));
+    if (!r || sqlite3_value_type(argv[1]) != SQLITE_BLOB) return;
+    sqlite3_result_int(ctx, r->Wants(BlobArg(argv[1])) ? 1 : 0);
+  });
+}
+
+// crsync_meta_rewrite(rewriter, pk, meta): the row's new meta.
+void MetaRewrite(sqlite3_context* ctx, int, sqlite3_value** argv) {
+  GuardSqlFunction(ctx, [&] {
+    auto* r = static_cast<MetaRewriter*>(sqlite3_value_pointer(argv[0], kMetaRewriterPointerType));
+    if (!r || sqlite3_value_type(argv[1]) != SQLITE_BLOB ||
+        sqlite3_value_type(argv[2]) != SQLITE_BLOB) {
+      sqlite3_result_error(ctx, "crsql - crsync_meta_rewrite is internal", -1);
+      return;
+    }
+    std::string_view out;
+    std::string error;
+    if (!r->Rewrite(BlobArg(argv[1]), BlobArg(argv[2]), &out, &error)) {
+      sqlite3_result_error(ctx, error.c_str(), -1);
+      return;
+    }
+    // Valid until the next call, by when SQLite has written this row.
+    sqlite3_result_blob(ctx, out.data(), static_cast<int>(out.size()), SQLITE_STATIC);
+  });
+}
+
 }  // namespace
 
 int RegisterRowBuf(sqlite3* db) {
@@ -140,6 +175,15 @@ int RegisterRowBuf(sqlite3* db) {
     rc = sqlite3_create_function_v2(db, "crsync_rowbuf_meta", 2,
                                     SQLITE_UTF8 | SQLITE_DIRECTONLY | SQLITE_INNOCUOUS, nullptr,
                                     RowBufMeta, nullptr, nullptr, nullptr);
+  }
+  const int internal = SQLITE_UTF8 | SQLITE_DIRECTONLY | SQLITE_INNOCUOUS;
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_create_function_v2(db, "crsync_meta_wants", 2, internal, nullptr, MetaWants,
+                                    nullptr, nullptr, nullptr);
+  }
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_create_function_v2(db, "crsync_meta_rewrite", 3, internal, nullptr, MetaRewrite,
+                                    nullptr, nullptr, nullptr);
   }
   return rc;
 }
