@@ -95,8 +95,8 @@ std::string Crr::PkWhere(int first) const {
 }
 
 Status Crr::LoadMeta(std::string_view pk, RowMeta* meta, bool* found, bool use_cache) {
-  if (use_cache && pending_ && pending_pk_ == pk) {
-    *meta = pending_meta_;
+  if (const PendingRow* held = use_cache ? FindPending(pk) : nullptr) {
+    *meta = held->meta;
     *found = true;
     return Status::OK();
   }
@@ -203,14 +203,24 @@ Status Crr::InsertNewMeta(std::string_view pk, RowMeta meta, bool* inserted) {
 Status Crr::StoreMeta(std::string_view pk, const RowMeta& before, const RowMeta& after,
                       bool cache, bool defer) {
   if (defer) {
-    if (!pending_ || pending_pk_ != pk) {
-      CRSYNC_RETURN_IF_ERROR(FlushPending());
-      pending_pk_.assign(pk.data(), pk.size());
-      pending_before_ = before;
-      pending_ = true;
+    if (!pending_failure_.ok()) return pending_failure_;
+    PendingRow* row = FindPending(pk);
+    if (!row) {
+      if (pending_n_ == kMaxPending) CRSYNC_RETURN_IF_ERROR(FlushPending());
+      if (pending_.empty()) pending_.reserve(kMaxPending);  // views of pks stay valid
+      if (pending_n_ == pending_.size()) pending_.emplace_back();
+      if (pending_n_ > 0 && pending_ascending_ && !(pending_[pending_n_ - 1].pk < pk)) {
+        // Keys no longer ascend: index what is held, and all that comes.
+        pending_ascending_ = false;
+        for (size_t i = 0; i < pending_n_; ++i) pending_index_.emplace(pending_[i].pk, i);
+      }
+      row = &pending_[pending_n_++];
+      row->pk.assign(pk.data(), pk.size());
+      row->before = before;
+      if (!pending_ascending_) pending_index_.emplace(row->pk, pending_n_ - 1);
     }
-    pending_meta_ = after;  // into kept buffers: no allocation once warm
-    NormalizeRuns(&pending_meta_);
+    row->meta = after;  // into kept buffers: no allocation once warm
+    NormalizeRuns(&row->meta);
     if (cache_valid_ && cache_pk_ == pk) cache_valid_ = false;  // the pending row serves it
     return Status::OK();
   }
@@ -243,12 +253,59 @@ Status Crr::WriteMeta(std::string_view pk, const RowMeta& before, const RowMeta&
   return WriteFeed(pk, before, norm);
 }
 
+Crr::PendingRow* Crr::FindPending(std::string_view pk) {
+  if (pending_n_ == 0) return nullptr;
+  PendingRow& last = pending_[pending_n_ - 1];  // a peer's changes to a row come together
+  if (last.pk == pk) return &last;
+  if (pending_ascending_) {
+    // Held in key order (a peer's changes usually come so): binary search.
+    if (std::string_view(last.pk) < pk) return nullptr;
+    auto end = pending_.begin() + static_cast<ptrdiff_t>(pending_n_);
+    auto it = std::lower_bound(pending_.begin(), end, pk,
+                               [](const PendingRow& r, std::string_view k) { return r.pk < k; });
+    return it != end && it->pk == pk ? &*it : nullptr;
+  }
+  auto it = pending_index_.find(pk);
+  return it == pending_index_.end() ? nullptr : &pending_[it->second];
+}
+
 Status Crr::FlushPending() {
   if (!pending_failure_.ok()) return pending_failure_;
-  if (!pending_) return Status::OK();
-  pending_ = false;
+  if (pending_n_ == 0) return Status::OK();
+  const size_t n = pending_n_;
+  ForgetPending();
   ++pending_flushes_;
-  Status s = WriteMeta(pending_pk_, pending_before_, pending_meta_);
+  Status s;
+  if (n == 1) {
+    s = WriteMeta(pending_[0].pk, pending_[0].before, pending_[0].meta);
+  } else {
+    // Many rows: upserted, and their feed entries changed, with one
+    // statement each (StoreBulk), in key order.
+    pending_rows_.rows.resize(n);
+    pending_del_.rows.clear();
+    pending_add_.rows.clear();
+    for (size_t i = 0; i < n; ++i) {
+      const PendingRow& p = pending_[i];
+      RowBuf::Row& r = pending_rows_.rows[i];
+      r.pk.assign(p.pk);
+      EncodeRowMeta(p.meta, &r.meta);
+      AddFeedChanges(p.pk, p.before, p.meta, &pending_runs_, &pending_del_, &pending_add_);
+    }
+    auto by_pk = [](const RowBuf::Row& a, const RowBuf::Row& b) { return a.pk < b.pk; };
+    if (!std::is_sorted(pending_rows_.rows.begin(), pending_rows_.rows.end(), by_pk))
+      std::sort(pending_rows_.rows.begin(), pending_rows_.rows.end(), by_pk);
+    for (RowBuf* b : {&pending_del_, &pending_add_}) {
+      if (!std::is_sorted(b->rows.begin(), b->rows.end(), FeedKeyLess))
+        std::sort(b->rows.begin(), b->rows.end(), FeedKeyLess);
+    }
+    const RowBuf none;
+    s = WriteBulk(none, pending_rows_, pending_del_, pending_add_, false);
+    // Only these rows changed: the read-ahead stays exact (as WriteMeta
+    // keeps it), so ascending lookups go on without a new scan.
+    if (s.ok()) {
+      for (const RowBuf::Row& r : pending_rows_.rows) ahead_.Stored(r.pk, r.meta);
+    }
+  }
   if (!s.ok()) {
     s = s.WithContext("crsql - storing merged metadata of " + name() +
                       " failed; roll the transaction back");
@@ -258,10 +315,12 @@ Status Crr::FlushPending() {
     if (!sqlite3_get_autocommit(db_)) pending_failure_ = s;
     return s;
   }
-  // The row just stored is the likeliest next lookup.
-  std::swap(cache_meta_, pending_meta_);
-  cache_pk_.swap(pending_pk_);
-  cache_valid_ = true;
+  if (n == 1) {
+    // The row just stored is the likeliest next lookup.
+    std::swap(cache_meta_, pending_[0].meta);
+    cache_pk_.swap(pending_[0].pk);
+    cache_valid_ = true;
+  }
   return Status::OK();
 }
 
@@ -301,6 +360,13 @@ Status Crr::WriteFeed(std::string_view pk, const RowMeta& before, const RowMeta&
 
 Status Crr::StoreBulk(const RowBuf& inserts, const RowBuf& updates, const RowBuf& feed_del,
                       const RowBuf& feed_add, bool updates_dense) {
+  CRSYNC_RETURN_IF_ERROR(FlushPending());
+  DropCache();
+  return WriteBulk(inserts, updates, feed_del, feed_add, updates_dense);
+}
+
+Status Crr::WriteBulk(const RowBuf& inserts, const RowBuf& updates, const RowBuf& feed_del,
+                      const RowBuf& feed_add, bool updates_dense) {
   // Each statement reads its rows from crsync_rowbuf (engine/row_buf.h):
   // the per-row cost is one loop of one statement, not a statement run.
   // The inserts and the feed's statements cannot abort part-way (OR IGNORE;
@@ -316,8 +382,6 @@ Status Crr::StoreBulk(const RowBuf& inserts, const RowBuf& updates, const RowBuf
     sqlite3_clear_bindings(st);
     return s;
   };
-  CRSYNC_RETURN_IF_ERROR(FlushPending());
-  DropCache();
   CRSYNC_RETURN_IF_ERROR(run(&bulk_insert_, inserts, [&] {
     return "INSERT OR IGNORE INTO " + RowsTable() + "(pk, meta) SELECT pk, meta FROM crsync_rowbuf(?1)";
   }));

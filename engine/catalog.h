@@ -9,10 +9,13 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "crsync/sqlite_handles.h"
 #include "crsync/status.h"
+#include "engine/feed_range.h"
 #include "engine/meta_read_ahead.h"
 #include "engine/row_buf.h"
 #include "engine/row_meta.h"
@@ -60,11 +63,12 @@ class Crr {
   // normalized first (NormalizeRuns). `cache` keeps `after` in memory for
   // LoadMeta(use_cache=true); otherwise the cache is dropped.
   //
-  // With `defer`, the row is written behind: held as this CRR's pending row
-  // (a later deferred store of the same row replaces `after` and keeps the
-  // first `before`) and written when another row is stored, when anything
-  // else reads or writes this CRR's metadata tables through this object,
-  // or by FlushPending(). LoadMeta(use_cache=true) serves it. For merges
+  // With `defer`, the row is written behind: held as one of this CRR's
+  // pending rows (a later deferred store of the same row replaces `after`
+  // and keeps the first `before`) and written, all of them with a few
+  // statements, when kMaxPending rows are held, when anything else reads or
+  // writes this CRR's metadata tables through this object, or by
+  // FlushPending(). LoadMeta(use_cache=true) serves them. For merges
   // through crsql_changes, which get a peer's changes to a row one
   // statement each. Whoever reads the metadata tables by other means must
   // call FlushPending() first (ConnEngine::FlushLocalWrites does, for every
@@ -73,6 +77,7 @@ class Crr {
   Status StoreMeta(std::string_view pk, const RowMeta& before, const RowMeta& after,
                    bool cache = false, bool defer = false);
   Status FlushPending();
+  static constexpr size_t kMaxPending = 512;
   // Stores `meta` for a row believed new, in one statement. *inserted is
   // false (and nothing is written) when the row already has metadata.
   Status InsertNewMeta(std::string_view pk, RowMeta meta, bool* inserted);
@@ -106,28 +111,28 @@ class Crr {
   Status LoadRange(std::string_view lo, std::string_view hi, int64_t limit,
                    const std::function<Status(std::string_view, std::string_view)>& on_row,
                    int64_t* scanned, std::string* last);
-  // Forgets the cached row, the pending row (unwritten) and user row
+  // Forgets the cached row, the pending rows (unwritten) and user row
   // values: after a rollback, at the transaction's end (after its pending
   // rows were flushed), and when the tables were rewritten behind this
   // object (after a flush).
   void DropCache() {
     DropReadCaches();
-    pending_ = false;
+    ForgetPending();
     pending_failure_ = Status::OK();
   }
   // Forgets what was read (cached row, read-ahead, user row values) but
-  // keeps the pending row: after a merge's own user-table write rolled
-  // back, which undid nothing the pending row describes.
+  // keeps the pending rows: after a merge's own user-table write rolled
+  // back, which undid nothing the pending rows describe.
   void DropReadCaches() {
     cache_valid_ = false;
     row_valid_ = false;
     ahead_.Drop();
   }
-  // How many pending rows this object has written so far.
+  // How many times this object has written pending rows so far.
   uint64_t pending_flushes() const { return pending_flushes_; }
   // Makes every later access fail with `why` until DropCache().
   void FailPending(const Status& why) {
-    pending_ = false;
+    ForgetPending();
     pending_failure_ = why;
   }
   // Forgets what was derived from the table's declaration (schema change).
@@ -182,12 +187,33 @@ class Crr {
   StmtPtr bulk_insert_, bulk_update_, bulk_feed_del_, bulk_feed_add_, bulk_load_, max_pk_;
   StmtPtr range_load_, ahead_load_, bulk_walk_, range_count_, rewrite_walk_;
   MetaReadAhead ahead_;
-  // The row written behind (StoreMeta with defer).
-  bool pending_ = false;
-  std::string pending_pk_;
-  RowMeta pending_before_, pending_meta_;  // as stored; to store (normalized)
+  // The rows written behind (StoreMeta with defer): [0, pending_n_) of
+  // pending_, in first-store order. While their keys ascend they are found
+  // by binary search; after that through pending_index_ (views of their
+  // pks: pending_ is reserved at kMaxPending and never moves). The entries
+  // keep their buffers from one flush to the next.
+  struct PendingRow {
+    std::string pk;
+    RowMeta before, meta;  // as stored; to store (normalized)
+  };
+  std::vector<PendingRow> pending_;
+  size_t pending_n_ = 0;
+  bool pending_ascending_ = true;
+  std::unordered_map<std::string_view, size_t> pending_index_;
+  RowBuf pending_rows_, pending_del_, pending_add_;
+  FeedRunScratch pending_runs_;
   Status pending_failure_;
   uint64_t pending_flushes_ = 0;
+  void ForgetPending() {
+    pending_n_ = 0;
+    pending_ascending_ = true;
+    pending_index_.clear();
+  }
+  // The pending row `pk`, or null.
+  PendingRow* FindPending(std::string_view pk);
+  // StoreBulk's statements, with nothing flushed or dropped first.
+  Status WriteBulk(const RowBuf& inserts, const RowBuf& updates, const RowBuf& feed_del,
+                   const RowBuf& feed_add, bool updates_dense);
   // Writes `norm` (normalized) as row `pk`'s metadata over `before`.
   Status WriteMeta(std::string_view pk, const RowMeta& before, const RowMeta& norm);
   // Adds and removes feed entries so the feed lists exactly the runs of

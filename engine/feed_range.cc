@@ -1,10 +1,28 @@
 #include "engine/feed_range.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "engine/row_meta.h"
 
 namespace crsync {
+
+void AddFeedChanges(std::string_view pk, const RowMeta& before, const RowMeta& after,
+                    FeedRunScratch* scratch, RowBuf* del, RowBuf* add) {
+  FeedRuns(before, &scratch->old_runs);
+  FeedRuns(after, &scratch->new_runs);
+  auto absent = [](const std::vector<FeedRun>& runs, const FeedRun& run) {
+    return std::find(runs.begin(), runs.end(), run) == runs.end();
+  };
+  for (const FeedRun& run : scratch->old_runs) {
+    if (absent(scratch->new_runs, run))
+      del->rows.push_back(RowBuf::Row{std::string(pk), {}, run.first, run.second});
+  }
+  for (const FeedRun& run : scratch->new_runs) {
+    if (absent(scratch->old_runs, run))
+      add->rows.push_back(RowBuf::Row{std::string(pk), {}, run.first, run.second});
+  }
+}
 
 void EncodeFeedRange(int64_t lo, int64_t hi, std::string_view first, std::string_view last,
                      std::string* out) {

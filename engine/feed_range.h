@@ -26,10 +26,22 @@
 #include <string>
 #include <string_view>
 #include <tuple>
+#include <vector>
 
 #include "engine/row_buf.h"
+#include "engine/row_meta.h"
 
 namespace crsync {
+
+// The point feed entries row `pk` loses and gains going from `before` to
+// `after` (both normalized): its runs that `after` no longer has go to
+// *del, those it newly has to *add, as (pk, dbv, lo) rows. `scratch` is
+// working space (kept to reuse its buffers).
+struct FeedRunScratch {
+  std::vector<FeedRun> old_runs, new_runs;
+};
+void AddFeedChanges(std::string_view pk, const RowMeta& before, const RowMeta& after,
+                    FeedRunScratch* scratch, RowBuf* del, RowBuf* add);
 
 struct FeedRange {
   int64_t hi = 0;  // last run covered (lo is the entry's own column)

@@ -221,16 +221,7 @@ void MetaBatch::AddToBuffers(std::string_view pk, const RowMeta& before, const R
   m.pk.assign(pk.data(), pk.size());
   EncodeRowMeta(after, &m.meta);
   // The feed lists exactly the runs of `after` instead of `before`.
-  FeedRuns(before, &runs_old_);
-  FeedRuns(after, &runs_new_);
-  for (const FeedRun& run : runs_old_) {
-    if (std::find(runs_new_.begin(), runs_new_.end(), run) == runs_new_.end())
-      feed_del_.rows.push_back(RowBuf::Row{m.pk, {}, run.first, run.second});
-  }
-  for (const FeedRun& run : runs_new_) {
-    if (std::find(runs_old_.begin(), runs_old_.end(), run) == runs_old_.end())
-      feed_add_.rows.push_back(RowBuf::Row{m.pk, {}, run.first, run.second});
-  }
+  AddFeedChanges(m.pk, before, after, &runs_, &feed_del_, &feed_add_);
 }
 
 Status MetaBatch::StoreNew(Crr* crr, const std::vector<std::string_view>& keys,

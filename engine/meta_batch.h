@@ -23,6 +23,7 @@
 
 #include "crsync/status.h"
 #include "engine/catalog.h"
+#include "engine/feed_range.h"
 #include "engine/row_buf.h"
 #include "engine/row_meta.h"
 #include "engine/row_write.h"
@@ -144,7 +145,7 @@ class MetaBatch {
   uint32_t user_label_ = 0;
   size_t size_ = 0;
   RowBuf inserts_, updates_, feed_del_, feed_add_, keys_, ranged_;
-  std::vector<FeedRun> runs_old_, runs_new_;
+  FeedRunScratch runs_;
   std::vector<DenseSpan> dense_;
   std::vector<int64_t> crr_ids_;
   RowMeta fresh_, empty_;

@@ -305,16 +305,7 @@ class UpdateWalk final : public MetaRewriter {
       StampLocal(&after_.cols[i], old.present ? old.col_version + 1 : 1, dbv_, seq++);
     }
     NormalizeRuns(&after_);
-    FeedRuns(before_, &runs_old_);
-    FeedRuns(after_, &runs_new_);
-    for (const FeedRun& run : runs_old_) {
-      if (std::find(runs_new_.begin(), runs_new_.end(), run) == runs_new_.end())
-        feed_del_.rows.push_back(RowBuf::Row{std::string(pk), {}, run.first, run.second});
-    }
-    for (const FeedRun& run : runs_new_) {
-      if (std::find(runs_old_.begin(), runs_old_.end(), run) == runs_old_.end())
-        feed_add_.rows.push_back(RowBuf::Row{std::string(pk), {}, run.first, run.second});
-    }
+    AddFeedChanges(pk, before_, after_, &runs_, &feed_del_, &feed_add_);
     EncodeRowMeta(after_, &out_);
     met_[at_] = true;
     ++matched_;
@@ -341,7 +332,7 @@ class UpdateWalk final : public MetaRewriter {
   size_t unwanted_ = 0, matched_ = 0;
   std::vector<bool> met_;
   RowMeta before_, after_;
-  std::vector<FeedRun> runs_old_, runs_new_;
+  FeedRunScratch runs_;
   std::string out_;
   RowBuf feed_del_, feed_add_;
 };

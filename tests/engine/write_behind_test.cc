@@ -85,6 +85,50 @@ TEST(WriteBehindTest, ReadsAndLocalWritesInTheTransactionSeeTheHeldRow) {
   EXPECT_EQ(Described(db).size(), 3u);
 }
 
+// More rows than Crr::kMaxPending are held and written a window at a time:
+// failures, savepoints, reads and local writes in between must see and
+// keep exactly what one transaction per statement would.
+TEST(WriteBehindTest, ManyHeldRowsMatchOneTransactionPerStatement) {
+  TestDb batched, single;
+  batched.Exec(kSchema);
+  single.Exec(kSchema);
+  batched.Exec("BEGIN");
+  auto both = [&](const std::string& sql) {
+    batched.Exec(sql);
+    single.Exec(sql);
+  };
+  int seq = 0;
+  for (int id = 1; id <= 1500; ++id) {
+    both(Merge(id, "a", "'v" + std::to_string(id) + "'", 1, seq++));
+    if (id % 3 == 0) both(Merge(id, "n", std::to_string(id), 1, seq++));
+    if (id % 7 == 0 && id > 100 && (id <= 1000 || id > 1105)) both(Merge(id - 5, "a", "'w" + std::to_string(id) + "'", 1, seq++));  // held earlier
+    if (id % 250 == 0) {
+      // Refused by the table: nothing of it stays, everything before does.
+      EXPECT_THAT(batched.Error(Merge(100000 + id, "n", "-1", 1, seq)), HasSubstr("CHECK constraint failed"));
+      EXPECT_THAT(single.Error(Merge(100000 + id, "n", "-1", 1, seq++)), HasSubstr("CHECK constraint failed"));
+    }
+    if (id == 700) {
+      // Read mid-way: the held rows are there.
+      EXPECT_EQ(batched.One("SELECT count(*) FROM crsql_changes WHERE cid = 'a'"), "700");
+      both("UPDATE t SET a = 'local' WHERE id IN (699, 700)");  // local writes to held rows
+    }
+    if (id == 1000) batched.Exec("SAVEPOINT sp");
+    if (id == 1100) batched.Exec("ROLLBACK TO sp; RELEASE sp");
+    if (id > 1000 && id <= 1100) {
+      // Undone in `batched` (rolled back to sp): undo them in `single` too.
+      single.Exec("DELETE FROM t__crsync_rows WHERE pk = crsql_pack_columns(" + std::to_string(id) +
+                  "); DELETE FROM t__crsync_feed WHERE pk = crsql_pack_columns(" +
+                  std::to_string(id) + ")");
+      single.Exec("SELECT crsql_internal_sync_bit(1); DELETE FROM t WHERE id = " +
+                  std::to_string(id) + "; SELECT crsql_internal_sync_bit(0)");
+    }
+  }
+  batched.Exec("COMMIT");
+  EXPECT_EQ(batched.One("SELECT count(*) FROM t"), "1400");
+  EXPECT_EQ(batched.Query("SELECT * FROM t ORDER BY id"), single.Query("SELECT * FROM t ORDER BY id"));
+  EXPECT_EQ(Described(batched), Described(single));
+}
+
 // A user trigger that merges too runs inside the outer merge's user-table
 // write, and may write the held row out. If that write then fails, SQLite
 // undoes the held row's write as well: the transaction can no longer
