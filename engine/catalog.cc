@@ -59,6 +59,15 @@ Status Crr::LoadAffinities() {
     }
   }
   if (pk_aff.size() != schema_.pk_cols.size()) pk_aff.assign(schema_.pk_cols.size(), 'b');
+  // A one-column key with no 'pk' index is the rowid: every key an integer.
+  rowid_key_ = false;
+  if (schema_.pk_cols.size() == 1 &&
+      Prepare(db_, "SELECT count(*) FROM pragma_index_list(?1, 'main') WHERE origin = 'pk'", &st)
+          .ok()) {
+    sqlite3_bind_text(st.get(), 1, schema_.name.data(), static_cast<int>(schema_.name.size()),
+                      SQLITE_STATIC);
+    rowid_key_ = sqlite3_step(st.get()) == SQLITE_ROW && sqlite3_column_int(st.get(), 0) == 0;
+  }
   pk_affinity_ = std::move(pk_aff);
   col_affinity_ = std::move(col_aff);
   affinities_loaded_ = true;
@@ -428,30 +437,45 @@ Status Crr::WriteBulk(const RowBuf& inserts, const RowBuf& updates, const RowBuf
   });
 }
 
-Status Crr::RewriteMetaRange(std::string_view first, std::string_view last, int64_t limit,
-                             MetaRewriter* rewriter, bool* walked) {
-  *walked = false;
-  CRSYNC_RETURN_IF_ERROR(FlushPending());
-  auto bind_range = [&](sqlite3_stmt* st) {
-    sqlite3_bind_blob(st, 2, first.data(), static_cast<int>(first.size()), SQLITE_STATIC);
-    sqlite3_bind_blob(st, 3, last.data(), static_cast<int>(last.size()), SQLITE_STATIC);
-  };
-  // Count first, at most limit + 1 rows: stepping over cells without
-  // decoding them costs a fraction of the walk.
+Status Crr::MoreStoredRowsThan(std::string_view first, std::string_view last, int64_t limit,
+                               bool* more) {
+  // Keys of a rowid table between two small non-negative integers are
+  // integers between them (packed order is numeric order there): no more
+  // rows than values. Otherwise count, at most limit + 1 rows: stepping
+  // over cells without decoding them costs a fraction of a walk.
+  if (!affinities_loaded_) CRSYNC_RETURN_IF_ERROR(LoadAffinities());
+  uint64_t lo, hi;
+  if (rowid_key_ && PackedSmallUint(first, &lo) && PackedSmallUint(last, &hi) && lo <= hi &&
+      hi - lo < static_cast<uint64_t>(limit)) {
+    *more = false;
+    return Status::OK();
+  }
   sqlite3_stmt* st = nullptr;
   CRSYNC_RETURN_IF_ERROR(Cached(&range_count_, [&] {
     return "SELECT count(*) FROM (SELECT 1 FROM " + RowsTable() +
            " WHERE pk BETWEEN ?2 AND ?3 LIMIT ?1)";
   }, &st));
   sqlite3_bind_int64(st, 1, limit + 1);
-  bind_range(st);
+  sqlite3_bind_blob(st, 2, first.data(), static_cast<int>(first.size()), SQLITE_STATIC);
+  sqlite3_bind_blob(st, 3, last.data(), static_cast<int>(last.size()), SQLITE_STATIC);
   int rc = sqlite3_step(st);
   const int64_t count = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
   sqlite3_reset(st);
   sqlite3_clear_bindings(st);
   if (rc != SQLITE_ROW) return SqliteError(db_, rc);
-  if (count > limit) return Status::OK();
+  *more = count > limit;
+  return Status::OK();
+}
+
+Status Crr::RewriteMetaRange(std::string_view first, std::string_view last, int64_t limit,
+                             MetaRewriter* rewriter, bool* walked) {
+  *walked = false;
+  CRSYNC_RETURN_IF_ERROR(FlushPending());
+  bool sparse;
+  CRSYNC_RETURN_IF_ERROR(MoreStoredRowsThan(first, last, limit, &sparse));
+  if (sparse) return Status::OK();
   DropCache();
+  sqlite3_stmt* st = nullptr;
   CRSYNC_RETURN_IF_ERROR(Cached(&rewrite_walk_, [&] {
     // No trigger and no abort but the function's own error (after which
     // the transaction rolls back): no statement journal.
@@ -460,7 +484,8 @@ Status Crr::RewriteMetaRange(std::string_view first, std::string_view last, int6
            "WHERE pk BETWEEN ?2 AND ?3 AND crsync_meta_wants(?1, pk)";
   }, &st));
   sqlite3_bind_pointer(st, 1, rewriter, kMetaRewriterPointerType, nullptr);
-  bind_range(st);
+  sqlite3_bind_blob(st, 2, first.data(), static_cast<int>(first.size()), SQLITE_STATIC);
+  sqlite3_bind_blob(st, 3, last.data(), static_cast<int>(last.size()), SQLITE_STATIC);
   Status s = StepToEnd(db_, st);
   sqlite3_clear_bindings(st);
   CRSYNC_RETURN_IF_ERROR(s);

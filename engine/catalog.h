@@ -179,6 +179,7 @@ class Crr {
   std::vector<FeedRun> runs_a_, runs_b_;
   Status LoadAffinities();
   bool affinities_loaded_ = false;
+  bool rowid_key_ = false;  // the key is the rowid (loaded with the affinities)
   std::vector<char> pk_affinity_, col_affinity_;
   bool cache_valid_ = false;
   std::string cache_pk_;
@@ -211,6 +212,9 @@ class Crr {
   }
   // The pending row `pk`, or null.
   PendingRow* FindPending(std::string_view pk);
+  // *more = whether more than `limit` rows are stored with first <= pk <= last.
+  Status MoreStoredRowsThan(std::string_view first, std::string_view last, int64_t limit,
+                            bool* more);
   // StoreBulk's statements, with nothing flushed or dropped first.
   Status WriteBulk(const RowBuf& inserts, const RowBuf& updates, const RowBuf& feed_del,
                    const RowBuf& feed_add, bool updates_dense);

@@ -43,6 +43,18 @@ void PackBytes(int type, const void* p, size_t n, std::string* out) {
 
 }  // namespace
 
+bool PackedSmallUint(std::string_view packed, uint64_t* out) {
+  if (packed.size() < 2 || packed[0] != 1) return false;
+  const auto head = static_cast<unsigned char>(packed[1]);
+  const size_t w = head >> 3;
+  if ((head & 7) != kInt || w >= 8 || packed.size() != 2 + w) return false;
+  uint64_t v = 0;
+  for (size_t i = 0; i < w; ++i) v = (v << 8) | static_cast<unsigned char>(packed[2 + i]);
+  if (static_cast<size_t>(ByteWidth(v)) != w) return false;  // not minimal: out of numeric order
+  *out = v;
+  return true;
+}
+
 void PackOne(sqlite3_value* v, std::string* out) {
   switch (sqlite3_value_type(v)) {
     case SQLITE_INTEGER:

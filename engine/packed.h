@@ -5,6 +5,7 @@
 
 #include <sqlite3.h>
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,6 +27,11 @@ void PackOne(const Value& v, std::string* out);
 // Decodes a packed blob. Rejects an empty blob, unknown type codes, W > 8,
 // truncated payloads and trailing bytes, with a message naming the problem.
 Status UnpackValues(std::string_view packed, std::vector<Value>* out);
+
+// The value of a one-column packed key holding an integer in [0, 2^56):
+// among such keys packed (memcmp) order is numeric order, and no other
+// packed integer sorts between two of them. False for any other key.
+bool PackedSmallUint(std::string_view packed, uint64_t* out);
 
 }  // namespace crsync
 

@@ -89,6 +89,33 @@ TEST(PackedTest, DecoderZeroExtendsAndAcceptsNonMinimalIntegers) {
   EXPECT_EQ(out[0].type, SQLITE_NULL);
 }
 
+// Keys whose packed order is their numeric order (Crr's bound on how many
+// rows a key range of a rowid table holds).
+TEST(PackedTest, SmallUnsignedKeysAndOnlyThose) {
+  uint64_t v = 99;
+  EXPECT_TRUE(PackedSmallUint(Bytes("0109C8"), &v));
+  EXPECT_EQ(v, 200u);
+  EXPECT_TRUE(PackedSmallUint(Bytes("0101"), &v));  // 0: no payload bytes
+  EXPECT_EQ(v, 0u);
+  EXPECT_TRUE(PackedSmallUint(Bytes("0139FFFFFFFFFFFFFF"), &v));
+  EXPECT_EQ(v, (uint64_t{1} << 56) - 1);
+  std::vector<std::string> refused = {
+      "0141FFFFFFFFFFFFFFFB",  // -5: eight bytes
+      "01410100000000000000",  // 2^56: eight bytes
+      "0119000001",            // 1, not minimal
+      "010B61",                // TEXT 'a'
+      "020901090102",          // two columns
+      "0109",                  // truncated
+      "0109C8C8",              // trailing byte
+      ""};
+  for (const std::string& hex : refused) EXPECT_FALSE(PackedSmallUint(Bytes(hex), &v)) << hex;
+  // Minimal small integers sort by value.
+  std::string a, b;
+  PackValues({Value::Int(255)}, &a);
+  PackValues({Value::Int(256)}, &b);
+  EXPECT_LT(a, b);
+}
+
 TEST(PackedTest, DecoderRejectsMalformedInputWithReason) {
   std::vector<Value> out;
   EXPECT_THAT(UnpackValues("", &out).message(), ::testing::HasSubstr("empty"));
