@@ -199,6 +199,11 @@ inline bool DanglingSiteIds(sqlite3* db) {
 class Dumper {
  public:
   explicit Dumper(sqlite3* db) : db_(db) {
+    // crsql_changes first: reading it writes the rows a merge holds back
+    // (Crr::StoreMeta's write-behind), so the bookkeeping tables dumped
+    // after it show what the engine stores, not a moment of its buffering.
+    Add("== crsql_changes\n",
+        "SELECT \"table\", pk, cid, val, col_version, db_version, site_id, cl, seq FROM crsql_changes");
     StmtPtr names;
     FUZZ_CHECK_OK(Prepare(db, "SELECT name FROM main.sqlite_schema WHERE type = 'table' ORDER BY name",
                           &names));
@@ -206,8 +211,6 @@ class Dumper {
       std::string name = reinterpret_cast<const char*>(sqlite3_column_text(names.get(), 0));
       Add("== " + name + "\n", "SELECT * FROM main." + QuoteIdent(name));
     }
-    Add("== crsql_changes\n",
-        "SELECT \"table\", pk, cid, val, col_version, db_version, site_id, cl, seq FROM crsql_changes");
   }
   // Dumps the given queries instead, titled.
   Dumper(sqlite3* db, const std::vector<std::pair<std::string, std::string>>& queries) : db_(db) {
