@@ -281,16 +281,15 @@ class UpdateWalk final : public MetaRewriter {
   }
 
   bool Wants(std::string_view pk) override {
-    while (want_ < n_ && Key(want_) < pk) ++want_;
-    if (want_ < n_ && Key(want_) == pk) return true;
+    if (Find(pk, &want_) < n_) return true;
     ++unwanted_;
     return false;
   }
 
   bool Rewrite(std::string_view pk, std::string_view meta, std::string_view* out,
                std::string* error) override {
-    while (at_ < n_ && Key(at_) < pk) ++at_;
-    if (at_ == n_ || Key(at_) != pk) {
+    const size_t j = Find(pk, &at_);
+    if (j == n_ || met_[j]) {
       *error = "crsql - metadata walk out of step";
       return false;
     }
@@ -299,15 +298,15 @@ class UpdateWalk final : public MetaRewriter {
       return false;
     }
     after_ = before_;
-    int64_t seq = seq_[at_];
-    for (uint32_t i : log_[start_ + at_].changed) {
+    int64_t seq = seq_[j];
+    for (uint32_t i : log_[start_ + j].changed) {
       const Clock& old = before_.cols[i];
       StampLocal(&after_.cols[i], old.present ? old.col_version + 1 : 1, dbv_, seq++);
     }
     NormalizeRuns(&after_);
     AddFeedChanges(pk, before_, after_, &runs_, &feed_del_, &feed_add_);
     EncodeRowMeta(after_, &out_);
-    met_[at_] = true;
+    met_[j] = true;
     ++matched_;
     *out = out_;
     return true;
@@ -322,6 +321,25 @@ class UpdateWalk final : public MetaRewriter {
 
  private:
   std::string_view Key(size_t j) const { return log_[start_ + j].key; }
+  // The index of `pk` among the window's (ascending) keys, n_ if absent.
+  // The walk meets keys in ascending order, so a forward step from *cursor
+  // finds it; a key behind the cursor (PRAGMA reverse_unordered_selects
+  // walks backwards) is found by binary search.
+  size_t Find(std::string_view pk, size_t* cursor) const {
+    size_t j = *cursor;
+    if (j > 0 && !(Key(j - 1) < pk)) {
+      size_t lo = 0, hi = j;
+      while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (Key(mid) < pk) lo = mid + 1; else hi = mid;
+      }
+      j = lo;
+    } else {
+      while (j < n_ && Key(j) < pk) ++j;
+    }
+    *cursor = j;
+    return j < n_ && Key(j) == pk ? j : n_;
+  }
 
   const WriteLog& log_;
   size_t start_, n_, slots_;

@@ -101,6 +101,14 @@ std::string Ascending(int from, int count, const std::string& tag) {
          "' || i, i % 7 FROM n ORDER BY i";
 }
 
+// Creates the CRR t (id, b, c) holding rows 1..rows, loaded in one
+// ascending transaction.
+void MakeT(TestDb& db, int rows = 0) {
+  db.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, b TEXT, c INTEGER);"
+          "SELECT crsql_as_crr('t');");
+  if (rows > 0) db.Exec("BEGIN;" + Ascending(1, rows, "a") + "; COMMIT;");
+}
+
 // Random bulk loads, each followed in the same and later transactions by
 // updates, deletes, re-inserts and key changes of the loaded rows.
 TEST(FeedRangeTest, ReadsMatchOneEntryPerRowWhateverHappensToTheRows) {
@@ -109,10 +117,7 @@ TEST(FeedRangeTest, ReadsMatchOneEntryPerRowWhateverHappensToTheRows) {
     SCOPED_TRACE("seed " + std::to_string(seed));
     std::mt19937_64 rng(seed);
     TwoFeeds dbs;
-    dbs.Both([](TestDb& db) {
-      db.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, b TEXT, c INTEGER);"
-              "SELECT crsql_as_crr('t');");
-    });
+    dbs.Both([](TestDb& db) { MakeT(db); });
     int next = 1;
     for (int txn = 0; txn < 6; ++txn) {
       std::vector<std::string> sql;
@@ -158,8 +163,7 @@ TEST(FeedRangeTest, ReadsMatchOneEntryPerRowWhateverHappensToTheRows) {
     // Rebuilt from its changes elsewhere, the ranged database's table is
     // the same.
     TestDb copy;
-    copy.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, b TEXT, c INTEGER);"
-              "SELECT crsql_as_crr('t');");
+    MakeT(copy);
     Sync(dbs.ranged, copy);
     EXPECT_EQ(copy.Query("SELECT * FROM t ORDER BY id"), dbs.ranged.Query("SELECT * FROM t ORDER BY id"));
   }
@@ -170,15 +174,12 @@ TEST(FeedRangeTest, ReadsMatchOneEntryPerRowWhateverHappensToTheRows) {
 // the same batches with and without them reads the same.
 TEST(FeedRangeTest, AppliedAppendsReadTheSame) {
   TestDb src;
-  src.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, b TEXT, c INTEGER);"
-           "SELECT crsql_as_crr('t');");
-  src.Exec("BEGIN;" + Ascending(1, 3000, "a") + "; COMMIT;");
+  MakeT(src, 3000);
   src.Exec("UPDATE t SET c = c + 1 WHERE id % 3 = 0");
   src.Exec("DELETE FROM t WHERE id % 11 = 0 AND id > 2500");  // tombstones: rows too
   TwoFeeds dbs;
   dbs.Both([&](TestDb& db) {
-    db.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, b TEXT, c INTEGER);"
-            "SELECT crsql_as_crr('t');");
+    MakeT(db);
     std::unique_ptr<ChangeApplier> applier;
     ASSERT_OK(ChangeApplier::Open(db.get(), &applier));
     // In pk order, as a sender's read of one row after another arrives.
@@ -212,9 +213,7 @@ TEST(FeedRangeTest, AppliedAppendsReadTheSame) {
 TEST(FeedRangeTest, RangeUpdatesReadTheSame) {
   TwoFeeds dbs;
   dbs.Both([&](TestDb& db) {
-    db.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, b TEXT, c INTEGER);"
-            "SELECT crsql_as_crr('t');");
-    db.Exec("BEGIN;" + Ascending(1, 5000, "a") + "; COMMIT;");
+    MakeT(db, 5000);
     db.Exec("UPDATE t SET c = c + 1");                                   // dense
     db.Exec("UPDATE t SET b = b || '~' WHERE id % 2 = 0");               // every other row
     db.Exec("UPDATE t SET c = c * 2, b = 'x' WHERE id % 5 = 0");         // too sparse to walk
@@ -228,13 +227,35 @@ TEST(FeedRangeTest, RangeUpdatesReadTheSame) {
   EXPECT_EQ(dbs.ranged.Query("SELECT * FROM t ORDER BY id"), dbs.plain.Query("SELECT * FROM t ORDER BY id"));
 }
 
+// With PRAGMA reverse_unordered_selects the metadata walk meets the rows in
+// descending key order while the transaction wrote them ascending (one
+// statement per row); it must still take every row, with the seqs of the
+// write order.
+TEST(FeedRangeTest, RangeUpdatesWalkedBackwardsReadTheSame) {
+  TwoFeeds dbs;
+  dbs.Both([&](TestDb& db) {
+    MakeT(db, 400);
+    db.Exec("PRAGMA reverse_unordered_selects = 1");
+    std::string txn = "BEGIN;";
+    for (int id = 101; id <= 300; ++id) {
+      txn += "UPDATE t SET c = " + std::to_string(id * 7) + " WHERE id = " + std::to_string(id) + ";";
+    }
+    db.Exec(txn + "COMMIT;");
+  });
+  EXPECT_GT(RangeEntries(dbs.ranged, "t"), 0);  // the walk took the window
+  ASSERT_NO_FATAL_FAILURE(dbs.ExpectSameReads("walked backwards"));
+  // Seqs follow the write order: ascending ids.
+  auto ids = dbs.ranged.Query("SELECT u.cell FROM crsql_changes, crsql_unpack_columns(pk) AS u "
+                              "WHERE db_version = 2 ORDER BY seq");
+  ASSERT_EQ(ids.size(), 200u);
+  for (size_t i = 0; i < ids.size(); ++i) EXPECT_EQ(ids[i][0], std::to_string(101 + i)) << "seq order " << i;
+}
+
 // A row the walk does not meet (its metadata is missing: only a write
 // behind the engine's back does that) still gets its update recorded.
 TEST(FeedRangeTest, RangeUpdateOfARowWithoutMetadataIsRecorded) {
   TestDb db;
-  db.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, b TEXT, c INTEGER);"
-          "SELECT crsql_as_crr('t');");
-  db.Exec("BEGIN;" + Ascending(1, 100, "a") + "; COMMIT;");
+  MakeT(db, 100);
   db.Exec("DELETE FROM t__crsync_rows WHERE pk = crsql_pack_columns(50)");
   db.Exec("UPDATE t SET c = 100 + id");
   EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes WHERE db_version = 2 AND cid = 'c'"), "100");
@@ -266,9 +287,7 @@ TEST(FeedRangeTest, BackfilledTablesReadTheSame) {
 TEST(FeedRangeTest, AltersAfterRangesReadTheSame) {
   TwoFeeds dbs;
   dbs.Both([](TestDb& db) {
-    db.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, b TEXT, c INTEGER);"
-            "SELECT crsql_as_crr('t');");
-    db.Exec("BEGIN;" + Ascending(1, 2500, "a") + "; COMMIT;");
+    MakeT(db, 2500);
     db.Exec("UPDATE t SET c = c + 1 WHERE id BETWEEN 100 AND 1900");
   });
   EXPECT_GT(RangeEntries(dbs.ranged, "t"), 0);
