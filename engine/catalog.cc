@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <exception>
 
 #include "engine/packed.h"
 
@@ -280,8 +281,23 @@ Crr::PendingRow* Crr::FindPending(std::string_view pk) {
 
 Status Crr::FlushPending() {
   if (!pending_failure_.ok()) return pending_failure_;
+  if (flush_unwound_) {
+    return Status::Sqlite(SQLITE_ABORT, "crsql - storing merged metadata of " + name() +
+                                            " was interrupted; roll the transaction back");
+  }
   if (pending_n_ == 0) return Status::OK();
   const size_t n = pending_n_;
+  // The rows are forgotten before they are written (the statements below
+  // may call back here, through crsql_changes' xSavepoint). Should this
+  // unwind (std::bad_alloc), nothing may commit without them: every later
+  // access fails until DropCache().
+  struct UnwindMark {
+    Crr* crr;
+    int uncaught = std::uncaught_exceptions();
+    ~UnwindMark() {
+      if (std::uncaught_exceptions() > uncaught) crr->flush_unwound_ = true;
+    }
+  } mark{this};
   ForgetPending();
   ++pending_flushes_;
   Status s;

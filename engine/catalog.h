@@ -119,6 +119,7 @@ class Crr {
     DropReadCaches();
     ForgetPending();
     pending_failure_ = Status::OK();
+    flush_unwound_ = false;
   }
   // Forgets what was read (cached row, read-ahead, user row values) but
   // keeps the pending rows: after a merge's own user-table write rolled
@@ -204,6 +205,7 @@ class Crr {
   RowBuf pending_rows_, pending_del_, pending_add_;
   FeedRunScratch pending_runs_;
   Status pending_failure_;
+  bool flush_unwound_ = false;  // a FlushPending() unwound: its rows are lost
   uint64_t pending_flushes_ = 0;
   void ForgetPending() {
     pending_n_ = 0;
