@@ -1,5 +1,7 @@
 #include "engine/merger.h"
 
+#include <cmath>
+
 #include "engine/packed.h"
 #include "engine/row_meta.h"
 #include "engine/user_writes.h"
@@ -43,8 +45,15 @@ Status Merger::Validate(const MergeInput& in, Crr** out, std::vector<Value>* pk_
   const std::vector<char>* affinity;
   CRSYNC_RETURN_IF_ERROR(crr->PkAffinity(&affinity));
   for (size_t i = 0; i < npk; ++i) {
-    if ((*pk_vals)[i].type == SQLITE_NULL) {
+    const Value& v = (*pk_vals)[i];
+    if (v.type == SQLITE_NULL) {
       return Status::InvalidArgument("crsql - malformed pk for table " + t + ": NULL value for " +
+                                     crr->schema().pk_cols[i]);
+    }
+    if (v.type == SQLITE_FLOAT && std::isnan(v.d)) {
+      // SQLite stores a NaN as NULL: the key would name no row (or, for an
+      // INTEGER PRIMARY KEY, a new rowid of its choosing).
+      return Status::InvalidArgument("crsql - malformed pk for table " + t + ": NaN value for " +
                                      crr->schema().pk_cols[i]);
     }
     if ((*affinity)[i] != 'b') (*pk_vals)[i] = ApplyAffinity((*pk_vals)[i], (*affinity)[i]);

@@ -63,6 +63,10 @@ TEST_F(MergeErrorsTest, EachBadInputNamesTheProblemAndChangesNothing) {
   ExpectRejected("'todo', X'010B017800', 'title', 'v', 1, 1, " + s, "trailing bytes");
   ExpectRejected("'todo', X'020B01780901', 'title', 'v', 1, 1, " + s, "expected 1 values, got 2");
   ExpectRejected("'todo', X'0105', 'title', 'v', 1, 1, " + s, "NULL value for id");
+  // A NaN key is a NULL to SQLite: for the INTEGER PRIMARY KEY of s it
+  // would have made a row under a rowid of SQLite's choosing.
+  ExpectRejected("'todo', X'01027FF8000000000000', 'title', 'v', 1, 1, " + s, "NaN value for id");
+  ExpectRejected("'s', X'01027FF8000000000000', 'v', 1, 1, 1, " + s, "NaN value for id");
   ExpectRejected("'todo', X'010B0178', 5, 'v', 1, 1, " + s, "invalid cid");
   ExpectRejected("'todo', X'010B0178', 'nope', 'v', 1, 1, " + s, "no such column todo.nope");
   ExpectRejected("'todo', X'010B0178', 'TITLE', 'v', 1, 1, " + s, "no such column todo.TITLE");
