@@ -320,7 +320,7 @@ class UpdateWalk final : public MetaRewriter {
   RowBuf& feed_add() { return feed_add_; }
 
  private:
-  std::string_view Key(size_t j) const { return log_[start_ + j].key; }
+  std::string_view Key(size_t j) const { return log_.key(start_ + j); }
   // The index of `pk` among the window's (ascending) keys, n_ if absent.
   // The walk meets keys in ascending order, so a forward step from *cursor
   // finds it; a key behind the cursor (PRAGMA reverse_unordered_selects
@@ -337,8 +337,12 @@ class UpdateWalk final : public MetaRewriter {
     } else {
       while (j < n_ && Key(j) < pk) ++j;
     }
+    if (j < n_ && Key(j) == pk) {
+      *cursor = j + 1;  // the next key asked for lies beyond
+      return j;
+    }
     *cursor = j;
-    return j < n_ && Key(j) == pk ? j : n_;
+    return n_;
   }
 
   const WriteLog& log_;

@@ -58,6 +58,12 @@ class WriteLog {
     w.changed = std::span<const uint32_t>(changed_.data() + e.changed_off, e.changed_n);
     return w;
   }
+  // Write i's key alone (what operator[] would give as .key), for scans
+  // that look at nothing else.
+  std::string_view key(size_t i) const {
+    const Entry& e = entries_[i];
+    return std::string_view(keys_).substr(e.key_off, e.key_len);
+  }
   size_t size() const { return entries_.size(); }
   // Drops the writes from index n on.
   void Truncate(size_t n) {
