@@ -104,7 +104,18 @@ std::string Crr::PkWhere(int first) const {
   return out;
 }
 
+Status Crr::Failure() const {
+  if (!pending_failure_.ok()) return pending_failure_;
+  if (flush_unwound_) {
+    return Status::Sqlite(SQLITE_ABORT, "crsql - storing merged metadata of " + name() +
+                                            " was interrupted; roll the transaction back");
+  }
+  return Status::OK();
+}
+
 Status Crr::LoadMeta(std::string_view pk, RowMeta* meta, bool* found, bool use_cache) {
+  // (After a failed write-behind the caches may predate rows it lost.)
+  if (failed()) return Failure();
   if (const PendingRow* held = use_cache ? FindPending(pk) : nullptr) {
     *meta = held->meta;
     *found = true;
@@ -213,7 +224,7 @@ Status Crr::InsertNewMeta(std::string_view pk, RowMeta meta, bool* inserted) {
 Status Crr::StoreMeta(std::string_view pk, const RowMeta& before, const RowMeta& after,
                       bool cache, bool defer) {
   if (defer) {
-    if (!pending_failure_.ok()) return pending_failure_;
+    if (failed()) return Failure();
     PendingRow* row = FindPending(pk);
     if (!row) {
       if (pending_n_ == kMaxPending) CRSYNC_RETURN_IF_ERROR(FlushPending());
@@ -280,17 +291,13 @@ Crr::PendingRow* Crr::FindPending(std::string_view pk) {
 }
 
 Status Crr::FlushPending() {
-  if (!pending_failure_.ok()) return pending_failure_;
-  if (flush_unwound_) {
-    return Status::Sqlite(SQLITE_ABORT, "crsql - storing merged metadata of " + name() +
-                                            " was interrupted; roll the transaction back");
-  }
+  if (failed()) return Failure();
   if (pending_n_ == 0) return Status::OK();
   const size_t n = pending_n_;
   // The rows are forgotten before they are written (the statements below
   // may call back here, through crsql_changes' xSavepoint). Should this
   // unwind (std::bad_alloc), nothing may commit without them: every later
-  // access fails until DropCache().
+  // access fails until ClearFailure().
   struct UnwindMark {
     Crr* crr;
     int uncaught = std::uncaught_exceptions();

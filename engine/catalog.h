@@ -73,7 +73,7 @@ class Crr {
   // statement each. Whoever reads the metadata tables by other means must
   // call FlushPending() first (ConnEngine::FlushLocalWrites does, for every
   // CRR). A failed write-behind makes every later access fail until
-  // DropCache(): the transaction has to roll back.
+  // ClearFailure(): the transaction has to roll back.
   Status StoreMeta(std::string_view pk, const RowMeta& before, const RowMeta& after,
                    bool cache = false, bool defer = false);
   Status FlushPending();
@@ -114,10 +114,18 @@ class Crr {
   // Forgets the cached row, the pending rows (unwritten) and user row
   // values: after a rollback, at the transaction's end (after its pending
   // rows were flushed), and when the tables were rewritten behind this
-  // object (after a flush).
+  // object (after a flush). A failed write-behind stays failed: only
+  // ClearFailure() ends that.
   void DropCache() {
     DropReadCaches();
     ForgetPending();
+  }
+  // Ends the failed state of a write-behind that failed or unwound: only
+  // once what it left half-written is undone, at the transaction's end or
+  // a rollback to a savepoint opened before it (its held rows were written
+  // when that savepoint opened).
+  bool failed() const { return !pending_failure_.ok() || flush_unwound_; }
+  void ClearFailure() {
     pending_failure_ = Status::OK();
     flush_unwound_ = false;
   }
@@ -131,7 +139,7 @@ class Crr {
   }
   // How many times this object has written pending rows so far.
   uint64_t pending_flushes() const { return pending_flushes_; }
-  // Makes every later access fail with `why` until DropCache().
+  // Makes every later access fail with `why` until ClearFailure().
   void FailPending(const Status& why) {
     ForgetPending();
     pending_failure_ = why;
@@ -206,6 +214,8 @@ class Crr {
   FeedRunScratch pending_runs_;
   Status pending_failure_;
   bool flush_unwound_ = false;  // a FlushPending() unwound: its rows are lost
+  // Why every access fails, after a failed or unwound write-behind.
+  Status Failure() const;
   uint64_t pending_flushes_ = 0;
   void ForgetPending() {
     pending_n_ = 0;
@@ -276,6 +286,21 @@ class Catalog {
   void DropCaches() {
     for (auto& c : crrs_)
       if (c) c->DropCache();
+  }
+  // Whether some CRR's write-behind has failed (Crr::failed()).
+  bool Failed() const {
+    for (const auto& c : crrs_)
+      if (c && c->failed()) return true;
+    return false;
+  }
+  // DropCaches() and every CRR's ClearFailure(): at the transaction's end
+  // and rollbacks to a savepoint opened before the failure.
+  void DropCachesAndFailures() {
+    for (auto& c : crrs_) {
+      if (!c) continue;
+      c->DropCache();
+      c->ClearFailure();
+    }
   }
   // Finalizes every cached statement (before the connection closes).
   void Clear() {

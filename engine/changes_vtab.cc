@@ -35,6 +35,7 @@ struct ChangesVtab {
     PeerMarks marks;        // when it opened
     bool internal;          // opened by a merge's own user-table write
     uint64_t flushes;       // Catalog::pending_flushes() when it opened
+    bool failed;            // a write-behind had failed by then (Catalog::Failed)
   };
   std::vector<Savepoint> savepoints;
   PeerMarks::key_type probe;  // reused lookup key: no allocation per change
@@ -502,7 +503,7 @@ int EndTransaction(sqlite3_vtab* vtab) {
   auto* v = reinterpret_cast<ChangesVtab*>(vtab);
   v->marks.clear();
   v->savepoints.clear();
-  v->engine->catalog().DropCaches();
+  v->engine->catalog().DropCachesAndFailures();
   return SQLITE_OK;
 }
 
@@ -515,14 +516,16 @@ int Savepoint(sqlite3_vtab* vtab, int level) {
     // including a merge's own user-table write: that one keeps the held
     // row, see RollbackTo.
     const bool internal = v->engine->in_merge_write();
-    if (!internal) {
-      if (Status s = v->engine->catalog().FlushPending(); !s.ok()) {
-        SetError(vtab, s.message());
-        return s.sqlite_code();
-      }
-    }
+    Catalog& catalog = v->engine->catalog();
+    Status s = internal ? Status::OK() : catalog.FlushPending();
+    // Recorded even when the flush fails: SQLite then rolls back to this
+    // level, which must not clear a failure that predates it.
     v->savepoints.push_back(
-        ChangesVtab::Savepoint{level, v->marks, internal, v->engine->catalog().pending_flushes()});
+        ChangesVtab::Savepoint{level, v->marks, internal, catalog.pending_flushes(), catalog.Failed()});
+    if (!s.ok()) {
+      SetError(vtab, s.message());
+      return s.sqlite_code();
+    }
     return SQLITE_OK;
   });
 }
@@ -555,10 +558,17 @@ int RollbackTo(sqlite3_vtab* vtab, int level) {
         v->engine->SitesMayHaveRolledBack();
         return SQLITE_OK;
       }
+      if (sp.failed) {
+        // The write-behind failed before this savepoint: rolling back to
+        // it does not undo that.
+        catalog.DropCaches();
+        v->engine->SitesMayHaveRolledBack();
+        return SQLITE_OK;
+      }
     } else {
       v->marks.clear();  // opened before this table joined the transaction
     }
-    catalog.DropCaches();  // cached and held rows may have been rolled back
+    catalog.DropCachesAndFailures();  // cached and held rows may have been rolled back
     v->engine->SitesMayHaveRolledBack();
     return SQLITE_OK;
   });

@@ -372,7 +372,7 @@ void ConnEngine::EndTransaction() {
   reload_sites_ = false;
   tentative_sites_.clear();
   unverified_sites_.clear();
-  catalog_.DropCaches();
+  catalog_.DropCachesAndFailures();
   CaptureEnd();  // normally done already by the capture table's xCommit/xRollback
   pending_ = 0;
   seq_ = 0;

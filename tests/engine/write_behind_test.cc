@@ -133,8 +133,9 @@ TEST(WriteBehindTest, ManyHeldRowsMatchOneTransactionPerStatement) {
 // write, and may write the held row out. If that write then fails, SQLite
 // undoes the held row's write as well: the transaction can no longer
 // commit correctly, so it must not commit at all.
-TEST(WriteBehindTest, AHeldRowWrittenInsideAFailedMergeFailsTheTransaction) {
-  TestDb db;
+// Leaves db (with kSchema) in a transaction whose write-behind failed that
+// way.
+void FailAWriteBehind(TestDb& db) {
   db.Exec(kSchema);
   db.Exec("CREATE TRIGGER nested AFTER UPDATE ON t WHEN NEW.n = 99 BEGIN " +
           Merge(50, "a", "'nested'", 9) + "; SELECT RAISE(ABORT, 'n 99 refused'); END;");
@@ -142,10 +143,20 @@ TEST(WriteBehindTest, AHeldRowWrittenInsideAFailedMergeFailsTheTransaction) {
   db.Exec(Merge(1, "a", "'held'", 1));
   // The same row again: still held when its user-table write begins.
   EXPECT_THAT(db.Error(Merge(1, "n", "99", 1, 1)), HasSubstr("n 99 refused"));
+}
+
+// COMMIT fails, and leaves nothing.
+void ExpectCommitRefused(TestDb& db) {
   EXPECT_THAT(db.Error("COMMIT"), HasSubstr("roll the transaction back"));
   EXPECT_EQ(sqlite3_get_autocommit(db.get()), 1) << "the failed COMMIT rolled back";
   EXPECT_EQ(db.One("SELECT count(*) FROM t"), "0");
   EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes"), "0");
+}
+
+TEST(WriteBehindTest, AHeldRowWrittenInsideAFailedMergeFailsTheTransaction) {
+  TestDb db;
+  FailAWriteBehind(db);
+  ExpectCommitRefused(db);
   // Without the trigger's merge the same failure costs nothing.
   db.Exec("DROP TRIGGER nested");
   db.Exec("CREATE TRIGGER refuse AFTER UPDATE ON t WHEN NEW.n = 99 BEGIN "
@@ -155,6 +166,31 @@ TEST(WriteBehindTest, AHeldRowWrittenInsideAFailedMergeFailsTheTransaction) {
   EXPECT_THAT(db.Error(Merge(1, "n", "99", 1, 1)), HasSubstr("n 99 refused"));
   db.Exec("COMMIT");
   EXPECT_EQ(Described(db), (Rows{{"'010901'", "'a'", "'held'", "1", "1"}}));
+}
+
+// Once a write-behind has failed, nothing but the transaction's end (or a
+// rollback past it) may clear that: not a ChangeApplier batch failing on
+// it, not crsql_as_crr refreshing the catalog in the same transaction.
+TEST(WriteBehindTest, AFailedWriteBehindStaysFailedUntilTheTransactionEnds) {
+  TestDb peer;
+  peer.Exec(kSchema);
+  peer.Exec("INSERT INTO t (id, a) VALUES (7, 'peer')");
+  const std::vector<Change> from_peer = ToChanges(ReadChanges(peer.get()));
+  for (const char* then : {"applier", "as_crr"}) {
+    SCOPED_TRACE(then);
+    TestDb db;
+    FailAWriteBehind(db);
+    if (std::string(then) == "applier") {
+      std::unique_ptr<ChangeApplier> applier;
+      ASSERT_OK(ChangeApplier::Open(db.get(), &applier));
+      EXPECT_FALSE(applier->Apply(from_peer).ok());
+    } else {
+      // (Refused: opening its statement journal needs the held rows written.)
+      db.Error("CREATE TABLE o (id INTEGER PRIMARY KEY NOT NULL, v)");
+      db.Error("SELECT crsql_as_crr('t')");
+    }
+    ExpectCommitRefused(db);
+  }
 }
 
 // Only a merge's own user-table write counts as "inside a merge": a
