@@ -6,6 +6,7 @@
 #include "common/guard.h"
 #include "engine/feed_range.h"
 #include "engine/packed.h"
+#include "engine/row_buf.h"
 #include "engine/value.h"
 
 namespace crsync {
@@ -321,28 +322,8 @@ class UpdateWalk final : public MetaRewriter {
 
  private:
   std::string_view Key(size_t j) const { return log_.key(start_ + j); }
-  // The index of `pk` among the window's (ascending) keys, n_ if absent.
-  // The walk meets keys in ascending order, so a forward step from *cursor
-  // finds it; a key behind the cursor (PRAGMA reverse_unordered_selects
-  // walks backwards) is found by binary search.
   size_t Find(std::string_view pk, size_t* cursor) const {
-    size_t j = *cursor;
-    if (j > 0 && !(Key(j - 1) < pk)) {
-      size_t lo = 0, hi = j;
-      while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (Key(mid) < pk) lo = mid + 1; else hi = mid;
-      }
-      j = lo;
-    } else {
-      while (j < n_ && Key(j) < pk) ++j;
-    }
-    if (j < n_ && Key(j) == pk) {
-      *cursor = j + 1;  // the next key asked for lies beyond
-      return j;
-    }
-    *cursor = j;
-    return n_;
+    return FindInWalk(n_, [this](size_t j) { return Key(j); }, pk, cursor);
   }
 
   const WriteLog& log_;

@@ -66,18 +66,48 @@ struct ValueRows {
   std::vector<Value> cells_;
 };
 
+// The index of `key` among n strictly ascending keys (key_at(i) gives the
+// i-th), or n if absent, for a walk that usually asks in ascending order: a
+// forward step from *cursor finds it (one comparison per call when every
+// key is asked for), a key behind the cursor (PRAGMA
+// reverse_unordered_selects walks backwards) is found by binary search.
+// Moves *cursor past a match.
+template <typename KeyAt>
+size_t FindInWalk(size_t n, const KeyAt& key_at, std::string_view key, size_t* cursor) {
+  size_t j = *cursor;
+  if (j > 0 && !(key_at(j - 1) < key)) {
+    size_t lo = 0, hi = j;
+    while (lo < hi) {
+      const size_t mid = lo + (hi - lo) / 2;
+      if (key_at(mid) < key) {
+        lo = mid + 1;
+      } else {
+        hi = mid;
+      }
+    }
+    j = lo;
+  } else {
+    while (j < n && key_at(j) < key) ++j;
+  }
+  if (j < n && key_at(j) == key) {
+    *cursor = j + 1;
+    return j;
+  }
+  *cursor = j;
+  return n;
+}
+
 // A RowBuf sorted by pk, walked by one statement that meets keys in
-// ascending order:
+// ascending order (usually: see FindInWalk):
 //
 //   UPDATE rows SET meta = coalesce(crsync_rowbuf_meta(?1, pk), meta)
 //   WHERE pk BETWEEN ?2 AND ?3
 //
 // with ?1 bound by sqlite3_bind_pointer(stmt, 1, &walk, kRowBufWalkPointerType,
 // nullptr): the function returns the meta of the row with that pk, or NULL
-// when the buffer has none (counting in `matched` the keys it had). Each
-// call moves `pos` forward, so a walk costs
-// one comparison per key instead of a b-tree seek per row. Same lifetime
-// rules as RowBuf.
+// when the buffer has none (counting in `matched` the keys it had). The
+// lookups go through FindInWalk from `pos`, so a walk costs one comparison
+// per key instead of a b-tree seek per row. Same lifetime rules as RowBuf.
 inline constexpr char kRowBufWalkPointerType[] = "crsync_rowbuf_walk";
 
 struct RowBufWalk {
@@ -96,7 +126,8 @@ struct RowBufWalk {
 // with ?1 bound by sqlite3_bind_pointer(stmt, 1, &rewriter,
 // kMetaRewriterPointerType, nullptr). SQLite calls Wants() for every row of
 // the range and Rewrite() for each row it accepted, both in ascending key
-// order (each may keep its own position). A false from Rewrite() fails the
+// order, or descending under PRAGMA reverse_unordered_selects (FindInWalk
+// copes with both). A false from Rewrite() fails the
 // statement with *error. Implementations must not throw (the SQL functions
 // turn an escaped exception into an error anyway). Same lifetime rules as
 // RowBuf.

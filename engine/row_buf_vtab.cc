@@ -124,10 +124,11 @@ void RowBufMeta(sqlite3_context* ctx, int, sqlite3_value** argv) {
   std::string_view pk(static_cast<const char*>(sqlite3_value_blob(argv[1])),
                       static_cast<size_t>(sqlite3_value_bytes(argv[1])));
   const auto& rows = walk->buf->rows;
-  while (walk->pos < rows.size() && std::string_view(rows[walk->pos].pk) < pk) ++walk->pos;
-  if (walk->pos < rows.size() && rows[walk->pos].pk == pk) {
+  auto key_at = [&](size_t i) { return std::string_view(rows[i].pk); };
+  const size_t i = FindInWalk(rows.size(), key_at, pk, &walk->pos);
+  if (i < rows.size()) {
     ++walk->matched;
-    const std::string& meta = rows[walk->pos].meta;
+    const std::string& meta = rows[i].meta;
     sqlite3_result_blob(ctx, meta.data(), static_cast<int>(meta.size()), SQLITE_STATIC);
   }
 }

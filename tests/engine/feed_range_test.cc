@@ -3,10 +3,12 @@
 // afterwards, reading changes must give exactly what one entry per row
 // gives, so each test runs the same writes on a database with ranges and on
 // one without, and compares every way of reading.
+#include <algorithm>
 #include <random>
 
 #include "engine/feed_range.h"
 #include "engine/meta_batch.h"
+#include "engine/row_buf.h"
 #include "tests/engine/sync_util.h"
 
 namespace crsync {
@@ -225,6 +227,25 @@ TEST(FeedRangeTest, RangeUpdatesReadTheSame) {
   EXPECT_GT(RangeEntries(dbs.ranged, "t"), 0);
   ASSERT_NO_FATAL_FAILURE(dbs.ExpectSameReads("range updates"));
   EXPECT_EQ(dbs.ranged.Query("SELECT * FROM t ORDER BY id"), dbs.plain.Query("SELECT * FROM t ORDER BY id"));
+}
+
+// FindInWalk answers the same whatever order the keys are asked in.
+TEST(FeedRangeTest, FindInWalkFindsKeysInAnyOrder) {
+  const std::vector<std::string> keys = {"b", "d", "f", "h"};
+  auto key_at = [&](size_t i) { return std::string_view(keys[i]); };
+  const std::vector<std::pair<std::string, size_t>> expect = {
+      {"a", 4}, {"b", 0}, {"c", 4}, {"d", 1}, {"e", 4}, {"f", 2}, {"g", 4}, {"h", 3}, {"i", 4}};
+  std::vector<std::pair<std::string, size_t>> asks = expect;
+  for (int order = 0; order < 3; ++order) {
+    if (order == 1) std::reverse(asks.begin(), asks.end());
+    if (order == 2) std::shuffle(asks.begin(), asks.end(), std::mt19937_64(7));
+    size_t cursor = 0;
+    for (const auto& [key, index] : asks) {
+      EXPECT_EQ(FindInWalk(keys.size(), key_at, key, &cursor), index) << key << " order " << order;
+      EXPECT_EQ(FindInWalk(keys.size(), key_at, key, &cursor), index) << key << " asked twice";
+      EXPECT_LE(cursor, keys.size());
+    }
+  }
 }
 
 // With PRAGMA reverse_unordered_selects the metadata walk meets the rows in
