@@ -234,7 +234,10 @@ Value ApplyAffinity(const Value& v, char affinity) {
         } else {
           errno = 0;
           double d = std::strtod(text.c_str(), &end);
-          if (errno != 0 || !end || *end != 0 || text.find_first_of("xXnN") != std::string::npos) {
+          // Out of range is still a number: SQLite stores 1e999 as Inf and
+          // 1e-400 as 0, which strtod gives with ERANGE.
+          if ((errno != 0 && errno != ERANGE) || !end || *end != 0 ||
+              text.find_first_of("xXnN") != std::string::npos) {
             return v;  // not a number: stays text
           }
           out = Value::Real(d);

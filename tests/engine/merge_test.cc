@@ -227,6 +227,29 @@ TEST(MergeAffinityTest, PkValuesTakeTheColumnsAffinity) {
             (Rows{{"'n'", "'010901'"}, {"'t'", "'010B0135'"}}));
 }
 
+// Numeric text out of a double's range converts as SQLite converts it
+// (1e999 -> Inf, 1e-400 -> 0): the clocks go under the key SQLite stores.
+TEST(MergeAffinityTest, OutOfRangeNumericTextConvertsAsSqliteDoes) {
+  TestDb db;
+  db.Exec("CREATE TABLE m (k NUMERIC PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('m');"
+          "CREATE TABLE r (k REAL PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('r');");
+  std::string site = "X'11111111111111111111111111111111'";
+  for (const char* t : {"m", "r"}) {
+    for (const char* k : {"'1e999'", "'-1e999'", "'1e-400'"}) {
+      db.Exec(std::string("INSERT INTO crsql_changes VALUES ('") + t + "', crsql_pack_columns(" + k +
+              "), 'v', " + k + ", 1, 1, " + site + ")");
+    }
+    const std::string table(t);
+    EXPECT_EQ(db.One("SELECT count(*) FROM " + table), "3");
+    EXPECT_EQ(db.One("SELECT count(*) FROM " + table + " WHERE typeof(k) = 'text'"), "0");
+    // Each change names a row that is stored, under its stored key.
+    EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes c JOIN " + table +
+                     " ON c.pk = crsql_pack_columns(" + table + ".k) WHERE c.\"table\" = '" + table +
+                     "'"),
+              "3");
+  }
+}
+
 TEST_F(MergeTest, UserTriggersFireAndSeeTheSyncBit) {
   c2_.Exec("CREATE TABLE log (bit); CREATE TRIGGER foo_log AFTER INSERT ON foo BEGIN "
            "INSERT INTO log VALUES (crsql_internal_sync_bit()); END;");
