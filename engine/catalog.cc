@@ -1,8 +1,10 @@
 #include "engine/catalog.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <exception>
+#include <new>
 
 #include "engine/packed.h"
 
@@ -290,6 +292,12 @@ Crr::PendingRow* Crr::FindPending(std::string_view pk) {
   return it == pending_index_.end() ? nullptr : &pending_[it->second];
 }
 
+namespace {
+std::atomic<bool> throw_in_next_flush{false};
+}  // namespace
+
+void Crr::ThrowInNextFlushForTesting() { throw_in_next_flush = true; }
+
 Status Crr::FlushPending() {
   if (failed()) return Failure();
   if (pending_n_ == 0) return Status::OK();
@@ -307,6 +315,9 @@ Status Crr::FlushPending() {
   } mark{this};
   ForgetPending();
   ++pending_flushes_;
+  if (throw_in_next_flush.load(std::memory_order_relaxed) && throw_in_next_flush.exchange(false)) {
+    throw std::bad_alloc();
+  }
   Status s;
   if (n == 1) {
     s = WriteMeta(pending_[0].pk, pending_[0].before, pending_[0].meta);

@@ -78,6 +78,10 @@ class Crr {
                    bool cache = false, bool defer = false);
   Status FlushPending();
   static constexpr size_t kMaxPending = 512;
+  // Tests: makes the next FlushPending() with rows to write throw
+  // std::bad_alloc once it has forgotten them (as an allocation failure
+  // while encoding would).
+  static void ThrowInNextFlushForTesting();
   // Stores `meta` for a row believed new, in one statement. *inserted is
   // false (and nothing is written) when the row already has metadata.
   Status InsertNewMeta(std::string_view pk, RowMeta meta, bool* inserted);

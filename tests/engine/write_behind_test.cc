@@ -1,6 +1,7 @@
 // Merges through crsql_changes write each row's metadata behind (held until
 // the next row, a savepoint, a read, COMMIT): a peer's changes to a row come
 // one statement each. What is held must never be lost or seen stale.
+#include "engine/catalog.h"
 #include "tests/engine/sync_util.h"
 
 namespace crsync {
@@ -190,6 +191,53 @@ TEST(WriteBehindTest, AFailedWriteBehindStaysFailedUntilTheTransactionEnds) {
       db.Error("SELECT crsql_as_crr('t')");
     }
     ExpectCommitRefused(db);
+  }
+}
+
+// A flush that unwinds (an allocation failure after it forgot the rows it
+// was writing) must not let the transaction commit without them. Inside an
+// SQLite callback (a read of crsql_changes; ChangeApplier's savepoint) the
+// guard reports SQLITE_NOMEM, and SQLite rolls the transaction back.
+// ChangeReader flushes outside any callback: the exception reaches its
+// caller with the transaction still open, and COMMIT must refuse.
+TEST(WriteBehindTest, AFlushThatUnwindsFailsTheTransaction) {
+  TestDb peer;
+  peer.Exec(kSchema);
+  peer.Exec("INSERT INTO t (id, a) VALUES (7, 'peer')");
+  const std::vector<Change> from_peer = ToChanges(ReadChanges(peer.get()));
+  for (const char* via : {"sql", "applier", "reader"}) {
+    SCOPED_TRACE(via);
+    TestDb db;
+    db.Exec(kSchema);
+    db.Exec("BEGIN");
+    db.Exec(Merge(1, "a", "'held'", 1));
+    db.Exec(Merge(2, "a", "'held'", 1));
+    Crr::ThrowInNextFlushForTesting();
+    const std::string how(via);
+    if (how == "sql") {
+      EXPECT_THAT(db.Error("SELECT count(*) FROM crsql_changes"), HasSubstr("out of memory"));
+    } else if (how == "applier") {
+      std::unique_ptr<ChangeApplier> applier;
+      ASSERT_OK(ChangeApplier::Open(db.get(), &applier));
+      EXPECT_THAT(applier->Apply(from_peer).message(), HasSubstr("out of memory"));
+    }
+    if (how != "reader") {
+      EXPECT_EQ(sqlite3_get_autocommit(db.get()), 1) << "SQLite rolled back";
+      EXPECT_EQ(db.One("SELECT count(*) FROM t"), "0");
+    } else {
+      std::unique_ptr<ChangeReader> reader;
+      ASSERT_OK(ChangeReader::Open(db.get(), &reader));
+      std::vector<Change> out;
+      int64_t version = 0;
+      EXPECT_THROW(reader->NextTransaction(0, OriginFilter{}, &out, &version).IgnoreError(),
+                   std::bad_alloc);
+      EXPECT_THAT(db.Error("SELECT count(*) FROM crsql_changes"), HasSubstr("was interrupted"));
+      EXPECT_THAT(db.Error(Merge(3, "a", "'more'", 1)), HasSubstr("roll the transaction back"));
+      ExpectCommitRefused(db);
+    }
+    // The next transaction is not affected.
+    db.Exec(Merge(4, "a", "'next'", 2));
+    EXPECT_EQ(db.Query("SELECT id, a FROM t"), (Rows{{"4", "'next'"}}));
   }
 }
 
