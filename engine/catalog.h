@@ -124,11 +124,11 @@ class Crr {
     DropReadCaches();
     ForgetPending();
   }
-  // Ends the failed state of a write-behind that failed or unwound: only
-  // once what it left half-written is undone, at the transaction's end or
-  // a rollback to a savepoint opened before it (its held rows were written
-  // when that savepoint opened).
+  // Whether a write-behind failed or unwound in this transaction.
   bool failed() const { return !pending_failure_.ok() || flush_unwound_; }
+  // Ends that state: only once what it left half-written is undone, at the
+  // transaction's end or a rollback to a savepoint opened before it (its
+  // held rows were written when that savepoint opened).
   void ClearFailure() {
     pending_failure_ = Status::OK();
     flush_unwound_ = false;
