@@ -106,19 +106,10 @@ std::string Crr::PkWhere(int first) const {
   return out;
 }
 
-Status Crr::Failure() const {
-  if (!pending_failure_.ok()) return pending_failure_;
-  if (flush_unwound_) {
-    return Status::Sqlite(SQLITE_ABORT, "crsql - storing merged metadata of " + name() +
-                                            " was interrupted; roll the transaction back");
-  }
-  return Status::OK();
-}
-
 Status Crr::LoadMeta(std::string_view pk, RowMeta* meta, bool* found, bool use_cache) {
   // (After a failed write-behind the caches may predate rows it lost.)
-  if (failed()) return Failure();
-  if (const PendingRow* held = use_cache ? FindPending(pk) : nullptr) {
+  if (failed()) return held_.Failure(name());
+  if (const HeldRows::Row* held = use_cache ? held_.Find(pk) : nullptr) {
     *meta = held->meta;
     *found = true;
     return Status::OK();
@@ -226,21 +217,11 @@ Status Crr::InsertNewMeta(std::string_view pk, RowMeta meta, bool* inserted) {
 Status Crr::StoreMeta(std::string_view pk, const RowMeta& before, const RowMeta& after,
                       bool cache, bool defer) {
   if (defer) {
-    if (failed()) return Failure();
-    PendingRow* row = FindPending(pk);
+    if (failed()) return held_.Failure(name());
+    HeldRows::Row* row = held_.Find(pk);
     if (!row) {
-      if (pending_n_ == kMaxPending) CRSYNC_RETURN_IF_ERROR(FlushPending());
-      if (pending_.empty()) pending_.reserve(kMaxPending);  // views of pks stay valid
-      if (pending_n_ == pending_.size()) pending_.emplace_back();
-      if (pending_n_ > 0 && pending_ascending_ && !(pending_[pending_n_ - 1].pk < pk)) {
-        // Keys no longer ascend: index what is held, and all that comes.
-        pending_ascending_ = false;
-        for (size_t i = 0; i < pending_n_; ++i) pending_index_.emplace(pending_[i].pk, i);
-      }
-      row = &pending_[pending_n_++];
-      row->pk.assign(pk.data(), pk.size());
-      row->before = before;
-      if (!pending_ascending_) pending_index_.emplace(row->pk, pending_n_ - 1);
+      if (held_.full()) CRSYNC_RETURN_IF_ERROR(FlushPending());
+      row = held_.Hold(pk, before);
     }
     row->meta = after;  // into kept buffers: no allocation once warm
     NormalizeRuns(&row->meta);
@@ -276,22 +257,6 @@ Status Crr::WriteMeta(std::string_view pk, const RowMeta& before, const RowMeta&
   return WriteFeed(pk, before, norm);
 }
 
-Crr::PendingRow* Crr::FindPending(std::string_view pk) {
-  if (pending_n_ == 0) return nullptr;
-  PendingRow& last = pending_[pending_n_ - 1];  // a peer's changes to a row come together
-  if (last.pk == pk) return &last;
-  if (pending_ascending_) {
-    // Held in key order (a peer's changes usually come so): binary search.
-    if (std::string_view(last.pk) < pk) return nullptr;
-    auto end = pending_.begin() + static_cast<ptrdiff_t>(pending_n_);
-    auto it = std::lower_bound(pending_.begin(), end, pk,
-                               [](const PendingRow& r, std::string_view k) { return r.pk < k; });
-    return it != end && it->pk == pk ? &*it : nullptr;
-  }
-  auto it = pending_index_.find(pk);
-  return it == pending_index_.end() ? nullptr : &pending_[it->second];
-}
-
 namespace {
 std::atomic<bool> throw_in_next_flush{false};
 }  // namespace
@@ -299,54 +264,41 @@ std::atomic<bool> throw_in_next_flush{false};
 void Crr::ThrowInNextFlushForTesting() { throw_in_next_flush = true; }
 
 Status Crr::FlushPending() {
-  if (failed()) return Failure();
-  if (pending_n_ == 0) return Status::OK();
-  const size_t n = pending_n_;
+  if (failed()) return held_.Failure(name());
+  if (held_.empty()) return Status::OK();
+  const size_t n = held_.size();
   // The rows are forgotten before they are written (the statements below
-  // may call back here, through crsql_changes' xSavepoint). Should this
-  // unwind (std::bad_alloc), nothing may commit without them: every later
-  // access fails until ClearFailure().
+  // may call back here, through crsql_changes' xSavepoint); their entries
+  // keep their contents until the next Hold. Should this unwind
+  // (std::bad_alloc), nothing may commit without them: every later access
+  // fails until ClearFailure().
   struct UnwindMark {
     Crr* crr;
     int uncaught = std::uncaught_exceptions();
     ~UnwindMark() {
-      if (std::uncaught_exceptions() > uncaught) crr->flush_unwound_ = true;
+      if (std::uncaught_exceptions() > uncaught) crr->held_.MarkUnwound();
     }
   } mark{this};
-  ForgetPending();
+  HeldRows::Row& first = held_.at(0);
+  // Many rows are upserted, and their feed entries changed, with one
+  // statement each (StoreBulk), in key order.
+  const RowBuf *rows = nullptr, *feed_del = nullptr, *feed_add = nullptr;
+  if (n > 1) held_.Encode(&rows, &feed_del, &feed_add);
+  held_.Forget();
   ++pending_flushes_;
   if (throw_in_next_flush.load(std::memory_order_relaxed) && throw_in_next_flush.exchange(false)) {
     throw std::bad_alloc();
   }
   Status s;
   if (n == 1) {
-    s = WriteMeta(pending_[0].pk, pending_[0].before, pending_[0].meta);
+    s = WriteMeta(first.pk, first.before, first.meta);
   } else {
-    // Many rows: upserted, and their feed entries changed, with one
-    // statement each (StoreBulk), in key order.
-    pending_rows_.rows.resize(n);
-    pending_del_.rows.clear();
-    pending_add_.rows.clear();
-    for (size_t i = 0; i < n; ++i) {
-      const PendingRow& p = pending_[i];
-      RowBuf::Row& r = pending_rows_.rows[i];
-      r.pk.assign(p.pk);
-      EncodeRowMeta(p.meta, &r.meta);
-      AddFeedChanges(p.pk, p.before, p.meta, &pending_runs_, &pending_del_, &pending_add_);
-    }
-    auto by_pk = [](const RowBuf::Row& a, const RowBuf::Row& b) { return a.pk < b.pk; };
-    if (!std::is_sorted(pending_rows_.rows.begin(), pending_rows_.rows.end(), by_pk))
-      std::sort(pending_rows_.rows.begin(), pending_rows_.rows.end(), by_pk);
-    for (RowBuf* b : {&pending_del_, &pending_add_}) {
-      if (!std::is_sorted(b->rows.begin(), b->rows.end(), FeedKeyLess))
-        std::sort(b->rows.begin(), b->rows.end(), FeedKeyLess);
-    }
     const RowBuf none;
-    s = WriteBulk(none, pending_rows_, pending_del_, pending_add_, false);
+    s = WriteBulk(none, *rows, *feed_del, *feed_add, false);
     // Only these rows changed: the read-ahead stays exact (as WriteMeta
     // keeps it), so ascending lookups go on without a new scan.
     if (s.ok()) {
-      for (const RowBuf::Row& r : pending_rows_.rows) ahead_.Stored(r.pk, r.meta);
+      for (const RowBuf::Row& r : rows->rows) ahead_.Stored(r.pk, r.meta);
     }
   }
   if (!s.ok()) {
@@ -355,13 +307,13 @@ Status Crr::FlushPending() {
     // Part of it may be stored, and the statement that flushed it may have
     // no journal to undo that: the transaction must not commit. (Unless
     // SQLite already rolled it back, as it does on I/O errors.)
-    if (!sqlite3_get_autocommit(db_)) pending_failure_ = s;
+    if (!sqlite3_get_autocommit(db_)) held_.Fail(s);
     return s;
   }
   if (n == 1) {
     // The row just stored is the likeliest next lookup.
-    std::swap(cache_meta_, pending_[0].meta);
-    cache_pk_.swap(pending_[0].pk);
+    std::swap(cache_meta_, first.meta);
+    cache_pk_.swap(first.pk);
     cache_valid_ = true;
   }
   return Status::OK();
@@ -592,103 +544,6 @@ Status Crr::LoadRange(std::string_view lo, std::string_view hi, int64_t limit,
     if (++*scanned == limit) last->assign(pk.data(), pk.size());
     return on_row(pk, meta);
   });
-}
-
-// INSERT INTO t (pk..., columns of `slots`...) <source> ON CONFLICT (pk...)
-// DO UPDATE SET each column = excluded.column.
-std::string Crr::UpsertSql(const std::vector<int>& slots, const std::string& source) const {
-  std::string cols, target, sets;
-  for (size_t i = 0; i < schema_.pk_cols.size(); ++i) {
-    if (i) target += ", ";
-    target += QuoteIdent(schema_.pk_cols[i]);
-  }
-  cols = target;
-  for (size_t k = 0; k < slots.size(); ++k) {
-    std::string c = QuoteIdent(schema_.cols[slots[k]]);
-    cols += ", " + c;
-    if (k) sets += ", ";
-    sets += c + " = excluded." + c;
-  }
-  return "INSERT INTO " + QuoteIdent(schema_.name) + " (" + cols + ") " + source +
-         " ON CONFLICT (" + target + ") DO UPDATE SET " + sets;
-}
-
-namespace {
-
-// "VALUES (?1, ?2, ... ?n)"
-std::string ValuesOfParams(size_t n) {
-  std::string out = "VALUES (";
-  for (size_t i = 0; i < n; ++i) out += (i ? ", ?" : "?") + std::to_string(i + 1);
-  return out + ")";
-}
-
-}  // namespace
-
-Status Crr::UserUpsert(int slot, sqlite3_stmt** out) {
-  return Cached(&user_upsert_[slot], [&] {
-    return UpsertSql({slot}, ValuesOfParams(schema_.pk_cols.size() + 1));
-  }, out);
-}
-
-Status Crr::UserUpsertColumns(const std::vector<int>& slots, sqlite3_stmt** out) {
-  return Cached(&user_upsert_multi_[slots], [&] {
-    return UpsertSql(slots, ValuesOfParams(schema_.pk_cols.size() + slots.size()));
-  }, out);
-}
-
-Status Crr::UserUpsertBulk(const std::vector<int>& slots, sqlite3_stmt** out) {
-  return Cached(&user_upsert_bulk_[slots], [&] {
-    std::string vals;
-    for (size_t i = 0; i < schema_.pk_cols.size() + slots.size(); ++i)
-      vals += (i ? ", v" : "v") + std::to_string(i);
-    // WHERE true: an upsert after INSERT ... SELECT needs it to parse.
-    return UpsertSql(slots, "SELECT " + vals + " FROM crsync_valbuf(?1) WHERE true");
-  }, out);
-}
-
-Status Crr::UserInsertPk(sqlite3_stmt** out) {
-  std::string cols, params;
-  for (size_t i = 0; i < schema_.pk_cols.size(); ++i) {
-    cols += std::string(i ? ", " : "") + QuoteIdent(schema_.pk_cols[i]);
-    params += std::string(i ? ", ?" : "?") + std::to_string(i + 1);
-  }
-  return Cached(&user_insert_pk_, [&] {
-    return "INSERT INTO " + QuoteIdent(schema_.name) + " (" + cols + ") VALUES (" + params +
-           ") ON CONFLICT DO NOTHING";
-  }, out);
-}
-
-Status Crr::UserDelete(sqlite3_stmt** out) {
-  return Cached(&user_delete_, [&] {
-    return "DELETE FROM " + QuoteIdent(schema_.name) + " WHERE " + PkWhere(1);
-  }, out);
-}
-
-Status Crr::UserColumnValue(std::string_view key, const std::vector<Value>& pk, int slot,
-                           bool keep, const Value** out) {
-  if (!row_valid_ || row_pk_ != key) {
-    row_valid_ = false;
-    sqlite3_stmt* st = nullptr;
-    CRSYNC_RETURN_IF_ERROR(Cached(&user_get_row_, [&] {
-      std::string cols;
-      for (const std::string& c : schema_.cols) cols += (cols.empty() ? "" : ", ") + QuoteIdent(c);
-      return "SELECT " + cols + " FROM " + QuoteIdent(schema_.name) + " WHERE " + PkWhere(1);
-    }, &st));
-    for (size_t i = 0; i < pk.size(); ++i) pk[i].Bind(st, static_cast<int>(i + 1));
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-      row_vals_.resize(schema_.cols.size());
-      for (size_t i = 0; i < row_vals_.size(); ++i)
-        row_vals_[i] = Value::FromColumn(st, static_cast<int>(i));
-    }
-    sqlite3_reset(st);
-    if (rc == SQLITE_DONE) return Status::Corruption("could not find row to merge with for tbl " + name());
-    if (rc != SQLITE_ROW) return SqliteError(db_, rc);
-    row_pk_.assign(key.data(), key.size());
-  }
-  row_valid_ = keep;
-  *out = &row_vals_[static_cast<size_t>(slot)];
-  return Status::OK();
 }
 
 Status Catalog::Refresh(bool force) {

@@ -10,12 +10,12 @@
 #include <memory>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "crsync/sqlite_handles.h"
 #include "crsync/status.h"
 #include "engine/feed_range.h"
+#include "engine/held_rows.h"
 #include "engine/meta_read_ahead.h"
 #include "engine/row_buf.h"
 #include "engine/row_meta.h"
@@ -77,7 +77,7 @@ class Crr {
   Status StoreMeta(std::string_view pk, const RowMeta& before, const RowMeta& after,
                    bool cache = false, bool defer = false);
   Status FlushPending();
-  static constexpr size_t kMaxPending = 512;
+  static constexpr size_t kMaxPending = HeldRows::kMax;
   // Tests: makes the next FlushPending() with rows to write throw
   // std::bad_alloc once it has forgotten them (as an allocation failure
   // while encoding would).
@@ -122,17 +122,14 @@ class Crr {
   // ClearFailure() ends that.
   void DropCache() {
     DropReadCaches();
-    ForgetPending();
+    held_.Forget();
   }
   // Whether a write-behind failed or unwound in this transaction.
-  bool failed() const { return !pending_failure_.ok() || flush_unwound_; }
+  bool failed() const { return held_.failed(); }
   // Ends that state: only once what it left half-written is undone, at the
   // transaction's end or a rollback to a savepoint opened before it (its
   // held rows were written when that savepoint opened).
-  void ClearFailure() {
-    pending_failure_ = Status::OK();
-    flush_unwound_ = false;
-  }
+  void ClearFailure() { held_.ClearFailure(); }
   // Forgets what was read (cached row, read-ahead, user row values) but
   // keeps the pending rows: after a merge's own user-table write rolled
   // back, which undid nothing the pending rows describe.
@@ -144,10 +141,7 @@ class Crr {
   // How many times this object has written pending rows so far.
   uint64_t pending_flushes() const { return pending_flushes_; }
   // Makes every later access fail with `why` until ClearFailure().
-  void FailPending(const Status& why) {
-    ForgetPending();
-    pending_failure_ = why;
-  }
+  void FailPending(const Status& why) { held_.Fail(why); }
   // Forgets what was derived from the table's declaration (schema change).
   void SchemaMayHaveChanged() { affinities_loaded_ = false; }
 
@@ -201,33 +195,8 @@ class Crr {
   StmtPtr bulk_insert_, bulk_update_, bulk_feed_del_, bulk_feed_add_, bulk_load_, max_pk_;
   StmtPtr range_load_, ahead_load_, bulk_walk_, range_count_, rewrite_walk_;
   MetaReadAhead ahead_;
-  // The rows written behind (StoreMeta with defer): [0, pending_n_) of
-  // pending_, in first-store order. While their keys ascend they are found
-  // by binary search; after that through pending_index_ (views of their
-  // pks: pending_ is reserved at kMaxPending and never moves). The entries
-  // keep their buffers from one flush to the next.
-  struct PendingRow {
-    std::string pk;
-    RowMeta before, meta;  // as stored; to store (normalized)
-  };
-  std::vector<PendingRow> pending_;
-  size_t pending_n_ = 0;
-  bool pending_ascending_ = true;
-  std::unordered_map<std::string_view, size_t> pending_index_;
-  RowBuf pending_rows_, pending_del_, pending_add_;
-  FeedRunScratch pending_runs_;
-  Status pending_failure_;
-  bool flush_unwound_ = false;  // a FlushPending() unwound: its rows are lost
-  // Why every access fails, after a failed or unwound write-behind.
-  Status Failure() const;
+  HeldRows held_;  // the rows written behind (StoreMeta with defer)
   uint64_t pending_flushes_ = 0;
-  void ForgetPending() {
-    pending_n_ = 0;
-    pending_ascending_ = true;
-    pending_index_.clear();
-  }
-  // The pending row `pk`, or null.
-  PendingRow* FindPending(std::string_view pk);
   // *more = whether more than `limit` rows are stored with first <= pk <= last.
   Status MoreStoredRowsThan(std::string_view first, std::string_view last, int64_t limit,
                             bool* more);
