@@ -88,6 +88,47 @@ struct ChangeReader::Impl {
   explicit Impl(ConnEngine* e) : engine(e), scan(e) {}
   ConnEngine* engine;
   ChangeScan scan;
+  Change scratch;  // the streamed change, its buffers kept from call to call
+
+  // Sets every field of *c from the scan's current record, taking the
+  // record's own strings (the scan is done with it once Next() is called).
+  void Fill(Change* c) {
+    ScanRecord& r = scan.mutable_current();
+    c->table = scan.TableName(r.crr_index);
+    c->pk.swap(r.pk);
+    c->cid = scan.ColumnName(r);
+    c->val_type = r.val.type;
+    c->val_int = r.val.i;
+    c->val_real = r.val.d;
+    c->val_bytes.swap(r.val.bytes);
+    c->col_version = r.col_version;
+    c->db_version = r.db_version;
+    c->site_id = engine->SiteIdOf(r.site);
+    c->cl = r.cl;
+    c->seq = r.seq;
+  }
+
+  // Calls emit() at each change of the next transaction after `after`
+  // passing `origin` (the scan's current record); *version is its version,
+  // or 0 when there is none or on error.
+  template <typename Emit>
+  Status Read(int64_t after, const OriginFilter& origin, Emit&& emit, int64_t* version) {
+    *version = 0;
+    ScanSpec spec;
+    spec.min_dbv = after == INT64_MAX ? after : after + 1;
+    spec.origin = origin;
+    Status s = scan.Start(spec);
+    bool has = false;
+    if (s.ok()) s = scan.Next(&has);
+    const int64_t v = has ? scan.current().db_version : 0;
+    while (s.ok() && has && scan.current().db_version == v) {
+      s = emit();
+      if (s.ok()) s = scan.Next(&has);
+    }
+    scan.Stop();  // do not hold the read transaction between calls
+    if (s.ok()) *version = v;
+    return s;
+  }
 };
 
 Status ChangeReader::Open(sqlite3* db, std::unique_ptr<ChangeReader>* out) {
@@ -103,37 +144,20 @@ ChangeReader::~ChangeReader() = default;
 
 Status ChangeReader::NextTransaction(int64_t after, const OriginFilter& origin,
                                      std::vector<Change>* out, int64_t* db_version) {
-  *db_version = 0;
-  ScanSpec spec;
-  spec.min_dbv = after == INT64_MAX ? after : after + 1;
-  spec.origin = origin;
-  ChangeScan& scan = impl_->scan;
-  Status s = scan.Start(spec);
-  bool has = false;
-  if (s.ok()) s = scan.Next(&has);
-  int64_t version = has ? scan.current().db_version : 0;
-  while (s.ok() && has && scan.current().db_version == version) {
-    // Built in place; the record's own strings move (the scan is done with
-    // it once Next() is called).
-    ScanRecord& r = scan.mutable_current();
-    Change& c = out->emplace_back();
-    c.table = scan.TableName(r.crr_index);
-    c.pk = std::move(r.pk);
-    c.cid = scan.ColumnName(r);
-    c.val_type = r.val.type;
-    c.val_int = r.val.i;
-    c.val_real = r.val.d;
-    c.val_bytes = std::move(r.val.bytes);
-    c.col_version = r.col_version;
-    c.db_version = r.db_version;
-    c.site_id = impl_->engine->SiteIdOf(r.site);
-    c.cl = r.cl;
-    c.seq = r.seq;
-    s = scan.Next(&has);
-  }
-  scan.Stop();  // do not hold the read transaction between calls
-  if (s.ok()) *db_version = version;
-  return s;
+  Impl& m = *impl_;
+  return m.Read(after, origin, [&] {
+    m.Fill(&out->emplace_back());
+    return Status::OK();
+  }, db_version);
+}
+
+Status ChangeReader::NextTransaction(int64_t after, const OriginFilter& origin,
+                                     const ChangeVisitor& visit, int64_t* db_version) {
+  Impl& m = *impl_;
+  return m.Read(after, origin, [&] {
+    m.Fill(&m.scratch);
+    return visit(m.scratch);
+  }, db_version);
 }
 
 struct ChangeApplier::Impl {

@@ -189,9 +189,33 @@ Status PeerSession::Pump(std::vector<Message>* out) {
     int64_t committed = rc == SQLITE_ROW ? sqlite3_column_int64(db_version_.get(), 0) : 0;
     sqlite3_reset(db_version_.get());
     if (rc != SQLITE_ROW) return SqliteError(db_, rc);
-    std::vector<Change> txn;
+    // The transaction is streamed into parts: at most
+    // max_changes_per_message changes and, past the first change of a part,
+    // about max_bytes_per_message encoded. Nothing is queued unless it all
+    // fits.
+    const size_t step = std::max<size_t>(1, options_.max_changes_per_message);
+    const size_t budget = std::max<size_t>(1, options_.max_bytes_per_message / sizeof(capnp::word));
+    constexpr size_t kMaxChangeBytes = kDefaultMaxFramePayload - (size_t{64} << 10);  // envelope
+    std::vector<ChangesetMsg> parts;
+    size_t words = 0, changes = 0;
     int64_t version;
-    CRSYNC_RETURN_IF_ERROR(reader_->NextTransaction(sent_, not_peer, &txn, &version));
+    CRSYNC_RETURN_IF_ERROR(reader_->NextTransaction(sent_, not_peer, [&](Change& c) -> Status {
+      const size_t w = EstimateChangeWords(c);
+      if (w * sizeof(capnp::word) > kMaxChangeBytes) {
+        return Status::InvalidArgument(
+            "cannot send a change of " + c.table + " (column " + c.cid + ", version " +
+            std::to_string(c.db_version) + "): " + std::to_string(c.val_bytes.size()) +
+            " bytes is over what one message may carry (" + std::to_string(kMaxChangeBytes) + ")");
+      }
+      if (parts.empty() || parts.back().changes.size() == step || words + w > budget) {
+        parts.push_back(ChangesetMsg{site_id_, sent_ + 1, c.db_version, 0, 0, {}});
+        words = 0;
+      }
+      words += w;
+      parts.back().changes.push_back(std::move(c));
+      ++changes;
+      return Status::OK();
+    }, &version));
     if (version == 0) {
       // Nothing more for this peer: declare the rest of our versions covered
       // so its cursor (and our lag figure) catch up.
@@ -202,35 +226,11 @@ Status PeerSession::Pump(std::vector<Message>* out) {
       }
       return Status::OK();
     }
-    read += txn.size();
-    // Parts: at most max_changes_per_message changes and, past the first
-    // change of a part, about max_bytes_per_message encoded.
-    const size_t step = std::max<size_t>(1, options_.max_changes_per_message);
-    const size_t budget = std::max<size_t>(1, options_.max_bytes_per_message / sizeof(capnp::word));
-    std::vector<size_t> cuts{0};
-    size_t words = 0;
-    for (size_t i = 0; i < txn.size(); ++i) {
-      const size_t w = EstimateChangeWords(txn[i]);
-      constexpr size_t kMaxChangeBytes = kDefaultMaxFramePayload - (size_t{64} << 10);  // envelope
-      if (w * sizeof(capnp::word) > kMaxChangeBytes) {
-        return Status::InvalidArgument(
-            "cannot send a change of " + txn[i].table + " (column " + txn[i].cid + ", version " +
-            std::to_string(version) + "): " + std::to_string(txn[i].val_bytes.size()) +
-            " bytes is over what one message may carry (" + std::to_string(kMaxChangeBytes) + ")");
-      }
-      if (i > cuts.back() && (i - cuts.back() == step || words + w > budget)) {
-        cuts.push_back(i);
-        words = 0;
-      }
-      words += w;
-    }
-    cuts.push_back(txn.size());
-    const auto parts = static_cast<uint32_t>(cuts.size() - 1);
-    for (uint32_t p = 0; p < parts; ++p) {
-      ChangesetMsg m{site_id_, sent_ + 1, version, p, parts, {}};
-      m.changes.assign(std::make_move_iterator(txn.begin() + static_cast<ptrdiff_t>(cuts[p])),
-                       std::make_move_iterator(txn.begin() + static_cast<ptrdiff_t>(cuts[p + 1])));
-      out->push_back(std::move(m));
+    read += changes;
+    for (size_t p = 0; p < parts.size(); ++p) {
+      parts[p].part = static_cast<uint32_t>(p);
+      parts[p].parts = static_cast<uint32_t>(parts.size());
+      out->push_back(std::move(parts[p]));
     }
     sent_ = version;
     ++in_flight_;

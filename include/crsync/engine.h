@@ -13,6 +13,7 @@
 #include <sqlite3.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -60,6 +61,18 @@ class ChangeReader {
   // version. Sets *db_version = 0 and leaves *out alone when there is none.
   // Reads within the caller's transaction if one is open.
   Status NextTransaction(int64_t after, const OriginFilter& origin, std::vector<Change>* out,
+                         int64_t* db_version);
+
+  // The same transaction, streamed: calls visit(change) for each of its
+  // changes in seq order instead of collecting them. `change` belongs to
+  // the reader and is valid during the call only; visit may move from its
+  // fields (every field is set again before the next call). Once warm
+  // nothing is allocated per change, so this is the fast path for callers
+  // that encode or filter as they go. When visit returns an error the read
+  // stops there and returns it, with *db_version = 0. visit must not use
+  // this reader.
+  using ChangeVisitor = std::function<Status(Change& change)>;
+  Status NextTransaction(int64_t after, const OriginFilter& origin, const ChangeVisitor& visit,
                          int64_t* db_version);
 
  private:

@@ -63,6 +63,74 @@ TEST(ChangeReaderTest, ReadsOneWholeTransactionAtATime) {
             true);
 }
 
+bool SameChange(const Change& a, const Change& b) {
+  return a.table == b.table && a.pk == b.pk && a.cid == b.cid && a.val_type == b.val_type &&
+         a.val_int == b.val_int && (a.val_real == b.val_real) && a.val_bytes == b.val_bytes &&
+         a.col_version == b.col_version && a.db_version == b.db_version &&
+         a.site_id == b.site_id && a.cl == b.cl && a.seq == b.seq;
+}
+
+// The streaming read yields exactly what the collecting read does, change
+// for change, also when the visitor takes the strings it is handed (the
+// reader must set every field again, never leave one from before).
+TEST(ChangeReaderTest, StreamingReadsWhatCollectingReads) {
+  TestDb db;
+  db.Exec(kSchema);
+  db.Exec("BEGIN; INSERT INTO t VALUES (1, 'text', 1.5), (2, x'00ff', NULL), (3, 7, 'x');"
+          "INSERT INTO u VALUES ('k1', 'a long text value that is not short'), ('k2', 2); COMMIT;"
+          "UPDATE t SET a = 9 WHERE id = 1; DELETE FROM u WHERE k = 'k2';"
+          "INSERT INTO u VALUES ('k2', x'01'); UPDATE t SET b = 'z', a = NULL WHERE id = 3;");
+  std::unique_ptr<ChangeReader> reader;
+  ASSERT_OK(ChangeReader::Open(db.get(), &reader));
+  for (bool take : {false, true}) {
+    int64_t cursor = 0, v = 0, w = 0;
+    size_t total = 0;
+    for (;;) {
+      std::vector<Change> collected, streamed;
+      ASSERT_OK(reader->NextTransaction(cursor, OriginFilter{}, &collected, &v));
+      ASSERT_OK(reader->NextTransaction(cursor, OriginFilter{}, [&](Change& c) {
+        streamed.push_back(take ? std::move(c) : c);
+        return Status::OK();
+      }, &w));
+      EXPECT_EQ(v, w);
+      if (v == 0) {
+        EXPECT_TRUE(streamed.empty());
+        break;
+      }
+      ASSERT_EQ(streamed.size(), collected.size()) << "version " << v;
+      for (size_t i = 0; i < collected.size(); ++i)
+        EXPECT_TRUE(SameChange(streamed[i], collected[i])) << "version " << v << " change " << i;
+      total += collected.size();
+      cursor = v;
+    }
+    EXPECT_EQ(total, ReadChanges(db.get()).size());
+  }
+}
+
+// A visitor's error stops the read where it is and comes back as is; the
+// reader holds nothing afterwards and reads the transaction again.
+TEST(ChangeReaderTest, AVisitorErrorStopsTheRead) {
+  TestDb db;
+  db.Exec(kSchema);
+  db.Exec("INSERT INTO t VALUES (1, 'a', 1), (2, 'b', 2)");
+  std::unique_ptr<ChangeReader> reader;
+  ASSERT_OK(ChangeReader::Open(db.get(), &reader));
+  int calls = 0;
+  int64_t v = -1;
+  Status s = reader->NextTransaction(0, OriginFilter{}, [&](Change&) {
+    return ++calls == 2 ? Status::InvalidArgument("visitor says stop") : Status::OK();
+  }, &v);
+  EXPECT_THAT(s.message(), HasSubstr("visitor says stop"));
+  EXPECT_EQ(calls, 2);
+  EXPECT_EQ(v, 0);
+  for (sqlite3_stmt* st = sqlite3_next_stmt(db.get(), nullptr); st; st = sqlite3_next_stmt(db.get(), st))
+    EXPECT_EQ(sqlite3_stmt_busy(st), 0) << sqlite3_sql(st);
+  std::vector<Change> again;
+  ASSERT_OK(reader->NextTransaction(0, OriginFilter{}, &again, &v));
+  EXPECT_EQ(v, 1);
+  EXPECT_EQ(again.size(), 4u);
+}
+
 TEST(ChangeReaderTest, OriginFilterExcludesTheRequester) {
   TestDb a, b;
   a.Exec(kSchema);
