@@ -24,15 +24,18 @@ using PeerMarks = std::map<std::pair<std::string, int64_t>, PeerMark>;
 // Receive cursors (§13.3) are accumulated per transaction in memory and
 // written once, in xSync, just before the transaction commits (as FTS
 // flushes its pending terms). Savepoints keep snapshots so ROLLBACK TO and
-// failed statements restore exactly what was tracked before them.
+// failed statements restore exactly what was tracked before them. The
+// snapshots share the map (copy-on-write): a merge opens a savepoint for
+// each user-table write, and copying the map each time would cost more
+// than the rest of the bookkeeping.
 struct ChangesVtab {
   sqlite3_vtab base{};
   ConnEngine* engine;
   Merger merger;
-  PeerMarks marks;
+  std::shared_ptr<PeerMarks> marks;  // null = none; shared = read-only
   struct Savepoint {
     int level;
-    PeerMarks marks;        // when it opened
+    std::shared_ptr<PeerMarks> marks;  // when it opened; never changed
     bool internal;          // opened by a merge's own user-table write
     uint64_t flushes;       // Catalog::pending_flushes() when it opened
     bool failed;            // a write-behind had failed by then (Catalog::Failed)
@@ -42,6 +45,14 @@ struct ChangesVtab {
   // Merges write each row's metadata behind: flushed by the next row's,
   // xSavepoint, xSync and ConnEngine::FlushLocalWrites (every reader).
   explicit ChangesVtab(ConnEngine* e) : engine(e), merger(e) { merger.set_write_behind(true); }
+
+  // The marks, to change: copied first while a savepoint shares them.
+  PeerMarks& MutableMarks() {
+    if (!marks || marks.use_count() > 1) {
+      marks = marks ? std::make_shared<PeerMarks>(*marks) : std::make_shared<PeerMarks>();
+    }
+    return *marks;
+  }
 };
 
 struct ChangesCursor {
@@ -454,12 +465,16 @@ int Update(sqlite3_vtab* vtab, int argc, sqlite3_value** argv, sqlite_int64* row
       PeerMark mark{in.db_version, in.seq ? *in.seq : 0};
       v->probe.first.assign(in.site->data(), in.site->size());
       v->probe.second = in.tag;
-      auto it = v->marks.find(v->probe);
-      if (it == v->marks.end()) {
-        v->marks.emplace(v->probe, mark);
-      } else if (mark.version > it->second.version ||
-                 (mark.version == it->second.version && mark.seq > it->second.seq)) {
-        it->second = mark;
+      const PeerMark* now = nullptr;
+      if (v->marks) {
+        auto it = v->marks->find(v->probe);
+        if (it != v->marks->end()) now = &it->second;
+      }
+      if (!now) {
+        v->MutableMarks().emplace(v->probe, mark);
+      } else if (mark.version > now->version ||
+                 (mark.version == now->version && mark.seq > now->seq)) {
+        v->MutableMarks()[v->probe] = mark;
       }
     }
     if (!s.ok()) {
@@ -473,7 +488,7 @@ int Update(sqlite3_vtab* vtab, int argc, sqlite3_value** argv, sqlite_int64* row
 
 int Begin(sqlite3_vtab* vtab) {
   auto* v = reinterpret_cast<ChangesVtab*>(vtab);
-  v->marks.clear();
+  v->marks.reset();
   v->savepoints.clear();
   return SQLITE_OK;
 }
@@ -487,21 +502,23 @@ int Sync(sqlite3_vtab* vtab) {
       SetError(vtab, s.message());
       return s.sqlite_code();
     }
-    for (const auto& [key, mark] : v->marks) {
-      Status s = v->merger.TrackPeer(key.first, key.second, mark);
-      if (!s.ok()) {
-        SetError(vtab, s.message());
-        return s.sqlite_code();
+    if (v->marks) {
+      for (const auto& [key, mark] : *v->marks) {
+        Status s = v->merger.TrackPeer(key.first, key.second, mark);
+        if (!s.ok()) {
+          SetError(vtab, s.message());
+          return s.sqlite_code();
+        }
       }
     }
-    v->marks.clear();
+    v->marks.reset();
     return SQLITE_OK;
   });
 }
 
 int EndTransaction(sqlite3_vtab* vtab) {
   auto* v = reinterpret_cast<ChangesVtab*>(vtab);
-  v->marks.clear();
+  v->marks.reset();
   v->savepoints.clear();
   v->engine->catalog().DropCachesAndFailures();
   return SQLITE_OK;
@@ -566,7 +583,7 @@ int RollbackTo(sqlite3_vtab* vtab, int level) {
         return SQLITE_OK;
       }
     } else {
-      v->marks.clear();  // opened before this table joined the transaction
+      v->marks.reset();  // opened before this table joined the transaction
     }
     catalog.DropCachesAndFailures();  // cached and held rows may have been rolled back
     v->engine->SitesMayHaveRolledBack();
