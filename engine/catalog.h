@@ -80,7 +80,7 @@ class Crr {
   static constexpr size_t kMaxPending = HeldRows::kMax;
   // Tests: makes the next FlushPending() with rows to write throw
   // std::bad_alloc once it has forgotten them (as an allocation failure
-  // while encoding would).
+  // while binding or stepping its statements would).
   static void ThrowInNextFlushForTesting();
   // Stores `meta` for a row believed new, in one statement. *inserted is
   // false (and nothing is written) when the row already has metadata.

@@ -117,6 +117,12 @@ struct ChangeReader::Impl {
     ScanSpec spec;
     spec.min_dbv = after == INT64_MAX ? after : after + 1;
     spec.origin = origin;
+    // The read transaction is never held between calls, even when emit()
+    // throws (std::bad_alloc while the visitor keeps a change).
+    struct StopScan {
+      ChangeScan* scan;
+      ~StopScan() { scan->Stop(); }
+    } stop{&scan};
     Status s = scan.Start(spec);
     bool has = false;
     if (s.ok()) s = scan.Next(&has);
@@ -125,7 +131,6 @@ struct ChangeReader::Impl {
       s = emit();
       if (s.ok()) s = scan.Next(&has);
     }
-    scan.Stop();  // do not hold the read transaction between calls
     if (s.ok()) *version = v;
     return s;
   }

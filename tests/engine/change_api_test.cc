@@ -131,6 +131,28 @@ TEST(ChangeReaderTest, AVisitorErrorStopsTheRead) {
   EXPECT_EQ(again.size(), 4u);
 }
 
+// A visitor that throws (an allocation failing while it keeps a change)
+// leaves no read open either.
+TEST(ChangeReaderTest, AThrowingVisitorLeavesNoReadOpen) {
+  TestDb db;
+  db.Exec(kSchema);
+  for (int i = 1; i <= 300; ++i)  // more than one batch: the scan stays mid-way
+    db.Exec("INSERT INTO t VALUES (" + std::to_string(i) + ", 'a', 1)");
+  std::unique_ptr<ChangeReader> reader;
+  ASSERT_OK(ChangeReader::Open(db.get(), &reader));
+  int64_t v = -1;
+  EXPECT_THROW(reader->NextTransaction(0, OriginFilter{}, [](Change&) -> Status {
+    throw std::bad_alloc();
+  }, &v), std::bad_alloc);
+  for (sqlite3_stmt* st = sqlite3_next_stmt(db.get(), nullptr); st; st = sqlite3_next_stmt(db.get(), st))
+    EXPECT_EQ(sqlite3_stmt_busy(st), 0) << sqlite3_sql(st);
+  // And the reader reads on.
+  db.Exec("INSERT INTO t VALUES (301, 'b', 2)");
+  std::vector<Change> again;
+  ASSERT_OK(reader->NextTransaction(0, OriginFilter{}, &again, &v));
+  EXPECT_EQ(v, 1);
+}
+
 TEST(ChangeReaderTest, OriginFilterExcludesTheRequester) {
   TestDb a, b;
   a.Exec(kSchema);
