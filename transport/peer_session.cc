@@ -197,7 +197,7 @@ Status PeerSession::Pump(std::vector<Message>* out) {
     const size_t budget = std::max<size_t>(1, options_.max_bytes_per_message / sizeof(capnp::word));
     constexpr size_t kMaxChangeBytes = kDefaultMaxFramePayload - (size_t{64} << 10);  // envelope
     std::vector<ChangesetMsg> parts;
-    size_t words = 0, changes = 0;
+    size_t words = 0;
     int64_t version;
     CRSYNC_RETURN_IF_ERROR(reader_->NextTransaction(sent_, not_peer, [&](Change& c) -> Status {
       const size_t w = EstimateChangeWords(c);
@@ -213,7 +213,6 @@ Status PeerSession::Pump(std::vector<Message>* out) {
       }
       words += w;
       parts.back().changes.push_back(std::move(c));
-      ++changes;
       return Status::OK();
     }, &version));
     if (version == 0) {
@@ -226,8 +225,8 @@ Status PeerSession::Pump(std::vector<Message>* out) {
       }
       return Status::OK();
     }
-    read += changes;
     for (size_t p = 0; p < parts.size(); ++p) {
+      read += parts[p].changes.size();
       parts[p].part = static_cast<uint32_t>(p);
       parts[p].parts = static_cast<uint32_t>(parts.size());
       out->push_back(std::move(parts[p]));

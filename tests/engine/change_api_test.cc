@@ -63,6 +63,12 @@ TEST(ChangeReaderTest, ReadsOneWholeTransactionAtATime) {
             true);
 }
 
+// Every statement of `db` is reset: nothing holds a read open.
+void ExpectNoStatementBusy(sqlite3* db) {
+  for (sqlite3_stmt* st = sqlite3_next_stmt(db, nullptr); st; st = sqlite3_next_stmt(db, st))
+    EXPECT_EQ(sqlite3_stmt_busy(st), 0) << sqlite3_sql(st);
+}
+
 bool SameChange(const Change& a, const Change& b) {
   return a.table == b.table && a.pk == b.pk && a.cid == b.cid && a.val_type == b.val_type &&
          a.val_int == b.val_int && (a.val_real == b.val_real) && a.val_bytes == b.val_bytes &&
@@ -123,8 +129,7 @@ TEST(ChangeReaderTest, AVisitorErrorStopsTheRead) {
   EXPECT_THAT(s.message(), HasSubstr("visitor says stop"));
   EXPECT_EQ(calls, 2);
   EXPECT_EQ(v, 0);
-  for (sqlite3_stmt* st = sqlite3_next_stmt(db.get(), nullptr); st; st = sqlite3_next_stmt(db.get(), st))
-    EXPECT_EQ(sqlite3_stmt_busy(st), 0) << sqlite3_sql(st);
+  ExpectNoStatementBusy(db.get());
   std::vector<Change> again;
   ASSERT_OK(reader->NextTransaction(0, OriginFilter{}, &again, &v));
   EXPECT_EQ(v, 1);
@@ -144,8 +149,7 @@ TEST(ChangeReaderTest, AThrowingVisitorLeavesNoReadOpen) {
   EXPECT_THROW(reader->NextTransaction(0, OriginFilter{}, [](Change&) -> Status {
     throw std::bad_alloc();
   }, &v), std::bad_alloc);
-  for (sqlite3_stmt* st = sqlite3_next_stmt(db.get(), nullptr); st; st = sqlite3_next_stmt(db.get(), st))
-    EXPECT_EQ(sqlite3_stmt_busy(st), 0) << sqlite3_sql(st);
+  ExpectNoStatementBusy(db.get());
   // And the reader reads on.
   db.Exec("INSERT INTO t VALUES (301, 'b', 2)");
   std::vector<Change> again;
