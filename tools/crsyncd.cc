@@ -37,8 +37,9 @@ const char kUsage[] =
     "          -v / -q              more / less logging (stderr)\n"
     "          --config FILE        read settings from FILE, one `key = value` per line\n"
     "                               (db, listen, peer (repeatable), log = error|info|debug;\n"
-    "                               `#` starts a comment); command-line options given\n"
-    "                               after --config override it\n"
+    "                               `#` starts a comment); options given after\n"
+    "                               --config override its db, listen and log, and\n"
+    "                               each --peer adds to its peers\n"
     "status  Prints this database's site id, db_version and per-peer cursors and lag.\n"
     "demo    Needs no configuration: N replicas (default 3) on 127.0.0.1, a hub and\n"
     "        spokes, each with an app writing one-row transactions through the crsync\n"
@@ -147,6 +148,12 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   std::string cmd = argv[1];
+  for (int i = 2; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+  }
   if (cmd == "demo") {
     crsync::DemoOptions demo;
     for (int i = 2; i < argc; ++i) {

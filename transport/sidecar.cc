@@ -28,6 +28,12 @@ namespace {
 // thread together (PeerSession::OnMessages bounds each commit by changes).
 constexpr size_t kMaxBatchMessages = 64;
 
+// Redial backoff: doubling from the first delay up to the cap. A connection
+// that stayed up this long counts as having worked, and restarts it.
+constexpr int kFirstBackoffMs = 100;
+constexpr int kMaxBackoffMs = 5000;
+constexpr uint64_t kStableConnectionMs = 5000;
+
 bool ParseHostPort(const std::string& s, std::string* host, int* port) {
   size_t colon = s.rfind(':');
   if (colon == std::string::npos) return false;
@@ -35,6 +41,7 @@ bool ParseHostPort(const std::string& s, std::string* host, int* port) {
   if (host->size() > 1 && host->front() == '[' && host->back() == ']') {
     *host = host->substr(1, host->size() - 2);
   }
+  if (host->empty() || colon + 1 == s.size()) return false;
   char* end = nullptr;
   long p = std::strtol(s.c_str() + colon + 1, &end, 10);
   if (!end || *end || p < 0 || p > 65535) return false;
@@ -82,6 +89,7 @@ struct Sidecar::Impl {
     Dialer* dialer = nullptr;  // set for dialed connections
     FrameReader reader;
     bool closing = false;
+    uint64_t connected_at = 0;  // uv_now() when it connected (dialed ones)
     std::string peer;
     Conn(Impl* i, uint64_t n)
         : impl(i), id(n), reader(FrameReaderOptions{}, [this](capnp::MessageReader& m) {
@@ -98,7 +106,7 @@ struct Sidecar::Impl {
     std::string address;
     uv_timer_t timer;
     uv_connect_t req;
-    int backoff_ms = 100;
+    int backoff_ms = kFirstBackoffMs;
     Conn* conn = nullptr;
   };
 
@@ -110,7 +118,13 @@ struct Sidecar::Impl {
   explicit Impl(SidecarOptions o) : options(std::move(o)) {}
 
   SidecarOptions options;
-  bool loop_ready = false;
+  bool loop_ready = false;  // loop thread: uv_loop_init succeeded
+  // Where Stop() (any thread) meets the loop: a Stop() before the loop runs
+  // is remembered, one after it began shutting down is a no-op (the async
+  // handle may be closed by then).
+  std::mutex stop_mu;
+  enum class StopState { kNotRunning, kRunning, kShutDown } stop_state = StopState::kNotRunning;
+  bool stop_requested = false;
   uv_loop_t loop;
   uv_tcp_t server;
   bool listening = false;
@@ -190,7 +204,27 @@ struct Sidecar::Impl {
 
   static void DoWork(uv_work_t* w) {
     auto* t = static_cast<Task*>(w->data);
-    GuardVoidCall([&] { t->impl->Process(t); });
+    bool done = false;
+    GuardVoidCall([&] {
+      t->impl->Process(t);
+      done = true;
+    });
+    if (!done) GuardVoidCall([&] { t->impl->Recover(t); });
+  }
+
+  // After Process() threw (out of memory, most likely): no transaction may
+  // stay open holding the write lock, and sessions whose state is now
+  // unknown are closed (their peers reconnect and resume from saved
+  // cursors).
+  void Recover(Task* t) {
+    if (!sqlite3_get_autocommit(db.get())) Exec(db.get(), "ROLLBACK").IgnoreError();
+    Log(0, "internal error in database work; closing the connections involved");
+    t->out.clear();
+    if (t->conn != 0) {
+      t->to_close.push_back(t->conn);
+    } else {
+      for (auto& [id, s] : sessions) t->to_close.push_back(id);
+    }
   }
 
   // On a pool thread, one at a time: the only place that touches the
@@ -374,13 +408,30 @@ struct Sidecar::Impl {
     c->closing = true;
     Enqueue(Task::kClose, id);
     Dialer* d = c->dialer;
+    const bool stable = uv_now(&loop) - c->connected_at >= kStableConnectionMs;
     uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), [](uv_handle_t* h) {
       delete static_cast<Conn*>(h->data);
     });
-    if (d && !stopping) {
+    if (d) {
       d->conn = nullptr;
-      ScheduleDial(d);
+      // Only a connection that stayed up a while restarts the backoff: one
+      // refused right after connecting (schema mismatch, bad frames, a
+      // peer that is this node) must not be redialled ten times a second.
+      if (stable) d->backoff_ms = kFirstBackoffMs;
+      if (!stopping) ScheduleDial(d);
     }
+  }
+
+  // A dial still waiting for its TCP connect (not in `conns` yet) is
+  // cancelled; its connect callback then sees `closing` and stands back.
+  void CancelDial(Dialer* d) {
+    Conn* c = d->conn;
+    d->conn = nullptr;
+    if (!c || c->closing || conns.count(c->id)) return;
+    c->closing = true;
+    uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), [](uv_handle_t* h) {
+      delete static_cast<Conn*>(h->data);
+    });
   }
 
   void ScheduleDial(Dialer* d) {
@@ -388,7 +439,7 @@ struct Sidecar::Impl {
       auto* d = static_cast<Dialer*>(t->data);
       d->impl->Dial(d);
     }, static_cast<uint64_t>(d->backoff_ms), 0);
-    d->backoff_ms = std::min(d->backoff_ms * 2, 5000);
+    d->backoff_ms = std::min(d->backoff_ms * 2, kMaxBackoffMs);
   }
 
   void Dial(Dialer* d) {
@@ -404,9 +455,11 @@ struct Sidecar::Impl {
                             [](uv_connect_t* req, int status) {
                               auto* c = static_cast<Conn*>(req->data);
                               Impl* self = c->impl;
+                              if (c->closing) return;  // cancelled by Shutdown()
                               if (status != 0) {
                                 self->Log(2, "dial %s: %s", c->peer.c_str(), uv_strerror(status));
                                 Dialer* d = c->dialer;
+                                d->conn = nullptr;
                                 uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), [](uv_handle_t* h) {
                                   delete static_cast<Conn*>(h->data);
                                 });
@@ -414,16 +467,18 @@ struct Sidecar::Impl {
                                 return;
                               }
                               if (self->stopping) {  // connected after Stop(): drop it
+                                c->dialer->conn = nullptr;
                                 uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), [](uv_handle_t* h) {
                                   delete static_cast<Conn*>(h->data);
                                 });
                                 return;
                               }
                               self->Log(1, "connected to %s", c->peer.c_str());
-                              c->dialer->backoff_ms = 100;
+                              c->connected_at = uv_now(&self->loop);
                               self->StartConn(c);
                             });
     if (rc != 0) {
+      d->conn = nullptr;
       uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), [](uv_handle_t* h) {
         delete static_cast<Conn*>(h->data);
       });
@@ -447,8 +502,12 @@ struct Sidecar::Impl {
     CRSYNC_RETURN_IF_ERROR(Exec(db.get(), "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL"));
     if (uv_loop_init(&loop) != 0) return Status::Transport("cannot create the event loop");
     loop_ready = true;
-    uv_async_init(&loop, &stop_async, [](uv_async_t* a) { static_cast<Impl*>(a->data)->Shutdown(); });
     stop_async.data = this;
+    uv_async_init(&loop, &stop_async, [](uv_async_t* a) { static_cast<Impl*>(a->data)->Shutdown(); });
+    {
+      std::lock_guard<std::mutex> lock(stop_mu);
+      stop_state = StopState::kRunning;
+    }
     uv_signal_init(&loop, &sigint);
     uv_signal_init(&loop, &sigterm);
     sigint.data = sigterm.data = this;
@@ -478,6 +537,7 @@ struct Sidecar::Impl {
       Enqueue(Task::kPump, 0);
     } else {
       Log(0, "cannot watch %s: relying on the %d ms timer", side.c_str(), options.pump_interval_ms);
+      uv_close(reinterpret_cast<uv_handle_t*>(&signal_watch), nullptr);
     }
     if (!options.listen.empty()) {
       sockaddr_storage addr;
@@ -515,6 +575,9 @@ struct Sidecar::Impl {
     for (const std::string& p : options.peers) {
       sockaddr_storage addr;
       CRSYNC_RETURN_IF_ERROR(SockAddr(p, &addr));
+      if (reinterpret_cast<sockaddr_in*>(&addr)->sin_port == 0) {  // same offset in sockaddr_in6
+        return Status::InvalidArgument("bad peer address '" + p + "': port 0 cannot be dialled");
+      }
       auto d = std::make_unique<Dialer>();
       d->impl = this;
       d->address = p;
@@ -530,10 +593,17 @@ struct Sidecar::Impl {
   void Shutdown() {
     if (stopping) return;
     stopping = true;
+    {
+      std::lock_guard<std::mutex> lock(stop_mu);
+      stop_state = StopState::kShutDown;  // Stop() no longer touches stop_async
+    }
     std::vector<uint64_t> ids;
     for (auto& [id, c] : conns) ids.push_back(id);
     for (uint64_t id : ids) CloseConn(id);
-    for (auto& d : dialers) uv_close(reinterpret_cast<uv_handle_t*>(&d->timer), nullptr);
+    for (auto& d : dialers) {
+      CancelDial(d.get());
+      uv_close(reinterpret_cast<uv_handle_t*>(&d->timer), nullptr);
+    }
     if (listening) uv_close(reinterpret_cast<uv_handle_t*>(&server), nullptr);
     if (watching) uv_close(reinterpret_cast<uv_handle_t*>(&signal_watch), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&pump_timer), nullptr);
@@ -562,6 +632,12 @@ Status Sidecar::Run() {
     }
     return st;
   }
+  bool stop_now;
+  {
+    std::lock_guard<std::mutex> lock(impl_->stop_mu);
+    stop_now = impl_->stop_requested;  // Stop() came before the loop could hear it
+  }
+  if (stop_now) impl_->Shutdown();
   uv_run(&impl_->loop, UV_RUN_DEFAULT);
   impl_->sessions.clear();  // no task is running once the loop ended
   if (impl_->yields) {
@@ -575,7 +651,9 @@ Status Sidecar::Run() {
 }
 
 void Sidecar::Stop() {
-  if (impl_->loop_ready) uv_async_send(&impl_->stop_async);
+  std::lock_guard<std::mutex> lock(impl_->stop_mu);
+  impl_->stop_requested = true;
+  if (impl_->stop_state == Impl::StopState::kRunning) uv_async_send(&impl_->stop_async);
 }
 
 }  // namespace crsync

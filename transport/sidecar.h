@@ -52,7 +52,10 @@ class Sidecar {
   // Opens the database, binds, dials, and runs until Stop(). Returns the
   // reason it could not start, or OK after a clean stop.
   Status Run();
-  // Asks a running sidecar to stop (thread-safe, async-signal-unsafe).
+  // Asks the sidecar to stop (thread-safe, async-signal-unsafe). Before
+  // Run() has its loop running, the request is kept and Run() stops as soon
+  // as it has started; once Run() is shutting down or has returned, it does
+  // nothing.
   void Stop();
 
  private:

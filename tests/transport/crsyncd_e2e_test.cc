@@ -72,6 +72,25 @@ class Daemon {
     }
   }
   ~Daemon() { Stop(SIGTERM); }
+  // Sends SIGTERM and waits at most `limit` for a clean exit; a daemon still
+  // running then is killed (SIGKILL) and this returns false.
+  bool StopsWithin(std::chrono::milliseconds limit) {
+    if (pid_ <= 0) return false;
+    kill(pid_, SIGTERM);
+    auto deadline = Clock::now() + limit;
+    int status = 0;
+    pid_t r = 0;
+    while ((r = waitpid(pid_, &status, WNOHANG)) == 0 && Clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    if (r == 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, &status, 0);
+    }
+    pid_ = -1;
+    close(out_);
+    return r != 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  }
   void Stop(int sig) {
     if (pid_ <= 0) return;
     kill(pid_, sig);
@@ -308,6 +327,94 @@ TEST_F(CrsyncdTest, PeerHangingUpMidStreamCostsOnlyItsConnection) {
   ASSERT_TRUE(Converged({a.get(), b.get()}, 3000));
 }
 
+// A listening socket on 127.0.0.1 with the given accept backlog; its port
+// in *port.
+int ListenLoopback(int backlog, int* port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  socklen_t len = sizeof addr;
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      listen(fd, backlog) != 0 || getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  *port = ntohs(addr.sin_port);
+  return fd;
+}
+
+// A peer that accepts and at once hangs up: each dial "works", then fails.
+// The daemon must back off (100 ms doubling), not redial ten times a second.
+TEST_F(CrsyncdTest, PeerThatHangsUpAtOnceIsRedialledWithBackoff) {
+  TempPath pa;
+  auto a = NewNode(&pa);
+  int port = 0;
+  int lfd = ListenLoopback(16, &port);
+  ASSERT_GE(lfd, 0);
+  Daemon da(pa.str(), false, {port});
+  int accepted = 0;
+  auto deadline = Clock::now() + std::chrono::milliseconds(3000);
+  while (Clock::now() < deadline) {
+    pollfd p{lfd, POLLIN, 0};
+    if (poll(&p, 1, 50) > 0) {
+      int fd = accept(lfd, nullptr, nullptr);
+      if (fd >= 0) {
+        ++accepted;
+        close(fd);
+      }
+    }
+  }
+  close(lfd);
+  // 100 + 200 + 400 + 800 + 1600 ms: about five dials in three seconds.
+  EXPECT_GE(accepted, 2) << "the daemon stopped redialling";
+  EXPECT_LE(accepted, 7) << "the daemon redialled without backing off";
+}
+
+// A dial whose SYN is never answered (the peer's accept queue is full) must
+// not hold up a SIGTERM until the kernel gives up on it.
+TEST_F(CrsyncdTest, SigtermDuringAnUnansweredDialExitsPromptly) {
+  TempPath pa;
+  auto a = NewNode(&pa);
+  int port = 0;
+  int lfd = ListenLoopback(0, &port);
+  ASSERT_GE(lfd, 0);
+  std::vector<int> fillers;  // fill the accept queue; later SYNs are dropped
+  for (int i = 0; i < 4; ++i) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+    connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    fillers.push_back(fd);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  Daemon da(pa.str(), false, {port});
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // dialling now
+  EXPECT_TRUE(da.StopsWithin(std::chrono::seconds(3)));
+  for (int fd : fillers) close(fd);
+  close(lfd);
+}
+
+// When the commit signal cannot be watched, the daemon falls back to its
+// timer, still replicates, and still stops cleanly (exit 0) on SIGTERM.
+TEST_F(CrsyncdTest, UnwatchableCommitSignalStillStopsCleanly) {
+  TempPath pa, pb;
+  auto a = NewNode(&pa), b = NewNode(&pb);
+  std::string side = pb.str() + "-crsync";
+  std::remove(side.c_str());
+  ASSERT_EQ(symlink("/nonexistent-crsync-dir/signal", side.c_str()), 0);
+  {
+    Daemon da(pa.str(), true, {});
+    Daemon dbd(pb.str(), false, {da.port()});
+    Write(*a, 0, 5, "a");
+    EXPECT_TRUE(Converged({a.get(), b.get()}, 5));
+    EXPECT_TRUE(dbd.StopsWithin(std::chrono::seconds(5)));
+  }
+  std::remove(side.c_str());
+}
+
 std::string RunCrsyncd(const std::string& args, int* code) {
   FILE* p = popen((std::string(CRSYNCD) + " " + args + " 2>&1").c_str(), "r");
   std::string out;
@@ -322,6 +429,16 @@ TEST(CrsyncdCliTest, UsageErrorsAndConfigFile) {
   int code;
   EXPECT_NE(RunCrsyncd("--help", &code).find("crsyncd run --db PATH"), std::string::npos);
   EXPECT_EQ(code, 0);
+  EXPECT_NE(RunCrsyncd("run --help", &code).find("crsyncd run --db PATH"), std::string::npos);
+  EXPECT_EQ(code, 0);
+  {
+    TempPath made;
+    TestDb(made.str()).Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL)");
+    EXPECT_NE(RunCrsyncd("run --db " + made.str() + " --peer 127.0.0.1:", &code)
+                  .find("bad address '127.0.0.1:'"),
+              std::string::npos);
+    EXPECT_EQ(code, 1);
+  }
   EXPECT_NE(RunCrsyncd("run", &code).find("--db PATH is required"), std::string::npos);
   EXPECT_EQ(code, 2);
   EXPECT_NE(RunCrsyncd("run --db x.db --bogus", &code).find("unknown argument '--bogus'"),
