@@ -41,6 +41,9 @@ struct ChangesVtab {
     bool failed;            // a write-behind had failed by then (Catalog::Failed)
   };
   std::vector<Savepoint> savepoints;
+  // A savepoint could not be recorded (out of memory): rolling back to it
+  // must not be mistaken for one opened before this table joined.
+  bool savepoint_lost = false;
   PeerMarks::key_type probe;  // reused lookup key: no allocation per change
   // Merges write each row's metadata behind: flushed by the next row's,
   // xSavepoint, xSync and ConnEngine::FlushLocalWrites (every reader).
@@ -490,6 +493,7 @@ int Begin(sqlite3_vtab* vtab) {
   auto* v = reinterpret_cast<ChangesVtab*>(vtab);
   v->marks.reset();
   v->savepoints.clear();
+  v->savepoint_lost = false;
   return SQLITE_OK;
 }
 
@@ -520,6 +524,7 @@ int EndTransaction(sqlite3_vtab* vtab) {
   auto* v = reinterpret_cast<ChangesVtab*>(vtab);
   v->marks.reset();
   v->savepoints.clear();
+  v->savepoint_lost = false;
   v->engine->catalog().DropCachesAndFailures();
   return SQLITE_OK;
 }
@@ -534,11 +539,26 @@ int Savepoint(sqlite3_vtab* vtab, int level) {
     // row, see RollbackTo.
     const bool internal = v->engine->in_merge_write();
     Catalog& catalog = v->engine->catalog();
-    Status s = internal ? Status::OK() : catalog.FlushPending();
-    // Recorded even when the flush fails: SQLite then rolls back to this
-    // level, which must not clear a failure that predates it.
-    v->savepoints.push_back(
-        ChangesVtab::Savepoint{level, v->marks, internal, catalog.pending_flushes(), catalog.Failed()});
+    // Recorded before the flush, so that it exists however the flush ends
+    // (even by an exception): SQLite then rolls back to this level, which
+    // must neither clear a failure that predates it nor drop rows held
+    // before it.
+    try {
+      v->savepoints.push_back(
+          ChangesVtab::Savepoint{level, v->marks, internal, catalog.pending_flushes(), false});
+    } catch (...) {
+      v->savepoint_lost = true;
+      throw;
+    }
+    const size_t mine = v->savepoints.size() - 1;
+    Status s;
+    try {
+      if (!internal) s = catalog.FlushPending();
+    } catch (...) {
+      if (mine < v->savepoints.size()) v->savepoints[mine].failed = catalog.Failed();  // unwound
+      throw;
+    }
+    v->savepoints[mine].failed = catalog.Failed();
     if (!s.ok()) {
       SetError(vtab, s.message());
       return s.sqlite_code();
@@ -582,6 +602,15 @@ int RollbackTo(sqlite3_vtab* vtab, int level) {
         v->engine->SitesMayHaveRolledBack();
         return SQLITE_OK;
       }
+    } else if (v->savepoint_lost) {
+      // Maybe one we failed to record: rows held before it are still
+      // held, but what SQLite undid is unknown. The transaction must not
+      // commit.
+      catalog.FailPending(Status::Sqlite(
+          SQLITE_NOMEM, "crsql - out of memory while opening a savepoint; roll the transaction back"));
+      catalog.DropReadCaches();
+      v->engine->SitesMayHaveRolledBack();
+      return SQLITE_OK;
     } else {
       v->marks.reset();  // opened before this table joined the transaction
     }

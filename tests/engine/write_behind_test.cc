@@ -241,6 +241,26 @@ TEST(WriteBehindTest, AFlushThatUnwindsFailsTheTransaction) {
   }
 }
 
+// The same unwinding flush, run by the savepoint SQLite opens for a local
+// UPDATE's statement journal: SQLite undoes only that statement, so the
+// savepoint's record must survive the exception, or rolling back to it
+// would clear the failure and let the merged rows commit without metadata.
+TEST(WriteBehindTest, AFlushThatUnwindsInAStatementSavepointStillFailsTheCommit) {
+  TestDb db;
+  db.Exec(kSchema);
+  db.Exec("INSERT INTO t (id, a) VALUES (1, 'local')");
+  db.Exec("BEGIN");
+  db.Exec(Merge(2, "a", "'held'", 1));
+  db.Exec(Merge(3, "a", "'held'", 1));
+  Crr::ThrowInNextFlushForTesting();
+  EXPECT_THAT(db.Error("UPDATE t SET a = 'z' WHERE id = 1"), HasSubstr("out of memory"));
+  EXPECT_EQ(sqlite3_get_autocommit(db.get()), 0) << "only the statement was rolled back";
+  EXPECT_THAT(db.Error("COMMIT"), HasSubstr("roll the transaction back"));
+  EXPECT_EQ(sqlite3_get_autocommit(db.get()), 1) << "the failed COMMIT rolled back";
+  EXPECT_EQ(db.Query("SELECT id, a FROM t ORDER BY id"), (Rows{{"1", "'local'"}}));
+  EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes WHERE pk != crsql_pack_columns(1)"), "0");
+}
+
 // Only a merge's own user-table write counts as "inside a merge": a
 // caller who sets the sync bit by hand (crsql_internal_sync_bit) still gets
 // savepoints that keep what came before them.
