@@ -360,6 +360,9 @@ Status ConnEngine::NextDbVersion(int64_t floor, int64_t* out) {
   }
   int64_t committed;
   CRSYNC_RETURN_IF_ERROR(CommittedDbVersion(&committed));
+  if (committed >= INT64_MAX - 1 || floor >= INT64_MAX - 1) {  // merges stop at kMaxChangeVersion
+    return Status::Sqlite(SQLITE_FULL, "crsql - db_version is exhausted");
+  }
   pending_ = std::max({committed + 1, pending_, floor});
   *out = pending_;
   return Status::OK();

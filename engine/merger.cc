@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "crsync/engine.h"
 #include "engine/packed.h"
 #include "engine/row_meta.h"
 #include "engine/user_writes.h"
@@ -87,6 +88,11 @@ Status Merger::ValidateChange(const MergeInput& in, Crr* crr, int* slot) {
   }
   if (in.col_version < 0) return Status::InvalidArgument("crsql - col_version must be a non-negative integer");
   if (in.db_version < 0) return Status::InvalidArgument("crsql - db_version must be a non-negative integer");
+  if (in.col_version > kMaxChangeVersion || in.db_version > kMaxChangeVersion ||
+      (in.cl && *in.cl > kMaxChangeVersion)) {
+    return Status::InvalidArgument("crsql - col_version, db_version and cl must be at most " +
+                                   std::to_string(kMaxChangeVersion));
+  }
   if (in.site && in.site->size() != kSiteIdLen) {
     return Status::InvalidArgument("crsql - site id must be a 16 byte blob");
   }

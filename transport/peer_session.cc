@@ -274,6 +274,11 @@ Status PeerSession::Assemble(ChangesetMsg m, std::vector<ReadyTxn>* ready, uint3
                 "changeset declares an empty or negative range [" + std::to_string(m.start) + ", " +
                     std::to_string(m.end) + "]");
   }
+  if (m.end > kMaxChangeVersion) {  // its cursor would stick there (and end + 1 overflow)
+    return Fail(out, ErrorMsg::kBadChangeset,
+                "changeset range [" + std::to_string(m.start) + ", " + std::to_string(m.end) +
+                    "] reaches beyond the largest version " + std::to_string(kMaxChangeVersion));
+  }
   for (const Change& c : m.changes) {
     if (c.db_version < m.start || c.db_version > m.end) {
       return Fail(out, ErrorMsg::kBadChangeset,

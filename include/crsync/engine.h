@@ -23,6 +23,11 @@
 
 namespace crsync {
 
+// The largest col_version, db_version and cl a merged change may carry:
+// half the int64 range, so that the increments of local writes after it can
+// never overflow. A change above it is refused as invalid input.
+constexpr int64_t kMaxChangeVersion = INT64_MAX / 2;
+
 // One row of crsql_changes with all nine columns.
 struct Change {
   std::string table;

@@ -75,6 +75,13 @@ TEST_F(MergeErrorsTest, EachBadInputNamesTheProblemAndChangesNothing) {
   ExpectRejected("'todo', X'010B0178', 'title', 'v', '1', 1, " + s, "col_version must be a non-negative integer");
   ExpectRejected("'todo', X'010B0178', 'title', 'v', 1, -5, " + s, "db_version must be a non-negative integer");
   ExpectRejected("'todo', X'010B0178', 'title', 'v', 1, 1.5, " + s, "db_version must be a non-negative integer");
+  // Above kMaxChangeVersion: a local write after it would overflow.
+  const std::string over = std::to_string(kMaxChangeVersion + 1);
+  ExpectRejected("'todo', X'010B0178', 'title', 'v', " + over + ", 1, " + s, "must be at most");
+  ExpectRejected("'todo', X'010B0178', 'title', 'v', 1, " + over + ", " + s, "must be at most");
+  ExpectRejected("'todo', X'010B0178', 'title', 'v', 1, 9223372036854775807, " + s, "must be at most");
+  ExpectRejected("'todo', X'010B0178', '-1', NULL, " + over + ", 1, " + s + ", " + over + ", 0",
+                 "must be at most", kNine);
   ExpectRejected("'todo', X'010B0178', 'title', 'v', 1, 1, X'1111'", "site id must be a 16 byte blob");
   ExpectRejected("'todo', X'010B0178', 'title', 'v', 1, 1, '11111111111111111111111111111111'",
                  "site id must be a 16 byte blob");
@@ -87,6 +94,28 @@ TEST_F(MergeErrorsTest, EachBadInputNamesTheProblemAndChangesNothing) {
   ExpectRejected("'todo', X'010B0178', 'n', -5, 1, 1, " + s + ", 3, 0", "CHECK constraint failed", kNine);
   ExpectRejected("'s', X'010901', 'v', 'abc', 1, 1, " + s, "cannot store TEXT value in INTEGER column");
   db_.Exec("COMMIT");
+}
+
+// The largest accepted versions merge, and local writes after them still
+// count up: no version wraps to zero or below.
+TEST_F(MergeErrorsTest, VersionsAtTheLimitMergeAndLocalWritesStillCountUp) {
+  const std::string max = std::to_string(kMaxChangeVersion);
+  db_.Exec("INSERT INTO crsql_changes " + kNine + " VALUES ('todo', X'010B0178', 'title', 'v', " +
+           max + ", " + max + ", " + kSite + ", 1, 0)");
+  const std::string deleted = std::to_string(kMaxChangeVersion - 1);  // even: a tombstone
+  db_.Exec("INSERT INTO crsql_changes " + kNine + " VALUES ('todo', X'010B0179', '-1', NULL, " +
+           deleted + ", 1, " + kSite + ", " + deleted + ", 0)");
+  db_.Exec("UPDATE todo SET title = 'local' WHERE id = 'x'");
+  db_.Exec("INSERT INTO todo VALUES ('y', 'back', 2)");  // resurrects the deleted row
+  db_.Exec("DELETE FROM todo WHERE id = 'y'");
+  EXPECT_EQ(db_.One("SELECT col_version > " + max + " AND db_version > " + max +
+                    " FROM crsql_changes WHERE pk = X'010B0178' AND cid = 'title'"),
+            "1");
+  EXPECT_EQ(db_.One("SELECT min(col_version) > 0 AND min(db_version) > 0 AND min(cl) > 0 "
+                    "FROM crsql_changes"),
+            "1");
+  EXPECT_EQ(db_.One("SELECT cl > " + max + " FROM crsql_changes WHERE pk = X'010B0179' AND cid = '-1'"),
+            "1");
 }
 
 TEST_F(MergeErrorsTest, SpecExampleFailingRowLeavesTransactionUsable) {

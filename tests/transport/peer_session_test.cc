@@ -257,6 +257,7 @@ TEST(PeerSessionTest, BadChangesetsCloseTheConnectionAndApplyNothing) {
     const char* error;
   } cases[] = {
       {ChangesetMsg{site_a, 5, 3, 0, 1, {}}, "empty or negative range"},
+      {ChangesetMsg{site_a, 1, INT64_MAX, 0, 1, {}}, "beyond the largest version"},
       {ChangesetMsg{site_a, 1, 4, 0, 1, {c}}, "outside the declared"},
       {ChangesetMsg{std::string(16, 'z'), 1, 9, 0, 1, {c}}, "from another site"},
       {ChangesetMsg{site_a, 1, 9, 2, 2, {c}}, "part 2 of 2"},
