@@ -71,9 +71,30 @@ Status Crr::LoadAffinities() {
                       SQLITE_STATIC);
     rowid_key_ = sqlite3_step(st.get()) == SQLITE_ROW && sqlite3_column_int(st.get(), 0) == 0;
   }
+  // Triggers other than the recorder's three (main or temp schema).
+  const std::string base = schema_.name + "__crsync_";
+  CRSYNC_RETURN_IF_ERROR(Prepare(
+      db_,
+      "SELECT count(*) FROM (SELECT name, tbl_name FROM main.sqlite_schema WHERE type = 'trigger' "
+      "UNION ALL SELECT name, tbl_name FROM temp.sqlite_schema WHERE type = 'trigger') "
+      "WHERE tbl_name = ?1 COLLATE NOCASE AND name NOT IN (?2, ?3, ?4)",
+      &st));
+  const std::string ours[] = {base + "itrig", base + "utrig", base + "dtrig"};
+  sqlite3_bind_text(st.get(), 1, schema_.name.data(), static_cast<int>(schema_.name.size()),
+                    SQLITE_STATIC);
+  for (int i = 0; i < 3; ++i) {
+    sqlite3_bind_text(st.get(), i + 2, ours[i].data(), static_cast<int>(ours[i].size()), SQLITE_STATIC);
+  }
+  user_triggers_ = sqlite3_step(st.get()) == SQLITE_ROW && sqlite3_column_int(st.get(), 0) > 0;
   pk_affinity_ = std::move(pk_aff);
   col_affinity_ = std::move(col_aff);
   affinities_loaded_ = true;
+  return Status::OK();
+}
+
+Status Crr::HasUserTriggers(bool* out) {
+  if (!affinities_loaded_) CRSYNC_RETURN_IF_ERROR(LoadAffinities());
+  *out = user_triggers_;
   return Status::OK();
 }
 

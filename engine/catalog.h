@@ -142,6 +142,9 @@ class Crr {
   uint64_t pending_flushes() const { return pending_flushes_; }
   // Makes every later access fail with `why` until ClearFailure().
   void FailPending(const Status& why) { held_.Fail(why); }
+  // Whether the table has triggers besides the engine's own: a user-table
+  // write may then fail part-way (RAISE(FAIL) keeps what came before it).
+  Status HasUserTriggers(bool* out);
   // Forgets what was derived from the table's declaration (schema change).
   void SchemaMayHaveChanged() { affinities_loaded_ = false; }
 
@@ -187,6 +190,7 @@ class Crr {
   Status LoadAffinities();
   bool affinities_loaded_ = false;
   bool rowid_key_ = false;  // the key is the rowid (loaded with the affinities)
+  bool user_triggers_ = false;  // triggers besides ours (loaded with the affinities)
   std::vector<char> pk_affinity_, col_affinity_;
   bool cache_valid_ = false;
   std::string cache_pk_;

@@ -35,11 +35,8 @@ Status NotRunning(sqlite3* db, sqlite3_stmt** st, StmtPtr* copy) {
   return Status::OK();
 }
 
-}  // namespace
-
-Status WriteUserRow(ConnEngine* e, Crr* crr, const std::vector<Value>& pk, const RowWrite& w,
-                    std::vector<int>* slots) {
-  SyncBitScope sync(e);
+Status WriteUserRowStatements(ConnEngine* e, Crr* crr, const std::vector<Value>& pk,
+                              const RowWrite& w, std::vector<int>* slots) {
   sqlite3* db = e->db();
   sqlite3_stmt* st = nullptr;
   StmtPtr copy;
@@ -71,6 +68,35 @@ Status WriteUserRow(ConnEngine* e, Crr* crr, const std::vector<Value>& pk, const
   for (size_t i = 0; i < w.values.size(); ++i)
     w.values[i].second.Bind(st, static_cast<int>(pk.size() + 1 + i));
   return StepToEnd(db, st);
+}
+
+}  // namespace
+
+Status WriteUserRow(ConnEngine* e, Crr* crr, const std::vector<Value>& pk, const RowWrite& w,
+                    std::vector<int>* slots) {
+  SyncBitScope sync(e);
+  sqlite3* db = e->db();
+  // Each statement below undoes itself when it fails, except where a user
+  // trigger's RAISE(FAIL) keeps what its statement did so far, or a second
+  // statement fails after the first succeeded. Outside a transaction
+  // SQLite then rolls everything back; inside one, a savepoint cannot open
+  // while the merging statement runs, so a write that stayed (SQLite counts
+  // the rows of a statement it did not undo) poisons the transaction: it
+  // cannot commit a change half-applied (crr-semantics §12.3).
+  bool triggers = false;
+  CRSYNC_RETURN_IF_ERROR(crr->HasUserTriggers(&triggers));
+  if (!(triggers || (w.delete_first && w.exists)) || sqlite3_get_autocommit(db)) {
+    return WriteUserRowStatements(e, crr, pk, w, slots);
+  }
+  const sqlite3_int64 before = sqlite3_total_changes64(db);
+  Status s = WriteUserRowStatements(e, crr, pk, w, slots);
+  if (!s.ok() && sqlite3_total_changes64(db) != before) {
+    s = Status::Sqlite(s.ok() ? SQLITE_ABORT : s.sqlite_code(),
+                       s.message() + " (crsql - merging a change into " + crr->name() +
+                           " failed part-way and what it wrote stays; roll the transaction back)");
+    crr->FailPending(s);
+  }
+  return s;
 }
 
 Status UserWriter::CrrOf(const MetaBatch::HeldUserWrite& w, Crr** out) {

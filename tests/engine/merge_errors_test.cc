@@ -118,6 +118,36 @@ TEST_F(MergeErrorsTest, VersionsAtTheLimitMergeAndLocalWritesStillCountUp) {
             "1");
 }
 
+// A user trigger's RAISE(ABORT) undoes its statement: the change leaves
+// nothing and the transaction goes on. RAISE(FAIL) keeps the row the
+// trigger fired for, which no savepoint can undo while the merging
+// statement runs: the transaction must then not commit (§12.3), and its
+// rollback leaves no trace.
+TEST_F(MergeErrorsTest, AUserTriggerRaisingFailLeavesNoPartOfTheChange) {
+  db_.Exec("CREATE TRIGGER no_bad AFTER INSERT ON todo WHEN NEW.title LIKE 'bad%' "
+           "BEGIN SELECT CASE NEW.title WHEN 'bad' THEN RAISE(FAIL, 'no bad titles') "
+           "ELSE RAISE(ABORT, 'no bad titles') END; END;"
+           "CREATE TRIGGER no_bad_update AFTER UPDATE ON todo WHEN NEW.title LIKE 'bad%' "
+           "BEGIN SELECT CASE NEW.title WHEN 'bad' THEN RAISE(FAIL, 'no bad titles') "
+           "ELSE RAISE(ABORT, 'no bad titles') END; END;");
+  for (const char* pk : {"X'010B0178'", "X'010B0161'"}) {  // a new row; the existing row 'a'
+    SCOPED_TRACE(pk);
+    Rows at_start = Snapshot();
+    db_.Exec("BEGIN");
+    db_.Exec("INSERT INTO crsql_changes VALUES ('todo', X'010B0177', 'title', 'fine', 1, 4, " +
+             std::string(kSite) + ")");
+    auto values = [&](const char* title) {
+      return std::string("'todo', ") + pk + ", 'title', '" + title + "', 9, 5, " + kSite;
+    };
+    ExpectRejected(values("bad-abort"), "no bad titles");  // nothing stays, the transaction goes on
+    EXPECT_THAT(db_.Error("INSERT INTO crsql_changes VALUES (" + values("bad") + ")"),
+                HasSubstr("no bad titles"));
+    EXPECT_THAT(db_.Error("COMMIT"), HasSubstr("roll the transaction back"));
+    EXPECT_EQ(sqlite3_get_autocommit(db_.get()), 1);
+    EXPECT_EQ(Snapshot(), at_start);
+  }
+}
+
 TEST_F(MergeErrorsTest, SpecExampleFailingRowLeavesTransactionUsable) {
   db_.Exec("BEGIN;"
            "INSERT INTO crsql_changes VALUES ('todo', X'010B0178', 'title', 'ok', 1, 7, " +
