@@ -177,6 +177,7 @@ struct ChangeApplier::Impl {
 
   Status Merge(const std::vector<Change>& changes, int64_t tag, int64_t* total);
   void Forget();
+  void CallerMayHaveRolledBack();
 };
 
 Status ChangeApplier::Open(sqlite3* db, std::unique_ptr<ChangeApplier>* out) {
@@ -273,6 +274,16 @@ Status ChangeApplier::Impl::Merge(const std::vector<Change>& changes, int64_t ta
   return Status::OK();
 }
 
+// Before each batch: the caller may have rolled back to a savepoint since
+// the last one, undoing rows it wrote. No virtual table of ours hears of
+// that, so what was read or cached of them (clocks, the read-ahead window,
+// site ordinals) is read again. Rows held back by SQL merges are not ours
+// to drop: their savepoints keep them.
+void ChangeApplier::Impl::CallerMayHaveRolledBack() {
+  engine->catalog().DropReadCaches();
+  engine->SitesMayHaveRolledBack();
+}
+
 // After a failed batch: statements prepared against what the batch saw may
 // be stale, and site ids it inserted are (or are about to be) rolled back.
 void ChangeApplier::Impl::Forget() {
@@ -283,8 +294,7 @@ void ChangeApplier::Impl::Forget() {
 
 Status ChangeApplier::Apply(const std::vector<Change>& changes, int64_t tag, int64_t* impacted) {
   sqlite3* db = impl_->engine->db();
-  // The caller may have rolled back to a savepoint since the last batch.
-  impl_->engine->SitesMayHaveRolledBack();
+  impl_->CallerMayHaveRolledBack();
   int64_t total = 0;
   auto body = [&] { return impl_->Merge(changes, tag, &total); };
   Status s;
@@ -307,7 +317,7 @@ Status ChangeApplier::ApplyInTransaction(const std::vector<Change>& changes, int
   if (sqlite3_get_autocommit(db)) {
     return Status::Sqlite(SQLITE_MISUSE, "ChangeApplier::ApplyInTransaction needs an open transaction");
   }
-  impl_->engine->SitesMayHaveRolledBack();
+  impl_->CallerMayHaveRolledBack();
   int64_t total = 0;
   Status s = impl_->Merge(changes, tag, &total);
   if (!s.ok()) impl_->Forget();

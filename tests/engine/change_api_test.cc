@@ -305,6 +305,36 @@ TEST(ChangeApplierTest, ApplyInTransactionLeavesAtomicityToTheCaller) {
   EXPECT_EQ(b.Query("SELECT * FROM t ORDER BY id"), a.Query("SELECT * FROM t ORDER BY id"));
 }
 
+// A caller's ROLLBACK TO between two batches undoes the first: what the
+// applier remembered of the rows it wrote must go with it, or the second
+// batch is judged against a clock that is no longer stored.
+TEST(ChangeApplierTest, RollingBackToASavepointBetweenBatchesForgetsTheFirst) {
+  TestDb db;
+  db.Exec(kSchema);
+  auto change = [](const char* val, int64_t col_version, char site) {
+    Change c;
+    c.table = "t";
+    c.pk = std::string("\x01\x09\x01", 3);  // id 1
+    c.cid = "a";
+    c.val_type = SQLITE_TEXT;
+    c.val_bytes = val;
+    c.col_version = col_version;
+    c.db_version = 4;
+    c.site_id = std::string(16, site);
+    c.cl = 1;
+    return c;
+  };
+  std::unique_ptr<ChangeApplier> applier;
+  ASSERT_OK(ChangeApplier::Open(db.get(), &applier));
+  db.Exec("BEGIN; SAVEPOINT s");
+  ASSERT_OK(applier->ApplyInTransaction({change("x", 5, 'A')}, -1));
+  db.Exec("ROLLBACK TO s");
+  ASSERT_OK(applier->ApplyInTransaction({change("y", 3, 'B')}, -1));
+  db.Exec("RELEASE s; COMMIT");
+  EXPECT_EQ(db.Query("SELECT id, a FROM t"), (Rows{{"1", "'y'"}}));
+  EXPECT_EQ(db.One("SELECT col_version FROM crsql_changes WHERE cid = 'a'"), "3");
+}
+
 // Equal clocks for one cell in one batch: ChangeApplier must keep the same
 // winner as INSERT INTO crsql_changes row by row (which compares with what
 // the table stored, after the column's affinity, and with the stored
