@@ -169,7 +169,58 @@ Status PeerSession::OnHello(const HelloMsg& m, std::vector<Message>* out) {
   return Pump(out);
 }
 
+namespace {
+
+// Makes every commit so far durable: fsyncs the WAL. (A rollback-journal
+// commit is synced already unless synchronous is OFF.)
+Status SyncLog(sqlite3* db) {
+  sqlite3_file* f = nullptr;
+  int rc = sqlite3_file_control(db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &f);
+  if (rc != SQLITE_OK) return SqliteError(db, rc);
+  if (!f || !f->pMethods) return Status::OK();  // no log file open
+  rc = f->pMethods->xSync(f, SQLITE_SYNC_NORMAL);
+  if (rc != SQLITE_OK) return Status::Sqlite(rc, "cannot sync the write-ahead log");
+  return Status::OK();
+}
+
+}  // namespace
+
 Status PeerSession::Pump(std::vector<Message>* out) {
+  // Nothing is announced before it is on disk. An application on
+  // synchronous=NORMAL may lose its last commits to a power loss; its next
+  // writes then reuse their versions, and a peer told of the lost ones
+  // would skip the new ones for good (its cursor is past them).
+  // One fsync covers every commit made before it: a backlog costs one.
+  const size_t before = out->size();
+  Status s = PumpFeed(out);
+  if (s.ok() && sent_ > durable_) {
+    int64_t committed = 0;
+    s = CommittedVersion(&committed);
+    if (s.ok()) s = SyncLog(db_);
+    if (s.ok()) {
+      durable_ = std::max(sent_, committed);
+      last_sync_ = std::chrono::steady_clock::now();
+    }
+  }
+  if (!s.ok()) {
+    // Nothing of this pump may go out; the session closes.
+    out->erase(out->begin() + static_cast<ptrdiff_t>(before), out->end());
+  }
+  return s;
+}
+
+Status PeerSession::CommittedVersion(int64_t* out) {
+  if (!db_version_) {
+    CRSYNC_RETURN_IF_ERROR(Prepare(db_, "SELECT crsql_db_version()", &db_version_));
+  }
+  int rc = sqlite3_step(db_version_.get());
+  *out = rc == SQLITE_ROW ? sqlite3_column_int64(db_version_.get(), 0) : 0;
+  sqlite3_reset(db_version_.get());
+  if (rc != SQLITE_ROW) return SqliteError(db_, rc);
+  return Status::OK();
+}
+
+Status PeerSession::PumpFeed(std::vector<Message>* out) {
   if (!ready_) return Status::OK();
   OriginFilter not_peer{OriginFilter::Mode::kExcept, peer_site_};
   more_to_send_ = false;
@@ -182,13 +233,8 @@ Status PeerSession::Pump(std::vector<Message>* out) {
     // Read the committed version BEFORE scanning: a commit that lands while
     // we scan has a larger version, so declaring [sent + 1, committed]
     // covered below can never skip it.
-    if (!db_version_) {
-      CRSYNC_RETURN_IF_ERROR(Prepare(db_, "SELECT crsql_db_version()", &db_version_));
-    }
-    int rc = sqlite3_step(db_version_.get());
-    int64_t committed = rc == SQLITE_ROW ? sqlite3_column_int64(db_version_.get(), 0) : 0;
-    sqlite3_reset(db_version_.get());
-    if (rc != SQLITE_ROW) return SqliteError(db_, rc);
+    int64_t committed;
+    CRSYNC_RETURN_IF_ERROR(CommittedVersion(&committed));
     // The transaction is streamed into parts: at most
     // max_changes_per_message changes and, past the first change of a part,
     // about max_bytes_per_message encoded. Nothing is queued unless it all
@@ -217,8 +263,13 @@ Status PeerSession::Pump(std::vector<Message>* out) {
     }, &version));
     if (version == 0) {
       // Nothing more for this peer: declare the rest of our versions covered
-      // so its cursor (and our lag figure) catch up.
-      if (committed > sent_) {
+      // so its cursor (and our lag figure) catch up; unless that needs an
+      // fsync and one was made less than bare_announce_interval_ms ago.
+      const bool bare_due =
+          committed <= durable_ ||
+          std::chrono::steady_clock::now() - last_sync_ >=
+              std::chrono::milliseconds(options_.bare_announce_interval_ms);
+      if (committed > sent_ && bare_due) {
         out->push_back(ChangesetMsg{site_id_, sent_ + 1, committed, 0, 1, {}});
         sent_ = committed;
         ++in_flight_;

@@ -23,6 +23,7 @@
 
 #include <sqlite3.h>
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -56,6 +57,11 @@ struct SessionOptions {
   // transactions), so the first ones go out while the rest are read; it then
   // reports more_to_send() and the caller pumps again.
   size_t max_changes_per_pump = 4000;
+  // Versions with nothing for the peer (its own changes merged here) are
+  // still announced, so its cursor catches up; as every announcement waits
+  // for an fsync (see Pump), such a bare one is made at most once per this
+  // many ms (0: at once). The sidecar's safety timer pumps often enough.
+  int64_t bare_announce_interval_ms = 1000;
   // Called before each merge transaction begins (may block briefly, e.g. to
   // let the application's writers go first). Must not use the connection.
   std::function<void()> before_merge_txn;
@@ -84,7 +90,9 @@ class PeerSession {
   // acknowledged, and the error ends the batch.
   Status OnMessages(std::vector<Message> in, std::vector<Message>* out);
   // Sends what is new in the local change feed (call when the commit signal
-  // fires, and after acks), within the send window.
+  // fires, and after acks), within the send window. Before returning any
+  // version not yet announced, it fsyncs the write-ahead log, so that no
+  // peer is told of a commit a power loss could still undo.
   Status Pump(std::vector<Message>* out);
   // The last Pump() stopped at max_changes_per_pump with window to spare:
   // call it again soon (there may be more to read).
@@ -118,6 +126,10 @@ class PeerSession {
   // index (else `to`) and *why the reason. Other errors are returned.
   Status MergeTxn(const std::vector<ReadyTxn>& ready, size_t from, size_t to, size_t* bad,
                   Status* why);
+  // Pump() before the log sync: reads and queues within the window.
+  Status PumpFeed(std::vector<Message>* out);
+  // crsql_db_version(): the newest committed version.
+  Status CommittedVersion(int64_t* out);
   Status LoadCursor(int64_t event, int64_t* out);
   Status SaveCursor(int64_t event, int64_t version);
 
@@ -133,6 +145,8 @@ class PeerSession {
   Coverage coverage_;
   int64_t sent_ = 0;    // highest own version sent on this connection
   int64_t acked_ = 0;   // highest own version the peer acknowledged
+  int64_t durable_ = 0; // versions up to here were on disk when last synced
+  std::chrono::steady_clock::time_point last_sync_{};
   uint32_t in_flight_ = 0;
   // Parts of split transactions received so far, by [start, end].
   struct Parts {

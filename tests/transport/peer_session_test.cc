@@ -9,6 +9,7 @@
 #include <random>
 
 #include "tests/engine/property_util.h"
+#include "tests/fault/fault_vfs.h"
 
 namespace crsync {
 namespace {
@@ -41,6 +42,7 @@ struct Link {
     opts.max_changes_per_message = 3;  // exercise split transactions
     opts.window = 2;
     opts.max_changes_per_commit = 4;  // and batches split over several commits
+    opts.bare_announce_interval_ms = 0;  // cursors catch up at once
     EXPECT_OK(PeerSession::Open(a->db.get(), opts, &sa));
     EXPECT_OK(PeerSession::Open(b->db.get(), opts, &sb));
     std::vector<Message> out;
@@ -427,6 +429,81 @@ TEST(PeerSessionTest, BatchesMergeTogetherAndABadChangesetStopsOnlyTheRest) {
   EXPECT_EQ(b.db.One("SELECT version FROM crsql_tracked_peers WHERE event = 0"), "5");
   ASSERT_FALSE(out.empty());
   EXPECT_TRUE(std::holds_alternative<ErrorMsg>(out.back()));
+}
+
+// Delivers messages between two sessions until both sides are quiet.
+void Exchange(PeerSession& a, PeerSession& b, std::vector<Message> to_b, std::vector<Message> to_a) {
+  for (int round = 0; round < 100 && !(to_a.empty() && to_b.empty()); ++round) {
+    std::vector<Message> next_a, next_b;
+    for (const Message& m : to_b) EXPECT_OK(b.OnMessage(m, &next_a));
+    for (const Message& m : to_a) EXPECT_OK(a.OnMessage(m, &next_b));
+    std::vector<Message> pumped;
+    EXPECT_OK(a.Pump(&pumped));
+    for (auto& m : pumped) next_b.push_back(std::move(m));
+    pumped.clear();
+    EXPECT_OK(b.Pump(&pumped));
+    for (auto& m : pumped) next_a.push_back(std::move(m));
+    to_a = std::move(next_a);
+    to_b = std::move(next_b);
+  }
+}
+
+// Connects sessions on `h` and `c` and exchanges until quiet.
+void Sync(sqlite3* h, sqlite3* c) {
+  std::unique_ptr<PeerSession> sh, sc;
+  ASSERT_OK(PeerSession::Open(h, {}, &sh));
+  ASSERT_OK(PeerSession::Open(c, {}, &sc));
+  std::vector<Message> hello_h, hello_c;
+  ASSERT_OK(sh->Start(&hello_h));
+  ASSERT_OK(sc->Start(&hello_c));
+  Exchange(*sh, *sc, std::move(hello_h), std::move(hello_c));
+}
+
+// The sender's app commits with synchronous=NORMAL (not yet on disk), the
+// sender tells a peer, then the power fails. Had those commits been
+// announced before reaching the disk, the sender would reuse their versions
+// for its next writes, which the peer (its cursor already past them) would
+// then never receive. Run once counting write points, then again with the
+// power failing at the first write point after the exchange.
+TEST(PeerSessionTest, WhatIsAnnouncedSurvivesAPowerLossOfTheSender) {
+  std::unique_ptr<fault::FaultVfs> vfs;
+  ASSERT_OK(fault::FaultVfs::Register("power_loss_test", &vfs));
+  vfs->set_forward_syncs(false);
+  int64_t points = 0;
+  for (int run = 0; run < 2; ++run) {
+    SCOPED_TRACE(run == 0 ? "counting" : "power loss");
+    TempPath hp, cap;
+    TestDb c;
+    c.Exec(kSchema);
+    {
+      TestDb h("file:" + hp.str() + "?vfs=power_loss_test");
+      h.Exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;");
+      h.Exec(kSchema);
+      h.Exec("PRAGMA wal_checkpoint(TRUNCATE)");  // all of that on disk
+      if (run == 0) {
+        vfs->Count();
+      } else {
+        ASSERT_OK(vfs->ArmCrash(points + 1, hp.str(), cap.str(), /*power_loss=*/true));
+      }
+      for (int i = 1; i <= 3; ++i) h.Exec("INSERT INTO items VALUES (" + std::to_string(i) + ", 'h', 1)");
+      Sync(h.get(), c.get());
+      ASSERT_EQ(c.One("SELECT count(*) FROM items"), "3");
+      if (run == 0) {
+        points = vfs->write_points();
+        continue;
+      }
+      EXPECT_FALSE(h.Try("INSERT INTO items VALUES (4, 'lost', 1)").ok());  // the power fails
+      ASSERT_TRUE(vfs->fault().has_value());
+      ASSERT_OK(vfs->capture_status());
+    }
+    // The sender comes back from what was on disk and writes again.
+    TestDb h(cap.str());
+    EXPECT_EQ(h.One("SELECT count(*) FROM items"), "3") << "announced commits were lost";
+    h.Exec("INSERT INTO items VALUES (50, 'after', 1)");
+    Sync(h.get(), c.get());
+    EXPECT_EQ(c.Query("SELECT id, name FROM items ORDER BY id"),
+              (Rows{{"1", "'h'"}, {"2", "'h'"}, {"3", "'h'"}, {"50", "'after'"}}));
+  }
 }
 
 }  // namespace
