@@ -91,9 +91,10 @@ Status WriteUserRow(ConnEngine* e, Crr* crr, const std::vector<Value>& pk, const
   const sqlite3_int64 before = sqlite3_total_changes64(db);
   Status s = WriteUserRowStatements(e, crr, pk, w, slots);
   if (!s.ok() && sqlite3_total_changes64(db) != before) {
-    s = Status::Sqlite(s.ok() ? SQLITE_ABORT : s.sqlite_code(),
-                       s.message() + " (crsql - merging a change into " + crr->name() +
-                           " failed part-way and what it wrote stays; roll the transaction back)");
+    s = Status::Sqlite(s.sqlite_code(), s.message() + " (crsql - merging a change into " +
+                                            crr->name() +
+                                            " failed part-way and what it wrote stays; roll the "
+                                            "transaction back)");
     crr->FailPending(s);
   }
   return s;
