@@ -1,7 +1,10 @@
 #include "transport/sidecar.h"
 
 #include <capnp/message.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <uv.h>
 
 #include <atomic>
@@ -33,6 +36,25 @@ constexpr size_t kMaxBatchMessages = 64;
 constexpr int kFirstBackoffMs = 100;
 constexpr int kMaxBackoffMs = 5000;
 constexpr uint64_t kStableConnectionMs = 5000;
+
+// TCP keepalive: probes after this long idle, then every kKeepAliveIntervalS;
+// the connection is dropped after kKeepAliveProbes unanswered ones. Writes
+// unacknowledged for kUserTimeoutMs also drop it.
+constexpr unsigned kKeepAliveIdleS = 30;
+constexpr int kKeepAliveIntervalS = 10;
+constexpr int kKeepAliveProbes = 3;
+constexpr unsigned kUserTimeoutMs = 60000;
+
+// Best effort: a socket without these still works, it just notices a
+// vanished peer later.
+void SetLiveness(uv_tcp_t* tcp) {
+  uv_tcp_keepalive(tcp, 1, kKeepAliveIdleS);
+  uv_os_fd_t fd;
+  if (uv_fileno(reinterpret_cast<uv_handle_t*>(tcp), &fd) != 0) return;
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &kKeepAliveIntervalS, sizeof kKeepAliveIntervalS);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &kKeepAliveProbes, sizeof kKeepAliveProbes);
+  setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &kUserTimeoutMs, sizeof kUserTimeoutMs);
+}
 
 bool ParseHostPort(const std::string& s, std::string* host, int* port) {
   size_t colon = s.rfind(':');
@@ -90,11 +112,14 @@ struct Sidecar::Impl {
     FrameReader reader;
     bool closing = false;
     uint64_t connected_at = 0;  // uv_now() when it connected (dialed ones)
+    uint64_t opened_at = 0;     // uv_now() when it started reading
+    bool heard = false;         // a whole message arrived
     std::string peer;
     Conn(Impl* i, uint64_t n)
         : impl(i), id(n), reader(FrameReaderOptions{}, [this](capnp::MessageReader& m) {
             Message msg;
             CRSYNC_RETURN_IF_ERROR(DecodeMessage(m, &msg));
+            heard = true;
             impl->Enqueue(Task::kMessage, id, std::move(msg));
             return Status::OK();
           }) {}
@@ -367,7 +392,9 @@ struct Sidecar::Impl {
 
   void StartConn(Conn* c) {
     conns[c->id] = c;
+    c->opened_at = uv_now(&loop);
     uv_tcp_nodelay(&c->tcp, 1);
+    SetLiveness(&c->tcp);
     uv_read_start(
         reinterpret_cast<uv_stream_t*>(&c->tcp),
         [](uv_handle_t*, size_t suggested, uv_buf_t* buf) {
@@ -419,6 +446,24 @@ struct Sidecar::Impl {
       // peer that is this node) must not be redialled ten times a second.
       if (stable) d->backoff_ms = kFirstBackoffMs;
       if (!stopping) ScheduleDial(d);
+    }
+  }
+
+  // Closes connections that have not delivered a whole message within
+  // handshake_timeout_ms of opening (a client that never says Hello).
+  void CloseSilentConns() {
+    if (options.handshake_timeout_ms <= 0) return;
+    const uint64_t now = uv_now(&loop);
+    std::vector<uint64_t> silent;
+    for (auto& [id, c] : conns) {
+      if (!c->heard && now - c->opened_at >= static_cast<uint64_t>(options.handshake_timeout_ms)) {
+        silent.push_back(id);
+      }
+    }
+    for (uint64_t id : silent) {
+      Log(0, "connection %llu (%s): no hello within %d ms, closing", static_cast<unsigned long long>(id),
+          conns[id]->peer.c_str(), options.handshake_timeout_ms);
+      CloseConn(id);
     }
   }
 
@@ -521,7 +566,11 @@ struct Sidecar::Impl {
     uv_timer_init(&loop, &pump_timer);
     pump_timer.data = this;
     uv_timer_start(&pump_timer, [](uv_timer_t* t) {
-      static_cast<Impl*>(t->data)->Enqueue(Task::kPump, 0);
+      auto* self = static_cast<Impl*>(t->data);
+      GuardVoidCall([&] {
+        self->CloseSilentConns();
+        self->Enqueue(Task::kPump, 0);
+      });
     }, static_cast<uint64_t>(options.pump_interval_ms), static_cast<uint64_t>(options.pump_interval_ms));
     // The commit signal: the VFS side file (created if needed).
     std::string side = options.db_path + "-crsync";

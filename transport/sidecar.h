@@ -10,6 +10,11 @@
 // (the VFS side file) and a slow safety timer schedule "pump" tasks that
 // stream new local changes to every ready peer.
 //
+// Liveness: every connection has TCP keepalive (idle 30 s, then 3 probes
+// 10 s apart) and a 60 s limit on unacknowledged writes, so a peer that
+// vanished without a FIN or RST is noticed within about a minute; one that
+// connects and never says Hello is closed after handshake_timeout_ms.
+//
 // Signals: Run() sets SIGPIPE to ignored when it is at its default (a peer
 // closing mid-write must not kill the process); it handles SIGINT and
 // SIGTERM on its loop as a request to stop.
@@ -38,6 +43,10 @@ struct SidecarOptions {
   std::vector<std::string> peers;   // "HOST:PORT" to dial (and redial with backoff)
   int log_level = 1;                // 0 errors, 1 info, 2 debug
   int pump_interval_ms = 1000;      // safety net besides the commit signal
+  // A connection that has not delivered one whole message (its peer's
+  // Hello) this long after it opened is closed; checked on the pump timer.
+  // 0 = never.
+  int handshake_timeout_ms = 10000;
   // Called once the listening socket is bound, with its actual port.
   std::function<void(int port)> on_listening;
   // Called once everything is set up (signals handled, peers being dialed).
