@@ -18,20 +18,22 @@
 namespace crsync {
 namespace {
 
-// A database the sidecar can open.
-void MakeDb(const TempPath& path) {
+// Options for a sidecar on a fresh database at `path`, quiet, listening on
+// `listen`.
+SidecarOptions QuietOn(const TempPath& path, const std::string& listen) {
   TestDb db(path.str());
   db.Exec("PRAGMA journal_mode = WAL; CREATE TABLE t (id PRIMARY KEY NOT NULL, v);"
           "SELECT crsql_as_crr('t');");
+  SidecarOptions o;
+  o.db_path = path.str();
+  o.listen = listen;
+  o.log_level = 0;
+  return o;
 }
 
 TEST(SidecarTest, StopBeforeTheLoopRunsIsKeptAndRunReturns) {
   TempPath path;
-  MakeDb(path);
-  SidecarOptions o;
-  o.db_path = path.str();
-  o.listen = "127.0.0.1:0";
-  o.log_level = 0;
+  SidecarOptions o = QuietOn(path, "127.0.0.1:0");
   Sidecar sidecar(o);
   sidecar.Stop();  // before Run(): must not be lost
   auto run = std::async(std::launch::async, [&] { return sidecar.Run(); });
@@ -46,11 +48,7 @@ TEST(SidecarTest, StopBeforeTheLoopRunsIsKeptAndRunReturns) {
 
 TEST(SidecarTest, StopAfterAFailedStartIsANoOp) {
   TempPath path;
-  MakeDb(path);
-  SidecarOptions o;
-  o.db_path = path.str();
-  o.listen = "not-an-address";  // fails after the loop exists
-  o.log_level = 0;
+  SidecarOptions o = QuietOn(path, "not-an-address");  // fails after the loop exists
   Sidecar sidecar(o);
   Status s = sidecar.Run();
   EXPECT_EQ(s.code(), Status::Code::kInvalidArgument) << s.ToString();
@@ -63,11 +61,7 @@ TEST(SidecarTest, StopAfterAFailedStartIsANoOp) {
 // handshake timeout; one that is still within it is not.
 TEST(SidecarTest, ASilentConnectionIsClosedAfterTheHandshakeTimeout) {
   TempPath path;
-  MakeDb(path);
-  SidecarOptions o;
-  o.db_path = path.str();
-  o.listen = "127.0.0.1:0";
-  o.log_level = 0;
+  SidecarOptions o = QuietOn(path, "127.0.0.1:0");
   o.pump_interval_ms = 50;
   o.handshake_timeout_ms = 400;
   std::atomic<int> port{0};
@@ -102,12 +96,10 @@ TEST(SidecarTest, ASilentConnectionIsClosedAfterTheHandshakeTimeout) {
 
 TEST(SidecarTest, BadPeerAddressesAreRefusedByName) {
   TempPath path;
-  MakeDb(path);
+  const SidecarOptions base = QuietOn(path, "");
   for (const char* bad : {"127.0.0.1:0", "127.0.0.1:", ":4000", "127.0.0.1:70000", "localhost:4000"}) {
-    SidecarOptions o;
-    o.db_path = path.str();
+    SidecarOptions o = base;
     o.peers = {bad};
-    o.log_level = 0;
     Sidecar sidecar(o);
     Status s = sidecar.Run();
     EXPECT_EQ(s.code(), Status::Code::kInvalidArgument) << bad << ": " << s.ToString();
