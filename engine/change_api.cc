@@ -296,6 +296,7 @@ Status ChangeApplier::Apply(const std::vector<Change>& changes, int64_t tag, int
   sqlite3* db = impl_->engine->db();
   impl_->CallerMayHaveRolledBack();
   int64_t total = 0;
+  const int64_t impacted_before = impl_->engine->rows_impacted();
   auto body = [&] { return impl_->Merge(changes, tag, &total); };
   Status s;
   if (sqlite3_get_autocommit(db)) {
@@ -306,7 +307,10 @@ Status ChangeApplier::Apply(const std::vector<Change>& changes, int64_t tag, int
   } else {
     s = InSavepoint(db, "crsync_apply", body);
   }
-  if (!s.ok()) impl_->Forget();
+  if (!s.ok()) {
+    impl_->Forget();
+    impl_->engine->RestoreRowsImpacted(impacted_before);  // the batch was rolled back
+  }
   if (s.ok() && impacted) *impacted = total;
   return s;
 }
@@ -319,8 +323,12 @@ Status ChangeApplier::ApplyInTransaction(const std::vector<Change>& changes, int
   }
   impl_->CallerMayHaveRolledBack();
   int64_t total = 0;
+  const int64_t impacted_before = impl_->engine->rows_impacted();
   Status s = impl_->Merge(changes, tag, &total);
-  if (!s.ok()) impl_->Forget();
+  if (!s.ok()) {
+    impl_->Forget();
+    impl_->engine->RestoreRowsImpacted(impacted_before);  // the caller rolls back
+  }
   if (s.ok() && impacted) *impacted = total;
   return s;
 }

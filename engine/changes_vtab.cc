@@ -39,11 +39,13 @@ struct ChangesVtab {
     bool internal;          // opened by a merge's own user-table write
     uint64_t flushes;       // Catalog::pending_flushes() when it opened
     bool failed;            // a write-behind had failed by then (Catalog::Failed)
+    int64_t impacted;       // crsql_rows_impacted() when it opened
   };
   std::vector<Savepoint> savepoints;
   // A savepoint could not be recorded (out of memory): rolling back to it
   // must not be mistaken for one opened before this table joined.
   bool savepoint_lost = false;
+  int64_t impacted_at_begin = 0;  // crsql_rows_impacted() when the table joined
   PeerMarks::key_type probe;  // reused lookup key: no allocation per change
   // Merges write each row's metadata behind: flushed by the next row's,
   // xSavepoint, xSync and ConnEngine::FlushLocalWrites (every reader).
@@ -494,6 +496,7 @@ int Begin(sqlite3_vtab* vtab) {
   v->marks.reset();
   v->savepoints.clear();
   v->savepoint_lost = false;
+  v->impacted_at_begin = v->engine->rows_impacted();
   return SQLITE_OK;
 }
 
@@ -545,7 +548,8 @@ int Savepoint(sqlite3_vtab* vtab, int level) {
     // before it.
     try {
       v->savepoints.push_back(
-          ChangesVtab::Savepoint{level, v->marks, internal, catalog.pending_flushes(), false});
+          ChangesVtab::Savepoint{level, v->marks, internal, catalog.pending_flushes(), false,
+                                 v->engine->rows_impacted()});
     } catch (...) {
       v->savepoint_lost = true;
       throw;
@@ -581,6 +585,7 @@ int RollbackTo(sqlite3_vtab* vtab, int level) {
     if (!v->savepoints.empty() && v->savepoints.back().level == level) {
       const ChangesVtab::Savepoint& sp = v->savepoints.back();  // stays open
       v->marks = sp.marks;
+      v->engine->RestoreRowsImpacted(sp.impacted);  // the merges since are undone
       if (sp.internal) {
         // A merge's user-table write failed and undid itself: the rows
         // held back are older and stay. Unless something inside it (a
@@ -613,6 +618,7 @@ int RollbackTo(sqlite3_vtab* vtab, int level) {
       return SQLITE_OK;
     } else {
       v->marks.reset();  // opened before this table joined the transaction
+      v->engine->RestoreRowsImpacted(v->impacted_at_begin);
     }
     catalog.DropCachesAndFailures();  // cached and held rows may have been rolled back
     v->engine->SitesMayHaveRolledBack();

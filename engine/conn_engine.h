@@ -60,6 +60,8 @@ class ConnEngine {
   void enter_merge_write(bool on) { merge_writes_ += on ? 1 : -1; }
   int64_t rows_impacted() const { return rows_impacted_; }
   void AddRowsImpacted(int64_t n) { rows_impacted_ += n; }
+  // Back to an earlier count, when the merges since were rolled back.
+  void RestoreRowsImpacted(int64_t n) { rows_impacted_ = n; }
   bool merge_equal_values() const { return merge_equal_values_; }
   void set_merge_equal_values(bool on) { merge_equal_values_ = on; }
 

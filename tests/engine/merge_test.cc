@@ -165,6 +165,29 @@ TEST_F(MergeTest, RowsImpactedCountsAndResetsAtCommit) {
   EXPECT_EQ(c2_.One("SELECT crsql_rows_impacted()"), "0");
 }
 
+// Merges undone by ROLLBACK TO, or by their failing statement, no longer
+// count (§11.8: changes that modified local state in this transaction).
+TEST_F(MergeTest, RowsImpactedForgetsWhatWasRolledBack) {
+  c1_.Exec("INSERT INTO foo VALUES (1, 1); INSERT INTO foo VALUES (2, 2); INSERT INTO foo VALUES (3, 3)");
+  auto rows = ReadChanges(c1_.get(), "WHERE cid = 'b' ORDER BY pk");
+  ASSERT_EQ(rows.size(), 3u);
+  c2_.Exec("BEGIN");
+  ASSERT_OK(ApplyChanges(c2_.get(), {rows[0]}));
+  EXPECT_EQ(c2_.One("SELECT crsql_rows_impacted()"), "1");
+  c2_.Exec("SAVEPOINT s");
+  ASSERT_OK(ApplyChanges(c2_.get(), {rows[1]}));
+  EXPECT_EQ(c2_.One("SELECT crsql_rows_impacted()"), "2");
+  c2_.Exec("ROLLBACK TO s");
+  EXPECT_EQ(c2_.One("SELECT crsql_rows_impacted()"), "1");
+  // A multi-row insert whose last row is bad undoes the good ones too.
+  EXPECT_THAT(c2_.Error("INSERT INTO crsql_changes SELECT * FROM (VALUES ('foo', X'010903', 'b', 3, 1, "
+                        "1, X'11111111111111111111111111111111'), ('foo', X'010903', 'nope', 3, 1, 1, "
+                        "X'11111111111111111111111111111111'))"),
+              ::testing::HasSubstr("no such column foo.nope"));
+  EXPECT_EQ(c2_.One("SELECT crsql_rows_impacted()"), "1");
+  c2_.Exec("RELEASE s; COMMIT");
+}
+
 TEST_F(MergeTest, MergeEqualValuesTieBreaksOnSiteId) {
   c1_.Exec("INSERT INTO foo VALUES (1, 2)");
   c2_.Exec("INSERT INTO foo VALUES (1, 2); SELECT crsql_config_set('merge-equal-values', 1);");
