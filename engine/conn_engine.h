@@ -62,6 +62,10 @@ class ConnEngine {
   void AddRowsImpacted(int64_t n) { rows_impacted_ += n; }
   // Back to an earlier count, when the merges since were rolled back.
   void RestoreRowsImpacted(int64_t n) { rows_impacted_ = n; }
+  // The version this transaction stamps (0 = none taken yet), and putting
+  // back an earlier one after a merge that failed (its writes undone).
+  int64_t pending_version() const { return pending_; }
+  void RestorePendingVersion(int64_t v) { pending_ = v; }
   bool merge_equal_values() const { return merge_equal_values_; }
   void set_merge_equal_values(bool on) { merge_equal_values_ = on; }
 

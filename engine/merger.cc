@@ -140,8 +140,12 @@ Status Merger::MergeRow(const MergeInput* ins, size_t n, int64_t* impacted,
   // would undo this merge while its row was still held.
   s->write_behind = write_behind_ && depth_ == 0 && !e_->in_merge_write();
   ++depth_;
+  // A row that fails leaves no trace (§12.3), not even the version it
+  // raised: later writes of the transaction keep the one they had.
+  const int64_t pending = e_->pending_version();
   Status st = MergeRowWith(s, ins, n, impacted, marks, failed);
   --depth_;
+  if (!st.ok()) e_->RestorePendingVersion(pending);
   return st;
 }
 

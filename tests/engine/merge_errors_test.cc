@@ -148,6 +148,21 @@ TEST_F(MergeErrorsTest, AUserTriggerRaisingFailLeavesNoPartOfTheChange) {
   }
 }
 
+// A change that fails while applying does not raise the version later
+// writes of the transaction get (§12.3: no trace).
+TEST_F(MergeErrorsTest, AFailedChangeDoesNotRaiseTheTransactionsVersion) {
+  const int64_t before = db_.Int("SELECT crsql_db_version()");
+  db_.Exec("BEGIN");
+  EXPECT_THAT(db_.Error("INSERT INTO crsql_changes VALUES ('todo', X'010B0178', 'n', -5, 1, 1000000, " +
+                        std::string(kSite) + ")"),
+              HasSubstr("CHECK constraint failed"));
+  db_.Exec("INSERT INTO todo VALUES ('b', 'local', 2)");
+  db_.Exec("COMMIT");
+  EXPECT_EQ(db_.Int("SELECT crsql_db_version()"), before + 1);
+  EXPECT_EQ(db_.One("SELECT DISTINCT db_version FROM crsql_changes WHERE pk = X'010B0162'"),
+            std::to_string(before + 1));
+}
+
 TEST_F(MergeErrorsTest, SpecExampleFailingRowLeavesTransactionUsable) {
   db_.Exec("BEGIN;"
            "INSERT INTO crsql_changes VALUES ('todo', X'010B0178', 'title', 'ok', 1, 7, " +
