@@ -23,6 +23,8 @@ namespace {
 struct ShimFile {  // 8-byte aligned, like the memory SQLite gives us
   sqlite3_file base;           // must be first: SQLite sees this
   CommitSignal* signal;        // main database files only
+  int lock = SQLITE_LOCK_NONE; // the level SQLite holds on it (xLock/xUnlock)
+  int unused = 0;
   sqlite3_file* Lower() { return reinterpret_cast<sqlite3_file*>(this + 1); }
 };
 
@@ -56,15 +58,26 @@ int Truncate(sqlite3_file* f, sqlite3_int64 s) { return Low(f)->pMethods->xTrunc
 int Sync(sqlite3_file* f, int flags) { return Low(f)->pMethods->xSync(Low(f), flags); }
 int FileSize(sqlite3_file* f, sqlite3_int64* s) { return Low(f)->pMethods->xFileSize(Low(f), s); }
 // A writer turned away by the write lock is counted in the side file, so a
-// sidecar merging a backlog can step aside (crsync_writer_waits).
+// sidecar merging a backlog can step aside (crsync_writer_waits). A writer
+// asks for RESERVED, or for EXCLUSIVE while it holds RESERVED (to commit).
+// EXCLUSIVE straight from SHARED is not a writer: in WAL mode that is a
+// closing connection checking whether it is the last one.
 int Lock(sqlite3_file* f, int l) {
+  ShimFile* s = Shim(f);
   int rc = Low(f)->pMethods->xLock(Low(f), l);
-  if (rc == SQLITE_BUSY && l >= SQLITE_LOCK_RESERVED && Shim(f)->signal) {
-    Shim(f)->signal->NoteWriterWaiting();
+  if (rc == SQLITE_OK) {
+    s->lock = l;
+  } else if (rc == SQLITE_BUSY && s->signal &&
+             (l == SQLITE_LOCK_RESERVED || (l > SQLITE_LOCK_RESERVED && s->lock >= SQLITE_LOCK_RESERVED))) {
+    s->signal->NoteWriterWaiting();
   }
   return rc;
 }
-int Unlock(sqlite3_file* f, int l) { return Low(f)->pMethods->xUnlock(Low(f), l); }
+int Unlock(sqlite3_file* f, int l) {
+  int rc = Low(f)->pMethods->xUnlock(Low(f), l);
+  if (rc == SQLITE_OK) Shim(f)->lock = l;
+  return rc;
+}
 int CheckReserved(sqlite3_file* f, int* r) {
   return Low(f)->pMethods->xCheckReservedLock(Low(f), r);
 }
@@ -245,8 +258,11 @@ extern "C" int crsync_vfs_register(const char* base_vfs, int make_default) {
       rc = crsync_auto_extension();
       if (rc != SQLITE_OK) return rc;
       g_registered = true;
+      return sqlite3_vfs_register(&g_vfs, make_default ? 1 : 0);
     }
-    return sqlite3_vfs_register(&g_vfs, make_default ? 1 : 0);
+    // Registered already: only make_default = 1 changes anything. (Again
+    // with 0, as loading libcrsync.so does, SQLite would demote it.)
+    return make_default ? sqlite3_vfs_register(&g_vfs, 1) : SQLITE_OK;
   });
 }
 

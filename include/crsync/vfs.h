@@ -40,8 +40,9 @@ extern "C" {
 /* Registers the VFS "crsync" over `base_vfs` (NULL = the current default)
  * and the engine as an auto-extension. With make_default != 0 it becomes the
  * default VFS. Returns SQLITE_OK, SQLITE_ERROR when `base_vfs` does not exist,
- * or SQLITE_NOMEM. Calling it again is harmless (the first base VFS stays;
- * make_default is honoured each time). */
+ * or SQLITE_NOMEM. Calling it again is harmless: the first base VFS stays,
+ * make_default = 1 makes it the default, and 0 leaves the default as it is
+ * (loading libcrsync.so calls it with 0). */
 int crsync_vfs_register(const char *base_vfs, int make_default);
 
 /* Sets (or with fn = NULL clears) the in-process commit callback. It runs on

@@ -73,6 +73,19 @@ TEST_F(VfsTest, RegisteringTwiceIsHarmlessAndUnknownBaseFails) {
   EXPECT_NE(sqlite3_vfs_find(nullptr), sqlite3_vfs_find(CRSYNC_VFS_NAME));  // not default
 }
 
+// Once the default, a later call with make_default = 0 (as `.load
+// libcrsync` makes) must not quietly demote it: connections opened after
+// would bypass the shim. In a child process: the default VFS is global.
+TEST_F(VfsTest, ALaterRegisterWithoutDefaultKeepsItTheDefault) {
+  EXPECT_EQ(InChild([] {
+              if (crsync_vfs_register(nullptr, 1) != SQLITE_OK) return 1;
+              if (sqlite3_vfs_find(nullptr) != sqlite3_vfs_find(CRSYNC_VFS_NAME)) return 2;
+              if (crsync_vfs_register(nullptr, 0) != SQLITE_OK) return 3;
+              return sqlite3_vfs_find(nullptr) == sqlite3_vfs_find(CRSYNC_VFS_NAME) ? 0 : 4;
+            }),
+            0);
+}
+
 TEST_F(VfsTest, CountsEveryCommitExactlyInEachJournalModeFromAnotherProcess) {
   for (const char* mode : {"WAL", "DELETE", "TRUNCATE", "PERSIST"}) {
     SCOPED_TRACE(mode);
@@ -247,6 +260,22 @@ TEST_F(VfsTest, WritersThatFindTheLockTakenAreCounted) {
     EXPECT_GE(after, before + 1);
     ASSERT_OK(Exec(a.get(), "COMMIT"));
     ASSERT_OK(Exec(b.get(), "BEGIN IMMEDIATE; INSERT INTO t VALUES (3); COMMIT"));
+  }
+  // In WAL mode a closing connection tries for EXCLUSIVE to see whether it
+  // is the last one; with another connection open that is refused, and it
+  // is not a writer waiting (a sidecar would pause its merges for nothing).
+  {
+    TempPath path;
+    DbPtr keep = OpenShim(path.str());
+    ASSERT_OK(Exec(keep.get(), "PRAGMA journal_mode = WAL; CREATE TABLE t (x);"));
+    sqlite3_uint64 before = 0, after = 0;
+    ASSERT_EQ(crsync_writer_waits(path.str().c_str(), &before), SQLITE_OK);
+    for (int i = 0; i < 3; ++i) {
+      DbPtr reader = OpenShim(path.str());
+      ASSERT_OK(Exec(reader.get(), "SELECT count(*) FROM t"));
+    }
+    ASSERT_EQ(crsync_writer_waits(path.str().c_str(), &after), SQLITE_OK);
+    EXPECT_EQ(after, before);
   }
   sqlite3_uint64 none = 7;
   EXPECT_EQ(crsync_writer_waits("/nonexistent/dir/x.db", &none), SQLITE_OK);
