@@ -143,6 +143,7 @@ struct Sidecar::Impl {
   explicit Impl(SidecarOptions o) : options(std::move(o)) {}
 
   SidecarOptions options;
+  std::string signal_path;  // the database's full path, as the VFS names it
   bool loop_ready = false;  // loop thread: uv_loop_init succeeded
   // Where Stop() (any thread) meets the loop: a Stop() before the loop runs
   // is remembered, one after it began shutting down is a no-op (the async
@@ -308,7 +309,7 @@ struct Sidecar::Impl {
       }
       case Task::kPump: {
         sqlite3_uint64 n;
-        crsync_commit_counter_rearm(options.db_path.c_str(), &n);  // before reading
+        crsync_commit_counter_rearm(signal_path.c_str(), &n);  // before reading
         pump_all(0);
         break;
       }
@@ -324,7 +325,7 @@ struct Sidecar::Impl {
   // until its commit lands (the commit counter moves) or 50 ms pass, so the
   // app waits for at most one of our bounded merge commits.
   void YieldToWriters() {
-    const char* path = options.db_path.c_str();
+    const char* path = signal_path.c_str();
     sqlite3_uint64 waits = 0, c0 = 0, c = 0;
     if (crsync_writer_waits(path, &waits) != SQLITE_OK || waits == writer_waits) return;
     crsync_commit_counter(path, &c0);
@@ -534,7 +535,11 @@ struct Sidecar::Impl {
   Status Start() {
     Status st = OpenDb(options.db_path, SQLITE_OPEN_READWRITE, nullptr, &db);
     if (!st.ok()) return st.WithContext("crsyncd needs an existing database");
-    crsync_writer_waits(options.db_path.c_str(), &writer_waits);
+    // The VFS names the side file after the path SQLite resolved (symlinks
+    // followed); so must we, or we would watch a file nobody signals.
+    const char* resolved = sqlite3_db_filename(db.get(), "main");
+    signal_path = resolved && *resolved ? resolved : options.db_path;
+    crsync_writer_waits(signal_path.c_str(), &writer_waits);
     sqlite3_busy_timeout(db.get(), 5000);  // before the engine reads anything
     char* err = nullptr;
     if (int rc = crsync_engine_init(db.get(), &err); rc != SQLITE_OK) {
@@ -573,7 +578,7 @@ struct Sidecar::Impl {
       });
     }, static_cast<uint64_t>(options.pump_interval_ms), static_cast<uint64_t>(options.pump_interval_ms));
     // The commit signal: the VFS side file (created if needed).
-    std::string side = options.db_path + "-crsync";
+    std::string side = signal_path + "-crsync";
     if (FILE* f = std::fopen(side.c_str(), "ab")) std::fclose(f);
     uv_fs_event_init(&loop, &signal_watch);
     signal_watch.data = this;

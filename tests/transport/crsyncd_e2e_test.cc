@@ -415,6 +415,24 @@ TEST_F(CrsyncdTest, UnwatchableCommitSignalStillStopsCleanly) {
   std::remove(side.c_str());
 }
 
+// Started on a symlink to the database, the daemon must watch the side
+// file the VFS signals (named after the resolved path), not make its own.
+TEST_F(CrsyncdTest, ADatabaseReachedThroughASymlinkIsSignalledAndWatched) {
+  TempPath pa, pb, link;
+  auto a = NewNode(&pa), b = NewNode(&pb);
+  ASSERT_EQ(symlink(pb.str().c_str(), link.str().c_str()), 0);
+  {
+    Daemon da(pa.str(), true, {});
+    Daemon dbd(link.str(), false, {da.port()});
+    Write(*a, 0, 5, "a");
+    ASSERT_TRUE(Converged({a.get(), b.get()}, 5));
+    EXPECT_NE(access((pb.str() + "-crsync").c_str(), F_OK), -1);
+    EXPECT_EQ(access((link.str() + "-crsync").c_str(), F_OK), -1) << "a side file nobody signals";
+  }
+  std::remove(link.str().c_str());
+  std::remove((link.str() + "-crsync").c_str());
+}
+
 std::string RunCrsyncd(const std::string& args, int* code) {
   FILE* p = popen((std::string(CRSYNCD) + " " + args + " 2>&1").c_str(), "r");
   std::string out;
