@@ -291,6 +291,13 @@ unsigned ConnEngine::DataVersion() {
 
 Status ConnEngine::RecomputeCommitted() {
   CRSYNC_RETURN_IF_ERROR(catalog_.Refresh());
+  if (catalog_.generation() != dbv_generation_) {
+    // CRRs came or went (maybe through another connection): the statements
+    // below name every CRR's feed, so they are built again.
+    max_dbv_.reset();
+    has_dbv_.reset();
+    dbv_generation_ = catalog_.generation();
+  }
   if (!max_dbv_) {
     std::string sql =
         "SELECT max(v) FROM (SELECT CAST(value AS INTEGER) AS v FROM main.crsql_master WHERE key "

@@ -177,6 +177,7 @@ class ConnEngine {
   Catalog catalog_;
   int64_t committed_ = 0;
   int64_t pending_ = 0;  // 0 = no local version taken in this transaction
+  uint64_t dbv_generation_ = 0;  // catalog generation max_dbv_/has_dbv_ were built for
   int64_t seq_ = 0;
   unsigned data_version_ = ~0u;
   bool sync_bit_ = false;

@@ -8,6 +8,7 @@
 #include "engine/alter.h"
 #include "engine/crr_admin.h"
 #include "engine/packed.h"
+#include "engine/recorder.h"
 #include "engine/row_meta.h"
 
 namespace crsync {
@@ -64,7 +65,11 @@ void NextDbVersion(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
     if (!s.ok()) return ResultStatus(ctx, s);
     int64_t v;
     if (keeps) {
-      s = e->NextDbVersion(floor, &v);
+      // Kept in a transaction that has written nothing yet, the value would
+      // outlive it: SQLite tells no hook of a read-only commit. The capture
+      // table's joining makes it a write transaction, whose end we hear of.
+      if (sqlite3_txn_state(db, "main") != SQLITE_TXN_WRITE) s = JoinCaptureTable(e);
+      if (s.ok()) s = e->NextDbVersion(floor, &v);
       if (!s.ok()) return ResultStatus(ctx, s);
     } else {
       v = std::max(committed + 1, floor);

@@ -455,8 +455,7 @@ Status ReplayLocalWrites(ConnEngine* e) {
 
 enum class Op { kInsert, kUpdate, kDelete };
 
-// Makes the capture table join the current transaction (once per
-// transaction), so its commit and rollbacks reach the engine.
+// See JoinCaptureTable (recorder.h).
 Status JoinTransaction(ConnEngine* e) {
   if (e->capture_joined()) return Status::OK();
   StmtPtr& st = e->capture_join_stmt();
@@ -480,11 +479,20 @@ void AfterWrite(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
   GuardSqlFunction(ctx, [&] {
     auto* e = static_cast<ConnEngine*>(sqlite3_user_data(ctx));
     Crr* crr;
-    Status s = FindCrr(e, sqlite3_value_int64(argv[0]), &crr);
+    const int64_t crr_id = sqlite3_value_int64(argv[0]);
+    Status s = FindCrr(e, crr_id, &crr);
     // Any write of the table, recorded or not (a merge's), changes what a
     // merge tie-break would read.
     if (s.ok()) crr->DropRowValues();
     if (e->sync_bit()) return;
+    // The transaction's version first, as a direct recording would take it
+    // (it is what crsql_next_db_version() reports from here on). On the
+    // transaction's first write that may reload the catalog (another
+    // connection altered, added or dropped a CRR), which replaces Crr
+    // objects: the CRR is looked up again after it.
+    int64_t dbv;
+    if (s.ok()) s = e->LocalDbVersion(&dbv);
+    if (s.ok()) s = FindCrr(e, crr_id, &crr);
     if (s.ok()) {
       int npk = static_cast<int>(crr->schema().pk_cols.size());
       int ncol = static_cast<int>(crr->slots());
@@ -542,11 +550,7 @@ void AfterWrite(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
         w.changed = changed;
       }
       if (s.ok() && record) {
-        // The version is taken now, as a direct recording would (it is
-        // what crsql_next_db_version() reports from here on).
-        int64_t dbv;
-        s = e->LocalDbVersion(&dbv);
-        if (s.ok() && e->TakeDirectWrite()) {
+        if (e->TakeDirectWrite()) {
           s = Recorder(e, nullptr).Apply(crr, w);
         } else {
           if (s.ok()) s = JoinTransaction(e);
@@ -602,6 +606,8 @@ std::string PkArgs(const Crr& crr, const char* prefix) {
 }
 
 }  // namespace
+
+Status JoinCaptureTable(ConnEngine* e) { return JoinTransaction(e); }
 
 int RegisterRecorderFunctions(sqlite3* db, ConnEngine* engine) {
   engine->set_local_write_flusher(&ReplayLocalWrites);

@@ -27,6 +27,11 @@ int RegisterRecorderFunctions(sqlite3* db, ConnEngine* engine);
 // Registers the crsync_capture table (engine/capture_vtab.cc).
 int RegisterCaptureTable(sqlite3* db, ConnEngine* engine);
 
+// Makes the capture table join the current transaction (once per
+// transaction), so that its commit and rollbacks reach the engine. Its
+// INSERT makes the transaction a write transaction.
+Status JoinCaptureTable(ConnEngine* e);
+
 // The trigger statements that feed a CRR's writes to the functions above.
 // The update trigger passes every column's old and new value to one call;
 // when that exceeds SQLite's default cap on a call's arguments

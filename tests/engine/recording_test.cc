@@ -40,6 +40,46 @@ TEST(RecordingTest, NextDbVersionIsIdempotentAndDiesWithItsTransaction) {
   EXPECT_EQ(db.One("SELECT crsql_next_db_version(90)"), "90");
   db.Exec("INSERT INTO foo VALUES (2, 1)");
   EXPECT_EQ(db.One("SELECT crsql_db_version()"), "51");
+  // Nor does one in an explicit transaction that then writes nothing
+  // (SQLite runs no commit hook for it).
+  db.Exec("BEGIN");
+  EXPECT_EQ(db.One("SELECT crsql_next_db_version(90)"), "90");
+  db.Exec("COMMIT");
+  db.Exec("INSERT INTO foo VALUES (3, 1)");
+  EXPECT_EQ(db.One("SELECT crsql_db_version()"), "52");
+  db.Exec("BEGIN; SELECT crsql_next_db_version(95); ROLLBACK;");
+  db.Exec("INSERT INTO foo VALUES (4, 1)");
+  EXPECT_EQ(db.One("SELECT crsql_db_version()"), "53");
+}
+
+// Another connection on the same file adds, alters or drops CRRs and
+// commits: this connection's next write must see the new catalog (no stale
+// schema, no freed CRR object) and the versions the other one used.
+TEST(RecordingTest, CatalogChangesByAnotherConnectionAreSeenByTheNextWrite) {
+  TempPath path;
+  TestDb a(path.str()), b(path.str());
+  a.Exec("PRAGMA journal_mode = WAL; CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, x);"
+         "SELECT crsql_as_crr('t'); INSERT INTO t VALUES (1, 'a');");
+  // b alters t, then a writes it (with the new column too).
+  b.Exec("SELECT crsql_begin_alter('t'); ALTER TABLE t ADD COLUMN c;"
+         "SELECT crsql_commit_alter('t');");
+  a.Exec("INSERT INTO t (id, x) VALUES (2, 'b')");
+  a.Exec("UPDATE t SET c = 'new' WHERE id = 1");
+  EXPECT_EQ(a.One("SELECT val FROM crsql_changes WHERE pk = crsql_pack_columns(1) AND cid = 'c'"),
+            "'new'");
+  // b adds a CRR and writes it three times; a's next version comes after.
+  b.Exec("CREATE TABLE u (id INTEGER PRIMARY KEY NOT NULL, y); SELECT crsql_as_crr('u');"
+         "INSERT INTO u VALUES (1, 1); INSERT INTO u VALUES (2, 2); INSERT INTO u VALUES (3, 3);");
+  const int64_t b_version = b.Int("SELECT crsql_db_version()");
+  EXPECT_EQ(a.Int("SELECT crsql_db_version()"), b_version);
+  a.Exec("INSERT INTO t (id, x) VALUES (3, 'c')");
+  EXPECT_EQ(a.Int("SELECT db_version FROM crsql_changes WHERE \"table\" = 't' AND "
+                  "pk = crsql_pack_columns(3) LIMIT 1"),
+            b_version + 1);
+  // b drops u's metadata; a goes on writing and reading versions.
+  b.Exec("SELECT crsql_as_table('u')");
+  a.Exec("INSERT INTO t (id, x) VALUES (4, 'd')");
+  EXPECT_EQ(a.Int("SELECT crsql_db_version()"), b_version + 2);
 }
 
 // v0.16 test_incr_by_one.
