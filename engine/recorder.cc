@@ -148,7 +148,16 @@ class Recorder {
       }
       p.cols[i] = Clock{};
     }
-    StampLocal(&q.sentinel, NextLiveCl(q_before.sentinel), dbv, e_->TakeSeq());
+    // UPDATE OR REPLACE onto a live Q: SQLite removed the old Q without
+    // firing its delete trigger (recursive_triggers off). That incarnation
+    // ends as if deleted, so the moved row is a new one, its causal length
+    // past the deletion: peers holding the old Q then take the new one whole
+    // instead of keeping columns whose clocks outrank the moved ones.
+    int64_t q_cl = NextLiveCl(q_before.sentinel);
+    if (q_found && Live(q_before)) {
+      q_cl = (q_before.sentinel.present ? q_before.sentinel.col_version : 1) + 2;
+    }
+    StampLocal(&q.sentinel, q_cl, dbv, e_->TakeSeq());
     std::vector<bool> rewritten(crr_->slots(), false);
     for (uint32_t i : w.changed) {
       const Clock& old = q.cols[i];
@@ -179,6 +188,15 @@ class Recorder {
     int64_t cl = before.sentinel.present ? before.sentinel.col_version + 1 : 2;
     StampLocal(&after.sentinel, cl, dbv, e_->TakeSeq());
     return Store(key, before, after, found);
+  }
+
+  // Whether stored clocks describe a live row: an odd causal length, or no
+  // sentinel (cl 1) but some column clock.
+  static bool Live(const RowMeta& m) {
+    if (m.sentinel.present) return m.sentinel.col_version % 2 != 0;
+    for (const Clock& c : m.cols)
+      if (c.present) return true;
+    return false;
   }
 
   // The causal length a (re-)created row takes: 1 when there is no sentinel,

@@ -188,6 +188,21 @@ TEST_F(MergeTest, RowsImpactedForgetsWhatWasRolledBack) {
   c2_.Exec("RELEASE s; COMMIT");
 }
 
+// UPDATE OR REPLACE moving row 2 onto a live row 1 whose column clock is
+// higher: the replaced row's incarnation ends, so a peer that synced it
+// must take the moved row, not keep its own (higher-clocked) value.
+TEST_F(MergeTest, UpdateOrReplaceOntoALiveKeyConverges) {
+  c1_.Exec("INSERT INTO foo VALUES (1, 10); UPDATE foo SET b = 11 WHERE a = 1;"
+           "UPDATE foo SET b = 12 WHERE a = 1; INSERT INTO foo VALUES (2, 20);");
+  Sync(c1_, c2_);
+  c1_.Exec("UPDATE OR REPLACE foo SET a = 1 WHERE a = 2");
+  EXPECT_EQ(c1_.Query("SELECT a, b FROM foo"), (Rows{{"1", "20"}}));
+  Sync(c1_, c2_);
+  EXPECT_EQ(c2_.Query("SELECT a, b FROM foo ORDER BY a"), (Rows{{"1", "20"}}));
+  Sync(c2_, c1_);
+  EXPECT_EQ(c1_.Query("SELECT a, b FROM foo ORDER BY a"), (Rows{{"1", "20"}}));
+}
+
 TEST_F(MergeTest, MergeEqualValuesTieBreaksOnSiteId) {
   c1_.Exec("INSERT INTO foo VALUES (1, 2)");
   c2_.Exec("INSERT INTO foo VALUES (1, 2); SELECT crsql_config_set('merge-equal-values', 1);");
