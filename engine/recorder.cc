@@ -185,7 +185,10 @@ class Recorder {
     CRSYNC_RETURN_IF_ERROR(e_->LocalDbVersion(&dbv));
     after.sentinel = Clock{};
     after.cols.assign(crr_->slots(), Clock{});
+    // The next even causal length. (A row re-inserted during an alter can
+    // be live under an even sentinel; +1 would then say "alive".)
     int64_t cl = before.sentinel.present ? before.sentinel.col_version + 1 : 2;
+    if (cl % 2 != 0) ++cl;
     StampLocal(&after.sentinel, cl, dbv, e_->TakeSeq());
     return Store(key, before, after, found);
   }

@@ -175,6 +175,18 @@ TEST_F(AlterTest, TombstonesSurviveAnAlter) {
             (Rows{{"'-1'", "NULL", "2", "2"}}));
 }
 
+// A deleted row inserted again during the alter keeps its tombstone's even
+// causal length; deleting it afterwards must still record an even one (an
+// odd one would tell peers the row lives).
+TEST_F(AlterTest, ADeleteAfterAReinsertDuringTheAlterIsStillADelete) {
+  db_.Exec("DELETE FROM todo WHERE id = 1;"
+           "SELECT crsql_begin_alter('todo'); ALTER TABLE todo ADD COLUMN due;"
+           "INSERT INTO todo VALUES (1, 'again', 0, 'home', NULL); SELECT crsql_commit_alter('todo');");
+  db_.Exec("DELETE FROM todo WHERE id = 1");
+  EXPECT_EQ(db_.One("SELECT cl % 2 FROM crsql_changes WHERE pk = crsql_pack_columns(1) AND cid = '-1'"),
+            "0");
+}
+
 TEST_F(AlterTest, DeletesDuringTheAlterLeaveNoTombstone) {
   db_.Exec("INSERT INTO todo VALUES (2, 'walk', 1, 'park');"
            "SELECT crsql_begin_alter('todo'); DELETE FROM todo WHERE id = 1;"
