@@ -5,6 +5,7 @@
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include <atomic>
@@ -23,6 +24,7 @@
 #include "transport/codec.h"
 #include "transport/frame.h"
 #include "transport/peer_session.h"
+#include "vfs/commit_signal.h"
 
 namespace crsync {
 namespace {
@@ -578,8 +580,8 @@ struct Sidecar::Impl {
       });
     }, static_cast<uint64_t>(options.pump_interval_ms), static_cast<uint64_t>(options.pump_interval_ms));
     // The commit signal: the VFS side file (created if needed).
-    std::string side = signal_path + "-crsync";
-    if (FILE* f = std::fopen(side.c_str(), "ab")) std::fclose(f);
+    std::string side = SignalPath(signal_path);
+    if (int fd = OpenSignalFile(signal_path); fd >= 0) close(fd);
     uv_fs_event_init(&loop, &signal_watch);
     signal_watch.data = this;
     if (uv_fs_event_start(&signal_watch, [](uv_fs_event_t* h, const char*, int, int) {

@@ -28,6 +28,31 @@ std::map<std::string, CommitSignal*>& Open() {
 
 std::string SignalPath(const std::string& db_path) { return db_path + "-crsync"; }
 
+int OpenSignalFile(const std::string& db_path) {
+  const std::string path = SignalPath(db_path);
+  struct stat db;
+  const bool have_db = ::stat(db_path.c_str(), &db) == 0;
+  const mode_t mode = have_db ? (db.st_mode & 0777) : 0644;
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+  if (fd >= 0) {
+    // Created here: the umask may have narrowed the mode. Best effort, as
+    // SQLite does for its own files.
+    int ignored = fchmod(fd, mode);
+    if (have_db && geteuid() == 0) ignored = fchown(fd, db.st_uid, db.st_gid);
+    (void)ignored;
+  } else if (errno == EEXIST) {
+    fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  }
+  if (fd < 0) return -1;
+  int rc = posix_fallocate(fd, 0, static_cast<off_t>(kSignalFileSize));
+  if (rc != 0) {
+    close(fd);
+    errno = rc;
+    return -1;
+  }
+  return fd;
+}
+
 CommitSignal::CommitSignal(std::string db_path) : db_path_(std::move(db_path)) {}
 
 CommitSignal::~CommitSignal() {
@@ -37,19 +62,10 @@ CommitSignal::~CommitSignal() {
 
 void CommitSignal::Open() {
   std::string path = SignalPath(db_path_);
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  int fd = OpenSignalFile(db_path_);
   if (fd < 0) {
     sqlite3_log(SQLITE_WARNING, "crsync: no commit signal for %s: cannot open %s: %s",
                 db_path_.c_str(), path.c_str(), strerror(errno));
-    return;
-  }
-  struct stat st;
-  if (fstat(fd, &st) != 0 ||
-      (st.st_size < static_cast<off_t>(kSignalFileSize) &&
-       ftruncate(fd, static_cast<off_t>(kSignalFileSize)) != 0)) {
-    sqlite3_log(SQLITE_WARNING, "crsync: no commit signal for %s: cannot size %s: %s",
-                db_path_.c_str(), path.c_str(), strerror(errno));
-    close(fd);
     return;
   }
   void* map = mmap(nullptr, kSignalFileSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);

@@ -24,6 +24,13 @@ constexpr size_t kWaitsOffset = 16;
 
 std::string SignalPath(const std::string& db_path);
 
+// Opens (creating it if needed) the side file of `db_path` read-write, at
+// its full size with its blocks allocated (writes through a mapping of a
+// sparse file could raise SIGBUS on a full disk). Like SQLite's -wal and
+// -shm, a new one gets the database file's permissions, and, when we run
+// as root, its owner. Returns the descriptor, or -1 with errno set.
+int OpenSignalFile(const std::string& db_path);
+
 // One open side file, shared by every connection of this process to the
 // same database (reference counted through Acquire/Release).
 class CommitSignal {

@@ -86,6 +86,31 @@ TEST_F(VfsTest, ALaterRegisterWithoutDefaultKeepsItTheDefault) {
             0);
 }
 
+// The side file is shared with other processes (the app, the sidecar):
+// like SQLite's -wal and -shm it takes the database file's permissions
+// (whatever the umask), and its bytes are allocated, so the writes through
+// its mapping cannot fault on a full disk.
+TEST_F(VfsTest, TheSideFileTakesTheDatabasesModeAndIsAllocated) {
+  TempPath path;
+  {
+    DbPtr db = OpenShim(path.str());
+    ASSERT_OK(Exec(db.get(), "CREATE TABLE t (x)"));
+  }
+  std::remove((path.str() + "-crsync").c_str());
+  ASSERT_EQ(chmod(path.str().c_str(), 0660), 0);
+  mode_t old_umask = umask(077);
+  {
+    DbPtr db = OpenShim(path.str());
+    ASSERT_OK(Exec(db.get(), "INSERT INTO t VALUES (1)"));
+  }
+  umask(old_umask);
+  struct stat st;
+  ASSERT_EQ(stat((path.str() + "-crsync").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0660u);
+  EXPECT_GE(st.st_size, 24);
+  EXPECT_GT(st.st_blocks, 0) << "a sparse side file";
+}
+
 TEST_F(VfsTest, CountsEveryCommitExactlyInEachJournalModeFromAnotherProcess) {
   for (const char* mode : {"WAL", "DELETE", "TRUNCATE", "PERSIST"}) {
     SCOPED_TRACE(mode);
