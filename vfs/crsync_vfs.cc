@@ -35,7 +35,9 @@ ShimFile* Shim(sqlite3_file* f) { return reinterpret_cast<ShimFile*>(f); }
 sqlite3_file* Low(sqlite3_file* f) { return Shim(f)->Lower(); }
 sqlite3_vfs* Below(sqlite3_vfs* vfs) { return static_cast<sqlite3_vfs*>(vfs->pAppData); }
 
-std::mutex g_callback_mutex;
+// Recursive: the callback may set the callback again, or commit to another
+// database through the shim, on its own thread.
+std::recursive_mutex g_callback_mutex;
 void (*g_callback)(void*, const char*, sqlite3_uint64) = nullptr;
 void* g_callback_ctx = nullptr;
 
@@ -86,7 +88,7 @@ int FileControl(sqlite3_file* f, int op, void* arg) {
   if (op == SQLITE_FCNTL_COMMIT_PHASETWO && s->signal) {
     GuardVoidCall([&] {
       uint64_t seq = s->signal->Bump();
-      std::lock_guard<std::mutex> lock(g_callback_mutex);
+      std::lock_guard<std::recursive_mutex> lock(g_callback_mutex);
       if (g_callback) g_callback(g_callback_ctx, s->signal->db_path().c_str(), seq);
     });
   }
@@ -166,12 +168,20 @@ int Open(sqlite3_vfs* vfs, sqlite3_filename name, sqlite3_file* f, int flags, in
     int rc = below->xOpen(below, name, s->Lower(), flags, out_flags);
     const sqlite3_io_methods* low = s->Lower()->pMethods;
     if (rc != SQLITE_OK || low == nullptr) {
-      // A non-null pMethods would make SQLite call xClose on a failed open.
+      // A lower file left with methods must still be closed (SQLite's rule
+      // for a failed xOpen); ours gets none, so SQLite will not call us.
+      if (low != nullptr) low->xClose(s->Lower());
       s->base.pMethods = nullptr;
-      return rc;
+      return rc == SQLITE_OK ? SQLITE_CANTOPEN : rc;
     }
     if ((flags & SQLITE_OPEN_MAIN_DB) && name && *name) {
-      s->signal = CommitSignal::Acquire(name);
+      try {
+        s->signal = CommitSignal::Acquire(name);
+      } catch (...) {  // out of memory: close what is open, report it
+        low->xClose(s->Lower());
+        s->base.pMethods = nullptr;
+        throw;
+      }
     }
     int version = low->iVersion < 1 ? 1 : (low->iVersion > 3 ? 3 : low->iVersion);
     s->base.pMethods = &kIo[version - 1];
@@ -267,7 +277,7 @@ extern "C" int crsync_vfs_register(const char* base_vfs, int make_default) {
 }
 
 extern "C" int crsync_vfs_on_commit(void (*fn)(void*, const char*, sqlite3_uint64), void* ctx) {
-  std::lock_guard<std::mutex> lock(crsync::g_callback_mutex);
+  std::lock_guard<std::recursive_mutex> lock(crsync::g_callback_mutex);
   crsync::g_callback = fn;
   crsync::g_callback_ctx = ctx;
   return SQLITE_OK;

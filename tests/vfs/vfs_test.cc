@@ -194,6 +194,25 @@ TEST_F(VfsTest, InProcessCallbackSeesPathAndSequence) {
   EXPECT_EQ(std::filesystem::canonical(seen.path), std::filesystem::canonical(path.str()));
 }
 
+// A callback may unregister itself (a one-shot), on the committing thread.
+// In a child process, under a watchdog: a deadlock must fail, not hang.
+TEST_F(VfsTest, ACallbackMayUnregisterItself) {
+  TempPath path;
+  const std::string p = path.str();
+  EXPECT_EQ(InChild([&] {
+              alarm(10);  // a deadlock kills the child: the test fails
+              static int calls = 0;
+              crsync_vfs_on_commit(+[](void*, const char*, sqlite3_uint64) {
+                ++calls;
+                crsync_vfs_on_commit(nullptr, nullptr);
+              }, nullptr);
+              DbPtr db = OpenShim(p);
+              if (!Exec(db.get(), "CREATE TABLE t (a); INSERT INTO t VALUES (1)").ok()) return 1;
+              return calls == 1 ? 0 : 2;
+            }),
+            0);
+}
+
 // A process blocked in libuv on the side file wakes for every commit.
 TEST_F(VfsTest, LibuvWatcherWakesOnEachCommit) {
   TempPath path;
