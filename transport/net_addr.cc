@@ -1,0 +1,57 @@
+#include "transport/net_addr.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <cstdlib>
+
+namespace crsync {
+namespace {
+
+// TCP keepalive: probes after this long idle, then every kKeepAliveIntervalS;
+// the connection is dropped after kKeepAliveProbes unanswered ones. Writes
+// unacknowledged for kUserTimeoutMs also drop it.
+constexpr unsigned kKeepAliveIdleS = 30;
+constexpr int kKeepAliveIntervalS = 10;
+constexpr int kKeepAliveProbes = 3;
+constexpr unsigned kUserTimeoutMs = 60000;
+
+// "HOST:PORT" split; brackets around an IPv6 host removed.
+bool ParseHostPort(const std::string& s, std::string* host, int* port) {
+  size_t colon = s.rfind(':');
+  if (colon == std::string::npos) return false;
+  *host = s.substr(0, colon);
+  if (host->size() > 1 && host->front() == '[' && host->back() == ']') {
+    *host = host->substr(1, host->size() - 2);
+  }
+  if (host->empty() || colon + 1 == s.size()) return false;
+  char* end = nullptr;
+  long p = std::strtol(s.c_str() + colon + 1, &end, 10);
+  if (!end || *end || p < 0 || p > 65535) return false;
+  *port = static_cast<int>(p);
+  return true;
+}
+
+}  // namespace
+
+void SetLiveness(uv_tcp_t* tcp) {
+  uv_tcp_keepalive(tcp, 1, kKeepAliveIdleS);
+  uv_os_fd_t fd;
+  if (uv_fileno(reinterpret_cast<uv_handle_t*>(tcp), &fd) != 0) return;
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &kKeepAliveIntervalS, sizeof kKeepAliveIntervalS);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &kKeepAliveProbes, sizeof kKeepAliveProbes);
+  setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &kUserTimeoutMs, sizeof kUserTimeoutMs);
+}
+
+Status SockAddr(const std::string& hostport, sockaddr_storage* out) {
+  std::string host;
+  int port;
+  if (!ParseHostPort(hostport, &host, &port)) {
+    return Status::InvalidArgument("bad address '" + hostport + "' (expected HOST:PORT)");
+  }
+  if (uv_ip4_addr(host.c_str(), port, reinterpret_cast<sockaddr_in*>(out)) == 0) return Status::OK();
+  if (uv_ip6_addr(host.c_str(), port, reinterpret_cast<sockaddr_in6*>(out)) == 0) return Status::OK();
+  return Status::InvalidArgument("bad address '" + hostport + "' (numeric IPv4 or IPv6 only)");
+}
+
+}  // namespace crsync
