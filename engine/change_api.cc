@@ -108,6 +108,22 @@ struct ChangeReader::Impl {
     c->seq = r.seq;
   }
 
+  // The read transaction Read() opens when the connection is in
+  // autocommit, and its end (a read-only COMMIT).
+  StmtPtr begin_read, end_read;
+  Status OpenSnapshot(sqlite3* db, bool* opened) {
+    *opened = false;
+    if (!sqlite3_get_autocommit(db)) return Status::OK();
+    if (!begin_read) CRSYNC_RETURN_IF_ERROR(Prepare(db, "BEGIN", &begin_read, SQLITE_PREPARE_PERSISTENT));
+    if (!end_read) CRSYNC_RETURN_IF_ERROR(Prepare(db, "COMMIT", &end_read, SQLITE_PREPARE_PERSISTENT));
+    CRSYNC_RETURN_IF_ERROR(StepToEnd(db, begin_read.get()));
+    *opened = true;
+    return Status::OK();
+  }
+  void CloseSnapshot(sqlite3* db) {
+    if (!StepToEnd(db, end_read.get()).ok()) sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+
   // Calls emit() at each change of the next transaction after `after`
   // passing `origin` (the scan's current record); *version is its version,
   // or 0 when there is none or on error.
@@ -117,12 +133,27 @@ struct ChangeReader::Impl {
     ScanSpec spec;
     spec.min_dbv = after == INT64_MAX ? after : after + 1;
     spec.origin = origin;
+    // One snapshot for the whole read. The scan steps one feed statement
+    // per CRR, and in autocommit a source that is done early is reset at
+    // once; with no statement active SQLite would drop the read snapshot
+    // between two sources, and a transaction another connection committed
+    // in that gap would be returned in part (the caller's cursor then moves
+    // past the rest). In the caller's own transaction the snapshot is
+    // already fixed.
+    sqlite3* db = engine->db();
+    bool opened;
+    CRSYNC_RETURN_IF_ERROR(OpenSnapshot(db, &opened));
     // The read transaction is never held between calls, even when emit()
-    // throws (std::bad_alloc while the visitor keeps a change).
+    // throws (std::bad_alloc while the visitor keeps a change): the scan
+    // stops, then the snapshot (if Read opened it) ends.
     struct StopScan {
-      ChangeScan* scan;
-      ~StopScan() { scan->Stop(); }
-    } stop{&scan};
+      Impl* impl;
+      bool opened;
+      ~StopScan() {
+        impl->scan.Stop();
+        if (opened) impl->CloseSnapshot(impl->engine->db());
+      }
+    } stop{this, opened};
     Status s = scan.Start(spec);
     bool has = false;
     if (s.ok()) s = scan.Next(&has);

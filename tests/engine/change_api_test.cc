@@ -1,5 +1,6 @@
 // ChangeReader and ChangeApplier: the sidecar's paths.
 #include <algorithm>
+#include <cstring>
 #include <random>
 
 #include "crsync/engine.h"
@@ -155,6 +156,51 @@ TEST(ChangeReaderTest, AThrowingVisitorLeavesNoReadOpen) {
   std::vector<Change> again;
   ASSERT_OK(reader->NextTransaction(0, OriginFilter{}, &again, &v));
   EXPECT_EQ(v, 1);
+}
+
+// Another connection commits one transaction that writes t and u while the
+// reader is between its per-CRR feed statements: the reader must return it
+// whole (or not at all), from one snapshot.
+TEST(ChangeReaderTest, ATransactionCommittedMidReadIsNeverReturnedInPart) {
+  TempPath path;
+  TestDb reader_db(path.str());
+  reader_db.Exec("PRAGMA journal_mode = WAL");
+  reader_db.Exec(kSchema);
+  TestDb writer(path.str());
+  struct Hook {
+    TestDb* writer;
+    bool fired = false;
+  } hook{&writer};
+  sqlite3_trace_v2(reader_db.get(), SQLITE_TRACE_STMT, [](unsigned, void* ctx, void* p, void*) {
+    auto* h = static_cast<Hook*>(ctx);
+    const char* sql = sqlite3_sql(static_cast<sqlite3_stmt*>(p));
+    // The second CRR's feed: the first one is done by then.
+    if (!h->fired && sql && std::strstr(sql, "\"u__crsync_feed\"")) {
+      h->fired = true;
+      h->writer->Exec("BEGIN; INSERT INTO t VALUES (1, 'a', 1); INSERT INTO u VALUES ('x', 2); COMMIT");
+    }
+    return 0;
+  }, &hook);
+  std::unique_ptr<ChangeReader> reader;
+  ASSERT_OK(ChangeReader::Open(reader_db.get(), &reader));
+  int64_t cursor = 0, v;
+  size_t seen = 0;
+  for (;;) {
+    std::vector<Change> txn;
+    ASSERT_OK(reader->NextTransaction(cursor, OriginFilter{}, &txn, &v));
+    if (v == 0) break;
+    EXPECT_EQ(txn.size(), 3u) << "transaction " << v << " returned in part";
+    seen += txn.size();
+    cursor = v;
+  }
+  sqlite3_trace_v2(reader_db.get(), 0, nullptr, nullptr);
+  ASSERT_TRUE(hook.fired);
+  // Whatever the first pass saw, a reader resuming from its cursor gets
+  // the rest: nothing is skipped.
+  std::vector<Change> rest;
+  ASSERT_OK(reader->NextTransaction(cursor, OriginFilter{}, &rest, &v));
+  EXPECT_EQ(seen + rest.size(), 3u);
+  EXPECT_TRUE(sqlite3_get_autocommit(reader_db.get()));
 }
 
 TEST(ChangeReaderTest, OriginFilterExcludesTheRequester) {

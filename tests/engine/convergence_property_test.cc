@@ -14,8 +14,12 @@ namespace {
 
 std::vector<uint64_t> Seeds(int fallback) {
   if (const char* one = std::getenv("CRSYNC_SEED")) return {std::stoull(one)};
+  // CRSYNC_SEED_BASE moves the window, so a long soak explores seeds CI
+  // never runs.
+  const char* base_env = std::getenv("CRSYNC_SEED_BASE");
+  const uint64_t base = base_env ? std::stoull(base_env) : 1000;
   std::vector<uint64_t> seeds;
-  for (int i = 0; i < PropertySeeds(fallback); ++i) seeds.push_back(1000 + i);
+  for (int i = 0; i < PropertySeeds(fallback); ++i) seeds.push_back(base + static_cast<uint64_t>(i));
   return seeds;
 }
 
