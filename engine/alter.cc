@@ -203,6 +203,7 @@ class Migration {
   // Rows of T without metadata (inserted between begin and commit) get full
   // metadata at D (§14.3.2 d).
   Status BackfillNewRows() {
+    CRSYNC_RETURN_IF_ERROR(CheckNoNullKeys(db_, crr_, "crsql_commit_alter(" + crr_.name() + ")"));
     std::string cols;
     for (size_t i = 0; i < crr_.schema().pk_cols.size(); ++i)
       cols += std::string(i ? ", " : "") + QuoteIdent(crr_.schema().pk_cols[i]);

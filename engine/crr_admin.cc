@@ -42,6 +42,24 @@ Status BulkBackfill(ConnEngine* e, Crr* crr, int64_t dbv) {
                                crr->RowsTable() + " ORDER BY pk");
 }
 
+Status CheckNoNullKeys(sqlite3* db, const Crr& crr, const std::string& what) {
+  for (const std::string& col : crr.schema().pk_cols) {
+    StmtPtr st;
+    CRSYNC_RETURN_IF_ERROR(Prepare(db, "SELECT EXISTS (SELECT 1 FROM main." + QuoteIdent(crr.name()) +
+                                           " WHERE " + QuoteIdent(col) + " IS NULL)",
+                                   &st));
+    int rc = sqlite3_step(st.get());
+    if (rc != SQLITE_ROW) return SqliteError(db, rc);
+    if (sqlite3_column_int(st.get(), 0)) {
+      return Status::InvalidArgument("crsql - " + what + ": a row of " + crr.name() +
+                                     " has NULL in primary key column " + col +
+                                     "; a CRR's key values may not be NULL (give the row a key "
+                                     "or delete it first)");
+    }
+  }
+  return Status::OK();
+}
+
 Status WriteFeedFromRows(sqlite3* db, Crr* crr, const std::string& select) {
   StmtPtr st;
   CRSYNC_RETURN_IF_ERROR(Prepare(db, select, &st));
@@ -85,6 +103,7 @@ Status Backfill(ConnEngine* e, Crr* crr) {
   if (sqlite3_step(any.get()) != SQLITE_ROW || sqlite3_column_int(any.get(), 0) == 0) {
     return Status::OK();
   }
+  CRSYNC_RETURN_IF_ERROR(CheckNoNullKeys(e->db(), *crr, "crsql_as_crr(" + crr->name() + ")"));
   int64_t dbv;
   CRSYNC_RETURN_IF_ERROR(e->LocalDbVersion(&dbv));
   return BulkBackfill(e, crr, dbv);

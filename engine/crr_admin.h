@@ -28,6 +28,12 @@ Status AsTable(ConnEngine* e, const std::string& table);
 // REQUIRES: no row of the table has metadata yet.
 Status BulkBackfill(ConnEngine* e, Crr* crr, int64_t dbv);
 
+// InvalidArgument naming the first primary-key column of `crr` that holds
+// NULL in some row (a nullable-declared key, §4.2): such a row cannot be
+// given metadata, and a peer would refuse its changes. `what` names the
+// operation in the message.
+Status CheckNoNullKeys(sqlite3* db, const Crr& crr, const std::string& what);
+
 // Adds `crr`'s feed entries from `select`, whose rows are (pk, dbv, run)
 // in pk order, a window (MetaBatch::kWindow) at a time: each window's
 // stretches of keys ascending with their runs become range entries

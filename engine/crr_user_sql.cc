@@ -23,7 +23,7 @@ std::string Crr::UpsertSql(const std::vector<int>& slots, const std::string& sou
     if (k) sets += ", ";
     sets += c + " = excluded." + c;
   }
-  return "INSERT INTO " + QuoteIdent(schema_.name) + " (" + cols + ") " + source +
+  return "INSERT INTO main." + QuoteIdent(schema_.name) + " (" + cols + ") " + source +
          " ON CONFLICT (" + target + ") DO UPDATE SET " + sets;
 }
 
@@ -67,14 +67,14 @@ Status Crr::UserInsertPk(sqlite3_stmt** out) {
     params += std::string(i ? ", ?" : "?") + std::to_string(i + 1);
   }
   return Cached(&user_insert_pk_, [&] {
-    return "INSERT INTO " + QuoteIdent(schema_.name) + " (" + cols + ") VALUES (" + params +
+    return "INSERT INTO main." + QuoteIdent(schema_.name) + " (" + cols + ") VALUES (" + params +
            ") ON CONFLICT DO NOTHING";
   }, out);
 }
 
 Status Crr::UserDelete(sqlite3_stmt** out) {
   return Cached(&user_delete_, [&] {
-    return "DELETE FROM " + QuoteIdent(schema_.name) + " WHERE " + PkWhere(1);
+    return "DELETE FROM main." + QuoteIdent(schema_.name) + " WHERE " + PkWhere(1);
   }, out);
 }
 
@@ -86,7 +86,7 @@ Status Crr::UserColumnValue(std::string_view key, const std::vector<Value>& pk, 
     CRSYNC_RETURN_IF_ERROR(Cached(&user_get_row_, [&] {
       std::string cols;
       for (const std::string& c : schema_.cols) cols += (cols.empty() ? "" : ", ") + QuoteIdent(c);
-      return "SELECT " + cols + " FROM " + QuoteIdent(schema_.name) + " WHERE " + PkWhere(1);
+      return "SELECT " + cols + " FROM main." + QuoteIdent(schema_.name) + " WHERE " + PkWhere(1);
     }, &st));
     for (size_t i = 0; i < pk.size(); ++i) pk[i].Bind(st, static_cast<int>(i + 1));
     int rc = sqlite3_step(st);

@@ -239,6 +239,22 @@ TEST_F(AlterTest, FailureUndoesTheWholeAlterButNotTheCallersTransaction) {
             "2");
 }
 
+// A row inserted with a NULL key while the triggers were away cannot get
+// metadata: commit_alter refuses by name and undoes the alter.
+TEST(AlterNullKeyTest, ARowWithANullKeyInsertedDuringTheAlterFailsTheCommit) {
+  TestDb db;
+  db.Exec("CREATE TABLE c (id PRIMARY KEY, name); SELECT crsql_as_crr('c');"
+          "INSERT INTO c VALUES (1, 'b');"
+          "SELECT crsql_begin_alter('c'); INSERT INTO c VALUES (NULL, 'a');"
+          "ALTER TABLE c ADD COLUMN extra;");
+  EXPECT_THAT(db.Error("SELECT crsql_commit_alter('c')"),
+              AllOf(HasSubstr("crsql_commit_alter(c)"), HasSubstr("NULL in primary key column id")));
+  EXPECT_EQ(db.One("SELECT count(*) FROM pragma_table_info('c') WHERE name = 'extra'"), "0");
+  EXPECT_EQ(db.One("SELECT count(*) FROM c"), "1");
+  EXPECT_EQ(db.Query("SELECT hex(pk), cid, val FROM crsql_changes"),
+            (Rows{{"'010901'", "'name'", "'b'"}}));
+}
+
 TEST_F(AlterTest, ErrorsNameWhatIsWrong) {
   EXPECT_THAT(db_.Error("SELECT crsql_begin_alter()"), HasSubstr("expects (table)"));
   EXPECT_THAT(db_.Error("SELECT crsql_begin_alter('nope')"), HasSubstr("nope is not a CRR"));

@@ -199,6 +199,21 @@ TEST(AsCrrTest, QuotedNamesWork) {
             (Rows{{"'we\"ird 't''", "'-1'", "2", "2"}}));
 }
 
+// A nullable-declared key is accepted (§4.2), but an existing row whose key
+// is NULL cannot be backfilled: its changes would be refused by every peer.
+TEST(AsCrrTest, AnExistingRowWithANullKeyIsRefusedByNameAndNothingChanges) {
+  TestDb db;
+  db.Exec("CREATE TABLE c (id PRIMARY KEY, name); INSERT INTO c VALUES (NULL, 'a'), (1, 'b');");
+  EXPECT_THAT(db.Error("SELECT crsql_as_crr('c')"),
+              AllOf(HasSubstr("crsql_as_crr(c)"), HasSubstr("NULL in primary key column id")));
+  EXPECT_EQ(db.One("SELECT count(*) FROM crsync_crrs"), "0");
+  EXPECT_EQ(db.One("SELECT count(*) FROM sqlite_master WHERE name LIKE 'c__crsync%'"), "0");
+  EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes"), "0");
+  db.Exec("DELETE FROM c WHERE id IS NULL; SELECT crsql_as_crr('c')");
+  EXPECT_EQ(db.Query("SELECT hex(pk), cid, val FROM crsql_changes"),
+            (Rows{{"'010901'", "'name'", "'b'"}}));
+}
+
 // §4.4, verified v0.16 output.
 TEST(AsCrrTest, BackfillOfExistingRows) {
   TestDb db;

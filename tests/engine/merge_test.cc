@@ -380,5 +380,19 @@ TEST(MergeResolveTest, AChangeAfterTheTableStoppedBeingACrrIsRefused) {
   EXPECT_EQ(db.One("SELECT b FROM t"), "'x'");
 }
 
+// A temp table with the CRR's name shadows main's for unqualified names: a
+// merge must still write main's table.
+TEST(MergeSchemaTest, ATempTableOfTheSameNameIsNotWritten) {
+  TestDb db;
+  db.Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, x); SELECT crsql_as_crr('t');"
+          "CREATE TEMP TABLE t (id PRIMARY KEY NOT NULL, x);"
+          "INSERT INTO crsql_changes (\"table\", pk, cid, val, col_version, db_version, site_id, cl, seq)"
+          " VALUES ('t', crsql_pack_columns(1), 'x', 'remote', 1, 1, "
+          "X'11111111111111111111111111111111', 1, 0);");
+  EXPECT_EQ(db.Query("SELECT id, x FROM main.t"), (Rows{{"1", "'remote'"}}));
+  EXPECT_EQ(db.One("SELECT count(*) FROM temp.t"), "0");
+  EXPECT_EQ(db.Query("SELECT cid, val FROM crsql_changes"), (Rows{{"'x'", "'remote'"}}));
+}
+
 }  // namespace
 }  // namespace crsync
