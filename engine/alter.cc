@@ -13,7 +13,29 @@
 namespace crsync {
 namespace {
 
-constexpr char kSavepoint[] = "crsync_alter";
+// begin_alter's savepoint, one per CRR so that alters of several tables
+// may be open at once and each commit or failure touches only its own.
+std::string AlterSavepoint(int64_t crr_id) {
+  return "\"crsync_alter_" + std::to_string(crr_id) + "\"";
+}
+// commit_alter's own savepoint around the migration: it undoes a failed
+// migration even when begin_alter's savepoint is gone (the caller's COMMIT
+// or RELEASE of an enclosing savepoint ended it).
+constexpr char kCommitSavepoint[] = "crsync_alter_commit";
+
+// Whether begin_alter's dropping of `name`'s recording triggers still
+// stands (a rollback brings them back).
+Status RecordingTriggersGone(sqlite3* db, const std::string& name, bool* gone) {
+  StmtPtr st;
+  CRSYNC_RETURN_IF_ERROR(
+      Prepare(db, "SELECT 1 FROM main.sqlite_master WHERE type = 'trigger' AND name = ?1", &st));
+  std::string trigger = name + "__crsync_utrig";
+  sqlite3_bind_text(st.get(), 1, trigger.data(), static_cast<int>(trigger.size()), SQLITE_STATIC);
+  int rc = sqlite3_step(st.get());
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return SqliteError(db, rc);
+  *gone = rc == SQLITE_DONE;
+  return Status::OK();
+}
 
 bool IsAppendOnly(const TableSchema& before, const TableSchema& after) {
   if (before.pk_cols != after.pk_cols || after.cols.size() < before.cols.size()) return false;
@@ -256,10 +278,21 @@ Status BeginAlter(ConnEngine* e, const std::string& table) {
   Crr* crr = e->catalog().ByName(table);
   if (!crr) return Status::InvalidArgument("crsql - " + table + " is not a CRR");
   std::string name = crr->name();
-  CRSYNC_RETURN_IF_ERROR(Exec(e->db(), std::string("SAVEPOINT ") + kSavepoint));
+  if (auto open = e->open_alters().find(name); open != e->open_alters().end()) {
+    bool gone;
+    CRSYNC_RETURN_IF_ERROR(RecordingTriggersGone(e->db(), name, &gone));
+    if (gone) {
+      return Status::InvalidArgument("crsql - an alter of " + name +
+                                     " is already open on this connection; call "
+                                     "crsql_commit_alter('" + name + "') first");
+    }
+    e->open_alters().erase(open);  // rolled back
+  }
+  const std::string sp = AlterSavepoint(crr->id());
+  CRSYNC_RETURN_IF_ERROR(Exec(e->db(), "SAVEPOINT " + sp));
   Status s = Exec(e->db(), DropRecorderTriggersSql(name));
   if (!s.ok()) {
-    Exec(e->db(), std::string("ROLLBACK TO ") + kSavepoint + "; RELEASE " + kSavepoint).IgnoreError();
+    Exec(e->db(), "ROLLBACK TO " + sp + "; RELEASE " + sp).IgnoreError();
     return s;
   }
   // total_changes at the start tells "only columns were added, no row
@@ -281,12 +314,9 @@ Status CommitAlter(ConnEngine* e, const std::string& table) {
   // are back, a rollback undid it and the alter is not open any more.
   bool triggers_back = false;
   if (open != e->open_alters().end()) {
-    StmtPtr st;
-    CRSYNC_RETURN_IF_ERROR(Prepare(
-        db, "SELECT 1 FROM main.sqlite_master WHERE type = 'trigger' AND name = ?1", &st));
-    std::string trigger = name + "__crsync_utrig";
-    sqlite3_bind_text(st.get(), 1, trigger.data(), static_cast<int>(trigger.size()), SQLITE_STATIC);
-    triggers_back = sqlite3_step(st.get()) == SQLITE_ROW;
+    bool gone;
+    CRSYNC_RETURN_IF_ERROR(RecordingTriggersGone(db, name, &gone));
+    triggers_back = !gone;
     if (triggers_back) e->open_alters().erase(open);
   }
   if (open == e->open_alters().end() || triggers_back) {
@@ -294,8 +324,11 @@ Status CommitAlter(ConnEngine* e, const std::string& table) {
                                    "') without crsql_begin_alter on this connection (or it was "
                                    "rolled back)");
   }
-  bool rows_untouched = open->second == sqlite3_total_changes64(db);
+  const int64_t begin_changes = open->second;
+  bool rows_untouched = begin_changes == sqlite3_total_changes64(db);
   e->open_alters().erase(open);
+  const std::string begin_sp = AlterSavepoint(crr->id());
+  CRSYNC_RETURN_IF_ERROR(Exec(db, std::string("SAVEPOINT ") + kCommitSavepoint));
 
   auto body = [&]() -> Status {
     TableSchema schema;
@@ -330,11 +363,25 @@ Status CommitAlter(ConnEngine* e, const std::string& table) {
   Status s = body();
   e->catalog().Invalidate();
   e->CatalogChanged();
+  if (s.ok()) s = Exec(db, std::string("RELEASE ") + kCommitSavepoint);
   if (s.ok()) {
-    s = Exec(db, std::string("RELEASE ") + kSavepoint);
-    if (s.ok()) return s;
+    // begin_alter's savepoint, unless the caller's COMMIT (or the release
+    // of an enclosing savepoint) already ended it.
+    Exec(db, "RELEASE " + begin_sp).IgnoreError();
+    return s;
   }
-  Exec(db, std::string("ROLLBACK TO ") + kSavepoint + "; RELEASE " + kSavepoint).IgnoreError();
+  Exec(db, std::string("ROLLBACK TO ") + kCommitSavepoint + "; RELEASE " + kCommitSavepoint)
+      .IgnoreError();
+  e->catalog().Invalidate();
+  if (!Exec(db, "ROLLBACK TO " + begin_sp + "; RELEASE " + begin_sp).ok()) {
+    // begin_alter's work was committed: it cannot be undone, so the alter
+    // stays open for another try.
+    e->open_alters()[name] = begin_changes;
+    return Status::InvalidArgument(
+        "failed compacting tables post alteration: " + s.message() +
+        " (the transaction that began the alter has ended, so the alter stays open: fix the "
+        "table and call crsql_commit_alter('" + name + "') again)");
+  }
   e->catalog().Invalidate();
   return Status::InvalidArgument("failed compacting tables post alteration: " + s.message());
 }

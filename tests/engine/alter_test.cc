@@ -255,6 +255,51 @@ TEST(AlterNullKeyTest, ARowWithANullKeyInsertedDuringTheAlterFailsTheCommit) {
             (Rows{{"'010901'", "'name'", "'b'"}}));
 }
 
+// A second begin_alter of a table whose alter is open is refused; before,
+// both shared one savepoint and the commit left the outer one open, so the
+// connection's close discarded the alter and every write after it.
+TEST_F(AlterTest, ASecondBeginOfAnOpenAlterIsRefusedAndNothingStaysOpen) {
+  db_.Exec("SELECT crsql_begin_alter('todo')");
+  EXPECT_THAT(db_.Error("SELECT crsql_begin_alter('todo')"), HasSubstr("already open"));
+  db_.Exec("ALTER TABLE todo ADD COLUMN due; SELECT crsql_commit_alter('todo');");
+  EXPECT_TRUE(sqlite3_get_autocommit(db_.get()));
+  db_.Exec("BEGIN; INSERT INTO todo VALUES (9, 'x', 0, 'w', 'soon'); COMMIT;");
+  EXPECT_EQ(db_.One("SELECT val FROM crsql_changes WHERE pk = crsql_pack_columns(9) AND cid = 'due'"),
+            "'soon'");
+}
+
+// Alters of two tables at once: a failing commit of the one begun last
+// undoes only that one (savepoints nest: undoing an alter also undoes what
+// was begun after it).
+TEST_F(AlterTest, AFailedCommitUndoesOnlyItsOwnTablesAlter) {
+  db_.Exec("CREATE TABLE other (id PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('other');"
+           "SELECT crsql_begin_alter('other'); ALTER TABLE other ADD COLUMN w;"
+           "SELECT crsql_begin_alter('todo'); ALTER TABLE todo ADD COLUMN email;"
+           "CREATE UNIQUE INDEX todo_email ON todo(email);");
+  EXPECT_THAT(db_.Error("SELECT crsql_commit_alter('todo')"), HasSubstr("unique indices"));
+  EXPECT_EQ(db_.One("SELECT count(*) FROM pragma_table_info('todo') WHERE name = 'email'"), "0");
+  EXPECT_EQ(db_.One("SELECT count(*) FROM pragma_table_info('other') WHERE name = 'w'"), "1");
+  db_.Exec("SELECT crsql_commit_alter('other'); INSERT INTO other VALUES (1, 'a', 'b');");
+  EXPECT_TRUE(sqlite3_get_autocommit(db_.get()));
+  EXPECT_EQ(db_.One("SELECT count(*) FROM crsql_changes WHERE \"table\" = 'other'"), "2");
+  db_.Exec("UPDATE todo SET name = 'still recorded' WHERE id = 1");
+  EXPECT_EQ(db_.One("SELECT val FROM crsql_changes WHERE \"table\" = 'todo' AND cid = 'name' "
+                    "AND pk = crsql_pack_columns(1)"),
+            "'still recorded'");
+}
+
+// The caller's COMMIT between begin and commit ends begin_alter's savepoint:
+// commit_alter still completes the alter (it cannot be undone any more).
+TEST_F(AlterTest, CommitAfterTheCallersCommitCompletesTheAlter) {
+  db_.Exec("BEGIN; SELECT crsql_begin_alter('todo'); ALTER TABLE todo DROP COLUMN list; COMMIT;");
+  db_.Exec("SELECT crsql_commit_alter('todo')");
+  EXPECT_TRUE(sqlite3_get_autocommit(db_.get()));
+  EXPECT_EQ(db_.One("SELECT count(*) FROM crsql_changes WHERE cid = 'list'"), "0");
+  db_.Exec("UPDATE todo SET name = 'after' WHERE id = 1");
+  EXPECT_EQ(db_.One("SELECT val FROM crsql_changes WHERE cid = 'name' AND pk = crsql_pack_columns(1)"),
+            "'after'");
+}
+
 TEST_F(AlterTest, ErrorsNameWhatIsWrong) {
   EXPECT_THAT(db_.Error("SELECT crsql_begin_alter()"), HasSubstr("expects (table)"));
   EXPECT_THAT(db_.Error("SELECT crsql_begin_alter('nope')"), HasSubstr("nope is not a CRR"));
