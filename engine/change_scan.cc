@@ -110,8 +110,10 @@ Status ChangeScan::PrepareSources() {
   return Status::OK();
 }
 
-bool ChangeScan::OriginPasses(int64_t site) const {
-  switch (spec_.origin.mode) {
+namespace {
+
+bool Passes(OriginFilter::Mode mode, int64_t ord, int64_t site) {
+  switch (mode) {
     case OriginFilter::Mode::kAny:
       return true;
     case OriginFilter::Mode::kLocal:
@@ -119,9 +121,19 @@ bool ChangeScan::OriginPasses(int64_t site) const {
     case OriginFilter::Mode::kRemote:
       return site != 0;
     case OriginFilter::Mode::kOnly:
-      return site == origin_ord_;
+      return site == ord;
     case OriginFilter::Mode::kExcept:
-      return site != origin_ord_;
+      return site != ord;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool ChangeScan::OriginPasses(int64_t site) const {
+  if (!Passes(spec_.origin.mode, origin_ord_, site)) return false;
+  for (size_t i = 0; i < more_ords_.size(); ++i) {
+    if (!Passes(spec_.more_origins[i].mode, more_ords_[i], site)) return false;
   }
   return true;
 }
@@ -152,6 +164,14 @@ Status ChangeScan::Start(const ScanSpec& spec) {
       CRSYNC_RETURN_IF_ERROR(e_->SiteOrdinal(spec_.origin.site, false, &origin_ord_));
       if (origin_ord_ < 0 && spec_.origin.mode == OriginFilter::Mode::kOnly) return Status::OK();
     }
+  }
+  more_ords_.assign(spec_.more_origins.size(), 0);
+  for (size_t i = 0; i < spec_.more_origins.size(); ++i) {
+    const OriginFilter& f = spec_.more_origins[i];
+    if (f.mode != OriginFilter::Mode::kOnly && f.mode != OriginFilter::Mode::kExcept) continue;
+    if (f.site == e_->site_id()) continue;  // ordinal 0
+    CRSYNC_RETURN_IF_ERROR(e_->SiteOrdinal(f.site, false, &more_ords_[i]));
+    if (more_ords_[i] < 0 && f.mode == OriginFilter::Mode::kOnly) return Status::OK();
   }
   for (auto& src : sources_) {
     if (src->gone) continue;

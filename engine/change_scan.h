@@ -33,6 +33,9 @@ struct ScanSpec {
   // Origin filter on stored ordinals: kAny, kLocal (ordinal 0), kRemote,
   // kOnly(site) and kExcept(site); a site equal to ours means local.
   OriginFilter origin;
+  // Further origin filters, all of which must pass too (a query with
+  // several site_id constraints).
+  std::vector<OriginFilter> more_origins;
   bool none = false;  // a constraint that can match nothing (e.g. site_id = NULL)
 };
 
@@ -104,6 +107,7 @@ class ChangeScan {
   ConnEngine* e_;
   ScanSpec spec_;
   int64_t origin_ord_ = 0;  // resolved ordinal for kOnly / kExcept
+  std::vector<int64_t> more_ords_;  // the same for spec_.more_origins (-1: unknown site)
   std::vector<std::unique_ptr<Source>> sources_;
   uint64_t sources_generation_ = ~uint64_t{0};  // Catalog::generation() they match
   std::priority_queue<Source*, std::vector<Source*>, FeedLater> feeds_;

@@ -185,51 +185,35 @@ int Close(sqlite3_vtab_cursor* cur) {
 }
 
 // Narrows `spec` by one site_id constraint. `code` is S (=), I (IS),
-// N (!=), J (IS NOT), U (IS NULL) or V (IS NOT NULL).
+// N (!=), J (IS NOT), U (IS NULL) or V (IS NOT NULL). Several constraints
+// are each kept (ScanSpec::more_origins): all must pass.
 void ApplySiteConstraint(char code, sqlite3_value* v, ScanSpec* spec) {
   if (code == 'U' || code == 'V') {  // IS NULL / IS NOT NULL
     code = code == 'U' ? 'I' : 'J';
     v = nullptr;
   }
+  OriginFilter f;
   bool is_null = v == nullptr || sqlite3_value_type(v) == SQLITE_NULL;
-  if (is_null && spec->origin.mode != OriginFilter::Mode::kAny && code != 'S' && code != 'N') {
-    // Two origin filters at once: local AND remote matches nothing; a
-    // repeated one is the same filter.
-    auto want = code == 'I' ? OriginFilter::Mode::kLocal : OriginFilter::Mode::kRemote;
-    if (spec->origin.mode != want) spec->none = true;
-    return;
-  }
   if (is_null) {
     if (code == 'S' || code == 'N') {
       spec->none = true;  // three-valued logic: = NULL and != NULL match nothing
-    } else if (code == 'I') {
-      spec->origin.mode = OriginFilter::Mode::kLocal;
+      return;
+    }
+    f.mode = code == 'I' ? OriginFilter::Mode::kLocal : OriginFilter::Mode::kRemote;
+  } else {
+    if (sqlite3_value_type(v) == SQLITE_BLOB) {
+      f.site.assign(static_cast<const char*>(sqlite3_value_blob(v)),
+                    static_cast<size_t>(sqlite3_value_bytes(v)));
     } else {
-      spec->origin.mode = OriginFilter::Mode::kRemote;
+      f.site = "\x01not-a-site-id";  // never equal to a stored 16-byte id
     }
-    return;
+    f.mode = code == 'S' || code == 'I' ? OriginFilter::Mode::kOnly : OriginFilter::Mode::kExcept;
   }
-  std::string site;
-  if (sqlite3_value_type(v) == SQLITE_BLOB) {
-    site.assign(static_cast<const char*>(sqlite3_value_blob(v)),
-                static_cast<size_t>(sqlite3_value_bytes(v)));
+  if (spec->origin.mode == OriginFilter::Mode::kAny) {
+    spec->origin = std::move(f);
   } else {
-    site = "\x01not-a-site-id";  // never equal to a stored 16-byte id
+    spec->more_origins.push_back(std::move(f));
   }
-  if (code == 'S' || code == 'I') {
-    if (spec->origin.mode != OriginFilter::Mode::kAny) {
-      spec->none = true;  // two positive filters: keep it simple and exact
-      return;
-    }
-    spec->origin.mode = OriginFilter::Mode::kOnly;
-  } else {
-    if (spec->origin.mode != OriginFilter::Mode::kAny) {
-      spec->none = true;
-      return;
-    }
-    spec->origin.mode = OriginFilter::Mode::kExcept;
-  }
-  spec->origin.site = site;
 }
 
 int Filter(sqlite3_vtab_cursor* cur, int, const char* idx_str, int argc,

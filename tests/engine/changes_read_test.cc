@@ -96,6 +96,33 @@ TEST_F(ChangesReadTest, SiteIdFilters) {
   EXPECT_EQ(db_.Text("SELECT quote(site_id) FROM crsql_changes WHERE site_id IS NULL LIMIT 1"), own);
 }
 
+// Several site_id constraints at once are all applied (before, any second
+// one other than a repeated IS [NOT] NULL matched nothing).
+TEST_F(ChangesReadTest, SeveralSiteIdConstraintsCombine) {
+  std::string own = db_.Text("SELECT quote(crsql_site_id())");
+  const std::string a = "X'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA'", b = "X'BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB'";
+  db_.Exec("INSERT INTO crsql_changes VALUES ('a', X'010905', 'x', 'ra', 1, 9, " + a + ");"
+           "INSERT INTO crsql_changes VALUES ('a', X'010906', 'x', 'rb', 1, 10, " + b + ");");
+  auto vals = [&](const std::string& where) {
+    return db_.Query("SELECT val FROM crsql_changes WHERE " + where + " AND val LIKE 'r%' ORDER BY val");
+  };
+  auto n = [&](const std::string& where) {
+    return db_.One("SELECT count(*) FROM crsql_changes WHERE " + where);
+  };
+  EXPECT_EQ(vals("site_id IS NOT NULL AND site_id != " + a), (Rows{{"'rb'"}}));
+  EXPECT_EQ(vals("site_id != " + a + " AND site_id IS NOT NULL"), (Rows{{"'rb'"}}));
+  EXPECT_EQ(n("site_id != " + a + " AND site_id != " + b), "4");  // the local ones
+  EXPECT_EQ(vals("site_id = " + a + " AND site_id = " + a), (Rows{{"'ra'"}}));
+  EXPECT_EQ(n("site_id = " + a + " AND site_id = " + b), "0");
+  EXPECT_EQ(n("site_id = " + a + " AND site_id != " + a), "0");
+  EXPECT_EQ(n("site_id IS NULL AND site_id = " + own), "4");
+  EXPECT_EQ(n("site_id IS NULL AND site_id != " + a), "4");
+  EXPECT_EQ(n("site_id IS NULL AND site_id = " + a), "0");
+  EXPECT_EQ(vals("site_id IS NOT NULL AND site_id IS NOT " + own), (Rows{{"'ra'"}, {"'rb'"}}));
+  EXPECT_EQ(n("site_id IS NULL AND site_id IS NOT NULL"), "0");
+  EXPECT_EQ(n("site_id IS NULL AND site_id IS NULL"), "4");
+}
+
 TEST_F(ChangesReadTest, OrderByIsHonouredWhateverItSays) {
   EXPECT_EQ(db_.Query("SELECT db_version, seq FROM crsql_changes ORDER BY db_version DESC, seq ASC"),
             (Rows{{"4", "0"}, {"4", "1"}, {"3", "0"}, {"2", "0"}}));
