@@ -1,5 +1,6 @@
 #include "engine/change_scan.h"
 
+#include <algorithm>
 #include <tuple>
 
 #include "crsync/sqlite_handles.h"
@@ -154,6 +155,11 @@ Status ChangeScan::Start(const ScanSpec& spec) {
   spec_ = spec;
   Stop();
   CRSYNC_RETURN_IF_ERROR(e_->FlushLocalWrites());  // what this connection wrote, in order
+  if (spec_.up_to_start) {
+    int64_t committed;
+    CRSYNC_RETURN_IF_ERROR(e_->CommittedDbVersion(&committed));
+    spec_.max_dbv = std::min(spec_.max_dbv, std::max(committed, e_->pending_version()));
+  }
   if (spec_.none || spec_.min_dbv > spec_.max_dbv) return Status::OK();
   CRSYNC_RETURN_IF_ERROR(PrepareSources());
   if (spec_.origin.mode == OriginFilter::Mode::kOnly ||

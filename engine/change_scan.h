@@ -36,6 +36,11 @@ struct ScanSpec {
   // Further origin filters, all of which must pass too (a query with
   // several site_id constraints).
   std::vector<OriginFilter> more_origins;
+  // Reads only versions that exist when the scan starts (the committed
+  // version, or this transaction's): writes made while the scan is being
+  // stepped, which each take a new version, are not met by it (a loop
+  // that updated rows as it read them never ended).
+  bool up_to_start = false;
   bool none = false;  // a constraint that can match nothing (e.g. site_id = NULL)
 };
 

@@ -285,6 +285,7 @@ int Filter(sqlite3_vtab_cursor* cur, int, const char* idx_str, int argc,
         ApplySiteConstraint(code, v, &spec);
       }
     }
+    spec.up_to_start = true;
     Status s = c->scan.Start(spec);
     if (s.ok()) {
       bool has;

@@ -123,6 +123,30 @@ TEST_F(ChangesReadTest, SeveralSiteIdConstraintsCombine) {
   EXPECT_EQ(n("site_id IS NULL AND site_id IS NULL"), "4");
 }
 
+// Updating rows while stepping a SELECT of crsql_changes: each update takes
+// a new version, which the running scan must not meet (before, the loop
+// never ended). The scan reads the versions that existed when it started.
+TEST(ChangesReadLoopTest, WritesWhileReadingDoNotFeedTheRunningScan) {
+  TestDb db;
+  db.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, a); SELECT crsql_as_crr('t');");
+  for (int i = 1; i <= 50; ++i) db.Exec("INSERT INTO t VALUES (" + std::to_string(i) + ", 0)");
+  StmtPtr sel, upd;
+  ASSERT_OK(Prepare(db.get(), "SELECT crsql_unpack_columns.cell, db_version FROM crsql_changes, "
+                              "crsql_unpack_columns(pk) WHERE db_version > 0", &sel));
+  ASSERT_OK(Prepare(db.get(), "UPDATE t SET a = a + 1 WHERE id = ?1", &upd));
+  int rows = 0, rc;
+  while ((rc = sqlite3_step(sel.get())) == SQLITE_ROW && rows < 1000) {
+    ++rows;
+    sqlite3_bind_int64(upd.get(), 1, sqlite3_column_int64(sel.get(), 0));
+    ASSERT_OK(StepToEnd(db.get(), upd.get()));
+  }
+  EXPECT_EQ(rc, SQLITE_DONE);
+  EXPECT_EQ(rows, 50);
+  sel.reset();
+  // The writes were all recorded.
+  EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes WHERE col_version = 2"), "50");
+}
+
 TEST_F(ChangesReadTest, OrderByIsHonouredWhateverItSays) {
   EXPECT_EQ(db_.Query("SELECT db_version, seq FROM crsql_changes ORDER BY db_version DESC, seq ASC"),
             (Rows{{"4", "0"}, {"4", "1"}, {"3", "0"}, {"2", "0"}}));
