@@ -109,13 +109,56 @@ Status Backfill(ConnEngine* e, Crr* crr) {
   return BulkBackfill(e, crr, dbv);
 }
 
+// Whether `name`'s recording triggers exist, on the table of that name.
+Status RecordingTriggersStand(sqlite3* db, const std::string& name, bool* standing) {
+  StmtPtr st;
+  CRSYNC_RETURN_IF_ERROR(Prepare(db,
+                                 "SELECT count(*) FROM main.sqlite_master WHERE type = 'trigger' "
+                                 "AND name IN (?1 || 'itrig', ?1 || 'utrig', ?1 || 'dtrig') AND "
+                                 "tbl_name = ?2 COLLATE NOCASE",
+                                 &st));
+  std::string base = name + "__crsync_";
+  sqlite3_bind_text(st.get(), 1, base.data(), static_cast<int>(base.size()), SQLITE_STATIC);
+  sqlite3_bind_text(st.get(), 2, name.data(), static_cast<int>(name.size()), SQLITE_STATIC);
+  if (sqlite3_step(st.get()) != SQLITE_ROW) return SqliteError(db, sqlite3_errcode(db));
+  *standing = sqlite3_column_int(st.get(), 0) == 3;
+  return Status::OK();
+}
+
+Status TableExists(sqlite3* db, const std::string& name, bool* exists) {
+  StmtPtr st;
+  CRSYNC_RETURN_IF_ERROR(Prepare(db,
+                                 "SELECT 1 FROM main.sqlite_master WHERE type = 'table' AND "
+                                 "name = ?1 COLLATE NOCASE",
+                                 &st));
+  sqlite3_bind_text(st.get(), 1, name.data(), static_cast<int>(name.size()), SQLITE_STATIC);
+  int rc = sqlite3_step(st.get());
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return SqliteError(db, rc);
+  *exists = rc == SQLITE_ROW;
+  return Status::OK();
+}
+
 }  // namespace
 
 Status AsCrr(ConnEngine* e, const std::string& table) {
   sqlite3* db = e->db();
   CRSYNC_RETURN_IF_ERROR(e->FlushLocalWrites());
   CRSYNC_RETURN_IF_ERROR(e->catalog().Refresh());
-  if (e->catalog().ByName(table)) return Status::OK();
+  if (Crr* known = e->catalog().ByName(table)) {
+    // Idempotent while the CRR stands. A table dropped (and perhaps
+    // re-created) behind the engine's back has lost its recording triggers
+    // while its metadata stayed: that metadata describes rows that are gone,
+    // so it is cleared and the table converted afresh.
+    const std::string name = known->name();
+    if (e->open_alters().count(name)) return Status::OK();  // triggers away on purpose
+    bool standing = false;
+    CRSYNC_RETURN_IF_ERROR(RecordingTriggersStand(db, name, &standing));
+    if (standing) return Status::OK();
+    bool exists = false;
+    CRSYNC_RETURN_IF_ERROR(TableExists(db, name, &exists));
+    if (!exists) return Status::InvalidArgument("crsql - no such table: " + name);
+    CRSYNC_RETURN_IF_ERROR(AsTable(e, name));
+  }
   if (e->site_id().empty()) {
     return Status::InvalidArgument("crsql - the database is read-only and has no crsync tables");
   }

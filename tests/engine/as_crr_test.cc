@@ -178,6 +178,27 @@ TEST(AsCrrTest, IsIdempotent) {
   EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes"), "1");
 }
 
+// A CRR dropped and re-created behind the engine's back: as_crr converts
+// the new table afresh (its rows backfilled, its writes recorded) instead of
+// answering OK from the stale catalog; a dropped one is named.
+TEST(AsCrrTest, ADroppedAndRecreatedCrrIsConvertedAfresh) {
+  TestDb db;
+  db.Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, x); INSERT INTO t VALUES (1, 'a'), (2, 'b');"
+          "SELECT crsql_as_crr('t'); DROP TABLE t;"
+          "CREATE TABLE t (id PRIMARY KEY NOT NULL, x, y); INSERT INTO t VALUES (1, 'z', 'w'), (3, 'q', 'r');"
+          "SELECT crsql_as_crr('t'); INSERT INTO t VALUES (4, 'n', 'm');");
+  EXPECT_EQ(db.Query("SELECT hex(pk), cid, val FROM crsql_changes ORDER BY 1, 2"),
+            (Rows{{"'010901'", "'x'", "'z'"}, {"'010901'", "'y'", "'w'"},
+                  {"'010903'", "'x'", "'q'"}, {"'010903'", "'y'", "'r'"},
+                  {"'010904'", "'x'", "'n'"}, {"'010904'", "'y'", "'m'"}}));
+  db.Exec("CREATE TABLE g (id PRIMARY KEY NOT NULL, x); SELECT crsql_as_crr('g'); DROP TABLE g;");
+  EXPECT_THAT(db.Error("SELECT crsql_as_crr('g')"), HasSubstr("no such table: g"));
+  // Still idempotent for a standing CRR, and during its alter.
+  db.Exec("SELECT crsql_as_crr('t'); SELECT crsql_begin_alter('t'); SELECT crsql_as_crr('t');"
+          "SELECT crsql_commit_alter('t');");
+  EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes"), "6");
+}
+
 TEST(AsCrrTest, FailureKeepsEnclosingTransactionOpen) {
   TestDb db;
   db.Exec("CREATE TABLE ok (id PRIMARY KEY NOT NULL, v); CREATE TABLE bad (a, b);"
