@@ -413,9 +413,13 @@ void ConnEngine::OnRollback(void* self) noexcept {
   // every alter it began (its triggers are back).
   e->sites_loaded_ = false;
   e->open_alters_.clear();
+  // The schema version went back with it and may climb to the cached value
+  // again with another schema: the catalog is re-read.
+  e->catalog_.Invalidate();
 }
 
 void ConnEngine::CaptureRollbackTo(int level) {
+  catalog_.Invalidate();  // as for OnRollback
   while (!capture_marks_.empty() && capture_marks_.back().level > level) capture_marks_.pop_back();
   // A savepoint opened before the capture table joined saw an empty log.
   CaptureMark m{level, 0, 0};

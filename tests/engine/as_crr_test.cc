@@ -199,6 +199,18 @@ TEST(AsCrrTest, ADroppedAndRecreatedCrrIsConvertedAfresh) {
   EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes"), "6");
 }
 
+// A rolled-back as_crr takes the schema version back with it; later DDL can
+// bring it to the cached value again, which must not revive the CRR the
+// rollback removed.
+TEST(AsCrrTest, ARolledBackConversionIsForgottenWhateverTheSchemaVersion) {
+  TestDb db;
+  db.Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, x);"
+          "BEGIN; SELECT crsql_as_crr('t'); SELECT count(*) FROM crsql_changes; ROLLBACK;");
+  for (int i = 1; i <= 5; ++i) db.Exec("CREATE TABLE x" + std::to_string(i) + " (a)");
+  db.Exec("SELECT crsql_as_crr('t'); INSERT INTO t VALUES (1, 'a');");
+  EXPECT_EQ(db.Query("SELECT cid, val FROM crsql_changes"), (Rows{{"'x'", "'a'"}}));
+}
+
 TEST(AsCrrTest, FailureKeepsEnclosingTransactionOpen) {
   TestDb db;
   db.Exec("CREATE TABLE ok (id PRIMARY KEY NOT NULL, v); CREATE TABLE bad (a, b);"
