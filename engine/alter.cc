@@ -9,6 +9,7 @@
 #include "engine/packed.h"
 #include "engine/recorder.h"
 #include "engine/row_meta.h"
+#include "engine/value.h"
 
 namespace crsync {
 namespace {
@@ -45,9 +46,26 @@ bool IsAppendOnly(const TableSchema& before, const TableSchema& after) {
 }
 
 // The value each column of `schema` takes by default (NULL without one).
+// Each column's default as a row holds it: the expression's value with the
+// column's affinity applied (REAL DEFAULT 0 holds 0.0, TEXT DEFAULT 5 '5').
 Status DefaultValues(sqlite3* db, const TableSchema& schema, std::vector<Value>* out) {
   out->clear();
-  for (const std::string& sql : schema.col_default_sql) {
+  std::map<std::string, std::string> types;  // column name -> declared type
+  {
+    StmtPtr info;
+    CRSYNC_RETURN_IF_ERROR(Prepare(db, "SELECT name, type FROM pragma_table_info(?1, 'main')", &info));
+    sqlite3_bind_text(info.get(), 1, schema.name.data(), static_cast<int>(schema.name.size()),
+                      SQLITE_STATIC);
+    int rc;
+    while ((rc = sqlite3_step(info.get())) == SQLITE_ROW) {
+      const unsigned char* n = sqlite3_column_text(info.get(), 0);
+      const unsigned char* t = sqlite3_column_text(info.get(), 1);
+      if (n) types[reinterpret_cast<const char*>(n)] = t ? reinterpret_cast<const char*>(t) : "";
+    }
+    if (rc != SQLITE_DONE) return SqliteError(db, rc);
+  }
+  for (size_t i = 0; i < schema.col_default_sql.size(); ++i) {
+    const std::string& sql = schema.col_default_sql[i];
     if (sql.empty()) {
       out->push_back(Value::Null());
       continue;
@@ -55,7 +73,9 @@ Status DefaultValues(sqlite3* db, const TableSchema& schema, std::vector<Value>*
     StmtPtr st;
     CRSYNC_RETURN_IF_ERROR(Prepare(db, "SELECT " + sql, &st));
     if (sqlite3_step(st.get()) != SQLITE_ROW) return SqliteError(db, sqlite3_errcode(db));
-    out->push_back(Value::FromColumn(st.get(), 0));
+    auto t = types.find(schema.cols[i]);
+    out->push_back(ApplyAffinity(Value::FromColumn(st.get(), 0),
+                                 AffinityOf(t == types.end() ? "" : t->second)));
   }
   return Status::OK();
 }

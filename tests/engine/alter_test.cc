@@ -300,6 +300,21 @@ TEST_F(AlterTest, CommitAfterTheCallersCommitCompletesTheAlter) {
             "'after'");
 }
 
+// §14.3 2d compares a row's value with the column's default as the row
+// holds it, after the column's affinity: REAL DEFAULT 1 holds 1.0, TEXT
+// DEFAULT 5 holds '5', INTEGER DEFAULT '7' holds 7. Rows holding the
+// default get no clock.
+TEST_F(AlterTest, DefaultsAreComparedWithTheColumnsAffinityApplied) {
+  db_.Exec("SELECT crsql_begin_alter('todo');"
+           "ALTER TABLE todo ADD COLUMN r REAL DEFAULT 1; ALTER TABLE todo ADD COLUMN t TEXT DEFAULT 5;"
+           "ALTER TABLE todo ADD COLUMN n INTEGER DEFAULT '7'; ALTER TABLE todo DROP COLUMN list;"
+           "SELECT crsql_commit_alter('todo');");
+  EXPECT_EQ(db_.One("SELECT count(*) FROM crsql_changes WHERE cid IN ('r', 't', 'n')"), "0");
+  // A row written with other values still gets its clocks.
+  db_.Exec("UPDATE todo SET r = 2, t = 'x' WHERE id = 1");
+  EXPECT_EQ(db_.One("SELECT count(*) FROM crsql_changes WHERE cid IN ('r', 't')"), "2");
+}
+
 TEST_F(AlterTest, ErrorsNameWhatIsWrong) {
   EXPECT_THAT(db_.Error("SELECT crsql_begin_alter()"), HasSubstr("expects (table)"));
   EXPECT_THAT(db_.Error("SELECT crsql_begin_alter('nope')"), HasSubstr("nope is not a CRR"));
