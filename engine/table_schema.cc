@@ -105,6 +105,14 @@ Status LoadTableSchema(sqlite3* db, const std::string& name, TableSchema* out) {
 
 Status CheckCrrEligible(sqlite3* db, const TableSchema& schema) {
   const std::string& t = schema.name;
+  // The catalog stores the column lists in the packed format, whose count
+  // is one byte.
+  if (schema.cols.size() > 255 || schema.pk_cols.size() > 255) {
+    return Status::InvalidArgument(
+        "crsql - table " + t + " has " + std::to_string(schema.cols.size()) +
+        " columns besides its " + std::to_string(schema.pk_cols.size()) +
+        "-column primary key; a CRR can have at most 255 of each");
+  }
   // E2: no UNIQUE index other than the primary key.
   StmtPtr idx;
   CRSYNC_RETURN_IF_ERROR(Prepare(

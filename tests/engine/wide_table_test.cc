@@ -8,6 +8,8 @@
 namespace crsync {
 namespace {
 
+using ::testing::HasSubstr;
+
 constexpr int kCols = 130;  // 1 + 2 * 131 arguments would be far over 127
 
 std::string Schema(const std::string& t, int cols) {
@@ -23,6 +25,23 @@ std::string Row(int id, int cols) {
 }
 
 const char* kClocks = "SELECT hex(pk), cid, col_version, cl FROM crsql_changes ORDER BY pk, cid";
+
+// The catalog's packed column lists count in one byte: 255 columns besides
+// the key are the limit, refused by name above it (before, a garbled
+// "trailing bytes" error), at as_crr and at commit_alter alike.
+TEST(WideTableTest, MoreThan255ColumnsAreRefusedByName) {
+  TestDb db;
+  std::string create = Schema("w", 256);
+  create = create.substr(0, create.find("SELECT"));
+  db.Exec(create);
+  EXPECT_THAT(db.Error("SELECT crsql_as_crr('w')"),
+              HasSubstr("has 256 columns besides its 1-column primary key; a CRR can have at most 255"));
+  EXPECT_EQ(db.One("SELECT count(*) FROM crsync_crrs"), "0");
+  db.Exec(Schema("v", 255));
+  db.Exec("SELECT crsql_begin_alter('v'); ALTER TABLE v ADD COLUMN extra;");
+  EXPECT_THAT(db.Error("SELECT crsql_commit_alter('v')"), HasSubstr("at most 255"));
+  EXPECT_EQ(db.One("SELECT count(*) FROM pragma_table_info('v')"), "256");  // the alter undone
+}
 
 TEST(WideTableTest, UpdatesRecordExactlyTheChangedColumns) {
   TestDb db;
