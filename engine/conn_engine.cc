@@ -164,13 +164,20 @@ Status ConnEngine::Bootstrap() {
     sites_loaded_ = false;
     CRSYNC_RETURN_IF_ERROR(LoadSites());
   }
-  StmtPtr cfg;
-  CRSYNC_RETURN_IF_ERROR(Prepare(
-      db_, "SELECT value FROM main.crsql_master WHERE key = 'config.merge-equal-values'", &cfg));
-  if (sqlite3_step(cfg.get()) == SQLITE_ROW) {
-    merge_equal_values_ = sqlite3_column_int64(cfg.get(), 0) == 1;
-  }
+  ReloadConfig();
   return catalog_.Refresh(true);
+}
+
+void ConnEngine::ReloadConfig() noexcept {
+  StmtPtr cfg;
+  if (!Prepare(db_, "SELECT value FROM main.crsql_master WHERE key = 'config.merge-equal-values'",
+               &cfg).ok()) {
+    return;  // keeps the value it has; tried again after the next rollback
+  }
+  int rc = sqlite3_step(cfg.get());
+  if (rc == SQLITE_ROW) merge_equal_values_ = sqlite3_column_int64(cfg.get(), 0) == 1;
+  if (rc == SQLITE_DONE) merge_equal_values_ = false;
+  if (rc == SQLITE_ROW || rc == SQLITE_DONE) config_stale_ = false;
 }
 
 Status ConnEngine::LoadSites() {
@@ -416,6 +423,7 @@ void ConnEngine::OnRollback(void* self) noexcept {
   // The schema version went back with it and may climb to the cached value
   // again with another schema: the catalog is re-read.
   e->catalog_.Invalidate();
+  e->config_stale_ = true;  // a crsql_config_set may have been undone
 }
 
 void ConnEngine::CaptureRollbackTo(int level) {

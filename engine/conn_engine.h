@@ -66,7 +66,12 @@ class ConnEngine {
   // back an earlier one after a merge that failed (its writes undone).
   int64_t pending_version() const { return pending_; }
   void RestorePendingVersion(int64_t v) { pending_ = v; }
-  bool merge_equal_values() const { return merge_equal_values_; }
+  // The merge-equal-values setting; re-read after a rollback (which may
+  // have undone a crsql_config_set).
+  bool merge_equal_values() {
+    if (config_stale_) ReloadConfig();
+    return merge_equal_values_;
+  }
   void set_merge_equal_values(bool on) { merge_equal_values_ = on; }
 
   // --- local writes, captured now and stored later (engine/recorder.h) ---
@@ -184,6 +189,8 @@ class ConnEngine {
   int merge_writes_ = 0;
   std::map<std::string, int64_t> open_alters_;
   bool merge_equal_values_ = false;
+  bool config_stale_ = false;
+  void ReloadConfig() noexcept;
   int64_t rows_impacted_ = 0;
   SqlHook* remap_hook_ = nullptr;
   bool sites_loaded_ = false;

@@ -311,6 +311,12 @@ TEST(ConfigTest, MergeEqualValuesIsPersistedAndValidated) {
   }
   TestDb db(path.str());
   EXPECT_EQ(db.One("SELECT crsql_config_get('merge-equal-values')"), "1");
+  // A rolled-back set is undone on this connection too, not only on disk.
+  db.Exec("BEGIN; SELECT crsql_config_set('merge-equal-values', 0); ROLLBACK;");
+  EXPECT_EQ(db.One("SELECT crsql_config_get('merge-equal-values')"), "1");
+  db.Exec("SELECT crsql_config_set('merge-equal-values', 0);"
+          "BEGIN; SELECT crsql_config_set('merge-equal-values', 1); ROLLBACK;");
+  EXPECT_EQ(db.One("SELECT crsql_config_get('merge-equal-values')"), "0");
 }
 
 // The engine is often installed before the application can set a busy
