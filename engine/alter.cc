@@ -24,20 +24,6 @@ std::string AlterSavepoint(int64_t crr_id) {
 // or RELEASE of an enclosing savepoint ended it).
 constexpr char kCommitSavepoint[] = "crsync_alter_commit";
 
-// Whether begin_alter's dropping of `name`'s recording triggers still
-// stands (a rollback brings them back).
-Status RecordingTriggersGone(sqlite3* db, const std::string& name, bool* gone) {
-  StmtPtr st;
-  CRSYNC_RETURN_IF_ERROR(
-      Prepare(db, "SELECT 1 FROM main.sqlite_master WHERE type = 'trigger' AND name = ?1", &st));
-  std::string trigger = name + "__crsync_utrig";
-  sqlite3_bind_text(st.get(), 1, trigger.data(), static_cast<int>(trigger.size()), SQLITE_STATIC);
-  int rc = sqlite3_step(st.get());
-  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return SqliteError(db, rc);
-  *gone = rc == SQLITE_DONE;
-  return Status::OK();
-}
-
 bool IsAppendOnly(const TableSchema& before, const TableSchema& after) {
   if (before.pk_cols != after.pk_cols || after.cols.size() < before.cols.size()) return false;
   for (size_t i = 0; i < before.cols.size(); ++i)
@@ -299,9 +285,9 @@ Status BeginAlter(ConnEngine* e, const std::string& table) {
   if (!crr) return Status::InvalidArgument("crsql - " + table + " is not a CRR");
   std::string name = crr->name();
   if (auto open = e->open_alters().find(name); open != e->open_alters().end()) {
-    bool gone;
-    CRSYNC_RETURN_IF_ERROR(RecordingTriggersGone(e->db(), name, &gone));
-    if (gone) {
+    bool standing = true;
+    CRSYNC_RETURN_IF_ERROR(RecordingTriggersStand(e->db(), name, &standing));
+    if (!standing) {
       return Status::InvalidArgument("crsql - an alter of " + name +
                                      " is already open on this connection; call "
                                      "crsql_commit_alter('" + name + "') first");
@@ -334,9 +320,7 @@ Status CommitAlter(ConnEngine* e, const std::string& table) {
   // are back, a rollback undid it and the alter is not open any more.
   bool triggers_back = false;
   if (open != e->open_alters().end()) {
-    bool gone;
-    CRSYNC_RETURN_IF_ERROR(RecordingTriggersGone(db, name, &gone));
-    triggers_back = !gone;
+    CRSYNC_RETURN_IF_ERROR(RecordingTriggersStand(db, name, &triggers_back));
     if (triggers_back) e->open_alters().erase(open);
   }
   if (open == e->open_alters().end() || triggers_back) {

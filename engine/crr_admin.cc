@@ -42,6 +42,21 @@ Status BulkBackfill(ConnEngine* e, Crr* crr, int64_t dbv) {
                                crr->RowsTable() + " ORDER BY pk");
 }
 
+Status RecordingTriggersStand(sqlite3* db, const std::string& name, bool* standing) {
+  StmtPtr st;
+  CRSYNC_RETURN_IF_ERROR(Prepare(db,
+                                 "SELECT count(*) FROM main.sqlite_master WHERE type = 'trigger' "
+                                 "AND name IN (?1 || 'itrig', ?1 || 'utrig', ?1 || 'dtrig') AND "
+                                 "tbl_name = ?2 COLLATE NOCASE",
+                                 &st));
+  std::string base = name + "__crsync_";
+  sqlite3_bind_text(st.get(), 1, base.data(), static_cast<int>(base.size()), SQLITE_STATIC);
+  sqlite3_bind_text(st.get(), 2, name.data(), static_cast<int>(name.size()), SQLITE_STATIC);
+  if (sqlite3_step(st.get()) != SQLITE_ROW) return SqliteError(db, sqlite3_errcode(db));
+  *standing = sqlite3_column_int(st.get(), 0) == 3;
+  return Status::OK();
+}
+
 Status CheckNoNullKeys(sqlite3* db, const Crr& crr, const std::string& what) {
   for (const std::string& col : crr.schema().pk_cols) {
     StmtPtr st;
@@ -107,22 +122,6 @@ Status Backfill(ConnEngine* e, Crr* crr) {
   int64_t dbv;
   CRSYNC_RETURN_IF_ERROR(e->LocalDbVersion(&dbv));
   return BulkBackfill(e, crr, dbv);
-}
-
-// Whether `name`'s recording triggers exist, on the table of that name.
-Status RecordingTriggersStand(sqlite3* db, const std::string& name, bool* standing) {
-  StmtPtr st;
-  CRSYNC_RETURN_IF_ERROR(Prepare(db,
-                                 "SELECT count(*) FROM main.sqlite_master WHERE type = 'trigger' "
-                                 "AND name IN (?1 || 'itrig', ?1 || 'utrig', ?1 || 'dtrig') AND "
-                                 "tbl_name = ?2 COLLATE NOCASE",
-                                 &st));
-  std::string base = name + "__crsync_";
-  sqlite3_bind_text(st.get(), 1, base.data(), static_cast<int>(base.size()), SQLITE_STATIC);
-  sqlite3_bind_text(st.get(), 2, name.data(), static_cast<int>(name.size()), SQLITE_STATIC);
-  if (sqlite3_step(st.get()) != SQLITE_ROW) return SqliteError(db, sqlite3_errcode(db));
-  *standing = sqlite3_column_int(st.get(), 0) == 3;
-  return Status::OK();
 }
 
 Status TableExists(sqlite3* db, const std::string& name, bool* exists) {

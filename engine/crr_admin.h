@@ -28,6 +28,11 @@ Status AsTable(ConnEngine* e, const std::string& table);
 // REQUIRES: no row of the table has metadata yet.
 Status BulkBackfill(ConnEngine* e, Crr* crr, int64_t dbv);
 
+// Whether the recording triggers of CRR `name` all exist, on the table of
+// that name (crsql_begin_alter drops them; a rollback brings them back; a
+// table dropped behind the engine's back loses them).
+Status RecordingTriggersStand(sqlite3* db, const std::string& name, bool* standing);
+
 // InvalidArgument naming the first primary-key column of `crr` that holds
 // NULL in some row (a nullable-declared key, §4.2): such a row cannot be
 // given metadata, and a peer would refuse its changes. `what` names the
