@@ -64,7 +64,9 @@ class ChangeReader {
   // Appends to *out the changes of the next transaction with
   // db_version > `after` that pass `origin`, and sets *db_version to its
   // version. Sets *db_version = 0 and leaves *out alone when there is none.
-  // Reads within the caller's transaction if one is open.
+  // Reads within the caller's transaction if one is open; otherwise opens a
+  // read transaction for the call, so the whole transaction comes from one
+  // snapshot even while other connections commit.
   Status NextTransaction(int64_t after, const OriginFilter& origin, std::vector<Change>* out,
                          int64_t* db_version);
 
