@@ -162,23 +162,22 @@ Status ChangeScan::Start(const ScanSpec& spec) {
   }
   if (spec_.none || spec_.min_dbv > spec_.max_dbv) return Status::OK();
   CRSYNC_RETURN_IF_ERROR(PrepareSources());
-  if (spec_.origin.mode == OriginFilter::Mode::kOnly ||
-      spec_.origin.mode == OriginFilter::Mode::kExcept) {
-    if (spec_.origin.site == e_->site_id()) {
-      origin_ord_ = 0;
-    } else {
-      CRSYNC_RETURN_IF_ERROR(e_->SiteOrdinal(spec_.origin.site, false, &origin_ord_));
-      if (origin_ord_ < 0 && spec_.origin.mode == OriginFilter::Mode::kOnly) return Status::OK();
-    }
-  }
+  // Each origin filter's site as a stored ordinal (ours is 0; an unknown
+  // site is -1, which kOnly never matches: nothing to read).
+  auto resolve = [&](const OriginFilter& f, int64_t* ord, bool* empty) -> Status {
+    *ord = 0;
+    if (f.mode != OriginFilter::Mode::kOnly && f.mode != OriginFilter::Mode::kExcept) return Status::OK();
+    if (f.site == e_->site_id()) return Status::OK();
+    CRSYNC_RETURN_IF_ERROR(e_->SiteOrdinal(f.site, false, ord));
+    if (*ord < 0 && f.mode == OriginFilter::Mode::kOnly) *empty = true;
+    return Status::OK();
+  };
+  bool empty = false;
+  CRSYNC_RETURN_IF_ERROR(resolve(spec_.origin, &origin_ord_, &empty));
   more_ords_.assign(spec_.more_origins.size(), 0);
-  for (size_t i = 0; i < spec_.more_origins.size(); ++i) {
-    const OriginFilter& f = spec_.more_origins[i];
-    if (f.mode != OriginFilter::Mode::kOnly && f.mode != OriginFilter::Mode::kExcept) continue;
-    if (f.site == e_->site_id()) continue;  // ordinal 0
-    CRSYNC_RETURN_IF_ERROR(e_->SiteOrdinal(f.site, false, &more_ords_[i]));
-    if (more_ords_[i] < 0 && f.mode == OriginFilter::Mode::kOnly) return Status::OK();
-  }
+  for (size_t i = 0; i < spec_.more_origins.size(); ++i)
+    CRSYNC_RETURN_IF_ERROR(resolve(spec_.more_origins[i], &more_ords_[i], &empty));
+  if (empty) return Status::OK();
   for (auto& src : sources_) {
     if (src->gone) continue;
     if (spec_.table && *spec_.table != src->schema.name) continue;
