@@ -238,6 +238,9 @@ class Catalog {
   uint64_t generation() const { return generation_; }
   // Forgets everything; the next Refresh reloads.
   void Invalidate() { schema_version_ = -1; }
+  // True after Invalidate until the next Refresh: the CRRs held may be
+  // ones a rollback undid.
+  bool invalidated() const { return schema_version_ == -1; }
   // Writes every CRR's pending row (Crr::StoreMeta with defer).
   Status FlushPending() {
     for (auto& c : crrs_)

@@ -427,7 +427,11 @@ void ConnEngine::OnRollback(void* self) noexcept {
 }
 
 void ConnEngine::CaptureRollbackTo(int level) {
-  catalog_.Invalidate();  // as for OnRollback
+  // As for OnRollback: every catalog or config change joins the capture
+  // table first (AsCrr, AsTable, the alters, crsql_config_set), so what it
+  // undid is heard of here.
+  catalog_.Invalidate();
+  config_stale_ = true;
   while (!capture_marks_.empty() && capture_marks_.back().level > level) capture_marks_.pop_back();
   // A savepoint opened before the capture table joined saw an empty log.
   CaptureMark m{level, 0, 0};

@@ -141,8 +141,11 @@ void ConfigSet(sqlite3_context* ctx, int, sqlite3_value** argv) {
     }
     int64_t v = sqlite3_value_int64(argv[1]);
     ConnEngine* e = EngineOf(ctx);
+    // Joined so that a ROLLBACK TO undoing the setting reaches the engine
+    // (in autocommit the setting is a transaction of its own).
+    Status s = sqlite3_get_autocommit(e->db()) ? Status::OK() : JoinCaptureTable(e);
     StmtPtr st;
-    Status s = Prepare(e->db(),
+    if (s.ok()) s = Prepare(e->db(),
                        "INSERT OR REPLACE INTO main.crsql_master(key, value) VALUES "
                        "('config.merge-equal-values', ?1)",
                        &st);

@@ -217,7 +217,9 @@ class Recorder {
 
 // Finds the CRR a trigger named by id, reloading the catalog once if needed.
 Status FindCrr(ConnEngine* e, int64_t id, Crr** out) {
-  Crr* crr = e->catalog().ById(id);
+  // Trusted without a schema check while valid (the hot path); a rollback
+  // invalidates it (it may have undone an alter).
+  Crr* crr = e->catalog().invalidated() ? nullptr : e->catalog().ById(id);
   if (!crr) {
     CRSYNC_RETURN_IF_ERROR(e->catalog().Refresh(true));
     crr = e->catalog().ById(id);

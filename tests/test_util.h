@@ -134,6 +134,17 @@ class TestDb {
   DbPtr db_;
 };
 
+// Rolls back to `savepoint`, then runs DDL until the schema version is
+// back at the value the engine last saw (where a stale catalog revives).
+inline void ClimbBackAfterRollbackTo(TestDb& db, const std::string& savepoint) {
+  int64_t seen = std::stoll(db.One("PRAGMA schema_version"));
+  db.Exec("ROLLBACK TO " + savepoint);
+  int64_t now = std::stoll(db.One("PRAGMA schema_version"));
+  ASSERT_LT(now, seen);
+  for (int64_t i = now; i < seen; ++i) db.Exec("CREATE TABLE climb" + std::to_string(i) + " (a)");
+  ASSERT_EQ(std::stoll(db.One("PRAGMA schema_version")), seen);
+}
+
 // How many random seeds a property test runs (env CRSYNC_PROPERTY_SEEDS).
 inline int PropertySeeds(int fallback) {
   const char* v = std::getenv("CRSYNC_PROPERTY_SEEDS");

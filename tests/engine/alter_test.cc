@@ -340,6 +340,20 @@ TEST_F(AlterTest, ARolledBackAlterIsNoLongerOpen) {
   EXPECT_EQ(db_.One("SELECT col_version FROM crsql_changes WHERE cid = 'name'"), "3");
 }
 
+// A committed alter undone by ROLLBACK TO a savepoint of the caller's: the
+// CRR has its old columns again, even when later DDL brings the schema
+// version back to the one the engine cached the altered CRR under.
+TEST_F(AlterTest, ACommittedAlterUndoneByRollbackToIsForgotten) {
+  db_.Exec("BEGIN; SAVEPOINT s; SELECT crsql_begin_alter('todo');"
+           "ALTER TABLE todo ADD COLUMN due; SELECT crsql_commit_alter('todo');"
+           "UPDATE todo SET due = 'today';");
+  EXPECT_EQ(db_.One("SELECT count(*) FROM crsql_changes WHERE cid = 'due'"), "1");
+  ClimbBackAfterRollbackTo(db_, "s");
+  db_.Exec("UPDATE todo SET name = 'bake'; COMMIT");
+  EXPECT_EQ(db_.Query("SELECT cid, val, col_version FROM crsql_changes ORDER BY cid"),
+            (Rows{{"'complete'", "0", "1"}, {"'list'", "'home'", "1"}, {"'name'", "'bake'", "2"}}));
+}
+
 TEST_F(AlterTest, PeersThatHaveNotMigratedGetASpecificError) {
   TestDb peer;
   peer.Exec("CREATE TABLE todo (id PRIMARY KEY NOT NULL, name, complete, list);"

@@ -211,6 +211,28 @@ TEST(AsCrrTest, ARolledBackConversionIsForgottenWhateverTheSchemaVersion) {
   EXPECT_EQ(db.Query("SELECT cid, val FROM crsql_changes"), (Rows{{"'x'", "'a'"}}));
 }
 
+// The same for a conversion undone by ROLLBACK TO a savepoint of the
+// caller's, with nothing else written in the transaction.
+TEST(AsCrrTest, AConversionUndoneByRollbackToIsForgottenWhateverTheSchemaVersion) {
+  TestDb db;
+  db.Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, x);"
+          "BEGIN; SAVEPOINT s; SELECT crsql_as_crr('t'); SELECT count(*) FROM crsql_changes;");
+  ClimbBackAfterRollbackTo(db, "s");
+  EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes"), "0");
+  db.Exec("SELECT crsql_as_crr('t'); INSERT INTO t VALUES (1, 'a'); COMMIT;");
+  EXPECT_EQ(db.Query("SELECT cid, val FROM crsql_changes"), (Rows{{"'x'", "'a'"}}));
+}
+
+// And for crsql_as_table undone by ROLLBACK TO: the table is a CRR again.
+TEST(AsCrrTest, ADowngradeUndoneByRollbackToLeavesTheCrrRecording) {
+  TestDb db;
+  db.Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, x); SELECT crsql_as_crr('t');"
+          "BEGIN; SAVEPOINT s; SELECT crsql_as_table('t'); SELECT count(*) FROM crsql_changes;");
+  ClimbBackAfterRollbackTo(db, "s");
+  db.Exec("INSERT INTO t VALUES (1, 'a'); COMMIT;");
+  EXPECT_EQ(db.Query("SELECT \"table\", cid, val FROM crsql_changes"), (Rows{{"'t'", "'x'", "'a'"}}));
+}
+
 TEST(AsCrrTest, FailureKeepsEnclosingTransactionOpen) {
   TestDb db;
   db.Exec("CREATE TABLE ok (id PRIMARY KEY NOT NULL, v); CREATE TABLE bad (a, b);"
@@ -317,6 +339,10 @@ TEST(ConfigTest, MergeEqualValuesIsPersistedAndValidated) {
   db.Exec("SELECT crsql_config_set('merge-equal-values', 0);"
           "BEGIN; SELECT crsql_config_set('merge-equal-values', 1); ROLLBACK;");
   EXPECT_EQ(db.One("SELECT crsql_config_get('merge-equal-values')"), "0");
+  // And one undone by ROLLBACK TO, in a transaction that wrote nothing else.
+  db.Exec("BEGIN; SAVEPOINT s; SELECT crsql_config_set('merge-equal-values', 1); ROLLBACK TO s;");
+  EXPECT_EQ(db.One("SELECT crsql_config_get('merge-equal-values')"), "0");
+  db.Exec("COMMIT");
 }
 
 // The engine is often installed before the application can set a busy
