@@ -258,7 +258,7 @@ size_t EstimateMessageWords(const Message& in) {
     return n;
   }
   if (const auto* h = std::get_if<HelloMsg>(&in)) {
-    return kEnvelope + Words(h->site_id.size()) + h->have_from.size() * 6;
+    return kEnvelope + Words(h->site_id.size()) + 1 + h->have_from.size() * 6;
   }
   if (const auto* e = std::get_if<ErrorMsg>(&in)) return kEnvelope + Words(e->message.size());
   return kEnvelope;
@@ -277,6 +277,7 @@ Status EncodeMessage(const Message& in, capnp::MessageBuilder* message) {
       hello.setProtocolVersion(h->protocol_version);
       hello.setSiteId(AsData(h->site_id));
       hello.setSchemaFingerprint(h->fingerprint);
+      hello.setCurrentVersion(h->current_version);
       auto have = hello.initHaveFrom(static_cast<unsigned>(h->have_from.size()));
       for (size_t i = 0; i < h->have_from.size(); ++i) {
         CRSYNC_RETURN_IF_ERROR(
@@ -309,6 +310,8 @@ Status DecodeMessage(capnp::MessageReader& message, Message* out) {
         CRSYNC_RETURN_IF_ERROR(CheckSiteId(h.getSiteId().size(), "hello siteId", &Status::Corruption));
         m.site_id = FromData(h.getSiteId());
         m.fingerprint = h.getSchemaFingerprint();
+        m.current_version = h.getCurrentVersion();
+        if (m.current_version < -1) return Status::Corruption("hello currentVersion below -1");
         for (auto c : h.getHaveFrom()) {
           CRSYNC_RETURN_IF_ERROR(CheckSiteId(c.getSiteId().size(), "haveFrom siteId", &Status::Corruption));
           // A receive cursor is a version the peer committed: never negative

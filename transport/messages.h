@@ -23,6 +23,10 @@ struct HelloMsg {
   // What the sender already has: its receive cursor for each peer site it
   // syncs with (the recipient looks for its own id; absent = 0).
   std::vector<std::pair<std::string, int64_t>> have_from;
+  // The sender's newest committed db_version (-1: not said). A recipient
+  // holding a cursor for the sender past it knows the sender has lost
+  // versions it announced: it was restored from a backup (PeerSession).
+  int64_t current_version = -1;
 };
 
 // A slice of the sender's change feed: every change the sender has with
@@ -46,7 +50,13 @@ struct AckMsg {
 };
 
 struct ErrorMsg {
-  enum Code : uint32_t { kProtocol = 1, kSchemaMismatch = 2, kBadChangeset = 3, kInternal = 4 };
+  enum Code : uint32_t {
+    kProtocol = 1,
+    kSchemaMismatch = 2,
+    kBadChangeset = 3,
+    kInternal = 4,
+    kResync = 5,  // the recipient lost history; the connection restarts to resynchronize
+  };
   uint32_t code = kProtocol;
   std::string message;
 };

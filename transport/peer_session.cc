@@ -61,6 +61,7 @@ Status PeerSession::Start(std::vector<Message>* out) {
   HelloMsg hello;
   hello.site_id = site_id_;
   hello.fingerprint = fingerprint_;
+  CRSYNC_RETURN_IF_ERROR(CommittedVersion(&hello.current_version));
   StmtPtr st;
   CRSYNC_RETURN_IF_ERROR(Prepare(db_,
                                  "SELECT site_id, version FROM crsql_tracked_peers WHERE tag = ?1 "
@@ -112,6 +113,43 @@ Status PeerSession::SaveCursor(int64_t event, int64_t version) {
   return StepToEnd(db_, st);
 }
 
+Status PeerSession::DeleteCursor(int64_t event) {
+  StmtPtr st;
+  CRSYNC_RETURN_IF_ERROR(Prepare(
+      db_, "DELETE FROM crsql_tracked_peers WHERE site_id = ?1 AND tag = ?2 AND event = ?3", &st));
+  sqlite3_bind_blob(st.get(), 1, peer_site_.data(), static_cast<int>(peer_site_.size()),
+                    SQLITE_STATIC);
+  sqlite3_bind_int64(st.get(), 2, kSidecarTag);
+  sqlite3_bind_int64(st.get(), 3, event);
+  return StepToEnd(db_, st.get());
+}
+
+Status PeerSession::ForgetLostHistory(int64_t peer_version, int64_t cursor,
+                                      std::vector<Message>* out) {
+  // The peer announced versions up to `cursor` (each one durable before it
+  // was announced) and now is at `peer_version`: it lost them, most likely
+  // restored from a backup. Its next writes reuse those versions, which our
+  // cursor would skip, and the changes it lost live on only here and at
+  // other peers. So: forget the cursor (the next connection takes the
+  // peer's whole feed again: merging is idempotent) and send the peer its
+  // own changes back, up to what we have now, until it acknowledges them.
+  int64_t ours = 0;
+  CRSYNC_RETURN_IF_ERROR(CommittedVersion(&ours));
+  CRSYNC_RETURN_IF_ERROR(Exec(db_, "BEGIN IMMEDIATE"));
+  Status s = DeleteCursor(0);
+  if (s.ok()) s = SaveCursor(2, std::max<int64_t>(ours, 1));
+  if (s.ok()) s = Exec(db_, "COMMIT");
+  if (!s.ok()) {
+    Exec(db_, "ROLLBACK").IgnoreError();
+    return s;
+  }
+  return Fail(out, ErrorMsg::kResync,
+              "peer " + HexBytes(peer_site_) + " is at version " + std::to_string(peer_version) +
+                  " but had sent changes up to version " + std::to_string(cursor) +
+                  ": it lost them (restored from a backup?); resynchronizing: it sends its whole "
+                  "feed again and gets its own changes back");
+}
+
 Status PeerSession::OnMessage(const Message& in, std::vector<Message>* out) {
   if (const auto* e = std::get_if<ErrorMsg>(&in)) {
     return Status::Transport("peer reported error " + std::to_string(e->code) + ": " + e->message);
@@ -130,6 +168,10 @@ Status PeerSession::OnMessage(const Message& in, std::vector<Message>* out) {
     if (a->up_to > acked_) {
       acked_ = a->up_to;
       CRSYNC_RETURN_IF_ERROR(SaveCursor(1, acked_));
+      if (echo_until_ > 0 && acked_ >= echo_until_) {
+        CRSYNC_RETURN_IF_ERROR(DeleteCursor(2));  // the peer has its changes back
+        echo_until_ = 0;
+      }
     }
     in_flight_ = in_flight_ > a->credits ? in_flight_ - a->credits : 0;
     if (in_flight_ == 0 && acked_ < sent_) {
@@ -160,6 +202,10 @@ Status PeerSession::OnHello(const HelloMsg& m, std::vector<Message>* out) {
   peer_site_ = m.site_id;
   int64_t cursor;
   CRSYNC_RETURN_IF_ERROR(LoadCursor(0, &cursor));
+  if (m.current_version >= 0 && cursor > m.current_version) {
+    return ForgetLostHistory(m.current_version, cursor, out);
+  }
+  CRSYNC_RETURN_IF_ERROR(LoadCursor(2, &echo_until_));
   coverage_ = Coverage(cursor);
   int64_t peer_has = 0;
   for (const auto& [site, version] : m.have_from)
@@ -222,7 +268,10 @@ Status PeerSession::CommittedVersion(int64_t* out) {
 
 Status PeerSession::PumpFeed(std::vector<Message>* out) {
   if (!ready_) return Status::OK();
-  OriginFilter not_peer{OriginFilter::Mode::kExcept, peer_site_};
+  // No echo: the peer's own changes are not sent back to it, unless it
+  // lost them (ForgetLostHistory) and has not acknowledged them yet.
+  const OriginFilter not_peer{OriginFilter::Mode::kExcept, peer_site_};
+  const OriginFilter any{};
   more_to_send_ = false;
   size_t read = 0;
   while (in_flight_ < options_.window) {
@@ -245,7 +294,8 @@ Status PeerSession::PumpFeed(std::vector<Message>* out) {
     std::vector<ChangesetMsg> parts;
     size_t words = 0;
     int64_t version;
-    CRSYNC_RETURN_IF_ERROR(reader_->NextTransaction(sent_, not_peer, [&](Change& c) -> Status {
+    const OriginFilter& filter = sent_ < echo_until_ ? any : not_peer;
+    CRSYNC_RETURN_IF_ERROR(reader_->NextTransaction(sent_, filter, [&](Change& c) -> Status {
       const size_t w = EstimateChangeWords(c);
       if (w * sizeof(capnp::word) > kMaxChangeBytes) {
         return Status::InvalidArgument(

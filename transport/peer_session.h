@@ -15,6 +15,8 @@
 //     Acks move the send cursor (event 1 row).
 // Duplicates, reordering and restarts are safe: cursors never run ahead of
 // what is committed, and a new session resumes from the receiver's cursor.
+// A peer restored from a backup (its hello's version is below our cursor
+// for it) is resynchronized: see ForgetLostHistory.
 //
 // Thread safety: one thread (the sidecar's database thread) per session;
 // the connection must not be used concurrently.
@@ -130,8 +132,17 @@ class PeerSession {
   Status PumpFeed(std::vector<Message>* out);
   // crsql_db_version(): the newest committed version.
   Status CommittedVersion(int64_t* out);
+  // The peer's crsql_tracked_peers rows (tag kSidecarTag): event 0 is the
+  // receive cursor, 1 the send cursor, 2 "echo its own changes to it up to
+  // this version of ours" (it lost them). Absent = 0.
   Status LoadCursor(int64_t event, int64_t* out);
-  Status SaveCursor(int64_t event, int64_t version);
+  Status SaveCursor(int64_t event, int64_t version);  // never moves one back
+  Status DeleteCursor(int64_t event);
+  // The peer says it is at `peer_version`, below our receive cursor for it:
+  // it lost versions it had announced. Forgets that cursor, schedules the
+  // echo of its own changes, and fails (the connection closes; the next one
+  // resynchronizes).
+  Status ForgetLostHistory(int64_t peer_version, int64_t cursor, std::vector<Message>* out);
 
   sqlite3* db_;
   SessionOptions options_;
@@ -146,6 +157,7 @@ class PeerSession {
   int64_t sent_ = 0;    // highest own version sent on this connection
   int64_t acked_ = 0;   // highest own version the peer acknowledged
   int64_t durable_ = 0; // versions up to here were on disk when last synced
+  int64_t echo_until_ = 0;  // send the peer its own changes up to here (event 2)
   std::chrono::steady_clock::time_point last_sync_{};
   uint32_t in_flight_ = 0;
   // Parts of split transactions received so far, by [start, end].

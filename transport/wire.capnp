@@ -32,6 +32,10 @@ struct Hello {
   # What the sender already has from each site it syncs with: its receive
   # cursor per origin. The recipient looks for its own site id; absent = 0.
   haveFrom @3 :List(Cursor);
+  # The sender's newest committed db_version when it said hello (-1:
+  # unknown). A recipient whose cursor for the sender is past it knows the
+  # sender lost versions it had announced (restored from a backup).
+  currentVersion @4 :Int64 = -1;
 }
 
 # "Every change of `siteId` up to `dbVersion` is committed here."

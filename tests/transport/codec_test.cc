@@ -369,6 +369,9 @@ TEST(MessageCodecTest, EveryMessageKindRoundTrips) {
   EXPECT_EQ(h.fingerprint, 0xfeedfacecafebeefULL);
   ASSERT_EQ(h.have_from.size(), 2u);
   EXPECT_EQ(h.have_from[0], std::make_pair(b, int64_t{42}));
+  EXPECT_EQ(h.current_version, -1);  // not said
+  hello.current_version = 1234;
+  EXPECT_EQ(std::get<HelloMsg>(ThroughWire(hello)).current_version, 1234);
 
   auto k = std::get<AckMsg>(ThroughWire(AckMsg{99, 3}));
   EXPECT_EQ(k.up_to, 99);
@@ -422,6 +425,14 @@ TEST(MessageCodecTest, BadMessagesAreRejectedOnBothSides) {
   kj::Array<capnp::word> words2 = capnp::messageToFlatArray(bad2);
   capnp::FlatArrayMessageReader reader2(words2);
   EXPECT_THAT(DecodeMessage(reader2, &out).message(), HasSubstr("part 0 of 0"));
+  // A hello whose version is below "not said".
+  capnp::MallocMessageBuilder bad3;
+  auto h3 = bad3.initRoot<wire::Message>().initHello();
+  h3.setSiteId(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(site.data()), 16));
+  h3.setCurrentVersion(-2);
+  kj::Array<capnp::word> words3 = capnp::messageToFlatArray(bad3);
+  capnp::FlatArrayMessageReader reader3(words3);
+  EXPECT_THAT(DecodeMessage(reader3, &out).message(), HasSubstr("currentVersion below -1"));
 }
 
 }  // namespace

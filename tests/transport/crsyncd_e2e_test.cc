@@ -240,6 +240,36 @@ TEST_F(CrsyncdTest, KillNineMidTransferThenRestartLosesNothing) {
   ASSERT_TRUE(Converged({a.get(), b.get()}, 3200));
 }
 
+// A node's database is restored from a backup while its peer keeps what the
+// node wrote after the backup: when the node's sidecar comes back, the peer
+// notices (its cursor is past the node's version) and closes the connection;
+// on the next one it takes the node's whole feed (the node's new writes
+// reuse versions) and sends the node its lost writes.
+TEST_F(CrsyncdTest, ANodeRestoredFromABackupGetsItsLostWritesBack) {
+  TempPath pa, pb, backup;
+  auto a = NewNode(&pa), b = NewNode(&pb);
+  Daemon db(pb.str(), true, {});
+  {
+    Daemon da(pa.str(), false, {db.port()});
+    Write(*a, 0, 10, "a");
+    ASSERT_TRUE(Converged({a.get(), b.get()}, 10));
+    a->Exec("VACUUM INTO '" + backup.str() + "'");
+    Write(*a, 10, 10, "lost");
+    ASSERT_TRUE(Converged({a.get(), b.get()}, 20));
+  }
+  a.reset();
+  for (const char* suffix : {"-wal", "-shm"}) std::remove((pa.str() + suffix).c_str());
+  ASSERT_EQ(std::rename(backup.str().c_str(), pa.str().c_str()), 0);
+  a = std::make_unique<TestDb>("file:" + pa.str() + "?vfs=crsync");
+  a->Exec("PRAGMA busy_timeout = 10000");
+  ASSERT_EQ(a->One("SELECT count(*) FROM items"), "10");
+  Write(*a, 100, 1, "after");  // reuses a version b has seen
+  Daemon da(pa.str(), false, {db.port()});
+  ASSERT_TRUE(Converged({a.get(), b.get()}, 21));
+  EXPECT_EQ(a->One("SELECT count(*) FROM items WHERE name = 'lost'"), "10");
+  EXPECT_EQ(b->One("SELECT name FROM items WHERE id = 100"), "'after'");
+}
+
 TEST_F(CrsyncdTest, SchemaMismatchExchangesNothing) {
   TempPath pa, pb;
   auto a = NewNode(&pa);

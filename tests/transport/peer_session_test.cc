@@ -431,32 +431,61 @@ TEST(PeerSessionTest, BatchesMergeTogetherAndABadChangesetStopsOnlyTheRest) {
   EXPECT_TRUE(std::holds_alternative<ErrorMsg>(out.back()));
 }
 
-// Delivers messages between two sessions until both sides are quiet.
-void Exchange(PeerSession& a, PeerSession& b, std::vector<Message> to_b, std::vector<Message> to_a) {
+// Delivers messages between two sessions until both sides are quiet. A
+// side failing is a test failure, unless `failures` collects it: the
+// connection then closes, after the other side got what the failing one
+// sent last (its ErrorMsg); returns false then.
+bool Exchange(PeerSession& a, PeerSession& b, std::vector<Message> to_b, std::vector<Message> to_a,
+              std::vector<std::string>* failures = nullptr) {
+  // Delivers `in` to `s`; false if `s` failed.
+  auto deliver = [&](PeerSession& s, const std::vector<Message>& in, std::vector<Message>* replies) {
+    for (const Message& m : in) {
+      Status st = s.OnMessage(m, replies);
+      if (st.ok()) continue;
+      if (failures) {
+        failures->push_back(st.message());
+      } else {
+        ADD_FAILURE() << st.ToString();
+      }
+      return false;
+    }
+    return true;
+  };
   for (int round = 0; round < 100 && !(to_a.empty() && to_b.empty()); ++round) {
-    std::vector<Message> next_a, next_b;
-    for (const Message& m : to_b) EXPECT_OK(b.OnMessage(m, &next_a));
-    for (const Message& m : to_a) EXPECT_OK(a.OnMessage(m, &next_b));
-    std::vector<Message> pumped;
-    EXPECT_OK(a.Pump(&pumped));
-    for (auto& m : pumped) next_b.push_back(std::move(m));
-    pumped.clear();
-    EXPECT_OK(b.Pump(&pumped));
-    for (auto& m : pumped) next_a.push_back(std::move(m));
+    std::vector<Message> next_a, next_b, ignored;
+    if (!deliver(b, to_b, &next_a)) {
+      deliver(a, next_a, &ignored);
+      return false;
+    }
+    if (!deliver(a, to_a, &next_b)) {
+      deliver(b, next_b, &ignored);
+      return false;
+    }
+    EXPECT_OK(a.Pump(&next_b));
+    EXPECT_OK(b.Pump(&next_a));
     to_a = std::move(next_a);
     to_b = std::move(next_b);
   }
+  return true;
 }
 
-// Connects sessions on `h` and `c` and exchanges until quiet.
-void Sync(sqlite3* h, sqlite3* c) {
-  std::unique_ptr<PeerSession> sh, sc;
-  ASSERT_OK(PeerSession::Open(h, {}, &sh));
-  ASSERT_OK(PeerSession::Open(c, {}, &sc));
-  std::vector<Message> hello_h, hello_c;
-  ASSERT_OK(sh->Start(&hello_h));
-  ASSERT_OK(sc->Start(&hello_c));
-  Exchange(*sh, *sc, std::move(hello_h), std::move(hello_c));
+// Connects sessions on `a` and `b` and exchanges until quiet, on a new
+// connection whenever one fails (at most `connections`); returns the
+// failures' messages.
+std::vector<std::string> Sync(sqlite3* a, sqlite3* b, int connections = 1) {
+  std::vector<std::string> failures;
+  for (int k = 0; k < connections; ++k) {
+    std::unique_ptr<PeerSession> sa, sb;
+    EXPECT_OK(PeerSession::Open(a, {}, &sa));
+    EXPECT_OK(PeerSession::Open(b, {}, &sb));
+    if (!sa || !sb) break;
+    std::vector<Message> hello_a, hello_b;
+    EXPECT_OK(sa->Start(&hello_a));
+    EXPECT_OK(sb->Start(&hello_b));
+    if (Exchange(*sa, *sb, std::move(hello_a), std::move(hello_b), &failures)) return failures;
+  }
+  ADD_FAILURE() << "no connection ended quietly: " << testing::PrintToString(failures);
+  return failures;
 }
 
 // The sender's app commits with synchronous=NORMAL (not yet on disk), the
@@ -504,6 +533,47 @@ TEST(PeerSessionTest, WhatIsAnnouncedSurvivesAPowerLossOfTheSender) {
     EXPECT_EQ(c.Query("SELECT id, name FROM items ORDER BY id"),
               (Rows{{"1", "'h'"}, {"2", "'h'"}, {"3", "'h'"}, {"50", "'after'"}}));
   }
+}
+
+// A node restored from a backup: its peer holds changes the node lost, and
+// a cursor past the versions the node's next writes reuse. Without
+// detection the peer skips those writes and the node never gets its lost
+// changes back (its own changes are never echoed to it).
+TEST(PeerSessionTest, APeerRestoredFromABackupIsResynchronizedBothWays) {
+  TestDb a, b;
+  a.Exec(kSchema);
+  b.Exec(kSchema);
+  a.Exec("INSERT INTO items VALUES (1, 'a', 1)");
+  b.Exec("INSERT INTO items VALUES (2, 'b', 1)");
+  EXPECT_THAT(Sync(a.get(), b.get()), ::testing::IsEmpty());
+  // The backup (a file, opened afresh when restored).
+  TempPath backup;
+  a.Exec("VACUUM INTO '" + backup.str() + "'");
+  // Changes made after it reach b, then a is lost and restored.
+  a.Exec("INSERT INTO items VALUES (3, 'lost', 1); UPDATE items SET qty = 7 WHERE id = 1;");
+  EXPECT_THAT(Sync(a.get(), b.get()), ::testing::IsEmpty());
+  ASSERT_EQ(b.One("SELECT count(*) FROM items"), "3");
+  TestDb r(backup.str());
+  ASSERT_EQ(r.One("SELECT count(*) FROM items"), "2");
+  // Its next write reuses a version b already has.
+  r.Exec("INSERT INTO items VALUES (4, 'after', 1)");
+  ASSERT_LT(std::stoll(r.One("SELECT crsql_db_version()")), std::stoll(a.One("SELECT crsql_db_version()")));
+  std::vector<std::string> failures = Sync(r.get(), b.get(), 3);
+  EXPECT_EQ(failures.size(), 2u);  // one side refuses, the other hears why
+  for (const std::string& f : failures) EXPECT_THAT(f, HasSubstr("restored from a backup?"));
+  const Rows expected{{"1", "'a'", "7"}, {"2", "'b'", "1"}, {"3", "'lost'", "1"}, {"4", "'after'", "1"}};
+  auto contents = [](TestDb& db) { return db.Query("SELECT * FROM items ORDER BY id"); };
+  EXPECT_EQ(contents(b), expected);
+  EXPECT_EQ(contents(r), expected);  // its lost changes came back
+  EXPECT_EQ(r.Query("SELECT count(*) FROM crsql_changes WHERE site_id IS NULL"),
+            b.Query("SELECT count(*) FROM crsql_changes WHERE site_id = X'" +
+                    r.One("SELECT hex(crsql_site_id())").substr(1, 32) + "'"));
+  // The echo is over: b forgot it once r acknowledged.
+  EXPECT_EQ(b.One("SELECT count(*) FROM crsql_tracked_peers WHERE tag = 1001 AND event = 2"), "0");
+  // And from now on, they sync as usual.
+  r.Exec("UPDATE items SET name = 'later' WHERE id = 4");
+  EXPECT_THAT(Sync(r.get(), b.get()), ::testing::IsEmpty());
+  EXPECT_EQ(contents(b), contents(r));
 }
 
 }  // namespace
