@@ -298,7 +298,7 @@ Status BeginAlter(ConnEngine* e, const std::string& table) {
   CRSYNC_RETURN_IF_ERROR(Exec(e->db(), "SAVEPOINT " + sp));
   // Joined (inside the savepoint, which holds a transaction open) so that
   // a ROLLBACK TO undoing the alter reaches the engine.
-  Status s = JoinCaptureTable(e);
+  Status s = JoinForCatalogChange(e);
   if (s.ok()) s = Exec(e->db(), DropRecorderTriggersSql(name));
   if (!s.ok()) {
     Exec(e->db(), "ROLLBACK TO " + sp + "; RELEASE " + sp).IgnoreError();
@@ -338,7 +338,7 @@ Status CommitAlter(ConnEngine* e, const std::string& table) {
   CRSYNC_RETURN_IF_ERROR(Exec(db, std::string("SAVEPOINT ") + kCommitSavepoint));
 
   auto body = [&]() -> Status {
-    CRSYNC_RETURN_IF_ERROR(JoinCaptureTable(e));  // as in BeginAlter
+    CRSYNC_RETURN_IF_ERROR(JoinForCatalogChange(e));  // as in BeginAlter
     TableSchema schema;
     CRSYNC_RETURN_IF_ERROR(LoadTableSchema(db, name, &schema));
     CRSYNC_RETURN_IF_ERROR(CheckCrrEligible(db, schema));

@@ -428,10 +428,11 @@ void ConnEngine::OnRollback(void* self) noexcept {
 
 void ConnEngine::CaptureRollbackTo(int level) {
   // As for OnRollback: every catalog or config change joins the capture
-  // table first (AsCrr, AsTable, the alters, crsql_config_set), so what it
-  // undid is heard of here.
-  catalog_.Invalidate();
-  config_stale_ = true;
+  // table first (JoinForCatalogChange), so what it undid is heard of here.
+  if (catalog_changed_in_txn_) {
+    catalog_.Invalidate();
+    config_stale_ = true;
+  }
   while (!capture_marks_.empty() && capture_marks_.back().level > level) capture_marks_.pop_back();
   // A savepoint opened before the capture table joined saw an empty log.
   CaptureMark m{level, 0, 0};
@@ -467,6 +468,7 @@ void ConnEngine::CaptureEnd() {
   capture_marks_.clear();
   flushed_ = 0;
   capture_joined_ = false;
+  catalog_changed_in_txn_ = false;
   local_batch_.Clear();
 }
 

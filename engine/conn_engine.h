@@ -106,6 +106,10 @@ class ConnEngine {
     return true;
   }
   void set_capture_joined(bool on) { capture_joined_ = on; }
+  // This transaction changed the catalog or the config (crsql_as_crr, the
+  // alters, ...): a ROLLBACK TO may undo that, so it invalidates both. Other
+  // transactions' statement rollbacks keep them (re-reading costs).
+  void set_catalog_changed_in_txn() { catalog_changed_in_txn_ = true; }
   // The log keeps every write of the transaction; [0, flushed) are stored.
   // A rollback to a savepoint undoes what was stored since it opened (SQLite
   // rolls those rows back), so those writes are stored again later.
@@ -215,6 +219,7 @@ class ConnEngine {
   size_t flush_every_ = kFlushEvery;
   size_t flushed_ = 0;
   bool capture_joined_ = false;
+  bool catalog_changed_in_txn_ = false;
   static constexpr int kDirectWrites = 4;
   int direct_writes_left_ = kDirectWrites;
   bool flushing_ = false;

@@ -169,7 +169,7 @@ Status AsCrr(ConnEngine* e, const std::string& table) {
     // Joined (inside the savepoint, which holds the transaction open) so
     // that a ROLLBACK TO undoing the conversion reaches the engine: the
     // catalog is cached against a schema version that goes back then.
-    CRSYNC_RETURN_IF_ERROR(JoinCaptureTable(e));
+    CRSYNC_RETURN_IF_ERROR(JoinForCatalogChange(e));
     StmtPtr ins;
     CRSYNC_RETURN_IF_ERROR(Prepare(db,
                                    "INSERT INTO main.crsync_crrs(id, name, pk_cols, cols) "
@@ -209,7 +209,7 @@ Status AsTable(ConnEngine* e, const std::string& table) {
   int64_t committed;
   CRSYNC_RETURN_IF_ERROR(e->CommittedDbVersion(&committed));
   Status s = InSavepoint(db, "crsync_as_table", [&]() -> Status {
-    CRSYNC_RETURN_IF_ERROR(JoinCaptureTable(e));  // as in AsCrr
+    CRSYNC_RETURN_IF_ERROR(JoinForCatalogChange(e));  // as in AsCrr
     // Keep the db_version from going back when the versions we drop held
     // the maximum (§6.1).
     if (crr) {

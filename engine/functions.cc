@@ -143,7 +143,7 @@ void ConfigSet(sqlite3_context* ctx, int, sqlite3_value** argv) {
     ConnEngine* e = EngineOf(ctx);
     // Joined so that a ROLLBACK TO undoing the setting reaches the engine
     // (in autocommit the setting is a transaction of its own).
-    Status s = sqlite3_get_autocommit(e->db()) ? Status::OK() : JoinCaptureTable(e);
+    Status s = sqlite3_get_autocommit(e->db()) ? Status::OK() : JoinForCatalogChange(e);
     StmtPtr st;
     if (s.ok()) s = Prepare(e->db(),
                        "INSERT OR REPLACE INTO main.crsql_master(key, value) VALUES "

@@ -632,6 +632,11 @@ std::string PkArgs(const Crr& crr, const char* prefix) {
 
 Status JoinCaptureTable(ConnEngine* e) { return JoinTransaction(e); }
 
+Status JoinForCatalogChange(ConnEngine* e) {
+  e->set_catalog_changed_in_txn();
+  return JoinTransaction(e);
+}
+
 int RegisterRecorderFunctions(sqlite3* db, ConnEngine* engine) {
   engine->set_local_write_flusher(&ReplayLocalWrites);
   const int flags = SQLITE_UTF8 | SQLITE_INNOCUOUS;

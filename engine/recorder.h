@@ -31,6 +31,11 @@ int RegisterCaptureTable(sqlite3* db, ConnEngine* engine);
 // transaction), so that its commit and rollbacks reach the engine. Its
 // INSERT makes the transaction a write transaction.
 Status JoinCaptureTable(ConnEngine* e);
+// The same, before a change of the catalog or the config, so that a
+// ROLLBACK TO undoing it invalidates them (ConnEngine::CaptureRollbackTo).
+// In autocommit, call it inside a savepoint that holds the transaction
+// open: a write nested in an autocommit SELECT commits on its own.
+Status JoinForCatalogChange(ConnEngine* e);
 
 // The trigger statements that feed a CRR's writes to the functions above.
 // The update trigger passes every column's old and new value to one call;
