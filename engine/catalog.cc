@@ -609,6 +609,8 @@ Status Catalog::Refresh(bool force) {
       fresh.push_back(std::make_unique<Crr>(db_, id, std::move(schema)));
     }
   }
+  for (auto& p : crrs_)
+    if (p) retired_.push_back(std::move(p));
   crrs_ = std::move(fresh);
   schema_version_ = version;
   return Status::OK();

@@ -238,6 +238,11 @@ class Catalog {
   uint64_t generation() const { return generation_; }
   // Forgets everything; the next Refresh reloads.
   void Invalidate() { schema_version_ = -1; }
+  // Frees the CRR objects Refresh replaced. Until then they stay alive,
+  // unused: a merge or flush in progress may still hold one (it notices
+  // the new generation and looks its CRR up again). Called when the
+  // connection commits, when nothing of ours is running.
+  void ReleaseRetired() { retired_.clear(); }
   // True after Invalidate until the next Refresh: the CRRs held may be
   // ones a rollback undid.
   bool invalidated() const { return schema_version_ == -1; }
@@ -282,12 +287,17 @@ class Catalog {
       c->ClearFailure();
     }
   }
-  // Finalizes every cached statement (before the connection closes).
+  // Finalizes every cached statement (before the connection closes). May
+  // be re-entered: finalizing a statement can disconnect a virtual table
+  // whose disconnect calls this again, so everything is taken out of the
+  // members before it is destroyed.
   void Clear() {
     ++generation_;
-    crrs_.clear();
-    schema_version_stmt_.reset();
     schema_version_ = -1;
+    std::vector<std::unique_ptr<Crr>> crrs = std::move(crrs_), retired = std::move(retired_);
+    crrs_.clear();
+    retired_.clear();
+    schema_version_stmt_.reset();
   }
 
  private:
@@ -296,6 +306,7 @@ class Catalog {
   uint64_t generation_ = 0;
   StmtPtr schema_version_stmt_;
   std::vector<std::unique_ptr<Crr>> crrs_;
+  std::vector<std::unique_ptr<Crr>> retired_;  // replaced by Refresh, not yet freed
 };
 
 }  // namespace crsync

@@ -226,6 +226,10 @@ ChangeApplier::~ChangeApplier() = default;
 // them may be merged (the caller undoes it).
 Status ChangeApplier::Impl::Merge(const std::vector<Change>& changes, int64_t tag, int64_t* total) {
   CRSYNC_RETURN_IF_ERROR(engine->FlushLocalWrites());  // local writes first, in order
+  // Tables are resolved in the catalog as it is now (another connection
+  // may have altered a CRR since the last batch).
+  engine->CatalogMayBeStale();
+  CRSYNC_RETURN_IF_ERROR(engine->CheckCatalog());
   MarkSet marks;
   std::vector<Merger::TrackedMark> row_marks;
   std::vector<MergeInput>& ins = inputs;

@@ -482,6 +482,7 @@ int Begin(sqlite3_vtab* vtab) {
   v->savepoints.clear();
   v->savepoint_lost = false;
   v->impacted_at_begin = v->engine->rows_impacted();
+  v->engine->CatalogMayBeStale();  // another connection may have altered a CRR
   return SQLITE_OK;
 }
 

@@ -390,6 +390,7 @@ void ConnEngine::EndTransaction() {
   tentative_sites_.clear();
   unverified_sites_.clear();
   catalog_.DropCachesAndFailures();
+  catalog_checked_ = false;
   CaptureEnd();  // normally done already by the capture table's xCommit/xRollback
   pending_ = 0;
   seq_ = 0;
@@ -409,6 +410,7 @@ int ConnEngine::OnCommit(void* self) noexcept {
   // (A transaction that took no version leaves an unchecked one in place.)
   e->own_commit_ = std::max(e->own_commit_, e->pending_);
   e->EndTransaction();
+  e->catalog_.ReleaseRetired();  // no statement of ours is running at a commit
   return 0;  // never turn a commit into a rollback
 }
 

@@ -15,6 +15,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -58,6 +59,25 @@ class ConnEngine {
   // statements then opened are the merge's own (or its user triggers').
   bool in_merge_write() const { return merge_writes_ > 0; }
   void enter_merge_write(bool on) { merge_writes_ += on ? 1 : -1; }
+  // The rows merges are writing into user tables right now (registered by
+  // MergingRowsScope around those writes). A user trigger fired by such a
+  // write may merge too: into another row that is fine, but into one of
+  // these its clocks would be lost (the outer merge stores the row's
+  // metadata afterwards), so Merger refuses it.
+  class MergingRows {
+   public:
+    virtual bool Holds(int64_t crr_id, std::string_view key) const = 0;
+
+   protected:
+    ~MergingRows() = default;
+  };
+  bool RowBeingMerged(int64_t crr_id, std::string_view key) const {
+    for (const MergingRows* r : merging_rows_)
+      if (r->Holds(crr_id, key)) return true;
+    return false;
+  }
+  void push_merging_rows(const MergingRows* r) { merging_rows_.push_back(r); }
+  void pop_merging_rows() { merging_rows_.pop_back(); }
   int64_t rows_impacted() const { return rows_impacted_; }
   void AddRowsImpacted(int64_t n) { rows_impacted_ += n; }
   // Back to an earlier count, when the merges since were rolled back.
@@ -162,11 +182,26 @@ class ConnEngine {
   // The 16-byte id of ordinal `ord`; empty when unknown.
   const std::string& SiteIdOf(int64_t ord);
 
+  // --- the catalog a merge resolves tables in ---
+  // Refreshes the catalog (one PRAGMA) if it has not been checked since
+  // CatalogMayBeStale() or was invalidated: another connection's committed
+  // alter, or a rollback of this one's, may have changed a CRR the catalog
+  // still holds. Merges call this before they resolve a table.
+  Status CheckCatalog() {
+    if (catalog_checked_ && !catalog_.invalidated()) return Status::OK();
+    CRSYNC_RETURN_IF_ERROR(catalog_.Refresh());
+    catalog_checked_ = true;
+    return Status::OK();
+  }
+  // A new transaction, or a new batch of merges: the next CheckCatalog()
+  // refreshes.
+  void CatalogMayBeStale() { catalog_checked_ = false; }
+
   // Rebuilds the statement that computes the stored max db_version (after
   // the set of CRRs changed).
   void CatalogChanged();
   // Finalizes every statement this engine caches; they are re-prepared on
-  // demand. Called before the connection closes.
+  // demand. Called before the connection closes; may be re-entered.
   void ReleaseStatements();
 
  private:
@@ -191,6 +226,7 @@ class ConnEngine {
   unsigned data_version_ = ~0u;
   bool sync_bit_ = false;
   int merge_writes_ = 0;
+  std::vector<const MergingRows*> merging_rows_;
   std::map<std::string, int64_t> open_alters_;
   bool merge_equal_values_ = false;
   bool config_stale_ = false;
@@ -220,6 +256,7 @@ class ConnEngine {
   size_t flushed_ = 0;
   bool capture_joined_ = false;
   bool catalog_changed_in_txn_ = false;
+  bool catalog_checked_ = false;  // see CheckCatalog
   static constexpr int kDirectWrites = 4;
   int direct_writes_left_ = kDirectWrites;
   bool flushing_ = false;
@@ -250,6 +287,21 @@ class SyncBitScope {
  private:
   ConnEngine* e_;
   bool was_;
+};
+
+// Registers `rows` as being merged (ConnEngine::RowBeingMerged) for the
+// lifetime of the scope.
+class MergingRowsScope {
+ public:
+  MergingRowsScope(ConnEngine* e, const ConnEngine::MergingRows* rows) : e_(e) {
+    e_->push_merging_rows(rows);
+  }
+  ~MergingRowsScope() { e_->pop_merging_rows(); }
+  MergingRowsScope(const MergingRowsScope&) = delete;
+  MergingRowsScope& operator=(const MergingRowsScope&) = delete;
+
+ private:
+  ConnEngine* e_;
 };
 
 }  // namespace crsync

@@ -38,12 +38,15 @@ int Init(sqlite3* db, char** err_msg) {
   if (rc == SQLITE_OK) rc = RegisterRowBuf(db);
   if (rc == SQLITE_OK) rc = RegisterMetaRuns(db);
   if (rc == SQLITE_OK) rc = RegisterCaptureTable(db, e);
+  if (rc == SQLITE_OK) rc = RegisterCloseWatch(db, e);
   if (rc != SQLITE_OK) {
     SetErr(err_msg, "crsync: cannot register the crsql_changes module");
     return rc;
   }
   // Connect the eponymous crsql_changes now: sqlite3_close() disconnects it
-  // first, which is where the engine releases its cached statements.
+  // first, which is where the engine releases its cached statements (and
+  // crsync_internal_close_watch, registered above, when a user trigger
+  // keeps crsql_changes connected).
   sqlite3_stmt* st = nullptr;
   rc = sqlite3_prepare_v2(db, "SELECT 1 FROM crsql_changes WHERE 0", -1, &st, nullptr);
   sqlite3_finalize(st);

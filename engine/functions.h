@@ -16,6 +16,9 @@ int RegisterFunctions(sqlite3* db, ConnEngine* engine);
 int RegisterUnpackColumns(sqlite3* db);
 // crsync_meta_runs(meta), engine/meta_runs_vtab.cc.
 int RegisterMetaRuns(sqlite3* db);
+// crsync_internal_close_watch, which releases the engine's statements when
+// the connection closes (engine/close_watch_vtab.cc).
+int RegisterCloseWatch(sqlite3* db, ConnEngine* engine);
 
 }  // namespace crsync
 

@@ -12,11 +12,23 @@ namespace {
 
 enum class Outcome { kIgnore, kDelete, kResurrect, kResurrectWin, kWin };
 
+// Packed pk bytes as an SQL blob literal, for messages.
+std::string BlobLiteral(std::string_view bytes) {
+  static const char kHex[] = "0123456789ABCDEF";
+  std::string out = "X'";
+  for (unsigned char c : bytes) {
+    out += kHex[c >> 4];
+    out += kHex[c & 15];
+  }
+  return out + "'";
+}
+
 }  // namespace
 
 Status Merger::Validate(const MergeInput& in, Crr** out, std::vector<Value>* pk_vals, int* slot,
                         bool same_row) {
   if (same_row) return ValidateChange(in, *out, slot);  // table and pk checked already
+  CRSYNC_RETURN_IF_ERROR(e_->CheckCatalog());
   if (last_.valid && last_.generation == e_->catalog().generation() && last_.table == in.table &&
       last_.pk_bytes == in.pk) {
     *out = last_.crr;
@@ -139,13 +151,21 @@ Status Merger::MergeRow(const MergeInput* ins, size_t n, int64_t* impacted,
   // user-table write (a user trigger merging too): that write's failure
   // would undo this merge while its row was still held.
   s->write_behind = write_behind_ && depth_ == 0 && !e_->in_merge_write();
-  ++depth_;
   // A row that fails leaves no trace (§12.3), not even the version it
-  // raised: later writes of the transaction keep the one they had.
-  const int64_t pending = e_->pending_version();
+  // raised: later writes of the transaction keep the one they had. The
+  // same when it throws (the caller's guard turns that into an error).
+  struct Frame {
+    Merger* m;
+    int64_t pending;
+    bool ok = false;
+    ~Frame() {
+      --m->depth_;
+      if (!ok) m->e_->RestorePendingVersion(pending);
+    }
+  } frame{this, e_->pending_version()};
+  ++depth_;
   Status st = MergeRowWith(s, ins, n, impacted, marks, failed);
-  --depth_;
-  if (!st.ok()) e_->RestorePendingVersion(pending);
+  frame.ok = st.ok();
   return st;
 }
 
@@ -170,6 +190,7 @@ Status Merger::MergeRowWith(Scratch* s, const MergeInput* ins, size_t n, int64_t
       return v;
     }
   }
+  const uint64_t generation = e_->catalog().generation();  // `crr` is valid in it
   s->key.clear();
   PackValues(pk, &s->key);
   const std::string& key = s->key;
@@ -270,6 +291,14 @@ Status Merger::MergeRowWith(Scratch* s, const MergeInput* ins, size_t n, int64_t
       }
       int64_t dbv;
       CRSYNC_RETURN_IF_ERROR(e_->NextDbVersion(in.db_version, &dbv));
+      if (e_->catalog().generation() != generation && e_->catalog().ByName(in.table) != crr) {
+        // Taking the version re-read the catalog, and the CRR changed
+        // under this merge (Validate checked it first, so only something
+        // this transaction did since can). Nothing was written yet; `crr`
+        // stays allocated until the commit (Catalog::ReleaseRetired).
+        return Status::Sqlite(SQLITE_SCHEMA, "crsql - the schema of table " + crr->name() +
+                                                 " changed during the merge");
+      }
       Clock stamp{true, in.col_version, dbv, SQ, ord, 0};
       write.touched = true;
       switch (outcome) {
@@ -321,7 +350,16 @@ Status Merger::MergeRowWith(Scratch* s, const MergeInput* ins, size_t n, int64_t
     // valid input (CHECK, STRICT, NOT NULL), and then nothing else happened.
     // Held back with the batch, it happens before the batch stores any
     // metadata, and a failure fails the whole batch.
-    if (!hold_user_writes_) CRSYNC_RETURN_IF_ERROR(WriteUserRow(e_, crr, pk, write, &s->write_slots));
+    if (e_->in_merge_write() && e_->RowBeingMerged(crr->id(), key)) {
+      // A user trigger fired by a merge's write of this very row: the
+      // outer merge stores the row's clocks after this one would, and this
+      // change would lose its own. Refused (and with it the outer write).
+      return Status::InvalidArgument("crsql - a trigger merged a change into " + crr->name() +
+                                     " row " + BlobLiteral(key) + " while that row was being merged");
+    }
+    if (!hold_user_writes_) {
+      CRSYNC_RETURN_IF_ERROR(WriteUserRow(e_, crr, pk, key, write, &s->write_slots));
+    }
     if (!new_sites.empty()) {
       std::vector<int64_t> real(new_sites.size());
       for (size_t k = 0; k < new_sites.size(); ++k) {

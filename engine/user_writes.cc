@@ -72,8 +72,15 @@ Status WriteUserRowStatements(ConnEngine* e, Crr* crr, const std::vector<Value>&
 
 }  // namespace
 
-Status WriteUserRow(ConnEngine* e, Crr* crr, const std::vector<Value>& pk, const RowWrite& w,
-                    std::vector<int>* slots) {
+Status WriteUserRow(ConnEngine* e, Crr* crr, const std::vector<Value>& pk, std::string_view key,
+                    const RowWrite& w, std::vector<int>* slots) {
+  struct OneRow final : ConnEngine::MergingRows {
+    OneRow(int64_t id, std::string_view k) : crr_id(id), key(k) {}
+    bool Holds(int64_t id, std::string_view k) const override { return id == crr_id && k == key; }
+    int64_t crr_id;
+    std::string_view key;
+  } row(crr->id(), key);
+  MergingRowsScope merging(e, &row);
   SyncBitScope sync(e);
   sqlite3* db = e->db();
   // Each statement below undoes itself when it fails, except where a user
@@ -109,6 +116,16 @@ Status UserWriter::CrrOf(const MetaBatch::HeldUserWrite& w, Crr** out) {
 }
 
 Status UserWriter::Write(const std::vector<MetaBatch::HeldUserWrite>& ws, uint32_t* failed_label) {
+  struct Window final : ConnEngine::MergingRows {
+    explicit Window(const std::vector<MetaBatch::HeldUserWrite>& w) : ws(w) {}
+    bool Holds(int64_t id, std::string_view key) const override {
+      for (const auto& w : ws)
+        if (w.crr_id == id && w.pk == key) return true;
+      return false;
+    }
+    const std::vector<MetaBatch::HeldUserWrite>& ws;
+  } window(ws);
+  MergingRowsScope merging(e_, &window);
   for (size_t i = 0; i < ws.size();) {
     Crr* crr;
     CRSYNC_RETURN_IF_ERROR(CrrOf(ws[i], &crr));
@@ -141,7 +158,7 @@ Status UserWriter::WriteRows(const std::vector<MetaBatch::HeldUserWrite>& ws, si
     Crr* crr;
     CRSYNC_RETURN_IF_ERROR(CrrOf(ws[k], &crr));
     CRSYNC_RETURN_IF_ERROR(UnpackValues(ws[k].pk, &pk_));
-    CRSYNC_RETURN_IF_ERROR(WriteUserRow(e_, crr, pk_, *ws[k].write, &slots_));
+    CRSYNC_RETURN_IF_ERROR(WriteUserRow(e_, crr, pk_, ws[k].pk, *ws[k].write, &slots_));
   }
   return Status::OK();
 }

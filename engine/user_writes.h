@@ -22,10 +22,11 @@
 
 namespace crsync {
 
-// Writes one row: `pk` holds its key values (in pk column order), `slots`
-// is scratch space.
-Status WriteUserRow(ConnEngine* e, Crr* crr, const std::vector<Value>& pk, const RowWrite& w,
-                    std::vector<int>* slots);
+// Writes one row: `pk` holds its key values (in pk column order), `key`
+// the same packed; `slots` is scratch space. The row counts as being merged
+// meanwhile (ConnEngine::RowBeingMerged).
+Status WriteUserRow(ConnEngine* e, Crr* crr, const std::vector<Value>& pk, std::string_view key,
+                    const RowWrite& w, std::vector<int>* slots);
 
 // Writes the user rows of a batch window in order. Consecutive rows of one
 // CRR that upsert the same columns (the usual shape: a peer's rows each
@@ -36,6 +37,8 @@ class UserWriter {
  public:
   explicit UserWriter(ConnEngine* e) : e_(e) {}
 
+  // Every row of `writes` counts as being merged until it returns
+  // (ConnEngine::RowBeingMerged): their metadata is stored after.
   // On error, *failed_label is the label of the write that failed: a run
   // that fails as a whole (SQLite undoes that statement) is written again
   // row by row to find it, unless the transaction is gone.

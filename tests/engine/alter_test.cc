@@ -354,6 +354,80 @@ TEST_F(AlterTest, ACommittedAlterUndoneByRollbackToIsForgotten) {
             (Rows{{"'complete'", "0", "1"}, {"'list'", "'home'", "1"}, {"'name'", "'bake'", "2"}}));
 }
 
+// Another connection's alter reaches a connection that merges next: the
+// change is resolved against the table as it is now, whether it names a
+// column the alter added or one whose position a dropped column moved.
+// (The engine once kept the old CRR object, freed it mid-merge and
+// crashed.)
+class AlterByAnotherConnectionTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    a_.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, b, c); SELECT crsql_as_crr('t');"
+            "INSERT INTO t VALUES (1, 'b1', 'c1');");
+    EXPECT_EQ(a_.One("SELECT count(*) FROM crsql_changes"), "2");  // a's catalog is warm
+    site_ = b_.Text("SELECT hex(randomblob(16))");
+  }
+  std::string Change(const std::string& cid, const std::string& val, int col_version) {
+    return "INSERT INTO crsql_changes (\"table\", pk, cid, val, col_version, db_version, site_id, cl,"
+           " seq) VALUES ('t', crsql_pack_columns(1), '" + cid + "', " + val + ", " +
+           std::to_string(col_version) + ", 7, X'" + site_ + "', 1, 0)";
+  }
+  TempPath path_;
+  TestDb a_{path_.str()};
+  TestDb b_{path_.str()};
+  std::string site_;
+};
+
+TEST_F(AlterByAnotherConnectionTest, AMergeSeesAColumnItAdded) {
+  b_.Exec("SELECT crsql_begin_alter('t'); ALTER TABLE t ADD COLUMN d;"
+          "SELECT crsql_commit_alter('t');");
+  a_.Exec(Change("d", "'d1'", 1));
+  a_.Exec(Change("b", "'b2'", 2));
+  EXPECT_EQ(a_.Query("SELECT * FROM t"), (Rows{{"1", "'b2'", "'c1'", "'d1'"}}));
+  EXPECT_EQ(a_.Query("SELECT cid, val, col_version FROM crsql_changes ORDER BY cid"),
+            (Rows{{"'b'", "'b2'", "2"}, {"'c'", "'c1'", "1"}, {"'d'", "'d1'", "1"}}));
+}
+
+TEST_F(AlterByAnotherConnectionTest, AMergeSeesTheColumnsADropMoved) {
+  b_.Exec("SELECT crsql_begin_alter('t'); ALTER TABLE t DROP COLUMN b;"
+          "SELECT crsql_commit_alter('t');");
+  a_.Exec(Change("c", "'c2'", 2));
+  EXPECT_EQ(a_.Query("SELECT * FROM t"), (Rows{{"1", "'c2'"}}));
+  EXPECT_EQ(a_.Query("SELECT cid, val, col_version FROM crsql_changes"), (Rows{{"'c'", "'c2'", "2"}}));
+  EXPECT_THAT(a_.Error(Change("b", "'b2'", 3)), HasSubstr("no such column t.b"));
+}
+
+// The same within one connection: an alter merged into and then rolled
+// back, and the next merge meets the table as it was.
+TEST_F(AlterByAnotherConnectionTest, AMergeAfterARolledBackAlterSeesTheOldTable) {
+  a_.Exec("BEGIN; SELECT crsql_begin_alter('t'); ALTER TABLE t DROP COLUMN b;"
+          "SELECT crsql_commit_alter('t');");
+  a_.Exec(Change("c", "'c2'", 2));
+  a_.Exec("ROLLBACK");
+  a_.Exec(Change("b", "'b3'", 3));
+  a_.Exec(Change("c", "'c3'", 3));
+  EXPECT_EQ(a_.Query("SELECT * FROM t"), (Rows{{"1", "'b3'", "'c3'"}}));
+  EXPECT_EQ(a_.Query("SELECT cid, val, col_version FROM crsql_changes ORDER BY cid"),
+            (Rows{{"'b'", "'b3'", "3"}, {"'c'", "'c3'", "3"}}));
+}
+
+// ChangeApplier, the sidecar's merge path, likewise.
+TEST_F(AlterByAnotherConnectionTest, TheApplierSeesAnotherConnectionsAlter) {
+  b_.Exec("SELECT crsql_begin_alter('t'); ALTER TABLE t DROP COLUMN b; ALTER TABLE t ADD COLUMN d;"
+          "SELECT crsql_commit_alter('t');");
+  TestDb peer;
+  peer.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, c, d); SELECT crsql_as_crr('t');"
+            "INSERT INTO t VALUES (1, 'c2', 'd2'); UPDATE t SET c = 'c3', d = 'd3';");
+  for (int round = 0; round < 2; ++round) {  // one row, then enough rows for the bulk path
+    if (round == 1) peer.Exec("WITH RECURSIVE n(i) AS (SELECT 2 UNION ALL SELECT i + 1 FROM n WHERE i < 300)"
+                              " INSERT INTO t SELECT i, 'c', 'd' FROM n");
+    std::unique_ptr<ChangeApplier> applier;
+    ASSERT_OK(ChangeApplier::Open(a_.get(), &applier));
+    EXPECT_OK(applier->Apply(ToChanges(ReadChanges(peer.get())), 0, nullptr));
+    EXPECT_EQ(a_.Query("SELECT * FROM t ORDER BY id"), peer.Query("SELECT * FROM t ORDER BY id"));
+  }
+}
+
 TEST_F(AlterTest, PeersThatHaveNotMigratedGetASpecificError) {
   TestDb peer;
   peer.Exec("CREATE TABLE todo (id PRIMARY KEY NOT NULL, name, complete, list);"

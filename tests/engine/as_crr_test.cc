@@ -2,7 +2,7 @@
 #include <chrono>
 #include <thread>
 
-#include "tests/test_util.h"
+#include "tests/engine/sync_util.h"
 
 namespace crsync {
 namespace {
@@ -110,17 +110,68 @@ TEST(BootstrapTest, UpgradesFormatTwoInPlace) {
   EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes"), "2");
 }
 
+// A connection the test closes itself, with the engine installed.
+sqlite3* OpenRaw(const TempPath& path) {
+  sqlite3* raw = nullptr;
+  EXPECT_EQ(sqlite3_open(path.str().c_str(), &raw), SQLITE_OK);
+  EXPECT_EQ(crsync_engine_init(raw, nullptr), SQLITE_OK);
+  return raw;
+}
+
 TEST(BootstrapTest, PlainCloseSucceedsWithoutFinalize) {
   TempPath path;
-  sqlite3* raw = nullptr;
-  ASSERT_EQ(sqlite3_open(path.str().c_str(), &raw), SQLITE_OK);
-  ASSERT_EQ(crsync_engine_init(raw, nullptr), SQLITE_OK);
+  sqlite3* raw = OpenRaw(path);
   ASSERT_OK(Exec(raw, "CREATE TABLE t(a PRIMARY KEY, b); SELECT crsql_as_crr('t');"
                       "INSERT INTO t VALUES (1, 2); UPDATE t SET b = 3;"
                       "SELECT * FROM crsql_changes;"
                       "INSERT INTO crsql_changes VALUES ('t', X'010902', 'b', 1, 1, 1, "
                       "X'11111111111111111111111111111111');"));
   EXPECT_EQ(sqlite3_close(raw), SQLITE_OK);
+}
+
+// The engine caches the statements that write a CRR; SQLite compiles a
+// user trigger into them. A trigger that reads crsql_changes then holds
+// that virtual table connected, and the engine released its statements
+// only when the table disconnected: close failed with SQLITE_BUSY. Same
+// for the sidecar's path, and for a trigger on a merge's delete.
+TEST(BootstrapTest, PlainCloseSucceedsWhenATriggerReadsCrsqlChanges) {
+  for (int path_kind = 0; path_kind < 2; ++path_kind) {
+    TempPath path;
+    sqlite3* raw = OpenRaw(path);
+    ASSERT_OK(Exec(raw, "CREATE TABLE t(a INTEGER PRIMARY KEY NOT NULL, b); SELECT crsql_as_crr('t');"
+                        "CREATE TABLE log (n);"
+                        "CREATE TRIGGER t_upd AFTER UPDATE ON t BEGIN "
+                        "INSERT INTO log SELECT count(*) FROM crsql_changes; END;"
+                        "CREATE TRIGGER t_ins AFTER INSERT ON t BEGIN "
+                        "INSERT INTO log SELECT count(*) FROM crsql_changes; END;"
+                        "CREATE TRIGGER t_del AFTER DELETE ON t BEGIN "
+                        "INSERT INTO log SELECT count(*) FROM crsql_changes; END;"));
+    const std::string site = "X'11111111111111111111111111111111'";
+    if (path_kind == 0) {
+      ASSERT_OK(Exec(raw, "INSERT INTO crsql_changes VALUES ('t', X'010902', 'b', 77, 1, 5, " + site +
+                              "); INSERT INTO crsql_changes VALUES ('t', X'010902', 'b', 78, 2, 6, " +
+                              site + "); INSERT INTO crsql_changes VALUES ('t', X'010902', '-1', NULL, 2, 7, " +
+                              site + ");"));
+    } else {
+      TestDb peer;
+      peer.Exec("CREATE TABLE t(a INTEGER PRIMARY KEY NOT NULL, b); SELECT crsql_as_crr('t');"
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100)"
+                " INSERT INTO t SELECT i, i FROM n; UPDATE t SET b = b + 1; DELETE FROM t WHERE a < 3;");
+      std::unique_ptr<ChangeApplier> applier;
+      ASSERT_OK(ChangeApplier::Open(raw, &applier));
+      for (int64_t v = 1; v <= 3; ++v) {
+        ASSERT_OK(applier->Apply(ToChanges(ReadChanges(peer.get(), "WHERE db_version = " +
+                                                                    std::to_string(v))),
+                                 0, nullptr));
+      }
+    }
+    StmtPtr count;
+    ASSERT_OK(Prepare(raw, "SELECT count(*) FROM log", &count));
+    ASSERT_EQ(sqlite3_step(count.get()), SQLITE_ROW);
+    EXPECT_GE(sqlite3_column_int(count.get(), 0), 3) << "the triggers fired";
+    count.reset();
+    EXPECT_EQ(sqlite3_close(raw), SQLITE_OK) << "path " << path_kind;
+  }
 }
 
 TEST(BootstrapTest, FinalizeIsAcceptedAndConnectionStillCloses) {

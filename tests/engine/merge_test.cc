@@ -318,6 +318,68 @@ TEST_F(MergeTest, AMergeInsideAUserTriggerLeavesTheOuterMergeIntact) {
   EXPECT_EQ(c2_.One("SELECT count(*) FROM crsql_changes WHERE site_id IS NULL"), "0");
 }
 
+// ... but a trigger that merges into the very row being merged would have
+// its clock overwritten when the outer merge stores the row's metadata
+// (both come from other sites, so nothing could ever repair it). That is
+// refused with a clear error, whichever merge path runs the outer merge,
+// and nothing of either merge stays.
+class MergeIntoTheRowBeingMergedTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    peer_.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, b, c); SELECT crsql_as_crr('t');"
+               "INSERT INTO t (id, b) VALUES (1, 5);");
+    db_.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, b, c); SELECT crsql_as_crr('t');"
+             "CREATE TRIGGER same_row AFTER INSERT ON t BEGIN "
+             "INSERT INTO crsql_changes (\"table\", pk, cid, val, col_version, db_version, site_id) "
+             "VALUES ('t', crsql_pack_columns(NEW.id), 'c', 77, 1, 5, "
+             "X'33333333333333333333333333333333'); END;");
+  }
+  Rows Everything() {
+    Rows all = db_.Query("SELECT * FROM t");
+    Rows changes = db_.Query("SELECT cid, val, col_version, hex(site_id) FROM crsql_changes");
+    Rows peers = db_.Query("SELECT hex(site_id), version FROM crsql_tracked_peers");
+    all.insert(all.end(), changes.begin(), changes.end());
+    all.insert(all.end(), peers.begin(), peers.end());
+    return all;
+  }
+  TestDb peer_, db_;
+};
+
+TEST_F(MergeIntoTheRowBeingMergedTest, ThroughCrsqlChangesIsRefused) {
+  Rows before = Everything();
+  auto rows = ReadChanges(peer_.get());
+  Status s = ApplyChanges(db_.get(), rows);
+  EXPECT_THAT(s.message(), HasSubstr("a trigger merged a change into t row X'010901' while that "
+                                     "row was being merged"));
+  EXPECT_EQ(Everything(), before);
+}
+
+TEST_F(MergeIntoTheRowBeingMergedTest, ThroughChangeApplierIsRefused) {
+  // Enough rows for the bulk path (its user writes come after the window's
+  // merges), then one row alone.
+  peer_.Exec("WITH RECURSIVE n(i) AS (SELECT 2 UNION ALL SELECT i + 1 FROM n WHERE i < 100)"
+             " INSERT INTO t (id, b) SELECT i, i FROM n");
+  std::unique_ptr<ChangeApplier> applier;
+  ASSERT_OK(ChangeApplier::Open(db_.get(), &applier));
+  for (const char* where : {"", "WHERE pk = crsql_pack_columns(1)"}) {
+    Rows before = Everything();
+    Status s = applier->Apply(ToChanges(ReadChanges(peer_.get(), where)), 0, nullptr);
+    EXPECT_THAT(s.message(), HasSubstr("while that row was being merged")) << where;
+    EXPECT_EQ(Everything(), before) << where;
+  }
+}
+
+TEST_F(MergeIntoTheRowBeingMergedTest, AnotherRowOfTheSameTableIsFine) {
+  db_.Exec("DROP TRIGGER same_row; CREATE TRIGGER next_row AFTER INSERT ON t WHEN NEW.id < 10 BEGIN "
+           "INSERT INTO crsql_changes (\"table\", pk, cid, val, col_version, db_version, site_id) "
+           "VALUES ('t', crsql_pack_columns(NEW.id + 10), 'c', 77, 1, 5, "
+           "X'33333333333333333333333333333333'); END;");
+  Sync(peer_, db_);
+  EXPECT_EQ(db_.Query("SELECT * FROM t ORDER BY id"), (Rows{{"1", "5", "NULL"}, {"11", "NULL", "77"}}));
+  EXPECT_EQ(db_.Query("SELECT hex(pk), cid, val FROM crsql_changes ORDER BY pk"),
+            (Rows{{"'010901'", "'b'", "5"}, {"'010901'", "'c'", "NULL"}, {"'01090B'", "'c'", "77"}}));
+}
+
 // Tie-breaks compare with the row as it is now, even when the same row was
 // read for an earlier tie in the transaction and then written, by a merge
 // or locally. (The row's values are kept between changes to one row.)
