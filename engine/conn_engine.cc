@@ -212,16 +212,9 @@ Status ConnEngine::SiteOrdinal(std::string_view site, bool create, int64_t* ord)
   if (it != site_ords_.end() && unverified_sites_.count(it->first)) {
     // Made in this transaction and a ROLLBACK TO may have happened since:
     // the row may be gone, and its ordinal given to another site.
-    if (!check_site_) {
-      CRSYNC_RETURN_IF_ERROR(Prepare(db_, "SELECT ordinal FROM main.crsql_site_id WHERE site_id = ?1",
-                                     &check_site_, SQLITE_PREPARE_PERSISTENT));
-    }
-    sqlite3_bind_blob(check_site_.get(), 1, site.data(), static_cast<int>(site.size()),
-                      SQLITE_STATIC);
-    int rc = sqlite3_step(check_site_.get());
-    bool still = rc == SQLITE_ROW && sqlite3_column_int64(check_site_.get(), 0) == it->second;
-    sqlite3_reset(check_site_.get());
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return SqliteError(db_, rc);
+    int64_t stored;
+    CRSYNC_RETURN_IF_ERROR(StoredSiteOrdinal(site, &stored));
+    const bool still = stored == it->second;
     unverified_sites_.erase(it->first);
     if (!still) {
       tentative_sites_.erase(it->first);
@@ -231,6 +224,15 @@ Status ConnEngine::SiteOrdinal(std::string_view site, bool create, int64_t* ord)
   }
   if (it != site_ords_.end()) {
     *ord = it->second;
+    return Status::OK();
+  }
+  // Not cached: another connection may have recorded it since the cache
+  // was read (ordinals, once given, never change).
+  int64_t stored = -1;
+  CRSYNC_RETURN_IF_ERROR(StoredSiteOrdinal(site, &stored));
+  if (stored >= 0) {
+    CacheSite(site, stored);
+    *ord = stored;
     return Status::OK();
   }
   if (!create) {
@@ -254,18 +256,35 @@ Status ConnEngine::SiteOrdinal(std::string_view site, bool create, int64_t* ord)
   }
   int64_t n = sqlite3_column_int64(insert_site_.get(), 0);
   CRSYNC_RETURN_IF_ERROR(StepToEnd(db_, insert_site_.get()));
-  if (sites_.size() <= static_cast<size_t>(n)) sites_.resize(n + 1);
-  sites_[n] = std::string(site);
-  site_ords_[sites_[n]] = n;
+  CacheSite(site, n);
   tentative_sites_.insert(sites_[n]);
   *ord = n;
   return Status::OK();
 }
 
+Status ConnEngine::StoredSiteOrdinal(std::string_view site, int64_t* ord) {
+  if (!check_site_) {
+    CRSYNC_RETURN_IF_ERROR(Prepare(db_, "SELECT ordinal FROM main.crsql_site_id WHERE site_id = ?1",
+                                   &check_site_, SQLITE_PREPARE_PERSISTENT));
+  }
+  sqlite3_bind_blob(check_site_.get(), 1, site.data(), static_cast<int>(site.size()), SQLITE_STATIC);
+  int rc = sqlite3_step(check_site_.get());
+  *ord = rc == SQLITE_ROW ? sqlite3_column_int64(check_site_.get(), 0) : -1;
+  sqlite3_reset(check_site_.get());
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return SqliteError(db_, rc);
+  return Status::OK();
+}
+
+void ConnEngine::CacheSite(std::string_view site, int64_t ord) {
+  if (sites_.size() <= static_cast<size_t>(ord)) sites_.resize(ord + 1);
+  sites_[ord] = std::string(site);
+  site_ords_[sites_[ord]] = ord;
+}
+
 const std::string& ConnEngine::SiteIdOf(int64_t ord) {
   static const std::string kEmpty;
   if (!LoadSites().ok()) return kEmpty;
-  if (ord < 0 || static_cast<size_t>(ord) >= sites_.size()) {
+  if (ord < 0 || static_cast<size_t>(ord) >= sites_.size() || sites_[ord].empty()) {
     // Another connection may have added it.
     sites_loaded_ = false;
     if (!LoadSites().ok() || static_cast<size_t>(ord) >= sites_.size()) return kEmpty;
@@ -308,13 +327,16 @@ Status ConnEngine::RecomputeCommitted() {
   if (!max_dbv_) {
     std::string sql =
         "SELECT max(v) FROM (SELECT CAST(value AS INTEGER) AS v FROM main.crsql_master WHERE key "
-        "= 'pre_compact_dbversion'";
+        "= 'pre_compact_dbversion' AND CAST(value AS INTEGER) < ?1";
     for (const auto& crr : catalog_.all()) {
-      sql += " UNION ALL SELECT max(dbv) FROM main." + crr->FeedTable();
+      sql += " UNION ALL SELECT max(dbv) FROM main." + crr->FeedTable() + " WHERE dbv < ?1";
     }
     sql += ")";
     CRSYNC_RETURN_IF_ERROR(Prepare(db_, sql, &max_dbv_, SQLITE_PREPARE_PERSISTENT));
   }
+  // Inside a transaction that took a version, what it stored (at that
+  // version or above) is not committed: only versions below count.
+  sqlite3_bind_int64(max_dbv_.get(), 1, txn_first_ > 0 ? txn_first_ : INT64_MAX);
   int rc = sqlite3_step(max_dbv_.get());
   int64_t v = rc == SQLITE_ROW ? sqlite3_column_int64(max_dbv_.get(), 0) : 0;
   sqlite3_reset(max_dbv_.get());
@@ -378,6 +400,7 @@ Status ConnEngine::NextDbVersion(int64_t floor, int64_t* out) {
     return Status::Sqlite(SQLITE_FULL, "crsql - db_version is exhausted");
   }
   pending_ = std::max({committed + 1, pending_, floor});
+  if (txn_first_ == 0) txn_first_ = pending_;
   *out = pending_;
   return Status::OK();
 }
@@ -393,6 +416,7 @@ void ConnEngine::EndTransaction() {
   catalog_checked_ = false;
   CaptureEnd();  // normally done already by the capture table's xCommit/xRollback
   pending_ = 0;
+  txn_first_ = 0;
   seq_ = 0;
   rows_impacted_ = 0;
   sync_bit_ = false;

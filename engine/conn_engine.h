@@ -85,7 +85,10 @@ class ConnEngine {
   // The version this transaction stamps (0 = none taken yet), and putting
   // back an earlier one after a merge that failed (its writes undone).
   int64_t pending_version() const { return pending_; }
-  void RestorePendingVersion(int64_t v) { pending_ = v; }
+  void RestorePendingVersion(int64_t v) {
+    pending_ = v;
+    if (v == 0) txn_first_ = 0;
+  }
   // The merge-equal-values setting; re-read after a rollback (which may
   // have undone a crsql_config_set).
   bool merge_equal_values() {
@@ -209,6 +212,9 @@ class ConnEngine {
   Status Bootstrap();
   Status CheckMetaFormat(bool readonly);
   Status LoadSites();
+  // The ordinal crsql_site_id holds for `site`, -1 when none.
+  Status StoredSiteOrdinal(std::string_view site, int64_t* ord);
+  void CacheSite(std::string_view site, int64_t ord);
   Status RecomputeCommitted();
   Status FeedHasVersion(int64_t dbv, bool* present);
   unsigned DataVersion();
@@ -221,6 +227,9 @@ class ConnEngine {
   Catalog catalog_;
   int64_t committed_ = 0;
   int64_t pending_ = 0;  // 0 = no local version taken in this transaction
+  // The first version this transaction took (0 = none): every row it
+  // stored has one at least as high, so versions below are committed.
+  int64_t txn_first_ = 0;
   uint64_t dbv_generation_ = 0;  // catalog generation max_dbv_/has_dbv_ were built for
   int64_t seq_ = 0;
   unsigned data_version_ = ~0u;

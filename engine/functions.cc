@@ -69,6 +69,9 @@ void NextDbVersion(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
       // outlive it: SQLite tells no hook of a read-only commit. The capture
       // table's joining makes it a write transaction, whose end we hear of.
       if (sqlite3_txn_state(db, "main") != SQLITE_TXN_WRITE) s = JoinCaptureTable(e);
+      // Writes captured so far keep the version they were made at: they
+      // are stored before a higher floor raises it.
+      if (s.ok() && floor > e->pending_version()) s = e->FlushCapturedWrites();
       if (s.ok()) s = e->NextDbVersion(floor, &v);
       if (!s.ok()) return ResultStatus(ctx, s);
     } else {

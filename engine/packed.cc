@@ -28,6 +28,9 @@ void PackInt(int64_t v, std::string* out) {
 }
 
 void PackReal(double d, std::string* out) {
+  // -0.0 == 0.0 in SQLite: one key, one row. Packed keys are row
+  // identities (compared as bytes), so both pack as 0.0.
+  if (d == 0.0) d = 0.0;
   uint64_t bits;
   std::memcpy(&bits, &d, sizeof bits);
   out->push_back(static_cast<char>(kReal));

@@ -15,7 +15,8 @@
 
 namespace crsync {
 
-// Appends the packed form of `n` values (count byte first) to *out.
+// Appends the packed form of `n` values (count byte first) to *out. A
+// REAL -0.0 packs as 0.0 (SQLite holds them equal: the same key).
 // REQUIRES: n <= 255.
 void PackValues(sqlite3_value** values, int n, std::string* out);
 void PackValues(const std::vector<Value>& values, std::string* out);

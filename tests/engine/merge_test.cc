@@ -380,6 +380,32 @@ TEST_F(MergeIntoTheRowBeingMergedTest, AnotherRowOfTheSameTableIsFine) {
             (Rows{{"'010901'", "'b'", "5"}, {"'010901'", "'c'", "NULL"}, {"'01090B'", "'c'", "77"}}));
 }
 
+// Site ids another connection recorded are known here too: a merge from
+// that site reuses its ordinal (instead of failing on the unique site id),
+// and changes from it show its id (not an empty one).
+TEST(MergeSitesTest, SitesAnotherConnectionAddedAreKnown) {
+  TempPath path;
+  TestDb a(path.str()), b(path.str());
+  a.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, b); SELECT crsql_as_crr('t');");
+  const std::string x = "11111111111111111111111111111111", y = "22222222222222222222222222222222";
+  auto merge = [&](TestDb& db, int id, const std::string& site) {
+    db.Exec("INSERT INTO crsql_changes VALUES ('t', crsql_pack_columns(" + std::to_string(id) +
+            "), 'b', 'v', 1, " + std::to_string(id) + ", X'" + site + "')");
+  };
+  merge(a, 10, y);  // a has read the site ids (and added one)
+  merge(b, 1, x);
+  merge(a, 2, y);
+  merge(a, 3, x);
+  merge(a, 4, "33333333333333333333333333333333");  // new to both: after b's
+  const Rows expected{{"1", "'" + x + "'"}, {"2", "'" + y + "'"}, {"3", "'" + x + "'"},
+                      {"4", "'33333333333333333333333333333333'"}, {"10", "'" + y + "'"}};
+  const std::string q = "SELECT crsql_unpack_columns.cell, hex(site_id) FROM crsql_changes, "
+                        "crsql_unpack_columns(pk) ORDER BY 1";
+  EXPECT_EQ(a.Query(q), expected);
+  EXPECT_EQ(b.Query(q), expected);
+  EXPECT_EQ(a.One("SELECT count(*) FROM crsql_changes WHERE site_id = X'" + x + "'"), "2");
+}
+
 // Tie-breaks compare with the row as it is now, even when the same row was
 // read for an earlier tie in the transaction and then written, by a merge
 // or locally. (The row's values are kept between changes to one row.)

@@ -52,6 +52,59 @@ TEST(RecordingTest, NextDbVersionIsIdempotentAndDiesWithItsTransaction) {
   EXPECT_EQ(db.One("SELECT crsql_db_version()"), "53");
 }
 
+// Raising the version with crsql_next_db_version(n) leaves the writes
+// made before it at the version they had, captured or not.
+TEST(RecordingTest, NextDbVersionDoesNotRestampEarlierWrites) {
+  TestDb db;
+  db.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, b); SELECT crsql_as_crr('t');");
+  db.Exec("BEGIN; WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 6)"
+          " INSERT INTO t SELECT i, 'a' FROM n;");  // more than the direct writes: captured
+  EXPECT_EQ(db.One("SELECT crsql_next_db_version(50)"), "50");
+  db.Exec("INSERT INTO t VALUES (7, 'after'); COMMIT");
+  EXPECT_EQ(db.Query("SELECT db_version, count(*) FROM crsql_changes GROUP BY 1"),
+            (Rows{{"1", "6"}, {"50", "1"}}));
+}
+
+// Catalog changes inside a transaction re-read the stored versions, which
+// then include the transaction's own uncommitted ones: those are neither
+// the committed version nor a reason to move the transaction's own.
+TEST(RecordingTest, CatalogChangesInATransactionDoNotMoveTheVersions) {
+  TestDb db;
+  db.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, b); SELECT crsql_as_crr('t');"
+          "CREATE TABLE u (id INTEGER PRIMARY KEY NOT NULL, b);"
+          "INSERT INTO t VALUES (1, 'a');");
+  db.Exec("BEGIN; INSERT INTO t VALUES (2, 'a'); SELECT crsql_as_crr('u');");
+  EXPECT_EQ(db.One("SELECT crsql_db_version()"), "1");
+  db.Exec("ROLLBACK");
+  EXPECT_EQ(db.One("SELECT crsql_db_version()"), "1");
+  db.Exec("BEGIN; INSERT INTO t VALUES (2, 'a');"
+          "SELECT crsql_begin_alter('t'); SELECT crsql_commit_alter('t');");
+  EXPECT_EQ(db.One("SELECT crsql_db_version()"), "1");
+  EXPECT_EQ(db.One("SELECT crsql_next_db_version()"), "2");
+  db.Exec("INSERT INTO t VALUES (3, 'a'); COMMIT");
+  EXPECT_EQ(db.Query("SELECT DISTINCT db_version FROM crsql_changes ORDER BY 1"),
+            (Rows{{"1"}, {"2"}}));
+  EXPECT_EQ(db.One("SELECT crsql_db_version()"), "2");
+}
+
+// 0.0 and -0.0 are the same key to SQLite, so they are one row's identity:
+// an update that writes the key as -0.0 changes nothing about which row it
+// is, and a peer's change keyed -0.0 lands on the row keyed 0.0.
+TEST(RecordingTest, NegativeZeroKeysNameTheSameRowAsZero) {
+  TestDb db;
+  db.Exec("CREATE TABLE r (id PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('r');"
+          "INSERT INTO r VALUES (0.0, 'a');"
+          "UPDATE r SET id = -0.0, v = 'b' WHERE id = 0.0;"
+          "UPDATE r SET v = 'c';");
+  EXPECT_EQ(db.Query("SELECT hex(pk), cid, val, col_version FROM crsql_changes"),
+            (Rows{{"'01020000000000000000'", "'v'", "'c'", "3"}}));
+  EXPECT_EQ(db.One("SELECT hex(crsql_pack_columns(-0.0))"), "'01020000000000000000'");
+  db.Exec("INSERT INTO crsql_changes VALUES ('r', X'01028000000000000000', 'v', 'd', 9, 9, "
+          "X'11111111111111111111111111111111')");
+  EXPECT_EQ(db.Query("SELECT v FROM r"), (Rows{{"'d'"}}));
+  EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes"), "1");
+}
+
 // Another connection on the same file adds, alters or drops CRRs and
 // commits: this connection's next write must see the new catalog (no stale
 // schema, no freed CRR object) and the versions the other one used.
