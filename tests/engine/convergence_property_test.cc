@@ -162,6 +162,77 @@ TEST(ConvergencePropertyTest, NineColumnExchangeThroughChangeApplier) {
   RunConvergence(true, 300, /*applier=*/true);
 }
 
+// Two connections share one database file (as an application's pool and
+// the sidecar do) while in-memory peers write too. Each connection caches
+// the catalog, the site ids and the committed version; the other one
+// changes all three behind its back. After every round both must read the
+// same changes, every change names a 16-byte site, and in the end the file
+// converges with the peers.
+TEST(SharedFilePropertyTest, ConnectionsOfOneFileAgreeAndConverge) {
+  std::vector<uint64_t> seeds = Seeds(300);
+  if (seeds.size() > 1) seeds.resize(std::max<size_t>(1, seeds.size() / 3));
+  for (uint64_t seed : seeds) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    std::mt19937_64 rng(seed);
+    RandomSchema s = RandomSchema::Make(rng);
+    TempPath path;
+    TestDb a(path.str()), b(path.str()), p1, p2;
+    a.Exec(s.create_sql);
+    p1.Exec(s.create_sql);
+    p2.Exec(s.create_sql);
+    // Replica 0 is the file, through either connection.
+    auto conn = [&](size_t replica) -> TestDb& {
+      if (replica == 0) return rng() % 2 ? a : b;
+      return replica == 1 ? p1 : p2;
+    };
+    const std::string all = "SELECT \"table\", hex(pk), cid, quote(val), col_version, db_version, "
+                            "hex(site_id), cl, seq FROM crsql_changes ORDER BY db_version, seq, 2, 3";
+    int rounds = 10 + rng() % 25;
+    for (int r = 0; r < rounds; ++r) {
+      TestDb& w = conn(rng() % 3);
+      bool txn = rng() % 3 == 0;
+      if (txn) w.Exec("BEGIN");
+      for (int k = 0, m = 1 + rng() % 4; k < m; ++k) RandomWrite(rng, s, w, false);
+      if (txn) w.Exec(rng() % 5 == 0 ? "ROLLBACK" : "COMMIT");
+      size_t from = rng() % 3, to = rng() % 3;
+      if (from != to) {
+        auto rows = ReadChanges(conn(from).get());
+        std::vector<ChangeRow> batch;
+        for (const auto& row : rows)
+          if (rng() % 3 != 0) batch.push_back(row);
+        std::shuffle(batch.begin(), batch.end(), rng);
+        TestDb& dst = conn(to);
+        if (rng() % 2) {
+          ASSERT_OK(ApplyThroughApplier(dst.get(), batch));
+        } else {
+          dst.Exec("BEGIN");
+          ASSERT_OK(ApplyChanges(dst.get(), batch, true));
+          dst.Exec("COMMIT");
+        }
+      }
+      ASSERT_EQ(a.Query(all), b.Query(all)) << "round " << r;
+      ASSERT_EQ(a.One("SELECT crsql_db_version()"), b.One("SELECT crsql_db_version()")) << "round " << r;
+      ASSERT_EQ(b.One("SELECT count(*) FROM crsql_changes WHERE length(site_id) IS NOT 16"), "0")
+          << "round " << r;
+      ASSERT_EQ(a.One("SELECT count(*) FROM crsql_changes WHERE length(site_id) IS NOT 16"), "0")
+          << "round " << r;
+    }
+    for (int pass = 0; pass < 2; ++pass) {
+      for (size_t x = 0; x < 3; ++x) {
+        for (size_t y = 0; y < 3; ++y) {
+          if (x != y) Sync(conn(x), conn(y));
+        }
+      }
+    }
+    Rows want = s.Dump(a);
+    Rows want_changes = ChangeState(a, false);
+    for (TestDb* db : {&b, &p1, &p2}) {
+      ASSERT_EQ(s.Dump(*db), want) << "schema " << s.create_sql;
+      ASSERT_EQ(ChangeState(*db, false), want_changes);
+    }
+  }
+}
+
 // Writes in bulk (key-ordered loads, range updates) exchanged in large
 // ChangeApplier batches: the paths that store dense windows (feed range
 // entries, the one-walk metadata update) meet random point writes,
