@@ -89,7 +89,10 @@ class Migration {
   Status Run() {
     if (old_.pk_cols != crr_.schema().pk_cols) {
       // A new primary key: every identity changed. Start over at D; all
-      // tombstones and col_versions are lost (§14.3.1).
+      // tombstones and col_versions are lost (§14.3.1). A row with a NULL
+      // in the new key has no identity: refused by name, as crsql_as_crr.
+      CRSYNC_RETURN_IF_ERROR(
+          CheckNoNullKeys(db_, crr_, "crsql_commit_alter(" + crr_.name() + ")"));
       CRSYNC_RETURN_IF_ERROR(Exec(db_, "DELETE FROM main." + crr_.RowsTable() +
                                            "; DELETE FROM main." + crr_.FeedTable()));
       return BulkBackfill(e_, &crr_, d_);

@@ -1,9 +1,11 @@
 #include "engine/changes_vtab.h"
 
 #include <cmath>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "common/guard.h"
 #include "engine/change_scan.h"
@@ -65,7 +67,6 @@ struct ChangesCursor {
   ChangesVtab* vtab;
   ChangeScan scan;
   bool eof = true;
-  int64_t rowid = 0;
   explicit ChangesCursor(ChangesVtab* v) : vtab(v), scan(v->engine) {}
 };
 
@@ -291,7 +292,6 @@ int Filter(sqlite3_vtab_cursor* cur, int, const char* idx_str, int argc,
       bool has;
       s = c->scan.Next(&has);
       c->eof = !has;
-      c->rowid = 0;
     }
     if (!s.ok()) {
       SetError(cur->pVtab, s.message());
@@ -311,7 +311,6 @@ int Next(sqlite3_vtab_cursor* cur) {
       return s.sqlite_code();
     }
     c->eof = !has;
-    ++c->rowid;
     return SQLITE_OK;
   });
 }
@@ -324,9 +323,10 @@ int Column(sqlite3_vtab_cursor* cur, sqlite3_context* ctx, int col) {
     const ScanRecord& r = c->scan.current();
     switch (col) {
       case kTable: {
-        // Names live in the scan's sources until the next xFilter: static.
+        // Copied: the scan's sources may be rebuilt by the next xFilter
+        // while SQLite still holds the value (an aggregate's max()).
         const std::string& t = c->scan.TableName(r.crr_index);
-        sqlite3_result_text(ctx, t.data(), static_cast<int>(t.size()), SQLITE_STATIC);
+        sqlite3_result_text(ctx, t.data(), static_cast<int>(t.size()), SQLITE_TRANSIENT);
         break;
       }
       case kPk:
@@ -334,7 +334,7 @@ int Column(sqlite3_vtab_cursor* cur, sqlite3_context* ctx, int col) {
         break;
       case kCid: {
         const std::string& n = c->scan.ColumnName(r);
-        sqlite3_result_text(ctx, n.data(), static_cast<int>(n.size()), SQLITE_STATIC);
+        sqlite3_result_text(ctx, n.data(), static_cast<int>(n.size()), SQLITE_TRANSIENT);
         break;
       }
       case kVal:
@@ -364,9 +364,30 @@ int Column(sqlite3_vtab_cursor* cur, sqlite3_context* ctx, int col) {
   });
 }
 
+// A change's rowid is a hash of what identifies it: (table, pk, column).
+// SQLite's OR-by-union plans run one xFilter per OR term and drop rows
+// whose rowid an earlier term returned, so the same change must get the
+// same rowid in every term and different changes different ones (a 64-bit
+// hash: a collision is about as likely as a random 64-bit match). A
+// counter restarted by each xFilter dropped unrelated changes there.
 int Rowid(sqlite3_vtab_cursor* cur, sqlite_int64* out) {
-  *out = reinterpret_cast<ChangesCursor*>(cur)->rowid;
-  return SQLITE_OK;
+  auto* c = reinterpret_cast<ChangesCursor*>(cur);
+  return GuardSqliteCall(SQLITE_ERROR, [&] {
+    const ScanRecord& r = c->scan.current();
+    auto mix = [](uint64_t h) {  // splitmix64's finalizer
+      h ^= h >> 30;
+      h *= 0xbf58476d1ce4e5b9ULL;
+      h ^= h >> 27;
+      h *= 0x94d049bb133111ebULL;
+      return h ^ (h >> 31);
+    };
+    const std::hash<std::string_view> hash;
+    uint64_t h = mix(hash(c->scan.TableName(r.crr_index)));
+    h = mix(h ^ hash(r.pk));
+    h = mix(h ^ static_cast<uint64_t>(static_cast<int64_t>(r.slot) + 1));
+    *out = static_cast<sqlite_int64>(h);
+    return SQLITE_OK;
+  });
 }
 
 // Reads column `col` of an INSERT as a non-negative integer, or fails with

@@ -428,6 +428,23 @@ TEST_F(AlterByAnotherConnectionTest, TheApplierSeesAnotherConnectionsAlter) {
   }
 }
 
+// A new primary key that is NULL in an existing row is refused by name,
+// and the alter is undone (the table keeps recording under its old key).
+TEST(AlterNullKeyTest, ANewKeyThatIsNullInARowIsRefused) {
+  TestDb db;
+  db.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, a, b); SELECT crsql_as_crr('t');"
+          "INSERT INTO t VALUES (1, 'x', NULL), (2, 'y', 'k2');");
+  Rows before = db.Query("SELECT hex(pk), cid, val FROM crsql_changes ORDER BY 1, 2");
+  db.Exec("SELECT crsql_begin_alter('t');"
+          "CREATE TABLE t_new (id INTEGER NOT NULL, a, b, PRIMARY KEY (id, b));"
+          "INSERT INTO t_new SELECT * FROM t; DROP TABLE t; ALTER TABLE t_new RENAME TO t;");
+  EXPECT_THAT(db.Error("SELECT crsql_commit_alter('t')"), HasSubstr("NULL"));
+  EXPECT_EQ(db.Query("SELECT hex(pk), cid, val FROM crsql_changes ORDER BY 1, 2"), before);
+  db.Exec("UPDATE t SET a = 'x2' WHERE id = 1");
+  EXPECT_EQ(db.One("SELECT val FROM crsql_changes WHERE pk = crsql_pack_columns(1) AND cid = 'a'"),
+            "'x2'");
+}
+
 TEST_F(AlterTest, PeersThatHaveNotMigratedGetASpecificError) {
   TestDb peer;
   peer.Exec("CREATE TABLE todo (id PRIMARY KEY NOT NULL, name, complete, list);"

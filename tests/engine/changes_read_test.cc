@@ -220,5 +220,26 @@ TEST_F(ChangesReadTest, OrphanedMetadataIsSkipped) {
   EXPECT_THAT(db_.Error("ALTER TABLE a DROP COLUMN y"), HasSubstr("no such column: OLD.y"));
 }
 
+// OR queries that SQLite plans as a union of one scan per term (here: a
+// cursor per origin, the natural relay query) return every matching change
+// once. Rowids restarted with each scan made SQLite drop unrelated changes
+// as duplicates (and keep real duplicates).
+TEST(ChangesReadOrTest, OrTermsScannedSeparatelyReturnEachChangeOnce) {
+  TestDb db;
+  db.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, a); SELECT crsql_as_crr('t');"
+          "INSERT INTO t VALUES (1, 'l1'); INSERT INTO t VALUES (2, 'l2'); INSERT INTO t VALUES (3, 'l3');");
+  const std::string a = "X'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA'";
+  db.Exec("INSERT INTO crsql_changes VALUES ('t', X'010964', 'a', 'rA1', 1, 7, " + a + ");"
+          "INSERT INTO crsql_changes VALUES ('t', X'010965', 'a', 'rA2', 1, 8, " + a + ");");
+  auto vals = [&](const std::string& where) {
+    return db.One("SELECT group_concat(val, ',') FROM (SELECT val FROM crsql_changes WHERE " + where +
+                  " ORDER BY val)");
+  };
+  EXPECT_EQ(vals("(site_id IS NULL AND db_version > 1) OR (site_id = " + a + " AND db_version > 6)"),
+            "'l2,l3,rA1,rA2'");
+  EXPECT_EQ(vals("db_version = 8 OR \"table\" = 't'"), "'l1,l2,l3,rA1,rA2'");
+  EXPECT_EQ(vals("db_version = 8 OR pk = X'010965' OR db_version = 2"), "'l2,rA2'");
+}
+
 }  // namespace
 }  // namespace crsync
