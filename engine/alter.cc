@@ -242,13 +242,16 @@ class Migration {
     CRSYNC_RETURN_IF_ERROR(Prepare(
         db_, "SELECT " + cols + " FROM main." + QuoteIdent(crr_.name()) + " ORDER BY " + cols, &scan));
     int npk = static_cast<int>(crr_.schema().pk_cols.size());
+    const std::vector<char>* key_affinity;
+    CRSYNC_RETURN_IF_ERROR(crr_.PkAffinity(&key_affinity));
+    const std::vector<char> affinity = *key_affinity;
     std::vector<sqlite3_value*> pk(npk);
     std::string key;
     int rc;
     while ((rc = sqlite3_step(scan.get())) == SQLITE_ROW) {
       for (int i = 0; i < npk; ++i) pk[i] = sqlite3_column_value(scan.get(), i);
       key.clear();
-      PackValues(pk.data(), npk, &key);
+      PackKey(pk.data(), npk, affinity, &key);
       RowMeta meta;
       meta.cols.assign(crr_.slots(), Clock{});
       int64_t seq = e_->PeekSeq();

@@ -32,8 +32,12 @@ Status BulkBackfill(ConnEngine* e, Crr* crr, int64_t dbv) {
   for (size_t i = 0; i < crr->schema().pk_cols.size(); ++i)
     cols += std::string(i ? ", " : "") + QuoteIdent(crr->schema().pk_cols[i]);
   std::string n = std::to_string(crr->slots()), v = std::to_string(dbv);
+  const std::vector<char>* affinity;
+  CRSYNC_RETURN_IF_ERROR(crr->PkAffinity(&affinity));
+  const std::string codes = QuoteLiteral(std::string(affinity->begin(), affinity->end()));
   CRSYNC_RETURN_IF_ERROR(Exec(e->db(), "INSERT INTO main." + crr->RowsTable() +
-                                           "(pk, meta) SELECT crsql_pack_columns(" + cols +
+                                           "(pk, meta) SELECT crsync_internal_pack_key(" + codes +
+                                           ", " + cols +
                                            "), crsync_internal_fresh_meta(" + n + ", " + v +
                                            ") FROM main." + QuoteIdent(crr->name()) +
                                            " ORDER BY " + cols));

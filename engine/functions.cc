@@ -193,6 +193,25 @@ void PackColumns(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
   });
 }
 
+// crsync_internal_pack_key(affinities, v1, ...): PackKey of the values,
+// `affinities` holding one AffinityOf code per value (bulk backfills).
+void PackKeyFn(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+  GuardSqlFunction(ctx, [&] {
+    if (argc < 1 || argc > 256) {
+      sqlite3_result_error(ctx, "crsync_internal_pack_key: bad argument count", -1);
+      return;
+    }
+    const unsigned char* codes = sqlite3_value_text(argv[0]);
+    std::vector<char> affinity(codes ? reinterpret_cast<const char*>(codes) : "",
+                               codes ? reinterpret_cast<const char*>(codes) +
+                                           sqlite3_value_bytes(argv[0])
+                                     : "");
+    std::string out;
+    PackKey(argv + 1, argc - 1, affinity, &out);
+    sqlite3_result_blob(ctx, out.data(), static_cast<int>(out.size()), SQLITE_TRANSIENT);
+  });
+}
+
 // crsync_pk_value(pk, i): value i of a packed pk (NULL if it does not
 // decode). Lets the change scan join feed entries with user rows.
 void PkValue(sqlite3_context* ctx, int, sqlite3_value** argv) {
@@ -298,6 +317,7 @@ int RegisterFunctions(sqlite3* db, ConnEngine* e) {
       {"crsql_config_get", 1, kVol, ConfigGet},
       {"crsql_finalize", 0, kDirect, Finalize},
       {"crsql_pack_columns", -1, kDet, PackColumns},
+      {"crsync_internal_pack_key", -1, kDirect, PackKeyFn},
       {"crsql_rows_impacted", 0, kVol, RowsImpacted},
       {"crsync_pk_value", 2, kDet, PkValue},
       {"crsql_internal_sync_bit", 0, kVol, SyncBit},

@@ -192,7 +192,9 @@ Status Merger::MergeRowWith(Scratch* s, const MergeInput* ins, size_t n, int64_t
   }
   const uint64_t generation = e_->catalog().generation();  // `crr` is valid in it
   s->key.clear();
-  PackValues(pk, &s->key);
+  const std::vector<char>* key_affinity;
+  CRSYNC_RETURN_IF_ERROR(crr->PkAffinity(&key_affinity));
+  PackKey(pk, *key_affinity, &s->key);  // 1.0 and 1 in an untyped key: one row
   const std::string& key = s->key;
 
   RowMeta& before = s->before;

@@ -28,9 +28,6 @@ void PackInt(int64_t v, std::string* out) {
 }
 
 void PackReal(double d, std::string* out) {
-  // -0.0 == 0.0 in SQLite: one key, one row. Packed keys are row
-  // identities (compared as bytes), so both pack as 0.0.
-  if (d == 0.0) d = 0.0;
   uint64_t bits;
   std::memcpy(&bits, &d, sizeof bits);
   out->push_back(static_cast<char>(kReal));
@@ -108,6 +105,57 @@ void PackValues(sqlite3_value** values, int n, std::string* out) {
 void PackValues(const std::vector<Value>& values, std::string* out) {
   out->push_back(static_cast<char>(values.size()));
   for (const Value& v : values) PackOne(v, out);
+}
+
+namespace {
+
+// *i = d when d is an integer that int64 holds exactly (-0.0 gives 0).
+bool IntegralReal(double d, int64_t* i) {
+  // 2^63 is exact as a double; every double in [-2^63, 2^63) converts.
+  if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0)) return false;  // NaN too
+  auto v = static_cast<int64_t>(d);
+  if (static_cast<double>(v) != d) return false;
+  *i = v;
+  return true;
+}
+
+bool AsKeyInteger(int type, double d, char affinity, int64_t* i) {
+  return type == SQLITE_FLOAT && affinity == 'b' && IntegralReal(d, i);
+}
+
+}  // namespace
+
+bool KeyNeedsAffinity(sqlite3_value** values, int n) {
+  for (int i = 0; i < n; ++i)
+    if (sqlite3_value_type(values[i]) == SQLITE_FLOAT) return true;
+  return false;
+}
+
+void PackKey(sqlite3_value** values, int n, const std::vector<char>& affinity, std::string* out) {
+  out->push_back(static_cast<char>(n));
+  for (int k = 0; k < n; ++k) {
+    int64_t i;
+    const char a = static_cast<size_t>(k) < affinity.size() ? affinity[k] : 'b';
+    if (sqlite3_value_type(values[k]) == SQLITE_FLOAT &&
+        AsKeyInteger(SQLITE_FLOAT, sqlite3_value_double(values[k]), a, &i)) {
+      PackInt(i, out);
+    } else {
+      PackOne(values[k], out);
+    }
+  }
+}
+
+void PackKey(const std::vector<Value>& values, const std::vector<char>& affinity, std::string* out) {
+  out->push_back(static_cast<char>(values.size()));
+  for (size_t k = 0; k < values.size(); ++k) {
+    int64_t i;
+    const char a = k < affinity.size() ? affinity[k] : 'b';
+    if (AsKeyInteger(values[k].type, values[k].d, a, &i)) {
+      PackInt(i, out);
+    } else {
+      PackOne(values[k], out);
+    }
+  }
 }
 
 Status UnpackValues(std::string_view packed, std::vector<Value>* out) {

@@ -15,11 +15,22 @@
 
 namespace crsync {
 
-// Appends the packed form of `n` values (count byte first) to *out. A
-// REAL -0.0 packs as 0.0 (SQLite holds them equal: the same key).
+// Appends the packed form of `n` values (count byte first) to *out.
 // REQUIRES: n <= 255.
 void PackValues(sqlite3_value** values, int n, std::string* out);
 void PackValues(const std::vector<Value>& values, std::string* out);
+
+// Packs a row's key (values in pk order, `affinity` the columns' AffinityOf
+// codes) as its identity: like PackValues, except that in a column without
+// affinity ('b') a REAL with an integer value (1.0, -0.0) packs as that
+// INTEGER. SQLite holds them equal (one row), so the row gets one identity
+// however its key was written, here or by a peer. Other columns never mix
+// the two (INTEGER and NUMERIC store 1.0 as 1, REAL stores 1 as 1.0).
+void PackKey(sqlite3_value** values, int n, const std::vector<char>& affinity, std::string* out);
+void PackKey(const std::vector<Value>& values, const std::vector<char>& affinity, std::string* out);
+// Whether PackKey may differ from PackValues for these values (a REAL among
+// them): the caller needs the affinities only then.
+bool KeyNeedsAffinity(sqlite3_value** values, int n);
 
 // Appends one entry (header + payload, no count byte).
 void PackOne(sqlite3_value* v, std::string* out);

@@ -537,13 +537,25 @@ void AfterWrite(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
       w.crr_id = crr->id();
       bool record = true;
       if (s.ok() && op != Op::kDelete) s = CheckPkNotNull(*crr, op == Op::kUpdate ? a + npk : a);
+      // A row's identity (PackKey): only a REAL key value needs the
+      // columns' affinities (loaded once per CRR).
+      auto pack_key = [&](sqlite3_value** vals, std::string* out) {
+        if (!KeyNeedsAffinity(vals, npk)) return PackValues(vals, npk, out);
+        const std::vector<char>* affinity;
+        Status as = crr->PkAffinity(&affinity);
+        if (!as.ok()) {
+          if (s.ok()) s = as;
+          return PackValues(vals, npk, out);
+        }
+        PackKey(vals, npk, *affinity, out);
+      };
       if (s.ok()) {
         if constexpr (op == Op::kInsert) {
           w.op = LocalWrite::kInsert;
-          PackValues(a, npk, &key);
+          pack_key(a, &key);
         } else if constexpr (op == Op::kDelete) {
           w.op = LocalWrite::kDelete;
-          PackValues(a, npk, &key);
+          pack_key(a, &key);
         } else {
           sqlite3_value** old_pk = a;
           sqlite3_value** new_pk = a + npk;
@@ -564,9 +576,16 @@ void AfterWrite(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
               if (!SameValue(old_vals[i], new_vals[i])) changed.push_back(static_cast<uint32_t>(i));
             }
           }
+          pack_key(new_pk, &key);
+          if (w.moved) {
+            pack_key(old_pk, &old_key);
+            // 1 -> 1.0 in an untyped key, 0.0 -> -0.0: the same row.
+            if (old_key == key) {
+              w.moved = false;
+              old_key.clear();
+            }
+          }
           record = w.moved || !changed.empty();  // nothing changed: nothing recorded
-          PackValues(new_pk, npk, &key);
-          if (w.moved) PackValues(old_pk, npk, &old_key);
         }
         w.key = key;
         w.old_key = old_key;

@@ -87,22 +87,60 @@ TEST(RecordingTest, CatalogChangesInATransactionDoNotMoveTheVersions) {
   EXPECT_EQ(db.One("SELECT crsql_db_version()"), "2");
 }
 
-// 0.0 and -0.0 are the same key to SQLite, so they are one row's identity:
-// an update that writes the key as -0.0 changes nothing about which row it
-// is, and a peer's change keyed -0.0 lands on the row keyed 0.0.
-TEST(RecordingTest, NegativeZeroKeysNameTheSameRowAsZero) {
+// In a key column without affinity, 1 and 1.0 (and 0, 0.0, -0.0) are one
+// key to SQLite, so they are one row's identity: the packed form of the
+// INTEGER (crsql_pack_columns itself keeps v0.16's bytes). An update that
+// rewrites the key as -0.0 stays the same row, and replicas that wrote 1
+// and 1.0 converge on one row with one history (they once diverged for
+// good, each keeping the other's value under a second identity).
+TEST(RecordingTest, IntegralRealKeysNameTheSameRowAsTheInteger) {
   TestDb db;
   db.Exec("CREATE TABLE r (id PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('r');"
           "INSERT INTO r VALUES (0.0, 'a');"
           "UPDATE r SET id = -0.0, v = 'b' WHERE id = 0.0;"
           "UPDATE r SET v = 'c';");
   EXPECT_EQ(db.Query("SELECT hex(pk), cid, val, col_version FROM crsql_changes"),
-            (Rows{{"'01020000000000000000'", "'v'", "'c'", "3"}}));
-  EXPECT_EQ(db.One("SELECT hex(crsql_pack_columns(-0.0))"), "'01020000000000000000'");
+            (Rows{{"'0101'", "'v'", "'c'", "3"}}));
+  EXPECT_EQ(db.One("SELECT hex(crsql_pack_columns(-0.0))"), "'01028000000000000000'");
   db.Exec("INSERT INTO crsql_changes VALUES ('r', X'01028000000000000000', 'v', 'd', 9, 9, "
           "X'11111111111111111111111111111111')");
   EXPECT_EQ(db.Query("SELECT v FROM r"), (Rows{{"'d'"}}));
   EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes"), "1");
+
+  const char* kSchema = "CREATE TABLE t (k PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t');";
+  for (bool applier : {false, true}) {
+    TestDb a, b;
+    a.Exec(kSchema);
+    b.Exec(kSchema);
+    a.Exec("INSERT INTO t VALUES (1, 'from a')");
+    b.Exec("INSERT INTO t VALUES (1.0, 'from b')");
+    for (int round = 0; round < 2; ++round) {
+      if (applier) {
+        for (auto [from, to] : {std::pair<TestDb*, TestDb*>{&a, &b}, {&b, &a}}) {
+          std::unique_ptr<ChangeApplier> ap;
+          ASSERT_OK(ChangeApplier::Open(to->get(), &ap));
+          ASSERT_OK(ap->Apply(ToChanges(ReadChanges(from->get())), 0, nullptr));
+        }
+      } else {
+        Sync(a, b);
+        Sync(b, a);
+      }
+    }
+    EXPECT_EQ(a.Query("SELECT v FROM t"), b.Query("SELECT v FROM t")) << applier;
+    EXPECT_EQ(a.One("SELECT count(*) FROM t"), "1");
+    EXPECT_EQ(a.Query("SELECT hex(pk), cid, val FROM crsql_changes"),
+              b.Query("SELECT hex(pk), cid, val FROM crsql_changes"));
+    EXPECT_EQ(a.One("SELECT group_concat(hex(pk)) FROM crsql_changes"), "'010901'");
+  }
+}
+
+// A backfill (crsql_as_crr of a table holding rows) keys them the same way.
+TEST(RecordingTest, BackfilledIntegralRealKeysAreTheIntegerIdentity) {
+  TestDb db;
+  db.Exec("CREATE TABLE t (k PRIMARY KEY NOT NULL, v); INSERT INTO t VALUES (2.0, 'x'), (2.5, 'y');"
+          "SELECT crsql_as_crr('t'); UPDATE t SET v = 'z' WHERE k = 2;");
+  EXPECT_EQ(db.Query("SELECT hex(pk), val, col_version FROM crsql_changes ORDER BY 1"),
+            (Rows{{"'01024004000000000000'", "'y'", "1"}, {"'010902'", "'z'", "2"}}));
 }
 
 // Another connection on the same file adds, alters or drops CRRs and
