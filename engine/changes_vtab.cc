@@ -135,7 +135,10 @@ int BestIndex(sqlite3_vtab*, sqlite3_index_info* info) {
           }
           break;
         case kTable:
-          if (c.op == SQLITE_INDEX_CONSTRAINT_EQ) {
+          // Only with the column's own collation: the scan matches names
+          // byte for byte, and `= 'TODO' COLLATE NOCASE` must not.
+          if (c.op == SQLITE_INDEX_CONSTRAINT_EQ &&
+              sqlite3_stricmp(sqlite3_vtab_collation(info, i), "BINARY") == 0) {
             code = 'T';
             cost /= 5;
           }
@@ -267,7 +270,10 @@ int Filter(sqlite3_vtab_cursor* cur, int, const char* idx_str, int argc,
         spec.min_dbv = std::max(spec.min_dbv, lo);
         spec.max_dbv = std::min(spec.max_dbv, hi);
       } else if (code == 'T') {
-        if (sqlite3_value_type(v) != SQLITE_TEXT) {
+        // The column is TEXT: a number compares as its text ("table" = 5
+        // names the CRR "5"); a BLOB or NULL equals no name.
+        const int type = sqlite3_value_type(v);
+        if (type != SQLITE_TEXT && type != SQLITE_INTEGER && type != SQLITE_FLOAT) {
           spec.none = true;
           continue;
         }

@@ -241,5 +241,22 @@ TEST(ChangesReadOrTest, OrTermsScannedSeparatelyReturnEachChangeOnce) {
   EXPECT_EQ(vals("db_version = 8 OR pk = X'010965' OR db_version = 2"), "'l2,rA2'");
 }
 
+// A "table" constraint means what it means on a plain table: its
+// collation and the TEXT column's affinity apply (crr-semantics §8.4).
+TEST(ChangesReadOrTest, TableConstraintsKeepSqlSemantics) {
+  TestDb db;
+  db.Exec("CREATE TABLE todo (id INTEGER PRIMARY KEY NOT NULL, b); SELECT crsql_as_crr('todo');"
+          "INSERT INTO todo VALUES (1, 'x');"
+          "CREATE TABLE \"5\" (id INTEGER PRIMARY KEY NOT NULL, b); SELECT crsql_as_crr('5');"
+          "INSERT INTO \"5\" VALUES (1, 'y');"
+          "CREATE TEMP TABLE ref AS SELECT * FROM crsql_changes;");
+  for (const char* where : {"\"table\" = 'TODO' COLLATE NOCASE", "\"table\" = 5", "\"table\" = 5.0",
+                            "\"table\" = 'todo'", "\"table\" = X'746F646F'", "\"table\" = NULL"}) {
+    EXPECT_EQ(db.One(std::string("SELECT count(*) FROM crsql_changes WHERE ") + where),
+              db.One(std::string("SELECT count(*) FROM ref WHERE ") + where))
+        << where;
+  }
+}
+
 }  // namespace
 }  // namespace crsync
