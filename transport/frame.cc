@@ -180,7 +180,12 @@ Status FrameReader::DeliverPayload() {
   }
 
   capnp::ReaderOptions reader_options;
-  reader_options.traversalLimitInWords = options_.traversal_limit_words;
+  // Bounded by this frame's size, not just the largest frame's: pointers
+  // that alias one blob would otherwise let a small frame decode into many
+  // times its size (every honest message reads each word once, twice with
+  // the validation below).
+  reader_options.traversalLimitInWords =
+      std::min<uint64_t>(options_.traversal_limit_words, 2 * words.size() + 64);
   reader_options.nestingLimit = options_.nesting_limit;
   Status result;
   bool validated = false;

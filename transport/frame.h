@@ -63,7 +63,8 @@ struct FrameReaderOptions {
   // reader traverses each message once to validate it, so the traversal
   // limit must allow that plus what the callback reads (twice the payload is
   // enough for reading everything once); it bounds amplification by
-  // pointers that alias the same data.
+  // pointers that alias the same data. Each frame gets at most twice its
+  // own size (plus a little) of this.
   uint64_t traversal_limit_words = 2 * (kDefaultMaxFramePayload / sizeof(capnp::word));
   int nesting_limit = 16;
 };

@@ -373,6 +373,29 @@ TEST(FrameReaderTest, TraversalLimitIsEnforced) {
   EXPECT_EQ(c.calls(), 0);
 }
 
+// A small frame whose pointers all alias one blob would decode into many
+// times its size: refused by a traversal limit of twice the frame's own
+// size, well below the default one for the largest frame.
+TEST(FrameReaderTest, PointersAliasingOneBlobAreRefused) {
+  const uint64_t n = 64, blob_bytes = 8192, blob_words = blob_bytes / 8;
+  std::vector<uint64_t> seg;
+  seg.push_back(1 | (uint64_t{6} << 32) | (n << 35));  // root: list of n pointers, right after it
+  for (uint64_t i = 0; i < n; ++i) {
+    const uint64_t offset = n - i - 1;  // from the word after element i to the blob
+    seg.push_back(1 | (offset << 2) | (uint64_t{2} << 32) | (blob_bytes << 35));  // bytes
+  }
+  seg.resize(seg.size() + blob_words, 0x4242424242424242ULL);
+  Bytes payload(8 + seg.size() * 8);
+  const uint32_t table[2] = {0, static_cast<uint32_t>(seg.size())};  // one segment
+  std::memcpy(payload.data(), table, 8);
+  std::memcpy(payload.data() + 8, seg.data(), seg.size() * 8);
+  Collector c;
+  Status s = c.Feed(FrameAround(payload));
+  EXPECT_EQ(s.code(), Status::Code::kCorruption) << s.ToString();
+  EXPECT_THAT(s.message(), HasSubstr("traversal limit"));
+  EXPECT_EQ(c.calls(), 0);
+}
+
 TEST(FrameReaderTest, ReaderStaysFailedAfterAnError) {
   Bytes bad = ErrorFrame(1, "bad");
   bad.back() ^= 0xFF;
