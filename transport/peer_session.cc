@@ -395,21 +395,27 @@ Status PeerSession::Assemble(ChangesetMsg m, std::vector<ReadyTxn>* ready, uint3
   if (m.parts > 1) {
     // Parts of one transaction: keep them until all are here (in any
     // order), so a peer's transaction is never visible half-applied.
-    Parts& p = partial_[{m.start, m.end}];
-    if (p.parts.size() != m.parts) {
-      p.parts.assign(m.parts, {});
-      p.have.assign(m.parts, false);
-    }
-    p.parts[m.part] = std::move(m.changes);
-    p.have[m.part] = true;
-    if (std::find(p.have.begin(), p.have.end(), false) != p.have.end()) {
-      if (partial_.size() > 2 * options_.window + 2) {
+    const std::pair<int64_t, int64_t> key{m.start, m.end};
+    auto it = partial_.find(key);
+    if (it == partial_.end()) {
+      // Checked before anything is held for it.
+      if (partial_.size() >= 2 * options_.window + 2) {
         return Fail(out, ErrorMsg::kProtocol, "too many split transactions in progress");
       }
-      return Status::OK();
+      it = partial_.emplace(key, Parts{}).first;
+      it->second.total = m.parts;
     }
-    txn.parts = std::move(p.parts);
-    partial_.erase({m.start, m.end});
+    Parts& p = it->second;
+    if (p.total != m.parts) {
+      return Fail(out, ErrorMsg::kBadChangeset,
+                  "changeset [" + std::to_string(m.start) + ", " + std::to_string(m.end) + "] said " +
+                      std::to_string(p.total) + " parts, now " + std::to_string(m.parts));
+    }
+    p.have[m.part] = std::move(m.changes);  // a repeated part replaces the first
+    if (p.have.size() < p.total) return Status::OK();
+    txn.parts.reserve(p.total);
+    for (auto& [index, changes] : p.have) txn.parts.push_back(std::move(changes));
+    partial_.erase(it);
   } else {
     txn.parts.push_back(std::move(m.changes));
   }

@@ -161,9 +161,11 @@ class PeerSession {
   std::chrono::steady_clock::time_point last_sync_{};
   uint32_t in_flight_ = 0;
   // Parts of split transactions received so far, by [start, end].
+  // The parts of one split transaction received so far, by index: held
+  // sparsely, so what a peer announces costs nothing until it sends it.
   struct Parts {
-    std::vector<std::vector<Change>> parts;
-    std::vector<bool> have;
+    uint32_t total = 0;
+    std::map<uint32_t, std::vector<Change>> have;
   };
   std::map<std::pair<int64_t, int64_t>, Parts> partial_;
   StmtPtr load_cursor_, save_cursor_, db_version_;

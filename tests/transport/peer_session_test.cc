@@ -297,6 +297,47 @@ void Connect(Node& a, Node& b, const SessionOptions& opts, std::unique_ptr<PeerS
   ASSERT_OK((*sa)->OnMessage(hb[0], first));
 }
 
+// Split transactions cost what was received, not what was announced: a
+// peer announcing a million parts in a few tiny frames is held to the
+// limit on open split transactions (checked before anything is kept for a
+// new one), and a part count that changes is refused.
+TEST(PeerSessionTest, AnnouncedPartsCostNothingUntilReceived) {
+  Node a, b;
+  std::unique_ptr<PeerSession> sa, sb;
+  SessionOptions opts;
+  ASSERT_OK(PeerSession::Open(a.db.get(), {}, &sa));
+  ASSERT_OK(PeerSession::Open(b.db.get(), opts, &sb));
+  std::vector<Message> ha, out;
+  ASSERT_OK(sa->Start(&ha));
+  ASSERT_OK(sb->OnMessage(ha[0], &out));
+  const std::string site_a = std::get<HelloMsg>(ha[0]).site_id;
+  const uint32_t kParts = 1u << 20;
+  const size_t limit = 2 * opts.window + 2;
+  for (size_t i = 0; i < limit; ++i) {
+    out.clear();
+    const int64_t v = static_cast<int64_t>(i) + 1;
+    ASSERT_OK(sb->OnMessage(ChangesetMsg{site_a, v, v, 0, kParts, {}}, &out)) << i;
+  }
+  out.clear();
+  EXPECT_OK(sb->OnMessage(ChangesetMsg{site_a, 1, 1, 7, kParts, {}}, &out));  // a known one
+  out.clear();
+  EXPECT_THAT(sb->OnMessage(ChangesetMsg{site_a, 1, 1, 8, 9, {}}, &out).message(),
+              HasSubstr("said 1048576 parts, now 9"));
+  std::unique_ptr<PeerSession> sc;
+  ASSERT_OK(PeerSession::Open(b.db.get(), opts, &sc));
+  out.clear();
+  ASSERT_OK(sc->OnMessage(ha[0], &out));
+  for (size_t i = 0; i < limit; ++i) {
+    out.clear();
+    const int64_t v = static_cast<int64_t>(i) + 1;
+    ASSERT_OK(sc->OnMessage(ChangesetMsg{site_a, v, v, 0, kParts, {}}, &out)) << i;
+  }
+  out.clear();
+  EXPECT_THAT(sc->OnMessage(ChangesetMsg{site_a, 99, 99, 0, kParts, {}}, &out).message(),
+              HasSubstr("too many split transactions in progress"));
+  EXPECT_EQ(b.db.One("SELECT count(*) FROM items"), "0");
+}
+
 TEST(PeerSessionTest, PumpStopsAtItsBoundAndResumesWhereItStopped) {
   Node a, b;
   for (int i = 0; i < 10; ++i) a.db.Exec("INSERT INTO items VALUES (" + std::to_string(i) + ", 'n', 1)");
