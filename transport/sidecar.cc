@@ -39,6 +39,15 @@ constexpr int kFirstBackoffMs = 100;
 constexpr int kMaxBackoffMs = 5000;
 constexpr uint64_t kStableConnectionMs = 5000;
 
+// Flow control of one connection. Reading stops while this many of its
+// messages wait for the database thread (each up to a frame: a peer cannot
+// make us hold more than this many frames), and starts again below half.
+constexpr size_t kMaxQueuedMessages = 256;
+// A peer that does not read what we send: past this many bytes waiting in
+// its socket's write queue, the connection is closed (it resumes from its
+// saved cursor when it reconnects).
+constexpr size_t kMaxWriteQueueBytes = size_t{64} << 20;
+
 }  // namespace
 
 struct Sidecar::Impl {
@@ -71,12 +80,15 @@ struct Sidecar::Impl {
     uint64_t connected_at = 0;  // uv_now() when it connected (dialed ones)
     uint64_t opened_at = 0;     // uv_now() when it started reading
     bool heard = false;         // a whole message arrived
+    size_t queued = 0;          // its kMessage tasks not yet taken by the strand
+    bool paused = false;        // reading stopped (kMaxQueuedMessages)
     std::string peer;
     Conn(Impl* i, uint64_t n)
         : impl(i), id(n), reader(FrameReaderOptions{}, [this](capnp::MessageReader& m) {
             Message msg;
             CRSYNC_RETURN_IF_ERROR(DecodeMessage(m, &msg));
             heard = true;
+            ++queued;
             impl->Enqueue(Task::kMessage, id, std::move(msg));
             return Status::OK();
           }) {}
@@ -158,6 +170,7 @@ struct Sidecar::Impl {
     Task* t = queue.front();
     queue.pop_front();
     if (t->kind == Task::kPump) pump_queued = false;
+    size_t taken = t->kind == Task::kMessage ? 1 : 0;
     // Messages that queued up behind this one on the same connection go
     // with it: the session merges their changesets in fewer commits.
     // Each task is about one merge commit, so its ack goes out (and the
@@ -175,7 +188,9 @@ struct Sidecar::Impl {
       batched += changes(next->msg);
       t->more.push_back(std::move(next->msg));
       delete next;
+      ++taken;
     }
+    if (taken) MessagesTaken(t->conn, taken);
     busy = true;
     int rc = uv_queue_work(&loop, &t->work, &Impl::DoWork, &Impl::AfterWork);
     if (rc != 0) {
@@ -315,6 +330,14 @@ struct Sidecar::Impl {
   void Send(uint64_t conn_id, const Message& msg) {
     auto it = conns.find(conn_id);
     if (it == conns.end() || it->second->closing) return;
+    auto* stream = reinterpret_cast<uv_stream_t*>(&it->second->tcp);
+    if (uv_stream_get_write_queue_size(stream) > kMaxWriteQueueBytes) {
+      Log(0, "connection %llu (%s): the peer is not reading (%zu bytes waiting to be sent), "
+          "closing", static_cast<unsigned long long>(conn_id), it->second->peer.c_str(),
+          uv_stream_get_write_queue_size(stream));
+      CloseConn(conn_id);
+      return;
+    }
     // One segment: cheaper to build, serialise and (for the peer) to read.
     capnp::MallocMessageBuilder builder(static_cast<unsigned>(
         std::min<size_t>(EstimateMessageWords(msg), size_t{1} << 26)));
@@ -353,35 +376,88 @@ struct Sidecar::Impl {
     c->opened_at = uv_now(&loop);
     uv_tcp_nodelay(&c->tcp, 1);
     SetLiveness(&c->tcp);
-    uv_read_start(
-        reinterpret_cast<uv_stream_t*>(&c->tcp),
-        [](uv_handle_t*, size_t suggested, uv_buf_t* buf) {
-          buf->base = new char[suggested];
-          buf->len = static_cast<decltype(buf->len)>(suggested);
-        },
-        [](uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
-          std::unique_ptr<char[]> owned(buf->base);
-          auto* c = static_cast<Conn*>(s->data);
-          if (nread == 0) return;  // EAGAIN
-          if (nread < 0) {
-            // A peer closing or vanishing is routine; other read errors are not.
-            bool routine = nread == UV_EOF || nread == UV_ECONNRESET;
-            c->impl->Log(routine ? 1 : 0, "connection %llu (%s) ended: %s",
-                         static_cast<unsigned long long>(c->id), c->peer.c_str(),
-                         uv_strerror(static_cast<int>(nread)));
-            c->impl->CloseConn(c->id);
-            return;
-          }
-          Status st = c->reader.Feed(reinterpret_cast<const uint8_t*>(buf->base),
-                                     static_cast<size_t>(nread));
-          if (!st.ok()) {
-            c->impl->Log(0, "connection %llu (%s): bad frame, closing: %s",
-                         static_cast<unsigned long long>(c->id), c->peer.c_str(),
-                         st.message().c_str());
-            c->impl->CloseConn(c->id);
-          }
-        });
+    StartReading(c);
     Enqueue(Task::kOpen, c->id);
+  }
+
+  static void OnAlloc(uv_handle_t*, size_t suggested, uv_buf_t* buf) {
+    buf->base = nullptr;
+    buf->len = 0;  // libuv then reports UV_ENOBUFS to OnRead
+    GuardVoidCall([&] {
+      buf->base = new char[suggested];
+      buf->len = static_cast<decltype(buf->len)>(suggested);
+    });
+  }
+
+  static void OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+    std::unique_ptr<char[]> owned(buf->base);
+    auto* c = static_cast<Conn*>(s->data);
+    if (nread == 0) return;  // EAGAIN
+    auto handle = [&] {
+      if (nread < 0) {
+        // A peer closing or vanishing is routine; other read errors are not.
+        bool routine = nread == UV_EOF || nread == UV_ECONNRESET;
+        c->impl->Log(routine ? 1 : 0, "connection %llu (%s) ended: %s",
+                     static_cast<unsigned long long>(c->id), c->peer.c_str(),
+                     uv_strerror(static_cast<int>(nread)));
+        c->impl->CloseConn(c->id);
+        return;
+      }
+      Status st =
+          c->reader.Feed(reinterpret_cast<const uint8_t*>(buf->base), static_cast<size_t>(nread));
+      if (!st.ok()) {
+        c->impl->Log(0, "connection %llu (%s): bad frame, closing: %s",
+                     static_cast<unsigned long long>(c->id), c->peer.c_str(), st.message().c_str());
+        c->impl->CloseConn(c->id);
+        return;
+      }
+      if (!c->paused && c->queued >= kMaxQueuedMessages && !c->closing) {
+        c->paused = true;  // resumed by MessagesTaken
+        uv_read_stop(s);
+      }
+    };
+    bool handled = false;
+    GuardVoidCall([&] {
+      handle();
+      handled = true;
+    });
+    if (!handled) GuardVoidCall([&] { c->impl->CloseConn(c->id); });  // out of memory
+  }
+
+  void StartReading(Conn* c) {
+    int rc = uv_read_start(reinterpret_cast<uv_stream_t*>(&c->tcp), &Impl::OnAlloc, &Impl::OnRead);
+    if (rc != 0) {
+      Log(0, "connection %llu (%s): cannot read: %s", static_cast<unsigned long long>(c->id),
+          c->peer.c_str(), uv_strerror(rc));
+      CloseConn(c->id);
+    }
+  }
+
+  // The strand took `n` queued messages of connection `id`: a paused one
+  // reads again once half its queue is gone.
+  void MessagesTaken(uint64_t id, size_t n) {
+    auto it = conns.find(id);
+    if (it == conns.end()) return;
+    Conn* c = it->second;
+    c->queued = c->queued > n ? c->queued - n : 0;
+    if (c->paused && !c->closing && c->queued <= kMaxQueuedMessages / 2) {
+      c->paused = false;
+      StartReading(c);
+    }
+  }
+
+  // Drops the messages of connection `id` still waiting for the strand: a
+  // closed connection's session is gone, and what it sent is not merged
+  // (its cursor was not moved by it; the peer resends).
+  void DropQueuedMessages(uint64_t id) {
+    for (auto it = queue.begin(); it != queue.end();) {
+      if ((*it)->kind == Task::kMessage && (*it)->conn == id) {
+        delete *it;
+        it = queue.erase(it);
+      } else {
+        ++it;
+      }
+    }
   }
 
   void CloseConn(uint64_t id) {
@@ -391,6 +467,7 @@ struct Sidecar::Impl {
     conns.erase(it);
     if (c->closing) return;
     c->closing = true;
+    DropQueuedMessages(id);
     Enqueue(Task::kClose, id);
     Dialer* d = c->dialer;
     const bool stable = uv_now(&loop) - c->connected_at >= kStableConnectionMs;
