@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "common/hex.h"
 #include "crsync/engine.h"
 #include "engine/packed.h"
 #include "engine/row_meta.h"
@@ -11,17 +12,6 @@ namespace crsync {
 namespace {
 
 enum class Outcome { kIgnore, kDelete, kResurrect, kResurrectWin, kWin };
-
-// Packed pk bytes as an SQL blob literal, for messages.
-std::string BlobLiteral(std::string_view bytes) {
-  static const char kHex[] = "0123456789ABCDEF";
-  std::string out = "X'";
-  for (unsigned char c : bytes) {
-    out += kHex[c >> 4];
-    out += kHex[c & 15];
-  }
-  return out + "'";
-}
 
 }  // namespace
 
@@ -357,7 +347,7 @@ Status Merger::MergeRowWith(Scratch* s, const MergeInput* ins, size_t n, int64_t
       // outer merge stores the row's clocks after this one would, and this
       // change would lose its own. Refused (and with it the outer write).
       return Status::InvalidArgument("crsql - a trigger merged a change into " + crr->name() +
-                                     " row " + BlobLiteral(key) + " while that row was being merged");
+                                     " row X'" + HexBytes(key) + "' while that row was being merged");
     }
     if (!hold_user_writes_) {
       CRSYNC_RETURN_IF_ERROR(WriteUserRow(e_, crr, pk, key, write, &s->write_slots));

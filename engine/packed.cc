@@ -119,8 +119,9 @@ bool IntegralReal(double d, int64_t* i) {
   return true;
 }
 
-bool AsKeyInteger(int type, double d, char affinity, int64_t* i) {
-  return type == SQLITE_FLOAT && affinity == 'b' && IntegralReal(d, i);
+// Whether a REAL `d` in a key column of `affinity` packs as the INTEGER *i.
+bool AsKeyInteger(double d, char affinity, int64_t* i) {
+  return affinity == 'b' && IntegralReal(d, i);
 }
 
 }  // namespace
@@ -137,7 +138,7 @@ void PackKey(sqlite3_value** values, int n, const std::vector<char>& affinity, s
     int64_t i;
     const char a = static_cast<size_t>(k) < affinity.size() ? affinity[k] : 'b';
     if (sqlite3_value_type(values[k]) == SQLITE_FLOAT &&
-        AsKeyInteger(SQLITE_FLOAT, sqlite3_value_double(values[k]), a, &i)) {
+        AsKeyInteger(sqlite3_value_double(values[k]), a, &i)) {
       PackInt(i, out);
     } else {
       PackOne(values[k], out);
@@ -150,7 +151,7 @@ void PackKey(const std::vector<Value>& values, const std::vector<char>& affinity
   for (size_t k = 0; k < values.size(); ++k) {
     int64_t i;
     const char a = k < affinity.size() ? affinity[k] : 'b';
-    if (AsKeyInteger(values[k].type, values[k].d, a, &i)) {
+    if (values[k].type == SQLITE_FLOAT && AsKeyInteger(values[k].d, a, &i)) {
       PackInt(i, out);
     } else {
       PackOne(values[k], out);
