@@ -278,6 +278,7 @@ Status EncodeMessage(const Message& in, capnp::MessageBuilder* message) {
       hello.setSiteId(AsData(h->site_id));
       hello.setSchemaFingerprint(h->fingerprint);
       hello.setCurrentVersion(h->current_version);
+      hello.setRestoreEpoch(h->restore_epoch);
       auto have = hello.initHaveFrom(static_cast<unsigned>(h->have_from.size()));
       for (size_t i = 0; i < h->have_from.size(); ++i) {
         CRSYNC_RETURN_IF_ERROR(
@@ -312,6 +313,7 @@ Status DecodeMessage(capnp::MessageReader& message, Message* out) {
         m.fingerprint = h.getSchemaFingerprint();
         m.current_version = h.getCurrentVersion();
         if (m.current_version < -1) return Status::Corruption("hello currentVersion below -1");
+        m.restore_epoch = h.getRestoreEpoch();
         for (auto c : h.getHaveFrom()) {
           CRSYNC_RETURN_IF_ERROR(CheckSiteId(c.getSiteId().size(), "haveFrom siteId", &Status::Corruption));
           // A receive cursor is a version the peer committed: never negative

@@ -27,6 +27,10 @@ struct HelloMsg {
   // holding a cursor for the sender past it knows the sender has lost
   // versions it announced: it was restored from a backup (PeerSession).
   int64_t current_version = -1;
+  // The sender's restore epoch (0: never restored): it changes each time the
+  // sender learns it lost announced versions, so that every peer — not only
+  // the one that detected it — resynchronizes once (PeerSession).
+  int64_t restore_epoch = 0;
 };
 
 // A slice of the sender's change feed: every change the sender has with
@@ -56,6 +60,9 @@ struct ErrorMsg {
     kBadChangeset = 3,
     kInternal = 4,
     kResync = 5,  // the recipient lost history; the connection restarts to resynchronize
+    // The recipient's restore epoch is new to the sender, which now
+    // resynchronizes with it; the connection restarts.
+    kRestoreSeen = 6,
   };
   uint32_t code = kProtocol;
   std::string message;

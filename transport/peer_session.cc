@@ -62,6 +62,8 @@ Status PeerSession::Start(std::vector<Message>* out) {
   hello.site_id = site_id_;
   hello.fingerprint = fingerprint_;
   CRSYNC_RETURN_IF_ERROR(CommittedVersion(&hello.current_version));
+  CRSYNC_RETURN_IF_ERROR(LoadCursor(site_id_, 3, &hello_epoch_));
+  hello.restore_epoch = hello_epoch_;
   StmtPtr st;
   CRSYNC_RETURN_IF_ERROR(Prepare(db_,
                                  "SELECT site_id, version FROM crsql_tracked_peers WHERE tag = ?1 "
@@ -78,7 +80,7 @@ Status PeerSession::Start(std::vector<Message>* out) {
   return Status::OK();
 }
 
-Status PeerSession::LoadCursor(int64_t event, int64_t* out) {
+Status PeerSession::LoadCursor(const std::string& site, int64_t event, int64_t* out) {
   if (!load_cursor_) {
     CRSYNC_RETURN_IF_ERROR(Prepare(db_,
                                    "SELECT version FROM crsql_tracked_peers WHERE site_id = ?1 AND "
@@ -86,7 +88,7 @@ Status PeerSession::LoadCursor(int64_t event, int64_t* out) {
                                    &load_cursor_));
   }
   sqlite3_stmt* st = load_cursor_.get();
-  sqlite3_bind_blob(st, 1, peer_site_.data(), static_cast<int>(peer_site_.size()), SQLITE_STATIC);
+  sqlite3_bind_blob(st, 1, site.data(), static_cast<int>(site.size()), SQLITE_STATIC);
   sqlite3_bind_int64(st, 2, kSidecarTag);
   sqlite3_bind_int64(st, 3, event);
   int rc = sqlite3_step(st);
@@ -113,6 +115,21 @@ Status PeerSession::SaveCursor(int64_t event, int64_t version) {
   return StepToEnd(db_, st);
 }
 
+Status PeerSession::SaveEpoch(const std::string& site, int64_t epoch) {
+  if (!save_epoch_) {
+    CRSYNC_RETURN_IF_ERROR(Prepare(
+        db_,
+        "INSERT INTO crsql_tracked_peers (site_id, version, seq, tag, event) VALUES (?1, ?2, 0, "
+        "?3, 3) ON CONFLICT (site_id, tag, event) DO UPDATE SET version = excluded.version",
+        &save_epoch_));
+  }
+  sqlite3_stmt* st = save_epoch_.get();
+  sqlite3_bind_blob(st, 1, site.data(), static_cast<int>(site.size()), SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, epoch);
+  sqlite3_bind_int64(st, 3, kSidecarTag);
+  return StepToEnd(db_, st);
+}
+
 Status PeerSession::DeleteCursor(int64_t event) {
   StmtPtr st;
   CRSYNC_RETURN_IF_ERROR(Prepare(
@@ -124,35 +141,70 @@ Status PeerSession::DeleteCursor(int64_t event) {
   return StepToEnd(db_, st.get());
 }
 
-Status PeerSession::ForgetLostHistory(int64_t peer_version, int64_t cursor,
+Status PeerSession::ForgetLostHistory(const HelloMsg& m, int64_t cursor, int64_t seen_epoch,
                                       std::vector<Message>* out) {
   // The peer announced versions up to `cursor` (each one durable before it
-  // was announced) and now is at `peer_version`: it lost them, most likely
-  // restored from a backup. Its next writes reuse those versions, which our
-  // cursor would skip, and the changes it lost live on only here and at
-  // other peers. So: forget the cursor (the next connection takes the
-  // peer's whole feed again: merging is idempotent) and send the peer its
-  // own changes back, up to what we have now, until it acknowledges them.
+  // was announced) and lost some of them, most likely restored from a
+  // backup. Its next writes reuse those versions, which our cursor would
+  // skip, and the changes it lost live on only here and at other peers. So:
+  // forget the cursor (the next connection takes the peer's whole feed
+  // again: merging is idempotent) and send the peer its own changes back,
+  // up to what we have now, until it acknowledges them.
   int64_t ours = 0;
   CRSYNC_RETURN_IF_ERROR(CommittedVersion(&ours));
   CRSYNC_RETURN_IF_ERROR(Exec(db_, "BEGIN IMMEDIATE"));
   Status s = DeleteCursor(0);
   if (s.ok()) s = SaveCursor(2, std::max<int64_t>(ours, 1));
+  if (s.ok()) s = SaveEpoch(peer_site_, m.restore_epoch);
   if (s.ok()) s = Exec(db_, "COMMIT");
   if (!s.ok()) {
     Exec(db_, "ROLLBACK").IgnoreError();
     return s;
   }
+  const std::string tail =
+      ": resynchronizing: it sends its whole feed again and gets its own changes back";
+  if (m.restore_epoch != seen_epoch) {
+    // Another peer detected the loss first and the peer renewed its epoch.
+    return Fail(out, ErrorMsg::kRestoreSeen,
+                "peer " + HexBytes(peer_site_) + " lost versions it had announced (restored from "
+                "a backup?): its restore epoch is " + std::to_string(m.restore_epoch) +
+                ", last seen here " + std::to_string(seen_epoch) + tail);
+  }
   return Fail(out, ErrorMsg::kResync,
-              "peer " + HexBytes(peer_site_) + " is at version " + std::to_string(peer_version) +
-                  " but had sent changes up to version " + std::to_string(cursor) +
-                  ": it lost them (restored from a backup?); resynchronizing: it sends its whole "
-                  "feed again and gets its own changes back");
+              "peer " + HexBytes(peer_site_) + " is at version " +
+                  std::to_string(m.current_version) + " but had sent changes up to version " +
+                  std::to_string(cursor) + ": it lost them (restored from a backup?)" + tail);
+}
+
+Status PeerSession::RenewOwnEpoch() {
+  CRSYNC_RETURN_IF_ERROR(Exec(db_, "BEGIN IMMEDIATE"));
+  int64_t epoch = 0;
+  Status s = LoadCursor(site_id_, 3, &epoch);
+  if (s.ok() && epoch == hello_epoch_) {
+    // Several peers may detect one loss at once: only the first renews.
+    do {
+      sqlite3_randomness(sizeof epoch, &epoch);
+    } while (epoch == 0 || epoch == hello_epoch_);
+    s = SaveEpoch(site_id_, epoch);
+  }
+  if (s.ok()) s = Exec(db_, "COMMIT");
+  if (!s.ok()) Exec(db_, "ROLLBACK").IgnoreError();
+  return s;
 }
 
 Status PeerSession::OnMessage(const Message& in, std::vector<Message>* out) {
   if (const auto* e = std::get_if<ErrorMsg>(&in)) {
-    return Status::Transport("peer reported error " + std::to_string(e->code) + ": " + e->message);
+    Status said =
+        Status::Transport("peer reported error " + std::to_string(e->code) + ": " + e->message);
+    if (e->code == ErrorMsg::kResync) {
+      // We lost versions we had announced: every peer must hear of it.
+      Status s = RenewOwnEpoch();
+      if (!s.ok()) {
+        return Status::Transport(said.message() + "; and the restore epoch could not be renewed: " +
+                                 s.ToString());
+      }
+    }
+    return said;
   }
   if (const auto* h = std::get_if<HelloMsg>(&in)) {
     if (ready_) return Fail(out, ErrorMsg::kProtocol, "a second hello on one connection");
@@ -200,10 +252,15 @@ Status PeerSession::OnHello(const HelloMsg& m, std::vector<Message>* out) {
                     "): migrate both sides to the same schema");
   }
   peer_site_ = m.site_id;
-  int64_t cursor;
+  int64_t cursor, seen_epoch;
   CRSYNC_RETURN_IF_ERROR(LoadCursor(0, &cursor));
-  if (m.current_version >= 0 && cursor > m.current_version) {
-    return ForgetLostHistory(m.current_version, cursor, out);
+  CRSYNC_RETURN_IF_ERROR(LoadCursor(3, &seen_epoch));
+  if (cursor > 0 && (m.restore_epoch != seen_epoch ||
+                     (m.current_version >= 0 && cursor > m.current_version))) {
+    return ForgetLostHistory(m, cursor, seen_epoch, out);
+  }
+  if (m.restore_epoch != seen_epoch) {
+    CRSYNC_RETURN_IF_ERROR(SaveEpoch(peer_site_, m.restore_epoch));  // nothing to rewind
   }
   CRSYNC_RETURN_IF_ERROR(LoadCursor(2, &echo_until_));
   coverage_ = Coverage(cursor);

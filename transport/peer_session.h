@@ -16,7 +16,8 @@
 // Duplicates, reordering and restarts are safe: cursors never run ahead of
 // what is committed, and a new session resumes from the receiver's cursor.
 // A peer restored from a backup (its hello's version is below our cursor
-// for it) is resynchronized: see ForgetLostHistory.
+// for it, or its restore epoch is new to us) is resynchronized: see
+// ForgetLostHistory.
 //
 // Thread safety: one thread (the sidecar's database thread) per session;
 // the connection must not be used concurrently.
@@ -132,17 +133,27 @@ class PeerSession {
   Status PumpFeed(std::vector<Message>* out);
   // crsql_db_version(): the newest committed version.
   Status CommittedVersion(int64_t* out);
-  // The peer's crsql_tracked_peers rows (tag kSidecarTag): event 0 is the
-  // receive cursor, 1 the send cursor, 2 "echo its own changes to it up to
-  // this version of ours" (it lost them). Absent = 0.
-  Status LoadCursor(int64_t event, int64_t* out);
+  // The crsql_tracked_peers rows of the sidecar (tag kSidecarTag), for the
+  // peer unless a site is given: event 0 is the receive cursor, 1 the send
+  // cursor, 2 "echo its own changes to it up to this version of ours" (it
+  // lost them), 3 the site's restore epoch as last known here (for our own
+  // site: ours). Absent = 0.
+  Status LoadCursor(int64_t event, int64_t* out) { return LoadCursor(peer_site_, event, out); }
+  Status LoadCursor(const std::string& site, int64_t event, int64_t* out);
   Status SaveCursor(int64_t event, int64_t version);  // never moves one back
+  Status SaveEpoch(const std::string& site, int64_t epoch);  // event 3, any value
   Status DeleteCursor(int64_t event);
-  // The peer says it is at `peer_version`, below our receive cursor for it:
-  // it lost versions it had announced. Forgets that cursor, schedules the
-  // echo of its own changes, and fails (the connection closes; the next one
-  // resynchronizes).
-  Status ForgetLostHistory(int64_t peer_version, int64_t cursor, std::vector<Message>* out);
+  // The peer lost versions it had announced: its hello says it is at a
+  // version below our receive cursor for it, or carries a restore epoch we
+  // have not seen (another peer detected the loss). Forgets that cursor,
+  // schedules the echo of its own changes, records the epoch, and fails (the
+  // connection closes; the next one resynchronizes).
+  Status ForgetLostHistory(const HelloMsg& m, int64_t cursor, int64_t seen_epoch,
+                           std::vector<Message>* out);
+  // A peer told us we lost versions we had announced (ErrorMsg::kResync):
+  // picks a new restore epoch, so that every other peer resynchronizes too,
+  // unless another connection already did since our hello.
+  Status RenewOwnEpoch();
 
   sqlite3* db_;
   SessionOptions options_;
@@ -158,6 +169,7 @@ class PeerSession {
   int64_t acked_ = 0;   // highest own version the peer acknowledged
   int64_t durable_ = 0; // versions up to here were on disk when last synced
   int64_t echo_until_ = 0;  // send the peer its own changes up to here (event 2)
+  int64_t hello_epoch_ = 0; // our restore epoch, as our hello said it
   std::chrono::steady_clock::time_point last_sync_{};
   uint32_t in_flight_ = 0;
   // Parts of split transactions received so far, by [start, end].
@@ -168,7 +180,7 @@ class PeerSession {
     std::map<uint32_t, std::vector<Change>> have;
   };
   std::map<std::pair<int64_t, int64_t>, Parts> partial_;
-  StmtPtr load_cursor_, save_cursor_, db_version_;
+  StmtPtr load_cursor_, save_cursor_, save_epoch_, db_version_;
 };
 
 }  // namespace crsync

@@ -36,6 +36,12 @@ struct Hello {
   # unknown). A recipient whose cursor for the sender is past it knows the
   # sender lost versions it had announced (restored from a backup).
   currentVersion @4 :Int64 = -1;
+  # The sender's restore epoch: 0 until the sender first learns (from a
+  # peer's resync error) that it lost versions it had announced, then a new
+  # random value each time. A recipient holding a cursor for the sender that
+  # last saw another epoch from it resynchronizes as if it had detected the
+  # loss itself: the first peer to detect a restore tells all the others.
+  restoreEpoch @5 :Int64;
 }
 
 # "Every change of `siteId` up to `dbVersion` is committed here."

@@ -372,6 +372,9 @@ TEST(MessageCodecTest, EveryMessageKindRoundTrips) {
   EXPECT_EQ(h.current_version, -1);  // not said
   hello.current_version = 1234;
   EXPECT_EQ(std::get<HelloMsg>(ThroughWire(hello)).current_version, 1234);
+  EXPECT_EQ(h.restore_epoch, 0);  // never restored
+  hello.restore_epoch = -0x123456789abcdefLL;  // any 64 bits
+  EXPECT_EQ(std::get<HelloMsg>(ThroughWire(hello)).restore_epoch, -0x123456789abcdefLL);
 
   auto k = std::get<AckMsg>(ThroughWire(AckMsg{99, 3}));
   EXPECT_EQ(k.up_to, 99);

@@ -617,5 +617,55 @@ TEST(PeerSessionTest, APeerRestoredFromABackupIsResynchronizedBothWays) {
   EXPECT_EQ(contents(b), contents(r));
 }
 
+// The first peer to hear from a restored node detects it (its cursor is past
+// the node's version) and echoes the node's lost changes back, which moves
+// the node's version past every other peer's cursor too. Those peers must
+// still learn that the node reused versions: here c only hears from r
+// directly (a line b - r - c), so without that it would never get the write
+// r made at a reused version.
+TEST(PeerSessionTest, EveryPeerOfARestoredNodeResynchronizesNotOnlyTheFirst) {
+  TestDb a, b, c;
+  a.Exec(kSchema);
+  b.Exec(kSchema);
+  c.Exec(kSchema);
+  a.Exec("INSERT INTO items VALUES (1, 'a', 1)");
+  EXPECT_THAT(Sync(a.get(), b.get()), ::testing::IsEmpty());
+  EXPECT_THAT(Sync(a.get(), c.get()), ::testing::IsEmpty());
+  TempPath backup;
+  a.Exec("VACUUM INTO '" + backup.str() + "'");
+  a.Exec("INSERT INTO items VALUES (3, 'lost', 1); UPDATE items SET qty = 7 WHERE id = 1;");
+  EXPECT_THAT(Sync(a.get(), b.get()), ::testing::IsEmpty());
+  EXPECT_THAT(Sync(a.get(), c.get()), ::testing::IsEmpty());
+  TestDb r(backup.str());
+  r.Exec("INSERT INTO items VALUES (4, 'after', 1)");  // a reused version
+  std::vector<std::string> failures = Sync(r.get(), b.get(), 3);
+  ASSERT_EQ(failures.size(), 2u);
+  // b echoed r's lost changes: r is now past c's cursor for it.
+  ASSERT_GE(std::stoll(r.One("SELECT crsql_db_version()")),
+            std::stoll(a.One("SELECT crsql_db_version()")));
+  // r learned of its loss: it has a restore epoch, which its hellos carry.
+  const std::string epoch_sql =
+      "SELECT version FROM crsql_tracked_peers WHERE site_id = crsql_site_id() AND tag = 1001 "
+      "AND event = 3";
+  const std::string epoch = r.One(epoch_sql);
+  ASSERT_NE(epoch, "0");
+  failures = Sync(r.get(), c.get(), 3);
+  ASSERT_EQ(failures.size(), 2u);
+  for (const std::string& f : failures) EXPECT_THAT(f, HasSubstr("its restore epoch is " + epoch));
+  EXPECT_EQ(r.One(epoch_sql), epoch) << "only a detection by version renews the epoch";
+  const Rows expected{{"1", "'a'", "7"}, {"3", "'lost'", "1"}, {"4", "'after'", "1"}};
+  auto contents = [](TestDb& db) { return db.Query("SELECT * FROM items ORDER BY id"); };
+  EXPECT_EQ(contents(b), expected);
+  EXPECT_EQ(contents(r), expected);
+  EXPECT_EQ(contents(c), expected) << "c skipped r's write at a reused version";
+  // Once resynchronized, nothing more: a further connection is quiet and a
+  // later write flows as usual.
+  EXPECT_THAT(Sync(r.get(), c.get()), ::testing::IsEmpty());
+  EXPECT_THAT(Sync(r.get(), b.get()), ::testing::IsEmpty());
+  r.Exec("UPDATE items SET name = 'later' WHERE id = 4");
+  EXPECT_THAT(Sync(r.get(), c.get()), ::testing::IsEmpty());
+  EXPECT_EQ(contents(c), contents(r));
+}
+
 }  // namespace
 }  // namespace crsync
