@@ -1,0 +1,283 @@
+// transport/sidecar_conn.cc — the sidecar's connections (loop thread):
+// reading with backpressure, writing with a bounded queue, closing, and
+// dialing configured peers with backoff.
+#include "transport/codec.h"
+#include "transport/net_addr.h"
+#include "transport/sidecar_impl.h"
+
+namespace crsync {
+
+Sidecar::Impl::Conn::Conn(Impl* i, uint64_t n)
+    : impl(i), id(n), reader(FrameReaderOptions{}, [this](capnp::MessageReader& m) {
+        Message msg;
+        CRSYNC_RETURN_IF_ERROR(DecodeMessage(m, &msg));
+        heard = true;
+        ++queued;
+        impl->Enqueue(Task::kMessage, id, std::move(msg));
+        return Status::OK();
+      }) {}
+
+void Sidecar::Impl::Send(uint64_t conn_id, const Message& msg) {
+  auto it = conns.find(conn_id);
+  if (it == conns.end() || it->second->closing) return;
+  auto* stream = reinterpret_cast<uv_stream_t*>(&it->second->tcp);
+  if (uv_stream_get_write_queue_size(stream) > kMaxWriteQueueBytes) {
+    Log(0, "connection %llu (%s): the peer is not reading (%zu bytes waiting to be sent), "
+        "closing", static_cast<unsigned long long>(conn_id), it->second->peer.c_str(),
+        uv_stream_get_write_queue_size(stream));
+    CloseConn(conn_id);
+    return;
+  }
+  // One segment: cheaper to build, serialise and (for the peer) to read.
+  capnp::MallocMessageBuilder builder(static_cast<unsigned>(
+      std::min<size_t>(EstimateMessageWords(msg), size_t{1} << 26)));
+  Status st = EncodeMessage(msg, &builder);
+  auto req = std::make_unique<WriteReq>();
+  if (st.ok()) st = encoder.Encode(builder, &req->bytes);
+  if (!st.ok()) {
+    Log(0, "cannot encode a message: %s", st.ToString().c_str());
+    CloseConn(conn_id);
+    return;
+  }
+  uv_buf_t buf = uv_buf_init(reinterpret_cast<char*>(req->bytes.begin()),
+                             static_cast<unsigned>(req->bytes.size()));
+  req->req.data = req.get();
+  int rc = uv_write(&req->req, reinterpret_cast<uv_stream_t*>(&it->second->tcp), &buf, 1,
+                    [](uv_write_t* r, int status) {
+                      std::unique_ptr<WriteReq> owned(static_cast<WriteReq*>(r->data));
+                      (void)status;  // a failed write shows up as a read error/EOF
+                    });
+  if (rc == 0) {
+    req.release();  // owned by libuv until the callback
+  } else {
+    CloseConn(conn_id);
+  }
+}
+
+Sidecar::Impl::Conn* Sidecar::Impl::NewConn() {
+  auto* c = new Conn(this, next_conn++);
+  uv_tcp_init(&loop, &c->tcp);
+  c->tcp.data = c;
+  return c;
+}
+
+void Sidecar::Impl::StartConn(Conn* c) {
+  conns[c->id] = c;
+  c->opened_at = uv_now(&loop);
+  uv_tcp_nodelay(&c->tcp, 1);
+  SetLiveness(&c->tcp);
+  StartReading(c);
+  Enqueue(Task::kOpen, c->id);
+}
+
+void Sidecar::Impl::OnAlloc(uv_handle_t*, size_t suggested, uv_buf_t* buf) {
+  buf->base = nullptr;
+  buf->len = 0;  // libuv then reports UV_ENOBUFS to OnRead
+  GuardVoidCall([&] {
+    buf->base = new char[suggested];
+    buf->len = static_cast<decltype(buf->len)>(suggested);
+  });
+}
+
+void Sidecar::Impl::OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+  std::unique_ptr<char[]> owned(buf->base);
+  auto* c = static_cast<Conn*>(s->data);
+  if (nread == 0) return;  // EAGAIN
+  auto handle = [&] {
+    if (nread < 0) {
+      // A peer closing or vanishing is routine; other read errors are not.
+      bool routine = nread == UV_EOF || nread == UV_ECONNRESET;
+      c->impl->Log(routine ? 1 : 0, "connection %llu (%s) ended: %s",
+                   static_cast<unsigned long long>(c->id), c->peer.c_str(),
+                   uv_strerror(static_cast<int>(nread)));
+      c->impl->CloseConn(c->id);
+      return;
+    }
+    Status st =
+        c->reader.Feed(reinterpret_cast<const uint8_t*>(buf->base), static_cast<size_t>(nread));
+    if (!st.ok()) {
+      c->impl->Log(0, "connection %llu (%s): bad frame, closing: %s",
+                   static_cast<unsigned long long>(c->id), c->peer.c_str(), st.message().c_str());
+      c->impl->CloseConn(c->id);
+      return;
+    }
+    if (!c->paused && c->queued >= kMaxQueuedMessages && !c->closing) {
+      c->paused = true;  // resumed by MessagesTaken
+      uv_read_stop(s);
+    }
+  };
+  if (!c->impl->Guarded("reading", handle)) {
+    c->impl->Guarded("closing a connection", [&] { c->impl->CloseConn(c->id); });
+  }
+}
+
+void Sidecar::Impl::StartReading(Conn* c) {
+  int rc = uv_read_start(reinterpret_cast<uv_stream_t*>(&c->tcp), &Impl::OnAlloc, &Impl::OnRead);
+  if (rc != 0) {
+    Log(0, "connection %llu (%s): cannot read: %s", static_cast<unsigned long long>(c->id),
+        c->peer.c_str(), uv_strerror(rc));
+    CloseConn(c->id);
+  }
+}
+
+// The strand took `n` queued messages of connection `id`: a paused one
+// reads again once half its queue is gone.
+void Sidecar::Impl::MessagesTaken(uint64_t id, size_t n) {
+  auto it = conns.find(id);
+  if (it == conns.end()) return;
+  Conn* c = it->second;
+  c->queued = c->queued > n ? c->queued - n : 0;
+  if (c->paused && !c->closing && c->queued <= kMaxQueuedMessages / 2) {
+    c->paused = false;
+    StartReading(c);
+  }
+}
+
+// Drops the messages of connection `id` still waiting for the strand: a
+// closed connection's session is gone, and what it sent is not merged
+// (its cursor was not moved by it; the peer resends).
+void Sidecar::Impl::DropQueuedMessages(uint64_t id) {
+  for (auto it = queue.begin(); it != queue.end();) {
+    if ((*it)->kind == Task::kMessage && (*it)->conn == id) {
+      delete *it;
+      it = queue.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void Sidecar::Impl::CloseConn(uint64_t id) {
+  auto it = conns.find(id);
+  if (it == conns.end()) return;
+  Conn* c = it->second;
+  conns.erase(it);
+  if (c->closing) return;
+  DropQueuedMessages(id);
+  Dialer* d = c->dialer;
+  const bool stable = uv_now(&loop) - c->connected_at >= kStableConnectionMs;
+  CloseAndFree(c);  // before anything that allocates: the handle must close
+  if (d) {
+    d->conn = nullptr;
+    // Only a connection that stayed up a while restarts the backoff: one
+    // refused right after connecting (schema mismatch, bad frames, a
+    // peer that is this node) must not be redialled ten times a second.
+    if (stable) d->backoff_ms = kFirstBackoffMs;
+    if (!stopping) ScheduleDial(d);
+  }
+  Enqueue(Task::kClose, id);
+}
+
+void Sidecar::Impl::CloseAndFree(Conn* c) {
+  if (c->closing) return;
+  c->closing = true;
+  uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), [](uv_handle_t* h) {
+    delete static_cast<Conn*>(h->data);
+  });
+}
+
+void Sidecar::Impl::AbandonConn(Conn* c) {
+  if (conns.count(c->id)) {
+    CloseConn(c->id);
+    return;
+  }
+  Dialer* d = c->dialer;
+  if (d && d->conn == c) d->conn = nullptr;
+  CloseAndFree(c);
+  if (d && !stopping) ScheduleDial(d);
+}
+
+// Closes connections that have not delivered a whole message within
+// handshake_timeout_ms of opening (a client that never says Hello).
+void Sidecar::Impl::CloseSilentConns() {
+  if (options.handshake_timeout_ms <= 0) return;
+  const uint64_t now = uv_now(&loop);
+  std::vector<uint64_t> silent;
+  for (auto& [id, c] : conns) {
+    if (!c->heard && now - c->opened_at >= static_cast<uint64_t>(options.handshake_timeout_ms)) {
+      silent.push_back(id);
+    }
+  }
+  for (uint64_t id : silent) {
+    Log(0, "connection %llu (%s): no hello within %d ms, closing", static_cast<unsigned long long>(id),
+        conns[id]->peer.c_str(), options.handshake_timeout_ms);
+    CloseConn(id);
+  }
+}
+
+// A dial still waiting for its TCP connect (not in `conns` yet) is
+// cancelled; its connect callback then sees `closing` and stands back.
+void Sidecar::Impl::CancelDial(Dialer* d) {
+  Conn* c = d->conn;
+  d->conn = nullptr;
+  if (!c || conns.count(c->id)) return;
+  CloseAndFree(c);
+}
+
+void Sidecar::Impl::ScheduleDial(Dialer* d) {
+  uv_timer_start(&d->timer, [](uv_timer_t* t) {
+    auto* d = static_cast<Dialer*>(t->data);
+    Impl* self = d->impl;
+    if (!self->Guarded("dialing", [&] { self->Dial(d); })) {
+      // Out of memory before the connect was under way: try again later.
+      if (d->conn) self->AbandonConn(d->conn); else if (!self->stopping) self->ScheduleDial(d);
+    }
+  }, static_cast<uint64_t>(d->backoff_ms), 0);
+  d->backoff_ms = std::min(d->backoff_ms * 2, kMaxBackoffMs);
+}
+
+void Sidecar::Impl::Dial(Dialer* d) {
+  if (stopping) return;
+  sockaddr_storage addr;
+  if (!SockAddr(d->address, &addr).ok()) return;
+  Conn* c = NewConn();
+  c->dialer = d;
+  d->conn = c;
+  d->req.data = c;
+  c->peer = d->address;
+  int rc = uv_tcp_connect(&d->req, &c->tcp, reinterpret_cast<sockaddr*>(&addr), &Impl::OnConnect);
+  if (rc != 0) AbandonConn(c);
+}
+
+void Sidecar::Impl::OnConnect(uv_connect_t* req, int status) {
+  auto* c = static_cast<Conn*>(req->data);
+  Impl* self = c->impl;
+  if (c->closing) return;  // cancelled by Shutdown()
+  if (status != 0) {
+    self->Log(2, "dial %s: %s", c->peer.c_str(), uv_strerror(status));
+    self->AbandonConn(c);  // redials with backoff
+    return;
+  }
+  if (self->stopping) {  // connected after Stop(): drop it
+    self->AbandonConn(c);
+    return;
+  }
+  bool ok = self->Guarded("connecting", [&] {
+    self->Log(1, "connected to %s", c->peer.c_str());
+    c->connected_at = uv_now(&self->loop);
+    self->StartConn(c);
+  });
+  if (!ok) self->Guarded("dropping a connection", [&] { self->AbandonConn(c); });
+}
+
+void Sidecar::Impl::OnAccept(uv_stream_t* server, int status) {
+  auto* self = static_cast<Impl*>(server->data);
+  if (status != 0) {
+    self->Log(0, "cannot accept a connection: %s", uv_strerror(status));
+    return;
+  }
+  Conn* c = nullptr;
+  bool ok = self->Guarded("accepting", [&] {
+    c = self->NewConn();
+    if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&c->tcp)) != 0) {
+      CloseAndFree(c);
+      return;
+    }
+    c->peer = "inbound";
+    self->Log(1, "accepted connection %llu", static_cast<unsigned long long>(c->id));
+    self->StartConn(c);
+  });
+  if (!ok && c) self->Guarded("dropping a connection", [&] { self->AbandonConn(c); });
+}
+
+}  // namespace crsync

@@ -1,0 +1,210 @@
+// transport/sidecar_impl.h — the inside of crsync::Sidecar, shared by its
+// three source files: sidecar.cc (start, stop, logging), sidecar_strand.cc
+// (the database strand) and sidecar_conn.cc (connections, flow control,
+// dialing). Private to the transport library.
+//
+// Threads: everything here runs on the loop thread, except what is marked
+// "strand only" (Process and what it calls: one pool thread at a time).
+// Every libuv callback body runs under Guarded(): no exception unwinds
+// through libuv.
+#ifndef CRSYNC_TRANSPORT_SIDECAR_IMPL_H_
+#define CRSYNC_TRANSPORT_SIDECAR_IMPL_H_
+
+#include <capnp/message.h>
+#include <uv.h>
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/guard.h"
+#include "crsync/sqlite_handles.h"
+#include "transport/frame.h"
+#include "transport/messages.h"
+#include "transport/peer_session.h"
+#include "transport/sidecar.h"
+
+namespace crsync {
+
+struct Sidecar::Impl {
+  // At most this many queued messages of one connection go to the database
+  // thread together (PeerSession::OnMessages bounds each commit by changes).
+  static constexpr size_t kMaxBatchMessages = 64;
+
+  // Redial backoff: doubling from the first delay up to the cap. A connection
+  // that stayed up this long counts as having worked, and restarts it.
+  static constexpr int kFirstBackoffMs = 100;
+  static constexpr int kMaxBackoffMs = 5000;
+  static constexpr uint64_t kStableConnectionMs = 5000;
+
+  // Flow control of one connection. Reading stops while this many of its
+  // messages wait for the database thread (each up to a frame: a peer cannot
+  // make us hold more than this many frames), and starts again below half.
+  static constexpr size_t kMaxQueuedMessages = 256;
+  // A peer that does not read what we send: past this many bytes waiting in
+  // its socket's write queue, the connection is closed (it resumes from its
+  // saved cursor when it reconnects).
+  static constexpr size_t kMaxWriteQueueBytes = size_t{64} << 20;
+
+  struct Conn;
+  struct Dialer;
+
+  // A unit of database work, run on the thread pool.
+  struct Task {
+    enum Kind { kOpen, kMessage, kPump, kClose } kind;
+    uint64_t conn = 0;
+    Message msg;
+    std::vector<Message> more;  // kMessage: later messages of the same connection
+    // Results, read back on the loop thread.
+    std::vector<std::pair<uint64_t, Message>> out;
+    std::vector<uint64_t> to_close;
+    bool pump_again = false;  // a session stopped pumping at its per-call bound
+    uv_work_t work;
+    Impl* impl;
+  };
+
+  // One TCP connection (accepted or dialed). Owned by the loop; freed in
+  // its close callback only.
+  struct Conn {
+    uv_tcp_t tcp;
+    Impl* impl;
+    uint64_t id;
+    Dialer* dialer = nullptr;  // set for dialed connections
+    FrameReader reader;
+    bool closing = false;
+    uint64_t connected_at = 0;  // uv_now() when it connected (dialed ones)
+    uint64_t opened_at = 0;     // uv_now() when it started reading
+    bool heard = false;         // a whole message arrived
+    size_t queued = 0;          // its kMessage tasks not yet taken by the strand
+    bool paused = false;        // reading stopped (kMaxQueuedMessages)
+    std::string peer;
+    // Its frame reader hands each decoded message to the strand.
+    Conn(Impl* i, uint64_t n);
+  };
+
+  // Redials one configured peer with exponential backoff.
+  struct Dialer {
+    Impl* impl;
+    std::string address;
+    uv_timer_t timer;
+    uv_connect_t req;
+    int backoff_ms = kFirstBackoffMs;
+    Conn* conn = nullptr;
+  };
+
+  struct WriteReq {
+    uv_write_t req;
+    kj::Array<kj::byte> bytes;
+  };
+
+  explicit Impl(SidecarOptions o) : options(std::move(o)) {}
+
+  SidecarOptions options;
+  std::string signal_path;  // the database's full path, as the VFS names it
+  bool loop_ready = false;  // loop thread: uv_loop_init succeeded
+  // Where Stop() (any thread) meets the loop: a Stop() before the loop runs
+  // is remembered, one after it began shutting down is a no-op (the async
+  // handle may be closed by then).
+  std::mutex stop_mu;
+  enum class StopState { kNotRunning, kRunning, kShutDown } stop_state = StopState::kNotRunning;
+  bool stop_requested = false;
+  uv_loop_t loop;
+  uv_tcp_t server;
+  bool listening = false;
+  uv_async_t stop_async;
+  uv_fs_event_t signal_watch;
+  bool watching = false;
+  uv_timer_t pump_timer;
+  uv_signal_t sigint, sigterm;
+  DbPtr db;
+  std::map<uint64_t, Conn*> conns;                              // loop thread
+  std::map<uint64_t, std::unique_ptr<PeerSession>> sessions;    // strand only
+  std::deque<Task*> queue;                                      // loop thread
+  bool busy = false;
+  bool pump_queued = false;
+  uint64_t next_conn = 1;
+  std::vector<std::unique_ptr<Dialer>> dialers;
+  FrameEncoder encoder;
+  bool stopping = false;
+  sqlite3_uint64 writer_waits = 0;  // strand only: last crsync_writer_waits seen
+  uint64_t yields = 0;              // strand only
+
+  // --- lifecycle and logging (sidecar.cc) ---
+  void Log(int level, const char* fmt, ...);
+  Status Start();
+  void Shutdown();
+
+  // --- the database strand (sidecar_strand.cc) ---
+  void Enqueue(Task::Kind kind, uint64_t conn, Message msg = Message{});
+  void RunNext();
+  static void DoWork(uv_work_t* w);
+  // After Process() threw (out of memory, most likely): no transaction may
+  // stay open holding the write lock, and sessions whose state is now
+  // unknown are closed (their peers reconnect and resume from saved
+  // cursors).
+  void Recover(Task* t);
+  // On a pool thread, one at a time: the only place that touches the
+  // database and the sessions.
+  void Process(Task* t);
+  // On the strand, before each merge transaction: when an application
+  // writer met the write lock since we last looked (the VFS counts it), wait
+  // until its commit lands (the commit counter moves) or 50 ms pass, so the
+  // app waits for at most one of our bounded merge commits.
+  void YieldToWriters();
+  static void AfterWork(uv_work_t* w, int);
+
+  // --- connections and dialing, loop thread (sidecar_conn.cc) ---
+  void Send(uint64_t conn_id, const Message& msg);
+  Conn* NewConn();
+  void StartConn(Conn* c);
+  static void OnAlloc(uv_handle_t*, size_t suggested, uv_buf_t* buf);
+  static void OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
+  void StartReading(Conn* c);
+  // The strand took `n` queued messages of connection `id`: a paused one
+  // reads again once half its queue is gone.
+  void MessagesTaken(uint64_t id, size_t n);
+  // Drops the messages of connection `id` still waiting for the strand: a
+  // closed connection's session is gone, and what it sent is not merged
+  // (its cursor was not moved by it; the peer resends).
+  void DropQueuedMessages(uint64_t id);
+  // Closes connection `id` (if open): its queued messages are dropped, its
+  // session closes on the strand, a dialed one is redialled.
+  void CloseConn(uint64_t id);
+  // Closes a connection's handle and frees the Conn in the close callback.
+  static void CloseAndFree(Conn* c);
+  // Gives up on `c` wherever it is: open (CloseConn), or still dialing or
+  // being accepted (closed here; a dialed one is redialled).
+  void AbandonConn(Conn* c);
+  // Closes connections that have not delivered a whole message within
+  // handshake_timeout_ms of opening (a client that never says Hello).
+  void CloseSilentConns();
+  // A dial still waiting for its TCP connect (not in `conns` yet) is
+  // cancelled; its connect callback then sees `closing` and stands back.
+  void CancelDial(Dialer* d);
+  void ScheduleDial(Dialer* d);
+  void Dial(Dialer* d);
+  static void OnConnect(uv_connect_t* req, int status);
+  static void OnAccept(uv_stream_t* server, int status);
+
+  // Runs the body of a libuv callback: an exception (out of memory, in
+  // practice) must not unwind through libuv. It is logged; returns whether
+  // the body completed, so the caller can put things back in order.
+  template <typename Body>
+  bool Guarded(const char* where, Body&& body) noexcept {
+    bool done = false;
+    GuardVoidCall([&] {
+      body();
+      done = true;
+    });
+    if (!done) Log(0, "internal error (out of memory?) while %s", where);
+    return done;
+  }
+};
+
+}  // namespace crsync
+
+#endif  // CRSYNC_TRANSPORT_SIDECAR_IMPL_H_

@@ -1,0 +1,188 @@
+// transport/sidecar_strand.cc — the sidecar's database strand: tasks run
+// one at a time, in order, on libuv's thread pool; results go back to the
+// loop thread.
+#include <chrono>
+#include <thread>
+
+#include "crsync/crsync.h"
+#include "crsync/vfs.h"
+#include "transport/sidecar_impl.h"
+
+namespace crsync {
+
+void Sidecar::Impl::Enqueue(Task::Kind kind, uint64_t conn, Message msg) {
+  if (kind == Task::kPump) {
+    if (pump_queued) return;  // one pending pump covers every commit
+    pump_queued = true;
+  }
+  auto* t = new Task{kind, conn, std::move(msg), {}, {}, {}, false, {}, this};
+  t->work.data = t;
+  queue.push_back(t);
+  RunNext();
+}
+
+void Sidecar::Impl::RunNext() {
+  if (busy || queue.empty()) return;
+  Task* t = queue.front();
+  queue.pop_front();
+  if (t->kind == Task::kPump) pump_queued = false;
+  size_t taken = t->kind == Task::kMessage ? 1 : 0;
+  // Messages that queued up behind this one on the same connection go
+  // with it: the session merges their changesets in fewer commits.
+  // Each task is about one merge commit, so its ack goes out (and the
+  // sender refills its window) while the next commit runs.
+  auto changes = [](const Message& m) {
+    const auto* c = std::get_if<ChangesetMsg>(&m);
+    return c ? c->changes.size() : size_t{0};
+  };
+  size_t batched = changes(t->msg);
+  while (t->kind == Task::kMessage && !queue.empty() && t->more.size() < kMaxBatchMessages &&
+         queue.front()->kind == Task::kMessage && queue.front()->conn == t->conn &&
+         batched + changes(queue.front()->msg) <= SessionOptions{}.max_changes_per_commit) {
+    Task* next = queue.front();
+    queue.pop_front();
+    batched += changes(next->msg);
+    t->more.push_back(std::move(next->msg));
+    delete next;
+    ++taken;
+  }
+  if (taken) MessagesTaken(t->conn, taken);
+  busy = true;
+  int rc = uv_queue_work(&loop, &t->work, &Impl::DoWork, &Impl::AfterWork);
+  if (rc != 0) {
+    Log(0, "cannot schedule database work: %s", uv_strerror(rc));
+    busy = false;
+    delete t;
+  }
+}
+
+void Sidecar::Impl::DoWork(uv_work_t* w) {
+  auto* t = static_cast<Task*>(w->data);
+  // On a pool thread (Log only writes to stderr).
+  if (!t->impl->Guarded("working on the database", [&] { t->impl->Process(t); })) {
+    t->impl->Guarded("recovering", [&] { t->impl->Recover(t); });
+  }
+}
+
+// After Process() threw (out of memory, most likely): no transaction may
+// stay open holding the write lock, and sessions whose state is now
+// unknown are closed (their peers reconnect and resume from saved
+// cursors).
+void Sidecar::Impl::Recover(Task* t) {
+  if (!sqlite3_get_autocommit(db.get())) Exec(db.get(), "ROLLBACK").IgnoreError();
+  Log(0, "internal error in database work; closing the connections involved");
+  t->out.clear();
+  if (t->conn != 0) {
+    t->to_close.push_back(t->conn);
+  } else {
+    for (auto& [id, s] : sessions) t->to_close.push_back(id);
+  }
+}
+
+// On a pool thread, one at a time: the only place that touches the
+// database and the sessions.
+void Sidecar::Impl::Process(Task* t) {
+  std::vector<Message> out;
+  auto flush = [&](uint64_t conn) {
+    for (auto& m : out) t->out.emplace_back(conn, std::move(m));
+    out.clear();
+  };
+  auto pump_all = [&](uint64_t except) {
+    for (auto& [id, s] : sessions) {
+      if (id == except || !s->ready()) continue;
+      Status st = s->Pump(&out);
+      flush(id);
+      if (!st.ok()) t->to_close.push_back(id);
+    }
+  };
+  switch (t->kind) {
+    case Task::kOpen: {
+      std::unique_ptr<PeerSession> s;
+      SessionOptions so;
+      so.before_merge_txn = [this] { YieldToWriters(); };
+      Status st = PeerSession::Open(db.get(), so, &s);
+      if (st.ok()) st = s->Start(&out);
+      flush(t->conn);
+      if (st.ok()) {
+        sessions[t->conn] = std::move(s);
+      } else {
+        Log(0, "connection %llu: %s", static_cast<unsigned long long>(t->conn), st.ToString().c_str());
+        t->to_close.push_back(t->conn);
+      }
+      break;
+    }
+    case Task::kMessage: {
+      auto it = sessions.find(t->conn);
+      if (it == sessions.end()) break;
+      bool changeset = std::holds_alternative<ChangesetMsg>(t->msg);
+      for (const Message& m : t->more) changeset |= std::holds_alternative<ChangesetMsg>(m);
+      Status st;
+      if (t->more.empty()) {
+        st = it->second->OnMessage(t->msg, &out);
+      } else {
+        t->more.insert(t->more.begin(), std::move(t->msg));
+        st = it->second->OnMessages(std::move(t->more), &out);
+      }
+      flush(t->conn);
+      if (!st.ok()) {
+        Log(0, "connection %llu closed: %s", static_cast<unsigned long long>(t->conn),
+            st.message().c_str());
+        t->to_close.push_back(t->conn);
+      } else if (changeset) {
+        pump_all(t->conn);  // relay what just arrived to the other peers
+      }
+      break;
+    }
+    case Task::kPump: {
+      sqlite3_uint64 n;
+      crsync_commit_counter_rearm(signal_path.c_str(), &n);  // before reading
+      pump_all(0);
+      break;
+    }
+    case Task::kClose:
+      sessions.erase(t->conn);
+      break;
+  }
+  for (auto& [id, s] : sessions) t->pump_again |= s->more_to_send();
+}
+
+// On the strand, before each merge transaction: when an application
+// writer met the write lock since we last looked (the VFS counts it), wait
+// until its commit lands (the commit counter moves) or 50 ms pass, so the
+// app waits for at most one of our bounded merge commits.
+void Sidecar::Impl::YieldToWriters() {
+  const char* path = signal_path.c_str();
+  sqlite3_uint64 waits = 0, c0 = 0, c = 0;
+  if (crsync_writer_waits(path, &waits) != SQLITE_OK || waits == writer_waits) return;
+  crsync_commit_counter(path, &c0);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(50);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::microseconds(250));
+    if (crsync_commit_counter(path, &c) == SQLITE_OK && c != c0) break;
+  }
+  ++yields;
+  crsync_writer_waits(path, &writer_waits);  // the waits just served
+}
+
+void Sidecar::Impl::AfterWork(uv_work_t* w, int) {
+  std::unique_ptr<Task> t(static_cast<Task*>(w->data));
+  Impl* self = t->impl;
+  bool delivered = self->Guarded("delivering database results", [&] {
+    for (auto& [conn, msg] : t->out) self->Send(conn, msg);
+    for (uint64_t conn : t->to_close) self->CloseConn(conn);
+  });
+  if (!delivered) {
+    // The sessions involved believe they sent what may not have left:
+    // close their connections (the peers resume from saved cursors).
+    for (auto& [conn, msg] : t->out) self->Guarded("closing a connection", [&] { self->CloseConn(conn); });
+    for (uint64_t conn : t->to_close) self->Guarded("closing a connection", [&] { self->CloseConn(conn); });
+  }
+  self->busy = false;
+  self->Guarded("scheduling database work", [&] {
+    // Queued behind whatever arrived meanwhile (acks, changesets).
+    if (t->pump_again && !self->stopping) self->Enqueue(Task::kPump, 0);
+    self->RunNext();
+  });
+}
+
+}  // namespace crsync
