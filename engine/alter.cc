@@ -137,9 +137,11 @@ class Migration {
       }
     }
     std::string rows = "main." + crr_.RowsTable();
-    std::string remapped = "main." + QuoteIdent(crr_.name() + "__crsync_rows_remap");
+    std::string scratch;
+    CRSYNC_RETURN_IF_ERROR(FreeObjectName(db_, crr_.name() + "__crsync_rows_remap", &scratch));
+    std::string remapped = "main." + QuoteIdent(scratch);
     std::string fill =
-        "DROP TABLE IF EXISTS " + remapped + ";" + RowsTableDdl(remapped) + ";"
+        RowsTableDdl(remapped) + ";"
         // A NULL result (nothing left of the row) is skipped by OR IGNORE.
         "INSERT OR IGNORE INTO " + remapped + "(pk, meta) SELECT r.pk, "
         "crsync_internal_remap(r.meta, u." + QuoteIdent(schema.pk_cols[0]) + " IS NOT NULL" +

@@ -17,14 +17,30 @@ std::string PackNames(const std::vector<std::string>& names) {
 }
 
 std::string RowsTableDdl(const std::string& name) {
-  return "CREATE TABLE IF NOT EXISTS " + name +
-         "(pk BLOB PRIMARY KEY NOT NULL, meta BLOB NOT NULL) WITHOUT ROWID";
+  return "CREATE TABLE " + name + "(pk BLOB PRIMARY KEY NOT NULL, meta BLOB NOT NULL) WITHOUT ROWID";
 }
 
 std::string FeedTableDdl(const std::string& name) {
-  return "CREATE TABLE IF NOT EXISTS " + name +
+  return "CREATE TABLE " + name +
          "(dbv INTEGER NOT NULL, lo INTEGER NOT NULL, pk BLOB NOT NULL,"
          " PRIMARY KEY (dbv, lo, pk)) WITHOUT ROWID";
+}
+
+Status FreeObjectName(sqlite3* db, const std::string& base, std::string* out) {
+  StmtPtr st;
+  CRSYNC_RETURN_IF_ERROR(
+      Prepare(db, "SELECT 1 FROM main.sqlite_master WHERE name = ?1 COLLATE NOCASE", &st));
+  for (int n = 0;; ++n) {
+    std::string name = n == 0 ? base : base + std::to_string(n);
+    sqlite3_bind_text(st.get(), 1, name.data(), static_cast<int>(name.size()), SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st.get());
+    sqlite3_reset(st.get());
+    if (rc == SQLITE_DONE) {
+      *out = std::move(name);
+      return Status::OK();
+    }
+    if (rc != SQLITE_ROW) return SqliteError(db, rc);
+  }
 }
 
 Status BulkBackfill(ConnEngine* e, Crr* crr, int64_t dbv) {
@@ -141,6 +157,29 @@ Status TableExists(sqlite3* db, const std::string& name, bool* exists) {
   return Status::OK();
 }
 
+// The CRR's metadata tables and recording triggers are named after it
+// (T__crsync_rows, ...): a user's own object of such a name must be neither
+// adopted nor dropped, so the conversion is refused, naming it.
+Status CheckInternalNamesFree(sqlite3* db, const std::string& name) {
+  StmtPtr st;
+  CRSYNC_RETURN_IF_ERROR(Prepare(db,
+                                 "SELECT type, name FROM main.sqlite_master WHERE name COLLATE "
+                                 "NOCASE IN (?1 || 'rows', ?1 || 'feed', ?1 || 'itrig', ?1 || "
+                                 "'utrig', ?1 || 'dtrig') LIMIT 1",
+                                 &st));
+  const std::string base = name + "__crsync_";
+  sqlite3_bind_text(st.get(), 1, base.data(), static_cast<int>(base.size()), SQLITE_STATIC);
+  int rc = sqlite3_step(st.get());
+  if (rc == SQLITE_DONE) return Status::OK();
+  if (rc != SQLITE_ROW) return SqliteError(db, rc);
+  const std::string type = reinterpret_cast<const char*>(sqlite3_column_text(st.get(), 0));
+  const std::string taken = reinterpret_cast<const char*>(sqlite3_column_text(st.get(), 1));
+  return Status::InvalidArgument("crsql_as_crr(" + name + "): a " + type + " named " + taken +
+                                 " already exists; crsync keeps " + name +
+                                 "'s metadata under that name (rename or drop that " + type +
+                                 " first)");
+}
+
 }  // namespace
 
 Status AsCrr(ConnEngine* e, const std::string& table) {
@@ -168,6 +207,7 @@ Status AsCrr(ConnEngine* e, const std::string& table) {
   TableSchema schema;
   CRSYNC_RETURN_IF_ERROR(LoadTableSchema(db, table, &schema));
   CRSYNC_RETURN_IF_ERROR(CheckCrrEligible(db, schema));
+  CRSYNC_RETURN_IF_ERROR(CheckInternalNamesFree(db, schema.name));
 
   Status s = InSavepoint(db, "crsync_as_crr", [&]() -> Status {
     // Joined (inside the savepoint, which holds the transaction open) so
@@ -209,20 +249,21 @@ Status AsTable(ConnEngine* e, const std::string& table) {
   CRSYNC_RETURN_IF_ERROR(e->FlushLocalWrites());
   CRSYNC_RETURN_IF_ERROR(e->catalog().Refresh());
   Crr* crr = e->catalog().ByName(table);
-  std::string name = crr ? crr->name() : table;
+  // Not a CRR: nothing to downgrade (and objects named like a CRR's
+  // metadata are the user's own: left alone).
+  if (!crr) return Status::OK();
+  const std::string name = crr->name();
   int64_t committed;
   CRSYNC_RETURN_IF_ERROR(e->CommittedDbVersion(&committed));
   Status s = InSavepoint(db, "crsync_as_table", [&]() -> Status {
     CRSYNC_RETURN_IF_ERROR(JoinForCatalogChange(e));  // as in AsCrr
     // Keep the db_version from going back when the versions we drop held
     // the maximum (§6.1).
-    if (crr) {
-      CRSYNC_RETURN_IF_ERROR(Exec(
-          db, "INSERT OR REPLACE INTO main.crsql_master(key, value) VALUES "
-              "('pre_compact_dbversion', max(" + std::to_string(committed) +
-              ", coalesce((SELECT value FROM main.crsql_master WHERE key = "
-              "'pre_compact_dbversion'), 0)))"));
-    }
+    CRSYNC_RETURN_IF_ERROR(Exec(
+        db, "INSERT OR REPLACE INTO main.crsql_master(key, value) VALUES "
+            "('pre_compact_dbversion', max(" + std::to_string(committed) +
+            ", coalesce((SELECT value FROM main.crsql_master WHERE key = "
+            "'pre_compact_dbversion'), 0)))"));
     CRSYNC_RETURN_IF_ERROR(Exec(
         db, DropRecorderTriggersSql(name) + "DROP TABLE IF EXISTS main." +
                 QuoteIdent(name + "__crsync_rows") + "; DROP TABLE IF EXISTS main." +

@@ -45,10 +45,15 @@ Status CheckNoNullKeys(sqlite3* db, const Crr& crr, const std::string& what);
 // (engine/feed_range.h), the rest point entries. Bounded memory.
 Status WriteFeedFromRows(sqlite3* db, Crr* crr, const std::string& select);
 
-// CREATE TABLE IF NOT EXISTS statements of a CRR's rows and feed tables
+// CREATE TABLE statements of a CRR's rows and feed tables
 // (docs/storage.md) under the given qualified, quoted names.
 std::string RowsTableDdl(const std::string& name);
 std::string FeedTableDdl(const std::string& name);
+
+// `base`, or `base` with the smallest number appended, such that no object
+// of the main schema (table, index, view, trigger) has that name: for
+// scratch tables that must not touch a user's objects.
+Status FreeObjectName(sqlite3* db, const std::string& base, std::string* out);
 
 // The packed-TEXT list crsync_crrs stores for column names.
 std::string PackNames(const std::vector<std::string>& names);

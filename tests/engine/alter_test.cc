@@ -28,6 +28,20 @@ TEST_F(AlterTest, DropColumnRemovesItsRecords) {
   EXPECT_EQ(db_.One("SELECT col_version FROM crsql_changes WHERE cid = 'name'"), "2");
 }
 
+// The alter builds the remapped metadata in a scratch table named after the
+// CRR; a user's table of that name is left alone.
+TEST_F(AlterTest, AUserTableNamedLikeTheScratchTableIsLeftAlone) {
+  db_.Exec("CREATE TABLE todo__crsync_rows_remap (mine); "
+           "INSERT INTO todo__crsync_rows_remap VALUES ('keep');");
+  Rows before = db_.Query(kChanges);
+  db_.Exec("SELECT crsql_begin_alter('todo'); ALTER TABLE todo ADD COLUMN assignee;"
+           "SELECT crsql_commit_alter('todo');");
+  EXPECT_EQ(db_.Query(kChanges), before);
+  EXPECT_EQ(db_.Query("SELECT * FROM todo__crsync_rows_remap"), (Rows{{"'keep'"}}));
+  db_.Exec("UPDATE todo SET assignee = 'me'");
+  EXPECT_EQ(db_.One("SELECT val FROM crsql_changes WHERE cid = 'assignee'"), "'me'");
+}
+
 TEST_F(AlterTest, AddColumnsRecordsNothingUntilWritten) {
   Rows before = db_.Query(kChanges);
   EXPECT_EQ(db_.One("SELECT crsql_begin_alter('todo')"), "'OK'");

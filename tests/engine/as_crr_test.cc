@@ -358,6 +358,33 @@ TEST(AsTableTest, RemovesMetadataKeepsDataAndStartsOver) {
   EXPECT_EQ(db.One("SELECT crsql_as_table('never_a_crr')"), "NULL");
 }
 
+// crsync keeps a CRR's metadata in tables named after it (t__crsync_rows,
+// t__crsync_feed): a user's own table of such a name is never taken over,
+// and never dropped.
+TEST(AsCrrTest, AUserTableWithAnInternalNameIsNeitherAdoptedNorDropped) {
+  TestDb db;
+  db.Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, v); INSERT INTO t VALUES (1, 'a');"
+          "CREATE TABLE T__Crsync_Feed (mine); INSERT INTO t__crsync_feed VALUES ('keep');");
+  // as_table of a table that is not a CRR touches nothing.
+  EXPECT_EQ(db.One("SELECT crsql_as_table('t')"), "NULL");
+  EXPECT_EQ(db.One("SELECT mine FROM t__crsync_feed"), "'keep'");
+  // as_crr refuses, naming the table in the way, and changes nothing.
+  EXPECT_THAT(db.Error("SELECT crsql_as_crr('t')"),
+              HasSubstr("a table named T__Crsync_Feed already exists"));
+  EXPECT_EQ(db.One("SELECT count(*) FROM crsync_crrs"), "0");
+  EXPECT_EQ(db.One("SELECT group_concat(name) FROM sqlite_master WHERE name LIKE "
+                   "'t\\_\\_%' ESCAPE '\\'"),
+            "'T__Crsync_Feed'");
+  EXPECT_EQ(db.One("SELECT mine FROM t__crsync_feed"), "'keep'");
+  db.Exec("INSERT INTO t VALUES (2, 'b')");
+  EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes"), "0");
+  // Out of the way, the conversion goes through.
+  db.Exec("ALTER TABLE t__crsync_feed RENAME TO mine");
+  EXPECT_EQ(db.One("SELECT crsql_as_crr('t')"), "'OK'");
+  EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes"), "2");
+  EXPECT_EQ(db.One("SELECT mine FROM mine"), "'keep'");
+}
+
 TEST(AsTableTest, DbVersionDoesNotGoBackAfterReopen) {
   TempPath path;
   {
