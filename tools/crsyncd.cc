@@ -101,11 +101,15 @@ int Status(const std::string& db_path) {
   crsync::DbPtr db;
   crsync::Status s = crsync::OpenDb(db_path, SQLITE_OPEN_READONLY, nullptr, &db);
   if (s.ok()) sqlite3_busy_timeout(db.get(), 5000);
-  if (s.ok() && crsync_engine_init(db.get(), nullptr) != SQLITE_OK) {
-    s = crsync::Status::Sqlite(SQLITE_ERROR, "cannot install the engine");
-  }
   if (!s.ok()) {
     std::fprintf(stderr, "crsyncd status: %s\n", s.ToString().c_str());
+    return 1;
+  }
+  char* err = nullptr;
+  if (crsync_engine_init(db.get(), &err) != SQLITE_OK) {
+    std::fprintf(stderr, "crsyncd status: %s: %s\n", db_path.c_str(),
+                 err ? err : "cannot install the engine");
+    sqlite3_free(err);
     return 1;
   }
   crsync::StmtPtr st;
@@ -120,7 +124,8 @@ int Status(const std::string& db_path) {
   crsync::StmtPtr peers;
   std::string sql =
       "SELECT hex(site_id), max(CASE WHEN event = 0 THEN version END), "
-      "max(CASE WHEN event = 1 THEN version END) FROM crsql_tracked_peers WHERE tag = " +
+      "max(CASE WHEN event = 1 THEN version END) FROM crsql_tracked_peers WHERE event IN (0, 1) "
+      "AND tag = " +
       std::to_string(crsync::kSidecarTag) + " GROUP BY site_id ORDER BY 1";
   if (!crsync::Prepare(db.get(), sql, &peers).ok()) return 1;
   std::printf("%-34s %14s %14s %10s\n", "peer", "received up to", "peer has ours", "lag");
@@ -179,6 +184,10 @@ int main(int argc, char** argv) {
     }
     return crsync::RunDemo(demo);
   }
+  if (cmd != "run" && cmd != "status") {
+    std::fprintf(stderr, "crsyncd: unknown command '%s' (try --help)\n", cmd.c_str());
+    return 2;
+  }
   crsync::SidecarOptions opts;
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
@@ -211,10 +220,6 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (cmd == "status") return Status(opts.db_path);
-  if (cmd != "run") {
-    std::fprintf(stderr, "crsyncd: unknown command '%s' (try --help)\n", cmd.c_str());
-    return 2;
-  }
   if (opts.listen.empty() && opts.peers.empty()) {
     std::fprintf(stderr, "crsyncd: nothing to do: give --listen and/or --peer\n");
     return 2;

@@ -3,8 +3,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
-#include <cstdlib>
-
 namespace crsync {
 namespace {
 
@@ -24,11 +22,16 @@ bool ParseHostPort(const std::string& s, std::string* host, int* port) {
   if (host->size() > 1 && host->front() == '[' && host->back() == ']') {
     *host = host->substr(1, host->size() - 2);
   }
-  if (host->empty() || colon + 1 == s.size()) return false;
-  char* end = nullptr;
-  long p = std::strtol(s.c_str() + colon + 1, &end, 10);
-  if (!end || *end || p < 0 || p > 65535) return false;
-  *port = static_cast<int>(p);
+  // The port: 1 to 5 decimal digits, nothing else (no sign, no spaces).
+  const std::string digits = s.substr(colon + 1);
+  if (host->empty() || digits.empty() || digits.size() > 5) return false;
+  int p = 0;
+  for (char ch : digits) {
+    if (ch < '0' || ch > '9') return false;
+    p = p * 10 + (ch - '0');
+  }
+  if (p > 65535) return false;
+  *port = p;
   return true;
 }
 

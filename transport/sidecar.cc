@@ -32,6 +32,13 @@ void Sidecar::Impl::Log(int level, const char* fmt, ...) {
 }
 
 Status Sidecar::Impl::Start() {
+  // Addresses first: a typo is reported as such, before the database is
+  // opened (or found missing).
+  {
+    sockaddr_storage addr;
+    if (!options.listen.empty()) CRSYNC_RETURN_IF_ERROR(SockAddr(options.listen, &addr));
+    for (const std::string& p : options.peers) CRSYNC_RETURN_IF_ERROR(SockAddr(p, &addr));
+  }
   Status st = OpenDb(options.db_path, SQLITE_OPEN_READWRITE, nullptr, &db);
   if (!st.ok()) return st.WithContext("crsyncd needs an existing database");
   // The VFS names the side file after the path SQLite resolved (symlinks

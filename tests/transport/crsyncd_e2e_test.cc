@@ -489,6 +489,28 @@ TEST(CrsyncdCliTest, UsageErrorsAndConfigFile) {
   }
   EXPECT_NE(RunCrsyncd("run", &code).find("--db PATH is required"), std::string::npos);
   EXPECT_EQ(code, 2);
+  // A mistyped command is named as such, whatever follows it.
+  for (const char* args : {"rnu", "rnu --db x.db", "stats --db x.db --listen 127.0.0.1:0"}) {
+    std::string out = RunCrsyncd(args, &code);
+    EXPECT_NE(out.find("unknown command '"), std::string::npos) << args << ": " << out;
+    EXPECT_EQ(code, 2) << args;
+  }
+  // A bad address is reported before the database is looked at.
+  EXPECT_NE(RunCrsyncd("run --db /nonexistent/x.db --listen 127.0.0.1:+80", &code)
+                .find("bad address '127.0.0.1:+80'"),
+            std::string::npos);
+  EXPECT_EQ(code, 1);
+  {
+    // status on a file that is not a database says so.
+    TempPath text;
+    FILE* t = fopen(text.str().c_str(), "w");
+    ASSERT_NE(t, nullptr);
+    fputs("not a database, just some text that is long enough to have a header............\n", t);
+    fclose(t);
+    std::string out = RunCrsyncd("status --db " + text.str(), &code);
+    EXPECT_NE(out.find("file is not a database"), std::string::npos) << out;
+    EXPECT_EQ(code, 1);
+  }
   EXPECT_NE(RunCrsyncd("run --db x.db --bogus", &code).find("unknown argument '--bogus'"),
             std::string::npos);
   EXPECT_NE(RunCrsyncd("run --db /nonexistent/x.db --listen 127.0.0.1:0", &code)
