@@ -295,6 +295,7 @@ Status EncodeMessage(const Message& in, capnp::MessageBuilder* message) {
       auto err = root.initError();
       err.setCode(e.code);
       err.setMessage(AsText(e.message));
+      err.setRestoreEpoch(e.restore_epoch);
     }
     return Status::OK();
   });
@@ -339,7 +340,7 @@ Status DecodeMessage(capnp::MessageReader& message, Message* out) {
       }
       case wire::Message::ERROR: {
         auto e = root.getError();
-        *out = ErrorMsg{e.getCode(), FromText(e.getMessage())};
+        *out = ErrorMsg{e.getCode(), FromText(e.getMessage()), e.getRestoreEpoch()};
         return Status::OK();
       }
       default:

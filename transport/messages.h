@@ -29,7 +29,8 @@ struct HelloMsg {
   int64_t current_version = -1;
   // The sender's restore epoch (0: never restored): it changes each time the
   // sender learns it lost announced versions, so that every peer — not only
-  // the one that detected it — resynchronizes once (PeerSession).
+  // the one that detected it — resynchronizes once (PeerSession). The high
+  // 32 bits count generations; the low ones are random.
   int64_t restore_epoch = 0;
 };
 
@@ -66,6 +67,9 @@ struct ErrorMsg {
   };
   uint32_t code = kProtocol;
   std::string message;
+  // kResync: the highest restore epoch the sender has seen from the
+  // recipient, which renews its own past it (PeerSession).
+  int64_t restore_epoch = 0;
 };
 
 using Message = std::variant<HelloMsg, ChangesetMsg, AckMsg, ErrorMsg>;

@@ -11,9 +11,15 @@
 namespace crsync {
 namespace {
 
-Status Fail(std::vector<Message>* out, uint32_t code, const std::string& why) {
-  out->push_back(ErrorMsg{code, why});
+Status Fail(std::vector<Message>* out, uint32_t code, const std::string& why,
+            int64_t restore_epoch = 0) {
+  out->push_back(ErrorMsg{code, why, restore_epoch});
   return Status::Transport(why);
+}
+
+// A restore epoch's generation: its high 32 bits (0: never renewed).
+int64_t Generation(int64_t epoch) {
+  return static_cast<int64_t>(static_cast<uint64_t>(epoch) >> 32);
 }
 
 }  // namespace
@@ -80,7 +86,8 @@ Status PeerSession::Start(std::vector<Message>* out) {
   return Status::OK();
 }
 
-Status PeerSession::LoadCursor(const std::string& site, int64_t event, int64_t* out) {
+Status PeerSession::LoadCursor(const std::string& site, int64_t event, int64_t* out,
+                               bool* found) {
   if (!load_cursor_) {
     CRSYNC_RETURN_IF_ERROR(Prepare(db_,
                                    "SELECT version FROM crsql_tracked_peers WHERE site_id = ?1 AND "
@@ -93,6 +100,7 @@ Status PeerSession::LoadCursor(const std::string& site, int64_t event, int64_t* 
   sqlite3_bind_int64(st, 3, event);
   int rc = sqlite3_step(st);
   *out = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+  if (found) *found = rc == SQLITE_ROW;
   sqlite3_reset(st);
   if (rc != SQLITE_ROW && rc != SQLITE_DONE) return SqliteError(db_, rc);
   return Status::OK();
@@ -115,18 +123,19 @@ Status PeerSession::SaveCursor(int64_t event, int64_t version) {
   return StepToEnd(db_, st);
 }
 
-Status PeerSession::SaveEpoch(const std::string& site, int64_t epoch) {
-  if (!save_epoch_) {
+Status PeerSession::StoreRow(const std::string& site, int64_t event, int64_t value) {
+  if (!store_row_) {
     CRSYNC_RETURN_IF_ERROR(Prepare(
         db_,
         "INSERT INTO crsql_tracked_peers (site_id, version, seq, tag, event) VALUES (?1, ?2, 0, "
-        "?3, 3) ON CONFLICT (site_id, tag, event) DO UPDATE SET version = excluded.version",
-        &save_epoch_));
+        "?3, ?4) ON CONFLICT (site_id, tag, event) DO UPDATE SET version = excluded.version",
+        &store_row_));
   }
-  sqlite3_stmt* st = save_epoch_.get();
+  sqlite3_stmt* st = store_row_.get();
   sqlite3_bind_blob(st, 1, site.data(), static_cast<int>(site.size()), SQLITE_STATIC);
-  sqlite3_bind_int64(st, 2, epoch);
+  sqlite3_bind_int64(st, 2, value);
   sqlite3_bind_int64(st, 3, kSidecarTag);
+  sqlite3_bind_int64(st, 4, event);
   return StepToEnd(db_, st);
 }
 
@@ -142,7 +151,7 @@ Status PeerSession::DeleteCursor(int64_t event) {
 }
 
 Status PeerSession::ForgetLostHistory(const HelloMsg& m, int64_t cursor, int64_t seen_epoch,
-                                      std::vector<Message>* out) {
+                                      bool renew, std::vector<Message>* out) {
   // The peer announced versions up to `cursor` (each one durable before it
   // was announced) and lost some of them, most likely restored from a
   // backup. Its next writes reuse those versions, which our cursor would
@@ -152,43 +161,68 @@ Status PeerSession::ForgetLostHistory(const HelloMsg& m, int64_t cursor, int64_t
   // up to what we have now, until it acknowledges them.
   int64_t ours = 0;
   CRSYNC_RETURN_IF_ERROR(CommittedVersion(&ours));
+  // The epoch to remember: the peer's, unless it went back to an older
+  // generation than we saw (it must then renew past the newer one).
+  const int64_t remembered =
+      Generation(m.restore_epoch) >= Generation(seen_epoch) ? m.restore_epoch : seen_epoch;
   CRSYNC_RETURN_IF_ERROR(Exec(db_, "BEGIN IMMEDIATE"));
   Status s = DeleteCursor(0);
   if (s.ok()) s = SaveCursor(2, std::max<int64_t>(ours, 1));
-  if (s.ok()) s = SaveEpoch(peer_site_, m.restore_epoch);
+  if (s.ok()) s = StoreRow(peer_site_, 3, remembered);
+  // Until the peer renews, every hello of its is answered with kResync: the
+  // error below may never reach it (the connection may break first).
+  if (s.ok() && renew) s = StoreRow(peer_site_, 4, m.restore_epoch);
   if (s.ok()) s = Exec(db_, "COMMIT");
   if (!s.ok()) {
     Exec(db_, "ROLLBACK").IgnoreError();
     return s;
   }
+  forgot_peer_history_ = true;
   const std::string tail =
       ": resynchronizing: it sends its whole feed again and gets its own changes back";
-  if (m.restore_epoch != seen_epoch) {
+  const std::string peer = "peer " + HexBytes(peer_site_);
+  if (!renew) {
     // Another peer detected the loss first and the peer renewed its epoch.
     return Fail(out, ErrorMsg::kRestoreSeen,
-                "peer " + HexBytes(peer_site_) + " lost versions it had announced (restored from "
-                "a backup?): its restore epoch is " + std::to_string(m.restore_epoch) +
-                ", last seen here " + std::to_string(seen_epoch) + tail);
+                peer + " lost versions it had announced (restored from a backup?): its restore "
+                "epoch is " + std::to_string(m.restore_epoch) + ", last seen here " +
+                std::to_string(seen_epoch) + tail);
+  }
+  if (m.current_version >= 0 && cursor > m.current_version) {
+    return Fail(out, ErrorMsg::kResync,
+                peer + " is at version " + std::to_string(m.current_version) +
+                    " but had sent changes up to version " + std::to_string(cursor) +
+                    ": it lost them (restored from a backup?)" + tail,
+                remembered);
   }
   return Fail(out, ErrorMsg::kResync,
-              "peer " + HexBytes(peer_site_) + " is at version " +
-                  std::to_string(m.current_version) + " but had sent changes up to version " +
-                  std::to_string(cursor) + ": it lost them (restored from a backup?)" + tail);
+              peer + " is back at restore epoch " + std::to_string(m.restore_epoch) +
+                  " though it showed epoch " + std::to_string(seen_epoch) +
+                  " here: it lost versions it had announced (restored from an older backup?)" +
+                  tail,
+              remembered);
 }
 
-Status PeerSession::RenewOwnEpoch() {
+Status PeerSession::RenewOwnEpoch(int64_t hint) {
   CRSYNC_RETURN_IF_ERROR(Exec(db_, "BEGIN IMMEDIATE"));
   int64_t epoch = 0;
   Status s = LoadCursor(site_id_, 3, &epoch);
-  if (s.ok() && epoch == hello_epoch_) {
-    // Several peers may detect one loss at once: only the first renews.
-    do {
-      sqlite3_randomness(sizeof epoch, &epoch);
-    } while (epoch == 0 || epoch == hello_epoch_);
-    s = SaveEpoch(site_id_, epoch);
+  // Several peers may detect one loss at once: only the first renews,
+  // unless a peer saw a generation we have not passed yet.
+  if (s.ok() && (epoch == hello_epoch_ || Generation(epoch) <= Generation(hint))) {
+    const int64_t generation = std::min<int64_t>(
+        std::max(Generation(epoch), Generation(hint)) + 1, int64_t{0x7fffffff});
+    uint32_t low = 0;
+    while (low == 0) sqlite3_randomness(sizeof low, &low);
+    const int64_t renewed = static_cast<int64_t>(static_cast<uint64_t>(generation) << 32 | low);
+    s = StoreRow(site_id_, 3, renewed);
+    if (s.ok()) renewed_own_epoch_ = true;
   }
   if (s.ok()) s = Exec(db_, "COMMIT");
-  if (!s.ok()) Exec(db_, "ROLLBACK").IgnoreError();
+  if (!s.ok()) {
+    Exec(db_, "ROLLBACK").IgnoreError();
+    renewed_own_epoch_ = false;
+  }
   return s;
 }
 
@@ -198,7 +232,7 @@ Status PeerSession::OnMessage(const Message& in, std::vector<Message>* out) {
         Status::Transport("peer reported error " + std::to_string(e->code) + ": " + e->message);
     if (e->code == ErrorMsg::kResync) {
       // We lost versions we had announced: every peer must hear of it.
-      Status s = RenewOwnEpoch();
+      Status s = RenewOwnEpoch(e->restore_epoch);
       if (!s.ok()) {
         return Status::Transport(said.message() + "; and the restore epoch could not be renewed: " +
                                  s.ToString());
@@ -252,15 +286,29 @@ Status PeerSession::OnHello(const HelloMsg& m, std::vector<Message>* out) {
                     "): migrate both sides to the same schema");
   }
   peer_site_ = m.site_id;
-  int64_t cursor, seen_epoch;
+  // A peer restored from a backup lost versions it had announced (see
+  // ForgetLostHistory and docs/protocol.md).
+  int64_t cursor, seen_epoch, lost_at;
+  bool must_renew;
   CRSYNC_RETURN_IF_ERROR(LoadCursor(0, &cursor));
   CRSYNC_RETURN_IF_ERROR(LoadCursor(3, &seen_epoch));
-  if (cursor > 0 && (m.restore_epoch != seen_epoch ||
-                     (m.current_version >= 0 && cursor > m.current_version))) {
-    return ForgetLostHistory(m, cursor, seen_epoch, out);
+  CRSYNC_RETURN_IF_ERROR(LoadCursor(4, &lost_at, &must_renew));
+  if (must_renew) {
+    if (m.restore_epoch == lost_at) {
+      return Fail(out, ErrorMsg::kResync,
+                  "peer " + HexBytes(peer_site_) + " is still at restore epoch " +
+                      std::to_string(lost_at) + ", at which it lost versions it had announced "
+                      "(restored from a backup?): it must renew it to resynchronize",
+                  seen_epoch);
+    }
+    CRSYNC_RETURN_IF_ERROR(DeleteCursor(4));  // it did
   }
+  const bool lost = m.current_version >= 0 && cursor > m.current_version;
+  const bool went_back = Generation(m.restore_epoch) < Generation(seen_epoch);
+  if (lost || went_back) return ForgetLostHistory(m, cursor, seen_epoch, /*renew=*/true, out);
   if (m.restore_epoch != seen_epoch) {
-    CRSYNC_RETURN_IF_ERROR(SaveEpoch(peer_site_, m.restore_epoch));  // nothing to rewind
+    if (cursor > 0) return ForgetLostHistory(m, cursor, seen_epoch, /*renew=*/false, out);
+    CRSYNC_RETURN_IF_ERROR(StoreRow(peer_site_, 3, m.restore_epoch));  // nothing to rewind
   }
   CRSYNC_RETURN_IF_ERROR(LoadCursor(2, &echo_until_));
   coverage_ = Coverage(cursor);

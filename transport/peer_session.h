@@ -105,6 +105,13 @@ class PeerSession {
   const std::string& peer_site() const { return peer_site_; }
   int64_t receive_cursor() const { return coverage_.cursor(); }
   int64_t send_cursor() const { return acked_; }
+  // This session found that the peer lost history and forgot its receive
+  // cursor for it: any other session with the same peer holds a stale
+  // cursor in memory and must close (it would save it back).
+  bool forgot_peer_history() const { return forgot_peer_history_; }
+  // This session renewed our restore epoch: every other session said hello
+  // with the old one and must close, so that their peers hear the new one.
+  bool renewed_own_epoch() const { return renewed_own_epoch_; }
 
  private:
   PeerSession(sqlite3* db, const SessionOptions& options);
@@ -138,22 +145,29 @@ class PeerSession {
   // cursor, 2 "echo its own changes to it up to this version of ours" (it
   // lost them), 3 the site's restore epoch as last known here (for our own
   // site: ours). Absent = 0.
-  Status LoadCursor(int64_t event, int64_t* out) { return LoadCursor(peer_site_, event, out); }
-  Status LoadCursor(const std::string& site, int64_t event, int64_t* out);
+  // Event 4: the peer lost versions at the restore epoch stored here and
+  // must renew it; until its hello shows another, it is asked again.
+  Status LoadCursor(int64_t event, int64_t* out, bool* found = nullptr) {
+    return LoadCursor(peer_site_, event, out, found);
+  }
+  Status LoadCursor(const std::string& site, int64_t event, int64_t* out, bool* found = nullptr);
   Status SaveCursor(int64_t event, int64_t version);  // never moves one back
-  Status SaveEpoch(const std::string& site, int64_t epoch);  // event 3, any value
+  Status StoreRow(const std::string& site, int64_t event, int64_t value);  // any value
   Status DeleteCursor(int64_t event);
   // The peer lost versions it had announced: its hello says it is at a
-  // version below our receive cursor for it, or carries a restore epoch we
-  // have not seen (another peer detected the loss). Forgets that cursor,
-  // schedules the echo of its own changes, records the epoch, and fails (the
-  // connection closes; the next one resynchronizes).
-  Status ForgetLostHistory(const HelloMsg& m, int64_t cursor, int64_t seen_epoch,
+  // version below our receive cursor for it, or at a restore epoch older
+  // than one it showed us, or at one we have not seen (another peer
+  // detected the loss). Forgets that cursor, schedules the echo of its own
+  // changes, records the epoch (and, with `renew`, that the peer must renew
+  // it: it does not know of its loss yet), and fails: the connection
+  // closes, the next one resynchronizes.
+  Status ForgetLostHistory(const HelloMsg& m, int64_t cursor, int64_t seen_epoch, bool renew,
                            std::vector<Message>* out);
-  // A peer told us we lost versions we had announced (ErrorMsg::kResync):
-  // picks a new restore epoch, so that every other peer resynchronizes too,
+  // A peer told us we lost versions we had announced (ErrorMsg::kResync;
+  // `hint`: the highest epoch it saw from us): picks a new restore epoch
+  // past our own and the hint, so that every other peer resynchronizes too,
   // unless another connection already did since our hello.
-  Status RenewOwnEpoch();
+  Status RenewOwnEpoch(int64_t hint);
 
   sqlite3* db_;
   SessionOptions options_;
@@ -170,6 +184,8 @@ class PeerSession {
   int64_t durable_ = 0; // versions up to here were on disk when last synced
   int64_t echo_until_ = 0;  // send the peer its own changes up to here (event 2)
   int64_t hello_epoch_ = 0; // our restore epoch, as our hello said it
+  bool forgot_peer_history_ = false;
+  bool renewed_own_epoch_ = false;
   std::chrono::steady_clock::time_point last_sync_{};
   uint32_t in_flight_ = 0;
   // Parts of split transactions received so far, by [start, end].
@@ -180,7 +196,7 @@ class PeerSession {
     std::map<uint32_t, std::vector<Change>> have;
   };
   std::map<std::pair<int64_t, int64_t>, Parts> partial_;
-  StmtPtr load_cursor_, save_cursor_, save_epoch_, db_version_;
+  StmtPtr load_cursor_, save_cursor_, store_row_, db_version_;
 };
 
 }  // namespace crsync

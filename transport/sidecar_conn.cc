@@ -138,7 +138,10 @@ void Sidecar::Impl::MessagesTaken(uint64_t id, size_t n) {
 // (its cursor was not moved by it; the peer resends).
 void Sidecar::Impl::DropQueuedMessages(uint64_t id) {
   for (auto it = queue.begin(); it != queue.end();) {
-    if ((*it)->kind == Task::kMessage && (*it)->conn == id) {
+    // A peer's Error stays: it is often the last thing before the peer
+    // hangs up, and one (resync) changes what this node must do.
+    if ((*it)->kind == Task::kMessage && (*it)->conn == id &&
+        !std::holds_alternative<ErrorMsg>((*it)->msg)) {
       delete *it;
       it = queue.erase(it);
     } else {

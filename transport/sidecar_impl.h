@@ -155,6 +155,7 @@ struct Sidecar::Impl {
   // until its commit lands (the commit counter moves) or 50 ms pass, so the
   // app waits for at most one of our bounded merge commits.
   void YieldToWriters();
+  void CloseSessionsAfterRestore(const PeerSession& s, Task* t);
   static void AfterWork(uv_work_t* w, int);
 
   // --- connections and dialing, loop thread (sidecar_conn.cc) ---
@@ -169,7 +170,7 @@ struct Sidecar::Impl {
   void MessagesTaken(uint64_t id, size_t n);
   // Drops the messages of connection `id` still waiting for the strand: a
   // closed connection's session is gone, and what it sent is not merged
-  // (its cursor was not moved by it; the peer resends).
+  // (its cursor was not moved by it; the peer resends). Errors stay.
   void DropQueuedMessages(uint64_t id);
   // Closes connection `id` (if open): its queued messages are dropped, its
   // session closes on the strand, a dialed one is redialled.

@@ -128,6 +128,7 @@ void Sidecar::Impl::Process(Task* t) {
         Log(0, "connection %llu closed: %s", static_cast<unsigned long long>(t->conn),
             st.message().c_str());
         t->to_close.push_back(t->conn);
+        CloseSessionsAfterRestore(*it->second, t);
       } else if (changeset) {
         pump_all(t->conn);  // relay what just arrived to the other peers
       }
@@ -144,6 +145,22 @@ void Sidecar::Impl::Process(Task* t) {
       break;
   }
   for (auto& [id, s] : sessions) t->pump_again |= s->more_to_send();
+}
+
+// A restore was found (docs/protocol.md): other sessions with the peer that
+// lost history hold its forgotten cursor in memory and would save it back;
+// after we renewed our own epoch, every other session said hello with the
+// old one. Either way they close, and their peers reconnect.
+void Sidecar::Impl::CloseSessionsAfterRestore(const PeerSession& s, Task* t) {
+  if (!s.renewed_own_epoch() && !s.forgot_peer_history()) return;
+  for (auto& [id, other] : sessions) {
+    if (id == t->conn) continue;
+    if (s.renewed_own_epoch() || other->peer_site() == s.peer_site()) {
+      Log(1, "connection %llu closed to resynchronize after a restore",
+          static_cast<unsigned long long>(id));
+      t->to_close.push_back(id);
+    }
+  }
 }
 
 // On the strand, before each merge transaction: when an application

@@ -38,9 +38,10 @@ struct Hello {
   currentVersion @4 :Int64 = -1;
   # The sender's restore epoch: 0 until the sender first learns (from a
   # peer's resync error) that it lost versions it had announced, then a new
-  # random value each time. A recipient holding a cursor for the sender that
-  # last saw another epoch from it resynchronizes as if it had detected the
-  # loss itself: the first peer to detect a restore tells all the others.
+  # value each time: a generation in the high 32 bits, random low bits. A
+  # recipient holding a cursor for the sender that last saw another epoch
+  # from it resynchronizes as if it had detected the loss itself: the first
+  # peer to detect a restore tells all the others.
   restoreEpoch @5 :Int64;
 }
 
@@ -96,4 +97,7 @@ struct Ack {
 struct Error {
   code @0 :UInt32;
   message @1 :Text;
+  # Code 5 (resync): the highest restore epoch the sender has seen from the
+  # recipient; the recipient renews its epoch past it.
+  restoreEpoch @2 :Int64;
 }

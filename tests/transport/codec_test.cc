@@ -383,6 +383,9 @@ TEST(MessageCodecTest, EveryMessageKindRoundTrips) {
   auto e = std::get<ErrorMsg>(ThroughWire(ErrorMsg{ErrorMsg::kSchemaMismatch, "schemas differ"}));
   EXPECT_EQ(e.code, ErrorMsg::kSchemaMismatch);
   EXPECT_EQ(e.message, "schemas differ");
+  EXPECT_EQ(e.restore_epoch, 0);
+  e = std::get<ErrorMsg>(ThroughWire(ErrorMsg{ErrorMsg::kResync, "renew", int64_t{7} << 32 | 5}));
+  EXPECT_EQ(e.restore_epoch, int64_t{7} << 32 | 5);
 
   Change c;
   c.table = "t";

@@ -240,22 +240,25 @@ TEST_F(CrsyncdTest, KillNineMidTransferThenRestartLosesNothing) {
   ASSERT_TRUE(Converged({a.get(), b.get()}, 3200));
 }
 
-// A node's database is restored from a backup while its peer keeps what the
-// node wrote after the backup: when the node's sidecar comes back, the peer
-// notices (its cursor is past the node's version) and closes the connection;
-// on the next one it takes the node's whole feed (the node's new writes
-// reuse versions) and sends the node its lost writes.
+// A node's database is restored from a backup while its peers keep what the
+// node wrote after the backup: when the node's sidecar comes back, a peer
+// notices (its cursor is past the node's version) and closes the
+// connection; on the next one it takes the node's whole feed (the node's new
+// writes reuse versions) and sends the node its lost writes. The node's new
+// restore epoch makes its other peer resynchronize too, though the echo has
+// moved the node past that peer's cursor. A line b - a - c: b and c hear
+// from each other only through a.
 TEST_F(CrsyncdTest, ANodeRestoredFromABackupGetsItsLostWritesBack) {
-  TempPath pa, pb, backup;
-  auto a = NewNode(&pa), b = NewNode(&pb);
-  Daemon db(pb.str(), true, {});
+  TempPath pa, pb, pc, backup;
+  auto a = NewNode(&pa), b = NewNode(&pb), c = NewNode(&pc);
+  Daemon db(pb.str(), true, {}), dc(pc.str(), true, {});
   {
-    Daemon da(pa.str(), false, {db.port()});
+    Daemon da(pa.str(), false, {db.port(), dc.port()});
     Write(*a, 0, 10, "a");
-    ASSERT_TRUE(Converged({a.get(), b.get()}, 10));
+    ASSERT_TRUE(Converged({a.get(), b.get(), c.get()}, 10));
     a->Exec("VACUUM INTO '" + backup.str() + "'");
     Write(*a, 10, 10, "lost");
-    ASSERT_TRUE(Converged({a.get(), b.get()}, 20));
+    ASSERT_TRUE(Converged({a.get(), b.get(), c.get()}, 20));
   }
   a.reset();
   for (const char* suffix : {"-wal", "-shm"}) std::remove((pa.str() + suffix).c_str());
@@ -263,11 +266,15 @@ TEST_F(CrsyncdTest, ANodeRestoredFromABackupGetsItsLostWritesBack) {
   a = std::make_unique<TestDb>("file:" + pa.str() + "?vfs=crsync");
   a->Exec("PRAGMA busy_timeout = 10000");
   ASSERT_EQ(a->One("SELECT count(*) FROM items"), "10");
-  Write(*a, 100, 1, "after");  // reuses a version b has seen
-  Daemon da(pa.str(), false, {db.port()});
-  ASSERT_TRUE(Converged({a.get(), b.get()}, 21));
+  Write(*a, 100, 1, "after");  // reuses a version b and c have seen
+  Daemon da(pa.str(), false, {db.port(), dc.port()});
+  ASSERT_TRUE(Converged({a.get(), b.get(), c.get()}, 21));
   EXPECT_EQ(a->One("SELECT count(*) FROM items WHERE name = 'lost'"), "10");
   EXPECT_EQ(b->One("SELECT name FROM items WHERE id = 100"), "'after'");
+  EXPECT_EQ(c->One("SELECT name FROM items WHERE id = 100"), "'after'");
+  // Then they sync as usual.
+  Write(*c, 200, 1, "later");
+  ASSERT_TRUE(Converged({a.get(), b.get(), c.get()}, 22));
 }
 
 TEST_F(CrsyncdTest, SchemaMismatchExchangesNothing) {

@@ -477,7 +477,7 @@ TEST(PeerSessionTest, BatchesMergeTogetherAndABadChangesetStopsOnlyTheRest) {
 // connection then closes, after the other side got what the failing one
 // sent last (its ErrorMsg); returns false then.
 bool Exchange(PeerSession& a, PeerSession& b, std::vector<Message> to_b, std::vector<Message> to_a,
-              std::vector<std::string>* failures = nullptr) {
+              std::vector<std::string>* failures = nullptr, bool lose_last_words = false) {
   // Delivers `in` to `s`; false if `s` failed.
   auto deliver = [&](PeerSession& s, const std::vector<Message>& in, std::vector<Message>* replies) {
     for (const Message& m : in) {
@@ -495,7 +495,7 @@ bool Exchange(PeerSession& a, PeerSession& b, std::vector<Message> to_b, std::ve
   for (int round = 0; round < 100 && !(to_a.empty() && to_b.empty()); ++round) {
     std::vector<Message> next_a, next_b, ignored;
     if (!deliver(b, to_b, &next_a)) {
-      deliver(a, next_a, &ignored);
+      if (!lose_last_words) deliver(a, next_a, &ignored);  // b's Error, unless lost
       return false;
     }
     if (!deliver(a, to_a, &next_b)) {
@@ -512,8 +512,10 @@ bool Exchange(PeerSession& a, PeerSession& b, std::vector<Message> to_b, std::ve
 
 // Connects sessions on `a` and `b` and exchanges until quiet, on a new
 // connection whenever one fails (at most `connections`); returns the
-// failures' messages.
-std::vector<std::string> Sync(sqlite3* a, sqlite3* b, int connections = 1) {
+// failures' messages. `lose_last_words`: the Error b sends when it fails on
+// the first connection never reaches a (the connection broke first).
+std::vector<std::string> Sync(sqlite3* a, sqlite3* b, int connections = 1,
+                              bool lose_last_words = false) {
   std::vector<std::string> failures;
   for (int k = 0; k < connections; ++k) {
     std::unique_ptr<PeerSession> sa, sb;
@@ -523,7 +525,10 @@ std::vector<std::string> Sync(sqlite3* a, sqlite3* b, int connections = 1) {
     std::vector<Message> hello_a, hello_b;
     EXPECT_OK(sa->Start(&hello_a));
     EXPECT_OK(sb->Start(&hello_b));
-    if (Exchange(*sa, *sb, std::move(hello_a), std::move(hello_b), &failures)) return failures;
+    if (Exchange(*sa, *sb, std::move(hello_a), std::move(hello_b), &failures,
+                 lose_last_words && k == 0)) {
+      return failures;
+    }
   }
   ADD_FAILURE() << "no connection ended quietly: " << testing::PrintToString(failures);
   return failures;
@@ -665,6 +670,82 @@ TEST(PeerSessionTest, EveryPeerOfARestoredNodeResynchronizesNotOnlyTheFirst) {
   r.Exec("UPDATE items SET name = 'later' WHERE id = 4");
   EXPECT_THAT(Sync(r.get(), c.get()), ::testing::IsEmpty());
   EXPECT_EQ(contents(c), contents(r));
+}
+
+// a, b and c sync; a is restored from a backup (r) and writes at a version
+// b and c already have. `spare` is a second copy of the same backup.
+struct RestoredLine {
+  TestDb a, b, c;
+  TempPath backup, spare;
+  std::unique_ptr<TestDb> r;
+  RestoredLine() {
+    for (TestDb* db : {&a, &b, &c}) db->Exec(kSchema);
+    a.Exec("INSERT INTO items VALUES (1, 'a', 1)");
+    EXPECT_THAT(Sync(a.get(), b.get()), ::testing::IsEmpty());
+    EXPECT_THAT(Sync(a.get(), c.get()), ::testing::IsEmpty());
+    a.Exec("VACUUM INTO '" + backup.str() + "'; VACUUM INTO '" + spare.str() + "'");
+    a.Exec("INSERT INTO items VALUES (3, 'lost', 1); UPDATE items SET qty = 7 WHERE id = 1;");
+    EXPECT_THAT(Sync(a.get(), b.get()), ::testing::IsEmpty());
+    EXPECT_THAT(Sync(a.get(), c.get()), ::testing::IsEmpty());
+    r = std::make_unique<TestDb>(backup.str());
+    r->Exec("INSERT INTO items VALUES (4, 'after', 1)");  // a reused version
+  }
+  int64_t Epoch(TestDb& db) {
+    return std::stoll(db.One("SELECT coalesce((SELECT version FROM crsql_tracked_peers WHERE "
+                             "site_id = crsql_site_id() AND tag = 1001 AND event = 3), 0)"));
+  }
+};
+
+Rows Items(TestDb& db) { return db.Query("SELECT * FROM items ORDER BY id"); }
+
+// The detector's resync error never reaches the restored node (the
+// connection broke first): the detector must ask again on the next
+// connection, or the node keeps its epoch and c, never told, skips its
+// write at a reused version.
+TEST(PeerSessionTest, ALostResyncErrorIsRepeatedUntilTheNodeRenewsItsEpoch) {
+  RestoredLine l;
+  std::vector<std::string> failures = Sync(l.r->get(), l.b.get(), 4, /*lose_last_words=*/true);
+  EXPECT_GE(failures.size(), 3u);  // detected (unheard), then asked again
+  EXPECT_NE(l.Epoch(*l.r), 0);
+  Sync(l.r->get(), l.c.get(), 3);
+  EXPECT_EQ(Items(l.c), Items(l.b));
+  EXPECT_EQ(Items(*l.r), Items(l.b));
+  EXPECT_EQ(l.c.One("SELECT name FROM items WHERE id = 4"), "'after'");
+}
+
+// Restored twice from the same backup: the second time the node is back at
+// the epoch it had before the first renewal. b, which saw the renewal, must
+// make it renew again (not merely resynchronize itself), or c, which never
+// saw the first renewal, would find nothing amiss. Once by version (the
+// node's version is below b's cursor), once by epoch alone (the node wrote
+// past b's cursor before reconnecting; its epoch went back).
+TEST(PeerSessionTest, ANodeBackAtAnOlderEpochIsMadeToRenewIt) {
+  for (bool past_cursor : {false, true}) {
+    SCOPED_TRACE(past_cursor ? "epoch went back, version past b's cursor" : "version below b's cursor");
+    RestoredLine l;
+    // First restore: b detects it, r renews; c never hears from that r.
+    Sync(l.r->get(), l.b.get(), 3);
+    ASSERT_NE(l.Epoch(*l.r), 0);
+    ASSERT_EQ(l.b.One("SELECT name FROM items WHERE id = 4"), "'after'");
+    // Second restore, from the same backup (epoch 0 again).
+    TestDb r2(l.spare.str());
+    ASSERT_EQ(l.Epoch(r2), 0);
+    r2.Exec("INSERT INTO items VALUES (5, 'again', 1)");
+    if (past_cursor) {
+      const int64_t b_cursor = std::stoll(l.b.One(
+          "SELECT version FROM crsql_tracked_peers WHERE tag = 1001 AND event = 0 AND site_id = X'" +
+          r2.One("SELECT hex(crsql_site_id())").substr(1, 32) + "'"));
+      while (std::stoll(r2.One("SELECT crsql_db_version()")) < b_cursor) {
+        r2.Exec("UPDATE items SET qty = qty + 1 WHERE id = 5");
+      }
+    }
+    Sync(r2.get(), l.b.get(), 4);
+    EXPECT_NE(l.Epoch(r2), 0) << "b let the node keep its old epoch";
+    Sync(r2.get(), l.c.get(), 3);
+    EXPECT_EQ(l.c.One("SELECT name FROM items WHERE id = 5"), "'again'");
+    EXPECT_EQ(Items(l.c), Items(l.b));
+    EXPECT_EQ(Items(r2), Items(l.b));
+  }
 }
 
 }  // namespace
