@@ -48,6 +48,11 @@ class TestDb {
     db_.reset();
     Open();
   }
+  // Closes this connection and opens `path` instead (a restore, say).
+  void ReopenAt(const std::string& path) {
+    path_ = path;
+    Reopen();
+  }
 
   sqlite3* get() const { return db_.get(); }
 
