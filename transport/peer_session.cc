@@ -17,6 +17,19 @@ Status Fail(std::vector<Message>* out, uint32_t code, const std::string& why,
   return Status::Transport(why);
 }
 
+// What a peer wrote, fit for one log line: control characters (a newline,
+// an escape sequence) become '?', and at most 500 bytes are kept.
+std::string Printable(const std::string& text) {
+  constexpr size_t kMax = 500;
+  std::string out = text.substr(0, kMax);
+  for (char& ch : out) {
+    const auto u = static_cast<unsigned char>(ch);
+    if (u < 0x20 || u == 0x7f) ch = '?';
+  }
+  if (text.size() > kMax) out += "... (" + std::to_string(text.size()) + " bytes)";
+  return out;
+}
+
 // A restore epoch's generation: its high 32 bits (0: never renewed).
 int64_t Generation(int64_t epoch) {
   return static_cast<int64_t>(static_cast<uint64_t>(epoch) >> 32);
@@ -229,7 +242,7 @@ Status PeerSession::RenewOwnEpoch(int64_t hint) {
 Status PeerSession::OnMessage(const Message& in, std::vector<Message>* out) {
   if (const auto* e = std::get_if<ErrorMsg>(&in)) {
     Status said =
-        Status::Transport("peer reported error " + std::to_string(e->code) + ": " + e->message);
+        Status::Transport("peer reported error " + std::to_string(e->code) + ": " + Printable(e->message));
     if (e->code == ErrorMsg::kResync) {
       // We lost versions we had announced: every peer must hear of it.
       Status s = RenewOwnEpoch(e->restore_epoch);

@@ -98,6 +98,7 @@ void Sidecar::Impl::OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
     if (!st.ok()) {
       c->impl->Log(0, "connection %llu (%s): bad frame, closing: %s",
                    static_cast<unsigned long long>(c->id), c->peer.c_str(), st.message().c_str());
+      c->impl->Send(c->id, ErrorMsg{ErrorMsg::kProtocol, "bad frame: " + st.message()});
       c->impl->CloseConn(c->id);
       return;
     }

@@ -296,22 +296,44 @@ TEST_F(CrsyncdTest, GarbageOnTheWireClosesOnlyThatConnection) {
   Daemon da(pa.str(), true, {});
   for (const std::string& junk : {std::string("hello, this is not a frame at all!!"),
                                   std::string(12, '\0'), std::string("\x10\0\0\0", 4)}) {
+    const bool bad_frame = junk.size() >= 12;  // the last one is cut short: just EOF
+    std::vector<Message> said;
+    FrameReader reader(FrameReaderOptions{}, [&](capnp::MessageReader& m) {
+      Message msg;
+      CRSYNC_RETURN_IF_ERROR(DecodeMessage(m, &msg));
+      said.push_back(std::move(msg));
+      return Status::OK();
+    });
     int fd = ConnectLoopback(da.port());
     ASSERT_GE(fd, 0);
     ASSERT_EQ(write(fd, junk.data(), junk.size()), static_cast<ssize_t>(junk.size()));
     shutdown(fd, SHUT_WR);
     char buf[4096];
     pollfd p{fd, POLLIN, 0};
-    // The daemon answers (hello) and closes: read until EOF, bounded.
+    // The daemon closes: read until EOF, bounded.
     auto deadline = Clock::now() + std::chrono::seconds(5);
     bool eof = false;
     while (!eof && Clock::now() < deadline && poll(&p, 1, 200) >= 0) {
       ssize_t n = read(fd, buf, sizeof buf);
       if (n == 0) eof = true;
       if (n < 0) break;
+      EXPECT_OK(reader.Feed(reinterpret_cast<const uint8_t*>(buf), static_cast<size_t>(n)));
     }
     EXPECT_TRUE(eof);
     close(fd);
+    // Perhaps its hello (if it went out before the junk was read); then, for
+    // a bad frame, an Error saying why.
+    size_t errors = 0;
+    for (const Message& m : said) {
+      if (const auto* e = std::get_if<ErrorMsg>(&m)) {
+        ++errors;
+        EXPECT_EQ(e->code, ErrorMsg::kProtocol);
+        EXPECT_THAT(e->message, ::testing::HasSubstr("bad frame"));
+      } else {
+        EXPECT_TRUE(std::holds_alternative<HelloMsg>(m));
+      }
+    }
+    EXPECT_EQ(errors, bad_frame ? 1u : 0u);
   }
   EXPECT_EQ(a->One("SELECT count(*) FROM items"), "0");
   // The daemon still serves real peers.

@@ -275,6 +275,22 @@ TEST(PeerSessionTest, MeshOfFourConverges) {
     RunTopology(4, {{0, 1}, {0, 2}, {0, 3}, {1, 2}, {1, 3}, {2, 3}}, seed);
 }
 
+// A peer's Error text goes to the log: it must not be able to forge log
+// lines (a newline) or drive the terminal (an escape sequence), nor flood it.
+TEST(PeerSessionTest, APeersErrorTextIsLoggedPrintableAndBounded) {
+  Node a;
+  std::unique_ptr<PeerSession> s;
+  ASSERT_OK(PeerSession::Open(a.db.get(), {}, &s));
+  std::vector<Message> out;
+  Status st = s->OnMessage(ErrorMsg{ErrorMsg::kInternal, "bad\ncrsyncd info: forged\x1b[2J"}, &out);
+  EXPECT_FALSE(st.ok());
+  EXPECT_EQ(st.message(), "peer reported error 4: bad?crsyncd info: forged?[2J");
+  st = s->OnMessage(ErrorMsg{ErrorMsg::kInternal, std::string(100000, 'x')}, &out);
+  EXPECT_LT(st.message().size(), 600u);
+  EXPECT_THAT(st.message(), HasSubstr("(100000 bytes)"));
+  EXPECT_TRUE(out.empty());
+}
+
 TEST(PeerSessionTest, NothingEchoesBackToItsOrigin) {
   Node a, b;
   a.db.Exec("INSERT INTO items VALUES (1, 'x', 1)");
