@@ -16,7 +16,7 @@ struct RandomSchema {
   std::string table;               // unquoted name (may contain quotes and spaces)
   std::vector<std::string> pks;    // unquoted column names
   std::vector<std::string> cols;
-  std::vector<bool> pk_text;       // per key column: declared TEXT
+  std::vector<std::string> pk_types;  // per key column: its declared type
   std::string create_sql;
 
   static RandomSchema Make(std::mt19937_64& rng) {
@@ -32,8 +32,12 @@ struct RandomSchema {
     for (size_t i = 0; i < npk + ncol; ++i) {
       const std::string& n = names[i];
       (i < npk ? s.pks : s.cols).push_back(n);
-      std::string type = i < npk ? (rng() % 2 ? "TEXT" : "INTEGER") : kTypes[rng() % 7];
-      if (i < npk) s.pk_text.push_back(type == "TEXT");
+      // Key columns of every affinity: an untyped one keeps 2.0 as REAL
+      // (its packed key is normalized to INTEGER), a REAL one turns 2 into
+      // 2.0, INTEGER and NUMERIC turn 2.0 into 2, TEXT turns 2 into '2'.
+      static const char* kKeyTypes[] = {"TEXT", "INTEGER", "", "REAL", "NUMERIC"};
+      std::string type = i < npk ? kKeyTypes[rng() % 5] : kTypes[rng() % 7];
+      if (i < npk) s.pk_types.push_back(type);
       if (!defs.empty()) defs += ", ";
       defs += QuoteIdent(n) + " " + type;
       if (i < npk && rng() % 2) defs += " NOT NULL";
@@ -70,11 +74,18 @@ inline std::string RandomValue(std::mt19937_64& rng, bool allow_null = true) {
   }
 }
 
+// Integers, integral reals (2.0: the same key as 2 in every affinity but
+// TEXT), fractional reals and text.
 inline std::string RandomKey(std::mt19937_64& rng, const RandomSchema& s) {
   std::string o;
   for (size_t i = 0; i < s.pks.size(); ++i) {
     if (i) o += ", ";
-    o += rng() % 2 ? std::to_string(rng() % 4) : std::string("'k") + std::to_string(rng() % 3) + "'";
+    switch (rng() % 6) {
+      case 0: case 1: o += std::to_string(rng() % 4); break;
+      case 2: o += std::to_string(rng() % 4) + ".0"; break;
+      case 3: o += std::to_string(rng() % 2) + ".5"; break;
+      default: o += std::string("'k") + std::to_string(rng() % 3) + "'";
+    }
   }
   return o;
 }
@@ -98,15 +109,30 @@ inline std::vector<std::string> SplitKey(const std::string& key) {
   return parts;
 }
 
-// SQL for the packed pk a row written with `key` gets: a TEXT key column
-// stores the literal 2 as '2', so the literal is cast the way the column's
-// affinity converts it before packing.
+// SQL for the packed pk a row written with `key` gets: the literal as the
+// column's affinity stores it (a TEXT column stores 2 as '2', a REAL one as
+// 2.0, INTEGER and NUMERIC ones 2.0 as 2), and in an untyped column an
+// integral REAL packs as INTEGER (crsync normalizes keys so that 2 and 2.0,
+// one key to SQLite, are one key in the metadata too).
 inline std::string PackedKeySql(const RandomSchema& s, const std::string& key) {
   std::vector<std::string> parts = SplitKey(key);
   std::string o;
   for (size_t i = 0; i < parts.size(); ++i) {
+    const std::string& v = parts[i];
+    const std::string& type = s.pk_types[i];
+    const bool text = v[0] == '\'';
+    const bool integral_real = !text && v.size() > 2 && v.compare(v.size() - 2, 2, ".0") == 0;
+    const bool integer = !text && v.find('.') == std::string::npos;
     o += i ? ", " : "";
-    o += s.pk_text[i] ? "CAST(" + parts[i] + " AS TEXT)" : parts[i];
+    if (type == "TEXT") {
+      o += "CAST(" + v + " AS TEXT)";
+    } else if (type == "REAL" && integer) {
+      o += "CAST(" + v + " AS REAL)";
+    } else if (type != "REAL" && integral_real) {
+      o += "CAST(" + v + " AS INTEGER)";
+    } else {
+      o += v;
+    }
   }
   return "crsql_pack_columns(" + o + ")";
 }
