@@ -4,10 +4,9 @@
 #include <vector>
 
 #include "common/guard.h"
-#include "engine/feed_range.h"
 #include "engine/packed.h"
-#include "engine/row_buf.h"
 #include "engine/value.h"
+#include "engine/window_store.h"
 
 namespace crsync {
 namespace {
@@ -21,16 +20,6 @@ Status CheckPkNotNull(const Crr& crr, sqlite3_value** pk) {
     }
   }
   return Status::OK();
-}
-
-// Stamps `c` as a local record at (dbv, seq). Its feed run is set when the
-// row is stored (NormalizeRuns).
-void StampLocal(Clock* c, int64_t col_version, int64_t dbv, int64_t seq) {
-  c->present = true;
-  c->col_version = col_version;
-  c->db_version = dbv;
-  c->seq = seq;
-  c->site = 0;
 }
 
 using LocalWrite = ConnEngine::LocalWrite;
@@ -229,185 +218,6 @@ Status FindCrr(ConnEngine* e, int64_t id, Crr** out) {
   return Status::OK();
 }
 
-// Whether log[start, end) only inserts rows into one CRR, in ascending key
-// order: a bulk load, which StoreFreshRows can take.
-bool AscendingInserts(const WriteLog& log, size_t start, size_t end) {
-  const int64_t crr_id = log[start].crr_id;
-  std::string_view prev;
-  for (size_t i = start; i < end; ++i) {
-    const LocalWrite w = log[i];
-    if (w.op != LocalWrite::kInsert || w.crr_id != crr_id) return false;
-    if (i > start && !(prev < w.key)) return false;
-    prev = w.key;
-  }
-  return true;
-}
-
-// Stores log[start, end), ascending inserts into `crr`, if every key sorts
-// above the CRR's largest stored one: those rows have no metadata, so each
-// gets the fresh one Recorder::Insert would give it, without reading or
-// holding anything (*done = true). Otherwise leaves it to the general path.
-Status StoreFreshRows(ConnEngine* e, Crr* crr, MetaBatch* batch, const WriteLog& log, size_t start,
-                      size_t end, bool* done) {
-  *done = false;
-  std::string max;
-  bool any;
-  CRSYNC_RETURN_IF_ERROR(crr->MaxStoredPk(&max, &any));
-  if (any && !(std::string_view(max) < log[start].key)) return Status::OK();
-  int64_t dbv;
-  CRSYNC_RETURN_IF_ERROR(e->LocalDbVersion(&dbv));
-  std::vector<std::string_view> keys;
-  keys.reserve(end - start);
-  for (size_t i = start; i < end; ++i) keys.push_back(log[i].key);
-  const size_t slots = crr->slots();
-  CRSYNC_RETURN_IF_ERROR(batch->StoreNew(crr, keys, [&](size_t, RowMeta* m) {
-    if (slots == 0) {
-      StampLocal(&m->sentinel, 1, dbv, e->TakeSeq());  // pk-only: the sentinel, cl 1
-    } else {
-      for (Clock& c : m->cols) StampLocal(&c, 1, dbv, e->TakeSeq());
-    }
-  }));
-  *done = true;
-  return Status::OK();
-}
-
-// Whether log[start, end) only updates rows of one CRR in place (no key
-// change), in strictly ascending key order: what a statement that updated
-// a key range captures, which StoreUpdatedRows can take.
-bool AscendingUpdates(const WriteLog& log, size_t start, size_t end) {
-  const int64_t crr_id = log[start].crr_id;
-  std::string_view prev;
-  for (size_t i = start; i < end; ++i) {
-    const LocalWrite w = log[i];
-    if (w.op != LocalWrite::kUpdate || w.moved || w.crr_id != crr_id) return false;
-    if (i > start && !(prev < w.key)) return false;
-    prev = w.key;
-  }
-  return true;
-}
-
-// The metadata walk of StoreUpdatedRows: for each row of log[start, end)
-// the walk meets, what Recorder::Update would store (each changed column
-// one version up, at `dbv` and the seqs the write order gives it), and the
-// feed entries that come and go with it.
-class UpdateWalk final : public MetaRewriter {
- public:
-  UpdateWalk(const WriteLog& log, size_t start, size_t end, size_t slots, int64_t dbv,
-             int64_t first_seq)
-      : log_(log), start_(start), n_(end - start), slots_(slots), dbv_(dbv), met_(n_, false) {
-    seq_.reserve(n_);
-    int64_t seq = first_seq;
-    for (size_t j = 0; j < n_; ++j) {
-      seq_.push_back(seq);
-      seq += static_cast<int64_t>(log_[start_ + j].changed.size());
-    }
-    seqs_ = seq - first_seq;
-  }
-
-  bool Wants(std::string_view pk) override {
-    if (Find(pk, &want_) < n_) return true;
-    ++unwanted_;
-    return false;
-  }
-
-  bool Rewrite(std::string_view pk, std::string_view meta, std::string_view* out,
-               std::string* error) override {
-    const size_t j = Find(pk, &at_);
-    if (j == n_ || met_[j]) {
-      *error = "crsql - metadata walk out of step";
-      return false;
-    }
-    if (Status s = DecodeRowMeta(meta, slots_, &before_); !s.ok()) {
-      *error = s.ToString();
-      return false;
-    }
-    after_ = before_;
-    int64_t seq = seq_[j];
-    for (uint32_t i : log_[start_ + j].changed) {
-      const Clock& old = before_.cols[i];
-      StampLocal(&after_.cols[i], old.present ? old.col_version + 1 : 1, dbv_, seq++);
-    }
-    NormalizeRuns(&after_);
-    AddFeedChanges(pk, before_, after_, &runs_, &feed_del_, &feed_add_);
-    EncodeRowMeta(after_, &out_);
-    met_[j] = true;
-    ++matched_;
-    *out = out_;
-    return true;
-  }
-
-  int64_t seqs() const { return seqs_; }  // seqs the writes take, in all
-  bool dense() const { return unwanted_ == 0; }  // met no row it did not want
-  size_t matched() const { return matched_; }
-  bool met(size_t j) const { return met_[j]; }
-  RowBuf& feed_del() { return feed_del_; }
-  RowBuf& feed_add() { return feed_add_; }
-
- private:
-  std::string_view Key(size_t j) const { return log_.key(start_ + j); }
-  size_t Find(std::string_view pk, size_t* cursor) const {
-    return FindInWalk(n_, [this](size_t j) { return Key(j); }, pk, cursor);
-  }
-
-  const WriteLog& log_;
-  size_t start_, n_, slots_;
-  int64_t dbv_;
-  std::vector<int64_t> seq_;  // first seq of each write
-  int64_t seqs_ = 0;
-  size_t want_ = 0, at_ = 0;  // each function's position
-  size_t unwanted_ = 0, matched_ = 0;
-  std::vector<bool> met_;
-  RowMeta before_, after_;
-  FeedRunScratch runs_;
-  std::string out_;
-  RowBuf feed_del_, feed_add_;
-};
-
-// Stores log[start, end), in-place updates of rows of `crr` in ascending
-// key order (UPDATE t SET c = ... over a key range), with one walk that
-// reads and rewrites each row's metadata (Crr::RewriteMetaRange) instead of
-// a read of them all and then a write (*done = true). Leaves the window to
-// the general path when the range holds many rows it does not update, or
-// while an alter is open (rows written then may have no metadata yet).
-Status StoreUpdatedRows(ConnEngine* e, Crr* crr, const WriteLog& log, size_t start, size_t end,
-                        bool* done) {
-  *done = false;
-  if (!MetaBatch::RangeWritesEnabled() || !e->open_alters().empty() || crr->slots() == 0)
-    return Status::OK();
-  int64_t dbv;
-  CRSYNC_RETURN_IF_ERROR(e->LocalDbVersion(&dbv));
-  const size_t n = end - start;
-  const int64_t first_seq = e->PeekSeq();
-  UpdateWalk walk(log, start, end, crr->slots(), dbv, first_seq);
-  bool walked;
-  CRSYNC_RETURN_IF_ERROR(crr->RewriteMetaRange(log[start].key, log[end - 1].key,
-                                               2 * static_cast<int64_t>(n) + 16, &walk, &walked));
-  if (!walked) return Status::OK();
-  while (e->PeekSeq() < first_seq + walk.seqs()) e->TakeSeq();
-  for (RowBuf* b : {&walk.feed_del(), &walk.feed_add()}) {
-    if (!std::is_sorted(b->rows.begin(), b->rows.end(), FeedKeyLess))
-      std::sort(b->rows.begin(), b->rows.end(), FeedKeyLess);
-  }
-  if (walk.dense()) {
-    // Nothing but these rows is stored between their keys.
-    RowBuf scratch;
-    MakeFeedRanges(MetaBatch::kMinRange, [](std::string_view, std::string_view) { return true; },
-                   &walk.feed_add(), &scratch);
-  }
-  const RowBuf none;
-  CRSYNC_RETURN_IF_ERROR(crr->StoreBulk(none, none, walk.feed_del(), walk.feed_add()));
-  if (walk.matched() < n) {
-    // Rows with no metadata to rewrite (not expected: every row of a CRR
-    // has some): stored one by one, with seqs after the window's.
-    Recorder recorder(e, nullptr);
-    for (size_t j = 0; j < n; ++j) {
-      if (!walk.met(j)) CRSYNC_RETURN_IF_ERROR(recorder.Apply(crr, log[start + j]));
-    }
-  }
-  *done = true;
-  return Status::OK();
-}
-
 // ConnEngine's flusher: turns the captured writes not stored yet into
 // metadata, in order (seqs are taken as they are replayed, so they follow
 // the write order).
@@ -428,6 +238,7 @@ Status ReplayLocalWrites(ConnEngine* e) {
   MetaBatch& batch = e->local_batch();
   Recorder recorder(e, &batch);
   std::vector<Crr*> crrs;
+  std::vector<size_t> unmet;
   for (size_t start = first; start < log.size(); start += MetaBatch::kWindow) {
     size_t end = std::min(log.size(), start + MetaBatch::kWindow);
     if (end - start >= MetaBatch::kMinBulk && AscendingInserts(log, start, end)) {
@@ -445,7 +256,10 @@ Status ReplayLocalWrites(ConnEngine* e) {
       Crr* crr;
       bool done = false;
       Status f = FindCrr(e, log[start].crr_id, &crr);
-      if (f.ok()) f = StoreUpdatedRows(e, crr, log, start, end, &done);
+      if (f.ok()) f = StoreUpdatedRows(e, crr, log, start, end, &done, &unmet);
+      for (size_t k = 0; f.ok() && k < unmet.size(); ++k) {
+        f = Recorder(e, nullptr).Apply(crr, log[unmet[k]]);  // seqs after the window's
+      }
       if (!f.ok()) {
         batch.Clear();
         return f;

@@ -28,6 +28,16 @@ struct Clock {
   int64_t run = 0;   // first seq of the change-feed run listing this record
 };
 
+// Stamps `c` as a local record at (dbv, seq). Its feed run is set when the
+// row is stored (NormalizeRuns).
+inline void StampLocal(Clock* c, int64_t col_version, int64_t dbv, int64_t seq) {
+  c->present = true;
+  c->col_version = col_version;
+  c->db_version = dbv;
+  c->seq = seq;
+  c->site = 0;
+}
+
 struct RowMeta {
   Clock sentinel;
   std::vector<Clock> cols;  // indexed by column slot
