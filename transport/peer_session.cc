@@ -318,10 +318,17 @@ Status PeerSession::OnHello(const HelloMsg& m, std::vector<Message>* out) {
   }
   const bool lost = m.current_version >= 0 && cursor > m.current_version;
   const bool went_back = Generation(m.restore_epoch) < Generation(seen_epoch);
-  if (lost || went_back) return ForgetLostHistory(m, cursor, seen_epoch, /*renew=*/true, out);
-  if (m.restore_epoch != seen_epoch) {
+  if (m.restore_epoch != seen_epoch && !went_back) {
+    // The peer renewed its epoch since we last saw it: it knows of its loss
+    // (another peer told it), so we only resynchronize — even when its
+    // version is still below our cursor (the echo that raises it may be
+    // under way): asking it to renew again would start every other peer's
+    // resynchronization over. (A second restore, from a backup taken after
+    // that renewal, is then caught by the peers that saw the renewal.)
     if (cursor > 0) return ForgetLostHistory(m, cursor, seen_epoch, /*renew=*/false, out);
     CRSYNC_RETURN_IF_ERROR(StoreRow(peer_site_, 3, m.restore_epoch));  // nothing to rewind
+  } else if (lost || went_back) {
+    return ForgetLostHistory(m, cursor, seen_epoch, /*renew=*/true, out);
   }
   CRSYNC_RETURN_IF_ERROR(LoadCursor(2, &echo_until_));
   coverage_ = Coverage(cursor);

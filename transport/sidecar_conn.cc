@@ -67,6 +67,7 @@ void Sidecar::Impl::StartConn(Conn* c) {
   uv_tcp_nodelay(&c->tcp, 1);
   SetLiveness(&c->tcp);
   StartReading(c);
+  if (c->closing) return;  // it could not read: already closed (and its kClose queued)
   Enqueue(Task::kOpen, c->id);
 }
 

@@ -11,13 +11,16 @@
 namespace crsync {
 
 void Sidecar::Impl::Enqueue(Task::Kind kind, uint64_t conn, Message msg) {
-  if (kind == Task::kPump) {
-    if (pump_queued) return;  // one pending pump covers every commit
-    pump_queued = true;
+  if (kind == Task::kPump && pump_queued) {
+    RunNext();  // one pending pump covers every commit
+    return;
   }
-  auto* t = new Task{kind, conn, std::move(msg), {}, {}, {}, false, {}, this};
-  t->work.data = t;
-  queue.push_back(t);
+  auto t = std::make_unique<Task>(Task{kind, conn, std::move(msg), {}, {}, {}, false, {}, this});
+  t->work.data = t.get();
+  queue.push_back(t.get());
+  t.release();  // owned by the queue
+  // Only once it is queued: a failure above must not leave a pump promised.
+  if (kind == Task::kPump) pump_queued = true;
   RunNext();
 }
 
@@ -46,8 +49,10 @@ void Sidecar::Impl::RunNext() {
     delete next;
     ++taken;
   }
-  if (taken) MessagesTaken(t->conn, taken);
+  // Busy before MessagesTaken: resuming a connection may close it, and the
+  // close's Enqueue must not start a second task beside this one.
   busy = true;
+  if (taken) Guarded("resuming a connection", [&] { MessagesTaken(t->conn, taken); });
   int rc = uv_queue_work(&loop, &t->work, &Impl::DoWork, &Impl::AfterWork);
   if (rc != 0) {
     Log(0, "cannot schedule database work: %s", uv_strerror(rc));

@@ -821,6 +821,36 @@ TEST(PeerSessionTest, ALostResyncErrorIsRepeatedUntilTheNodeRenewsItsEpoch) {
   EXPECT_EQ(l.c.One("SELECT name FROM items WHERE id = 4"), "'after'");
 }
 
+// r learns of its loss from b and renews its epoch, but b's echo has not
+// raised its version yet when c hears from it: c finds r below its cursor
+// and at an epoch newer than it saw. r already knows of its loss, so c
+// resynchronizes without asking r to renew again (each renewal makes every
+// peer resynchronize once more).
+TEST(PeerSessionTest, APeerSeeingARenewedEpochDoesNotAskForAnotherRenewal) {
+  RestoredLine l;
+  {
+    std::unique_ptr<PeerSession> sr, sb;
+    ASSERT_OK(PeerSession::Open(l.r->get(), {}, &sr));
+    ASSERT_OK(PeerSession::Open(l.b.get(), {}, &sb));
+    std::vector<Message> hello_r, hello_b;
+    ASSERT_OK(sr->Start(&hello_r));
+    ASSERT_OK(sb->Start(&hello_b));
+    std::vector<std::string> failures;
+    EXPECT_FALSE(Exchange(*sr, *sb, std::move(hello_r), std::move(hello_b), &failures));
+  }
+  const int64_t renewed = l.Epoch(*l.r);
+  ASSERT_NE(renewed, 0);
+  std::vector<std::string> failures = Sync(l.r->get(), l.c.get(), 3);
+  ASSERT_FALSE(failures.empty());
+  EXPECT_THAT(failures[0], HasSubstr("its restore epoch is " + std::to_string(renewed)));
+  EXPECT_EQ(l.Epoch(*l.r), renewed) << "c made r renew again";
+  Sync(l.r->get(), l.b.get(), 3);
+  EXPECT_EQ(l.Epoch(*l.r), renewed);
+  EXPECT_EQ(Items(l.c), Items(l.b));
+  EXPECT_EQ(Items(*l.r), Items(l.b));
+  EXPECT_EQ(l.c.One("SELECT name FROM items WHERE id = 4"), "'after'");
+}
+
 // Restored twice from the same backup: the second time the node is back at
 // the epoch it had before the first renewal. b, which saw the renewal, must
 // make it renew again (not merely resynchronize itself), or c, which never
