@@ -75,13 +75,14 @@ void Sidecar::Impl::DoWork(uv_work_t* w) {
 // cursors).
 void Sidecar::Impl::Recover(Task* t) {
   if (!sqlite3_get_autocommit(db.get())) Exec(db.get(), "ROLLBACK").IgnoreError();
-  Log(0, "internal error in database work; closing the connections involved");
+  Log(0, "internal error in database work; closing every connection");
+  // A message task also pumps the other sessions (relaying), so any of them
+  // may believe it sent what is now discarded: all close, and every peer
+  // resumes from its saved cursor.
   t->out.clear();
-  if (t->conn != 0) {
-    t->to_close.push_back(t->conn);
-  } else {
-    for (auto& [id, s] : sessions) t->to_close.push_back(id);
-  }
+  t->to_close.clear();
+  t->to_close.reserve(sessions.size());
+  for (auto& [id, s] : sessions) t->to_close.push_back(id);
 }
 
 // On a pool thread, one at a time: the only place that touches the
