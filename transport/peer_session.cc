@@ -241,8 +241,8 @@ Status PeerSession::RenewOwnEpoch(int64_t hint) {
 
 Status PeerSession::OnMessage(const Message& in, std::vector<Message>* out) {
   if (const auto* e = std::get_if<ErrorMsg>(&in)) {
-    Status said =
-        Status::Transport("peer reported error " + std::to_string(e->code) + ": " + Printable(e->message));
+    Status said = Status::Transport("peer reported error " + std::to_string(e->code) + ": " +
+                                    Printable(e->message));
     if (e->code == ErrorMsg::kResync) {
       // We lost versions we had announced: every peer must hear of it.
       Status s = RenewOwnEpoch(e->restore_epoch);

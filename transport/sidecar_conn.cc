@@ -122,8 +122,6 @@ void Sidecar::Impl::StartReading(Conn* c) {
   }
 }
 
-// The strand took `n` queued messages of connection `id`: a paused one
-// reads again once half its queue is gone.
 void Sidecar::Impl::MessagesTaken(uint64_t id, size_t n) {
   auto it = conns.find(id);
   if (it == conns.end()) return;
@@ -135,9 +133,6 @@ void Sidecar::Impl::MessagesTaken(uint64_t id, size_t n) {
   }
 }
 
-// Drops the messages of connection `id` still waiting for the strand: a
-// closed connection's session is gone, and what it sent is not merged
-// (its cursor was not moved by it; the peer resends).
 void Sidecar::Impl::DropQueuedMessages(uint64_t id) {
   for (auto it = queue.begin(); it != queue.end();) {
     // A peer's Error stays: it is often the last thing before the peer
@@ -192,8 +187,6 @@ void Sidecar::Impl::AbandonConn(Conn* c) {
   if (d && !stopping) ScheduleDial(d);
 }
 
-// Closes connections that have not delivered a whole message within
-// handshake_timeout_ms of opening (a client that never says Hello).
 void Sidecar::Impl::CloseSilentConns() {
   if (options.handshake_timeout_ms <= 0) return;
   const uint64_t now = uv_now(&loop);
@@ -210,8 +203,6 @@ void Sidecar::Impl::CloseSilentConns() {
   }
 }
 
-// A dial still waiting for its TCP connect (not in `conns` yet) is
-// cancelled; its connect callback then sees `closing` and stands back.
 void Sidecar::Impl::CancelDial(Dialer* d) {
   Conn* c = d->conn;
   d->conn = nullptr;

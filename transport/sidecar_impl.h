@@ -143,9 +143,9 @@ struct Sidecar::Impl {
   void RunNext();
   static void DoWork(uv_work_t* w);
   // After Process() threw (out of memory, most likely): no transaction may
-  // stay open holding the write lock, and sessions whose state is now
-  // unknown are closed (their peers reconnect and resume from saved
-  // cursors).
+  // stay open holding the write lock, and every connection closes (any
+  // session may have been pumped; their peers reconnect and resume from
+  // saved cursors).
   void Recover(Task* t);
   // On a pool thread, one at a time: the only place that touches the
   // database and the sessions.

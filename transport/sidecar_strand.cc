@@ -69,10 +69,6 @@ void Sidecar::Impl::DoWork(uv_work_t* w) {
   }
 }
 
-// After Process() threw (out of memory, most likely): no transaction may
-// stay open holding the write lock, and sessions whose state is now
-// unknown are closed (their peers reconnect and resume from saved
-// cursors).
 void Sidecar::Impl::Recover(Task* t) {
   if (!sqlite3_get_autocommit(db.get())) Exec(db.get(), "ROLLBACK").IgnoreError();
   Log(0, "internal error in database work; closing every connection");
@@ -85,8 +81,6 @@ void Sidecar::Impl::Recover(Task* t) {
   for (auto& [id, s] : sessions) t->to_close.push_back(id);
 }
 
-// On a pool thread, one at a time: the only place that touches the
-// database and the sessions.
 void Sidecar::Impl::Process(Task* t) {
   std::vector<Message> out;
   auto flush = [&](uint64_t conn) {
@@ -169,10 +163,6 @@ void Sidecar::Impl::CloseSessionsAfterRestore(const PeerSession& s, Task* t) {
   }
 }
 
-// On the strand, before each merge transaction: when an application
-// writer met the write lock since we last looked (the VFS counts it), wait
-// until its commit lands (the commit counter moves) or 50 ms pass, so the
-// app waits for at most one of our bounded merge commits.
 void Sidecar::Impl::YieldToWriters() {
   const char* path = signal_path.c_str();
   sqlite3_uint64 waits = 0, c0 = 0, c = 0;
