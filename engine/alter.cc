@@ -307,7 +307,7 @@ Status BeginAlter(ConnEngine* e, const std::string& table) {
   // Joined (inside the savepoint, which holds a transaction open) so that
   // a ROLLBACK TO undoing the alter reaches the engine.
   Status s = JoinForCatalogChange(e);
-  if (s.ok()) s = Exec(e->db(), DropRecorderTriggersSql(name));
+  if (s.ok()) s = DropRecorderTriggers(e->db(), name);
   if (!s.ok()) {
     Exec(e->db(), "ROLLBACK TO " + sp + "; RELEASE " + sp).IgnoreError();
     return s;
@@ -374,7 +374,7 @@ Status CommitAlter(ConnEngine* e, const std::string& table) {
     CRSYNC_RETURN_IF_ERROR(e->catalog().Refresh(true));
     Crr* fresh = e->catalog().ByName(name);
     if (!fresh) return Status::Corruption("CRR vanished during the alter");
-    return Exec(db, DropRecorderTriggersSql(name) + RecorderTriggersSql(*fresh));
+    return InstallRecorderTriggers(db, *fresh, "crsql_commit_alter(" + name + ")");
   };
   Status s = body();
   e->catalog().Invalidate();

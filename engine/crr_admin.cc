@@ -63,17 +63,11 @@ Status BulkBackfill(ConnEngine* e, Crr* crr, int64_t dbv) {
 }
 
 Status RecordingTriggersStand(sqlite3* db, const std::string& name, bool* standing) {
-  StmtPtr st;
-  CRSYNC_RETURN_IF_ERROR(Prepare(db,
-                                 "SELECT count(*) FROM main.sqlite_master WHERE type = 'trigger' "
-                                 "AND name IN (?1 || 'itrig', ?1 || 'utrig', ?1 || 'dtrig') AND "
-                                 "tbl_name = ?2 COLLATE NOCASE",
-                                 &st));
-  std::string base = name + "__crsync_";
-  sqlite3_bind_text(st.get(), 1, base.data(), static_cast<int>(base.size()), SQLITE_STATIC);
-  sqlite3_bind_text(st.get(), 2, name.data(), static_cast<int>(name.size()), SQLITE_STATIC);
-  if (sqlite3_step(st.get()) != SQLITE_ROW) return SqliteError(db, sqlite3_errcode(db));
-  *standing = sqlite3_column_int(st.get(), 0) == 3;
+  std::vector<NamedTrigger> triggers;
+  CRSYNC_RETURN_IF_ERROR(TriggersNamedLikeRecorders(db, name, &triggers));
+  int own = 0;
+  for (const NamedTrigger& t : triggers) own += t.on_table;
+  *standing = own == 3;
   return Status::OK();
 }
 
@@ -233,7 +227,7 @@ Status AsCrr(ConnEngine* e, const std::string& table) {
     CRSYNC_RETURN_IF_ERROR(e->catalog().Refresh(true));
     Crr* crr = e->catalog().ByName(schema.name);
     if (!crr) return Status::Corruption("crsql - CRR vanished while being created");
-    CRSYNC_RETURN_IF_ERROR(Exec(db, DropRecorderTriggersSql(crr->name()) + RecorderTriggersSql(*crr)));
+    CRSYNC_RETURN_IF_ERROR(InstallRecorderTriggers(db, *crr, "crsql_as_crr(" + crr->name() + ")"));
     e->CatalogChanged();
     return Backfill(e, crr);
   });
@@ -264,8 +258,9 @@ Status AsTable(ConnEngine* e, const std::string& table) {
             "('pre_compact_dbversion', max(" + std::to_string(committed) +
             ", coalesce((SELECT value FROM main.crsql_master WHERE key = "
             "'pre_compact_dbversion'), 0)))"));
+    CRSYNC_RETURN_IF_ERROR(DropRecorderTriggers(db, name));
     CRSYNC_RETURN_IF_ERROR(Exec(
-        db, DropRecorderTriggersSql(name) + "DROP TABLE IF EXISTS main." +
+        db, "DROP TABLE IF EXISTS main." +
                 QuoteIdent(name + "__crsync_rows") + "; DROP TABLE IF EXISTS main." +
                 QuoteIdent(name + "__crsync_feed") +
                 "; DELETE FROM main.crsync_crrs WHERE name = " + QuoteLiteral(name) +

@@ -508,11 +508,47 @@ std::string RecorderTriggersSql(const Crr& crr) {
          " BEGIN SELECT crsync_after_delete(" + id + PkArgs(crr, "OLD.") + "); END;";
 }
 
-std::string DropRecorderTriggersSql(const std::string& table) {
-  std::string base = table + "__crsync_";
-  return "DROP TRIGGER IF EXISTS main." + QuoteIdent(base + "itrig") +
-         "; DROP TRIGGER IF EXISTS main." + QuoteIdent(base + "utrig") +
-         "; DROP TRIGGER IF EXISTS main." + QuoteIdent(base + "dtrig") + ";";
+Status TriggersNamedLikeRecorders(sqlite3* db, const std::string& table,
+                                  std::vector<NamedTrigger>* out) {
+  StmtPtr st;
+  CRSYNC_RETURN_IF_ERROR(Prepare(db,
+                                 "SELECT name, tbl_name FROM main.sqlite_master WHERE type = "
+                                 "'trigger' AND name COLLATE NOCASE IN (?1 || 'itrig', ?1 || "
+                                 "'utrig', ?1 || 'dtrig')",
+                                 &st));
+  const std::string base = table + "__crsync_";
+  sqlite3_bind_text(st.get(), 1, base.data(), static_cast<int>(base.size()), SQLITE_STATIC);
+  out->clear();
+  int rc;
+  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
+    NamedTrigger t{reinterpret_cast<const char*>(sqlite3_column_text(st.get(), 0)),
+                   reinterpret_cast<const char*>(sqlite3_column_text(st.get(), 1)), false};
+    t.on_table = sqlite3_stricmp(t.table.c_str(), table.c_str()) == 0;
+    out->push_back(std::move(t));
+  }
+  return rc == SQLITE_DONE ? Status::OK() : SqliteError(db, rc);
+}
+
+Status DropRecorderTriggers(sqlite3* db, const std::string& table) {
+  std::vector<NamedTrigger> triggers;
+  CRSYNC_RETURN_IF_ERROR(TriggersNamedLikeRecorders(db, table, &triggers));
+  std::string sql;
+  for (const NamedTrigger& t : triggers)
+    if (t.on_table) sql += "DROP TRIGGER main." + QuoteIdent(t.name) + ";";
+  return sql.empty() ? Status::OK() : Exec(db, sql);
+}
+
+Status InstallRecorderTriggers(sqlite3* db, const Crr& crr, const std::string& caller) {
+  CRSYNC_RETURN_IF_ERROR(DropRecorderTriggers(db, crr.name()));
+  std::vector<NamedTrigger> left;
+  CRSYNC_RETURN_IF_ERROR(TriggersNamedLikeRecorders(db, crr.name(), &left));
+  if (!left.empty()) {  // on another table: the user's
+    return Status::InvalidArgument(caller + ": a trigger named " + left[0].name + " on " +
+                                   left[0].table + " already exists; crsync records " +
+                                   crr.name() + "'s writes with a trigger of that name (rename "
+                                   "or drop that trigger first)");
+  }
+  return Exec(db, RecorderTriggersSql(crr));
 }
 
 }  // namespace crsync

@@ -15,6 +15,7 @@
 #include <sqlite3.h>
 
 #include <string>
+#include <vector>
 
 #include "engine/conn_engine.h"
 
@@ -48,7 +49,23 @@ inline constexpr size_t kMaxFunctionArgs = 127;  // SQLITE_MAX_FUNCTION_ARG's de
 inline constexpr size_t kDiffChunk = 63;         // 126 arguments, 63 bits
 // Whether `crr`'s update trigger uses the difference masks.
 bool DiffMaskedUpdates(size_t npk, size_t ncols);
-std::string DropRecorderTriggersSql(const std::string& table);
+
+// The triggers named like `table`'s recording triggers (T__crsync_itrig,
+// _utrig, _dtrig): on `table` they are its own; on another table, a user's.
+struct NamedTrigger {
+  std::string name, table;
+  bool on_table;  // on `table`
+};
+Status TriggersNamedLikeRecorders(sqlite3* db, const std::string& table,
+                                  std::vector<NamedTrigger>* out);
+// Drops the recording triggers of CRR `table`: the triggers of their names
+// that are on `table` (a user's trigger of such a name on another table is
+// the user's, and stays).
+Status DropRecorderTriggers(sqlite3* db, const std::string& table);
+// (Re)creates `crr`'s recording triggers. Refused, naming it, while a
+// trigger of one of their names stands on another table; `caller` (say
+// "crsql_commit_alter(t)") heads that message.
+Status InstallRecorderTriggers(sqlite3* db, const Crr& crr, const std::string& caller);
 
 }  // namespace crsync
 

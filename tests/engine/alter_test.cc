@@ -42,6 +42,35 @@ TEST_F(AlterTest, AUserTableNamedLikeTheScratchTableIsLeftAlone) {
   EXPECT_EQ(db_.One("SELECT val FROM crsql_changes WHERE cid = 'assignee'"), "'me'");
 }
 
+// While an alter is open the recording triggers are away and their names
+// are free: a user's trigger on another table that takes one is dropped
+// neither by crsql_commit_alter nor by crsql_as_table. The commit refuses,
+// naming it (the alter stays open when its transaction has ended), and
+// succeeds once it is gone.
+TEST_F(AlterTest, AUserTriggerNamedLikeARecordingTriggerIsLeftAlone) {
+  const std::string kWhere = "SELECT tbl_name FROM sqlite_master WHERE name = 'todo__crsync_itrig'";
+  db_.Exec("CREATE TABLE other (x); CREATE TABLE log (msg);"
+           "SELECT crsql_begin_alter('todo'); ALTER TABLE todo ADD COLUMN due;"
+           "CREATE TRIGGER todo__crsync_itrig AFTER INSERT ON other BEGIN "
+           "INSERT INTO log VALUES ('mine'); END; COMMIT;");
+  EXPECT_THAT(db_.Error("SELECT crsql_commit_alter('todo')"),
+              HasSubstr("a trigger named todo__crsync_itrig on other already exists"));
+  EXPECT_EQ(db_.One(kWhere), "'other'");
+  db_.Exec("INSERT INTO other VALUES (1)");
+  EXPECT_EQ(db_.One("SELECT count(*) FROM log"), "1");
+  db_.Exec("DROP TRIGGER todo__crsync_itrig; SELECT crsql_commit_alter('todo');"
+           "INSERT INTO todo VALUES (2, 'walk', 0, 'park', 'today')");
+  EXPECT_EQ(db_.One(kWhere), "'todo'");
+  EXPECT_EQ(db_.One("SELECT count(*) FROM crsql_changes WHERE pk = crsql_pack_columns(2)"), "4");
+
+  db_.Exec("SELECT crsql_begin_alter('todo');"
+           "CREATE TRIGGER todo__crsync_itrig AFTER INSERT ON other BEGIN "
+           "INSERT INTO log VALUES ('mine'); END; COMMIT; SELECT crsql_as_table('todo');");
+  EXPECT_EQ(db_.One(kWhere), "'other'");
+  db_.Exec("INSERT INTO other VALUES (2)");
+  EXPECT_EQ(db_.One("SELECT count(*) FROM log"), "2");
+}
+
 TEST_F(AlterTest, AddColumnsRecordsNothingUntilWritten) {
   Rows before = db_.Query(kChanges);
   EXPECT_EQ(db_.One("SELECT crsql_begin_alter('todo')"), "'OK'");
