@@ -187,7 +187,9 @@ void Sidecar::Impl::AfterWork(uv_work_t* w, int) {
   if (!delivered) {
     // The sessions involved believe they sent what may not have left:
     // close their connections (the peers resume from saved cursors).
-    for (auto& [conn, msg] : t->out) self->Guarded("closing a connection", [&] { self->CloseConn(conn); });
+    for (const auto& out : t->out) {
+      self->Guarded("closing a connection", [&] { self->CloseConn(out.first); });
+    }
     for (uint64_t conn : t->to_close) self->Guarded("closing a connection", [&] { self->CloseConn(conn); });
   }
   self->busy = false;

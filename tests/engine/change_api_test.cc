@@ -149,7 +149,7 @@ TEST(ChangeReaderTest, AThrowingVisitorLeavesNoReadOpen) {
   int64_t v = -1;
   EXPECT_THROW(reader->NextTransaction(0, OriginFilter{}, [](Change&) -> Status {
     throw std::bad_alloc();
-  }, &v), std::bad_alloc);
+  }, &v).IgnoreError(), std::bad_alloc);
   ExpectNoStatementBusy(db.get());
   // And the reader reads on.
   db.Exec("INSERT INTO t VALUES (301, 'b', 2)");
