@@ -33,6 +33,7 @@ inline std::string RenderMessage(const Message& m) {
     std::string s = "hello v" + std::to_string(h->protocol_version) + " " + Hex(h->site_id) + " " +
                     std::to_string(h->fingerprint);
     for (const auto& [site, v] : h->have_from) s += " " + Hex(site) + "@" + std::to_string(v);
+    s += " current " + std::to_string(h->current_version) + " epoch " + std::to_string(h->restore_epoch);
     return s;
   }
   if (const auto* c = std::get_if<ChangesetMsg>(&m)) {

@@ -6,7 +6,8 @@
 // merge-equal-values setting. Records:
 //   0 hello, 1 changeset, 2 ack, 3 error — built from small pools (the
 //     peer's, a third and our own site id; the right schema fingerprint
-//     most of the time) and sent through EncodeMessage + frame + decode,
+//     most of the time; hellos may say a current version and a restore
+//     epoch, as a node restored from a backup does) and sent through EncodeMessage + frame + decode,
 //     as a real peer's message would arrive;
 //   4 raw — [n] and n*8 bytes taken as a frame payload and decoded;
 //   5 local write — an INSERT/UPDATE/DELETE on the database, then Pump().
@@ -17,7 +18,9 @@
 //  * no crash; OnMessage() returns errors, and everything the session sends
 //    is a message our encoder accepts;
 //  * the database changes only through a changeset the session accepted:
-//    hello and error change nothing, an ack only crsql_tracked_peers, a
+//    hello and error change nothing but the sidecar's own rows (tag 1001:
+//    a hello or a resync error may reveal a restore from a backup, which
+//    rewinds a cursor or renews an epoch), an ack only crsql_tracked_peers, a
 //    failed message nothing at all, a part of a split transaction nothing
 //    until the last part is in;
 //  * an accepted changeset changes the database exactly as inserting its
@@ -69,7 +72,23 @@ HelloMsg GenHello(ByteReader& in) {
   HelloMsg h;
   h.site_id = SiteBy(b & 3, in);
   h.fingerprint = ((b >> 2) & 3) == 3 ? static_cast<uint64_t>(in.I64()) : g_fingerprint;
-  h.protocol_version = (b >> 4) & 1 ? in.U32() : kProtocolVersion;
+  if ((b >> 4) & 1) {
+    // What a restored node's hello says: c bit 0, its current version;
+    // bit 1, its restore epoch (generation 0..2 from bits 2-3 and a low
+    // part 1..3, or with bits 2-3 set any int64). c = 0xff: an arbitrary
+    // protocol version instead.
+    uint8_t c = in.Byte();
+    if (c == 0xff) {
+      h.protocol_version = in.U32();
+    } else {
+      if (c & 1) h.current_version = Num(in);
+      if (c & 2) {
+        const unsigned gen = (c >> 2) & 3;
+        h.restore_epoch = gen == 3 ? in.I64()
+                                   : static_cast<int64_t>((uint64_t{gen} << 32) | (1 + in.Byte() % 3));
+      }
+    }
+  }
   for (int i = 0; i < (b >> 5); ++i) {
     std::string site = SiteBy(in.Pick(4), in);
     h.have_from.emplace_back(site, Num(in));
@@ -360,10 +379,25 @@ int64_t PersistedCursor(sqlite3* db, const std::string& peer) {
 
 void WSite(ByteWriter& w, unsigned k) { w.Byte(k); }
 
+// A hello; `restored` says the sender's current version and, with a
+// generation, its restore epoch (generation << 32 | 1).
+struct Restored {
+  int64_t current_version = -1;
+  int generation = -1;  // -1: epoch 0, unsaid
+};
+
 void WHello(ByteWriter& w, unsigned site, const std::vector<std::pair<unsigned, int64_t>>& have,
-            bool wrong_fingerprint = false) {
-  w.Byte(kHello).Byte(site | (wrong_fingerprint ? 0x0c : 0) | static_cast<unsigned>(have.size() << 5));
+            bool wrong_fingerprint = false, const Restored* restored = nullptr) {
+  w.Byte(kHello).Byte(site | (wrong_fingerprint ? 0x0c : 0) | (restored ? 0x10 : 0) |
+                      static_cast<unsigned>(have.size() << 5));
   if (wrong_fingerprint) w.I64(42);
+  if (restored) {
+    const bool epoch = restored->generation >= 0;
+    w.Byte((restored->current_version >= 0 ? 1 : 0) | (epoch ? 2 : 0) |
+           (epoch ? static_cast<unsigned>(restored->generation) << 2 : 0));
+    if (restored->current_version >= 0) WNum(w, restored->current_version);
+    if (epoch) w.Byte(0);
+  }
   for (auto [s, v] : have) {
     WSite(w, s);
     WNum(w, v);
@@ -469,6 +503,19 @@ bool WriteSeeds(const std::string& dir) {
     WNum(w, 4);
     w.Byte(8);
     ok &= WriteFile(dir, "local_writes_and_acks", w.str());
+  }
+  {  // the peer restored from a backup says a version below our cursor for
+     // it (resync error 5, a reconnect), renews its epoch and sends again
+    ByteWriter w;
+    w.Byte(0x00);
+    WHello(w, 0, {});
+    WChangeset(w, 1, 2, 0, 1, {item(7, 1, Value::Text("seven"), 1), item(7, 2, Value::Int(4), 2, 1)});
+    w.Byte(kError).Byte(3).Str("bye");
+    Restored lost{1, -1}, renewed{1, 1};
+    WHello(w, 0, {{2, 0}}, false, &lost);
+    WHello(w, 0, {{2, 0}}, false, &renewed);
+    WChangeset(w, 2, 2, 0, 1, {item(7, 2, Value::Int(5), 2, 1)});
+    ok &= WriteFile(dir, "restored_peer_resyncs", w.str());
   }
   {  // raw wire bytes: a hello and a changeset as a peer would frame them
     ByteWriter w;
@@ -636,6 +683,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         return d.substr(0, a) + d.substr(b);
       };
       FUZZ_CHECK(strip(after) == strip(before), "an ack changed more than the send cursor");
+    } else if (may_resync) {
+      // An accepted hello may find the peer restored (a new epoch: its
+      // cursor rewound, the echo recorded) or record the epoch it says.
+      FUZZ_CHECK(dump_but_sidecar() == before_but_sidecar,
+                 "a hello changed more than the sidecar's rows: " + RenderMessage(msg));
     } else {
       FUZZ_CHECK(after == before, "a message changed the database: " + RenderMessage(msg));
     }
