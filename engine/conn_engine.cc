@@ -131,41 +131,66 @@ Status ConnEngine::CheckMetaFormat(bool readonly) {
 }
 
 Status ConnEngine::Bootstrap() {
-  bool readonly = sqlite3_db_readonly(db_, "main") == 1;
-  bool ready = true;
+  const bool readonly = sqlite3_db_readonly(db_, "main") == 1;
+  bool tables = true;
   for (const char* t : {"crsql_site_id", "crsql_master", "crsql_tracked_peers", "crsync_crrs"}) {
     bool exists;
     CRSYNC_RETURN_IF_ERROR(TableExists(db_, t, &exists));
-    ready = ready && exists;
+    tables = tables && exists;
   }
-  if (!ready) {
-    if (readonly) return Status::OK();  // nothing to track on a read-only, never-used db
-    CRSYNC_RETURN_IF_ERROR(Exec(db_, kBootstrapSql));
-  } else if (!readonly &&
-             sqlite3_table_column_metadata(db_, "main", "crsql_tracked_peers", "clock", nullptr,
-                                           nullptr, nullptr, nullptr, nullptr) != SQLITE_OK) {
+  if (!tables && readonly) return Status::OK();  // nothing to track on a read-only, never-used db
+  sites_loaded_ = false;
+  if (tables) CRSYNC_RETURN_IF_ERROR(LoadSites());
+  if (!readonly && (!tables || site_id_.empty() || !HasClockAlias())) {
+    // In one write transaction, checked again inside: connections of
+    // several processes may open a new database at once, and only one may
+    // give it its site id.
+    const bool own = sqlite3_get_autocommit(db_);
+    if (own) CRSYNC_RETURN_IF_ERROR(Exec(db_, "BEGIN IMMEDIATE"));
+    Status s = WriteBootstrap();
+    if (own) {
+      if (s.ok()) s = Exec(db_, "COMMIT");
+      if (!s.ok()) Exec(db_, "ROLLBACK").IgnoreError();
+    }
+    if (!s.ok()) {
+      sites_loaded_ = false;
+      site_id_.clear();
+      return s;
+    }
+  }
+  CRSYNC_RETURN_IF_ERROR(CheckMetaFormat(readonly));
+  CRSYNC_RETURN_IF_ERROR(LoadSites());
+  ReloadConfig();
+  return catalog_.Refresh(true);
+}
+
+bool ConnEngine::HasClockAlias() const {
+  return sqlite3_table_column_metadata(db_, "main", "crsql_tracked_peers", "clock", nullptr, nullptr,
+                                       nullptr, nullptr, nullptr) == SQLITE_OK;
+}
+
+Status ConnEngine::WriteBootstrap() {
+  CRSYNC_RETURN_IF_ERROR(Exec(db_, kBootstrapSql));
+  if (!HasClockAlias()) {
     // A table made by cr-sqlite 0.16 lacks the seed's `clock` alias.
     CRSYNC_RETURN_IF_ERROR(Exec(db_,
                                 "ALTER TABLE main.crsql_tracked_peers ADD COLUMN clock INTEGER "
                                 "GENERATED ALWAYS AS (version) VIRTUAL"));
   }
-  CRSYNC_RETURN_IF_ERROR(CheckMetaFormat(readonly));
+  sites_loaded_ = false;
   CRSYNC_RETURN_IF_ERROR(LoadSites());
-  if (site_id_.empty() && !readonly) {
-    unsigned char id[kSiteIdLen];
-    sqlite3_randomness(sizeof id, id);
-    id[6] = static_cast<unsigned char>(0x40 | (id[6] & 0x0F));
-    id[8] = static_cast<unsigned char>(0x80 | (id[8] & 0x3F));
-    StmtPtr st;
-    CRSYNC_RETURN_IF_ERROR(
-        Prepare(db_, "INSERT INTO main.crsql_site_id(site_id, ordinal) VALUES (?1, 0)", &st));
-    sqlite3_bind_blob(st.get(), 1, id, sizeof id, SQLITE_STATIC);
-    CRSYNC_RETURN_IF_ERROR(StepToEnd(db_, st.get()));
-    sites_loaded_ = false;
-    CRSYNC_RETURN_IF_ERROR(LoadSites());
-  }
-  ReloadConfig();
-  return catalog_.Refresh(true);
+  if (!site_id_.empty()) return Status::OK();
+  unsigned char id[kSiteIdLen];
+  sqlite3_randomness(sizeof id, id);
+  id[6] = static_cast<unsigned char>(0x40 | (id[6] & 0x0F));
+  id[8] = static_cast<unsigned char>(0x80 | (id[8] & 0x3F));
+  StmtPtr st;
+  CRSYNC_RETURN_IF_ERROR(
+      Prepare(db_, "INSERT INTO main.crsql_site_id(site_id, ordinal) VALUES (?1, 0)", &st));
+  sqlite3_bind_blob(st.get(), 1, id, sizeof id, SQLITE_STATIC);
+  CRSYNC_RETURN_IF_ERROR(StepToEnd(db_, st.get()));
+  sites_loaded_ = false;
+  return LoadSites();
 }
 
 void ConnEngine::ReloadConfig() noexcept {

@@ -210,6 +210,10 @@ class ConnEngine {
  private:
   explicit ConnEngine(sqlite3* db) : db_(db), catalog_(db), local_batch_(&catalog_) {}
   Status Bootstrap();
+  // Creates what is missing (tables, the `clock` alias, our site id); run
+  // in a write transaction.
+  Status WriteBootstrap();
+  bool HasClockAlias() const;
   Status CheckMetaFormat(bool readonly);
   Status LoadSites();
   // The ordinal crsql_site_id holds for `site`, -1 when none.

@@ -1,6 +1,10 @@
 // crr-semantics §2-§4 and §15: bootstrap, site id, crsql_as_crr, crsql_as_table.
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <thread>
+#include <vector>
 
 #include "tests/engine/sync_util.h"
 
@@ -8,6 +12,71 @@ namespace crsync {
 namespace {
 
 using ::testing::HasSubstr;
+
+// Processes opening a new database at the same moment all open it, and all
+// get the one site id: only one of them creates it. (Each child writes the
+// id it sees to a pipe, or "error: ..." and exits 1.)
+TEST(BootstrapTest, ProcessesOpeningANewDatabaseAtOnceAgreeOnItsSiteId) {
+  constexpr int kKids = 4;
+  for (int round = 0; round < 40; ++round) {
+    TempPath path;
+    int go[2], out[2];
+    ASSERT_EQ(pipe(go), 0);
+    ASSERT_EQ(pipe(out), 0);
+    std::vector<pid_t> kids;
+    for (int k = 0; k < kKids; ++k) {
+      pid_t pid = fork();
+      ASSERT_GE(pid, 0);
+      if (pid == 0) {
+        close(go[1]);
+        char c;
+        if (read(go[0], &c, 1) < 0) _exit(2);  // all start together
+        sqlite3* db = nullptr;
+        char* err = nullptr;
+        std::string said;
+        if (sqlite3_open(path.str().c_str(), &db) != SQLITE_OK) {
+          said = std::string("error: open: ") + sqlite3_errmsg(db);
+        } else if (crsync_engine_init(db, &err) != SQLITE_OK) {
+          said = std::string("error: ") + (err ? err : "?");
+        } else {
+          sqlite3_stmt* st = nullptr;
+          if (sqlite3_prepare_v2(db, "SELECT hex(crsql_site_id())", -1, &st, nullptr) == SQLITE_OK &&
+              sqlite3_step(st) == SQLITE_ROW) {
+            said = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+          } else {
+            said = std::string("error: ") + sqlite3_errmsg(db);
+          }
+          sqlite3_finalize(st);
+        }
+        said += "\n";
+        if (write(out[1], said.data(), said.size()) < 0) _exit(2);
+        _exit(said.rfind("error", 0) == 0 ? 1 : 0);  // no atexit, no gtest teardown
+      }
+      kids.push_back(pid);
+    }
+    close(go[0]);
+    close(go[1]);  // go
+    close(out[1]);
+    std::string all;
+    char buf[256];
+    for (ssize_t n; (n = read(out[0], buf, sizeof buf)) > 0;) all.append(buf, static_cast<size_t>(n));
+    close(out[0]);
+    for (pid_t pid : kids) {
+      int status = 0;
+      ASSERT_EQ(waitpid(pid, &status, 0), pid);
+      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "round " << round << ":\n" << all;
+    }
+    std::vector<std::string> ids;
+    for (size_t at = 0, nl; (nl = all.find('\n', at)) != std::string::npos; at = nl + 1)
+      ids.push_back(all.substr(at, nl - at));
+    ASSERT_EQ(ids.size(), static_cast<size_t>(kKids)) << all;
+    for (const std::string& id : ids) {
+      EXPECT_EQ(id.size(), 32u) << id;
+      EXPECT_EQ(id, ids[0]) << "round " << round;
+    }
+    if (HasFailure()) return;
+  }
+}
 
 TEST(BootstrapTest, CreatesBookkeepingTablesAndSiteId) {
   TestDb db;

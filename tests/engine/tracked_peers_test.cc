@@ -62,6 +62,27 @@ TEST(TrackedPeersTest, ClockIsAReadOnlyAlias) {
   EXPECT_THAT(db.Error("UPDATE crsql_tracked_peers SET clock = 1"), HasSubstr("generated column"));
 }
 
+// A database made by cr-sqlite 0.16 has crsql_tracked_peers without the
+// `clock` alias (and none of crsync's own tables): the first connection
+// that loads the engine adds it (§2.1, §13.1), as the seed guide reads it.
+TEST(TrackedPeersTest, AV016TrackedPeersTableGetsTheClockAliasOnFirstLoad) {
+  TempPath path;
+  {
+    DbPtr plain;
+    ASSERT_OK(OpenDb(path.str(), SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr, &plain));
+    ASSERT_OK(Exec(plain.get(),
+                   "CREATE TABLE crsql_tracked_peers (site_id BLOB NOT NULL, version INTEGER NOT "
+                   "NULL, seq INTEGER DEFAULT 0, tag INTEGER, event INTEGER, PRIMARY KEY (site_id, "
+                   "tag, event)) STRICT;"
+                   "INSERT INTO crsql_tracked_peers (site_id, version, tag, event) VALUES "
+                   "(X'11', 3, 0, 0);"));
+  }
+  TestDb db(path.str());
+  EXPECT_EQ(db.Query("SELECT hex(site_id), version, clock FROM crsql_tracked_peers"),
+            (Rows{{"'11'", "3", "3"}}));
+  EXPECT_EQ(db.One("SELECT length(crsql_site_id())"), "16");
+}
+
 // The seed sync guide's flow between two databases.
 TEST(SeedGuideTest, SyncGuideFlow) {
   const char* schema =
