@@ -14,6 +14,16 @@
 namespace crsync {
 namespace {
 
+// PRAGMA data_version: changes when another connection commits.
+Status DataVersion(sqlite3* db, int64_t* out) {
+  StmtPtr st;
+  CRSYNC_RETURN_IF_ERROR(Prepare(db, "PRAGMA main.data_version", &st));
+  int rc = sqlite3_step(st.get());
+  if (rc != SQLITE_ROW) return SqliteError(db, rc);
+  *out = sqlite3_column_int64(st.get(), 0);
+  return Status::OK();
+}
+
 // begin_alter's savepoint, one per CRR so that alters of several tables
 // may be open at once and each commit or failure touches only its own.
 std::string AlterSavepoint(int64_t crr_id) {
@@ -314,7 +324,13 @@ Status BeginAlter(ConnEngine* e, const std::string& table) {
   }
   // total_changes at the start tells "only columns were added, no row
   // changed" (commit's fast path).
-  e->open_alters()[name] = sqlite3_total_changes64(e->db());
+  int64_t data_version;
+  s = DataVersion(e->db(), &data_version);
+  if (!s.ok()) {
+    Exec(e->db(), "ROLLBACK TO " + sp + "; RELEASE " + sp).IgnoreError();
+    return s;
+  }
+  e->open_alters()[name] = ConnEngine::OpenAlter{sqlite3_total_changes64(e->db()), data_version};
   e->catalog().DropCaches();
   return Status::OK();
 }
@@ -339,8 +355,13 @@ Status CommitAlter(ConnEngine* e, const std::string& table) {
                                    "') without crsql_begin_alter on this connection (or it was "
                                    "rolled back)");
   }
-  const int64_t begin_changes = open->second;
-  bool rows_untouched = begin_changes == sqlite3_total_changes64(db);
+  const ConnEngine::OpenAlter begun = open->second;
+  // No row written since begin, by this connection (total_changes) or by
+  // another one while the alter's transaction was not open (data_version).
+  int64_t data_version;
+  CRSYNC_RETURN_IF_ERROR(DataVersion(db, &data_version));
+  bool rows_untouched =
+      begun.changes == sqlite3_total_changes64(db) && begun.data_version == data_version;
   e->open_alters().erase(open);
   const std::string begin_sp = AlterSavepoint(crr->id());
   CRSYNC_RETURN_IF_ERROR(Exec(db, std::string("SAVEPOINT ") + kCommitSavepoint));
@@ -392,7 +413,7 @@ Status CommitAlter(ConnEngine* e, const std::string& table) {
   if (!Exec(db, "ROLLBACK TO " + begin_sp + "; RELEASE " + begin_sp).ok()) {
     // begin_alter's work was committed: it cannot be undone, so the alter
     // stays open for another try.
-    e->open_alters()[name] = begin_changes;
+    e->open_alters()[name] = begun;
     return Status::InvalidArgument(
         "failed compacting tables post alteration: " + s.message() +
         " (the transaction that began the alter has ended, so the alter stays open: fix the "

@@ -159,10 +159,14 @@ class ConnEngine {
   StmtPtr& capture_join_stmt() { return capture_join_; }
 
   // --- crsql_begin_alter / crsql_commit_alter (engine/alter.cc) ---
-  // Alters begun and not yet committed on this connection: table name (as
-  // declared) -> sqlite3_total_changes64 when it began. While any is open,
-  // some user-table writes fire no recording trigger.
-  std::map<std::string, int64_t>& open_alters() { return open_alters_; }
+  // Alters begun and not yet committed on this connection, by table name
+  // (as declared). While any is open, some user-table writes fire no
+  // recording trigger.
+  struct OpenAlter {
+    int64_t changes;       // sqlite3_total_changes64 when it began
+    int64_t data_version;  // PRAGMA data_version then: moves with other connections' commits
+  };
+  std::map<std::string, OpenAlter>& open_alters() { return open_alters_; }
 
   // While a hook is set, the internal SQL function crsync_internal_remap
   // calls it with its arguments; otherwise that function fails. The caller
@@ -240,7 +244,7 @@ class ConnEngine {
   bool sync_bit_ = false;
   int merge_writes_ = 0;
   std::vector<const MergingRows*> merging_rows_;
-  std::map<std::string, int64_t> open_alters_;
+  std::map<std::string, OpenAlter> open_alters_;
   bool merge_equal_values_ = false;
   bool config_stale_ = false;
   void ReloadConfig() noexcept;

@@ -71,6 +71,23 @@ TEST_F(AlterTest, AUserTriggerNamedLikeARecordingTriggerIsLeftAlone) {
   EXPECT_EQ(db_.One("SELECT count(*) FROM log"), "2");
 }
 
+// A row another connection writes while the alter is open (its
+// transaction ended, so the other connection could write) has no metadata
+// when the alter commits: it gets full metadata (§14.3 2d), even on the
+// add-column fast path, which sees only this connection's writes.
+TEST(AlterTwoConnectionsTest, ARowAnotherConnectionWroteDuringTheAlterGetsMetadata) {
+  TempPath path;
+  TestDb a(path.str()), b(path.str());
+  a.Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t');"
+         "INSERT INTO t VALUES (1, 'a');"
+         "SELECT crsql_begin_alter('t'); ALTER TABLE t ADD COLUMN w; COMMIT;");
+  b.Exec("INSERT INTO t VALUES (3, 'from b', 'wb')");
+  a.Exec("SELECT crsql_commit_alter('t')");
+  EXPECT_EQ(a.Query("SELECT hex(pk), cid, val FROM crsql_changes WHERE pk = crsql_pack_columns(3) "
+                    "ORDER BY cid"),
+            (Rows{{"'010903'", "'v'", "'from b'"}, {"'010903'", "'w'", "'wb'"}}));
+}
+
 TEST_F(AlterTest, AddColumnsRecordsNothingUntilWritten) {
   Rows before = db_.Query(kChanges);
   EXPECT_EQ(db_.One("SELECT crsql_begin_alter('todo')"), "'OK'");
