@@ -132,9 +132,15 @@ class Migration {
     for (size_t i = 0; i < old_.cols.size(); ++i) new_slot_[i] = crr_.SlotOf(old_.cols[i]);
     const TableSchema& schema = crr_.schema();
     std::string on, values;
+    // The key as stored, byte for byte: under a NOCASE (or RTRIM) key the
+    // metadata of a deleted 'a' must not meet the live row 'A'. The first
+    // comparison (the column's collation) finds the row by its index, the
+    // second (BINARY) keeps only the row itself.
     for (size_t k = 0; k < schema.pk_cols.size(); ++k) {
-      on += std::string(k ? " AND " : "") + "u." + QuoteIdent(schema.pk_cols[k]) +
-            " = crsync_pk_value(r.pk, " + std::to_string(k) + ")";
+      const std::string col = "u." + QuoteIdent(schema.pk_cols[k]);
+      const std::string key = "crsync_pk_value(r.pk, " + std::to_string(k) + ")";
+      on += std::string(k ? " AND " : "") + col + " = " + key + " AND " + col + " = " + key +
+            " COLLATE BINARY";
     }
     if (!PackedRemap(schema.cols.size())) {
       for (const auto& c : schema.cols) values += ", u." + QuoteIdent(c);

@@ -88,6 +88,24 @@ TEST(AlterTwoConnectionsTest, ARowAnotherConnectionWroteDuringTheAlterGetsMetada
             (Rows{{"'010903'", "'v'", "'from b'"}, {"'010903'", "'w'", "'wb'"}}));
 }
 
+// Under a NOCASE key, the metadata of a deleted 'a' and of the live 'A'
+// are two rows: the remap matches each to its own key only, so 'a' stays a
+// tombstone (no column records) and a row inserted during the alter still
+// gets its metadata (§14.3 2b, 2d).
+TEST(AlterCollationTest, ARemapUnderANocaseKeyMatchesKeysExactly) {
+  TestDb db;
+  db.Exec("CREATE TABLE t (id TEXT PRIMARY KEY COLLATE NOCASE NOT NULL, v, x);"
+          "SELECT crsql_as_crr('t');"
+          "INSERT INTO t VALUES ('a', 1, 1); DELETE FROM t WHERE id = 'a';"
+          "INSERT INTO t VALUES ('A', 2, 2);"
+          "SELECT crsql_begin_alter('t'); ALTER TABLE t DROP COLUMN x;"
+          "INSERT INTO t VALUES ('b', 5); SELECT crsql_commit_alter('t');");
+  EXPECT_EQ(db.Query("SELECT hex(pk), cid, val, cl FROM crsql_changes ORDER BY pk, cid"),
+            (Rows{{"'010B0141'", "'v'", "2", "1"},      // 'A'
+                  {"'010B0161'", "'-1'", "NULL", "2"},  // 'a', deleted
+                  {"'010B0162'", "'v'", "5", "1"}}));   // 'b'
+}
+
 TEST_F(AlterTest, AddColumnsRecordsNothingUntilWritten) {
   Rows before = db_.Query(kChanges);
   EXPECT_EQ(db_.One("SELECT crsql_begin_alter('todo')"), "'OK'");
