@@ -1,7 +1,7 @@
 // crsync_capture: the eponymous table that joins a transaction as soon as
-// it records a local write, so that the engine hears of the transaction's
-// savepoints, statement rollbacks and commit (SQLite tells only virtual
-// tables written in the transaction). Writing to it does nothing else;
+// it records a local write or takes a db_version, so that the engine hears
+// of the transaction's savepoints, statement rollbacks, commit and rollback
+// (SQLite tells only virtual tables written in the transaction). Writing to it does nothing else;
 // reading it gives no rows. See ConnEngine::local_writes().
 #include "common/guard.h"
 #include "engine/recorder.h"
@@ -69,8 +69,13 @@ int Sync(sqlite3_vtab* v) {
   });
 }
 
-int End(sqlite3_vtab* v) {
-  EngineOf(v)->CaptureEnd();
+int Commit(sqlite3_vtab* v) {
+  EngineOf(v)->TransactionCommitted();
+  return SQLITE_OK;
+}
+
+int Rollback(sqlite3_vtab* v) {
+  EngineOf(v)->TransactionRolledBack();
   return SQLITE_OK;
 }
 
@@ -102,8 +107,8 @@ sqlite3_module MakeModule() {
   m.xUpdate = Update;
   m.xBegin = Begin;
   m.xSync = Sync;
-  m.xCommit = End;
-  m.xRollback = End;
+  m.xCommit = Commit;
+  m.xRollback = Rollback;
   m.xSavepoint = Savepoint;
   m.xRelease = Release;
   m.xRollbackTo = RollbackTo;

@@ -66,8 +66,6 @@ Status ConnEngine::Open(sqlite3* db, std::unique_ptr<ConnEngine>* out) {
     s = e->Bootstrap();
   }
   CRSYNC_RETURN_IF_ERROR(s);
-  sqlite3_commit_hook(db, &ConnEngine::OnCommit, e.get());
-  sqlite3_rollback_hook(db, &ConnEngine::OnRollback, e.get());
   {
     std::lock_guard<std::mutex> lock(RegistryMutex());
     Registry()[db] = e.get();
@@ -419,6 +417,8 @@ Status ConnEngine::NextDbVersion(int64_t floor, int64_t* out) {
     *out = pending_;
     return Status::OK();
   }
+  // The transaction's end must reach us (TransactionCommitted).
+  if (pending_ == 0) CRSYNC_RETURN_IF_ERROR(JoinCapture());
   int64_t committed;
   CRSYNC_RETURN_IF_ERROR(CommittedDbVersion(&committed));
   if (committed >= INT64_MAX - 1 || floor >= INT64_MAX - 1) {  // merges stop at kMaxChangeVersion
@@ -447,34 +447,41 @@ void ConnEngine::EndTransaction() {
   sync_bit_ = false;
 }
 
-int ConnEngine::OnCommit(void* self) noexcept {
-  auto* e = static_cast<ConnEngine*>(self);
+void ConnEngine::TransactionCommitted() noexcept {
   // The committed version is re-read from what is stored, not taken from
   // pending_: a version taken by a statement that failed or was rolled back
   // to a savepoint holds no row, and announcing it would let another
   // connection's next write reuse a version peers were told is covered.
-  // (Also right if the commit's I/O then fails: nothing was announced.)
   // Usually it is pending_, and one seek per CRR confirms it
   // (CommittedDbVersion) instead of reading every feed's maximum.
   // (A transaction that took no version leaves an unchecked one in place.)
-  e->own_commit_ = std::max(e->own_commit_, e->pending_);
-  e->EndTransaction();
-  e->catalog_.ReleaseRetired();  // no statement of ours is running at a commit
-  return 0;  // never turn a commit into a rollback
+  own_commit_ = std::max(own_commit_, pending_);
+  EndTransaction();
+  catalog_.ReleaseRetired();  // no statement of ours is running at a commit
 }
 
-void ConnEngine::OnRollback(void* self) noexcept {
-  auto* e = static_cast<ConnEngine*>(self);
-  e->data_version_ = ~0u;  // recomputed in full: that covers own_commit_ too
-  e->EndTransaction();
+void ConnEngine::TransactionRolledBack() noexcept {
+  data_version_ = ~0u;  // recomputed in full: that covers own_commit_ too
+  EndTransaction();
   // Ordinals inserted by the rolled-back transaction are gone, and so is
   // every alter it began (its triggers are back).
-  e->sites_loaded_ = false;
-  e->open_alters_.clear();
+  sites_loaded_ = false;
+  open_alters_.clear();
   // The schema version went back with it and may climb to the cached value
   // again with another schema: the catalog is re-read.
-  e->catalog_.Invalidate();
-  e->config_stale_ = true;  // a crsql_config_set may have been undone
+  catalog_.Invalidate();
+  config_stale_ = true;  // a crsql_config_set may have been undone
+}
+
+Status ConnEngine::JoinCapture() {
+  if (capture_joined_) return Status::OK();
+  if (!capture_join_) {
+    CRSYNC_RETURN_IF_ERROR(Prepare(db_, "INSERT INTO crsync_capture VALUES (NULL)", &capture_join_,
+                                   SQLITE_PREPARE_PERSISTENT));
+  }
+  CRSYNC_RETURN_IF_ERROR(StepToEnd(db_, capture_join_.get()));
+  if (!capture_joined_) return Status::Corruption("crsql - the capture table did not join");
+  return Status::OK();
 }
 
 void ConnEngine::CaptureRollbackTo(int level) {
@@ -495,6 +502,7 @@ void ConnEngine::CaptureRollbackTo(int level) {
 }
 
 Status ConnEngine::AddLocalWrite(const LocalWrite& w) {
+  capturing_ = true;
   local_writes_.Add(w);
   if (local_writes_.size() - flushed_ < flush_every_) return Status::OK();
   CRSYNC_RETURN_IF_ERROR(FlushLocalWrites());
@@ -519,6 +527,7 @@ void ConnEngine::CaptureEnd() {
   capture_marks_.clear();
   flushed_ = 0;
   capture_joined_ = false;
+  capturing_ = false;
   catalog_changed_in_txn_ = false;
   local_batch_.Clear();
 }

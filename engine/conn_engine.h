@@ -124,7 +124,7 @@ class ConnEngine {
   // capture existed: a short transaction then needs no capture table.
   // Once a transaction captures, all its later writes do (write order).
   bool TakeDirectWrite() {
-    if (capture_joined_ || direct_writes_left_ == 0) return false;
+    if (capturing_ || direct_writes_left_ == 0) return false;
     --direct_writes_left_;
     return true;
   }
@@ -144,6 +144,16 @@ class ConnEngine {
   }
   void CaptureRollbackTo(int level);
   void CaptureEnd();  // commit or rollback: forget everything
+  // The end of a transaction the capture table joined: its xCommit (after
+  // the commit succeeded) and xRollback. Every transaction that takes a
+  // db_version joins (NextDbVersion), so these, and not SQLite's commit
+  // and rollback hooks, are how the engine hears of its ends: the hooks
+  // are the application's (one per connection; setting one replaces the
+  // last) and are left to it.
+  void TransactionCommitted() noexcept;
+  void TransactionRolledBack() noexcept;
+  // Makes the capture table join the current transaction, once.
+  Status JoinCapture();
   // Stores everything this transaction holds back: the rows merges write
   // behind (Crr::StoreMeta with defer, which come first: a merge stores the
   // log before it merges), then the captured writes. Called before
@@ -156,7 +166,6 @@ class ConnEngine {
   Status FlushCapturedWrites();
   void set_local_write_flusher(Status (*fn)(ConnEngine*)) { flusher_ = fn; }
   MetaBatch& local_batch() { return local_batch_; }
-  StmtPtr& capture_join_stmt() { return capture_join_; }
 
   // --- crsql_begin_alter / crsql_commit_alter (engine/alter.cc) ---
   // Alters begun and not yet committed on this connection, by table name
@@ -226,8 +235,6 @@ class ConnEngine {
   Status RecomputeCommitted();
   Status FeedHasVersion(int64_t dbv, bool* present);
   unsigned DataVersion();
-  static int OnCommit(void* self) noexcept;
-  static void OnRollback(void* self) noexcept;
   void EndTransaction();
 
   sqlite3* db_;
@@ -272,6 +279,7 @@ class ConnEngine {
   size_t flush_every_ = kFlushEvery;
   size_t flushed_ = 0;
   bool capture_joined_ = false;
+  bool capturing_ = false;  // this transaction has captured a write (AddLocalWrite)
   bool catalog_changed_in_txn_ = false;
   bool catalog_checked_ = false;  // see CheckCatalog
   static constexpr int kDirectWrites = 4;

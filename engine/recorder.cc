@@ -293,17 +293,7 @@ Status ReplayLocalWrites(ConnEngine* e) {
 enum class Op { kInsert, kUpdate, kDelete };
 
 // See JoinCaptureTable (recorder.h).
-Status JoinTransaction(ConnEngine* e) {
-  if (e->capture_joined()) return Status::OK();
-  StmtPtr& st = e->capture_join_stmt();
-  if (!st) {
-    CRSYNC_RETURN_IF_ERROR(Prepare(e->db(), "INSERT INTO crsync_capture VALUES (NULL)", &st,
-                                   SQLITE_PREPARE_PERSISTENT));
-  }
-  CRSYNC_RETURN_IF_ERROR(StepToEnd(e->db(), st.get()));
-  if (!e->capture_joined()) return Status::Corruption("crsql - the capture table did not join");
-  return Status::OK();
-}
+Status JoinTransaction(ConnEngine* e) { return e->JoinCapture(); }
 
 // Values of one row image as compared by the recorder: same storage class
 // and same value.

@@ -26,6 +26,55 @@ TEST(RecordingTest, EachTransactionGetsOneVersionAndRollbackDoesNotMoveIt) {
   EXPECT_EQ(db.One("SELECT crsql_db_version()"), "2");
 }
 
+// SQLite keeps one commit hook and one rollback hook per connection, and
+// they are the application's: the engine neither needs nor replaces them.
+// With the app's hooks set (after the engine, or before it), versions still
+// advance per transaction, rollbacks leave no trace, merges take the next
+// version, and the app's hooks see every commit and rollback.
+TEST(RecordingTest, TheApplicationsCommitAndRollbackHooksAreLeftToIt) {
+  struct Counts {
+    int commits = 0, rollbacks = 0;
+  };
+  auto set_hooks = [](sqlite3* db, Counts* c) {
+    sqlite3_commit_hook(db, [](void* p) { return ++static_cast<Counts*>(p)->commits, 0; }, c);
+    sqlite3_rollback_hook(db, [](void* p) { ++static_cast<Counts*>(p)->rollbacks; }, c);
+  };
+  for (bool before : {false, true}) {
+    SCOPED_TRACE(before ? "hooks set before the engine" : "hooks set after the engine");
+    Counts counts;
+    DbPtr raw;
+    ASSERT_OK(OpenDb(":memory:", SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr, &raw));
+    if (before) set_hooks(raw.get(), &counts);
+    char* err = nullptr;
+    ASSERT_EQ(crsync_engine_init(raw.get(), &err), SQLITE_OK) << (err ? err : "");
+    if (!before) set_hooks(raw.get(), &counts);
+    sqlite3* db = raw.get();
+    auto one = [&](const char* sql) {
+      StmtPtr st;
+      EXPECT_OK(Prepare(db, sql, &st));
+      return sqlite3_step(st.get()) == SQLITE_ROW ? sqlite3_column_int64(st.get(), 0) : -1;
+    };
+    ASSERT_OK(Exec(db, "CREATE TABLE foo (id PRIMARY KEY NOT NULL, a); SELECT crsql_as_crr('foo');"));
+    const int commits = counts.commits;
+    for (int i = 1; i <= 3; ++i) {
+      ASSERT_OK(Exec(db, "INSERT INTO foo VALUES (" + std::to_string(i) + ", 0)"));
+      EXPECT_EQ(one("SELECT crsql_db_version()"), i);
+    }
+    ASSERT_OK(Exec(db, "BEGIN; INSERT INTO foo VALUES (9, 0); ROLLBACK;"));
+    EXPECT_EQ(one("SELECT count(*) FROM crsql_changes WHERE pk = crsql_pack_columns(9)"), 0);
+    ASSERT_OK(Exec(db, "INSERT INTO crsql_changes VALUES ('foo', crsql_pack_columns(5), 'a', 7, 1, "
+                       "40, X'0102030405060708090a0b0c0d0e0f10')"));
+    EXPECT_EQ(one("SELECT crsql_db_version()"), 40);  // the merge's local version (§11.6)
+    ASSERT_OK(Exec(db, "UPDATE foo SET a = 1 WHERE id = 1"));
+    EXPECT_EQ(one("SELECT db_version FROM crsql_changes WHERE pk = crsql_pack_columns(1) AND cid = 'a'"), 41);
+    // 2, 3, 40 and 41 (row 1's one record moved to 41): no version shared.
+    EXPECT_EQ(one("SELECT count(DISTINCT db_version) FROM crsql_changes"), 4);
+    EXPECT_EQ(one("SELECT count(*) FROM crsql_changes"), 4);
+    EXPECT_EQ(counts.commits - commits, 5);
+    EXPECT_GE(counts.rollbacks, 1);
+  }
+}
+
 TEST(RecordingTest, NextDbVersionIsIdempotentAndDiesWithItsTransaction) {
   TestDb db;
   db.Exec("CREATE TABLE foo (id PRIMARY KEY NOT NULL, a); SELECT crsql_as_crr('foo');");
