@@ -128,9 +128,11 @@ int Unfetch(sqlite3_file* f, sqlite3_int64 o, void* p) {
   return Low(f)->pMethods->xUnfetch(Low(f), o, p);
 }
 
-// One method table per io version, so we never advertise methods the VFS
-// below does not have.
-sqlite3_io_methods MakeIo(int version) {
+// One method table per io version and per optional method group the file
+// below has, so we never advertise methods it lacks: SQLite decides, for
+// one, whether WAL is possible by whether xShmMap is set (unix-none has
+// version 3 methods without shared memory).
+sqlite3_io_methods MakeIo(int version, bool shm, bool fetch) {
   sqlite3_io_methods m{};
   m.iVersion = version;
   m.xClose = Close;
@@ -145,19 +147,36 @@ sqlite3_io_methods MakeIo(int version) {
   m.xFileControl = FileControl;
   m.xSectorSize = SectorSize;
   m.xDeviceCharacteristics = DeviceCharacteristics;
-  if (version >= 2) {
+  if (version >= 2 && shm) {
     m.xShmMap = ShmMap;
     m.xShmLock = ShmLock;
     m.xShmBarrier = ShmBarrier;
     m.xShmUnmap = ShmUnmap;
   }
-  if (version >= 3) {
+  if (version >= 3 && fetch) {
     m.xFetch = Fetch;
     m.xUnfetch = Unfetch;
   }
   return m;
 }
-const sqlite3_io_methods kIo[3] = {MakeIo(1), MakeIo(2), MakeIo(3)};
+
+struct IoTables {
+  sqlite3_io_methods t[3][2][2];  // [version - 1][shm][fetch]
+  IoTables() {
+    for (int v = 1; v <= 3; ++v)
+      for (int shm = 0; shm < 2; ++shm)
+        for (int fetch = 0; fetch < 2; ++fetch) t[v - 1][shm][fetch] = MakeIo(v, shm, fetch);
+  }
+};
+const IoTables kIo;
+
+// The table that mirrors `low`.
+const sqlite3_io_methods* IoFor(const sqlite3_io_methods* low) {
+  const int version = low->iVersion < 1 ? 1 : (low->iVersion > 3 ? 3 : low->iVersion);
+  const bool shm = version >= 2 && low->xShmMap && low->xShmLock && low->xShmBarrier && low->xShmUnmap;
+  const bool fetch = version >= 3 && low->xFetch && low->xUnfetch;
+  return &kIo.t[version - 1][shm][fetch];
+}
 
 // --- VFS methods ---
 
@@ -183,8 +202,7 @@ int Open(sqlite3_vfs* vfs, sqlite3_filename name, sqlite3_file* f, int flags, in
         throw;
       }
     }
-    int version = low->iVersion < 1 ? 1 : (low->iVersion > 3 ? 3 : low->iVersion);
-    s->base.pMethods = &kIo[version - 1];
+    s->base.pMethods = IoFor(low);
     return SQLITE_OK;
   });
 }

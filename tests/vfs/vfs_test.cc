@@ -371,6 +371,42 @@ TEST_F(VfsTest, UnwritableSideFileLogsOnceAndDatabaseStillWorks) {
   EXPECT_EQ(mentions, 1);
 }
 
+// Over a base VFS whose files have no shared memory (unix-none: version 3
+// io methods with xShmMap NULL) the shim must not offer xShmMap either:
+// SQLite then refuses WAL as it does without the shim, instead of calling
+// through a null pointer. Run in a fresh process (this one registered the
+// shim over the default VFS already): the test binary itself, with only
+// the child test selected.
+TEST(VfsOverUnixNoneTest, Child) {
+  const char* path = std::getenv("CRSYNC_VFS_UNIX_NONE_DB");
+  if (!path) GTEST_SKIP() << "runs only as WalIsRefusedAsByTheBaseVfs's child";
+  ASSERT_EQ(crsync_vfs_register("unix-none", 0), SQLITE_OK);
+  DbPtr db;
+  ASSERT_OK(OpenDb(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, CRSYNC_VFS_NAME, &db));
+  ASSERT_OK(Exec(db.get(), "PRAGMA journal_mode = WAL; CREATE TABLE t (x); INSERT INTO t VALUES (1);"));
+  StmtPtr st;
+  ASSERT_OK(Prepare(db.get(), "SELECT (SELECT journal_mode FROM pragma_journal_mode), count(*) FROM t", &st));
+  ASSERT_EQ(sqlite3_step(st.get()), SQLITE_ROW);
+  EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(st.get(), 0)), "delete");
+  EXPECT_EQ(sqlite3_column_int(st.get(), 1), 1);
+}
+
+TEST(VfsOverUnixNoneTest, WalIsRefusedAsByTheBaseVfs) {
+  TempPath path;
+  const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+  const std::string run = "CRSYNC_VFS_UNIX_NONE_DB='" + path.str() + "' '" + self +
+                          "' --gtest_filter=VfsOverUnixNoneTest.Child 2>&1";
+  FILE* child = popen(run.c_str(), "r");
+  ASSERT_NE(child, nullptr);
+  std::string output;
+  char buf[512];
+  for (size_t n; (n = fread(buf, 1, sizeof buf, child)) > 0;) output.append(buf, n);
+  int status = pclose(child);
+  ASSERT_TRUE(WIFEXITED(status)) << "the child died (signal " << WTERMSIG(status) << "):\n" << output;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << output;
+  EXPECT_THAT(output, HasSubstr("[  PASSED  ] 1 test"));
+}
+
 TEST_F(VfsTest, OrdinarySqliteWorkForwardsCorrectly) {
   for (const char* mode : {"WAL", "DELETE"}) {
     SCOPED_TRACE(mode);
