@@ -97,8 +97,11 @@ class Migration {
       : e_(e), db_(e->db()), old_(old.schema()), crr_(e->db(), old.id(), std::move(schema)), d_(d) {}
 
   Status Run() {
-    if (old_.pk_cols != crr_.schema().pk_cols) {
-      // A new primary key: every identity changed. Start over at D; all
+    std::vector<std::string> old_set = old_.pk_cols, new_set = crr_.schema().pk_cols;
+    std::sort(old_set.begin(), old_set.end());
+    std::sort(new_set.begin(), new_set.end());
+    if (old_set != new_set) {
+      // Another set of key columns: every identity changed. Start over at D; all
       // tombstones and col_versions are lost (§14.3.1). A row with a NULL
       // in the new key has no identity: refused by name, as crsql_as_crr.
       CRSYNC_RETURN_IF_ERROR(
@@ -106,6 +109,12 @@ class Migration {
       CRSYNC_RETURN_IF_ERROR(Exec(db_, "DELETE FROM main." + crr_.RowsTable() +
                                            "; DELETE FROM main." + crr_.FeedTable()));
       return BulkBackfill(e_, &crr_, d_);
+    }
+    // The same key columns, maybe in another order: each new key position
+    // takes the value at the old one (the rows keep their clocks).
+    old_pos_.clear();
+    for (const std::string& c : crr_.schema().pk_cols) {
+      old_pos_.push_back(std::find(old_.pk_cols.begin(), old_.pk_cols.end(), c) - old_.pk_cols.begin());
     }
     CRSYNC_RETURN_IF_ERROR(DefaultValues(db_, crr_.schema(), &defaults_));
     CRSYNC_RETURN_IF_ERROR(RemapKnownRows());
@@ -136,12 +145,17 @@ class Migration {
     // metadata of a deleted 'a' must not meet the live row 'A'. The first
     // comparison (the column's collation) finds the row by its index, the
     // second (BINARY) keeps only the row itself.
+    bool reordered = false;
+    std::string new_pk = "crsql_pack_columns(";
     for (size_t k = 0; k < schema.pk_cols.size(); ++k) {
       const std::string col = "u." + QuoteIdent(schema.pk_cols[k]);
-      const std::string key = "crsync_pk_value(r.pk, " + std::to_string(k) + ")";
+      const std::string key = "crsync_pk_value(r.pk, " + std::to_string(old_pos_[k]) + ")";
       on += std::string(k ? " AND " : "") + col + " = " + key + " AND " + col + " = " + key +
             " COLLATE BINARY";
+      new_pk += std::string(k ? ", " : "") + key;
+      reordered = reordered || old_pos_[k] != k;
     }
+    new_pk = reordered ? new_pk + ")" : "r.pk";
     if (!PackedRemap(schema.cols.size())) {
       for (const auto& c : schema.cols) values += ", u." + QuoteIdent(c);
     } else {
@@ -159,10 +173,10 @@ class Migration {
     std::string fill =
         RowsTableDdl(remapped) + ";"
         // A NULL result (nothing left of the row) is skipped by OR IGNORE.
-        "INSERT OR IGNORE INTO " + remapped + "(pk, meta) SELECT r.pk, "
+        "INSERT OR IGNORE INTO " + remapped + "(pk, meta) SELECT " + new_pk + ", "
         "crsync_internal_remap(r.meta, u." + QuoteIdent(schema.pk_cols[0]) + " IS NOT NULL" +
         values + ") FROM " + rows + " AS r LEFT JOIN main." + QuoteIdent(crr_.name()) +
-        " AS u ON " + on + " ORDER BY r.pk;";
+        " AS u ON " + on + " ORDER BY 1;";
     std::string swap = "DROP TABLE " + rows + "; ALTER TABLE " + remapped + " RENAME TO " +
                        crr_.RowsTable() + ";";
     std::string feed = "SELECT r.pk, f.dbv, f.lo FROM " + rows +
@@ -295,6 +309,7 @@ class Migration {
   int64_t d_;
   std::vector<Value> defaults_;
   std::vector<int> new_slot_;  // old slot -> new slot, or -1
+  std::vector<size_t> old_pos_;  // new key position -> old key position
   int64_t matched_ = 0;        // rows with metadata whose row exists in T
   std::string blob_;
   std::vector<Value> values_, chunk_;  // a packed row's column values

@@ -106,6 +106,30 @@ TEST(AlterCollationTest, ARemapUnderANocaseKeyMatchesKeysExactly) {
                   {"'010B0162'", "'v'", "5", "1"}}));   // 'b'
 }
 
+// The same key columns in another order are not a new key (§14.3: the
+// *set* is compared): rows keep their clocks and tombstones, under pks
+// packed in the new order, and a peer's change in that order merges.
+TEST(AlterKeyOrderTest, ReorderingTheKeyColumnsKeepsClocksAndTombstones) {
+  TestDb db;
+  db.Exec("CREATE TABLE t (a NOT NULL, b NOT NULL, v, PRIMARY KEY (a, b)); SELECT crsql_as_crr('t');"
+          "INSERT INTO t VALUES (1, 2, 'x'), (3, 4, 'y');"
+          "UPDATE t SET v = 'x2' WHERE a = 1; DELETE FROM t WHERE a = 3;");
+  const char* kAll = "SELECT hex(pk), cid, val, col_version, db_version, cl FROM crsql_changes ORDER BY pk, cid";
+  EXPECT_EQ(db.Query(kAll), (Rows{{"'0209010902'", "'v'", "'x2'", "2", "2", "1"},
+                                  {"'0209030904'", "'-1'", "NULL", "2", "3", "2"}}));
+  db.Exec("SELECT crsql_begin_alter('t');"
+          "CREATE TABLE t2 (a NOT NULL, b NOT NULL, v, PRIMARY KEY (b, a));"
+          "INSERT INTO t2 SELECT * FROM t; DROP TABLE t; ALTER TABLE t2 RENAME TO t;"
+          "SELECT crsql_commit_alter('t');");
+  EXPECT_EQ(db.Query(kAll), (Rows{{"'0209020901'", "'v'", "'x2'", "2", "2", "1"},
+                                  {"'0209040903'", "'-1'", "NULL", "2", "3", "2"}}));
+  db.Exec("INSERT INTO crsql_changes VALUES ('t', X'0209020901', 'v', 'x3', 3, 9, "
+          "X'0102030405060708090a0b0c0d0e0f10')");
+  EXPECT_EQ(db.Query("SELECT * FROM t"), (Rows{{"1", "2", "'x3'"}}));
+  db.Exec("INSERT INTO t VALUES (5, 6, 'z')");
+  EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes WHERE pk = crsql_pack_columns(6, 5)"), "1");
+}
+
 TEST_F(AlterTest, AddColumnsRecordsNothingUntilWritten) {
   Rows before = db_.Query(kChanges);
   EXPECT_EQ(db_.One("SELECT crsql_begin_alter('todo')"), "'OK'");
