@@ -198,8 +198,8 @@ void ConnEngine::ReloadConfig() noexcept {
     return;  // keeps the value it has; tried again after the next rollback
   }
   int rc = sqlite3_step(cfg.get());
-  if (rc == SQLITE_ROW) merge_equal_values_ = sqlite3_column_int64(cfg.get(), 0) == 1;
-  if (rc == SQLITE_DONE) merge_equal_values_ = false;
+  if (rc == SQLITE_ROW) merge_equal_values_ = sqlite3_column_int64(cfg.get(), 0);
+  if (rc == SQLITE_DONE) merge_equal_values_ = 0;
   if (rc == SQLITE_ROW || rc == SQLITE_DONE) config_stale_ = false;
 }
 

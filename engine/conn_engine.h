@@ -89,13 +89,14 @@ class ConnEngine {
     pending_ = v;
     if (v == 0) txn_first_ = 0;
   }
-  // The merge-equal-values setting; re-read after a rollback (which may
-  // have undone a crsql_config_set).
-  bool merge_equal_values() {
+  // The merge-equal-values setting as set (only 1 enables it, §16);
+  // re-read after a rollback (which may have undone a crsql_config_set).
+  int64_t merge_equal_values_setting() {
     if (config_stale_) ReloadConfig();
     return merge_equal_values_;
   }
-  void set_merge_equal_values(bool on) { merge_equal_values_ = on; }
+  bool merge_equal_values() { return merge_equal_values_setting() == 1; }
+  void set_merge_equal_values(int64_t v) { merge_equal_values_ = v; }
 
   // --- local writes, captured now and stored later (engine/recorder.h) ---
   // The recording triggers append one LocalWrite per row written; nothing
@@ -252,7 +253,7 @@ class ConnEngine {
   int merge_writes_ = 0;
   std::vector<const MergingRows*> merging_rows_;
   std::map<std::string, OpenAlter> open_alters_;
-  bool merge_equal_values_ = false;
+  int64_t merge_equal_values_ = 0;
   bool config_stale_ = false;
   void ReloadConfig() noexcept;
   int64_t rows_impacted_ = 0;

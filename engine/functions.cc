@@ -157,7 +157,7 @@ void ConfigSet(sqlite3_context* ctx, int, sqlite3_value** argv) {
       s = StepToEnd(e->db(), st.get());
     }
     if (!s.ok()) return ResultStatus(ctx, s);
-    e->set_merge_equal_values(v == 1);
+    e->set_merge_equal_values(v);
     sqlite3_result_int64(ctx, v);
   });
 }
@@ -168,7 +168,7 @@ void ConfigGet(sqlite3_context* ctx, int, sqlite3_value** argv) {
       sqlite3_result_error(ctx, "Unknown setting name", -1);
       return;
     }
-    sqlite3_result_int(ctx, EngineOf(ctx)->merge_equal_values() ? 1 : 0);
+    sqlite3_result_int64(ctx, EngineOf(ctx)->merge_equal_values_setting());
   });
 }
 

@@ -490,6 +490,27 @@ TEST(ConfigTest, MergeEqualValuesIsPersistedAndValidated) {
   db.Exec("BEGIN; SAVEPOINT s; SELECT crsql_config_set('merge-equal-values', 1); ROLLBACK TO s;");
   EXPECT_EQ(db.One("SELECT crsql_config_get('merge-equal-values')"), "0");
   db.Exec("COMMIT");
+  // Get says what set stored; only 1 enables the tie-break (§16).
+  EXPECT_EQ(db.One("SELECT crsql_config_set('merge-equal-values', 2)"), "2");
+  EXPECT_EQ(db.One("SELECT crsql_config_get('merge-equal-values')"), "2");
+  db.Reopen();
+  EXPECT_EQ(db.One("SELECT crsql_config_get('merge-equal-values')"), "2");
+}
+
+// A value other than 1 leaves equal values alone, as 0 does.
+TEST(ConfigTest, OnlyOneEnablesMergeEqualValues) {
+  for (int setting : {0, 1, 2}) {
+    SCOPED_TRACE(setting);
+    TestDb db;
+    db.Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t');"
+            "INSERT INTO t VALUES (1, 'same');"
+            "SELECT crsql_config_set('merge-equal-values', " + std::to_string(setting) + ");"
+            "INSERT INTO crsql_changes VALUES ('t', crsql_pack_columns(1), 'v', 'same', 1, 5, "
+            "X'ffffffffffffffffffffffffffffffff')");
+    EXPECT_EQ(db.One("SELECT site_id = X'ffffffffffffffffffffffffffffffff' FROM crsql_changes "
+                     "WHERE cid = 'v'"),
+              setting == 1 ? "1" : "0");
+  }
 }
 
 // The engine is often installed before the application can set a busy
