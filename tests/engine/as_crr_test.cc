@@ -277,6 +277,12 @@ TEST(AsCrrTest, EligibilityExamplesOfTheSpec) {
   EXPECT_THAT(db.Error("SELECT crsql_as_crr('j')"), HasSubstr("unique indices"));
   EXPECT_THAT(db.Error("SELECT crsql_as_crr('k')"), HasSubstr("reserved"));
   EXPECT_THAT(db.Error("SELECT crsql_as_crr('v')"), HasSubstr("not an ordinary table"));
+  // A virtual table's shadow tables are ordinary b-trees, but its own.
+  db.Exec("CREATE VIRTUAL TABLE ft USING fts5(body)");
+  EXPECT_THAT(db.Error("SELECT crsql_as_crr('ft_content')"), HasSubstr("shadow table"));
+  db.Exec("CREATE TABLE crsql_mine (id PRIMARY KEY NOT NULL)");
+  EXPECT_THAT(db.Error("SELECT crsql_as_crr('crsql_mine')"),
+              HasSubstr("names beginning with crsql_ or containing __crsync_ are the extension's own"));
   EXPECT_THAT(db.Error("SELECT crsql_as_crr('nope')"), HasSubstr("no such table: nope"));
   EXPECT_THAT(db.Error("SELECT crsql_as_crr('tmp')"), HasSubstr("no such table: tmp"));
   EXPECT_THAT(db.Error("SELECT crsql_as_crr()"), HasSubstr("Wrong number of args"));
