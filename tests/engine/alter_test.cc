@@ -424,6 +424,34 @@ TEST_F(AlterTest, ErrorsNameWhatIsWrong) {
   db_.Exec("CREATE TABLE log (x); CREATE TRIGGER t AFTER INSERT ON log BEGIN "
            "SELECT crsql_begin_alter('todo'); END;");
   EXPECT_THAT(db_.Error("INSERT INTO log VALUES (1)"), HasSubstr("unsafe use of crsql_begin_alter"));
+  // The other schema-changing calls and crsql_finalize are direct-only too
+  // (§14.1, §17): not from triggers, nor views.
+  for (const char* call : {"crsql_commit_alter('todo')", "crsql_as_table('todo')", "crsql_finalize()",
+                           "crsql_as_crr('log')"}) {
+    SCOPED_TRACE(call);
+    db_.Exec(std::string("DROP TRIGGER t; CREATE TRIGGER t AFTER INSERT ON log BEGIN SELECT ") + call +
+             "; END; DROP VIEW IF EXISTS w; CREATE VIEW w AS SELECT " + call + ";");
+    const std::string name = std::string(call).substr(0, std::string(call).find('('));
+    EXPECT_THAT(db_.Error("INSERT INTO log VALUES (1)"), HasSubstr("unsafe use of " + name));
+    EXPECT_THAT(db_.Error("SELECT * FROM w"), HasSubstr("unsafe use of " + name));
+  }
+  EXPECT_EQ(db_.One("SELECT count(*) FROM crsql_changes WHERE \"table\" = 'todo'"), "3");
+}
+
+// Quoted names with spaces and quotes work through the alter and the
+// downgrade, as through crsql_as_crr (§4.2).
+TEST(AlterQuotedNamesTest, AltersAndDowngradeTakeQuotedNames) {
+  TestDb db;
+  db.Exec("CREATE TABLE \"we ird\"\"t\" (id PRIMARY KEY NOT NULL, v);"
+          "SELECT crsql_as_crr('we ird\"t');"
+          "SELECT crsql_begin_alter('we ird\"t'); ALTER TABLE \"we ird\"\"t\" ADD COLUMN \"w x\";"
+          "SELECT crsql_commit_alter('we ird\"t'); INSERT INTO \"we ird\"\"t\" VALUES (1, 2, 3);");
+  EXPECT_EQ(db.Query("SELECT \"table\", cid, val FROM crsql_changes ORDER BY cid"),
+            (Rows{{"'we ird\"t'", "'v'", "2"}, {"'we ird\"t'", "'w x'", "3"}}));
+  db.Exec("SELECT crsql_as_table('we ird\"t')");
+  EXPECT_EQ(db.One("SELECT group_concat(name) FROM sqlite_master WHERE name LIKE 'we ird%'"),
+            "'we ird\"t'");
+  EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes"), "0");
 }
 
 // An alter abandoned by a ROLLBACK (which restores the recording

@@ -276,6 +276,8 @@ TEST(AsCrrTest, EligibilityExamplesOfTheSpec) {
   EXPECT_EQ(db.One("SELECT crsql_as_crr('i')"), "'OK'");
   EXPECT_THAT(db.Error("SELECT crsql_as_crr('j')"), HasSubstr("unique indices"));
   EXPECT_THAT(db.Error("SELECT crsql_as_crr('k')"), HasSubstr("reserved"));
+  db.Exec("CREATE TABLE k2 (\"-1\" PRIMARY KEY NOT NULL, v)");  // E8 holds for key columns too
+  EXPECT_THAT(db.Error("SELECT crsql_as_crr('k2')"), HasSubstr("has a column named -1, which is reserved"));
   EXPECT_THAT(db.Error("SELECT crsql_as_crr('v')"), HasSubstr("not an ordinary table"));
   // A virtual table's shadow tables are ordinary b-trees, but its own.
   db.Exec("CREATE VIRTUAL TABLE ft USING fts5(body)");
@@ -483,6 +485,10 @@ TEST(ConfigTest, MergeEqualValuesIsPersistedAndValidated) {
     EXPECT_THAT(db.Error("SELECT crsql_config_set('nope', 1)"), HasSubstr("Unknown setting name"));
     EXPECT_THAT(db.Error("SELECT crsql_config_get('nope')"), HasSubstr("Unknown setting name"));
     EXPECT_THAT(db.Error("SELECT crsql_config_set('merge-equal-values', '1')"), HasSubstr("integer"));
+    EXPECT_THAT(db.Error("SELECT crsql_config_set('merge-equal-values', 1.0)"), HasSubstr("integer"));
+    // Stored as an INTEGER (§16): a TEXT '1' makes v0.16 fail every later load.
+    EXPECT_EQ(db.One("SELECT typeof(value) FROM crsql_master WHERE key = 'config.merge-equal-values'"),
+              "'integer'");
   }
   TestDb db(path.str());
   EXPECT_EQ(db.One("SELECT crsql_config_get('merge-equal-values')"), "1");
