@@ -8,6 +8,7 @@
 // replaces watching lock levels, WAL frames and shm locks.
 #include <sqlite3.h>
 
+#include <condition_variable>
 #include <mutex>
 #include <new>
 #include <type_traits>
@@ -35,11 +36,46 @@ ShimFile* Shim(sqlite3_file* f) { return reinterpret_cast<ShimFile*>(f); }
 sqlite3_file* Low(sqlite3_file* f) { return Shim(f)->Lower(); }
 sqlite3_vfs* Below(sqlite3_vfs* vfs) { return static_cast<sqlite3_vfs*>(vfs->pAppData); }
 
-// Recursive: the callback may set the callback again, or commit to another
-// database through the shim, on its own thread.
-std::recursive_mutex g_callback_mutex;
-void (*g_callback)(void*, const char*, sqlite3_uint64) = nullptr;
-void* g_callback_ctx = nullptr;
+// The in-process commit callback. It runs outside any lock, so callbacks
+// of different threads may run at once and one may wait for another
+// thread's commit; setting it waits until no other thread still runs the
+// one it replaces (a callback setting it does not wait for itself).
+struct Callback {
+  std::mutex mu;
+  std::condition_variable idle;
+  void (*fn)(void*, const char*, sqlite3_uint64) = nullptr;
+  void* ctx = nullptr;
+  int running = 0;  // calls in progress, all threads
+};
+Callback& TheCallback() {
+  static Callback* c = new Callback;  // never destroyed: commits may run at exit
+  return *c;
+}
+thread_local int t_running = 0;  // calls in progress on this thread
+
+void RunCallback(const char* path, sqlite3_uint64 seq) {
+  Callback& c = TheCallback();
+  void (*fn)(void*, const char*, sqlite3_uint64);
+  void* ctx;
+  {
+    std::lock_guard<std::mutex> lock(c.mu);
+    fn = c.fn;
+    ctx = c.ctx;
+    if (!fn) return;
+    ++c.running;
+  }
+  ++t_running;
+  struct Done {
+    Callback& c;
+    ~Done() {
+      --t_running;
+      std::lock_guard<std::mutex> lock(c.mu);
+      --c.running;
+      c.idle.notify_all();
+    }
+  } done{c};
+  fn(ctx, path, seq);
+}
 
 // --- io methods: forwards, plus the commit hook in xFileControl ---
 
@@ -88,8 +124,7 @@ int FileControl(sqlite3_file* f, int op, void* arg) {
   if (op == SQLITE_FCNTL_COMMIT_PHASETWO && s->signal) {
     GuardVoidCall([&] {
       uint64_t seq = s->signal->Bump();
-      std::lock_guard<std::recursive_mutex> lock(g_callback_mutex);
-      if (g_callback) g_callback(g_callback_ctx, s->signal->db_path().c_str(), seq);
+      RunCallback(s->signal->db_path().c_str(), seq);
     });
   }
   if (op == SQLITE_FCNTL_VFSNAME && arg) {
@@ -295,8 +330,11 @@ extern "C" int crsync_vfs_register(const char* base_vfs, int make_default) {
 }
 
 extern "C" int crsync_vfs_on_commit(void (*fn)(void*, const char*, sqlite3_uint64), void* ctx) {
-  std::lock_guard<std::recursive_mutex> lock(crsync::g_callback_mutex);
-  crsync::g_callback = fn;
-  crsync::g_callback_ctx = ctx;
+  crsync::Callback& c = crsync::TheCallback();
+  std::unique_lock<std::mutex> lock(c.mu);
+  c.fn = fn;
+  c.ctx = ctx;
+  // Calls on this thread (a callback setting the callback) are its own.
+  c.idle.wait(lock, [&] { return c.running <= crsync::t_running; });
   return SQLITE_OK;
 }

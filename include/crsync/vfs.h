@@ -49,9 +49,11 @@ int crsync_vfs_register(const char *base_vfs, int make_default);
  * the committing thread, after the counter moved and while SQLite finishes
  * the commit (in rollback-journal modes still holding the database lock):
  * it must be quick, and must not use the connection nor read that database.
- * It may set or clear the callback itself. Callbacks of different threads
- * run one at a time. `db_path` is the database's full path; `seq` the
- * counter value after this commit. */
+ * It holds no lock of crsync's: callbacks of different threads may run at
+ * the same time, and one may wait for another thread's commit. It may set
+ * or clear the callback itself. When this returns, no other thread is still
+ * running a callback it replaced (so its ctx may be freed). `db_path` is the
+ * database's full path; `seq` the counter value after this commit. */
 int crsync_vfs_on_commit(void (*fn)(void *ctx, const char *db_path, sqlite3_uint64 seq),
                          void *ctx);
 

@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <filesystem>
 #include <mutex>
@@ -209,6 +210,115 @@ TEST_F(VfsTest, ACallbackMayUnregisterItself) {
               DbPtr db = OpenShim(p);
               if (!Exec(db.get(), "CREATE TABLE t (a); INSERT INTO t VALUES (1)").ok()) return 1;
               return calls == 1 ? 0 : 2;
+            }),
+            0);
+}
+
+// The callback holds no lock of crsync's: while one thread's callback (for
+// db2) waits, another thread's commit of db1 (rollback-journal mode: it
+// holds db1's lock until its callback returns) completes, and the first
+// callback can then read db1. With callbacks serialized, db1's commit
+// waited for the first callback, which waited for db1's lock: a stall, then
+// SQLITE_BUSY. In a child process under a watchdog.
+TEST_F(VfsTest, ACallbackDoesNotHoldUpOtherThreadsCommits) {
+  TempPath p1, p2;
+  const std::string db1_path = p1.str(), db2_path = p2.str();
+  EXPECT_EQ(InChild([&] {
+              alarm(20);
+              DbPtr db1 = OpenShim(db1_path), db2 = OpenShim(db2_path), reader = OpenShim(db1_path);
+              sqlite3_busy_timeout(reader.get(), 2000);
+              if (!Exec(db1.get(), "PRAGMA journal_mode = DELETE; CREATE TABLE t (a)").ok() ||
+                  !Exec(db2.get(), "PRAGMA journal_mode = DELETE; CREATE TABLE t (a)").ok()) {
+                return 1;
+              }
+              struct Shared {
+                std::string db2;
+                sqlite3* reader;
+                std::mutex mu;
+                std::condition_variable cv;
+                bool entered = false, b_done = false, b_done_in_time = false;
+                int read_rc = -1;
+                int rows = -1;
+              } sh;
+              sh.db2 = std::filesystem::canonical(db2_path).string();
+              sh.reader = reader.get();
+              crsync_vfs_on_commit(+[](void* ctx, const char* path, sqlite3_uint64) {
+                auto* sh = static_cast<Shared*>(ctx);
+                if (std::filesystem::canonical(path).string() != sh->db2) return;
+                std::unique_lock<std::mutex> lock(sh->mu);
+                sh->entered = true;
+                sh->cv.notify_all();
+                sh->b_done_in_time = sh->cv.wait_for(lock, std::chrono::seconds(5), [&] { return sh->b_done; });
+                lock.unlock();
+                sqlite3_stmt* st = nullptr;
+                sh->read_rc = sqlite3_prepare_v2(sh->reader, "SELECT count(*) FROM t", -1, &st, nullptr);
+                if (sh->read_rc == SQLITE_OK) {
+                  sh->read_rc = sqlite3_step(st);
+                  if (sh->read_rc == SQLITE_ROW) sh->rows = sqlite3_column_int(st, 0);
+                }
+                sqlite3_finalize(st);
+              }, &sh);
+              std::thread b([&] {
+                {
+                  std::unique_lock<std::mutex> lock(sh.mu);
+                  sh.cv.wait(lock, [&] { return sh.entered; });
+                }
+                Status s = Exec(db1.get(), "INSERT INTO t VALUES (1)");
+                std::lock_guard<std::mutex> lock(sh.mu);
+                sh.b_done = s.ok();
+                sh.cv.notify_all();
+              });
+              Status a = Exec(db2.get(), "INSERT INTO t VALUES (2)");
+              b.join();
+              crsync_vfs_on_commit(nullptr, nullptr);
+              if (!a.ok()) return 2;
+              if (!sh.b_done_in_time) return 3;  // db1's commit waited for db2's callback
+              if (sh.read_rc != SQLITE_ROW || sh.rows != 1) return 4;
+              return 0;
+            }),
+            0);
+}
+
+// Replacing the callback waits for other threads still running the old
+// one, so its context may be freed when the call returns.
+TEST_F(VfsTest, ReplacingTheCallbackWaitsForRunningOnes) {
+  TempPath path;
+  const std::string p = path.str();
+  EXPECT_EQ(InChild([&] {
+              alarm(20);
+              struct Shared {
+                std::mutex mu;
+                std::condition_variable cv;
+                bool entered = false, release = false;
+              } sh;
+              DbPtr db = OpenShim(p);  // opening commits (the engine's tables): before the callback
+              crsync_vfs_on_commit(+[](void* ctx, const char*, sqlite3_uint64) {
+                auto* sh = static_cast<Shared*>(ctx);
+                std::unique_lock<std::mutex> lock(sh->mu);
+                sh->entered = true;
+                sh->cv.notify_all();
+                sh->cv.wait(lock, [&] { return sh->release; });
+              }, &sh);
+              std::thread committer([&] { Exec(db.get(), "CREATE TABLE t (a)").IgnoreError(); });
+              {
+                std::unique_lock<std::mutex> lock(sh.mu);
+                sh.cv.wait(lock, [&] { return sh.entered; });
+              }
+              std::atomic<bool> replaced{false};
+              std::thread setter([&] {
+                crsync_vfs_on_commit(nullptr, nullptr);
+                replaced = true;
+              });
+              std::this_thread::sleep_for(std::chrono::milliseconds(200));
+              const bool early = replaced;  // must still wait: the old callback runs
+              {
+                std::lock_guard<std::mutex> lock(sh.mu);
+                sh.release = true;
+                sh.cv.notify_all();
+              }
+              setter.join();
+              committer.join();
+              return early ? 1 : (replaced ? 0 : 2);
             }),
             0);
 }
