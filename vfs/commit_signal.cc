@@ -83,13 +83,22 @@ void CommitSignal::Open() {
 
 CommitSignal* CommitSignal::Acquire(const std::string& db_path) {
   std::lock_guard<std::mutex> lock(Mutex());
-  CommitSignal*& s = crsync::Open()[db_path];
-  if (!s) {
-    s = new CommitSignal(db_path);
-    s->Open();
+  auto& open = crsync::Open();
+  auto it = open.find(db_path);
+  if (it == open.end()) {
+    // Entered only once whole: a signal that failed half-way (out of
+    // memory) must not stay for later connections to share.
+    CommitSignal* fresh = new CommitSignal(db_path);
+    try {
+      fresh->Open();
+      it = open.emplace(db_path, fresh).first;
+    } catch (...) {
+      delete fresh;
+      throw;
+    }
   }
-  ++s->refs_;
-  return s;
+  ++it->second->refs_;
+  return it->second;
 }
 
 void CommitSignal::Release(CommitSignal* signal) {
