@@ -1,6 +1,7 @@
 #include "engine/change_scan.h"
 
 #include <algorithm>
+#include <iterator>
 #include <tuple>
 
 #include "crsync/sqlite_handles.h"
@@ -180,20 +181,25 @@ Status ChangeScan::Start(const ScanSpec& spec) {
   if (empty) return Status::OK();
   for (auto& src : sources_) {
     if (src->gone) continue;
-    if (spec_.table && *spec_.table != src->schema.name) continue;
-    if (spec_.pk) {
-      sqlite3_stmt* mst = src->meta.get();
-      sqlite3_bind_blob(mst, 1, spec_.pk->data(), static_cast<int>(spec_.pk->size()), SQLITE_STATIC);
-      int rc = sqlite3_step(mst);
-      Status s;
-      if (rc == SQLITE_ROW) {
-        s = Expand(src.get(), mst, 0, 0, 0, 0, *spec_.pk, true);
-        QueueBatch();
-      } else if (rc != SQLITE_DONE) {
-        s = SqliteError(e_->db(), rc);
+    if (spec_.tables && !std::binary_search(spec_.tables->begin(), spec_.tables->end(), src->schema.name)) {
+      continue;
+    }
+    if (spec_.pks) {
+      // Each row's records go to the heap, which gives them out in order.
+      for (const std::string& pk : *spec_.pks) {
+        sqlite3_stmt* mst = src->meta.get();
+        sqlite3_bind_blob(mst, 1, pk.data(), static_cast<int>(pk.size()), SQLITE_STATIC);
+        int rc = sqlite3_step(mst);
+        Status s;
+        if (rc == SQLITE_ROW) {
+          s = Expand(src.get(), mst, 0, 0, 0, 0, pk, true);
+          QueueBatch();
+        } else if (rc != SQLITE_DONE) {
+          s = SqliteError(e_->db(), rc);
+        }
+        sqlite3_reset(mst);
+        CRSYNC_RETURN_IF_ERROR(s);
       }
-      sqlite3_reset(mst);
-      CRSYNC_RETURN_IF_ERROR(s);
       continue;
     }
     sqlite3_bind_int64(src->feed.get(), 1, spec_.min_dbv);
@@ -203,6 +209,16 @@ Status ChangeScan::Start(const ScanSpec& spec) {
     if (has) feeds_.push(src.get());
   }
   return Status::OK();
+}
+
+void ScanSpec::Narrow(std::optional<std::vector<std::string>>* set, std::vector<std::string> values) {
+  if (*set) {
+    std::vector<std::string> both;
+    std::set_intersection((*set)->begin(), (*set)->end(), values.begin(), values.end(),
+                          std::back_inserter(both));
+    values.swap(both);
+  }
+  *set = std::move(values);
 }
 
 Status ChangeScan::AdvanceFeed(Source* src, bool* has) {

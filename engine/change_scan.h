@@ -12,7 +12,6 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
-#include <algorithm>
 #include <queue>
 #include <string>
 #include <vector>
@@ -28,8 +27,11 @@ namespace crsync {
 struct ScanSpec {
   int64_t min_dbv = INT64_MIN;  // inclusive
   int64_t max_dbv = INT64_MAX;  // inclusive
-  std::optional<std::string> table;  // exact declared name
-  std::optional<std::string> pk;     // packed pk bytes
+  // Only these CRRs (exact declared names), only these rows (packed pk
+  // bytes): an `=` constraint gives one, an `IN` list several (sorted,
+  // distinct). Records come out in (db_version, seq) order either way.
+  std::optional<std::vector<std::string>> tables;
+  std::optional<std::vector<std::string>> pks;
   // Origin filter on stored ordinals: kAny, kLocal (ordinal 0), kRemote,
   // kOnly(site) and kExcept(site); a site equal to ours means local.
   OriginFilter origin;
@@ -42,6 +44,10 @@ struct ScanSpec {
   // that updated rows as it read them never ended).
   bool up_to_start = false;
   bool none = false;  // a constraint that can match nothing (e.g. site_id = NULL)
+
+  // Narrows tables / pks to `values` (intersected with what they already
+  // hold); `values` is sorted and distinct.
+  static void Narrow(std::optional<std::vector<std::string>>* set, std::vector<std::string> values);
 };
 
 // One record, with the row's value for column records.

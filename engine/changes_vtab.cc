@@ -1,11 +1,13 @@
 #include "engine/changes_vtab.h"
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/guard.h"
 #include "engine/change_scan.h"
@@ -127,7 +129,8 @@ int BestIndex(sqlite3_vtab*, sqlite3_index_info* info) {
             // slot, so these get one too (its value is NULL and unused).
             case SQLITE_INDEX_CONSTRAINT_ISNULL: code = 'U'; break;
             case SQLITE_INDEX_CONSTRAINT_ISNOTNULL: code = 'V'; break;
-            case SQLITE_INDEX_CONSTRAINT_EQ: code = 'S'; break;
+            // An IN list of sites is left to SQLite (one ordered scan).
+            case SQLITE_INDEX_CONSTRAINT_EQ: code = sqlite3_vtab_in(info, i, -1) ? 0 : 'S'; break;
             case SQLITE_INDEX_CONSTRAINT_IS: code = 'I'; break;
             case SQLITE_INDEX_CONSTRAINT_NE: code = 'N'; break;
             case SQLITE_INDEX_CONSTRAINT_ISNOT: code = 'J'; break;
@@ -136,16 +139,18 @@ int BestIndex(sqlite3_vtab*, sqlite3_index_info* info) {
           break;
         case kTable:
           // Only with the column's own collation: the scan matches names
-          // byte for byte, and `= 'TODO' COLLATE NOCASE` must not.
+          // byte for byte, and `= 'TODO' COLLATE NOCASE` must not. An IN
+          // list is taken whole (one scan, in order), not value by value:
+          // SQLite would concatenate one scan per value, out of order.
           if (c.op == SQLITE_INDEX_CONSTRAINT_EQ &&
               sqlite3_stricmp(sqlite3_vtab_collation(info, i), "BINARY") == 0) {
-            code = 'T';
+            code = sqlite3_vtab_in(info, i, 1) ? 't' : 'T';
             cost /= 5;
           }
           break;
         case kPk:
           if (c.op == SQLITE_INDEX_CONSTRAINT_EQ) {
-            code = 'P';
+            code = sqlite3_vtab_in(info, i, 1) ? 'p' : 'P';
             omit = false;  // SQLite re-checks byte equality on the shown pk
             cost /= 10000;
           }
@@ -269,25 +274,33 @@ int Filter(sqlite3_vtab_cursor* cur, int, const char* idx_str, int argc,
         }
         spec.min_dbv = std::max(spec.min_dbv, lo);
         spec.max_dbv = std::min(spec.max_dbv, hi);
-      } else if (code == 'T') {
-        // The column is TEXT: a number compares as its text ("table" = 5
-        // names the CRR "5"); a BLOB or NULL equals no name.
-        const int type = sqlite3_value_type(v);
-        if (type != SQLITE_TEXT && type != SQLITE_INTEGER && type != SQLITE_FLOAT) {
-          spec.none = true;
-          continue;
+      } else if (code == 'T' || code == 't' || code == 'P' || code == 'p') {
+        // "table" is TEXT: a number compares as its text ("table" = 5 names
+        // the CRR "5"); a BLOB or NULL equals no name. pk matches BLOBs only.
+        const bool table = code == 'T' || code == 't';
+        std::vector<std::string> values;
+        auto take = [&](sqlite3_value* x) {
+          const int type = sqlite3_value_type(x);
+          if (table && (type == SQLITE_TEXT || type == SQLITE_INTEGER || type == SQLITE_FLOAT)) {
+            values.emplace_back(reinterpret_cast<const char*>(sqlite3_value_text(x)),
+                                static_cast<size_t>(sqlite3_value_bytes(x)));
+          } else if (!table && type == SQLITE_BLOB) {
+            values.emplace_back(static_cast<const char*>(sqlite3_value_blob(x)),
+                                static_cast<size_t>(sqlite3_value_bytes(x)));
+          }
+        };
+        if (code == 't' || code == 'p') {
+          sqlite3_value* x = nullptr;
+          int rc = sqlite3_vtab_in_first(v, &x);
+          for (; rc == SQLITE_OK && x; rc = sqlite3_vtab_in_next(v, &x)) take(x);
+          if (rc != SQLITE_OK && rc != SQLITE_DONE) return rc;
+        } else {
+          take(v);
         }
-        std::string t(reinterpret_cast<const char*>(sqlite3_value_text(v)),
-                      static_cast<size_t>(sqlite3_value_bytes(v)));
-        if (spec.table && *spec.table != t) spec.none = true;
-        spec.table = t;
-      } else if (code == 'P') {
-        if (sqlite3_value_type(v) != SQLITE_BLOB) {
-          spec.none = true;
-          continue;
-        }
-        spec.pk = std::string(static_cast<const char*>(sqlite3_value_blob(v)),
-                              static_cast<size_t>(sqlite3_value_bytes(v)));
+        std::sort(values.begin(), values.end());
+        values.erase(std::unique(values.begin(), values.end()), values.end());
+        ScanSpec::Narrow(table ? &spec.tables : &spec.pks, std::move(values));
+        if ((table ? spec.tables : spec.pks)->empty()) spec.none = true;
       } else {
         ApplySiteConstraint(code, v, &spec);
       }

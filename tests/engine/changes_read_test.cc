@@ -70,6 +70,40 @@ TEST_F(ChangesReadTest, TableAndPkConstraints) {
   EXPECT_EQ(db_.One("SELECT count(*) FROM crsql_changes WHERE pk = X'01110002'"), "0");
 }
 
+// An IN list on "table", pk or site_id keeps the (db_version, seq) order
+// without ORDER BY (§8.3): SQLite, left alone, runs one scan per value
+// (sorted by value) and concatenates them.
+TEST(ChangesReadInTest, InListsKeepDbVersionSeqOrder) {
+  TestDb db;
+  db.Exec("CREATE TABLE foo (id PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('foo');"
+          "CREATE TABLE bar (id PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('bar');"
+          "INSERT INTO foo VALUES (1, 'a');"   // 1
+          "INSERT INTO bar VALUES (1, 'b');"   // 2
+          "INSERT INTO foo VALUES (2, 'c');"   // 3
+          "INSERT INTO bar VALUES (2, 'd');"   // 4
+          "UPDATE foo SET v = 'e' WHERE id = 1;"  // 5
+          "INSERT INTO crsql_changes VALUES ('bar', crsql_pack_columns(3), 'v', 'f', 1, 1, "
+          "X'0102030405060708090a0b0c0d0e0f10');"  // 6, from a peer
+          "INSERT INTO crsql_changes VALUES ('foo', crsql_pack_columns(3), 'v', 'g', 1, 1, "
+          "X'f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0');");  // 7, from another peer
+  auto q = [&](const std::string& where) {
+    return db.One("SELECT group_concat(db_version, ' ') FROM crsql_changes WHERE " + where);
+  };
+  EXPECT_EQ(q("\"table\" IN ('foo', 'bar')"), "'2 3 4 5 6 7'");
+  EXPECT_EQ(q("\"table\" IN ('foo', 'bar', 'nope', x'00')"), "'2 3 4 5 6 7'");
+  EXPECT_EQ(q("\"table\" IN ('foo', 'bar') AND \"table\" = 'bar'"), "'2 4 6'");
+  EXPECT_EQ(q("\"table\" IN ('nope')"), "NULL");
+  EXPECT_EQ(q("pk IN (crsql_pack_columns(3), crsql_pack_columns(1), crsql_pack_columns(2))"),
+            "'2 3 4 5 6 7'");
+  EXPECT_EQ(q("\"table\" = 'foo' AND pk IN (crsql_pack_columns(3), crsql_pack_columns(1), 'x')"),
+            "'5 7'");
+  EXPECT_EQ(q("site_id IN (X'f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0', X'0102030405060708090a0b0c0d0e0f10', "
+              "crsql_site_id())"),
+            "'2 3 4 5 6 7'");
+  EXPECT_EQ(q("site_id IN (X'f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0', X'0102030405060708090a0b0c0d0e0f10')"),
+            "'6 7'");
+}
+
 TEST_F(ChangesReadTest, SiteIdFilters) {
   std::string own = db_.Text("SELECT quote(crsql_site_id())");
   auto n = [&](const std::string& where) {
