@@ -137,6 +137,28 @@ TEST(ChangeReaderTest, AVisitorErrorStopsTheRead) {
   EXPECT_EQ(again.size(), 4u);
 }
 
+// Inside the caller's transaction, a visitor that writes to a CRR gives
+// those writes the version being read; the read still returns exactly the
+// changes that existed when it started (as crsql_changes does).
+TEST(ChangeReaderTest, AVisitorsOwnWritesAreNotReadBack) {
+  TestDb db;
+  db.Exec(kSchema);
+  db.Exec("BEGIN; INSERT INTO t VALUES (1, 'a', 1)");
+  std::unique_ptr<ChangeReader> reader;
+  ASSERT_OK(ChangeReader::Open(db.get(), &reader));
+  int calls = 0;
+  int64_t v = -1;
+  Status s = reader->NextTransaction(0, OriginFilter{}, [&](Change&) {
+    if (++calls > 50) return Status::InvalidArgument("read back its own writes");
+    return Exec(db.get(), "INSERT INTO t VALUES (" + std::to_string(100 + calls) + ", 'w', 0)");
+  }, &v);
+  ASSERT_OK(s);
+  EXPECT_EQ(calls, 2);
+  EXPECT_EQ(v, 1);
+  db.Exec("COMMIT");
+  EXPECT_EQ(db.One("SELECT count(*) FROM t"), "3");
+}
+
 // A visitor that throws (an allocation failing while it keeps a change)
 // leaves no read open either.
 TEST(ChangeReaderTest, AThrowingVisitorLeavesNoReadOpen) {
