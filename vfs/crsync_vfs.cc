@@ -39,7 +39,8 @@ sqlite3_vfs* Below(sqlite3_vfs* vfs) { return static_cast<sqlite3_vfs*>(vfs->pAp
 // The in-process commit callback. It runs outside any lock, so callbacks
 // of different threads may run at once and one may wait for another
 // thread's commit; setting it waits until no other thread still runs the
-// one it replaces (a callback setting it does not wait for itself).
+// one it replaces (except from within a callback: see
+// crsync_vfs_on_commit).
 struct Callback {
   std::mutex mu;
   std::condition_variable idle;
@@ -334,7 +335,8 @@ extern "C" int crsync_vfs_on_commit(void (*fn)(void*, const char*, sqlite3_uint6
   std::unique_lock<std::mutex> lock(c.mu);
   c.fn = fn;
   c.ctx = ctx;
-  // Calls on this thread (a callback setting the callback) are its own.
-  c.idle.wait(lock, [&] { return c.running <= crsync::t_running; });
+  // Called from a callback, it does not wait: two callbacks of different
+  // threads setting it at once would wait for each other.
+  if (crsync::t_running == 0) c.idle.wait(lock, [&] { return c.running == 0; });
   return SQLITE_OK;
 }

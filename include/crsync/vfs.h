@@ -51,9 +51,10 @@ int crsync_vfs_register(const char *base_vfs, int make_default);
  * it must be quick, and must not use the connection nor read that database.
  * It holds no lock of crsync's: callbacks of different threads may run at
  * the same time, and one may wait for another thread's commit. It may set
- * or clear the callback itself. When this returns, no other thread is still
- * running a callback it replaced (so its ctx may be freed). `db_path` is the
- * database's full path; `seq` the counter value after this commit. */
+ * or clear the callback itself. Called outside a callback, this returns once
+ * no thread still runs a callback it replaced (so its ctx may be freed);
+ * called from within one, it does not wait. `db_path` is the database's full
+ * path; `seq` the counter value after this commit. */
 int crsync_vfs_on_commit(void (*fn)(void *ctx, const char *db_path, sqlite3_uint64 seq),
                          void *ctx);
 

@@ -323,6 +323,40 @@ TEST_F(VfsTest, ReplacingTheCallbackWaitsForRunningOnes) {
             0);
 }
 
+// Two threads' callbacks, running at once, each clear the callback (a
+// one-shot): neither waits for the other. In a child under a watchdog.
+TEST_F(VfsTest, CallbacksClearingTheCallbackAtOnceDoNotDeadlock) {
+  TempPath p1, p2;
+  const std::string a_path = p1.str(), b_path = p2.str();
+  EXPECT_EQ(InChild([&] {
+              alarm(20);
+              DbPtr a = OpenShim(a_path), b = OpenShim(b_path);
+              struct Shared {
+                std::mutex mu;
+                std::condition_variable cv;
+                int inside = 0;
+              } sh;
+              crsync_vfs_on_commit(+[](void* ctx, const char*, sqlite3_uint64) {
+                auto* sh = static_cast<Shared*>(ctx);
+                {
+                  std::unique_lock<std::mutex> lock(sh->mu);
+                  ++sh->inside;
+                  sh->cv.notify_all();
+                  sh->cv.wait_for(lock, std::chrono::seconds(2), [&] { return sh->inside == 2; });
+                }
+                crsync_vfs_on_commit(nullptr, nullptr);
+              }, &sh);
+              Status sa, sb;
+              std::thread ta([&] { sa = Exec(a.get(), "CREATE TABLE t (x)"); });
+              std::thread tb([&] { sb = Exec(b.get(), "CREATE TABLE t (x)"); });
+              ta.join();
+              tb.join();
+              if (!sa.ok() || !sb.ok()) return 1;
+              return sh.inside == 2 ? 0 : 2;  // both ran, at once
+            }),
+            0);
+}
+
 // A process blocked in libuv on the side file wakes for every commit.
 TEST_F(VfsTest, LibuvWatcherWakesOnEachCommit) {
   TempPath path;
