@@ -114,7 +114,8 @@ class Migration {
     // takes the value at the old one (the rows keep their clocks).
     old_pos_.clear();
     for (const std::string& c : crr_.schema().pk_cols) {
-      old_pos_.push_back(std::find(old_.pk_cols.begin(), old_.pk_cols.end(), c) - old_.pk_cols.begin());
+      const auto at = std::find(old_.pk_cols.begin(), old_.pk_cols.end(), c);
+      old_pos_.push_back(static_cast<size_t>(at - old_.pk_cols.begin()));
     }
     CRSYNC_RETURN_IF_ERROR(DefaultValues(db_, crr_.schema(), &defaults_));
     CRSYNC_RETURN_IF_ERROR(RemapKnownRows());

@@ -1,8 +1,9 @@
 // crsync_capture: the eponymous table that joins a transaction as soon as
 // it records a local write or takes a db_version, so that the engine hears
 // of the transaction's savepoints, statement rollbacks, commit and rollback
-// (SQLite tells only virtual tables written in the transaction). Writing to it does nothing else;
-// reading it gives no rows. See ConnEngine::local_writes().
+// (SQLite tells only virtual tables written in the transaction). Writing to
+// it does nothing else; reading it gives no rows. See
+// ConnEngine::local_writes().
 #include "common/guard.h"
 #include "engine/recorder.h"
 #include "engine/vtab_util.h"

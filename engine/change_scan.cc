@@ -181,7 +181,8 @@ Status ChangeScan::Start(const ScanSpec& spec) {
   if (empty) return Status::OK();
   for (auto& src : sources_) {
     if (src->gone) continue;
-    if (spec_.tables && !std::binary_search(spec_.tables->begin(), spec_.tables->end(), src->schema.name)) {
+    if (spec_.tables &&
+        !std::binary_search(spec_.tables->begin(), spec_.tables->end(), src->schema.name)) {
       continue;
     }
     if (spec_.pks) {
@@ -211,7 +212,8 @@ Status ChangeScan::Start(const ScanSpec& spec) {
   return Status::OK();
 }
 
-void ScanSpec::Narrow(std::optional<std::vector<std::string>>* set, std::vector<std::string> values) {
+void ScanSpec::Narrow(std::optional<std::vector<std::string>>* set,
+                      std::vector<std::string> values) {
   if (*set) {
     std::vector<std::string> both;
     std::set_intersection((*set)->begin(), (*set)->end(), values.begin(), values.end(),

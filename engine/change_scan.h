@@ -47,7 +47,8 @@ struct ScanSpec {
 
   // Narrows tables / pks to `values` (intersected with what they already
   // hold); `values` is sorted and distinct.
-  static void Narrow(std::optional<std::vector<std::string>>* set, std::vector<std::string> values);
+  static void Narrow(std::optional<std::vector<std::string>>* set,
+                     std::vector<std::string> values);
 };
 
 // One record, with the row's value for column records.

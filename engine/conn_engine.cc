@@ -163,8 +163,8 @@ Status ConnEngine::Bootstrap() {
 }
 
 bool ConnEngine::HasClockAlias() const {
-  return sqlite3_table_column_metadata(db_, "main", "crsql_tracked_peers", "clock", nullptr, nullptr,
-                                       nullptr, nullptr, nullptr) == SQLITE_OK;
+  return sqlite3_table_column_metadata(db_, "main", "crsql_tracked_peers", "clock", nullptr,
+                                       nullptr, nullptr, nullptr, nullptr) == SQLITE_OK;
 }
 
 Status ConnEngine::WriteBootstrap() {

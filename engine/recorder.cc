@@ -292,9 +292,6 @@ Status ReplayLocalWrites(ConnEngine* e) {
 
 enum class Op { kInsert, kUpdate, kDelete };
 
-// See JoinCaptureTable (recorder.h).
-Status JoinTransaction(ConnEngine* e) { return e->JoinCapture(); }
-
 // Values of one row image as compared by the recorder: same storage class
 // and same value.
 bool SameValue(sqlite3_value* a, sqlite3_value* b) {
@@ -399,7 +396,7 @@ void AfterWrite(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
         if (e->TakeDirectWrite()) {
           s = Recorder(e, nullptr).Apply(crr, w);
         } else {
-          if (s.ok()) s = JoinTransaction(e);
+          if (s.ok()) s = e->JoinCapture();
           if (s.ok()) s = e->AddLocalWrite(w);
         }
       }
@@ -453,11 +450,11 @@ std::string PkArgs(const Crr& crr, const char* prefix) {
 
 }  // namespace
 
-Status JoinCaptureTable(ConnEngine* e) { return JoinTransaction(e); }
+Status JoinCaptureTable(ConnEngine* e) { return e->JoinCapture(); }
 
 Status JoinForCatalogChange(ConnEngine* e) {
   e->set_catalog_changed_in_txn();
-  return JoinTransaction(e);
+  return e->JoinCapture();
 }
 
 int RegisterRecorderFunctions(sqlite3* db, ConnEngine* engine) {

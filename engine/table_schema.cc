@@ -66,7 +66,8 @@ Status LoadTableSchema(sqlite3* db, const std::string& name, TableSchema* out) {
   std::string upper = sql.substr(0, 32);
   std::transform(upper.begin(), upper.end(), upper.begin(),
                  [](unsigned char ch) { return std::toupper(ch); });
-  if (type != "table" || upper.rfind("CREATE VIRTUAL", 0) == 0 || declared.rfind("sqlite_", 0) == 0) {
+  if (type != "table" || upper.rfind("CREATE VIRTUAL", 0) == 0 ||
+      declared.rfind("sqlite_", 0) == 0) {
     return Status::InvalidArgument(declared + " is not an ordinary table");
   }
   if (declared.rfind("crsql_", 0) == 0 || declared.find("__crsync_") != std::string::npos) {
@@ -74,12 +75,15 @@ Status LoadTableSchema(sqlite3* db, const std::string& name, TableSchema* out) {
                                    "crsql_ or containing __crsync_ are the extension's own");
   }
   StmtPtr kind;  // a virtual table's shadow table (FTS5's t_content, ...) is its own
-  CRSYNC_RETURN_IF_ERROR(Prepare(db, "SELECT type FROM pragma_table_list WHERE schema = 'main' AND name = ?1",
-                                 &kind));
-  sqlite3_bind_text(kind.get(), 1, declared.data(), static_cast<int>(declared.size()), SQLITE_STATIC);
+  CRSYNC_RETURN_IF_ERROR(Prepare(
+      db, "SELECT type = 'shadow' FROM pragma_table_list WHERE schema = 'main' AND name = ?1",
+      &kind));
+  sqlite3_bind_text(kind.get(), 1, declared.data(), static_cast<int>(declared.size()),
+                    SQLITE_STATIC);
   rc = sqlite3_step(kind.get());
-  if (rc == SQLITE_ROW && std::string_view(reinterpret_cast<const char*>(sqlite3_column_text(kind.get(), 0))) == "shadow") {
-    return Status::InvalidArgument(declared + " is not an ordinary table: it is a virtual table's shadow table");
+  if (rc == SQLITE_ROW && sqlite3_column_int(kind.get(), 0)) {
+    return Status::InvalidArgument(declared + " is not an ordinary table: it is a virtual "
+                                              "table's shadow table");
   }
   if (rc != SQLITE_ROW && rc != SQLITE_DONE) return SqliteError(db, rc);
   TableSchema schema;
