@@ -292,8 +292,10 @@ TEST(AsCrrTest, EligibilityExamplesOfTheSpec) {
   EXPECT_EQ(db.One("SELECT crsql_as_crr('main', 'i')"), "'OK'");
   // Rejected tables got nothing: no triggers, no metadata tables.
   EXPECT_EQ(db.One("SELECT count(*) FROM sqlite_master WHERE name LIKE 'e\\_\\_%' ESCAPE '\\' "
-                   "OR name LIKE 'h\\_\\_%' ESCAPE '\\'"),
+                   "OR name LIKE 'h\\_\\_%' ESCAPE '\\' OR name LIKE 'ft%crsync%' "
+                   "OR name LIKE 'crsql_mine%crsync%'"),
             "0");
+  EXPECT_EQ(db.One("SELECT count(*) FROM crsync_crrs WHERE name IN ('ft_content', 'crsql_mine')"), "0");
 }
 
 TEST(AsCrrTest, IsIdempotent) {
