@@ -14,13 +14,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <string>
 #include <vector>
 
 #include "common/hex.h"
 #include "crsync/crsync.h"
 #include "crsync/sqlite_handles.h"
+#include "tools/demo_files.h"
 
 namespace {
 
@@ -134,7 +134,11 @@ int main(int argc, char** argv) {
   std::string dir;
   bool keep = false;
   for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--dir") && i + 1 < argc) {
+    if (!std::strcmp(argv[i], "--dir")) {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "crsync-demo: --dir needs a value (try --help)\n");
+        return 2;
+      }
       dir = argv[++i];
       keep = true;
     } else if (!std::strcmp(argv[i], "--keep")) {
@@ -155,10 +159,11 @@ int main(int argc, char** argv) {
     }
     dir = tmpl;
   }
-  std::filesystem::create_directories(dir);
   std::string p1 = dir + "/db1.db", p2 = dir + "/db2.db";
-  for (const std::string& p : {p1, p2})
-    for (const char* s : {"", "-wal", "-shm"}) std::filesystem::remove(p + s);
+  if (std::string err = crsync::PrepareDemoDir(dir, {p1, p2}); !err.empty()) {
+    std::fprintf(stderr, "crsync-demo: %s\n", err.c_str());
+    return 1;
+  }
   auto t0 = std::chrono::steady_clock::now();
 
   DbPtr db1 = Open(p1), db2 = Open(p2);
@@ -205,7 +210,7 @@ int main(int argc, char** argv) {
   db1.reset();
   db2.reset();
   if (!keep) {
-    std::filesystem::remove_all(dir);
+    crsync::RemoveDemoDir(dir);
   } else {
     std::printf("databases kept in %s\n", dir.c_str());
   }

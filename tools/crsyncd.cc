@@ -7,7 +7,10 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -37,14 +40,28 @@ const char kUsage[] =
     "          -v / -q              more / less logging (stderr)\n"
     "          --config FILE        read settings from FILE, one `key = value` per line\n"
     "                               (db, listen, peer (repeatable), log = error|info|debug;\n"
-    "                               `#` starts a comment); options given after\n"
-    "                               --config override its db, listen and log, and\n"
-    "                               each --peer adds to its peers\n"
-    "status  Prints this database's site id, db_version and per-peer cursors and lag.\n"
+    "                               `#` starts a comment); --db, --listen, -v and -q on\n"
+    "                               the command line override the file wherever they\n"
+    "                               stand, and each --peer adds to its peers\n"
+    "        Addresses are numeric (no host names). The database is switched to WAL\n"
+    "        (for good, as PRAGMA journal_mode does).\n"
+    "status  Prints this database's site id, db_version and, per peer, the cursors\n"
+    "        (what we received from it, what it acknowledged of ours) and how many of\n"
+    "        our changes it has not acknowledged yet.\n"
     "demo    Needs no configuration: N replicas (default 3) on 127.0.0.1, a hub and\n"
     "        spokes, each with an app writing one-row transactions through the crsync\n"
     "        VFS; shows live progress and how long the replicas take to converge.\n"
     "        --dir DIR keeps the databases there.\n";
+
+// Parses all of `text` as a decimal integer within [lo, hi].
+bool ParseInt(const char* text, int lo, int hi, int* out) {
+  char* end = nullptr;
+  errno = 0;
+  long v = std::strtol(text, &end, 10);
+  if (errno != 0 || end == text || *end != '\0' || v < lo || v > hi) return false;
+  *out = static_cast<int>(v);
+  return true;
+}
 
 // Reads `key = value` lines into opts. Returns false (after printing why)
 // on an unreadable file, an unknown key or a bad value.
@@ -57,6 +74,7 @@ bool ReadConfig(const std::string& path, crsync::SidecarOptions* opts) {
   char buf[4096];
   int line_no = 0;
   bool ok = true;
+  std::set<std::string> seen;  // single-valued keys already set
   auto trim = [](std::string s) {
     size_t b = s.find_first_not_of(" \t\r\n"), e = s.find_last_not_of(" \t\r\n");
     return b == std::string::npos ? std::string() : s.substr(b, e - b + 1);
@@ -70,6 +88,9 @@ bool ReadConfig(const std::string& path, crsync::SidecarOptions* opts) {
     std::string key = trim(line.substr(0, eq)), value = eq == std::string::npos ? "" : trim(line.substr(eq + 1));
     if (eq == std::string::npos || value.empty()) {
       std::fprintf(stderr, "crsyncd: %s:%d: expected `key = value`\n", path.c_str(), line_no);
+      ok = false;
+    } else if (key != "peer" && !seen.insert(key).second) {
+      std::fprintf(stderr, "crsyncd: %s:%d: '%s' is set twice\n", path.c_str(), line_no, key.c_str());
       ok = false;
     } else if (key == "db") {
       opts->db_path = value;
@@ -92,6 +113,10 @@ bool ReadConfig(const std::string& path, crsync::SidecarOptions* opts) {
       std::fprintf(stderr, "crsyncd: %s:%d: unknown setting '%s'\n", path.c_str(), line_no, key.c_str());
       ok = false;
     }
+  }
+  if (ok && std::ferror(f)) {  // e.g. a directory: fopen works, reading does not
+    std::fprintf(stderr, "crsyncd: cannot read config %s: %s\n", path.c_str(), std::strerror(errno));
+    ok = false;
   }
   std::fclose(f);
   return ok;
@@ -127,15 +152,38 @@ int Status(const std::string& db_path) {
       "max(CASE WHEN event = 1 THEN version END) FROM crsql_tracked_peers WHERE event IN (0, 1) "
       "AND tag = " +
       std::to_string(crsync::kSidecarTag) + " GROUP BY site_id ORDER BY 1";
-  if (!crsync::Prepare(db.get(), sql, &peers).ok()) return 1;
-  std::printf("%-34s %14s %14s %10s\n", "peer", "received up to", "peer has ours", "lag");
+  // Changes after the peer's acknowledged version that did not come from
+  // it: what the sidecar still has to deliver (versions that only carry the
+  // peer's own changes do not count).
+  crsync::StmtPtr unsent;
+  if (!crsync::Prepare(db.get(), sql, &peers).ok() ||
+      !crsync::Prepare(db.get(),
+                       "SELECT count(*) FROM crsql_changes WHERE db_version > ?1 AND "
+                       "hex(site_id) IS NOT ?2",
+                       &unsent)
+           .ok()) {
+    std::fprintf(stderr, "crsyncd status: %s: %s\n", db_path.c_str(), sqlite3_errmsg(db.get()));
+    return 1;
+  }
+  std::printf("%-34s %14s %14s %14s\n", "peer", "received up to", "peer has ours", "changes to send");
   while (sqlite3_step(peers.get()) == SQLITE_ROW) {
+    const char* site = reinterpret_cast<const char*>(sqlite3_column_text(peers.get(), 0));
     long long recv = sqlite3_column_int64(peers.get(), 1);
     bool has_sent = sqlite3_column_type(peers.get(), 2) != SQLITE_NULL;
     long long sent = sqlite3_column_int64(peers.get(), 2);
-    std::printf("%-34s %14lld %14s %10s\n", sqlite3_column_text(peers.get(), 0), recv,
-                has_sent ? std::to_string(sent).c_str() : "-",
-                has_sent ? std::to_string(version - sent).c_str() : "-");
+    std::string backlog = "-";
+    if (has_sent) {
+      sqlite3_bind_int64(unsent.get(), 1, sent);
+      sqlite3_bind_text(unsent.get(), 2, site, -1, SQLITE_TRANSIENT);
+      if (sqlite3_step(unsent.get()) != SQLITE_ROW) {
+        std::fprintf(stderr, "crsyncd status: %s: %s\n", db_path.c_str(), sqlite3_errmsg(db.get()));
+        return 1;
+      }
+      backlog = std::to_string(sqlite3_column_int64(unsent.get(), 0));
+      sqlite3_reset(unsent.get());
+    }
+    std::printf("%-34s %14lld %14s %14s\n", site, recv, has_sent ? std::to_string(sent).c_str() : "-",
+                backlog.c_str());
   }
   return 0;
 }
@@ -163,24 +211,23 @@ int main(int argc, char** argv) {
     crsync::DemoOptions demo;
     for (int i = 2; i < argc; ++i) {
       std::string a = argv[i];
+      if (a != "--replicas" && a != "--writes" && a != "--dir") {
+        std::fprintf(stderr, "crsyncd demo: unknown argument '%s' (try --help)\n", a.c_str());
+        return 2;
+      }
       if (i + 1 >= argc) {
         std::fprintf(stderr, "crsyncd demo: %s needs a value (try --help)\n", a.c_str());
         return 2;
       }
-      if (a == "--replicas") {
-        demo.replicas = std::atoi(argv[++i]);
-      } else if (a == "--writes") {
-        demo.writes_per_app = std::atoi(argv[++i]);
-      } else if (a == "--dir") {
-        demo.dir = argv[++i];
-      } else {
-        std::fprintf(stderr, "crsyncd demo: unknown argument '%s' (try --help)\n", a.c_str());
+      const char* v = argv[++i];
+      if (a == "--dir") {
+        demo.dir = v;
+      } else if (a == "--replicas" ? !ParseInt(v, 2, 16, &demo.replicas)
+                                   : !ParseInt(v, 1, 1000000, &demo.writes_per_app)) {
+        std::fprintf(stderr, "crsyncd demo: %s must be a number %s, not '%s'\n", a.c_str(),
+                     a == "--replicas" ? "from 2 to 16" : "from 1 to 1000000", v);
         return 2;
       }
-    }
-    if (demo.replicas < 2 || demo.replicas > 16 || demo.writes_per_app < 1) {
-      std::fprintf(stderr, "crsyncd demo: --replicas must be 2..16 and --writes at least 1\n");
-      return 2;
     }
     return crsync::RunDemo(demo);
   }
@@ -188,33 +235,49 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "crsyncd: unknown command '%s' (try --help)\n", cmd.c_str());
     return 2;
   }
-  crsync::SidecarOptions opts;
+  // The command line first, whole; then the config file under it, so that
+  // a flag wins over the file wherever it stands.
+  std::optional<std::string> config, db, listen;
+  std::optional<int> log_level;
+  std::vector<std::string> peers;
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
-    auto value = [&]() -> std::string {
+    std::optional<std::string>* single = a == "--config" ? &config
+                                         : a == "--db"   ? &db
+                                         : a == "--listen" ? &listen
+                                                           : nullptr;
+    if (single || a == "--peer") {
       if (i + 1 >= argc) {
         std::fprintf(stderr, "crsyncd: %s needs a value (try --help)\n", a.c_str());
-        std::exit(2);
+        return 2;
       }
-      return argv[++i];
-    };
-    if (a == "--config") {
-      if (!ReadConfig(value(), &opts)) return 2;
-    } else if (a == "--db") {
-      opts.db_path = value();
-    } else if (a == "--listen") {
-      opts.listen = value();
-    } else if (a == "--peer") {
-      opts.peers.push_back(value());
-    } else if (a == "-v") {
-      opts.log_level = 2;
-    } else if (a == "-q") {
-      opts.log_level = 0;
+      std::string v = argv[++i];
+      if (!single) {
+        peers.push_back(v);
+      } else if (*single) {
+        std::fprintf(stderr, "crsyncd: %s is given twice ('%s' and '%s')\n", a.c_str(),
+                     (*single)->c_str(), v.c_str());
+        return 2;
+      } else {
+        *single = v;
+      }
+    } else if (a == "-v" || a == "-q") {
+      if (log_level) {
+        std::fprintf(stderr, "crsyncd: give one of -v and -q, once\n");
+        return 2;
+      }
+      log_level = a == "-v" ? 2 : 0;
     } else {
       std::fprintf(stderr, "crsyncd: unknown argument '%s' (try --help)\n", a.c_str());
       return 2;
     }
   }
+  crsync::SidecarOptions opts;
+  if (config && !ReadConfig(*config, &opts)) return 2;
+  if (db) opts.db_path = *db;
+  if (listen) opts.listen = *listen;
+  if (log_level) opts.log_level = *log_level;
+  opts.peers.insert(opts.peers.end(), peers.begin(), peers.end());
   if (opts.db_path.empty()) {
     std::fprintf(stderr, "crsyncd: --db PATH is required (try --help)\n");
     return 2;

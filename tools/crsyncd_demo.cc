@@ -5,7 +5,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <filesystem>
 #include <memory>
 #include <random>
 #include <thread>
@@ -14,6 +13,7 @@
 #include "crsync/crsync.h"
 #include "crsync/sqlite_handles.h"
 #include "crsync/vfs.h"
+#include "tools/demo_files.h"
 #include "transport/sidecar.h"
 
 namespace crsync {
@@ -65,19 +65,26 @@ int RunDemo(const DemoOptions& o) {
   bool remove_dir = dir.empty();
   if (dir.empty()) {
     char tmpl[] = "/tmp/crsyncd-demo-XXXXXX";
-    if (!mkdtemp(tmpl)) return 1;
+    if (!mkdtemp(tmpl)) {
+      std::perror("demo: cannot create a temporary directory");
+      return 1;
+    }
     dir = tmpl;
   }
-  std::filesystem::create_directories(dir);
   int n = o.replicas < 2 ? 2 : o.replicas;
+  std::vector<std::string> paths;
+  for (int i = 0; i < n; ++i) paths.push_back(dir + "/replica" + std::to_string(i) + ".db");
+  if (std::string err = PrepareDemoDir(dir, paths); !err.empty()) {
+    std::fprintf(stderr, "crsyncd demo: %s\n", err.c_str());
+    return 1;
+  }
   std::printf("crsyncd demo: %d replicas on 127.0.0.1 (a hub and %d spokes), %d one-row "
               "transactions per app, in %s\n",
               n, n - 1, o.writes_per_app, dir.c_str());
   std::vector<std::unique_ptr<Replica>> reps;
   for (int i = 0; i < n; ++i) {
     auto r = std::make_unique<Replica>();
-    r->path = dir + "/replica" + std::to_string(i) + ".db";
-    for (const char* s : {"", "-wal", "-shm", "-crsync"}) std::filesystem::remove(r->path + s);
+    r->path = paths[i];
     DbPtr db;
     Status st = OpenDb(r->path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, CRSYNC_VFS_NAME, &db);
     if (st.ok()) {
@@ -204,7 +211,7 @@ int RunDemo(const DemoOptions& o) {
     std::printf("\nNOT converged within the time limit\n");
   }
   if (remove_dir) {
-    std::filesystem::remove_all(dir);
+    RemoveDemoDir(dir);
   } else {
     std::printf("databases kept in %s (try: crsyncd status --db %s/replica0.db)\n", dir.c_str(),
                 dir.c_str());

@@ -374,8 +374,10 @@ Status PeerSession::Pump(std::vector<Message>* out) {
     }
   }
   if (!s.ok()) {
-    // Nothing of this pump may go out; the session closes.
+    // Nothing of this pump may go out; the session closes, and the peer
+    // hears why rather than seeing the connection just end.
     out->erase(out->begin() + static_cast<ptrdiff_t>(before), out->end());
+    out->push_back(ErrorMsg{ErrorMsg::kInternal, "the sender stopped: " + s.message(), 0});
   }
   return s;
 }

@@ -95,7 +95,9 @@ class PeerSession {
   // Sends what is new in the local change feed (call when the commit signal
   // fires, and after acks), within the send window. Before returning any
   // version not yet announced, it fsyncs the write-ahead log, so that no
-  // peer is told of a commit a power loss could still undo.
+  // peer is told of a commit a power loss could still undo. On an error,
+  // nothing of this call is queued but an Error (kInternal) saying why, and
+  // the session should close.
   Status Pump(std::vector<Message>* out);
   // The last Pump() stopped at max_changes_per_pump with window to spare:
   // call it again soon (there may be more to read).

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdarg>
 #include <cstdio>
 
@@ -21,11 +22,11 @@
 namespace crsync {
 
 void Sidecar::Impl::Log(int level, const char* fmt, ...) {
-  if (level > options.log_level) return;
+  if (std::max(level, 0) > options.log_level) return;
   va_list ap;
   va_start(ap, fmt);
-  static const char* kNames[] = {"error", "info", "debug"};
-  std::fprintf(stderr, "crsyncd %s: ", kNames[level < 0 ? 0 : (level > 2 ? 2 : level)]);
+  static const char* kNames[] = {"warning", "error", "info", "debug"};
+  std::fprintf(stderr, "crsyncd %s: ", kNames[level < -1 ? 0 : (level > 2 ? 3 : level + 1)]);
   std::vfprintf(stderr, fmt, ap);
   std::fputc('\n', stderr);
   va_end(ap);
@@ -37,7 +38,12 @@ Status Sidecar::Impl::Start() {
   {
     sockaddr_storage addr;
     if (!options.listen.empty()) CRSYNC_RETURN_IF_ERROR(SockAddr(options.listen, &addr));
-    for (const std::string& p : options.peers) CRSYNC_RETURN_IF_ERROR(SockAddr(p, &addr));
+    for (const std::string& p : options.peers) {
+      CRSYNC_RETURN_IF_ERROR(SockAddr(p, &addr));
+      if (reinterpret_cast<sockaddr_in*>(&addr)->sin_port == 0) {  // same offset in sockaddr_in6
+        return Status::InvalidArgument("bad peer address '" + p + "': port 0 cannot be dialled");
+      }
+    }
   }
   Status st = OpenDb(options.db_path, SQLITE_OPEN_READWRITE, nullptr, &db);
   if (!st.ok()) return st.WithContext("crsyncd needs an existing database");
@@ -56,6 +62,14 @@ Status Sidecar::Impl::Start() {
   // WAL + synchronous=NORMAL: a power loss may drop the last merges, never
   // split one, and the receive cursor commits with them (it cannot run ahead).
   CRSYNC_RETURN_IF_ERROR(Exec(db.get(), "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL"));
+  {
+    StmtPtr crrs;
+    if (Prepare(db.get(), "SELECT 1 FROM crsync_crrs LIMIT 1", &crrs).ok() &&
+        sqlite3_step(crrs.get()) == SQLITE_DONE) {
+      Log(kWarning, "%s has no CRRs yet (make them with crsql_as_crr): nothing replicates until it has",
+          options.db_path.c_str());
+    }
+  }
   if (uv_loop_init(&loop) != 0) return Status::Transport("cannot create the event loop");
   loop_ready = true;
   stop_async.data = this;
@@ -70,8 +84,13 @@ Status Sidecar::Impl::Start() {
   uv_signal_init(&loop, &sigint);
   uv_signal_init(&loop, &sigterm);
   sigint.data = sigterm.data = this;
+  signals_open = true;
   auto on_signal = [](uv_signal_t* s, int) {
     auto* self = static_cast<Impl*>(s->data);
+    if (self->stopping) {
+      self->Log(1, "signal received; already stopping");
+      return;
+    }
     self->Log(1, "signal received, stopping");
     self->Guarded("stopping", [&] { self->Shutdown(); });
   };
@@ -124,11 +143,6 @@ Status Sidecar::Impl::Start() {
     if (options.on_listening) options.on_listening(port);
   }
   for (const std::string& p : options.peers) {
-    sockaddr_storage addr;
-    CRSYNC_RETURN_IF_ERROR(SockAddr(p, &addr));
-    if (reinterpret_cast<sockaddr_in*>(&addr)->sin_port == 0) {  // same offset in sockaddr_in6
-      return Status::InvalidArgument("bad peer address '" + p + "': port 0 cannot be dialled");
-    }
     auto d = std::make_unique<Dialer>();
     d->impl = this;
     d->address = p;
@@ -160,9 +174,19 @@ void Sidecar::Impl::Shutdown() {
   if (listening) uv_close(reinterpret_cast<uv_handle_t*>(&server), nullptr);
   if (watching) uv_close(reinterpret_cast<uv_handle_t*>(&signal_watch), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&pump_timer), nullptr);
+  if (signals_open) {
+    uv_unref(reinterpret_cast<uv_handle_t*>(&sigint));
+    uv_unref(reinterpret_cast<uv_handle_t*>(&sigterm));
+  }
+  uv_close(reinterpret_cast<uv_handle_t*>(&stop_async), nullptr);
+}
+
+void Sidecar::Impl::CloseSignals() {
+  if (!signals_open) return;
+  signals_open = false;
   uv_close(reinterpret_cast<uv_handle_t*>(&sigint), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&sigterm), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&stop_async), nullptr);
+  uv_run(&loop, UV_RUN_DEFAULT);
 }
 
 
@@ -181,6 +205,7 @@ Status Sidecar::Run() {
     if (impl_->loop_ready) {
       impl_->Shutdown();
       uv_run(&impl_->loop, UV_RUN_DEFAULT);
+      impl_->CloseSignals();
       uv_loop_close(&impl_->loop);
     }
     return st;
@@ -192,6 +217,7 @@ Status Sidecar::Run() {
   }
   if (stop_now) impl_->Shutdown();
   uv_run(&impl_->loop, UV_RUN_DEFAULT);
+  impl_->CloseSignals();
   impl_->sessions.clear();  // no task is running once the loop ended
   if (impl_->yields) {
     impl_->Log(1, "merges stepped aside for application writers %llu times",

@@ -240,7 +240,11 @@ void Sidecar::Impl::OnConnect(uv_connect_t* req, int status) {
   Impl* self = c->impl;
   if (c->closing) return;  // cancelled by Shutdown()
   if (status != 0) {
-    self->Log(2, "dial %s: %s", c->peer.c_str(), uv_strerror(status));
+    Dialer* d = c->dialer;
+    const int failures = d ? ++d->failures : 1;
+    const bool warn = (failures - 1) % kDialFailuresPerWarning == 0;
+    self->Log(warn ? kWarning : 2, "cannot reach %s: %s (attempt %d; retrying, at most every %d s)",
+              c->peer.c_str(), uv_strerror(status), failures, kMaxBackoffMs / 1000);
     self->AbandonConn(c);  // redials with backoff
     return;
   }
@@ -249,7 +253,13 @@ void Sidecar::Impl::OnConnect(uv_connect_t* req, int status) {
     return;
   }
   bool ok = self->Guarded("connecting", [&] {
-    self->Log(1, "connected to %s", c->peer.c_str());
+    Dialer* d = c->dialer;
+    if (d && d->failures > 0) {
+      self->Log(0, "connected to %s after %d failed attempts", c->peer.c_str(), d->failures);
+      d->failures = 0;
+    } else {
+      self->Log(1, "connected to %s", c->peer.c_str());
+    }
     c->connected_at = uv_now(&self->loop);
     self->StartConn(c);
   });

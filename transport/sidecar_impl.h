@@ -93,8 +93,13 @@ struct Sidecar::Impl {
     uv_timer_t timer;
     uv_connect_t req;
     int backoff_ms = kFirstBackoffMs;
+    // Dials that failed in a row: the first is logged at the default level,
+    // then one in kDialFailuresPerWarning (about once a minute at the
+    // longest backoff), so an unreachable peer is visible without -v.
+    int failures = 0;
     Conn* conn = nullptr;
   };
+  static constexpr int kDialFailuresPerWarning = 12;
 
   struct WriteReq {
     uv_write_t req;
@@ -119,7 +124,11 @@ struct Sidecar::Impl {
   uv_fs_event_t signal_watch;
   bool watching = false;
   uv_timer_t pump_timer;
+  // SIGINT and SIGTERM stop the loop. They stay handled (unreferenced)
+  // through the shutdown, so a second signal then is absorbed rather than
+  // killing the process; CloseSignals() closes them once the loop ended.
   uv_signal_t sigint, sigterm;
+  bool signals_open = false;
   DbPtr db;
   std::map<uint64_t, Conn*> conns;                              // loop thread
   std::map<uint64_t, std::unique_ptr<PeerSession>> sessions;    // strand only
@@ -134,9 +143,13 @@ struct Sidecar::Impl {
   uint64_t yields = 0;              // strand only
 
   // --- lifecycle and logging (sidecar.cc) ---
+  // Levels: 0 error, 1 info, 2 debug, shown up to options.log_level;
+  // kWarning is shown whenever errors are.
+  static constexpr int kWarning = -1;
   void Log(int level, const char* fmt, ...);
   Status Start();
   void Shutdown();
+  void CloseSignals();
 
   // --- the database strand (sidecar_strand.cc) ---
   void Enqueue(Task::Kind kind, uint64_t conn, Message msg = Message{});

@@ -92,7 +92,11 @@ void Sidecar::Impl::Process(Task* t) {
       if (id == except || !s->ready()) continue;
       Status st = s->Pump(&out);
       flush(id);
-      if (!st.ok()) t->to_close.push_back(id);
+      if (!st.ok()) {
+        Log(0, "connection %llu closed: %s", static_cast<unsigned long long>(id),
+            st.message().c_str());
+        t->to_close.push_back(id);
+      }
     }
   };
   switch (t->kind) {

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <fstream>
 #include <memory>
+#include <sstream>
 #include <thread>
 
 #include "crsync/vfs.h"
@@ -103,6 +104,9 @@ class Daemon {
     close(out_);
   }
   int port() const { return port_; }
+  void Signal(int sig) const {
+    if (pid_ > 0) kill(pid_, sig);
+  }
   bool Alive() const { return pid_ > 0 && waitpid(pid_, nullptr, WNOHANG) == 0; }
   // Whether the process ignores SIGPIPE (the SigIgn mask in /proc).
   bool IgnoresSigpipe() const {
@@ -456,6 +460,29 @@ TEST_F(CrsyncdTest, SigtermDuringAnUnansweredDialExitsPromptly) {
   close(lfd);
 }
 
+// Ctrl-C pressed twice, or `timeout` signalling the process and its group:
+// a signal that arrives while the daemon is stopping (here: waiting for a
+// merge held up by an application's write lock) is absorbed, and the daemon
+// still finishes its work and exits 0.
+TEST_F(CrsyncdTest, ASecondSignalWhileStoppingIsAbsorbed) {
+  TempPath pa, pb;
+  auto a = NewNode(&pa), b = NewNode(&pb);
+  a->Exec("BEGIN");
+  Write(*a, 0, 300, "a");
+  a->Exec("COMMIT");
+  Daemon da(pa.str(), true, {});
+  b->Exec("BEGIN IMMEDIATE");  // the merge waits for this (busy timeout 5 s)
+  Daemon dbd(pb.str(), false, {da.port()});
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));  // connected, merge waiting
+  dbd.Signal(SIGINT);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  ASSERT_TRUE(dbd.Alive()) << "stopped while its merge was still waiting";
+  dbd.Signal(SIGINT);  // the second Ctrl-C
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  b->Exec("ROLLBACK");
+  EXPECT_TRUE(dbd.StopsWithin(std::chrono::seconds(8))) << "killed by the second signal";
+}
+
 // When the commit signal cannot be watched, the daemon falls back to its
 // timer, still replicates, and still stops cleanly (exit 0) on SIGTERM.
 TEST_F(CrsyncdTest, UnwatchableCommitSignalStillStopsCleanly) {
@@ -561,6 +588,128 @@ TEST(CrsyncdCliTest, UsageErrorsAndConfigFile) {
   EXPECT_NE(RunCrsyncd("run --config " + cfg.str(), &code).find("/nonexistent/y.db"),
             std::string::npos);
   EXPECT_EQ(code, 1);
+}
+
+// What a user mistypes gets named for what it is, and nothing runs.
+TEST(CrsyncdCliTest, MistakesAreNamedPrecisely) {
+  int code;
+  std::string out;
+  // An unknown flag is unknown, not "missing a value".
+  out = RunCrsyncd("demo -v", &code);
+  EXPECT_NE(out.find("unknown argument '-v'"), std::string::npos) << out;
+  EXPECT_EQ(code, 2);
+  out = RunCrsyncd("demo --replicas", &code);
+  EXPECT_NE(out.find("--replicas needs a value"), std::string::npos) << out;
+  EXPECT_EQ(code, 2);
+  for (const char* bad : {"--replicas 2x", "--replicas 17", "--writes 0", "--writes ''"}) {
+    out = RunCrsyncd(std::string("demo ") + bad, &code);
+    EXPECT_NE(out.find("must be a number"), std::string::npos) << bad << ": " << out;
+    EXPECT_EQ(code, 2) << bad;
+  }
+  // A --dir that is a file: an error, not an uncaught exception (abort).
+  TempPath file;
+  FILE* f = fopen(file.str().c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  fclose(f);
+  out = RunCrsyncd("demo --dir " + file.str(), &code);
+  EXPECT_NE(out.find("cannot create directory " + file.str()), std::string::npos) << out;
+  EXPECT_EQ(code, 1);
+  // A config "file" that is a directory cannot be read; it is not empty.
+  out = RunCrsyncd("run --config /tmp", &code);
+  EXPECT_NE(out.find("cannot read config /tmp: Is a directory"), std::string::npos) << out;
+  EXPECT_EQ(code, 2);
+  // Single-valued settings given twice are refused, on the command line
+  // and in a file.
+  out = RunCrsyncd("run --db a.db --listen 127.0.0.1:0 --db b.db", &code);
+  EXPECT_NE(out.find("--db is given twice ('a.db' and 'b.db')"), std::string::npos) << out;
+  EXPECT_EQ(code, 2);
+  out = RunCrsyncd("run --db a.db -v -q", &code);
+  EXPECT_NE(out.find("one of -v and -q"), std::string::npos) << out;
+  EXPECT_EQ(code, 2);
+  TempPath cfg;
+  f = fopen(cfg.str().c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  fputs("db = /nonexistent/y.db\nlisten = 127.0.0.1:0\ndb = /nonexistent/z.db\n", f);
+  fclose(f);
+  out = RunCrsyncd("status --config " + cfg.str(), &code);
+  EXPECT_NE(out.find(":3: 'db' is set twice"), std::string::npos) << out;
+  EXPECT_EQ(code, 2);
+  // A flag wins over the file even when it comes first.
+  TempPath made;
+  TestDb(made.str()).Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL); SELECT crsql_as_crr('t')");
+  f = fopen(cfg.str().c_str(), "w");
+  fputs("db = /nonexistent/y.db\n", f);
+  fclose(f);
+  out = RunCrsyncd("status --db " + made.str() + " --config " + cfg.str(), &code);
+  EXPECT_NE(out.find("database   " + made.str()), std::string::npos) << out;
+  EXPECT_EQ(code, 0) << out;
+  // A peer on port 0 is refused before anything is opened or bound: no
+  // "listening" line a script could take for a served port.
+  out = RunCrsyncd("run --db /nonexistent/x.db --listen 127.0.0.1:0 --peer 127.0.0.1:0", &code);
+  EXPECT_NE(out.find("bad peer address '127.0.0.1:0': port 0 cannot be dialled"), std::string::npos)
+      << out;
+  EXPECT_EQ(out.find("listening"), std::string::npos) << out;
+  EXPECT_EQ(code, 1);
+}
+
+// A peer that cannot be reached is reported at the default log level (even
+// -q), once rather than at every redial; a plain database is warned about.
+TEST(CrsyncdCliTest, AnUnreachablePeerAndAnEmptyDatabaseAreReported) {
+  TempPath made;
+  TestDb(made.str()).Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL)");  // no CRR
+  // Port 1 on loopback: nothing listens, every dial is refused at once.
+  FILE* p = popen(("timeout --preserve-status -s INT 2 " + std::string(CRSYNCD) + " run -q --db " + made.str() +
+                   " --peer 127.0.0.1:1 2>&1")
+                      .c_str(),
+                  "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[512];
+  while (fgets(buf, sizeof buf, p)) out += buf;
+  int status = pclose(p);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << ": " << out;
+  EXPECT_NE(out.find("cannot reach 127.0.0.1:1: connection refused (attempt 1;"), std::string::npos)
+      << out;
+  EXPECT_EQ(out.find("(attempt 2;"), std::string::npos) << "every redial logged: " << out;
+  EXPECT_NE(out.find("has no CRRs yet"), std::string::npos) << out;
+}
+
+// status counts, per peer, the changes it has not acknowledged that did not
+// come from it: versions holding only its own changes are not a backlog.
+TEST(CrsyncdCliTest, StatusCountsTheChangesAPeerStillNeeds) {
+  TempPath path;
+  const std::string peer(32, '3');
+  {
+    TestDb db(path.str());
+    db.Exec(std::string(kSchema) +
+            "INSERT INTO items VALUES (1, 'a', 1); INSERT INTO items VALUES (2, 'b', 2);"
+            "INSERT INTO items VALUES (3, 'c', 3);");  // versions 1-3, 6 changes
+    // Versions 4 and 5: the peer's own changes, merged here.
+    for (int v = 1; v <= 2; ++v) {
+      db.Exec("INSERT INTO crsql_changes VALUES ('items', crsql_pack_columns(" +
+              std::to_string(10 + v) + "), 'name', 'p', 1, " + std::to_string(v) + ", x'" + peer +
+              "')");
+    }
+    // The peer acknowledged our version 1.
+    db.Exec("INSERT INTO crsql_tracked_peers (site_id, version, seq, tag, event) VALUES (x'" +
+            peer + "', 1, 0, " + std::to_string(kSidecarTag) + ", 1)");
+    ASSERT_EQ(db.Int("SELECT crsql_db_version()"), 5);
+  }
+  int code;
+  std::string out = RunCrsyncd("status --db " + path.str(), &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("changes to send"), std::string::npos) << out;
+  // Versions 2 and 3 hold 4 changes for it; 4 and 5 are its own.
+  std::string row;
+  for (size_t at = out.find(peer); at != std::string::npos && at < out.size(); ++at) {
+    if (out[at] == '\n') break;
+    row += out[at];
+  }
+  std::istringstream fields(row);
+  std::string site, received, has_ours, to_send;
+  fields >> site >> received >> has_ours >> to_send;
+  EXPECT_EQ(has_ours, "1") << out;
+  EXPECT_EQ(to_send, "4") << out;
 }
 
 // The README's main job: `crsyncd demo` converges and exits 0.

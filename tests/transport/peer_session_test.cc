@@ -511,7 +511,16 @@ TEST(PeerSessionTest, LargeValuesAreSplitBySizeAndAnOversizedOneIsNamed) {
   out.clear();
   Status s = sa->Pump(&out);
   EXPECT_THAT(s.message(), HasSubstr("cannot send a change of items (column name"));
-  EXPECT_TRUE(out.empty());
+  // Nothing of it goes out but an Error, so the peer can say why the
+  // connection ends.
+  ASSERT_EQ(out.size(), 1u);
+  const auto* e = std::get_if<ErrorMsg>(&out[0]);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->code, ErrorMsg::kInternal);
+  EXPECT_THAT(e->message, HasSubstr("cannot send a change of items (column name"));
+  back.clear();
+  Status told = sb->OnMessage(out[0], &back);
+  EXPECT_THAT(told.message(), HasSubstr("peer reported error 4: the sender stopped: cannot send"));
 }
 
 TEST(PeerSessionTest, BatchesMergeTogetherAndABadChangesetStopsOnlyTheRest) {

@@ -1,0 +1,43 @@
+// tools/demo_files.h — where the demos keep their databases.
+//
+// The demos are run by hand with a user-chosen --dir; a bad one (a file, a
+// directory without permission) is an error message and exit 1, never an
+// uncaught std::filesystem exception.
+#ifndef CRSYNC_TOOLS_DEMO_FILES_H_
+#define CRSYNC_TOOLS_DEMO_FILES_H_
+
+#include <filesystem>
+#include <initializer_list>
+#include <string>
+#include <system_error>
+#include <vector>
+
+namespace crsync {
+
+// Creates `dir` if needed and removes a previous run's copies of `dbs` (each
+// with its -wal, -shm and -crsync files). Returns "" or what went wrong,
+// naming the path.
+inline std::string PrepareDemoDir(const std::string& dir, const std::vector<std::string>& dbs) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return "cannot create directory " + dir + ": " + ec.message();
+  if (!std::filesystem::is_directory(dir, ec)) return dir + " is not a directory";
+  for (const std::string& db : dbs) {
+    for (const char* suffix : {"", "-wal", "-shm", "-crsync"}) {
+      std::filesystem::remove(db + suffix, ec);
+      if (ec) return "cannot remove " + db + suffix + ": " + ec.message();
+    }
+  }
+  return "";
+}
+
+// Removes a directory the demo made for itself; failures are left be (the
+// demo's result does not depend on it).
+inline void RemoveDemoDir(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+}
+
+}  // namespace crsync
+
+#endif  // CRSYNC_TOOLS_DEMO_FILES_H_
