@@ -284,7 +284,7 @@ std::atomic<bool> throw_in_next_flush{false};
 
 void Crr::ThrowInNextFlushForTesting() { throw_in_next_flush = true; }
 
-Status Crr::FlushPending() {
+Status Crr::FlushPending(FlushHow how) {
   if (failed()) return held_.Failure(name());
   if (held_.empty()) return Status::OK();
   const size_t n = held_.size();
@@ -302,17 +302,21 @@ Status Crr::FlushPending() {
   } mark{this};
   HeldRows::Row& first = held_.at(0);
   // Many rows are upserted, and their feed entries changed, with one
-  // statement each (StoreBulk), in key order.
+  // statement each (StoreBulk), in key order; or one row at a time.
+  const bool bulk = n > 1 && how == FlushHow::kAny;
   const RowBuf *rows = nullptr, *feed_del = nullptr, *feed_add = nullptr;
-  if (n > 1) held_.Encode(&rows, &feed_del, &feed_add);
+  if (bulk) held_.Encode(&rows, &feed_del, &feed_add);
   held_.Forget();
   ++pending_flushes_;
   if (throw_in_next_flush.load(std::memory_order_relaxed) && throw_in_next_flush.exchange(false)) {
     throw std::bad_alloc();
   }
   Status s;
-  if (n == 1) {
-    s = WriteMeta(first.pk, first.before, first.meta);
+  if (!bulk) {
+    for (size_t i = 0; i < n && s.ok(); ++i) {
+      const HeldRows::Row& r = held_.at(i);
+      s = WriteMeta(r.pk, r.before, r.meta);
+    }
   } else {
     const RowBuf none;
     s = WriteBulk(none, *rows, *feed_del, *feed_add, false);

@@ -76,7 +76,14 @@ class Crr {
   // ClearFailure(): the transaction has to roll back.
   Status StoreMeta(std::string_view pk, const RowMeta& before, const RowMeta& after,
                    bool cache = false, bool defer = false);
-  Status FlushPending();
+  // How FlushPending may write. kOneRowStatements: only with statements
+  // that open no statement journal, for a flush from xSavepoint. There,
+  // SQLite has counted the statement that is starting but not yet opened
+  // its savepoint; a nested statement with a journal would open that
+  // savepoint too, before the flush, and the starting statement failing
+  // would then undo the flush of rows merged before it.
+  enum class FlushHow { kAny, kOneRowStatements };
+  Status FlushPending(FlushHow how = FlushHow::kAny);
   static constexpr size_t kMaxPending = HeldRows::kMax;
   // Tests: makes the next FlushPending() with rows to write throw
   // std::bad_alloc once it has forgotten them (as an allocation failure
@@ -247,9 +254,9 @@ class Catalog {
   // ones a rollback undid.
   bool invalidated() const { return schema_version_ == -1; }
   // Writes every CRR's pending row (Crr::StoreMeta with defer).
-  Status FlushPending() {
+  Status FlushPending(Crr::FlushHow how = Crr::FlushHow::kAny) {
     for (auto& c : crrs_)
-      if (c) CRSYNC_RETURN_IF_ERROR(c->FlushPending());
+      if (c) CRSYNC_RETURN_IF_ERROR(c->FlushPending(how));
     return Status::OK();
   }
   uint64_t pending_flushes() const {

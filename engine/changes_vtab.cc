@@ -583,7 +583,7 @@ int Savepoint(sqlite3_vtab* vtab, int level) {
     const size_t mine = v->savepoints.size() - 1;
     Status s;
     try {
-      if (!internal) s = catalog.FlushPending();
+      if (!internal) s = catalog.FlushPending(Crr::FlushHow::kOneRowStatements);
     } catch (...) {
       if (mine < v->savepoints.size()) v->savepoints[mine].failed = catalog.Failed();  // unwound
       throw;
