@@ -141,18 +141,15 @@ class Migration {
     new_slot_.assign(old_.cols.size(), -1);
     for (size_t i = 0; i < old_.cols.size(); ++i) new_slot_[i] = crr_.SlotOf(old_.cols[i]);
     const TableSchema& schema = crr_.schema();
+    // (The key compares as bytes: CheckCrrEligible, E9, refused any other
+    // collation before this runs.)
     std::string on, values;
-    // The key as stored, byte for byte: under a NOCASE (or RTRIM) key the
-    // metadata of a deleted 'a' must not meet the live row 'A'. The first
-    // comparison (the column's collation) finds the row by its index, the
-    // second (BINARY) keeps only the row itself.
     bool reordered = false;
     std::string new_pk = "crsql_pack_columns(";
     for (size_t k = 0; k < schema.pk_cols.size(); ++k) {
       const std::string col = "u." + QuoteIdent(schema.pk_cols[k]);
       const std::string key = "crsync_pk_value(r.pk, " + std::to_string(old_pos_[k]) + ")";
-      on += std::string(k ? " AND " : "") + col + " = " + key + " AND " + col + " = " + key +
-            " COLLATE BINARY";
+      on += std::string(k ? " AND " : "") + col + " = " + key;
       new_pk += std::string(k ? ", " : "") + key;
       reordered = reordered || old_pos_[k] != k;
     }

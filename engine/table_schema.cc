@@ -192,6 +192,28 @@ Status CheckCrrEligible(sqlite3* db, const TableSchema& schema) {
                                      "row sentinel of a CRR");
     }
   }
+  // E9 (ours): the key compares as bytes. Replicas identify a row by its
+  // packed key; under NOCASE (or RTRIM, or any other collation) 'a' and
+  // 'A' would be one row in the table but two rows' clocks, and replicas
+  // that wrote both would each keep the other's value.
+  StmtPtr coll;
+  CRSYNC_RETURN_IF_ERROR(Prepare(
+      db,
+      "SELECT x.name, x.coll FROM pragma_index_list(?1, 'main') AS l, "
+      "pragma_index_xinfo(l.name, 'main') AS x WHERE l.origin = 'pk' AND x.key AND x.cid >= 0 "
+      "AND upper(x.coll) != 'BINARY' LIMIT 1",
+      &coll));
+  sqlite3_bind_text(coll.get(), 1, t.data(), static_cast<int>(t.size()), SQLITE_TRANSIENT);
+  if (sqlite3_step(coll.get()) == SQLITE_ROW) {
+    auto text = [&](int i) {
+      const unsigned char* v = sqlite3_column_text(coll.get(), i);
+      return std::string(v ? reinterpret_cast<const char*>(v) : "");
+    };
+    return Status::InvalidArgument(
+        "Table " + t + " has primary key column " + text(0) + " with collation " + text(1) +
+        ". A CRR's key must compare as bytes (BINARY): replicas identify rows by the key's "
+        "bytes, so keys this collation calls equal would be one row here and two elsewhere");
+  }
   return Status::OK();
 }
 

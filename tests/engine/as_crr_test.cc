@@ -279,6 +279,18 @@ TEST(AsCrrTest, EligibilityExamplesOfTheSpec) {
   db.Exec("CREATE TABLE k2 (\"-1\" PRIMARY KEY NOT NULL, v)");  // E8 holds for key columns too
   EXPECT_THAT(db.Error("SELECT crsql_as_crr('k2')"), HasSubstr("has a column named -1, which is reserved"));
   EXPECT_THAT(db.Error("SELECT crsql_as_crr('v')"), HasSubstr("not an ordinary table"));
+  // E9: a key that does not compare as bytes, declared on the column or in
+  // the key clause, rowid or WITHOUT ROWID; a collation on another column
+  // and BINARY spelled out are fine.
+  db.Exec("CREATE TABLE n1 (id TEXT PRIMARY KEY COLLATE NOCASE NOT NULL, v);"
+          "CREATE TABLE n2 (a NOT NULL, b NOT NULL, v, PRIMARY KEY (a, b COLLATE RTRIM)) WITHOUT ROWID;"
+          "CREATE TABLE n3 (id TEXT COLLATE binary PRIMARY KEY NOT NULL, v COLLATE NOCASE);");
+  EXPECT_THAT(db.Error("SELECT crsql_as_crr('n1')"),
+              HasSubstr("Table n1 has primary key column id with collation NOCASE. A CRR's key must "
+                        "compare as bytes (BINARY)"));
+  EXPECT_THAT(db.Error("SELECT crsql_as_crr('n2')"),
+              HasSubstr("Table n2 has primary key column b with collation RTRIM"));
+  EXPECT_EQ(db.One("SELECT crsql_as_crr('n3')"), "'OK'");
   // A virtual table's shadow tables are ordinary b-trees, but its own.
   db.Exec("CREATE VIRTUAL TABLE ft USING fts5(body)");
   EXPECT_THAT(db.Error("SELECT crsql_as_crr('ft_content')"), HasSubstr("shadow table"));
@@ -293,6 +305,7 @@ TEST(AsCrrTest, EligibilityExamplesOfTheSpec) {
   // Rejected tables got nothing: no triggers, no metadata tables.
   EXPECT_EQ(db.One("SELECT count(*) FROM sqlite_master WHERE name LIKE 'e\\_\\_%' ESCAPE '\\' "
                    "OR name LIKE 'h\\_\\_%' ESCAPE '\\' OR name LIKE 'ft%crsync%' "
+                   "OR name LIKE 'n1\\_\\_%' ESCAPE '\\' OR name LIKE 'n2\\_\\_%' ESCAPE '\\' "
                    "OR name LIKE 'crsql_mine%crsync%'"),
             "0");
   EXPECT_EQ(db.One("SELECT count(*) FROM crsync_crrs WHERE name IN ('ft_content', 'crsql_mine')"), "0");
