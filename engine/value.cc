@@ -221,9 +221,11 @@ Value ApplyAffinity(const Value& v, char affinity) {
     case 'r': {
       Value out = v;
       if (v.type == SQLITE_TEXT) {
-        // Well-formed numeric text, surrounding spaces allowed, as SQLite.
-        size_t b = v.bytes.find_first_not_of(" \t\n\r");
-        size_t e = v.bytes.find_last_not_of(" \t\n\r");
+        // Well-formed numeric text, surrounding spaces allowed, as SQLite
+        // (its sqlite3Isspace: \v and \f count too).
+        constexpr const char* kSpace = " \t\n\v\f\r";
+        size_t b = v.bytes.find_first_not_of(kSpace);
+        size_t e = v.bytes.find_last_not_of(kSpace);
         if (b == std::string::npos) return v;
         std::string text = v.bytes.substr(b, e - b + 1);
         errno = 0;

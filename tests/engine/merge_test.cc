@@ -256,6 +256,9 @@ TEST(MergeAffinityTest, PkValuesTakeTheColumnsAffinity) {
   db.Exec("INSERT INTO crsql_changes VALUES ('t', crsql_pack_columns(5), 'v', 'cinq', 5, 1, " + site + ")");
   db.Exec("INSERT INTO crsql_changes VALUES ('r', crsql_pack_columns(2), 'v', 'x', 1, 1, " + site + ")");
   db.Exec("INSERT INTO crsql_changes VALUES ('b', crsql_pack_columns('2'), 'v', 'y', 1, 1, " + site + ")");
+  // '1' followed by a form feed: SQLite's spaces include \f and \v.
+  db.Exec("INSERT INTO crsql_changes VALUES ('n', crsql_pack_columns(char(49, 12)), 'v', 'uno', 5, 1, " +
+          site + ")");
   EXPECT_EQ(db.Query("SELECT id, v FROM n"), (Rows{{"1", "'uno'"}}));
   EXPECT_EQ(db.Query("SELECT k, v FROM t"), (Rows{{"'5'", "'cinq'"}}));
   EXPECT_EQ(db.Query("SELECT typeof(k), v FROM r"), (Rows{{"'real'", "'x'"}}));
