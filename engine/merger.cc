@@ -87,6 +87,18 @@ Status Merger::ValidateChange(const MergeInput& in, Crr* crr, int* slot) {
       }
       return Status::InvalidArgument("crsql - no such column " + t() + "." + std::string(in.cid));
     }
+    if (!e_->open_alters().empty() && e_->open_alters().count(crr->name())) {
+      // Mid-alter the CRR's columns are the old ones until the commit
+      // reconciles them: one the alter dropped is not in the table.
+      const std::string cid(in.cid);
+      if (sqlite3_table_column_metadata(e_->db(), "main", crr->name().c_str(), cid.c_str(), nullptr,
+                                        nullptr, nullptr, nullptr, nullptr) != SQLITE_OK) {
+        return Status::InvalidArgument(
+            "crsql - column " + crr->name() + "." + cid +
+            " is not in the table while its alter is open (crsql_begin_alter); merge this change "
+            "after crsql_commit_alter");
+      }
+    }
   }
   if (in.col_version < 0) return Status::InvalidArgument("crsql - col_version must be a non-negative integer");
   if (in.db_version < 0) return Status::InvalidArgument("crsql - db_version must be a non-negative integer");

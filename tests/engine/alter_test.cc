@@ -469,6 +469,27 @@ TEST_F(AlterTest, ARolledBackAlterIsNoLongerOpen) {
   EXPECT_EQ(db_.One("SELECT col_version FROM crsql_changes WHERE cid = 'name'"), "3");
 }
 
+// Mid-alter the CRR's columns are the old ones: a merge of a column the
+// alter dropped is refused by name and changes nothing (other columns merge
+// as usual); after the commit the column is unknown.
+TEST_F(AlterTest, AMergeOfAColumnTheOpenAlterDroppedIsRefusedByName) {
+  auto change = [](const char* cid, const char* val, int version) {
+    return std::string("INSERT INTO crsql_changes VALUES ('todo', crsql_pack_columns(1), '") + cid +
+           "', '" + val + "', " + std::to_string(version) + ", 1, X'11111111111111111111111111111111')";
+  };
+  db_.Exec("BEGIN; SELECT crsql_begin_alter('todo'); ALTER TABLE todo DROP COLUMN list");
+  const Rows before = db_.Query(kChanges);
+  EXPECT_THAT(db_.Error(change("list", "office", 5)),
+              HasSubstr("column todo.list is not in the table while its alter is open "
+                        "(crsql_begin_alter); merge this change after crsql_commit_alter"));
+  EXPECT_EQ(db_.Query(kChanges), before);
+  db_.Exec(change("name", "peer", 5));
+  EXPECT_EQ(db_.One("SELECT name FROM todo"), "'peer'");
+  db_.Exec("SELECT crsql_commit_alter('todo'); COMMIT");
+  EXPECT_THAT(db_.Error(change("list", "office", 6)), HasSubstr("no such column todo.list"));
+  EXPECT_EQ(db_.One("SELECT val FROM crsql_changes WHERE cid = 'name'"), "'peer'");
+}
+
 // A committed alter undone by ROLLBACK TO a savepoint of the caller's: the
 // CRR has its old columns again, even when later DDL brings the schema
 // version back to the one the engine cached the altered CRR under.
