@@ -57,11 +57,13 @@ Status Sidecar::Impl::Start() {
   if (int rc = crsync_engine_init(db.get(), &err); rc != SQLITE_OK) {
     std::string m = err ? err : "cannot install the engine";
     sqlite3_free(err);
-    return Status::Sqlite(rc, m);
+    return Status::Sqlite(rc, m).WithContext(options.db_path);
   }
   // WAL + synchronous=NORMAL: a power loss may drop the last merges, never
   // split one, and the receive cursor commits with them (it cannot run ahead).
-  CRSYNC_RETURN_IF_ERROR(Exec(db.get(), "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL"));
+  if (Status wal = Exec(db.get(), "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL"); !wal.ok()) {
+    return wal.WithContext(options.db_path);
+  }
   {
     StmtPtr crrs;
     if (Prepare(db.get(), "SELECT 1 FROM crsync_crrs LIMIT 1", &crrs).ok() &&

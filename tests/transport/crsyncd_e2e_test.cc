@@ -643,6 +643,13 @@ TEST(CrsyncdCliTest, MistakesAreNamedPrecisely) {
   out = RunCrsyncd("status --db " + made.str() + " --config " + cfg.str(), &code);
   EXPECT_NE(out.find("database   " + made.str()), std::string::npos) << out;
   EXPECT_EQ(code, 0) << out;
+  // A file that is not a database: named with the reason.
+  f = fopen(cfg.str().c_str(), "w");
+  fputs("not a database, just some text that is long enough to have a header............\n", f);
+  fclose(f);
+  out = RunCrsyncd("run --db " + cfg.str() + " --listen 127.0.0.1:0", &code);
+  EXPECT_NE(out.find(cfg.str() + ": crsync: file is not a database"), std::string::npos) << out;
+  EXPECT_EQ(code, 1);
   // A peer on port 0 is refused before anything is opened or bound: no
   // "listening" line a script could take for a served port.
   out = RunCrsyncd("run --db /nonexistent/x.db --listen 127.0.0.1:0 --peer 127.0.0.1:0", &code);
