@@ -555,6 +555,7 @@ int EndTransaction(sqlite3_vtab* vtab) {
   v->savepoints.clear();
   v->savepoint_lost = false;
   v->engine->catalog().DropCachesAndFailures();
+  v->engine->TransactionEndedOutsideCapture();
   return SQLITE_OK;
 }
 

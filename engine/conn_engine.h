@@ -51,6 +51,13 @@ class ConnEngine {
   // max(committed + 1, pending, floor); becomes the pending value.
   Status NextDbVersion(int64_t floor, int64_t* out);
   int64_t TakeSeq() { return seq_++; }
+  // The end of a transaction that may never have joined the capture (its
+  // merges all lost, yet took seqs): seq starts at 0 in every transaction
+  // (§6.2). One that joined is ended by the capture table, which needs the
+  // transaction's state until then.
+  void TransactionEndedOutsideCapture() {
+    if (!capture_joined_) seq_ = 0;
+  }
   int64_t PeekSeq() const { return seq_; }
 
   bool sync_bit() const { return sync_bit_; }

@@ -243,6 +243,29 @@ TEST_F(MergeTest, PkValuesAreCanonicalised) {
   EXPECT_EQ(c2_.One("SELECT hex(pk) FROM crsql_changes"), "'010901'");
 }
 
+// §6.2: seq starts at 0 in every transaction. A 7-value insert takes a
+// seq even when its change loses, in a transaction that otherwise takes no
+// version; the next transaction must still start at 0.
+TEST(MergeSeqTest, SeqStartsAtZeroAfterATransactionOfLosingMerges) {
+  TestDb db;
+  db.Exec("CREATE TABLE t (a INTEGER PRIMARY KEY NOT NULL, b); SELECT crsql_as_crr('t')");
+  const std::string site = "X'11111111111111111111111111111111'";
+  db.Exec("INSERT INTO crsql_changes VALUES ('t', X'010901', 'b', 'x', 1, 3, " + site + ")");
+  int key = 2;
+  for (const char* then : {"COMMIT", "ROLLBACK", ""}) {
+    SCOPED_TRACE(then);
+    if (*then) db.Exec("BEGIN");
+    for (int i = 0; i < 3; ++i) {  // each loses to 'x'
+      db.Exec("INSERT INTO crsql_changes VALUES ('t', X'010901', 'b', 'a', 1, 3, " + site + ")");
+    }
+    if (*then) db.Exec(then);
+    db.Exec("INSERT INTO t VALUES (" + std::to_string(key) + ", 'local')");
+    EXPECT_EQ(db.One("SELECT seq FROM crsql_changes WHERE pk = crsql_pack_columns(" +
+                     std::to_string(key++) + ")"),
+              "0");
+  }
+}
+
 TEST(MergeAffinityTest, PkValuesTakeTheColumnsAffinity) {
   TestDb db;
   db.Exec("CREATE TABLE n (id INTEGER PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('n');"
