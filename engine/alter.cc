@@ -244,11 +244,32 @@ class Migration {
       auto is_default = [&](size_t j) {
         return packed ? SameValue(values_[j], defaults_[j]) : SameValue(argv[2 + j], defaults_[j]);
       };
-      // (d) for a known row, a clock for a column that has none is made only
-      // when its value differs from the column's default.
-      for (size_t j = 0; j < after.cols.size(); ++j) {
-        if (after.cols[j].present || is_default(j)) continue;
-        after.cols[j] = Clock{true, 1, d_, e_->TakeSeq(), 0, 0};
+      const bool any_clock =
+          after.sentinel.present ||
+          std::any_of(after.cols.begin(), after.cols.end(), [](const Clock& c) { return c.present; });
+      if (!any_clock) {
+        // (c) then (d): nothing was left of the key (every clocked column
+        // was dropped or renamed), so the row is one without metadata and
+        // gets all of it: every column, or the sentinel of a pk-only table.
+        int64_t seq = e_->PeekSeq();
+        StampWholeRow(&after, &seq);
+        while (e_->PeekSeq() < seq) e_->TakeSeq();
+      } else if (after.sentinel.present && after.sentinel.col_version % 2 == 0) {
+        // A row inserted again between begin and commit (no trigger saw
+        // it) over its tombstone. Taken literally, (d) would give a deleted
+        // row column clocks, which §5 forbids and every peer refuses
+        // ("column changes must have an odd cl"): it is recorded as the
+        // re-insert it was, a live causal length and every column at D.
+        const int64_t cl = after.sentinel.col_version + 1;
+        after.sentinel = Clock{true, cl, d_, e_->TakeSeq(), 0, 0};
+        for (Clock& c : after.cols) c = Clock{true, 1, d_, e_->TakeSeq(), 0, 0};
+      } else {
+        // (d) for a known row, a clock for a column that has none is made
+        // only when its value differs from the column's default.
+        for (size_t j = 0; j < after.cols.size(); ++j) {
+          if (after.cols[j].present || is_default(j)) continue;
+          after.cols[j] = Clock{true, 1, d_, e_->TakeSeq(), 0, 0};
+        }
       }
     }
     NormalizeRuns(&after);  // the feed is rebuilt from these runs afterwards
@@ -285,11 +306,7 @@ class Migration {
       RowMeta meta;
       meta.cols.assign(crr_.slots(), Clock{});
       int64_t seq = e_->PeekSeq();
-      if (crr_.slots() == 0) {
-        meta.sentinel = Clock{true, 1, d_, seq++, 0, 0};
-      } else {
-        for (Clock& c : meta.cols) c = Clock{true, 1, d_, seq++, 0, 0};
-      }
+      StampWholeRow(&meta, &seq);
       bool inserted;
       CRSYNC_RETURN_IF_ERROR(crr_.InsertNewMeta(key, std::move(meta), &inserted));
       if (inserted) {
@@ -298,6 +315,16 @@ class Migration {
     }
     if (rc != SQLITE_DONE) return SqliteError(db_, rc);
     return Status::OK();
+  }
+
+  // Full metadata at D for a row that has none: every column at
+  // col_version 1, or a cl 1 sentinel for a pk-only table; seqs from *seq on.
+  void StampWholeRow(RowMeta* m, int64_t* seq) const {
+    if (crr_.slots() == 0) {
+      m->sentinel = Clock{true, 1, d_, (*seq)++, 0, 0};
+    } else {
+      for (Clock& c : m->cols) c = Clock{true, 1, d_, (*seq)++, 0, 0};
+    }
   }
 
   ConnEngine* e_;

@@ -288,6 +288,47 @@ TEST_F(AlterTest, ADeleteAfterAReinsertDuringTheAlterIsStillADelete) {
             "0");
 }
 
+// §14.3 (c) then (d): a row whose every clock belonged to a dropped or
+// renamed column has no metadata left, and so gets all of it at D, like a
+// row inserted during the alter; even where its values are the defaults.
+TEST(AlterEmptiedRowTest, ARowLeftWithoutClocksGetsFullMetadata) {
+  TestDb db;
+  db.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, a);"
+          "INSERT INTO t VALUES (1, NULL), (2, 'y'); SELECT crsql_as_crr('t');"
+          "SELECT crsql_begin_alter('t'); ALTER TABLE t RENAME COLUMN a TO b;"
+          "SELECT crsql_commit_alter('t');");
+  EXPECT_EQ(db.Query(kChanges), (Rows{{"'010901'", "'b'", "NULL", "1", "1"},
+                                      {"'010902'", "'b'", "'y'", "1", "1"}}));
+  // Dropping the last column leaves a pk-only table: each row a sentinel.
+  db.Exec("SELECT crsql_begin_alter('t'); ALTER TABLE t DROP COLUMN b;"
+          "SELECT crsql_commit_alter('t');");
+  EXPECT_EQ(db.Query("SELECT hex(pk), cid, db_version, cl FROM crsql_changes ORDER BY pk"),
+            (Rows{{"'010901'", "'-1'", "1", "1"}, {"'010902'", "'-1'", "1", "1"}}));
+}
+
+// A deleted row inserted again during the alter (no trigger saw it) is
+// recorded as the re-insert it was: a live causal length and its columns,
+// so that peers accept the changes (an even cl with column clocks is
+// refused) and learn that the row lives.
+TEST_F(AlterTest, AReinsertDuringTheAlterRevivesTheRowForPeers) {
+  db_.Exec("DELETE FROM todo WHERE id = 1;"  // v2, cl 2
+           "SELECT crsql_begin_alter('todo'); ALTER TABLE todo ADD COLUMN due;"
+           "INSERT INTO todo VALUES (1, 'again', 0, 'home', 'soon');"
+           "SELECT crsql_commit_alter('todo');");
+  EXPECT_EQ(db_.Query("SELECT cid, val, db_version, col_version, cl FROM crsql_changes "
+                      "ORDER BY seq"),
+            (Rows{{"'-1'", "NULL", "2", "3", "3"},
+                  {"'name'", "'again'", "2", "1", "3"},
+                  {"'complete'", "0", "2", "1", "3"},
+                  {"'list'", "'home'", "2", "1", "3"},
+                  {"'due'", "'soon'", "2", "1", "3"}}));
+  TestDb peer;
+  peer.Exec("CREATE TABLE todo (id PRIMARY KEY NOT NULL, name, complete, list, due);"
+            "SELECT crsql_as_crr('todo');");
+  Sync(db_, peer);
+  EXPECT_EQ(peer.Query("SELECT * FROM todo"), (Rows{{"1", "'again'", "0", "'home'", "'soon'"}}));
+}
+
 TEST_F(AlterTest, DeletesDuringTheAlterLeaveNoTombstone) {
   db_.Exec("INSERT INTO todo VALUES (2, 'walk', 1, 'park');"
            "SELECT crsql_begin_alter('todo'); DELETE FROM todo WHERE id = 1;"
