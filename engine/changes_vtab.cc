@@ -106,6 +106,7 @@ int BestIndex(sqlite3_vtab*, sqlite3_index_info* info) {
     std::string plan;
     int argv = 0;
     double cost = 1e7;
+    bool site_null_test = false;  // site_id IS NULL / IS NOT NULL, omitted
     for (int i = 0; i < info->nConstraint; ++i) {
       const auto& c = info->aConstraint[i];
       if (!c.usable) continue;
@@ -127,8 +128,8 @@ int BestIndex(sqlite3_vtab*, sqlite3_index_info* info) {
           switch (c.op) {
             // SQLite honours `omit` only for constraints given an argv
             // slot, so these get one too (its value is NULL and unused).
-            case SQLITE_INDEX_CONSTRAINT_ISNULL: code = 'U'; break;
-            case SQLITE_INDEX_CONSTRAINT_ISNOTNULL: code = 'V'; break;
+            case SQLITE_INDEX_CONSTRAINT_ISNULL: code = 'U'; site_null_test = true; break;
+            case SQLITE_INDEX_CONSTRAINT_ISNOTNULL: code = 'V'; site_null_test = true; break;
             // An IN list of sites is left to SQLite (one ordered scan).
             case SQLITE_INDEX_CONSTRAINT_EQ: code = sqlite3_vtab_in(info, i, -1) ? 0 : 'S'; break;
             case SQLITE_INDEX_CONSTRAINT_IS: code = 'I'; break;
@@ -172,6 +173,16 @@ int BestIndex(sqlite3_vtab*, sqlite3_index_info* info) {
       ordered = o.iColumn == want && !o.desc;
     }
     if (ordered) info->orderByConsumed = 1;
+    // `site_id IS NULL` means "local" only here, where it is omitted: SQLite
+    // itself would test it against the displayed id, which is never NULL.
+    // When SQLite splits an OR elsewhere in the WHERE into one scan per
+    // branch (MULTI-INDEX OR), it tests the top-level terms again on each
+    // row after the branch scans, and so would drop every local change
+    // (or, for IS NOT NULL, keep them). A plan that takes such a term is
+    // therefore made cheaper than any split can be: below 2, where every
+    // other plan costs at least 10 and a split costs the sum of two or
+    // more. Among such plans, the other constraints still rank them.
+    cost = site_null_test ? 1.0 + cost * 1e-9 : std::max(cost, 10.0);
     info->idxNum = 0;
     info->idxStr = sqlite3_mprintf("%s", plan.c_str());
     info->needToFreeIdxStr = 1;

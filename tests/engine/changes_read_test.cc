@@ -275,6 +275,29 @@ TEST(ChangesReadOrTest, OrTermsScannedSeparatelyReturnEachChangeOnce) {
   EXPECT_EQ(vals("db_version = 8 OR pk = X'010965' OR db_version = 2"), "'l2,rA2'");
 }
 
+// A top-level `site_id IS NULL` / `IS NOT NULL` keeps its meaning (local /
+// remote, §8.5) when an OR elsewhere in the WHERE could be split into one
+// scan per branch: SQLite would test the term again on the displayed,
+// never-NULL id after such scans.
+TEST(ChangesReadOrTest, SiteNullTestsNextToAnOrKeepTheirMeaning) {
+  TestDb db;
+  db.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t');"
+          "INSERT INTO t VALUES (1, 'a');"
+          "INSERT INTO crsql_changes VALUES ('t', X'010964', 'v', 'r', 1, 7, "
+          "X'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA');");
+  auto vals = [&](const std::string& where) {
+    return db.One("SELECT group_concat(val, ',') FROM (SELECT val FROM crsql_changes WHERE " + where +
+                  " ORDER BY val)");
+  };
+  EXPECT_EQ(vals("db_version > 0 AND site_id IS NULL"), "'a'");
+  EXPECT_EQ(vals("(db_version = 1 OR db_version > 0) AND site_id IS NULL"), "'a'");
+  EXPECT_EQ(vals("(db_version = 1 OR \"table\" = 't') AND site_id IS NULL"), "'a'");
+  EXPECT_EQ(vals("(db_version = 1 OR \"table\" = 't') AND site_id IS NOT NULL"), "'r'");
+  EXPECT_EQ(vals("(db_version = 2 OR pk = X'010964') AND site_id IS NOT NULL"), "'r'");
+  EXPECT_EQ(vals("(db_version = 7 OR pk = X'010901') AND site_id IS NULL"), "'a'");
+  EXPECT_EQ(vals("(db_version = 7 OR pk = X'010901') AND site_id IS NOT NULL"), "'r'");
+}
+
 // A "table" constraint means what it means on a plain table: its
 // collation and the TEXT column's affinity apply (crr-semantics §8.4).
 TEST(ChangesReadOrTest, TableConstraintsKeepSqlSemantics) {
