@@ -17,6 +17,13 @@ Status Fail(std::vector<Message>* out, uint32_t code, const std::string& why,
   return Status::Transport(why);
 }
 
+// Whether `s` failed because another connection holds a lock.
+bool IsLocked(const Status& s) {
+  const int code = s.sqlite_code() & 0xff;
+  return !s.ok() && (code == SQLITE_BUSY || code == SQLITE_LOCKED);
+}
+constexpr int kLockedRetries = 2;  // each waits the connection's busy timeout
+
 // What a peer wrote, fit for one log line: control characters (a newline,
 // an escape sequence) become '?', and at most 500 bytes are kept.
 std::string Printable(const std::string& text) {
@@ -607,6 +614,11 @@ Status PeerSession::ApplyReady(std::vector<ReadyTxn>* ready, uint32_t credits,
     }
     size_t bad;
     Status s = MergeTxn(*ready, i, end, &bad, &refused);
+    // Locked by another connection past the busy timeout (an application
+    // holding its write lock): this node's condition, not the changesets'.
+    for (int tries = 0; tries < kLockedRetries && IsLocked(s); ++tries) {
+      s = MergeTxn(*ready, i, end, &bad, &refused);
+    }
     if (s.ok() && bad > i && bad < end) {
       size_t again;
       Status why;
@@ -615,6 +627,11 @@ Status PeerSession::ApplyReady(std::vector<ReadyTxn>* ready, uint32_t credits,
       // connection rather than loop.
       s = MergeTxn(*ready, i, bad, &again, &why);
       if (s.ok() && again != bad) s = why;
+    }
+    if (IsLocked(s)) {
+      return Fail(out, ErrorMsg::kInternal,
+                  "cannot commit merged changesets: this node's database stayed locked (" +
+                      s.message() + "); they will be received again");
     }
     if (!s.ok()) {
       return Fail(out, ErrorMsg::kBadChangeset, "cannot commit merged changesets: " + s.message());

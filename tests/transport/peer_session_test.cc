@@ -523,6 +523,64 @@ TEST(PeerSessionTest, LargeValuesAreSplitBySizeAndAnOversizedOneIsNamed) {
   EXPECT_THAT(told.message(), HasSubstr("peer reported error 4: the sender stopped: cannot send"));
 }
 
+// The receiver's database locked by an application past the busy timeout
+// is this node's condition: the merge is tried again, and if the lock
+// stays, the peer is told it is internal (not a bad changeset) and nothing
+// is half-merged.
+TEST(PeerSessionTest, ALockedDatabaseIsRetriedAndNeverBlamedOnTheChangesets) {
+  TempPath path;
+  Node a;
+  TestDb b(path.str());
+  b.Exec(kSchema);
+  TestDb app(path.str());
+  std::unique_ptr<PeerSession> sa, sb;
+  ASSERT_OK(PeerSession::Open(a.db.get(), SessionOptions{}, &sa));
+  int merge_txns = 0;
+  bool release_on_retry = true;
+  SessionOptions opts;
+  opts.before_merge_txn = [&] {
+    if (++merge_txns == 2 && release_on_retry) app.Exec("COMMIT");
+  };
+  ASSERT_OK(PeerSession::Open(b.get(), opts, &sb));
+  std::vector<Message> ha, hb, out;
+  ASSERT_OK(sa->Start(&ha));
+  ASSERT_OK(sb->Start(&hb));
+  ASSERT_OK(sb->OnMessage(ha[0], &out));
+  out.clear();
+  ASSERT_OK(sa->OnMessage(hb[0], &out));
+  a.db.Exec("INSERT INTO items VALUES (1, 'one', 1)");
+  std::vector<Message> sent;
+  ASSERT_OK(sa->Pump(&sent));
+  ASSERT_FALSE(sent.empty());
+
+  app.Exec("BEGIN IMMEDIATE");  // released by the first retry
+  out.clear();
+  ASSERT_OK(sb->OnMessages(sent, &out));
+  EXPECT_EQ(merge_txns, 2);
+  ASSERT_FALSE(out.empty());
+  EXPECT_TRUE(std::holds_alternative<AckMsg>(out.back()));
+  EXPECT_EQ(b.One("SELECT name FROM items WHERE id = 1"), "'one'");
+
+  // A lock that stays: three tries, then an internal error.
+  a.db.Exec("INSERT INTO items VALUES (2, 'two', 2)");
+  sent.clear();
+  ASSERT_OK(sa->Pump(&sent));
+  ASSERT_FALSE(sent.empty());
+  release_on_retry = false;
+  merge_txns = 0;
+  app.Exec("BEGIN IMMEDIATE");
+  out.clear();
+  Status s = sb->OnMessages(sent, &out);
+  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(merge_txns, 3);
+  ASSERT_FALSE(out.empty());
+  ASSERT_TRUE(std::holds_alternative<ErrorMsg>(out.back()));
+  EXPECT_EQ(std::get<ErrorMsg>(out.back()).code, ErrorMsg::kInternal);
+  EXPECT_THAT(std::get<ErrorMsg>(out.back()).message, HasSubstr("stayed locked"));
+  app.Exec("COMMIT");
+  EXPECT_EQ(b.One("SELECT count(*) FROM items WHERE id = 2"), "0");
+}
+
 TEST(PeerSessionTest, BatchesMergeTogetherAndABadChangesetStopsOnlyTheRest) {
   Node a, b;
   SessionOptions opts;
