@@ -23,13 +23,20 @@ namespace crsync {
 
 void Sidecar::Impl::Log(int level, const char* fmt, ...) {
   if (std::max(level, 0) > options.log_level) return;
+  static const char* kNames[] = {"warning", "error", "info", "debug"};
+  // One write per line: the loop thread and the strand's pool thread both
+  // log, and stderr is unbuffered, so pieces written apart interleave.
+  char line[2048];
+  int n = std::snprintf(line, sizeof line, "crsyncd %s: ",
+                        kNames[level < -1 ? 0 : (level > 2 ? 3 : level + 1)]);
   va_list ap;
   va_start(ap, fmt);
-  static const char* kNames[] = {"warning", "error", "info", "debug"};
-  std::fprintf(stderr, "crsyncd %s: ", kNames[level < -1 ? 0 : (level > 2 ? 3 : level + 1)]);
-  std::vfprintf(stderr, fmt, ap);
-  std::fputc('\n', stderr);
+  int m = std::vsnprintf(line + n, sizeof line - static_cast<size_t>(n) - 1, fmt, ap);
   va_end(ap);
+  size_t len = static_cast<size_t>(n) + static_cast<size_t>(std::max(m, 0));
+  len = std::min(len, sizeof line - 2);  // a longer message is cut
+  line[len++] = '\n';
+  std::fwrite(line, 1, len, stderr);
 }
 
 Status Sidecar::Impl::Start() {

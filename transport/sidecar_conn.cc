@@ -255,7 +255,7 @@ void Sidecar::Impl::OnConnect(uv_connect_t* req, int status) {
   bool ok = self->Guarded("connecting", [&] {
     Dialer* d = c->dialer;
     if (d && d->failures > 0) {
-      self->Log(0, "connected to %s after %d failed attempts", c->peer.c_str(), d->failures);
+      self->Log(1, "connected to %s after %d failed attempts", c->peer.c_str(), d->failures);
       d->failures = 0;
     } else {
       self->Log(1, "connected to %s", c->peer.c_str());
