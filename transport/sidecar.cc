@@ -110,7 +110,7 @@ Status Sidecar::Impl::Start() {
   uv_timer_start(&pump_timer, [](uv_timer_t* t) {
     auto* self = static_cast<Impl*>(t->data);
     self->Guarded("running the pump timer", [&] {
-      self->CloseSilentConns();
+      self->CloseUnresponsiveConns();
       self->Enqueue(Task::kPump, 0);
     });
   }, static_cast<uint64_t>(options.pump_interval_ms), static_cast<uint64_t>(options.pump_interval_ms));

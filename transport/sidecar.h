@@ -47,6 +47,13 @@ struct SidecarOptions {
   // Hello) this long after it opened is closed; checked on the pump timer.
   // 0 = never.
   int handshake_timeout_ms = 10000;
+  // A peer that does not read what we send: a connection whose socket holds
+  // more than this many bytes waiting to be written, none of which left
+  // for write_stall_ms, is closed (the peer resumes from its saved cursor
+  // when it reconnects). The size alone says nothing: one large
+  // transaction's parts are queued together and drain at network speed.
+  size_t max_write_queue_bytes = size_t{64} << 20;
+  int write_stall_ms = 30000;
   // Called once the listening socket is bound, with its actual port.
   std::function<void(int port)> on_listening;
   // Called once everything is set up (signals handled, peers being dialed).

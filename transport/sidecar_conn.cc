@@ -1,6 +1,8 @@
 // transport/sidecar_conn.cc — the sidecar's connections (loop thread):
 // reading with backpressure, writing with a bounded queue, closing, and
 // dialing configured peers with backoff.
+#include <algorithm>
+
 #include "transport/codec.h"
 #include "transport/net_addr.h"
 #include "transport/sidecar_impl.h"
@@ -20,14 +22,9 @@ Sidecar::Impl::Conn::Conn(Impl* i, uint64_t n)
 void Sidecar::Impl::Send(uint64_t conn_id, const Message& msg) {
   auto it = conns.find(conn_id);
   if (it == conns.end() || it->second->closing) return;
-  auto* stream = reinterpret_cast<uv_stream_t*>(&it->second->tcp);
-  if (uv_stream_get_write_queue_size(stream) > kMaxWriteQueueBytes) {
-    Log(0, "connection %llu (%s): the peer is not reading (%zu bytes waiting to be sent), "
-        "closing", static_cast<unsigned long long>(conn_id), it->second->peer.c_str(),
-        uv_stream_get_write_queue_size(stream));
-    CloseConn(conn_id);
-    return;
-  }
+  Conn* c = it->second;
+  auto* stream = reinterpret_cast<uv_stream_t*>(&c->tcp);
+  if (CloseIfNotReading(c)) return;
   // One segment: cheaper to build, serialise and (for the peer) to read.
   capnp::MallocMessageBuilder builder(static_cast<unsigned>(
       std::min<size_t>(EstimateMessageWords(msg), size_t{1} << 26)));
@@ -42,11 +39,12 @@ void Sidecar::Impl::Send(uint64_t conn_id, const Message& msg) {
   uv_buf_t buf = uv_buf_init(reinterpret_cast<char*>(req->bytes.begin()),
                              static_cast<unsigned>(req->bytes.size()));
   req->req.data = req.get();
-  int rc = uv_write(&req->req, reinterpret_cast<uv_stream_t*>(&it->second->tcp), &buf, 1,
-                    [](uv_write_t* r, int status) {
-                      std::unique_ptr<WriteReq> owned(static_cast<WriteReq*>(r->data));
-                      (void)status;  // a failed write shows up as a read error/EOF
-                    });
+  req->conn = c;
+  int rc = uv_write(&req->req, stream, &buf, 1, [](uv_write_t* r, int status) {
+    std::unique_ptr<WriteReq> owned(static_cast<WriteReq*>(r->data));
+    // A failed write shows up as a read error or EOF.
+    if (status == 0) owned->conn->drained_at = uv_now(&owned->conn->impl->loop);
+  });
   if (rc == 0) {
     req.release();  // owned by libuv until the callback
   } else {
@@ -64,6 +62,7 @@ Sidecar::Impl::Conn* Sidecar::Impl::NewConn() {
 void Sidecar::Impl::StartConn(Conn* c) {
   conns[c->id] = c;
   c->opened_at = uv_now(&loop);
+  c->drained_at = c->opened_at;
   uv_tcp_nodelay(&c->tcp, 1);
   SetLiveness(&c->tcp);
   StartReading(c);
@@ -187,12 +186,28 @@ void Sidecar::Impl::AbandonConn(Conn* c) {
   if (d && !stopping) ScheduleDial(d);
 }
 
-void Sidecar::Impl::CloseSilentConns() {
-  if (options.handshake_timeout_ms <= 0) return;
+bool Sidecar::Impl::CloseIfNotReading(Conn* c) {
+  const size_t waiting = uv_stream_get_write_queue_size(reinterpret_cast<uv_stream_t*>(&c->tcp));
   const uint64_t now = uv_now(&loop);
-  std::vector<uint64_t> silent;
+  if (waiting == 0) c->drained_at = now;
+  if (waiting <= options.max_write_queue_bytes ||
+      now - c->drained_at <= static_cast<uint64_t>(std::max(options.write_stall_ms, 0))) {
+    return false;
+  }
+  Log(0, "connection %llu (%s): the peer is not reading (%zu bytes waiting to be sent, "
+      "none written for %llu ms), closing", static_cast<unsigned long long>(c->id),
+      c->peer.c_str(), waiting, static_cast<unsigned long long>(now - c->drained_at));
+  CloseConn(c->id);
+  return true;
+}
+
+void Sidecar::Impl::CloseUnresponsiveConns() {
+  const uint64_t now = uv_now(&loop);
+  std::vector<uint64_t> silent, all;
   for (auto& [id, c] : conns) {
-    if (!c->heard && now - c->opened_at >= static_cast<uint64_t>(options.handshake_timeout_ms)) {
+    all.push_back(id);
+    if (options.handshake_timeout_ms > 0 && !c->heard &&
+        now - c->opened_at >= static_cast<uint64_t>(options.handshake_timeout_ms)) {
       silent.push_back(id);
     }
   }
@@ -200,6 +215,12 @@ void Sidecar::Impl::CloseSilentConns() {
     Log(0, "connection %llu (%s): no hello within %d ms, closing", static_cast<unsigned long long>(id),
         conns[id]->peer.c_str(), options.handshake_timeout_ms);
     CloseConn(id);
+  }
+  // A peer that stopped reading while we have nothing more to send is
+  // found here, not in Send.
+  for (uint64_t id : all) {
+    auto it = conns.find(id);
+    if (it != conns.end() && !it->second->closing) CloseIfNotReading(it->second);
   }
 }
 

@@ -45,11 +45,6 @@ struct Sidecar::Impl {
   // messages wait for the database thread (each up to a frame: a peer cannot
   // make us hold more than this many frames), and starts again below half.
   static constexpr size_t kMaxQueuedMessages = 256;
-  // A peer that does not read what we send: past this many bytes waiting in
-  // its socket's write queue, the connection is closed (it resumes from its
-  // saved cursor when it reconnects).
-  static constexpr size_t kMaxWriteQueueBytes = size_t{64} << 20;
-
   struct Conn;
   struct Dialer;
 
@@ -81,6 +76,7 @@ struct Sidecar::Impl {
     bool heard = false;         // a whole message arrived
     size_t queued = 0;          // its kMessage tasks not yet taken by the strand
     bool paused = false;        // reading stopped (kMaxQueuedMessages)
+    uint64_t drained_at = 0;    // uv_now() when a write last completed or none waited
     std::string peer;
     // Its frame reader hands each decoded message to the strand.
     Conn(Impl* i, uint64_t n);
@@ -104,6 +100,7 @@ struct Sidecar::Impl {
   struct WriteReq {
     uv_write_t req;
     kj::Array<kj::byte> bytes;
+    Conn* conn;  // alive in the callback: uv_close cancels writes before it frees
   };
 
   explicit Impl(SidecarOptions o) : options(std::move(o)) {}
@@ -193,9 +190,12 @@ struct Sidecar::Impl {
   // Gives up on `c` wherever it is: open (CloseConn), or still dialing or
   // being accepted (closed here; a dialed one is redialled).
   void AbandonConn(Conn* c);
-  // Closes connections that have not delivered a whole message within
-  // handshake_timeout_ms of opening (a client that never says Hello).
-  void CloseSilentConns();
+  // On the pump timer: closes connections that sent no Hello within the
+  // handshake timeout, and those whose peer stopped reading.
+  void CloseUnresponsiveConns();
+  // Closes `c` if its peer is not reading (SidecarOptions::write_stall_ms);
+  // returns whether it did.
+  bool CloseIfNotReading(Conn* c);
   // A dial still waiting for its TCP connect (not in `conns` yet) is
   // cancelled; its connect callback then sees `closing` and stands back.
   void CancelDial(Dialer* d);

@@ -14,6 +14,9 @@
 #include <thread>
 
 #include "tests/test_util.h"
+#include "transport/codec.h"
+#include "transport/frame.h"
+#include "transport/peer_session.h"
 
 namespace crsync {
 namespace {
@@ -105,6 +108,114 @@ TEST(SidecarTest, BadPeerAddressesAreRefusedByName) {
     EXPECT_EQ(s.code(), Status::Code::kInvalidArgument) << bad << ": " << s.ToString();
     EXPECT_NE(s.message().find(bad), std::string::npos) << s.ToString();
   }
+}
+
+// A sidecar listening on a database holding one transaction of 16 MB
+// (4000 changes), with a write-queue bound of 64 KiB, and a raw peer that
+// says Hello (same schemas, a new site) and then reads at its own pace.
+class SlowPeerTest : public ::testing::Test {
+ protected:
+  void Start(int write_stall_ms) {
+    SidecarOptions o = QuietOn(path_, "127.0.0.1:0");
+    {
+      TestDb db(path_.str());
+      db.Exec("BEGIN; WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4000) "
+              "INSERT INTO t SELECT i, randomblob(4000) FROM n; COMMIT;");
+    }
+    o.max_write_queue_bytes = 64 << 10;
+    o.write_stall_ms = write_stall_ms;
+    o.pump_interval_ms = 50;
+    std::atomic<int> port{0};
+    o.on_listening = [&](int p) { port = p; };
+    sidecar_ = std::make_unique<Sidecar>(o);
+    run_ = std::async(std::launch::async, [&] { return sidecar_->Run(); });
+    for (int i = 0; i < 500 && port == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_GT(port.load(), 0);
+
+    HelloMsg hello;
+    hello.site_id = std::string(16, '\x5a');
+    {
+      TestDb same(path_.str());
+      ASSERT_OK(SchemaFingerprint(same.get(), &hello.fingerprint));
+    }
+    capnp::MallocMessageBuilder builder;
+    ASSERT_OK(EncodeMessage(Message{hello}, &builder));
+    kj::Array<kj::byte> frame;
+    ASSERT_OK(FrameEncoder().Encode(builder, &frame));
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    int small = 64 << 10;  // so that the kernel does not absorb the transaction
+    setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port.load()));
+    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+    ASSERT_EQ(connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    ASSERT_EQ(write(fd_, frame.begin(), frame.size()), static_cast<ssize_t>(frame.size()));
+  }
+
+  // Reads `chunk` bytes per millisecond until `changes` changes arrived,
+  // EOF, or 30 s.
+  void Read(size_t chunk, size_t changes) {
+    FrameReader reader(FrameReaderOptions{}, [&](capnp::MessageReader& m) {
+      Message msg;
+      CRSYNC_RETURN_IF_ERROR(DecodeMessage(m, &msg));
+      if (auto* c = std::get_if<ChangesetMsg>(&msg)) changes_ += c->changes.size();
+      return Status::OK();
+    });
+    std::vector<uint8_t> buf(chunk);
+    const auto start = std::chrono::steady_clock::now();
+    while (!eof_ && changes_ < changes &&
+           std::chrono::steady_clock::now() - start < std::chrono::seconds(30)) {
+      pollfd p{fd_, POLLIN, 0};
+      if (poll(&p, 1, 50) > 0) {
+        ssize_t n = read(fd_, buf.data(), buf.size());
+        if (n <= 0) {
+          eof_ = true;
+        } else {
+          ASSERT_OK(reader.Feed(buf.data(), static_cast<size_t>(n)));
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+
+  void TearDown() override {
+    if (fd_ >= 0) close(fd_);
+    if (sidecar_) {
+      sidecar_->Stop();
+      EXPECT_TRUE(run_.get().ok());
+    }
+  }
+
+  TempPath path_;
+  std::unique_ptr<Sidecar> sidecar_;
+  std::future<Status> run_;
+  int fd_ = -1;
+  size_t changes_ = 0;
+  bool eof_ = false;
+};
+
+// The transaction's parts are queued together, far past the bound, and
+// drain as fast as the peer reads: the bound must not close a connection
+// that is moving (it did, at every attempt, so the transaction never
+// arrived).
+TEST_F(SlowPeerTest, ATransactionLargerThanTheWriteQueueBoundArrives) {
+  ASSERT_NO_FATAL_FAILURE(Start(/*write_stall_ms=*/2000));
+  Read(/*chunk=*/32 << 10, /*changes=*/4000);
+  EXPECT_FALSE(eof_) << "closed while the peer was reading";
+  EXPECT_EQ(changes_, 4000u);
+}
+
+// A peer that says Hello and then reads nothing: once more than the bound
+// waits to be written and none of it left for write_stall_ms, the
+// connection is closed, by the pump timer since there is nothing more to
+// send.
+TEST_F(SlowPeerTest, APeerThatStopsReadingIsClosed) {
+  ASSERT_NO_FATAL_FAILURE(Start(/*write_stall_ms=*/300));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // not reading
+  Read(/*chunk=*/1 << 20, /*changes=*/SIZE_MAX);  // what was buffered, then EOF
+  EXPECT_TRUE(eof_) << "a peer that stopped reading stayed connected";
+  EXPECT_LT(changes_, 4000u) << "everything was sent: the peer was not held up";
 }
 
 }  // namespace
