@@ -5,7 +5,10 @@
 // database file at the end of every write-transaction commit, in WAL and in
 // all rollback-journal modes and in locking_mode=EXCLUSIVE, and never for
 // read transactions or rollbacks (checked by tests/vfs). That one hook
-// replaces watching lock levels, WAL frames and shm locks.
+// replaces watching WAL frames and shm locks. In rollback-journal modes it
+// comes while SQLite still holds the EXCLUSIVE lock, so the signal is
+// raised when xUnlock drops it (or at once under locking_mode=EXCLUSIVE).
+
 #include <sqlite3.h>
 
 #include <condition_variable>
@@ -25,7 +28,9 @@ struct ShimFile {  // 8-byte aligned, like the memory SQLite gives us
   sqlite3_file base;           // must be first: SQLite sees this
   CommitSignal* signal;        // main database files only
   int lock = SQLITE_LOCK_NONE; // the level SQLite holds on it (xLock/xUnlock)
-  int unused = 0;
+  bool commit_pending = false; // committed under a lock not yet dropped
+  bool exclusive_mode = false; // PRAGMA locking_mode = EXCLUSIVE seen
+  short unused = 0;
   sqlite3_file* Lower() { return reinterpret_cast<sqlite3_file*>(this + 1); }
 };
 
@@ -78,11 +83,21 @@ void RunCallback(const char* path, sqlite3_uint64 seq) {
   fn(ctx, path, seq);
 }
 
+// Counts a commit of `s` and tells the in-process callback.
+void RaiseSignal(ShimFile* s) {
+  s->commit_pending = false;
+  GuardVoidCall([&] {
+    uint64_t seq = s->signal->Bump();
+    RunCallback(s->signal->db_path().c_str(), seq);
+  });
+}
+
 // --- io methods: forwards, plus the commit hook in xFileControl ---
 
 int Close(sqlite3_file* f) {
   ShimFile* s = Shim(f);
   int rc = s->Lower()->pMethods ? s->Lower()->pMethods->xClose(s->Lower()) : SQLITE_OK;
+  if (s->commit_pending && s->signal) RaiseSignal(s);  // its lock is gone now
   CommitSignal::Release(s->signal);
   s->signal = nullptr;
   return rc;
@@ -113,8 +128,11 @@ int Lock(sqlite3_file* f, int l) {
   return rc;
 }
 int Unlock(sqlite3_file* f, int l) {
+  ShimFile* s = Shim(f);
   int rc = Low(f)->pMethods->xUnlock(Low(f), l);
-  if (rc == SQLITE_OK) Shim(f)->lock = l;
+  if (rc == SQLITE_OK) s->lock = l;
+  // A rollback-journal commit is readable once its EXCLUSIVE lock drops.
+  if (s->commit_pending && s->lock <= SQLITE_LOCK_SHARED && s->signal) RaiseSignal(s);
   return rc;
 }
 int CheckReserved(sqlite3_file* f, int* r) {
@@ -123,10 +141,23 @@ int CheckReserved(sqlite3_file* f, int* r) {
 int FileControl(sqlite3_file* f, int op, void* arg) {
   ShimFile* s = Shim(f);
   if (op == SQLITE_FCNTL_COMMIT_PHASETWO && s->signal) {
-    GuardVoidCall([&] {
-      uint64_t seq = s->signal->Bump();
-      RunCallback(s->signal->db_path().c_str(), seq);
-    });
+    // In WAL mode the database file is only SHARED-locked and the commit is
+    // readable now. In rollback-journal modes SQLite still holds EXCLUSIVE
+    // (it drops it right after): a watcher woken now would find the
+    // database locked, so the signal waits for xUnlock. Under
+    // locking_mode=EXCLUSIVE the lock is kept for good: signalled now.
+    if (s->lock > SQLITE_LOCK_SHARED && !s->exclusive_mode) {
+      s->commit_pending = true;
+    } else {
+      RaiseSignal(s);
+    }
+  }
+  if (op == SQLITE_FCNTL_PRAGMA && arg) {
+    // Observed, not handled: SQLite runs the pragma when we pass it on.
+    char** a = static_cast<char**>(arg);
+    if (a[1] && a[2] && sqlite3_stricmp(a[1], "locking_mode") == 0) {
+      s->exclusive_mode = sqlite3_stricmp(a[2], "exclusive") == 0;
+    }
   }
   if (op == SQLITE_FCNTL_VFSNAME && arg) {
     // Report the stack, as SQLite's own shims do: "crsync/unix".
@@ -292,9 +323,9 @@ extern "C" int crsync_vfs_register(const char* base_vfs, int make_default) {
     int rc = sqlite3_initialize();
     if (rc != SQLITE_OK) return rc;
     std::lock_guard<std::mutex> lock(g_register_mutex);
+    sqlite3_vfs* below = sqlite3_vfs_find(base_vfs);
+    if (!below) return SQLITE_ERROR;
     if (!g_registered) {
-      sqlite3_vfs* below = sqlite3_vfs_find(base_vfs);
-      if (!below) return SQLITE_ERROR;
       if (below == &g_vfs) return SQLITE_ERROR;  // cannot wrap ourselves
       g_vfs.iVersion = below->iVersion >= 3 ? 3 : below->iVersion;
       g_vfs.szOsFile = static_cast<int>(sizeof(ShimFile)) + below->szOsFile;
@@ -325,7 +356,11 @@ extern "C" int crsync_vfs_register(const char* base_vfs, int make_default) {
       return sqlite3_vfs_register(&g_vfs, make_default ? 1 : 0);
     }
     // Registered already: only make_default = 1 changes anything. (Again
-    // with 0, as loading libcrsync.so does, SQLite would demote it.)
+    // with 0, as loading libcrsync.so does, SQLite would demote it.) The
+    // auto-extension is installed again: sqlite3_shutdown() clears that
+    // list (SQLite ignores a duplicate).
+    rc = crsync_auto_extension();
+    if (rc != SQLITE_OK) return rc;
     return make_default ? sqlite3_vfs_register(&g_vfs, 1) : SQLITE_OK;
   });
 }

@@ -72,6 +72,25 @@ TEST_F(VfsTest, RegisteringTwiceIsHarmlessAndUnknownBaseFails) {
   EXPECT_EQ(crsync_vfs_register(nullptr, 0), SQLITE_OK);
   EXPECT_NE(sqlite3_vfs_find(CRSYNC_VFS_NAME), nullptr);
   EXPECT_NE(sqlite3_vfs_find(nullptr), sqlite3_vfs_find(CRSYNC_VFS_NAME));  // not default
+  EXPECT_EQ(crsync_vfs_register("no-such-vfs", 0), SQLITE_ERROR);  // also once registered
+}
+
+// sqlite3_shutdown() forgets the auto-extensions (a library reconfiguring
+// SQLite does it): registering again must install the engine again. In a
+// child process: shutting SQLite down is global.
+TEST_F(VfsTest, RegisteringAfterAShutdownInstallsTheEngineAgain) {
+  EXPECT_EQ(InChild([] {
+              if (crsync_vfs_register(nullptr, 1) != SQLITE_OK) return 1;
+              if (sqlite3_shutdown() != SQLITE_OK || sqlite3_initialize() != SQLITE_OK) return 2;
+              if (crsync_vfs_register(nullptr, 1) != SQLITE_OK) return 3;
+              if (sqlite3_vfs_find(nullptr) != sqlite3_vfs_find(CRSYNC_VFS_NAME)) return 4;
+              sqlite3* db = nullptr;
+              if (sqlite3_open(":memory:", &db) != SQLITE_OK) return 5;
+              int rc = sqlite3_exec(db, "SELECT crsql_site_id()", nullptr, nullptr, nullptr);
+              sqlite3_close(db);
+              return rc == SQLITE_OK ? 0 : 6;
+            }),
+            0);
 }
 
 // Once the default, a later call with make_default = 0 (as `.load
@@ -172,6 +191,46 @@ TEST_F(VfsTest, ConcurrentProcessesAndConnectionsMissNoCommit) {
     ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   }
   EXPECT_EQ(Counter(path.str()) - before, static_cast<uint64_t>(kProcs * kConns * kCommits));
+}
+
+// When the signal comes, the commit is readable by another connection (a
+// watcher need not wait on a lock): in rollback-journal modes SQLite
+// announces the commit while it still holds EXCLUSIVE, so the signal waits
+// for the lock to drop. Under locking_mode=EXCLUSIVE the lock stays: each
+// commit is still counted at once.
+TEST_F(VfsTest, ASignalledCommitIsReadableByAnotherConnection) {
+  for (const char* mode : {"WAL", "DELETE", "TRUNCATE", "PERSIST", "MEMORY"}) {
+    SCOPED_TRACE(mode);
+    TempPath path;
+    DbPtr db = OpenShim(path.str());
+    ASSERT_OK(Exec(db.get(), std::string("PRAGMA journal_mode = ") + mode + "; CREATE TABLE t (x)"));
+    DbPtr reader;
+    ASSERT_OK(OpenDb(path.str(), SQLITE_OPEN_READWRITE, nullptr, &reader));  // no busy timeout
+    struct Seen {
+      sqlite3* reader;
+      std::vector<std::string> counts;
+    } seen{reader.get(), {}};
+    crsync_vfs_on_commit(+[](void* ctx, const char*, sqlite3_uint64) {
+      auto* s = static_cast<Seen*>(ctx);
+      sqlite3_stmt* st = nullptr;
+      int rc = sqlite3_prepare_v2(s->reader, "SELECT count(*) FROM t", -1, &st, nullptr);
+      if (rc == SQLITE_OK) rc = sqlite3_step(st);
+      s->counts.push_back(rc == SQLITE_ROW ? std::to_string(sqlite3_column_int(st, 0))
+                                           : sqlite3_errstr(rc));
+      sqlite3_finalize(st);
+    }, &seen);
+    for (int i = 0; i < 3; ++i) ASSERT_OK(Exec(db.get(), "INSERT INTO t VALUES (1)"));
+    crsync_vfs_on_commit(nullptr, nullptr);
+    EXPECT_EQ(seen.counts, (std::vector<std::string>{"1", "2", "3"}));
+  }
+  TempPath path;
+  DbPtr db = OpenShim(path.str());
+  ASSERT_OK(Exec(db.get(), "PRAGMA locking_mode = EXCLUSIVE; CREATE TABLE t (x)"));
+  for (int i = 0; i < 3; ++i) {
+    const uint64_t before = Counter(path.str());
+    ASSERT_OK(Exec(db.get(), "INSERT INTO t VALUES (1)"));
+    EXPECT_EQ(Counter(path.str()), before + 1);
+  }
 }
 
 TEST_F(VfsTest, InProcessCallbackSeesPathAndSequence) {
