@@ -144,16 +144,27 @@ Status ConnEngine::Bootstrap() {
     // several processes may open a new database at once, and only one may
     // give it its site id.
     const bool own = sqlite3_get_autocommit(db_);
-    if (own) CRSYNC_RETURN_IF_ERROR(Exec(db_, "BEGIN IMMEDIATE"));
-    Status s = WriteBootstrap();
+    Status s = own ? Exec(db_, "BEGIN IMMEDIATE") : Status::OK();
+    if (s.ok()) s = WriteBootstrap();
     if (own) {
       if (s.ok()) s = Exec(db_, "COMMIT");
-      if (!s.ok()) Exec(db_, "ROLLBACK").IgnoreError();
+      if (!s.ok() && !sqlite3_get_autocommit(db_)) Exec(db_, "ROLLBACK").IgnoreError();
     }
     if (!s.ok()) {
       sites_loaded_ = false;
       site_id_.clear();
-      return s;
+      const int code = s.sqlite_code() & 0xff;
+      if (tables || (code != SQLITE_READONLY && code != SQLITE_CANTOPEN && code != SQLITE_PERM)) {
+        return s;
+      }
+      // A database never used with crsync that cannot be written here (in
+      // a directory the user cannot write, SQLite cannot create its
+      // journal): it holds no CRR, so there is nothing to track, and it
+      // opens as it would without crsync, like a read-only one.
+      sqlite3_log(SQLITE_WARNING,
+                  "crsync: %s: cannot create crsync's tables (%s); it has no CRR to track",
+                  sqlite3_db_filename(db_, "main"), s.message().c_str());
+      return Status::OK();
     }
   }
   CRSYNC_RETURN_IF_ERROR(CheckMetaFormat(readonly));

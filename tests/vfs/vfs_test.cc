@@ -233,6 +233,40 @@ TEST_F(VfsTest, ASignalledCommitIsReadableByAnotherConnection) {
   }
 }
 
+// A database that was never used with crsync, in a directory the user
+// cannot write (no journal can be created): it opens, reads and, with
+// journal_mode=MEMORY, takes writes, as it does without crsync; the
+// engine's setup write failing used to fail every open ("automatic
+// extension loading failed"). In a child process that drops root, which
+// writes anywhere.
+TEST_F(VfsTest, ANewDatabaseInAReadOnlyDirectoryStillOpens) {
+  char tmpl[] = "/tmp/crsync-rodir-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl, path = dir + "/app.db";
+  int rc = InChild([&] {
+    sqlite3_reset_auto_extension();  // a plain SQLite database, no crsync tables
+    sqlite3* db = nullptr;
+    if (sqlite3_open(path.c_str(), &db) != SQLITE_OK) return 1;
+    int e = sqlite3_exec(db, "CREATE TABLE t (x); INSERT INTO t VALUES (1)", nullptr, nullptr, nullptr);
+    sqlite3_close(db);
+    if (e != SQLITE_OK || chmod(path.c_str(), 0666) != 0 || chmod(dir.c_str(), 0555) != 0) return 2;
+    if (crsync_vfs_register(nullptr, 1) != SQLITE_OK) return 3;
+    if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0)) return 4;
+    if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
+      std::fprintf(stderr, "open: %s\n", sqlite3_errmsg(db));
+      return 5;
+    }
+    e = sqlite3_exec(db, "SELECT count(*) FROM t; PRAGMA journal_mode = MEMORY; "
+                         "INSERT INTO t VALUES (2)", nullptr, nullptr, nullptr);
+    if (e != SQLITE_OK) std::fprintf(stderr, "use: %s\n", sqlite3_errmsg(db));
+    sqlite3_close(db);
+    return e == SQLITE_OK ? 0 : 6;
+  });
+  chmod(dir.c_str(), 0755);
+  std::filesystem::remove_all(dir);
+  EXPECT_EQ(rc, 0);
+}
+
 TEST_F(VfsTest, InProcessCallbackSeesPathAndSequence) {
   TempPath path;
   DbPtr db = OpenShim(path.str());
