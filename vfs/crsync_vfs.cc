@@ -51,7 +51,12 @@ struct Callback {
   std::condition_variable idle;
   void (*fn)(void*, const char*, sqlite3_uint64) = nullptr;
   void* ctx = nullptr;
-  int running = 0;  // calls in progress, all threads
+  // Calls in progress, all threads: of the current function, and of the
+  // ones it replaced (which a replacement waits for; calls started after
+  // it must not keep it waiting).
+  uint64_t generation = 0;
+  int running = 0;
+  int running_replaced = 0;
 };
 Callback& TheCallback() {
   static Callback* c = new Callback;  // never destroyed: commits may run at exit
@@ -63,23 +68,29 @@ void RunCallback(const char* path, sqlite3_uint64 seq) {
   Callback& c = TheCallback();
   void (*fn)(void*, const char*, sqlite3_uint64);
   void* ctx;
+  uint64_t generation;
   {
     std::lock_guard<std::mutex> lock(c.mu);
     fn = c.fn;
     ctx = c.ctx;
     if (!fn) return;
+    generation = c.generation;
     ++c.running;
   }
   ++t_running;
   struct Done {
     Callback& c;
+    uint64_t generation;
     ~Done() {
       --t_running;
       std::lock_guard<std::mutex> lock(c.mu);
-      --c.running;
-      c.idle.notify_all();
+      if (generation == c.generation) {
+        --c.running;
+      } else if (--c.running_replaced == 0) {
+        c.idle.notify_all();
+      }
     }
-  } done{c};
+  } done{c, generation};
   fn(ctx, path, seq);
 }
 
@@ -370,8 +381,11 @@ extern "C" int crsync_vfs_on_commit(void (*fn)(void*, const char*, sqlite3_uint6
   std::unique_lock<std::mutex> lock(c.mu);
   c.fn = fn;
   c.ctx = ctx;
+  ++c.generation;
+  c.running_replaced += c.running;
+  c.running = 0;
   // Called from a callback, it does not wait: two callbacks of different
   // threads setting it at once would wait for each other.
-  if (crsync::t_running == 0) c.idle.wait(lock, [&] { return c.running == 0; });
+  if (crsync::t_running == 0) c.idle.wait(lock, [&] { return c.running_replaced == 0; });
   return SQLITE_OK;
 }

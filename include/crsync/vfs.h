@@ -46,14 +46,15 @@ extern "C" {
 int crsync_vfs_register(const char *base_vfs, int make_default);
 
 /* Sets (or with fn = NULL clears) the in-process commit callback. It runs on
- * the committing thread, after the counter moved and while SQLite finishes
- * the commit (in rollback-journal modes still holding the database lock):
- * it must be quick, and must not use the connection nor read that database.
- * It holds no lock of crsync's: callbacks of different threads may run at
- * the same time, and one may wait for another thread's commit. It may set
- * or clear the callback itself. Called outside a callback, this returns once
- * no thread still runs a callback it replaced (so its ctx may be freed);
- * called from within one, it does not wait. `db_path` is the database's full
+ * the committing thread, after the counter moved, once the commit is
+ * readable by other connections (in rollback-journal modes, as SQLite drops
+ * the database lock) and while SQLite finishes the commit: it must be
+ * quick, and must not use the committing connection. It holds no lock of
+ * crsync's: callbacks of different threads may run at the same time, and
+ * one may wait for another thread's commit. It may set or clear the
+ * callback itself. Called outside a callback, this returns once no thread
+ * still runs a callback it replaced (so its ctx may be freed), however
+ * many commits start meanwhile; called from within one, it does not wait. `db_path` is the database's full
  * path; `seq` the counter value after this commit. */
 int crsync_vfs_on_commit(void (*fn)(void *ctx, const char *db_path, sqlite3_uint64 seq),
                          void *ctx);

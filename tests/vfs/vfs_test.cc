@@ -416,6 +416,63 @@ TEST_F(VfsTest, ReplacingTheCallbackWaitsForRunningOnes) {
             0);
 }
 
+// A replacement waits only for calls of what it replaced: a call of the new
+// callback that started meanwhile (other threads keep committing) must not
+// keep it waiting. Here the new callback's call blocks until the
+// replacement has returned; waiting for it too deadlocks (the watchdog).
+TEST_F(VfsTest, ReplacingTheCallbackDoesNotWaitForCallsOfTheNewOne) {
+  TempPath p1, p2;
+  const std::string a = p1.str(), b = p2.str();
+  EXPECT_EQ(InChild([&] {
+              alarm(20);
+              struct Gate {
+                std::mutex mu;
+                std::condition_variable cv;
+                bool entered = false, release = false;
+                static void Run(void* ctx, const char*, sqlite3_uint64) {
+                  auto* g = static_cast<Gate*>(ctx);
+                  std::unique_lock<std::mutex> lock(g->mu);
+                  g->entered = true;
+                  g->cv.notify_all();
+                  g->cv.wait(lock, [&] { return g->release; });
+                }
+                void AwaitEntered() {
+                  std::unique_lock<std::mutex> lock(mu);
+                  cv.wait(lock, [&] { return entered; });
+                }
+                void Release() {
+                  std::lock_guard<std::mutex> lock(mu);
+                  release = true;
+                  cv.notify_all();
+                }
+              } old_gate, new_gate;
+              DbPtr da = OpenShim(a), dbb = OpenShim(b);  // their setup commits come first
+              crsync_vfs_on_commit(&Gate::Run, &old_gate);
+              std::thread first([&] { Exec(da.get(), "CREATE TABLE t (a)").IgnoreError(); });
+              old_gate.AwaitEntered();
+              std::atomic<bool> replaced{false};
+              std::thread setter([&] {
+                crsync_vfs_on_commit(&Gate::Run, &new_gate);
+                replaced = true;
+              });
+              // Once the new callback is in place (the setter installs it at
+              // once, then waits), a commit on another thread runs it, and
+              // blocks in it until the setter has returned.
+              std::this_thread::sleep_for(std::chrono::milliseconds(300));
+              std::thread second([&] { Exec(dbb.get(), "CREATE TABLE t (a)").IgnoreError(); });
+              new_gate.AwaitEntered();
+              old_gate.Release();
+              setter.join();  // must return while the new callback still runs
+              const bool ok = replaced;
+              new_gate.Release();
+              first.join();
+              second.join();
+              crsync_vfs_on_commit(nullptr, nullptr);
+              return ok ? 0 : 1;
+            }),
+            0);
+}
+
 // Two threads' callbacks, running at once, each clear the callback (a
 // one-shot): neither waits for the other. In a child under a watchdog.
 TEST_F(VfsTest, CallbacksClearingTheCallbackAtOnceDoNotDeadlock) {
