@@ -298,7 +298,13 @@ Status PeerSession::OnHello(const HelloMsg& m, std::vector<Message>* out) {
                 "node speaks " + std::to_string(kProtocolVersion) + ")");
   }
   if (m.site_id.size() != 16) return Fail(out, ErrorMsg::kProtocol, "hello without a 16-byte site id");
-  if (m.site_id == site_id_) return Fail(out, ErrorMsg::kProtocol, "connected to itself");
+  if (m.site_id == site_id_) {
+    return Fail(out, ErrorMsg::kProtocol,
+                "the peer has this node's own site id " + HexBytes(site_id_) +
+                    ": it is this node (a configured address that loops back), or its database "
+                    "is a copy of this one; a copy cannot be another node (give it a fresh "
+                    "database and let it sync)");
+  }
   if (m.fingerprint != fingerprint_) {
     return Fail(out, ErrorMsg::kSchemaMismatch,
                 "CRR schemas differ (fingerprint " + std::to_string(fingerprint_) + " here, " +

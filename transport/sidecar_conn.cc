@@ -300,8 +300,10 @@ void Sidecar::Impl::OnAccept(uv_stream_t* server, int status) {
       CloseAndFree(c);
       return;
     }
-    c->peer = "inbound";
-    self->Log(1, "accepted connection %llu", static_cast<unsigned long long>(c->id));
+    const std::string from = PeerAddress(&c->tcp);
+    c->peer = from.empty() ? "inbound" : "inbound from " + from;
+    self->Log(1, "accepted connection %llu (%s)", static_cast<unsigned long long>(c->id),
+              c->peer.c_str());
     self->StartConn(c);
   });
   if (!ok && c) self->Guarded("dropping a connection", [&] { self->AbandonConn(c); });

@@ -3,6 +3,8 @@
 #include "transport/net_addr.h"
 
 #include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "tests/test_util.h"
 
@@ -38,6 +40,38 @@ TEST(NetAddrTest, AnythingButDigitsInThePortIsRefusedByName) {
     EXPECT_THAT(st.message(), HasSubstr(std::string("'") + bad + "'")) << bad;
   }
   EXPECT_THAT(SockAddr("localhost:80", &a).message(), HasSubstr("numeric IPv4 or IPv6 only"));
+}
+
+// The address an inbound connection is logged under: the other end's.
+TEST(NetAddrTest, PeerAddressNamesTheOtherEnd) {
+  uv_loop_t loop;
+  ASSERT_EQ(uv_loop_init(&loop), 0);
+  uv_tcp_t server, accepted;
+  uv_tcp_init(&loop, &server);
+  uv_tcp_init(&loop, &accepted);
+  sockaddr_storage any;
+  ASSERT_OK(SockAddr("127.0.0.1:0", &any));
+  ASSERT_EQ(uv_tcp_bind(&server, reinterpret_cast<sockaddr*>(&any), 0), 0);
+  server.data = &accepted;
+  ASSERT_EQ(uv_listen(reinterpret_cast<uv_stream_t*>(&server), 1, [](uv_stream_t* s, int) {
+              uv_accept(s, static_cast<uv_stream_t*>(s->data));
+            }), 0);
+  sockaddr_storage bound{};
+  int len = static_cast<int>(sizeof bound);
+  ASSERT_EQ(uv_tcp_getsockname(&server, reinterpret_cast<sockaddr*>(&bound), &len), 0);
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&bound), sizeof(sockaddr_in)), 0);
+  sockaddr_storage mine{};
+  socklen_t mine_len = sizeof mine;
+  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&mine), &mine_len), 0);
+  EXPECT_EQ(PeerAddress(&accepted), "");  // not connected yet
+  for (int i = 0; i < 100 && PeerAddress(&accepted).empty(); ++i) uv_run(&loop, UV_RUN_NOWAIT);
+  EXPECT_EQ(PeerAddress(&accepted), "127.0.0.1:" + std::to_string(PortOf(mine)));
+  close(fd);
+  uv_close(reinterpret_cast<uv_handle_t*>(&server), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&accepted), nullptr);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  EXPECT_EQ(uv_loop_close(&loop), 0);
 }
 
 }  // namespace

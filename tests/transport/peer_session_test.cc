@@ -329,6 +329,28 @@ TEST(PeerSessionTest, SchemaMismatchIsRefusedOnBothSides) {
   EXPECT_EQ(b.db.One("SELECT count(*) FROM items"), "0");
 }
 
+// Two ends with one site id: the node itself, or a copy of its database.
+// The error says which site id and why a copy cannot be another node.
+TEST(PeerSessionTest, ACopyOfThisNodesDatabaseIsNamedAsSuch) {
+  TempPath original, copy;
+  {
+    TestDb db(original.str());
+    db.Exec(kSchema);
+    db.Exec("VACUUM INTO '" + copy.str() + "'");
+  }
+  TestDb a(original.str()), b(copy.str());
+  std::unique_ptr<PeerSession> sa, sb;
+  ASSERT_OK(PeerSession::Open(a.get(), SessionOptions{}, &sa));
+  ASSERT_OK(PeerSession::Open(b.get(), SessionOptions{}, &sb));
+  std::vector<Message> ha, out;
+  ASSERT_OK(sa->Start(&ha));
+  Status s = sb->OnMessage(ha[0], &out);
+  EXPECT_FALSE(s.ok());
+  EXPECT_THAT(s.message(), HasSubstr("own site id " + a.One("SELECT lower(hex(crsql_site_id()))")
+                                                          .substr(1, 32)));
+  EXPECT_THAT(s.message(), HasSubstr("copy"));
+}
+
 TEST(PeerSessionTest, OtherProtocolVersionIsRefused) {
   Node a, b;
   std::unique_ptr<PeerSession> sa, sb;
