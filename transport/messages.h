@@ -64,6 +64,10 @@ struct ErrorMsg {
     // The recipient's restore epoch is new to the sender, which now
     // resynchronizes with it; the connection restarts.
     kRestoreSeen = 6,
+    // The sender cannot send its next change (one too large for a frame):
+    // it stops sending and tries again now and then, and the connection
+    // stays open for the other direction. Not followed by a close.
+    kCannotSend = 7,
   };
   uint32_t code = kProtocol;
   std::string message;

@@ -248,6 +248,10 @@ Status PeerSession::RenewOwnEpoch(int64_t hint) {
 
 Status PeerSession::OnMessage(const Message& in, std::vector<Message>* out) {
   if (const auto* e = std::get_if<ErrorMsg>(&in)) {
+    if (e->code == ErrorMsg::kCannotSend) {  // only its direction stopped
+      notice_ = "the peer cannot send to us (error 7): " + Printable(e->message);
+      return Status::OK();
+    }
     Status said = Status::Transport("peer reported error " + std::to_string(e->code) + ": " +
                                     Printable(e->message));
     if (e->code == ErrorMsg::kResync) {
@@ -375,7 +379,13 @@ Status PeerSession::Pump(std::vector<Message>* out) {
   // writes then reuse their versions, and a peer told of the lost ones
   // would skip the new ones for good (its cursor is past them).
   // One fsync covers every commit made before it: a backlog costs one.
+  const auto now = std::chrono::steady_clock::now();
+  if (!send_blocked_.empty() &&
+      now - send_blocked_at_ < std::chrono::milliseconds(options_.blocked_send_retry_ms)) {
+    return Status::OK();
+  }
   const size_t before = out->size();
+  oversized_ = false;
   Status s = PumpFeed(out);
   if (s.ok() && sent_ > durable_) {
     int64_t committed = 0;
@@ -387,10 +397,26 @@ Status PeerSession::Pump(std::vector<Message>* out) {
     }
   }
   if (!s.ok()) {
-    // Nothing of this pump may go out; the session closes, and the peer
-    // hears why rather than seeing the connection just end.
+    // Nothing of this pump may go out; the peer hears why rather than
+    // seeing nothing come.
     out->erase(out->begin() + static_cast<ptrdiff_t>(before), out->end());
+    if (oversized_) {
+      // Only this direction is stuck (until the change is superseded):
+      // the connection stays, so the peer's changes still arrive.
+      if (send_blocked_.empty()) {
+        out->push_back(ErrorMsg{ErrorMsg::kCannotSend, "the sender cannot go on: " + s.message(), 0});
+        notice_ = "cannot send to the peer: " + s.message() +
+                  "; receiving goes on, sending is tried again every " +
+                  std::to_string(options_.blocked_send_retry_ms / 1000) + " s";
+      }
+      send_blocked_ = s.message();
+      send_blocked_at_ = now;
+      return Status::OK();
+    }
     out->push_back(ErrorMsg{ErrorMsg::kInternal, "the sender stopped: " + s.message(), 0});
+  } else if (!send_blocked_.empty()) {
+    send_blocked_.clear();
+    notice_ = "sending to the peer resumed";
   }
   return s;
 }
@@ -438,6 +464,7 @@ Status PeerSession::PumpFeed(std::vector<Message>* out) {
     CRSYNC_RETURN_IF_ERROR(reader_->NextTransaction(sent_, filter, [&](Change& c) -> Status {
       const size_t w = EstimateChangeWords(c);
       if (w * sizeof(capnp::word) > kMaxChangeBytes) {
+        oversized_ = true;
         return Status::InvalidArgument(
             "cannot send a change of " + c.table + " (column " + c.cid + ", version " +
             std::to_string(c.db_version) + "): " + std::to_string(c.val_bytes.size()) +

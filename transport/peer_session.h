@@ -32,6 +32,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "crsync/engine.h"
@@ -68,6 +69,10 @@ struct SessionOptions {
   // Called before each merge transaction begins (may block briefly, e.g. to
   // let the application's writers go first). Must not use the connection.
   std::function<void()> before_merge_txn;
+  // After a change too large to send stopped the sending direction
+  // (Error kCannotSend), Pump() tries again after this many ms: the change
+  // may have been superseded by a smaller one.
+  int64_t blocked_send_retry_ms = 60000;
 };
 
 // XXH3 fingerprint of the CRR schemas of `db` (names and columns, sorted).
@@ -97,8 +102,14 @@ class PeerSession {
   // version not yet announced, it fsyncs the write-ahead log, so that no
   // peer is told of a commit a power loss could still undo. On an error,
   // nothing of this call is queued but an Error (kInternal) saying why, and
-  // the session should close.
+  // the session should close. A change too large for any message is not an
+  // error of the session: the peer is told (kCannotSend), sending stops
+  // for blocked_send_retry_ms, and receiving goes on (see TakeNotice).
   Status Pump(std::vector<Message>* out);
+  // What the last calls found worth a warning in the log and did not
+  // return as an error (sending blocked or resumed, the peer unable to send
+  // to us), once; "" when nothing.
+  std::string TakeNotice() { return std::exchange(notice_, std::string()); }
   // The last Pump() stopped at max_changes_per_pump with window to spare:
   // call it again soon (there may be more to read).
   bool more_to_send() const { return more_to_send_; }
@@ -190,6 +201,10 @@ class PeerSession {
   bool renewed_own_epoch_ = false;
   std::chrono::steady_clock::time_point last_sync_{};
   uint32_t in_flight_ = 0;
+  std::string notice_;        // see TakeNotice
+  std::string send_blocked_;  // why sending stopped (a change too large); "" = it did not
+  std::chrono::steady_clock::time_point send_blocked_at_{};
+  bool oversized_ = false;    // the last PumpFeed met a change too large to send
   // Parts of split transactions received so far, by [start, end].
   // The parts of one split transaction received so far, by index: held
   // sparsely, so what a peer announces costs nothing until it sends it.

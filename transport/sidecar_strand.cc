@@ -86,6 +86,11 @@ void Sidecar::Impl::Process(Task* t) {
   auto flush = [&](uint64_t conn) {
     for (auto& m : out) t->out.emplace_back(conn, std::move(m));
     out.clear();
+    if (auto it = sessions.find(conn); it != sessions.end()) {
+      if (std::string n = it->second->TakeNotice(); !n.empty()) {
+        Log(-1, "connection %llu: %s", static_cast<unsigned long long>(conn), n.c_str());
+      }
+    }
   };
   auto pump_all = [&](uint64_t except) {
     for (auto& [id, s] : sessions) {

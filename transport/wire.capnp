@@ -93,7 +93,9 @@ struct Ack {
   credits @1 :UInt32;
 }
 
-# Sent before closing a connection on a protocol-level failure.
+# Sent before closing a connection on a protocol-level failure; code 7
+# (cannot send: the sender's next change is too large for a frame) is sent
+# without closing: only that direction stops.
 struct Error {
   code @0 :UInt32;
   message @1 :Text;

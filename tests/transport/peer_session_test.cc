@@ -504,7 +504,7 @@ TEST(PeerSessionTest, PumpStopsAtItsBoundAndResumesWhereItStopped) {
 // Large values: a transaction is split by encoded size as well as by
 // change count, so every message stays well under the 16 MiB frame; a
 // single change too large for any frame is refused by name.
-TEST(PeerSessionTest, LargeValuesAreSplitBySizeAndAnOversizedOneIsNamed) {
+TEST(PeerSessionTest, LargeValuesAreSplitBySize) {
   Node a, b;
   a.db.Exec("BEGIN");
   for (int i = 0; i < 24; ++i) {
@@ -528,21 +528,62 @@ TEST(PeerSessionTest, LargeValuesAreSplitBySizeAndAnOversizedOneIsNamed) {
   std::vector<Message> back;
   ASSERT_OK(sb->OnMessages(out, &back));
   EXPECT_EQ(Contents(b), Contents(a));
-  // One value over what a frame can carry (16 MiB): named, not sent.
+}
+
+// One value over what a frame can carry (16 MiB) stops only the sending
+// direction: the peer is told which change (Error 7) and both ends warn in
+// their logs, but the connection stays and the peer's changes still
+// arrive. Sending is tried again after blocked_send_retry_ms, and goes on
+// once the value was replaced by one that fits.
+TEST(PeerSessionTest, AnOversizedChangeStopsOnlyItsDirection) {
+  Node a, b;
+  SessionOptions opts;
+  opts.blocked_send_retry_ms = 0;  // every pump tries again
+  std::unique_ptr<PeerSession> sa, sb;
+  std::vector<Message> out;
+  Connect(a, b, opts, &sa, &sb, &out);
+  ASSERT_FALSE(HasFatalFailure());
   a.db.Exec("INSERT INTO items VALUES (100, zeroblob(17000000), 1)");
   out.clear();
-  Status s = sa->Pump(&out);
-  EXPECT_THAT(s.message(), HasSubstr("cannot send a change of items (column name"));
-  // Nothing of it goes out but an Error, so the peer can say why the
-  // connection ends.
-  ASSERT_EQ(out.size(), 1u);
+  ASSERT_OK(sa->Pump(&out));
+  ASSERT_EQ(out.size(), 1u);  // nothing of it but an Error
   const auto* e = std::get_if<ErrorMsg>(&out[0]);
   ASSERT_NE(e, nullptr);
-  EXPECT_EQ(e->code, ErrorMsg::kInternal);
+  EXPECT_EQ(e->code, ErrorMsg::kCannotSend);
   EXPECT_THAT(e->message, HasSubstr("cannot send a change of items (column name"));
+  EXPECT_THAT(sa->TakeNotice(), HasSubstr("cannot send to the peer: cannot send a change of items"));
+  EXPECT_EQ(sa->TakeNotice(), "");  // once
+  std::vector<Message> back;
+  ASSERT_OK(sb->OnMessage(out[0], &back));  // not a reason to close
+  EXPECT_THAT(sb->TakeNotice(), HasSubstr("the peer cannot send to us (error 7): the sender cannot"));
+
+  // The other direction still works.
+  b.db.Exec("INSERT INTO items VALUES (7, 'from b', 7)");
   back.clear();
-  Status told = sb->OnMessage(out[0], &back);
-  EXPECT_THAT(told.message(), HasSubstr("peer reported error 4: the sender stopped: cannot send"));
+  ASSERT_OK(sb->Pump(&back));
+  ASSERT_FALSE(back.empty());
+  out.clear();
+  ASSERT_OK(sa->OnMessages(back, &out));
+  EXPECT_EQ(a.db.One("SELECT name FROM items WHERE id = 7"), "'from b'");
+
+  // Tried again: still too large, and said only once.
+  out.clear();
+  ASSERT_OK(sa->Pump(&out));
+  EXPECT_TRUE(out.empty());
+  EXPECT_EQ(sa->TakeNotice(), "");
+  // Superseded by a value that fits: sending resumes, b converges.
+  a.db.Exec("UPDATE items SET name = 'small' WHERE id = 100");
+  for (int round = 0; round < 10; ++round) {
+    out.clear();
+    ASSERT_OK(sa->Pump(&out));
+    if (out.empty()) break;
+    back.clear();
+    ASSERT_OK(sb->OnMessages(out, &back));
+    out.clear();
+    ASSERT_OK(sa->OnMessages(back, &out));
+  }
+  EXPECT_EQ(sa->TakeNotice(), "sending to the peer resumed");
+  EXPECT_EQ(Contents(b), Contents(a));
 }
 
 // The receiver's database locked by an application past the busy timeout
