@@ -65,6 +65,39 @@ Status SchemaFingerprint(sqlite3* db, uint64_t* out) {
   return Status::OK();
 }
 
+namespace {
+
+// "items(id, name, qty), todo(id, title)": the CRRs and their columns, for
+// a schema-mismatch message (at most about 600 bytes).
+Status SchemaSummary(sqlite3* db, std::string* out) {
+  StmtPtr st;
+  CRSYNC_RETURN_IF_ERROR(Prepare(
+      db,
+      "SELECT c.name || '(' || ifnull((SELECT group_concat(name, ', ') FROM "
+      "(SELECT name FROM pragma_table_info(c.name) ORDER BY cid)), '') || ')' "
+      "FROM main.crsync_crrs AS c ORDER BY c.name",
+      &st));
+  out->clear();
+  int rc;
+  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
+    const auto* t = reinterpret_cast<const char*>(sqlite3_column_text(st.get(), 0));
+    if (!out->empty()) *out += ", ";
+    *out += t ? t : "?";
+  }
+  if (rc != SQLITE_DONE) return SqliteError(db, rc);
+  if (out->empty()) *out = "no CRR";
+  if (out->size() > 600) *out = out->substr(0, 600) + "...";
+  return Status::OK();
+}
+
+}  // namespace
+
+std::string PeerSession::SchemaText() const {
+  std::string text;
+  if (!SchemaSummary(db_, &text).ok()) return "CRRs that cannot be listed now";
+  return text;
+}
+
 PeerSession::PeerSession(sqlite3* db, const SessionOptions& options) : db_(db), options_(options) {}
 PeerSession::~PeerSession() = default;
 
@@ -311,8 +344,9 @@ Status PeerSession::OnHello(const HelloMsg& m, std::vector<Message>* out) {
   }
   if (m.fingerprint != fingerprint_) {
     return Fail(out, ErrorMsg::kSchemaMismatch,
-                "CRR schemas differ (fingerprint " + std::to_string(fingerprint_) + " here, " +
-                    std::to_string(m.fingerprint) + " at peer " + HexBytes(m.site_id) +
+                "CRR schemas differ: node " + HexBytes(site_id_) + " has " + SchemaText() +
+                    " (fingerprint " + std::to_string(fingerprint_) + "; its peer " +
+                    HexBytes(m.site_id) + " has " + std::to_string(m.fingerprint) +
                     "): migrate both sides to the same schema");
   }
   peer_site_ = m.site_id;

@@ -324,8 +324,12 @@ TEST(PeerSessionTest, SchemaMismatchIsRefusedOnBothSides) {
   ASSERT_EQ(out.size(), 1u);
   ASSERT_TRUE(std::holds_alternative<ErrorMsg>(out[0]));
   EXPECT_EQ(std::get<ErrorMsg>(out[0]).code, ErrorMsg::kSchemaMismatch);
+  // Each side names its own tables and columns; the other logs them.
+  EXPECT_THAT(s.message(), HasSubstr("has items(id, name, qty, extra)"));
   std::vector<Message> out2;
-  EXPECT_THAT(sa->OnMessage(out[0], &out2).message(), HasSubstr("CRR schemas differ"));
+  EXPECT_THAT(sa->OnMessage(out[0], &out2).message(),
+              HasSubstr("peer reported error 2: CRR schemas differ: node "));
+  EXPECT_THAT(sa->OnMessage(hb[0], &out2).message(), HasSubstr("has items(id, name, qty)"));
   EXPECT_EQ(b.db.One("SELECT count(*) FROM items"), "0");
 }
 
