@@ -56,29 +56,63 @@ int OpenSignalFile(const std::string& db_path) {
 CommitSignal::CommitSignal(std::string db_path) : db_path_(std::move(db_path)) {}
 
 CommitSignal::~CommitSignal() {
-  if (counter_) munmap(counter_, kSignalFileSize);
-  if (fd_ >= 0) close(fd_);
+  for (const auto& m : all_) {
+    munmap(m->base, kSignalFileSize);
+    close(m->fd);
+  }
 }
 
-void CommitSignal::Open() {
+CommitSignal::Mapping* CommitSignal::OpenMapping() {
   std::string path = SignalPath(db_path_);
   int fd = OpenSignalFile(db_path_);
   if (fd < 0) {
-    sqlite3_log(SQLITE_WARNING, "crsync: no commit signal for %s: cannot open %s: %s",
-                db_path_.c_str(), path.c_str(), strerror(errno));
-    return;
+    if (!warned_) {
+      sqlite3_log(SQLITE_WARNING, "crsync: no commit signal for %s: cannot open %s: %s",
+                  db_path_.c_str(), path.c_str(), strerror(errno));
+    }
+    warned_ = true;
+    return nullptr;
   }
   void* map = mmap(nullptr, kSignalFileSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (map == MAP_FAILED) {
-    sqlite3_log(SQLITE_WARNING, "crsync: no commit signal for %s: cannot map %s: %s",
-                db_path_.c_str(), path.c_str(), strerror(errno));
+    if (!warned_) {
+      sqlite3_log(SQLITE_WARNING, "crsync: no commit signal for %s: cannot map %s: %s",
+                  db_path_.c_str(), path.c_str(), strerror(errno));
+    }
+    warned_ = true;
     close(fd);
-    return;
+    return nullptr;
   }
-  fd_ = fd;
-  counter_ = static_cast<uint64_t*>(map);
-  wake_pending_ = reinterpret_cast<uint32_t*>(static_cast<char*>(map) + kWakeFlagOffset);
-  waits_ = reinterpret_cast<uint64_t*>(static_cast<char*>(map) + kWaitsOffset);
+  auto m = std::make_unique<Mapping>();
+  m->fd = fd;
+  m->base = static_cast<char*>(map);
+  all_.push_back(std::move(m));
+  return all_.back().get();
+}
+
+CommitSignal::Mapping* CommitSignal::Current() {
+  Mapping* m = map_.load(std::memory_order_acquire);
+  if (!m) return nullptr;
+  struct stat st;
+  if (fstat(m->fd, &st) != 0) return m;
+  if (st.st_nlink == 0) {
+    // Deleted while we write to it: nobody watches that file any more (a
+    // sidecar started now makes and watches a new one). Make it again.
+    std::lock_guard<std::mutex> lock(remap_mu_);
+    Mapping* now = map_.load(std::memory_order_acquire);
+    if (now != m) return now;  // another thread did
+    if (Mapping* fresh = OpenMapping()) {
+      map_.store(fresh, std::memory_order_release);
+      return fresh;
+    }
+    return m;
+  }
+  if (st.st_size < static_cast<off_t>(kSignalFileSize)) {
+    // Cut short by someone: a write through the mapping past the end
+    // would raise SIGBUS. Restored first (its counts are lost).
+    if (posix_fallocate(m->fd, 0, static_cast<off_t>(kSignalFileSize)) != 0) return nullptr;
+  }
+  return m;
 }
 
 CommitSignal* CommitSignal::Acquire(const std::string& db_path) {
@@ -90,7 +124,7 @@ CommitSignal* CommitSignal::Acquire(const std::string& db_path) {
     // memory) must not stay for later connections to share.
     CommitSignal* fresh = new CommitSignal(db_path);
     try {
-      fresh->Open();
+      fresh->map_.store(fresh->OpenMapping(), std::memory_order_release);
       it = open.emplace(db_path, fresh).first;
     } catch (...) {
       delete fresh;
@@ -110,19 +144,20 @@ void CommitSignal::Release(CommitSignal* signal) {
 }
 
 uint64_t CommitSignal::Bump() {
-  if (!counter_) return 0;
-  uint64_t v = __atomic_add_fetch(counter_, 1, __ATOMIC_SEQ_CST);
-  if (__atomic_exchange_n(wake_pending_, 1u, __ATOMIC_SEQ_CST) == 0) {
+  Mapping* m = Current();
+  if (!m) return 0;
+  uint64_t v = __atomic_add_fetch(m->counter(), 1, __ATOMIC_SEQ_CST);
+  if (__atomic_exchange_n(m->wake_pending(), 1u, __ATOMIC_SEQ_CST) == 0) {
     // The touch byte is never read; writing it is what wakes inotify.
     char touch = static_cast<char>(v);
-    ssize_t n = pwrite(fd_, &touch, 1, kTouchOffset);
+    ssize_t n = pwrite(m->fd, &touch, 1, kTouchOffset);
     (void)n;  // a failed wake-up must not fail the commit
   }
   return v;
 }
 
 void CommitSignal::NoteWriterWaiting() {
-  if (waits_) __atomic_add_fetch(waits_, 1, __ATOMIC_SEQ_CST);
+  if (Mapping* m = Current()) __atomic_add_fetch(m->waits(), 1, __ATOMIC_SEQ_CST);
 }
 
 }  // namespace crsync

@@ -5,8 +5,12 @@
 
 #include <sqlite3.h>
 
+#include <atomic>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <vector>
 
 namespace crsync {
 
@@ -40,9 +44,11 @@ class CommitSignal {
   static CommitSignal* Acquire(const std::string& db_path);
   static void Release(CommitSignal* signal);
 
-  // Counts one commit: one atomic increment in shared memory, plus one
-  // pwrite when a watcher has re-armed the wake-up. Never fails. Returns the
-  // new counter value (0 when inert).
+  // Counts one commit: one fstat (a side file deleted meanwhile is made
+  // again, one cut short by someone is restored to its size: writing
+  // through the mapping past its end would raise SIGBUS), one atomic
+  // increment in shared memory, plus one pwrite when a watcher has re-armed
+  // the wake-up. Never fails. Returns the new counter value (0 when inert).
   uint64_t Bump();
   // Counts one attempt to take the write lock that met SQLITE_BUSY: one
   // atomic increment in shared memory. Never fails.
@@ -50,15 +56,28 @@ class CommitSignal {
   const std::string& db_path() const { return db_path_; }
 
  private:
+  // One opened and mapped side file. Never unmapped before the signal is
+  // destroyed: another thread may still be writing through an older one.
+  struct Mapping {
+    int fd = -1;
+    char* base = nullptr;  // kSignalFileSize bytes, MAP_SHARED
+    uint64_t* counter() const { return reinterpret_cast<uint64_t*>(base); }
+    uint32_t* wake_pending() const { return reinterpret_cast<uint32_t*>(base + kWakeFlagOffset); }
+    uint64_t* waits() const { return reinterpret_cast<uint64_t*>(base + kWaitsOffset); }
+  };
+
   explicit CommitSignal(std::string db_path);
   ~CommitSignal();
-  void Open();
+  // Opens and maps the side file; null if it cannot (logged the first time).
+  Mapping* OpenMapping();
+  // The mapping to write through, checked as Bump says.
+  Mapping* Current();
 
   std::string db_path_;
-  int fd_ = -1;
-  uint64_t* counter_ = nullptr;  // in the shared mapping
-  uint32_t* wake_pending_ = nullptr;
-  uint64_t* waits_ = nullptr;
+  std::atomic<Mapping*> map_{nullptr};
+  std::mutex remap_mu_;  // guards all_ and replacing map_
+  std::vector<std::unique_ptr<Mapping>> all_;
+  bool warned_ = false;  // a failure to open or map was logged (once)
   int refs_ = 0;
 };
 

@@ -28,9 +28,9 @@ struct ShimFile {  // 8-byte aligned, like the memory SQLite gives us
   sqlite3_file base;           // must be first: SQLite sees this
   CommitSignal* signal;        // main database files only
   int lock = SQLITE_LOCK_NONE; // the level SQLite holds on it (xLock/xUnlock)
-  bool commit_pending = false; // committed under a lock not yet dropped
-  bool exclusive_mode = false; // PRAGMA locking_mode = EXCLUSIVE seen
-  short unused = 0;
+  int pending = 0;              // commits made under a lock not dropped since
+  bool exclusive_mode = false;  // PRAGMA locking_mode = EXCLUSIVE seen (and not NORMAL since)
+  bool unused[3] = {};
   sqlite3_file* Lower() { return reinterpret_cast<sqlite3_file*>(this + 1); }
 };
 
@@ -96,11 +96,21 @@ void RunCallback(const char* path, sqlite3_uint64 seq) {
 
 // Counts a commit of `s` and tells the in-process callback.
 void RaiseSignal(ShimFile* s) {
-  s->commit_pending = false;
   GuardVoidCall([&] {
     uint64_t seq = s->signal->Bump();
     RunCallback(s->signal->db_path().c_str(), seq);
   });
+}
+
+// Raises the signals of commits `s` made under a lock not dropped since.
+// Called when the lock drops, and by every other call on the file: SQLite
+// makes none between a commit and its unlock, so such a call means the
+// lock is kept (exclusive locking mode the shim did not see set).
+void Settle(ShimFile* s) {
+  for (; s->pending > 0; --s->pending) RaiseSignal(s);
+}
+inline void SettleIfPending(sqlite3_file* f) {
+  if (Shim(f)->pending > 0) Settle(Shim(f));
 }
 
 // --- io methods: forwards, plus the commit hook in xFileControl ---
@@ -108,26 +118,38 @@ void RaiseSignal(ShimFile* s) {
 int Close(sqlite3_file* f) {
   ShimFile* s = Shim(f);
   int rc = s->Lower()->pMethods ? s->Lower()->pMethods->xClose(s->Lower()) : SQLITE_OK;
-  if (s->commit_pending && s->signal) RaiseSignal(s);  // its lock is gone now
+  Settle(s);  // its lock is gone now
   CommitSignal::Release(s->signal);
   s->signal = nullptr;
   return rc;
 }
 int Read(sqlite3_file* f, void* b, int n, sqlite3_int64 o) {
+  SettleIfPending(f);
   return Low(f)->pMethods->xRead(Low(f), b, n, o);
 }
 int Write(sqlite3_file* f, const void* b, int n, sqlite3_int64 o) {
+  SettleIfPending(f);
   return Low(f)->pMethods->xWrite(Low(f), b, n, o);
 }
-int Truncate(sqlite3_file* f, sqlite3_int64 s) { return Low(f)->pMethods->xTruncate(Low(f), s); }
-int Sync(sqlite3_file* f, int flags) { return Low(f)->pMethods->xSync(Low(f), flags); }
-int FileSize(sqlite3_file* f, sqlite3_int64* s) { return Low(f)->pMethods->xFileSize(Low(f), s); }
+int Truncate(sqlite3_file* f, sqlite3_int64 s) {
+  SettleIfPending(f);
+  return Low(f)->pMethods->xTruncate(Low(f), s);
+}
+int Sync(sqlite3_file* f, int flags) {
+  SettleIfPending(f);
+  return Low(f)->pMethods->xSync(Low(f), flags);
+}
+int FileSize(sqlite3_file* f, sqlite3_int64* s) {
+  SettleIfPending(f);
+  return Low(f)->pMethods->xFileSize(Low(f), s);
+}
 // A writer turned away by the write lock is counted in the side file, so a
 // sidecar merging a backlog can step aside (crsync_writer_waits). A writer
 // asks for RESERVED, or for EXCLUSIVE while it holds RESERVED (to commit).
 // EXCLUSIVE straight from SHARED is not a writer: in WAL mode that is a
 // closing connection checking whether it is the last one.
 int Lock(sqlite3_file* f, int l) {
+  SettleIfPending(f);
   ShimFile* s = Shim(f);
   int rc = Low(f)->pMethods->xLock(Low(f), l);
   if (rc == SQLITE_OK) {
@@ -143,10 +165,11 @@ int Unlock(sqlite3_file* f, int l) {
   int rc = Low(f)->pMethods->xUnlock(Low(f), l);
   if (rc == SQLITE_OK) s->lock = l;
   // A rollback-journal commit is readable once its EXCLUSIVE lock drops.
-  if (s->commit_pending && s->lock <= SQLITE_LOCK_SHARED && s->signal) RaiseSignal(s);
+  if (s->lock <= SQLITE_LOCK_SHARED) Settle(s);
   return rc;
 }
 int CheckReserved(sqlite3_file* f, int* r) {
+  SettleIfPending(f);
   return Low(f)->pMethods->xCheckReservedLock(Low(f), r);
 }
 int FileControl(sqlite3_file* f, int op, void* arg) {
@@ -158,16 +181,22 @@ int FileControl(sqlite3_file* f, int op, void* arg) {
     // database locked, so the signal waits for xUnlock. Under
     // locking_mode=EXCLUSIVE the lock is kept for good: signalled now.
     if (s->lock > SQLITE_LOCK_SHARED && !s->exclusive_mode) {
-      s->commit_pending = true;
+      ++s->pending;
     } else {
+      Settle(s);
       RaiseSignal(s);
     }
+  } else {
+    SettleIfPending(f);
   }
   if (op == SQLITE_FCNTL_PRAGMA && arg) {
-    // Observed, not handled: SQLite runs the pragma when we pass it on.
+    // Observed, not handled: SQLite runs the pragma when we pass it on. (An
+    // unknown value is a query; a NORMAL that SQLite refuses, in WAL mode,
+    // only delays signals until the next call on the file.)
     char** a = static_cast<char**>(arg);
     if (a[1] && a[2] && sqlite3_stricmp(a[1], "locking_mode") == 0) {
-      s->exclusive_mode = sqlite3_stricmp(a[2], "exclusive") == 0;
+      if (sqlite3_stricmp(a[2], "exclusive") == 0) s->exclusive_mode = true;
+      if (sqlite3_stricmp(a[2], "normal") == 0) s->exclusive_mode = false;
     }
   }
   if (op == SQLITE_FCNTL_VFSNAME && arg) {
