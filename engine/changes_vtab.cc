@@ -173,16 +173,22 @@ int BestIndex(sqlite3_vtab*, sqlite3_index_info* info) {
       ordered = o.iColumn == want && !o.desc;
     }
     if (ordered) info->orderByConsumed = 1;
+    // Rows expected: what joins weigh a lookup against a scan by.
+    info->estimatedRows = static_cast<sqlite3_int64>(std::max(1.0, cost / 1000));
     // `site_id IS NULL` means "local" only here, where it is omitted: SQLite
     // itself would test it against the displayed id, which is never NULL.
     // When SQLite splits an OR elsewhere in the WHERE into one scan per
     // branch (MULTI-INDEX OR), it tests the top-level terms again on each
     // row after the branch scans, and so would drop every local change
     // (or, for IS NOT NULL, keep them). A plan that takes such a term is
-    // therefore made cheaper than any split can be: below 2, where every
-    // other plan costs at least 10 and a split costs the sum of two or
-    // more. Among such plans, the other constraints still rank them.
-    cost = site_null_test ? 1.0 + cost * 1e-9 : std::max(cost, 10.0);
+    // therefore made cheaper than any split can be: in [100, 164), where
+    // every other plan costs at least 200 and a split costs the sum of two
+    // or more. Within that range the other constraints still rank such
+    // plans (the cost's logarithm is kept, coarse enough to survive SQLite's
+    // own logarithmic rounding), so a join still looks rows up by pk or
+    // db_version rather than scanning every change per outer row.
+    cost = site_null_test ? 100.0 * (1.0 + std::log10(std::max(cost, 1.0)) / 11.0)
+                          : std::max(cost, 200.0);
     info->idxNum = 0;
     info->idxStr = sqlite3_mprintf("%s", plan.c_str());
     info->needToFreeIdxStr = 1;

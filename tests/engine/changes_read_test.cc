@@ -298,6 +298,34 @@ TEST(ChangesReadOrTest, SiteNullTestsNextToAnOrKeepTheirMeaning) {
   EXPECT_EQ(vals("(db_version = 7 OR pk = X'010901') AND site_id IS NOT NULL"), "'r'");
 }
 
+// Costing such a term below any split must not make every plan taking it
+// look alike: a join filtered by it still looks changes up by pk or
+// db_version per outer row, instead of scanning them all each time.
+TEST(ChangesReadOrTest, JoinsFilteredBySiteNullStillLookUp) {
+  TestDb db;
+  db.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t');"
+          "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300) "
+          "INSERT INTO t SELECT i, i FROM n;"
+          "CREATE TABLE w (pk); INSERT INTO w SELECT crsql_pack_columns(id) FROM t WHERE id % 10 = 0;"
+          "CREATE TABLE vs (v); INSERT INTO vs VALUES (1), (2);");
+  auto plan_of_c = [&](const std::string& sql) {
+    std::string found;
+    for (const auto& row : db.Query("EXPLAIN QUERY PLAN " + sql)) {
+      if (row.back().find("SCAN c VIRTUAL TABLE INDEX") != std::string::npos) found = row.back();
+    }
+    return found;
+  };
+  const std::string by_pk = plan_of_c(
+      "SELECT count(*) FROM w JOIN crsql_changes c ON c.pk = w.pk WHERE c.site_id IS NULL");
+  EXPECT_THAT(by_pk, ::testing::MatchesRegex(".*INDEX 0:(UP|PU).*")) << by_pk;
+  const std::string by_version = plan_of_c(
+      "SELECT count(*) FROM vs JOIN crsql_changes c ON c.db_version = vs.v WHERE c.site_id IS NULL");
+  EXPECT_THAT(by_version, ::testing::MatchesRegex(".*INDEX 0:(Ua|aU).*")) << by_version;
+  EXPECT_EQ(db.One("SELECT count(*) FROM w JOIN crsql_changes c ON c.pk = w.pk "
+                   "WHERE c.site_id IS NULL"),
+            "30");
+}
+
 // A "table" constraint means what it means on a plain table: its
 // collation and the TEXT column's affinity apply (crr-semantics §8.4).
 TEST(ChangesReadOrTest, TableConstraintsKeepSqlSemantics) {
