@@ -647,6 +647,10 @@ Status PeerSession::MergeTxn(const std::vector<ReadyTxn>& ready, size_t from, si
       }
     }
     if (a.ok()) a = next.Add(m.start, m.end);
+    if (IsLocked(a)) {  // this node's condition (ApplyReady tries again), not the changeset's
+      Exec(db_, "ROLLBACK").IgnoreError();
+      return a;
+    }
     if (!a.ok()) {
       *bad = k;
       *why = Status::InvalidArgument("cannot apply changeset [" + std::to_string(m.start) + ", " +

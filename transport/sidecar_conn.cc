@@ -47,6 +47,7 @@ void Sidecar::Impl::Send(uint64_t conn_id, const Message& msg) {
   });
   if (rc == 0) {
     req.release();  // owned by libuv until the callback
+    c->last_waiting = uv_stream_get_write_queue_size(stream);  // what must shrink from here
   } else {
     CloseConn(conn_id);
   }
@@ -189,7 +190,10 @@ void Sidecar::Impl::AbandonConn(Conn* c) {
 bool Sidecar::Impl::CloseIfNotReading(Conn* c) {
   const size_t waiting = uv_stream_get_write_queue_size(reinterpret_cast<uv_stream_t*>(&c->tcp));
   const uint64_t now = uv_now(&loop);
-  if (waiting == 0) c->drained_at = now;
+  // Progress is the queue shrinking (part of a large write counts), or
+  // being empty; a completed write also counts (OnWrite).
+  if (waiting == 0 || waiting < c->last_waiting) c->drained_at = now;
+  c->last_waiting = waiting;
   if (waiting <= options.max_write_queue_bytes ||
       now - c->drained_at <= static_cast<uint64_t>(std::max(options.write_stall_ms, 0))) {
     return false;

@@ -12,6 +12,7 @@
 #include <sqlite3.h>
 
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <new>
 #include <type_traits>
@@ -51,12 +52,11 @@ struct Callback {
   std::condition_variable idle;
   void (*fn)(void*, const char*, sqlite3_uint64) = nullptr;
   void* ctx = nullptr;
-  // Calls in progress, all threads: of the current function, and of the
-  // ones it replaced (which a replacement waits for; calls started after
-  // it must not keep it waiting).
+  // Calls in progress, all threads, by the generation of the function they
+  // run (one per crsync_vfs_on_commit): a replacement waits for the older
+  // generations only, so calls started after it never keep it waiting.
   uint64_t generation = 0;
-  int running = 0;
-  int running_replaced = 0;
+  std::map<uint64_t, int> running;
 };
 Callback& TheCallback() {
   static Callback* c = new Callback;  // never destroyed: commits may run at exit
@@ -75,7 +75,7 @@ void RunCallback(const char* path, sqlite3_uint64 seq) {
     ctx = c.ctx;
     if (!fn) return;
     generation = c.generation;
-    ++c.running;
+    ++c.running[generation];
   }
   ++t_running;
   struct Done {
@@ -84,9 +84,9 @@ void RunCallback(const char* path, sqlite3_uint64 seq) {
     ~Done() {
       --t_running;
       std::lock_guard<std::mutex> lock(c.mu);
-      if (generation == c.generation) {
-        --c.running;
-      } else if (--c.running_replaced == 0) {
+      auto it = c.running.find(generation);
+      if (--it->second == 0) {
+        c.running.erase(it);
         c.idle.notify_all();
       }
     }
@@ -410,11 +410,11 @@ extern "C" int crsync_vfs_on_commit(void (*fn)(void*, const char*, sqlite3_uint6
   std::unique_lock<std::mutex> lock(c.mu);
   c.fn = fn;
   c.ctx = ctx;
-  ++c.generation;
-  c.running_replaced += c.running;
-  c.running = 0;
+  const uint64_t mine = ++c.generation;
   // Called from a callback, it does not wait: two callbacks of different
   // threads setting it at once would wait for each other.
-  if (crsync::t_running == 0) c.idle.wait(lock, [&] { return c.running_replaced == 0; });
+  if (crsync::t_running == 0) {
+    c.idle.wait(lock, [&] { return c.running.empty() || c.running.begin()->first >= mine; });
+  }
   return SQLITE_OK;
 }

@@ -111,16 +111,16 @@ TEST(SidecarTest, BadPeerAddressesAreRefusedByName) {
 }
 
 // A sidecar listening on a database holding one transaction of 16 MB
-// (4000 changes), with a write-queue bound of 64 KiB, and a raw peer that
+// (4000 changes, unless said), with a write-queue bound of 64 KiB, and a raw peer that
 // says Hello (same schemas, a new site) and then reads at its own pace.
 class SlowPeerTest : public ::testing::Test {
  protected:
-  void Start(int write_stall_ms) {
+  void Start(int write_stall_ms, int rows = 4000) {
     SidecarOptions o = QuietOn(path_, "127.0.0.1:0");
     {
       TestDb db(path_.str());
-      db.Exec("BEGIN; WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4000) "
-              "INSERT INTO t SELECT i, randomblob(4000) FROM n; COMMIT;");
+      db.Exec("BEGIN; WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < " +
+              std::to_string(rows) + ") INSERT INTO t SELECT i, randomblob(4000) FROM n; COMMIT;");
     }
     o.max_write_queue_bytes = 64 << 10;
     o.write_stall_ms = write_stall_ms;
@@ -204,6 +204,16 @@ TEST_F(SlowPeerTest, ATransactionLargerThanTheWriteQueueBoundArrives) {
   Read(/*chunk=*/32 << 10, /*changes=*/4000);
   EXPECT_FALSE(eof_) << "closed while the peer was reading";
   EXPECT_EQ(changes_, 4000u);
+}
+
+// A peer so slow that one message takes longer than write_stall_ms to
+// leave is still reading: the queue shrinking counts as progress, not only
+// a write completing.
+TEST_F(SlowPeerTest, APeerSlowerThanOneMessagePerStallIsKeptOpen) {
+  ASSERT_NO_FATAL_FAILURE(Start(/*write_stall_ms=*/1500, /*rows=*/2000));
+  Read(/*chunk=*/2 << 10, /*changes=*/2000);  // about 2 MB/s: a 4 MiB part takes 2 s
+  EXPECT_FALSE(eof_) << "closed while the peer was reading";
+  EXPECT_EQ(changes_, 2000u);
 }
 
 // A peer that says Hello and then reads nothing: once more than the bound
