@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -164,12 +166,20 @@ void CommitSignal::NoteWriterWaiting() {
 
 namespace {
 
+// The side file of the database at `db_path` as given by a caller: named
+// after the path SQLite resolves (symlinks followed), so a path through a
+// symlink finds the same file.
+std::string CallerSignalPath(const char* db_path) {
+  char resolved[PATH_MAX];
+  return crsync::SignalPath(realpath(db_path, resolved) ? resolved : db_path);
+}
+
 // Reads the u64 at `offset` of the side file of `db_path` (0 when there is
 // no side file or it is shorter).
 int ReadSideU64(const char* db_path, size_t offset, sqlite3_uint64* out) {
   *out = 0;
   if (!db_path) return SQLITE_MISUSE;
-  int fd = ::open(crsync::SignalPath(db_path).c_str(), O_RDONLY | O_CLOEXEC);
+  int fd = ::open(CallerSignalPath(db_path).c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return errno == ENOENT ? SQLITE_OK : SQLITE_IOERR;
   uint64_t v = 0;
   ssize_t n = pread(fd, &v, sizeof v, static_cast<off_t>(offset));
@@ -189,7 +199,7 @@ extern "C" int crsync_writer_waits(const char* db_path, sqlite3_uint64* out) {
 extern "C" int crsync_commit_counter_rearm(const char* db_path, sqlite3_uint64* out) {
   *out = 0;
   if (!db_path) return SQLITE_MISUSE;
-  int fd = ::open(crsync::SignalPath(db_path).c_str(), O_RDWR | O_CLOEXEC);
+  int fd = ::open(CallerSignalPath(db_path).c_str(), O_RDWR | O_CLOEXEC);
   if (fd < 0) return errno == ENOENT ? SQLITE_OK : SQLITE_IOERR;
   struct stat st;
   if (fstat(fd, &st) != 0 || st.st_size < static_cast<off_t>(crsync::kSignalFileSize)) {

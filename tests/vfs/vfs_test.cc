@@ -675,6 +675,31 @@ TEST_F(VfsTest, UnwritableSideFileLogsOnceAndDatabaseStillWorks) {
   EXPECT_EQ(mentions, 1);
 }
 
+// The side file is named after the path SQLite resolves; the counter
+// functions given the path an application opened (through a symlink)
+// find the same file.
+TEST_F(VfsTest, CountersReadThroughASymlinkedPath) {
+  TempPath path;
+  const std::string link = path.str() + ".link";
+  {
+    DbPtr db = OpenShim(path.str());
+    ASSERT_OK(Exec(db.get(), "CREATE TABLE t (x)"));
+  }
+  ASSERT_EQ(symlink(path.str().c_str(), link.c_str()), 0);
+  {
+    DbPtr db = OpenShim(link);
+    ASSERT_OK(Exec(db.get(), "INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)"));
+  }
+  const uint64_t real = Counter(path.str());
+  EXPECT_GE(real, 3u);
+  EXPECT_EQ(Counter(link), real);
+  sqlite3_uint64 v = 0, w = 0;
+  EXPECT_EQ(crsync_commit_counter_rearm(link.c_str(), &v), SQLITE_OK);
+  EXPECT_EQ(v, real);
+  EXPECT_EQ(crsync_writer_waits(link.c_str(), &w), SQLITE_OK);
+  std::remove(link.c_str());
+}
+
 // The side file deleted while a connection is open (its commits would go
 // on counting into a file nobody can watch) is made again at the next
 // commit; one cut short by someone (writing through the mapping past its
