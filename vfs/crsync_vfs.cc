@@ -239,7 +239,7 @@ int Unfetch(sqlite3_file* f, sqlite3_int64 o, void* p) {
 // below has, so we never advertise methods it lacks: SQLite decides, for
 // one, whether WAL is possible by whether xShmMap is set (unix-none has
 // version 3 methods without shared memory).
-sqlite3_io_methods MakeIo(int version, bool shm, bool fetch) {
+constexpr sqlite3_io_methods MakeIo(int version, bool shm, bool fetch) {
   sqlite3_io_methods m{};
   m.iVersion = version;
   m.xClose = Close;
@@ -267,15 +267,18 @@ sqlite3_io_methods MakeIo(int version, bool shm, bool fetch) {
   return m;
 }
 
+// Built at compile time (constinit): a static-library user may register
+// the VFS and open a database from its own static initializers, before any
+// dynamic initializer of ours would have run.
 struct IoTables {
   sqlite3_io_methods t[3][2][2];  // [version - 1][shm][fetch]
-  IoTables() {
+  constexpr IoTables() : t{} {
     for (int v = 1; v <= 3; ++v)
       for (int shm = 0; shm < 2; ++shm)
-        for (int fetch = 0; fetch < 2; ++fetch) t[v - 1][shm][fetch] = MakeIo(v, shm, fetch);
+        for (int fetch = 0; fetch < 2; ++fetch) t[v - 1][shm][fetch] = MakeIo(v, shm != 0, fetch != 0);
   }
 };
-const IoTables kIo;
+constinit const IoTables kIo;
 
 // The table that mirrors `low`.
 const sqlite3_io_methods* IoFor(const sqlite3_io_methods* low) {
