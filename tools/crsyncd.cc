@@ -2,6 +2,7 @@
 //
 //   crsyncd run --db PATH [--listen HOST:PORT] [--peer HOST:PORT]... [-v|-q]
 //   crsyncd status --db PATH
+//   crsyncd forget --db PATH --site SITE_ID
 //   crsyncd --help
 #include <sqlite3.h>
 
@@ -27,6 +28,7 @@ const char kUsage[] =
     "  crsyncd run --db PATH [--listen HOST:PORT] [--peer HOST:PORT]... [-v | -q]\n"
     "  crsyncd run --config FILE [options...]\n"
     "  crsyncd status --db PATH\n"
+    "  crsyncd forget --db PATH --site SITE_ID\n"
     "  crsyncd demo [--replicas N] [--writes N] [--dir DIR]\n"
     "  crsyncd --help\n"
     "\n"
@@ -48,6 +50,12 @@ const char kUsage[] =
     "status  Prints this database's site id, db_version and, per peer, the cursors\n"
     "        (what we received from it, what it acknowledged of ours) and how many of\n"
     "        our changes it has not acknowledged yet.\n"
+    "forget  Deletes the cursors kept for the peer SITE_ID (32 hex digits, as status\n"
+    "        shows it): for a peer that is gone for good (its database replaced or\n"
+    "        retired), which status would otherwise list with a growing backlog. If\n"
+    "        it comes back, both sides start over from the beginning (what was\n"
+    "        merged already is merged again, harmlessly). Use it while no crsyncd\n"
+    "        runs on PATH: a running one keeps the cursors of connected peers.\n"
     "demo    Needs no configuration: N replicas (default 3) on 127.0.0.1, a hub and\n"
     "        spokes, each with an app writing one-row transactions through the crsync\n"
     "        VFS; shows live progress and how long the replicas take to converge.\n"
@@ -188,6 +196,42 @@ int Status(const std::string& db_path) {
   return 0;
 }
 
+int Forget(const std::string& db_path, const std::string& site) {
+  if (site.size() != 32 || site.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos) {
+    std::fprintf(stderr, "crsyncd forget: --site must be a site id of 32 hex digits, not '%s'\n",
+                 site.c_str());
+    return 2;
+  }
+  crsync::DbPtr db;
+  crsync::Status s = crsync::OpenDb(db_path, SQLITE_OPEN_READWRITE, nullptr, &db);
+  if (s.ok()) sqlite3_busy_timeout(db.get(), 5000);
+  if (!s.ok()) {
+    std::fprintf(stderr, "crsyncd forget: %s\n", s.ToString().c_str());
+    return 1;
+  }
+  crsync::StmtPtr del;
+  const std::string sql = "DELETE FROM crsql_tracked_peers WHERE tag = " +
+                          std::to_string(crsync::kSidecarTag) + " AND hex(site_id) = upper(?1)";
+  if (!crsync::Prepare(db.get(), sql, &del).ok()) {
+    std::fprintf(stderr, "crsyncd forget: %s is not a crsync database (%s)\n", db_path.c_str(),
+                 sqlite3_errmsg(db.get()));
+    return 1;
+  }
+  sqlite3_bind_text(del.get(), 1, site.c_str(), -1, SQLITE_TRANSIENT);
+  if (sqlite3_step(del.get()) != SQLITE_DONE) {
+    std::fprintf(stderr, "crsyncd forget: %s: %s\n", db_path.c_str(), sqlite3_errmsg(db.get()));
+    return 1;
+  }
+  const int removed = sqlite3_changes(db.get());
+  if (removed == 0) {
+    std::fprintf(stderr, "crsyncd forget: %s keeps no cursor for peer %s (`crsyncd status` lists "
+                 "the peers)\n", db_path.c_str(), site.c_str());
+    return 1;
+  }
+  std::printf("forgot peer %s (%d cursor%s)\n", site.c_str(), removed, removed == 1 ? "" : "s");
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -231,13 +275,13 @@ int main(int argc, char** argv) {
     }
     return crsync::RunDemo(demo);
   }
-  if (cmd != "run" && cmd != "status") {
+  if (cmd != "run" && cmd != "status" && cmd != "forget") {
     std::fprintf(stderr, "crsyncd: unknown command '%s' (try --help)\n", cmd.c_str());
     return 2;
   }
   // The command line first, whole; then the config file under it, so that
   // a flag wins over the file wherever it stands.
-  std::optional<std::string> config, db, listen;
+  std::optional<std::string> config, db, listen, site;
   std::optional<int> log_level;
   std::vector<std::string> peers;
   for (int i = 2; i < argc; ++i) {
@@ -245,6 +289,7 @@ int main(int argc, char** argv) {
     std::optional<std::string>* single = a == "--config" ? &config
                                          : a == "--db"   ? &db
                                          : a == "--listen" ? &listen
+                                         : a == "--site"   ? &site
                                                            : nullptr;
     if (single || a == "--peer") {
       if (i + 1 >= argc) {
@@ -282,7 +327,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "crsyncd: --db PATH is required (try --help)\n");
     return 2;
   }
+  if ((cmd == "forget") != site.has_value()) {
+    std::fprintf(stderr, cmd == "forget" ? "crsyncd forget: --site SITE_ID is required (try --help)\n"
+                                         : "crsyncd: --site is for `crsyncd forget` (try --help)\n");
+    return 2;
+  }
   if (cmd == "status") return Status(opts.db_path);
+  if (cmd == "forget") return Forget(opts.db_path, *site);
   if (opts.listen.empty() && opts.peers.empty()) {
     std::fprintf(stderr, "crsyncd: nothing to do: give --listen and/or --peer\n");
     return 2;

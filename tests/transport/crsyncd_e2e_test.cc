@@ -719,6 +719,44 @@ TEST(CrsyncdCliTest, StatusCountsTheChangesAPeerStillNeeds) {
   EXPECT_EQ(to_send, "4") << out;
 }
 
+// A peer gone for good is forgotten by name; a wrong or unknown site id is
+// refused, and nothing else is touched.
+TEST(CrsyncdCliTest, ForgetDropsOnlyThatPeersCursors) {
+  TempPath path;
+  const std::string gone(32, 'a'), kept(32, 'b');
+  {
+    TestDb db(path.str());
+    db.Exec(kSchema);
+    for (const std::string& p : {gone, kept}) {
+      for (int event : {0, 1}) {
+        db.Exec("INSERT INTO crsql_tracked_peers (site_id, version, seq, tag, event) VALUES (x'" +
+                p + "', 3, 0, " + std::to_string(kSidecarTag) + ", " + std::to_string(event) + ")");
+      }
+    }
+    db.Exec("INSERT INTO crsql_tracked_peers (site_id, version, seq, tag, event) VALUES (x'" + gone +
+            "', 9, 0, 0, 0)");  // the application's own row, not the sidecar's
+  }
+  int code;
+  std::string out = RunCrsyncd("forget --db " + path.str() + " --site " + gone, &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("forgot peer " + gone + " (2 cursors)"), std::string::npos) << out;
+  {
+    TestDb db(path.str());
+    EXPECT_EQ(db.One("SELECT group_concat(lower(hex(site_id)) || ':' || tag, ' ') FROM "
+                     "(SELECT * FROM crsql_tracked_peers ORDER BY site_id, tag, event)"),
+              "'" + gone + ":0 " + kept + ":1001 " + kept + ":1001'");
+  }
+  out = RunCrsyncd("forget --db " + path.str() + " --site " + gone, &code);
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_NE(out.find("keeps no cursor for peer"), std::string::npos) << out;
+  out = RunCrsyncd("forget --db " + path.str() + " --site xyz", &code);
+  EXPECT_EQ(code, 2) << out;
+  EXPECT_NE(out.find("32 hex digits, not 'xyz'"), std::string::npos) << out;
+  out = RunCrsyncd("forget --db " + path.str(), &code);
+  EXPECT_EQ(code, 2) << out;
+  EXPECT_NE(out.find("--site SITE_ID is required"), std::string::npos) << out;
+}
+
 // The README's main job: `crsyncd demo` converges and exits 0.
 TEST(CrsyncdDemoTest, DemoConvergesAndExitsCleanly) {
   std::string cmd = std::string(CRSYNCD) + " demo --replicas 3 --writes 40 2>&1";
