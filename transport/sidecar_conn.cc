@@ -9,6 +9,12 @@
 
 namespace crsync {
 
+namespace {
+// Milliseconds now, not uv_now(): that is the loop's cached time, which
+// stands still while a long callback (a large batch of sends) runs.
+uint64_t NowMs() { return uv_hrtime() / 1000000; }
+}  // namespace
+
 Sidecar::Impl::Conn::Conn(Impl* i, uint64_t n)
     : impl(i), id(n), reader(FrameReaderOptions{}, [this](capnp::MessageReader& m) {
         Message msg;
@@ -43,11 +49,14 @@ void Sidecar::Impl::Send(uint64_t conn_id, const Message& msg) {
   int rc = uv_write(&req->req, stream, &buf, 1, [](uv_write_t* r, int status) {
     std::unique_ptr<WriteReq> owned(static_cast<WriteReq*>(r->data));
     // A failed write shows up as a read error or EOF.
-    if (status == 0) owned->conn->drained_at = uv_now(&owned->conn->impl->loop);
+    if (status == 0) owned->conn->drained_at = NowMs();
   });
   if (rc == 0) {
     req.release();  // owned by libuv until the callback
-    c->last_waiting = uv_stream_get_write_queue_size(stream);  // what must shrink from here
+    // The peer's time to read starts now: while we were busy queueing (the
+    // loop does not write meanwhile) it could not make progress.
+    c->last_waiting = uv_stream_get_write_queue_size(stream);
+    c->drained_at = NowMs();
   } else {
     CloseConn(conn_id);
   }
@@ -63,7 +72,7 @@ Sidecar::Impl::Conn* Sidecar::Impl::NewConn() {
 void Sidecar::Impl::StartConn(Conn* c) {
   conns[c->id] = c;
   c->opened_at = uv_now(&loop);
-  c->drained_at = c->opened_at;
+  c->drained_at = NowMs();
   uv_tcp_nodelay(&c->tcp, 1);
   SetLiveness(&c->tcp);
   StartReading(c);
@@ -189,7 +198,7 @@ void Sidecar::Impl::AbandonConn(Conn* c) {
 
 bool Sidecar::Impl::CloseIfNotReading(Conn* c) {
   const size_t waiting = uv_stream_get_write_queue_size(reinterpret_cast<uv_stream_t*>(&c->tcp));
-  const uint64_t now = uv_now(&loop);
+  const uint64_t now = NowMs();
   // Progress is the queue shrinking (part of a large write counts), or
   // being empty; a completed write also counts (OnWrite).
   if (waiting == 0 || waiting < c->last_waiting) c->drained_at = now;

@@ -76,7 +76,7 @@ struct Sidecar::Impl {
     bool heard = false;         // a whole message arrived
     size_t queued = 0;          // its kMessage tasks not yet taken by the strand
     bool paused = false;        // reading stopped (kMaxQueuedMessages)
-    uint64_t drained_at = 0;    // uv_now() when the write queue last shrank or was empty
+    uint64_t drained_at = 0;    // ms (uv_hrtime) when the queue last shrank, emptied or took data
     size_t last_waiting = 0;    // its size then
     std::string peer;
     // Its frame reader hands each decoded message to the strand.
