@@ -44,12 +44,14 @@ class CommitSignal {
   static CommitSignal* Acquire(const std::string& db_path);
   static void Release(CommitSignal* signal);
 
-  // Counts one commit: one fstat (a side file deleted meanwhile is made
-  // again, one cut short by someone is restored to its size: writing
-  // through the mapping past its end would raise SIGBUS), one atomic
-  // increment in shared memory, plus one pwrite when a watcher has re-armed
-  // the wake-up. Never fails. Returns the new counter value (0 when inert).
+  // Counts one commit: one atomic increment in shared memory, plus one
+  // pwrite when a watcher has re-armed the wake-up; and at most once per
+  // kCheckIntervalMs an fstat of the side file: one deleted meanwhile is
+  // made again, one cut short by someone is restored to its size (writing
+  // through the mapping past its end raises SIGBUS, as SQLite's -shm
+  // would). Never fails. Returns the new counter value (0 when inert).
   uint64_t Bump();
+  static constexpr int64_t kCheckIntervalMs = 1000;
   // Counts one attempt to take the write lock that met SQLITE_BUSY: one
   // atomic increment in shared memory. Never fails.
   void NoteWriterWaiting();
@@ -78,6 +80,7 @@ class CommitSignal {
   std::mutex remap_mu_;  // guards all_ and replacing map_
   std::vector<std::unique_ptr<Mapping>> all_;
   bool warned_ = false;  // a failure to open or map was logged (once)
+  std::atomic<int64_t> next_check_ms_{0};  // CLOCK_MONOTONIC_COARSE; see Current()
   int refs_ = 0;
 };
 

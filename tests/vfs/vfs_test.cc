@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "tests/test_util.h"
+#include "vfs/commit_signal.h"
 
 namespace crsync {
 namespace {
@@ -701,16 +702,19 @@ TEST_F(VfsTest, CountersReadThroughASymlinkedPath) {
 }
 
 // The side file deleted while a connection is open (its commits would go
-// on counting into a file nobody can watch) is made again at the next
-// commit; one cut short by someone (writing through the mapping past its
-// end raises SIGBUS) is restored to its size first. The latter in a child
+// on counting into a file nobody can watch) is made again at a commit
+// once the check interval passed (1 s); one cut short by someone (writing
+// through the mapping past its end raises SIGBUS) is restored to its size
+// first. The latter in a child
 // process: the old code died there.
 TEST_F(VfsTest, ASideFileDeletedOrCutShortWhileOpenIsRepaired) {
   TempPath path;
   const std::string p = path.str(), side = path.str() + "-crsync";
+  const auto interval = std::chrono::milliseconds(CommitSignal::kCheckIntervalMs + 100);
   DbPtr db = OpenShim(p);
   ASSERT_OK(Exec(db.get(), "CREATE TABLE t (x); INSERT INTO t VALUES (1)"));
   ASSERT_EQ(std::remove(side.c_str()), 0);
+  std::this_thread::sleep_for(interval);  // the file is looked at once per interval
   ASSERT_OK(Exec(db.get(), "INSERT INTO t VALUES (2); INSERT INTO t VALUES (3)"));
   struct stat st;
   ASSERT_EQ(stat(side.c_str(), &st), 0) << "the side file was not made again";
@@ -719,6 +723,7 @@ TEST_F(VfsTest, ASideFileDeletedOrCutShortWhileOpenIsRepaired) {
               DbPtr own = OpenShim(p);
               if (!Exec(own.get(), "INSERT INTO t VALUES (4)").ok()) return 1;
               if (truncate(side.c_str(), 0) != 0) return 2;
+              std::this_thread::sleep_for(interval);
               if (!Exec(own.get(), "INSERT INTO t VALUES (5)").ok()) return 3;
               sqlite3_uint64 v = 0;
               return crsync_commit_counter(p.c_str(), &v) == SQLITE_OK && v == 1 ? 0 : 4;
