@@ -66,7 +66,7 @@ int Sync(sqlite3_vtab* v) {
     if (s.ok()) return SQLITE_OK;
     sqlite3_free(v->zErrMsg);
     v->zErrMsg = sqlite3_mprintf("%s", s.message().c_str());
-    return s.code() == Status::Code::kSqlite ? s.sqlite_code() : SQLITE_ERROR;
+    return VtabErrorCode(s);
   });
 }
 

@@ -12,6 +12,7 @@
 #include "common/guard.h"
 #include "engine/change_scan.h"
 #include "engine/merger.h"
+#include "engine/vtab_util.h"
 
 namespace crsync {
 namespace {
@@ -331,7 +332,7 @@ int Filter(sqlite3_vtab_cursor* cur, int, const char* idx_str, int argc,
     }
     if (!s.ok()) {
       SetError(cur->pVtab, s.message());
-      return s.sqlite_code();
+      return VtabErrorCode(s);
     }
     return SQLITE_OK;
   });
@@ -344,7 +345,7 @@ int Next(sqlite3_vtab_cursor* cur) {
     Status s = c->scan.Next(&has);
     if (!s.ok()) {
       SetError(cur->pVtab, s.message());
-      return s.sqlite_code();
+      return VtabErrorCode(s);
     }
     c->eof = !has;
     return SQLITE_OK;
@@ -526,7 +527,7 @@ int Update(sqlite3_vtab* vtab, int argc, sqlite3_value** argv, sqlite_int64* row
     }
     if (!s.ok()) {
       SetError(vtab, s.message());
-      return s.sqlite_code();
+      return VtabErrorCode(s);
     }
     *rowid = 0;
     return SQLITE_OK;
@@ -550,14 +551,14 @@ int Sync(sqlite3_vtab* vtab) {
   return GuardSqliteCall(SQLITE_ERROR, [&] {
     if (Status s = v->engine->catalog().FlushPending(); !s.ok()) {
       SetError(vtab, s.message());
-      return s.sqlite_code();
+      return VtabErrorCode(s);
     }
     if (v->marks) {
       for (const auto& [key, mark] : *v->marks) {
         Status s = v->merger.TrackPeer(key.first, key.second, mark);
         if (!s.ok()) {
           SetError(vtab, s.message());
-          return s.sqlite_code();
+          return VtabErrorCode(s);
         }
       }
     }
@@ -609,7 +610,7 @@ int Savepoint(sqlite3_vtab* vtab, int level) {
     v->savepoints[mine].failed = catalog.Failed();
     if (!s.ok()) {
       SetError(vtab, s.message());
-      return s.sqlite_code();
+      return VtabErrorCode(s);
     }
     return SQLITE_OK;
   });

@@ -83,7 +83,7 @@ int RegisterCloseWatch(sqlite3* db, ConnEngine* engine) {
   // Eponymous tables connect when a statement first names them.
   StmtPtr st;
   Status s = Prepare(db, std::string("SELECT 1 FROM ") + kName, &st);
-  return s.ok() ? SQLITE_OK : s.sqlite_code();
+  return s.ok() ? SQLITE_OK : VtabErrorCode(s);
 }
 
 }  // namespace crsync

@@ -503,13 +503,19 @@ void ConnEngine::CaptureRollbackTo(int level) {
     config_stale_ = true;
   }
   while (!capture_marks_.empty() && capture_marks_.back().level > level) capture_marks_.pop_back();
-  // A savepoint opened before the capture table joined saw an empty log.
+  // A savepoint opened before the capture table joined saw an empty log,
+  // and no version taken (the table joins when the first one is).
   CaptureMark m{level, 0, 0};
   if (!capture_marks_.empty() && capture_marks_.back().level == level) {
     m = capture_marks_.back();  // savepoint `level` stays open
   }
   local_writes_.Truncate(m.size);
   if (m.flushed < flushed_) flushed_ = m.flushed;  // stored since then: undone by SQLite
+  // Everything stamped since is undone: the writes stored again take the
+  // version and seqs they would have had (crr-semantics §6.1, §12.3).
+  pending_ = m.pending;
+  txn_first_ = m.txn_first;
+  seq_ = m.seq;
 }
 
 Status ConnEngine::AddLocalWrite(const LocalWrite& w) {

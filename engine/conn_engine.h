@@ -144,8 +144,12 @@ class ConnEngine {
   // The log keeps every write of the transaction; [0, flushed) are stored.
   // A rollback to a savepoint undoes what was stored since it opened (SQLite
   // rolls those rows back), so those writes are stored again later.
+  // It also puts back the pending version and seq counter as they were
+  // when the savepoint opened: what a merge undone by it raised them to
+  // must not stamp the writes stored again, or later ones.
   void CaptureSavepoint(int level) {
-    capture_marks_.push_back(CaptureMark{level, local_writes_.size(), flushed_});
+    capture_marks_.push_back(
+        CaptureMark{level, local_writes_.size(), flushed_, pending_, txn_first_, seq_});
   }
   void CaptureRelease(int level) {
     while (!capture_marks_.empty() && capture_marks_.back().level >= level) capture_marks_.pop_back();
@@ -282,6 +286,7 @@ class ConnEngine {
     int level;       // SQLite's savepoint level
     size_t size;     // log size when it opened
     size_t flushed;  // stored writes when it opened
+    int64_t pending = 0, txn_first = 0, seq = 0;  // the version state then
   };
   std::vector<CaptureMark> capture_marks_;
   size_t flush_every_ = kFlushEvery;

@@ -10,8 +10,18 @@
 #include <sqlite3.h>
 
 #include "common/guard.h"
+#include "crsync/status.h"
 
 namespace crsync {
+
+// The code a virtual-table callback returns for `s`: SQLite's own for an
+// error SQLite reported, SQLITE_ERROR for one of ours. Never SQLITE_CORRUPT
+// for an inconsistency we found (Status::Corruption): a statement failing
+// with it inside a transaction makes SQLite refuse every later write of the
+// transaction, and its COMMIT ("database disk image is malformed").
+inline int VtabErrorCode(const Status& s) {
+  return s.code() == Status::Code::kSqlite ? s.sqlite_code() : SQLITE_ERROR;
+}
 
 template <typename Vtab>
 int DeleteVtab(sqlite3_vtab* v) {

@@ -89,7 +89,13 @@ class ChangeReader {
 };
 
 // Merges batches of changes through the same code as INSERT INTO
-// crsql_changes, in one SQLite transaction per batch.
+// crsql_changes, in one SQLite transaction per batch. One difference: a
+// row's changes that come together in a batch may be written to the user
+// table as one write, so the table's constraints (CHECK, UNIQUE) may be
+// checked only on the row they leave, where one INSERT INTO crsql_changes
+// per change checks every intermediate row (a CHECK that a partly merged
+// row fails, say `b` at its default before `b`'s own change arrives, fails
+// there). Every merged state, clock and conflict outcome is the same.
 class ChangeApplier {
  public:
   static Status Open(sqlite3* db, std::unique_ptr<ChangeApplier>* out);

@@ -329,6 +329,37 @@ TEST(ChangeApplierTest, BadChangeRollsBackTheWholeBatch) {
   EXPECT_EQ(b.One("SELECT count(*) FROM t"), "0");
 }
 
+// A refused batch inside a caller's transaction leaves no trace: not the
+// pending db_version its merges raised (a later merge of version 5 would be
+// stamped 100), nor the seqs they took.
+TEST(ChangeApplierTest, ARefusedBatchLeavesNoVersionBehind) {
+  TestDb b;
+  b.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t');");
+  Change good;
+  good.table = "t";
+  good.pk = std::string("\x01\x09\x01", 3);
+  good.cid = "v";
+  good.val_type = SQLITE_TEXT;
+  good.val_bytes = "x";
+  good.col_version = 1;
+  good.db_version = 5;
+  good.site_id = std::string(16, '\x11');
+  good.cl = 1;
+  Change high = good;
+  high.pk = std::string("\x01\x09\x02", 3);
+  high.db_version = 100;
+  Change bad = good;
+  bad.cid = "nosuch";
+  std::unique_ptr<ChangeApplier> applier;
+  ASSERT_OK(ChangeApplier::Open(b.get(), &applier));
+  b.Exec("BEGIN");
+  EXPECT_FALSE(applier->Apply({high, bad}).ok());
+  ASSERT_OK(applier->Apply({good}));
+  b.Exec("COMMIT");
+  EXPECT_EQ(b.Query("SELECT hex(pk), db_version FROM crsql_changes"), (Rows{{"'010901'", "5"}}));
+  EXPECT_EQ(b.One("SELECT crsql_db_version()"), "5");
+}
+
 TEST(ChangeApplierTest, ApplyInTransactionLeavesAtomicityToTheCaller) {
   TestDb a, b;
   a.Exec(kSchema);

@@ -508,5 +508,52 @@ TEST(MergeSchemaTest, ATempTableOfTheSameNameIsNotWritten) {
   EXPECT_EQ(db.Query("SELECT cid, val FROM crsql_changes"), (Rows{{"'x'", "'remote'"}}));
 }
 
+// A merge undone by ROLLBACK TO leaves no trace on the transaction's own
+// writes: those stored inside the savepoint (the merge first stores what
+// the transaction captured) are stored again with the version and seqs
+// they had, not the merged version, and later local writes take the
+// version the transaction had too (crr-semantics §6.1, §12.3).
+TEST(MergeRollbackToTest, AnUndoneMergeLeavesTheVersionAsItWas) {
+  TestDb db;
+  db.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t');"
+          "BEGIN;"
+          "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100) "
+          "INSERT INTO t SELECT 1000 + i, 'local' FROM n;"
+          "SAVEPOINT b;"
+          "INSERT INTO crsql_changes (\"table\", pk, cid, val, col_version, db_version, site_id, cl, seq) "
+          "VALUES ('t', X'010901', 'v', 'remote', 1, 50, X'33333333333333333333333333333333', 1, 0);"
+          "ROLLBACK TO b; RELEASE b;"
+          "INSERT INTO t VALUES (1, 'later');"
+          "COMMIT;");
+  EXPECT_EQ(db.Query("SELECT db_version, count(*), min(seq), max(seq) FROM crsql_changes GROUP BY 1"),
+            (Rows{{"1", "101", "0", "100"}}));
+  EXPECT_EQ(db.One("SELECT crsql_db_version()"), "1");
+}
+
+// A merge refused for an inconsistency it found (here: a user trigger of
+// a merge into `a` deleted `b`'s row, unrecorded as §11.7 says, so b's
+// clocks have no row) fails that statement only. It used to fail with
+// SQLITE_CORRUPT, after which SQLite refuses every write of the
+// transaction, and its COMMIT: what the transaction merged before was lost.
+TEST(MergeErrorCodeTest, AnInconsistencyFailsOnlyItsStatement) {
+  TestDb db;
+  const std::string ins =
+      "INSERT INTO crsql_changes (\"table\", pk, cid, val, col_version, db_version, site_id, cl, "
+      "seq) VALUES ";
+  const std::string site = "X'33333333333333333333333333333333'";
+  db.Exec("CREATE TABLE a (id INTEGER PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('a');"
+          "CREATE TABLE b (id INTEGER PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('b');"
+          "CREATE TRIGGER a_ins AFTER INSERT ON a BEGIN DELETE FROM b WHERE id = NEW.id; END;"
+          "INSERT INTO b VALUES (1, 'x');" +
+          ins + "('a', X'010901', 'v', 1, 1, 1, " + site + ", 1, 0);");
+  db.Exec("BEGIN;" + ins + "('a', X'010902', 'v', 5, 1, 2, " + site + ", 1, 0);");
+  Status s = db.Try(ins + "('b', X'010901', 'v', 'a', 1, 2, " + site + ", 1, 1)");
+  EXPECT_THAT(s.message(), HasSubstr("could not find row to merge with for tbl b"));
+  EXPECT_NE(s.sqlite_code() & 0xff, SQLITE_CORRUPT);
+  db.Exec(ins + "('a', X'010903', 'v', 6, 1, 2, " + site + ", 1, 2);");  // still writable
+  db.Exec("COMMIT");
+  EXPECT_EQ(db.Query("SELECT id, v FROM a ORDER BY id"), (Rows{{"1", "1"}, {"2", "5"}, {"3", "6"}}));
+}
+
 }  // namespace
 }  // namespace crsync
