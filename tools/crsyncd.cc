@@ -130,14 +130,21 @@ bool ReadConfig(const std::string& path, crsync::SidecarOptions* opts) {
   return ok;
 }
 
+// Opens the database of an offline command (`crsyncd status`, `forget`),
+// waiting up to 5 s for a lock; says why not, as `cmd`, when it cannot.
+bool OpenForCommand(const char* cmd, const std::string& db_path, int flags, crsync::DbPtr* db) {
+  crsync::Status s = crsync::OpenDb(db_path, flags, nullptr, db);
+  if (!s.ok()) {
+    std::fprintf(stderr, "crsyncd %s: %s\n", cmd, s.ToString().c_str());
+    return false;
+  }
+  sqlite3_busy_timeout(db->get(), 5000);
+  return true;
+}
+
 int Status(const std::string& db_path) {
   crsync::DbPtr db;
-  crsync::Status s = crsync::OpenDb(db_path, SQLITE_OPEN_READONLY, nullptr, &db);
-  if (s.ok()) sqlite3_busy_timeout(db.get(), 5000);
-  if (!s.ok()) {
-    std::fprintf(stderr, "crsyncd status: %s\n", s.ToString().c_str());
-    return 1;
-  }
+  if (!OpenForCommand("status", db_path, SQLITE_OPEN_READONLY, &db)) return 1;
   char* err = nullptr;
   if (crsync_engine_init(db.get(), &err) != SQLITE_OK) {
     std::fprintf(stderr, "crsyncd status: %s: %s\n", db_path.c_str(),
@@ -203,12 +210,7 @@ int Forget(const std::string& db_path, const std::string& site) {
     return 2;
   }
   crsync::DbPtr db;
-  crsync::Status s = crsync::OpenDb(db_path, SQLITE_OPEN_READWRITE, nullptr, &db);
-  if (s.ok()) sqlite3_busy_timeout(db.get(), 5000);
-  if (!s.ok()) {
-    std::fprintf(stderr, "crsyncd forget: %s\n", s.ToString().c_str());
-    return 1;
-  }
+  if (!OpenForCommand("forget", db_path, SQLITE_OPEN_READWRITE, &db)) return 1;
   crsync::StmtPtr del;
   const std::string sql = "DELETE FROM crsql_tracked_peers WHERE tag = " +
                           std::to_string(crsync::kSidecarTag) + " AND hex(site_id) = upper(?1)";
