@@ -508,6 +508,15 @@ void ConnEngine::CaptureRollbackTo(int level) {
   CaptureMark m{level, 0, 0};
   if (!capture_marks_.empty() && capture_marks_.back().level == level) {
     m = capture_marks_.back();  // savepoint `level` stays open
+  } else if (!capture_marks_.empty()) {
+    // A mark below `level` and none at it: savepoint `level` opened after
+    // the table joined (every such one gets a mark) and its mark was lost
+    // (CaptureSavepoint ran out of memory). What the transaction had then
+    // is unknown, so it cannot go on: every flush, and COMMIT, fail.
+    flush_failure_ = Status::Sqlite(
+        SQLITE_ERROR, "crsql - a savepoint's capture state was lost (out of memory); roll the "
+                      "transaction back");
+    return;
   }
   local_writes_.Truncate(m.size);
   if (m.flushed < flushed_) flushed_ = m.flushed;  // stored since then: undone by SQLite

@@ -16,9 +16,11 @@ namespace crsync {
 
 // The code a virtual-table callback returns for `s`: SQLite's own for an
 // error SQLite reported, SQLITE_ERROR for one of ours. Never SQLITE_CORRUPT
-// for an inconsistency we found (Status::Corruption): a statement failing
-// with it inside a transaction makes SQLite refuse every later write of the
-// transaction, and its COMMIT ("database disk image is malformed").
+// for an inconsistency we found (Status::Corruption: a merge that finds
+// clocks without their row, metadata that does not decode; the message
+// says which): a statement failing with SQLITE_CORRUPT inside a transaction
+// makes SQLite refuse every later write of the transaction, and its COMMIT
+// ("database disk image is malformed").
 inline int VtabErrorCode(const Status& s) {
   return s.code() == Status::Code::kSqlite ? s.sqlite_code() : SQLITE_ERROR;
 }

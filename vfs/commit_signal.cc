@@ -106,11 +106,14 @@ CommitSignal::Mapping* CommitSignal::Current() {
       !next_check_ms_.compare_exchange_strong(due, now_ms + kCheckIntervalMs, std::memory_order_relaxed)) {
     return m;
   }
-  struct stat st;
+  struct stat st, named;
   if (fstat(m->fd, &st) != 0) return m;
-  if (st.st_nlink == 0) {
-    // Deleted while we write to it: nobody watches that file any more (a
-    // sidecar started now makes and watches a new one). Make it again.
+  const bool moved = stat(SignalPath(db_path_).c_str(), &named) != 0 || named.st_ino != st.st_ino ||
+                     named.st_dev != st.st_dev;
+  if (st.st_nlink == 0 || moved) {
+    // Deleted, renamed away or replaced while we write to it: nobody
+    // watches that file any more (a sidecar started now makes and watches
+    // the one at the path). Open that one, making it if needed.
     std::lock_guard<std::mutex> lock(remap_mu_);
     Mapping* now = map_.load(std::memory_order_acquire);
     if (now != m) return now;  // another thread did

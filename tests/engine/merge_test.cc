@@ -1,4 +1,5 @@
 // crr-semantics §11: merging, worked scenarios and cases.
+#include "engine/conn_engine.h"
 #include "tests/engine/sync_util.h"
 
 namespace crsync {
@@ -553,6 +554,25 @@ TEST(MergeErrorCodeTest, AnInconsistencyFailsOnlyItsStatement) {
   db.Exec(ins + "('a', X'010903', 'v', 6, 1, 2, " + site + ", 1, 2);");  // still writable
   db.Exec("COMMIT");
   EXPECT_EQ(db.Query("SELECT id, v FROM a ORDER BY id"), (Rows{{"1", "1"}, {"2", "5"}, {"3", "6"}}));
+}
+
+// If the capture table's mark of a savepoint was lost (CaptureSavepoint
+// out of memory: SQLite still rolls back to it), what the transaction had
+// then is unknown: it must not go on with guessed versions, so its COMMIT
+// fails (and SQLite rolls it back). (SQLite's call is made here directly.)
+TEST(MergeRollbackToTest, ALostSavepointMarkRefusesTheCommit) {
+  TestDb db;
+  db.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t');"
+          "BEGIN; INSERT INTO t VALUES (1, 'a'); SAVEPOINT s; INSERT INTO t VALUES (2, 'b');");
+  ConnEngine* e = ConnEngine::Find(db.get());
+  ASSERT_NE(e, nullptr);
+  e->CaptureRollbackTo(1000);  // a level above every mark: its mark is missing
+  Status s = db.Try("COMMIT");
+  EXPECT_THAT(s.message(), HasSubstr("capture state was lost"));
+  if (!sqlite3_get_autocommit(db.get())) db.Exec("ROLLBACK");
+  EXPECT_EQ(db.One("SELECT count(*) FROM t"), "0");
+  db.Exec("INSERT INTO t VALUES (3, 'c')");  // the next transaction is not affected
+  EXPECT_EQ(db.Query("SELECT hex(pk), db_version FROM crsql_changes"), (Rows{{"'010903'", "1"}}));
 }
 
 }  // namespace

@@ -719,6 +719,13 @@ TEST_F(VfsTest, ASideFileDeletedOrCutShortWhileOpenIsRepaired) {
   struct stat st;
   ASSERT_EQ(stat(side.c_str(), &st), 0) << "the side file was not made again";
   EXPECT_EQ(Counter(p), 2u);
+  // Renamed away (it keeps a link): also noticed, by its inode.
+  ASSERT_EQ(std::rename(side.c_str(), (side + ".old").c_str()), 0);
+  std::this_thread::sleep_for(interval);
+  ASSERT_OK(Exec(db.get(), "INSERT INTO t VALUES (6)"));
+  EXPECT_EQ(stat(side.c_str(), &st), 0) << "a side file renamed away was not replaced";
+  EXPECT_EQ(Counter(p), 1u);
+  std::remove((side + ".old").c_str());
   EXPECT_EQ(InChild([&] {
               DbPtr own = OpenShim(p);
               if (!Exec(own.get(), "INSERT INTO t VALUES (4)").ok()) return 1;
