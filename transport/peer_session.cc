@@ -1,12 +1,11 @@
 #include "transport/peer_session.h"
 
-#include <xxhash.h>
-
 #include <algorithm>
 
 #include "common/hex.h"
 #include "transport/codec.h"
 #include "transport/frame.h"
+#include "transport/schema_id.h"
 
 namespace crsync {
 namespace {
@@ -40,54 +39,6 @@ std::string Printable(const std::string& text) {
 // A restore epoch's generation: its high 32 bits (0: never renewed).
 int64_t Generation(int64_t epoch) {
   return static_cast<int64_t>(static_cast<uint64_t>(epoch) >> 32);
-}
-
-}  // namespace
-
-Status SchemaFingerprint(sqlite3* db, uint64_t* out) {
-  StmtPtr st;
-  CRSYNC_RETURN_IF_ERROR(
-      Prepare(db, "SELECT name, pk_cols, cols FROM main.crsync_crrs ORDER BY name", &st));
-  XXH3_state_t* state = XXH3_createState();
-  if (!state) return Status::Sqlite(SQLITE_NOMEM, "out of memory");
-  XXH3_64bits_reset(state);
-  int rc;
-  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
-    for (int i = 0; i < 3; ++i) {
-      uint32_t n = static_cast<uint32_t>(sqlite3_column_bytes(st.get(), i));
-      XXH3_64bits_update(state, &n, sizeof n);
-      XXH3_64bits_update(state, sqlite3_column_blob(st.get(), i), n);
-    }
-  }
-  *out = XXH3_64bits_digest(state);
-  XXH3_freeState(state);
-  if (rc != SQLITE_DONE) return SqliteError(db, rc);
-  return Status::OK();
-}
-
-namespace {
-
-// "items(id, name, qty), todo(id, title)": the CRRs and their columns, for
-// a schema-mismatch message (at most about 600 bytes).
-Status SchemaSummary(sqlite3* db, std::string* out) {
-  StmtPtr st;
-  CRSYNC_RETURN_IF_ERROR(Prepare(
-      db,
-      "SELECT c.name || '(' || ifnull((SELECT group_concat(name, ', ') FROM "
-      "(SELECT name FROM pragma_table_info(c.name) ORDER BY cid)), '') || ')' "
-      "FROM main.crsync_crrs AS c ORDER BY c.name",
-      &st));
-  out->clear();
-  int rc;
-  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
-    const auto* t = reinterpret_cast<const char*>(sqlite3_column_text(st.get(), 0));
-    if (!out->empty()) *out += ", ";
-    *out += t ? t : "?";
-  }
-  if (rc != SQLITE_DONE) return SqliteError(db, rc);
-  if (out->empty()) *out = "no CRR";
-  if (out->size() > 600) *out = out->substr(0, 600) + "...";
-  return Status::OK();
 }
 
 }  // namespace

@@ -40,6 +40,7 @@
 #include "crsync/status.h"
 #include "transport/coverage.h"
 #include "transport/messages.h"
+#include "transport/schema_id.h"
 
 namespace crsync {
 
@@ -74,9 +75,6 @@ struct SessionOptions {
   // may have been superseded by a smaller one.
   int64_t blocked_send_retry_ms = 60000;
 };
-
-// XXH3 fingerprint of the CRR schemas of `db` (names and columns, sorted).
-Status SchemaFingerprint(sqlite3* db, uint64_t* out);
 
 class PeerSession {
  public:

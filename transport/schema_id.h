@@ -1,0 +1,25 @@
+// transport/schema_id.h — a node's CRR schemas as the handshake states
+// them: a fingerprint that peers compare, and a short description for the
+// error when they differ.
+#ifndef CRSYNC_TRANSPORT_SCHEMA_ID_H_
+#define CRSYNC_TRANSPORT_SCHEMA_ID_H_
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <string>
+
+#include "crsync/status.h"
+
+namespace crsync {
+
+// XXH3 fingerprint of the CRR schemas of `db` (names and columns, sorted).
+Status SchemaFingerprint(sqlite3* db, uint64_t* out);
+
+// "items(id, name, qty), todo(id, title)": the CRRs and their columns (at
+// most about 600 bytes; "no CRR" when there is none).
+Status SchemaSummary(sqlite3* db, std::string* out);
+
+}  // namespace crsync
+
+#endif  // CRSYNC_TRANSPORT_SCHEMA_ID_H_
