@@ -12,7 +12,6 @@
 #include <sqlite3.h>
 
 #include <condition_variable>
-#include <map>
 #include <mutex>
 #include <new>
 #include <type_traits>
@@ -52,11 +51,21 @@ struct Callback {
   std::condition_variable idle;
   void (*fn)(void*, const char*, sqlite3_uint64) = nullptr;
   void* ctx = nullptr;
-  // Calls in progress, all threads, by the generation of the function they
-  // run (one per crsync_vfs_on_commit): a replacement waits for the older
-  // generations only, so calls started after it never keep it waiting.
+  // Calls in progress, all threads, each tagged with the generation of the
+  // function it runs (one per crsync_vfs_on_commit), oldest first: a call
+  // takes the current generation and joins the tail under `mu`, so
+  // generations never decrease along the list. A replacement waits for the
+  // older generations only, so calls started after it never keep it
+  // waiting. The nodes live on the callers' stacks: a commit allocates
+  // nothing.
+  struct Running {
+    uint64_t generation;
+    Running* prev;
+    Running* next;
+  };
   uint64_t generation = 0;
-  std::map<uint64_t, int> running;
+  Running* oldest = nullptr;
+  Running* newest = nullptr;
 };
 Callback& TheCallback() {
   static Callback* c = new Callback;  // never destroyed: commits may run at exit
@@ -68,29 +77,28 @@ void RunCallback(const char* path, sqlite3_uint64 seq) {
   Callback& c = TheCallback();
   void (*fn)(void*, const char*, sqlite3_uint64);
   void* ctx;
-  uint64_t generation;
+  Callback::Running me;
   {
     std::lock_guard<std::mutex> lock(c.mu);
     fn = c.fn;
     ctx = c.ctx;
     if (!fn) return;
-    generation = c.generation;
-    ++c.running[generation];
+    me = {c.generation, c.newest, nullptr};
+    (c.newest ? c.newest->next : c.oldest) = &me;
+    c.newest = &me;
   }
   ++t_running;
   struct Done {
     Callback& c;
-    uint64_t generation;
+    Callback::Running& me;
     ~Done() {
       --t_running;
       std::lock_guard<std::mutex> lock(c.mu);
-      auto it = c.running.find(generation);
-      if (--it->second == 0) {
-        c.running.erase(it);
-        c.idle.notify_all();
-      }
+      (me.prev ? me.prev->next : c.oldest) = me.next;
+      (me.next ? me.next->prev : c.newest) = me.prev;
+      if (!me.prev) c.idle.notify_all();  // the oldest call ended
     }
-  } done{c, generation};
+  } done{c, me};
   fn(ctx, path, seq);
 }
 
@@ -417,7 +425,7 @@ extern "C" int crsync_vfs_on_commit(void (*fn)(void*, const char*, sqlite3_uint6
   // Called from a callback, it does not wait: two callbacks of different
   // threads setting it at once would wait for each other.
   if (crsync::t_running == 0) {
-    c.idle.wait(lock, [&] { return c.running.empty() || c.running.begin()->first >= mine; });
+    c.idle.wait(lock, [&] { return !c.oldest || c.oldest->generation >= mine; });
   }
   return SQLITE_OK;
 }
