@@ -41,13 +41,14 @@ int64_t Generation(int64_t epoch) {
   return static_cast<int64_t>(static_cast<uint64_t>(epoch) >> 32);
 }
 
-}  // namespace
-
-std::string PeerSession::SchemaText() const {
+// The CRRs of `db` and their columns, for a mismatch message.
+std::string SchemaText(sqlite3* db) {
   std::string text;
-  if (!SchemaSummary(db_, &text).ok()) return "CRRs that cannot be listed now";
+  if (!SchemaSummary(db, &text).ok()) return "CRRs that cannot be listed now";
   return text;
 }
+
+}  // namespace
 
 PeerSession::PeerSession(sqlite3* db, const SessionOptions& options) : db_(db), options_(options) {}
 PeerSession::~PeerSession() = default;
@@ -295,7 +296,7 @@ Status PeerSession::OnHello(const HelloMsg& m, std::vector<Message>* out) {
   }
   if (m.fingerprint != fingerprint_) {
     return Fail(out, ErrorMsg::kSchemaMismatch,
-                "CRR schemas differ: node " + HexBytes(site_id_) + " has " + SchemaText() +
+                "CRR schemas differ: node " + HexBytes(site_id_) + " has " + SchemaText(db_) +
                     " (fingerprint " + std::to_string(fingerprint_) + "; its peer " +
                     HexBytes(m.site_id) + " has " + std::to_string(m.fingerprint) +
                     "): migrate both sides to the same schema");

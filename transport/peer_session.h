@@ -127,8 +127,6 @@ class PeerSession {
  private:
   PeerSession(sqlite3* db, const SessionOptions& options);
   Status OnHello(const HelloMsg& m, std::vector<Message>* out);
-  // This node's CRRs and their columns, for a mismatch message.
-  std::string SchemaText() const;
   Status OnChangeset(ChangesetMsg m, std::vector<Message>* out);
   // A peer transaction whose parts are all here, kept as they arrived
   // (joining them into one vector cost more than merging them).

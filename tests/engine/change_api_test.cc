@@ -4,6 +4,7 @@
 #include <random>
 
 #include "crsync/engine.h"
+#include "tests/change_util.h"
 #include "tests/engine/sync_util.h"
 
 namespace crsync {
@@ -335,18 +336,9 @@ TEST(ChangeApplierTest, BadChangeRollsBackTheWholeBatch) {
 TEST(ChangeApplierTest, ARefusedBatchLeavesNoVersionBehind) {
   TestDb b;
   b.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t');");
-  Change good;
-  good.table = "t";
-  good.pk = std::string("\x01\x09\x01", 3);
-  good.cid = "v";
-  good.val_type = SQLITE_TEXT;
-  good.val_bytes = "x";
-  good.col_version = 1;
-  good.db_version = 5;
-  good.site_id = std::string(16, '\x11');
-  good.cl = 1;
+  Change good = TextChange("t", SmallIntPk(1), "v", "x", 1, 5, std::string(16, '\x11'));
   Change high = good;
-  high.pk = std::string("\x01\x09\x02", 3);
+  high.pk = SmallIntPk(2);
   high.db_version = 100;
   Change bad = good;
   bad.cid = "nosuch";
@@ -411,17 +403,7 @@ TEST(ChangeApplierTest, RollingBackToASavepointBetweenBatchesForgetsTheFirst) {
   TestDb db;
   db.Exec(kSchema);
   auto change = [](const char* val, int64_t col_version, char site) {
-    Change c;
-    c.table = "t";
-    c.pk = std::string("\x01\x09\x01", 3);  // id 1
-    c.cid = "a";
-    c.val_type = SQLITE_TEXT;
-    c.val_bytes = val;
-    c.col_version = col_version;
-    c.db_version = 4;
-    c.site_id = std::string(16, site);
-    c.cl = 1;
-    return c;
+    return TextChange("t", SmallIntPk(1), "a", val, col_version, 4, std::string(16, site));
   };
   std::unique_ptr<ChangeApplier> applier;
   ASSERT_OK(ChangeApplier::Open(db.get(), &applier));
@@ -442,18 +424,9 @@ TEST(ChangeApplierTest, BatchBreaksTiesLikeRowByRow) {
   constexpr char kTextSchema[] =
       "CREATE TABLE w (id INTEGER PRIMARY KEY NOT NULL, s TEXT); SELECT crsql_as_crr('w');";
   auto change = [](char site, Value val, int64_t dbv) {
-    Change c;
-    c.table = "w";
-    c.pk = std::string("\x01\x09\x01", 3);
-    c.cid = "s";
+    Change c = TextChange("w", SmallIntPk(1), "s", val.bytes, 1, dbv, std::string(16, site));
     c.val_type = val.type;
     c.val_int = val.i;
-    c.val_bytes = val.bytes;
-    c.col_version = 1;
-    c.db_version = dbv;
-    c.site_id = std::string(16, site);
-    c.cl = 1;
-    c.seq = 0;
     return c;
   };
   struct Case {

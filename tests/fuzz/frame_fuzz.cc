@@ -23,6 +23,7 @@
 #include <capnp/serialize.h>
 #include <kj/exception.h>
 
+#include "tests/change_util.h"
 #include "tests/fuzz/fuzz_messages.h"
 #include "transport/wire.capnp.h"
 
@@ -138,17 +139,7 @@ std::string Payload(const Message& m) {
 
 std::vector<std::pair<std::string, Message>> SeedMessages() {
   const std::string a = Site('\x0a'), b = Site('\x0b');
-  Change c;
-  c.table = "items";
-  c.pk = std::string("\x01\x09\x01", 3);
-  c.cid = "name";
-  c.val_type = SQLITE_TEXT;
-  c.val_bytes = "x";
-  c.col_version = 1;
-  c.db_version = 3;
-  c.site_id = b;
-  c.cl = 1;
-  c.seq = 0;
+  Change c = TextChange("items", SmallIntPk(1), "name", "x", 1, 3, b);
   std::vector<Change> changes;
   for (int type : {SQLITE_NULL, SQLITE_INTEGER, SQLITE_FLOAT, SQLITE_TEXT, SQLITE_BLOB}) {
     Change x = c;

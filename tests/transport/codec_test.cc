@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/change_util.h"
 #include "tests/test_util.h"
 #include "transport/frame.h"
 #include "transport/wire.capnp.h"
@@ -387,15 +388,7 @@ TEST(MessageCodecTest, EveryMessageKindRoundTrips) {
   e = std::get<ErrorMsg>(ThroughWire(ErrorMsg{ErrorMsg::kResync, "renew", int64_t{7} << 32 | 5}));
   EXPECT_EQ(e.restore_epoch, int64_t{7} << 32 | 5);
 
-  Change c;
-  c.table = "t";
-  c.pk = "\x01\x09\x01";
-  c.cid = "v";
-  c.val_type = SQLITE_TEXT;
-  c.val_bytes = "x";
-  c.db_version = 5;
-  c.site_id = b;
-  c.cl = 1;
+  Change c = TextChange("t", SmallIntPk(1), "v", "x", 0, 5, b);
   auto cs = std::get<ChangesetMsg>(ThroughWire(ChangesetMsg{a, 4, 6, 1, 2, {c}}));
   EXPECT_EQ(cs.start, 4);
   EXPECT_EQ(cs.end, 6);

@@ -8,6 +8,7 @@
 #include <deque>
 #include <random>
 
+#include "tests/change_util.h"
 #include "tests/engine/property_util.h"
 #include "tests/fault/fault_vfs.h"
 
@@ -378,16 +379,7 @@ TEST(PeerSessionTest, BadChangesetsCloseTheConnectionAndApplyNothing) {
   ASSERT_OK(sa->Start(&ha));
   ASSERT_OK(sb->OnMessage(ha[0], &out));
   std::string site_a = std::get<HelloMsg>(ha[0]).site_id;
-  Change c;
-  c.table = "items";
-  c.pk = std::string("\x01\x09\x01", 3);
-  c.cid = "name";
-  c.val_type = SQLITE_TEXT;
-  c.val_bytes = "x";
-  c.col_version = 1;
-  c.db_version = 9;
-  c.site_id = site_a;
-  c.cl = 1;
+  Change c = TextChange("items", SmallIntPk(1), "name", "x", 1, 9, site_a);
   struct Case {
     ChangesetMsg m;
     const char* error;
@@ -662,17 +654,7 @@ TEST(PeerSessionTest, BatchesMergeTogetherAndABadChangesetStopsOnlyTheRest) {
   ASSERT_OK(sb->OnMessage(ha[0], &out));
   std::string site_a = std::get<HelloMsg>(ha[0]).site_id;
   auto change = [&](int id, const char* cid, int64_t version) {
-    Change c;
-    c.table = "items";
-    c.pk = std::string("\x01\x09", 2) + static_cast<char>(id);
-    c.cid = cid;
-    c.val_type = SQLITE_INTEGER;
-    c.val_int = id;
-    c.col_version = 1;
-    c.db_version = version;
-    c.site_id = site_a;
-    c.cl = 1;
-    return c;
+    return IntegerChange("items", SmallIntPk(id), cid, id, 1, version, site_a);
   };
   std::vector<Message> batch = {
       ChangesetMsg{site_a, 1, 1, 0, 1, {change(1, "qty", 1)}},
