@@ -4,6 +4,7 @@
 #include <map>
 #include <vector>
 
+#include "common/guard.h"
 #include "crsync/sqlite_handles.h"
 #include "engine/crr_admin.h"
 #include "engine/packed.h"
@@ -342,12 +343,47 @@ class Migration {
 
 }  // namespace
 
+std::string AlterOpenElsewhere(const std::string& table) {
+  return "crsql - " + table + " is being altered: crsql_begin_alter('" + table +
+         "') ran on another connection, whose crsql_commit_alter has not run yet, and until it "
+         "does " + table + "'s writes would not be recorded; retry after it (if that connection "
+         "is gone, run SELECT crsql_begin_alter('" + table + "'); SELECT crsql_commit_alter('" +
+         table + "'); here)";
+}
+
+Status CheckShapeForMerge(ConnEngine* e, Crr* crr) {
+  // Between this connection's own begin and commit it differs on purpose.
+  if (e->open_alters().count(crr->name())) return Status::OK();
+  Status s = crr->CheckShape();
+  if (s.ok()) return s;
+  std::vector<NamedTrigger> guards;
+  CRSYNC_RETURN_IF_ERROR(TriggersNamedLikeAlterGuards(e->db(), crr->name(), &guards));
+  for (const NamedTrigger& g : guards)
+    if (g.on_table) return Status::InvalidArgument(AlterOpenElsewhere(crr->name()));
+  return s;
+}
+
+int RegisterAlterGuard(sqlite3* db, ConnEngine* e) {
+  auto guard = [](sqlite3_context* ctx, int, sqlite3_value** argv) {
+    GuardSqlFunction(ctx, [&] {
+      auto* engine = static_cast<ConnEngine*>(sqlite3_user_data(ctx));
+      const unsigned char* t = sqlite3_value_text(argv[0]);
+      std::string table = t ? reinterpret_cast<const char*>(t) : "";
+      if (engine->open_alters().count(table)) return sqlite3_result_null(ctx);
+      sqlite3_result_error(ctx, AlterOpenElsewhere(table).c_str(), -1);
+    });
+  };
+  return sqlite3_create_function_v2(db, "crsync_alter_guard", 1, SQLITE_UTF8 | SQLITE_INNOCUOUS, e,
+                                    guard, nullptr, nullptr, nullptr);
+}
+
 Status BeginAlter(ConnEngine* e, const std::string& table) {
   CRSYNC_RETURN_IF_ERROR(e->FlushLocalWrites());  // recorded under the old schema
   CRSYNC_RETURN_IF_ERROR(e->catalog().Refresh());
   Crr* crr = e->catalog().ByName(table);
   if (!crr) return Status::InvalidArgument("crsql - " + table + " is not a CRR");
   std::string name = crr->name();
+  const bool drifted = !crr->CheckShape().ok();
   if (auto open = e->open_alters().find(name); open != e->open_alters().end()) {
     bool standing = true;
     CRSYNC_RETURN_IF_ERROR(RecordingTriggersStand(e->db(), name, &standing));
@@ -364,6 +400,7 @@ Status BeginAlter(ConnEngine* e, const std::string& table) {
   // a ROLLBACK TO undoing the alter reaches the engine.
   Status s = JoinForCatalogChange(e);
   if (s.ok()) s = DropRecorderTriggers(e->db(), name);
+  if (s.ok()) s = Exec(e->db(), AlterGuardSql(name));
   if (!s.ok()) {
     Exec(e->db(), "ROLLBACK TO " + sp + "; RELEASE " + sp).IgnoreError();
     return s;
@@ -376,7 +413,8 @@ Status BeginAlter(ConnEngine* e, const std::string& table) {
     Exec(e->db(), "ROLLBACK TO " + sp + "; RELEASE " + sp).IgnoreError();
     return s;
   }
-  e->open_alters()[name] = ConnEngine::OpenAlter{sqlite3_total_changes64(e->db()), data_version};
+  e->open_alters()[name] =
+      ConnEngine::OpenAlter{sqlite3_total_changes64(e->db()), data_version, drifted};
   e->catalog().DropCaches();
   return Status::OK();
 }
@@ -406,8 +444,8 @@ Status CommitAlter(ConnEngine* e, const std::string& table) {
   // another one while the alter's transaction was not open (data_version).
   int64_t data_version;
   CRSYNC_RETURN_IF_ERROR(DataVersion(db, &data_version));
-  bool rows_untouched =
-      begun.changes == sqlite3_total_changes64(db) && begun.data_version == data_version;
+  bool rows_untouched = !begun.drifted && begun.changes == sqlite3_total_changes64(db) &&
+                        begun.data_version == data_version;
   e->open_alters().erase(open);
   const std::string begin_sp = AlterSavepoint(crr->id());
   CRSYNC_RETURN_IF_ERROR(Exec(db, std::string("SAVEPOINT ") + kCommitSavepoint));

@@ -20,6 +20,18 @@ Status BeginAlter(ConnEngine* e, const std::string& table);
 // and the error says "failed compacting tables post alteration: ...".
 Status CommitAlter(ConnEngine* e, const std::string& table);
 
+// The message of a write refused by another connection's open alter of
+// `table` (its guard triggers, AlterGuardSql).
+std::string AlterOpenElsewhere(const std::string& table);
+
+// Crr::CheckShape for a merge into `crr`: while another connection's alter
+// of it is open, the table differs on purpose, and the error says so.
+Status CheckShapeForMerge(ConnEngine* e, Crr* crr);
+
+// Registers crsync_alter_guard(table), which the guard triggers call: NULL
+// on the connection whose alter of `table` is open, an error elsewhere.
+int RegisterAlterGuard(sqlite3* db, ConnEngine* e);
+
 }  // namespace crsync
 
 #endif  // CRSYNC_ENGINE_ALTER_H_

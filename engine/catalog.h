@@ -153,7 +153,18 @@ class Crr {
   // write may then fail part-way (RAISE(FAIL) keeps what came before it).
   Status HasUserTriggers(bool* out);
   // Forgets what was derived from the table's declaration (schema change).
-  void SchemaMayHaveChanged() { affinities_loaded_ = false; }
+  void SchemaMayHaveChanged() {
+    affinities_loaded_ = false;
+    shape_ = Shape::kUnknown;
+  }
+  // Fails, naming the columns that differ, when the table's columns are no
+  // longer the ones recorded for the CRR: it was altered without
+  // crsql_begin_alter/crsql_commit_alter (§14.1), so its triggers pass
+  // the old column list and writes would silently stop replicating (an
+  // added column) or be recorded under a gone name (a renamed one).
+  // Checked once per schema change (SchemaMayHaveChanged); a table that
+  // cannot be read passes (what fails next names it).
+  Status CheckShape();
 
   // User-table statements, pk values bound at 1..npk by the caller.
   Status UserUpsert(int slot, sqlite3_stmt** out);  // + value at npk+1
@@ -196,6 +207,9 @@ class Crr {
   std::vector<FeedRun> runs_a_, runs_b_;
   Status LoadAffinities();
   bool affinities_loaded_ = false;
+  enum class Shape { kUnknown, kMatches, kDrifted };  // kDrifted is checked again each time
+  Shape shape_ = Shape::kUnknown;
+  std::string drift_;  // the message, when kDrifted
   bool rowid_key_ = false;  // the key is the rowid (loaded with the affinities)
   bool user_triggers_ = false;  // triggers besides ours (loaded with the affinities)
   std::vector<char> pk_affinity_, col_affinity_;
@@ -245,6 +259,12 @@ class Catalog {
   uint64_t generation() const { return generation_; }
   // Forgets everything; the next Refresh reloads.
   void Invalidate() { schema_version_ = -1; }
+  // Some table's declaration may have changed (this connection's own DDL
+  // too): every CRR re-reads what it derived from its table on next use.
+  void TablesMayHaveChanged() {
+    for (auto& c : crrs_)
+      if (c) c->SchemaMayHaveChanged();
+  }
   // Frees the CRR objects Refresh replaced. Until then they stay alive,
   // unused: a merge or flush in progress may still hold one (it notices
   // the new generation and looks its CRR up again). Called when the

@@ -492,6 +492,14 @@ Status ConnEngine::JoinCapture() {
   }
   CRSYNC_RETURN_IF_ERROR(StepToEnd(db_, capture_join_.get()));
   if (!capture_joined_) return Status::Corruption("crsql - the capture table did not join");
+  // The statement is prepared again after any schema change (this
+  // connection's own ALTER TABLE too, which moves no data_version): the
+  // CRRs then check their tables' shapes again (Crr::CheckShape).
+  const int prepares = sqlite3_stmt_status(capture_join_.get(), SQLITE_STMTSTATUS_REPREPARE, 0);
+  if (prepares != capture_join_prepares_) {
+    capture_join_prepares_ = prepares;
+    catalog_.TablesMayHaveChanged();
+  }
   return Status::OK();
 }
 

@@ -186,6 +186,9 @@ class ConnEngine {
   struct OpenAlter {
     int64_t changes;       // sqlite3_total_changes64 when it began
     int64_t data_version;  // PRAGMA data_version then: moves with other connections' commits
+    // The table was altered before begin (Crr::CheckShape failed): rows may
+    // hold values written without clocks, so commit reads every row.
+    bool drifted = false;
   };
   std::map<std::string, OpenAlter>& open_alters() { return open_alters_; }
 
@@ -302,6 +305,7 @@ class ConnEngine {
   Status (*flusher_)(ConnEngine*) = nullptr;
   MetaBatch local_batch_;
   StmtPtr capture_join_;
+  int capture_join_prepares_ = 0;  // its SQLITE_STMTSTATUS_REPREPARE, last seen
 };
 
 // A merge's user-table write: sets the connection's sync bit for the

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "engine/alter.h"
 #include "engine/feed_range.h"
 #include "engine/meta_batch.h"
 #include "engine/packed.h"
@@ -189,7 +190,11 @@ Status AsCrr(ConnEngine* e, const std::string& table) {
     if (e->open_alters().count(name)) return Status::OK();  // triggers away on purpose
     bool standing = false;
     CRSYNC_RETURN_IF_ERROR(RecordingTriggersStand(db, name, &standing));
-    if (standing) return Status::OK();
+    if (standing) return known->CheckShape();  // altered without begin/commit: say how to fix
+    std::vector<NamedTrigger> guards;  // another connection's alter is open
+    CRSYNC_RETURN_IF_ERROR(TriggersNamedLikeAlterGuards(db, name, &guards));
+    for (const NamedTrigger& g : guards)
+      if (g.on_table) return Status::InvalidArgument(AlterOpenElsewhere(name));
     bool exists = false;
     CRSYNC_RETURN_IF_ERROR(TableExists(db, name, &exists));
     if (!exists) return Status::InvalidArgument("crsql - no such table: " + name);

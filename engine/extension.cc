@@ -5,6 +5,7 @@
 
 #include "common/guard.h"
 #include "crsync/crsync.h"
+#include "engine/alter.h"
 #include "engine/changes_vtab.h"
 #include "engine/conn_engine.h"
 #include "engine/functions.h"
@@ -33,6 +34,7 @@ int Init(sqlite3* db, char** err_msg) {
     return rc;
   }
   rc = RegisterRecorderFunctions(db, e);
+  if (rc == SQLITE_OK) rc = RegisterAlterGuard(db, e);
   if (rc == SQLITE_OK) rc = RegisterChangesVtab(db, e);
   if (rc == SQLITE_OK) rc = RegisterUnpackColumns(db);
   if (rc == SQLITE_OK) rc = RegisterRowBuf(db);

@@ -4,6 +4,7 @@
 
 #include "common/hex.h"
 #include "crsync/engine.h"
+#include "engine/alter.h"
 #include "engine/packed.h"
 #include "engine/row_meta.h"
 #include "engine/user_writes.h"
@@ -35,6 +36,7 @@ Status Merger::Validate(const MergeInput& in, Crr** out, std::vector<Value>* pk_
   if (!crr) {
     return Status::InvalidArgument("crsql - could not find the schema information for table " + t);
   }
+  CRSYNC_RETURN_IF_ERROR(CheckShapeForMerge(e_, crr));
   Status s = UnpackValues(in.pk, pk_vals);
   if (!s.ok()) return Status::InvalidArgument("crsql - malformed pk for table " + t + ": " + s.message());
   size_t npk = crr->schema().pk_cols.size();

@@ -317,6 +317,7 @@ void AfterWrite(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
     int64_t dbv;
     if (s.ok()) s = e->LocalDbVersion(&dbv);
     if (s.ok()) s = FindCrr(e, crr_id, &crr);
+    if (s.ok()) s = crr->CheckShape();  // the triggers are away during an alter
     if (s.ok()) {
       int npk = static_cast<int>(crr->schema().pk_cols.size());
       int ncol = static_cast<int>(crr->slots());
@@ -495,13 +496,17 @@ std::string RecorderTriggersSql(const Crr& crr) {
          " BEGIN SELECT crsync_after_delete(" + id + PkArgs(crr, "OLD.") + "); END;";
 }
 
-Status TriggersNamedLikeRecorders(sqlite3* db, const std::string& table,
-                                  std::vector<NamedTrigger>* out) {
+namespace {
+
+// The triggers named `table`__crsync_<suffix> for each of `suffixes`.
+Status TriggersNamed(sqlite3* db, const std::string& table, const char* const (&suffixes)[3],
+                     std::vector<NamedTrigger>* out) {
   StmtPtr st;
   CRSYNC_RETURN_IF_ERROR(Prepare(db,
-                                 "SELECT name, tbl_name FROM main.sqlite_master WHERE type = "
-                                 "'trigger' AND name COLLATE NOCASE IN (?1 || 'itrig', ?1 || "
-                                 "'utrig', ?1 || 'dtrig')",
+                                 std::string("SELECT name, tbl_name FROM main.sqlite_master WHERE "
+                                             "type = 'trigger' AND name COLLATE NOCASE IN (?1 || '") +
+                                     suffixes[0] + "', ?1 || '" + suffixes[1] + "', ?1 || '" +
+                                     suffixes[2] + "')",
                                  &st));
   const std::string base = table + "__crsync_";
   sqlite3_bind_text(st.get(), 1, base.data(), static_cast<int>(base.size()), SQLITE_STATIC);
@@ -516,13 +521,41 @@ Status TriggersNamedLikeRecorders(sqlite3* db, const std::string& table,
   return rc == SQLITE_DONE ? Status::OK() : SqliteError(db, rc);
 }
 
+constexpr const char* kRecorderSuffixes[3] = {"itrig", "utrig", "dtrig"};
+constexpr const char* kGuardSuffixes[3] = {"guard_i", "guard_u", "guard_d"};
+
+}  // namespace
+
+Status TriggersNamedLikeRecorders(sqlite3* db, const std::string& table,
+                                  std::vector<NamedTrigger>* out) {
+  return TriggersNamed(db, table, kRecorderSuffixes, out);
+}
+
+Status TriggersNamedLikeAlterGuards(sqlite3* db, const std::string& table,
+                                    std::vector<NamedTrigger>* out) {
+  return TriggersNamed(db, table, kGuardSuffixes, out);
+}
+
 Status DropRecorderTriggers(sqlite3* db, const std::string& table) {
-  std::vector<NamedTrigger> triggers;
+  std::vector<NamedTrigger> triggers, guards;
   CRSYNC_RETURN_IF_ERROR(TriggersNamedLikeRecorders(db, table, &triggers));
+  CRSYNC_RETURN_IF_ERROR(TriggersNamedLikeAlterGuards(db, table, &guards));
+  triggers.insert(triggers.end(), guards.begin(), guards.end());
   std::string sql;
   for (const NamedTrigger& t : triggers)
     if (t.on_table) sql += "DROP TRIGGER main." + QuoteIdent(t.name) + ";";
   return sql.empty() ? Status::OK() : Exec(db, sql);
+}
+
+std::string AlterGuardSql(const std::string& table) {
+  const std::string t = QuoteIdent(table), call = "crsync_alter_guard(" + QuoteLiteral(table) + ")";
+  std::string sql;
+  const char* const events[3] = {"INSERT", "UPDATE", "DELETE"};
+  for (int i = 0; i < 3; ++i) {
+    sql += "CREATE TRIGGER main." + QuoteIdent(table + "__crsync_" + kGuardSuffixes[i]) +
+           " BEFORE " + events[i] + " ON " + t + " BEGIN SELECT " + call + "; END;";
+  }
+  return sql;
 }
 
 Status InstallRecorderTriggers(sqlite3* db, const Crr& crr, const std::string& caller) {

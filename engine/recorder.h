@@ -58,10 +58,19 @@ struct NamedTrigger {
 };
 Status TriggersNamedLikeRecorders(sqlite3* db, const std::string& table,
                                   std::vector<NamedTrigger>* out);
-// Drops the recording triggers of CRR `table`: the triggers of their names
-// that are on `table` (a user's trigger of such a name on another table is
-// the user's, and stays).
+// The same for the triggers an open alter leaves in their place
+// ("T__crsync_guard_i" ...: AlterGuardSql).
+Status TriggersNamedLikeAlterGuards(sqlite3* db, const std::string& table,
+                                    std::vector<NamedTrigger>* out);
+// Drops the recording triggers of CRR `table`, and an open alter's guard
+// triggers: the triggers of their names that are on `table` (a user's
+// trigger of such a name on another table is the user's, and stays).
 Status DropRecorderTriggers(sqlite3* db, const std::string& table);
+// While an alter of CRR `table` is open, every write of it on another
+// connection fails, naming the alter (crsync_alter_guard): its recording
+// triggers are gone, so the write would never reach a peer. The guard
+// names no column, so the alter may drop or rename any.
+std::string AlterGuardSql(const std::string& table);
 // (Re)creates `crr`'s recording triggers. Refused, naming it, while a
 // trigger of one of their names stands on another table; `caller` (say
 // "crsql_commit_alter(t)") heads that message.
