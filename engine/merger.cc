@@ -87,6 +87,18 @@ Status Merger::ValidateChange(const MergeInput& in, Crr* crr, int* slot) {
                                          " is a primary key column of " + t());
         }
       }
+      StmtPtr st;  // a generated column exists, but is never replicated: say so
+      if (Prepare(e_->db(), "SELECT 1 FROM pragma_table_xinfo(?1, 'main') WHERE name = ?2 AND "
+                            "hidden IN (2, 3)", &st).ok()) {
+        sqlite3_bind_text(st.get(), 1, crr->name().c_str(), -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st.get(), 2, in.cid.data(), static_cast<int>(in.cid.size()),
+                          SQLITE_TRANSIENT);
+        if (sqlite3_step(st.get()) == SQLITE_ROW) {
+          return Status::InvalidArgument("crsql - " + t() + "." + std::string(in.cid) +
+                                         " is a generated column: each replica computes it, so "
+                                         "changes never carry it");
+        }
+      }
       return Status::InvalidArgument("crsql - no such column " + t() + "." + std::string(in.cid));
     }
     if (!e_->open_alters().empty() && e_->open_alters().count(crr->name())) {

@@ -58,7 +58,19 @@ Status LoadTableSchema(sqlite3* db, const std::string& name, TableSchema* out) {
       &stmt));
   sqlite3_bind_text(stmt.get(), 1, name.data(), static_cast<int>(name.size()), SQLITE_TRANSIENT);
   int rc = sqlite3_step(stmt.get());
-  if (rc == SQLITE_DONE) return Status::NotFound("no such table: " + name);
+  if (rc == SQLITE_DONE) {
+    if (name.empty()) return Status::NotFound("no such table: a table name is needed");
+    StmtPtr temp;  // a TEMP table of that name is the likely mix-up: say so
+    if (Prepare(db, "SELECT 1 FROM temp.sqlite_master WHERE type = 'table' AND name = ?1 "
+                    "COLLATE NOCASE", &temp).ok()) {
+      sqlite3_bind_text(temp.get(), 1, name.data(), static_cast<int>(name.size()), SQLITE_STATIC);
+      if (sqlite3_step(temp.get()) == SQLITE_ROW) {
+        return Status::NotFound("no such table: " + name + " in main (a TEMP table cannot be "
+                                "a CRR: only tables of the main schema replicate)");
+      }
+    }
+    return Status::NotFound("no such table: " + name);
+  }
   if (rc != SQLITE_ROW) return SqliteError(db, rc);
   std::string type = reinterpret_cast<const char*>(sqlite3_column_text(stmt.get(), 0));
   std::string declared = reinterpret_cast<const char*>(sqlite3_column_text(stmt.get(), 1));

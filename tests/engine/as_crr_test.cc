@@ -298,7 +298,9 @@ TEST(AsCrrTest, EligibilityExamplesOfTheSpec) {
   EXPECT_THAT(db.Error("SELECT crsql_as_crr('crsql_mine')"),
               HasSubstr("names beginning with crsql_ or containing __crsync_ are the extension's own"));
   EXPECT_THAT(db.Error("SELECT crsql_as_crr('nope')"), HasSubstr("no such table: nope"));
-  EXPECT_THAT(db.Error("SELECT crsql_as_crr('tmp')"), HasSubstr("no such table: tmp"));
+  EXPECT_THAT(db.Error("SELECT crsql_as_crr('tmp')"),
+              HasSubstr("no such table: tmp in main (a TEMP table cannot be a CRR"));
+  EXPECT_THAT(db.Error("SELECT crsql_as_crr(NULL)"), HasSubstr("a table name is needed"));
   EXPECT_THAT(db.Error("SELECT crsql_as_crr()"), HasSubstr("Wrong number of args"));
   EXPECT_THAT(db.Error("SELECT crsql_as_crr('temp', 'tmp')"), HasSubstr("main schema"));
   EXPECT_EQ(db.One("SELECT crsql_as_crr('main', 'i')"), "'OK'");

@@ -251,5 +251,19 @@ TEST(RolledBackMergeTest, ForgetsTheSiteIdsItInserted) {
             q.One("SELECT hex(crsql_site_id())"));
 }
 
+// A generated column exists in the table but is never replicated: the
+// error says that rather than "no such column".
+TEST(MergeGeneratedColumnTest, AChangeOfAGeneratedColumnIsRefusedAsSuch) {
+  TestDb db;
+  db.Exec("CREATE TABLE g (id PRIMARY KEY NOT NULL, a, b AS (a * 2), c AS (a + 1) STORED);"
+          "SELECT crsql_as_crr('g');");
+  for (const char* cid : {"b", "c"}) {
+    EXPECT_THAT(db.Error(std::string("INSERT INTO crsql_changes VALUES ('g', X'010901', '") + cid +
+                         "', 4, 1, 1, " + kSite + ")"),
+                HasSubstr(std::string("crsql - g.") + cid + " is a generated column"));
+  }
+  EXPECT_EQ(db.One("SELECT count(*) FROM g"), "0");
+}
+
 }  // namespace
 }  // namespace crsync
