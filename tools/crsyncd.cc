@@ -59,7 +59,8 @@ const char kUsage[] =
     "demo    Needs no configuration: N replicas (default 3) on 127.0.0.1, a hub and\n"
     "        spokes, each with an app writing one-row transactions through the crsync\n"
     "        VFS; shows live progress and how long the replicas take to converge.\n"
-    "        --dir DIR keeps the databases there.\n";
+    "        --dir DIR keeps the databases there (replicaN.db; those of an earlier\n"
+    "        run are replaced, any other file of those names is refused).\n";
 
 // Parses all of `text` as a decimal integer within [lo, hi].
 bool ParseInt(const char* text, int lo, int hi, int* out) {
@@ -181,6 +182,7 @@ int Status(const std::string& db_path) {
     return 1;
   }
   std::printf("%-34s %14s %14s %14s\n", "peer", "received up to", "peer has ours", "changes to send");
+  int shown = 0;
   while (sqlite3_step(peers.get()) == SQLITE_ROW) {
     const char* site = reinterpret_cast<const char*>(sqlite3_column_text(peers.get(), 0));
     long long recv = sqlite3_column_int64(peers.get(), 1);
@@ -199,6 +201,20 @@ int Status(const std::string& db_path) {
     }
     std::printf("%-34s %14lld %14s %14s\n", site, recv, has_sent ? std::to_string(sent).c_str() : "-",
                 backlog.c_str());
+    ++shown;
+  }
+  if (shown == 0) std::printf("(no peers: no crsyncd has synced this database yet)\n");
+  // Cursors under other tags are the application's own (INSERT INTO
+  // crsql_changes with another tag, 0 by default): said, not listed.
+  crsync::StmtPtr others;
+  const std::string count = "SELECT count(*) FROM crsql_tracked_peers WHERE tag IS NOT " +
+                            std::to_string(crsync::kSidecarTag);
+  if (crsync::Prepare(db.get(), count, &others).ok() && sqlite3_step(others.get()) == SQLITE_ROW &&
+      sqlite3_column_int64(others.get(), 0) > 0) {
+    std::printf("(and %lld cursor rows under other tags than crsyncd's %d: the application's own "
+                "syncs through crsql_changes, not shown)\n",
+                static_cast<long long>(sqlite3_column_int64(others.get(), 0)),
+                static_cast<int>(crsync::kSidecarTag));
   }
   return 0;
 }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -614,6 +615,20 @@ TEST(CrsyncdCliTest, MistakesAreNamedPrecisely) {
   out = RunCrsyncd("demo --dir " + file.str(), &code);
   EXPECT_NE(out.find("cannot create directory " + file.str()), std::string::npos) << out;
   EXPECT_EQ(code, 1);
+  // A file of a replica's name that is not a database is not replaced.
+  TempPath dir;
+  std::filesystem::create_directories(dir.str());
+  {
+    std::ofstream precious(dir.str() + "/replica1.db");
+    precious << "precious";
+  }
+  out = RunCrsyncd("demo --replicas 2 --writes 2 --dir " + dir.str(), &code);
+  EXPECT_NE(out.find("replica1.db exists and is not an SQLite database"), std::string::npos) << out;
+  EXPECT_EQ(code, 1);
+  std::ifstream kept(dir.str() + "/replica1.db");
+  std::string text((std::istreambuf_iterator<char>(kept)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text, "precious");
+  std::filesystem::remove_all(dir.str());
   // A config "file" that is a directory cannot be read; it is not empty.
   out = RunCrsyncd("run --config /tmp", &code);
   EXPECT_NE(out.find("cannot read config /tmp: Is a directory"), std::string::npos) << out;
@@ -717,6 +732,25 @@ TEST(CrsyncdCliTest, StatusCountsTheChangesAPeerStillNeeds) {
   fields >> site >> received >> has_ours >> to_send;
   EXPECT_EQ(has_ours, "1") << out;
   EXPECT_EQ(to_send, "4") << out;
+  // The merges above tracked the peer under tag 0 too: the application's
+  // own cursor, mentioned but not listed as a peer of crsyncd.
+  EXPECT_NE(out.find("(and 1 cursor rows under other tags than crsyncd's 1001"), std::string::npos)
+      << out;
+  EXPECT_EQ(out.find("(no peers"), std::string::npos) << out;
+}
+
+TEST(CrsyncdCliTest, StatusOfADatabaseWithoutPeersSaysSo) {
+  TempPath path;
+  {
+    TestDb db(path.str());
+    db.Exec(kSchema);
+  }
+  int code;
+  std::string out = RunCrsyncd("status --db " + path.str(), &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("(no peers: no crsyncd has synced this database yet)"), std::string::npos)
+      << out;
+  EXPECT_EQ(out.find("other tags"), std::string::npos) << out;
 }
 
 // A peer gone for good is forgotten by name; a wrong or unknown site id is
