@@ -18,6 +18,7 @@ int Status::sqlite_code() const noexcept {
       return SQLITE_IOERR;
     case Code::kInvalidArgument:
     case Code::kTransport:
+    case Code::kFailedPrecondition:
       return SQLITE_ERROR;
   }
   return SQLITE_ERROR;
@@ -45,6 +46,9 @@ std::string Status::ToString() const {
       break;
     case Code::kTransport:
       name = "Transport";
+      break;
+    case Code::kFailedPrecondition:
+      name = "FailedPrecondition";
       break;
   }
   std::string out(name);

@@ -359,7 +359,7 @@ Status CheckShapeForMerge(ConnEngine* e, Crr* crr) {
   std::vector<NamedTrigger> guards;
   CRSYNC_RETURN_IF_ERROR(TriggersNamedLikeAlterGuards(e->db(), crr->name(), &guards));
   for (const NamedTrigger& g : guards)
-    if (g.on_table) return Status::InvalidArgument(AlterOpenElsewhere(crr->name()));
+    if (g.on_table) return Status::FailedPrecondition(AlterOpenElsewhere(crr->name()));
   return s;
 }
 
@@ -383,7 +383,14 @@ Status BeginAlter(ConnEngine* e, const std::string& table) {
   Crr* crr = e->catalog().ByName(table);
   if (!crr) return Status::InvalidArgument("crsql - " + table + " is not a CRR");
   std::string name = crr->name();
-  const bool drifted = !crr->CheckShape().ok();
+  // Rows written while the table's shape or an abandoned alter (its guard
+  // still standing, the alter not ours) kept them from being recorded.
+  bool drifted = !crr->CheckShape().ok();
+  if (!e->open_alters().count(name)) {
+    std::vector<NamedTrigger> guards;
+    CRSYNC_RETURN_IF_ERROR(TriggersNamedLikeAlterGuards(e->db(), name, &guards));
+    for (const NamedTrigger& g : guards) drifted = drifted || g.on_table;
+  }
   if (auto open = e->open_alters().find(name); open != e->open_alters().end()) {
     bool standing = true;
     CRSYNC_RETURN_IF_ERROR(RecordingTriggersStand(e->db(), name, &standing));
@@ -414,7 +421,8 @@ Status BeginAlter(ConnEngine* e, const std::string& table) {
     return s;
   }
   e->open_alters()[name] =
-      ConnEngine::OpenAlter{sqlite3_total_changes64(e->db()), data_version, drifted};
+      ConnEngine::OpenAlter{sqlite3_total_changes64(e->db()), data_version, drifted,
+                            e->txn_serial()};
   e->catalog().DropCaches();
   return Status::OK();
 }

@@ -53,9 +53,17 @@ Status Crr::CheckShape() {
   // the ALTER without a schema change reaching the catalog.
   if (shape_ != Shape::kMatches) {
     TableSchema live;
-    if (!LoadTableSchema(db_, schema_.name, &live).ok() ||
+    live.name = schema_.name;
+    if (!LoadColumns(db_, &live).ok() ||
         (live.pk_cols == schema_.pk_cols && live.cols == schema_.cols)) {
-      shape_ = Shape::kMatches;
+      shape_ = Shape::kMatches;  // (an unreadable table: what fails next names it)
+    } else if (live.pk_cols.empty() && live.cols.empty()) {
+      // Gone, while its triggers fire or a merge names it: renamed (the
+      // triggers moved along) or dropped behind the engine's back.
+      drift_ = "crsql - CRR " + schema_.name + " has no table of that name any more (renamed or "
+               "dropped without crsql_as_table): a CRR cannot be renamed; rename its table back "
+               "to " + schema_.name;
+      shape_ = Shape::kDrifted;
     } else {
       std::string added = Missing(live.pk_cols, schema_.pk_cols);
       std::string more = Missing(live.cols, schema_.cols);
@@ -78,7 +86,7 @@ Status Crr::CheckShape() {
       shape_ = Shape::kDrifted;
     }
   }
-  if (shape_ == Shape::kDrifted) return Status::InvalidArgument(drift_);
+  if (shape_ == Shape::kDrifted) return Status::FailedPrecondition(drift_);
   return Status::OK();
 }
 
@@ -619,15 +627,29 @@ Status Crr::LoadRange(std::string_view lo, std::string_view hi, int64_t limit,
   });
 }
 
-Status Catalog::Refresh(bool force) {
+Status Catalog::MainSchemaVersion(int64_t* out) {
   if (!schema_version_stmt_) {
     CRSYNC_RETURN_IF_ERROR(
         Prepare(db_, "PRAGMA main.schema_version", &schema_version_stmt_, SQLITE_PREPARE_PERSISTENT));
   }
   int rc = sqlite3_step(schema_version_stmt_.get());
-  int64_t version = rc == SQLITE_ROW ? sqlite3_column_int64(schema_version_stmt_.get(), 0) : -2;
+  *out = rc == SQLITE_ROW ? sqlite3_column_int64(schema_version_stmt_.get(), 0) : -2;
   sqlite3_reset(schema_version_stmt_.get());
-  if (rc != SQLITE_ROW) return SqliteError(db_, rc);
+  return rc == SQLITE_ROW ? Status::OK() : SqliteError(db_, rc);
+}
+
+void Catalog::TablesMayHaveChanged() {
+  int64_t version;
+  // TEMP DDL re-prepares statements too, but changes no table of main.
+  if (MainSchemaVersion(&version).ok() && version == tables_version_) return;
+  tables_version_ = version;
+  for (auto& c : crrs_)
+    if (c) c->SchemaMayHaveChanged();
+}
+
+Status Catalog::Refresh(bool force) {
+  int64_t version;
+  CRSYNC_RETURN_IF_ERROR(MainSchemaVersion(&version));
   if (!force && version == schema_version_) return Status::OK();
   // Read every row first: a malformed one fails the refresh with the
   // current CRRs untouched.
@@ -635,6 +657,7 @@ Status Catalog::Refresh(bool force) {
   CRSYNC_RETURN_IF_ERROR(
       Prepare(db_, "SELECT id, name, pk_cols, cols FROM main.crsync_crrs ORDER BY id", &st));
   std::vector<std::pair<int64_t, TableSchema>> rows;
+  int rc;
   while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
     TableSchema schema;
     const unsigned char* name = sqlite3_column_text(st.get(), 1);

@@ -260,11 +260,11 @@ class Catalog {
   // Forgets everything; the next Refresh reloads.
   void Invalidate() { schema_version_ = -1; }
   // Some table's declaration may have changed (this connection's own DDL
-  // too): every CRR re-reads what it derived from its table on next use.
-  void TablesMayHaveChanged() {
-    for (auto& c : crrs_)
-      if (c) c->SchemaMayHaveChanged();
-  }
+  // too): unless main's schema version is the one seen at the last call,
+  // every CRR re-reads what it derived from its table on next use.
+  void TablesMayHaveChanged();
+  // PRAGMA main.schema_version.
+  Status MainSchemaVersion(int64_t* out);
   // Frees the CRR objects Refresh replaced. Until then they stay alive,
   // unused: a merge or flush in progress may still hold one (it notices
   // the new generation and looks its CRR up again). Called when the
@@ -330,6 +330,7 @@ class Catalog {
  private:
   sqlite3* db_;
   int64_t schema_version_ = -1;
+  int64_t tables_version_ = -1;  // main's schema version at TablesMayHaveChanged
   uint64_t generation_ = 0;
   StmtPtr schema_version_stmt_;
   std::vector<std::unique_ptr<Crr>> crrs_;

@@ -468,6 +468,7 @@ void ConnEngine::TransactionCommitted() noexcept {
   // (A transaction that took no version leaves an unchecked one in place.)
   own_commit_ = std::max(own_commit_, pending_);
   EndTransaction();
+  ++txn_serial_;
   catalog_.ReleaseRetired();  // no statement of ours is running at a commit
 }
 
@@ -475,9 +476,13 @@ void ConnEngine::TransactionRolledBack() noexcept {
   data_version_ = ~0u;  // recomputed in full: that covers own_commit_ too
   EndTransaction();
   // Ordinals inserted by the rolled-back transaction are gone, and so is
-  // every alter it began (its triggers are back).
+  // every alter it began (its triggers are back); one begun by an earlier
+  // transaction that committed stays open.
   sites_loaded_ = false;
-  open_alters_.clear();
+  for (auto it = open_alters_.begin(); it != open_alters_.end();) {
+    it = it->second.txn == txn_serial_ ? open_alters_.erase(it) : std::next(it);
+  }
+  ++txn_serial_;
   // The schema version went back with it and may climb to the cached value
   // again with another schema: the catalog is re-read.
   catalog_.Invalidate();

@@ -186,10 +186,14 @@ class ConnEngine {
   struct OpenAlter {
     int64_t changes;       // sqlite3_total_changes64 when it began
     int64_t data_version;  // PRAGMA data_version then: moves with other connections' commits
-    // The table was altered before begin (Crr::CheckShape failed): rows may
-    // hold values written without clocks, so commit reads every row.
+    // The table was altered before begin (Crr::CheckShape failed) or an
+    // abandoned alter's guard stood: rows may hold values written without
+    // clocks, so commit reads every row.
     bool drifted = false;
+    uint64_t txn = 0;  // txn_serial() at begin: a rollback of that transaction undoes it
   };
+  // Counts the transactions this connection ended.
+  uint64_t txn_serial() const { return txn_serial_; }
   std::map<std::string, OpenAlter>& open_alters() { return open_alters_; }
 
   // While a hook is set, the internal SQL function crsync_internal_remap
@@ -267,6 +271,7 @@ class ConnEngine {
   int merge_writes_ = 0;
   std::vector<const MergingRows*> merging_rows_;
   std::map<std::string, OpenAlter> open_alters_;
+  uint64_t txn_serial_ = 0;
   int64_t merge_equal_values_ = 0;
   bool config_stale_ = false;
   void ReloadConfig() noexcept;

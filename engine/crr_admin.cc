@@ -194,7 +194,7 @@ Status AsCrr(ConnEngine* e, const std::string& table) {
     std::vector<NamedTrigger> guards;  // another connection's alter is open
     CRSYNC_RETURN_IF_ERROR(TriggersNamedLikeAlterGuards(db, name, &guards));
     for (const NamedTrigger& g : guards)
-      if (g.on_table) return Status::InvalidArgument(AlterOpenElsewhere(name));
+      if (g.on_table) return Status::FailedPrecondition(AlterOpenElsewhere(name));
     bool exists = false;
     CRSYNC_RETURN_IF_ERROR(TableExists(db, name, &exists));
     if (!exists) return Status::InvalidArgument("crsql - no such table: " + name);

@@ -100,7 +100,13 @@ Status LoadTableSchema(sqlite3* db, const std::string& name, TableSchema* out) {
   if (rc != SQLITE_ROW && rc != SQLITE_DONE) return SqliteError(db, rc);
   TableSchema schema;
   schema.name = declared;
+  CRSYNC_RETURN_IF_ERROR(LoadColumns(db, &schema));
+  *out = std::move(schema);
+  return Status::OK();
+}
 
+Status LoadColumns(sqlite3* db, TableSchema* schema) {
+  const std::string& declared = schema->name;
   StmtPtr info;
   CRSYNC_RETURN_IF_ERROR(Prepare(db, "SELECT name, type, \"notnull\", dflt_value, pk, hidden "
                                      "FROM pragma_table_xinfo(?1, 'main')",
@@ -108,6 +114,7 @@ Status LoadTableSchema(sqlite3* db, const std::string& name, TableSchema* out) {
   sqlite3_bind_text(info.get(), 1, declared.data(), static_cast<int>(declared.size()),
                     SQLITE_TRANSIENT);
   std::map<int, std::string> pks;
+  int rc;
   while ((rc = sqlite3_step(info.get())) == SQLITE_ROW) {
     std::string col = reinterpret_cast<const char*>(sqlite3_column_text(info.get(), 0));
     int notnull = sqlite3_column_int(info.get(), 2);
@@ -118,15 +125,13 @@ Status LoadTableSchema(sqlite3* db, const std::string& name, TableSchema* out) {
     if (pk > 0) {
       pks[pk] = col;
     } else {
-      schema.cols.push_back(col);
-      schema.col_notnull.push_back(notnull != 0);
-      schema.col_default_sql.push_back(dflt ? reinterpret_cast<const char*>(dflt) : "");
+      schema->cols.push_back(col);
+      schema->col_notnull.push_back(notnull != 0);
+      schema->col_default_sql.push_back(dflt ? reinterpret_cast<const char*>(dflt) : "");
     }
   }
   if (rc != SQLITE_DONE) return SqliteError(db, rc);
-  for (auto& [ord, col] : pks) schema.pk_cols.push_back(col);
-
-  *out = std::move(schema);
+  for (auto& [ord, col] : pks) schema->pk_cols.push_back(col);
   return Status::OK();
 }
 

@@ -24,6 +24,11 @@ struct TableSchema {
 // the table does not exist or is not an ordinary table (E1).
 Status LoadTableSchema(sqlite3* db, const std::string& name, TableSchema* out);
 
+// Only the column part of LoadTableSchema, for the table `schema->name`
+// (as declared), appended to *schema; no checks. A table that does not
+// exist has no columns.
+Status LoadColumns(sqlite3* db, TableSchema* schema);
+
 // Runs checks E2..E8 of §4.2 on a loaded table, in order; the first failure
 // is reported with the table's name.
 Status CheckCrrEligible(sqlite3* db, const TableSchema& schema);

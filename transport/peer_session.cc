@@ -23,6 +23,12 @@ bool IsLocked(const Status& s) {
 }
 constexpr int kLockedRetries = 2;  // each waits the connection's busy timeout
 
+// Whether `s` is this node's own condition, to be fixed here: a CRR
+// altered without crsql_begin_alter/commit_alter, or being altered.
+bool IsLocalCondition(const Status& s) {
+  return IsLocked(s) || s.code() == Status::Code::kFailedPrecondition;
+}
+
 // What a peer wrote, fit for one log line: control characters (a newline,
 // an escape sequence) become '?', and at most 500 bytes are kept.
 std::string Printable(const std::string& text) {
@@ -599,7 +605,7 @@ Status PeerSession::MergeTxn(const std::vector<ReadyTxn>& ready, size_t from, si
       }
     }
     if (a.ok()) a = next.Add(m.start, m.end);
-    if (IsLocked(a)) {  // this node's condition (ApplyReady tries again), not the changeset's
+    if (IsLocalCondition(a)) {  // this node's (ApplyReady tries again), not the changeset's
       Exec(db_, "ROLLBACK").IgnoreError();
       return a;
     }
@@ -655,6 +661,11 @@ Status PeerSession::ApplyReady(std::vector<ReadyTxn>* ready, uint32_t credits,
       return Fail(out, ErrorMsg::kInternal,
                   "cannot commit merged changesets: this node's database stayed locked (" +
                       s.message() + "); they will be received again");
+    }
+    if (s.code() == Status::Code::kFailedPrecondition) {
+      return Fail(out, ErrorMsg::kInternal,
+                  "cannot merge changesets until this node's database is fixed (" + s.message() +
+                      "); they will be received again");
     }
     if (!s.ok()) {
       return Fail(out, ErrorMsg::kBadChangeset, "cannot commit merged changesets: " + s.message());

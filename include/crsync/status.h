@@ -25,6 +25,10 @@ class [[nodiscard]] Status {
     kIOError,
     kSqlite,           // an SQLite call failed; sqlite_code() says how
     kTransport,
+    // This database refuses the operation until something is fixed here
+    // (a CRR altered without crsql_begin_alter/commit_alter, or whose
+    // alter is open on another connection); the input itself is fine.
+    kFailedPrecondition,
   };
 
   // An OK status. Cheap: no allocation.
@@ -38,6 +42,9 @@ class [[nodiscard]] Status {
   static Status Corruption(std::string_view msg) { return Status(Code::kCorruption, 0, msg); }
   static Status IOError(std::string_view msg) { return Status(Code::kIOError, 0, msg); }
   static Status Transport(std::string_view msg) { return Status(Code::kTransport, 0, msg); }
+  static Status FailedPrecondition(std::string_view msg) {
+    return Status(Code::kFailedPrecondition, 0, msg);
+  }
   // `rc` is an SQLite (extended) result code other than SQLITE_OK. `msg` is
   // copied at once, because sqlite3_errmsg() text dies with the next API call.
   static Status Sqlite(int rc, std::string_view msg) { return Status(Code::kSqlite, rc, msg); }

@@ -101,6 +101,40 @@ TEST(AlterTwoConnectionsTest, AnotherConnectionCannotWriteWhileTheAlterIsOpen) {
             (Rows{{"'010901'", "'w'", "'a-during'"}, {"'010903'", "'w'", "'wb'"}}));
 }
 
+// The alter's own connection keeps it open across an unrelated rolled-back
+// transaction (only a rollback of the transaction that began it undoes it),
+// and one whose connection went away is finished by another, which reads
+// every row even when no column changed.
+TEST(AlterTwoConnectionsTest, AnOpenAlterOutlivesOtherRollbacksAndIsFinishedElsewhere) {
+  TempPath path;
+  TestDb b(path.str());
+  {
+    TestDb a(path.str());
+    a.Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t');"
+           "CREATE TABLE o (x);"
+           "SELECT crsql_begin_alter('t'); COMMIT;"
+           "BEGIN; INSERT INTO o VALUES (1); ROLLBACK;"
+           "INSERT INTO t VALUES (1, 'during')");
+    // Still open here: commit would work; left open, as by a crash.
+    EXPECT_THAT(b.Error("UPDATE t SET v = 'b'"), HasSubstr("t is being altered"));
+  }
+  b.Exec("SELECT crsql_begin_alter('t'); SELECT crsql_commit_alter('t');");
+  EXPECT_EQ(b.Query("SELECT hex(pk), cid, val FROM crsql_changes"),
+            (Rows{{"'010901'", "'v'", "'during'"}}));
+}
+
+// A CRR's table renamed without crsql_as_table: its triggers moved along,
+// and its writes are refused by name instead of recorded under the old one.
+TEST(AlterRenameTableTest, WritesOfARenamedCrrAreRefused) {
+  TestDb db;
+  db.Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t');"
+          "INSERT INTO t VALUES (1, 'a'); ALTER TABLE t RENAME TO u;");
+  EXPECT_THAT(db.Error("UPDATE u SET v = 'b'"),
+              HasSubstr("CRR t has no table of that name any more (renamed or dropped"));
+  db.Exec("ALTER TABLE u RENAME TO t; UPDATE t SET v = 'b'");
+  EXPECT_EQ(db.One("SELECT val FROM crsql_changes"), "'b'");
+}
+
 // An alter whose connection went away before its commit is finished by
 // another one, which then records the writes made meanwhile.
 TEST(AlterTwoConnectionsTest, AnAbandonedAlterIsFinishedByAnotherConnection) {
@@ -555,9 +589,10 @@ TEST_F(AlterTest, ARenameWithoutBeginAndCommitNamesBothColumns) {
   EXPECT_EQ(db_.One("SELECT val FROM crsql_changes WHERE cid = 'title'"), "'boil'");
 }
 
-// Known gap: an ALTER after the transaction's first write is noticed at
-// the next transaction (the catalog is checked when a transaction takes
-// its version). What the transaction wrote to the new column meanwhile is
+// Known gap: an ALTER after the transaction took its version (its first
+// write, merge or crsql_next_db_version) is noticed at the next
+// transaction (the catalog is checked when a transaction takes its
+// version). What the transaction wrote to the new column meanwhile is
 // recorded by the repair, which reads every row.
 TEST_F(AlterTest, AnAlterAfterATransactionsFirstWriteIsNoticedByTheNext) {
   db_.Exec("BEGIN; UPDATE todo SET complete = 1; ALTER TABLE todo ADD COLUMN due;"

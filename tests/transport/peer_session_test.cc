@@ -640,6 +640,36 @@ TEST(PeerSessionTest, ALockedDatabaseIsRetriedAndNeverBlamedOnTheChangesets) {
   EXPECT_EQ(b.One("SELECT count(*) FROM items WHERE id = 2"), "0");
 }
 
+// A table of the receiver altered without crsql_begin_alter/commit_alter
+// refuses merges until fixed there: the peer is told it is this node's
+// condition (internal), not a bad changeset, and nothing is merged.
+TEST(PeerSessionTest, AnUnrecordedAlterHereIsNotBlamedOnTheChangesets) {
+  Node a, b;
+  std::unique_ptr<PeerSession> sa, sb;
+  ASSERT_OK(PeerSession::Open(a.db.get(), SessionOptions{}, &sa));
+  ASSERT_OK(PeerSession::Open(b.db.get(), SessionOptions{}, &sb));
+  std::vector<Message> ha, hb, out;
+  ASSERT_OK(sa->Start(&ha));
+  ASSERT_OK(sb->Start(&hb));
+  ASSERT_OK(sb->OnMessage(ha[0], &out));
+  out.clear();
+  ASSERT_OK(sa->OnMessage(hb[0], &out));
+  b.db.Exec("ALTER TABLE items ADD COLUMN note");
+  a.db.Exec("INSERT INTO items VALUES (1, 'one', 1)");
+  std::vector<Message> sent;
+  ASSERT_OK(sa->Pump(&sent));
+  ASSERT_FALSE(sent.empty());
+  out.clear();
+  EXPECT_FALSE(sb->OnMessages(sent, &out).ok());
+  ASSERT_FALSE(out.empty());
+  ASSERT_TRUE(std::holds_alternative<ErrorMsg>(out.back()));
+  EXPECT_EQ(std::get<ErrorMsg>(out.back()).code, ErrorMsg::kInternal);
+  EXPECT_THAT(std::get<ErrorMsg>(out.back()).message,
+              HasSubstr("cannot merge changesets until this node's database is fixed ("));
+  EXPECT_THAT(std::get<ErrorMsg>(out.back()).message, HasSubstr("crsql - table items was altered"));
+  EXPECT_EQ(b.db.One("SELECT count(*) FROM items"), "0");
+}
+
 TEST(PeerSessionTest, BatchesMergeTogetherAndABadChangesetStopsOnlyTheRest) {
   Node a, b;
   SessionOptions opts;
