@@ -268,11 +268,21 @@ Status PeerSession::OnMessage(const Message& in, std::vector<Message>* out) {
     }
     if (a->up_to > acked_) {
       acked_ = a->up_to;
-      CRSYNC_RETURN_IF_ERROR(SaveCursor(1, acked_));
-      if (echo_until_ > 0 && acked_ >= echo_until_) {
-        CRSYNC_RETURN_IF_ERROR(DeleteCursor(2));  // the peer has its changes back
-        echo_until_ = 0;
-      }
+      ack_unsaved_ = true;
+    }
+    // The stored send cursor only spares resending after a restart (the
+    // peer's Hello says what it has), so a write lock held by the
+    // application past the busy timeout defers it to a later ack instead
+    // of failing the connection.
+    if (ack_unsaved_) {
+      Status s = SaveCursor(1, acked_);
+      if (!s.ok() && !IsLocked(s)) return s;
+      ack_unsaved_ = !s.ok();
+    }
+    if (echo_until_ > 0 && acked_ >= echo_until_) {
+      Status s = DeleteCursor(2);  // the peer has its changes back
+      if (!s.ok() && !IsLocked(s)) return s;
+      if (s.ok()) echo_until_ = 0;
     }
     in_flight_ = in_flight_ > a->credits ? in_flight_ - a->credits : 0;
     if (in_flight_ == 0 && acked_ < sent_) {

@@ -192,6 +192,7 @@ class PeerSession {
   Coverage coverage_;
   int64_t sent_ = 0;    // highest own version sent on this connection
   int64_t acked_ = 0;   // highest own version the peer acknowledged
+  bool ack_unsaved_ = false;  // acked_ not stored yet (the database was locked)
   int64_t durable_ = 0; // versions up to here were on disk when last synced
   int64_t echo_until_ = 0;  // send the peer its own changes up to here (event 2)
   int64_t hello_epoch_ = 0; // our restore epoch, as our hello said it

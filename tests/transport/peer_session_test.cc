@@ -640,6 +640,43 @@ TEST(PeerSessionTest, ALockedDatabaseIsRetriedAndNeverBlamedOnTheChangesets) {
   EXPECT_EQ(b.One("SELECT count(*) FROM items WHERE id = 2"), "0");
 }
 
+// An ack while the application holds this node's write lock: the send
+// cursor is stored with a later ack, and the connection goes on (it was
+// closed with "database is locked").
+TEST(PeerSessionTest, AnAckWhileTheDatabaseIsLockedIsStoredLater) {
+  TempPath path;
+  TestDb a(path.str());
+  a.Exec(kSchema);
+  TestDb app(path.str());
+  Node b;
+  std::unique_ptr<PeerSession> sa, sb;
+  ASSERT_OK(PeerSession::Open(a.get(), SessionOptions{}, &sa));
+  ASSERT_OK(PeerSession::Open(b.db.get(), SessionOptions{}, &sb));
+  std::vector<Message> ha, hb, out;
+  ASSERT_OK(sa->Start(&ha));
+  ASSERT_OK(sb->Start(&hb));
+  ASSERT_OK(sb->OnMessage(ha[0], &out));
+  out.clear();
+  ASSERT_OK(sa->OnMessage(hb[0], &out));
+  const std::string cursor = "SELECT coalesce(max(version), 0) FROM crsql_tracked_peers WHERE event = 1";
+  for (int round = 1; round <= 2; ++round) {
+    a.Exec("INSERT INTO items VALUES (" + std::to_string(round) + ", 'x', 1)");
+    std::vector<Message> sent, acks;
+    ASSERT_OK(sa->Pump(&sent));
+    ASSERT_OK(sb->OnMessages(sent, &acks));
+    ASSERT_FALSE(acks.empty());
+    if (round == 1) app.Exec("BEGIN IMMEDIATE");
+    out.clear();
+    for (const Message& m : acks) ASSERT_OK(sa->OnMessage(m, &out)) << "round " << round;
+    if (round == 1) {
+      app.Exec("COMMIT");
+      EXPECT_EQ(a.One(cursor), "0");
+    }
+  }
+  EXPECT_EQ(a.One(cursor), "2");
+  EXPECT_EQ(sa->send_cursor(), 2);
+}
+
 // A table of the receiver altered without crsql_begin_alter/commit_alter
 // refuses merges until fixed there: the peer is told it is this node's
 // condition (internal), not a bad changeset, and nothing is merged.
