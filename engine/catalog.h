@@ -165,6 +165,9 @@ class Crr {
   // Checked once per schema change (SchemaMayHaveChanged); a table that
   // cannot be read passes (what fails next names it).
   Status CheckShape();
+  // True when the last CheckShape found the table as recorded and no
+  // schema change came since: the hot paths skip the call then.
+  bool ShapeMatches() const { return shape_ == Shape::kMatches; }
 
   // User-table statements, pk values bound at 1..npk by the caller.
   Status UserUpsert(int slot, sqlite3_stmt** out);  // + value at npk+1

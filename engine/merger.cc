@@ -36,7 +36,7 @@ Status Merger::Validate(const MergeInput& in, Crr** out, std::vector<Value>* pk_
   if (!crr) {
     return Status::InvalidArgument("crsql - could not find the schema information for table " + t);
   }
-  CRSYNC_RETURN_IF_ERROR(CheckShapeForMerge(e_, crr));
+  if (!crr->ShapeMatches()) CRSYNC_RETURN_IF_ERROR(CheckShapeForMerge(e_, crr));
   Status s = UnpackValues(in.pk, pk_vals);
   if (!s.ok()) return Status::InvalidArgument("crsql - malformed pk for table " + t + ": " + s.message());
   size_t npk = crr->schema().pk_cols.size();
