@@ -1,0 +1,67 @@
+// engine/crr_shape.cc — Crr::CheckShape: is the CRR's table still the one
+// its recording triggers were made for?
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "engine/catalog.h"
+
+namespace crsync {
+
+namespace {
+
+// "a, b" of the names in `of` that are not in `in`.
+std::string Missing(const std::vector<std::string>& of, const std::vector<std::string>& in) {
+  std::string out;
+  for (const std::string& n : of) {
+    if (std::find(in.begin(), in.end(), n) != in.end()) continue;
+    out += (out.empty() ? "" : ", ") + n;
+  }
+  return out;
+}
+
+}  // namespace
+
+Status Crr::CheckShape() {
+  // A drift is checked again at every call: a ROLLBACK TO may have undone
+  // the ALTER without a schema change reaching the catalog.
+  if (shape_ != Shape::kMatches) {
+    TableSchema live;
+    live.name = schema_.name;
+    if (!LoadColumns(db_, &live).ok() ||
+        (live.pk_cols == schema_.pk_cols && live.cols == schema_.cols)) {
+      shape_ = Shape::kMatches;  // (an unreadable table: what fails next names it)
+    } else if (live.pk_cols.empty() && live.cols.empty()) {
+      // Gone, while its triggers fire or a merge names it: renamed (the
+      // triggers moved along) or dropped behind the engine's back.
+      drift_ = "crsql - CRR " + schema_.name + " has no table of that name any more (renamed or "
+               "dropped without crsql_as_table): a CRR cannot be renamed; rename its table back "
+               "to " + schema_.name;
+      shape_ = Shape::kDrifted;
+    } else {
+      std::string added = Missing(live.pk_cols, schema_.pk_cols);
+      std::string more = Missing(live.cols, schema_.cols);
+      added += (added.empty() || more.empty() ? "" : ", ") + more;
+      std::string gone = Missing(schema_.pk_cols, live.pk_cols);
+      more = Missing(schema_.cols, live.cols);
+      gone += (gone.empty() || more.empty() ? "" : ", ") + more;
+      std::string what;
+      if (!added.empty()) what = "it has columns the CRR does not replicate: " + added;
+      if (!gone.empty()) {
+        what += (what.empty() ? "" : "; ") + std::string("the CRR's columns ") + gone +
+                " are gone (dropped or renamed)";
+      }
+      if (what.empty()) what = "its columns were reordered or their key changed";
+      drift_ = "crsql - table " + schema_.name +
+               " was altered without crsql_begin_alter/crsql_commit_alter (" + what +
+               "), so its writes cannot be recorded; call SELECT crsql_begin_alter('" +
+               schema_.name + "'); SELECT crsql_commit_alter('" + schema_.name +
+               "'); to record its new shape";
+      shape_ = Shape::kDrifted;
+    }
+  }
+  if (shape_ == Shape::kDrifted) return Status::FailedPrecondition(drift_);
+  return Status::OK();
+}
+
+}  // namespace crsync

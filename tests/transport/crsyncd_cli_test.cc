@@ -1,0 +1,310 @@
+// crsyncd's command line, run as a real process: usage errors, config
+// files, status, forget and the demo (tests/meson.build passes the path of
+// the built binary as CRSYNCD).
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+#include <string>
+
+#include "tests/test_util.h"
+#include "transport/peer_session.h"
+
+namespace crsync {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kSchema[] =
+    "PRAGMA journal_mode = WAL;"
+    "CREATE TABLE items (id PRIMARY KEY NOT NULL, name, qty); SELECT crsql_as_crr('items');";
+
+std::string RunCrsyncd(const std::string& args, int* code) {
+  FILE* p = popen((std::string(CRSYNCD) + " " + args + " 2>&1").c_str(), "r");
+  std::string out;
+  char buf[512];
+  while (p && fgets(buf, sizeof buf, p)) out += buf;
+  int status = p ? pclose(p) : -1;
+  *code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return out;
+}
+
+TEST(CrsyncdCliTest, UsageErrorsAndConfigFile) {
+  int code;
+  EXPECT_NE(RunCrsyncd("--help", &code).find("crsyncd run --db PATH"), std::string::npos);
+  EXPECT_EQ(code, 0);
+  EXPECT_NE(RunCrsyncd("run --help", &code).find("crsyncd run --db PATH"), std::string::npos);
+  EXPECT_EQ(code, 0);
+  {
+    TempPath made;
+    TestDb(made.str()).Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL)");
+    EXPECT_NE(RunCrsyncd("run --db " + made.str() + " --peer 127.0.0.1:", &code)
+                  .find("bad address '127.0.0.1:'"),
+              std::string::npos);
+    EXPECT_EQ(code, 1);
+  }
+  EXPECT_NE(RunCrsyncd("run", &code).find("--db PATH is required"), std::string::npos);
+  EXPECT_EQ(code, 2);
+  // A mistyped command is named as such, whatever follows it.
+  for (const char* args : {"rnu", "rnu --db x.db", "stats --db x.db --listen 127.0.0.1:0"}) {
+    std::string out = RunCrsyncd(args, &code);
+    EXPECT_NE(out.find("unknown command '"), std::string::npos) << args << ": " << out;
+    EXPECT_EQ(code, 2) << args;
+  }
+  // A bad address is reported before the database is looked at.
+  EXPECT_NE(RunCrsyncd("run --db /nonexistent/x.db --listen 127.0.0.1:+80", &code)
+                .find("bad address '127.0.0.1:+80'"),
+            std::string::npos);
+  EXPECT_EQ(code, 1);
+  {
+    // status on a file that is not a database says so.
+    TempPath text;
+    FILE* t = fopen(text.str().c_str(), "w");
+    ASSERT_NE(t, nullptr);
+    fputs("not a database, just some text that is long enough to have a header............\n", t);
+    fclose(t);
+    std::string out = RunCrsyncd("status --db " + text.str(), &code);
+    EXPECT_NE(out.find("file is not a database"), std::string::npos) << out;
+    EXPECT_EQ(code, 1);
+  }
+  EXPECT_NE(RunCrsyncd("run --db x.db --bogus", &code).find("unknown argument '--bogus'"),
+            std::string::npos);
+  EXPECT_NE(RunCrsyncd("run --db /nonexistent/x.db --listen 127.0.0.1:0", &code)
+                .find("needs an existing database"),
+            std::string::npos);
+  EXPECT_EQ(code, 1);
+  TempPath cfg;
+  FILE* f = fopen(cfg.str().c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  fputs("# a comment\ndb = /nonexistent/y.db\nlisten = 127.0.0.1:0\ncolour = blue\n", f);
+  fclose(f);
+  EXPECT_NE(RunCrsyncd("run --config " + cfg.str(), &code).find(":4: unknown setting 'colour'"),
+            std::string::npos);
+  EXPECT_EQ(code, 2);
+  f = fopen(cfg.str().c_str(), "w");
+  fputs("db = /nonexistent/y.db   # where\nlisten = 127.0.0.1:0\nlog = debug\n", f);
+  fclose(f);
+  // The file's settings are used (the database path from it is reported).
+  EXPECT_NE(RunCrsyncd("run --config " + cfg.str(), &code).find("/nonexistent/y.db"),
+            std::string::npos);
+  EXPECT_EQ(code, 1);
+}
+
+// What a user mistypes gets named for what it is, and nothing runs.
+TEST(CrsyncdCliTest, MistakesAreNamedPrecisely) {
+  int code;
+  std::string out;
+  // An unknown flag is unknown, not "missing a value".
+  out = RunCrsyncd("demo -v", &code);
+  EXPECT_NE(out.find("unknown argument '-v'"), std::string::npos) << out;
+  EXPECT_EQ(code, 2);
+  out = RunCrsyncd("demo --replicas", &code);
+  EXPECT_NE(out.find("--replicas needs a value"), std::string::npos) << out;
+  EXPECT_EQ(code, 2);
+  for (const char* bad : {"--replicas 2x", "--replicas 17", "--writes 0", "--writes ''"}) {
+    out = RunCrsyncd(std::string("demo ") + bad, &code);
+    EXPECT_NE(out.find("must be a number"), std::string::npos) << bad << ": " << out;
+    EXPECT_EQ(code, 2) << bad;
+  }
+  // A --dir that is a file: an error, not an uncaught exception (abort).
+  TempPath file;
+  FILE* f = fopen(file.str().c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  fclose(f);
+  out = RunCrsyncd("demo --dir " + file.str(), &code);
+  EXPECT_NE(out.find("cannot create directory " + file.str()), std::string::npos) << out;
+  EXPECT_EQ(code, 1);
+  // A file of a replica's name that is not a database is not replaced.
+  TempPath dir;
+  std::filesystem::create_directories(dir.str());
+  {
+    std::ofstream precious(dir.str() + "/replica1.db");
+    precious << "precious";
+  }
+  out = RunCrsyncd("demo --replicas 2 --writes 2 --dir " + dir.str(), &code);
+  EXPECT_NE(out.find("replica1.db exists and is not an SQLite database"), std::string::npos) << out;
+  EXPECT_EQ(code, 1);
+  std::ifstream kept(dir.str() + "/replica1.db");
+  std::string text((std::istreambuf_iterator<char>(kept)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text, "precious");
+  std::filesystem::remove_all(dir.str());
+  // A config "file" that is a directory cannot be read; it is not empty.
+  out = RunCrsyncd("run --config /tmp", &code);
+  EXPECT_NE(out.find("cannot read config /tmp: Is a directory"), std::string::npos) << out;
+  EXPECT_EQ(code, 2);
+  // Single-valued settings given twice are refused, on the command line
+  // and in a file.
+  out = RunCrsyncd("run --db a.db --listen 127.0.0.1:0 --db b.db", &code);
+  EXPECT_NE(out.find("--db is given twice ('a.db' and 'b.db')"), std::string::npos) << out;
+  EXPECT_EQ(code, 2);
+  out = RunCrsyncd("run --db a.db -v -q", &code);
+  EXPECT_NE(out.find("one of -v and -q"), std::string::npos) << out;
+  EXPECT_EQ(code, 2);
+  TempPath cfg;
+  f = fopen(cfg.str().c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  fputs("db = /nonexistent/y.db\nlisten = 127.0.0.1:0\ndb = /nonexistent/z.db\n", f);
+  fclose(f);
+  out = RunCrsyncd("status --config " + cfg.str(), &code);
+  EXPECT_NE(out.find(":3: 'db' is set twice"), std::string::npos) << out;
+  EXPECT_EQ(code, 2);
+  // A flag wins over the file even when it comes first.
+  TempPath made;
+  TestDb(made.str()).Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL); SELECT crsql_as_crr('t')");
+  f = fopen(cfg.str().c_str(), "w");
+  fputs("db = /nonexistent/y.db\n", f);
+  fclose(f);
+  out = RunCrsyncd("status --db " + made.str() + " --config " + cfg.str(), &code);
+  EXPECT_NE(out.find("database   " + made.str()), std::string::npos) << out;
+  EXPECT_EQ(code, 0) << out;
+  // A file that is not a database: named with the reason.
+  f = fopen(cfg.str().c_str(), "w");
+  fputs("not a database, just some text that is long enough to have a header............\n", f);
+  fclose(f);
+  out = RunCrsyncd("run --db " + cfg.str() + " --listen 127.0.0.1:0", &code);
+  EXPECT_NE(out.find(cfg.str() + ": crsync: file is not a database"), std::string::npos) << out;
+  EXPECT_EQ(code, 1);
+  // A peer on port 0 is refused before anything is opened or bound: no
+  // "listening" line a script could take for a served port.
+  out = RunCrsyncd("run --db /nonexistent/x.db --listen 127.0.0.1:0 --peer 127.0.0.1:0", &code);
+  EXPECT_NE(out.find("bad peer address '127.0.0.1:0': port 0 cannot be dialled"), std::string::npos)
+      << out;
+  EXPECT_EQ(out.find("listening"), std::string::npos) << out;
+  EXPECT_EQ(code, 1);
+}
+
+// A peer that cannot be reached is reported at the default log level (even
+// -q), once rather than at every redial; a plain database is warned about.
+TEST(CrsyncdCliTest, AnUnreachablePeerAndAnEmptyDatabaseAreReported) {
+  TempPath made;
+  TestDb(made.str()).Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL)");  // no CRR
+  // Port 1 on loopback: nothing listens, every dial is refused at once.
+  FILE* p = popen(("timeout --preserve-status -s INT 2 " + std::string(CRSYNCD) + " run -q --db " + made.str() +
+                   " --peer 127.0.0.1:1 2>&1")
+                      .c_str(),
+                  "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[512];
+  while (fgets(buf, sizeof buf, p)) out += buf;
+  int status = pclose(p);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << ": " << out;
+  EXPECT_NE(out.find("cannot reach 127.0.0.1:1: connection refused (attempt 1;"), std::string::npos)
+      << out;
+  EXPECT_EQ(out.find("(attempt 2;"), std::string::npos) << "every redial logged: " << out;
+  EXPECT_NE(out.find("has no CRRs yet"), std::string::npos) << out;
+}
+
+// status counts, per peer, the changes it has not acknowledged that did not
+// come from it: versions holding only its own changes are not a backlog.
+TEST(CrsyncdCliTest, StatusCountsTheChangesAPeerStillNeeds) {
+  TempPath path;
+  const std::string peer(32, '3');
+  {
+    TestDb db(path.str());
+    db.Exec(std::string(kSchema) +
+            "INSERT INTO items VALUES (1, 'a', 1); INSERT INTO items VALUES (2, 'b', 2);"
+            "INSERT INTO items VALUES (3, 'c', 3);");  // versions 1-3, 6 changes
+    // Versions 4 and 5: the peer's own changes, merged here.
+    for (int v = 1; v <= 2; ++v) {
+      db.Exec("INSERT INTO crsql_changes VALUES ('items', crsql_pack_columns(" +
+              std::to_string(10 + v) + "), 'name', 'p', 1, " + std::to_string(v) + ", x'" + peer +
+              "')");
+    }
+    // The peer acknowledged our version 1.
+    db.Exec("INSERT INTO crsql_tracked_peers (site_id, version, seq, tag, event) VALUES (x'" +
+            peer + "', 1, 0, " + std::to_string(kSidecarTag) + ", 1)");
+    ASSERT_EQ(db.Int("SELECT crsql_db_version()"), 5);
+  }
+  int code;
+  std::string out = RunCrsyncd("status --db " + path.str(), &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("changes to send"), std::string::npos) << out;
+  // Versions 2 and 3 hold 4 changes for it; 4 and 5 are its own.
+  std::string row;
+  for (size_t at = out.find(peer); at != std::string::npos && at < out.size(); ++at) {
+    if (out[at] == '\n') break;
+    row += out[at];
+  }
+  std::istringstream fields(row);
+  std::string site, received, has_ours, to_send;
+  fields >> site >> received >> has_ours >> to_send;
+  EXPECT_EQ(has_ours, "1") << out;
+  EXPECT_EQ(to_send, "4") << out;
+  // The merges above tracked the peer under tag 0 too: the application's
+  // own cursor, mentioned but not listed as a peer of crsyncd.
+  EXPECT_NE(out.find("(and 1 cursor rows under other tags than crsyncd's 1001"), std::string::npos)
+      << out;
+  EXPECT_EQ(out.find("(no peers"), std::string::npos) << out;
+}
+
+TEST(CrsyncdCliTest, StatusOfADatabaseWithoutPeersSaysSo) {
+  TempPath path;
+  {
+    TestDb db(path.str());
+    db.Exec(kSchema);
+  }
+  int code;
+  std::string out = RunCrsyncd("status --db " + path.str(), &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("(no peers: no crsyncd has synced this database yet)"), std::string::npos)
+      << out;
+  EXPECT_EQ(out.find("other tags"), std::string::npos) << out;
+}
+
+// A peer gone for good is forgotten by name; a wrong or unknown site id is
+// refused, and nothing else is touched.
+TEST(CrsyncdCliTest, ForgetDropsOnlyThatPeersCursors) {
+  TempPath path;
+  const std::string gone(32, 'a'), kept(32, 'b');
+  {
+    TestDb db(path.str());
+    db.Exec(kSchema);
+    for (const std::string& p : {gone, kept}) {
+      for (int event : {0, 1}) {
+        db.Exec("INSERT INTO crsql_tracked_peers (site_id, version, seq, tag, event) VALUES (x'" +
+                p + "', 3, 0, " + std::to_string(kSidecarTag) + ", " + std::to_string(event) + ")");
+      }
+    }
+    db.Exec("INSERT INTO crsql_tracked_peers (site_id, version, seq, tag, event) VALUES (x'" + gone +
+            "', 9, 0, 0, 0)");  // the application's own row, not the sidecar's
+  }
+  int code;
+  std::string out = RunCrsyncd("forget --db " + path.str() + " --site " + gone, &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("forgot peer " + gone + " (2 cursors)"), std::string::npos) << out;
+  {
+    TestDb db(path.str());
+    EXPECT_EQ(db.One("SELECT group_concat(lower(hex(site_id)) || ':' || tag, ' ') FROM "
+                     "(SELECT * FROM crsql_tracked_peers ORDER BY site_id, tag, event)"),
+              "'" + gone + ":0 " + kept + ":1001 " + kept + ":1001'");
+  }
+  out = RunCrsyncd("forget --db " + path.str() + " --site " + gone, &code);
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_NE(out.find("keeps no cursor for peer"), std::string::npos) << out;
+  out = RunCrsyncd("forget --db " + path.str() + " --site xyz", &code);
+  EXPECT_EQ(code, 2) << out;
+  EXPECT_NE(out.find("32 hex digits, not 'xyz'"), std::string::npos) << out;
+  out = RunCrsyncd("forget --db " + path.str(), &code);
+  EXPECT_EQ(code, 2) << out;
+  EXPECT_NE(out.find("--site SITE_ID is required"), std::string::npos) << out;
+}
+
+// The README's main job: `crsyncd demo` converges and exits 0.
+TEST(CrsyncdDemoTest, DemoConvergesAndExitsCleanly) {
+  std::string cmd = std::string(CRSYNCD) + " demo --replicas 3 --writes 40 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[512];
+  while (fgets(buf, sizeof buf, p)) out += buf;
+  int status = pclose(p);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << out;
+  EXPECT_NE(out.find("converged: 3 replicas identical"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace crsync
