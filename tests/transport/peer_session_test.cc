@@ -10,7 +10,6 @@
 
 #include "tests/change_util.h"
 #include "tests/engine/property_util.h"
-#include "tests/fault/fault_vfs.h"
 #include "tests/transport/session_util.h"
 
 namespace crsync {
