@@ -8,10 +8,26 @@
 
 namespace crsync {
 
+namespace {
+
+// Per CRR: its name, its key columns in key order (the packed pk depends on
+// it), and its other columns as recorded, sorted by name (changes name
+// their column, so the order is the table's own business), each with its
+// declared default (backfills and alters leave a value equal to the
+// default without a clock, so nodes with different defaults would differ
+// silently). "No default" and DEFAULT NULL are one.
+constexpr char kFingerprintSql[] =
+    "SELECT c.name, c.pk_cols, (SELECT group_concat(n || char(30) || d, char(31)) FROM "
+    "(SELECT u.cell AS n, ifnull((SELECT CASE WHEN upper(p.dflt_value) = 'NULL' THEN NULL ELSE "
+    "p.dflt_value END FROM pragma_table_info(c.name) AS p WHERE p.name = u.cell), '') AS d "
+    "FROM crsql_unpack_columns(c.cols) AS u ORDER BY n)) "
+    "FROM main.crsync_crrs AS c ORDER BY c.name";
+
+}  // namespace
+
 Status SchemaFingerprint(sqlite3* db, uint64_t* out) {
   StmtPtr st;
-  CRSYNC_RETURN_IF_ERROR(
-      Prepare(db, "SELECT name, pk_cols, cols FROM main.crsync_crrs ORDER BY name", &st));
+  CRSYNC_RETURN_IF_ERROR(Prepare(db, kFingerprintSql, &st));
   XXH3_state_t* state = XXH3_createState();
   if (!state) return Status::Sqlite(SQLITE_NOMEM, "out of memory");
   XXH3_64bits_reset(state);
@@ -33,8 +49,11 @@ Status SchemaSummary(sqlite3* db, std::string* out) {
   StmtPtr st;
   CRSYNC_RETURN_IF_ERROR(Prepare(
       db,
-      "SELECT c.name || '(' || ifnull((SELECT group_concat(name, ', ') FROM "
-      "(SELECT name FROM pragma_table_info(c.name) ORDER BY cid)), '') || ')' "
+      "SELECT c.name || '(' || ifnull((SELECT group_concat(n, ', ') FROM "
+      "(SELECT k.cell AS n FROM crsql_unpack_columns(c.pk_cols) AS k UNION ALL "
+      "SELECT u.cell || ifnull(' DEFAULT ' || (SELECT p.dflt_value FROM pragma_table_info(c.name) "
+      "AS p WHERE p.name = u.cell AND upper(p.dflt_value) != 'NULL'), '') FROM "
+      "crsql_unpack_columns(c.cols) AS u)), '') || ')' "
       "FROM main.crsync_crrs AS c ORDER BY c.name",
       &st));
   out->clear();

@@ -13,11 +13,15 @@
 
 namespace crsync {
 
-// XXH3 fingerprint of the CRR schemas of `db` (names and columns, sorted).
+// XXH3 fingerprint of the CRR schemas of `db` as recorded (crsync_crrs):
+// per CRR, sorted by name, its key columns in key order and its other
+// columns sorted by name, each with its default. Equal on two nodes exactly
+// when their changes mean the same rows and cells.
 Status SchemaFingerprint(sqlite3* db, uint64_t* out);
 
-// "items(id, name, qty), todo(id, title)": the CRRs and their columns (at
-// most about 600 bytes; "no CRR" when there is none).
+// "items(id, name, qty DEFAULT 0), todo(id, title)": the CRRs and their
+// recorded columns, key first (at most about 600 bytes; "no CRR" when there
+// is none).
 Status SchemaSummary(sqlite3* db, std::string* out);
 
 }  // namespace crsync
