@@ -65,6 +65,7 @@ Status PeerSession::Open(sqlite3* db, const SessionOptions& options,
   CRSYNC_RETURN_IF_ERROR(ChangeReader::Open(db, &s->reader_));
   CRSYNC_RETURN_IF_ERROR(ChangeApplier::Open(db, &s->applier_));
   CRSYNC_RETURN_IF_ERROR(SchemaFingerprint(db, &s->fingerprint_));
+  CRSYNC_RETURN_IF_ERROR(s->SchemaVersion(&s->schema_version_));
   StmtPtr st;
   CRSYNC_RETURN_IF_ERROR(Prepare(db, "SELECT crsql_site_id()", &st));
   if (sqlite3_step(st.get()) != SQLITE_ROW) return SqliteError(db, sqlite3_errcode(db));
@@ -72,6 +73,33 @@ Status PeerSession::Open(sqlite3* db, const SessionOptions& options,
                      static_cast<size_t>(sqlite3_column_bytes(st.get(), 0)));
   *out = std::move(s);
   return Status::OK();
+}
+
+Status PeerSession::SchemaVersion(int64_t* out) {
+  if (!schema_version_stmt_) {
+    CRSYNC_RETURN_IF_ERROR(Prepare(db_, "PRAGMA main.schema_version", &schema_version_stmt_));
+  }
+  int rc = sqlite3_step(schema_version_stmt_.get());
+  *out = rc == SQLITE_ROW ? sqlite3_column_int64(schema_version_stmt_.get(), 0) : 0;
+  sqlite3_reset(schema_version_stmt_.get());
+  return rc == SQLITE_ROW ? Status::OK() : SqliteError(db_, rc);
+}
+
+Status PeerSession::CheckOwnSchema(std::vector<Message>* out) {
+  int64_t version;
+  CRSYNC_RETURN_IF_ERROR(SchemaVersion(&version));
+  if (version == schema_version_) return Status::OK();  // one PRAGMA: the usual case
+  uint64_t now;
+  CRSYNC_RETURN_IF_ERROR(SchemaFingerprint(db_, &now));
+  if (now == fingerprint_) {
+    schema_version_ = version;  // DDL that changed no CRR
+    return Status::OK();
+  }
+  return Fail(out, ErrorMsg::kSchemaMismatch,
+              "the CRR schema of node " + HexBytes(site_id_) +
+                  " changed while connected (an alter committed, or a CRR added or dropped; it "
+                  "now has " + SchemaText(db_) +
+                  "): the connection ends, and the next handshake compares the schemas again");
 }
 
 Status PeerSession::Start(std::vector<Message>* out) {
@@ -386,6 +414,7 @@ Status PeerSession::Pump(std::vector<Message>* out) {
       now - send_blocked_at_ < std::chrono::milliseconds(options_.blocked_send_retry_ms)) {
     return Status::OK();
   }
+  if (ready_) CRSYNC_RETURN_IF_ERROR(CheckOwnSchema(out));  // before a change of the new shape
   const size_t before = out->size();
   oversized_ = false;
   Status s = PumpFeed(out);
@@ -669,22 +698,27 @@ Status PeerSession::ApplyReady(std::vector<ReadyTxn>* ready, uint32_t credits,
     }
     if (IsLocked(s)) {
       return Fail(out, ErrorMsg::kInternal,
-                  "cannot commit merged changesets: this node's database stayed locked (" +
-                      s.message() + "); they will be received again");
+                  "node " + HexBytes(site_id_) + " cannot commit merged changesets: its database "
+                  "stayed locked by another connection (" + s.message() +
+                      "); they will be received again");
     }
     if (s.code() == Status::Code::kFailedPrecondition) {
       return Fail(out, ErrorMsg::kInternal,
-                  "cannot merge changesets until this node's database is fixed (" + s.message() +
-                      "); they will be received again");
+                  "node " + HexBytes(site_id_) + " cannot merge changesets yet, for a reason of "
+                  "its own (" + s.message() + "); they will be received again");
     }
     if (!s.ok()) {
+      CRSYNC_RETURN_IF_ERROR(CheckOwnSchema(out));  // our migration, not their changeset
       return Fail(out, ErrorMsg::kBadChangeset, "cannot commit merged changesets: " + s.message());
     }
     i = end;
   }
   ready->clear();
   if (credits > 0) out->push_back(AckMsg{coverage_.cursor(), credits});
-  if (!refused.ok()) return Fail(out, ErrorMsg::kBadChangeset, refused.message());
+  if (!refused.ok()) {
+    CRSYNC_RETURN_IF_ERROR(CheckOwnSchema(out));
+    return Fail(out, ErrorMsg::kBadChangeset, refused.message());
+  }
   return Status::OK();
 }
 

@@ -127,6 +127,10 @@ class PeerSession {
  private:
   PeerSession(sqlite3* db, const SessionOptions& options);
   Status OnHello(const HelloMsg& m, std::vector<Message>* out);
+  Status SchemaVersion(int64_t* out);
+  // Ends the connection with a schema mismatch if this node's CRR schema
+  // changed since the session opened (one PRAGMA when nothing changed).
+  Status CheckOwnSchema(std::vector<Message>* out);
   Status OnChangeset(ChangesetMsg m, std::vector<Message>* out);
   // A peer transaction whose parts are all here, kept as they arrived
   // (joining them into one vector cost more than merging them).
@@ -212,7 +216,8 @@ class PeerSession {
     std::map<uint32_t, std::vector<Change>> have;
   };
   std::map<std::pair<int64_t, int64_t>, Parts> partial_;
-  StmtPtr load_cursor_, save_cursor_, store_row_, db_version_;
+  StmtPtr load_cursor_, save_cursor_, store_row_, db_version_, schema_version_stmt_;
+  int64_t schema_version_ = 0;  // PRAGMA main.schema_version when fingerprint_ was last true
 };
 
 }  // namespace crsync

@@ -121,9 +121,50 @@ TEST(PeerSessionTest, AnUnrecordedAlterHereIsNotBlamedOnTheChangesets) {
   ASSERT_TRUE(std::holds_alternative<ErrorMsg>(out.back()));
   EXPECT_EQ(std::get<ErrorMsg>(out.back()).code, ErrorMsg::kInternal);
   EXPECT_THAT(std::get<ErrorMsg>(out.back()).message,
-              HasSubstr("cannot merge changesets until this node's database is fixed ("));
+              HasSubstr("cannot merge changesets yet, for a reason of its own ("));
   EXPECT_THAT(std::get<ErrorMsg>(out.back()).message, HasSubstr("crsql - table items was altered"));
   EXPECT_EQ(b.db.One("SELECT count(*) FROM items"), "0");
+}
+
+// A node whose CRR schema changes while connected ends the connection as a
+// schema mismatch (the next handshake compares the schemas), whether it
+// notices before sending a change of the new shape or when a change of the
+// old shape is refused; neither side blames a changeset.
+TEST(PeerSessionTest, AMigrationDuringAConnectionIsASchemaMismatch) {
+  for (bool sender_migrates : {true, false}) {
+    SCOPED_TRACE(sender_migrates ? "the sender migrates" : "the receiver migrates");
+    Node a, b;
+    std::unique_ptr<PeerSession> sa, sb;
+    ASSERT_OK(PeerSession::Open(a.db.get(), SessionOptions{}, &sa));
+    ASSERT_OK(PeerSession::Open(b.db.get(), SessionOptions{}, &sb));
+    ASSERT_NO_FATAL_FAILURE(Handshake(*sa, *sb));
+    a.db.Exec("INSERT INTO items VALUES (1, 'one', 1)");
+    TestDb& migrating = sender_migrates ? a.db : b.db;
+    migrating.Exec("CREATE TABLE unrelated (x)");  // DDL that changes no CRR: no effect
+    std::vector<Message> sent, out;
+    if (!sender_migrates) {
+      ASSERT_OK(sa->Pump(&sent));
+    }
+    migrating.Exec("SELECT crsql_begin_alter('items'); ALTER TABLE items DROP COLUMN qty;"
+                   "SELECT crsql_commit_alter('items');");
+    if (sender_migrates) {
+      EXPECT_FALSE(sa->Pump(&sent).ok());
+      ASSERT_FALSE(sent.empty());
+      ASSERT_TRUE(std::holds_alternative<ErrorMsg>(sent.back()));
+      EXPECT_EQ(std::get<ErrorMsg>(sent.back()).code, ErrorMsg::kSchemaMismatch);
+      EXPECT_THAT(std::get<ErrorMsg>(sent.back()).message,
+                  HasSubstr("changed while connected (an alter committed"));
+      for (const Message& m : sent) EXPECT_FALSE(std::holds_alternative<ChangesetMsg>(m));
+    } else {
+      ASSERT_FALSE(sent.empty());
+      EXPECT_FALSE(sb->OnMessages(sent, &out).ok());
+      ASSERT_FALSE(out.empty());
+      ASSERT_TRUE(std::holds_alternative<ErrorMsg>(out.back()));
+      EXPECT_EQ(std::get<ErrorMsg>(out.back()).code, ErrorMsg::kSchemaMismatch);
+      EXPECT_THAT(std::get<ErrorMsg>(out.back()).message, HasSubstr("it now has items(id, name)"));
+      EXPECT_EQ(b.db.One("SELECT count(*) FROM items"), "0");
+    }
+  }
 }
 
 }  // namespace
