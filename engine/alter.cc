@@ -443,7 +443,13 @@ Status CommitAlter(ConnEngine* e, const std::string& table) {
     CRSYNC_RETURN_IF_ERROR(RecordingTriggersStand(db, name, &triggers_back));
     if (triggers_back) e->open_alters().erase(open);
   }
-  if (open == e->open_alters().end() || triggers_back) {
+  if (triggers_back) {
+    return Status::InvalidArgument(
+        "crsql - crsql_commit_alter('" + name + "'): the alter this connection began is no longer "
+        "open: a rollback undid it, or another connection finished it (its crsql_commit_alter); "
+        "an ALTER TABLE made since is not recorded (begin and commit the alter again)");
+  }
+  if (open == e->open_alters().end()) {
     return Status::InvalidArgument("crsql - crsql_commit_alter('" + name +
                                    "') without crsql_begin_alter on this connection (or it was "
                                    "rolled back)");

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstdarg>
 #include <cstdio>
+#include <ctime>
 
 #include "crsync/crsync.h"
 #include "crsync/vfs.h"
@@ -27,8 +28,15 @@ void Sidecar::Impl::Log(int level, const char* fmt, ...) {
   // One write per line: the loop thread and the strand's pool thread both
   // log, and stderr is unbuffered, so pieces written apart interleave.
   char line[2048];
-  int n = std::snprintf(line, sizeof line, "crsyncd %s: ",
-                        kNames[level < -1 ? 0 : (level > 2 ? 3 : level + 1)]);
+  // UTC time to the millisecond first, so lines from several nodes' logs
+  // can be put side by side.
+  timespec now{};
+  clock_gettime(CLOCK_REALTIME, &now);
+  tm utc{};
+  gmtime_r(&now.tv_sec, &utc);
+  int n = static_cast<int>(std::strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &utc));
+  n += std::snprintf(line + n, sizeof line - static_cast<size_t>(n), ".%03ldZ crsyncd %s: ",
+                     now.tv_nsec / 1000000, kNames[level < -1 ? 0 : (level > 2 ? 3 : level + 1)]);
   va_list ap;
   va_start(ap, fmt);
   int m = std::vsnprintf(line + n, sizeof line - static_cast<size_t>(n) - 1, fmt, ap);

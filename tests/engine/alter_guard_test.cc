@@ -149,6 +149,18 @@ TEST(OpenAlterGuardTest, AnOpenAlterOutlivesOtherRollbacksAndIsFinishedElsewhere
             (Rows{{"'010901'", "'v'", "'during'"}}));
 }
 
+// An alter taken over while its connection is alive: that connection's
+// commit says what happened.
+TEST(OpenAlterGuardTest, ACommitAfterAnotherConnectionFinishedTheAlterSaysSo) {
+  TempPath path;
+  TestDb a(path.str()), b(path.str());
+  a.Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t');"
+         "SELECT crsql_begin_alter('t'); COMMIT;");
+  b.Exec("SELECT crsql_begin_alter('t'); SELECT crsql_commit_alter('t');");
+  EXPECT_THAT(a.Error("SELECT crsql_commit_alter('t')"),
+              HasSubstr("or another connection finished it (its crsql_commit_alter)"));
+}
+
 // A CRR's table renamed without crsql_as_table: its triggers moved along,
 // and its writes are refused by name instead of recorded under the old one.
 TEST(AlterRenameTableTest, WritesOfARenamedCrrAreRefused) {

@@ -488,7 +488,8 @@ TEST_F(AlterTest, ARolledBackAlterIsNoLongerOpen) {
   // Undone by rolling back to a savepoint taken before it: the same.
   db_.Exec("BEGIN; SAVEPOINT before_alter; SELECT crsql_begin_alter('todo');"
            "ROLLBACK TO before_alter");
-  EXPECT_THAT(db_.Error("SELECT crsql_commit_alter('todo')"), HasSubstr("or it was rolled back"));
+  EXPECT_THAT(db_.Error("SELECT crsql_commit_alter('todo')"),
+              HasSubstr("the alter this connection began is no longer open: a rollback undid it"));
   db_.Exec("UPDATE todo SET name = 'roast' WHERE id = 1; COMMIT");
   EXPECT_EQ(db_.One("SELECT col_version FROM crsql_changes WHERE cid = 'name'"), "3");
 }
