@@ -26,7 +26,19 @@ constexpr int kLockedRetries = 2;  // each waits the connection's busy timeout
 // Whether `s` is this node's own condition, to be fixed here: a CRR
 // altered without crsql_begin_alter/commit_alter, or being altered.
 bool IsLocalCondition(const Status& s) {
-  return IsLocked(s) || s.code() == Status::Code::kFailedPrecondition;
+  if (IsLocked(s) || s.code() == Status::Code::kFailedPrecondition) return true;
+  switch (s.sqlite_code() & 0xff) {  // this node's disk, memory or database
+    case SQLITE_FULL:
+    case SQLITE_IOERR:
+    case SQLITE_NOMEM:
+    case SQLITE_READONLY:
+    case SQLITE_CORRUPT:
+    case SQLITE_INTERRUPT:
+    case SQLITE_CANTOPEN:
+      return !s.ok() && s.code() == Status::Code::kSqlite;
+    default:
+      return false;
+  }
 }
 
 // What a peer wrote, fit for one log line: control characters (a newline,
@@ -64,8 +76,10 @@ Status PeerSession::Open(sqlite3* db, const SessionOptions& options,
   std::unique_ptr<PeerSession> s(new PeerSession(db, options));
   CRSYNC_RETURN_IF_ERROR(ChangeReader::Open(db, &s->reader_));
   CRSYNC_RETURN_IF_ERROR(ChangeApplier::Open(db, &s->applier_));
-  CRSYNC_RETURN_IF_ERROR(SchemaFingerprint(db, &s->fingerprint_));
+  // The version first: a schema change committed between the two reads is
+  // then seen by the first CheckOwnSchema.
   CRSYNC_RETURN_IF_ERROR(s->SchemaVersion(&s->schema_version_));
+  CRSYNC_RETURN_IF_ERROR(SchemaFingerprint(db, &s->fingerprint_));
   StmtPtr st;
   CRSYNC_RETURN_IF_ERROR(Prepare(db, "SELECT crsql_site_id()", &st));
   if (sqlite3_step(st.get()) != SQLITE_ROW) return SqliteError(db, sqlite3_errcode(db));
@@ -85,16 +99,31 @@ Status PeerSession::SchemaVersion(int64_t* out) {
   return rc == SQLITE_ROW ? Status::OK() : SqliteError(db_, rc);
 }
 
-Status PeerSession::CheckOwnSchema(std::vector<Message>* out) {
-  int64_t version;
-  CRSYNC_RETURN_IF_ERROR(SchemaVersion(&version));
-  if (version == schema_version_) return Status::OK();  // one PRAGMA: the usual case
-  uint64_t now;
-  CRSYNC_RETURN_IF_ERROR(SchemaFingerprint(db_, &now));
-  if (now == fingerprint_) {
-    schema_version_ = version;  // DDL that changed no CRR
-    return Status::OK();
+Status PeerSession::SaveDeferredAck() {
+  if (ack_unsaved_) {
+    Status s = SaveCursor(1, acked_);
+    if (!s.ok() && !IsLocked(s)) return s;
+    ack_unsaved_ = !s.ok();
   }
+  if (echo_until_ > 0 && acked_ >= echo_until_) {
+    Status s = DeleteCursor(2);  // the peer has its changes back
+    if (!s.ok() && !IsLocked(s)) return s;
+    if (s.ok()) echo_until_ = 0;
+  }
+  return Status::OK();
+}
+
+bool PeerSession::OwnSchemaChanged() {
+  int64_t version;
+  if (!SchemaVersion(&version).ok() || version == schema_version_) return false;  // the usual case
+  uint64_t now;
+  if (!SchemaFingerprint(db_, &now).ok()) return false;  // (locked, say): checked next time
+  if (now != fingerprint_) return true;
+  schema_version_ = version;  // DDL that changed no CRR
+  return false;
+}
+
+Status PeerSession::FailSchemaChanged(std::vector<Message>* out) {
   return Fail(out, ErrorMsg::kSchemaMismatch,
               "the CRR schema of node " + HexBytes(site_id_) +
                   " changed while connected (an alter committed, or a CRR added or dropped; it "
@@ -302,16 +331,7 @@ Status PeerSession::OnMessage(const Message& in, std::vector<Message>* out) {
     // peer's Hello says what it has), so a write lock held by the
     // application past the busy timeout defers it to a later ack instead
     // of failing the connection.
-    if (ack_unsaved_) {
-      Status s = SaveCursor(1, acked_);
-      if (!s.ok() && !IsLocked(s)) return s;
-      ack_unsaved_ = !s.ok();
-    }
-    if (echo_until_ > 0 && acked_ >= echo_until_) {
-      Status s = DeleteCursor(2);  // the peer has its changes back
-      if (!s.ok() && !IsLocked(s)) return s;
-      if (s.ok()) echo_until_ = 0;
-    }
+    CRSYNC_RETURN_IF_ERROR(SaveDeferredAck());
     in_flight_ = in_flight_ > a->credits ? in_flight_ - a->credits : 0;
     if (in_flight_ == 0 && acked_ < sent_) {
       // Every changeset we sent was answered, yet the peer's cursor is
@@ -414,10 +434,17 @@ Status PeerSession::Pump(std::vector<Message>* out) {
       now - send_blocked_at_ < std::chrono::milliseconds(options_.blocked_send_retry_ms)) {
     return Status::OK();
   }
-  if (ready_) CRSYNC_RETURN_IF_ERROR(CheckOwnSchema(out));  // before a change of the new shape
+  if (ready_) {
+    if (OwnSchemaChanged()) return FailSchemaChanged(out);  // before a change of the new shape
+    SaveDeferredAck().IgnoreError();  // an idle link's ack, stored once the lock is gone
+  }
   const size_t before = out->size();
   oversized_ = false;
   Status s = PumpFeed(out);
+  if (s.ok() && ready_ && out->size() > before && OwnSchemaChanged()) {
+    out->erase(out->begin() + static_cast<std::ptrdiff_t>(before), out->end());  // read across an alter
+    return FailSchemaChanged(out);
+  }
   if (s.ok() && sent_ > durable_) {
     int64_t committed = 0;
     s = CommittedVersion(&committed);
@@ -681,6 +708,7 @@ Status PeerSession::ApplyReady(std::vector<ReadyTxn>* ready, uint32_t credits,
       changes += n;
     }
     size_t bad;
+    bool refusal = false;  // s is a changeset's refusal, not this node's failure
     Status s = MergeTxn(*ready, i, end, &bad, &refused);
     // Locked by another connection past the busy timeout (an application
     // holding its write lock): this node's condition, not the changesets'.
@@ -694,7 +722,8 @@ Status PeerSession::ApplyReady(std::vector<ReadyTxn>* ready, uint32_t credits,
       // (merging is deterministic, so it should not be), give up on the
       // connection rather than loop.
       s = MergeTxn(*ready, i, bad, &again, &why);
-      if (s.ok() && again != bad) s = why;
+      refusal = s.ok() && again != bad;
+      if (refusal) s = why;
     }
     if (IsLocked(s)) {
       return Fail(out, ErrorMsg::kInternal,
@@ -707,16 +736,19 @@ Status PeerSession::ApplyReady(std::vector<ReadyTxn>* ready, uint32_t credits,
                   "node " + HexBytes(site_id_) + " cannot merge changesets yet, for a reason of "
                   "its own (" + s.message() + "); they will be received again");
     }
+    if (!s.ok() && OwnSchemaChanged()) return FailSchemaChanged(out);  // ours, not theirs
+    if (!s.ok() && refusal) return Fail(out, ErrorMsg::kBadChangeset, s.message());
     if (!s.ok()) {
-      CRSYNC_RETURN_IF_ERROR(CheckOwnSchema(out));  // our migration, not their changeset
-      return Fail(out, ErrorMsg::kBadChangeset, "cannot commit merged changesets: " + s.message());
+      return Fail(out, ErrorMsg::kInternal,
+                  "node " + HexBytes(site_id_) + " cannot commit merged changesets (" +
+                      s.message() + "); they will be received again");
     }
     i = end;
   }
   ready->clear();
   if (credits > 0) out->push_back(AckMsg{coverage_.cursor(), credits});
   if (!refused.ok()) {
-    CRSYNC_RETURN_IF_ERROR(CheckOwnSchema(out));
+    if (OwnSchemaChanged()) return FailSchemaChanged(out);
     return Fail(out, ErrorMsg::kBadChangeset, refused.message());
   }
   return Status::OK();

@@ -128,9 +128,14 @@ class PeerSession {
   PeerSession(sqlite3* db, const SessionOptions& options);
   Status OnHello(const HelloMsg& m, std::vector<Message>* out);
   Status SchemaVersion(int64_t* out);
-  // Ends the connection with a schema mismatch if this node's CRR schema
-  // changed since the session opened (one PRAGMA when nothing changed).
-  Status CheckOwnSchema(std::vector<Message>* out);
+  // Whether this node's CRR schema changed since the session opened (one
+  // PRAGMA when nothing changed; false when it cannot tell now: asked
+  // again later). FailSchemaChanged ends the connection saying so.
+  bool OwnSchemaChanged();
+  Status FailSchemaChanged(std::vector<Message>* out);
+  // Stores an acknowledged send cursor a lock kept from being stored (and
+  // drops the echo cursor once acknowledged); a lock leaves it for later.
+  Status SaveDeferredAck();
   Status OnChangeset(ChangesetMsg m, std::vector<Message>* out);
   // A peer transaction whose parts are all here, kept as they arrived
   // (joining them into one vector cost more than merging them).

@@ -15,11 +15,15 @@ namespace {
 // their column, so the order is the table's own business), each with its
 // declared default (backfills and alters leave a value equal to the
 // default without a clock, so nodes with different defaults would differ
-// silently). "No default" and DEFAULT NULL are one.
+// silently). "No default" and DEFAULT NULL are one; other defaults compare
+// as SQLite keeps their text, so `1` and `1.0` differ (a loud mismatch,
+// never a silent one). The names are sorted by the subquery's ORDER BY,
+// which SQLite keeps for group_concat over it (3.40 has no ORDER BY inside
+// an aggregate).
 constexpr char kFingerprintSql[] =
     "SELECT c.name, c.pk_cols, (SELECT group_concat(n || char(30) || d, char(31)) FROM "
     "(SELECT u.cell AS n, ifnull((SELECT CASE WHEN upper(p.dflt_value) = 'NULL' THEN NULL ELSE "
-    "p.dflt_value END FROM pragma_table_info(c.name) AS p WHERE p.name = u.cell), '') AS d "
+    "p.dflt_value END FROM pragma_table_info(c.name, 'main') AS p WHERE p.name = u.cell), '') AS d "
     "FROM crsql_unpack_columns(c.cols) AS u ORDER BY n)) "
     "FROM main.crsync_crrs AS c ORDER BY c.name";
 
@@ -51,8 +55,8 @@ Status SchemaSummary(sqlite3* db, std::string* out) {
       db,
       "SELECT c.name || '(' || ifnull((SELECT group_concat(n, ', ') FROM "
       "(SELECT k.cell AS n FROM crsql_unpack_columns(c.pk_cols) AS k UNION ALL "
-      "SELECT u.cell || ifnull(' DEFAULT ' || (SELECT p.dflt_value FROM pragma_table_info(c.name) "
-      "AS p WHERE p.name = u.cell AND upper(p.dflt_value) != 'NULL'), '') FROM "
+      "SELECT u.cell || ifnull(' DEFAULT ' || (SELECT p.dflt_value FROM "
+      "pragma_table_info(c.name, 'main') AS p WHERE p.name = u.cell AND upper(p.dflt_value) != 'NULL'), '') FROM "
       "crsql_unpack_columns(c.cols) AS u)), '') || ')' "
       "FROM main.crsync_crrs AS c ORDER BY c.name",
       &st));
