@@ -357,11 +357,9 @@ Status CheckShapeForMerge(ConnEngine* e, Crr* crr) {
   if (e->open_alters().count(crr->name())) return Status::OK();
   Status s = crr->CheckShape();
   if (s.ok()) return s;
-  std::vector<NamedTrigger> guards;
-  CRSYNC_RETURN_IF_ERROR(TriggersNamedLikeAlterGuards(e->db(), crr->name(), &guards));
-  for (const NamedTrigger& g : guards)
-    if (g.on_table) return Status::FailedPrecondition(AlterOpenElsewhere(crr->name()));
-  return s;
+  bool guarded = false;
+  CRSYNC_RETURN_IF_ERROR(AlterGuardStands(e->db(), crr->name(), &guarded));
+  return guarded ? Status::FailedPrecondition(AlterOpenElsewhere(crr->name())) : s;
 }
 
 int RegisterAlterGuard(sqlite3* db, ConnEngine* e) {
@@ -387,10 +385,8 @@ Status BeginAlter(ConnEngine* e, const std::string& table) {
   // Rows written while the table's shape or an abandoned alter (its guard
   // still standing, the alter not ours) kept them from being recorded.
   bool drifted = !crr->CheckShape().ok();
-  if (!e->open_alters().count(name)) {
-    std::vector<NamedTrigger> guards;
-    CRSYNC_RETURN_IF_ERROR(TriggersNamedLikeAlterGuards(e->db(), name, &guards));
-    for (const NamedTrigger& g : guards) drifted = drifted || g.on_table;
+  if (!drifted && !e->open_alters().count(name)) {
+    CRSYNC_RETURN_IF_ERROR(AlterGuardStands(e->db(), name, &drifted));
   }
   if (auto open = e->open_alters().find(name); open != e->open_alters().end()) {
     bool standing = true;

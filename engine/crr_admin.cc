@@ -191,10 +191,9 @@ Status AsCrr(ConnEngine* e, const std::string& table) {
     bool standing = false;
     CRSYNC_RETURN_IF_ERROR(RecordingTriggersStand(db, name, &standing));
     if (standing) return known->CheckShape();  // altered without begin/commit: say how to fix
-    std::vector<NamedTrigger> guards;  // another connection's alter is open
-    CRSYNC_RETURN_IF_ERROR(TriggersNamedLikeAlterGuards(db, name, &guards));
-    for (const NamedTrigger& g : guards)
-      if (g.on_table) return Status::FailedPrecondition(AlterOpenElsewhere(name));
+    bool guarded = false;  // another connection's alter is open
+    CRSYNC_RETURN_IF_ERROR(AlterGuardStands(db, name, &guarded));
+    if (guarded) return Status::FailedPrecondition(AlterOpenElsewhere(name));
     bool exists = false;
     CRSYNC_RETURN_IF_ERROR(TableExists(db, name, &exists));
     if (!exists) return Status::InvalidArgument("crsql - no such table: " + name);

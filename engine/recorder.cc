@@ -537,6 +537,13 @@ Status TriggersNamedLikeAlterGuards(sqlite3* db, const std::string& table,
   return TriggersNamed(db, table, kGuardSuffixes, out);
 }
 
+Status AlterGuardStands(sqlite3* db, const std::string& table, bool* stands) {
+  std::vector<NamedTrigger> guards;
+  CRSYNC_RETURN_IF_ERROR(TriggersNamedLikeAlterGuards(db, table, &guards));
+  *stands = std::any_of(guards.begin(), guards.end(), [](const NamedTrigger& g) { return g.on_table; });
+  return Status::OK();
+}
+
 Status DropRecorderTriggers(sqlite3* db, const std::string& table) {
   std::vector<NamedTrigger> triggers, guards;
   CRSYNC_RETURN_IF_ERROR(TriggersNamedLikeRecorders(db, table, &triggers));

@@ -62,6 +62,9 @@ Status TriggersNamedLikeRecorders(sqlite3* db, const std::string& table,
 // ("T__crsync_guard_i" ...: AlterGuardSql).
 Status TriggersNamedLikeAlterGuards(sqlite3* db, const std::string& table,
                                     std::vector<NamedTrigger>* out);
+// Whether an open alter's guard triggers stand on `table` (its own, not a
+// user's trigger of such a name on another table).
+Status AlterGuardStands(sqlite3* db, const std::string& table, bool* stands);
 // Drops the recording triggers of CRR `table`, and an open alter's guard
 // triggers: the triggers of their names that are on `table` (a user's
 // trigger of such a name on another table is the user's, and stays).
