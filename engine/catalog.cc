@@ -163,7 +163,7 @@ Status Crr::LoadMeta(std::string_view pk, RowMeta* meta, bool* found, bool use_c
   CRSYNC_RETURN_IF_ERROR(FlushPending());
   sqlite3_stmt* st = nullptr;
   CRSYNC_RETURN_IF_ERROR(
-      Cached(&get_meta_, [&] { return "SELECT meta FROM " + RowsTable() + " WHERE pk = ?1"; }, &st));
+      Cached(&get_meta_, [&] { return "SELECT meta FROM main." + RowsTable() + " WHERE pk = ?1"; }, &st));
   sqlite3_bind_blob(st, 1, pk.data(), static_cast<int>(pk.size()), SQLITE_STATIC);
   int rc = sqlite3_step(st);
   Status s;
@@ -194,7 +194,7 @@ Status Crr::LoadAhead(std::string_view pk) {
   CRSYNC_RETURN_IF_ERROR(FlushPending());
   sqlite3_stmt* st = nullptr;
   CRSYNC_RETURN_IF_ERROR(Cached(&ahead_load_, [&] {
-    return "SELECT pk, meta FROM " + RowsTable() + " WHERE pk >= ?1 ORDER BY pk LIMIT ?2";
+    return "SELECT pk, meta FROM main." + RowsTable() + " WHERE pk >= ?1 ORDER BY pk LIMIT ?2";
   }, &st));
   sqlite3_bind_blob(st, 1, pk.data(), static_cast<int>(pk.size()), SQLITE_STATIC);
   sqlite3_bind_int64(st, 2, static_cast<int64_t>(MetaReadAhead::kRows));
@@ -218,7 +218,7 @@ Status Crr::InsertNewMeta(std::string_view pk, RowMeta meta, bool* inserted) {
   NormalizeRuns(&meta);
   sqlite3_stmt* st = nullptr;
   CRSYNC_RETURN_IF_ERROR(Cached(&new_meta_, [&] {
-    return "INSERT INTO " + RowsTable() + "(pk, meta) VALUES (?1, ?2) ON CONFLICT DO NOTHING";
+    return "INSERT INTO main." + RowsTable() + "(pk, meta) VALUES (?1, ?2) ON CONFLICT DO NOTHING";
   }, &st));
   EncodeRowMeta(meta, &meta_buf_);
   sqlite3_bind_blob(st, 1, pk.data(), static_cast<int>(pk.size()), SQLITE_STATIC);
@@ -267,7 +267,7 @@ Status Crr::StoreMeta(std::string_view pk, const RowMeta& before, const RowMeta&
 Status Crr::WriteMeta(std::string_view pk, const RowMeta& before, const RowMeta& norm) {
   sqlite3_stmt* put = nullptr;
   CRSYNC_RETURN_IF_ERROR(Cached(&put_meta_, [&] {
-    return "INSERT INTO " + RowsTable() +
+    return "INSERT INTO main." + RowsTable() +
            "(pk, meta) VALUES (?1, ?2) ON CONFLICT (pk) DO UPDATE SET meta = excluded.meta";
   }, &put));
   EncodeRowMeta(norm, &meta_buf_);
@@ -357,7 +357,7 @@ Status Crr::WriteFeed(std::string_view pk, const RowMeta& before, const RowMeta&
     if (contains(new_runs, r)) continue;
     sqlite3_stmt* del = nullptr;
     CRSYNC_RETURN_IF_ERROR(Cached(&feed_del_, [&] {
-      return "DELETE FROM " + FeedTable() + " WHERE dbv = ?1 AND lo = ?2 AND pk = ?3";
+      return "DELETE FROM main." + FeedTable() + " WHERE dbv = ?1 AND lo = ?2 AND pk = ?3";
     }, &del));
     sqlite3_bind_int64(del, 1, r.first);
     sqlite3_bind_int64(del, 2, r.second);
@@ -368,7 +368,7 @@ Status Crr::WriteFeed(std::string_view pk, const RowMeta& before, const RowMeta&
     if (contains(old_runs, r)) continue;
     sqlite3_stmt* add = nullptr;
     CRSYNC_RETURN_IF_ERROR(Cached(&feed_add_, [&] {
-      return "INSERT OR IGNORE INTO " + FeedTable() + "(dbv, lo, pk) VALUES (?1, ?2, ?3)";
+      return "INSERT OR IGNORE INTO main." + FeedTable() + "(dbv, lo, pk) VALUES (?1, ?2, ?3)";
     }, &add));
     sqlite3_bind_int64(add, 1, r.first);
     sqlite3_bind_int64(add, 2, r.second);
@@ -403,14 +403,14 @@ Status Crr::WriteBulk(const RowBuf& inserts, const RowBuf& updates, const RowBuf
     return s;
   };
   CRSYNC_RETURN_IF_ERROR(run(&bulk_insert_, inserts, [&] {
-    return "INSERT OR IGNORE INTO " + RowsTable() + "(pk, meta) SELECT pk, meta FROM crsync_rowbuf(?1)";
+    return "INSERT OR IGNORE INTO main." + RowsTable() + "(pk, meta) SELECT pk, meta FROM crsync_rowbuf(?1)";
   }));
   if (updates_dense && !updates.rows.empty()) {
     // One walk along the key range: no seek per row, and (an UPDATE with
     // no trigger) no statement journal. update 100k rows: 178 -> 145 ms.
     sqlite3_stmt* st = nullptr;
     CRSYNC_RETURN_IF_ERROR(Cached(&bulk_walk_, [&] {
-      return "UPDATE " + RowsTable() +
+      return "UPDATE main." + RowsTable() +
              " SET meta = coalesce(crsync_rowbuf_meta(?1, pk), meta) WHERE pk BETWEEN ?2 AND ?3";
     }, &st));
     RowBufWalk walk;
@@ -433,17 +433,17 @@ Status Crr::WriteBulk(const RowBuf& inserts, const RowBuf& updates, const RowBuf
       // journal): one b-tree seek per row where UPDATE ... FROM materializes
       // the join first and seeks again. A window's rows sit on few pages, so
       // the journal copies little; update of 100k rows: 285 -> 256 ms.
-      return "INSERT INTO " + RowsTable() +
+      return "INSERT INTO main." + RowsTable() +
              "(pk, meta) SELECT pk, meta FROM crsync_rowbuf(?1) WHERE 1 "
              "ON CONFLICT (pk) DO UPDATE SET meta = excluded.meta";
     }));
   }
   CRSYNC_RETURN_IF_ERROR(run(&bulk_feed_del_, feed_del, [&] {
-    return "DELETE FROM " + FeedTable() +
+    return "DELETE FROM main." + FeedTable() +
            " WHERE (dbv, lo, pk) IN (SELECT dbv, lo, pk FROM crsync_rowbuf(?1))";
   }));
   return run(&bulk_feed_add_, feed_add, [&] {
-    return "INSERT OR IGNORE INTO " + FeedTable() +
+    return "INSERT OR IGNORE INTO main." + FeedTable() +
            "(dbv, lo, pk) SELECT dbv, lo, pk FROM crsync_rowbuf(?1)";
   });
 }
@@ -463,7 +463,7 @@ Status Crr::MoreStoredRowsThan(std::string_view first, std::string_view last, in
   }
   sqlite3_stmt* st = nullptr;
   CRSYNC_RETURN_IF_ERROR(Cached(&range_count_, [&] {
-    return "SELECT count(*) FROM (SELECT 1 FROM " + RowsTable() +
+    return "SELECT count(*) FROM (SELECT 1 FROM main." + RowsTable() +
            " WHERE pk BETWEEN ?2 AND ?3 LIMIT ?1)";
   }, &st));
   sqlite3_bind_int64(st, 1, limit + 1);
@@ -490,7 +490,7 @@ Status Crr::RewriteMetaRange(std::string_view first, std::string_view last, int6
   CRSYNC_RETURN_IF_ERROR(Cached(&rewrite_walk_, [&] {
     // No trigger and no abort but the function's own error (after which
     // the transaction rolls back): no statement journal.
-    return "UPDATE " + RowsTable() +
+    return "UPDATE main." + RowsTable() +
            " SET meta = crsync_meta_rewrite(?1, pk, meta) "
            "WHERE pk BETWEEN ?2 AND ?3 AND crsync_meta_wants(?1, pk)";
   }, &st));
@@ -508,7 +508,7 @@ Status Crr::MaxStoredPk(std::string* out, bool* any) {
   CRSYNC_RETURN_IF_ERROR(FlushPending());
   sqlite3_stmt* st = nullptr;
   CRSYNC_RETURN_IF_ERROR(Cached(&max_pk_, [&] {
-    return "SELECT pk FROM " + RowsTable() + " ORDER BY pk DESC LIMIT 1";
+    return "SELECT pk FROM main." + RowsTable() + " ORDER BY pk DESC LIMIT 1";
   }, &st));
   int rc = sqlite3_step(st);
   *any = rc == SQLITE_ROW;
@@ -546,7 +546,7 @@ Status Crr::LoadBulk(const RowBuf& keys,
   sqlite3_stmt* st = nullptr;
   CRSYNC_RETURN_IF_ERROR(Cached(&bulk_load_, [&] {
     // CROSS JOIN keeps the buffer outside: one key lookup per buffered pk.
-    return "SELECT r.pk, r.meta FROM crsync_rowbuf(?1) b CROSS JOIN " + RowsTable() +
+    return "SELECT r.pk, r.meta FROM crsync_rowbuf(?1) b CROSS JOIN main." + RowsTable() +
            " r ON r.pk = b.pk";
   }, &st));
   sqlite3_bind_pointer(st, 1, const_cast<RowBuf*>(&keys), kRowBufPointerType, nullptr);
@@ -560,7 +560,7 @@ Status Crr::LoadRange(std::string_view lo, std::string_view hi, int64_t limit,
   CRSYNC_RETURN_IF_ERROR(FlushPending());
   sqlite3_stmt* st = nullptr;
   CRSYNC_RETURN_IF_ERROR(Cached(&range_load_, [&] {
-    return "SELECT pk, meta FROM " + RowsTable() + " WHERE pk >= ?1 AND pk <= ?2 LIMIT ?3";
+    return "SELECT pk, meta FROM main." + RowsTable() + " WHERE pk >= ?1 AND pk <= ?2 LIMIT ?3";
   }, &st));
   sqlite3_bind_blob(st, 1, lo.data(), static_cast<int>(lo.size()), SQLITE_STATIC);
   sqlite3_bind_blob(st, 2, hi.data(), static_cast<int>(hi.size()), SQLITE_STATIC);

@@ -4,6 +4,7 @@
 #include <mutex>
 
 #include "common/guard.h"
+#include "engine/recorder.h"
 
 namespace crsync {
 namespace {
@@ -172,6 +173,8 @@ Status ConnEngine::Bootstrap() {
   ReloadConfig();
   return catalog_.Refresh(true);
 }
+
+int64_t ConnEngine::trigger_tag() const { return TriggerTag(site_id_); }
 
 bool ConnEngine::HasClockAlias() const {
   return sqlite3_table_column_metadata(db_, "main", "crsql_tracked_peers", "clock", nullptr,
@@ -491,12 +494,28 @@ void ConnEngine::TransactionRolledBack() noexcept {
 
 Status ConnEngine::JoinCapture() {
   if (capture_joined_) return Status::OK();
-  if (!capture_join_) {
-    CRSYNC_RETURN_IF_ERROR(Prepare(db_, "INSERT INTO crsync_capture VALUES (NULL)", &capture_join_,
-                                   SQLITE_PREPARE_PERSISTENT));
+  Status s = capture_join_ ? Status::OK()
+                           : Prepare(db_, "INSERT INTO crsync_capture VALUES (NULL)",
+                                     &capture_join_, SQLITE_PREPARE_PERSISTENT);
+  if (s.ok()) s = StepToEnd(db_, capture_join_.get());
+  if (!s.ok() || !capture_joined_) {
+    // A table of that name hides the eponymous one (SQLite looks for
+    // tables first): say so, as nothing else would.
+    bool hidden = false;
+    for (const char* schema : {"main", "temp"}) {
+      hidden = hidden || sqlite3_table_column_metadata(db_, schema, "crsync_capture", nullptr,
+                                                       nullptr, nullptr, nullptr, nullptr,
+                                                       nullptr) == SQLITE_OK;
+    }
+    if (hidden) {
+      return Status::FailedPrecondition(
+          "crsql - a table named crsync_capture hides crsync's internal table of that name, "
+          "so no write of a CRR can be recorded; rename or drop it (names beginning with "
+          "crsync_ are reserved)");
+    }
+    CRSYNC_RETURN_IF_ERROR(s);
+    return Status::Corruption("crsql - the capture table did not join");
   }
-  CRSYNC_RETURN_IF_ERROR(StepToEnd(db_, capture_join_.get()));
-  if (!capture_joined_) return Status::Corruption("crsql - the capture table did not join");
   // The statement is prepared again after any schema change (this
   // connection's own ALTER TABLE too, which moves no data_version): the
   // CRRs then check their tables' shapes again (Crr::CheckShape).

@@ -41,6 +41,8 @@ class ConnEngine {
 
   sqlite3* db() const { return db_; }
   const std::string& site_id() const { return site_id_; }
+  // The tag this database's recording triggers pass (TriggerTag).
+  int64_t trigger_tag() const;
   Catalog& catalog() { return catalog_; }
 
   // --- clocks (crr-semantics §6) ---

@@ -302,9 +302,10 @@ template <Op op>
 void AfterWrite(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
   GuardSqlFunction(ctx, [&] {
     auto* e = static_cast<ConnEngine*>(sqlite3_user_data(ctx));
-    Crr* crr;
-    const int64_t crr_id = sqlite3_value_int64(argv[0]);
-    Status s = FindCrr(e, crr_id, &crr);
+    Crr* crr = nullptr;
+    int64_t crr_id = 0;
+    Status s = CrrIdOfToken(sqlite3_value_int64(argv[0]), e->trigger_tag(), &crr_id);
+    if (s.ok()) s = FindCrr(e, crr_id, &crr);
     // Any write of the table, recorded or not (a merge's), changes what a
     // merge tie-break would read.
     if (s.ok()) crr->DropRowValues();
@@ -480,9 +481,29 @@ bool DiffMaskedUpdates(size_t npk, size_t ncols) {
   return 1 + 2 * (npk + ncols) > kMaxFunctionArgs;
 }
 
-std::string RecorderTriggersSql(const Crr& crr) {
+int64_t TriggerTag(std::string_view site_id) {
+  uint32_t tag = 0;
+  for (size_t i = 0; i < 4 && i < site_id.size(); ++i)
+    tag = (tag << 8) | static_cast<unsigned char>(site_id[i]);
+  tag &= 0x3fffffff;  // the token stays positive
+  return tag ? tag : 1;
+}
+
+Status CrrIdOfToken(int64_t token, int64_t tag, int64_t* id) {
+  const int64_t token_tag = token >> 32;
+  if (token_tag != 0 && token_tag != tag) {
+    return Status::FailedPrecondition(
+        "crsql - this write is to a CRR of another database (one attached to this "
+        "connection?): crsync records the CRRs of its connection's main database only; "
+        "write that table through a connection that opens its database as main");
+  }
+  *id = token & 0xffffffff;
+  return Status::OK();
+}
+
+std::string RecorderTriggersSql(const Crr& crr, int64_t tag) {
   std::string t = QuoteIdent(crr.name());
-  std::string id = std::to_string(crr.id());
+  std::string id = std::to_string(TriggerToken(tag, crr.id()));
   std::string base = crr.name() + "__crsync_";
   return "CREATE TRIGGER main." + QuoteIdent(base + "itrig") + " AFTER INSERT ON " + t +
          " BEGIN SELECT crsync_after_insert(" + id + PkArgs(crr, "NEW.") +
@@ -566,7 +587,8 @@ std::string AlterGuardSql(const std::string& table) {
   return sql;
 }
 
-Status InstallRecorderTriggers(sqlite3* db, const Crr& crr, const std::string& caller) {
+Status InstallRecorderTriggers(sqlite3* db, const Crr& crr, int64_t tag,
+                               const std::string& caller) {
   CRSYNC_RETURN_IF_ERROR(DropRecorderTriggers(db, crr.name()));
   std::vector<NamedTrigger> left;
   CRSYNC_RETURN_IF_ERROR(TriggersNamedLikeRecorders(db, crr.name(), &left));
@@ -576,7 +598,7 @@ Status InstallRecorderTriggers(sqlite3* db, const Crr& crr, const std::string& c
                                    crr.name() + "'s writes with a trigger of that name (rename "
                                    "or drop that trigger first)");
   }
-  return Exec(db, RecorderTriggersSql(crr));
+  return Exec(db, RecorderTriggersSql(crr, tag));
 }
 
 }  // namespace crsync

@@ -82,9 +82,14 @@ Status LoadTableSchema(sqlite3* db, const std::string& name, TableSchema* out) {
       declared.rfind("sqlite_", 0) == 0) {
     return Status::InvalidArgument(declared + " is not an ordinary table");
   }
-  if (declared.rfind("crsql_", 0) == 0 || declared.find("__crsync_") != std::string::npos) {
+  std::string lower = declared;
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char ch) { return std::tolower(ch); });
+  if (lower.rfind("crsql_", 0) == 0 || lower.rfind("crsync_", 0) == 0 ||
+      lower.find("__crsync_") != std::string::npos) {
     return Status::InvalidArgument(declared + " is not an ordinary table: names beginning with "
-                                   "crsql_ or containing __crsync_ are the extension's own");
+                                   "crsql_ or crsync_, or containing __crsync_, are the "
+                                   "extension's own");
   }
   StmtPtr kind;  // a virtual table's shadow table (FTS5's t_content, ...) is its own
   CRSYNC_RETURN_IF_ERROR(Prepare(

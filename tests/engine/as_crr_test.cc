@@ -296,7 +296,7 @@ TEST(AsCrrTest, EligibilityExamplesOfTheSpec) {
   EXPECT_THAT(db.Error("SELECT crsql_as_crr('ft_content')"), HasSubstr("shadow table"));
   db.Exec("CREATE TABLE crsql_mine (id PRIMARY KEY NOT NULL)");
   EXPECT_THAT(db.Error("SELECT crsql_as_crr('crsql_mine')"),
-              HasSubstr("names beginning with crsql_ or containing __crsync_ are the extension's own"));
+              HasSubstr("names beginning with crsql_ or crsync_, or containing __crsync_, are the extension's own"));
   EXPECT_THAT(db.Error("SELECT crsql_as_crr('nope')"), HasSubstr("no such table: nope"));
   EXPECT_THAT(db.Error("SELECT crsql_as_crr('tmp')"),
               HasSubstr("no such table: tmp in main (a TEMP table cannot be a CRR"));
