@@ -435,8 +435,12 @@ Status ConnEngine::NextDbVersion(int64_t floor, int64_t* out) {
   if (pending_ == 0) CRSYNC_RETURN_IF_ERROR(JoinCapture());
   int64_t committed;
   CRSYNC_RETURN_IF_ERROR(CommittedDbVersion(&committed));
-  if (committed >= INT64_MAX - 1 || floor >= INT64_MAX - 1) {  // merges stop at kMaxChangeVersion
-    return Status::Sqlite(SQLITE_FULL, "crsql - db_version is exhausted");
+  // A version past kMaxChangeVersion reaches no peer (merges refuse it).
+  if (committed >= kMaxChangeVersion || floor > kMaxChangeVersion) {
+    return Status::Sqlite(SQLITE_FULL, "crsql - db_version is exhausted: the next would pass " +
+                                           std::to_string(kMaxChangeVersion) +
+                                           ", which no peer accepts (a peer sent a change at "
+                                           "that limit, or crsql_next_db_version asked for more)");
   }
   pending_ = std::max({committed + 1, pending_, floor});
   if (txn_first_ == 0) txn_first_ = pending_;

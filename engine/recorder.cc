@@ -56,6 +56,7 @@ class Recorder {
     return crr_->LoadMeta(key, meta, found);
   }
   Status Store(std::string_view key, const RowMeta& before, const RowMeta& after, bool found) {
+    if (after.PastMaxVersion()) return ClockExhausted(crr_->name());
     if (batch_) {
       batch_->Put(*crr_, key, before, after, found);
       return Status::OK();

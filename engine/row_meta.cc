@@ -25,6 +25,21 @@ bool RowMeta::AnyColumn() const {
   return false;
 }
 
+bool RowMeta::PastMaxVersion() const {
+  if (sentinel.present && sentinel.col_version > kMaxChangeVersion) return true;
+  for (const Clock& c : cols)
+    if (c.present && c.col_version > kMaxChangeVersion) return true;
+  return false;
+}
+
+Status ClockExhausted(const std::string& table) {
+  return Status::Sqlite(SQLITE_FULL, "crsql - a clock of " + table + " is exhausted: this write "
+                                     "would take a col_version or causal length past " +
+                                     std::to_string(kMaxChangeVersion) +
+                                     ", which no peer accepts (a peer sent a change at that "
+                                     "limit)");
+}
+
 void NormalizeRuns(RowMeta* meta) {
   // Rows have a handful of records: quadratic is the fast way here.
   auto all = [&](auto&& fn) {

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "crsync/engine.h"
 #include "crsync/status.h"
 
 namespace crsync {
@@ -47,7 +48,15 @@ struct RowMeta {
   int64_t CausalLength() const;
   bool AnyColumn() const;
   bool Empty() const { return !sentinel.present && !AnyColumn(); }
+  // Whether a clock's col_version (or the causal length) is past
+  // kMaxChangeVersion, the most a merge accepts.
+  bool PastMaxVersion() const;
 };
+
+// The error of a local write that would stamp a clock past
+// kMaxChangeVersion: no peer would accept that change, so the write fails
+// instead (a peer must have sent a change at the limit).
+Status ClockExhausted(const std::string& table);
 
 // Sets every record's run to the smallest seq among the row's records with
 // the same db_version, so the change feed needs one entry per distinct

@@ -70,9 +70,10 @@ namespace {
 // feed entries that come and go with it.
 class UpdateWalk final : public MetaRewriter {
  public:
-  UpdateWalk(const WriteLog& log, size_t start, size_t end, size_t slots, int64_t dbv,
-             int64_t first_seq)
-      : log_(log), start_(start), n_(end - start), slots_(slots), dbv_(dbv), met_(n_, false) {
+  UpdateWalk(const std::string& table, const WriteLog& log, size_t start, size_t end,
+             size_t slots, int64_t dbv, int64_t first_seq)
+      : table_(table), log_(log), start_(start), n_(end - start), slots_(slots), dbv_(dbv),
+        met_(n_, false) {
     seq_.reserve(n_);
     int64_t seq = first_seq;
     for (size_t j = 0; j < n_; ++j) {
@@ -103,6 +104,10 @@ class UpdateWalk final : public MetaRewriter {
     int64_t seq = seq_[j];
     for (uint32_t i : log_[start_ + j].changed) {
       const Clock& old = before_.cols[i];
+      if (old.present && old.col_version >= kMaxChangeVersion) {
+        *error = ClockExhausted(table_).message();
+        return false;
+      }
       StampLocal(&after_.cols[i], old.present ? old.col_version + 1 : 1, dbv_, seq++);
     }
     NormalizeRuns(&after_);
@@ -127,6 +132,7 @@ class UpdateWalk final : public MetaRewriter {
     return FindInWalk(n_, [this](size_t j) { return Key(j); }, pk, cursor);
   }
 
+  const std::string& table_;
   const WriteLog& log_;
   size_t start_, n_, slots_;
   int64_t dbv_;
@@ -153,7 +159,7 @@ Status StoreUpdatedRows(ConnEngine* e, Crr* crr, const WriteLog& log, size_t sta
   CRSYNC_RETURN_IF_ERROR(e->LocalDbVersion(&dbv));
   const size_t n = end - start;
   const int64_t first_seq = e->PeekSeq();
-  UpdateWalk walk(log, start, end, crr->slots(), dbv, first_seq);
+  UpdateWalk walk(crr->name(), log, start, end, crr->slots(), dbv, first_seq);
   bool walked;
   CRSYNC_RETURN_IF_ERROR(crr->RewriteMetaRange(log[start].key, log[end - 1].key,
                                                2 * static_cast<int64_t>(n) + 16, &walk, &walked));

@@ -96,25 +96,55 @@ TEST_F(MergeErrorsTest, EachBadInputNamesTheProblemAndChangesNothing) {
   db_.Exec("COMMIT");
 }
 
-// The largest accepted versions merge, and local writes after them still
-// count up: no version wraps to zero or below.
-TEST_F(MergeErrorsTest, VersionsAtTheLimitMergeAndLocalWritesStillCountUp) {
+// The largest accepted versions merge. A local write that would count past
+// one fails and changes nothing: its change would reach no peer (merges
+// refuse what is past kMaxChangeVersion), and no version wraps.
+TEST_F(MergeErrorsTest, VersionsAtTheLimitMergeAndLocalWritesNeverPassThem) {
   const std::string max = std::to_string(kMaxChangeVersion);
+  // A col_version at the limit: the cell cannot be written here any more.
   db_.Exec("INSERT INTO crsql_changes " + kNine + " VALUES ('todo', X'010B0178', 'title', 'v', " +
-           max + ", " + max + ", " + kSite + ", 1, 0)");
-  const std::string deleted = std::to_string(kMaxChangeVersion - 1);  // even: a tombstone
+           max + ", 7, " + kSite + ", 1, 0)");
+  Rows before = Snapshot();
+  EXPECT_THAT(db_.Error("UPDATE todo SET title = 'local' WHERE id = 'x'"),
+              HasSubstr("a clock of todo is exhausted"));
+  EXPECT_EQ(Snapshot(), before);
+  // The same through the capture log (from a transaction's fifth write on),
+  // at COMMIT, which SQLite then rolls back whole: in a mixed window, and
+  // in one that only updates a key range in place (a walk of the metadata).
+  for (int i = 0; i < 20; ++i) db_.Exec("INSERT INTO todo VALUES ('n" + std::to_string(i) + "', 'n', 1)");
+  before = Snapshot();
+  for (const char* first : {"INSERT INTO todo VALUES ('m', 'm', 1)", ""}) {
+    SCOPED_TRACE(first);
+    db_.Exec("BEGIN");
+    for (int i = 0; i < 4; ++i) db_.Exec("INSERT INTO s VALUES (" + std::to_string(i) + ", 1)");
+    if (*first) db_.Exec(first);
+    db_.Exec("UPDATE todo SET title = 'local'");
+    EXPECT_THAT(db_.Error("COMMIT"), HasSubstr("a clock of todo is exhausted"));
+    EXPECT_EQ(sqlite3_get_autocommit(db_.get()), 1);
+    EXPECT_EQ(Snapshot(), before);
+  }
+  // Other cells and rows are unaffected.
+  db_.Exec("UPDATE todo SET n = 5 WHERE id = 'x'");
+  // A causal length: a tombstone one below the limit can come back to life
+  // (at the limit), but not die again.
+  const std::string deleted = std::to_string(kMaxChangeVersion - 1);
   db_.Exec("INSERT INTO crsql_changes " + kNine + " VALUES ('todo', X'010B0179', '-1', NULL, " +
-           deleted + ", 1, " + kSite + ", " + deleted + ", 0)");
-  db_.Exec("UPDATE todo SET title = 'local' WHERE id = 'x'");
-  db_.Exec("INSERT INTO todo VALUES ('y', 'back', 2)");  // resurrects the deleted row
-  db_.Exec("DELETE FROM todo WHERE id = 'y'");
-  EXPECT_EQ(db_.One("SELECT col_version > " + max + " AND db_version > " + max +
-                    " FROM crsql_changes WHERE pk = X'010B0178' AND cid = 'title'"),
-            "1");
-  EXPECT_EQ(db_.One("SELECT min(col_version) > 0 AND min(db_version) > 0 AND min(cl) > 0 "
-                    "FROM crsql_changes"),
-            "1");
-  EXPECT_EQ(db_.One("SELECT cl > " + max + " FROM crsql_changes WHERE pk = X'010B0179' AND cid = '-1'"),
+           deleted + ", 8, " + kSite + ", " + deleted + ", 0)");
+  db_.Exec("INSERT INTO todo VALUES ('y', 'back', 2)");
+  EXPECT_EQ(db_.One("SELECT cl FROM crsql_changes WHERE pk = X'010B0179' AND cid = '-1'"), max);
+  before = Snapshot();
+  EXPECT_THAT(db_.Error("DELETE FROM todo WHERE id = 'y'"), HasSubstr("a clock of todo is exhausted"));
+  EXPECT_EQ(Snapshot(), before);
+  // A db_version at the limit: no local write can take a version after it.
+  db_.Exec("INSERT INTO crsql_changes " + kNine + " VALUES ('todo', X'010B0177', 'title', 'w', 1, " +
+           max + ", " + kSite + ", 1, 0)");
+  before = Snapshot();
+  EXPECT_THAT(db_.Error("INSERT INTO todo VALUES ('z', 'new', 3)"),
+              HasSubstr("db_version is exhausted"));
+  EXPECT_EQ(Snapshot(), before);
+  EXPECT_EQ(db_.One("SELECT min(col_version) > 0 AND min(db_version) > 0 AND min(cl) > 0 AND "
+                    "max(col_version) <= " + max + " AND max(db_version) <= " + max +
+                    " AND max(cl) <= " + max + " FROM crsql_changes"),
             "1");
 }
 
