@@ -243,6 +243,19 @@ Status AsCrr(ConnEngine* e, const std::string& table) {
   return s;
 }
 
+namespace {
+
+// Whether a statement of `db` runs besides the one calling us (a function
+// called from SQL: its own statement is busy too).
+bool OtherStatementRuns(sqlite3* db) {
+  int busy = 0;
+  for (sqlite3_stmt* st = sqlite3_next_stmt(db, nullptr); st; st = sqlite3_next_stmt(db, st))
+    busy += sqlite3_stmt_busy(st) ? 1 : 0;
+  return busy > 1;
+}
+
+}  // namespace
+
 Status AsTable(ConnEngine* e, const std::string& table) {
   sqlite3* db = e->db();
   CRSYNC_RETURN_IF_ERROR(e->FlushLocalWrites());
@@ -252,6 +265,14 @@ Status AsTable(ConnEngine* e, const std::string& table) {
   // metadata are the user's own: left alone).
   if (!crr) return Status::OK();
   const std::string name = crr->name();
+  // SQLite drops no table while another statement of the connection reads
+  // ("database table is locked"), and the rollback of this call's DDL
+  // would then abort every running statement: refuse first, saying why.
+  if (OtherStatementRuns(db)) {
+    return Status::FailedPrecondition(
+        "crsql - another statement of this connection is still running: finish or reset it "
+        "first (SQLite cannot drop " + name + "'s metadata tables under it)");
+  }
   int64_t committed;
   CRSYNC_RETURN_IF_ERROR(e->CommittedDbVersion(&committed));
   Status s = InSavepoint(db, "crsync_as_table", [&]() -> Status {

@@ -584,5 +584,31 @@ TEST(CatalogTest, AMalformedCatalogRowFailsTheRefreshAndChangesNothing) {
             (Rows{{"'010901'", "'a'", "'x'"}, {"'010902'", "'a'", "'y'"}}));
 }
 
+// crsql_as_table drops tables, which SQLite refuses while another statement
+// of the connection runs; the rollback of the call's own DDL then aborted
+// every running statement ("abort due to ROLLBACK"). It now refuses first,
+// and the other statements go on.
+TEST(AsTable, RefusesWhileAnotherStatementRunsAndLeavesItRunning) {
+  TestDb db;
+  db.Exec("CREATE TABLE t(id INTEGER PRIMARY KEY NOT NULL, v); CREATE TABLE u(x);"
+          "SELECT crsql_as_crr('t'); INSERT INTO t VALUES (1, 1), (2, 2);"
+          "INSERT INTO u VALUES (1), (2), (3); BEGIN");
+  StmtPtr reader;
+  ASSERT_OK(Prepare(db.get(), "SELECT x FROM u", &reader));
+  ASSERT_EQ(sqlite3_step(reader.get()), SQLITE_ROW);
+  EXPECT_THAT(db.Error("SELECT crsql_as_table('t')"),
+              HasSubstr("another statement of this connection is still running"));
+  int rows = 1, rc;
+  while ((rc = sqlite3_step(reader.get())) == SQLITE_ROW) ++rows;
+  EXPECT_EQ(rc, SQLITE_DONE) << sqlite3_errmsg(db.get());
+  EXPECT_EQ(rows, 3);
+  EXPECT_EQ(sqlite3_get_autocommit(db.get()), 0);
+  EXPECT_EQ(db.Int("SELECT count(*) FROM crsql_changes"), 2);
+  reader.reset();
+  EXPECT_EQ(db.One("SELECT crsql_as_table('t')"), "NULL");
+  EXPECT_EQ(db.Int("SELECT count(*) FROM crsql_changes"), 0);
+  db.Exec("COMMIT");
+}
+
 }  // namespace
 }  // namespace crsync
