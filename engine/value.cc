@@ -252,6 +252,9 @@ Value ApplyAffinity(const Value& v, char affinity) {
         out = Value::Int(integral);
       }
       if (affinity == 'r' && out.type == SQLITE_INTEGER) out = Value::Real(static_cast<double>(out.i));
+      // A REAL column keeps an integral value as an integer on disk, so
+      // -0.0 reads back as 0.0.
+      if (affinity == 'r' && out.type == SQLITE_FLOAT && out.d == 0.0) out.d = 0.0;
       return out;
     }
     default:

@@ -292,6 +292,25 @@ TEST(MergeAffinityTest, PkValuesTakeTheColumnsAffinity) {
             (Rows{{"'n'", "'010901'"}, {"'t'", "'010B0135'"}}));
 }
 
+// A REAL column stores -0.0 as 0.0: a change keyed -0.0 is that row's,
+// under its one identity (it used to get a second pk, with its own clocks).
+TEST(MergeAffinityTest, ANegativeZeroRealKeyIsTheZeroRow) {
+  TestDb db;
+  db.Exec("CREATE TABLE r (k REAL PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('r');"
+          "INSERT INTO r VALUES (0.0, 'local')");
+  for (const char* pk : {"X'01028000000000000000'", "crsql_pack_columns('-0.0')"}) {
+    SCOPED_TRACE(pk);
+    db.Exec(std::string("INSERT INTO crsql_changes VALUES ('r', ") + pk +
+            ", 'v', 'remote', 5, 1, X'11111111111111111111111111111111')");
+    EXPECT_EQ(db.Query("SELECT quote(k), v FROM r"), (Rows{{"'0.0'", "'remote'"}}));
+    EXPECT_EQ(db.Query("SELECT hex(pk), cid, val, col_version FROM crsql_changes"),
+              (Rows{{"'01020000000000000000'", "'v'", "'remote'", "5"}}));
+  }
+  db.Exec("UPDATE r SET v = 'edited'");
+  EXPECT_EQ(db.Query("SELECT hex(pk), val, col_version FROM crsql_changes"),
+            (Rows{{"'01020000000000000000'", "'edited'", "6"}}));
+}
+
 // Numeric text out of a double's range converts as SQLite converts it
 // (1e999 -> Inf, 1e-400 -> 0): the clocks go under the key SQLite stores.
 TEST(MergeAffinityTest, OutOfRangeNumericTextConvertsAsSqliteDoes) {

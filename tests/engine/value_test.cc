@@ -1,6 +1,7 @@
 #include "engine/value.h"
 
 #include <algorithm>
+#include <cmath>
 #include <random>
 
 #include "engine/row_meta.h"
@@ -74,8 +75,24 @@ TEST(ValueTest, ApplyAffinityMatchesSqlite) {
       EXPECT_EQ(ours.type, stored.type) << "'" << text << "' affinity " << affinity;
       EXPECT_EQ(Value::Compare(ours, stored), 0)
           << "'" << text << "' affinity " << affinity << ": " << ours.ToSql() << " vs " << stored.ToSql();
+      // Compare treats -0.0 and 0.0 as equal; a key's packed bytes do not.
+      if (ours.type == SQLITE_FLOAT && stored.type == SQLITE_FLOAT) {
+        EXPECT_EQ(std::signbit(ours.d), std::signbit(stored.d)) << "'" << text << "' affinity " << affinity;
+      }
     }
     sqlite3_reset(get.get());
+  }
+  // A REAL -0.0 (not text) too: a REAL column stores it as the integer 0.
+  db.Exec("DELETE FROM a; INSERT INTO a VALUES (-0.0, -0.0, -0.0, -0.0, -0.0)");
+  ASSERT_EQ(sqlite3_step(get.get()), SQLITE_ROW);
+  int col = 0;
+  for (char affinity : {'i', 'n', 'r', 't', 'b'}) {
+    const Value stored = Value::FromColumn(get.get(), col++);
+    const Value ours = ApplyAffinity(Value::Real(-0.0), affinity);
+    EXPECT_EQ(ours.ToSql(), stored.ToSql()) << "affinity " << affinity;
+    if (ours.type == SQLITE_FLOAT && stored.type == SQLITE_FLOAT) {
+      EXPECT_EQ(std::signbit(ours.d), std::signbit(stored.d)) << "affinity " << affinity;
+    }
   }
 }
 
