@@ -133,6 +133,12 @@ Status Merger::ValidateChange(const MergeInput& in, Crr* crr, int* slot) {
       return Status::InvalidArgument("crsql - sentinel cl must equal col_version");
     }
   }
+  if (!in.cl && *slot < 0 && in.col_version < 1) {
+    // The inferred cl (§11.3: a sentinel's cl is its col_version) must be
+    // valid as a given one: a causal length starts at 1.
+    return Status::InvalidArgument(
+        "crsql - cl must be a positive integer (a sentinel's cl is its col_version, here 0)");
+  }
   if (in.seq && *in.seq < 0) return Status::InvalidArgument("crsql - seq must be a non-negative integer");
   return Status::OK();
 }

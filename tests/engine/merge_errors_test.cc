@@ -86,6 +86,8 @@ TEST_F(MergeErrorsTest, EachBadInputNamesTheProblemAndChangesNothing) {
   ExpectRejected("'todo', X'010B0178', 'title', 'v', 1, 1, '11111111111111111111111111111111'",
                  "site id must be a 16 byte blob");
   ExpectRejected("'todo', X'010B0178', 'title', 'v', 1, 1, " + s + ", 0, 0", "cl must be a positive integer", kNine);
+  // Inferred (7 values): a sentinel's cl is its col_version, so 0 is as bad as a given 0.
+  ExpectRejected("'todo', X'010B0178', '-1', NULL, 0, 1, " + s, "cl must be a positive integer");
   ExpectRejected("'todo', X'010B0178', 'title', 'v', 1, 1, " + s + ", 2, 0", "column changes must have an odd cl", kNine);
   ExpectRejected("'todo', X'010B0178', '-1', NULL, 3, 1, " + s + ", 5, 0", "sentinel cl must equal col_version", kNine);
   ExpectRejected("'todo', X'010B0178', 'title', 'v', 1, 1, " + s + ", 1, -1", "seq must be a non-negative integer", kNine);
