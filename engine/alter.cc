@@ -457,6 +457,19 @@ Status CommitAlter(ConnEngine* e, const std::string& table) {
   CRSYNC_RETURN_IF_ERROR(DataVersion(db, &data_version));
   bool rows_untouched = !begun.drifted && begun.changes == sqlite3_total_changes64(db) &&
                         begun.data_version == data_version;
+  // A migration rebuilds the metadata tables, which SQLite cannot do under
+  // a running statement; failing there would undo the alter and abort
+  // every running statement. Refuse first, leaving the alter open.
+  if (OtherStatementRuns(db)) {
+    TableSchema now;
+    CRSYNC_RETURN_IF_ERROR(LoadTableSchema(db, name, &now));
+    if (!(rows_untouched && IsAppendOnly(crr->schema(), now))) {
+      return Status::FailedPrecondition(
+          "crsql - crsql_commit_alter('" + name + "'): another statement of this connection is "
+          "still running: finish or reset it, then call crsql_commit_alter again (the alter "
+          "stays open; SQLite cannot rebuild " + name + "'s metadata under a running statement)");
+    }
+  }
   e->open_alters().erase(open);
   const std::string begin_sp = AlterSavepoint(crr->id());
   CRSYNC_RETURN_IF_ERROR(Exec(db, std::string("SAVEPOINT ") + kCommitSavepoint));

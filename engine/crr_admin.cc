@@ -243,18 +243,12 @@ Status AsCrr(ConnEngine* e, const std::string& table) {
   return s;
 }
 
-namespace {
-
-// Whether a statement of `db` runs besides the one calling us (a function
-// called from SQL: its own statement is busy too).
 bool OtherStatementRuns(sqlite3* db) {
   int busy = 0;
   for (sqlite3_stmt* st = sqlite3_next_stmt(db, nullptr); st; st = sqlite3_next_stmt(db, st))
     busy += sqlite3_stmt_busy(st) ? 1 : 0;
   return busy > 1;
 }
-
-}  // namespace
 
 Status AsTable(ConnEngine* e, const std::string& table) {
   sqlite3* db = e->db();

@@ -28,6 +28,12 @@ Status AsTable(ConnEngine* e, const std::string& table);
 // REQUIRES: no row of the table has metadata yet.
 Status BulkBackfill(ConnEngine* e, Crr* crr, int64_t dbv);
 
+// Whether a statement of `db` runs besides the one calling us (for a
+// function called from SQL, whose own statement is busy too). SQLite drops
+// no table under a running statement ("database table is locked"), and
+// rolling back DDL then aborts every running statement.
+bool OtherStatementRuns(sqlite3* db);
+
 // Whether the recording triggers of CRR `name` all exist, on the table of
 // that name (crsql_begin_alter drops them; a rollback brings them back; a
 // table dropped behind the engine's back loses them).
