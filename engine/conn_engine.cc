@@ -154,6 +154,7 @@ Status ConnEngine::Bootstrap() {
     if (!s.ok()) {
       sites_loaded_ = false;
       site_id_.clear();
+      trigger_tag_ = TriggerTag(site_id_);
       const int code = s.sqlite_code() & 0xff;
       if (tables || (code != SQLITE_READONLY && code != SQLITE_CANTOPEN && code != SQLITE_PERM)) {
         return s;
@@ -173,8 +174,6 @@ Status ConnEngine::Bootstrap() {
   ReloadConfig();
   return catalog_.Refresh(true);
 }
-
-int64_t ConnEngine::trigger_tag() const { return TriggerTag(site_id_); }
 
 bool ConnEngine::HasClockAlias() const {
   return sqlite3_table_column_metadata(db_, "main", "crsql_tracked_peers", "clock", nullptr,
@@ -239,6 +238,7 @@ Status ConnEngine::LoadSites() {
   }
   if (rc != SQLITE_DONE) return SqliteError(db_, rc);
   site_id_ = sites_.empty() ? std::string() : sites_[0];
+  trigger_tag_ = TriggerTag(site_id_);
   sites_loaded_ = true;
   return Status::OK();
 }

@@ -42,7 +42,7 @@ class ConnEngine {
   sqlite3* db() const { return db_; }
   const std::string& site_id() const { return site_id_; }
   // The tag this database's recording triggers pass (TriggerTag).
-  int64_t trigger_tag() const;
+  int64_t trigger_tag() const { return trigger_tag_; }
   Catalog& catalog() { return catalog_; }
 
   // --- clocks (crr-semantics §6) ---
@@ -260,6 +260,7 @@ class ConnEngine {
 
   sqlite3* db_;
   std::string site_id_;
+  int64_t trigger_tag_ = 1;  // TriggerTag(site_id_)
   Catalog catalog_;
   int64_t committed_ = 0;
   int64_t pending_ = 0;  // 0 = no local version taken in this transaction
