@@ -23,7 +23,11 @@ constexpr char kBootstrapSql[] =
     "  id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
     "  pk_cols BLOB NOT NULL, cols BLOB NOT NULL);"
     "INSERT OR IGNORE INTO main.crsql_master(key, value) VALUES ('crsqlite_version', 160300);"
-    "INSERT OR IGNORE INTO main.crsql_master(key, value) VALUES ('crsync_meta_format', 3);";
+    "INSERT OR IGNORE INTO main.crsql_master(key, value) VALUES ('crsync_meta_format', 3);"
+    // The recording triggers' tag (ConnEngine::LoadTriggerTag).
+    "INSERT OR IGNORE INTO main.crsql_master(key, value) VALUES "
+    "  ('crsync_trigger_tag', max(1, random() & 1073741823)),"
+    "  ('crsync_bare_trigger_ids', EXISTS (SELECT 1 FROM main.crsync_crrs));";
 
 // The encoding of the rows tables' `meta` blobs (engine/row_meta.cc) and of
 // the feed (engine/feed_range.h) that this build reads and writes. Format 2
@@ -154,7 +158,6 @@ Status ConnEngine::Bootstrap() {
     if (!s.ok()) {
       sites_loaded_ = false;
       site_id_.clear();
-      trigger_tag_ = TriggerTag(site_id_);
       const int code = s.sqlite_code() & 0xff;
       if (tables || (code != SQLITE_READONLY && code != SQLITE_CANTOPEN && code != SQLITE_PERM)) {
         return s;
@@ -170,9 +173,54 @@ Status ConnEngine::Bootstrap() {
     }
   }
   CRSYNC_RETURN_IF_ERROR(CheckMetaFormat(readonly));
+  CRSYNC_RETURN_IF_ERROR(LoadTriggerTag(readonly));
   CRSYNC_RETURN_IF_ERROR(LoadSites());
   ReloadConfig();
   return catalog_.Refresh(true);
+}
+
+Status ConnEngine::LoadTriggerTag(bool readonly) {
+  constexpr char kRead[] =
+      "SELECT (SELECT value FROM main.crsql_master WHERE key = 'crsync_trigger_tag'), "
+      "(SELECT value FROM main.crsql_master WHERE key = 'crsync_bare_trigger_ids'), "
+      "EXISTS (SELECT 1 FROM main.crsync_crrs)";
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    StmtPtr st;
+    CRSYNC_RETURN_IF_ERROR(Prepare(db_, kRead, &st));
+    int rc = sqlite3_step(st.get());
+    if (rc != SQLITE_ROW) return SqliteError(db_, rc);
+    const bool has_crrs = sqlite3_column_int(st.get(), 2) != 0;
+    if (sqlite3_column_type(st.get(), 0) == SQLITE_INTEGER) {
+      trigger_tag_ = sqlite3_column_int64(st.get(), 0);
+      bare_trigger_ids_ = sqlite3_column_int64(st.get(), 1) == 1;
+      return Status::OK();
+    }
+    // No tag yet: triggers made so far pass bare ids (tag 0), taken as
+    // main's; so do the ones made until a tag can be recorded.
+    trigger_tag_ = 0;
+    bare_trigger_ids_ = true;
+    if (readonly || attempt > 0) return Status::OK();
+    st.reset();
+    // A database made before tags: recorded now (several connections may
+    // do it at once: the first stays). 30 bits keep the token positive.
+    Status s = Exec(db_, std::string("INSERT OR IGNORE INTO main.crsql_master(key, value) VALUES "
+                                     "('crsync_trigger_tag', max(1, random() & 1073741823)), "
+                                     "('crsync_bare_trigger_ids', ") +
+                             (has_crrs ? "1" : "0") + ")");
+    // Not now (locked, read-only file): bare ids still work; a later
+    // connection records the tag.
+    if (!s.ok()) return Status::OK();
+  }
+  return Status::OK();
+}
+
+Status ConnEngine::CheckTriggerTokenSlow(int64_t token, int64_t* crr_id) {
+  Status s = CrrIdOfToken(token, trigger_tag_, bare_trigger_ids_, crr_id);
+  if (s.ok()) return s;
+  // The file under the connection may have been replaced (a backup
+  // restored into it): read the tag again before refusing.
+  CRSYNC_RETURN_IF_ERROR(LoadTriggerTag(sqlite3_db_readonly(db_, "main") == 1));
+  return CrrIdOfToken(token, trigger_tag_, bare_trigger_ids_, crr_id);
 }
 
 bool ConnEngine::HasClockAlias() const {
@@ -238,7 +286,6 @@ Status ConnEngine::LoadSites() {
   }
   if (rc != SQLITE_DONE) return SqliteError(db_, rc);
   site_id_ = sites_.empty() ? std::string() : sites_[0];
-  trigger_tag_ = TriggerTag(site_id_);
   sites_loaded_ = true;
   return Status::OK();
 }

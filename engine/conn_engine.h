@@ -41,8 +41,18 @@ class ConnEngine {
 
   sqlite3* db() const { return db_; }
   const std::string& site_id() const { return site_id_; }
-  // The tag this database's recording triggers pass (TriggerTag).
+  // The tag this database's recording triggers pass in their token
+  // (recorder.h: TriggerToken); 0 until one could be recorded.
   int64_t trigger_tag() const { return trigger_tag_; }
+  // The CRR id in the token a recording trigger passed, or an error when
+  // the trigger is another database's (CrrIdOfToken).
+  Status CheckTriggerToken(int64_t token, int64_t* crr_id) {
+    if (trigger_tag_ != 0 && (token >> 32) == trigger_tag_) {  // the hot path: main's own
+      *crr_id = token & 0xffffffff;
+      return Status::OK();
+    }
+    return CheckTriggerTokenSlow(token, crr_id);
+  }
   Catalog& catalog() { return catalog_; }
 
   // --- clocks (crr-semantics §6) ---
@@ -248,6 +258,9 @@ class ConnEngine {
   // in a write transaction.
   Status WriteBootstrap();
   bool HasClockAlias() const;
+  Status CheckTriggerTokenSlow(int64_t token, int64_t* crr_id);
+  // Reads (and, writable and missing, records) this database's trigger tag.
+  Status LoadTriggerTag(bool readonly);
   Status CheckMetaFormat(bool readonly);
   Status LoadSites();
   // The ordinal crsql_site_id holds for `site`, -1 when none.
@@ -260,7 +273,10 @@ class ConnEngine {
 
   sqlite3* db_;
   std::string site_id_;
-  int64_t trigger_tag_ = 1;  // TriggerTag(site_id_)
+  // crsql_master's crsync_trigger_tag: a random number recorded once per
+  // database. bare_trigger_ids_: its CRRs had triggers before it was.
+  int64_t trigger_tag_ = 0;
+  bool bare_trigger_ids_ = true;
   Catalog catalog_;
   int64_t committed_ = 0;
   int64_t pending_ = 0;  // 0 = no local version taken in this transaction

@@ -305,7 +305,7 @@ void AfterWrite(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
     auto* e = static_cast<ConnEngine*>(sqlite3_user_data(ctx));
     Crr* crr = nullptr;
     int64_t crr_id = 0;
-    Status s = CrrIdOfToken(sqlite3_value_int64(argv[0]), e->trigger_tag(), &crr_id);
+    Status s = e->CheckTriggerToken(sqlite3_value_int64(argv[0]), &crr_id);
     if (s.ok()) s = FindCrr(e, crr_id, &crr);
     // Any write of the table, recorded or not (a merge's), changes what a
     // merge tie-break would read.
@@ -482,17 +482,9 @@ bool DiffMaskedUpdates(size_t npk, size_t ncols) {
   return 1 + 2 * (npk + ncols) > kMaxFunctionArgs;
 }
 
-int64_t TriggerTag(std::string_view site_id) {
-  uint32_t tag = 0;
-  for (size_t i = 0; i < 4 && i < site_id.size(); ++i)
-    tag = (tag << 8) | static_cast<unsigned char>(site_id[i]);
-  tag &= 0x3fffffff;  // the token stays positive
-  return tag ? tag : 1;
-}
-
-Status CrrIdOfToken(int64_t token, int64_t tag, int64_t* id) {
+Status CrrIdOfToken(int64_t token, int64_t tag, bool bare_ids, int64_t* id) {
   const int64_t token_tag = token >> 32;
-  if (token_tag != 0 && token_tag != tag) {
+  if (token_tag == 0 ? !bare_ids && tag != 0 : token_tag != tag) {
     return Status::FailedPrecondition(
         "crsql - this write is to a CRR of another database (one attached to this "
         "connection?): crsync records the CRRs of its connection's main database only; "

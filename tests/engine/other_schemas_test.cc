@@ -120,5 +120,81 @@ TEST(ReservedNames, AreRefusedOrNamedInTheError) {
   EXPECT_EQ(db.Query("SELECT pk, val FROM crsql_changes"), (Rows{{"X'010901'", "'one'"}}));
 }
 
+// The tag is the database's own random number, kept in crsql_master, not
+// derived from its site id: a copy given a new site id (cr-sqlite's advice
+// for making a copy its own replica) and a backup restored into an open
+// connection keep writing. (A first version derived it from the site id and
+// refused their every write.)
+TEST(TriggerTag, SurvivesANewSiteIdAndARestoreIntoAnOpenConnection) {
+  TempPath path, copy_path;
+  TestDb db(path.str());
+  db.Exec("CREATE TABLE t(id INTEGER PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t');"
+          "INSERT INTO t VALUES (1, 'one')");
+  db.Exec("VACUUM INTO '" + copy_path.str() + "'");
+  {
+    TestDb copy(copy_path.str());
+    copy.Exec("UPDATE crsql_site_id SET site_id = X'22222222222222222222222222222222' "
+              "WHERE ordinal = 0");
+    copy.Reopen();
+    copy.Exec("INSERT INTO t VALUES (2, 'two')");
+    EXPECT_EQ(copy.Query("SELECT val, site_id FROM crsql_changes WHERE pk = X'010902'"),
+              (Rows{{"'two'", "X'22222222222222222222222222222222'"}}));
+  }
+  // Restore that copy (another site id, the same tag) under `db`, and a
+  // database of another tag too: the cached tag is read again.
+  TempPath other_path;
+  {
+    TestDb other(other_path.str());
+    other.Exec("CREATE TABLE t(id INTEGER PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t')");
+  }
+  for (const std::string* from : {&copy_path.str(), &other_path.str()}) {
+    SCOPED_TRACE(*from);
+    DbPtr src;
+    ASSERT_OK(OpenDb(*from, SQLITE_OPEN_READWRITE, nullptr, &src));
+    sqlite3_backup* b = sqlite3_backup_init(db.get(), "main", src.get(), "main");
+    ASSERT_NE(b, nullptr) << sqlite3_errmsg(db.get());
+    EXPECT_EQ(sqlite3_backup_step(b, -1), SQLITE_DONE);
+    EXPECT_EQ(sqlite3_backup_finish(b), SQLITE_OK);
+    db.Exec("INSERT INTO t VALUES (3, 'three')");
+    EXPECT_EQ(db.One("SELECT val FROM crsql_changes WHERE pk = X'010903'"), "'three'");
+  }
+}
+
+// A database made before the tag existed has triggers passing bare ids.
+// It gets a tag when a new build first opens it, and its bare ids stay
+// main's; a database made with a tag takes a bare id for another
+// database's.
+TEST(TriggerTag, BareIdsOfAnOlderDatabaseStayItsOwn) {
+  TempPath old_path, new_path;
+  {
+    TestDb db(old_path.str());
+    db.Exec("CREATE TABLE t(id INTEGER PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t')");
+    // What an older build left: triggers passing the bare id, and no tag.
+    const Rows triggers = db.Query(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 't'");
+    ASSERT_EQ(triggers.size(), 3u);
+    const std::string token = std::to_string(
+        db.Int("SELECT value FROM crsql_master WHERE key = 'crsync_trigger_tag'") * (int64_t{1} << 32) + 1);
+    for (const auto& row : triggers) {
+      std::string sql = db.Text("SELECT sql FROM sqlite_master WHERE name = " + row[0]);
+      const size_t at = sql.find("(" + token);
+      ASSERT_NE(at, std::string::npos) << sql;
+      sql.replace(at + 1, token.size(), "1");
+      db.Exec("DROP TRIGGER " + row[0] + "; " + sql);
+    }
+    db.Exec("DELETE FROM crsql_master WHERE key IN ('crsync_trigger_tag', 'crsync_bare_trigger_ids')");
+  }
+  TestDb old_db(old_path.str());
+  EXPECT_EQ(old_db.One("SELECT value FROM crsql_master WHERE key = 'crsync_bare_trigger_ids'"), "1");
+  old_db.Exec("INSERT INTO t VALUES (1, 'old')");
+  EXPECT_EQ(old_db.One("SELECT val FROM crsql_changes WHERE pk = X'010901'"), "'old'");
+  TestDb db(new_path.str());
+  EXPECT_EQ(db.One("SELECT value FROM crsql_master WHERE key = 'crsync_bare_trigger_ids'"), "0");
+  db.Exec("CREATE TABLE t(id INTEGER PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t')");
+  db.Exec("ATTACH '" + old_path.str() + "' AS old");
+  EXPECT_THAT(db.Error("INSERT INTO old.t VALUES (2, 'x')"), HasSubstr("a CRR of another database"));
+  EXPECT_EQ(db.Int("SELECT count(*) FROM crsql_changes"), 0);
+}
+
 }  // namespace
 }  // namespace crsync
