@@ -52,7 +52,8 @@ DbPtr Open(const std::string& path) {
   if (crsync_engine_init(db.get(), &err) != SQLITE_OK) {
     Die(Status::Sqlite(SQLITE_ERROR, err ? err : "?"), "loading the engine");
   }
-  Check(crsync::Exec(db.get(), "PRAGMA journal_mode = WAL"), "WAL");
+  Check(crsync::Exec(db.get(), std::string(crsync::kMarkDemoDatabase) + "PRAGMA journal_mode = WAL"),
+        "WAL");
   return db;
 }
 

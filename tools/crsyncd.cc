@@ -59,8 +59,10 @@ const char kUsage[] =
     "demo    Needs no configuration: N replicas (default 3) on 127.0.0.1, a hub and\n"
     "        spokes, each with an app writing one-row transactions through the crsync\n"
     "        VFS; shows live progress and how long the replicas take to converge.\n"
-    "        --dir DIR keeps the databases there (replicaN.db; those of an earlier\n"
-    "        run are replaced, any other file of those names is refused).\n";
+    "        --replicas N (2-16, default 3); --writes N one-row transactions per app\n"
+    "        (default 200); --dir DIR keeps the databases there (replicaN.db; DIR is\n"
+    "        created if its parent exists; databases a demo made are replaced, any\n"
+    "        other file of those names is refused and left as it is).\n";
 
 // Parses all of `text` as a decimal integer within [lo, hi].
 bool ParseInt(const char* text, int lo, int hi, int* out) {

@@ -88,7 +88,8 @@ int RunDemo(const DemoOptions& o) {
     DbPtr db;
     Status st = OpenDb(r->path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, CRSYNC_VFS_NAME, &db);
     if (st.ok()) {
-      st = Exec(db.get(), "PRAGMA journal_mode = WAL;"
+      st = Exec(db.get(), std::string(kMarkDemoDatabase) +
+                              "PRAGMA journal_mode = WAL;"
                           "CREATE TABLE todo (id TEXT PRIMARY KEY NOT NULL, title, done DEFAULT 0);"
                           "SELECT crsql_as_crr('todo');");
     }

@@ -6,6 +6,7 @@
 #ifndef CRSYNC_TOOLS_DEMO_FILES_H_
 #define CRSYNC_TOOLS_DEMO_FILES_H_
 
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -16,27 +17,36 @@
 
 namespace crsync {
 
-// Whether `path` is an SQLite database (or empty), judged by its header.
-inline bool LooksLikeSqlite(const std::string& path) {
+// The demos mark their databases with this PRAGMA application_id ("crsd"),
+// so that a later run replaces them and nothing else.
+inline constexpr char kMarkDemoDatabase[] = "PRAGMA application_id = 1668445028;";
+
+// Whether `path` is empty or a database a demo made, judged by its header
+// (the application id is at offset 68, big-endian).
+inline bool IsDemoDatabase(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
-  char head[16] = {};
-  f.read(head, sizeof head);
-  return f.gcount() == 0 || (f.gcount() == 16 && std::memcmp(head, "SQLite format 3", 16) == 0);
+  unsigned char head[72] = {};
+  f.read(reinterpret_cast<char*>(head), sizeof head);
+  if (f.gcount() == 0) return true;
+  if (f.gcount() != sizeof head || std::memcmp(head, "SQLite format 3", 16) != 0) return false;
+  const uint32_t id = (uint32_t{head[68]} << 24) | (uint32_t{head[69]} << 16) |
+                      (uint32_t{head[70]} << 8) | head[71];
+  return id == 1668445028u;
 }
 
-// Creates `dir` if needed and removes a previous run's copies of `dbs` (each
-// with its -wal, -shm and -crsync files). A file of one of those names that
-// is not an SQLite database is not the demo's: it is left alone and the
-// demo refused. Returns "" or what went wrong, naming the path.
+// Creates `dir` if needed (its parent must exist) and removes a previous
+// run's copies of `dbs` (each with its -wal, -shm and -crsync files). A
+// file of one of those names that a demo did not make is left alone and
+// the demo refused. Returns "" or what went wrong, naming the path.
 inline std::string PrepareDemoDir(const std::string& dir, const std::vector<std::string>& dbs) {
   std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
+  std::filesystem::create_directory(dir, ec);
   if (ec) return "cannot create directory " + dir + ": " + ec.message();
   if (!std::filesystem::is_directory(dir, ec)) return dir + " is not a directory";
   for (const std::string& db : dbs) {
     if (std::filesystem::exists(db, ec) &&
-        (!std::filesystem::is_regular_file(db, ec) || !LooksLikeSqlite(db))) {
-      return db + " exists and is not an SQLite database; the demo replaces only its own "
+        (!std::filesystem::is_regular_file(db, ec) || !IsDemoDatabase(db))) {
+      return db + " exists and is not a database a demo made; the demo replaces only its own "
              "databases (choose another --dir)";
     }
   }

@@ -117,7 +117,8 @@ TEST(CrsyncdCliTest, MistakesAreNamedPrecisely) {
   out = RunCrsyncd("demo --dir " + file.str(), &code);
   EXPECT_NE(out.find("cannot create directory " + file.str()), std::string::npos) << out;
   EXPECT_EQ(code, 1);
-  // A file of a replica's name that is not a database is not replaced.
+  // A file of a replica's name that a demo did not make is not replaced:
+  // not a database, or the user's own database (it used to be deleted).
   TempPath dir;
   std::filesystem::create_directories(dir.str());
   {
@@ -125,12 +126,37 @@ TEST(CrsyncdCliTest, MistakesAreNamedPrecisely) {
     precious << "precious";
   }
   out = RunCrsyncd("demo --replicas 2 --writes 2 --dir " + dir.str(), &code);
-  EXPECT_NE(out.find("replica1.db exists and is not an SQLite database"), std::string::npos) << out;
+  EXPECT_NE(out.find("replica1.db exists and is not a database a demo made"), std::string::npos)
+      << out;
   EXPECT_EQ(code, 1);
   std::ifstream kept(dir.str() + "/replica1.db");
   std::string text((std::istreambuf_iterator<char>(kept)), std::istreambuf_iterator<char>());
   EXPECT_EQ(text, "precious");
+  std::filesystem::remove(dir.str() + "/replica1.db");
+  {
+    TestDb own(dir.str() + "/replica0.db");
+    own.Exec("CREATE TABLE mine(a); INSERT INTO mine VALUES ('precious')");
+  }
+  out = RunCrsyncd("demo --replicas 2 --writes 2 --dir " + dir.str(), &code);
+  EXPECT_NE(out.find("replica0.db exists and is not a database a demo made"), std::string::npos)
+      << out;
+  EXPECT_EQ(code, 1);
+  {
+    TestDb own(dir.str() + "/replica0.db");
+    EXPECT_EQ(own.One("SELECT a FROM mine"), "'precious'");
+  }
+  // A demo's own databases are replaced by the next run.
+  std::filesystem::remove(dir.str() + "/replica0.db");
+  for (int run = 0; run < 2; ++run) {
+    out = RunCrsyncd("demo --replicas 2 --writes 2 --dir " + dir.str(), &code);
+    EXPECT_EQ(code, 0) << "run " << run << ": " << out;
+  }
   std::filesystem::remove_all(dir.str());
+  // A --dir whose parent does not exist is not made, with its parents.
+  out = RunCrsyncd("demo --dir " + dir.str() + "/no/such", &code);
+  EXPECT_NE(out.find("cannot create directory " + dir.str() + "/no/such"), std::string::npos) << out;
+  EXPECT_EQ(code, 1);
+  EXPECT_FALSE(std::filesystem::exists(dir.str()));
   // A config "file" that is a directory cannot be read; it is not empty.
   out = RunCrsyncd("run --config /tmp", &code);
   EXPECT_NE(out.find("cannot read config /tmp: Is a directory"), std::string::npos) << out;
