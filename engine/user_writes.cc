@@ -4,6 +4,7 @@
 #include <string>
 
 #include "engine/packed.h"
+#include "engine/recorder.h"
 
 namespace crsync {
 namespace {
@@ -70,10 +71,18 @@ Status WriteUserRowStatements(ConnEngine* e, Crr* crr, const std::vector<Value>&
   return StepToEnd(db, st);
 }
 
-}  // namespace
+// A write refused by the guard trigger of an alter open on another
+// connection is this database's condition, to pass when the alter ends,
+// not a fault of the change (the sidecar reports it as such: Error 4).
+Status GuardAsPrecondition(ConnEngine* e, Crr* crr, Status s) {
+  if (s.ok() || e->open_alters().count(crr->name())) return s;
+  bool guarded = false;
+  if (!AlterGuardStands(e->db(), crr->name(), &guarded).ok() || !guarded) return s;
+  return Status::FailedPrecondition(s.message());
+}
 
-Status WriteUserRow(ConnEngine* e, Crr* crr, const std::vector<Value>& pk, std::string_view key,
-                    const RowWrite& w, std::vector<int>* slots) {
+Status WriteOneUserRow(ConnEngine* e, Crr* crr, const std::vector<Value>& pk,
+                           std::string_view key, const RowWrite& w, std::vector<int>* slots) {
   struct OneRow final : ConnEngine::MergingRows {
     OneRow(int64_t id, std::string_view k) : crr_id(id), key(k) {}
     bool Holds(int64_t id, std::string_view k) const override { return id == crr_id && k == key; }
@@ -105,6 +114,13 @@ Status WriteUserRow(ConnEngine* e, Crr* crr, const std::vector<Value>& pk, std::
     crr->FailPending(s);
   }
   return s;
+}
+
+}  // namespace
+
+Status WriteUserRow(ConnEngine* e, Crr* crr, const std::vector<Value>& pk, std::string_view key,
+                    const RowWrite& w, std::vector<int>* slots) {
+  return GuardAsPrecondition(e, crr, WriteOneUserRow(e, crr, pk, key, w, slots));
 }
 
 Status UserWriter::CrrOf(const MetaBatch::HeldUserWrite& w, Crr** out) {

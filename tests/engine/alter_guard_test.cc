@@ -213,5 +213,34 @@ TEST(UnrecordedAlterTest, AnUnrecordedAlterElsewhereStopsWritesHere) {
   EXPECT_EQ(a.Query("SELECT * FROM t"), (Rows{{"1", "'b1'", "'c0'", "NULL"}}));
 }
 
+// A merge refused by the guard of an alter open elsewhere, with no column
+// changed yet, is this database's condition (kFailedPrecondition: the
+// sidecar reports Error 4 and tries again), not a bad change: it was
+// reported as the latter, blaming the peer that sent it.
+TEST(OpenAlterGuardTest, AMergeRefusedByTheGuardIsAPrecondition) {
+  TempPath path;
+  TestDb a(path.str()), b(path.str());
+  a.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, b, c); SELECT crsql_as_crr('t');"
+         "INSERT INTO t VALUES (1, 'b1', 'c1');"
+         "BEGIN; SELECT crsql_begin_alter('t'); COMMIT;");
+  std::unique_ptr<ChangeApplier> applier;
+  ASSERT_OK(ChangeApplier::Open(b.get(), &applier));
+  std::vector<Change> batch;
+  for (int i = 0; i < 12; ++i) {  // a bulk run first, then row by row
+    batch.push_back(TextChange("t", SmallIntPk(i + 1), "b", "x" + std::to_string(i), 9, 7,
+                               std::string(16, 'x')));
+  }
+  for (size_t n : {size_t{1}, batch.size()}) {
+    SCOPED_TRACE(n);
+    Status s = applier->Apply(std::vector<Change>(batch.begin(), batch.begin() + n), 0, nullptr);
+    EXPECT_EQ(s.code(), Status::Code::kFailedPrecondition) << s.ToString();
+    EXPECT_THAT(s.message(), HasSubstr("t is being altered"));
+  }
+  EXPECT_EQ(b.Query("SELECT * FROM t"), (Rows{{"1", "'b1'", "'c1'"}}));
+  a.Exec("SELECT crsql_commit_alter('t')");
+  EXPECT_OK(applier->Apply(batch, 0, nullptr));
+  EXPECT_EQ(b.Int("SELECT count(*) FROM t"), 12);
+}
+
 }  // namespace
 }  // namespace crsync
