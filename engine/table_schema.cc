@@ -5,6 +5,7 @@
 #include <map>
 
 #include "crsync/sqlite_handles.h"
+#include "engine/recorder.h"
 
 namespace crsync {
 namespace {
@@ -149,6 +150,21 @@ Status CheckCrrEligible(sqlite3* db, const TableSchema& schema) {
         "crsql - table " + t + " has " + std::to_string(schema.cols.size()) +
         " columns besides its " + std::to_string(schema.pk_cols.size()) +
         "-column primary key; a CRR can have at most 255 of each");
+  }
+  // The update trigger passes each key column's old and new value, and the
+  // other columns' values (or, past SQLite's cap on a call's arguments, a
+  // mask per kDiffChunk of them): that call must fit the cap.
+  const size_t npk = schema.pk_cols.size(), ncol = schema.cols.size();
+  if (DiffMaskedUpdates(npk, ncol)) {
+    const size_t masks = (ncol + kDiffChunk - 1) / kDiffChunk;
+    if (1 + 2 * npk + masks > kMaxFunctionArgs) {
+      return Status::InvalidArgument(
+          "crsql - table " + t + " has a " + std::to_string(npk) +
+          "-column primary key: crsync's update trigger passes each key column's old and new "
+          "value to one function, which SQLite limits to " + std::to_string(kMaxFunctionArgs) +
+          " arguments, so with " + std::to_string(ncol) + " other columns a CRR can have at most " +
+          std::to_string((kMaxFunctionArgs - 1 - masks) / 2) + " key columns");
+    }
   }
   // E2: no UNIQUE index other than the primary key.
   StmtPtr idx;
