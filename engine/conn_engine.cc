@@ -473,6 +473,13 @@ Status ConnEngine::CommittedDbVersion(int64_t* out) {
 
 Status ConnEngine::LocalDbVersion(int64_t* out) { return NextDbVersion(0, out); }
 
+Status DbVersionExhausted() {
+  return Status::Sqlite(SQLITE_FULL, "crsql - db_version is exhausted: the next would pass " +
+                                         std::to_string(kMaxChangeVersion) +
+                                         ", which no peer accepts (a peer sent a change at that "
+                                         "limit, or crsql_next_db_version asked for more)");
+}
+
 Status ConnEngine::NextDbVersion(int64_t floor, int64_t* out) {
   if (pending_ != 0 && floor <= pending_) {  // hot path: the transaction has its version
     *out = pending_;
@@ -483,12 +490,7 @@ Status ConnEngine::NextDbVersion(int64_t floor, int64_t* out) {
   int64_t committed;
   CRSYNC_RETURN_IF_ERROR(CommittedDbVersion(&committed));
   // A version past kMaxChangeVersion reaches no peer (merges refuse it).
-  if (committed >= kMaxChangeVersion || floor > kMaxChangeVersion) {
-    return Status::Sqlite(SQLITE_FULL, "crsql - db_version is exhausted: the next would pass " +
-                                           std::to_string(kMaxChangeVersion) +
-                                           ", which no peer accepts (a peer sent a change at "
-                                           "that limit, or crsql_next_db_version asked for more)");
-  }
+  if (committed >= kMaxChangeVersion || floor > kMaxChangeVersion) return DbVersionExhausted();
   pending_ = std::max({committed + 1, pending_, floor});
   if (txn_first_ == 0) txn_first_ = pending_;
   *out = pending_;

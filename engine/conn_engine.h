@@ -30,6 +30,9 @@ namespace crsync {
 
 constexpr size_t kSiteIdLen = 16;
 
+// The error of a db_version past kMaxChangeVersion, which no peer accepts.
+Status DbVersionExhausted();
+
 class ConnEngine {
  public:
   // Creates the bookkeeping tables when missing (and the db is writable),

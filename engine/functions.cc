@@ -76,6 +76,7 @@ void NextDbVersion(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
       if (!s.ok()) return ResultStatus(ctx, s);
     } else {
       v = std::max(committed + 1, floor);
+      if (v > kMaxChangeVersion) return ResultStatus(ctx, DbVersionExhausted());
     }
     sqlite3_result_int64(ctx, v);
   });

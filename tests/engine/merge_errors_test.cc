@@ -137,11 +137,22 @@ TEST_F(MergeErrorsTest, VersionsAtTheLimitMergeAndLocalWritesNeverPassThem) {
   before = Snapshot();
   EXPECT_THAT(db_.Error("DELETE FROM todo WHERE id = 'y'"), HasSubstr("a clock of todo is exhausted"));
   EXPECT_EQ(Snapshot(), before);
-  // A db_version at the limit: no local write can take a version after it.
+  // Asked for a version past the limit, in or out of a transaction.
+  const std::string over = std::to_string(kMaxChangeVersion + 1);
+  EXPECT_THAT(db_.Error("SELECT crsql_next_db_version(" + over + ")"), HasSubstr("db_version is exhausted"));
+  db_.Exec("BEGIN");
+  EXPECT_THAT(db_.Error("SELECT crsql_next_db_version(" + over + ")"), HasSubstr("db_version is exhausted"));
+  db_.Exec("ROLLBACK");
+  // A db_version at the limit: no local write can take a version after it,
+  // nor can a merge (its records take the next local version, §11.6).
   db_.Exec("INSERT INTO crsql_changes " + kNine + " VALUES ('todo', X'010B0177', 'title', 'w', 1, " +
            max + ", " + kSite + ", 1, 0)");
   before = Snapshot();
   EXPECT_THAT(db_.Error("INSERT INTO todo VALUES ('z', 'new', 3)"),
+              HasSubstr("db_version is exhausted"));
+  EXPECT_THAT(db_.Error("SELECT crsql_next_db_version()"), HasSubstr("db_version is exhausted"));
+  EXPECT_THAT(db_.Error("INSERT INTO crsql_changes VALUES ('todo', X'010B0176', 'title', 'v', 1, 5, " +
+                        std::string(kSite) + ")"),
               HasSubstr("db_version is exhausted"));
   EXPECT_EQ(Snapshot(), before);
   EXPECT_EQ(db_.One("SELECT min(col_version) > 0 AND min(db_version) > 0 AND min(cl) > 0 AND "
