@@ -545,37 +545,54 @@ void ConnEngine::TransactionRolledBack() noexcept {
   config_stale_ = true;  // a crsql_config_set may have been undone
 }
 
+Status ConnEngine::CheckReservedNames() {
+  // crsync's eponymous tables and table-valued functions, which its own
+  // statements name: a table or view of such a name in main or temp hides
+  // it (SQLite looks for tables first), and those statements would fail
+  // (or, for crsync_capture, insert into the user's table) much later.
+  StmtPtr st;
+  CRSYNC_RETURN_IF_ERROR(Prepare(
+      db_,
+      "SELECT name, 'main' FROM main.sqlite_schema WHERE type IN ('table', 'view') AND name IN "
+      "(?1, ?2, ?3, ?4, ?5) COLLATE NOCASE UNION ALL SELECT name, 'temp' FROM temp.sqlite_schema "
+      "WHERE type IN ('table', 'view') AND name IN (?1, ?2, ?3, ?4, ?5) COLLATE NOCASE LIMIT 1",
+      &st));
+  static const char* const kNames[] = {"crsync_capture", "crsync_rowbuf", "crsync_valbuf",
+                                       "crsync_meta_runs", "crsql_changes"};
+  for (int i = 0; i < 5; ++i) sqlite3_bind_text(st.get(), i + 1, kNames[i], -1, SQLITE_STATIC);
+  const int rc = sqlite3_step(st.get());
+  if (rc == SQLITE_DONE) return Status::OK();
+  if (rc != SQLITE_ROW) return SqliteError(db_, rc);
+  return Status::FailedPrecondition(
+      std::string("crsql - a table named ") +
+      reinterpret_cast<const char*>(sqlite3_column_text(st.get(), 0)) + " (in " +
+      reinterpret_cast<const char*>(sqlite3_column_text(st.get(), 1)) +
+      ") hides crsync's internal table of that name, so CRR writes cannot be recorded; rename "
+      "or drop it (names beginning with crsync_ or crsql_ are reserved)");
+}
+
 Status ConnEngine::JoinCapture() {
-  if (capture_joined_) return Status::OK();
+  if (capture_joined_) return names_checked_ ? Status::OK() : CheckReservedNames();
   Status s = capture_join_ ? Status::OK()
                            : Prepare(db_, "INSERT INTO crsync_capture VALUES (NULL)",
                                      &capture_join_, SQLITE_PREPARE_PERSISTENT);
   if (s.ok()) s = StepToEnd(db_, capture_join_.get());
   if (!s.ok() || !capture_joined_) {
-    // A table of that name hides the eponymous one (SQLite looks for
-    // tables first): say so, as nothing else would.
-    bool hidden = false;
-    for (const char* schema : {"main", "temp"}) {
-      hidden = hidden || sqlite3_table_column_metadata(db_, schema, "crsync_capture", nullptr,
-                                                       nullptr, nullptr, nullptr, nullptr,
-                                                       nullptr) == SQLITE_OK;
-    }
-    if (hidden) {
-      return Status::FailedPrecondition(
-          "crsql - a table named crsync_capture hides crsync's internal table of that name, "
-          "so no write of a CRR can be recorded; rename or drop it (names beginning with "
-          "crsync_ are reserved)");
-    }
+    CRSYNC_RETURN_IF_ERROR(CheckReservedNames());  // say so, as nothing else would
     CRSYNC_RETURN_IF_ERROR(s);
     return Status::Corruption("crsql - the capture table did not join");
   }
   // The statement is prepared again after any schema change (this
   // connection's own ALTER TABLE too, which moves no data_version): the
-  // CRRs then check their tables' shapes again (Crr::CheckShape).
+  // CRRs then check their tables' shapes again (Crr::CheckShape), and the
+  // reserved names are checked again (first: at the first join).
   const int prepares = sqlite3_stmt_status(capture_join_.get(), SQLITE_STMTSTATUS_REPREPARE, 0);
-  if (prepares != capture_join_prepares_) {
+  if (prepares != capture_join_prepares_ || !names_checked_) {
     capture_join_prepares_ = prepares;
     catalog_.TablesMayHaveChanged();
+    names_checked_ = false;
+    CRSYNC_RETURN_IF_ERROR(CheckReservedNames());
+    names_checked_ = true;
   }
   return Status::OK();
 }

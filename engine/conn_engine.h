@@ -179,7 +179,8 @@ class ConnEngine {
   // last) and are left to it.
   void TransactionCommitted() noexcept;
   void TransactionRolledBack() noexcept;
-  // Makes the capture table join the current transaction, once.
+  // Makes the capture table join the current transaction, once. Fails,
+  // naming it, while a table hides one of crsync's eponymous tables.
   Status JoinCapture();
   // Stores everything this transaction holds back: the rows merges write
   // behind (Crr::StoreMeta with defer, which come first: a merge stores the
@@ -262,6 +263,7 @@ class ConnEngine {
   Status WriteBootstrap();
   bool HasClockAlias() const;
   Status CheckTriggerTokenSlow(int64_t token, int64_t* crr_id);
+  Status CheckReservedNames();
   // Reads (and, writable and missing, records) this database's trigger tag.
   Status LoadTriggerTag(bool readonly);
   Status CheckMetaFormat(bool readonly);
@@ -333,6 +335,7 @@ class ConnEngine {
   MetaBatch local_batch_;
   StmtPtr capture_join_;
   int capture_join_prepares_ = 0;  // its SQLITE_STMTSTATUS_REPREPARE, last seen
+  bool names_checked_ = false;     // CheckReservedNames passed at that prepare
 };
 
 // A merge's user-table write: sets the connection's sync bit for the
