@@ -199,7 +199,9 @@ Status ConnEngine::LoadTriggerTag(bool readonly) {
     // main's; so do the ones made until a tag can be recorded.
     trigger_tag_ = 0;
     bare_trigger_ids_ = true;
-    if (readonly || attempt > 0) return Status::OK();
+    // Recorded in a transaction of its own only: one of the caller's could
+    // roll it back under triggers made with it.
+    if (readonly || attempt > 0 || !sqlite3_get_autocommit(db_)) return Status::OK();
     st.reset();
     // A database made before tags: recorded now (several connections may
     // do it at once: the first stays). 30 bits keep the token positive.

@@ -24,7 +24,8 @@ int Init(sqlite3* db, char** err_msg) {
   std::unique_ptr<ConnEngine> engine;
   Status s = ConnEngine::Open(db, &engine);
   if (!s.ok()) {
-    SetErr(err_msg, "crsync: " + s.message());
+    // (Messages that name crsync already are not prefixed twice.)
+    SetErr(err_msg, s.message().rfind("crsync: ", 0) == 0 ? s.message() : "crsync: " + s.message());
     return s.sqlite_code();
   }
   ConnEngine* e = engine.release();  // owned by crsync_internal_state from here

@@ -205,7 +205,10 @@ int Status(const std::string& db_path) {
                 backlog.c_str());
     ++shown;
   }
-  if (shown == 0) std::printf("(no peers: no crsyncd has synced this database yet)\n");
+  if (shown == 0) {
+    std::printf("(no peers: no crsyncd has synced this database yet, or their cursors were "
+                "forgotten)\n");
+  }
   // Cursors under other tags are the application's own (INSERT INTO
   // crsql_changes with another tag, 0 by default): said, not listed.
   crsync::StmtPtr others;

@@ -133,6 +133,7 @@ TEST(BootstrapTest, RefusesCrrsWrittenInAnotherMetadataFormat) {
   EXPECT_NE(crsync_engine_init(raw.get(), &err), SQLITE_OK);
   ASSERT_NE(err, nullptr);
   EXPECT_THAT(err, HasSubstr("metadata is in format 1 but this build of crsync reads format 3"));
+  EXPECT_THAT(err, ::testing::StartsWith("crsync: this database's"));  // not "crsync: crsync: "
   sqlite3_free(err);
   // Nothing was written: the database still has no format recorded.
   EXPECT_OK(Exec(raw.get(), "SELECT 1"));

@@ -276,7 +276,9 @@ TEST(CrsyncdCliTest, StatusOfADatabaseWithoutPeersSaysSo) {
   int code;
   std::string out = RunCrsyncd("status --db " + path.str(), &code);
   EXPECT_EQ(code, 0) << out;
-  EXPECT_NE(out.find("(no peers: no crsyncd has synced this database yet)"), std::string::npos)
+  EXPECT_NE(out.find("(no peers: no crsyncd has synced this database yet, or their cursors were "
+                     "forgotten)"),
+            std::string::npos)
       << out;
   EXPECT_EQ(out.find("other tags"), std::string::npos) << out;
 }
