@@ -503,7 +503,9 @@ Status CommitAlter(ConnEngine* e, const std::string& table) {
     CRSYNC_RETURN_IF_ERROR(e->catalog().Refresh(true));
     Crr* fresh = e->catalog().ByName(name);
     if (!fresh) return Status::Corruption("CRR vanished during the alter");
-    return InstallRecorderTriggers(db, *fresh, e->trigger_tag(), "crsql_commit_alter(" + name + ")");
+    int64_t tag;
+    CRSYNC_RETURN_IF_ERROR(e->TagForTriggers(&tag));
+    return InstallRecorderTriggers(db, *fresh, tag, "crsql_commit_alter(" + name + ")");
   };
   Status s = body();
   e->catalog().Invalidate();

@@ -46,7 +46,9 @@ class ConnEngine {
   const std::string& site_id() const { return site_id_; }
   // The tag this database's recording triggers pass in their token
   // (recorder.h: TriggerToken); 0 until one could be recorded.
-  int64_t trigger_tag() const { return trigger_tag_; }
+  // The tag for recording triggers made now, read (and recorded if
+  // missing) in the current transaction, which must be a write one.
+  Status TagForTriggers(int64_t* tag);
   // The CRR id in the token a recording trigger passed, or an error when
   // the trigger is another database's (CrrIdOfToken).
   Status CheckTriggerToken(int64_t token, int64_t* crr_id) {
@@ -263,9 +265,13 @@ class ConnEngine {
   Status WriteBootstrap();
   bool HasClockAlias() const;
   Status CheckTriggerTokenSlow(int64_t token, int64_t* crr_id);
+  // Whether the connection's schemas (names and files) are those seen at
+  // the last call; records them.
+  bool SameSchemas();
   Status CheckReservedNames();
-  // Reads (and, writable and missing, records) this database's trigger tag.
-  Status LoadTriggerTag(bool readonly);
+  // Reads this database's trigger tag; when it has none and `record`,
+  // records one (in the current transaction, or one of its own).
+  Status LoadTriggerTag(bool record);
   Status CheckMetaFormat(bool readonly);
   Status LoadSites();
   // The ordinal crsql_site_id holds for `site`, -1 when none.
@@ -336,6 +342,7 @@ class ConnEngine {
   StmtPtr capture_join_;
   int capture_join_prepares_ = 0;  // its SQLITE_STMTSTATUS_REPREPARE, last seen
   bool names_checked_ = false;     // CheckReservedNames passed at that prepare
+  std::string schemas_seen_;       // SameSchemas: the schemas then
 };
 
 // A merge's user-table write: sets the connection's sync bit for the

@@ -231,8 +231,10 @@ Status AsCrr(ConnEngine* e, const std::string& table) {
     CRSYNC_RETURN_IF_ERROR(e->catalog().Refresh(true));
     Crr* crr = e->catalog().ByName(schema.name);
     if (!crr) return Status::Corruption("crsql - CRR vanished while being created");
+    int64_t tag;
+    CRSYNC_RETURN_IF_ERROR(e->TagForTriggers(&tag));
     CRSYNC_RETURN_IF_ERROR(
-        InstallRecorderTriggers(db, *crr, e->trigger_tag(), "crsql_as_crr(" + crr->name() + ")"));
+        InstallRecorderTriggers(db, *crr, tag, "crsql_as_crr(" + crr->name() + ")"));
     e->CatalogChanged();
     return Backfill(e, crr);
   });

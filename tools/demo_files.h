@@ -44,14 +44,23 @@ inline std::string PrepareDemoDir(const std::string& dir, const std::vector<std:
   if (ec) return "cannot create directory " + dir + ": " + ec.message();
   if (!std::filesystem::is_directory(dir, ec)) return dir + " is not a directory";
   for (const std::string& db : dbs) {
-    if (std::filesystem::exists(db, ec) &&
-        (!std::filesystem::is_regular_file(db, ec) || !IsDemoDatabase(db))) {
-      return db + " exists and is not a database a demo made; the demo replaces only its own "
-             "databases (choose another --dir)";
+    if (std::filesystem::exists(db, ec)) {
+      if (!std::filesystem::is_regular_file(db, ec) || !IsDemoDatabase(db)) {
+        return db + " exists and is not a database a demo made; the demo replaces only its own "
+               "databases (choose another --dir)";
+      }
+      continue;
+    }
+    // Side files without their database: nothing says whose they are.
+    for (const char* suffix : {"-wal", "-shm", "-crsync", "-journal"}) {
+      if (std::filesystem::exists(db + suffix, ec)) {
+        return db + suffix + " exists without " + db + "; the demo replaces only its own "
+               "databases (choose another --dir)";
+      }
     }
   }
   for (const std::string& db : dbs) {
-    for (const char* suffix : {"", "-wal", "-shm", "-crsync"}) {
+    for (const char* suffix : {"", "-wal", "-shm", "-crsync", "-journal"}) {
       std::filesystem::remove(db + suffix, ec);
       if (ec) return "cannot remove " + db + suffix + ": " + ec.message();
     }

@@ -45,6 +45,30 @@ TEST(AttachedCrr, WritesThroughAnAttachmentAreRefusedAndChangeNothing) {
   EXPECT_EQ(db.One("SELECT val FROM crsql_changes WHERE cid = 'name'"), "'bob'");
 }
 
+// A copy of main (VACUUM INTO, a backup) has main's tag: its triggers'
+// tokens would name main's CRRs. While one is attached, CRR writes are
+// refused, naming it (before, they went into main's metadata).
+TEST(AttachedCrr, ACopyOfMainAttachedStopsCrrWritesUntilDetached) {
+  TempPath main_path, copy_path;
+  TestDb db(main_path.str());
+  db.Exec("CREATE TABLE t(id INTEGER PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t');"
+          "INSERT INTO t VALUES (1, 'main row')");
+  db.Exec("VACUUM INTO '" + copy_path.str() + "'");
+  db.Exec("ATTACH '" + copy_path.str() + "' AS copy");
+  const Rows before = db.Query("SELECT pk, cid, val, col_version FROM crsql_changes");
+  for (const char* write : {"INSERT INTO copy.t VALUES (42, 'x')", "DELETE FROM copy.t WHERE id = 1",
+                            "INSERT INTO main.t VALUES (2, 'two')"}) {
+    SCOPED_TRACE(write);
+    EXPECT_THAT(db.Error(write), HasSubstr("the database attached as copy has CRRs whose writes "
+                                           "this connection cannot tell from main's (it is a "
+                                           "copy of main)"));
+  }
+  EXPECT_EQ(db.Query("SELECT pk, cid, val, col_version FROM crsql_changes"), before);
+  db.Exec("DETACH copy");
+  db.Exec("INSERT INTO main.t VALUES (2, 'two')");
+  EXPECT_EQ(db.Int("SELECT count(*) FROM crsql_changes"), 2);
+}
+
 TEST(AttachedCrr, ATableOfTheSameNameInMainKeepsRecording) {
   TempPath main_path, aux_path;
   {
@@ -118,19 +142,34 @@ TEST(ReservedNames, AreRefusedOrNamedInTheError) {
   }
   // The table-valued functions the bulk paths use (which used to fail only
   // at the COMMIT of a transaction of 8 writes or more), and crsql_changes.
-  for (const char* hide : {"CREATE TABLE crsync_rowbuf(x)", "CREATE VIEW crsync_valbuf AS SELECT 1",
-                           "CREATE TEMP TABLE crsync_meta_runs(x)", "CREATE TABLE crsql_changes(x)"}) {
+  // Any case: SQLite's names are case-insensitive.
+  const std::pair<const char*, const char*> kHiders[] = {
+      {"CREATE TABLE Crsync_Rowbuf(x)", "DROP TABLE Crsync_Rowbuf"},
+      {"CREATE VIEW crsync_valbuf AS SELECT 1", "DROP VIEW crsync_valbuf"},
+      {"CREATE TEMP TABLE crsync_meta_runs(x)", "DROP TABLE crsync_meta_runs"},
+      {"CREATE TABLE CRSQL_changes(x)", "DROP TABLE CRSQL_changes"}};
+  for (const auto& [hide, unhide] : kHiders) {
     SCOPED_TRACE(hide);
     db.Exec(hide);
-    const std::string name = std::string(hide).substr(std::string(hide).find("crs")).substr(0, 16);
     EXPECT_THAT(db.Error("INSERT INTO t VALUES (2, 'two')"), HasSubstr("hides crsync's internal table"));
     db.Exec("BEGIN");
     EXPECT_THAT(db.Error("INSERT INTO t VALUES (2, 'two')"), HasSubstr("hides crsync's internal table"));
     db.Exec("ROLLBACK");
-    db.Exec(std::string(hide).find("VIEW") != std::string::npos ? "DROP VIEW crsync_valbuf"
-                                                                  : "DROP TABLE " + name.substr(0, name.find('(')));
+    db.Exec(unhide);
     db.Exec("INSERT INTO t VALUES (2, 'two'); DELETE FROM t WHERE id = 2");
   }
+  // In an attached database too: SQLite looks an unqualified name up in
+  // every schema.
+  TempPath aux;
+  {
+    TestDb other(aux.str());
+    other.Exec("CREATE TABLE crsync_rowbuf(x)");
+  }
+  db.Exec("ATTACH '" + aux.str() + "' AS aux");
+  EXPECT_THAT(db.Error("INSERT INTO t VALUES (2, 'two')"),
+              HasSubstr("a table named crsync_rowbuf (in aux) hides"));
+  db.Exec("DETACH aux");
+  db.Exec("INSERT INTO t VALUES (2, 'two'); DELETE FROM t WHERE id = 2");
   db.Exec("INSERT INTO t VALUES (1, 'one')");
   EXPECT_EQ(db.Query("SELECT pk, val FROM crsql_changes WHERE cid = 'v'"), (Rows{{"X'010901'", "'one'"}}));
 }
@@ -173,6 +212,13 @@ TEST(TriggerTag, SurvivesANewSiteIdAndARestoreIntoAnOpenConnection) {
     db.Exec("INSERT INTO t VALUES (3, 'three')");
     EXPECT_EQ(db.One("SELECT val FROM crsql_changes WHERE pk = X'010903'"), "'three'");
   }
+  // A CRR made right after such a restore takes the file's tag, not the
+  // one this connection read at open: other connections record it too.
+  db.Exec("CREATE TABLE u(id INTEGER PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('u')");
+  TestDb other(path.str());
+  other.Exec("INSERT INTO u VALUES (1, 'other')");
+  db.Exec("INSERT INTO u VALUES (2, 'same')");
+  EXPECT_EQ(other.Int("SELECT count(*) FROM crsql_changes WHERE \"table\" = 'u'"), 2);
 }
 
 // A database made before the tag existed has triggers passing bare ids.

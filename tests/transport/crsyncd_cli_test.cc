@@ -145,8 +145,15 @@ TEST(CrsyncdCliTest, MistakesAreNamedPrecisely) {
     TestDb own(dir.str() + "/replica0.db");
     EXPECT_EQ(own.One("SELECT a FROM mine"), "'precious'");
   }
-  // A demo's own databases are replaced by the next run.
+  // Nor is a side file whose database is missing.
   std::filesystem::remove(dir.str() + "/replica0.db");
+  { std::ofstream wal(dir.str() + "/replica0.db-wal"); wal << "someone's"; }
+  out = RunCrsyncd("demo --replicas 2 --writes 2 --dir " + dir.str(), &code);
+  EXPECT_NE(out.find("replica0.db-wal exists without"), std::string::npos) << out;
+  EXPECT_EQ(code, 1);
+  EXPECT_TRUE(std::filesystem::exists(dir.str() + "/replica0.db-wal"));
+  std::filesystem::remove(dir.str() + "/replica0.db-wal");
+  // A demo's own databases are replaced by the next run.
   for (int run = 0; run < 2; ++run) {
     out = RunCrsyncd("demo --replicas 2 --writes 2 --dir " + dir.str(), &code);
     EXPECT_EQ(code, 0) << "run " << run << ": " << out;
