@@ -205,13 +205,27 @@ Status AsCrr(ConnEngine* e, const std::string& table) {
   TableSchema schema;
   CRSYNC_RETURN_IF_ERROR(LoadTableSchema(db, table, &schema));
   CRSYNC_RETURN_IF_ERROR(CheckCrrEligible(db, schema));
-  CRSYNC_RETURN_IF_ERROR(CheckInternalNamesFree(db, schema.name));
 
+  bool made_elsewhere = false;
   Status s = InSavepoint(db, "crsync_as_crr", [&]() -> Status {
     // Joined (inside the savepoint, which holds the transaction open) so
     // that a ROLLBACK TO undoing the conversion reaches the engine: the
     // catalog is cached against a schema version that goes back then.
     CRSYNC_RETURN_IF_ERROR(JoinForCatalogChange(e));
+    // The catalog above was read before this write transaction: another
+    // connection may have converted the table since (several processes
+    // running the same setup). Then this call is the idempotent one.
+    StmtPtr known;
+    CRSYNC_RETURN_IF_ERROR(Prepare(
+        db, "SELECT 1 FROM main.crsync_crrs WHERE name = ?1 COLLATE NOCASE", &known));
+    sqlite3_bind_text(known.get(), 1, schema.name.data(), static_cast<int>(schema.name.size()),
+                      SQLITE_STATIC);
+    if (sqlite3_step(known.get()) == SQLITE_ROW) {
+      made_elsewhere = true;
+      return Status::OK();
+    }
+    known.reset();
+    CRSYNC_RETURN_IF_ERROR(CheckInternalNamesFree(db, schema.name));
     StmtPtr ins;
     CRSYNC_RETURN_IF_ERROR(Prepare(db,
                                    "INSERT INTO main.crsync_crrs(id, name, pk_cols, cols) "
@@ -241,6 +255,12 @@ Status AsCrr(ConnEngine* e, const std::string& table) {
   if (!s.ok()) {
     e->catalog().Invalidate();
     e->CatalogChanged();
+  }
+  if (s.ok() && made_elsewhere) {
+    CRSYNC_RETURN_IF_ERROR(e->catalog().Refresh(true));
+    Crr* known = e->catalog().ByName(table);
+    if (!known) return Status::Corruption("crsql - CRR vanished while being created");
+    return known->CheckShape();
   }
   return s;
 }

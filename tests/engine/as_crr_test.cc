@@ -16,7 +16,7 @@ using ::testing::HasSubstr;
 // Processes opening a new database at the same moment all open it, and all
 // get the one site id: only one of them creates it. (Each child writes the
 // id it sees to a pipe, or "error: ..." and exits 1.)
-TEST(BootstrapTest, ProcessesOpeningANewDatabaseAtOnceAgreeOnItsSiteId) {
+TEST(BootstrapTest, ProcessesOpeningANewDatabaseAtOnceAgreeOnItsSiteIdAndTag) {
   constexpr int kKids = 4;
   for (int round = 0; round < 40; ++round) {
     TempPath path;
@@ -39,8 +39,17 @@ TEST(BootstrapTest, ProcessesOpeningANewDatabaseAtOnceAgreeOnItsSiteId) {
         } else if (crsync_engine_init(db, &err) != SQLITE_OK) {
           said = std::string("error: ") + (err ? err : "?");
         } else {
+          // Each also converts the same table (idempotent): one process
+          // must not fail because another converted it since it looked.
+          sqlite3_busy_timeout(db, 20000);
           sqlite3_stmt* st = nullptr;
-          if (sqlite3_prepare_v2(db, "SELECT hex(crsql_site_id())", -1, &st, nullptr) == SQLITE_OK &&
+          if (sqlite3_exec(db, "CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY NOT NULL, v);"
+                               "SELECT crsql_as_crr('t'); INSERT INTO t VALUES (NULL, 1)",
+                           nullptr, nullptr, nullptr) == SQLITE_OK &&
+              sqlite3_prepare_v2(db,
+                                 "SELECT hex(crsql_site_id()) || ' ' || (SELECT value FROM "
+                                 "crsql_master WHERE key = 'crsync_trigger_tag')",
+                                 -1, &st, nullptr) == SQLITE_OK &&
               sqlite3_step(st) == SQLITE_ROW) {
             said = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
           } else {
@@ -71,7 +80,7 @@ TEST(BootstrapTest, ProcessesOpeningANewDatabaseAtOnceAgreeOnItsSiteId) {
       ids.push_back(all.substr(at, nl - at));
     ASSERT_EQ(ids.size(), static_cast<size_t>(kKids)) << all;
     for (const std::string& id : ids) {
-      EXPECT_EQ(id.size(), 32u) << id;
+      EXPECT_GT(id.size(), 33u) << id;  // site id and trigger tag
       EXPECT_EQ(id, ids[0]) << "round " << round;
     }
     if (HasFailure()) return;
