@@ -621,11 +621,12 @@ Status ConnEngine::CheckReservedNames() {
 }
 
 bool ConnEngine::SameSchemas() {
-  // Each schema's name and file, as "name\0file\0", checked once per write
-  // transaction (a handful of short compares).
+  // The attached schemas (main and temp, 0 and 1, are always there), each
+  // as "name\0file\0", checked once per write transaction: with nothing
+  // attached, one call.
   size_t at = 0;
   bool same = true;
-  for (int i = 0;; ++i) {
+  for (int i = 2;; ++i) {
     const char* name = sqlite3_db_name(db_, i);
     if (!name) break;
     const char* file = sqlite3_db_filename(db_, name);
