@@ -563,88 +563,32 @@ void ConnEngine::TransactionRolledBack() noexcept {
 }
 
 Status ConnEngine::CheckReservedNames() {
-  StmtPtr dbs;
-  CRSYNC_RETURN_IF_ERROR(Prepare(db_, "SELECT name FROM pragma_database_list", &dbs));
-  int rc;
-  while ((rc = sqlite3_step(dbs.get())) == SQLITE_ROW) {
-    const std::string schema = reinterpret_cast<const char*>(sqlite3_column_text(dbs.get(), 0));
-    const std::string q = QuoteIdent(schema);
-    // crsync's eponymous tables and table-valued functions, which its own
-    // statements name unqualified: a table or view of such a name in any
-    // schema hides it (SQLite looks for tables first), and those
-    // statements would fail (or, for crsync_capture, insert into the
-    // user's table) much later.
-    StmtPtr st;
-    CRSYNC_RETURN_IF_ERROR(Prepare(
-        db_,
-        "SELECT name, (SELECT 1 FROM " + q + ".sqlite_schema WHERE type = 'table' AND name = "
-        "'crsync_crrs') FROM (SELECT NULL AS name UNION ALL SELECT name FROM " + q +
-        ".sqlite_schema WHERE type IN ('table', 'view') AND name COLLATE NOCASE IN "
-        "('crsync_capture', 'crsync_rowbuf', 'crsync_valbuf', 'crsync_meta_runs', "
-        "'crsql_changes')) ORDER BY name IS NULL LIMIT 1",
-        &st));
-    if ((rc = sqlite3_step(st.get())) != SQLITE_ROW) return SqliteError(db_, rc);
-    if (sqlite3_column_type(st.get(), 0) != SQLITE_NULL) {
-      return Status::FailedPrecondition(
-          std::string("crsql - a table named ") +
-          reinterpret_cast<const char*>(sqlite3_column_text(st.get(), 0)) + " (in " + schema +
-          ") hides crsync's internal table of that name, so CRR writes cannot be recorded; "
-          "rename or drop it (names beginning with crsync_ or crsql_ are reserved)");
-    }
-    const bool crsync_db = sqlite3_column_type(st.get(), 1) != SQLITE_NULL;
-    if (!crsync_db || schema == "main" || schema == "temp") continue;
-    // An attached crsync database whose triggers pass tokens this
-    // connection would take as main's: a copy of main (the same tag), or,
-    // while main takes bare ids, one whose triggers may pass bare ids too.
-    CRSYNC_RETURN_IF_ERROR(Prepare(
-        db_,
-        "SELECT EXISTS (SELECT 1 FROM " + q + ".crsync_crrs), "
-        "(SELECT value FROM " + q + ".crsql_master WHERE key = 'crsync_trigger_tag'), "
-        "coalesce((SELECT value FROM " + q + ".crsql_master WHERE key = "
-        "'crsync_bare_trigger_ids'), 1)",
-        &st));
-    if ((rc = sqlite3_step(st.get())) != SQLITE_ROW) return SqliteError(db_, rc);
-    if (sqlite3_column_int(st.get(), 0) == 0) continue;  // no CRR: no trigger
-    const bool same_tag = trigger_tag_ != 0 && sqlite3_column_int64(st.get(), 1) == trigger_tag_;
-    const bool both_bare = bare_trigger_ids_ && sqlite3_column_int64(st.get(), 2) == 1;
-    if (same_tag || both_bare) {
-      return Status::FailedPrecondition(
-          "crsql - the database attached as " + schema + " has CRRs whose writes this "
-          "connection cannot tell from main's (" +
-          (same_tag ? "it is a copy of main" : "both predate crsync's trigger tags") +
-          "), so CRR writes are refused while it is attached: detach it, and write its CRRs "
-          "through a connection that opens it as main");
-    }
-  }
-  if (rc != SQLITE_DONE) return SqliteError(db_, rc);
-  return Status::OK();
-}
-
-bool ConnEngine::SameSchemas() {
-  // The attached schemas (main and temp, 0 and 1, are always there), each
-  // as "name\0file\0", checked once per write transaction: with nothing
-  // attached, one call.
-  size_t at = 0;
-  bool same = true;
-  for (int i = 2;; ++i) {
-    const char* name = sqlite3_db_name(db_, i);
-    if (!name) break;
-    const char* file = sqlite3_db_filename(db_, name);
-    for (const char* part : {name, file ? file : ""}) {
-      const size_t n = std::strlen(part) + 1;
-      if (same && (schemas_seen_.size() < at + n || schemas_seen_.compare(at, n, part, n) != 0)) {
-        same = false;
-        schemas_seen_.resize(at);
-      }
-      if (!same) schemas_seen_.append(part, n);
-      at += n;
-    }
-  }
-  if (schemas_seen_.size() != at) {
-    same = false;
-    schemas_seen_.resize(at);
-  }
-  return same;
+  // crsync's eponymous tables and table-valued functions, which its own
+  // statements name unqualified: a table or view of such a name hides it
+  // (SQLite looks for tables first), and those statements would fail (or,
+  // for crsync_capture, insert into the user's table) much later. Main and
+  // temp only: reading an attached schema here would take its lock for
+  // the rest of the caller's write transaction.
+  StmtPtr st;
+  CRSYNC_RETURN_IF_ERROR(Prepare(
+      db_,
+      "SELECT name, 'main' FROM main.sqlite_schema WHERE type IN ('table', 'view') AND name "
+      "COLLATE NOCASE IN (?1, ?2, ?3, ?4, ?5) UNION ALL SELECT name, 'temp' FROM "
+      "temp.sqlite_schema WHERE type IN ('table', 'view') AND name COLLATE NOCASE IN "
+      "(?1, ?2, ?3, ?4, ?5) LIMIT 1",
+      &st));
+  static const char* const kNames[] = {"crsync_capture", "crsync_rowbuf", "crsync_valbuf",
+                                       "crsync_meta_runs", "crsql_changes"};
+  for (int i = 0; i < 5; ++i) sqlite3_bind_text(st.get(), i + 1, kNames[i], -1, SQLITE_STATIC);
+  const int rc = sqlite3_step(st.get());
+  if (rc == SQLITE_DONE) return Status::OK();
+  if (rc != SQLITE_ROW) return SqliteError(db_, rc);
+  return Status::FailedPrecondition(
+      std::string("crsql - a table named ") +
+      reinterpret_cast<const char*>(sqlite3_column_text(st.get(), 0)) + " (in " +
+      reinterpret_cast<const char*>(sqlite3_column_text(st.get(), 1)) +
+      ") hides crsync's internal table of that name, so CRR writes cannot be recorded; rename "
+      "or drop it (names beginning with crsync_ or crsql_ are reserved)");
 }
 
 Status ConnEngine::JoinCapture() {
@@ -663,8 +607,7 @@ Status ConnEngine::JoinCapture() {
   // CRRs then check their tables' shapes again (Crr::CheckShape), and the
   // reserved names are checked again (first: at the first join).
   const int prepares = sqlite3_stmt_status(capture_join_.get(), SQLITE_STMTSTATUS_REPREPARE, 0);
-  // ATTACH and DETACH re-prepare nothing: the schemas are compared too.
-  if (prepares != capture_join_prepares_ || !names_checked_ || !SameSchemas()) {
+  if (prepares != capture_join_prepares_ || !names_checked_) {
     capture_join_prepares_ = prepares;
     catalog_.TablesMayHaveChanged();
     names_checked_ = false;

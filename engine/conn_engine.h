@@ -265,9 +265,6 @@ class ConnEngine {
   Status WriteBootstrap();
   bool HasClockAlias() const;
   Status CheckTriggerTokenSlow(int64_t token, int64_t* crr_id);
-  // Whether the connection's schemas (names and files) are those seen at
-  // the last call; records them.
-  bool SameSchemas();
   Status CheckReservedNames();
   // Reads this database's trigger tag; when it has none and `record`,
   // records one (in the current transaction, or one of its own).
@@ -342,7 +339,6 @@ class ConnEngine {
   StmtPtr capture_join_;
   int capture_join_prepares_ = 0;  // its SQLITE_STMTSTATUS_REPREPARE, last seen
   bool names_checked_ = false;     // CheckReservedNames passed at that prepare
-  std::string schemas_seen_;       // SameSchemas: the schemas then
 };
 
 // A merge's user-table write: sets the connection's sync bit for the
