@@ -44,7 +44,7 @@ Status JoinForCatalogChange(ConnEngine* e);
 // (kMaxFunctionArgs), it passes instead, per chunk of kDiffChunk columns,
 // crsync_internal_diff(old1, new1, old2, new2, ...): a bit mask of the
 // columns whose value changed.
-// `tag` is this database's trigger tag (ConnEngine::trigger_tag).
+// `tag` is this database's trigger tag (ConnEngine::TagForTriggers).
 std::string RecorderTriggersSql(const Crr& crr, int64_t tag);
 inline constexpr size_t kMaxFunctionArgs = 127;  // SQLITE_MAX_FUNCTION_ARG's default
 inline constexpr size_t kDiffChunk = 63;         // 126 arguments, 63 bits
@@ -83,12 +83,14 @@ Status InstallRecorderTriggers(sqlite3* db, const Crr& crr, int64_t tag,
 
 // The number a CRR's recording triggers pass first: its id in the low 32
 // bits and, above them, the tag of the database the triggers were made in
-// (a random number it records once: ConnEngine::trigger_tag). A database
+// (a random number it records once: ConnEngine::TagForTriggers). A database
 // attached to a connection brings its own CRRs, ids and triggers, which
 // fire on this connection too; the tag tells them from main's, whose ids
 // they would otherwise name (crsync records main's CRRs only). Triggers
 // made before the database had a tag pass a bare id (tag 0).
-inline int64_t TriggerToken(int64_t tag, int64_t crr_id) { return tag * (int64_t{1} << 32) + crr_id; }
+inline int64_t TriggerToken(int64_t tag, int64_t crr_id) {
+  return tag * (int64_t{1} << 32) + crr_id;
+}
 // The CRR id in `token`, when its tag is main's `tag`, or 0 while main
 // may have such triggers (`bare_ids`, or no tag yet); else an error
 // naming the cause (a write through a CRR of an attached database).

@@ -82,7 +82,7 @@ Status GuardAsPrecondition(ConnEngine* e, Crr* crr, Status s) {
 }
 
 Status WriteOneUserRow(ConnEngine* e, Crr* crr, const std::vector<Value>& pk,
-                           std::string_view key, const RowWrite& w, std::vector<int>* slots) {
+                       std::string_view key, const RowWrite& w, std::vector<int>* slots) {
   struct OneRow final : ConnEngine::MergingRows {
     OneRow(int64_t id, std::string_view k) : crr_id(id), key(k) {}
     bool Holds(int64_t id, std::string_view k) const override { return id == crr_id && k == key; }
