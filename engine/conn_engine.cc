@@ -183,6 +183,14 @@ Status ConnEngine::Bootstrap() {
     CRSYNC_RETURN_IF_ERROR(LoadTriggerTag(false));
   }
   CRSYNC_RETURN_IF_ERROR(LoadSites());
+  {
+    StmtPtr enc;
+    CRSYNC_RETURN_IF_ERROR(Prepare(db_, "PRAGMA main.encoding", &enc));
+    if (sqlite3_step(enc.get()) == SQLITE_ROW) {
+      const unsigned char* name = sqlite3_column_text(enc.get(), 0);
+      utf16_ = name && std::strncmp(reinterpret_cast<const char*>(name), "UTF-16", 6) == 0;
+    }
+  }
   ReloadConfig();
   return catalog_.Refresh(true);
 }

@@ -78,6 +78,8 @@ class ConnEngine {
   int64_t PeekSeq() const { return seq_; }
 
   bool sync_bit() const { return sync_bit_; }
+  // Whether main stores text as UTF-16 (PRAGMA encoding, read at open).
+  bool utf16() const { return utf16_; }
   void set_sync_bit(bool on) { sync_bit_ = on; }
   // Whether a merge is writing the user's table right now (SyncBitScope):
   // statements then opened are the merge's own (or its user triggers').
@@ -295,6 +297,7 @@ class ConnEngine {
   int64_t seq_ = 0;
   unsigned data_version_ = ~0u;
   bool sync_bit_ = false;
+  bool utf16_ = false;
   int merge_writes_ = 0;
   std::vector<const MergingRows*> merging_rows_;
   std::map<std::string, OpenAlter> open_alters_;

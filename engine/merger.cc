@@ -55,6 +55,14 @@ Status Merger::Validate(const MergeInput& in, Crr** out, std::vector<Value>* pk_
       return Status::InvalidArgument("crsql - malformed pk for table " + t + ": NULL value for " +
                                      crr->schema().pk_cols[i]);
     }
+    if (v.type == SQLITE_TEXT && e_->utf16() && !SurvivesUtf16(v.bytes)) {
+      // SQLite would store other text (U+FFFD) than the key names: the row
+      // would take a second identity here, and replicas would diverge.
+      return Status::InvalidArgument("crsql - malformed pk for table " + t + ": text for " +
+                                     crr->schema().pk_cols[i] +
+                                     " is not valid UTF-8, which this UTF-16 database cannot "
+                                     "store as sent");
+    }
     if (v.type == SQLITE_FLOAT && std::isnan(v.d)) {
       // SQLite stores a NaN as NULL: the key would name no row (or, for an
       // INTEGER PRIMARY KEY, a new rowid of its choosing).
@@ -113,6 +121,11 @@ Status Merger::ValidateChange(const MergeInput& in, Crr* crr, int* slot) {
             "after crsql_commit_alter");
       }
     }
+  }
+  if (*slot >= 0 && in.val.type == SQLITE_TEXT && e_->utf16() && !SurvivesUtf16(in.val.bytes)) {
+    return Status::InvalidArgument("crsql - the value for " + t() + "." + std::string(in.cid) +
+                                   " is text that is not valid UTF-8, which this UTF-16 database "
+                                   "cannot store as sent (replicas would keep different bytes)");
   }
   if (in.col_version < 0) return Status::InvalidArgument("crsql - col_version must be a non-negative integer");
   if (in.db_version < 0) return Status::InvalidArgument("crsql - db_version must be a non-negative integer");

@@ -262,6 +262,39 @@ Value ApplyAffinity(const Value& v, char affinity) {
   }
 }
 
+bool SurvivesUtf16(std::string_view text) {
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const size_t n = text.size();
+  for (size_t i = 0; i < n;) {
+    const unsigned char c = p[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t len;
+    uint32_t cp, min;
+    if ((c & 0xE0) == 0xC0) {
+      len = 2, cp = c & 0x1F, min = 0x80;
+    } else if ((c & 0xF0) == 0xE0) {
+      len = 3, cp = c & 0x0F, min = 0x800;
+    } else if ((c & 0xF8) == 0xF0) {
+      len = 4, cp = c & 0x07, min = 0x10000;
+    } else {
+      return false;  // a continuation byte, or 0xF8..0xFF
+    }
+    if (n - i < len) return false;
+    for (size_t k = 1; k < len; ++k) {
+      if ((p[i + k] & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (p[i + k] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp & 0xFFFFF800) == 0xD800 || (cp & 0xFFFFFFFE) == 0xFFFE) {
+      return false;
+    }
+    i += len;
+  }
+  return true;
+}
+
 int Value::Compare(const Value& a, const Value& b) { return CompareViews(ViewOf(a), ViewOf(b)); }
 int CompareValues(sqlite3_value* a, sqlite3_value* b) { return CompareViews(ViewOf(a), ViewOf(b)); }
 int CompareValue(sqlite3_value* a, const Value& b) { return CompareViews(ViewOf(a), ViewOf(b)); }

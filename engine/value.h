@@ -49,6 +49,13 @@ char AffinityOf(std::string_view declared_type);
 // under TEXT, integers become reals under REAL; anything else unchanged.
 Value ApplyAffinity(const Value& v, char affinity);
 
+// Whether SQLite stores `text` in a UTF-16 database and reads it back as
+// the same bytes: well-formed UTF-8 (no overlong form, surrogate or code
+// point past U+10FFFF) without U+FFFE/U+FFFF, which SQLite's conversion
+// replaces with U+FFFD (or, for a stray continuation byte, with a Latin-1
+// character).
+bool SurvivesUtf16(std::string_view text);
+
 // §10 comparison of two sqlite3_values, without copying them.
 int CompareValues(sqlite3_value* a, sqlite3_value* b);
 // §10 comparison of an sqlite3_value and a Value.

@@ -1,5 +1,6 @@
 // crr-semantics §11: merging, worked scenarios and cases.
 #include "engine/conn_engine.h"
+#include "tests/change_util.h"
 #include "tests/engine/sync_util.h"
 
 namespace crsync {
@@ -309,6 +310,62 @@ TEST(MergeAffinityTest, ANegativeZeroRealKeyIsTheZeroRow) {
   db.Exec("UPDATE r SET v = 'edited'");
   EXPECT_EQ(db.Query("SELECT hex(pk), val, col_version FROM crsql_changes"),
             (Rows{{"'01020000000000000000'", "'edited'", "6"}}));
+}
+
+// A UTF-16 database stores text that is not valid UTF-8 as other text
+// (U+FFFD, or a Latin-1 character for a stray continuation byte): a key
+// would take a second identity, and a value different bytes than the
+// sender's, for good. Such changes are refused there, naming why; a UTF-8
+// database keeps the bytes, and valid text merges everywhere.
+TEST(MergeEncodingTest, TextAUtf16DatabaseCannotKeepIsRefusedThere) {
+  TempPath path;
+  {
+    DbPtr raw;
+    ASSERT_OK(OpenDb(path.str(), SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr, &raw));
+    ASSERT_OK(Exec(raw.get(), "PRAGMA encoding = 'UTF-16le'; CREATE TABLE first(a)"));
+  }
+  TestDb utf16(path.str()), utf8;
+  ASSERT_EQ(utf16.One("PRAGMA encoding"), "'UTF-16le'");
+  for (TestDb* db : {&utf16, &utf8})
+    db->Exec("CREATE TABLE t (k TEXT PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t')");
+  std::unique_ptr<ChangeApplier> a16, a8;
+  ASSERT_OK(ChangeApplier::Open(utf16.get(), &a16));
+  ASSERT_OK(ChangeApplier::Open(utf8.get(), &a8));
+  const std::string site(16, '\x11');
+  auto key = [](const std::string& text) {  // a packed one-column TEXT key
+    return std::string("\x01\x0b", 2) + static_cast<char>(text.size()) + text;
+  };
+  // Bytes as a peer may send them (the wire carries UTF-8 bytes as they are).
+  const char* const kBad[] = {"\xff" "a", "\xc0\xaf", "\xed\xa0\x80", "\x80", "\xef\xbf\xbf",
+                              "\xf4\x90\x80\x80", "\xe2\x82"};
+  int n = 0;
+  for (const char* bytes : kBad) {
+    SCOPED_TRACE(n);
+    const Change as_key = TextChange("t", key(bytes), "v", "x", 1, 1, site);
+    const Change as_val = TextChange("t", key("k" + std::to_string(n++)), "v", bytes, 1, 1, site);
+    for (const Change& c : {as_key, as_val}) {
+      Status s = a16->Apply({c}, 0, nullptr);
+      EXPECT_THAT(s.message(), HasSubstr("is not valid UTF-8, which this UTF-16 database"));
+      EXPECT_OK(a8->Apply({c}, 0, nullptr));
+    }
+  }
+  EXPECT_EQ(utf16.Int("SELECT count(*) FROM t"), 0);
+  EXPECT_EQ(utf16.Int("SELECT count(*) FROM crsql_changes"), 0);
+  // The SQL form of the key check.
+  EXPECT_THAT(utf16.Error("INSERT INTO crsql_changes VALUES ('t', X'010B02FF61', 'v', 'x', 1, 1, "
+                          "X'11111111111111111111111111111111')"),
+              HasSubstr("malformed pk for table t: text for k is not valid UTF-8"));
+  // Valid text, two to four bytes a character, with a NUL, and U+FFFD itself.
+  for (const char* bytes : {"\xc3\xa9", "\xe6\x97\xa5", "\xf0\x9f\x98\x80", "\xef\xbf\xbd"}) {
+    SCOPED_TRACE(bytes);
+    ASSERT_OK(a16->Apply({TextChange("t", key(bytes), "v", bytes, 1, 1, site)}, 0, nullptr));
+    ASSERT_OK(a8->Apply({TextChange("t", key(bytes), "v", bytes, 1, 1, site)}, 0, nullptr));
+  }
+  // The same keys and values, read back as UTF-8 on both sides.
+  EXPECT_EQ(utf16.Query("SELECT hex(pk), val FROM crsql_changes ORDER BY 1"),
+            utf8.Query("SELECT hex(pk), val FROM crsql_changes WHERE hex(pk) IN ('010B02C3A9', "
+                       "'010B03E697A5', '010B04F09F9880', '010B03EFBFBD') ORDER BY 1"));
+  EXPECT_EQ(utf16.Int("SELECT count(*) FROM crsql_changes"), 4);
 }
 
 // Numeric text out of a double's range converts as SQLite converts it
