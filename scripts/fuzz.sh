@@ -12,6 +12,10 @@
 #   FUZZ_JOBS     ninja -j value (default: ninja's own)
 #   FUZZ_TARGETS  space-separated subset of the targets
 #   FUZZ_TIMEOUT  seconds one input may take before it counts as a hang (20)
+#   FUZZ_SEED     libFuzzer's -seed (default 0: a new random seed each run).
+#                 With a fixed seed a run explores the same inputs in the same
+#                 order, so a shorter run tries a prefix of a longer one: CI
+#                 uses one, and a longer local run with it vouches for CI's.
 #   CRSYNC_FUZZ_STRICT=1  tolerate none of the known open bugs (KnownBug in
 #                 tests/fuzz/fuzz_util.h): their regressions then fail
 # A crashing input is kept (its path is printed): to make it a regression
@@ -22,10 +26,14 @@ cd "$(dirname "$0")/.."
 seconds=${1:-30}
 build=${FUZZ_BUILD:-build-fuzz}
 timeout=${FUZZ_TIMEOUT:-20}
+seed=${FUZZ_SEED:-0}
 targets=(packed_fuzz changes_insert_fuzz frame_fuzz frame_payload_fuzz handshake_fuzz)
 if [ -n "${FUZZ_TARGETS:-}" ]; then read -r -a targets <<<"$FUZZ_TARGETS"; fi
 case $seconds in
   '' | *[!0-9]*) echo "usage: scripts/fuzz.sh [SECONDS_PER_TARGET]" >&2; exit 2 ;;
+esac
+case $seed in
+  '' | *[!0-9]*) echo "scripts/fuzz.sh: FUZZ_SEED must be a number, got '$seed'" >&2; exit 2 ;;
 esac
 
 # The base packages, plus clang and its libFuzzer runtime.
@@ -56,8 +64,8 @@ for t in "${targets[@]}"; do
   mkdir -p "$dir/corpus" "$dir/artifacts"
   find "tests/fuzz/corpus/$t" "tests/fuzz/regressions/$t" -type f -size +0 \
     -exec cp {} "$dir/corpus/" \; 2>/dev/null
-  echo "fuzz: $t for ${seconds}s"
-  "$build/tests/fuzz/$t" -max_total_time="$seconds" -timeout="$timeout" -len_control=20 \
+  echo "fuzz: $t for ${seconds}s (seed $seed)"
+  "$build/tests/fuzz/$t" -max_total_time="$seconds" -timeout="$timeout" -len_control=20 -seed="$seed" \
     -print_final_stats=1 \
     -artifact_prefix="$dir/artifacts/" "$dir/corpus" >"$dir/log" 2>&1
   rc=$?
