@@ -140,7 +140,10 @@ void ConfigSet(sqlite3_context* ctx, int, sqlite3_value** argv) {
       return;
     }
     if (sqlite3_value_type(argv[1]) != SQLITE_INTEGER) {
-      sqlite3_result_error(ctx, "crsql - merge-equal-values must be an integer (1 turns it on, any other integer off)", -1);
+      sqlite3_result_error(ctx,
+                           "crsql - merge-equal-values must be an integer (1 turns it on, any "
+                           "other integer off)",
+                           -1);
       return;
     }
     int64_t v = sqlite3_value_int64(argv[1]);

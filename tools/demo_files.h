@@ -19,7 +19,9 @@ namespace crsync {
 
 // The demos mark their databases with this PRAGMA application_id ("crsd"),
 // so that a later run replaces them and nothing else.
-inline constexpr char kMarkDemoDatabase[] = "PRAGMA application_id = 1668445028;";
+inline constexpr uint32_t kDemoApplicationId = 0x63727364;  // 'c' 'r' 's' 'd'
+inline const std::string kMarkDemoDatabase =
+    "PRAGMA application_id = " + std::to_string(kDemoApplicationId) + ";";
 
 // Whether `path` is empty or a database a demo made, judged by its header
 // (the application id is at offset 68, big-endian).
@@ -31,7 +33,7 @@ inline bool IsDemoDatabase(const std::string& path) {
   if (f.gcount() != sizeof head || std::memcmp(head, "SQLite format 3", 16) != 0) return false;
   const uint32_t id = (uint32_t{head[68]} << 24) | (uint32_t{head[69]} << 16) |
                       (uint32_t{head[70]} << 8) | head[71];
-  return id == 1668445028u;
+  return id == kDemoApplicationId;
 }
 
 // Creates `dir` if needed (its parent must exist) and removes a previous
