@@ -130,6 +130,12 @@ class Migration {
     return BackfillNewRows();
   }
 
+  // Rows written while the recording triggers were off (§14.1), as far as
+  // the migration can tell: deleted rows, and rows new to the metadata. (An
+  // update of a known row leaves no trace to count.)
+  int64_t unrecorded_deletes() const { return unrecorded_deletes_; }
+  int64_t unrecorded_inserts() const { return unrecorded_inserts_; }
+
  private:
   // §14.3.2 (a)-(c) and the known-row half of (d). The remapped metadata is
   // written in pk order to a new rows table, which then replaces the old
@@ -227,7 +233,11 @@ class Migration {
     }
     if (sqlite3_value_int(argv[1]) == 0) {
       // (b) the row is gone: drop its column clocks and a live sentinel;
-      // a tombstone stays.
+      // a tombstone stays. A row that was live was deleted while nothing
+      // recorded (§14.3: no tombstone, so the delete never replicates).
+      if (!before.Empty() && !(before.sentinel.present && before.sentinel.col_version % 2 == 0)) {
+        ++unrecorded_deletes_;
+      }
       for (Clock& c : after.cols) c = Clock{};
       if (after.sentinel.present && after.sentinel.col_version % 2 == 1) after.sentinel = Clock{};
     } else {
@@ -261,6 +271,7 @@ class Migration {
         // row column clocks, which §5 forbids and every peer refuses
         // ("column changes must have an odd cl"): it is recorded as the
         // re-insert it was, a live causal length and every column at D.
+        ++unrecorded_inserts_;
         const int64_t cl = after.sentinel.col_version + 1;
         after.sentinel = Clock{true, cl, d_, e_->TakeSeq(), 0, 0};
         for (Clock& c : after.cols) c = Clock{true, 1, d_, e_->TakeSeq(), 0, 0};
@@ -311,6 +322,7 @@ class Migration {
       bool inserted;
       CRSYNC_RETURN_IF_ERROR(crr_.InsertNewMeta(key, std::move(meta), &inserted));
       if (inserted) {
+        ++unrecorded_inserts_;
         while (e_->PeekSeq() < seq) e_->TakeSeq();
       }
     }
@@ -337,6 +349,8 @@ class Migration {
   std::vector<int> new_slot_;  // old slot -> new slot, or -1
   std::vector<size_t> old_pos_;  // new key position -> old key position
   int64_t matched_ = 0;        // rows with metadata whose row exists in T
+  int64_t unrecorded_deletes_ = 0;  // live rows with metadata gone from T
+  int64_t unrecorded_inserts_ = 0;  // rows of T without (live) metadata
   std::string blob_;
   std::vector<Value> values_, chunk_;  // a packed row's column values
 };
@@ -424,6 +438,26 @@ Status BeginAlter(ConnEngine* e, const std::string& table) {
   return Status::OK();
 }
 
+namespace {
+
+// The alter's connection may write the table between begin and commit,
+// but nothing records those writes (§14.1, §14.3): say what that cost, in
+// SQLite's log, which is where an application looks when peers differ.
+void WarnOfUnrecordedWrites(sqlite3* db, const std::string& table, int64_t d, int64_t deletes,
+                            int64_t inserts) {
+  if (deletes == 0 && inserts == 0) return;
+  // (sqlite3_log cuts a message at about 200 bytes: the file name last.)
+  const char* file = sqlite3_db_filename(db, "main");
+  sqlite3_log(SQLITE_WARNING,
+              "crsync: crsql_commit_alter('%s'): %lld delete(s), %lld insert(s) during the alter "
+              "went unrecorded: peers never see the deletes, nor the inserts past db_version %lld "
+              "(§14.3) in %s",
+              table.c_str(), static_cast<long long>(deletes), static_cast<long long>(inserts),
+              static_cast<long long>(d), file && *file ? file : ":memory:");
+}
+
+}  // namespace
+
 Status CommitAlter(ConnEngine* e, const std::string& table) {
   sqlite3* db = e->db();
   CRSYNC_RETURN_IF_ERROR(e->FlushLocalWrites());
@@ -474,12 +508,12 @@ Status CommitAlter(ConnEngine* e, const std::string& table) {
   const std::string begin_sp = AlterSavepoint(crr->id());
   CRSYNC_RETURN_IF_ERROR(Exec(db, std::string("SAVEPOINT ") + kCommitSavepoint));
 
+  int64_t d = 0, unrecorded_deletes = 0, unrecorded_inserts = 0;
   auto body = [&]() -> Status {
     CRSYNC_RETURN_IF_ERROR(JoinForCatalogChange(e));  // as in BeginAlter
     TableSchema schema;
     CRSYNC_RETURN_IF_ERROR(LoadTableSchema(db, name, &schema));
     CRSYNC_RETURN_IF_ERROR(CheckCrrEligible(db, schema));
-    int64_t d;
     CRSYNC_RETURN_IF_ERROR(e->CommittedDbVersion(&d));
     // Fast path: only columns appended and no row written since begin. Every
     // existing row then holds each new column's default, so nothing needs a
@@ -487,6 +521,8 @@ Status CommitAlter(ConnEngine* e, const std::string& table) {
     if (!(rows_untouched && IsAppendOnly(crr->schema(), schema))) {
       Migration m(e, *crr, schema, d);
       CRSYNC_RETURN_IF_ERROR(m.Run());
+      unrecorded_deletes = m.unrecorded_deletes();
+      unrecorded_inserts = m.unrecorded_inserts();
     }
     StmtPtr up;
     CRSYNC_RETURN_IF_ERROR(
@@ -515,6 +551,7 @@ Status CommitAlter(ConnEngine* e, const std::string& table) {
     // begin_alter's savepoint, unless the caller's COMMIT (or the release
     // of an enclosing savepoint) already ended it.
     Exec(db, "RELEASE " + begin_sp).IgnoreError();
+    WarnOfUnrecordedWrites(db, name, d, unrecorded_deletes, unrecorded_inserts);
     return s;
   }
   Exec(db, std::string("ROLLBACK TO ") + kCommitSavepoint + "; RELEASE " + kCommitSavepoint)
