@@ -13,9 +13,9 @@
 #   FUZZ_TARGETS  space-separated subset of the targets
 #   FUZZ_TIMEOUT  seconds one input may take before it counts as a hang (20)
 #   FUZZ_SEED     libFuzzer's -seed (default 0: a new random seed each run).
-#                 With a fixed seed a run explores the same inputs in the same
-#                 order, so a shorter run tries a prefix of a longer one: CI
-#                 uses one, and a longer local run with it vouches for CI's.
+#                 With a fixed seed runs start down the same path (coverage
+#                 feedback still varies a little), so a longer local run with
+#                 CI's seed covers most of what CI's shorter one tries.
 #   CRSYNC_FUZZ_STRICT=1  tolerate none of the known open bugs (KnownBug in
 #                 tests/fuzz/fuzz_util.h): their regressions then fail
 # A crashing input is kept (its path is printed): to make it a regression
