@@ -14,9 +14,10 @@
 namespace crsync {
 
 // 2: the schema fingerprint covers defaults and ignores the order of the
-// columns outside the key (transport/schema_id.h). Nodes on 1 compute
-// another fingerprint for the same schema, so they are refused by version.
-constexpr uint32_t kProtocolVersion = 2;
+// columns outside the key (transport/schema_id.h). 3: it covers the
+// columns' affinities too. Nodes on an older version compute another
+// fingerprint for the same schema, so they are refused by version.
+constexpr uint32_t kProtocolVersion = 3;
 
 // First message each side sends on a connection.
 struct HelloMsg {

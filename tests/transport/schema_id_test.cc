@@ -50,6 +50,28 @@ TEST(SchemaIdTest, DefaultsCount) {
             "t(id, c DEFAULT 1, d, e)");
 }
 
+TEST(SchemaIdTest, AffinitiesCountDeclaredTypesDoNot) {
+  // A TEXT column keeps '1.0' as sent, a NUMERIC one stores 1: nodes would
+  // hold different values for one change, silently.
+  EXPECT_NE(Fingerprint("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, a TEXT); SELECT crsql_as_crr('t');"),
+            Fingerprint("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, a NUMERIC); SELECT crsql_as_crr('t');"));
+  // The key's affinity decides which row a pk names ('1' or 1).
+  EXPECT_NE(Fingerprint("CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL, a); SELECT crsql_as_crr('t');"),
+            Fingerprint("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, a); SELECT crsql_as_crr('t');"));
+  // ANY has no affinity in a STRICT table, NUMERIC in another.
+  EXPECT_NE(Fingerprint("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, a ANY) STRICT; SELECT crsql_as_crr('t');"),
+            Fingerprint("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, a ANY); SELECT crsql_as_crr('t');"));
+  // One affinity, other spellings: the same.
+  EXPECT_EQ(Fingerprint("CREATE TABLE t (id INT PRIMARY KEY NOT NULL, a VARCHAR(10), b, c DOUBLE); SELECT crsql_as_crr('t');"),
+            Fingerprint("CREATE TABLE t (id BIGINT PRIMARY KEY NOT NULL, a TEXT, b BLOB, c REAL); SELECT crsql_as_crr('t');"));
+  EXPECT_EQ(Fingerprint("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, a ANY) STRICT; SELECT crsql_as_crr('t');"),
+            Fingerprint("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, a BLOB); SELECT crsql_as_crr('t');"));
+  // The summary shows the declared types, so a mismatch line names them.
+  EXPECT_EQ(Summary("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, a TEXT DEFAULT 'x', b);"
+                    "SELECT crsql_as_crr('t');"),
+            "t(id INTEGER, a TEXT DEFAULT 'x', b)");
+}
+
 // During an open alter the summary shows the recorded columns, which are
 // what the fingerprint covers, not the table's new ones.
 TEST(SchemaIdTest, TheRecordedColumnsAreDescribedDuringAnAlter) {
