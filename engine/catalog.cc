@@ -573,6 +573,7 @@ Status Crr::LoadRange(std::string_view lo, std::string_view hi, int64_t limit,
 
 Status Catalog::MainSchemaVersion(int64_t* out) {
   if (!schema_version_stmt_) {
+    if (on_first_statement_) on_first_statement_();
     CRSYNC_RETURN_IF_ERROR(
         Prepare(db_, "PRAGMA main.schema_version", &schema_version_stmt_, SQLITE_PREPARE_PERSISTENT));
   }

@@ -317,6 +317,10 @@ class Catalog {
       c->ClearFailure();
     }
   }
+  // Runs `f` before the catalog caches its first statement (at the first
+  // Refresh, and the first after Clear): every statement of the catalog and
+  // its CRRs is prepared after that one.
+  void set_on_first_statement(std::function<void()> f) { on_first_statement_ = std::move(f); }
   // Finalizes every cached statement (before the connection closes). May
   // be re-entered: finalizing a statement can disconnect a virtual table
   // whose disconnect calls this again, so everything is taken out of the
@@ -336,6 +340,7 @@ class Catalog {
   int64_t tables_version_ = -1;  // main's schema version at TablesMayHaveChanged
   uint64_t generation_ = 0;
   StmtPtr schema_version_stmt_;
+  std::function<void()> on_first_statement_;
   std::vector<std::unique_ptr<Crr>> crrs_;
   std::vector<std::unique_ptr<Crr>> retired_;  // replaced by Refresh, not yet freed
 };

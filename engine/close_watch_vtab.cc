@@ -8,7 +8,10 @@
 // CRR embeds the table's user triggers, and a trigger that reads
 // crsql_changes keeps that table connected as long as the statement
 // exists: neither would ever go. No statement names this table, so its
-// disconnect always runs at close, and releases them.
+// disconnect always runs at close, and releases them. A close that fails
+// (SQLITE_BUSY: an application statement still open) disconnects it too,
+// with the connection still in use: the engine then connects it again
+// before it caches a statement (ConnEngine::ArmCloseWatch).
 #include "common/guard.h"
 #include "crsync/sqlite_handles.h"
 #include "engine/functions.h"
@@ -42,7 +45,7 @@ int Connect(sqlite3* db, void* aux, int, const char* const*, sqlite3_vtab** out,
 int Disconnect(sqlite3_vtab* vtab) {
   return GuardSqliteCall(SQLITE_ERROR, [&] {
     auto* v = reinterpret_cast<WatchVtab*>(vtab);
-    v->engine->ReleaseStatements();
+    v->engine->CloseWatchDisconnected();
     delete v;
     return SQLITE_OK;
   });
@@ -80,10 +83,15 @@ const sqlite3_module kModule = MakeModule();
 int RegisterCloseWatch(sqlite3* db, ConnEngine* engine) {
   int rc = sqlite3_create_module_v2(db, kName, &kModule, engine, nullptr);
   if (rc != SQLITE_OK) return rc;
-  // Eponymous tables connect when a statement first names them.
-  StmtPtr st;
-  Status s = Prepare(db, std::string("SELECT 1 FROM ") + kName, &st);
+  Status s = ConnectCloseWatch(db);
   return s.ok() ? SQLITE_OK : VtabErrorCode(s);
+}
+
+Status ConnectCloseWatch(sqlite3* db) {
+  // Eponymous tables connect when a statement first names them (and stay
+  // connected after it is finalized).
+  StmtPtr st;
+  return Prepare(db, std::string("SELECT 1 FROM ") + kName, &st);
 }
 
 }  // namespace crsync

@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "common/guard.h"
+#include "engine/functions.h"
 
 namespace crsync {
 namespace {
@@ -89,6 +90,20 @@ ConnEngine* ConnEngine::Find(sqlite3* db) {
   std::lock_guard<std::mutex> lock(RegistryMutex());
   auto it = Registry().find(db);
   return it == Registry().end() ? nullptr : it->second;
+}
+
+void ConnEngine::CloseWatchDisconnected() {
+  close_watch_lost_ = true;
+  ReleaseStatements();
+}
+
+void ConnEngine::ArmCloseWatch() {
+  if (close_watch_lost_) close_watch_lost_ = !ConnectCloseWatch(db_).ok();
+}
+
+Status ConnEngine::PrepareCached(const std::string& sql, StmtPtr* out) {
+  ArmCloseWatch();
+  return Prepare(db_, sql, out, SQLITE_PREPARE_PERSISTENT);
 }
 
 void ConnEngine::ReleaseStatements() {
@@ -295,11 +310,10 @@ Status ConnEngine::SiteOrdinal(std::string_view site, bool create, int64_t* ord)
     return Status::OK();
   }
   if (!insert_site_) {
-    CRSYNC_RETURN_IF_ERROR(Prepare(db_,
-                                   "INSERT INTO main.crsql_site_id(site_id, ordinal) VALUES "
-                                   "(?1, (SELECT coalesce(max(ordinal), 0) + 1 FROM "
-                                   "main.crsql_site_id)) RETURNING ordinal",
-                                   &insert_site_, SQLITE_PREPARE_PERSISTENT));
+    CRSYNC_RETURN_IF_ERROR(PrepareCached(
+        "INSERT INTO main.crsql_site_id(site_id, ordinal) VALUES (?1, (SELECT "
+        "coalesce(max(ordinal), 0) + 1 FROM main.crsql_site_id)) RETURNING ordinal",
+        &insert_site_));
   }
   sqlite3_bind_blob(insert_site_.get(), 1, site.data(), static_cast<int>(site.size()),
                     SQLITE_STATIC);
@@ -319,8 +333,8 @@ Status ConnEngine::SiteOrdinal(std::string_view site, bool create, int64_t* ord)
 
 Status ConnEngine::StoredSiteOrdinal(std::string_view site, int64_t* ord) {
   if (!check_site_) {
-    CRSYNC_RETURN_IF_ERROR(Prepare(db_, "SELECT ordinal FROM main.crsql_site_id WHERE site_id = ?1",
-                                   &check_site_, SQLITE_PREPARE_PERSISTENT));
+    CRSYNC_RETURN_IF_ERROR(
+        PrepareCached("SELECT ordinal FROM main.crsql_site_id WHERE site_id = ?1", &check_site_));
   }
   sqlite3_bind_blob(check_site_.get(), 1, site.data(), static_cast<int>(site.size()), SQLITE_STATIC);
   int rc = sqlite3_step(check_site_.get());
@@ -359,7 +373,7 @@ void ConnEngine::CatalogChanged() {
 // nothing else in the statement has read the database yet.
 unsigned ConnEngine::DataVersion() {
   if (!data_version_stmt_ &&
-      !Prepare(db_, "PRAGMA main.data_version", &data_version_stmt_, SQLITE_PREPARE_PERSISTENT).ok()) {
+      !PrepareCached("PRAGMA main.data_version", &data_version_stmt_).ok()) {
     return ~0u;
   }
   unsigned v = ~0u;
@@ -387,7 +401,7 @@ Status ConnEngine::RecomputeCommitted() {
       sql += " UNION ALL SELECT max(dbv) FROM main." + crr->FeedTable() + " WHERE dbv < ?1";
     }
     sql += ")";
-    CRSYNC_RETURN_IF_ERROR(Prepare(db_, sql, &max_dbv_, SQLITE_PREPARE_PERSISTENT));
+    CRSYNC_RETURN_IF_ERROR(PrepareCached(sql, &max_dbv_));
   }
   // Inside a transaction that took a version, what it stored (at that
   // version or above) is not committed: only versions below count.
@@ -412,7 +426,7 @@ Status ConnEngine::FeedHasVersion(int64_t dbv, bool* present) {
     }
     if (sql.empty()) sql = "SELECT 1 WHERE ?1 IS NULL";
     sql += " LIMIT 1";
-    CRSYNC_RETURN_IF_ERROR(Prepare(db_, sql, &has_dbv_, SQLITE_PREPARE_PERSISTENT));
+    CRSYNC_RETURN_IF_ERROR(PrepareCached(sql, &has_dbv_));
   }
   sqlite3_bind_int64(has_dbv_.get(), 1, dbv);
   int rc = sqlite3_step(has_dbv_.get());
@@ -519,8 +533,8 @@ void ConnEngine::TransactionRolledBack() noexcept {
 Status ConnEngine::JoinCapture() {
   if (capture_joined_) return names_checked_ ? Status::OK() : CheckReservedNames();
   Status s = capture_join_ ? Status::OK()
-                           : Prepare(db_, "INSERT INTO crsync_capture VALUES (NULL)",
-                                     &capture_join_, SQLITE_PREPARE_PERSISTENT);
+                           : PrepareCached("INSERT INTO crsync_capture VALUES (NULL)",
+                                           &capture_join_);
   if (s.ok()) s = StepToEnd(db_, capture_join_.get());
   if (!s.ok() || !capture_joined_) {
     CRSYNC_RETURN_IF_ERROR(CheckReservedNames());  // say so, as nothing else would

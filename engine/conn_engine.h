@@ -258,10 +258,21 @@ class ConnEngine {
   // Finalizes every statement this engine caches; they are re-prepared on
   // demand. Called before the connection closes; may be re-entered.
   void ReleaseStatements();
+  // The close watch was disconnected (the connection closes, or a close
+  // failed): releases the statements, and has the watch connected again
+  // before the next one is cached.
+  void CloseWatchDisconnected();
 
  private:
-  explicit ConnEngine(sqlite3* db) : db_(db), catalog_(db), local_batch_(&catalog_) {}
+  explicit ConnEngine(sqlite3* db) : db_(db), catalog_(db), local_batch_(&catalog_) {
+    catalog_.set_on_first_statement([this] { ArmCloseWatch(); });
+  }
   Status Bootstrap();
+  // Connects the close watch again if a failed close disconnected it, so
+  // that the next close releases what is about to be cached.
+  void ArmCloseWatch();
+  // Prepare(), persistent, for a statement this engine caches.
+  Status PrepareCached(const std::string& sql, StmtPtr* out);
   // Creates what is missing (tables, the `clock` alias, our site id); run
   // in a write transaction.
   Status WriteBootstrap();
@@ -340,6 +351,7 @@ class ConnEngine {
   Status (*flusher_)(ConnEngine*) = nullptr;
   MetaBatch local_batch_;
   StmtPtr capture_join_;
+  bool close_watch_lost_ = false;  // see CloseWatchDisconnected
   int capture_join_prepares_ = 0;  // its SQLITE_STMTSTATUS_REPREPARE, last seen
   bool names_checked_ = false;     // CheckReservedNames passed at that prepare
 };

@@ -19,6 +19,10 @@ int RegisterMetaRuns(sqlite3* db);
 // crsync_internal_close_watch, which releases the engine's statements when
 // the connection closes (engine/close_watch_vtab.cc).
 int RegisterCloseWatch(sqlite3* db, ConnEngine* engine);
+// Connects the close watch (again): a sqlite3_close() that failed with
+// SQLITE_BUSY disconnected it with every other virtual table, and no
+// statement names it, so nothing else would.
+Status ConnectCloseWatch(sqlite3* db);
 
 }  // namespace crsync
 

@@ -253,6 +253,44 @@ TEST(BootstrapTest, PlainCloseSucceedsWhenATriggerReadsCrsqlChanges) {
   }
 }
 
+// A close that fails (an application statement still open) disconnects
+// every virtual table, the engine's close watch included, while the
+// connection stays in use. The engine then caches statements again as it
+// is used; the next close must still release them.
+TEST(BootstrapTest, ACloseThatFailedCanBeRetriedAfterTheEngineIsUsedAgain) {
+  const char* const kUses[] = {
+      "INSERT INTO t VALUES (2, 'y')",
+      "SELECT crsql_db_version()",
+      "SELECT count(*) FROM crsql_changes",
+      "INSERT INTO crsql_changes VALUES ('t', X'010903', 'b', 'z', 1, 9, "
+      "X'11111111111111111111111111111111')",
+      "reader",
+  };
+  for (const char* use : kUses) {
+    SCOPED_TRACE(use);
+    TempPath path;
+    sqlite3* raw = OpenRaw(path);
+    ASSERT_OK(Exec(raw, "CREATE TABLE t(a INTEGER PRIMARY KEY NOT NULL, b); SELECT crsql_as_crr('t');"
+                        "INSERT INTO t VALUES (1, 'x');"));
+    sqlite3_stmt* open_stmt = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(raw, "SELECT * FROM t", -1, &open_stmt, nullptr), SQLITE_OK);
+    ASSERT_EQ(sqlite3_step(open_stmt), SQLITE_ROW);
+    ASSERT_EQ(sqlite3_close(raw), SQLITE_BUSY);  // the application's statement
+    sqlite3_finalize(open_stmt);
+    if (std::string(use) == "reader") {
+      std::unique_ptr<ChangeReader> reader;
+      ASSERT_OK(ChangeReader::Open(raw, &reader));
+      std::vector<Change> changes;
+      int64_t v = 0;
+      ASSERT_OK(reader->NextTransaction(0, OriginFilter{}, &changes, &v));
+      EXPECT_EQ(v, 1);
+    } else {
+      ASSERT_OK(Exec(raw, use));
+    }
+    EXPECT_EQ(sqlite3_close(raw), SQLITE_OK);
+  }
+}
+
 TEST(BootstrapTest, FinalizeIsAcceptedAndConnectionStillCloses) {
   TestDb db;
   EXPECT_EQ(db.One("SELECT crsql_finalize()"), "'finalized'");
