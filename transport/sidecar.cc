@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -48,6 +49,20 @@ void Sidecar::Impl::Log(int level, const char* fmt, ...) {
 }
 
 Status Sidecar::Impl::Start() {
+  if (options.db_path.empty()) {
+    return Status::InvalidArgument("no database: SidecarOptions::db_path is empty");
+  }
+  if (options.pump_interval_ms <= 0) {
+    return Status::InvalidArgument("pump_interval_ms must be positive (it also times the handshake "
+                                   "and stall checks), got " +
+                                   std::to_string(options.pump_interval_ms));
+  }
+  if (options.handshake_timeout_ms < 0 || options.write_stall_ms <= 0) {
+    return Status::InvalidArgument(
+        "handshake_timeout_ms must be 0 (no limit) or positive and write_stall_ms positive, got " +
+        std::to_string(options.handshake_timeout_ms) + " and " +
+        std::to_string(options.write_stall_ms));
+  }
   // Addresses first: a typo is reported as such, before the database is
   // opened (or found missing).
   {
@@ -119,24 +134,23 @@ Status Sidecar::Impl::Start() {
     auto* self = static_cast<Impl*>(t->data);
     self->Guarded("running the pump timer", [&] {
       self->CloseUnresponsiveConns();
+      self->RewatchReplacedSignalFile();
       self->Enqueue(Task::kPump, 0);
     });
   }, static_cast<uint64_t>(options.pump_interval_ms), static_cast<uint64_t>(options.pump_interval_ms));
   // The commit signal: the VFS side file (created if needed).
-  std::string side = SignalPath(signal_path);
+  side_path = SignalPath(signal_path);
   if (int fd = OpenSignalFile(signal_path); fd >= 0) close(fd);
   uv_fs_event_init(&loop, &signal_watch);
   signal_watch.data = this;
-  if (uv_fs_event_start(&signal_watch, [](uv_fs_event_t* h, const char*, int, int) {
-        auto* self = static_cast<Impl*>(h->data);
-        self->Guarded("handling the commit signal", [&] { self->Enqueue(Task::kPump, 0); });
-      }, side.c_str(), 0) == 0) {
+  if (WatchSignalFile()) {
     watching = true;
     // Re-arm the wake-up now: a commit made before we watched may have
     // left it disarmed, and later commits would then wait for the timer.
     Enqueue(Task::kPump, 0);
   } else {
-    Log(0, "cannot watch %s: relying on the %d ms timer", side.c_str(), options.pump_interval_ms);
+    Log(0, "cannot watch %s: relying on the %d ms timer", side_path.c_str(),
+        options.pump_interval_ms);
     uv_close(reinterpret_cast<uv_handle_t*>(&signal_watch), nullptr);
   }
   if (!options.listen.empty()) {
@@ -170,6 +184,44 @@ Status Sidecar::Impl::Start() {
   }
   if (options.on_ready) options.on_ready();
   return Status::OK();
+}
+
+bool Sidecar::Impl::WatchSignalFile() {
+  struct stat st {};
+  if (stat(side_path.c_str(), &st) != 0) return false;
+  if (uv_fs_event_start(&signal_watch, [](uv_fs_event_t* h, const char*, int events, int) {
+        auto* self = static_cast<Impl*>(h->data);
+        // (A deleted file's inode number may come back at once for the new
+        // one: the event, not the number, tells.)
+        if (events & UV_RENAME) self->side_moved = true;
+        self->Guarded("handling the commit signal", [&] { self->Enqueue(Task::kPump, 0); });
+      }, side_path.c_str(), 0) != 0) {
+    return false;
+  }
+  side_moved = false;
+  side_dev = static_cast<uint64_t>(st.st_dev);
+  side_ino = static_cast<uint64_t>(st.st_ino);
+  return true;
+}
+
+void Sidecar::Impl::RewatchReplacedSignalFile() {
+  if (!watching || stopping) return;
+  struct stat st {};
+  // Gone: the VFS makes it again at the next commit; until then the timer.
+  if (stat(side_path.c_str(), &st) != 0) return;
+  if (!side_moved && static_cast<uint64_t>(st.st_dev) == side_dev &&
+      static_cast<uint64_t>(st.st_ino) == side_ino) {
+    return;
+  }
+  uv_fs_event_stop(&signal_watch);
+  if (WatchSignalFile()) {
+    Log(1, "%s was replaced: watching the new file", side_path.c_str());
+  } else {
+    Log(0, "%s was replaced and cannot be watched: relying on the %d ms timer",
+        side_path.c_str(), options.pump_interval_ms);
+    watching = false;
+    uv_close(reinterpret_cast<uv_handle_t*>(&signal_watch), nullptr);
+  }
 }
 
 void Sidecar::Impl::Shutdown() {
@@ -210,14 +262,59 @@ void Sidecar::Impl::CloseSignals() {
 Sidecar::Sidecar(SidecarOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
 Sidecar::~Sidecar() = default;
 
+namespace {
+
+// The application's SIGINT and SIGTERM dispositions, put back when Run()
+// ends: libuv leaves SIG_DFL behind when its last watcher of a signal
+// stops. Only then, and only what was not libuv's own handler (another
+// sidecar of the process running when this one started).
+class SignalDispositions {
+ public:
+  SignalDispositions() {
+    for (int i = 0; i < 2; ++i) saved_[i] = sigaction(kSignals[i], nullptr, &before_[i]) == 0;
+  }
+  // Call once libuv has installed its handlers.
+  void NoteLibuvHandlers() {
+    for (int i = 0; i < 2; ++i) {
+      struct sigaction now {};
+      if (sigaction(kSignals[i], nullptr, &now) == 0) libuv_[i] = now.sa_handler;
+    }
+  }
+  void Restore() {
+    for (int i = 0; i < 2; ++i) {
+      struct sigaction now {};
+      if (!saved_[i] || sigaction(kSignals[i], nullptr, &now) != 0) continue;
+      if (now.sa_handler == SIG_DFL && before_[i].sa_handler != libuv_[i] &&
+          before_[i].sa_handler != SIG_DFL) {
+        sigaction(kSignals[i], &before_[i], nullptr);
+      }
+    }
+  }
+
+ private:
+  static constexpr int kSignals[2] = {SIGINT, SIGTERM};
+  struct sigaction before_[2] {};
+  bool saved_[2] = {false, false};
+  void (*libuv_[2])(int) = {nullptr, nullptr};
+};
+
+}  // namespace
+
 Status Sidecar::Run() {
+  if (impl_->ran) {
+    return Status::FailedPrecondition(
+        "Sidecar::Run() was called before on this Sidecar: it runs once (make another Sidecar)");
+  }
+  impl_->ran = true;
   // A peer that vanishes while we write must cost a connection, not the
   // process: ignore SIGPIPE unless the application handles it itself.
   struct sigaction current;
   if (sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) {
     signal(SIGPIPE, SIG_IGN);
   }
+  SignalDispositions dispositions;
   Status st = impl_->Start();
+  if (impl_->signals_open) dispositions.NoteLibuvHandlers();
   if (!st.ok()) {
     if (impl_->loop_ready) {
       impl_->Shutdown();
@@ -225,6 +322,7 @@ Status Sidecar::Run() {
       impl_->CloseSignals();
       uv_loop_close(&impl_->loop);
     }
+    dispositions.Restore();
     return st;
   }
   bool stop_now;
@@ -235,6 +333,7 @@ Status Sidecar::Run() {
   if (stop_now) impl_->Shutdown();
   uv_run(&impl_->loop, UV_RUN_DEFAULT);
   impl_->CloseSignals();
+  dispositions.Restore();
   impl_->sessions.clear();  // no task is running once the loop ended
   if (impl_->yields) {
     impl_->Log(1, "merges stepped aside for application writers %llu times",

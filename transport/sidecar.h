@@ -17,7 +17,8 @@
 //
 // Signals: Run() sets SIGPIPE to ignored when it is at its default (a peer
 // closing mid-write must not kill the process); it handles SIGINT and
-// SIGTERM on its loop as a request to stop.
+// SIGTERM on its loop as a request to stop, and when it returns puts back
+// the handlers the application had installed for them.
 //
 // Thread safety: Run() on one thread; Stop() from any thread.
 //
@@ -42,7 +43,9 @@ struct SidecarOptions {
   std::string listen;               // "HOST:PORT" ("" = do not listen; port 0 = any)
   std::vector<std::string> peers;   // "HOST:PORT" to dial (and redial with backoff)
   int log_level = 1;                // 0 errors, 1 info, 2 debug
-  int pump_interval_ms = 1000;      // safety net besides the commit signal
+  // Safety net besides the commit signal, and the period of the handshake
+  // and stall checks: must be positive.
+  int pump_interval_ms = 1000;
   // A connection that has not delivered one whole message (its peer's
   // Hello) this long after it opened is closed; checked on the pump timer.
   // 0 = never.
@@ -66,7 +69,10 @@ class Sidecar {
   ~Sidecar();
 
   // Opens the database, binds, dials, and runs until Stop(). Returns the
-  // reason it could not start, or OK after a clean stop.
+  // reason it could not start (InvalidArgument for bad options, naming
+  // them), or OK after a clean stop. Once per Sidecar: a second call
+  // returns FailedPrecondition. The Sidecar must outlive Run(): destroy it
+  // only after Run() has returned (or if it was never called).
   Status Run();
   // Asks the sidecar to stop (thread-safe, async-signal-unsafe). Before
   // Run() has its loop running, the request is kept and Run() stops as soon

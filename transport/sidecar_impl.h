@@ -121,12 +121,16 @@ struct Sidecar::Impl {
   uv_async_t stop_async;
   uv_fs_event_t signal_watch;
   bool watching = false;
+  std::string side_path;                  // the side file signal_watch watches
+  uint64_t side_dev = 0, side_ino = 0;    // which file that was when watched
+  bool side_moved = false;  // the watch heard it deleted or renamed
   uv_timer_t pump_timer;
   // SIGINT and SIGTERM stop the loop. They stay handled (unreferenced)
   // through the shutdown, so a second signal then is absorbed rather than
   // killing the process; CloseSignals() closes them once the loop ended.
   uv_signal_t sigint, sigterm;
   bool signals_open = false;
+  bool ran = false;  // Run() was called: a Sidecar runs once
   DbPtr db;
   std::map<uint64_t, Conn*> conns;                              // loop thread
   std::map<uint64_t, std::unique_ptr<PeerSession>> sessions;    // strand only
@@ -191,6 +195,12 @@ struct Sidecar::Impl {
   // Gives up on `c` wherever it is: open (CloseConn), or still dialing or
   // being accepted (closed here; a dialed one is redialled).
   void AbandonConn(Conn* c);
+  // Starts watching the side file; returns whether it could.
+  bool WatchSignalFile();
+  // On the pump timer: a side file deleted and made again (by the VFS, at
+  // the next commit) is another inode, which the watch would never hear
+  // from: watch the new one.
+  void RewatchReplacedSignalFile();
   // On the pump timer: closes connections that sent no Hello within the
   // handshake timeout, and those whose peer stopped reading.
   void CloseUnresponsiveConns();

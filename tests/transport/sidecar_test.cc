@@ -8,8 +8,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <signal.h>
+
 #include <atomic>
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <future>
 #include <thread>
 
@@ -108,6 +112,105 @@ TEST(SidecarTest, BadPeerAddressesAreRefusedByName) {
     EXPECT_EQ(s.code(), Status::Code::kInvalidArgument) << bad << ": " << s.ToString();
     EXPECT_NE(s.message().find(bad), std::string::npos) << s.ToString();
   }
+}
+
+TEST(SidecarTest, BadOptionsAreRefusedByName) {
+  TempPath path;
+  const SidecarOptions base = QuietOn(path, "127.0.0.1:0");
+  struct Case {
+    const char* names;
+    void (*set)(SidecarOptions*);
+  } cases[] = {
+      {"db_path", [](SidecarOptions* o) { o->db_path.clear(); }},
+      {"pump_interval_ms", [](SidecarOptions* o) { o->pump_interval_ms = 0; }},
+      {"pump_interval_ms", [](SidecarOptions* o) { o->pump_interval_ms = -5; }},
+      {"handshake_timeout_ms", [](SidecarOptions* o) { o->handshake_timeout_ms = -1; }},
+      {"write_stall_ms", [](SidecarOptions* o) { o->write_stall_ms = 0; }},
+  };
+  for (const Case& c : cases) {
+    SidecarOptions o = base;
+    c.set(&o);
+    Sidecar sidecar(o);
+    Status s = sidecar.Run();
+    EXPECT_EQ(s.code(), Status::Code::kInvalidArgument) << c.names << ": " << s.ToString();
+    EXPECT_NE(s.message().find(c.names), std::string::npos) << s.ToString();
+  }
+  // Nothing was made where an empty path would have led (SQLite's
+  // temporary database, a side file in the working directory).
+  EXPECT_FALSE(std::filesystem::exists("-crsync"));
+}
+
+TEST(SidecarTest, RunsOnceAndSaysSo) {
+  TempPath path;
+  SidecarOptions o = QuietOn(path, "127.0.0.1:0");
+  o.on_ready = nullptr;
+  Sidecar sidecar(o);
+  sidecar.Stop();
+  ASSERT_TRUE(sidecar.Run().ok());
+  auto again = std::async(std::launch::async, [&] { return sidecar.Run(); });
+  ASSERT_EQ(again.wait_for(std::chrono::seconds(10)), std::future_status::ready)
+      << "a second Run() did not return";
+  Status s = again.get();
+  EXPECT_EQ(s.code(), Status::Code::kFailedPrecondition) << s.ToString();
+  EXPECT_NE(s.message().find("runs once"), std::string::npos) << s.ToString();
+}
+
+std::atomic<int> g_app_signals{0};
+void AppHandler(int) { ++g_app_signals; }
+
+// Run() handles SIGINT and SIGTERM while it runs; afterwards the
+// application's own handlers are back (libuv would leave SIG_DFL, and the
+// next Ctrl-C would kill the application).
+TEST(SidecarTest, TheApplicationsSignalHandlersAreBackAfterRun) {
+  struct sigaction app {}, old_int {}, old_term {};
+  app.sa_handler = AppHandler;
+  sigemptyset(&app.sa_mask);
+  ASSERT_EQ(sigaction(SIGINT, &app, &old_int), 0);
+  ASSERT_EQ(sigaction(SIGTERM, &app, &old_term), 0);
+  TempPath path;
+  SidecarOptions o = QuietOn(path, "127.0.0.1:0");
+  Sidecar sidecar(o);
+  sidecar.Stop();
+  EXPECT_TRUE(sidecar.Run().ok());
+  struct sigaction now_int {}, now_term {};
+  sigaction(SIGINT, nullptr, &now_int);
+  sigaction(SIGTERM, nullptr, &now_term);
+  EXPECT_EQ(now_int.sa_handler, &AppHandler);
+  EXPECT_EQ(now_term.sa_handler, &AppHandler);
+  if (now_int.sa_handler == &AppHandler) {
+    raise(SIGINT);  // must reach the application, not end the test program
+    EXPECT_EQ(g_app_signals.load(), 1);
+  }
+  sigaction(SIGINT, &old_int, nullptr);
+  sigaction(SIGTERM, &old_term, nullptr);
+}
+
+// A side file deleted and made again (by the VFS, at the next commit) is a
+// new inode: the sidecar watches the new one, and says so.
+TEST(SidecarTest, AReplacedSideFileIsWatchedAgain) {
+  TempPath path;
+  SidecarOptions o = QuietOn(path, "127.0.0.1:0");
+  o.log_level = 1;
+  o.pump_interval_ms = 50;
+  std::atomic<bool> ready{false};
+  o.on_ready = [&] { ready = true; };
+  Sidecar sidecar(o);
+  ::testing::internal::CaptureStderr();
+  auto run = std::async(std::launch::async, [&] { return sidecar.Run(); });
+  for (int i = 0; i < 500 && !ready; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  const std::string side = path.str() + "-crsync";
+  ASSERT_TRUE(std::filesystem::exists(side));
+  std::filesystem::remove(side);
+  {
+    std::ofstream f(side, std::ios::binary);  // another file of that name
+    f << std::string(8, '\0');
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // ten pump ticks
+  sidecar.Stop();
+  Status s = run.get();
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_NE(log.find("was replaced: watching the new file"), std::string::npos) << log;
 }
 
 // A sidecar listening on a database holding one transaction of 16 MB
