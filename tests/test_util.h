@@ -167,7 +167,7 @@ class TempPath {
     std::remove(path_.c_str());
   }
   ~TempPath() {
-    for (const char* suffix : {"", "-wal", "-shm", "-journal", "-crsync"})
+    for (const char* suffix : {"", "-wal", "-shm", "-journal", "-crsync", "-crsyncd.lock"})
       std::remove((path_ + suffix).c_str());
   }
   const std::string& str() const { return path_; }

@@ -279,6 +279,7 @@ Status EncodeMessage(const Message& in, capnp::MessageBuilder* message) {
       hello.setSchemaFingerprint(h->fingerprint);
       hello.setCurrentVersion(h->current_version);
       hello.setRestoreEpoch(h->restore_epoch);
+      hello.setInstance(h->instance);
       auto have = hello.initHaveFrom(static_cast<unsigned>(h->have_from.size()));
       for (size_t i = 0; i < h->have_from.size(); ++i) {
         CRSYNC_RETURN_IF_ERROR(
@@ -315,6 +316,7 @@ Status DecodeMessage(capnp::MessageReader& message, Message* out) {
         m.current_version = h.getCurrentVersion();
         if (m.current_version < -1) return Status::Corruption("hello currentVersion below -1");
         m.restore_epoch = h.getRestoreEpoch();
+        m.instance = h.getInstance();
         for (auto c : h.getHaveFrom()) {
           CRSYNC_RETURN_IF_ERROR(CheckSiteId(c.getSiteId().size(), "haveFrom siteId", &Status::Corruption));
           // A receive cursor is a version the peer committed: never negative

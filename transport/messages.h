@@ -36,6 +36,10 @@ struct HelloMsg {
   // the one that detected it — resynchronizes once (PeerSession). The high
   // 32 bits count generations; the low ones are random.
   int64_t restore_epoch = 0;
+  // Drawn at random when the sender's sidecar starts (0: not said). One
+  // site id at two instances at once is two live databases sharing the id:
+  // the recipient refuses the second (SessionOptions::admit).
+  uint64_t instance = 0;
 };
 
 // A slice of the sender's change feed: every change the sender has with

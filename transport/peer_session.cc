@@ -128,6 +128,7 @@ Status PeerSession::Start(std::vector<Message>* out) {
   CRSYNC_RETURN_IF_ERROR(CommittedVersion(&hello.current_version));
   CRSYNC_RETURN_IF_ERROR(LoadCursor(site_id_, 3, &hello_epoch_));
   hello.restore_epoch = hello_epoch_;
+  hello.instance = options_.instance;
   StmtPtr st;
   CRSYNC_RETURN_IF_ERROR(Prepare(db_,
                                  "SELECT site_id, version FROM crsql_tracked_peers WHERE tag = ?1 "
@@ -291,7 +292,12 @@ Status PeerSession::OnHello(const HelloMsg& m, std::vector<Message>* out) {
                     HexBytes(m.site_id) + " has " + std::to_string(m.fingerprint) +
                     "): migrate both sides to the same schema");
   }
+  if (options_.admit) {
+    Status admitted = options_.admit(m.site_id, m.instance);
+    if (!admitted.ok()) return Fail(out, ErrorMsg::kProtocol, admitted.message());
+  }
   peer_site_ = m.site_id;
+  peer_instance_ = m.instance;
   // A peer restored from a backup lost versions it had announced (see
   // ForgetLostHistory and docs/protocol.md).
   int64_t cursor, seen_epoch, lost_at;

@@ -74,6 +74,15 @@ struct SessionOptions {
   // (Error kCannotSend), Pump() tries again after this many ms: the change
   // may have been superseded by a smaller one.
   int64_t blocked_send_retry_ms = 60000;
+  // Said in the Hello (HelloMsg::instance): the sidecar draws it once per
+  // start. 0: not said.
+  uint64_t instance = 0;
+  // Asked, on the peer's Hello, whether a peer with this site id at this
+  // instance may connect (the sidecar refuses one site id at two instances
+  // at once). A non-OK status refuses it: the peer gets an Error with the
+  // status's message and the connection closes. Must not use the
+  // connection. Unset: every peer is admitted.
+  std::function<Status(const std::string& site_id, uint64_t instance)> admit;
 };
 
 class PeerSession {
@@ -114,6 +123,8 @@ class PeerSession {
 
   bool ready() const { return ready_; }
   const std::string& peer_site() const { return peer_site_; }
+  // The instance the peer's Hello said (0: not said, or no Hello yet).
+  uint64_t peer_instance() const { return peer_instance_; }
   int64_t receive_cursor() const { return coverage_.cursor(); }
   int64_t send_cursor() const { return acked_; }
   // This session found that the peer lost history and forgot its receive
@@ -198,6 +209,7 @@ class PeerSession {
   bool ready_ = false;
   bool more_to_send_ = false;
   std::string peer_site_;
+  uint64_t peer_instance_ = 0;
   Coverage coverage_;
   int64_t sent_ = 0;    // highest own version sent on this connection
   int64_t acked_ = 0;   // highest own version the peer acknowledged

@@ -7,12 +7,17 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdarg>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 
 #include "crsync/crsync.h"
@@ -48,6 +53,47 @@ void Sidecar::Impl::Log(int level, const char* fmt, ...) {
   std::fwrite(line, 1, len, stderr);
 }
 
+void Sidecar::Impl::Fd::Reset() {
+  if (fd >= 0) close(fd);
+  fd = -1;
+}
+
+void Sidecar::Impl::ReleaseDatabase() {
+  sessions.clear();  // they hold statements on db
+  db.reset();
+  lock.Reset();
+}
+
+// flock, not fcntl: SQLite's POSIX locks on other descriptors of this
+// process (an application embedding the sidecar) neither release nor
+// conflict with it. The file stays behind; its lock dies with the process.
+Status Sidecar::Impl::LockDatabase() {
+  const std::string path = signal_path + "-crsyncd.lock";
+  lock.fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock.fd < 0) {
+    return Status::IOError("cannot open " + path + ": " + strerror(errno));
+  }
+  if (flock(lock.fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    char holder[32] = {0};
+    ssize_t n = pread(lock.fd, holder, sizeof holder - 1, 0);
+    std::string pid = n > 0 ? std::string(holder, static_cast<size_t>(n)) : "";
+    while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
+    if (err == EWOULDBLOCK) {
+      return Status::FailedPrecondition(
+          "another sidecar already serves " + signal_path +
+          (pid.empty() ? std::string() : " (pid " + pid + ")") + ": it holds " + path +
+          ". One sidecar per database: two would send the same site id from two places");
+    }
+    return Status::IOError("cannot lock " + path + ": " + strerror(err));
+  }
+  const std::string me = std::to_string(getpid()) + "\n";
+  if (ftruncate(lock.fd, 0) != 0 || pwrite(lock.fd, me.data(), me.size(), 0) < 0) {
+    Log(kWarning, "cannot write the pid into %s: %s", path.c_str(), strerror(errno));
+  }
+  return Status::OK();
+}
+
 Status Sidecar::Impl::Start() {
   if (options.db_path.empty()) {
     return Status::InvalidArgument("no database: SidecarOptions::db_path is empty");
@@ -77,10 +123,12 @@ Status Sidecar::Impl::Start() {
   }
   Status st = OpenDb(options.db_path, SQLITE_OPEN_READWRITE, nullptr, &db);
   if (!st.ok()) return st.WithContext("crsyncd needs an existing database");
+  while (instance == 0) sqlite3_randomness(sizeof instance, &instance);
   // The VFS names the side file after the path SQLite resolved (symlinks
   // followed); so must we, or we would watch a file nobody signals.
   const char* resolved = sqlite3_db_filename(db.get(), "main");
   signal_path = resolved && *resolved ? resolved : options.db_path;
+  CRSYNC_RETURN_IF_ERROR(LockDatabase());
   crsync_writer_waits(signal_path.c_str(), &writer_waits);
   sqlite3_busy_timeout(db.get(), 5000);  // before the engine reads anything
   char* err = nullptr;
@@ -322,6 +370,7 @@ Status Sidecar::Run() {
       impl_->CloseSignals();
       uv_loop_close(&impl_->loop);
     }
+    impl_->ReleaseDatabase();
     dispositions.Restore();
     return st;
   }
@@ -334,7 +383,7 @@ Status Sidecar::Run() {
   uv_run(&impl_->loop, UV_RUN_DEFAULT);
   impl_->CloseSignals();
   dispositions.Restore();
-  impl_->sessions.clear();  // no task is running once the loop ended
+  impl_->ReleaseDatabase();  // no task is running once the loop ended
   if (impl_->yields) {
     impl_->Log(1, "merges stepped aside for application writers %llu times",
                static_cast<unsigned long long>(impl_->yields));

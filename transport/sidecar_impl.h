@@ -104,10 +104,23 @@ struct Sidecar::Impl {
     Conn* conn;  // alive in the callback: uv_close cancels writes before it frees
   };
 
+  // An open file descriptor, closed with its owner (the lock file).
+  struct Fd {
+    int fd = -1;
+    Fd() = default;
+    Fd(const Fd&) = delete;
+    Fd& operator=(const Fd&) = delete;
+    ~Fd() { Reset(); }
+    void Reset();
+  };
+
   explicit Impl(SidecarOptions o) : options(std::move(o)) {}
 
   SidecarOptions options;
   std::string signal_path;  // the database's full path, as the VFS names it
+  // `<db>-crsyncd.lock`, flock()ed while this sidecar lives: one sidecar
+  // per database (two would announce one site id at two instances).
+  Fd lock;
   bool loop_ready = false;  // loop thread: uv_loop_init succeeded
   // Where Stop() (any thread) meets the loop: a Stop() before the loop runs
   // is remembered, one after it began shutting down is a no-op (the async
@@ -131,6 +144,7 @@ struct Sidecar::Impl {
   uv_signal_t sigint, sigterm;
   bool signals_open = false;
   bool ran = false;  // Run() was called: a Sidecar runs once
+  uint64_t instance = 0;  // said in every Hello: drawn once per Start
   DbPtr db;
   std::map<uint64_t, Conn*> conns;                              // loop thread
   std::map<uint64_t, std::unique_ptr<PeerSession>> sessions;    // strand only
@@ -145,6 +159,10 @@ struct Sidecar::Impl {
   uint64_t yields = 0;              // strand only
 
   // --- lifecycle and logging (sidecar.cc) ---
+  Status LockDatabase();
+  // After the loop ended: closes the database and drops the lock, so that
+  // another sidecar may serve it while this object lives on.
+  void ReleaseDatabase();
   // Levels: 0 error, 1 info, 2 debug, shown up to options.log_level;
   // kWarning is shown whenever errors are.
   static constexpr int kWarning = -1;
@@ -171,6 +189,9 @@ struct Sidecar::Impl {
   // app waits for at most one of our bounded merge commits.
   void YieldToWriters();
   void CloseSessionsAfterRestore(const PeerSession& s, Task* t);
+  // SessionOptions::admit: refuses a peer whose site id is connected at
+  // another instance (two live databases sharing one site id).
+  Status AdmitPeer(const std::string& site_id, uint64_t peer_instance) const;
   static void AfterWork(uv_work_t* w, int);
 
   // --- connections and dialing, loop thread (sidecar_conn.cc) ---

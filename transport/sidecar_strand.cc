@@ -6,6 +6,7 @@
 
 #include "crsync/crsync.h"
 #include "crsync/vfs.h"
+#include "common/hex.h"
 #include "transport/sidecar_impl.h"
 
 namespace crsync {
@@ -109,6 +110,10 @@ void Sidecar::Impl::Process(Task* t) {
       std::unique_ptr<PeerSession> s;
       SessionOptions so;
       so.before_merge_txn = [this] { YieldToWriters(); };
+      so.instance = instance;
+      so.admit = [this](const std::string& site, uint64_t peer_instance) {
+        return AdmitPeer(site, peer_instance);
+      };
       Status st = PeerSession::Open(db.get(), so, &s);
       if (st.ok()) st = s->Start(&out);
       flush(t->conn);
@@ -170,6 +175,29 @@ void Sidecar::Impl::CloseSessionsAfterRestore(const PeerSession& s, Task* t) {
       t->to_close.push_back(id);
     }
   }
+}
+
+// A peer that restarted says hello at a new instance, but its old
+// connection closed first (its process exited; a vanished host's half-open
+// one is dropped by keepalive within about a minute). Two instances live
+// at once are two databases with one site id: their changes carry the same
+// (site, version) pairs, so each version merged from one would hide the
+// other's — silently. The first keeps its connections; the second is told.
+Status Sidecar::Impl::AdmitPeer(const std::string& site_id, uint64_t peer_instance) const {
+  if (peer_instance == 0) return Status::OK();  // an older node: cannot tell
+  for (const auto& [id, other] : sessions) {
+    if (other->peer_site() != site_id || other->peer_instance() == 0 ||
+        other->peer_instance() == peer_instance) {
+      continue;
+    }
+    return Status::FailedPrecondition(
+        "site id " + HexBytes(site_id) + " is already connected here (connection " +
+        std::to_string(id) + ") from another running database: two databases share it (a copied "
+        "database, or two sidecars on one database), and their changes would hide each other's. "
+        "Give each replica its own database (start a new one empty and let it sync); a node that "
+        "just restarted is refused until its old connection times out");
+  }
+  return Status::OK();
 }
 
 void Sidecar::Impl::YieldToWriters() {

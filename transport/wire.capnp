@@ -43,6 +43,11 @@ struct Hello {
   # from it resynchronizes as if it had detected the loss itself: the first
   # peer to detect a restore tells all the others.
   restoreEpoch @5 :Int64;
+  # A random number the sender's sidecar draws when it starts (0: not
+  # said). Two connections showing one site id with different instances
+  # come from two live databases sharing that id (a copied database, or two
+  # sidecars on one database): the recipient refuses the later one.
+  instance @6 :UInt64;
 }
 
 # "Every change of `siteId` up to `dbVersion` is committed here."

@@ -376,6 +376,9 @@ TEST(MessageCodecTest, EveryMessageKindRoundTrips) {
   EXPECT_EQ(h.restore_epoch, 0);  // never restored
   hello.restore_epoch = -0x123456789abcdefLL;  // any 64 bits
   EXPECT_EQ(std::get<HelloMsg>(ThroughWire(hello)).restore_epoch, -0x123456789abcdefLL);
+  EXPECT_EQ(h.instance, 0u);  // not said
+  hello.instance = 0xfedcba9876543210ULL;
+  EXPECT_EQ(std::get<HelloMsg>(ThroughWire(hello)).instance, 0xfedcba9876543210ULL);
 
   auto k = std::get<AckMsg>(ThroughWire(AckMsg{99, 3}));
   EXPECT_EQ(k.up_to, 99);

@@ -1,0 +1,203 @@
+// Which peers a running sidecar admits: one site id may be connected many
+// times from one running node (peers that dial each other, a reconnect),
+// never from two at once (a copied database, two sidecars on one
+// database), whose equal (site, version) pairs would hide each other's
+// changes. Raw sockets speak the protocol, so the instance each Hello says
+// is chosen by the test.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <thread>
+
+#include "common/hex.h"
+#include "tests/test_util.h"
+#include "transport/codec.h"
+#include "transport/frame.h"
+#include "transport/schema_id.h"
+#include "transport/sidecar.h"
+
+namespace crsync {
+namespace {
+
+// One raw connection to the sidecar, which says Hello as `site` at
+// `instance`.
+class RawPeer {
+ public:
+  RawPeer(int port, const HelloMsg& hello) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+    connected_ = connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    capnp::MallocMessageBuilder builder;
+    kj::Array<kj::byte> frame;
+    if (connected_ && EncodeMessage(Message{hello}, &builder).ok() &&
+        FrameEncoder().Encode(builder, &frame).ok()) {
+      sent_ = write(fd_, frame.begin(), frame.size()) == static_cast<ssize_t>(frame.size());
+    }
+  }
+  ~RawPeer() { close(fd_); }
+  RawPeer(const RawPeer&) = delete;
+  RawPeer& operator=(const RawPeer&) = delete;
+
+  bool said_hello() const { return connected_ && sent_; }
+
+  // Reads for up to `ms`, stopping at EOF. Returns the errors received.
+  std::vector<ErrorMsg> Listen(int ms) {
+    FrameReader reader(FrameReaderOptions{}, [&](capnp::MessageReader& m) {
+      Message msg;
+      CRSYNC_RETURN_IF_ERROR(DecodeMessage(m, &msg));
+      if (auto* e = std::get_if<ErrorMsg>(&msg)) errors_.push_back(*e);
+      return Status::OK();
+    });
+    char buf[4096];
+    const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+    while (!eof_ && std::chrono::steady_clock::now() < end) {
+      pollfd p{fd_, POLLIN, 0};
+      if (poll(&p, 1, 20) <= 0) continue;
+      ssize_t n = read(fd_, buf, sizeof buf);
+      if (n <= 0 || !reader.Feed(reinterpret_cast<uint8_t*>(buf), static_cast<size_t>(n)).ok()) {
+        eof_ = true;
+      }
+    }
+    return errors_;
+  }
+  bool eof() const { return eof_; }
+
+ private:
+  int fd_ = -1;
+  bool connected_ = false, sent_ = false, eof_ = false;
+  std::vector<ErrorMsg> errors_;
+};
+
+class SidecarAdmitTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    {
+      TestDb db(path_.str());
+      db.Exec("PRAGMA journal_mode = WAL; CREATE TABLE t (id PRIMARY KEY NOT NULL, v);"
+              "SELECT crsql_as_crr('t');");
+      ASSERT_OK(SchemaFingerprint(db.get(), &fingerprint_));
+    }
+    SidecarOptions o;
+    o.db_path = path_.str();
+    o.listen = "127.0.0.1:0";
+    o.log_level = 0;
+    o.pump_interval_ms = 50;
+    o.on_listening = [this](int p) { port_ = p; };
+    sidecar_ = std::make_unique<Sidecar>(o);
+    run_ = std::async(std::launch::async, [this] { return sidecar_->Run(); });
+    for (int i = 0; i < 500 && port_ == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_GT(port_.load(), 0);
+  }
+
+  void TearDown() override {
+    if (run_.valid()) StopFirst();
+  }
+
+  void StopFirst() {
+    sidecar_->Stop();
+    EXPECT_TRUE(run_.get().ok());
+  }
+
+  std::unique_ptr<RawPeer> Say(char site, uint64_t instance) {
+    HelloMsg hello;
+    hello.site_id = std::string(16, site);
+    hello.fingerprint = fingerprint_;
+    hello.instance = instance;
+    auto peer = std::make_unique<RawPeer>(port_, hello);
+    EXPECT_TRUE(peer->said_hello());
+    return peer;
+  }
+
+  TempPath path_;
+  uint64_t fingerprint_ = 0;
+  std::atomic<int> port_{0};
+  std::unique_ptr<Sidecar> sidecar_;
+  std::future<Status> run_;
+};
+
+TEST_F(SidecarAdmitTest, OneSiteIdAtTwoInstancesAtOnceIsRefusedByName) {
+  auto first = Say('\x5a', 1);
+  EXPECT_TRUE(first->Listen(300).empty());
+  ASSERT_FALSE(first->eof());
+
+  auto copy = Say('\x5a', 2);
+  std::vector<ErrorMsg> errors = copy->Listen(3000);
+  EXPECT_TRUE(copy->eof()) << "the second instance stayed connected";
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].code, ErrorMsg::kProtocol);
+  EXPECT_NE(errors[0].message.find(HexBytes(std::string(16, '\x5a'))), std::string::npos)
+      << errors[0].message;
+  EXPECT_NE(errors[0].message.find("two databases share it"), std::string::npos) << errors[0].message;
+
+  // The first keeps its connection.
+  EXPECT_TRUE(first->Listen(300).empty());
+  EXPECT_FALSE(first->eof()) << "the instance connected first was dropped";
+}
+
+TEST_F(SidecarAdmitTest, OneInstanceMayConnectTwiceAndOtherSitesAreUnaffected) {
+  auto first = Say('\x5a', 7);
+  auto again = Say('\x5a', 7);    // peers that dialled each other
+  auto other = Say('\x3c', 8);    // another node
+  auto older = Say('\x5a', 0);    // a node that does not say its instance
+  for (RawPeer* p : {first.get(), again.get(), other.get(), older.get()}) {
+    EXPECT_TRUE(p->Listen(500).empty());
+    EXPECT_FALSE(p->eof());
+  }
+}
+
+// A node that restarted says hello at a new instance once its old
+// connection closed: it is admitted.
+TEST_F(SidecarAdmitTest, ANewInstanceIsAdmittedOnceTheOldConnectionsClosed) {
+  auto old_run = Say('\x5a', 1);
+  EXPECT_TRUE(old_run->Listen(300).empty());
+  old_run.reset();  // the process exited: its socket closes
+  std::vector<ErrorMsg> errors;
+  bool admitted = false;
+  for (int attempt = 0; attempt < 20 && !admitted; ++attempt) {
+    auto restarted = Say('\x5a', 2);
+    errors = restarted->Listen(400);
+    admitted = errors.empty() && !restarted->eof();
+  }
+  EXPECT_TRUE(admitted) << (errors.empty() ? "closed" : errors[0].message);
+}
+
+// Two sidecars on one database would say one site id at two instances to
+// every peer: the second is refused at start, by name; once the first
+// stopped (its object still alive), another may serve the database.
+TEST_F(SidecarAdmitTest, ASecondSidecarOnOneDatabaseIsRefusedUntilTheFirstStops) {
+  SidecarOptions o;
+  o.db_path = path_.str();
+  o.listen = "127.0.0.1:0";
+  o.log_level = 0;
+  Sidecar second(o);
+  Status s = second.Run();
+  EXPECT_EQ(s.code(), Status::Code::kFailedPrecondition) << s.ToString();
+  EXPECT_NE(s.message().find(path_.str() + "-crsyncd.lock"), std::string::npos) << s.ToString();
+  EXPECT_NE(s.message().find("pid " + std::to_string(getpid())), std::string::npos) << s.ToString();
+
+  StopFirst();
+  std::atomic<bool> listening{false};
+  o.on_listening = [&](int) { listening = true; };
+  Sidecar third(o);
+  auto run = std::async(std::launch::async, [&] { return third.Run(); });
+  for (int i = 0; i < 500 && !listening && run.wait_for(std::chrono::milliseconds(10)) !=
+                                               std::future_status::ready;
+       ++i) {
+  }
+  third.Stop();
+  Status t = run.get();
+  EXPECT_TRUE(t.ok()) << t.ToString();
+  EXPECT_TRUE(listening) << "the database stayed locked after its sidecar stopped";
+}
+
+}  // namespace
+}  // namespace crsync
