@@ -191,6 +191,7 @@ std::string CallerSignalPath(const char* db_path) {
 // Reads the u64 at `offset` of the side file of `db_path` (0 when there is
 // no side file or it is shorter).
 int ReadSideU64(const char* db_path, size_t offset, sqlite3_uint64* out) {
+  if (!out) return SQLITE_MISUSE;
   *out = 0;
   if (!db_path) return SQLITE_MISUSE;
   int fd = ::open(CallerSignalPath(db_path).c_str(), O_RDONLY | O_CLOEXEC);
@@ -198,8 +199,10 @@ int ReadSideU64(const char* db_path, size_t offset, sqlite3_uint64* out) {
   uint64_t v = 0;
   ssize_t n = pread(fd, &v, sizeof v, static_cast<off_t>(offset));
   close(fd);
-  if (n == 0) return SQLITE_OK;
-  if (n != static_cast<ssize_t>(sizeof v)) return SQLITE_IOERR;
+  if (n < 0) return SQLITE_IOERR;
+  // Shorter: a VFS is still sizing it (and sizes it again if it finds it
+  // short), so nothing was counted there yet, as the rearm below says.
+  if (n != static_cast<ssize_t>(sizeof v)) return SQLITE_OK;
   *out = v;
   return SQLITE_OK;
 }
@@ -211,6 +214,7 @@ extern "C" int crsync_writer_waits(const char* db_path, sqlite3_uint64* out) {
 }
 
 extern "C" int crsync_commit_counter_rearm(const char* db_path, sqlite3_uint64* out) {
+  if (!out) return SQLITE_MISUSE;
   *out = 0;
   if (!db_path) return SQLITE_MISUSE;
   int fd = ::open(CallerSignalPath(db_path).c_str(), O_RDWR | O_CLOEXEC);

@@ -60,8 +60,10 @@ int crsync_vfs_on_commit(void (*fn)(void *ctx, const char *db_path, sqlite3_uint
                          void *ctx);
 
 /* Reads, from any process, how many commits the signal has counted for the
- * database at `db_path` (0 if none yet or no side file). Returns SQLITE_OK or
- * SQLITE_IOERR if the side file exists but cannot be read. */
+ * database at `db_path` (0 if none yet, no side file, or one not sized yet).
+ * Returns SQLITE_OK, SQLITE_IOERR if the side file exists but cannot be
+ * read, or SQLITE_MISUSE if `db_path` or `out` is NULL (the same for the
+ * two functions below). */
 int crsync_commit_counter(const char *db_path, sqlite3_uint64 *out);
 
 /* For watchers: re-arms the wake-up, then reads the counter like

@@ -435,6 +435,29 @@ TEST_F(VfsTest, CountersReadThroughASymlinkedPath) {
   std::remove(link.c_str());
 }
 
+// The readers' contract at its edges: NULL arguments are refused, a side
+// file not sized yet (short) counts nothing, for each reader alike.
+TEST_F(VfsTest, CounterReadersRefuseNullAndReadAShortSideFileAsZero) {
+  TempPath path;
+  const std::string p = path.str(), side = path.str() + "-crsync";
+  using Reader = int (*)(const char*, sqlite3_uint64*);
+  const Reader readers[] = {&crsync_commit_counter, &crsync_commit_counter_rearm, &crsync_writer_waits};
+  sqlite3_uint64 v = 7;
+  for (Reader read : readers) {
+    EXPECT_EQ(read(p.c_str(), nullptr), SQLITE_MISUSE);
+    EXPECT_EQ(read(nullptr, &v), SQLITE_MISUSE);
+  }
+  FILE* f = fopen(side.c_str(), "wb");
+  ASSERT_NE(f, nullptr);
+  ASSERT_EQ(fwrite("\1\2\3", 1, 3, f), 3u);  // a VFS is still sizing it
+  fclose(f);
+  for (Reader read : readers) {
+    v = 7;
+    EXPECT_EQ(read(p.c_str(), &v), SQLITE_OK);
+    EXPECT_EQ(v, 0u);
+  }
+}
+
 // The side file deleted while a connection is open (its commits would go
 // on counting into a file nobody can watch) is made again at a commit
 // once the check interval passed (1 s); one cut short by someone (writing
