@@ -599,8 +599,20 @@ Status Catalog::Refresh(bool force) {
   // Read every row first: a malformed one fails the refresh with the
   // current CRRs untouched.
   StmtPtr st;
-  CRSYNC_RETURN_IF_ERROR(
-      Prepare(db_, "SELECT id, name, pk_cols, cols FROM main.crsync_crrs ORDER BY id", &st));
+  Status prepared = Prepare(db_, "SELECT id, name, pk_cols, cols FROM main.crsync_crrs ORDER BY id", &st);
+  if (!prepared.ok()) {
+    // The engine installs on a read-only database crsync never set up (so
+    // that opening it works), with nothing to read: say so, not "no such
+    // table".
+    if (sqlite3_db_readonly(db_, "main") == 1 &&
+        prepared.message().find("no such table") != std::string::npos) {
+      return Status::InvalidArgument(
+          "crsync: this database was never set up by crsync and is open read-only: it has no "
+          "CRRs, no site id and no changes yet (open it writable once and crsync creates its "
+          "tables)");
+    }
+    return prepared;
+  }
   std::vector<std::pair<int64_t, TableSchema>> rows;
   int rc;
   while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {

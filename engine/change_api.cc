@@ -23,7 +23,8 @@ Status FindEngine(sqlite3* db, ConnEngine** out) {
 }
 
 // Fills *in from `c`, reusing *in's storage (no allocation once warm).
-void FillInput(const Change& c, int64_t tag, MergeInput* in) {
+// False for a val_type that is no SQLite type.
+bool FillInput(const Change& c, int64_t tag, MergeInput* in) {
   in->table = c.table;
   in->pk = c.pk;
   in->cid = c.cid;
@@ -49,8 +50,10 @@ void FillInput(const Change& c, int64_t tag, MergeInput* in) {
     case SQLITE_BLOB:
       v.bytes.assign(c.val_bytes);
       break;
+    case SQLITE_NULL:
+      break;
     default:
-      v.type = SQLITE_NULL;
+      return false;
   }
   in->col_version = c.col_version;
   in->db_version = c.db_version;
@@ -58,6 +61,7 @@ void FillInput(const Change& c, int64_t tag, MergeInput* in) {
   in->cl = c.cl;
   in->seq = c.seq;
   in->tag = tag;
+  return true;
 }
 
 // Receive cursors (§13.3) of one Apply: usually one (site, tag), so a flat
@@ -81,6 +85,25 @@ class MarkSet {
  private:
   std::vector<Merger::TrackedMark> marks_;
 };
+
+// A filter the scan would misread: a site id that is not one, or a mode
+// outside the enum (a cast integer).
+Status CheckOrigin(const OriginFilter& f) {
+  using Mode = OriginFilter::Mode;
+  switch (f.mode) {
+    case Mode::kAny:
+    case Mode::kLocal:
+    case Mode::kRemote:
+      return Status::OK();
+    case Mode::kOnly:
+    case Mode::kExcept:
+      if (f.site.size() == 16) return Status::OK();
+      return Status::InvalidArgument("OriginFilter: kOnly and kExcept need a 16-byte site id, got " +
+                                     std::to_string(f.site.size()) + " bytes");
+  }
+  return Status::InvalidArgument("OriginFilter: unknown mode " +
+                                 std::to_string(static_cast<int>(f.mode)));
+}
 
 }  // namespace
 
@@ -130,6 +153,7 @@ struct ChangeReader::Impl {
   template <typename Emit>
   Status Read(int64_t after, const OriginFilter& origin, Emit&& emit, int64_t* version) {
     *version = 0;
+    CRSYNC_RETURN_IF_ERROR(CheckOrigin(origin));
     ScanSpec spec;
     spec.min_dbv = after == INT64_MAX ? after : after + 1;
     spec.origin = origin;
@@ -181,10 +205,13 @@ ChangeReader::~ChangeReader() = default;
 Status ChangeReader::NextTransaction(int64_t after, const OriginFilter& origin,
                                      std::vector<Change>* out, int64_t* db_version) {
   Impl& m = *impl_;
-  return m.Read(after, origin, [&] {
+  const size_t had = out->size();
+  Status s = m.Read(after, origin, [&] {
     m.Fill(&out->emplace_back());
     return Status::OK();
   }, db_version);
+  if (!s.ok()) out->resize(had);  // no half transaction
+  return s;
 }
 
 Status ChangeReader::NextTransaction(int64_t after, const OriginFilter& origin,
@@ -254,7 +281,13 @@ Status ChangeApplier::Impl::Merge(const std::vector<Change>& changes, int64_t ta
       while (j < changes.size() && same_row(k, j)) ++j;
       for (; k < j; ++k, ++n) {
         if (n == ins.size()) ins.emplace_back();
-        FillInput(changes[k], tag, &ins[n]);
+        if (!FillInput(changes[k], tag, &ins[n])) {
+          batch.Clear();
+          return Status::InvalidArgument(
+              "change " + std::to_string(k + 1) + " of " + std::to_string(changes.size()) +
+              ": val_type " + std::to_string(changes[k].val_type) +
+              " is not an SQLite type (SQLITE_INTEGER, _FLOAT, _TEXT, _BLOB or _NULL)");
+        }
       }
     }
     row_starts.push_back(n);

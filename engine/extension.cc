@@ -20,6 +20,10 @@ void SetErr(char** err_msg, const std::string& msg) {
 
 int Init(sqlite3* db, char** err_msg) {
   using namespace crsync;
+  if (!db) {
+    SetErr(err_msg, "crsync: crsync_engine_init needs a connection (db is NULL)");
+    return SQLITE_MISUSE;
+  }
   if (ConnEngine::Find(db)) return SQLITE_OK;  // already installed
   std::unique_ptr<ConnEngine> engine;
   Status s = ConnEngine::Open(db, &engine);

@@ -21,8 +21,12 @@ extern "C" {
 /* Installs the engine on `db`: creates the bookkeeping tables if missing
  * (writable databases only), loads or creates the site id, registers the
  * functions and the crsql_changes virtual table. Returns an SQLite result
- * code; on failure *err_msg (if not NULL) receives a message to be freed
- * with sqlite3_free. Installing twice on one connection is harmless. */
+ * code (SQLITE_MISUSE for a NULL db); on failure *err_msg (if not NULL)
+ * receives a message to be freed with sqlite3_free. Installing twice on one
+ * connection is harmless. On a read-only connection to a database crsync
+ * never set up, it installs (the database opens as usual) but the engine's
+ * functions and crsql_changes fail, saying so, until a writable connection
+ * has set the database up. */
 int crsync_engine_init(sqlite3 *db, char **err_msg);
 
 /* Registers crsync_engine_init with sqlite3_auto_extension so that every

@@ -48,7 +48,7 @@ struct Change {
 struct OriginFilter {
   enum class Mode { kAny, kLocal, kRemote, kOnly, kExcept };
   Mode mode = Mode::kAny;
-  std::string site;  // for kOnly / kExcept: 16 bytes
+  std::string site;  // for kOnly / kExcept: 16 bytes (else kInvalidArgument)
 };
 
 // Streams the changes of a connection with db_version > a cursor, in
@@ -63,7 +63,9 @@ class ChangeReader {
 
   // Appends to *out the changes of the next transaction with
   // db_version > `after` that pass `origin`, and sets *db_version to its
-  // version. Sets *db_version = 0 and leaves *out alone when there is none.
+  // version. Sets *db_version = 0 and leaves *out alone when there is none,
+  // and when the read fails (*out is cut back to its size before the call:
+  // never half a transaction).
   // Reads within the caller's transaction if one is open; otherwise opens a
   // read transaction for the call, so the whole transaction comes from one
   // snapshot even while other connections commit.
@@ -101,10 +103,14 @@ class ChangeApplier {
   static Status Open(sqlite3* db, std::unique_ptr<ChangeApplier>* out);
   ~ChangeApplier();
 
-  // Validates every change, then merges them all in one transaction (BEGIN
-  // IMMEDIATE ... COMMIT) and records tracked peers (tag `tag`, event 0)
-  // once per origin. On any error nothing of the batch remains. `cl` and
-  // `seq` are taken from each Change as given (9-column semantics).
+  // Merges them all in one transaction (BEGIN IMMEDIATE ... COMMIT) and
+  // records tracked peers (tag `tag`, event 0) once per origin. Each change
+  // is checked as its row is merged (an unknown table or column, a
+  // malformed key or value, a clock out of range): the first bad one fails
+  // the batch, and the status names it ("change N of M"), as it names the
+  // rows a user-table constraint refused. On any error nothing of the batch
+  // remains. `cl` and `seq` are taken from each Change as given (9-column
+  // semantics).
   // *impacted, if not null, receives how many changes modified local state.
   Status Apply(const std::vector<Change>& changes, int64_t tag = 0, int64_t* impacted = nullptr);
 

@@ -616,6 +616,36 @@ TEST(EngineInitTest, WaitsForAMomentaryExclusiveLock) {
   EXPECT_OK(Exec(db.get(), "SELECT crsql_as_crr('t'); INSERT INTO t VALUES (2, 2);"));
 }
 
+TEST(EngineInitTest, ANullConnectionIsMisuseWithAMessage) {
+  char* err = nullptr;
+  EXPECT_EQ(crsync_engine_init(nullptr, &err), SQLITE_MISUSE);
+  ASSERT_NE(err, nullptr);
+  EXPECT_THAT(err, HasSubstr("db is NULL"));
+  sqlite3_free(err);
+  EXPECT_EQ(crsync_engine_init(nullptr, nullptr), SQLITE_MISUSE);
+}
+
+// A read-only connection to a database crsync never set up: the engine
+// installs, and what needs its tables says why they are missing.
+TEST(EngineInitTest, AReadOnlyDatabaseNeverSetUpSaysSo) {
+  TempPath path;
+  {
+    DbPtr plain;
+    ASSERT_OK(OpenDb(path.str(), SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr, &plain));
+    ASSERT_OK(Exec(plain.get(), "CREATE TABLE t (id PRIMARY KEY NOT NULL, v); INSERT INTO t VALUES (1, 2)"));
+  }
+  DbPtr ro;
+  ASSERT_OK(OpenDb(path.str(), SQLITE_OPEN_READONLY, nullptr, &ro));
+  char* err = nullptr;
+  ASSERT_EQ(crsync_engine_init(ro.get(), &err), SQLITE_OK) << (err ? err : "");
+  EXPECT_OK(Exec(ro.get(), "SELECT * FROM t"));
+  for (const char* sql : {"SELECT count(*) FROM crsql_changes", "SELECT crsql_as_crr('t')"}) {
+    Status s = Exec(ro.get(), sql);
+    EXPECT_THAT(s.message(), HasSubstr("never set up by crsync and is open read-only")) << sql;
+  }
+  EXPECT_THAT(Exec(ro.get(), "SELECT crsql_site_id()").message(), HasSubstr("never set up"));
+}
+
 // A malformed crsync_crrs row fails the catalog's refresh with an error and
 // leaves the CRRs it already knew working.
 TEST(CatalogTest, AMalformedCatalogRowFailsTheRefreshAndChangesNothing) {

@@ -138,6 +138,44 @@ TEST(ChangeReaderTest, AVisitorErrorStopsTheRead) {
   EXPECT_EQ(again.size(), 4u);
 }
 
+// A read that fails part way (here interrupted by a progress handler after
+// more and more steps) leaves the caller's vector as it was: never half a
+// transaction, which a caller could mistake for a whole one.
+TEST(ChangeReaderTest, AFailedReadLeavesTheVectorAsItWas) {
+  TestDb db;
+  db.Exec(kSchema);
+  db.Exec("BEGIN");
+  for (int i = 0; i < 50; ++i) db.Exec("INSERT INTO t VALUES (" + std::to_string(i) + ", 'a', 1)");
+  db.Exec("COMMIT");
+  std::unique_ptr<ChangeReader> reader;
+  ASSERT_OK(ChangeReader::Open(db.get(), &reader));
+  int budget = 0;
+  sqlite3_progress_handler(db.get(), 1, [](void* p) { return --*static_cast<int*>(p) < 0 ? 1 : 0; },
+                           &budget);
+  int failures = 0;
+  bool read_whole = false;
+  for (int steps = 1; steps < 200000 && !read_whole; steps += 1 + steps / 8) {
+    budget = steps;
+    std::vector<Change> out(1);  // the caller's earlier content
+    out[0].table = "kept";
+    int64_t v = -1;
+    Status s = reader->NextTransaction(0, OriginFilter{}, &out, &v);
+    if (s.ok()) {
+      read_whole = true;
+      EXPECT_EQ(v, 1);
+      EXPECT_EQ(out.size(), 101u);
+    } else {
+      ++failures;
+      EXPECT_EQ(v, 0);
+      ASSERT_EQ(out.size(), 1u) << "after " << steps << " steps: " << s.ToString();
+      EXPECT_EQ(out[0].table, "kept");
+    }
+  }
+  sqlite3_progress_handler(db.get(), 0, nullptr, nullptr);
+  EXPECT_TRUE(read_whole);
+  EXPECT_GT(failures, 10);
+}
+
 // Inside the caller's transaction, a visitor that writes to a CRR gives
 // those writes the version being read; the read still returns exactly the
 // changes that existed when it started (as crsql_changes does).
@@ -247,6 +285,35 @@ TEST(ChangeReaderTest, OriginFilterExcludesTheRequester) {
   EXPECT_EQ(txn[0].pk, std::string("\x01\x09\x02", 3));
 }
 
+// A filter the scan would misread is refused by name, and the reader
+// still works afterwards.
+TEST(ChangeReaderTest, AMalformedOriginFilterIsRefused) {
+  TestDb db;
+  db.Exec(kSchema);
+  db.Exec("INSERT INTO t VALUES (1, 'a', 1)");
+  std::unique_ptr<ChangeReader> reader;
+  ASSERT_OK(ChangeReader::Open(db.get(), &reader));
+  std::vector<Change> txn;
+  int64_t v = -1;
+  for (auto mode : {OriginFilter::Mode::kOnly, OriginFilter::Mode::kExcept}) {
+    for (const std::string& site : {std::string(), std::string(15, 'x'), std::string(17, 'x')}) {
+      Status s = reader->NextTransaction(0, OriginFilter{mode, site}, &txn, &v);
+      EXPECT_EQ(s.code(), Status::Code::kInvalidArgument) << s.ToString();
+      EXPECT_THAT(s.message(), HasSubstr("16-byte site id, got " + std::to_string(site.size())));
+      EXPECT_EQ(v, 0);
+    }
+  }
+  Status s = reader->NextTransaction(0, OriginFilter{static_cast<OriginFilter::Mode>(42), ""}, &txn, &v);
+  EXPECT_THAT(s.message(), HasSubstr("unknown mode 42"));
+  s = reader->NextTransaction(0, OriginFilter{static_cast<OriginFilter::Mode>(42), ""},
+                              [](Change&) { return Status::OK(); }, &v);
+  EXPECT_THAT(s.message(), HasSubstr("unknown mode 42"));
+  EXPECT_TRUE(txn.empty());
+  ASSERT_OK(reader->NextTransaction(0, OriginFilter{}, &txn, &v));
+  EXPECT_EQ(v, 1);
+  EXPECT_EQ(txn.size(), 2u);
+}
+
 TEST(ChangeApplierTest, AppliesBatchTracksPeerOnceAndMatchesSql) {
   TestDb a, b, c;
   for (TestDb* d : {&a, &b, &c}) d->Exec(kSchema);
@@ -328,6 +395,31 @@ TEST(ChangeApplierTest, BadChangeRollsBackTheWholeBatch) {
   b.Exec("COMMIT");
   EXPECT_EQ(b.One("SELECT count(*) FROM u"), "1");
   EXPECT_EQ(b.One("SELECT count(*) FROM t"), "0");
+}
+
+// A val_type that is no SQLite type was merged as NULL: a value silently
+// lost. It is refused, by its place in the batch, and nothing remains.
+TEST(ChangeApplierTest, AValTypeThatIsNoSqliteTypeIsRefused) {
+  TestDb b;
+  b.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t');");
+  const std::string site(16, '\x11');
+  Change good = TextChange("t", SmallIntPk(1), "v", "x", 1, 5, site);
+  std::unique_ptr<ChangeApplier> applier;
+  ASSERT_OK(ChangeApplier::Open(b.get(), &applier));
+  for (int bad_type : {0, 6, 99, -1}) {
+    Change bad = good;
+    bad.pk = SmallIntPk(2);
+    bad.val_type = bad_type;
+    Status s = applier->Apply({good, bad});
+    EXPECT_EQ(s.code(), Status::Code::kInvalidArgument) << s.ToString();
+    EXPECT_THAT(s.message(), HasSubstr("change 2 of 2: val_type " + std::to_string(bad_type)));
+    EXPECT_EQ(b.One("SELECT count(*) FROM t"), "0");
+    EXPECT_EQ(b.One("SELECT count(*) FROM crsql_changes"), "0");
+  }
+  Change null_value = good;
+  null_value.val_type = SQLITE_NULL;
+  ASSERT_OK(applier->Apply({null_value}));
+  EXPECT_EQ(b.Query("SELECT id, v IS NULL FROM t"), (Rows{{"1", "1"}}));
 }
 
 // A refused batch inside a caller's transaction leaves no trace: not the
