@@ -19,6 +19,7 @@
 #include "crsync/sqlite_handles.h"
 #include "transport/peer_session.h"
 #include "transport/sidecar.h"
+#include "transport/sidecar_lock.h"
 #include "tools/crsyncd_demo.h"
 
 namespace {
@@ -55,8 +56,9 @@ const char kUsage[] =
     "        shows it): for a peer that is gone for good (its database replaced or\n"
     "        retired), which status would otherwise list with a growing backlog. If\n"
     "        it comes back, both sides start over from the beginning (what was\n"
-    "        merged already is merged again, harmlessly). Use it while no crsyncd\n"
-    "        runs on PATH: a running one keeps the cursors of connected peers.\n"
+    "        merged already is merged again, harmlessly). Refused while a crsyncd\n"
+    "        runs on PATH: it keeps the cursors of connected peers and would write\n"
+    "        them back.\n"
     "demo    Needs no configuration: N replicas (default 3) on 127.0.0.1, a hub and\n"
     "        spokes, each with an app writing one-row transactions through the crsync\n"
     "        VFS; shows live progress and how long the replicas take to converge.\n"
@@ -207,8 +209,8 @@ int Status(const std::string& db_path) {
     ++shown;
   }
   if (shown == 0) {
-    std::printf("(no peers: no crsyncd has synced this database yet, or their cursors were "
-                "forgotten)\n");
+    std::printf("(no peers recorded: a peer is listed once a version moved between it and this "
+                "database, either way; none has yet, or their cursors were forgotten)\n");
   }
   // Cursors under other tags are the application's own (INSERT INTO
   // crsql_changes with another tag, 0 by default): said, not listed.
@@ -233,6 +235,14 @@ int Forget(const std::string& db_path, const std::string& site) {
   }
   crsync::DbPtr db;
   if (!OpenForCommand("forget", db_path, SQLITE_OPEN_READWRITE, &db)) return 1;
+  // A running sidecar keeps the cursors of connected peers in memory and
+  // would write them back: forget only while none runs (and none starts).
+  crsync::SidecarLock lock;
+  const char* resolved = sqlite3_db_filename(db.get(), "main");
+  if (crsync::Status s = lock.Acquire(resolved && *resolved ? resolved : db_path); !s.ok()) {
+    std::fprintf(stderr, "crsyncd forget: %s; stop it first\n", s.message().c_str());
+    return 1;
+  }
   crsync::StmtPtr del;
   const std::string sql = "DELETE FROM crsql_tracked_peers WHERE tag = " +
                           std::to_string(crsync::kSidecarTag) + " AND hex(site_id) = upper(?1)";
@@ -372,10 +382,7 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
   };
   crsync::Sidecar sidecar(opts);
-  crsync::Status s = sidecar.Run();
-  if (!s.ok()) {
-    std::fprintf(stderr, "crsyncd: %s\n", s.ToString().c_str());
-    return 1;
-  }
-  return 0;
+  // A failure is in the log already, in its format ("... crsyncd error:
+  // cannot start: ..."), where a supervisor looks for it.
+  return sidecar.Run().ok() ? 0 : 1;
 }

@@ -457,8 +457,10 @@ Status PeerSession::PumpFeed(std::vector<Message>* out) {
         oversized_ = true;
         return Status::InvalidArgument(
             "cannot send a change of " + c.table + " (column " + c.cid + ", version " +
-            std::to_string(c.db_version) + "): " + std::to_string(c.val_bytes.size()) +
-            " bytes is over what one message may carry (" + std::to_string(kMaxChangeBytes) + ")");
+            std::to_string(c.db_version) + "): encoded it takes about " +
+            std::to_string(w * sizeof(capnp::word)) + " bytes (value " +
+            std::to_string(c.val_bytes.size()) + ", key " + std::to_string(c.pk.size()) +
+            "), over what one message may carry (" + std::to_string(kMaxChangeBytes) + ")");
       }
       if (parts.empty() || parts.back().changes.size() == step || words + w > budget) {
         parts.push_back(ChangesetMsg{site_id_, sent_ + 1, c.db_version, 0, 0, {}});

@@ -7,17 +7,12 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <fcntl.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cstdarg>
 #include <cstdio>
-#include <cstring>
 #include <ctime>
 
 #include "crsync/crsync.h"
@@ -53,45 +48,10 @@ void Sidecar::Impl::Log(int level, const char* fmt, ...) {
   std::fwrite(line, 1, len, stderr);
 }
 
-void Sidecar::Impl::Fd::Reset() {
-  if (fd >= 0) close(fd);
-  fd = -1;
-}
-
 void Sidecar::Impl::ReleaseDatabase() {
   sessions.clear();  // they hold statements on db
   db.reset();
-  lock.Reset();
-}
-
-// flock, not fcntl: SQLite's POSIX locks on other descriptors of this
-// process (an application embedding the sidecar) neither release nor
-// conflict with it. The file stays behind; its lock dies with the process.
-Status Sidecar::Impl::LockDatabase() {
-  const std::string path = signal_path + "-crsyncd.lock";
-  lock.fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (lock.fd < 0) {
-    return Status::IOError("cannot open " + path + ": " + strerror(errno));
-  }
-  if (flock(lock.fd, LOCK_EX | LOCK_NB) != 0) {
-    const int err = errno;
-    char holder[32] = {0};
-    ssize_t n = pread(lock.fd, holder, sizeof holder - 1, 0);
-    std::string pid = n > 0 ? std::string(holder, static_cast<size_t>(n)) : "";
-    while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
-    if (err == EWOULDBLOCK) {
-      return Status::FailedPrecondition(
-          "another sidecar already serves " + signal_path +
-          (pid.empty() ? std::string() : " (pid " + pid + ")") + ": it holds " + path +
-          ". One sidecar per database: two would send the same site id from two places");
-    }
-    return Status::IOError("cannot lock " + path + ": " + strerror(err));
-  }
-  const std::string me = std::to_string(getpid()) + "\n";
-  if (ftruncate(lock.fd, 0) != 0 || pwrite(lock.fd, me.data(), me.size(), 0) < 0) {
-    Log(kWarning, "cannot write the pid into %s: %s", path.c_str(), strerror(errno));
-  }
-  return Status::OK();
+  lock.Release();
 }
 
 Status Sidecar::Impl::Start() {
@@ -128,7 +88,7 @@ Status Sidecar::Impl::Start() {
   // followed); so must we, or we would watch a file nobody signals.
   const char* resolved = sqlite3_db_filename(db.get(), "main");
   signal_path = resolved && *resolved ? resolved : options.db_path;
-  CRSYNC_RETURN_IF_ERROR(LockDatabase());
+  CRSYNC_RETURN_IF_ERROR(lock.Acquire(signal_path));
   crsync_writer_waits(signal_path.c_str(), &writer_waits);
   sqlite3_busy_timeout(db.get(), 5000);  // before the engine reads anything
   char* err = nullptr;
@@ -140,6 +100,14 @@ Status Sidecar::Impl::Start() {
   // WAL + synchronous=NORMAL: a power loss may drop the last merges, never
   // split one, and the receive cursor commits with them (it cannot run ahead).
   if (Status wal = Exec(db.get(), "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL"); !wal.ok()) {
+    if (sqlite3_errcode(db.get()) == SQLITE_BUSY) {
+      // Leaving a rollback journal needs the database to itself.
+      return wal.WithContext(
+          "cannot switch " + options.db_path + " to WAL (the sidecar needs it so that the "
+          "application writes while it merges): another connection kept it busy for 5 s. Switch it "
+          "once while nothing else uses it (sqlite3 " + options.db_path +
+          " 'PRAGMA journal_mode = WAL'), or start crsyncd before the application");
+    }
     return wal.WithContext(options.db_path);
   }
   {
@@ -364,6 +332,7 @@ Status Sidecar::Run() {
   Status st = impl_->Start();
   if (impl_->signals_open) dispositions.NoteLibuvHandlers();
   if (!st.ok()) {
+    impl_->Log(0, "cannot start: %s", st.ToString().c_str());
     if (impl_->loop_ready) {
       impl_->Shutdown();
       uv_run(&impl_->loop, UV_RUN_DEFAULT);

@@ -70,7 +70,8 @@ class Sidecar {
 
   // Opens the database, binds, dials, and runs until Stop(). Returns the
   // reason it could not start (InvalidArgument for bad options, naming
-  // them), or OK after a clean stop. Once per Sidecar: a second call
+  // them; also logged as an error, "cannot start: ..."), or OK after a
+  // clean stop. Once per Sidecar: a second call
   // returns FailedPrecondition. The Sidecar must outlive Run(): destroy it
   // only after Run() has returned (or if it was never called).
   Status Run();

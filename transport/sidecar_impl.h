@@ -27,6 +27,7 @@
 #include "transport/messages.h"
 #include "transport/peer_session.h"
 #include "transport/sidecar.h"
+#include "transport/sidecar_lock.h"
 
 namespace crsync {
 
@@ -104,23 +105,13 @@ struct Sidecar::Impl {
     Conn* conn;  // alive in the callback: uv_close cancels writes before it frees
   };
 
-  // An open file descriptor, closed with its owner (the lock file).
-  struct Fd {
-    int fd = -1;
-    Fd() = default;
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-    ~Fd() { Reset(); }
-    void Reset();
-  };
-
   explicit Impl(SidecarOptions o) : options(std::move(o)) {}
 
   SidecarOptions options;
   std::string signal_path;  // the database's full path, as the VFS names it
-  // `<db>-crsyncd.lock`, flock()ed while this sidecar lives: one sidecar
-  // per database (two would announce one site id at two instances).
-  Fd lock;
+  // Held from Start until Run returns: one sidecar per database (two would
+  // announce one site id at two instances).
+  SidecarLock lock;
   bool loop_ready = false;  // loop thread: uv_loop_init succeeded
   // Where Stop() (any thread) meets the loop: a Stop() before the loop runs
   // is remembered, one after it began shutting down is a no-op (the async
@@ -159,7 +150,6 @@ struct Sidecar::Impl {
   uint64_t yields = 0;              // strand only
 
   // --- lifecycle and logging (sidecar.cc) ---
-  Status LockDatabase();
   // After the loop ended: closes the database and drops the lock, so that
   // another sidecar may serve it while this object lives on.
   void ReleaseDatabase();

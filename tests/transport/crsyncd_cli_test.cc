@@ -2,6 +2,7 @@
 // files, status, forget and the demo (tests/meson.build passes the path of
 // the built binary as CRSYNCD).
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -12,6 +13,7 @@
 
 #include "tests/test_util.h"
 #include "transport/peer_session.h"
+#include "transport/sidecar_lock.h"
 
 namespace crsync {
 namespace {
@@ -54,11 +56,14 @@ TEST(CrsyncdCliTest, UsageErrorsAndConfigFile) {
     EXPECT_NE(out.find("unknown command '"), std::string::npos) << args << ": " << out;
     EXPECT_EQ(code, 2) << args;
   }
-  // A bad address is reported before the database is looked at.
-  EXPECT_NE(RunCrsyncd("run --db /nonexistent/x.db --listen 127.0.0.1:+80", &code)
-                .find("bad address '127.0.0.1:+80'"),
-            std::string::npos);
-  EXPECT_EQ(code, 1);
+  // A bad address is reported before the database is looked at, as a log
+  // line like the others ("<time>Z crsyncd error: cannot start: ...").
+  {
+    std::string out = RunCrsyncd("run --db /nonexistent/x.db --listen 127.0.0.1:+80", &code);
+    EXPECT_NE(out.find("Z crsyncd error: cannot start: "), std::string::npos) << out;
+    EXPECT_NE(out.find("bad address '127.0.0.1:+80'"), std::string::npos) << out;
+    EXPECT_EQ(code, 1);
+  }
   {
     // status on a file that is not a database says so.
     TempPath text;
@@ -283,8 +288,8 @@ TEST(CrsyncdCliTest, StatusOfADatabaseWithoutPeersSaysSo) {
   int code;
   std::string out = RunCrsyncd("status --db " + path.str(), &code);
   EXPECT_EQ(code, 0) << out;
-  EXPECT_NE(out.find("(no peers: no crsyncd has synced this database yet, or their cursors were "
-                     "forgotten)"),
+  EXPECT_NE(out.find("(no peers recorded: a peer is listed once a version moved between it and "
+                     "this database"),
             std::string::npos)
       << out;
   EXPECT_EQ(out.find("other tags"), std::string::npos) << out;
@@ -326,6 +331,51 @@ TEST(CrsyncdCliTest, ForgetDropsOnlyThatPeersCursors) {
   out = RunCrsyncd("forget --db " + path.str(), &code);
   EXPECT_EQ(code, 2) << out;
   EXPECT_NE(out.find("--site SITE_ID is required"), std::string::npos) << out;
+}
+
+// forget rewrites what a running sidecar keeps in memory: it is refused
+// while one holds the database's lock (here this process), naming it.
+TEST(CrsyncdCliTest, ForgetIsRefusedWhileASidecarServesTheDatabase) {
+  TempPath path;
+  const std::string site(32, 'c');
+  {
+    TestDb db(path.str());
+    db.Exec(kSchema);
+    db.Exec("INSERT INTO crsql_tracked_peers (site_id, version, seq, tag, event) VALUES (x'" + site +
+            "', 3, 0, " + std::to_string(kSidecarTag) + ", 0)");
+  }
+  const std::string real = std::filesystem::canonical(path.str()).string();
+  int code;
+  {
+    SidecarLock running;
+    ASSERT_OK(running.Acquire(real));
+    std::string out = RunCrsyncd("forget --db " + path.str() + " --site " + site, &code);
+    EXPECT_EQ(code, 1) << out;
+    EXPECT_NE(out.find("pid " + std::to_string(getpid())), std::string::npos) << out;
+    EXPECT_NE(out.find("stop it first"), std::string::npos) << out;
+    TestDb db(path.str());
+    EXPECT_EQ(db.One("SELECT count(*) FROM crsql_tracked_peers"), "1");
+  }
+  std::string out = RunCrsyncd("forget --db " + path.str() + " --site " + site, &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("forgot peer " + site), std::string::npos) << out;
+}
+
+// Leaving a rollback journal for WAL needs the database to itself: an
+// application's open read transaction makes `run` fail after its busy
+// timeout, saying what to do.
+TEST(CrsyncdCliTest, ADatabaseKeptBusyInRollbackModeIsExplainedAtStart) {
+  TempPath path;
+  TestDb app(path.str());
+  app.Exec("CREATE TABLE items (id PRIMARY KEY NOT NULL, name); SELECT crsql_as_crr('items');"
+           "INSERT INTO items VALUES (1, 'a')");
+  app.Exec("BEGIN; SELECT count(*) FROM items;");  // holds a read lock
+  int code;
+  std::string out = RunCrsyncd("run -q --db " + path.str() + " --listen 127.0.0.1:0", &code);
+  app.Exec("COMMIT");
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_NE(out.find("cannot switch " + path.str() + " to WAL"), std::string::npos) << out;
+  EXPECT_NE(out.find("PRAGMA journal_mode = WAL"), std::string::npos) << out;
 }
 
 // The README's main job: `crsyncd demo` converges and exits 0.

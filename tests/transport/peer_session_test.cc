@@ -539,6 +539,7 @@ TEST(PeerSessionTest, AnOversizedChangeStopsOnlyItsDirection) {
   ASSERT_NE(e, nullptr);
   EXPECT_EQ(e->code, ErrorMsg::kCannotSend);
   EXPECT_THAT(e->message, HasSubstr("cannot send a change of items (column name"));
+  EXPECT_THAT(e->message, HasSubstr("value 17000000, key 3), over what one message may carry"));
   EXPECT_THAT(sa->TakeNotice(), HasSubstr("cannot send to the peer: cannot send a change of items"));
   EXPECT_EQ(sa->TakeNotice(), "");  // once
   std::vector<Message> back;
