@@ -262,8 +262,8 @@ TEST(BootstrapTest, ACloseThatFailedCanBeRetriedAfterTheEngineIsUsedAgain) {
       "INSERT INTO t VALUES (2, 'y')",
       "SELECT crsql_db_version()",
       "SELECT count(*) FROM crsql_changes",
-      "INSERT INTO crsql_changes VALUES ('t', X'010903', 'b', 'z', 1, 9, "
-      "X'11111111111111111111111111111111')",
+      ("INSERT INTO crsql_changes VALUES ('t', X'010903', 'b', 'z', 1, 9, "
+       "X'11111111111111111111111111111111')"),
       "reader",
   };
   for (const char* use : kUses) {

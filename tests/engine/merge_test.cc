@@ -336,7 +336,7 @@ TEST(MergeEncodingTest, TextAUtf16DatabaseCannotKeepIsRefusedThere) {
     return std::string("\x01\x0b", 2) + static_cast<char>(text.size()) + text;
   };
   // Bytes as a peer may send them (the wire carries UTF-8 bytes as they are).
-  const char* const kBad[] = {"\xff" "a", "\xc0\xaf", "\xed\xa0\x80", "\x80", "\xef\xbf\xbf",
+  const char* const kBad[] = {("\xff" "a"), "\xc0\xaf", "\xed\xa0\x80", "\x80", "\xef\xbf\xbf",
                               "\xf4\x90\x80\x80", "\xe2\x82"};
   int n = 0;
   for (const char* bytes : kBad) {

@@ -31,12 +31,11 @@
 
 #include "crsync/engine.h"
 #include "tests/engine/sync_util.h"
+#include "tests/fault/fault_env.h"
 #include "tests/fault/fault_vfs.h"
 
 namespace crsync::fault {
 namespace {
-
-constexpr char kVfsName[] = "crsync-fault-test";
 
 constexpr char kSchema[] =
     "CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, name TEXT, qty INTEGER, note BLOB);"
@@ -73,30 +72,6 @@ const char* Name(Mode m) {
   }
   return "?";
 }
-
-// --- the fault VFS, registered for the whole test program -------------------
-
-FaultVfs* g_vfs = nullptr;
-
-class FaultVfsEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override {
-    Status s = FaultVfs::Register(kVfsName, &vfs_);
-    ASSERT_OK(s);
-    vfs_->set_forward_syncs(false);  // crashes are simulated; real fsyncs only cost time
-    g_vfs = vfs_.get();
-  }
-  void TearDown() override {
-    g_vfs = nullptr;
-    vfs_.reset();
-  }
-
- private:
-  std::unique_ptr<FaultVfs> vfs_;
-};
-
-[[maybe_unused]] ::testing::Environment* const g_env =
-    ::testing::AddGlobalTestEnvironment(new FaultVfsEnvironment);
 
 // --- reading a database ------------------------------------------------------
 
@@ -282,16 +257,6 @@ const Scenario& GetSetup(Journal journal) {
   return *s;
 }
 
-Status CopyFile(const std::string& from, const std::string& to) {
-  std::ifstream in(from, std::ios::binary);
-  if (!in) return Status::IOError("cannot read " + from);
-  std::ofstream out(to, std::ios::binary | std::ios::trunc);
-  out << in.rdbuf();
-  out.flush();
-  if (!out) return Status::IOError("cannot write " + to);
-  return Status::OK();
-}
-
 // Opens `path` on the fault VFS with the engine installed, synchronous=FULL.
 Status OpenFaulty(const std::string& path, DbPtr* out) {
   DbPtr db;
@@ -391,10 +356,10 @@ const Expected& GetExpected(Op op, Journal journal) {
   {
     DbPtr db;
     EXPECT_OK(OpenFaulty(work.str(), &db));
-    g_vfs->Count();
+    TestVfs()->Count();
     EXPECT_OK(RunOp(op, db.get(), setup));
   }
-  e.k = g_vfs->write_points();
+  e.k = TestVfs()->write_points();
   {
     TestDb db(work.str());
     EXPECT_OK(ReadState(db.get(), &e.after));
@@ -429,29 +394,29 @@ void RunCase(Op op, Journal journal, Mode mode, int64_t n, Tally* tally) {
     ASSERT_OK(OpenFaulty(work.str(), &db));
     switch (mode) {
       case Mode::kIoErrorOnce:
-        g_vfs->ArmIoError(n, false);
+        TestVfs()->ArmIoError(n, false);
         break;
       case Mode::kIoErrorPersistent:
-        g_vfs->ArmIoError(n, true);
+        TestVfs()->ArmIoError(n, true);
         break;
       case Mode::kCrash:
       case Mode::kPowerLoss:
-        ASSERT_OK(g_vfs->ArmCrash(n, work.str(), capture.str(), mode == Mode::kPowerLoss));
+        ASSERT_OK(TestVfs()->ArmCrash(n, work.str(), capture.str(), mode == Mode::kPowerLoss));
         break;
     }
     op_status = RunOp(op, db.get(), setup);
-    fault = g_vfs->fault();
+    fault = TestVfs()->fault();
     if (fault) what += " at " + fault->ToString().substr(fault->ToString().find(' ') + 1);
     what += ", op: " + op_status.ToString();
     if (mode == Mode::kIoErrorOnce && fault) {
-      g_vfs->Count();
+      TestVfs()->Count();
       CheckSameConnection(db.get(), setup, expected, op_status, what);
     }
     db.reset();  // the close's write points are part of the run
-    if (!fault) fault = g_vfs->fault();
+    if (!fault) fault = TestVfs()->fault();
   }
-  Status capture_status = g_vfs->capture_status();
-  g_vfs->Count();  // disarm, revive
+  Status capture_status = TestVfs()->capture_status();
+  TestVfs()->Count();  // disarm, revive
   ASSERT_TRUE(fault.has_value()) << what << ": the fault was never reached (K=" << expected.k
                                  << ")";
   ASSERT_EQ(fault->number, n) << what;
@@ -526,14 +491,14 @@ TEST(FaultHarnessTest, SeesAHalfAppliedTransactionWithoutAJournal) {
   int64_t k;
   {
     TempPath work;
-    run(work.str(), [] { g_vfs->Count(); });
-    k = g_vfs->write_points();
+    run(work.str(), [] { TestVfs()->Count(); });
+    k = TestVfs()->write_points();
   }
   int bad = 0;
   for (int64_t n = 1; n <= k; ++n) {
     TempPath work, capture;
-    run(work.str(), [&] { ASSERT_OK(g_vfs->ArmCrash(n, work.str(), capture.str(), false)); });
-    g_vfs->Count();
+    run(work.str(), [&] { ASSERT_OK(TestVfs()->ArmCrash(n, work.str(), capture.str(), false)); });
+    TestVfs()->Count();
     DbPtr db;
     ASSERT_OK(OpenDb(capture.str(), SQLITE_OPEN_READWRITE, nullptr, &db));
     ASSERT_EQ(crsync_engine_init(db.get(), nullptr), SQLITE_OK);
@@ -569,10 +534,10 @@ TEST(CommitFailureTest, FailedCommitDoesNotAdvanceDbVersion) {
     return v.empty() ? -1 : std::stoll(v[0]);
   };
   int64_t stored = db_version(a.get());
-  g_vfs->ArmIoError(1, /*persistent=*/false);
+  TestVfs()->ArmIoError(1, /*persistent=*/false);
   Status s = RunOp(Op::kApplierMerge, a.get(), setup);
-  std::optional<WritePoint> fault = g_vfs->fault();
-  g_vfs->Count();
+  std::optional<WritePoint> fault = TestVfs()->fault();
+  TestVfs()->Count();
   ASSERT_TRUE(fault.has_value());
   ASSERT_FALSE(s.ok());
   SCOPED_TRACE("the merge failed at " + fault->ToString() + ": " + s.ToString());
@@ -585,123 +550,6 @@ TEST(CommitFailureTest, FailedCommitDoesNotAdvanceDbVersion) {
       b.Int("SELECT max(db_version) FROM crsql_changes WHERE pk = crsql_pack_columns(700)");
   EXPECT_GT(b_version, reported)
       << "a later commit got a version the failed connection had already reported";
-}
-
-// --- the VFS itself -----------------------------------------------------------------
-
-// A plain table on the fault VFS, no engine.
-Status OpenPlain(const std::string& path, const char* journal_mode, DbPtr* out) {
-  CRSYNC_RETURN_IF_ERROR(OpenDb(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, kVfsName, out));
-  return Exec(out->get(), std::string("PRAGMA journal_mode = ") + journal_mode);
-}
-
-int64_t CountRows(const std::string& path) {
-  TestDb db(path);
-  return db.Int("SELECT count(*) FROM x");
-}
-
-TEST(FaultVfsTest, ForwardsEverythingWhenCounting) {
-  for (const char* jm : {"DELETE", "WAL"}) {
-    SCOPED_TRACE(jm);
-    TempPath path;
-    g_vfs->Count();
-    {
-      DbPtr db;
-      ASSERT_OK(OpenPlain(path.str(), jm, &db));
-      ASSERT_OK(Exec(db.get(), "CREATE TABLE x (a); INSERT INTO x VALUES (1), (2);"));
-    }
-    EXPECT_GT(g_vfs->write_points(), 0);
-    EXPECT_FALSE(g_vfs->fault().has_value());
-    EXPECT_EQ(CountRows(path.str()), 2);
-  }
-}
-
-TEST(FaultVfsTest, NumberingIsDeterministicAndTraced) {
-  std::vector<std::string> traces[2];
-  for (auto& trace : traces) {
-    TempPath path;
-    g_vfs->Count();
-    g_vfs->set_trace(true);
-    {
-      DbPtr db;
-      ASSERT_OK(OpenPlain(path.str(), "DELETE", &db));
-      ASSERT_OK(Exec(db.get(), "CREATE TABLE x (a); INSERT INTO x VALUES (1);"));
-    }
-    for (const auto& p : g_vfs->trace()) {
-      std::string s = p.ToString();
-      trace.push_back(s.substr(0, s.find(" /")) + (p.path.size() > path.str().size()
-                                                       ? p.path.substr(path.str().size())
-                                                       : std::string()));
-    }
-    g_vfs->set_trace(false);
-    EXPECT_EQ(static_cast<int64_t>(trace.size()), g_vfs->write_points());
-  }
-  EXPECT_EQ(traces[0], traces[1]);
-  EXPECT_THAT(traces[0],
-              ::testing::Contains("#" + std::to_string(traces[0].size()) + " xDelete-journal"));
-}
-
-TEST(FaultVfsTest, IoErrorsAreReportedWithTheirCodes) {
-  TempPath path;
-  DbPtr db;
-  ASSERT_OK(OpenPlain(path.str(), "DELETE", &db));
-  ASSERT_OK(Exec(db.get(), "CREATE TABLE x (a)"));
-  g_vfs->ArmIoError(1, /*persistent=*/true);
-  Status s = Exec(db.get(), "INSERT INTO x VALUES (1)");
-  EXPECT_EQ(s.sqlite_code() & 0xff, SQLITE_IOERR) << s.ToString();
-  ASSERT_TRUE(g_vfs->fault().has_value());
-  EXPECT_EQ(g_vfs->fault()->number, 1);
-  s = Exec(db.get(), "INSERT INTO x VALUES (2)");
-  EXPECT_FALSE(s.ok()) << "persistent errors keep failing";
-  g_vfs->ArmIoError(1, /*persistent=*/false);
-  s = Exec(db.get(), "INSERT INTO x VALUES (3)");
-  EXPECT_FALSE(s.ok());
-  EXPECT_OK(Exec(db.get(), "INSERT INTO x VALUES (4)")) << "a one-shot error is over";
-  db.reset();
-  g_vfs->Count();
-  EXPECT_EQ(CountRows(path.str()), 1);
-}
-
-// Crash: what is on disk survives, unsynced or not. Power loss: only what was
-// synced. With synchronous=OFF nothing is, so the first commit is lost.
-TEST(FaultVfsTest, CrashKeepsUnsyncedWritesPowerLossDropsThem) {
-  TempPath seed;
-  {
-    TestDb db(seed.str());
-    db.Exec("CREATE TABLE x (a)");
-  }
-  auto first_commit = [&](const std::string& path, auto&& arm) {
-    DbPtr db;
-    ASSERT_OK(OpenPlain(path, "DELETE", &db));
-    ASSERT_OK(Exec(db.get(), "PRAGMA synchronous = OFF"));
-    arm();
-    ASSERT_OK(Exec(db.get(), "INSERT INTO x VALUES (1)"));
-    Status s = Exec(db.get(), "INSERT INTO x VALUES (2)");
-    if (g_vfs->mode() != FaultVfs::Mode::kCount) {
-      EXPECT_FALSE(s.ok());
-      EXPECT_FALSE(Exec(db.get(), "SELECT * FROM x").ok()) << "reads fail after the crash";
-    }
-  };
-  int64_t first = 0;
-  {
-    TempPath path;
-    ASSERT_OK(CopyFile(seed.str(), path.str()));
-    first_commit(path.str(), [&] { g_vfs->Count(); });
-    first = g_vfs->write_points();  // both inserts and the close
-  }
-  ASSERT_GT(first, 0);
-  for (bool power_loss : {false, true}) {
-    SCOPED_TRACE(power_loss ? "power loss" : "crash");
-    TempPath path, capture;
-    ASSERT_OK(CopyFile(seed.str(), path.str()));
-    // The crash comes at the last write point of the second insert.
-    first_commit(path.str(),
-                 [&] { ASSERT_OK(g_vfs->ArmCrash(first, path.str(), capture.str(), power_loss)); });
-    ASSERT_TRUE(g_vfs->fault().has_value());
-    ASSERT_OK(g_vfs->capture_status());
-    g_vfs->Count();
-    EXPECT_EQ(CountRows(capture.str()), power_loss ? 0 : 1);
-  }
 }
 
 }  // namespace

@@ -22,13 +22,6 @@
 #include "crsync/status.h"
 #include "engine/value.h"
 
-// UBSan findings are crashes too: without this clang's UBSan reports and
-// goes on, and libFuzzer would never save the input. (Defined here, not
-// inline: include this header from one source file per fuzz target.)
-extern "C" __attribute__((used)) const char* __ubsan_default_options() {
-  return "halt_on_error=1:print_stacktrace=1";
-}
-
 namespace crsync::fuzz {
 
 // Open bugs the targets tolerate, so that fuzzing goes on to find others.
