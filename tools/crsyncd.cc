@@ -40,12 +40,15 @@ const char kUsage[] =
     "        1 s timer. Stops cleanly on SIGINT/SIGTERM.\n"
     "          --listen HOST:PORT   numeric IPv4/IPv6 address; port 0 picks one\n"
     "          --peer HOST:PORT     dial this peer (repeatable); redialled with backoff\n"
-    "          -v / -q              more / less logging (stderr)\n"
+    "          -v / -q              more / less logging (stderr): -v adds what each\n"
+    "                               connection receives and sends\n"
     "          --config FILE        read settings from FILE, one `key = value` per line\n"
     "                               (db, listen, peer (repeatable), log = error|info|debug;\n"
     "                               `#` starts a comment); --db, --listen, -v and -q on\n"
     "                               the command line override the file wherever they\n"
-    "                               stand, and each --peer adds to its peers\n"
+    "                               stand, and each --peer adds to its peers; a relative\n"
+    "                               db path is taken from the working directory, not\n"
+    "                               the file's\n"
     "        Addresses are numeric (no host names). The database is switched to WAL\n"
     "        (for good, as PRAGMA journal_mode does). One run per database: it\n"
     "        holds <db>-crsyncd.lock (with its pid), and a second run is refused.\n"
@@ -240,7 +243,8 @@ int Forget(const std::string& db_path, const std::string& site) {
   crsync::SidecarLock lock;
   const char* resolved = sqlite3_db_filename(db.get(), "main");
   if (crsync::Status s = lock.Acquire(resolved && *resolved ? resolved : db_path); !s.ok()) {
-    std::fprintf(stderr, "crsyncd forget: %s; stop it first\n", s.message().c_str());
+    std::fprintf(stderr, "crsyncd forget: %s%s\n", s.ToString().c_str(),
+                 s.code() == crsync::Status::Code::kFailedPrecondition ? "; stop it first" : "");
     return 1;
   }
   crsync::StmtPtr del;

@@ -100,7 +100,7 @@ Status Sidecar::Impl::Start() {
   // WAL + synchronous=NORMAL: a power loss may drop the last merges, never
   // split one, and the receive cursor commits with them (it cannot run ahead).
   if (Status wal = Exec(db.get(), "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL"); !wal.ok()) {
-    if (sqlite3_errcode(db.get()) == SQLITE_BUSY) {
+    if ((sqlite3_errcode(db.get()) & 0xff) == SQLITE_BUSY) {
       // Leaving a rollback journal needs the database to itself.
       return wal.WithContext(
           "cannot switch " + options.db_path + " to WAL (the sidecar needs it so that the "
@@ -354,8 +354,8 @@ Status Sidecar::Run() {
   dispositions.Restore();
   impl_->ReleaseDatabase();  // no task is running once the loop ended
   if (impl_->yields) {
-    impl_->Log(1, "merges stepped aside for application writers %llu times",
-               static_cast<unsigned long long>(impl_->yields));
+    impl_->Log(1, "merges stepped aside for application writers %llu time%s",
+               static_cast<unsigned long long>(impl_->yields), impl_->yields == 1 ? "" : "s");
   }
   int rc = uv_loop_close(&impl_->loop);
   impl_->Log(1, "stopped");

@@ -13,6 +13,7 @@
 #include <capnp/message.h>
 #include <uv.h>
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -180,8 +181,25 @@ struct Sidecar::Impl {
   void YieldToWriters();
   void CloseSessionsAfterRestore(const PeerSession& s, Task* t);
   // SessionOptions::admit: refuses a peer whose site id is connected at
-  // another instance (two live databases sharing one site id).
-  Status AdmitPeer(const std::string& site_id, uint64_t peer_instance) const;
+  // another instance (two live databases sharing one site id), or was
+  // found to be (see sidecar_strand.cc).
+  Status AdmitPeer(const std::string& site_id, uint64_t peer_instance);
+  // A site id another instance was refused for (strand only): the
+  // instance connected first, its connection, when the other was refused,
+  // and whether the two were found live at once (then only `first` is
+  // admitted until this sidecar restarts).
+  struct Twins {
+    uint64_t first;
+    uint64_t conn;
+    std::chrono::steady_clock::time_point refused_at;
+    bool forked;
+  };
+  // A first connection that closes this soon after a twin was refused (and
+  // it was poked) was a dead host's.
+  static constexpr int kZombieMs = 3000;
+  std::map<std::string, Twins> twins;
+  std::vector<uint64_t> pokes;  // connections to send a no-op acknowledgment (strand only)
+  void EndSession(uint64_t conn);
   static void AfterWork(uv_work_t* w, int);
 
   // --- connections and dialing, loop thread (sidecar_conn.cc) ---

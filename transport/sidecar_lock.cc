@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -13,27 +14,40 @@ namespace crsync {
 Status SidecarLock::Acquire(const std::string& db_path) {
   Release();
   const std::string path = PathFor(db_path);
-  fd_ = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd_ < 0) return Status::IOError("cannot open " + path + ": " + std::strerror(errno));
-  if (flock(fd_, LOCK_EX | LOCK_NB) != 0) {
-    const int err = errno;
-    char holder[32] = {0};
-    ssize_t n = pread(fd_, holder, sizeof holder - 1, 0);
-    std::string pid = n > 0 ? std::string(holder, static_cast<size_t>(n)) : "";
-    while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
-    Release();
-    if (err == EWOULDBLOCK) {
-      return Status::FailedPrecondition(
-          "a sidecar already serves " + db_path + (pid.empty() ? std::string() : " (pid " + pid + ")") +
-          ": it holds " + path + ". One sidecar per database: two would send the same site id "
-          "from two places");
+  // A lock taken on a file that was deleted or replaced between our open
+  // and our flock guards nothing: check it is still the one at `path`.
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    fd_ = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    const bool writable = fd_ >= 0;
+    // Made by another user: flock works on a read-only descriptor too.
+    if (fd_ < 0 && errno == EACCES) fd_ = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_ < 0) return Status::IOError("cannot open " + path + ": " + std::strerror(errno));
+    if (flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      const int err = errno;
+      char holder[32] = {0};
+      ssize_t n = pread(fd_, holder, sizeof holder - 1, 0);
+      std::string pid = n > 0 ? std::string(holder, static_cast<size_t>(n)) : "";
+      while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
+      Release();
+      if (err == EWOULDBLOCK) {
+        return Status::FailedPrecondition(
+            path + " is held" + (pid.empty() ? std::string() : " by pid " + pid) +
+            ": a crsyncd serves " + db_path + ", or a `crsyncd forget` is changing it. One at a "
+            "time: two sidecars would send the same site id from two places");
+      }
+      return Status::IOError("cannot lock " + path + ": " + std::strerror(err));
     }
-    return Status::IOError("cannot lock " + path + ": " + std::strerror(err));
+    struct stat held, named;
+    if (fstat(fd_, &held) == 0 && stat(path.c_str(), &named) == 0 && held.st_dev == named.st_dev &&
+        held.st_ino == named.st_ino) {
+      const std::string me = std::to_string(getpid()) + "\n";
+      // Only informative (the lock is what counts): a failure is ignored.
+      if (writable && ftruncate(fd_, 0) == 0) (void)!pwrite(fd_, me.data(), me.size(), 0);
+      return Status::OK();
+    }
+    Release();
   }
-  const std::string me = std::to_string(getpid()) + "\n";
-  // Only informative (the lock is what counts): a failure here is ignored.
-  if (ftruncate(fd_, 0) == 0) (void)!pwrite(fd_, me.data(), me.size(), 0);
-  return Status::OK();
+  return Status::IOError("cannot lock " + path + ": it was replaced at every attempt");
 }
 
 void SidecarLock::Release() {

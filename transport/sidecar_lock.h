@@ -7,6 +7,8 @@
 // lock, so they never race a running sidecar. flock, not fcntl: SQLite's
 // POSIX locks on other descriptors of the same process neither release nor
 // conflict with it. The file stays behind; the lock dies with the process.
+// Do not delete the file while a sidecar runs: a second one would then
+// lock a new file of that name.
 //
 // Threads: a SidecarLock is used by one thread at a time.
 #ifndef CRSYNC_TRANSPORT_SIDECAR_LOCK_H_
@@ -27,7 +29,8 @@ class SidecarLock {
 
   // Takes the lock of the database whose full path is `db_path`, without
   // waiting. FailedPrecondition when another holder has it, naming the
-  // file and the holder's pid; IOError when the file cannot be opened.
+  // file and the holder's pid; IOError when the file cannot be opened or
+  // locked.
   Status Acquire(const std::string& db_path);
   // Drops it (also done by the destructor). Idempotent.
   void Release();

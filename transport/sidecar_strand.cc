@@ -1,6 +1,7 @@
 // transport/sidecar_strand.cc — the sidecar's database strand: tasks run
 // one at a time, in order, on libuv's thread pool; results go back to the
 // loop thread.
+#include <algorithm>
 #include <chrono>
 #include <thread>
 
@@ -82,9 +83,49 @@ void Sidecar::Impl::Recover(Task* t) {
   for (auto& [id, s] : sessions) t->to_close.push_back(id);
 }
 
+namespace {
+
+// What a run of messages carries, for the debug log: "2 changesets
+// (versions 4..9, 120 changes), ack 9", "hello", "error 5".
+struct Tally {
+  size_t changesets = 0, changes = 0;
+  int64_t lo = INT64_MAX, hi = 0;
+  std::string rest;
+
+  void Add(const Message& m) {
+    if (const auto* c = std::get_if<ChangesetMsg>(&m)) {
+      ++changesets;
+      changes += c->changes.size();
+      lo = std::min(lo, c->start);
+      hi = std::max(hi, c->end);
+    } else if (const auto* a = std::get_if<AckMsg>(&m)) {
+      rest += ", ack " + std::to_string(a->up_to);
+    } else if (const auto* e = std::get_if<ErrorMsg>(&m)) {
+      rest += ", error " + std::to_string(e->code);
+    } else {
+      rest += ", hello";
+    }
+  }
+
+  std::string str() const {
+    if (changesets == 0) return rest.empty() ? rest : rest.substr(2);
+    return std::to_string(changesets) + " changeset" + (changesets == 1 ? "" : "s") + " (versions " +
+           std::to_string(lo) + ".." + std::to_string(hi) + ", " + std::to_string(changes) +
+           " change" + (changes == 1 ? "" : "s") + ")" + rest;
+  }
+};
+
+}  // namespace
+
 void Sidecar::Impl::Process(Task* t) {
   std::vector<Message> out;
+  const bool debug = options.log_level >= 2;
   auto flush = [&](uint64_t conn) {
+    if (debug && !out.empty()) {
+      Tally sent;
+      for (const Message& m : out) sent.Add(m);
+      Log(2, "connection %llu: sent %s", static_cast<unsigned long long>(conn), sent.str().c_str());
+    }
     for (auto& m : out) t->out.emplace_back(conn, std::move(m));
     out.clear();
     if (auto it = sessions.find(conn); it != sessions.end()) {
@@ -128,6 +169,13 @@ void Sidecar::Impl::Process(Task* t) {
     case Task::kMessage: {
       auto it = sessions.find(t->conn);
       if (it == sessions.end()) break;
+      if (debug) {
+        Tally received;
+        received.Add(t->msg);
+        for (const Message& m : t->more) received.Add(m);
+        Log(2, "connection %llu: received %s", static_cast<unsigned long long>(t->conn),
+            received.str().c_str());
+      }
       bool changeset = std::holds_alternative<ChangesetMsg>(t->msg);
       for (const Message& m : t->more) changeset |= std::holds_alternative<ChangesetMsg>(m);
       Status st;
@@ -155,9 +203,14 @@ void Sidecar::Impl::Process(Task* t) {
       break;
     }
     case Task::kClose:
-      sessions.erase(t->conn);
+      EndSession(t->conn);
       break;
   }
+  for (uint64_t id : pokes) {
+    auto it = sessions.find(id);
+    if (it != sessions.end()) t->out.emplace_back(id, AckMsg{it->second->receive_cursor(), 0});
+  }
+  pokes.clear();
   for (auto& [id, s] : sessions) t->pump_again |= s->more_to_send();
 }
 
@@ -177,27 +230,71 @@ void Sidecar::Impl::CloseSessionsAfterRestore(const PeerSession& s, Task* t) {
   }
 }
 
-// A peer that restarted says hello at a new instance, but its old
-// connection closed first (its process exited; a vanished host's half-open
-// one is dropped by keepalive within about a minute). Two instances live
-// at once are two databases with one site id: their changes carry the same
-// (site, version) pairs, so each version merged from one would hide the
-// other's — silently. The first keeps its connections; the second is told.
-Status Sidecar::Impl::AdmitPeer(const std::string& site_id, uint64_t peer_instance) const {
+// One site id at two instances. A node that restarted says hello at a new
+// instance after its old connection closed (its process exited), unless
+// its host vanished: then the old one stays open here until keepalive
+// drops it. Otherwise two instances at once are two databases with one
+// site id: their changes carry the same (site, version) pairs, so each
+// version merged from one hides the other's, silently. So:
+//  - the new instance is refused, and the connection of the first is
+//    poked (an acknowledgment it already has): were it a dead host's, the
+//    rebooted host answers with a reset and it closes at once;
+//  - if it closes within kZombieMs, it was that: the site is forgotten and
+//    the new instance is admitted when it dials again;
+//  - if not, the site is forked: from then on only the first instance is
+//    admitted, until this sidecar restarts — which databases diverged can
+//    only be settled by the operator (the refusal says so).
+Status Sidecar::Impl::AdmitPeer(const std::string& site_id, uint64_t peer_instance) {
   if (peer_instance == 0) return Status::OK();  // an older node: cannot tell
+  const std::string hex = HexBytes(site_id);
+  const std::string why =
+      "two databases share it (a copied database, or two sidecars on one database), and their "
+      "changes would hide each other's. Give each replica its own database (start a new one empty "
+      "and let it sync)";
+  auto it = twins.find(site_id);
   for (const auto& [id, other] : sessions) {
     if (other->peer_site() != site_id || other->peer_instance() == 0 ||
         other->peer_instance() == peer_instance) {
       continue;
     }
+    if (it == twins.end()) {
+      twins[site_id] = Twins{other->peer_instance(), id, std::chrono::steady_clock::now(), false};
+      pokes.push_back(id);
+    }
     return Status::FailedPrecondition(
-        "site id " + HexBytes(site_id) + " is already connected here (connection " +
-        std::to_string(id) + ") from another running database: two databases share it (a copied "
-        "database, or two sidecars on one database), and their changes would hide each other's. "
-        "Give each replica its own database (start a new one empty and let it sync); a node that "
-        "just restarted is refused until its old connection times out");
+        "site id " + hex + " is already connected to the node refusing it, from another running "
+        "database: " + why + ". (A node whose host restarted is admitted once its old connection "
+        "is found dead, within seconds.)");
   }
-  return Status::OK();
+  if (it == twins.end() || peer_instance == it->second.first) return Status::OK();
+  return Status::FailedPrecondition(
+      "site id " + hex + " was connected from two running databases at once, so their changes "
+      "may already have diverged: " + why + ". The node refusing it admits only the first "
+      "database it saw until it restarts; restart it once one database alone uses this site id "
+      "(each of the others needs a new, empty database)");
+}
+
+// A connection's session ends. If it held a site id another instance was
+// refused for, its end within kZombieMs of the refusal shows it was a dead
+// host's (the poke reset it): the site is forgotten. Later, the site is
+// forked (see AdmitPeer).
+void Sidecar::Impl::EndSession(uint64_t conn) {
+  auto it = sessions.find(conn);
+  if (it == sessions.end()) return;
+  const std::string site = it->second->peer_site();
+  sessions.erase(it);
+  auto twin = twins.find(site);
+  if (twin == twins.end() || twin->second.conn != conn || twin->second.forked) return;
+  if (std::chrono::steady_clock::now() - twin->second.refused_at <
+      std::chrono::milliseconds(kZombieMs)) {
+    Log(1, "the first connection of site id %s was a dead one: the other instance will be admitted",
+        HexBytes(site).c_str());
+    twins.erase(twin);
+  } else {
+    twin->second.forked = true;
+    Log(0, "site id %s was used by two running databases: until this sidecar restarts, only the "
+        "first is admitted", HexBytes(site).c_str());
+  }
 }
 
 void Sidecar::Impl::YieldToWriters() {

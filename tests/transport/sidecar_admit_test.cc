@@ -55,6 +55,7 @@ class RawPeer {
       Message msg;
       CRSYNC_RETURN_IF_ERROR(DecodeMessage(m, &msg));
       if (auto* e = std::get_if<ErrorMsg>(&msg)) errors_.push_back(*e);
+      if (std::holds_alternative<AckMsg>(msg)) ++acks_;
       return Status::OK();
     });
     char buf[4096];
@@ -70,10 +71,12 @@ class RawPeer {
     return errors_;
   }
   bool eof() const { return eof_; }
+  int acks() const { return acks_; }
 
  private:
   int fd_ = -1;
   bool connected_ = false, sent_ = false, eof_ = false;
+  int acks_ = 0;
   std::vector<ErrorMsg> errors_;
 };
 
@@ -138,9 +141,94 @@ TEST_F(SidecarAdmitTest, OneSiteIdAtTwoInstancesAtOnceIsRefusedByName) {
       << errors[0].message;
   EXPECT_NE(errors[0].message.find("two databases share it"), std::string::npos) << errors[0].message;
 
-  // The first keeps its connection.
+  // The first keeps its connection, and was poked (a dead host's would
+  // have been reset by it).
   EXPECT_TRUE(first->Listen(300).empty());
   EXPECT_FALSE(first->eof()) << "the instance connected first was dropped";
+  EXPECT_EQ(first->acks(), 1);
+}
+
+// The poke is harmless to a live first instance: a real sidecar keeps its
+// connection and goes on syncing.
+TEST_F(SidecarAdmitTest, ThePokeLeavesALiveSidecarSyncing) {
+  TempPath spoke_path;
+  std::string site;
+  {
+    TestDb spoke(spoke_path.str());
+    spoke.Exec("PRAGMA journal_mode = WAL; CREATE TABLE t (id PRIMARY KEY NOT NULL, v);"
+               "SELECT crsql_as_crr('t'); INSERT INTO t VALUES (1, 'a');");
+    std::string hex = spoke.Text("SELECT hex(crsql_site_id())");
+    for (size_t i = 0; i < hex.size(); i += 2) site += static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16));
+  }
+  SidecarOptions o;
+  o.db_path = spoke_path.str();
+  o.peers = {"127.0.0.1:" + std::to_string(port_.load())};
+  o.log_level = 0;
+  o.pump_interval_ms = 50;
+  Sidecar spoke(o);
+  auto run = std::async(std::launch::async, [&] { return spoke.Run(); });
+  TestDb hub(path_.str());
+  auto wait_for = [&](const std::string& count) {
+    for (int i = 0; i < 200 && hub.One("SELECT count(*) FROM t") != count; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    return hub.One("SELECT count(*) FROM t");
+  };
+  EXPECT_EQ(wait_for("1"), "1");
+  HelloMsg hello;
+  hello.site_id = site;
+  hello.fingerprint = fingerprint_;
+  hello.instance = 99;
+  RawPeer copy(port_, hello);
+  EXPECT_EQ(copy.Listen(3000).size(), 1u);
+  {
+    TestDb spoke_db(spoke_path.str());
+    spoke_db.Exec("INSERT INTO t VALUES (2, 'b')");
+  }
+  EXPECT_EQ(wait_for("2"), "2") << "the spoke stopped syncing after the poke";
+  spoke.Stop();
+  EXPECT_TRUE(run.get().ok());
+}
+
+// Both were live at once (the first outlived the poke): the site is
+// forked. When the first leaves, the other is still refused, saying the
+// databases may have diverged; the first (only) is admitted again.
+TEST_F(SidecarAdmitTest, AForkedSiteAdmitsOnlyTheFirstDatabase) {
+  auto first = Say('\x5a', 1);
+  EXPECT_TRUE(first->Listen(300).empty());
+  auto copy = Say('\x5a', 2);
+  ASSERT_EQ(copy->Listen(3000).size(), 1u);
+  first->Listen(3300);  // past the window in which its close would mean a dead host
+  ASSERT_FALSE(first->eof());
+  first.reset();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  copy = Say('\x5a', 2);
+  std::vector<ErrorMsg> errors = copy->Listen(3000);
+  ASSERT_EQ(errors.size(), 1u) << "the copy took the site over";
+  EXPECT_NE(errors[0].message.find("may already have diverged"), std::string::npos) << errors[0].message;
+  auto third = Say('\x5a', 3);  // a restart of either: cannot tell which
+  EXPECT_EQ(third->Listen(3000).size(), 1u);
+  auto back = Say('\x5a', 1);
+  EXPECT_TRUE(back->Listen(500).empty());
+  EXPECT_FALSE(back->eof()) << "the first database was refused";
+}
+
+// A first connection that closes right after the poke was a dead host's
+// (a host that rebooted resets it): the new instance is admitted.
+TEST_F(SidecarAdmitTest, AFirstConnectionThatDiesOnThePokeIsForgotten) {
+  auto stale = Say('\x5a', 1);
+  EXPECT_TRUE(stale->Listen(300).empty());
+  auto rebooted = Say('\x5a', 2);
+  ASSERT_EQ(rebooted->Listen(3000).size(), 1u);
+  stale.reset();  // as the reset would
+  std::vector<ErrorMsg> errors;
+  bool admitted = false;
+  for (int attempt = 0; attempt < 10 && !admitted; ++attempt) {
+    rebooted = Say('\x5a', 2);
+    errors = rebooted->Listen(400);
+    admitted = errors.empty() && !rebooted->eof();
+  }
+  EXPECT_TRUE(admitted) << (errors.empty() ? "closed" : errors[0].message);
 }
 
 TEST_F(SidecarAdmitTest, OneInstanceMayConnectTwiceAndOtherSitesAreUnaffected) {

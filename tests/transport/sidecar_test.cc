@@ -216,6 +216,57 @@ TEST(SidecarTest, AReplacedSideFileIsWatchedAgain) {
 // A sidecar listening on a database holding one transaction of 16 MB
 // (4000 changes, unless said), with a write-queue bound of 64 KiB, and a raw peer that
 // says Hello (same schemas, a new site) and then reads at its own pace.
+// At the debug level (-v) each connection's traffic is logged: what
+// arrived and what went out, summarized.
+TEST(SidecarTest, TheDebugLevelLogsWhatEachConnectionMoves) {
+  TempPath hub_path, spoke_path;
+  SidecarOptions hub_options = QuietOn(hub_path, "127.0.0.1:0");
+  hub_options.log_level = 2;
+  hub_options.pump_interval_ms = 50;
+  std::atomic<int> port{0};
+  hub_options.on_listening = [&](int p) { port = p; };
+  SidecarOptions spoke_options = QuietOn(spoke_path, "");
+  spoke_options.pump_interval_ms = 50;
+  {
+    TestDb spoke(spoke_path.str());
+    spoke.Exec("INSERT INTO t VALUES (1, 'a'), (2, 'b')");
+  }
+  // stderr into a file while the two run.
+  TempPath log_path;
+  fflush(stderr);
+  const int saved = dup(2);
+  FILE* log = fopen(log_path.str().c_str(), "w+");
+  ASSERT_NE(log, nullptr);
+  dup2(fileno(log), 2);
+  std::string rows;
+  {
+    Sidecar hub(hub_options);
+    auto hub_run = std::async(std::launch::async, [&] { return hub.Run(); });
+    for (int i = 0; i < 500 && port == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    spoke_options.peers = {"127.0.0.1:" + std::to_string(port.load())};
+    Sidecar spoke(spoke_options);
+    auto spoke_run = std::async(std::launch::async, [&] { return spoke.Run(); });
+    TestDb hub_db(hub_path.str());
+    for (int i = 0; i < 200 && (rows = hub_db.One("SELECT count(*) FROM t")) != "2"; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    spoke.Stop();
+    hub.Stop();
+    EXPECT_TRUE(spoke_run.get().ok());
+    EXPECT_TRUE(hub_run.get().ok());
+  }
+  fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  fclose(log);
+  std::ifstream in(log_path.str());
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(rows, "2");
+  EXPECT_NE(text.find("crsyncd debug: connection 1: received hello"), std::string::npos) << text;
+  EXPECT_NE(text.find("received 1 changeset (versions 1..1, 2 changes)"), std::string::npos) << text;
+  EXPECT_NE(text.find("sent ack 1"), std::string::npos) << text;
+}
+
 class SlowPeerTest : public ::testing::Test {
  protected:
   void Start(int write_stall_ms, int rows = 4000) {
