@@ -37,7 +37,8 @@ inline bool IsDemoDatabase(const std::string& path) {
 }
 
 // Creates `dir` if needed (its parent must exist) and removes a previous
-// run's copies of `dbs` (each with its -wal, -shm and -crsync files). A
+// run's copies of `dbs` (each with its -wal, -shm, -crsync and sidecar lock
+// files). A
 // file of one of those names that a demo did not make is left alone and
 // the demo refused. Returns "" or what went wrong, naming the path.
 inline std::string PrepareDemoDir(const std::string& dir, const std::vector<std::string>& dbs) {
@@ -62,7 +63,7 @@ inline std::string PrepareDemoDir(const std::string& dir, const std::vector<std:
     }
   }
   for (const std::string& db : dbs) {
-    for (const char* suffix : {"", "-wal", "-shm", "-crsync", "-journal"}) {
+    for (const char* suffix : {"", "-wal", "-shm", "-crsync", "-journal", "-crsyncd.lock"}) {
       std::filesystem::remove(db + suffix, ec);
       if (ec) return "cannot remove " + db + suffix + ": " + ec.message();
     }
