@@ -14,6 +14,7 @@
 #include <cstdarg>
 #include <cstdio>
 #include <ctime>
+#include <mutex>
 
 #include "crsync/crsync.h"
 #include "crsync/vfs.h"
@@ -286,32 +287,58 @@ namespace {
 // sidecar of the process running when this one started).
 class SignalDispositions {
  public:
+  // Sidecars of one process may run at once, each with its own loop, and
+  // libuv's handler stays until the last of them stops: the application's
+  // dispositions are saved by the first to start and put back by the last
+  // to stop.
   SignalDispositions() {
-    for (int i = 0; i < 2; ++i) saved_[i] = sigaction(kSignals[i], nullptr, &before_[i]) == 0;
+    std::lock_guard<std::mutex> lock(Shared().mu);
+    State& st = Shared();
+    if (st.running++ == 0) {
+      for (int i = 0; i < 2; ++i) st.saved[i] = sigaction(kSignals[i], nullptr, &st.before[i]) == 0;
+    }
   }
   // Call once libuv has installed its handlers.
   void NoteLibuvHandlers() {
+    std::lock_guard<std::mutex> lock(Shared().mu);
     for (int i = 0; i < 2; ++i) {
       struct sigaction now {};
-      if (sigaction(kSignals[i], nullptr, &now) == 0) libuv_[i] = now.sa_handler;
+      if (sigaction(kSignals[i], nullptr, &now) == 0) Shared().libuv[i] = now.sa_handler;
     }
   }
   void Restore() {
+    if (restored_) return;
+    restored_ = true;
+    std::lock_guard<std::mutex> lock(Shared().mu);
+    State& st = Shared();
+    if (--st.running > 0) return;
     for (int i = 0; i < 2; ++i) {
       struct sigaction now {};
-      if (!saved_[i] || sigaction(kSignals[i], nullptr, &now) != 0) continue;
-      if (now.sa_handler == SIG_DFL && before_[i].sa_handler != libuv_[i] &&
-          before_[i].sa_handler != SIG_DFL) {
-        sigaction(kSignals[i], &before_[i], nullptr);
+      if (!st.saved[i] || sigaction(kSignals[i], nullptr, &now) != 0) continue;
+      if (now.sa_handler == SIG_DFL && st.before[i].sa_handler != st.libuv[i] &&
+          st.before[i].sa_handler != SIG_DFL) {
+        sigaction(kSignals[i], &st.before[i], nullptr);
       }
     }
   }
+  ~SignalDispositions() { Restore(); }
+  SignalDispositions(const SignalDispositions&) = delete;
+  SignalDispositions& operator=(const SignalDispositions&) = delete;
 
  private:
   static constexpr int kSignals[2] = {SIGINT, SIGTERM};
-  struct sigaction before_[2] {};
-  bool saved_[2] = {false, false};
-  void (*libuv_[2])(int) = {nullptr, nullptr};
+  struct State {
+    std::mutex mu;
+    int running = 0;  // sidecars between construction and Restore()
+    struct sigaction before[2] {};
+    bool saved[2] = {false, false};
+    void (*libuv[2])(int) = {nullptr, nullptr};
+  };
+  static State& Shared() {
+    static State* state = new State;  // never destroyed: sidecars may outlive main's statics
+    return *state;
+  }
+  bool restored_ = false;
 };
 
 }  // namespace

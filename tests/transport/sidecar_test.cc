@@ -185,6 +185,40 @@ TEST(SidecarTest, TheApplicationsSignalHandlersAreBackAfterRun) {
   sigaction(SIGTERM, &old_term, nullptr);
 }
 
+// Two sidecars of one process overlapping (the second starts while the
+// first runs, the first stops first): the application's handlers are back
+// once the last one stopped. (The second saw libuv's handler installed, and
+// restored nothing.)
+TEST(SidecarTest, OverlappingSidecarsGiveTheHandlersBackWhenTheLastStops) {
+  struct sigaction app {}, old_int {}, old_term {};
+  app.sa_handler = AppHandler;
+  sigemptyset(&app.sa_mask);
+  ASSERT_EQ(sigaction(SIGINT, &app, &old_int), 0);
+  ASSERT_EQ(sigaction(SIGTERM, &app, &old_term), 0);
+  TempPath p1, p2;
+  std::atomic<bool> ready1{false}, ready2{false};
+  SidecarOptions o1 = QuietOn(p1, "127.0.0.1:0"), o2 = QuietOn(p2, "127.0.0.1:0");
+  o1.on_ready = [&] { ready1 = true; };
+  o2.on_ready = [&] { ready2 = true; };
+  Sidecar s1(o1), s2(o2);
+  auto r1 = std::async(std::launch::async, [&] { return s1.Run(); });
+  for (int i = 0; i < 500 && !ready1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  auto r2 = std::async(std::launch::async, [&] { return s2.Run(); });
+  for (int i = 0; i < 500 && !ready2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  s1.Stop();
+  EXPECT_TRUE(r1.get().ok());
+  s2.Stop();
+  EXPECT_TRUE(r2.get().ok());
+  EXPECT_TRUE(ready1 && ready2);
+  struct sigaction now_int {}, now_term {};
+  sigaction(SIGINT, nullptr, &now_int);
+  sigaction(SIGTERM, nullptr, &now_term);
+  EXPECT_EQ(now_int.sa_handler, &AppHandler);
+  EXPECT_EQ(now_term.sa_handler, &AppHandler);
+  sigaction(SIGINT, &old_int, nullptr);
+  sigaction(SIGTERM, &old_term, nullptr);
+}
+
 // A side file deleted and made again (by the VFS, at the next commit) is a
 // new inode: the sidecar watches the new one, and says so.
 TEST(SidecarTest, AReplacedSideFileIsWatchedAgain) {
