@@ -164,7 +164,10 @@ int Status(const std::string& db_path) {
   crsync::StmtPtr st;
   if (!crsync::Prepare(db.get(), "SELECT hex(crsql_site_id()), crsql_db_version()", &st).ok() ||
       sqlite3_step(st.get()) != SQLITE_ROW) {
-    std::fprintf(stderr, "crsyncd status: %s is not a crsync database\n", db_path.c_str());
+    std::fprintf(stderr,
+                 "crsyncd status: %s is not a crsync database yet: no CRR was made in it "
+                 "(crsql_as_crr) and no crsyncd ran on it (%s)\n",
+                 db_path.c_str(), sqlite3_errmsg(db.get()));
     return 1;
   }
   long long version = sqlite3_column_int64(st.get(), 1);

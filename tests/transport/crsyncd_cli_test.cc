@@ -279,6 +279,19 @@ TEST(CrsyncdCliTest, StatusCountsTheChangesAPeerStillNeeds) {
   EXPECT_EQ(out.find("(no peers"), std::string::npos) << out;
 }
 
+TEST(CrsyncdCliTest, StatusOfADatabaseCrsyncNeverTouchedSaysWhy) {
+  TempPath path;
+  {
+    DbPtr plain;
+    ASSERT_OK(OpenDb(path.str(), SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr, &plain));
+    ASSERT_OK(Exec(plain.get(), "CREATE TABLE x (a)"));
+  }
+  int code;
+  std::string out = RunCrsyncd("status --db " + path.str(), &code);
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_NE(out.find("is not a crsync database yet: no CRR was made in it"), std::string::npos) << out;
+}
+
 TEST(CrsyncdCliTest, StatusOfADatabaseWithoutPeersSaysSo) {
   TempPath path;
   {
