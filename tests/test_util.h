@@ -176,6 +176,47 @@ class TempPath {
   std::string path_;
 };
 
+// Sends this process's stderr (fd 2: the sidecar's log) to a file from
+// construction until Text() or destruction, which put it back.
+class StderrCapture {
+ public:
+  StderrCapture() {
+    std::fflush(stderr);
+    saved_ = dup(2);
+    file_ = std::fopen(path_.str().c_str(), "w+");
+    if (file_) dup2(fileno(file_), 2);
+  }
+  ~StderrCapture() { Restore(); }
+  StderrCapture(const StderrCapture&) = delete;
+  StderrCapture& operator=(const StderrCapture&) = delete;
+  // What was written meanwhile; stderr is restored first.
+  std::string Text() {
+    Restore();
+    std::string text;
+    if (FILE* f = std::fopen(path_.str().c_str(), "r")) {
+      char buf[4096];
+      size_t n;
+      while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+      std::fclose(f);
+    }
+    return text;
+  }
+
+ private:
+  void Restore() {
+    if (saved_ < 0) return;
+    std::fflush(stderr);
+    dup2(saved_, 2);
+    close(saved_);
+    saved_ = -1;
+    if (file_) std::fclose(file_);
+    file_ = nullptr;
+  }
+  TempPath path_;
+  int saved_ = -1;
+  FILE* file_ = nullptr;
+};
+
 }  // namespace crsync
 
 #endif  // CRSYNC_TESTS_TEST_UTIL_H_

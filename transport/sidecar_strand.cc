@@ -12,12 +12,12 @@
 
 namespace crsync {
 
-void Sidecar::Impl::Enqueue(Task::Kind kind, uint64_t conn, Message msg) {
+void Sidecar::Impl::Enqueue(Task::Kind kind, uint64_t conn, Message msg, bool vanished) {
   if (kind == Task::kPump && pump_queued) {
     RunNext();  // one pending pump covers every commit
     return;
   }
-  auto t = std::make_unique<Task>(Task{kind, conn, std::move(msg), {}, {}, {}, false, {}, this});
+  auto t = std::make_unique<Task>(Task{kind, conn, std::move(msg), {}, {}, {}, false, {}, this, vanished});
   t->work.data = t.get();
   queue.push_back(t.get());
   t.release();  // owned by the queue
@@ -203,12 +203,13 @@ void Sidecar::Impl::Process(Task* t) {
       break;
     }
     case Task::kClose:
-      EndSession(t->conn);
+      EndSession(t->conn, t->vanished);
       break;
   }
   for (uint64_t id : pokes) {
     auto it = sessions.find(id);
-    if (it != sessions.end()) t->out.emplace_back(id, AckMsg{it->second->receive_cursor(), 0});
+    // Acknowledges nothing (up to 0, no credit): a no-op for a live peer.
+    if (it != sessions.end()) t->out.emplace_back(id, AckMsg{0, 0});
   }
   pokes.clear();
   for (auto& [id, s] : sessions) t->pump_again |= s->more_to_send();
@@ -232,17 +233,19 @@ void Sidecar::Impl::CloseSessionsAfterRestore(const PeerSession& s, Task* t) {
 
 // One site id at two instances. A node that restarted says hello at a new
 // instance after its old connection closed (its process exited), unless
-// its host vanished: then the old one stays open here until keepalive
-// drops it. Otherwise two instances at once are two databases with one
-// site id: their changes carry the same (site, version) pairs, so each
-// version merged from one hides the other's, silently. So:
-//  - the new instance is refused, and the connection of the first is
-//    poked (an acknowledgment it already has): were it a dead host's, the
-//    rebooted host answers with a reset and it closes at once;
-//  - if it closes within kZombieMs, it was that: the site is forgotten and
-//    the new instance is admitted when it dials again;
-//  - if not, the site is forked: from then on only the first instance is
-//    admitted, until this sidecar restarts — which databases diverged can
+// its host vanished: then the old one stays open here until it is found
+// dead. Otherwise two instances at once are two databases with one site
+// id: their changes carry the same (site, version) pairs, so each version
+// merged from one hides the other's, silently. So:
+//  - the new instance is refused, and the first connection is poked (a
+//    no-op acknowledgment): a rebooted host answers it with a reset, one
+//    that is gone lets it time out;
+//  - if the first connection then ends reset or timed out, its host had
+//    vanished: the site is forgotten, and the new instance is admitted
+//    when it dials again;
+//  - if it ends otherwise (its peer or we closed it), both databases were
+//    running: the site is forked. From then on only the first instance is
+//    admitted, until this sidecar restarts: which database is right can
 //    only be settled by the operator (the refusal says so).
 Status Sidecar::Impl::AdmitPeer(const std::string& site_id, uint64_t peer_instance) {
   if (peer_instance == 0) return Status::OK();  // an older node: cannot tell
@@ -253,42 +256,45 @@ Status Sidecar::Impl::AdmitPeer(const std::string& site_id, uint64_t peer_instan
       "and let it sync)";
   auto it = twins.find(site_id);
   for (const auto& [id, other] : sessions) {
-    if (other->peer_site() != site_id || other->peer_instance() == 0 ||
+    if (!other->ready() || other->peer_site() != site_id || other->peer_instance() == 0 ||
         other->peer_instance() == peer_instance) {
       continue;
     }
     if (it == twins.end()) {
-      twins[site_id] = Twins{other->peer_instance(), id, std::chrono::steady_clock::now(), false};
+      twins[site_id] = Twins{other->peer_instance(), id, false};
       pokes.push_back(id);
     }
     return Status::FailedPrecondition(
         "site id " + hex + " is already connected to the node refusing it, from another running "
-        "database: " + why + ". (A node whose host restarted is admitted once its old connection "
-        "is found dead, within seconds.)");
+        "database: " + why + ". (A node whose host went away and came back is admitted once its "
+        "old connection is found dead.)");
   }
   if (it == twins.end() || peer_instance == it->second.first) return Status::OK();
+  if (!it->second.forked) {
+    // The first connection has not ended yet (it ended, forgotten, or
+    // forked the site): wait for it.
+    return Status::FailedPrecondition("site id " + hex + " was connected from another running "
+                                      "database a moment ago: " + why);
+  }
   return Status::FailedPrecondition(
       "site id " + hex + " was connected from two running databases at once, so their changes "
       "may already have diverged: " + why + ". The node refusing it admits only the first "
-      "database it saw until it restarts; restart it once one database alone uses this site id "
-      "(each of the others needs a new, empty database)");
+      "database it saw (not even a restart of it, which it cannot tell from the other's) until "
+      "it restarts; restart it once one database alone uses this site id");
 }
 
-// A connection's session ends. If it held a site id another instance was
-// refused for, its end within kZombieMs of the refusal shows it was a dead
-// host's (the poke reset it): the site is forgotten. Later, the site is
-// forked (see AdmitPeer).
-void Sidecar::Impl::EndSession(uint64_t conn) {
+// A connection's session ends; if it was the first of a site id another
+// instance was refused for, how it ended decides (see AdmitPeer).
+void Sidecar::Impl::EndSession(uint64_t conn, bool vanished) {
   auto it = sessions.find(conn);
   if (it == sessions.end()) return;
   const std::string site = it->second->peer_site();
   sessions.erase(it);
   auto twin = twins.find(site);
   if (twin == twins.end() || twin->second.conn != conn || twin->second.forked) return;
-  if (std::chrono::steady_clock::now() - twin->second.refused_at <
-      std::chrono::milliseconds(kZombieMs)) {
-    Log(1, "the first connection of site id %s was a dead one: the other instance will be admitted",
-        HexBytes(site).c_str());
+  if (vanished) {
+    Log(1, "the connection of site id %s that was first had lost its peer: the other instance "
+        "will be admitted", HexBytes(site).c_str());
     twins.erase(twin);
   } else {
     twin->second.forked = true;

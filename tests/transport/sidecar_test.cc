@@ -265,13 +265,7 @@ TEST(SidecarTest, TheDebugLevelLogsWhatEachConnectionMoves) {
     TestDb spoke(spoke_path.str());
     spoke.Exec("INSERT INTO t VALUES (1, 'a'), (2, 'b')");
   }
-  // stderr into a file while the two run.
-  TempPath log_path;
-  fflush(stderr);
-  const int saved = dup(2);
-  FILE* log = fopen(log_path.str().c_str(), "w+");
-  ASSERT_NE(log, nullptr);
-  dup2(fileno(log), 2);
+  StderrCapture log;  // while the two run
   std::string rows;
   {
     Sidecar hub(hub_options);
@@ -289,12 +283,7 @@ TEST(SidecarTest, TheDebugLevelLogsWhatEachConnectionMoves) {
     EXPECT_TRUE(spoke_run.get().ok());
     EXPECT_TRUE(hub_run.get().ok());
   }
-  fflush(stderr);
-  dup2(saved, 2);
-  close(saved);
-  fclose(log);
-  std::ifstream in(log_path.str());
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string text = log.Text();
   EXPECT_EQ(rows, "2");
   EXPECT_NE(text.find("crsyncd debug: connection 1: received hello"), std::string::npos) << text;
   EXPECT_NE(text.find("received 1 changeset (versions 1..1, 2 changes)"), std::string::npos) << text;
