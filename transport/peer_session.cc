@@ -430,6 +430,7 @@ Status PeerSession::PumpFeed(std::vector<Message>* out) {
   const OriginFilter any{};
   more_to_send_ = false;
   size_t read = 0;
+  const size_t first = out->size();
   while (in_flight_ < options_.window) {
     if (read >= options_.max_changes_per_pump) {
       more_to_send_ = true;
@@ -451,7 +452,7 @@ Status PeerSession::PumpFeed(std::vector<Message>* out) {
     size_t words = 0;
     int64_t version;
     const OriginFilter& filter = sent_ < echo_until_ ? any : not_peer;
-    CRSYNC_RETURN_IF_ERROR(reader_->NextTransaction(sent_, filter, [&](Change& c) -> Status {
+    Status read_status = reader_->NextTransaction(sent_, filter, [&](Change& c) -> Status {
       const size_t w = EstimateChangeWords(c);
       if (w * sizeof(capnp::word) > kMaxChangeBytes) {
         oversized_ = true;
@@ -469,7 +470,17 @@ Status PeerSession::PumpFeed(std::vector<Message>* out) {
       words += w;
       parts.back().changes.push_back(std::move(c));
       return Status::OK();
-    }, &version));
+    }, &version);
+    if (!read_status.ok()) {
+      // Transactions queued before a change too large to send go out (sent_
+      // and the window already count them); the next pump starts at that
+      // change and stops there.
+      if (oversized_ && out->size() > first) {
+        oversized_ = false;
+        return Status::OK();
+      }
+      return read_status;
+    }
     if (version == 0) {
       // Nothing more for this peer: declare the rest of our versions covered
       // so its cursor (and our lag figure) catch up; unless that needs an

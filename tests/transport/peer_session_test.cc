@@ -575,6 +575,35 @@ TEST(PeerSessionTest, AnOversizedChangeStopsOnlyItsDirection) {
   EXPECT_EQ(Contents(b), Contents(a));
 }
 
+// Transactions queued in the same pump before an oversized one still go
+// out: they were dropped with the pump's output while sent_ and the window
+// counted them, so the peer got them only after a reconnect.
+TEST(PeerSessionTest, TransactionsBeforeAnOversizedOneAreSent) {
+  Node a, b;
+  SessionOptions opts;
+  opts.blocked_send_retry_ms = 0;
+  std::unique_ptr<PeerSession> sa, sb;
+  std::vector<Message> out;
+  Connect(a, b, opts, &sa, &sb, &out);
+  ASSERT_FALSE(HasFatalFailure());
+  a.db.Exec("INSERT INTO items VALUES (98, 'small one', 1)");
+  a.db.Exec("INSERT INTO items VALUES (99, 'small two', 2)");
+  a.db.Exec("INSERT INTO items VALUES (100, zeroblob(17000000), 1)");
+  out.clear();
+  ASSERT_OK(sa->Pump(&out));
+  ASSERT_EQ(out.size(), 2u);  // the two small transactions, no error yet
+  for (const Message& m : out) EXPECT_TRUE(std::holds_alternative<ChangesetMsg>(m));
+  std::vector<Message> back;
+  ASSERT_OK(sb->OnMessages(out, &back));
+  EXPECT_EQ(b.db.One("SELECT count(*) FROM items WHERE id IN (98, 99)"), "2");
+  out.clear();
+  ASSERT_OK(sa->OnMessages(back, &out));  // the acks pump: the large one stops this direction
+  ASSERT_EQ(out.size(), 1u);
+  const auto* e = std::get_if<ErrorMsg>(&out[0]);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->code, ErrorMsg::kCannotSend);
+}
+
 TEST(PeerSessionTest, BatchesMergeTogetherAndABadChangesetStopsOnlyTheRest) {
   Node a, b;
   SessionOptions opts;
