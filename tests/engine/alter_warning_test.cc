@@ -2,11 +2,11 @@
 // wrote the table between begin and commit: nothing recorded those writes
 // (crr-semantics §14.1, §14.3), so what they cost is said where an
 // application looks when peers differ.
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "tests/engine/sync_util.h"
+#include "tests/sqlite_log.h"
 
 namespace crsync {
 namespace {
@@ -14,28 +14,13 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
-// sqlite3_log messages, captured from before SQLite initializes (the
-// callback can only be set then; it is this binary's only one).
-std::mutex g_log_mutex;
-std::vector<std::string> g_log;
-struct LogCapture {
-  LogCapture() {
-    sqlite3_config(SQLITE_CONFIG_LOG, +[](void*, int, const char* msg) {
-      std::lock_guard<std::mutex> lock(g_log_mutex);
-      g_log.emplace_back(msg);
-    }, nullptr);
-  }
-} g_log_capture;
-
 // crsync's captured lines about crsql_commit_alter (not SQLite's own
 // lines for failed statements), emptied.
 std::vector<std::string> TakeAlterLines() {
-  std::lock_guard<std::mutex> lock(g_log_mutex);
   std::vector<std::string> out;
-  for (const std::string& line : g_log) {
+  for (const std::string& line : TakeSqliteLog()) {
     if (line.rfind("crsync: crsql_commit_alter", 0) == 0) out.push_back(line);
   }
-  g_log.clear();
   return out;
 }
 

@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/sqlite_log.h"
 #include "tests/test_util.h"
 #include "tests/vfs/vfs_fixture.h"
 #include "vfs/commit_signal.h"
@@ -28,17 +29,6 @@ namespace {
 
 using ::testing::HasSubstr;
 
-// sqlite3_log messages, captured from before SQLite initializes.
-std::mutex g_log_mutex;
-std::vector<std::string> g_log;
-struct LogCapture {
-  LogCapture() {
-    sqlite3_config(SQLITE_CONFIG_LOG, +[](void*, int, const char* msg) {
-      std::lock_guard<std::mutex> lock(g_log_mutex);
-      g_log.emplace_back(msg);
-    }, nullptr);
-  }
-} g_log_capture;
 
 // (The fixture, VfsTest, is in vfs_fixture.h.)
 
@@ -392,10 +382,7 @@ TEST_F(VfsTest, UnwritableSideFileLogsOnceAndDatabaseStillWorks) {
   // A directory where the side file should be: open() cannot create it,
   // whatever our privileges.
   ASSERT_EQ(mkdir((path.str() + "-crsync").c_str(), 0755), 0);
-  {
-    std::lock_guard<std::mutex> lock(g_log_mutex);
-    g_log.clear();
-  }
+  TakeSqliteLog();
   {
     DbPtr db = OpenShim(path.str());
     ASSERT_OK(Exec(db.get(), "CREATE TABLE t (id PRIMARY KEY, v); SELECT crsql_as_crr('t');"
@@ -404,9 +391,8 @@ TEST_F(VfsTest, UnwritableSideFileLogsOnceAndDatabaseStillWorks) {
     EXPECT_EQ(check.One("SELECT count(*) FROM crsql_changes"), "1");
   }
   rmdir((path.str() + "-crsync").c_str());
-  std::lock_guard<std::mutex> lock(g_log_mutex);
   int mentions = 0;
-  for (const auto& m : g_log) mentions += m.find("no commit signal") != std::string::npos;
+  for (const auto& m : TakeSqliteLog()) mentions += m.find("no commit signal") != std::string::npos;
   EXPECT_EQ(mentions, 1);
 }
 
