@@ -100,11 +100,7 @@ void Sidecar::Impl::OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
       c->impl->Log(routine ? 1 : 0, "connection %llu (%s) ended: %s",
                    static_cast<unsigned long long>(c->id), c->peer.c_str(),
                    uv_strerror(static_cast<int>(nread)));
-      // Reset or timed out: nothing at the other end closed it (a host that
-      // rebooted, or one that is gone). Sidecar::Impl::AdmitPeer.
-      const bool vanished = nread == UV_ECONNRESET || nread == UV_ETIMEDOUT ||
-                            nread == UV_EHOSTUNREACH || nread == UV_ENETUNREACH;
-      c->impl->CloseConn(c->id, vanished);
+      c->impl->CloseConn(c->id);
       return;
     }
     Status st =
@@ -160,7 +156,7 @@ void Sidecar::Impl::DropQueuedMessages(uint64_t id) {
   }
 }
 
-void Sidecar::Impl::CloseConn(uint64_t id, bool vanished) {
+void Sidecar::Impl::CloseConn(uint64_t id) {
   auto it = conns.find(id);
   if (it == conns.end()) return;
   Conn* c = it->second;
@@ -178,7 +174,7 @@ void Sidecar::Impl::CloseConn(uint64_t id, bool vanished) {
     if (stable) d->backoff_ms = kFirstBackoffMs;
     if (!stopping) ScheduleDial(d);
   }
-  Enqueue(Task::kClose, id, Message{}, vanished);
+  Enqueue(Task::kClose, id);
 }
 
 void Sidecar::Impl::CloseAndFree(Conn* c) {

@@ -13,7 +13,6 @@
 #include <capnp/message.h>
 #include <uv.h>
 
-#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -62,9 +61,6 @@ struct Sidecar::Impl {
     bool pump_again = false;  // a session stopped pumping at its per-call bound
     uv_work_t work;
     Impl* impl;
-    // kClose: the connection was reset or timed out (its peer vanished:
-    // no process there closed it), not ended by its peer or by us.
-    bool vanished = false;
   };
 
   // One TCP connection (accepted or dialed). Owned by the loop; freed in
@@ -166,7 +162,7 @@ struct Sidecar::Impl {
   void CloseSignals();
 
   // --- the database strand (sidecar_strand.cc) ---
-  void Enqueue(Task::Kind kind, uint64_t conn, Message msg = Message{}, bool vanished = false);
+  void Enqueue(Task::Kind kind, uint64_t conn, Message msg = Message{});
   void RunNext();
   static void DoWork(uv_work_t* w);
   // After Process() threw (out of memory, most likely): no transaction may
@@ -184,21 +180,9 @@ struct Sidecar::Impl {
   void YieldToWriters();
   void CloseSessionsAfterRestore(const PeerSession& s, Task* t);
   // SessionOptions::admit: refuses a peer whose site id is connected at
-  // another instance (two live databases sharing one site id), or was
-  // found to be (see sidecar_strand.cc).
+  // another instance (two live databases sharing one site id).
   Status AdmitPeer(const std::string& site_id, uint64_t peer_instance);
-  // A site id another instance was refused for (strand only): the
-  // instance connected first, its connection, and whether the two were
-  // found live at once (then only `first` is admitted until this sidecar
-  // restarts).
-  struct Twins {
-    uint64_t first;
-    uint64_t conn;
-    bool forked;
-  };
-  std::map<std::string, Twins> twins;
   std::vector<uint64_t> pokes;  // connections to send a no-op acknowledgment (strand only)
-  void EndSession(uint64_t conn, bool vanished);
   static void AfterWork(uv_work_t* w, int);
 
   // --- connections and dialing, loop thread (sidecar_conn.cc) ---
@@ -217,8 +201,7 @@ struct Sidecar::Impl {
   void DropQueuedMessages(uint64_t id);
   // Closes connection `id` (if open): its queued messages are dropped, its
   // session closes on the strand, a dialed one is redialled.
-  // `vanished`: reset or timed out (Task::vanished).
-  void CloseConn(uint64_t id, bool vanished = false);
+  void CloseConn(uint64_t id);
   // Closes a connection's handle and frees the Conn in the close callback.
   static void CloseAndFree(Conn* c);
   // Gives up on `c` wherever it is: open (CloseConn), or still dialing or

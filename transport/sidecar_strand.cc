@@ -12,12 +12,12 @@
 
 namespace crsync {
 
-void Sidecar::Impl::Enqueue(Task::Kind kind, uint64_t conn, Message msg, bool vanished) {
+void Sidecar::Impl::Enqueue(Task::Kind kind, uint64_t conn, Message msg) {
   if (kind == Task::kPump && pump_queued) {
     RunNext();  // one pending pump covers every commit
     return;
   }
-  auto t = std::make_unique<Task>(Task{kind, conn, std::move(msg), {}, {}, {}, false, {}, this, vanished});
+  auto t = std::make_unique<Task>(Task{kind, conn, std::move(msg), {}, {}, {}, false, {}, this});
   t->work.data = t.get();
   queue.push_back(t.get());
   t.release();  // owned by the queue
@@ -203,7 +203,7 @@ void Sidecar::Impl::Process(Task* t) {
       break;
     }
     case Task::kClose:
-      EndSession(t->conn, t->vanished);
+      sessions.erase(t->conn);
       break;
   }
   for (uint64_t id : pokes) {
@@ -236,71 +236,32 @@ void Sidecar::Impl::CloseSessionsAfterRestore(const PeerSession& s, Task* t) {
 // its host vanished: then the old one stays open here until it is found
 // dead. Otherwise two instances at once are two databases with one site
 // id: their changes carry the same (site, version) pairs, so each version
-// merged from one hides the other's, silently. So:
-//  - the new instance is refused, and the first connection is poked (a
-//    no-op acknowledgment): a rebooted host answers it with a reset, one
-//    that is gone lets it time out;
-//  - if the first connection then ends reset or timed out, its host had
-//    vanished: the site is forgotten, and the new instance is admitted
-//    when it dials again;
-//  - if it ends otherwise (its peer or we closed it), both databases were
-//    running: the site is forked. From then on only the first instance is
-//    admitted, until this sidecar restarts: which database is right can
-//    only be settled by the operator (the refusal says so).
+// merged from one hides the other's, silently. So the new instance is
+// refused, loudly, while the first is connected; and the first connection
+// is poked (a no-op acknowledgment), which a rebooted host answers with a
+// reset, so a restarted node is not kept waiting for keepalive.
+//
+// Nothing is remembered once the first connection ends: a record of
+// "forked" sites was tried and dropped, as no close can be told apart
+// reliably from a vanished host's (a reset taken by a write reads as EOF,
+// a paused reader sees an old FIN late), and a wrong guess locked a node
+// out until this sidecar restarted.
 Status Sidecar::Impl::AdmitPeer(const std::string& site_id, uint64_t peer_instance) {
   if (peer_instance == 0) return Status::OK();  // an older node: cannot tell
-  const std::string hex = HexBytes(site_id);
-  const std::string why =
-      "two databases share it (a copied database, or two sidecars on one database), and their "
-      "changes would hide each other's. Give each replica its own database (start a new one empty "
-      "and let it sync)";
-  auto it = twins.find(site_id);
   for (const auto& [id, other] : sessions) {
     if (!other->ready() || other->peer_site() != site_id || other->peer_instance() == 0 ||
         other->peer_instance() == peer_instance) {
       continue;
     }
-    if (it == twins.end()) {
-      twins[site_id] = Twins{other->peer_instance(), id, false};
-      pokes.push_back(id);
-    }
+    pokes.push_back(id);
     return Status::FailedPrecondition(
-        "site id " + hex + " is already connected to the node refusing it, from another running "
-        "database: " + why + ". (A node whose host went away and came back is admitted once its "
-        "old connection is found dead.)");
+        "site id " + HexBytes(site_id) + " is already connected to the node refusing it, from "
+        "another running database: two databases share it (a copied database, or two sidecars on "
+        "one database), and their changes would hide each other's. Give each replica its own "
+        "database (start a new one empty and let it sync). (A node whose host went away and came "
+        "back is admitted once its old connection is found dead.)");
   }
-  if (it == twins.end() || peer_instance == it->second.first) return Status::OK();
-  if (!it->second.forked) {
-    // The first connection has not ended yet (it ended, forgotten, or
-    // forked the site): wait for it.
-    return Status::FailedPrecondition("site id " + hex + " was connected from another running "
-                                      "database a moment ago: " + why);
-  }
-  return Status::FailedPrecondition(
-      "site id " + hex + " was connected from two running databases at once, so their changes "
-      "may already have diverged: " + why + ". The node refusing it admits only the first "
-      "database it saw (not even a restart of it, which it cannot tell from the other's) until "
-      "it restarts; restart it once one database alone uses this site id");
-}
-
-// A connection's session ends; if it was the first of a site id another
-// instance was refused for, how it ended decides (see AdmitPeer).
-void Sidecar::Impl::EndSession(uint64_t conn, bool vanished) {
-  auto it = sessions.find(conn);
-  if (it == sessions.end()) return;
-  const std::string site = it->second->peer_site();
-  sessions.erase(it);
-  auto twin = twins.find(site);
-  if (twin == twins.end() || twin->second.conn != conn || twin->second.forked) return;
-  if (vanished) {
-    Log(1, "the connection of site id %s that was first had lost its peer: the other instance "
-        "will be admitted", HexBytes(site).c_str());
-    twins.erase(twin);
-  } else {
-    twin->second.forked = true;
-    Log(0, "site id %s was used by two running databases: until this sidecar restarts, only the "
-        "first is admitted", HexBytes(site).c_str());
-  }
+  return Status::OK();
 }
 
 void Sidecar::Impl::YieldToWriters() {

@@ -216,30 +216,28 @@ TEST_F(SidecarAdmitTest, ThePokeLeavesALiveSidecarSyncing) {
   EXPECT_EQ(log.find("connection 1 (127.0.0.1"), std::string::npos) << "it ended:\n" << log;
 }
 
-// Both were live at once (the first ended cleanly, not reset): the site
-// is forked. When the first leaves, the other is still refused, saying the
-// databases may have diverged; the first (only) is admitted again.
-TEST_F(SidecarAdmitTest, AForkedSiteAdmitsOnlyTheFirstDatabase) {
+// Nothing is remembered once the first connection ends (a wrong guess
+// would lock a node out): the instance refused before is admitted then.
+TEST_F(SidecarAdmitTest, OnceTheFirstLeavesTheOtherInstanceIsAdmitted) {
   auto first = Say('\x5a', 1);
   EXPECT_TRUE(first->Listen(300).empty());
   auto copy = Say('\x5a', 2);
   ASSERT_EQ(copy->Listen(3000).size(), 1u);
-  ASSERT_FALSE(first->eof());
-  first->CloseCleanly();  // a running database's sidecar stopping
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  copy = Say('\x5a', 2);
-  std::vector<ErrorMsg> errors = copy->Listen(3000);
-  ASSERT_EQ(errors.size(), 1u) << "the copy took the site over";
-  EXPECT_NE(errors[0].message.find("may already have diverged"), std::string::npos) << errors[0].message;
-  auto third = Say('\x5a', 3);  // a restart of either: cannot tell which
-  EXPECT_EQ(third->Listen(3000).size(), 1u);
-  auto back = Say('\x5a', 1);
-  EXPECT_TRUE(back->Listen(500).empty());
-  EXPECT_FALSE(back->eof()) << "the first database was refused";
+  first->CloseCleanly();
+  std::vector<ErrorMsg> errors;
+  bool admitted = false;
+  for (int attempt = 0; attempt < 10 && !admitted; ++attempt) {
+    copy = Say('\x5a', 2);
+    errors = copy->Listen(400);
+    admitted = errors.empty() && !copy->eof();
+  }
+  EXPECT_TRUE(admitted) << (errors.empty() ? "closed" : errors[0].message);
+  auto back = Say('\x5a', 1);  // now the first is the one refused
+  EXPECT_EQ(back->Listen(3000).size(), 1u);
 }
 
-// A first connection that ends reset (a rebooted host answering the poke)
-// or timed out was a vanished host's: the new instance is admitted.
+// A first connection that a rebooted host resets when poked ends at once:
+// the new instance is admitted.
 TEST_F(SidecarAdmitTest, AFirstConnectionThatDiesOnThePokeIsForgotten) {
   auto stale = Say('\x5a', 1);
   EXPECT_TRUE(stale->Listen(300).empty());
