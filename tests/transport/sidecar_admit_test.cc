@@ -136,6 +136,24 @@ class SidecarAdmitTest : public ::testing::Test {
     return peer;
   }
 
+  // Says hello as `site` at `instance` until admitted (no error, still
+  // open 400 ms later), at most `attempts` times; "" or why not. The
+  // admitted connection is kept in *kept if given (else closed).
+  std::string AdmittedWithin(char site, uint64_t instance, int attempts,
+                             std::unique_ptr<RawPeer>* kept = nullptr) {
+    std::string why = "never tried";
+    for (int attempt = 0; attempt < attempts; ++attempt) {
+      auto peer = Say(site, instance);
+      std::vector<ErrorMsg> errors = peer->Listen(400);
+      if (errors.empty() && !peer->eof()) {
+        if (kept) *kept = std::move(peer);
+        return "";
+      }
+      why = errors.empty() ? "closed" : errors[0].message;
+    }
+    return why;
+  }
+
   TempPath path_;
   uint64_t fingerprint_ = 0;
   std::atomic<int> port_{0};
@@ -224,14 +242,7 @@ TEST_F(SidecarAdmitTest, OnceTheFirstLeavesTheOtherInstanceIsAdmitted) {
   auto copy = Say('\x5a', 2);
   ASSERT_EQ(copy->Listen(3000).size(), 1u);
   first->CloseCleanly();
-  std::vector<ErrorMsg> errors;
-  bool admitted = false;
-  for (int attempt = 0; attempt < 10 && !admitted; ++attempt) {
-    copy = Say('\x5a', 2);
-    errors = copy->Listen(400);
-    admitted = errors.empty() && !copy->eof();
-  }
-  EXPECT_TRUE(admitted) << (errors.empty() ? "closed" : errors[0].message);
+  EXPECT_EQ(AdmittedWithin('\x5a', 2, 10, &copy), "");
   auto back = Say('\x5a', 1);  // now the first is the one refused
   EXPECT_EQ(back->Listen(3000).size(), 1u);
 }
@@ -244,14 +255,7 @@ TEST_F(SidecarAdmitTest, AFirstConnectionThatDiesOnThePokeIsForgotten) {
   auto rebooted = Say('\x5a', 2);
   ASSERT_EQ(rebooted->Listen(3000).size(), 1u);
   stale->Reset();  // as the rebooted host does when poked
-  std::vector<ErrorMsg> errors;
-  bool admitted = false;
-  for (int attempt = 0; attempt < 10 && !admitted; ++attempt) {
-    rebooted = Say('\x5a', 2);
-    errors = rebooted->Listen(400);
-    admitted = errors.empty() && !rebooted->eof();
-  }
-  EXPECT_TRUE(admitted) << (errors.empty() ? "closed" : errors[0].message);
+  EXPECT_EQ(AdmittedWithin('\x5a', 2, 10), "");
 }
 
 TEST_F(SidecarAdmitTest, OneInstanceMayConnectTwiceAndOtherSitesAreUnaffected) {
@@ -271,14 +275,7 @@ TEST_F(SidecarAdmitTest, ANewInstanceIsAdmittedOnceTheOldConnectionsClosed) {
   auto old_run = Say('\x5a', 1);
   EXPECT_TRUE(old_run->Listen(300).empty());
   old_run.reset();  // the process exited: its socket closes
-  std::vector<ErrorMsg> errors;
-  bool admitted = false;
-  for (int attempt = 0; attempt < 20 && !admitted; ++attempt) {
-    auto restarted = Say('\x5a', 2);
-    errors = restarted->Listen(400);
-    admitted = errors.empty() && !restarted->eof();
-  }
-  EXPECT_TRUE(admitted) << (errors.empty() ? "closed" : errors[0].message);
+  EXPECT_EQ(AdmittedWithin('\x5a', 2, 20), "");
 }
 
 // Two sidecars on one database would say one site id at two instances to
