@@ -472,14 +472,11 @@ Status PeerSession::PumpFeed(std::vector<Message>* out) {
       return Status::OK();
     }, &version);
     if (!read_status.ok()) {
-      // Transactions queued before a change too large to send go out (sent_
-      // and the window already count them); the next pump starts at that
-      // change and stops there.
-      if (oversized_ && out->size() > first) {
-        oversized_ = false;
-        return Status::OK();
-      }
-      return read_status;
+      // What was queued before a change too large to send goes out (sent_
+      // and the window count it); the next pump stops at that change.
+      if (!oversized_ || out->size() == first) return read_status;
+      oversized_ = false;
+      return Status::OK();
     }
     if (version == 0) {
       // Nothing more for this peer: declare the rest of our versions covered

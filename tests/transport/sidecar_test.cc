@@ -158,31 +158,49 @@ TEST(SidecarTest, RunsOnceAndSaysSo) {
 std::atomic<int> g_app_signals{0};
 void AppHandler(int) { ++g_app_signals; }
 
+// The application's handler for SIGINT and SIGTERM, for a test's span;
+// what was there before is put back after. Handles() says whether both
+// signals reach it now.
+class AppHandlers {
+ public:
+  AppHandlers() {
+    struct sigaction app {};
+    app.sa_handler = AppHandler;
+    sigemptyset(&app.sa_mask);
+    installed_ = sigaction(SIGINT, &app, &old_int_) == 0 && sigaction(SIGTERM, &app, &old_term_) == 0;
+  }
+  ~AppHandlers() {
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+  }
+  bool installed() const { return installed_; }
+  static bool Handles(int sig) {
+    struct sigaction now {};
+    return sigaction(sig, nullptr, &now) == 0 && now.sa_handler == &AppHandler;
+  }
+
+ private:
+  struct sigaction old_int_ {}, old_term_ {};
+  bool installed_ = false;
+};
+
 // Run() handles SIGINT and SIGTERM while it runs; afterwards the
 // application's own handlers are back (libuv would leave SIG_DFL, and the
 // next Ctrl-C would kill the application).
 TEST(SidecarTest, TheApplicationsSignalHandlersAreBackAfterRun) {
-  struct sigaction app {}, old_int {}, old_term {};
-  app.sa_handler = AppHandler;
-  sigemptyset(&app.sa_mask);
-  ASSERT_EQ(sigaction(SIGINT, &app, &old_int), 0);
-  ASSERT_EQ(sigaction(SIGTERM, &app, &old_term), 0);
+  AppHandlers app;
+  ASSERT_TRUE(app.installed());
   TempPath path;
   SidecarOptions o = QuietOn(path, "127.0.0.1:0");
   Sidecar sidecar(o);
   sidecar.Stop();
   EXPECT_TRUE(sidecar.Run().ok());
-  struct sigaction now_int {}, now_term {};
-  sigaction(SIGINT, nullptr, &now_int);
-  sigaction(SIGTERM, nullptr, &now_term);
-  EXPECT_EQ(now_int.sa_handler, &AppHandler);
-  EXPECT_EQ(now_term.sa_handler, &AppHandler);
-  if (now_int.sa_handler == &AppHandler) {
+  EXPECT_TRUE(AppHandlers::Handles(SIGINT));
+  EXPECT_TRUE(AppHandlers::Handles(SIGTERM));
+  if (AppHandlers::Handles(SIGINT)) {
     raise(SIGINT);  // must reach the application, not end the test program
     EXPECT_EQ(g_app_signals.load(), 1);
   }
-  sigaction(SIGINT, &old_int, nullptr);
-  sigaction(SIGTERM, &old_term, nullptr);
 }
 
 // Two sidecars of one process overlapping (the second starts while the
@@ -190,11 +208,8 @@ TEST(SidecarTest, TheApplicationsSignalHandlersAreBackAfterRun) {
 // once the last one stopped. (The second saw libuv's handler installed, and
 // restored nothing.)
 TEST(SidecarTest, OverlappingSidecarsGiveTheHandlersBackWhenTheLastStops) {
-  struct sigaction app {}, old_int {}, old_term {};
-  app.sa_handler = AppHandler;
-  sigemptyset(&app.sa_mask);
-  ASSERT_EQ(sigaction(SIGINT, &app, &old_int), 0);
-  ASSERT_EQ(sigaction(SIGTERM, &app, &old_term), 0);
+  AppHandlers app;
+  ASSERT_TRUE(app.installed());
   TempPath p1, p2;
   std::atomic<bool> ready1{false}, ready2{false};
   SidecarOptions o1 = QuietOn(p1, "127.0.0.1:0"), o2 = QuietOn(p2, "127.0.0.1:0");
@@ -210,13 +225,8 @@ TEST(SidecarTest, OverlappingSidecarsGiveTheHandlersBackWhenTheLastStops) {
   s2.Stop();
   EXPECT_TRUE(r2.get().ok());
   EXPECT_TRUE(ready1 && ready2);
-  struct sigaction now_int {}, now_term {};
-  sigaction(SIGINT, nullptr, &now_int);
-  sigaction(SIGTERM, nullptr, &now_term);
-  EXPECT_EQ(now_int.sa_handler, &AppHandler);
-  EXPECT_EQ(now_term.sa_handler, &AppHandler);
-  sigaction(SIGINT, &old_int, nullptr);
-  sigaction(SIGTERM, &old_term, nullptr);
+  EXPECT_TRUE(AppHandlers::Handles(SIGINT));
+  EXPECT_TRUE(AppHandlers::Handles(SIGTERM));
 }
 
 // A side file deleted and made again (by the VFS, at the next commit) is a
