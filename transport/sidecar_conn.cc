@@ -97,10 +97,11 @@ void Sidecar::Impl::OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
     if (nread < 0) {
       // A peer closing or vanishing is routine; other read errors are not.
       bool routine = nread == UV_EOF || nread == UV_ECONNRESET;
-      c->impl->Log(routine ? 1 : 0, "connection %llu (%s) ended: %s",
-                   static_cast<unsigned long long>(c->id), c->peer.c_str(),
-                   uv_strerror(static_cast<int>(nread)));
-      c->impl->CloseConn(c->id);
+      // Logged by the strand, after what the peer sent before it ended.
+      c->impl->CloseConn(c->id,
+                         "connection " + std::to_string(c->id) + " (" + c->peer + ") ended: " +
+                             uv_strerror(static_cast<int>(nread)),
+                         routine ? 1 : 0);
       return;
     }
     Status st =
@@ -156,7 +157,7 @@ void Sidecar::Impl::DropQueuedMessages(uint64_t id) {
   }
 }
 
-void Sidecar::Impl::CloseConn(uint64_t id) {
+void Sidecar::Impl::CloseConn(uint64_t id, std::string ended, int ended_level) {
   auto it = conns.find(id);
   if (it == conns.end()) return;
   Conn* c = it->second;
@@ -174,7 +175,7 @@ void Sidecar::Impl::CloseConn(uint64_t id) {
     if (stable) d->backoff_ms = kFirstBackoffMs;
     if (!stopping) ScheduleDial(d);
   }
-  Enqueue(Task::kClose, id);
+  Enqueue(Task::kClose, id, Message{}, std::move(ended), ended_level);
 }
 
 void Sidecar::Impl::CloseAndFree(Conn* c) {

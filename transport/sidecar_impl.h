@@ -61,6 +61,11 @@ struct Sidecar::Impl {
     bool pump_again = false;  // a session stopped pumping at its per-call bound
     uv_work_t work;
     Impl* impl;
+    // kClose: why the connection ended, logged (at `ended_level`) on the
+    // strand, after the messages that came before the end; empty for a
+    // close this node decided, which logged its own reason.
+    std::string ended;
+    int ended_level = 1;
   };
 
   // One TCP connection (accepted or dialed). Owned by the loop; freed in
@@ -162,7 +167,8 @@ struct Sidecar::Impl {
   void CloseSignals();
 
   // --- the database strand (sidecar_strand.cc) ---
-  void Enqueue(Task::Kind kind, uint64_t conn, Message msg = Message{});
+  void Enqueue(Task::Kind kind, uint64_t conn, Message msg = Message{}, std::string ended = {},
+               int ended_level = 1);
   void RunNext();
   static void DoWork(uv_work_t* w);
   // After Process() threw (out of memory, most likely): no transaction may
@@ -200,8 +206,11 @@ struct Sidecar::Impl {
   // (its cursor was not moved by it; the peer resends). Errors stay.
   void DropQueuedMessages(uint64_t id);
   // Closes connection `id` (if open): its queued messages are dropped, its
-  // session closes on the strand, a dialed one is redialled.
-  void CloseConn(uint64_t id);
+  // session closes on the strand, a dialed one is redialled. A non-empty
+  // `ended` (the peer hung up, a read failed) is logged by the strand at
+  // `ended_level` once it has handled what the peer sent before (often an
+  // error saying why), unless the session already logged its end.
+  void CloseConn(uint64_t id, std::string ended = {}, int ended_level = 1);
   // Closes a connection's handle and frees the Conn in the close callback.
   static void CloseAndFree(Conn* c);
   // Gives up on `c` wherever it is: open (CloseConn), or still dialing or

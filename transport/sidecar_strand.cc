@@ -12,12 +12,14 @@
 
 namespace crsync {
 
-void Sidecar::Impl::Enqueue(Task::Kind kind, uint64_t conn, Message msg) {
+void Sidecar::Impl::Enqueue(Task::Kind kind, uint64_t conn, Message msg, std::string ended,
+                            int ended_level) {
   if (kind == Task::kPump && pump_queued) {
     RunNext();  // one pending pump covers every commit
     return;
   }
-  auto t = std::make_unique<Task>(Task{kind, conn, std::move(msg), {}, {}, {}, false, {}, this});
+  auto t = std::make_unique<Task>(Task{kind, conn, std::move(msg), {}, {}, {}, false, {}, this,
+                                       std::move(ended), ended_level});
   t->work.data = t.get();
   queue.push_back(t.get());
   t.release();  // owned by the queue
@@ -134,6 +136,10 @@ void Sidecar::Impl::Process(Task* t) {
       }
     }
   };
+  // Sessions that failed (and logged why) end here, not at their kClose:
+  // nothing more is pumped to or merged from them, and their connection's
+  // end is not logged a second time.
+  std::vector<uint64_t> failed;
   auto pump_all = [&](uint64_t except) {
     for (auto& [id, s] : sessions) {
       if (id == except || !s->ready()) continue;
@@ -143,6 +149,7 @@ void Sidecar::Impl::Process(Task* t) {
         Log(0, "connection %llu closed: %s", static_cast<unsigned long long>(id),
             st.message().c_str());
         t->to_close.push_back(id);
+        failed.push_back(id);
       }
     }
   };
@@ -190,6 +197,7 @@ void Sidecar::Impl::Process(Task* t) {
         Log(0, "connection %llu closed: %s", static_cast<unsigned long long>(t->conn),
             st.message().c_str());
         t->to_close.push_back(t->conn);
+        failed.push_back(t->conn);
         CloseSessionsAfterRestore(*it->second, t);
       } else if (changeset) {
         pump_all(t->conn);  // relay what just arrived to the other peers
@@ -203,9 +211,10 @@ void Sidecar::Impl::Process(Task* t) {
       break;
     }
     case Task::kClose:
-      sessions.erase(t->conn);
+      if (sessions.erase(t->conn) && !t->ended.empty()) Log(t->ended_level, "%s", t->ended.c_str());
       break;
   }
+  for (uint64_t id : failed) sessions.erase(id);
   for (uint64_t id : pokes) {
     auto it = sessions.find(id);
     // Acknowledges nothing (up to 0, no credit): a no-op for a live peer.

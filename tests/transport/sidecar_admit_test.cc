@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <future>
 #include <thread>
 
@@ -36,12 +37,13 @@ class RawPeer {
     addr.sin_port = htons(static_cast<uint16_t>(port));
     inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
     connected_ = connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    sent_ = connected_ && Send(Message{hello});
+  }
+  bool Send(const Message& m) {
     capnp::MallocMessageBuilder builder;
     kj::Array<kj::byte> frame;
-    if (connected_ && EncodeMessage(Message{hello}, &builder).ok() &&
-        FrameEncoder().Encode(builder, &frame).ok()) {
-      sent_ = write(fd_, frame.begin(), frame.size()) == static_cast<ssize_t>(frame.size());
-    }
+    return EncodeMessage(m, &builder).ok() && FrameEncoder().Encode(builder, &frame).ok() &&
+           write(fd_, frame.begin(), frame.size()) == static_cast<ssize_t>(frame.size());
   }
   ~RawPeer() { close(fd_); }
   // Closes cleanly: a FIN, then waits (bounded) for the sidecar's, so no
@@ -108,7 +110,7 @@ class SidecarAdmitTest : public ::testing::Test {
     SidecarOptions o;
     o.db_path = path_.str();
     o.listen = "127.0.0.1:0";
-    o.log_level = 0;
+    o.log_level = log_level_;
     o.pump_interval_ms = 50;
     o.on_listening = [this](int p) { port_ = p; };
     sidecar_ = std::make_unique<Sidecar>(o);
@@ -154,6 +156,7 @@ class SidecarAdmitTest : public ::testing::Test {
     return why;
   }
 
+  int log_level_ = 0;  // of the fixture's sidecar, set before SetUp
   TempPath path_;
   uint64_t fingerprint_ = 0;
   std::atomic<int> port_{0};
@@ -305,6 +308,49 @@ TEST_F(SidecarAdmitTest, ASecondSidecarOnOneDatabaseIsRefusedUntilTheFirstStops)
   Status t = run.get();
   EXPECT_TRUE(t.ok()) << t.ToString();
   EXPECT_TRUE(listening) << "the database stayed locked after its sidecar stopped";
+}
+
+// A peer that says why it leaves and hangs up at once: its reason is the
+// line that ends the connection in our log. (The end of file used to be
+// logged first, by the loop thread, before the strand read the reason.)
+class SidecarPartingTest : public SidecarAdmitTest {
+ protected:
+  void SetUp() override {
+    log_level_ = 1;
+    SidecarAdmitTest::SetUp();
+  }
+
+  // The sidecar's whole log, from a peer's hello (admitted) to its stop,
+  // the peer doing `then` in between.
+  std::string LogOfAdmittedPeerThat(const std::function<void(RawPeer&)>& then) {
+    StderrCapture capture;
+    auto peer = Say('\x61', 1);
+    EXPECT_TRUE(peer->Listen(300).empty());
+    then(*peer);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    StopFirst();
+    return capture.Text();
+  }
+};
+
+TEST_F(SidecarPartingTest, APeersPartingErrorIsItsConnectionsLastLine) {
+  const std::string log = LogOfAdmittedPeerThat([](RawPeer& peer) {
+    EXPECT_TRUE(peer.Send(ErrorMsg{ErrorMsg::kInternal, "parting words", 0}));
+    peer.CloseCleanly();
+  });
+  const size_t said = log.find("connection 1 closed: peer reported error 4: parting words");
+  EXPECT_NE(said, std::string::npos) << log;
+  EXPECT_EQ(log.find(") ended:"), std::string::npos)
+      << "its end was logged besides its reason:\n" << log;
+}
+
+// A peer that just hangs up: that is logged, once.
+TEST_F(SidecarPartingTest, APeerHangingUpIsLoggedOnce) {
+  const std::string log = LogOfAdmittedPeerThat([](RawPeer& peer) { peer.CloseCleanly(); });
+  const size_t ended = log.find("connection 1 (inbound from 127.0.0.1:");
+  ASSERT_NE(ended, std::string::npos) << log;
+  EXPECT_EQ(log.find(") ended: end of file"), log.find(") ended:", ended)) << log;
+  EXPECT_EQ(log.find(") ended:", log.find(") ended:") + 1), std::string::npos) << log;
 }
 
 }  // namespace
