@@ -67,6 +67,23 @@ TEST(UnrecordedAlterTest, ARenameWithoutBeginAndCommitNamesBothColumns) {
   EXPECT_EQ(db.One("SELECT val FROM crsql_changes WHERE cid = 'title'"), "'boil'");
 }
 
+// DROP COLUMN never gets that far: the recording update trigger reads
+// every column, so SQLite itself refuses the drop (naming the trigger),
+// and nothing changes. Through begin/commit it works.
+TEST(UnrecordedAlterTest, ADropColumnWithoutBeginIsRefusedBySqlite) {
+  TestDb db;
+  MakeTodo(db);
+  const Rows changes = db.Query(kChanges);
+  std::string err = db.Error("ALTER TABLE todo DROP COLUMN list");
+  EXPECT_THAT(err, HasSubstr("todo__crsync_utrig after drop column"));
+  EXPECT_THAT(err, HasSubstr("list"));
+  EXPECT_EQ(db.One("SELECT list FROM todo"), "'home'");
+  EXPECT_EQ(db.Query(kChanges), changes);
+  db.Exec("SELECT crsql_begin_alter('todo'); ALTER TABLE todo DROP COLUMN list;"
+          "SELECT crsql_commit_alter('todo');");
+  EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes WHERE cid = 'list'"), "0");
+}
+
 // Known gap: an ALTER after the transaction took its version (its first
 // write, merge or crsql_next_db_version) is noticed at the next
 // transaction (the catalog is checked when a transaction takes its
