@@ -462,6 +462,24 @@ TEST(AsCrrTest, AnExistingRowWithANullKeyIsRefusedByNameAndNothingChanges) {
             (Rows{{"'010901'", "'name'", "'b'"}}));
 }
 
+// §4.1 inside the caller's transaction: a failure found after the CRR's
+// metadata tables exist (the backfill meets the NULL key) undoes only its
+// own work; the transaction stays open and keeps what it wrote before.
+TEST(AsCrrTest, ALateFailureInsideBeginUndoesOnlyItsOwnWork) {
+  TestDb db;
+  db.Exec("CREATE TABLE ok (id PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('ok');"
+          "CREATE TABLE c (id PRIMARY KEY, name); INSERT INTO c VALUES (1, 'b'), (NULL, 'a');"
+          "BEGIN; INSERT INTO ok VALUES (1, 1);");
+  EXPECT_THAT(db.Error("SELECT crsql_as_crr('c')"), HasSubstr("NULL in primary key column id"));
+  EXPECT_EQ(sqlite3_get_autocommit(db.get()), 0);
+  EXPECT_EQ(db.One("SELECT count(*) FROM sqlite_master WHERE name LIKE 'c__crsync%'"), "0");
+  EXPECT_EQ(db.Query("SELECT name FROM crsync_crrs"), (Rows{{"'ok'"}}));
+  db.Exec("INSERT INTO ok VALUES (2, 2); COMMIT;");
+  EXPECT_EQ(db.Query("SELECT \"table\", hex(pk), cid, val FROM crsql_changes ORDER BY pk"),
+            (Rows{{"'ok'", "'010901'", "'v'", "1"}, {"'ok'", "'010902'", "'v'", "2"}}));
+  EXPECT_EQ(db.One("SELECT count(*) FROM c"), "2");
+}
+
 // §4.4, verified v0.16 output.
 TEST(AsCrrTest, BackfillOfExistingRows) {
   TestDb db;
@@ -646,6 +664,28 @@ TEST(EngineInitTest, AReadOnlyDatabaseNeverSetUpSaysSo) {
     EXPECT_THAT(s.message(), HasSubstr("never set up by crsync and is open read-only")) << sql;
   }
   EXPECT_THAT(Exec(ro.get(), "SELECT crsql_site_id()").message(), HasSubstr("never set up"));
+}
+
+// One that has a site id but not crsync's other tables (left by cr-sqlite
+// 0.16, or a set-up cut short) reports that id.
+TEST(EngineInitTest, AReadOnlyDatabaseWithOnlyASiteIdReportsIt) {
+  TempPath path;
+  {
+    TestDb other;
+    other.Exec("ATTACH '" + path.str() + "' AS plain;"
+               "CREATE TABLE plain.crsql_site_id (site_id BLOB NOT NULL, ordinal INTEGER PRIMARY KEY);"
+               "INSERT INTO plain.crsql_site_id VALUES (X'00112233445566778899AABBCCDDEEFF', 0);"
+               "DETACH plain;");
+  }
+  DbPtr ro;
+  ASSERT_OK(OpenDb(path.str(), SQLITE_OPEN_READONLY, nullptr, &ro));
+  char* err = nullptr;
+  ASSERT_EQ(crsync_engine_init(ro.get(), &err), SQLITE_OK) << (err ? err : "");
+  StmtPtr st;
+  ASSERT_OK(Prepare(ro.get(), "SELECT hex(crsql_site_id())", &st));
+  ASSERT_EQ(sqlite3_step(st.get()), SQLITE_ROW) << sqlite3_errmsg(ro.get());
+  EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(st.get(), 0)),
+               "00112233445566778899AABBCCDDEEFF");
 }
 
 // A malformed crsync_crrs row fails the catalog's refresh with an error and
