@@ -156,7 +156,14 @@ Status ConnEngine::Bootstrap() {
     CRSYNC_RETURN_IF_ERROR(TableExists(db_, t, &exists));
     tables = tables && exists;
   }
-  if (!tables && readonly) return Status::OK();  // nothing to track on a read-only, never-used db
+  if (!tables && readonly) {
+    // Nothing to track on a read-only database crsync never set up; one
+    // that has a site id (left by cr-sqlite, or a set-up cut short) still
+    // reports it.
+    bool sites;
+    if (TableExists(db_, "crsql_site_id", &sites).ok() && sites) LoadSites().IgnoreError();
+    return Status::OK();
+  }
   sites_loaded_ = false;
   if (tables) CRSYNC_RETURN_IF_ERROR(LoadSites());
   if (!readonly && (!tables || site_id_.empty() || !HasClockAlias())) {

@@ -331,20 +331,42 @@ TEST_F(AlterTest, PkOnlyTableAddColumnKeepsSentinel) {
   EXPECT_EQ(db_.One("SELECT count(*) FROM crsql_changes WHERE \"table\" = 'assoc'"), "2");
 }
 
+// foo (a, b, c) keyed by (a, b) becomes keyed by a alone (§14.3 step 1).
+constexpr char kRekeyFoo[] =
+    "SELECT crsql_begin_alter('foo');"
+    "CREATE TABLE foo_new (a NOT NULL PRIMARY KEY, b, c);"
+    "INSERT INTO foo_new SELECT * FROM foo; DROP TABLE foo; ALTER TABLE foo_new RENAME TO foo;"
+    "SELECT crsql_commit_alter('foo');";
+
 TEST_F(AlterTest, ChangingThePrimaryKeyRebuildsEveryIdentity) {
   db_.Exec("CREATE TABLE foo (a NOT NULL, b NOT NULL, c, PRIMARY KEY (a, b));"
            "SELECT crsql_as_crr('foo'); INSERT INTO foo VALUES (1, 2, 'x'), (4, 5, 'y');"
-           "UPDATE foo SET c = 'z' WHERE a = 1;"
-           "SELECT crsql_begin_alter('foo');"
-           "CREATE TABLE foo_new (a NOT NULL PRIMARY KEY, b, c);"
-           "INSERT INTO foo_new SELECT * FROM foo; DROP TABLE foo; ALTER TABLE foo_new RENAME TO foo;"
-           "SELECT crsql_commit_alter('foo');");
+           "UPDATE foo SET c = 'z' WHERE a = 1;");
+  db_.Exec(kRekeyFoo);
   EXPECT_EQ(db_.Query("SELECT hex(pk), cid, val, col_version, db_version FROM crsql_changes "
                       "WHERE \"table\" = 'foo' ORDER BY pk, cid"),
             (Rows{{"'010901'", "'b'", "2", "1", "3"}, {"'010901'", "'c'", "'z'", "1", "3"},
                   {"'010904'", "'b'", "5", "1", "3"}, {"'010904'", "'c'", "'y'", "1", "3"}}));
   db_.Exec("INSERT INTO foo VALUES (7, 8, 9)");
   EXPECT_EQ(db_.One("SELECT count(*) FROM crsql_changes WHERE \"table\" = 'foo' AND db_version = 4"), "2");
+}
+
+// §14.3 step 1: a new set of key columns loses every tombstone and every
+// causal length; a row that had been deleted and inserted again starts
+// over at cl 1 like the others.
+TEST_F(AlterTest, ChangingThePrimaryKeyLosesTombstonesAndCausalLengths) {
+  db_.Exec("CREATE TABLE foo (a NOT NULL, b NOT NULL, c, PRIMARY KEY (a, b));"
+           "SELECT crsql_as_crr('foo'); INSERT INTO foo VALUES (1, 2, 'x'), (4, 5, 'y'), (6, 6, 'd');"
+           "DELETE FROM foo WHERE a = 6;"
+           "DELETE FROM foo WHERE a = 4; INSERT INTO foo VALUES (4, 5, 'y2');");
+  ASSERT_EQ(db_.Query("SELECT hex(pk), cl FROM crsql_changes WHERE \"table\" = 'foo' AND cid = '-1' "
+                      "ORDER BY pk"),
+            (Rows{{"'0209040905'", "3"}, {"'0209060906'", "2"}}));
+  db_.Exec(kRekeyFoo);
+  EXPECT_EQ(db_.Query("SELECT hex(pk), cid, val, col_version, cl FROM crsql_changes "
+                      "WHERE \"table\" = 'foo' ORDER BY pk, cid"),
+            (Rows{{"'010901'", "'b'", "2", "1", "1"}, {"'010901'", "'c'", "'x'", "1", "1"},
+                  {"'010904'", "'b'", "5", "1", "1"}, {"'010904'", "'c'", "'y2'", "1", "1"}}));
 }
 
 TEST_F(AlterTest, FailureUndoesTheWholeAlterButNotTheCallersTransaction) {

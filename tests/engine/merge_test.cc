@@ -103,6 +103,46 @@ TEST_F(MergeTest, Scenario8ResurrectionOfLocallyDeletedRow) {
   EXPECT_EQ(c2_.Query("SELECT a, b FROM foo"), (Rows{{"1", "NULL"}}));
 }
 
+// Scenario 9, out-of-order resurrection (upstream's "discord" case): A
+// saw the insert and the delete; the updates made after a re-insert reach
+// it before the re-insert does.
+TEST(MergeScenario9Test, OutOfOrderResurrectionConverges) {
+  constexpr char kBar[] =
+      "CREATE TABLE bar (id INTEGER PRIMARY KEY NOT NULL, b, c, d, e); SELECT crsql_as_crr('bar');";
+  TestDb writer, a;
+  writer.Exec(kBar);
+  a.Exec(kBar);
+  writer.Exec("INSERT INTO bar VALUES (1, 'b1', 'c1', 'd1', 'e1'); DELETE FROM bar;");  // v1, v2
+  Sync(writer, a);
+  ASSERT_EQ(a.One("SELECT count(*) FROM bar"), "0");
+  writer.Exec("INSERT INTO bar VALUES (1, 'b3', 'c3', 'd3', 'e3')");  // v3: cl 3, clocks at 1
+  const auto reinsert = ReadChanges(writer.get(), "WHERE db_version = 3");
+  ASSERT_EQ(reinsert.size(), 5u);  // the sentinel and four columns
+  writer.Exec("UPDATE bar SET b = 'b4', c = 'c4'");  // v4: b and c at col_version 2
+  const auto updates = ReadChanges(writer.get(), "WHERE db_version = 4");
+  ASSERT_EQ(updates.size(), 2u);
+
+  a.Exec("BEGIN");
+  ASSERT_OK(ApplyChanges(a.get(), {updates[0]}));
+  EXPECT_EQ(a.One("SELECT crsql_rows_impacted()"), "2") << "the first update resurrects (C6)";
+  EXPECT_EQ(a.One("SELECT col_version || '/' || cl FROM crsql_changes WHERE cid = '-1'"), "'3/3'");
+  ASSERT_OK(ApplyChanges(a.get(), {updates[1]}));
+  EXPECT_EQ(a.One("SELECT crsql_rows_impacted()"), "3") << "the second wins, no clock (C8 a)";
+  a.Exec("COMMIT");
+  EXPECT_EQ(a.Query("SELECT * FROM bar"), (Rows{{"1", "'b4'", "'c4'", "NULL", "NULL"}}));
+
+  a.Exec("BEGIN");
+  ASSERT_OK(ApplyChanges(a.get(), reinsert));
+  // The sentinel is C4, b and c lose on col_version (C8 c), d and e win (C8 a).
+  EXPECT_EQ(a.One("SELECT crsql_rows_impacted()"), "2");
+  a.Exec("COMMIT");
+  EXPECT_EQ(a.Query("SELECT * FROM bar"), writer.Query("SELECT * FROM bar"));
+  const char* kClocks =
+      "SELECT cid, val, col_version, hex(site_id), cl, seq FROM crsql_changes ORDER BY cid";
+  EXPECT_EQ(a.Query(kClocks), writer.Query(kClocks));
+  EXPECT_EQ(a.Query(kClocks).size(), 5u);
+}
+
 TEST_F(MergeTest, Scenario10SeveralMergesInOneTransaction) {
   c2_.Exec("INSERT INTO foo VALUES (100, 0)");  // committed version 1
   std::string s = "X'11111111111111111111111111111111'";
@@ -165,6 +205,23 @@ TEST_F(MergeTest, RowsImpactedCountsAndResetsAtCommit) {
   EXPECT_EQ(c2_.One("SELECT crsql_rows_impacted()"), "3");
   c2_.Exec("COMMIT");
   EXPECT_EQ(c2_.One("SELECT crsql_rows_impacted()"), "0");
+}
+
+// §11.8: a delete (C3) and a resurrection by the sentinel (C5) count one each.
+TEST_F(MergeTest, RowsImpactedCountsDeletesAndSentinelResurrections) {
+  c1_.Exec("INSERT INTO foo VALUES (1, 1); INSERT INTO foo VALUES (2, 2);");
+  Sync(c1_, c2_);
+  c1_.Exec("DELETE FROM foo WHERE a = 1; DELETE FROM foo WHERE a = 2; INSERT INTO foo VALUES (2, 2);");
+  auto sentinels = ReadChanges(c1_.get(), "WHERE cid = '-1' ORDER BY pk");
+  ASSERT_EQ(sentinels.size(), 2u);
+  c2_.Exec("BEGIN");
+  ASSERT_OK(ApplyChanges(c2_.get(), {sentinels[0]}));  // cl 2 over cl 1: C3
+  EXPECT_EQ(c2_.One("SELECT crsql_rows_impacted()"), "1");
+  EXPECT_EQ(c2_.One("SELECT count(*) FROM foo WHERE a = 1"), "0");
+  ASSERT_OK(ApplyChanges(c2_.get(), {sentinels[1]}));  // cl 3 over a live cl 1: C5
+  EXPECT_EQ(c2_.One("SELECT crsql_rows_impacted()"), "2");
+  EXPECT_EQ(c2_.One("SELECT col_version FROM crsql_changes WHERE cid = 'b' AND pk = X'010902'"), "0");
+  c2_.Exec("COMMIT");
 }
 
 // Merges undone by ROLLBACK TO, or by their failing statement, no longer

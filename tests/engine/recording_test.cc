@@ -273,6 +273,24 @@ TEST(RecordingTest, PkChangeInSameTransactionAsInsertMatchesV016) {
                   {"'010902'", "'-1'", "1", "1", "1", "3"}}));
 }
 
+// §7.5 step 5, the other branch: a moved clock at the pending version but
+// of another origin (merged earlier in the same transaction) is re-stamped
+// too: local origin and a seq after the move's own.
+TEST(RecordingTest, APkChangeRestampsAClockMergedInTheSameTransaction) {
+  TestDb db;
+  db.Exec("CREATE TABLE foo (a INTEGER PRIMARY KEY NOT NULL, b INTEGER); SELECT crsql_as_crr('foo');"
+          "BEGIN;"
+          "INSERT INTO crsql_changes VALUES ('foo', X'010901', 'b', 7, 1, 1, "
+          "X'11111111111111111111111111111111');"
+          "UPDATE foo SET a = 2 WHERE a = 1;"
+          "COMMIT;");
+  EXPECT_EQ(db.Query("SELECT hex(pk), cid, val, col_version, db_version, site_id = crsql_site_id(), cl, "
+                     "seq FROM crsql_changes"),
+            (Rows{{"'010901'", "'-1'", "NULL", "2", "1", "1", "2", "1"},
+                  {"'010902'", "'-1'", "NULL", "1", "1", "1", "1", "2"},
+                  {"'010902'", "'b'", "7", "1", "1", "1", "1", "3"}}));
+}
+
 TEST(RecordingTest, InsertOrReplaceOverLiveRow) {
   TestDb db;
   db.Exec("PRAGMA recursive_triggers = OFF; CREATE TABLE t (id PRIMARY KEY NOT NULL, b, c); SELECT crsql_as_crr('t');"
