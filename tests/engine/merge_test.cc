@@ -262,12 +262,20 @@ TEST_F(MergeTest, UpdateOrReplaceOntoALiveKeyConverges) {
   EXPECT_EQ(c1_.Query("SELECT a, b FROM foo ORDER BY a"), (Rows{{"1", "20"}}));
 }
 
+// §11.5 C8(e) with merge-equal-values: the greater site id wins, both
+// ways, and the replica that takes it re-stamps the clock with a new
+// local version (§16) so it is passed on.
 TEST_F(MergeTest, MergeEqualValuesTieBreaksOnSiteId) {
-  c1_.Exec("INSERT INTO foo VALUES (1, 2)");
-  c2_.Exec("INSERT INTO foo VALUES (1, 2); SELECT crsql_config_set('merge-equal-values', 1);");
+  for (TestDb* db : {&c1_, &c2_}) {
+    db->Exec("INSERT INTO foo VALUES (1, 2); SELECT crsql_config_set('merge-equal-values', 1);");
+  }
   Sync(c1_, c2_);
-  std::string origin = s1_ > s2_ ? "c1" : "c2";
-  EXPECT_EQ(State(c2_)[0][4], origin);
+  Sync(c2_, c1_);
+  const bool c1_wins = s1_ > s2_;
+  const std::string winner = c1_wins ? "c1" : "c2";
+  // (cid, val, col_version, db_version, origin, cl, seq)
+  EXPECT_EQ(State(c1_), (Rows{{"'b'", "2", "1", c1_wins ? "1" : "2", winner, "1", "0"}}));
+  EXPECT_EQ(State(c2_), (Rows{{"'b'", "2", "1", c1_wins ? "2" : "1", winner, "1", "0"}}));
 }
 
 TEST_F(MergeTest, InconsistentStoreIsReported) {

@@ -612,12 +612,22 @@ TEST(RecordingTest, AFailedFlushCanOnlyRollBack) {
 
 TEST(RecordingTest, ConnectionWithoutEngineCannotWriteCrr) {
   TempPath path;
-  { TestDb db(path.str()); db.Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, b); SELECT crsql_as_crr('t');"); }
+  {
+    TestDb db(path.str());
+    db.Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, b); SELECT crsql_as_crr('t');"
+            "INSERT INTO t VALUES (1, 1);");
+  }
   DbPtr plain;
   ASSERT_OK(OpenDb(path.str(), SQLITE_OPEN_READWRITE, nullptr, &plain));
-  Status s = Exec(plain.get(), "INSERT INTO t VALUES (1, 2)");
-  EXPECT_FALSE(s.ok());
-  EXPECT_THAT(s.message(), HasSubstr("no such function: crsync_after_insert"));
+  EXPECT_THAT(Exec(plain.get(), "INSERT INTO t VALUES (2, 2)").message(),
+              HasSubstr("no such function: crsync_after_insert"));
+  EXPECT_THAT(Exec(plain.get(), "UPDATE t SET b = 5").message(),
+              HasSubstr("no such function: crsync_after_update"));
+  EXPECT_THAT(Exec(plain.get(), "DELETE FROM t").message(),
+              HasSubstr("no such function: crsync_after_delete"));
+  plain.reset();
+  TestDb db(path.str());
+  EXPECT_EQ(db.Query("SELECT * FROM t"), (Rows{{"1", "1"}}));
 }
 
 TEST(RecordingTest, TwoConnectionsShareTheDbVersion) {
