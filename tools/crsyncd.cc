@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -83,12 +84,25 @@ bool ParseInt(const char* text, int lo, int hi, int* out) {
 // Reads `key = value` lines into opts. Returns false (after printing why)
 // on an unreadable file, an unknown key or a bad value.
 bool ReadConfig(const std::string& path, crsync::SidecarOptions* opts) {
-  FILE* f = std::fopen(path.c_str(), "r");
+  std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "r"), &std::fclose);
+  FILE* f = file.get();
   if (!f) {
     std::fprintf(stderr, "crsyncd: cannot read config %s: %s\n", path.c_str(), std::strerror(errno));
     return false;
   }
-  char buf[4096];
+  // One whole line, however long (without its newline); false at the end.
+  auto read_line = [f](std::string* line) {
+    line->clear();
+    char buf[4096];
+    while (std::fgets(buf, sizeof buf, f)) {
+      line->append(buf);
+      if (!line->empty() && line->back() == '\n') {
+        line->pop_back();
+        return true;
+      }
+    }
+    return !line->empty();
+  };
   int line_no = 0;
   bool ok = true;
   std::set<std::string> seen;  // single-valued keys already set
@@ -96,9 +110,11 @@ bool ReadConfig(const std::string& path, crsync::SidecarOptions* opts) {
     size_t b = s.find_first_not_of(" \t\r\n"), e = s.find_last_not_of(" \t\r\n");
     return b == std::string::npos ? std::string() : s.substr(b, e - b + 1);
   };
-  while (ok && std::fgets(buf, sizeof buf, f)) {
+  std::string line;
+  while (ok && read_line(&line)) {
     ++line_no;
-    std::string line = buf;
+    // A UTF-8 byte order mark (some editors write one) is not part of the key.
+    if (line_no == 1 && line.rfind("\xEF\xBB\xBF", 0) == 0) line.erase(0, 3);
     line = trim(line.substr(0, line.find('#')));
     if (line.empty()) continue;
     size_t eq = line.find('=');
@@ -135,7 +151,6 @@ bool ReadConfig(const std::string& path, crsync::SidecarOptions* opts) {
     std::fprintf(stderr, "crsyncd: cannot read config %s: %s\n", path.c_str(), std::strerror(errno));
     ok = false;
   }
-  std::fclose(f);
   return ok;
 }
 
@@ -249,6 +264,17 @@ int Forget(const std::string& db_path, const std::string& site) {
     std::fprintf(stderr, "crsyncd forget: %s%s\n", s.ToString().c_str(),
                  s.code() == crsync::Status::Code::kFailedPrecondition ? "; stop it first" : "");
     return 1;
+  }
+  crsync::StmtPtr own;
+  if (crsync::Prepare(db.get(), "SELECT 1 FROM crsql_site_id WHERE ordinal = 0 AND hex(site_id) = upper(?1)",
+                      &own).ok()) {
+    sqlite3_bind_text(own.get(), 1, site.c_str(), -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(own.get()) == SQLITE_ROW) {
+      std::fprintf(stderr, "crsyncd forget: %s is the site id of %s itself, not a peer's: what it "
+                   "keeps under it is its own restore epoch, which its peers check (`crsyncd "
+                   "status` lists the peers)\n", site.c_str(), db_path.c_str());
+      return 1;
+    }
   }
   crsync::StmtPtr del;
   const std::string sql = "DELETE FROM crsql_tracked_peers WHERE tag = " +

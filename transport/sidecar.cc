@@ -84,6 +84,13 @@ Status Sidecar::Impl::Start() {
   }
   Status st = OpenDb(options.db_path, SQLITE_OPEN_READWRITE, nullptr, &db);
   if (!st.ok()) return st.WithContext("crsyncd needs an existing database");
+  // SQLite quietly opens a file it may not write read-only: every merge
+  // would then fail. Say so now.
+  if (sqlite3_db_readonly(db.get(), "main") == 1) {
+    return Status::FailedPrecondition(options.db_path + " opens read-only here (the file's or its "
+                                      "directory's permissions, or a read-only URI): crsyncd "
+                                      "merges into it, so it must be able to write it");
+  }
   while (instance == 0) sqlite3_randomness(sizeof instance, &instance);
   // The VFS names the side file after the path SQLite resolved (symlinks
   // followed); so must we, or we would watch a file nobody signals.

@@ -169,6 +169,36 @@ TEST(CrsyncdCliTest, MistakesAreNamedPrecisely) {
   EXPECT_NE(out.find("cannot create directory " + dir.str() + "/no/such"), std::string::npos) << out;
   EXPECT_EQ(code, 1);
   EXPECT_FALSE(std::filesystem::exists(dir.str()));
+  // A database this process may only read is refused at start, by name
+  // (SQLite would open it read-only and every merge would fail).
+  {
+    TempPath ro;
+    TestDb(ro.str()).Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL); SELECT crsql_as_crr('t')");
+    out = RunCrsyncd("run --db 'file:" + ro.str() + "?mode=ro' --listen 127.0.0.1:0", &code);
+    EXPECT_NE(out.find("opens read-only here"), std::string::npos) << out;
+    EXPECT_EQ(out.find("listening"), std::string::npos) << out;
+    EXPECT_EQ(code, 1);
+  }
+  // Config lines of any length, and a byte order mark before the first.
+  {
+    TempPath made, long_cfg;
+    TestDb(made.str()).Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL); SELECT crsql_as_crr('t')");
+    {
+      std::ofstream c(long_cfg.str());
+      c << "\xEF\xBB\xBF# " << std::string(5000, 'x') << "\n"
+        << "db = " << made.str() << "   # " << std::string(9000, 'y') << "\n";
+    }
+    out = RunCrsyncd("status --config " + long_cfg.str(), &code);
+    EXPECT_EQ(code, 0) << out.substr(0, 300);
+    EXPECT_NE(out.find("database   " + made.str()), std::string::npos) << out.substr(0, 300);
+    {
+      std::ofstream c(long_cfg.str());
+      c << "\xEF\xBB\xBF" << "db = " << made.str() << "\n" << std::string(5000, 'z') << "\n";
+    }
+    out = RunCrsyncd("status --config " + long_cfg.str(), &code);
+    EXPECT_NE(out.find(":2: expected `key = value`"), std::string::npos) << out.substr(0, 300);
+    EXPECT_EQ(code, 2);
+  }
   // A config "file" that is a directory cannot be read; it is not empty.
   out = RunCrsyncd("run --config /tmp", &code);
   EXPECT_NE(out.find("cannot read config /tmp: Is a directory"), std::string::npos) << out;
@@ -345,6 +375,20 @@ TEST(CrsyncdCliTest, ForgetDropsOnlyThatPeersCursors) {
   out = RunCrsyncd("forget --db " + path.str(), &code);
   EXPECT_EQ(code, 2) << out;
   EXPECT_NE(out.find("--site SITE_ID is required"), std::string::npos) << out;
+  // Its own site id is not a peer's: what it keeps there is its restore
+  // epoch, which its peers check. Refused, and kept.
+  std::string own, rows;
+  {
+    TestDb db(path.str());
+    own = db.Text("SELECT lower(hex(crsql_site_id()))");
+    db.Exec("INSERT INTO crsql_tracked_peers (site_id, version, seq, tag, event) VALUES "
+            "(crsql_site_id(), 5, 0, " + std::to_string(kSidecarTag) + ", 3)");
+    rows = db.One("SELECT count(*) FROM crsql_tracked_peers");
+  }
+  out = RunCrsyncd("forget --db " + path.str() + " --site " + own, &code);
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_NE(out.find(own + " is the site id of " + path.str() + " itself"), std::string::npos) << out;
+  EXPECT_EQ(TestDb(path.str()).One("SELECT count(*) FROM crsql_tracked_peers"), rows);
 }
 
 // forget rewrites what a running sidecar keeps in memory: it is refused
