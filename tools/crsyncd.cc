@@ -53,6 +53,8 @@ const char kUsage[] =
     "        Addresses are numeric (no host names). The database is switched to WAL\n"
     "        (for good, as PRAGMA journal_mode does). One run per database: it\n"
     "        holds <db>-crsyncd.lock (with its pid), and a second run is refused.\n"
+    "        No authentication or encryption: whoever can connect is a peer, so\n"
+    "        listen only where just your replicas can reach (docs/protocol.md).\n"
     "status  Prints this database's site id, db_version and, per peer, the cursors\n"
     "        (what we received from it, what it acknowledged of ours) and how many of\n"
     "        our changes it has not acknowledged yet.\n"

@@ -264,6 +264,16 @@ Status PeerSession::OnMessage(const Message& in, std::vector<Message>* out) {
       // Every changeset we sent was answered, yet the peer's cursor is
       // behind: it dropped one (e.g. an interrupted split transaction).
       // Resend from its cursor; what it already has is skipped as duplicate.
+      // Once: a peer that answers again without taking anything would have
+      // us queue the same window over and over (and hold it all in memory
+      // if it does not read).
+      if (acked_ == resent_from_) {
+        return Fail(out, ErrorMsg::kProtocol,
+                    "the peer answered every changeset up to version " + std::to_string(sent_) +
+                        " but took none past " + std::to_string(acked_) +
+                        ", also after they were sent again");
+      }
+      resent_from_ = acked_;
       sent_ = acked_;
     }
     return Pump(out);
@@ -423,7 +433,10 @@ Status PeerSession::CommittedVersion(int64_t* out) {
 }
 
 Status PeerSession::PumpFeed(std::vector<Message>* out) {
-  if (!ready_) return Status::OK();
+  if (!ready_ || send_paused_) {
+    more_to_send_ = false;  // pumped again when resumed
+    return Status::OK();
+  }
   // No echo: the peer's own changes are not sent back to it, unless it
   // lost them (ForgetLostHistory) and has not acknowledged them yet.
   const OriginFilter not_peer{OriginFilter::Mode::kExcept, peer_site_};

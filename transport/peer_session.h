@@ -120,6 +120,10 @@ class PeerSession {
   // The last Pump() stopped at max_changes_per_pump with window to spare:
   // call it again soon (there may be more to read).
   bool more_to_send() const { return more_to_send_; }
+  // While paused (the connection has too much waiting to be written),
+  // Pump() reads and queues no changesets, and more_to_send() stays false:
+  // the caller pumps again once it resumes the session. Acks still go out.
+  void set_send_paused(bool paused) { send_paused_ = paused; }
 
   bool ready() const { return ready_; }
   const std::string& peer_site() const { return peer_site_; }
@@ -221,6 +225,11 @@ class PeerSession {
   bool renewed_own_epoch_ = false;
   std::chrono::steady_clock::time_point last_sync_{};
   uint32_t in_flight_ = 0;
+  // acked_ when the peer last had every changeset answered yet its cursor
+  // behind (we resent from there); -1: never. The same again means the
+  // peer answers what it does not take, and resending would loop.
+  int64_t resent_from_ = -1;
+  bool send_paused_ = false;  // see set_send_paused
   std::string notice_;        // see TakeNotice
   std::string send_blocked_;  // why sending stopped (a change too large); "" = it did not
   std::chrono::steady_clock::time_point send_blocked_at_{};

@@ -55,6 +55,8 @@ struct SidecarOptions {
   // for write_stall_ms, is closed (the peer resumes from its saved cursor
   // when it reconnects). The size alone says nothing: one large
   // transaction's parts are queued together and drain at network speed.
+  // While more than this waits, no more changesets are queued for that
+  // peer (until half of it left), whatever it acknowledges.
   size_t max_write_queue_bytes = size_t{64} << 20;
   int write_stall_ms = 30000;
   // Called once the listening socket is bound, with its actual port.

@@ -46,17 +46,29 @@ void Sidecar::Impl::Send(uint64_t conn_id, const Message& msg) {
                              static_cast<unsigned>(req->bytes.size()));
   req->req.data = req.get();
   req->conn = c;
+  const size_t before = uv_stream_get_write_queue_size(stream);
   int rc = uv_write(&req->req, stream, &buf, 1, [](uv_write_t* r, int status) {
     std::unique_ptr<WriteReq> owned(static_cast<WriteReq*>(r->data));
     // A failed write shows up as a read error or EOF.
-    if (status == 0) owned->conn->drained_at = NowMs();
+    if (status != 0) return;
+    Conn* conn = owned->conn;
+    conn->drained_at = NowMs();
+    if (conn->send_paused && !conn->closing) {
+      conn->impl->Guarded("resuming sending", [&] { conn->impl->MaybeResumeSending(conn); });
+    }
   });
   if (rc == 0) {
     req.release();  // owned by libuv until the callback
-    // The peer's time to read starts now: while we were busy queueing (the
-    // loop does not write meanwhile) it could not make progress.
-    c->last_waiting = uv_stream_get_write_queue_size(stream);
-    c->drained_at = NowMs();
+    const size_t waiting = uv_stream_get_write_queue_size(stream);
+    c->last_waiting = waiting;
+    // The peer's time to read starts when something waits for it; more
+    // queued behind it does not restart the clock (a peer sent data to
+    // answer would otherwise never be found not reading).
+    if (before == 0) c->drained_at = NowMs();
+    if (!c->send_paused && waiting > options.max_write_queue_bytes) {
+      c->send_paused = true;
+      send_paused_conns.push_back(c->id);
+    }
   } else {
     CloseConn(conn_id);
   }
@@ -143,6 +155,20 @@ void Sidecar::Impl::MessagesTaken(uint64_t id, size_t n) {
   }
 }
 
+void Sidecar::Impl::MaybeResumeSending(Conn* c) {
+  const size_t waiting = uv_stream_get_write_queue_size(reinterpret_cast<uv_stream_t*>(&c->tcp));
+  if (waiting > options.max_write_queue_bytes / 2) return;
+  StopPausing(c);
+  if (!stopping) Enqueue(Task::kPump, 0);  // its session sends again
+}
+
+void Sidecar::Impl::StopPausing(Conn* c) {
+  if (!c->send_paused) return;
+  c->send_paused = false;
+  send_paused_conns.erase(std::remove(send_paused_conns.begin(), send_paused_conns.end(), c->id),
+                          send_paused_conns.end());
+}
+
 void Sidecar::Impl::DropQueuedMessages(uint64_t id) {
   for (auto it = queue.begin(); it != queue.end();) {
     // A peer's Error stays: it is often the last thing before the peer
@@ -163,6 +189,7 @@ void Sidecar::Impl::CloseConn(uint64_t id, std::string ended, int ended_level) {
   Conn* c = it->second;
   conns.erase(it);
   if (c->closing) return;
+  StopPausing(c);
   DropQueuedMessages(id);
   Dialer* d = c->dialer;
   const bool stable = uv_now(&loop) - c->connected_at >= kStableConnectionMs;

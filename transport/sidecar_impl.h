@@ -58,6 +58,9 @@ struct Sidecar::Impl {
     // Results, read back on the loop thread.
     std::vector<std::pair<uint64_t, Message>> out;
     std::vector<uint64_t> to_close;
+    // Connections whose sessions send no changesets while this task runs
+    // (send_paused_conns when it was handed to the strand).
+    std::vector<uint64_t> send_paused;
     bool pump_again = false;  // a session stopped pumping at its per-call bound
     uv_work_t work;
     Impl* impl;
@@ -84,6 +87,7 @@ struct Sidecar::Impl {
     bool paused = false;        // reading stopped (kMaxQueuedMessages)
     uint64_t drained_at = 0;    // ms (uv_hrtime) when the queue last shrank, emptied or took data
     size_t last_waiting = 0;    // its size then
+    bool send_paused = false;   // in send_paused_conns
     std::string peer;
     // Its frame reader hands each decoded message to the strand.
     Conn(Impl* i, uint64_t n);
@@ -143,6 +147,11 @@ struct Sidecar::Impl {
   uint64_t instance = 0;  // said in every Hello: drawn once per Start
   DbPtr db;
   std::map<uint64_t, Conn*> conns;                              // loop thread
+  // Connections with more than max_write_queue_bytes waiting to be written:
+  // their sessions queue no more changesets until half of it left, however
+  // many acks the peer sends (a peer that acknowledges without reading
+  // would otherwise have the whole feed queued in memory).
+  std::vector<uint64_t> send_paused_conns;                      // loop thread
   std::map<uint64_t, std::unique_ptr<PeerSession>> sessions;    // strand only
   std::deque<Task*> queue;                                      // loop thread
   bool busy = false;
@@ -205,6 +214,11 @@ struct Sidecar::Impl {
   // closed connection's session is gone, and what it sent is not merged
   // (its cursor was not moved by it; the peer resends). Errors stay.
   void DropQueuedMessages(uint64_t id);
+  // After a write completed on a paused connection: once no more than half
+  // of max_write_queue_bytes waits, its session sends again.
+  void MaybeResumeSending(Conn* c);
+  // Takes `c` out of send_paused_conns.
+  void StopPausing(Conn* c);
   // Closes connection `id` (if open): its queued messages are dropped, its
   // session closes on the strand, a dialed one is redialled. A non-empty
   // `ended` (the peer hung up, a read failed) is logged by the strand at

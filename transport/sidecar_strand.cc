@@ -18,7 +18,7 @@ void Sidecar::Impl::Enqueue(Task::Kind kind, uint64_t conn, Message msg, std::st
     RunNext();  // one pending pump covers every commit
     return;
   }
-  auto t = std::make_unique<Task>(Task{kind, conn, std::move(msg), {}, {}, {}, false, {}, this,
+  auto t = std::make_unique<Task>(Task{kind, conn, std::move(msg), {}, {}, {}, {}, false, {}, this,
                                        std::move(ended), ended_level});
   t->work.data = t.get();
   queue.push_back(t.get());
@@ -57,6 +57,7 @@ void Sidecar::Impl::RunNext() {
   // close's Enqueue must not start a second task beside this one.
   busy = true;
   if (taken) Guarded("resuming a connection", [&] { MessagesTaken(t->conn, taken); });
+  t->send_paused = send_paused_conns;
   int rc = uv_queue_work(&loop, &t->work, &Impl::DoWork, &Impl::AfterWork);
   if (rc != 0) {
     Log(0, "cannot schedule database work: %s", uv_strerror(rc));
@@ -140,6 +141,10 @@ void Sidecar::Impl::Process(Task* t) {
   // nothing more is pumped to or merged from them, and their connection's
   // end is not logged a second time.
   std::vector<uint64_t> failed;
+  for (auto& [id, s] : sessions) {
+    s->set_send_paused(std::find(t->send_paused.begin(), t->send_paused.end(), id) !=
+                       t->send_paused.end());
+  }
   auto pump_all = [&](uint64_t except) {
     for (auto& [id, s] : sessions) {
       if (id == except || !s->ready()) continue;

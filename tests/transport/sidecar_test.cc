@@ -415,5 +415,30 @@ TEST_F(SlowPeerTest, APeerThatStopsReadingIsClosed) {
   EXPECT_LT(changes_, 4000u) << "everything was sent: the peer was not held up";
 }
 
+// A peer that acknowledges without reading (returning every credit,
+// taking nothing) must not have the same window queued again at each ack:
+// that held gigabytes. Sending pauses while the bound waits to be written,
+// and the connection closes (a resend answered without progress, or the
+// stall), having sent at most about two copies of the transaction.
+TEST_F(SlowPeerTest, APeerAckingWithoutReadingIsNotSentMore) {
+  // A stall limit longer than the acks take: they are what is tested.
+  ASSERT_NO_FATAL_FAILURE(Start(/*write_stall_ms=*/3000));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the transaction is queued
+  capnp::MallocMessageBuilder builder;
+  ASSERT_OK(EncodeMessage(Message{AckMsg{0, 16}}, &builder));
+  kj::Array<kj::byte> frame;
+  ASSERT_OK(FrameEncoder().Encode(builder, &frame));
+  int sent = 0;
+  for (; sent < 10; ++sent) {  // until the sidecar hangs up
+    if (write(fd_, frame.begin(), frame.size()) != static_cast<ssize_t>(frame.size())) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_GE(sent, 2);
+  std::this_thread::sleep_for(std::chrono::milliseconds(3500));  // still not reading: stalled
+  Read(/*chunk=*/1 << 20, /*changes=*/SIZE_MAX);  // what was queued, then EOF
+  EXPECT_TRUE(eof_) << "a peer that reads nothing stayed connected";
+  EXPECT_LE(changes_, 8000u) << "the transaction was queued again at each ack";
+}
+
 }  // namespace
 }  // namespace crsync
