@@ -4,6 +4,7 @@
 // sidecar_conn.cc (transport/sidecar_impl.h).
 #include "transport/sidecar.h"
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdarg>
 #include <cstdio>
 #include <ctime>
@@ -52,6 +54,8 @@ void Sidecar::Impl::Log(int level, const char* fmt, ...) {
 void Sidecar::Impl::ReleaseDatabase() {
   sessions.clear();  // they hold statements on db
   db.reset();
+  if (db_fd >= 0) close(db_fd);  // after db (see db_fd)
+  db_fd = -1;
   lock.Release();
 }
 
@@ -97,6 +101,11 @@ Status Sidecar::Impl::Start() {
   const char* resolved = sqlite3_db_filename(db.get(), "main");
   signal_path = resolved && *resolved ? resolved : options.db_path;
   CRSYNC_RETURN_IF_ERROR(lock.Acquire(signal_path));
+  db_fd = open(signal_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (struct stat st {}; db_fd >= 0 && fstat(db_fd, &st) == 0) {
+    db_dev = static_cast<uint64_t>(st.st_dev);
+    db_ino = static_cast<uint64_t>(st.st_ino);
+  }
   crsync_writer_waits(signal_path.c_str(), &writer_waits);
   sqlite3_busy_timeout(db.get(), 5000);  // before the engine reads anything
   char* err = nullptr;
@@ -157,6 +166,8 @@ Status Sidecar::Impl::Start() {
   uv_timer_start(&pump_timer, [](uv_timer_t* t) {
     auto* self = static_cast<Impl*>(t->data);
     self->Guarded("running the pump timer", [&] {
+      self->StopIfDatabaseReplaced();
+      if (self->stopping) return;
       self->CloseUnresponsiveConns();
       self->RewatchReplacedSignalFile();
       self->Enqueue(Task::kPump, 0);
@@ -226,6 +237,26 @@ bool Sidecar::Impl::WatchSignalFile() {
   side_dev = static_cast<uint64_t>(st.st_dev);
   side_ino = static_cast<uint64_t>(st.st_ino);
   return true;
+}
+
+void Sidecar::Impl::StopIfDatabaseReplaced() {
+  if (stopping || db_fd < 0 || db_ino == 0) return;
+  struct stat own {}, at_path {};
+  // Unlinked (deleted, or another file renamed over it): no link left.
+  const bool unlinked = fstat(db_fd, &own) == 0 && own.st_nlink == 0;
+  const bool missing = stat(signal_path.c_str(), &at_path) != 0 && (errno == ENOENT || errno == ENOTDIR);
+  const bool other = !missing && (static_cast<uint64_t>(at_path.st_dev) != db_dev ||
+                                  static_cast<uint64_t>(at_path.st_ino) != db_ino);
+  if (!unlinked && !missing && !other) return;
+  const char* what = missing    ? " was deleted or moved"
+                     : unlinked ? " was deleted or replaced by another file"
+                                : " was replaced by another file";
+  failure = Status::FailedPrecondition(
+      "the database " + signal_path + what +
+      " while this sidecar served it: it would go on merging into and sending from the old "
+      "file; stopping (start crsyncd again to serve what is there now)");
+  Log(0, "%s", failure.message().c_str());
+  Shutdown();
 }
 
 void Sidecar::Impl::RewatchReplacedSignalFile() {
@@ -394,7 +425,7 @@ Status Sidecar::Run() {
   int rc = uv_loop_close(&impl_->loop);
   impl_->Log(1, "stopped");
   if (rc != 0) return Status::Transport("event loop closed with live handles");
-  return Status::OK();
+  return impl_->failure;
 }
 
 void Sidecar::Stop() {

@@ -136,6 +136,12 @@ struct Sidecar::Impl {
   bool watching = false;
   std::string side_path;                  // the side file signal_watch watches
   uint64_t side_dev = 0, side_ino = 0;    // which file that was when watched
+  uint64_t db_dev = 0, db_ino = 0;        // the database file opened (0: unknown)
+  // Our own descriptor of that file, to see it unlinked even when a new
+  // file at its path got its inode number. Closed only after db: closing
+  // a descriptor drops the process's POSIX locks on the file, SQLite's too.
+  int db_fd = -1;
+  Status failure;  // why the sidecar stopped by itself; Run() returns it
   bool side_moved = false;  // the watch heard it deleted or renamed
   uv_timer_t pump_timer;
   // SIGINT and SIGTERM stop the loop. They stay handled (unreferenced)
@@ -236,6 +242,10 @@ struct Sidecar::Impl {
   // the next commit) is another inode, which the watch would never hear
   // from: watch the new one.
   void RewatchReplacedSignalFile();
+  // On the pump timer: a database file deleted or replaced while we serve
+  // it (rm, or a restore by copy) would be merged into and read from in
+  // its old, unlinked copy, silently forever. Stops the sidecar instead.
+  void StopIfDatabaseReplaced();
   // On the pump timer: closes connections that sent no Hello within the
   // handshake timeout, and those whose peer stopped reading.
   void CloseUnresponsiveConns();

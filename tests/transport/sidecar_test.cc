@@ -257,6 +257,41 @@ TEST(SidecarTest, AReplacedSideFileIsWatchedAgain) {
   EXPECT_NE(log.find("was replaced: watching the new file"), std::string::npos) << log;
 }
 
+// A database deleted, or replaced by another file, while the sidecar serves
+// it: the sidecar stops with an error naming it (it would merge into the
+// old, unlinked file and send from it, silently).
+TEST(SidecarTest, ADeletedOrReplacedDatabaseStopsTheSidecar) {
+  for (bool replace : {false, true}) {
+    SCOPED_TRACE(replace ? "replaced" : "deleted");
+    TempPath path;
+    SidecarOptions o = QuietOn(path, "127.0.0.1:0");
+    o.pump_interval_ms = 50;
+    std::atomic<bool> ready{false};
+    o.on_ready = [&] { ready = true; };
+    Sidecar sidecar(o);
+    StderrCapture capture;
+    auto run = std::async(std::launch::async, [&] { return sidecar.Run(); });
+    for (int i = 0; i < 500 && !ready; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_TRUE(ready);
+    if (replace) {  // a restore by copy: the new file renamed over the old
+      TempPath other;
+      TestDb(other.str()).Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t');");
+      std::filesystem::rename(other.str(), path.str());
+    } else {
+      for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path.str() + suffix);
+    }
+    ASSERT_EQ(run.wait_for(std::chrono::seconds(10)), std::future_status::ready)
+        << "still serving the old file";
+    Status s = run.get();
+    EXPECT_FALSE(s.ok());
+    // (The new file may get the old one's inode number: the old file
+    // having no link left is what tells.)
+    EXPECT_THAT(s.message(), ::testing::HasSubstr(replace ? "replaced by another file" : "was deleted"));
+    EXPECT_NE(capture.Text().find("crsyncd error: the database " + path.str()), std::string::npos)
+        << capture.Text();
+  }
+}
+
 // A sidecar listening on a database holding one transaction of 16 MB
 // (4000 changes, unless said), with a write-queue bound of 64 KiB, and a raw peer that
 // says Hello (same schemas, a new site) and then reads at its own pace.
