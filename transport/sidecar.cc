@@ -5,6 +5,9 @@
 #include "transport/sidecar.h"
 
 #include <fcntl.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -170,6 +173,7 @@ Status Sidecar::Impl::Start() {
       if (self->stopping) return;
       self->CloseUnresponsiveConns();
       self->RewatchReplacedSignalFile();
+      self->TrimMemoryWhenIdle();
       self->Enqueue(Task::kPump, 0);
     });
   }, static_cast<uint64_t>(options.pump_interval_ms), static_cast<uint64_t>(options.pump_interval_ms));
@@ -257,6 +261,17 @@ void Sidecar::Impl::StopIfDatabaseReplaced() {
       "file; stopping (start crsyncd again to serve what is there now)");
   Log(0, "%s", failure.message().c_str());
   Shutdown();
+}
+
+void Sidecar::Impl::TrimMemoryWhenIdle() {
+  if (changes_since_trim < kTrimAfterChanges || busy || !queue.empty()) return;
+  for (const auto& [id, c] : conns) {
+    if (uv_stream_get_write_queue_size(reinterpret_cast<uv_stream_t*>(&c->tcp)) > 0) return;
+  }
+  changes_since_trim = 0;
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
 }
 
 void Sidecar::Impl::RewatchReplacedSignalFile() {

@@ -56,6 +56,7 @@ void Sidecar::Impl::RunNext() {
   // Busy before MessagesTaken: resuming a connection may close it, and the
   // close's Enqueue must not start a second task beside this one.
   busy = true;
+  t->changes_in = batched;
   if (taken) Guarded("resuming a connection", [&] { MessagesTaken(t->conn, taken); });
   t->send_paused = send_paused_conns;
   int rc = uv_queue_work(&loop, &t->work, &Impl::DoWork, &Impl::AfterWork);
@@ -295,8 +296,12 @@ void Sidecar::Impl::YieldToWriters() {
 void Sidecar::Impl::AfterWork(uv_work_t* w, int) {
   std::unique_ptr<Task> t(static_cast<Task*>(w->data));
   Impl* self = t->impl;
+  self->changes_since_trim += t->changes_in;
   bool delivered = self->Guarded("delivering database results", [&] {
-    for (auto& [conn, msg] : t->out) self->Send(conn, msg);
+    for (auto& [conn, msg] : t->out) {
+      if (const auto* c = std::get_if<ChangesetMsg>(&msg)) self->changes_since_trim += c->changes.size();
+      self->Send(conn, msg);
+    }
     for (uint64_t conn : t->to_close) self->CloseConn(conn);
   });
   if (!delivered) {
