@@ -95,7 +95,6 @@ CommitSignal::Mapping* CommitSignal::OpenMapping() {
 
 CommitSignal::Mapping* CommitSignal::Current() {
   Mapping* m = map_.load(std::memory_order_acquire);
-  if (!m) return nullptr;
   // At most once per kCheckIntervalMs: an fstat costs as much as a tenth of
   // a one-row commit here, a coarse clock read (vDSO) almost nothing.
   timespec ts;
@@ -105,6 +104,16 @@ CommitSignal::Mapping* CommitSignal::Current() {
   if (now_ms < due ||
       !next_check_ms_.compare_exchange_strong(due, now_ms + kCheckIntervalMs, std::memory_order_relaxed)) {
     return m;
+  }
+  if (!m) {
+    // It could not be opened before (no descriptor left, a full disk, a
+    // directory not writable yet): try again, as for a deleted one.
+    std::lock_guard<std::mutex> lock(remap_mu_);
+    Mapping* now = map_.load(std::memory_order_acquire);
+    if (now) return now;  // another thread did
+    Mapping* fresh = OpenMapping();
+    if (fresh) map_.store(fresh, std::memory_order_release);
+    return fresh;
   }
   struct stat st, named;
   if (fstat(m->fd, &st) != 0) return m;
@@ -193,7 +202,7 @@ std::string CallerSignalPath(const char* db_path) {
 int ReadSideU64(const char* db_path, size_t offset, sqlite3_uint64* out) {
   if (!out) return SQLITE_MISUSE;
   *out = 0;
-  if (!db_path) return SQLITE_MISUSE;
+  if (!db_path || !*db_path) return SQLITE_MISUSE;  // "" would name ./-crsync
   int fd = ::open(CallerSignalPath(db_path).c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return errno == ENOENT ? SQLITE_OK : SQLITE_IOERR;
   uint64_t v = 0;
@@ -216,7 +225,7 @@ extern "C" int crsync_writer_waits(const char* db_path, sqlite3_uint64* out) {
 extern "C" int crsync_commit_counter_rearm(const char* db_path, sqlite3_uint64* out) {
   if (!out) return SQLITE_MISUSE;
   *out = 0;
-  if (!db_path) return SQLITE_MISUSE;
+  if (!db_path || !*db_path) return SQLITE_MISUSE;
   int fd = ::open(CallerSignalPath(db_path).c_str(), O_RDWR | O_CLOEXEC);
   if (fd < 0) return errno == ENOENT ? SQLITE_OK : SQLITE_IOERR;
   struct stat st;

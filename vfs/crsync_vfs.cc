@@ -311,7 +311,11 @@ int Open(sqlite3_vfs* vfs, sqlite3_filename name, sqlite3_file* f, int flags, in
       s->base.pMethods = nullptr;
       return rc == SQLITE_OK ? SQLITE_CANTOPEN : rc;
     }
-    if ((flags & SQLITE_OPEN_MAIN_DB) && name && *name) {
+    // A read-only connection never commits: it gets no side file (one it
+    // made, as its own user, could shut the database's writers out of it).
+    const int opened = out_flags ? *out_flags : flags;
+    const bool read_only = (flags & SQLITE_OPEN_READONLY) || (opened & SQLITE_OPEN_READONLY);
+    if ((flags & SQLITE_OPEN_MAIN_DB) && !read_only && name && *name) {
       try {
         s->signal = CommitSignal::Acquire(name);
       } catch (...) {  // out of memory: close what is open, report it

@@ -42,7 +42,11 @@ extern "C" {
  * default VFS. Returns SQLITE_OK, SQLITE_ERROR when `base_vfs` does not exist,
  * or SQLITE_NOMEM. Calling it again is harmless: the first base VFS stays,
  * make_default = 1 makes it the default, and 0 leaves the default as it is
- * (loading libcrsync.so calls it with 0). */
+ * (loading libcrsync.so calls it with 0).
+ * It initializes SQLite: make any sqlite3_config() call before it (after
+ * it, SQLite refuses them with SQLITE_MISUSE). sqlite3_shutdown() forgets
+ * the registration (the default VFS and the auto-extension): call it again
+ * after a shutdown. */
 int crsync_vfs_register(const char *base_vfs, int make_default);
 
 /* Sets (or with fn = NULL clears) the in-process commit callback. It runs on
@@ -54,16 +58,19 @@ int crsync_vfs_register(const char *base_vfs, int make_default);
  * one may wait for another thread's commit. It may set or clear the
  * callback itself. Called outside a callback, this returns once no thread
  * still runs a callback it replaced (so its ctx may be freed), however
- * many commits start meanwhile; called from within one, it does not wait. `db_path` is the database's full
- * path; `seq` the counter value after this commit. */
+ * many commits start meanwhile; called from within one, it does not wait.
+ * `db_path` is the database's full path; `seq` the side file's counter
+ * after this commit: 0 when there is no side file (it could not be made),
+ * and it starts again from 1 when the side file was deleted and made again,
+ * so use it as a hint, never to decide whether a commit happened. */
 int crsync_vfs_on_commit(void (*fn)(void *ctx, const char *db_path, sqlite3_uint64 seq),
                          void *ctx);
 
 /* Reads, from any process, how many commits the signal has counted for the
  * database at `db_path` (0 if none yet, no side file, or one not sized yet).
  * Returns SQLITE_OK, SQLITE_IOERR if the side file exists but cannot be
- * read, or SQLITE_MISUSE if `db_path` or `out` is NULL (the same for the
- * two functions below). */
+ * read, or SQLITE_MISUSE if `db_path` is NULL or empty or `out` is NULL
+ * (the same for the two functions below). */
 int crsync_commit_counter(const char *db_path, sqlite3_uint64 *out);
 
 /* For watchers: re-arms the wake-up, then reads the counter like

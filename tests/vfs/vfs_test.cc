@@ -396,6 +396,51 @@ TEST_F(VfsTest, UnwritableSideFileLogsOnceAndDatabaseStillWorks) {
   EXPECT_EQ(mentions, 1);
 }
 
+// A side file that could not be made at open (here a directory in its
+// place; or no descriptor left, a full disk) is tried again, once per check
+// interval, by the connections still open: a long-lived one (a pool) would
+// otherwise never signal again.
+TEST_F(VfsTest, ASideFileThatCouldNotBeMadeIsTriedAgain) {
+  TempPath path;
+  const std::string p = path.str(), side = path.str() + "-crsync";
+  ASSERT_EQ(mkdir(side.c_str(), 0755), 0);
+  DbPtr db = OpenShim(p);
+  ASSERT_OK(Exec(db.get(), "CREATE TABLE t (x); INSERT INTO t VALUES (1)"));
+  ASSERT_EQ(rmdir(side.c_str()), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(CommitSignal::kCheckIntervalMs + 100));
+  ASSERT_OK(Exec(db.get(), "INSERT INTO t VALUES (2); INSERT INTO t VALUES (3)"));
+  struct stat st;
+  ASSERT_EQ(stat(side.c_str(), &st), 0) << "not tried again";
+  EXPECT_EQ(Counter(p), 2u);
+}
+
+// A read-only connection never commits: it makes no side file (one made as
+// its own user could shut the database owner's commits out of it).
+TEST_F(VfsTest, AReadOnlyConnectionMakesNoSideFile) {
+  TempPath path;
+  const std::string side = path.str() + "-crsync";
+  {
+    DbPtr db = OpenShim(path.str());
+    ASSERT_OK(Exec(db.get(), "CREATE TABLE t (x); INSERT INTO t VALUES (1)"));
+  }
+  ASSERT_EQ(std::remove(side.c_str()), 0);
+  for (const std::string& how : {std::string("ro flag"), std::string("mode=ro")}) {
+    DbPtr ro;
+    if (how == "ro flag") {
+      ASSERT_OK(OpenDb(path.str(), SQLITE_OPEN_READONLY, CRSYNC_VFS_NAME, &ro));
+    } else {
+      ASSERT_OK(OpenDb("file:" + path.str() + "?mode=ro", SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI,
+                       CRSYNC_VFS_NAME, &ro));
+    }
+    ASSERT_OK(Exec(ro.get(), "SELECT * FROM t"));
+    struct stat st;
+    EXPECT_NE(stat(side.c_str(), &st), 0) << how << " made the side file";
+  }
+  DbPtr rw = OpenShim(path.str());
+  ASSERT_OK(Exec(rw.get(), "INSERT INTO t VALUES (2)"));
+  EXPECT_EQ(Counter(path.str()), 1u);
+}
+
 // The side file is named after the path SQLite resolves; the counter
 // functions given the path an application opened (through a symlink)
 // find the same file.
@@ -432,6 +477,7 @@ TEST_F(VfsTest, CounterReadersRefuseNullAndReadAShortSideFileAsZero) {
   for (Reader read : readers) {
     EXPECT_EQ(read(p.c_str(), nullptr), SQLITE_MISUSE);
     EXPECT_EQ(read(nullptr, &v), SQLITE_MISUSE);
+    EXPECT_EQ(read("", &v), SQLITE_MISUSE);  // not ./-crsync
   }
   FILE* f = fopen(side.c_str(), "wb");
   ASSERT_NE(f, nullptr);
