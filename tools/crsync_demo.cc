@@ -212,6 +212,7 @@ int main(int argc, char** argv) {
   db2.reset();
   if (!keep) {
     crsync::RemoveDemoDir(dir);
+    std::printf("databases removed (--keep or --dir DIR keeps them)\n");
   } else {
     std::printf("databases kept in %s\n", dir.c_str());
   }

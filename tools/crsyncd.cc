@@ -179,7 +179,7 @@ int Status(const std::string& db_path) {
     return 1;
   }
   crsync::StmtPtr st;
-  if (!crsync::Prepare(db.get(), "SELECT hex(crsql_site_id()), crsql_db_version()", &st).ok() ||
+  if (!crsync::Prepare(db.get(), "SELECT lower(hex(crsql_site_id())), crsql_db_version()", &st).ok() ||
       sqlite3_step(st.get()) != SQLITE_ROW) {
     std::fprintf(stderr,
                  "crsyncd status: %s is not a crsync database yet: no CRR was made in it "
@@ -192,7 +192,7 @@ int Status(const std::string& db_path) {
               reinterpret_cast<const char*>(sqlite3_column_text(st.get(), 0)), version);
   crsync::StmtPtr peers;
   std::string sql =
-      "SELECT hex(site_id), max(CASE WHEN event = 0 THEN version END), "
+      "SELECT lower(hex(site_id)), max(CASE WHEN event = 0 THEN version END), "
       "max(CASE WHEN event = 1 THEN version END) FROM crsql_tracked_peers WHERE event IN (0, 1) "
       "AND tag = " +
       std::to_string(crsync::kSidecarTag) + " GROUP BY site_id ORDER BY 1";
@@ -203,7 +203,7 @@ int Status(const std::string& db_path) {
   if (!crsync::Prepare(db.get(), sql, &peers).ok() ||
       !crsync::Prepare(db.get(),
                        "SELECT count(*) FROM crsql_changes WHERE db_version > ?1 AND "
-                       "hex(site_id) IS NOT ?2",
+                       "lower(hex(site_id)) IS NOT ?2",
                        &unsent)
            .ok()) {
     std::fprintf(stderr, "crsyncd status: %s: %s\n", db_path.c_str(), sqlite3_errmsg(db.get()));
@@ -211,6 +211,7 @@ int Status(const std::string& db_path) {
   }
   std::printf("%-34s %14s %14s %14s\n", "peer", "received up to", "peer has ours", "changes to send");
   int shown = 0;
+  bool unacknowledged = false;
   while (sqlite3_step(peers.get()) == SQLITE_ROW) {
     const char* site = reinterpret_cast<const char*>(sqlite3_column_text(peers.get(), 0));
     long long recv = sqlite3_column_int64(peers.get(), 1);
@@ -230,6 +231,12 @@ int Status(const std::string& db_path) {
     std::printf("%-34s %14lld %14s %14s\n", site, recv, has_sent ? std::to_string(sent).c_str() : "-",
                 backlog.c_str());
     ++shown;
+    unacknowledged |= !has_sent;
+  }
+  if (unacknowledged) {
+    std::printf("(- : that peer has acknowledged none of our versions since its cursor was "
+                "recorded or forgotten, so nothing is known to send; its next acknowledgement, "
+                "after our next write, fills it in)\n");
   }
   if (shown == 0) {
     std::printf("(no peers recorded: a peer is listed once a version moved between it and this "

@@ -213,6 +213,7 @@ int RunDemo(const DemoOptions& o) {
   }
   if (remove_dir) {
     RemoveDemoDir(dir);
+    std::printf("databases removed (--dir DIR keeps them)\n");
   } else {
     std::printf("databases kept in %s (try: crsyncd status --db %s/replica0.db)\n", dir.c_str(),
                 dir.c_str());

@@ -69,6 +69,13 @@ Status SockAddr(const std::string& hostport, sockaddr_storage* out) {
   std::string host;
   int port;
   if (!ParseHostPort(hostport, &host, &port)) {
+    const size_t colon = hostport.rfind(':');
+    const std::string digits = colon == std::string::npos ? "" : hostport.substr(colon + 1);
+    if (!digits.empty() && digits.size() <= 9 &&
+        digits.find_first_not_of("0123456789") == std::string::npos && std::stol(digits) > 65535) {
+      return Status::InvalidArgument("bad address '" + hostport + "': port " + digits +
+                                     " is out of range (0 to 65535)");
+    }
     return Status::InvalidArgument("bad address '" + hostport + "' (expected HOST:PORT)");
   }
   if (uv_ip4_addr(host.c_str(), port, reinterpret_cast<sockaddr_in*>(out)) == 0) return Status::OK();

@@ -292,15 +292,17 @@ Status PeerSession::OnHello(const HelloMsg& m, std::vector<Message>* out) {
     return Fail(out, ErrorMsg::kProtocol,
                 "the peer has this node's own site id " + HexBytes(site_id_) +
                     ": it is this node (a configured address that loops back), or its database "
-                    "is a copy of this one; a copy cannot be another node (give it a fresh "
-                    "database and let it sync)");
+                    "is a copy of this one; a copy cannot be another node (give it a new "
+                    "database with the same CRR tables, empty, and let it sync)");
   }
   if (m.fingerprint != fingerprint_) {
     return Fail(out, ErrorMsg::kSchemaMismatch,
                 "CRR schemas differ: node " + HexBytes(site_id_) + " has " + SchemaText(db_) +
                     " (fingerprint " + std::to_string(fingerprint_) + "; its peer " +
                     HexBytes(m.site_id) + " has " + std::to_string(m.fingerprint) +
-                    "): migrate both sides to the same schema");
+                    "): give both the same CRR tables (a new replica: create them and run "
+                    "crsql_as_crr on each, then let it sync; a running cluster: see "
+                    "docs/protocol.md on changing the schema)");
   }
   if (options_.admit) {
     Status admitted = options_.admit(m.site_id, m.instance);

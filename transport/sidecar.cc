@@ -412,7 +412,8 @@ Status Sidecar::Run() {
   Status st = impl_->Start();
   if (impl_->signals_open) dispositions.NoteLibuvHandlers();
   if (!st.ok()) {
-    impl_->Log(0, "cannot start: %s", st.ToString().c_str());
+    // The message, not the status's code name: it is for the operator.
+    impl_->Log(0, "cannot start: %s", st.message().c_str());
     if (impl_->loop_ready) {
       impl_->Shutdown();
       uv_run(&impl_->loop, UV_RUN_DEFAULT);

@@ -33,7 +33,8 @@ Status SidecarLock::Acquire(const std::string& db_path) {
         return Status::FailedPrecondition(
             path + " is held" + (pid.empty() ? std::string() : " by pid " + pid) +
             ": a crsyncd serves " + db_path + ", or a `crsyncd forget` is changing it. One at a "
-            "time: two sidecars would send the same site id from two places");
+            "time: two sidecars would send the same site id from two places, and a running "
+            "sidecar writes back the cursors a forget removes");
       }
       return Status::IOError("cannot lock " + path + ": " + std::strerror(err));
     }

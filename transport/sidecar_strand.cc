@@ -273,7 +273,7 @@ Status Sidecar::Impl::AdmitPeer(const std::string& site_id, uint64_t peer_instan
         "site id " + HexBytes(site_id) + " is already connected to the node refusing it, from "
         "another running database: two databases share it (a copied database, or two sidecars on "
         "one database), and their changes would hide each other's. Give each replica its own "
-        "database (start a new one empty and let it sync). (A node whose host went away and came "
+        "database (a new one with the same CRR tables, empty, and let it sync). (A node whose host went away and came "
         "back is admitted once its old connection is found dead.)");
   }
   return Status::OK();

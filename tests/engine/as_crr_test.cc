@@ -565,8 +565,8 @@ TEST(ConfigTest, MergeEqualValuesIsPersistedAndValidated) {
     EXPECT_EQ(db.One("SELECT crsql_config_set('merge-equal-values', 1)"), "1");
     EXPECT_EQ(db.One("SELECT crsql_config_get('merge-equal-values')"), "1");
     EXPECT_EQ(db.One("SELECT value FROM crsql_master WHERE key = 'config.merge-equal-values'"), "1");
-    EXPECT_THAT(db.Error("SELECT crsql_config_set('nope', 1)"), HasSubstr("Unknown setting name"));
-    EXPECT_THAT(db.Error("SELECT crsql_config_get('nope')"), HasSubstr("Unknown setting name"));
+    EXPECT_THAT(db.Error("SELECT crsql_config_set('nope', 1)"), HasSubstr("Unknown setting name 'nope'"));
+    EXPECT_THAT(db.Error("SELECT crsql_config_get('nope')"), HasSubstr("Unknown setting name 'nope'"));
     EXPECT_THAT(db.Error("SELECT crsql_config_set('merge-equal-values', '1')"), HasSubstr("integer"));
     EXPECT_THAT(db.Error("SELECT crsql_config_set('merge-equal-values', 1.0)"), HasSubstr("integer"));
     // Stored as an INTEGER (§16): a TEXT '1' makes v0.16 fail every later load.

@@ -307,6 +307,20 @@ TEST(CrsyncdCliTest, StatusCountsTheChangesAPeerStillNeeds) {
   EXPECT_NE(out.find("(and 1 cursor rows under other tags than crsyncd's 1001"), std::string::npos)
       << out;
   EXPECT_EQ(out.find("(no peers"), std::string::npos) << out;
+  EXPECT_EQ(out.find("(- :"), std::string::npos) << out;
+  // A peer that never acknowledged ours shows "-", and the legend says why.
+  {
+    TestDb db(path.str());
+    db.Exec("DELETE FROM crsql_tracked_peers WHERE event = 1;"
+            "INSERT INTO crsql_tracked_peers (site_id, version, seq, tag, event) VALUES (x'" +
+            peer + "', 2, 0, " + std::to_string(kSidecarTag) + ", 0)");
+  }
+  out = RunCrsyncd("status --db " + path.str(), &code);
+  std::istringstream again(out.substr(out.find(peer)));
+  again >> site >> received >> has_ours >> to_send;
+  EXPECT_EQ(received + " " + has_ours + " " + to_send, "2 - -") << out;
+  EXPECT_NE(out.find("(- : that peer has acknowledged none of our versions"), std::string::npos)
+      << out;
 }
 
 TEST(CrsyncdCliTest, StatusOfADatabaseCrsyncNeverTouchedSaysWhy) {

@@ -40,6 +40,8 @@ TEST(NetAddrTest, AnythingButDigitsInThePortIsRefusedByName) {
     EXPECT_THAT(st.message(), HasSubstr(std::string("'") + bad + "'")) << bad;
   }
   EXPECT_THAT(SockAddr("localhost:80", &a).message(), HasSubstr("numeric IPv4 or IPv6 only"));
+  EXPECT_THAT(SockAddr("127.0.0.1:99999", &a).message(), HasSubstr("port 99999 is out of range"));
+  EXPECT_THAT(SockAddr("[::1]:65536", &a).message(), HasSubstr("port 65536 is out of range"));
 }
 
 // The address an inbound connection is logged under: the other end's.
