@@ -29,8 +29,8 @@ const char kUsage[] =
     "usage:\n"
     "  crsyncd run --db PATH [--listen HOST:PORT] [--peer HOST:PORT]... [-v | -q]\n"
     "  crsyncd run --config FILE [options...]\n"
-    "  crsyncd status --db PATH\n"
-    "  crsyncd forget --db PATH --site SITE_ID\n"
+    "  crsyncd status --db PATH | --config FILE\n"
+    "  crsyncd forget --db PATH | --config FILE  --site SITE_ID\n"
     "  crsyncd demo [--replicas N] [--writes N] [--dir DIR]\n"
     "  crsyncd --help\n"
     "\n"
@@ -38,21 +38,24 @@ const char kUsage[] =
     "        connections (a hub), dials peers (a spoke or a mesh member), or both.\n"
     "        Every connection exchanges changes in both directions. New local\n"
     "        commits are noticed through the crsync VFS signal (<db>-crsync) and a\n"
-    "        1 s timer. Stops cleanly on SIGINT/SIGTERM.\n"
+    "        1 s timer. Stops cleanly on SIGINT/SIGTERM. On stdout it prints\n"
+    "        `listening PORT` once it listens (the port picked for port 0) and\n"
+    "        `ready` once it runs; the log goes to stderr.\n"
     "          --listen HOST:PORT   numeric IPv4/IPv6 address; port 0 picks one\n"
     "          --peer HOST:PORT     dial this peer (repeatable); redialled with backoff\n"
     "          -v / -q              more / less logging (stderr): -v adds what each\n"
     "                               connection receives and sends\n"
     "          --config FILE        read settings from FILE, one `key = value` per line\n"
     "                               (db, listen, peer (repeatable), log = error|info|debug;\n"
-    "                               `#` starts a comment); --db, --listen, -v and -q on\n"
-    "                               the command line override the file wherever they\n"
-    "                               stand, and each --peer adds to its peers; a relative\n"
-    "                               db path is taken from the working directory, not\n"
-    "                               the file's\n"
+    "                               `#` starts a comment; a value may be in quotes);\n"
+    "                               --db, --listen, -v and -q on the command line\n"
+    "                               override the file wherever they stand, and each\n"
+    "                               --peer adds to its peers; a relative db path is\n"
+    "                               taken from the working directory, not the file's\n"
     "        Addresses are numeric (no host names). The database is switched to WAL\n"
     "        (for good, as PRAGMA journal_mode does). One run per database: it\n"
-    "        holds <db>-crsyncd.lock (with its pid), and a second run is refused.\n"
+    "        holds <db>-crsyncd.lock (with its pid; the file stays after exit,\n"
+    "        harmlessly), and a second run is refused.\n"
     "        No authentication or encryption: whoever can connect is a peer, so\n"
     "        listen only where just your replicas can reach (docs/protocol.md).\n"
     "status  Prints this database's site id, db_version and, per peer, the cursors\n"
@@ -121,6 +124,11 @@ bool ReadConfig(const std::string& path, crsync::SidecarOptions* opts) {
     if (line.empty()) continue;
     size_t eq = line.find('=');
     std::string key = trim(line.substr(0, eq)), value = eq == std::string::npos ? "" : trim(line.substr(eq + 1));
+    // A value in matching quotes is what they hold: db = "my app.db".
+    if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'') &&
+        value.back() == value.front()) {
+      value = value.substr(1, value.size() - 2);
+    }
     if (eq == std::string::npos || value.empty()) {
       std::fprintf(stderr, "crsyncd: %s:%d: expected `key = value`\n", path.c_str(), line_no);
       ok = false;

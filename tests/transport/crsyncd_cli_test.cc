@@ -198,6 +198,14 @@ TEST(CrsyncdCliTest, MistakesAreNamedPrecisely) {
     out = RunCrsyncd("status --config " + long_cfg.str(), &code);
     EXPECT_NE(out.find(":2: expected `key = value`"), std::string::npos) << out.substr(0, 300);
     EXPECT_EQ(code, 2);
+    // A quoted value is what the quotes hold.
+    {
+      std::ofstream c(long_cfg.str());
+      c << "db = \"" << made.str() << "\"\nlog = 'debug'\n";
+    }
+    out = RunCrsyncd("status --config " + long_cfg.str(), &code);
+    EXPECT_EQ(code, 0) << out;
+    EXPECT_NE(out.find("database   " + made.str() + "\n"), std::string::npos) << out;
   }
   // A config "file" that is a directory cannot be read; it is not empty.
   out = RunCrsyncd("run --config /tmp", &code);
