@@ -392,7 +392,8 @@ Status ChangeApplier::ApplyInTransaction(const std::vector<Change>& changes, int
   impl_->CallerMayHaveRolledBack();
   int64_t total = 0;
   const int64_t impacted_before = impl_->engine->rows_impacted();
-  Status s = impl_->Merge(changes, tag, &total);
+  Status s = impl_->engine->WriteLockBeforeReading();
+  if (s.ok()) s = impl_->Merge(changes, tag, &total);
   if (!s.ok()) {
     impl_->Forget();
     impl_->engine->RestoreRowsImpacted(impacted_before);  // the caller rolls back

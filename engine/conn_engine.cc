@@ -537,6 +537,27 @@ void ConnEngine::TransactionRolledBack() noexcept {
   config_stale_ = true;  // a crsql_config_set may have been undone
 }
 
+const std::string& ConnEngine::CurrentSiteId() {
+  if (site_id_.empty()) {
+    // Prepared first: a table this connection's schema does not know yet
+    // makes SQLite read the schema again (TableExists would not).
+    StmtPtr probe;
+    if (Prepare(db_, "SELECT 1 FROM main.crsql_site_id LIMIT 0", &probe).ok()) {
+      sites_loaded_ = false;
+      LoadSites().IgnoreError();  // still none: the caller says so
+    }
+  }
+  return site_id_;
+}
+
+Status ConnEngine::WriteLockBeforeReading() {
+  if (sqlite3_get_autocommit(db_) || sqlite3_txn_state(db_, "main") != SQLITE_TXN_NONE ||
+      sqlite3_db_readonly(db_, "main") == 1) {
+    return Status::OK();
+  }
+  return JoinCapture();
+}
+
 Status ConnEngine::JoinCapture() {
   if (capture_joined_) return names_checked_ ? Status::OK() : CheckReservedNames();
   Status s = capture_join_ ? Status::OK()

@@ -44,6 +44,9 @@ class ConnEngine {
 
   sqlite3* db() const { return db_; }
   const std::string& site_id() const { return site_id_; }
+  // site_id(), read again while it is empty: a connection that opened the
+  // database read-only before crsync set it up finds the id made since.
+  const std::string& CurrentSiteId();
   // The tag this database's recording triggers pass in their token
   // (recorder.h: TriggerToken); 0 until one could be recorded.
   // The tag for recording triggers made now, read (and recorded if
@@ -186,6 +189,12 @@ class ConnEngine {
   // Makes the capture table join the current transaction, once. Fails,
   // naming it, while a table hides one of crsync's eponymous tables.
   Status JoinCapture();
+  // Inside an explicit transaction that has not touched the database yet,
+  // takes the write lock (JoinCapture) before an engine call reads: after
+  // a read, the first write is an upgrade, which SQLite does not retry under
+  // busy_timeout (SQLITE_BUSY at once while another connection writes),
+  // where a first write waits. A no-op otherwise, and on a read-only database.
+  Status WriteLockBeforeReading();
   // Stores everything this transaction holds back: the rows merges write
   // behind (Crr::StoreMeta with defer, which come first: a merge stores the
   // log before it merges), then the captured writes. Called before

@@ -311,7 +311,7 @@ Status AsTable(ConnEngine* e, const std::string& table) {
   });
   e->catalog().Invalidate();
   e->CatalogChanged();
-  if (!s.ok()) return Status::InvalidArgument("failed to downgrade the crr: " + s.message());
+  if (!s.ok()) return s.WithContext("failed to downgrade the crr");  // keeps SQLITE_BUSY a BUSY
   return e->catalog().Refresh(true);
 }
 

@@ -34,7 +34,7 @@ bool IsMain(sqlite3_value* v) {
 
 void SiteId(sqlite3_context* ctx, int, sqlite3_value**) {
   GuardSqlFunction(ctx, [&] {
-    const std::string& id = EngineOf(ctx)->site_id();
+    const std::string& id = EngineOf(ctx)->CurrentSiteId();
     if (id.empty()) {
       sqlite3_result_error(ctx, "crsql - this database has no site id yet: it was never set up by crsync and is open read-only (open it writable once and crsync gives it one)", -1);
       return;
@@ -60,8 +60,9 @@ void NextDbVersion(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
     // The pending value lives only as long as the transaction: an
     // autocommit read-only statement must not leak it into the next one.
     bool keeps = !sqlite3_get_autocommit(db) || sqlite3_txn_state(db, "main") == SQLITE_TXN_WRITE;
+    Status s = keeps ? e->WriteLockBeforeReading() : Status::OK();
     int64_t committed;
-    Status s = e->CommittedDbVersion(&committed);
+    if (s.ok()) s = e->CommittedDbVersion(&committed);
     if (!s.ok()) return ResultStatus(ctx, s);
     int64_t v;
     if (keeps) {
@@ -95,7 +96,8 @@ void AsCrrFn(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
       sqlite3_result_error(ctx, "crsql - CRRs can only be made in the main schema", -1);
       return;
     }
-    Status s = AsCrr(EngineOf(ctx), TextArg(argv[argc - 1]));
+    Status s = EngineOf(ctx)->WriteLockBeforeReading();
+    if (s.ok()) s = AsCrr(EngineOf(ctx), TextArg(argv[argc - 1]));
     if (!s.ok()) return ResultStatus(ctx, s);
     sqlite3_result_text(ctx, "OK", 2, SQLITE_STATIC);
   });
@@ -107,7 +109,8 @@ void AsTableFn(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
       sqlite3_result_error(ctx, "crsql_as_table expects (table) or ('main', table)", -1);
       return;
     }
-    Status s = AsTable(EngineOf(ctx), TextArg(argv[argc - 1]));
+    Status s = EngineOf(ctx)->WriteLockBeforeReading();
+    if (s.ok()) s = AsTable(EngineOf(ctx), TextArg(argv[argc - 1]));
     if (!s.ok()) return ResultStatus(ctx, s);
     sqlite3_result_null(ctx);
   });
@@ -123,7 +126,8 @@ void AlterFn(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
       return;
     }
     std::string t = TextArg(argv[argc - 1]);
-    Status s = kBegin ? BeginAlter(EngineOf(ctx), t) : CommitAlter(EngineOf(ctx), t);
+    Status s = EngineOf(ctx)->WriteLockBeforeReading();
+    if (s.ok()) s = kBegin ? BeginAlter(EngineOf(ctx), t) : CommitAlter(EngineOf(ctx), t);
     if (!s.ok()) return ResultStatus(ctx, s);
     if (kBegin) {
       sqlite3_result_text(ctx, "OK", 2, SQLITE_STATIC);

@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <functional>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -634,6 +636,64 @@ TEST(EngineInitTest, WaitsForAMomentaryExclusiveLock) {
   EXPECT_OK(Exec(db.get(), "SELECT crsql_as_crr('t'); INSERT INTO t VALUES (2, 2);"));
 }
 
+// Engine calls inside a deferred BEGIN that has not touched the database
+// yet wait for another connection's write lock under busy_timeout, as a
+// first INSERT would. They read before they write, and SQLite does not
+// retry a read transaction's upgrade: they failed with SQLITE_BUSY at once.
+TEST(EngineBusyTest, CallsInsideBeginWaitForAnotherWriterLikeAFirstWrite) {
+  TempPath path;
+  {
+    TestDb init(path.str());
+    init.Exec("PRAGMA journal_mode = WAL;"
+              "CREATE TABLE t (id PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t');"
+              "CREATE TABLE u (id PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('u');"
+              "CREATE TABLE w (id PRIMARY KEY NOT NULL, v);");
+  }
+  TestDb other(path.str());
+  const std::string site(16, '\x42');
+  Change c;
+  c.table = "t";
+  c.pk = std::string("\x01\x09\x07", 3);  // packed (7)
+  c.cid = "v";
+  c.val_type = SQLITE_INTEGER;
+  c.val_int = 1;
+  c.col_version = 1;
+  c.db_version = 1;
+  c.site_id = site;
+  c.cl = 1;
+  const std::vector<std::pair<std::string, std::function<Status(TestDb&)>>> calls = {
+      {"crsql_next_db_version", [](TestDb& db) { return Exec(db.get(), "SELECT crsql_next_db_version()"); }},
+      {"crsql_as_crr", [](TestDb& db) { return Exec(db.get(), "SELECT crsql_as_crr('w')"); }},
+      {"crsql_as_table", [](TestDb& db) { return Exec(db.get(), "SELECT crsql_as_table('u')"); }},
+      {"alter", [](TestDb& db) {
+         return Exec(db.get(), "SELECT crsql_begin_alter('t'); SELECT crsql_commit_alter('t')");
+       }},
+      {"ApplyInTransaction", [&](TestDb& db) {
+         std::unique_ptr<ChangeApplier> applier;
+         CRSYNC_RETURN_IF_ERROR(ChangeApplier::Open(db.get(), &applier));
+         return applier->ApplyInTransaction({c}, 0, nullptr);
+       }}};
+  for (const auto& [name, call] : calls) {
+    SCOPED_TRACE(name);
+    TestDb db(path.str());
+    db.Exec("PRAGMA busy_timeout = 5000");
+    other.Exec("BEGIN IMMEDIATE");
+    std::thread release([&] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      other.Exec("COMMIT");
+    });
+    db.Exec("BEGIN");
+    Status s = call(db);
+    release.join();
+    EXPECT_OK(s);
+    db.Exec(s.ok() ? "COMMIT" : "ROLLBACK");
+  }
+  TestDb check(path.str());
+  EXPECT_EQ(check.One("SELECT count(*) FROM crsync_crrs WHERE name = 'w'"), "1");
+  EXPECT_EQ(check.One("SELECT count(*) FROM crsync_crrs WHERE name = 'u'"), "0");
+  EXPECT_EQ(check.One("SELECT v FROM t WHERE id = 7"), "1");
+}
+
 TEST(EngineInitTest, ANullConnectionIsMisuseWithAMessage) {
   char* err = nullptr;
   EXPECT_EQ(crsync_engine_init(nullptr, &err), SQLITE_MISUSE);
@@ -664,6 +724,13 @@ TEST(EngineInitTest, AReadOnlyDatabaseNeverSetUpSaysSo) {
     EXPECT_THAT(s.message(), HasSubstr("never set up by crsync and is open read-only")) << sql;
   }
   EXPECT_THAT(Exec(ro.get(), "SELECT crsql_site_id()").message(), HasSubstr("never set up"));
+  // Once a writable connection set it up, the read-only one finds its id.
+  TestDb writer(path.str());
+  const std::string id = writer.One("SELECT hex(crsql_site_id())");
+  StmtPtr st;
+  ASSERT_OK(Prepare(ro.get(), "SELECT hex(crsql_site_id())", &st));
+  ASSERT_EQ(sqlite3_step(st.get()), SQLITE_ROW) << sqlite3_errmsg(ro.get());
+  EXPECT_EQ("'" + std::string(reinterpret_cast<const char*>(sqlite3_column_text(st.get(), 0))) + "'", id);
 }
 
 // One that has a site id but not crsync's other tables (left by cr-sqlite
