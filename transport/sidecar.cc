@@ -248,9 +248,10 @@ void Sidecar::Impl::StopIfDatabaseReplaced() {
   struct stat own {}, at_path {};
   // Unlinked (deleted, or another file renamed over it): no link left.
   const bool unlinked = fstat(db_fd, &own) == 0 && own.st_nlink == 0;
-  const bool missing = stat(signal_path.c_str(), &at_path) != 0 && (errno == ENOENT || errno == ENOTDIR);
-  const bool other = !missing && (static_cast<uint64_t>(at_path.st_dev) != db_dev ||
-                                  static_cast<uint64_t>(at_path.st_ino) != db_ino);
+  const bool found = stat(signal_path.c_str(), &at_path) == 0;
+  const bool missing = !found && (errno == ENOENT || errno == ENOTDIR);  // not EACCES, EIO...
+  const bool other = found && (static_cast<uint64_t>(at_path.st_dev) != db_dev ||
+                               static_cast<uint64_t>(at_path.st_ino) != db_ino);
   if (!unlinked && !missing && !other) return;
   const char* what = missing    ? " was deleted or moved"
                      : unlinked ? " was deleted or replaced by another file"
