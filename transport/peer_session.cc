@@ -54,11 +54,6 @@ std::string Printable(const std::string& text) {
   return out;
 }
 
-// A restore epoch's generation: its high 32 bits (0: never renewed).
-int64_t Generation(int64_t epoch) {
-  return static_cast<int64_t>(static_cast<uint64_t>(epoch) >> 32);
-}
-
 // The CRRs of `db` and their columns, for a mismatch message.
 std::string SchemaText(sqlite3* db) {
   std::string text;
@@ -196,29 +191,6 @@ Status PeerSession::ForgetLostHistory(const HelloMsg& m, int64_t cursor, int64_t
                   " here: it lost versions it had announced (restored from an older backup?)" +
                   tail,
               remembered);
-}
-
-Status PeerSession::RenewOwnEpoch(int64_t hint) {
-  CRSYNC_RETURN_IF_ERROR(Exec(db_, "BEGIN IMMEDIATE"));
-  int64_t epoch = 0;
-  Status s = LoadCursor(site_id_, 3, &epoch);
-  // Several peers may detect one loss at once: only the first renews,
-  // unless a peer saw a generation we have not passed yet.
-  if (s.ok() && (epoch == hello_epoch_ || Generation(epoch) <= Generation(hint))) {
-    const int64_t generation = std::min<int64_t>(
-        std::max(Generation(epoch), Generation(hint)) + 1, int64_t{0x7fffffff});
-    uint32_t low = 0;
-    while (low == 0) sqlite3_randomness(sizeof low, &low);
-    const int64_t renewed = static_cast<int64_t>(static_cast<uint64_t>(generation) << 32 | low);
-    s = StoreRow(site_id_, 3, renewed);
-    if (s.ok()) renewed_own_epoch_ = true;
-  }
-  if (s.ok()) s = Exec(db_, "COMMIT");
-  if (!s.ok()) {
-    Exec(db_, "ROLLBACK").IgnoreError();
-    renewed_own_epoch_ = false;
-  }
-  return s;
 }
 
 Status PeerSession::OnMessage(const Message& in, std::vector<Message>* out) {

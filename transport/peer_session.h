@@ -203,6 +203,10 @@ class PeerSession {
   // past our own and the hint, so that every other peer resynchronizes too,
   // unless another connection already did since our hello.
   Status RenewOwnEpoch(int64_t hint);
+  // A restore epoch's generation: its high 32 bits (0: never renewed).
+  static int64_t Generation(int64_t epoch) {
+    return static_cast<int64_t>(static_cast<uint64_t>(epoch) >> 32);
+  }
 
   sqlite3* db_;
   SessionOptions options_;

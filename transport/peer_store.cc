@@ -1,8 +1,11 @@
 // transport/peer_store.cc — what a PeerSession keeps in its database: the
 // rows of crsql_tracked_peers under the sidecar's tag (event 0 the receive
 // cursor, 1 the send cursor, 2 the echo mark, 3 restore epochs, 4 an epoch
-// a peer must renew; docs/protocol.md), and the schema version it watches.
+// a peer must renew; docs/protocol.md), the renewal of our own restore
+// epoch, and the schema version it watches.
 #include "transport/peer_session.h"
+
+#include <algorithm>
 
 #include "crsync/sqlite_handles.h"
 
@@ -80,6 +83,29 @@ Status PeerSession::DeleteCursor(int64_t event) {
   sqlite3_bind_int64(st.get(), 2, kSidecarTag);
   sqlite3_bind_int64(st.get(), 3, event);
   return StepToEnd(db_, st.get());
+}
+
+Status PeerSession::RenewOwnEpoch(int64_t hint) {
+  CRSYNC_RETURN_IF_ERROR(Exec(db_, "BEGIN IMMEDIATE"));
+  int64_t epoch = 0;
+  Status s = LoadCursor(site_id_, 3, &epoch);
+  // Several peers may detect one loss at once: only the first renews,
+  // unless a peer saw a generation we have not passed yet.
+  if (s.ok() && (epoch == hello_epoch_ || Generation(epoch) <= Generation(hint))) {
+    const int64_t generation = std::min<int64_t>(
+        std::max(Generation(epoch), Generation(hint)) + 1, int64_t{0x7fffffff});
+    uint32_t low = 0;
+    while (low == 0) sqlite3_randomness(sizeof low, &low);
+    const int64_t renewed = static_cast<int64_t>(static_cast<uint64_t>(generation) << 32 | low);
+    s = StoreRow(site_id_, 3, renewed);
+    if (s.ok()) renewed_own_epoch_ = true;
+  }
+  if (s.ok()) s = Exec(db_, "COMMIT");
+  if (!s.ok()) {
+    Exec(db_, "ROLLBACK").IgnoreError();
+    renewed_own_epoch_ = false;
+  }
+  return s;
 }
 
 }  // namespace crsync
