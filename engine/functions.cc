@@ -36,7 +36,11 @@ void SiteId(sqlite3_context* ctx, int, sqlite3_value**) {
   GuardSqlFunction(ctx, [&] {
     const std::string& id = EngineOf(ctx)->CurrentSiteId();
     if (id.empty()) {
-      sqlite3_result_error(ctx, "crsql - this database has no site id yet: it was never set up by crsync and is open read-only (open it writable once and crsync gives it one)", -1);
+      sqlite3_result_error(ctx,
+                           "crsql - this database has no site id yet: it was never set up by "
+                           "crsync and is open read-only (open it writable once and crsync "
+                           "gives it one)",
+                           -1);
       return;
     }
     sqlite3_result_blob(ctx, id.data(), static_cast<int>(id.size()), SQLITE_TRANSIENT);
