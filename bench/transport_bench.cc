@@ -30,7 +30,7 @@
 #include "bench/bench_util.h"
 #include "crsync/engine.h"
 #include "crsync/vfs.h"
-#include "transport/sidecar.h"
+#include "crsync/sidecar.h"
 
 namespace crsync {
 namespace {

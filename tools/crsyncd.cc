@@ -19,7 +19,7 @@
 #include "crsync/crsync.h"
 #include "crsync/sqlite_handles.h"
 #include "transport/peer_session.h"
-#include "transport/sidecar.h"
+#include "crsync/sidecar.h"
 #include "transport/sidecar_lock.h"
 #include "tools/crsyncd_demo.h"
 

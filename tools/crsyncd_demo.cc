@@ -14,7 +14,7 @@
 #include "crsync/sqlite_handles.h"
 #include "crsync/vfs.h"
 #include "tools/demo_files.h"
-#include "transport/sidecar.h"
+#include "crsync/sidecar.h"
 
 namespace crsync {
 namespace {

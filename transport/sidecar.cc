@@ -2,7 +2,7 @@
 // database, binding, dialing, signals and the pump timer, and an orderly
 // shutdown. The strand and the connections live in sidecar_strand.cc and
 // sidecar_conn.cc (transport/sidecar_impl.h).
-#include "transport/sidecar.h"
+#include "crsync/sidecar.h"
 
 #include <fcntl.h>
 #ifdef __GLIBC__

@@ -26,7 +26,7 @@
 #include "transport/frame.h"
 #include "transport/messages.h"
 #include "transport/peer_session.h"
-#include "transport/sidecar.h"
+#include "crsync/sidecar.h"
 #include "transport/sidecar_lock.h"
 
 namespace crsync {

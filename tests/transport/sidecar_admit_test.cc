@@ -21,7 +21,7 @@
 #include "transport/codec.h"
 #include "transport/frame.h"
 #include "transport/schema_id.h"
-#include "transport/sidecar.h"
+#include "crsync/sidecar.h"
 
 namespace crsync {
 namespace {

@@ -1,6 +1,6 @@
 // Sidecar lifecycle in-process: Stop() before the loop runs and after Run()
 // has returned. (Networking is covered end to end in crsyncd_e2e_test.)
-#include "transport/sidecar.h"
+#include "crsync/sidecar.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -1,4 +1,4 @@
-// transport/sidecar.h — crsync::Sidecar, the replication daemon as a
+// crsync/sidecar.h — crsync::Sidecar, the replication daemon as a
 // library (crsyncd is a thin CLI around it).
 //
 // One libuv loop thread does all network I/O: it accepts and dials TCP
@@ -26,8 +26,8 @@
 // sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) before SQLite initialises (as
 // crsyncd does): the allocation statistics cost a process-wide mutex on
 // every sqlite3_malloc, which the merge and read threads then contend on.
-#ifndef CRSYNC_TRANSPORT_SIDECAR_H_
-#define CRSYNC_TRANSPORT_SIDECAR_H_
+#ifndef CRSYNC_SIDECAR_H_
+#define CRSYNC_SIDECAR_H_
 
 #include <functional>
 #include <memory>
@@ -90,4 +90,4 @@ class Sidecar {
 
 }  // namespace crsync
 
-#endif  // CRSYNC_TRANSPORT_SIDECAR_H_
+#endif  // CRSYNC_SIDECAR_H_
