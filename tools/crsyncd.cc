@@ -3,7 +3,7 @@
 //   crsyncd run --db PATH [--listen HOST:PORT] [--peer HOST:PORT]... [-v|-q]
 //   crsyncd status --db PATH
 //   crsyncd forget --db PATH --site SITE_ID
-//   crsyncd --help
+//   crsyncd --help | --version
 #include <sqlite3.h>
 
 #include <cerrno>
@@ -32,7 +32,7 @@ const char kUsage[] =
     "  crsyncd status --db PATH | --config FILE\n"
     "  crsyncd forget --db PATH | --config FILE  --site SITE_ID\n"
     "  crsyncd demo [--replicas N] [--writes N] [--dir DIR]\n"
-    "  crsyncd --help\n"
+    "  crsyncd --help | --version\n"
     "\n"
     "run     Replicates the CRRs of the SQLite database PATH with peers: listens for\n"
     "        connections (a hub), dials peers (a spoke or a mesh member), or both.\n"
@@ -327,6 +327,13 @@ int main(int argc, char** argv) {
       !std::strcmp(argv[1], "help")) {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
+  }
+  if (!std::strcmp(argv[1], "--version") || !std::strcmp(argv[1], "version")) {
+    // What an operator needs to tell whether two nodes can talk: peers
+    // refuse a protocol version other than their own.
+    std::printf("crsyncd %s (protocol %u, SQLite %s)\n", CRSYNC_VERSION,
+                static_cast<unsigned>(crsync::kProtocolVersion), sqlite3_libversion());
+    return 0;
   }
   std::string cmd = argv[1];
   for (int i = 2; i < argc; ++i) {

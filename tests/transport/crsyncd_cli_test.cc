@@ -34,6 +34,15 @@ std::string RunCrsyncd(const std::string& args, int* code) {
   return out;
 }
 
+TEST(CrsyncdCliTest, VersionNamesTheProtocolAndSqlite) {
+  int code;
+  std::string out = RunCrsyncd("--version", &code);
+  EXPECT_EQ(code, 0);
+  EXPECT_EQ(out, std::string("crsyncd ") + CRSYNC_VERSION + " (protocol " +
+                     std::to_string(crsync::kProtocolVersion) + ", SQLite " +
+                     sqlite3_libversion() + ")\n");
+}
+
 TEST(CrsyncdCliTest, UsageErrorsAndConfigFile) {
   int code;
   EXPECT_NE(RunCrsyncd("--help", &code).find("crsyncd run --db PATH"), std::string::npos);
