@@ -10,7 +10,8 @@
 
 #include <exception>
 #include <new>
-#include <string>
+
+#include "crsync/status.h"
 
 namespace crsync {
 
@@ -36,10 +37,32 @@ void GuardSqlFunction(sqlite3_context* ctx, Body&& body) noexcept {
   } catch (const std::bad_alloc&) {
     sqlite3_result_error_nomem(ctx);
   } catch (const std::exception& e) {
-    std::string msg = std::string("crsql - internal error: ") + e.what();
-    sqlite3_result_error(ctx, msg.c_str(), -1);
+    // No allocation of ours here: a throw from this handler would end the
+    // process (noexcept). sqlite3_mprintf reports failure by returning null.
+    char* msg = sqlite3_mprintf("crsql - internal error: %s", e.what());
+    if (msg) {
+      sqlite3_result_error(ctx, msg, -1);
+      sqlite3_free(msg);
+    } else {
+      sqlite3_result_error_nomem(ctx);
+    }
   } catch (...) {
     sqlite3_result_error(ctx, "crsql - internal error", -1);
+  }
+}
+
+// Runs `body` (returning Status) behind an API that promises a Status and
+// no exception (crsync/engine.h): out of memory becomes SQLITE_NOMEM, any
+// other exception SQLITE_ERROR. (The fixed messages are short enough not
+// to allocate.)
+template <typename Body>
+Status GuardStatus(Body&& body) noexcept {
+  try {
+    return body();
+  } catch (const std::bad_alloc&) {
+    return Status::Sqlite(SQLITE_NOMEM, "out of memory");
+  } catch (...) {
+    return Status::Sqlite(SQLITE_ERROR, "internal error");
   }
 }
 

@@ -31,12 +31,12 @@ Status Prepare(sqlite3* db, std::string_view sql, StmtPtr* out, unsigned prep_fl
 }
 
 Status Exec(sqlite3* db, const std::string& sql) {
-  char* err = nullptr;
-  int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
+  char* raw = nullptr;
+  int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &raw);
+  // Owned at once: building the Status below may throw.
+  SqliteStr err(raw);
   if (rc == SQLITE_OK) return Status::OK();
-  std::string msg = err ? err : sqlite3_errstr(rc);
-  sqlite3_free(err);
-  return Status::Sqlite(rc, msg);
+  return Status::Sqlite(rc, err ? err.get() : sqlite3_errstr(rc));
 }
 
 Status StepToEnd(sqlite3* db, sqlite3_stmt* stmt) {

@@ -194,19 +194,33 @@ class Migration {
         sqlite3_result_error(ctx, s.message().c_str(), -1);
       }
     };
-    e_->set_remap_hook(&hook);
-    Status s = Exec(db_, fill);
-    e_->set_remap_hook(nullptr);
+    Status s;
+    {
+      // Unset however Exec leaves (an exception too): the hook lives here.
+      e_->set_remap_hook(&hook);
+      struct Unset {
+        ConnEngine* e;
+        ~Unset() { e->set_remap_hook(nullptr); }
+      } unset{e_};
+      s = Exec(db_, fill);
+    }
     if (!failure.ok()) return failure;
     CRSYNC_RETURN_IF_ERROR(s);
     // The rename runs in legacy mode: it then renames just this table, and
     // does not re-check every view and trigger of the schema (one broken
     // view elsewhere would fail the alter).
-    int legacy = 0;
-    sqlite3_db_config(db_, SQLITE_DBCONFIG_LEGACY_ALTER_TABLE, -1, &legacy);
-    sqlite3_db_config(db_, SQLITE_DBCONFIG_LEGACY_ALTER_TABLE, 1, nullptr);
-    s = Exec(db_, swap);
-    sqlite3_db_config(db_, SQLITE_DBCONFIG_LEGACY_ALTER_TABLE, legacy, nullptr);
+    {
+      struct LegacyAlter {
+        sqlite3* db;
+        int was = 0;
+        explicit LegacyAlter(sqlite3* d) : db(d) {
+          sqlite3_db_config(db, SQLITE_DBCONFIG_LEGACY_ALTER_TABLE, -1, &was);
+          sqlite3_db_config(db, SQLITE_DBCONFIG_LEGACY_ALTER_TABLE, 1, nullptr);
+        }
+        ~LegacyAlter() { sqlite3_db_config(db, SQLITE_DBCONFIG_LEGACY_ALTER_TABLE, was, nullptr); }
+      } legacy(db_);
+      s = Exec(db_, swap);
+    }
     CRSYNC_RETURN_IF_ERROR(s);
     CRSYNC_RETURN_IF_ERROR(Exec(db_, "DELETE FROM main." + crr_.FeedTable()));
     return WriteFeedFromRows(db_, &crr_, feed);

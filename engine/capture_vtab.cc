@@ -88,13 +88,17 @@ int Savepoint(sqlite3_vtab* v, int level) {
 }
 
 int Release(sqlite3_vtab* v, int level) {
-  EngineOf(v)->CaptureRelease(level);
-  return SQLITE_OK;
+  return GuardSqliteCall(SQLITE_ERROR, [&] {
+    EngineOf(v)->CaptureRelease(level);
+    return SQLITE_OK;
+  });
 }
 
 int RollbackTo(sqlite3_vtab* v, int level) {
-  EngineOf(v)->CaptureRollbackTo(level);
-  return SQLITE_OK;
+  return GuardSqliteCall(SQLITE_ERROR, [&] {
+    EngineOf(v)->CaptureRollbackTo(level);
+    return SQLITE_OK;
+  });
 }
 
 struct EmptyCursor {

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <map>
 
+#include "common/guard.h"
 #include "crsync/engine.h"
 #include "crsync/sqlite_handles.h"
 #include "engine/change_scan.h"
@@ -174,8 +175,11 @@ struct ChangeReader::Impl {
       Impl* impl;
       bool opened;
       ~StopScan() {
-        impl->scan.Stop();
-        if (opened) impl->CloseSnapshot(impl->engine->db());
+        // Runs while an exception unwinds too: nothing may escape it.
+        GuardVoidCall([&] {
+          impl->scan.Stop();
+          if (opened) impl->CloseSnapshot(impl->engine->db());
+        });
       }
     } stop{this, opened};
     Status s = scan.Start(spec);
@@ -206,21 +210,30 @@ Status ChangeReader::NextTransaction(int64_t after, const OriginFilter& origin,
                                      std::vector<Change>* out, int64_t* db_version) {
   Impl& m = *impl_;
   const size_t had = out->size();
-  Status s = m.Read(after, origin, [&] {
-    m.Fill(&out->emplace_back());
-    return Status::OK();
-  }, db_version);
-  if (!s.ok()) out->resize(had);  // no half transaction
+  Status s = GuardStatus([&] {
+    return m.Read(after, origin, [&] {
+      m.Fill(&out->emplace_back());
+      return Status::OK();
+    }, db_version);
+  });
+  if (!s.ok()) {
+    out->resize(had);  // no half transaction
+    *db_version = 0;
+  }
   return s;
 }
 
 Status ChangeReader::NextTransaction(int64_t after, const OriginFilter& origin,
                                      const ChangeVisitor& visit, int64_t* db_version) {
   Impl& m = *impl_;
-  return m.Read(after, origin, [&] {
-    m.Fill(&m.scratch);
-    return visit(m.scratch);
-  }, db_version);
+  Status s = GuardStatus([&] {
+    return m.Read(after, origin, [&] {
+      m.Fill(&m.scratch);
+      return visit(m.scratch);
+    }, db_version);
+  });
+  if (!s.ok()) *db_version = 0;
+  return s;
 }
 
 struct ChangeApplier::Impl {
@@ -365,15 +378,17 @@ Status ChangeApplier::Apply(const std::vector<Change>& changes, int64_t tag, int
   impl_->CallerMayHaveRolledBack();
   int64_t total = 0;
   const int64_t impacted_before = impl_->engine->rows_impacted();
-  auto body = [&] { return impl_->Merge(changes, tag, &total); };
+  // No exception leaves (engine.h): one from the merge becomes its status,
+  // and the transaction or savepoint is undone as for any failure.
+  auto body = [&] { return GuardStatus([&] { return impl_->Merge(changes, tag, &total); }); };
   Status s;
   if (sqlite3_get_autocommit(db)) {
-    CRSYNC_RETURN_IF_ERROR(Exec(db, "BEGIN IMMEDIATE"));
+    CRSYNC_RETURN_IF_ERROR(GuardStatus([&] { return Exec(db, "BEGIN IMMEDIATE"); }));
     s = body();
-    if (s.ok()) s = Exec(db, "COMMIT");
-    if (!s.ok() && !sqlite3_get_autocommit(db)) Exec(db, "ROLLBACK").IgnoreError();
+    if (s.ok()) s = GuardStatus([&] { return Exec(db, "COMMIT"); });
+    if (!s.ok() && !sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
   } else {
-    s = InSavepoint(db, "crsync_apply", body);
+    s = GuardStatus([&] { return InSavepoint(db, "crsync_apply", body); });
   }
   if (!s.ok()) {
     impl_->Forget();
@@ -392,8 +407,10 @@ Status ChangeApplier::ApplyInTransaction(const std::vector<Change>& changes, int
   impl_->CallerMayHaveRolledBack();
   int64_t total = 0;
   const int64_t impacted_before = impl_->engine->rows_impacted();
-  Status s = impl_->engine->WriteLockBeforeReading();
-  if (s.ok()) s = impl_->Merge(changes, tag, &total);
+  Status s = GuardStatus([&] {
+    CRSYNC_RETURN_IF_ERROR(impl_->engine->WriteLockBeforeReading());
+    return impl_->Merge(changes, tag, &total);
+  });
   if (!s.ok()) {
     impl_->Forget();
     impl_->engine->RestoreRowsImpacted(impacted_before);  // the caller rolls back

@@ -246,15 +246,19 @@ Status ConnEngine::WriteBootstrap() {
 }
 
 void ConnEngine::ReloadConfig() noexcept {
-  StmtPtr cfg;
-  if (!Prepare(db_, "SELECT value FROM main.crsql_master WHERE key = 'config.merge-equal-values'",
-               &cfg).ok()) {
-    return;  // keeps the value it has; tried again after the next rollback
-  }
-  int rc = sqlite3_step(cfg.get());
-  if (rc == SQLITE_ROW) merge_equal_values_ = sqlite3_column_int64(cfg.get(), 0);
-  if (rc == SQLITE_DONE) merge_equal_values_ = 0;
-  if (rc == SQLITE_ROW || rc == SQLITE_DONE) config_stale_ = false;
+  // On any failure (out of memory too) it keeps the value it has, and is
+  // tried again after the next rollback.
+  GuardVoidCall([&] {
+    StmtPtr cfg;
+    if (!Prepare(db_, "SELECT value FROM main.crsql_master WHERE key = 'config.merge-equal-values'",
+                 &cfg).ok()) {
+      return;
+    }
+    int rc = sqlite3_step(cfg.get());
+    if (rc == SQLITE_ROW) merge_equal_values_ = sqlite3_column_int64(cfg.get(), 0);
+    if (rc == SQLITE_DONE) merge_equal_values_ = 0;
+    if (rc == SQLITE_ROW || rc == SQLITE_DONE) config_stale_ = false;
+  });
 }
 
 Status ConnEngine::LoadSites() {
@@ -601,10 +605,9 @@ void ConnEngine::CaptureRollbackTo(int level) {
     // A mark below `level` and none at it: savepoint `level` opened after
     // the table joined (every such one gets a mark) and its mark was lost
     // (CaptureSavepoint ran out of memory). What the transaction had then
-    // is unknown, so it cannot go on: every flush, and COMMIT, fail.
-    flush_failure_ = Status::Sqlite(
-        SQLITE_ERROR, "crsql - a savepoint's capture state was lost (out of memory); roll the "
-                      "transaction back");
+    // is unknown, so it cannot go on: every flush, and COMMIT, fail. (A
+    // flag: making the error here could run out of memory again.)
+    capture_lost_ = true;
     return;
   }
   local_writes_.Truncate(m.size);
@@ -637,6 +640,7 @@ Status ConnEngine::AddLocalWrite(const LocalWrite& w) {
 
 void ConnEngine::CaptureEnd() {
   flush_failure_ = Status::OK();
+  capture_lost_ = false;
   direct_writes_left_ = kDirectWrites;
   local_writes_.Clear();
   capture_marks_.clear();
@@ -657,6 +661,11 @@ Status ConnEngine::FlushCapturedWrites() {
   // has no statement journal to undo it: from then on every flush fails, so
   // the transaction can only roll back (COMMIT fails in xSync).
   if (!flush_failure_.ok()) return flush_failure_;
+  if (capture_lost_) {
+    return Status::Sqlite(SQLITE_ERROR,
+                          "crsql - a savepoint's capture state was lost (out of memory); roll "
+                          "the transaction back");
+  }
   if (flushed_ >= local_writes_.size() || flushing_ || !flusher_) return Status::OK();
   flushing_ = true;
   Status s = flusher_(this);

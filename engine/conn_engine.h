@@ -357,6 +357,7 @@ class ConnEngine {
   int direct_writes_left_ = kDirectWrites;
   bool flushing_ = false;
   Status flush_failure_;  // sticky until the transaction ends
+  bool capture_lost_ = false;  // a savepoint's mark was lost: likewise
   Status (*flusher_)(ConnEngine*) = nullptr;
   MetaBatch local_batch_;
   StmtPtr capture_join_;

@@ -32,8 +32,24 @@ int Init(sqlite3* db, char** err_msg) {
     SetErr(err_msg, s.message().rfind("crsync: ", 0) == 0 ? s.message() : "crsync: " + s.message());
     return s.sqlite_code();
   }
-  ConnEngine* e = engine.release();  // owned by crsync_internal_state from here
-  int rc = RegisterFunctions(db, e);
+  // Owned by the connection from here (deleted now if this fails).
+  ConnEngine* e = engine.get();
+  int rc = RegisterEngineOwner(db, engine.release());
+  if (rc != SQLITE_OK) {
+    SetErr(err_msg, "crsync: cannot register functions");
+    return rc;
+  }
+  // A failure from here leaves the engine half installed, owned by the
+  // connection: its statements go now, so that sqlite3_close() succeeds
+  // (crsql_changes, whose disconnection releases them, may not be there).
+  struct ReleaseOnFailure {
+    ConnEngine* e;
+    bool failed = true;
+    ~ReleaseOnFailure() {
+      if (failed) e->ReleaseStatements();
+    }
+  } release{e};
+  rc = RegisterFunctions(db, e);
   if (rc != SQLITE_OK) {
     SetErr(err_msg, "crsync: cannot register functions");
     return rc;
@@ -54,13 +70,12 @@ int Init(sqlite3* db, char** err_msg) {
   // first, which is where the engine releases its cached statements (and
   // crsync_internal_close_watch, registered above, when a user trigger
   // keeps crsql_changes connected).
-  sqlite3_stmt* st = nullptr;
-  rc = sqlite3_prepare_v2(db, "SELECT 1 FROM crsql_changes WHERE 0", -1, &st, nullptr);
-  sqlite3_finalize(st);
-  if (rc != SQLITE_OK) {
-    SetErr(err_msg, std::string("crsync: ") + sqlite3_errmsg(db));
-    return rc;
+  StmtPtr connect;
+  if (Status cs = Prepare(db, "SELECT 1 FROM crsql_changes WHERE 0", &connect); !cs.ok()) {
+    SetErr(err_msg, "crsync: " + cs.message());
+    return cs.sqlite_code();
   }
+  release.failed = false;
   return SQLITE_OK;
 }
 

@@ -347,10 +347,13 @@ int RegisterFunctions(sqlite3* db, ConnEngine* e) {
                                         nullptr);
     if (rc != SQLITE_OK) return rc;
   }
-  // Owns the engine: SQLite calls StateDestroy when the connection closes
-  // (or if this registration fails).
-  return sqlite3_create_function_v2(db, "crsync_internal_state", 0, SQLITE_UTF8 | SQLITE_DIRECTONLY,
-                                    e, StateFn, nullptr, nullptr, StateDestroy);
+  return SQLITE_OK;
+}
+
+int RegisterEngineOwner(sqlite3* db, ConnEngine* e) {
+  return sqlite3_create_function_v2(db, "crsync_internal_state", 0,
+                                    SQLITE_UTF8 | SQLITE_DIRECTONLY, e, StateFn, nullptr, nullptr,
+                                    StateDestroy);
 }
 
 }  // namespace crsync

@@ -9,6 +9,11 @@
 
 namespace crsync {
 
+// Hands `engine` to `db`: a function whose destructor deletes it when the
+// connection closes, or at once if this registration fails (then `engine`
+// is gone). Registered before anything that points at the engine, so the
+// engine outlives all of it.
+int RegisterEngineOwner(sqlite3* db, ConnEngine* engine);
 // Registers every function on `db`; returns an SQLite result code.
 int RegisterFunctions(sqlite3* db, ConnEngine* engine);
 

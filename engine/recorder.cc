@@ -302,6 +302,12 @@ bool SameValue(sqlite3_value* a, sqlite3_value* b) {
 template <Op op>
 void AfterWrite(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
   GuardSqlFunction(ctx, [&] {
+    // Called by hand (the function is visible to SQL): argv[0] is the
+    // trigger's token only when there is one.
+    if (argc < 1) {
+      sqlite3_result_error(ctx, "crsql - the recording functions are called by triggers only", -1);
+      return;
+    }
     auto* e = static_cast<ConnEngine*>(sqlite3_user_data(ctx));
     Crr* crr = nullptr;
     int64_t crr_id = 0;

@@ -322,11 +322,11 @@ crsync::Status Collect(sqlite3* db, const std::string& sql, const std::string& p
 int Dump(const std::string& path) {
   crsync::DbPtr db;
   crsync::Status s = crsync::OpenDb(path, SQLITE_OPEN_READONLY, nullptr, &db);
-  char* err = nullptr;
-  if (s.ok() && crsync_engine_init(db.get(), &err) != SQLITE_OK) {
-    s = crsync::Status::Sqlite(SQLITE_ERROR, err ? err : "cannot install the engine");
+  char* raw_err = nullptr;
+  if (s.ok() && crsync_engine_init(db.get(), &raw_err) != SQLITE_OK) {
+    crsync::SqliteStr err(raw_err);
+    s = crsync::Status::Sqlite(SQLITE_ERROR, err ? err.get() : "cannot install the engine");
   }
-  sqlite3_free(err);
   std::vector<std::string> lines;
   std::vector<std::string> tables;
   if (s.ok()) sqlite3_busy_timeout(db.get(), 10000);

@@ -13,6 +13,7 @@
 #include <map>
 #include <mutex>
 
+#include "common/guard.h"
 #include "crsync/vfs.h"
 
 namespace crsync {
@@ -67,6 +68,10 @@ CommitSignal::~CommitSignal() {
 
 CommitSignal::Mapping* CommitSignal::OpenMapping() {
   std::string path = SignalPath(db_path_);
+  // Everything that allocates comes first: once the file is open and
+  // mapped, nothing may throw before all_ owns them.
+  auto m = std::make_unique<Mapping>();
+  all_.reserve(all_.size() + 1);
   int fd = OpenSignalFile(db_path_);
   if (fd < 0) {
     if (!warned_) {
@@ -86,10 +91,9 @@ CommitSignal::Mapping* CommitSignal::OpenMapping() {
     close(fd);
     return nullptr;
   }
-  auto m = std::make_unique<Mapping>();
   m->fd = fd;
   m->base = static_cast<char*>(map);
-  all_.push_back(std::move(m));
+  all_.push_back(std::move(m));  // reserved: does not throw
   return all_.back().get();
 }
 
@@ -181,8 +185,12 @@ uint64_t CommitSignal::Bump() {
   return v;
 }
 
-void CommitSignal::NoteWriterWaiting() {
-  if (Mapping* m = Current()) __atomic_add_fetch(m->waits(), 1, __ATOMIC_SEQ_CST);
+void CommitSignal::NoteWriterWaiting() noexcept {
+  // Called from xLock and xShmLock, which must return the lock's own
+  // result: a side file that cannot be looked at now only misses a count.
+  GuardVoidCall([&] {
+    if (Mapping* m = Current()) __atomic_add_fetch(m->waits(), 1, __ATOMIC_SEQ_CST);
+  });
 }
 
 }  // namespace crsync
@@ -218,11 +226,16 @@ int ReadSideU64(const char* db_path, size_t offset, sqlite3_uint64* out) {
 
 }  // namespace
 
+// The C entry points below return result codes only (vfs.h): a path that
+// cannot be resolved for want of memory is SQLITE_NOMEM.
 extern "C" int crsync_writer_waits(const char* db_path, sqlite3_uint64* out) {
-  return ReadSideU64(db_path, crsync::kWaitsOffset, out);
+  return crsync::GuardSqliteCall(SQLITE_NOMEM,
+                                 [&] { return ReadSideU64(db_path, crsync::kWaitsOffset, out); });
 }
 
-extern "C" int crsync_commit_counter_rearm(const char* db_path, sqlite3_uint64* out) {
+namespace {
+
+int RearmCounter(const char* db_path, sqlite3_uint64* out) {
   if (!out) return SQLITE_MISUSE;
   *out = 0;
   if (!db_path || !*db_path) return SQLITE_MISUSE;
@@ -244,6 +257,12 @@ extern "C" int crsync_commit_counter_rearm(const char* db_path, sqlite3_uint64* 
   return SQLITE_OK;
 }
 
+}  // namespace
+
+extern "C" int crsync_commit_counter_rearm(const char* db_path, sqlite3_uint64* out) {
+  return crsync::GuardSqliteCall(SQLITE_NOMEM, [&] { return RearmCounter(db_path, out); });
+}
+
 extern "C" int crsync_commit_counter(const char* db_path, sqlite3_uint64* out) {
-  return ReadSideU64(db_path, 0, out);
+  return crsync::GuardSqliteCall(SQLITE_NOMEM, [&] { return ReadSideU64(db_path, 0, out); });
 }

@@ -54,7 +54,7 @@ class CommitSignal {
   static constexpr int64_t kCheckIntervalMs = 1000;
   // Counts one attempt to take the write lock that met SQLITE_BUSY: one
   // atomic increment in shared memory. Never fails.
-  void NoteWriterWaiting();
+  void NoteWriterWaiting() noexcept;
   const std::string& db_path() const { return db_path_; }
 
  private:

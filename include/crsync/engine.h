@@ -7,6 +7,11 @@
 //
 // Thread safety: each object is bound to one connection and, like it, used
 // by one thread at a time.
+//
+// Errors: every call returns a Status and none throws. Running out of
+// memory is an SQLite status with SQLITE_NOMEM; an exception thrown by a
+// ChangeVisitor is caught likewise (SQLITE_ERROR, "internal error"), with
+// the same clean-up as an error status.
 #ifndef CRSYNC_ENGINE_H_
 #define CRSYNC_ENGINE_H_
 
@@ -103,8 +108,9 @@ class ChangeApplier {
   static Status Open(sqlite3* db, std::unique_ptr<ChangeApplier>* out);
   ~ChangeApplier();
 
-  // Merges them all in one transaction (BEGIN IMMEDIATE ... COMMIT) and
-  // records tracked peers (tag `tag`, event 0) once per origin. Each change
+  // Merges them all in one transaction (BEGIN IMMEDIATE ... COMMIT; inside
+  // a transaction the caller opened, in a savepoint of it, committing
+  // nothing) and records tracked peers (tag `tag`, event 0) once per origin. Each change
   // is checked as its row is merged (an unknown table or column, a
   // malformed key or value, a clock out of range): the first bad one fails
   // the batch, and the status names it ("change N of M"), as it names the

@@ -32,6 +32,13 @@ struct StmtDeleter {
 };
 using StmtPtr = std::unique_ptr<sqlite3_stmt, StmtDeleter>;
 
+// Text SQLite allocated for us (sqlite3_mprintf, an error message from
+// sqlite3_exec or an init function), freed with sqlite3_free.
+struct SqliteFree {
+  void operator()(char* p) const noexcept { sqlite3_free(p); }
+};
+using SqliteStr = std::unique_ptr<char, SqliteFree>;
+
 // Opens `path` with `flags` (SQLITE_OPEN_*) on VFS `vfs` (nullptr = default)
 // and turns on extended result codes. On success *out owns the connection; on
 // failure *out is unchanged and the partly opened handle is closed.

@@ -630,6 +630,17 @@ TEST(RecordingTest, ConnectionWithoutEngineCannotWriteCrr) {
   EXPECT_EQ(db.Query("SELECT * FROM t"), (Rows{{"1", "1"}}));
 }
 
+TEST(RecordingTest, RecordingFunctionsCalledByHandWithoutArgumentsFail) {
+  TestDb db;
+  db.Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, b); SELECT crsql_as_crr('t');");
+  for (const char* f : {"crsync_after_insert", "crsync_after_update", "crsync_after_delete"}) {
+    SCOPED_TRACE(f);
+    EXPECT_THAT(db.Error(std::string("SELECT ") + f + "()"), HasSubstr("called by triggers only"));
+  }
+  EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes"), "0");
+  EXPECT_EQ(db.One("SELECT crsql_db_version()"), "0");
+}
+
 TEST(RecordingTest, TwoConnectionsShareTheDbVersion) {
   TempPath path;
   TestDb a(path.str()), b(path.str());
