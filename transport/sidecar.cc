@@ -111,11 +111,11 @@ Status Sidecar::Impl::Start() {
   }
   crsync_writer_waits(signal_path.c_str(), &writer_waits);
   sqlite3_busy_timeout(db.get(), 5000);  // before the engine reads anything
-  char* err = nullptr;
-  if (int rc = crsync_engine_init(db.get(), &err); rc != SQLITE_OK) {
-    std::string m = err ? err : "cannot install the engine";
-    sqlite3_free(err);
-    return Status::Sqlite(rc, m).WithContext(options.db_path);
+  char* raw_err = nullptr;
+  if (int rc = crsync_engine_init(db.get(), &raw_err); rc != SQLITE_OK) {
+    SqliteStr err(raw_err);
+    return Status::Sqlite(rc, err ? err.get() : "cannot install the engine")
+        .WithContext(options.db_path);
   }
   // WAL + synchronous=NORMAL: a power loss may drop the last merges, never
   // split one, and the receive cursor commits with them (it cannot run ahead).
@@ -213,13 +213,15 @@ Status Sidecar::Impl::Start() {
     if (options.on_listening) options.on_listening(port);
   }
   for (const std::string& p : options.peers) {
-    auto d = std::make_unique<Dialer>();
+    // Held by `dialers` with its timer initialised before anything else
+    // may throw: Shutdown() then closes every timer it finds there.
+    dialers.reserve(dialers.size() + 1);
+    Dialer* d = dialers.emplace_back(std::make_unique<Dialer>()).get();
+    uv_timer_init(&loop, &d->timer);
+    d->timer.data = d;
     d->impl = this;
     d->address = p;
-    uv_timer_init(&loop, &d->timer);
-    d->timer.data = d.get();
-    Dial(d.get());
-    dialers.push_back(std::move(d));
+    Dial(d);
   }
   if (options.on_ready) options.on_ready();
   return Status::OK();
@@ -410,7 +412,9 @@ Status Sidecar::Run() {
     signal(SIGPIPE, SIG_IGN);
   }
   SignalDispositions dispositions;
-  Status st = impl_->Start();
+  // An exception from setting up (out of memory, or thrown by on_listening
+  // or on_ready) takes the failure path below like any other error.
+  Status st = GuardStatus([&] { return impl_->Start(); });
   if (impl_->signals_open) dispositions.NoteLibuvHandlers();
   if (!st.ok()) {
     // The message, not the status's code name: it is for the operator.

@@ -175,7 +175,6 @@ void Sidecar::Impl::DropQueuedMessages(uint64_t id) {
     // hangs up, and one (resync) changes what this node must do.
     if ((*it)->kind == Task::kMessage && (*it)->conn == id &&
         !std::holds_alternative<ErrorMsg>((*it)->msg)) {
-      delete *it;
       it = queue.erase(it);
     } else {
       ++it;

@@ -21,8 +21,7 @@ void Sidecar::Impl::Enqueue(Task::Kind kind, uint64_t conn, Message msg, std::st
   auto t = std::make_unique<Task>(Task{kind, conn, std::move(msg), {}, {}, {}, {}, false, {}, this,
                                        std::move(ended), ended_level});
   t->work.data = t.get();
-  queue.push_back(t.get());
-  t.release();  // owned by the queue
+  queue.push_back(std::move(t));
   // Only once it is queued: a failure above must not leave a pump promised.
   if (kind == Task::kPump) pump_queued = true;
   RunNext();
@@ -30,7 +29,10 @@ void Sidecar::Impl::Enqueue(Task::Kind kind, uint64_t conn, Message msg, std::st
 
 void Sidecar::Impl::RunNext() {
   if (busy || queue.empty()) return;
-  Task* t = queue.front();
+  // What may throw comes before anything is taken from the queue: room
+  // for the messages that may go with the first one (below).
+  if (queue.front()->kind == Task::kMessage) queue.front()->more.reserve(kMaxBatchMessages);
+  std::unique_ptr<Task> t = std::move(queue.front());
   queue.pop_front();
   if (t->kind == Task::kPump) pump_queued = false;
   size_t taken = t->kind == Task::kMessage ? 1 : 0;
@@ -46,11 +48,10 @@ void Sidecar::Impl::RunNext() {
   while (t->kind == Task::kMessage && !queue.empty() && t->more.size() < kMaxBatchMessages &&
          queue.front()->kind == Task::kMessage && queue.front()->conn == t->conn &&
          batched + changes(queue.front()->msg) <= SessionOptions{}.max_changes_per_commit) {
-    Task* next = queue.front();
+    std::unique_ptr<Task> next = std::move(queue.front());
     queue.pop_front();
     batched += changes(next->msg);
-    t->more.push_back(std::move(next->msg));
-    delete next;
+    t->more.push_back(std::move(next->msg));  // reserved: does not throw
     ++taken;
   }
   // Busy before MessagesTaken: resuming a connection may close it, and the
@@ -58,13 +59,28 @@ void Sidecar::Impl::RunNext() {
   busy = true;
   t->changes_in = batched;
   if (taken) Guarded("resuming a connection", [&] { MessagesTaken(t->conn, taken); });
-  t->send_paused = send_paused_conns;
-  int rc = uv_queue_work(&loop, &t->work, &Impl::DoWork, &Impl::AfterWork);
+  int rc = 0;
+  if (!Guarded("scheduling database work", [&] {
+        t->send_paused = send_paused_conns;
+        rc = uv_queue_work(&loop, &t->work, &Impl::DoWork, &Impl::AfterWork);
+      })) {
+    rc = UV_ENOMEM;
+  }
   if (rc != 0) {
+    // The task is dropped and the strand stays free for the next. A
+    // connection whose message or opening is lost would be out of step:
+    // it is closed, and its peer resends from its cursor when it
+    // reconnects. (A lost pump is made up by the next.)
     Log(0, "cannot schedule database work: %s", uv_strerror(rc));
     busy = false;
-    delete t;
+    if (t->kind == Task::kMessage || t->kind == Task::kOpen) {
+      const uint64_t conn = t->conn;
+      t.reset();
+      Guarded("closing a connection", [&] { CloseConn(conn); });
+    }
+    return;
   }
+  t.release();  // AfterWork owns it now
 }
 
 void Sidecar::Impl::DoWork(uv_work_t* w) {

@@ -62,6 +62,9 @@ struct SidecarOptions {
   // Called once the listening socket is bound, with its actual port.
   std::function<void(int port)> on_listening;
   // Called once everything is set up (signals handled, peers being dialed).
+  // Both are called on Run()'s thread, before the loop runs; they may call
+  // Stop(). One that throws makes Run() fail to start (the exception does
+  // not leave Run(): it returns an error).
   std::function<void()> on_ready;
 };
 

@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <stdexcept>
 #include <thread>
 
 #include "tests/test_util.h"
@@ -153,6 +154,42 @@ TEST(SidecarTest, RunsOnceAndSaysSo) {
   Status s = again.get();
   EXPECT_EQ(s.code(), Status::Code::kFailedPrecondition) << s.ToString();
   EXPECT_NE(s.message().find("runs once"), std::string::npos) << s.ToString();
+}
+
+// A callback that throws is a failure to start, returned by Run(): the
+// exception does not leave it, and everything Run() set up is undone (the
+// database's lock too: another sidecar starts on it at once).
+TEST(SidecarTest, ACallbackThatThrowsFailsTheStartCleanly) {
+  TempPath path;
+  const SidecarOptions base = QuietOn(path, "127.0.0.1:0");
+  for (const char* which : {"on_listening", "on_ready"}) {
+    SCOPED_TRACE(which);
+    SidecarOptions o = base;
+    o.peers = {"127.0.0.1:9"};  // a dialer to undo as well
+    if (std::string(which) == "on_listening") {
+      o.on_listening = [](int) { throw std::runtime_error("the application's own"); };
+    } else {
+      o.on_ready = [] { throw std::bad_alloc(); };
+    }
+    Sidecar sidecar(o);
+    Status s;
+    ASSERT_NO_THROW(s = sidecar.Run());
+    EXPECT_FALSE(s.ok());
+    EXPECT_EQ(s.sqlite_code(), std::string(which) == "on_ready" ? SQLITE_NOMEM : SQLITE_ERROR)
+        << s.ToString();
+  }
+  SidecarOptions o = base;
+  bool ready = false;
+  Sidecar* running = nullptr;
+  o.on_ready = [&] {
+    ready = true;
+    running->Stop();
+  };
+  Sidecar sidecar(o);
+  running = &sidecar;
+  Status s = sidecar.Run();
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_TRUE(ready);
 }
 
 std::atomic<int> g_app_signals{0};
