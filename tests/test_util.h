@@ -150,10 +150,36 @@ inline void ClimbBackAfterRollbackTo(TestDb& db, const std::string& savepoint) {
   ASSERT_EQ(std::stoll(db.One("PRAGMA schema_version")), seen);
 }
 
+// What a rejected write must leave as it was: the rows of `tables`, every
+// change crsql_changes lists, the tracked peers and the committed version
+// (compare a call before with one after).
+inline Rows CrrState(TestDb& db, std::initializer_list<std::string> tables) {
+  Rows all;
+  std::vector<std::string> queries;
+  for (const std::string& t : tables) queries.push_back("SELECT * FROM " + t + " ORDER BY 1");
+  queries.push_back("SELECT \"table\", hex(pk), cid, quote(val), col_version, db_version, "
+                    "hex(site_id), cl, seq FROM crsql_changes");
+  queries.push_back("SELECT * FROM crsql_tracked_peers");
+  queries.push_back("SELECT crsql_db_version()");
+  for (const std::string& q : queries) {
+    Rows r = db.Query(q);
+    all.push_back({"-- " + q});
+    all.insert(all.end(), r.begin(), r.end());
+  }
+  return all;
+}
+
 // How many random seeds a property test runs (env CRSYNC_PROPERTY_SEEDS).
+// A value that is not a positive count fails the calling test (a property
+// test that runs no seed would pass without checking anything).
 inline int PropertySeeds(int fallback) {
   const char* v = std::getenv("CRSYNC_PROPERTY_SEEDS");
-  return v ? std::atoi(v) : fallback;
+  const int n = v ? std::atoi(v) : fallback;
+  if (n <= 0) {
+    ADD_FAILURE() << "CRSYNC_PROPERTY_SEEDS='" << (v ? v : "") << "' is not a positive count";
+    return 1;
+  }
+  return n;
 }
 
 // A fresh temporary file path (removed with its -wal/-shm at destruction).

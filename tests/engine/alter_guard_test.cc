@@ -186,6 +186,7 @@ TEST(AlterRenameTableTest, WritesOfARenamedCrrAreRefused) {
           "INSERT INTO t VALUES (1, 'a'); ALTER TABLE t RENAME TO u;");
   EXPECT_THAT(db.Error("UPDATE u SET v = 'b'"),
               HasSubstr("CRR t has no table of that name any more (renamed or dropped"));
+  EXPECT_EQ(db.Query("SELECT * FROM u"), (Rows{{"1", "'a'"}}));
   db.Exec("ALTER TABLE u RENAME TO t; UPDATE t SET v = 'b'");
   EXPECT_EQ(db.One("SELECT val FROM crsql_changes"), "'b'");
 }

@@ -649,8 +649,10 @@ TEST_F(AlterTest, PeersThatHaveNotMigratedGetASpecificError) {
   db_.Exec("SELECT crsql_begin_alter('todo'); ALTER TABLE todo ADD COLUMN due;"
            "SELECT crsql_commit_alter('todo'); UPDATE todo SET due = 'friday';");
   auto rows = ReadChanges(db_.get(), "WHERE cid = 'due'");
+  const Rows before = CrrState(peer, {"todo"});
   Status s = ApplyChanges(peer.get(), rows);
   EXPECT_THAT(s.message(), HasSubstr("no such column todo.due"));
+  EXPECT_EQ(CrrState(peer, {"todo"}), before);
   peer.Exec("SELECT crsql_begin_alter('todo'); ALTER TABLE todo ADD COLUMN due;"
             "SELECT crsql_commit_alter('todo');");
   Sync(db_, peer);

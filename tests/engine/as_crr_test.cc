@@ -361,6 +361,13 @@ TEST(AsCrrTest, EligibilityExamplesOfTheSpec) {
                    "OR name LIKE 'crsql_mine%crsync%'"),
             "0");
   EXPECT_EQ(db.One("SELECT count(*) FROM crsync_crrs WHERE name IN ('ft_content', 'crsql_mine')"), "0");
+  // Exactly the accepted tables are CRRs, and only they have metadata
+  // tables and triggers.
+  EXPECT_EQ(db.Query("SELECT name FROM crsync_crrs ORDER BY name"),
+            (Rows{{"'a'"}, {"'b'"}, {"'c'"}, {"'i'"}, {"'n3'"}}));
+  EXPECT_EQ(db.Query("SELECT DISTINCT substr(name, 1, instr(name, '__crsync_') - 1) FROM "
+                     "sqlite_master WHERE instr(name, '__crsync_') > 0 ORDER BY 1"),
+            (Rows{{"'a'"}, {"'b'"}, {"'c'"}, {"'i'"}, {"'n3'"}}));
 }
 
 TEST(AsCrrTest, IsIdempotent) {
@@ -567,10 +574,14 @@ TEST(ConfigTest, MergeEqualValuesIsPersistedAndValidated) {
     EXPECT_EQ(db.One("SELECT crsql_config_set('merge-equal-values', 1)"), "1");
     EXPECT_EQ(db.One("SELECT crsql_config_get('merge-equal-values')"), "1");
     EXPECT_EQ(db.One("SELECT value FROM crsql_master WHERE key = 'config.merge-equal-values'"), "1");
+    const Rows config_before = db.Query("SELECT key, quote(value) FROM crsql_master ORDER BY key");
     EXPECT_THAT(db.Error("SELECT crsql_config_set('nope', 1)"), HasSubstr("Unknown setting name 'nope'"));
     EXPECT_THAT(db.Error("SELECT crsql_config_get('nope')"), HasSubstr("Unknown setting name 'nope'"));
     EXPECT_THAT(db.Error("SELECT crsql_config_set('merge-equal-values', '1')"), HasSubstr("integer"));
     EXPECT_THAT(db.Error("SELECT crsql_config_set('merge-equal-values', 1.0)"), HasSubstr("integer"));
+    // Refused, they changed nothing: stored or in effect.
+    EXPECT_EQ(db.Query("SELECT key, quote(value) FROM crsql_master ORDER BY key"), config_before);
+    EXPECT_EQ(db.One("SELECT crsql_config_get('merge-equal-values')"), "1");
     // Stored as an INTEGER (§16): a TEXT '1' makes v0.16 fail every later load.
     EXPECT_EQ(db.One("SELECT typeof(value) FROM crsql_master WHERE key = 'config.merge-equal-values'"),
               "'integer'");

@@ -237,10 +237,12 @@ TEST_F(ChangesReadTest, ValuesAreCurrentAndTyped) {
 }
 
 TEST_F(ChangesReadTest, UpdateAndDeleteAreRejected) {
+  const Rows before = CrrState(db_, {"a", "b"});
   EXPECT_THAT(db_.Error("UPDATE crsql_changes SET val = 1"),
               HasSubstr("Only INSERT and SELECT statements are allowed"));
   EXPECT_THAT(db_.Error("DELETE FROM crsql_changes"),
               HasSubstr("Only INSERT and SELECT statements are allowed"));
+  EXPECT_EQ(CrrState(db_, {"a", "b"}), before);
 }
 
 TEST_F(ChangesReadTest, LargeTransactionStreamsInOrder) {

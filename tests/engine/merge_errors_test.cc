@@ -300,10 +300,12 @@ TEST(MergeGeneratedColumnTest, AChangeOfAGeneratedColumnIsRefusedAsSuch) {
   TestDb db;
   db.Exec("CREATE TABLE g (id PRIMARY KEY NOT NULL, a, b AS (a * 2), c AS (a + 1) STORED);"
           "SELECT crsql_as_crr('g');");
+  const Rows before = CrrState(db, {"g"});
   for (const char* cid : {"b", "c"}) {
     EXPECT_THAT(db.Error(std::string("INSERT INTO crsql_changes VALUES ('g', X'010901', '") + cid +
                          "', 4, 1, 1, " + kSite + ")"),
                 HasSubstr(std::string("crsql - g.") + cid + " is a generated column"));
+    EXPECT_EQ(CrrState(db, {"g"}), before) << cid;
   }
   EXPECT_EQ(db.One("SELECT count(*) FROM g"), "0");
 }

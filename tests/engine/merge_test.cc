@@ -282,9 +282,11 @@ TEST_F(MergeTest, InconsistentStoreIsReported) {
   c2_.Exec("INSERT INTO foo VALUES (1, 5)");
   // Remove the user row behind the engine's back (sync bit on: not recorded).
   c2_.Exec("SELECT crsql_internal_sync_bit(1); DELETE FROM foo; SELECT crsql_internal_sync_bit(0);");
+  const Rows before = CrrState(c2_, {"foo"});
   EXPECT_THAT(c2_.Error("INSERT INTO crsql_changes VALUES ('foo', X'010901', 'b', 5, 1, 1, "
                         "X'11111111111111111111111111111111')"),
               HasSubstr("could not find row to merge with for tbl foo"));
+  EXPECT_EQ(CrrState(c2_, {"foo"}), before);
 }
 
 TEST_F(MergeTest, SevenColumnInferenceOfCl) {

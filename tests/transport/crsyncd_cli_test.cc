@@ -86,6 +86,8 @@ TEST(CrsyncdCliTest, UsageErrorsAndConfigFile) {
   }
   EXPECT_NE(RunCrsyncd("run --db x.db --bogus", &code).find("unknown argument '--bogus'"),
             std::string::npos);
+  EXPECT_EQ(code, 2);
+  EXPECT_FALSE(std::filesystem::exists("x.db")) << "a refused command made a database";
   EXPECT_NE(RunCrsyncd("run --db /nonexistent/x.db --listen 127.0.0.1:0", &code)
                 .find("needs an existing database"),
             std::string::npos);
@@ -228,6 +230,9 @@ TEST(CrsyncdCliTest, MistakesAreNamedPrecisely) {
   out = RunCrsyncd("run --db a.db -v -q", &code);
   EXPECT_NE(out.find("one of -v and -q"), std::string::npos) << out;
   EXPECT_EQ(code, 2);
+  for (const char* made : {"a.db", "b.db"}) {
+    EXPECT_FALSE(std::filesystem::exists(made)) << "a refused command made " << made;
+  }
   TempPath cfg;
   f = fopen(cfg.str().c_str(), "w");
   ASSERT_NE(f, nullptr);
@@ -397,6 +402,11 @@ TEST(CrsyncdCliTest, ForgetDropsOnlyThatPeersCursors) {
                      "(SELECT * FROM crsql_tracked_peers ORDER BY site_id, tag, event)"),
               "'" + gone + ":0 " + kept + ":1001 " + kept + ":1001'");
   }
+  auto peers = [&] {
+    TestDb db(path.str());
+    return db.Query("SELECT hex(site_id), version, tag, event FROM crsql_tracked_peers ORDER BY 1, 3");
+  };
+  const Rows peers_before = peers();
   out = RunCrsyncd("forget --db " + path.str() + " --site " + gone, &code);
   EXPECT_EQ(code, 1) << out;
   EXPECT_NE(out.find("keeps no cursor for peer"), std::string::npos) << out;
@@ -406,6 +416,7 @@ TEST(CrsyncdCliTest, ForgetDropsOnlyThatPeersCursors) {
   out = RunCrsyncd("forget --db " + path.str(), &code);
   EXPECT_EQ(code, 2) << out;
   EXPECT_NE(out.find("--site SITE_ID is required"), std::string::npos) << out;
+  EXPECT_EQ(peers(), peers_before) << "a refused forget changed the cursors";
   // Its own site id is not a peer's: what it keeps there is its restore
   // epoch, which its peers check. Refused, and kept.
   std::string own, rows;

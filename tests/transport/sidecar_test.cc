@@ -28,6 +28,14 @@ namespace {
 
 // Options for a sidecar on a fresh database at `path`, quiet, listening on
 // `listen`.
+// Stops `sidecar` when the test leaves its scope, declared after the
+// future of its Run(): a failed ASSERT then returns through Stop() before
+// the future's destructor waits for Run(), instead of hanging the binary.
+struct StopAtExit {
+  Sidecar& sidecar;
+  ~StopAtExit() { sidecar.Stop(); }
+};
+
 SidecarOptions QuietOn(const TempPath& path, const std::string& listen) {
   TestDb db(path.str());
   db.Exec("PRAGMA journal_mode = WAL; CREATE TABLE t (id PRIMARY KEY NOT NULL, v);"
@@ -45,6 +53,7 @@ TEST(SidecarTest, StopBeforeTheLoopRunsIsKeptAndRunReturns) {
   Sidecar sidecar(o);
   sidecar.Stop();  // before Run(): must not be lost
   auto run = std::async(std::launch::async, [&] { return sidecar.Run(); });
+  StopAtExit stop_run{sidecar};
   bool returned = run.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
   if (!returned) {
     sidecar.Stop();  // the loop runs by now: unblock it before failing
@@ -76,6 +85,7 @@ TEST(SidecarTest, ASilentConnectionIsClosedAfterTheHandshakeTimeout) {
   o.on_listening = [&](int p) { port = p; };
   Sidecar sidecar(o);
   auto run = std::async(std::launch::async, [&] { return sidecar.Run(); });
+  StopAtExit stop_run{sidecar};
   for (int i = 0; i < 200 && port == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   ASSERT_GT(port.load(), 0);
   int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -254,8 +264,10 @@ TEST(SidecarTest, OverlappingSidecarsGiveTheHandlersBackWhenTheLastStops) {
   o2.on_ready = [&] { ready2 = true; };
   Sidecar s1(o1), s2(o2);
   auto r1 = std::async(std::launch::async, [&] { return s1.Run(); });
+  StopAtExit stop_r1{s1};
   for (int i = 0; i < 500 && !ready1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   auto r2 = std::async(std::launch::async, [&] { return s2.Run(); });
+  StopAtExit stop_r2{s2};
   for (int i = 0; i < 500 && !ready2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   s1.Stop();
   EXPECT_TRUE(r1.get().ok());
@@ -278,6 +290,7 @@ TEST(SidecarTest, AReplacedSideFileIsWatchedAgain) {
   Sidecar sidecar(o);
   ::testing::internal::CaptureStderr();
   auto run = std::async(std::launch::async, [&] { return sidecar.Run(); });
+  StopAtExit stop_run{sidecar};
   for (int i = 0; i < 500 && !ready; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   const std::string side = path.str() + "-crsync";
   ASSERT_TRUE(std::filesystem::exists(side));
@@ -308,6 +321,7 @@ TEST(SidecarTest, ADeletedOrReplacedDatabaseStopsTheSidecar) {
     Sidecar sidecar(o);
     StderrCapture capture;
     auto run = std::async(std::launch::async, [&] { return sidecar.Run(); });
+    StopAtExit stop_run{sidecar};
     for (int i = 0; i < 500 && !ready; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
     ASSERT_TRUE(ready);
     if (replace) {  // a restore by copy: the new file renamed over the old
@@ -352,10 +366,12 @@ TEST(SidecarTest, TheDebugLevelLogsWhatEachConnectionMoves) {
   {
     Sidecar hub(hub_options);
     auto hub_run = std::async(std::launch::async, [&] { return hub.Run(); });
+    StopAtExit stop_hub_run{hub};
     for (int i = 0; i < 500 && port == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
     spoke_options.peers = {"127.0.0.1:" + std::to_string(port.load())};
     Sidecar spoke(spoke_options);
     auto spoke_run = std::async(std::launch::async, [&] { return spoke.Run(); });
+    StopAtExit stop_spoke_run{spoke};
     TestDb hub_db(hub_path.str());
     for (int i = 0; i < 200 && (rows = hub_db.One("SELECT count(*) FROM t")) != "2"; ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(25));

@@ -177,12 +177,18 @@ TEST_F(VfsTest, ReplacingTheCallbackDoesNotWaitForCallsOfTheNewOne) {
                 std::mutex mu;
                 std::condition_variable cv;
                 bool entered = false, release = false;
+                // Only a gate's first call blocks; later ones pass.
                 static void Run(void* ctx, const char*, sqlite3_uint64) {
                   auto* g = static_cast<Gate*>(ctx);
                   std::unique_lock<std::mutex> lock(g->mu);
+                  if (g->entered) return;
                   g->entered = true;
                   g->cv.notify_all();
                   g->cv.wait(lock, [&] { return g->release; });
+                }
+                bool Entered() {
+                  std::lock_guard<std::mutex> lock(mu);
+                  return entered;
                 }
                 void AwaitEntered() {
                   std::unique_lock<std::mutex> lock(mu);
@@ -205,9 +211,13 @@ TEST_F(VfsTest, ReplacingTheCallbackDoesNotWaitForCallsOfTheNewOne) {
               });
               // Once the new callback is in place (the setter installs it at
               // once, then waits), a commit on another thread runs it, and
-              // blocks in it until the setter has returned.
-              std::this_thread::sleep_for(std::chrono::milliseconds(300));
-              std::thread second([&] { Exec(dbb.get(), "CREATE TABLE t (a)").IgnoreError(); });
+              // blocks in it until the setter has returned. Commits before
+              // that run the old one, which lets them pass: commit until
+              // the new one is entered, however long the setter takes.
+              std::thread second([&] {
+                Exec(dbb.get(), "CREATE TABLE t (a)").IgnoreError();
+                while (!new_gate.Entered()) Exec(dbb.get(), "INSERT INTO t VALUES (1)").IgnoreError();
+              });
               new_gate.AwaitEntered();
               old_gate.Release();
               setter.join();  // must return while the new callback still runs
