@@ -271,8 +271,9 @@ TEST(CrsyncdCliTest, MistakesAreNamedPrecisely) {
 TEST(CrsyncdCliTest, AnUnreachablePeerAndAnEmptyDatabaseAreReported) {
   TempPath made;
   TestDb(made.str()).Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL)");  // no CRR
-  // Port 1 on loopback: nothing listens, every dial is refused at once.
-  FILE* p = popen(("timeout --preserve-status -s INT 2 " + std::string(CRSYNCD) + " run -q --db " + made.str() +
+  // Port 1 on loopback: nothing listens, every dial is refused at once. (4 s:
+  // a SIGINT before crsyncd handles it, on a loaded machine, kills it.)
+  FILE* p = popen(("timeout --preserve-status -s INT 4 " + std::string(CRSYNCD) + " run -q --db " + made.str() +
                    " --peer 127.0.0.1:1 2>&1")
                       .c_str(),
                   "r");

@@ -1,6 +1,7 @@
 // End-to-end: real crsyncd processes on 127.0.0.1, apps writing through the
 // crsync VFS, bounded in time; every process started here is ended here, by
 // pid.
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -12,6 +13,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <sstream>
 #include <thread>
@@ -31,7 +33,9 @@ constexpr char kSchema[] =
     "PRAGMA journal_mode = WAL;"
     "CREATE TABLE items (id PRIMARY KEY NOT NULL, name, qty); SELECT crsql_as_crr('items');";
 
-// One crsyncd process.
+// One crsyncd process. Its stdout ("listening", "ready") is read here; its
+// log (stderr) goes to a file, shown on stderr when it ends if the test has
+// failed by then.
 class Daemon {
  public:
   Daemon(const std::string& db, bool listen, const std::vector<int>& peers) {
@@ -41,6 +45,8 @@ class Daemon {
     if (pid_ == 0) {
       dup2(out[1], 1);
       close(out[0]);
+      int log = open(log_.str().c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+      if (log >= 0) dup2(log, 2);
       std::vector<std::string> args = {CRSYNCD, "run", "--db", db, getenv("CRSYNCD_VERBOSE") ? "-v" : "-q"};
       if (listen) {
         args.push_back("--listen");
@@ -73,7 +79,23 @@ class Daemon {
       EXPECT_GT(port_, 0) << text;
     }
   }
-  ~Daemon() { Stop(SIGTERM); }
+  ~Daemon() {
+    Stop(SIGTERM);
+    if (::testing::Test::HasFailure()) std::fprintf(stderr, "--- crsyncd log ---\n%s", Log().c_str());
+  }
+  // What it logged so far.
+  std::string Log() const {
+    std::ifstream f(log_.str());
+    return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+  }
+  // Waits (bounded) until its log holds `text`.
+  bool Logs(const std::string& text, std::chrono::milliseconds limit) const {
+    for (auto deadline = Clock::now() + limit; Clock::now() < deadline;
+         std::this_thread::sleep_for(std::chrono::milliseconds(20))) {
+      if (Log().find(text) != std::string::npos) return true;
+    }
+    return Log().find(text) != std::string::npos;
+  }
   // Sends SIGTERM and waits at most `limit` for a clean exit; a daemon still
   // running then is killed (SIGKILL) and this returns false.
   bool StopsWithin(std::chrono::milliseconds limit) {
@@ -93,12 +115,22 @@ class Daemon {
     close(out_);
     return r != 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
   }
+  // Signals it and waits for it to exit (at most 30 s, then SIGKILL and a
+  // failure): a daemon that hangs must not hang the test binary.
   void Stop(int sig) {
     if (pid_ <= 0) return;
     kill(pid_, sig);
     int status = 0;
-    waitpid(pid_, &status, 0);
-    if (sig == SIGTERM) {
+    pid_t r = 0;
+    for (auto deadline = Clock::now() + std::chrono::seconds(30);
+         (r = waitpid(pid_, &status, WNOHANG)) == 0 && Clock::now() < deadline;) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    if (r == 0) {
+      ADD_FAILURE() << "crsyncd did not exit within 30 s of signal " << sig << ": killed";
+      kill(pid_, SIGKILL);
+      waitpid(pid_, &status, 0);
+    } else if (sig == SIGTERM) {
       EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
     }
     pid_ = -1;
@@ -131,6 +163,7 @@ class Daemon {
   }
 
  private:
+  TempPath log_;  // first: the child writes it from the start
   pid_t pid_ = -1;
   int out_ = -1;
   int port_ = 0;
@@ -330,7 +363,9 @@ TEST_F(CrsyncdTest, SchemaMismatchExchangesNothing) {
   Write(*a, 0, 5, "a");
   Daemon da(pa.str(), true, {});
   Daemon dbd(pb.str(), false, {da.port()});
-  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  // They did meet, and each refused the other, saying why.
+  EXPECT_TRUE(da.Logs("CRR schemas differ", std::chrono::seconds(10))) << da.Log();
+  EXPECT_TRUE(dbd.Logs("CRR schemas differ", std::chrono::seconds(10))) << dbd.Log();
   EXPECT_EQ(b->One("SELECT count(*) FROM items"), "0");
   EXPECT_EQ(b->One("SELECT count(*) FROM crsql_tracked_peers"), "0");
 }

@@ -300,6 +300,22 @@ TEST(PeerSessionTest, NothingEchoesBackToItsOrigin) {
       EXPECT_TRUE(c->changes.empty());
     }
   }
+  // What b writes itself does go out, and only that: the filter drops a's
+  // changes, not everything.
+  b.db.Exec("INSERT INTO items VALUES (2, 'y', 2)");
+  out.clear();
+  ASSERT_OK(l.sb->Pump(&out));
+  const std::string b_site = b.db.Text("SELECT crsql_site_id()");
+  size_t sent = 0;
+  for (const auto& m : out) {
+    if (const auto* c = std::get_if<ChangesetMsg>(&m)) {
+      for (const Change& ch : c->changes) {
+        EXPECT_EQ(ch.site_id, b_site);
+        ++sent;
+      }
+    }
+  }
+  EXPECT_EQ(sent, 2u);  // b's row: name and qty
 }
 
 TEST(PeerSessionTest, SchemaMismatchIsRefusedOnBothSides) {
@@ -341,11 +357,13 @@ TEST(PeerSessionTest, ACopyOfThisNodesDatabaseIsNamedAsSuch) {
   ASSERT_OK(PeerSession::Open(b.get(), SessionOptions{}, &sb));
   std::vector<Message> ha, out;
   ASSERT_OK(sa->Start(&ha));
+  const Rows before = CrrState(b, {"items"});
   Status s = sb->OnMessage(ha[0], &out);
   EXPECT_FALSE(s.ok());
   EXPECT_THAT(s.message(), HasSubstr("own site id " + a.One("SELECT lower(hex(crsql_site_id()))")
                                                           .substr(1, 32)));
   EXPECT_THAT(s.message(), HasSubstr("copy"));
+  EXPECT_EQ(CrrState(b, {"items"}), before);  // no cursor kept for "the peer"
 }
 
 TEST(PeerSessionTest, OtherProtocolVersionIsRefused) {
@@ -356,10 +374,12 @@ TEST(PeerSessionTest, OtherProtocolVersionIsRefused) {
   std::vector<Message> ha, out;
   ASSERT_OK(sa->Start(&ha));
   std::get<HelloMsg>(ha[0]).protocol_version = 99;
+  const Rows before = CrrState(b.db, {"items"});
   EXPECT_THAT(sb->OnMessage(ha[0], &out).message(), HasSubstr("protocol version 99 is not supported"));
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(std::get<ErrorMsg>(out[0]).code, ErrorMsg::kProtocol);
   EXPECT_FALSE(sb->ready());
+  EXPECT_EQ(CrrState(b.db, {"items"}), before);
 }
 
 TEST(PeerSessionTest, BadChangesetsCloseTheConnectionAndApplyNothing) {
