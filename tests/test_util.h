@@ -10,6 +10,8 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <chrono>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -218,6 +220,25 @@ class StderrCapture {
   // What was written meanwhile; stderr is restored first.
   std::string Text() {
     Restore();
+    return Read();
+  }
+  // What was written so far, still capturing.
+  std::string Peek() {
+    std::fflush(stderr);
+    return Read();
+  }
+  // Waits (bounded) until what was written holds `text`.
+  bool WaitFor(const std::string& text, std::chrono::milliseconds limit) {
+    for (auto deadline = std::chrono::steady_clock::now() + limit;
+         std::chrono::steady_clock::now() < deadline;
+         std::this_thread::sleep_for(std::chrono::milliseconds(20))) {
+      if (Peek().find(text) != std::string::npos) return true;
+    }
+    return Peek().find(text) != std::string::npos;
+  }
+
+ private:
+  std::string Read() {
     std::string text;
     if (FILE* f = std::fopen(path_.str().c_str(), "r")) {
       char buf[4096];
@@ -227,8 +248,6 @@ class StderrCapture {
     }
     return text;
   }
-
- private:
   void Restore() {
     if (saved_ < 0) return;
     std::fflush(stderr);

@@ -288,7 +288,7 @@ TEST(SidecarTest, AReplacedSideFileIsWatchedAgain) {
   std::atomic<bool> ready{false};
   o.on_ready = [&] { ready = true; };
   Sidecar sidecar(o);
-  ::testing::internal::CaptureStderr();
+  StderrCapture log;
   auto run = std::async(std::launch::async, [&] { return sidecar.Run(); });
   StopAtExit stop_run{sidecar};
   for (int i = 0; i < 500 && !ready; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -299,12 +299,12 @@ TEST(SidecarTest, AReplacedSideFileIsWatchedAgain) {
     std::ofstream f(side, std::ios::binary);  // another file of that name
     f << std::string(8, '\0');
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // ten pump ticks
+  // Noticed on a pump tick (every 50 ms here).
+  const bool noticed = log.WaitFor("was replaced: watching the new file", std::chrono::seconds(10));
   sidecar.Stop();
   Status s = run.get();
-  const std::string log = ::testing::internal::GetCapturedStderr();
   EXPECT_TRUE(s.ok()) << s.ToString();
-  EXPECT_NE(log.find("was replaced: watching the new file"), std::string::npos) << log;
+  EXPECT_TRUE(noticed) << log.Text();
 }
 
 // A database deleted, or replaced by another file, while the sidecar serves
@@ -376,6 +376,8 @@ TEST(SidecarTest, TheDebugLevelLogsWhatEachConnectionMoves) {
     for (int i = 0; i < 200 && (rows = hub_db.One("SELECT count(*) FROM t")) != "2"; ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(25));
     }
+    // The ack is logged when it is sent, after the rows are readable.
+    log.WaitFor("sent ack 1", std::chrono::seconds(5));
     spoke.Stop();
     hub.Stop();
     EXPECT_TRUE(spoke_run.get().ok());
