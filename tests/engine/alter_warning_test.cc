@@ -27,6 +27,8 @@ std::vector<std::string> TakeAlterLines() {
 class AlterWarningTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    // Without the log hook every "no warning" check below passes vacuously.
+    ASSERT_TRUE(g_sqlite_log_installed) << "SQLite's log could not be captured";
     db_.Exec("CREATE TABLE todo (id PRIMARY KEY NOT NULL, name, complete);"
              "SELECT crsql_as_crr('todo');"
              "INSERT INTO todo VALUES (1, 'cook', 0), (2, 'walk', 1), (3, 'read', 0);"

@@ -60,6 +60,8 @@ TEST(TrackedPeersTest, ClockIsAReadOnlyAlias) {
   db.Exec("INSERT INTO crsql_tracked_peers (site_id, version, tag, event) VALUES (X'01', 5, 0, 1)");
   EXPECT_EQ(db.One("SELECT clock FROM crsql_tracked_peers"), "5");
   EXPECT_THAT(db.Error("UPDATE crsql_tracked_peers SET clock = 1"), HasSubstr("generated column"));
+  EXPECT_EQ(db.Query("SELECT hex(site_id), version, clock FROM crsql_tracked_peers"),
+            (Rows{{"'01'", "5", "5"}}));
 }
 
 // A database made by cr-sqlite 0.16 has crsql_tracked_peers without the
