@@ -38,7 +38,9 @@ constexpr char kSchema[] =
 // failed by then.
 class Daemon {
  public:
-  Daemon(const std::string& db, bool listen, const std::vector<int>& peers) {
+  // `verbose`: -v (its log tells what each connection receives), else -q
+  // (unless CRSYNCD_VERBOSE is set).
+  Daemon(const std::string& db, bool listen, const std::vector<int>& peers, bool verbose = false) {
     int out[2];
     EXPECT_EQ(pipe(out), 0);
     pid_ = fork();
@@ -47,7 +49,8 @@ class Daemon {
       close(out[0]);
       int log = open(log_.str().c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
       if (log >= 0) dup2(log, 2);
-      std::vector<std::string> args = {CRSYNCD, "run", "--db", db, getenv("CRSYNCD_VERBOSE") ? "-v" : "-q"};
+      std::vector<std::string> args = {CRSYNCD, "run", "--db", db,
+                                       verbose || getenv("CRSYNCD_VERBOSE") ? "-v" : "-q"};
       if (listen) {
         args.push_back("--listen");
         args.push_back("127.0.0.1:0");
@@ -548,8 +551,9 @@ TEST_F(CrsyncdTest, ASecondSignalWhileStoppingIsAbsorbed) {
   a->Exec("COMMIT");
   Daemon da(pa.str(), true, {});
   b->Exec("BEGIN IMMEDIATE");  // the merge waits for this (busy timeout 5 s)
-  Daemon dbd(pb.str(), false, {da.port()});
-  std::this_thread::sleep_for(std::chrono::milliseconds(800));  // connected, merge waiting
+  Daemon dbd(pb.str(), false, {da.port()}, /*verbose=*/true);
+  // Logged just before the merge that now waits for the lock.
+  ASSERT_TRUE(dbd.Logs("received 1 changeset", std::chrono::seconds(10))) << dbd.Log();
   dbd.Signal(SIGINT);
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   ASSERT_TRUE(dbd.Alive()) << "stopped while its merge was still waiting";
