@@ -386,7 +386,9 @@ Status ChangeApplier::Apply(const std::vector<Change>& changes, int64_t tag, int
     CRSYNC_RETURN_IF_ERROR(GuardStatus([&] { return Exec(db, "BEGIN IMMEDIATE"); }));
     s = body();
     if (s.ok()) s = GuardStatus([&] { return Exec(db, "COMMIT"); });
-    if (!s.ok() && !sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+    if (!s.ok() && !sqlite3_get_autocommit(db)) {
+      sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+    }
   } else {
     s = GuardStatus([&] { return InSavepoint(db, "crsync_apply", body); });
   }

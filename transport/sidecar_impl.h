@@ -164,7 +164,7 @@ struct Sidecar::Impl {
   size_t changes_since_trim = 0;
   static constexpr size_t kTrimAfterChanges = 100000;
   std::map<uint64_t, std::unique_ptr<PeerSession>> sessions;    // strand only
-  std::deque<std::unique_ptr<Task>> queue;                                    // loop thread
+  std::deque<std::unique_ptr<Task>> queue;                      // loop thread
   bool busy = false;
   bool pump_queued = false;
   uint64_t next_conn = 1;

@@ -30,8 +30,11 @@ void Sidecar::Impl::Enqueue(Task::Kind kind, uint64_t conn, Message msg, std::st
 void Sidecar::Impl::RunNext() {
   if (busy || queue.empty()) return;
   // What may throw comes before anything is taken from the queue: room
-  // for the messages that may go with the first one (below).
-  if (queue.front()->kind == Task::kMessage) queue.front()->more.reserve(kMaxBatchMessages);
+  // for the messages that will go with the first one (below).
+  if (queue.size() > 1 && queue[0]->kind == Task::kMessage && queue[1]->kind == Task::kMessage &&
+      queue[1]->conn == queue[0]->conn) {
+    queue[0]->more.reserve(kMaxBatchMessages);
+  }
   std::unique_ptr<Task> t = std::move(queue.front());
   queue.pop_front();
   if (t->kind == Task::kPump) pump_queued = false;

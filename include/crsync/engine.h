@@ -110,13 +110,13 @@ class ChangeApplier {
 
   // Merges them all in one transaction (BEGIN IMMEDIATE ... COMMIT; inside
   // a transaction the caller opened, in a savepoint of it, committing
-  // nothing) and records tracked peers (tag `tag`, event 0) once per origin. Each change
-  // is checked as its row is merged (an unknown table or column, a
-  // malformed key or value, a clock out of range): the first bad one fails
-  // the batch, and the status names it ("change N of M"), as it names the
-  // rows a user-table constraint refused. On any error nothing of the batch
-  // remains. `cl` and `seq` are taken from each Change as given (9-column
-  // semantics).
+  // nothing) and records tracked peers (tag `tag`, event 0) once per
+  // origin. Each change is checked as its row is merged (an unknown table
+  // or column, a malformed key or value, a clock out of range): the first
+  // bad one fails the batch, and the status names it ("change N of M"), as
+  // it names the rows a user-table constraint refused. On any error
+  // nothing of the batch remains. `cl` and `seq` are taken from each
+  // Change as given (9-column semantics).
   // *impacted, if not null, receives how many changes modified local state.
   Status Apply(const std::vector<Change>& changes, int64_t tag = 0, int64_t* impacted = nullptr);
 

@@ -273,10 +273,9 @@ TEST(CrsyncdCliTest, AnUnreachablePeerAndAnEmptyDatabaseAreReported) {
   TestDb(made.str()).Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL)");  // no CRR
   // Port 1 on loopback: nothing listens, every dial is refused at once. (4 s:
   // a SIGINT before crsyncd handles it, on a loaded machine, kills it.)
-  FILE* p = popen(("timeout --preserve-status -s INT 4 " + std::string(CRSYNCD) + " run -q --db " + made.str() +
-                   " --peer 127.0.0.1:1 2>&1")
-                      .c_str(),
-                  "r");
+  const std::string cmd = "timeout --preserve-status -s INT 4 " + std::string(CRSYNCD) +
+                          " run -q --db " + made.str() + " --peer 127.0.0.1:1 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
   ASSERT_NE(p, nullptr);
   std::string out;
   char buf[512];
@@ -405,7 +404,8 @@ TEST(CrsyncdCliTest, ForgetDropsOnlyThatPeersCursors) {
   }
   auto peers = [&] {
     TestDb db(path.str());
-    return db.Query("SELECT hex(site_id), version, tag, event FROM crsql_tracked_peers ORDER BY 1, 3");
+    return db.Query(
+        "SELECT hex(site_id), version, tag, event FROM crsql_tracked_peers ORDER BY 1, 3");
   };
   const Rows peers_before = peers();
   out = RunCrsyncd("forget --db " + path.str() + " --site " + gone, &code);

@@ -84,7 +84,9 @@ class Daemon {
   }
   ~Daemon() {
     Stop(SIGTERM);
-    if (::testing::Test::HasFailure()) std::fprintf(stderr, "--- crsyncd log ---\n%s", Log().c_str());
+    if (::testing::Test::HasFailure()) {
+      std::fprintf(stderr, "--- crsyncd log ---\n%s", Log().c_str());
+    }
   }
   // What it logged so far.
   std::string Log() const {

@@ -216,7 +216,9 @@ TEST_F(VfsTest, ReplacingTheCallbackDoesNotWaitForCallsOfTheNewOne) {
               // the new one is entered, however long the setter takes.
               std::thread second([&] {
                 Exec(dbb.get(), "CREATE TABLE t (a)").IgnoreError();
-                while (!new_gate.Entered()) Exec(dbb.get(), "INSERT INTO t VALUES (1)").IgnoreError();
+                while (!new_gate.Entered()) {
+                  Exec(dbb.get(), "INSERT INTO t VALUES (1)").IgnoreError();
+                }
               });
               new_gate.AwaitEntered();
               old_gate.Release();
