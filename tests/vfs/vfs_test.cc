@@ -263,6 +263,19 @@ TEST_F(VfsTest, LibuvWatcherWakesOnEachCommit) {
     }
     _exit(0);
   }
+  // A failed ASSERT below must not leave the writer waiting on `go`.
+  struct Reap {
+    pid_t pid;
+    int fds[2];
+    ~Reap() {
+      if (pid > 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, nullptr, 0);
+      }
+      for (int fd : fds) close(fd);
+    }
+  } reap{writer, {go[0], go[1]}};
+  ASSERT_GT(writer, 0);
   struct Watch {
     std::string db;
     uint64_t start = 0, last = 0;
@@ -303,10 +316,10 @@ TEST_F(VfsTest, LibuvWatcherWakesOnEachCommit) {
   EXPECT_EQ(uv_loop_close(&loop), 0);
   int status = 0;
   waitpid(writer, &status, 0);
+  reap.pid = -1;
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   EXPECT_EQ(w.last - w.start, static_cast<uint64_t>(kCommits));
   EXPECT_GE(w.wakeups, kCommits / 2);  // inotify may coalesce back-to-back events
-  for (int fd : {go[0], go[1]}) close(fd);
 }
 
 // Without a watcher re-arming it, commits write the touch byte once: the
