@@ -340,10 +340,9 @@ TEST(ConvergencePropertyTest, BulkWritesThroughChangeApplier) {
           reps[i]->One("SELECT count(*) FROM t__crsync_feed WHERE substr(pk, 1, 1) = x'00'"));
     }
   }
-  // The dense-window paths did run.
-  if (seeds.size() >= 5) {
-    EXPECT_GT(ranges, 0);
-  }
+  // The dense-window paths did run (every seed's loads make some: the
+  // first seed alone, as sanitizer builds run it, does).
+  EXPECT_GT(ranges, 0);
 }
 
 }  // namespace
