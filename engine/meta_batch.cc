@@ -224,15 +224,22 @@ void MetaBatch::AddToBuffers(std::string_view pk, const RowMeta& before, const R
   AddFeedChanges(m.pk, before, after, &runs_, &feed_del_, &feed_add_);
 }
 
-Status MetaBatch::StoreNew(Crr* crr, const std::vector<std::string_view>& keys,
-                           const std::function<void(size_t, RowMeta*)>& fill) {
+Status MetaBatch::StoreNew(Crr* crr, const std::vector<std::string_view>& keys, int64_t dbv,
+                           int64_t first_seq) {
   ClearBuffers();
-  for (size_t i = 0; i < keys.size(); ++i) {
-    fresh_.sentinel = Clock{};
-    fresh_.cols.assign(crr->slots(), Clock{});
-    fill(i, &fresh_);
-    NormalizeRuns(&fresh_);
-    AddToBuffers(keys[i], empty_, fresh_, false);
+  const size_t slots = crr->slots();
+  const int64_t per_row = static_cast<int64_t>(std::max<size_t>(slots, 1));
+  inserts_.rows.reserve(keys.size());
+  feed_add_.rows.reserve(keys.size());
+  int64_t seq = first_seq;
+  for (std::string_view key : keys) {
+    // What AddToBuffers would make of the fresh RowMeta: its blob, and its
+    // one feed run (every record at dbv; the run is the smallest seq).
+    RowBuf::Row& m = inserts_.rows.emplace_back();
+    m.pk.assign(key);
+    EncodeFreshRowMeta(slots, dbv, seq, &m.meta);
+    feed_add_.rows.push_back(RowBuf::Row{m.pk, {}, dbv, seq});
+    seq += per_row;
   }
   // Ascending keys above every stored one: nothing lies between them.
   SortRows(&feed_add_, FeedKeyLess);

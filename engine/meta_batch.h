@@ -64,10 +64,13 @@ class MetaBatch {
   void Put(const Crr& crr, std::string_view pk, const RowMeta& before, const RowMeta& after,
            bool stored, const RowWrite* user = nullptr);
   // Stores rows new to `crr` at once, bypassing the held rows (a bulk
-  // load's fast path): fill(i, &meta) gives the metadata of keys[i].
+  // load's fast path), each with fresh local clocks at `dbv`: keys[i]'s
+  // columns (a pk-only CRR: its sentinel, cl 1) at col_version 1, seqs
+  // first_seq + i * max(slots, 1) onwards (EncodeFreshRowMeta). The
+  // caller's seq counter moves past them.
   // REQUIRES: nothing held; keys ascending, none with stored metadata.
-  Status StoreNew(Crr* crr, const std::vector<std::string_view>& keys,
-                  const std::function<void(size_t, RowMeta*)>& fill);
+  Status StoreNew(Crr* crr, const std::vector<std::string_view>& keys, int64_t dbv,
+                  int64_t first_seq);
   // User-row writes of a batch merge, held with the metadata and written
   // by the caller (UserWriter, in the order their rows were first put)
   // before Flush() stores the metadata. A row put twice has the writes
@@ -148,7 +151,6 @@ class MetaBatch {
   FeedRunScratch runs_;
   std::vector<DenseSpan> dense_;
   std::vector<int64_t> crr_ids_;
-  RowMeta fresh_, empty_;
 };
 
 }  // namespace crsync

@@ -117,6 +117,25 @@ void EncodeRowMeta(const RowMeta& meta, std::string* out) {
     if (meta.cols[i].present) put(i + 1, meta.cols[i]);
 }
 
+void EncodeFreshRowMeta(size_t slots, int64_t dbv, int64_t first_seq, std::string* out) {
+  out->clear();
+  // The first record against the "previous" before it (slot 0, db_version
+  // 0, seq -1, site 0); each later one is the next slot, same version,
+  // next seq, same site, col_version 1: one byte.
+  unsigned head = (1u << 4) | kSameSite;
+  if (slots > 0) head |= kNextSlot;  // slot 1; a pk-only row's sentinel is slot 0
+  if (dbv == 0) head |= kSameDbv;
+  if (first_seq == 0) head |= kNextSeq;
+  out->push_back(static_cast<char>(head));
+  if (slots == 0) PutVarint(0, out);
+  if (dbv != 0) PutVarint(static_cast<uint64_t>(dbv), out);
+  if (first_seq != 0) PutVarint(static_cast<uint64_t>(first_seq), out);
+  if (slots > 1) {
+    const unsigned next = (1u << 4) | kNextSlot | kSameDbv | kNextSeq | kSameSite;
+    out->append(slots - 1, static_cast<char>(next));
+  }
+}
+
 namespace {
 
 // Walks the records of an encoded blob, calling fn(slot, clock) for each

@@ -71,6 +71,12 @@ void FeedRuns(const RowMeta& meta, std::vector<FeedRun>* out);
 
 // Encodes `meta` into *out (replacing its contents).
 void EncodeRowMeta(const RowMeta& meta, std::string* out);
+// The same for a row new to this database, written locally: every column
+// (a pk-only CRR: the sentinel, cl 1) at col_version 1 and `dbv`, with
+// seqs first_seq, first_seq + 1, ... in slot order. Byte for byte what
+// EncodeRowMeta gives for that RowMeta, without building it (a bulk
+// load's path).
+void EncodeFreshRowMeta(size_t slots, int64_t dbv, int64_t first_seq, std::string* out);
 
 // Decodes `blob` into *meta, which gets at least `slots` column entries.
 // Records for slots >= `slots` are dropped (a column removed by an alter).

@@ -38,14 +38,10 @@ Status StoreFreshRows(ConnEngine* e, Crr* crr, MetaBatch* batch, const WriteLog&
   std::vector<std::string_view> keys;
   keys.reserve(end - start);
   for (size_t i = start; i < end; ++i) keys.push_back(log[i].key);
-  const size_t slots = crr->slots();
-  CRSYNC_RETURN_IF_ERROR(batch->StoreNew(crr, keys, [&](size_t, RowMeta* m) {
-    if (slots == 0) {
-      StampLocal(&m->sentinel, 1, dbv, e->TakeSeq());  // pk-only: the sentinel, cl 1
-    } else {
-      for (Clock& c : m->cols) StampLocal(&c, 1, dbv, e->TakeSeq());
-    }
-  }));
+  const int64_t first_seq = e->PeekSeq();
+  CRSYNC_RETURN_IF_ERROR(batch->StoreNew(crr, keys, dbv, first_seq));
+  const int64_t seqs = static_cast<int64_t>(keys.size() * std::max<size_t>(crr->slots(), 1));
+  while (e->PeekSeq() < first_seq + seqs) e->TakeSeq();
   *done = true;
   return Status::OK();
 }
