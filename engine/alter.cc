@@ -278,7 +278,7 @@ class Migration {
         // gets all of it: every column, or the sentinel of a pk-only table.
         int64_t seq = e_->PeekSeq();
         StampWholeRow(&after, &seq);
-        while (e_->PeekSeq() < seq) e_->TakeSeq();
+        e_->TakeSeqsBelow(seq);
       } else if (after.sentinel.present && after.sentinel.col_version % 2 == 0) {
         // A row inserted again between begin and commit (no trigger saw
         // it) over its tombstone. Taken literally, (d) would give a deleted
@@ -337,7 +337,7 @@ class Migration {
       CRSYNC_RETURN_IF_ERROR(crr_.InsertNewMeta(key, std::move(meta), &inserted));
       if (inserted) {
         ++unrecorded_inserts_;
-        while (e_->PeekSeq() < seq) e_->TakeSeq();
+        e_->TakeSeqsBelow(seq);
       }
     }
     if (rc != SQLITE_DONE) return SqliteError(db_, rc);

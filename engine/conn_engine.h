@@ -79,6 +79,10 @@ class ConnEngine {
     if (!capture_joined_) seq_ = 0;
   }
   int64_t PeekSeq() const { return seq_; }
+  // Marks every seq below `end` taken (bulk paths that stamp many at once).
+  void TakeSeqsBelow(int64_t end) {
+    if (seq_ < end) seq_ = end;
+  }
 
   bool sync_bit() const { return sync_bit_; }
   // Whether main stores text as UTF-16 (PRAGMA encoding, read at open).

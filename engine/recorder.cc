@@ -77,7 +77,7 @@ class Recorder {
       bool inserted;
       CRSYNC_RETURN_IF_ERROR(crr_->InsertNewMeta(key, std::move(fresh), &inserted));
       if (inserted) {
-        while (e_->PeekSeq() < seq) e_->TakeSeq();
+        e_->TakeSeqsBelow(seq);
         return Status::OK();
       }
     }

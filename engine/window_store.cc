@@ -41,7 +41,7 @@ Status StoreFreshRows(ConnEngine* e, Crr* crr, MetaBatch* batch, const WriteLog&
   const int64_t first_seq = e->PeekSeq();
   CRSYNC_RETURN_IF_ERROR(batch->StoreNew(crr, keys, dbv, first_seq));
   const int64_t seqs = static_cast<int64_t>(keys.size() * std::max<size_t>(crr->slots(), 1));
-  while (e->PeekSeq() < first_seq + seqs) e->TakeSeq();
+  e->TakeSeqsBelow(first_seq + seqs);
   *done = true;
   return Status::OK();
 }
@@ -160,7 +160,7 @@ Status StoreUpdatedRows(ConnEngine* e, Crr* crr, const WriteLog& log, size_t sta
   CRSYNC_RETURN_IF_ERROR(crr->RewriteMetaRange(log[start].key, log[end - 1].key,
                                                2 * static_cast<int64_t>(n) + 16, &walk, &walked));
   if (!walked) return Status::OK();
-  while (e->PeekSeq() < first_seq + walk.seqs()) e->TakeSeq();
+  e->TakeSeqsBelow(first_seq + walk.seqs());
   for (RowBuf* b : {&walk.feed_del(), &walk.feed_add()}) {
     if (!std::is_sorted(b->rows.begin(), b->rows.end(), FeedKeyLess))
       std::sort(b->rows.begin(), b->rows.end(), FeedKeyLess);
