@@ -152,6 +152,18 @@ inline void ClimbBackAfterRollbackTo(TestDb& db, const std::string& savepoint) {
   ASSERT_EQ(std::stoll(db.One("PRAGMA schema_version")), seen);
 }
 
+// Polls `done` every 20 ms until it holds or `limit` has passed; returns
+// its last answer.
+template <typename Pred>
+bool WaitUntil(Pred&& done, std::chrono::milliseconds limit) {
+  for (auto deadline = std::chrono::steady_clock::now() + limit;
+       std::chrono::steady_clock::now() < deadline;
+       std::this_thread::sleep_for(std::chrono::milliseconds(20))) {
+    if (done()) return true;
+  }
+  return done();
+}
+
 // What a rejected write must leave as it was: the rows of `tables`, every
 // change crsql_changes lists, the tracked peers and the committed version
 // (compare a call before with one after).
@@ -229,12 +241,7 @@ class StderrCapture {
   }
   // Waits (bounded) until what was written holds `text`.
   bool WaitFor(const std::string& text, std::chrono::milliseconds limit) {
-    for (auto deadline = std::chrono::steady_clock::now() + limit;
-         std::chrono::steady_clock::now() < deadline;
-         std::this_thread::sleep_for(std::chrono::milliseconds(20))) {
-      if (Peek().find(text) != std::string::npos) return true;
-    }
-    return Peek().find(text) != std::string::npos;
+    return WaitUntil([&] { return Peek().find(text) != std::string::npos; }, limit);
   }
 
  private:

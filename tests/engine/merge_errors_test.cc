@@ -19,10 +19,8 @@ class MergeErrorsTest : public ::testing::Test {
   }
   // Everything a failed change could have touched.
   Rows Snapshot() {
-    Rows all = db_.Query("SELECT * FROM todo ORDER BY id");
-    for (auto& q : {"SELECT * FROM s", "SELECT \"table\", hex(pk), cid, val, col_version, db_version, "
-                    "quote(site_id), cl, seq FROM crsql_changes",
-                    "SELECT * FROM crsql_tracked_peers", "SELECT * FROM crsql_site_id",
+    Rows all = CrrState(db_, {"todo", "s"});
+    for (auto& q : {"SELECT * FROM crsql_site_id",
                     "SELECT crsql_rows_impacted(), crsql_internal_sync_bit()",
                     "SELECT count(*) FROM todo__crsync_rows", "SELECT count(*) FROM todo__crsync_feed"}) {
       Rows r = db_.Query(q);

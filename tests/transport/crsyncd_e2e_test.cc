@@ -95,11 +95,7 @@ class Daemon {
   }
   // Waits (bounded) until its log holds `text`.
   bool Logs(const std::string& text, std::chrono::milliseconds limit) const {
-    for (auto deadline = Clock::now() + limit; Clock::now() < deadline;
-         std::this_thread::sleep_for(std::chrono::milliseconds(20))) {
-      if (Log().find(text) != std::string::npos) return true;
-    }
-    return Log().find(text) != std::string::npos;
+    return WaitUntil([&] { return Log().find(text) != std::string::npos; }, limit);
   }
   // Sends SIGTERM and waits at most `limit` for a clean exit; a daemon still
   // running then is killed (SIGKILL) and this returns false.
