@@ -39,8 +39,12 @@ class ConnEngine {
   // loads or creates the site id and config, installs commit/rollback hooks.
   static Status Open(sqlite3* db, std::unique_ptr<ConnEngine>* out);
   ~ConnEngine();
-  // The engine installed on `db`, or nullptr.
+  // The engine installed on `db`, or nullptr. An engine whose
+  // installation failed half way (crsync_engine_init ran out of memory) is
+  // found too, with installed() false: a later call finishes it.
   static ConnEngine* Find(sqlite3* db);
+  bool installed() const { return installed_; }
+  void MarkInstalled() { installed_ = true; }
 
   sqlite3* db() const { return db_; }
   const std::string& site_id() const { return site_id_; }
@@ -366,6 +370,7 @@ class ConnEngine {
   MetaBatch local_batch_;
   StmtPtr capture_join_;
   bool close_watch_lost_ = false;  // see CloseWatchDisconnected
+  bool installed_ = false;         // every registration of init succeeded
   int capture_join_prepares_ = 0;  // its SQLITE_STMTSTATUS_REPREPARE, last seen
   bool names_checked_ = false;     // CheckReservedNames passed at that prepare
 };

@@ -24,24 +24,29 @@ int Init(sqlite3* db, char** err_msg) {
     SetErr(err_msg, "crsync: crsync_engine_init needs a connection (db is NULL)");
     return SQLITE_MISUSE;
   }
-  if (ConnEngine::Find(db)) return SQLITE_OK;  // already installed
-  std::unique_ptr<ConnEngine> engine;
-  Status s = ConnEngine::Open(db, &engine);
-  if (!s.ok()) {
-    // (Messages that name crsync already are not prefixed twice.)
-    SetErr(err_msg, s.message().rfind("crsync: ", 0) == 0 ? s.message() : "crsync: " + s.message());
-    return s.sqlite_code();
-  }
-  // Owned by the connection from here (deleted now if this fails).
-  ConnEngine* e = engine.get();
-  int rc = RegisterEngineOwner(db, engine.release());
-  if (rc != SQLITE_OK) {
-    SetErr(err_msg, "crsync: cannot register functions");
-    return rc;
+  ConnEngine* e = ConnEngine::Find(db);
+  if (e && e->installed()) return SQLITE_OK;  // already installed
+  if (!e) {
+    std::unique_ptr<ConnEngine> engine;
+    Status s = ConnEngine::Open(db, &engine);
+    if (!s.ok()) {
+      // (Messages that name crsync already are not prefixed twice.)
+      SetErr(err_msg,
+             s.message().rfind("crsync: ", 0) == 0 ? s.message() : "crsync: " + s.message());
+      return s.sqlite_code();
+    }
+    // Owned by the connection from here (deleted now if this fails).
+    e = engine.get();
+    int rc = RegisterEngineOwner(db, engine.release());
+    if (rc != SQLITE_OK) {
+      SetErr(err_msg, "crsync: cannot register functions");
+      return rc;
+    }
   }
   // A failure from here leaves the engine half installed, owned by the
   // connection: its statements go now, so that sqlite3_close() succeeds
-  // (crsql_changes, whose disconnection releases them, may not be there).
+  // (crsql_changes, whose disconnection releases them, may not be there),
+  // and a later call registers everything again on the same engine.
   struct ReleaseOnFailure {
     ConnEngine* e;
     bool failed = true;
@@ -49,7 +54,7 @@ int Init(sqlite3* db, char** err_msg) {
       if (failed) e->ReleaseStatements();
     }
   } release{e};
-  rc = RegisterFunctions(db, e);
+  int rc = RegisterFunctions(db, e);
   if (rc != SQLITE_OK) {
     SetErr(err_msg, "crsync: cannot register functions");
     return rc;
@@ -76,6 +81,7 @@ int Init(sqlite3* db, char** err_msg) {
     return cs.sqlite_code();
   }
   release.failed = false;
+  e->MarkInstalled();
   return SQLITE_OK;
 }
 

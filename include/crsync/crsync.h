@@ -23,7 +23,8 @@ extern "C" {
  * functions and the crsql_changes virtual table. Returns an SQLite result
  * code (SQLITE_MISUSE for a NULL db); on failure *err_msg (if not NULL)
  * receives a message to be freed with sqlite3_free. Installing twice on one
- * connection is harmless. On a read-only connection to a database crsync
+ * connection is harmless; after a failure (out of memory half way), calling
+ * it again finishes the installation. On a read-only connection to a database crsync
  * never set up, it installs (the database opens as usual) but the engine's
  * functions and crsql_changes fail, saying so, until a writable connection
  * has set the database up. */
