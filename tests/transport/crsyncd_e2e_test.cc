@@ -486,6 +486,8 @@ int ListenLoopback(int backlog, int* port) {
 
 // A peer that accepts and at once hangs up: each dial "works", then fails.
 // The daemon must back off (100 ms doubling), not redial ten times a second.
+// Judged by the gaps between dials, which a loaded machine only lengthens:
+// each must be at least half its nominal delay.
 TEST_F(CrsyncdTest, PeerThatHangsUpAtOnceIsRedialledWithBackoff) {
   TempPath pa;
   auto a = NewNode(&pa);
@@ -493,22 +495,27 @@ TEST_F(CrsyncdTest, PeerThatHangsUpAtOnceIsRedialledWithBackoff) {
   int lfd = ListenLoopback(16, &port);
   ASSERT_GE(lfd, 0);
   Daemon da(pa.str(), false, {port});
-  int accepted = 0;
-  auto deadline = Clock::now() + std::chrono::milliseconds(3000);
-  while (Clock::now() < deadline) {
+  std::vector<Clock::time_point> dials;
+  const auto deadline = Clock::now() + std::chrono::seconds(20);
+  while (dials.size() < 5 && Clock::now() < deadline) {
     pollfd p{lfd, POLLIN, 0};
     if (poll(&p, 1, 50) > 0) {
       int fd = accept(lfd, nullptr, nullptr);
       if (fd >= 0) {
-        ++accepted;
+        dials.push_back(Clock::now());
         close(fd);
       }
     }
   }
   close(lfd);
-  // 100 + 200 + 400 + 800 + 1600 ms: about five dials in three seconds.
-  EXPECT_GE(accepted, 2) << "the daemon stopped redialling";
-  EXPECT_LE(accepted, 7) << "the daemon redialled without backing off";
+  // 100 + 200 + 400 + 800 ms of delays: five dials in 1.5 s unloaded.
+  ASSERT_EQ(dials.size(), 5u) << "the daemon stopped redialling";
+  for (size_t i = 1; i < dials.size(); ++i) {
+    const auto gap =
+        std::chrono::duration_cast<std::chrono::milliseconds>(dials[i] - dials[i - 1]).count();
+    EXPECT_GE(gap, 50 << (i - 1)) << "dial " << i << " came " << gap
+                                  << " ms after the one before: no backoff";
+  }
 }
 
 // A dial whose SYN is never answered (the peer's accept queue is full) must
@@ -532,7 +539,9 @@ TEST_F(CrsyncdTest, SigtermDuringAnUnansweredDialExitsPromptly) {
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   Daemon da(pa.str(), false, {port});
   std::this_thread::sleep_for(std::chrono::milliseconds(300));  // dialling now
-  EXPECT_TRUE(da.StopsWithin(std::chrono::seconds(3)));
+  // The kernel would hold the dial for about two minutes; a daemon that
+  // waits for it misses this bound by far, a loaded machine does not.
+  EXPECT_TRUE(da.StopsWithin(std::chrono::seconds(10)));
   for (int fd : fillers) close(fd);
   close(lfd);
 }
