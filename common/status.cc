@@ -4,12 +4,17 @@
 
 namespace crsync {
 
+const std::string& Status::EmptyMessage() noexcept {
+  static const std::string* const empty = new std::string();
+  return *empty;
+}
+
 int Status::sqlite_code() const noexcept {
-  switch (code_) {
+  switch (code()) {
     case Code::kOk:
       return SQLITE_OK;
     case Code::kSqlite:
-      return rc_;
+      return rep_->rc;
     case Code::kNotFound:
       return SQLITE_NOTFOUND;
     case Code::kCorruption:
@@ -26,7 +31,7 @@ int Status::sqlite_code() const noexcept {
 
 std::string Status::ToString() const {
   const char* name = "Unknown";
-  switch (code_) {
+  switch (code()) {
     case Code::kOk:
       return "OK";
     case Code::kNotFound:
@@ -52,15 +57,15 @@ std::string Status::ToString() const {
       break;
   }
   std::string out(name);
-  if (code_ == Code::kSqlite) {
+  if (rep_->code == Code::kSqlite) {
     out += " (";
-    out += std::to_string(rc_);
+    out += std::to_string(rep_->rc);
     out += " ";
-    out += sqlite3_errstr(rc_);
+    out += sqlite3_errstr(rep_->rc);
     out += ")";
   }
   out += ": ";
-  out += msg_;
+  out += rep_->msg;
   return out;
 }
 
@@ -68,8 +73,8 @@ Status Status::WithContext(std::string_view prefix) const {
   if (ok()) return *this;
   std::string msg(prefix);
   msg += ": ";
-  msg += msg_;
-  return Status(code_, rc_, msg);
+  msg += rep_->msg;
+  return Status(rep_->code, rep_->rc, msg);
 }
 
 }  // namespace crsync

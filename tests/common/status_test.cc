@@ -39,6 +39,30 @@ TEST(StatusTest, WithContextPrefixesMessageAndKeepsCode) {
   EXPECT_TRUE(Status::OK().WithContext("ignored").ok());
 }
 
+// Copies are deep (each owns its error), moves hand the error over and
+// leave an OK status behind.
+TEST(StatusTest, CopiesAreIndependentAndMovesLeaveOk) {
+  Status a = Status::Sqlite(SQLITE_BUSY, "database is locked");
+  Status b = a;
+  EXPECT_EQ(b.code(), Status::Code::kSqlite);
+  EXPECT_EQ(b.sqlite_code(), SQLITE_BUSY);
+  EXPECT_EQ(b.message(), "database is locked");
+  b = Status::NotFound("gone");  // a is untouched
+  EXPECT_EQ(a.message(), "database is locked");
+  Status c = std::move(a);
+  EXPECT_EQ(c.sqlite_code(), SQLITE_BUSY);
+  EXPECT_TRUE(a.ok());  // NOLINT(bugprone-use-after-move): moved-from is OK
+  EXPECT_EQ(a.message(), "");
+  c = b;
+  EXPECT_EQ(c.code(), Status::Code::kNotFound);
+  c = c;  // self-assignment keeps it
+  EXPECT_EQ(c.message(), "gone");
+  c = Status::OK();
+  EXPECT_TRUE(c.ok());
+  EXPECT_EQ(c.code(), Status::Code::kOk);
+  EXPECT_EQ(c.message(), "");
+}
+
 TEST(StatusTest, IsOkMatcherDescribesFailure) {
   Status bad = Status::InvalidArgument("nope");
   ::testing::StringMatchResultListener listener;
