@@ -249,6 +249,9 @@ void ConnEngine::ReloadConfig() noexcept {
   // On any failure (out of memory too) it keeps the value it has, and is
   // tried again after the next rollback.
   GuardVoidCall([&] {
+    // Taken first: a commit by another connection after it makes the
+    // next question read again.
+    const unsigned dv = DataVersion();
     StmtPtr cfg;
     if (!Prepare(db_, "SELECT value FROM main.crsql_master WHERE key = 'config.merge-equal-values'",
                  &cfg).ok()) {
@@ -257,7 +260,10 @@ void ConnEngine::ReloadConfig() noexcept {
     int rc = sqlite3_step(cfg.get());
     if (rc == SQLITE_ROW) merge_equal_values_ = sqlite3_column_int64(cfg.get(), 0);
     if (rc == SQLITE_DONE) merge_equal_values_ = 0;
-    if (rc == SQLITE_ROW || rc == SQLITE_DONE) config_stale_ = false;
+    if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
+      config_stale_ = false;
+      config_data_version_ = dv;
+    }
   });
 }
 

@@ -127,9 +127,13 @@ class ConnEngine {
     if (v == 0) txn_first_ = 0;
   }
   // The merge-equal-values setting as set (only 1 enables it, §16);
-  // re-read after a rollback (which may have undone a crsql_config_set).
+  // re-read after a rollback (which may have undone a crsql_config_set),
+  // and after another connection committed (which may have set it: a
+  // sidecar's connection then breaks ties as the application's set).
+  // Asked only for ties and crsql_config_get, so the check (PRAGMA
+  // data_version) stays off the merge's usual path.
   int64_t merge_equal_values_setting() {
-    if (config_stale_) ReloadConfig();
+    if (config_stale_ || DataVersion() != config_data_version_) ReloadConfig();
     return merge_equal_values_;
   }
   bool merge_equal_values() { return merge_equal_values_setting() == 1; }
@@ -332,6 +336,7 @@ class ConnEngine {
   uint64_t txn_serial_ = 0;
   int64_t merge_equal_values_ = 0;
   bool config_stale_ = false;
+  unsigned config_data_version_ = ~0u;  // DataVersion() when the config was read
   void ReloadConfig() noexcept;
   int64_t rows_impacted_ = 0;
   SqlHook* remap_hook_ = nullptr;

@@ -332,6 +332,39 @@ TEST(ConfigTest, OnlyOneEnablesMergeEqualValues) {
   }
 }
 
+// A setting another connection commits is in effect on this one from its
+// next transaction: a sidecar's long-lived connection breaks ties as the
+// application's connection set it, without reopening.
+TEST(ConfigTest, ASettingCommittedByAnotherConnectionTakesEffectHere) {
+  TempPath path;
+  TestDb app(path.str());
+  app.Exec("PRAGMA journal_mode = WAL;"  // the merger's open read does not block the app
+           "CREATE TABLE t (id PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t');"
+           "INSERT INTO t VALUES (1, 'same'), (2, 'same');");
+  TestDb merger(path.str());
+  const std::string tie =
+      "INSERT INTO crsql_changes VALUES ('t', crsql_pack_columns(?), 'v', 'same', 1, 5, "
+      "X'ffffffffffffffffffffffffffffffff')";
+  auto winner = [&](int id) {
+    return merger.One("SELECT site_id = X'ffffffffffffffffffffffffffffffff' FROM crsql_changes "
+                      "WHERE cid = 'v' AND pk = crsql_pack_columns(" + std::to_string(id) + ")");
+  };
+  EXPECT_EQ(merger.One("SELECT crsql_config_get('merge-equal-values')"), "0");
+  merger.Exec(std::string(tie).replace(tie.find('?'), 1, "1"));
+  EXPECT_EQ(winner(1), "0");  // off: the equal value leaves the row alone
+  app.Exec("SELECT crsql_config_set('merge-equal-values', 1)");
+  EXPECT_EQ(merger.One("SELECT crsql_config_get('merge-equal-values')"), "1");
+  merger.Exec(std::string(tie).replace(tie.find('?'), 1, "2"));
+  EXPECT_EQ(winner(2), "1");  // on: the larger site id wins the tie
+  // And back, with the merger's transaction open across the change: it
+  // keeps what it read until it ends.
+  merger.Exec("BEGIN; SELECT crsql_config_get('merge-equal-values');");
+  app.Exec("SELECT crsql_config_set('merge-equal-values', 0)");
+  EXPECT_EQ(merger.One("SELECT crsql_config_get('merge-equal-values')"), "1");
+  merger.Exec("COMMIT");
+  EXPECT_EQ(merger.One("SELECT crsql_config_get('merge-equal-values')"), "0");
+}
+
 // A malformed crsync_crrs row fails the catalog's refresh with an error and
 // leaves the CRRs it already knew working.
 TEST(CatalogTest, AMalformedCatalogRowFailsTheRefreshAndChangesNothing) {
