@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <chrono>
+#include <ostream>
 #include <thread>
 #include <string>
 #include <vector>
@@ -20,6 +21,10 @@
 #include "crsync/status.h"
 
 namespace crsync {
+
+// How GoogleTest prints a Status (found by argument-dependent lookup):
+// "OK" or its code and message, instead of its bytes.
+inline void PrintTo(const Status& s, std::ostream* os) { *os << s.ToString(); }
 
 // Matches an OK Status and prints a failing one in full.
 MATCHER(IsOk, "") {

@@ -63,6 +63,11 @@ TEST(StatusTest, CopiesAreIndependentAndMovesLeaveOk) {
   EXPECT_EQ(c.message(), "");
 }
 
+TEST(StatusTest, GoogleTestPrintsAStatusAsText) {
+  EXPECT_EQ(::testing::PrintToString(Status::OK()), "OK");
+  EXPECT_EQ(::testing::PrintToString(Status::Corruption("bad byte")), "Corruption: bad byte");
+}
+
 TEST(StatusTest, IsOkMatcherDescribesFailure) {
   Status bad = Status::InvalidArgument("nope");
   ::testing::StringMatchResultListener listener;
