@@ -247,7 +247,7 @@ Status ConnEngine::WriteBootstrap() {
 
 void ConnEngine::ReloadConfig() noexcept {
   // On any failure (out of memory too) it keeps the value it has, and is
-  // tried again after the next rollback.
+  // tried again at the next question (nothing marks it read).
   GuardVoidCall([&] {
     // Taken first: a commit by another connection after it makes the
     // next question read again.
