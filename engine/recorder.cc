@@ -219,14 +219,33 @@ Status FindCrr(ConnEngine* e, int64_t id, Crr** out) {
   return Status::OK();
 }
 
+// The fewest captured rows, all new and above every stored key, that a
+// short log stores with StoreFreshRows rather than row by row (callgrind:
+// 2 rows already cost less that way).
+constexpr size_t kMinFreshRows = 2;
+
 // ConnEngine's flusher: turns the captured writes not stored yet into
 // metadata, in order (seqs are taken as they are replayed, so they follow
 // the write order).
 Status ReplayLocalWrites(ConnEngine* e) {
   const WriteLog& log = e->local_writes();
   const size_t first = e->flushed_writes();
-  // A short log goes row by row (the bulk statements would cost more).
+  // A short log goes row by row (the bulk statements would cost more),
+  // unless it only adds rows above every stored key (a small transaction
+  // of an app appending rows): StoreFreshRows stores those in one go,
+  // for less than two rows' single statements.
   if (log.size() - first < MetaBatch::kMinBulk) {
+    if (log.size() - first >= kMinFreshRows && AscendingInserts(log, first, log.size())) {
+      Crr* crr;
+      bool done = false;
+      Status f = FindCrr(e, log[first].crr_id, &crr);
+      if (f.ok()) f = StoreFreshRows(e, crr, &e->local_batch(), log, first, log.size(), &done);
+      if (!f.ok()) {
+        e->local_batch().Clear();
+        return f;
+      }
+      if (done) return Status::OK();
+    }
     Recorder recorder(e, nullptr);
     for (size_t i = first; i < log.size(); ++i) {
       const LocalWrite w = log[i];

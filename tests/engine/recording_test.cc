@@ -524,6 +524,46 @@ TEST(RecordingTest, BulkLoadsGetFreshClocksInWriteOrder) {
   }
 }
 
+// Small transactions whose captured part (past the first four writes) adds
+// a few rows above every stored key take StoreFreshRows' one-go path; rows
+// added between stored keys, or in descending order, go row by row. Every
+// way, each row gets fresh clocks at its transaction's version, seqs in
+// write order, and one feed entry.
+TEST(RecordingTest, SmallTransactionsOfNewRowsGetFreshClocksInWriteOrder) {
+  TestDb db;
+  db.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, b, c); SELECT crsql_as_crr('t');"
+          "INSERT INTO t VALUES (1000, 'x', 0);");
+  struct Txn {
+    int first, rows, step;
+  };
+  // Above every key, ascending (5 to 9 rows); between stored keys; descending.
+  const std::vector<Txn> txns = {{2000, 5, 1}, {2100, 6, 1}, {2200, 9, 1}, {100, 7, 1},
+                                 {2400, 8, -1}};
+  for (const Txn& t : txns) {
+    db.Exec("BEGIN");
+    for (int k = 0; k < t.rows; ++k) {
+      const int id = t.first + k * t.step;
+      db.Exec("INSERT INTO t VALUES (" + std::to_string(id) + ", 'b', " + std::to_string(k) + ")");
+    }
+    db.Exec("COMMIT");
+  }
+  for (size_t n = 0; n < txns.size(); ++n) {
+    const Txn& t = txns[n];
+    SCOPED_TRACE("transaction " + std::to_string(n));
+    const std::string dbv = std::to_string(n + 2);
+    // The row written k-th (c = k) has seqs 2k (b) and 2k + 1 (c).
+    EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes x JOIN t ON x.pk = crsql_pack_columns(t.id) "
+                     "WHERE x.db_version = " + dbv + " AND x.col_version = 1 AND x.cl = 1 "
+                     "AND x.site_id IS NULL AND x.seq = 2 * t.c + (x.cid = 'c')"),
+              std::to_string(2 * t.rows));
+    EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes WHERE db_version = " + dbv),
+              std::to_string(2 * t.rows));
+    EXPECT_EQ(db.One("SELECT count(*) FROM t__crsync_feed WHERE dbv = " + dbv +
+                     " AND substr(pk, 1, 1) != x'00'"),
+              std::to_string(t.rows));
+  }
+}
+
 // A transaction writing more than ConnEngine::kFlushEvery rows has them
 // stored as it goes (the log stays bounded). That must not change what is
 // recorded, and a statement or savepoint that fails after such a flush must
