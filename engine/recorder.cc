@@ -224,6 +224,18 @@ Status FindCrr(ConnEngine* e, int64_t id, Crr** out) {
 // 2 rows already cost less that way).
 constexpr size_t kMinFreshRows = 2;
 
+// Stores log[start, end) in one go (StoreFreshRows, *done) when it only
+// inserts rows above every stored key of one CRR; else leaves it.
+Status TryFreshRows(ConnEngine* e, const WriteLog& log, size_t start, size_t end, bool* done) {
+  *done = false;
+  if (!AscendingInserts(log, start, end)) return Status::OK();
+  Crr* crr;
+  Status s = FindCrr(e, log[start].crr_id, &crr);
+  if (s.ok()) s = StoreFreshRows(e, crr, &e->local_batch(), log, start, end, done);
+  if (!s.ok()) e->local_batch().Clear();
+  return s;
+}
+
 // ConnEngine's flusher: turns the captured writes not stored yet into
 // metadata, in order (seqs are taken as they are replayed, so they follow
 // the write order).
@@ -235,15 +247,9 @@ Status ReplayLocalWrites(ConnEngine* e) {
   // of an app appending rows): StoreFreshRows stores those in one go,
   // for less than two rows' single statements.
   if (log.size() - first < MetaBatch::kMinBulk) {
-    if (log.size() - first >= kMinFreshRows && AscendingInserts(log, first, log.size())) {
-      Crr* crr;
-      bool done = false;
-      Status f = FindCrr(e, log[first].crr_id, &crr);
-      if (f.ok()) f = StoreFreshRows(e, crr, &e->local_batch(), log, first, log.size(), &done);
-      if (!f.ok()) {
-        e->local_batch().Clear();
-        return f;
-      }
+    if (log.size() - first >= kMinFreshRows) {
+      bool done;
+      CRSYNC_RETURN_IF_ERROR(TryFreshRows(e, log, first, log.size(), &done));
       if (done) return Status::OK();
     }
     Recorder recorder(e, nullptr);
@@ -261,15 +267,9 @@ Status ReplayLocalWrites(ConnEngine* e) {
   std::vector<size_t> unmet;
   for (size_t start = first; start < log.size(); start += MetaBatch::kWindow) {
     size_t end = std::min(log.size(), start + MetaBatch::kWindow);
-    if (end - start >= MetaBatch::kMinBulk && AscendingInserts(log, start, end)) {
-      Crr* crr;
-      bool done = false;
-      Status f = FindCrr(e, log[start].crr_id, &crr);
-      if (f.ok()) f = StoreFreshRows(e, crr, &batch, log, start, end, &done);
-      if (!f.ok()) {
-        batch.Clear();
-        return f;
-      }
+    if (end - start >= MetaBatch::kMinBulk) {
+      bool done;
+      CRSYNC_RETURN_IF_ERROR(TryFreshRows(e, log, start, end, &done));
       if (done) continue;
     }
     if (end - start >= MetaBatch::kMinRange && AscendingUpdates(log, start, end)) {
