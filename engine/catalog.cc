@@ -30,8 +30,13 @@ Status DecodeNames(const void* blob, int n, std::vector<std::string>* out) {
 }  // namespace
 
 Crr::Crr(sqlite3* db, int64_t id, TableSchema schema)
-    : db_(db), id_(id), schema_(std::move(schema)) {
+    : db_(db), id_(id), schema_(std::move(schema)), ranges_(db, FeedTable()) {
   user_upsert_.resize(schema_.cols.size());
+}
+
+bool Crr::RangeFits(const RangeCandidate& c) {
+  bool fits = false;
+  return ranges_.Fits(c, &fits).ok() && fits;
 }
 
 // Reads the affinity of every pk column and every slot from the table's
@@ -363,7 +368,9 @@ Status Crr::WriteFeed(std::string_view pk, const RowMeta& before, const RowMeta&
     sqlite3_bind_int64(del, 2, r.second);
     sqlite3_bind_blob(del, 3, pk.data(), static_cast<int>(pk.size()), SQLITE_STATIC);
     CRSYNC_RETURN_IF_ERROR(StepToEnd(db_, del));
+    if (sqlite3_changes64(db_) == 0) ranges_.Lost(r.first, r.second, pk);  // a range's row
   }
+  if (ranges_.has_losses()) CRSYNC_RETURN_IF_ERROR(ranges_.Apply());
   for (const FeedRun& r : new_runs) {
     if (contains(old_runs, r)) continue;
     sqlite3_stmt* add = nullptr;
@@ -438,10 +445,30 @@ Status Crr::WriteBulk(const RowBuf& inserts, const RowBuf& updates, const RowBuf
              "ON CONFLICT (pk) DO UPDATE SET meta = excluded.meta";
     }));
   }
-  CRSYNC_RETURN_IF_ERROR(run(&bulk_feed_del_, feed_del, [&] {
-    return "DELETE FROM main." + FeedTable() +
-           " WHERE (dbv, lo, pk) IN (SELECT dbv, lo, pk FROM crsync_rowbuf(?1))";
-  }));
+  if (!feed_del.rows.empty()) {
+    // The function notes each entry found; the others were rows of ranges.
+    FeedMarks marks;
+    marks.buf = &feed_del;
+    marks.found.assign(feed_del.rows.size(), false);
+    sqlite3_stmt* st = nullptr;
+    CRSYNC_RETURN_IF_ERROR(Cached(&bulk_feed_del_, [&] {
+      return "DELETE FROM main." + FeedTable() +
+             " WHERE (dbv, lo, pk) IN (SELECT dbv, lo, pk FROM crsync_rowbuf(?1))"
+             " AND crsync_feed_found(?2, dbv, lo, pk)";
+    }, &st));
+    sqlite3_bind_pointer(st, 1, const_cast<RowBuf*>(&feed_del), kRowBufPointerType, nullptr);
+    sqlite3_bind_pointer(st, 2, &marks, kFeedMarksPointerType, nullptr);
+    Status s = StepToEnd(db_, st);
+    sqlite3_clear_bindings(st);
+    CRSYNC_RETURN_IF_ERROR(s);
+    if (marks.count < feed_del.rows.size()) {
+      for (size_t i = 0; i < feed_del.rows.size(); ++i) {
+        const RowBuf::Row& r = feed_del.rows[i];
+        if (!marks.found[i]) ranges_.Lost(r.dbv, r.lo, r.pk);
+      }
+      CRSYNC_RETURN_IF_ERROR(ranges_.Apply());
+    }
+  }
   return run(&bulk_feed_add_, feed_add, [&] {
     return "INSERT OR IGNORE INTO main." + FeedTable() +
            "(dbv, lo, pk) SELECT dbv, lo, pk FROM crsync_rowbuf(?1)";

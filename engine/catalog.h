@@ -17,6 +17,7 @@
 #include "engine/feed_range.h"
 #include "engine/held_rows.h"
 #include "engine/meta_read_ahead.h"
+#include "engine/range_keeper.h"
 #include "engine/row_buf.h"
 #include "engine/row_meta.h"
 #include "engine/table_schema.h"
@@ -99,8 +100,16 @@ class Crr {
   // `updates_dense` (REQUIRES: `updates` sorted by pk, and few stored rows
   // between its keys that it does not name), the updates walk the key
   // range once instead of seeking each row.
+  // `feed_del` sorted by FeedKeyLess; `feed_add` may hold range entries
+  // made by MakeFeedRanges with RangeFits. An entry of `feed_del` that no
+  // point entry holds was a range's row: that range loses it
+  // (engine/range_keeper.h).
   Status StoreBulk(const RowBuf& inserts, const RowBuf& updates, const RowBuf& feed_del,
                    const RowBuf& feed_add, bool updates_dense = false);
+  // Whether a range entry `c` may be made (RangeKeeper::Fits). False too
+  // when the feed cannot be read: the rows then keep point entries, and
+  // the error surfaces at the next statement.
+  bool RangeFits(const RangeCandidate& c);
   // Rewrites, through `rewriter` (engine/row_buf.h), the metadata of the
   // rows it wants among the stored rows with first <= pk <= last, in one
   // walk, if the range holds at most `limit` stored rows; otherwise writes
@@ -223,6 +232,7 @@ class Crr {
   StmtPtr bulk_insert_, bulk_update_, bulk_feed_del_, bulk_feed_add_, bulk_load_, max_pk_;
   StmtPtr range_load_, ahead_load_, bulk_walk_, range_count_, rewrite_walk_;
   MetaReadAhead ahead_;
+  RangeKeeper ranges_;
   HeldRows held_;  // the rows written behind (StoreMeta with defer)
   uint64_t pending_flushes_ = 0;
   // *more = whether more than `limit` rows are stored with first <= pk <= last.

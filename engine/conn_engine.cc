@@ -24,7 +24,7 @@ constexpr char kBootstrapSql[] =
     "  id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
     "  pk_cols BLOB NOT NULL, cols BLOB NOT NULL);"
     "INSERT OR IGNORE INTO main.crsql_master(key, value) VALUES ('crsqlite_version', 160300);"
-    "INSERT OR IGNORE INTO main.crsql_master(key, value) VALUES ('crsync_meta_format', 3);"
+    "INSERT OR IGNORE INTO main.crsql_master(key, value) VALUES ('crsync_meta_format', 4);"
     // The recording triggers' tag (ConnEngine::LoadTriggerTag).
     "INSERT OR IGNORE INTO main.crsql_master(key, value) VALUES "
     "  ('crsync_trigger_tag', max(1, random() & 1073741823)),"
@@ -32,10 +32,12 @@ constexpr char kBootstrapSql[] =
 
 // The encoding of the rows tables' `meta` blobs (engine/row_meta.cc) and of
 // the feed (engine/feed_range.h) that this build reads and writes. Format 2
-// is format 3 without feed range entries: this build reads it and records
-// 3 (when it may write), since builds reading only 2 would miss ranges.
-constexpr int64_t kMetaFormat = 3;
+// is format 3 without feed range entries, and format 3 is format 4 without
+// counted ones: this build reads both and records 4 (when it may write),
+// since older builds would take counted ranges for rows that are not there.
+constexpr int64_t kMetaFormat = 4;
 constexpr int64_t kMetaFormatWithoutRanges = 2;
+constexpr int64_t kMetaFormatUncountedRanges = 3;
 
 std::mutex& RegistryMutex() {
   static std::mutex m;
@@ -132,7 +134,7 @@ Status ConnEngine::CheckMetaFormat(bool readonly) {
   const bool has_crrs = sqlite3_column_int(st.get(), 1) != 0;
   st.reset();
   if (format == kMetaFormat) return Status::OK();
-  if (format == kMetaFormatWithoutRanges) {
+  if (format == kMetaFormatWithoutRanges || format == kMetaFormatUncountedRanges) {
     if (readonly) return Status::OK();  // nothing written, nothing to say
     return Exec(db_, "UPDATE main.crsql_master SET value = " + std::to_string(kMetaFormat) +
                          " WHERE key = 'crsync_meta_format'");

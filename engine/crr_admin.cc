@@ -101,8 +101,8 @@ Status WriteFeedFromRows(sqlite3* db, Crr* crr, const std::string& select) {
     // A window's entries come from consecutive rows: nothing else is
     // stored between the keys of any of its stretches.
     if (MetaBatch::RangeWritesEnabled()) {
-      MakeFeedRanges(MetaBatch::kMinRange, [](std::string_view, std::string_view) { return true; },
-                     &feed, &scratch);
+      MakeFeedRanges(MetaBatch::kMinRange,
+                     [&](const RangeCandidate& c) { return crr->RangeFits(c); }, &feed, &scratch);
     }
     Status s = crr->StoreBulk(none, none, none, feed);
     feed.rows.clear();

@@ -7,7 +7,7 @@
 // one *range entry*, whose pk column holds a marker that no packed pk can
 // start with (a packed pk's first byte is its column count, at least 1):
 //
-//   byte 0x00 | varint (hi - lo) | varint size(first) | first | last
+//   byte 0x00 | varint (hi - lo) | byte 0x00 | varint rows | varint size(first) | first | last
 //
 // It means: the records with db_version `dbv` and a run in [lo, hi] may be
 // found in the rows whose pk lies in [first, last]. A reader scans those
@@ -17,6 +17,14 @@
 // record). Rows between `first` and `last` that the window did not write
 // cost a reader a skipped row, so writers make ranges only over windows
 // known to be dense.
+//
+// `rows` counts the rows the range still names: a write that takes a row
+// off its run lowers it, and a range left with none is deleted
+// (engine/range_keeper.h), so rewritten rows do not leave dead ranges for
+// every later reader to walk. Format 3 markers (storage format 3) have no
+// count: `0x00 | varint (hi - lo) | varint size(first) | first | last`
+// (size(first) is never 0, which tells the two apart); they stay until
+// their rows are rewritten by an alter.
 #ifndef CRSYNC_ENGINE_FEED_RANGE_H_
 #define CRSYNC_ENGINE_FEED_RANGE_H_
 
@@ -45,13 +53,19 @@ void AddFeedChanges(std::string_view pk, const RowMeta& before, const RowMeta& a
 
 struct FeedRange {
   int64_t hi = 0;  // last run covered (lo is the entry's own column)
+  int64_t rows = -1;  // rows it still names; -1 = not counted (format 3)
   std::string_view first, last;  // pk bounds, inclusive; views into the blob
 };
 
+// The most runs one counted range may cover (hi - lo), so that the ranges
+// that may cover a run are found in a bounded stretch of the feed.
+inline constexpr int64_t kMaxRangeSpan = 1 << 14;
+
 // Writes the marker of a range entry covering runs [lo, hi] of the rows in
-// [first, last]. REQUIRES: lo <= hi, first <= last.
-void EncodeFeedRange(int64_t lo, int64_t hi, std::string_view first, std::string_view last,
-                     std::string* out);
+// [first, last], naming `rows` rows (-1: uncounted, the format 3 marker).
+// REQUIRES: lo <= hi, first <= last.
+void EncodeFeedRange(int64_t lo, int64_t hi, int64_t rows, std::string_view first,
+                     std::string_view last, std::string* out);
 
 // True if the feed entry's pk column `blob` is a range marker, then filling
 // *out (views into `blob`); false for a point entry, or for a marker that
@@ -63,13 +77,21 @@ inline bool FeedKeyLess(const RowBuf::Row& a, const RowBuf::Row& b) {
   return std::tie(a.dbv, a.lo, a.pk) < std::tie(b.dbv, b.lo, b.pk);
 }
 
+// A range entry MakeFeedRanges could make: version, runs, pk bounds.
+struct RangeCandidate {
+  int64_t dbv, lo, hi;
+  std::string_view first, last;
+};
+
 // Replaces, in `entries` (point feed entries sorted by FeedKeyLess), each
 // stretch of at least `min_rows` entries of one version whose keys ascend
-// along their runs by one range entry, where `dense(first, last)` says
-// nothing but these entries' rows is stored between those keys. `scratch`
-// is working space (kept to reuse its buffers).
-void MakeFeedRanges(size_t min_rows,
-                    const std::function<bool(std::string_view, std::string_view)>& dense,
+// along their runs, covering at most kMaxRangeSpan runs, by one counted
+// range entry, where `accept(candidate)` says nothing but these entries'
+// rows is stored between those keys and no stored range entry of that
+// version covers any of its runs (Crr::RangeFits). Two ranges made here
+// never cover the same run of one version either. `scratch` is working
+// space (kept to reuse its buffers).
+void MakeFeedRanges(size_t min_rows, const std::function<bool(const RangeCandidate&)>& accept,
                     RowBuf* entries, RowBuf* scratch);
 
 }  // namespace crsync

@@ -33,8 +33,12 @@ void MetaBatch::EnableRangeWritesForTesting(bool on) { feed_ranges = on; }
 bool MetaBatch::RangeWritesEnabled() { return feed_ranges; }
 
 void MetaBatch::MakeFeedRanges(
-    const std::function<bool(std::string_view, std::string_view)>& dense) {
-  if (feed_ranges) crsync::MakeFeedRanges(kMinRange, dense, &feed_add_, &ranged_);
+    Crr* crr, const std::function<bool(std::string_view, std::string_view)>& dense) {
+  if (!feed_ranges) return;
+  crsync::MakeFeedRanges(
+      kMinRange,
+      [&](const RangeCandidate& c) { return dense(c.first, c.last) && crr->RangeFits(c); },
+      &feed_add_, &ranged_);
 }
 
 bool MetaBatch::Dense(int64_t crr_id, std::string_view first, std::string_view last) const {
@@ -243,7 +247,7 @@ Status MetaBatch::StoreNew(Crr* crr, const std::vector<std::string_view>& keys, 
   }
   // Ascending keys above every stored one: nothing lies between them.
   SortRows(&feed_add_, FeedKeyLess);
-  MakeFeedRanges([](std::string_view, std::string_view) { return true; });
+  MakeFeedRanges(crr, [](std::string_view, std::string_view) { return true; });
   return crr->StoreBulk(inserts_, updates_, feed_del_, feed_add_);
 }
 
@@ -284,7 +288,7 @@ Status MetaBatch::Flush() {
     SortRows(&updates_, by_pk);
     SortRows(&feed_del_, FeedKeyLess);
     SortRows(&feed_add_, FeedKeyLess);
-    MakeFeedRanges([&](std::string_view first, std::string_view last) {
+    MakeFeedRanges(crr, [&](std::string_view first, std::string_view last) {
       return Dense(id, first, last);
     });
     const bool dense =

@@ -127,8 +127,9 @@ class MetaBatch {
   // least kMinRange entries of one version whose keys ascend with their
   // runs by one range entry, if `dense(first, last)`: nothing but this
   // window's rows is stored between those keys (else readers would scan
-  // rows the range does not name).
-  void MakeFeedRanges(const std::function<bool(std::string_view, std::string_view)>& dense);
+  // rows the range does not name) and `crr` has room for it (RangeFits).
+  void MakeFeedRanges(Crr* crr,
+                      const std::function<bool(std::string_view, std::string_view)>& dense);
   // Key spans of a CRR where Prefetch saw every stored row wanted: rows
   // this window writes lie next to each other there. `last` empty = no
   // upper bound (keys above every stored one).

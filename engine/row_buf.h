@@ -116,6 +116,24 @@ struct RowBufWalk {
   size_t matched = 0;  // keys found in the buffer so far
 };
 
+// Which entries of a RowBuf of feed entries (sorted by dbv, lo, pk) a
+// statement met:
+//
+//   DELETE FROM feed WHERE (dbv, lo, pk) IN (SELECT dbv, lo, pk FROM crsync_rowbuf(?1))
+//   AND crsync_feed_found(?2, dbv, lo, pk)
+//
+// with ?2 bound by sqlite3_bind_pointer(stmt, 2, &marks, kFeedMarksPointerType,
+// nullptr): the function sets found[i] for the entry it is given and
+// returns 1 (counting each entry once in `count`). Same lifetime rules as
+// RowBuf.
+inline constexpr char kFeedMarksPointerType[] = "crsync_feed_marks";
+
+struct FeedMarks {
+  const RowBuf* buf = nullptr;
+  std::vector<bool> found;  // one per row of *buf
+  size_t count = 0;         // entries found
+};
+
 // Rewrites the metadata of chosen rows during one walk along a key range,
 // computing each row's new metadata from its stored one as the walk meets
 // it (no read beforehand):

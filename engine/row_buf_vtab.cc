@@ -1,6 +1,8 @@
 // crsync_rowbuf(pointer) and crsync_valbuf(pointer): the rows of a RowBuf
 // and of a ValueRows (engine/row_buf.h).
+#include <algorithm>
 #include <string>
+#include <tuple>
 #include <string_view>
 
 #include "common/guard.h"
@@ -138,6 +140,26 @@ std::string_view BlobArg(sqlite3_value* v) {
                           static_cast<size_t>(sqlite3_value_bytes(v)));
 }
 
+// crsync_feed_found(marks, dbv, lo, pk): 1, noting the entry (binary
+// search: no allocation, nothing that can throw).
+void FeedFound(sqlite3_context* ctx, int, sqlite3_value** argv) {
+  auto* marks = static_cast<FeedMarks*>(sqlite3_value_pointer(argv[0], kFeedMarksPointerType));
+  sqlite3_result_int(ctx, 1);
+  if (!marks || !marks->buf) return;
+  const int64_t dbv = sqlite3_value_int64(argv[1]), lo = sqlite3_value_int64(argv[2]);
+  const std::string_view pk = BlobArg(argv[3]);
+  const auto& rows = marks->buf->rows;
+  auto it = std::lower_bound(rows.begin(), rows.end(), 0, [&](const RowBuf::Row& r, int) {
+    return std::tie(r.dbv, r.lo, r.pk) < std::tie(dbv, lo, pk);
+  });
+  if (it == rows.end() || it->dbv != dbv || it->lo != lo || it->pk != pk) return;
+  const size_t i = static_cast<size_t>(it - rows.begin());
+  if (!marks->found[i]) {
+    marks->found[i] = true;
+    ++marks->count;
+  }
+}
+
 // crsync_meta_wants(rewriter, pk): 1 or 0 (NULL without a rewriter).
 void MetaWants(sqlite3_context* ctx, int, sqlite3_value** argv) {
   GuardSqlFunction(ctx, [&] {
@@ -178,6 +200,10 @@ int RegisterRowBuf(sqlite3* db) {
                                     RowBufMeta, nullptr, nullptr, nullptr);
   }
   const int internal = SQLITE_UTF8 | SQLITE_DIRECTONLY | SQLITE_INNOCUOUS;
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_create_function_v2(db, "crsync_feed_found", 4, internal, nullptr, FeedFound,
+                                    nullptr, nullptr, nullptr);
+  }
   if (rc == SQLITE_OK) {
     rc = sqlite3_create_function_v2(db, "crsync_meta_wants", 2, internal, nullptr, MetaWants,
                                     nullptr, nullptr, nullptr);

@@ -138,7 +138,7 @@ TEST(BootstrapTest, RefusesCrrsWrittenInAnotherMetadataFormat) {
   TempPath path;
   {
     TestDb db(path.str());
-    EXPECT_EQ(db.One("SELECT value FROM crsql_master WHERE key = 'crsync_meta_format'"), "3");
+    EXPECT_EQ(db.One("SELECT value FROM crsql_master WHERE key = 'crsync_meta_format'"), "4");
     db.Exec("CREATE TABLE t(a PRIMARY KEY, b); SELECT crsql_as_crr('t'); INSERT INTO t VALUES (1, 2);"
             "DELETE FROM crsql_master WHERE key = 'crsync_meta_format'");
   }
@@ -147,7 +147,7 @@ TEST(BootstrapTest, RefusesCrrsWrittenInAnotherMetadataFormat) {
   char* err = nullptr;
   EXPECT_NE(crsync_engine_init(raw.get(), &err), SQLITE_OK);
   ASSERT_NE(err, nullptr);
-  EXPECT_THAT(err, HasSubstr("metadata is in format 1 but this build of crsync reads format 3"));
+  EXPECT_THAT(err, HasSubstr("metadata is in format 1 but this build of crsync reads format 4"));
   EXPECT_THAT(err, ::testing::StartsWith("crsync: this database's"));  // not "crsync: crsync: "
   sqlite3_free(err);
   // Nothing was written: the database still has no format recorded.
@@ -166,33 +166,38 @@ TEST(BootstrapTest, RecordsTheFormatOfADatabaseWithoutCrrs) {
     db.Exec("DELETE FROM crsql_master WHERE key = 'crsync_meta_format'");
   }
   TestDb db(path.str());
-  EXPECT_EQ(db.One("SELECT value FROM crsql_master WHERE key = 'crsync_meta_format'"), "3");
+  EXPECT_EQ(db.One("SELECT value FROM crsql_master WHERE key = 'crsync_meta_format'"), "4");
 }
 
-// Format 2 (no feed range entries) is read as it is, and recorded as 3 once
-// opened for writing, so that builds reading only 2 refuse it from then on.
-TEST(BootstrapTest, UpgradesFormatTwoInPlace) {
-  TempPath path;
-  {
+// Format 2 (no feed range entries) and format 3 (ranges without a row
+// count) are read as they are, and recorded as 4 once opened for writing,
+// so that older builds refuse the database from then on.
+TEST(BootstrapTest, UpgradesFormatsTwoAndThreeInPlace) {
+  for (const char* format : {"2", "3"}) {
+    SCOPED_TRACE(std::string("format ") + format);
+    TempPath path;
+    {
+      TestDb db(path.str());
+      db.Exec(std::string("CREATE TABLE t(a INTEGER PRIMARY KEY NOT NULL, b); SELECT crsql_as_crr('t');"
+                          "INSERT INTO t VALUES (1, 2), (3, 4);"
+                          "UPDATE crsql_master SET value = ") + format +
+              " WHERE key = 'crsync_meta_format'");
+    }
+    DbPtr ro;
+    ASSERT_OK(OpenDb(path.str(), SQLITE_OPEN_READONLY, nullptr, &ro));
+    char* err = nullptr;
+    EXPECT_EQ(crsync_engine_init(ro.get(), &err), SQLITE_OK) << (err ? err : "");
+    sqlite3_free(err);
+    StmtPtr st;
+    ASSERT_OK(Prepare(ro.get(), "SELECT count(*) FROM crsql_changes", &st));
+    ASSERT_EQ(sqlite3_step(st.get()), SQLITE_ROW);
+    EXPECT_EQ(sqlite3_column_int(st.get(), 0), 2);
+    st.reset();
+    ro.reset();
     TestDb db(path.str());
-    db.Exec("CREATE TABLE t(a INTEGER PRIMARY KEY NOT NULL, b); SELECT crsql_as_crr('t');"
-            "INSERT INTO t VALUES (1, 2), (3, 4);"
-            "UPDATE crsql_master SET value = 2 WHERE key = 'crsync_meta_format'");
+    EXPECT_EQ(db.One("SELECT value FROM crsql_master WHERE key = 'crsync_meta_format'"), "4");
+    EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes"), "2");
   }
-  DbPtr ro;
-  ASSERT_OK(OpenDb(path.str(), SQLITE_OPEN_READONLY, nullptr, &ro));
-  char* err = nullptr;
-  EXPECT_EQ(crsync_engine_init(ro.get(), &err), SQLITE_OK) << (err ? err : "");
-  sqlite3_free(err);
-  StmtPtr st;
-  ASSERT_OK(Prepare(ro.get(), "SELECT count(*) FROM crsql_changes", &st));
-  ASSERT_EQ(sqlite3_step(st.get()), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int(st.get(), 0), 2);
-  st.reset();
-  ro.reset();
-  TestDb db(path.str());
-  EXPECT_EQ(db.One("SELECT value FROM crsql_master WHERE key = 'crsync_meta_format'"), "3");
-  EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes"), "2");
 }
 
 // A connection the test closes itself, with the engine installed.
