@@ -6,8 +6,9 @@
 
 namespace crsync {
 
-Status RangeKeeper::Prepared(StmtPtr* slot, const std::string& sql, sqlite3_stmt** out) {
-  if (!*slot) CRSYNC_RETURN_IF_ERROR(Prepare(db_, sql, slot, SQLITE_PREPARE_PERSISTENT));
+template <typename MakeSql>
+Status RangeKeeper::Prepared(StmtPtr* slot, MakeSql&& make_sql, sqlite3_stmt** out) {
+  if (!*slot) CRSYNC_RETURN_IF_ERROR(Prepare(db_, make_sql(), slot, SQLITE_PREPARE_PERSISTENT));
   *out = slot->get();
   return Status::OK();
 }
@@ -17,11 +18,10 @@ Status RangeKeeper::Probe(int64_t dbv, int64_t from, int64_t to, OnMarker&& on_m
                           bool* stopped, bool* crowded) {
   *stopped = *crowded = false;
   sqlite3_stmt* st = nullptr;
-  CRSYNC_RETURN_IF_ERROR(Prepared(&probe_,
-                                  "SELECT lo, pk FROM main." + feed_ +
-                                      " WHERE dbv = ?1 AND lo BETWEEN ?2 AND ?3"
-                                      " ORDER BY lo DESC, pk DESC",
-                                  &st));
+  CRSYNC_RETURN_IF_ERROR(Prepared(&probe_, [&] {
+    return "SELECT lo, pk FROM main." + feed_ +
+           " WHERE dbv = ?1 AND lo BETWEEN ?2 AND ?3 ORDER BY lo DESC, pk DESC";
+  }, &st));
   sqlite3_bind_int64(st, 1, dbv);
   sqlite3_bind_int64(st, 2, from);
   sqlite3_bind_int64(st, 3, to);
@@ -60,6 +60,63 @@ Status RangeKeeper::Fits(const RangeCandidate& c, bool* fits) {
   return Status::OK();
 }
 
+Status RangeKeeper::Stored(const Found& f, bool* stored) {
+  sqlite3_stmt* st = nullptr;
+  CRSYNC_RETURN_IF_ERROR(Prepared(&exists_, [&] {
+    return "SELECT 1 FROM main." + feed_ + " WHERE dbv = ?1 AND lo = ?2 AND pk = ?3";
+  }, &st));
+  sqlite3_bind_int64(st, 1, f.dbv);
+  sqlite3_bind_int64(st, 2, f.lo);
+  sqlite3_bind_blob(st, 3, f.marker.data(), static_cast<int>(f.marker.size()), SQLITE_STATIC);
+  const int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return SqliteError(db_, rc);
+  *stored = rc == SQLITE_ROW;
+  return Status::OK();
+}
+
+Status RangeKeeper::Locate(const Loss& l, Found* f) {
+  f->rows = -1;
+  for (size_t i = recent_.size(); i-- > 0;) {
+    if (!recent_[i].Covers(l)) continue;
+    // Still stored with that count, it is the one range covering the run.
+    bool stored;
+    CRSYNC_RETURN_IF_ERROR(Stored(recent_[i], &stored));
+    if (stored) {
+      *f = recent_[i];
+      std::rotate(recent_.begin() + static_cast<std::ptrdiff_t>(i),
+                  recent_.begin() + static_cast<std::ptrdiff_t>(i) + 1, recent_.end());
+      return Status::OK();
+    }
+    recent_.erase(recent_.begin() + static_cast<std::ptrdiff_t>(i));
+    break;
+  }
+  bool covered, crowded;
+  CRSYNC_RETURN_IF_ERROR(Probe(
+      l.dbv, l.run - kMaxRangeSpan, l.run,
+      [&](int64_t lo, std::string_view marker) {
+        FeedRange r;
+        if (!DecodeFeedRange(marker, lo, &r) || r.hi < l.run) return false;
+        // The one range of this version covering the run (if counted).
+        f->dbv = l.dbv;
+        f->lo = lo;
+        f->hi = r.hi;
+        f->rows = r.rows;
+        f->marker.assign(marker);
+        f->first.assign(r.first);
+        f->last.assign(r.last);
+        return true;
+      },
+      &covered, &crowded));
+  if (!covered || f->rows < 0 || !f->Covers(l)) {
+    f->rows = -1;
+    return Status::OK();
+  }
+  if (recent_.size() == kRecent) recent_.erase(recent_.begin());
+  recent_.push_back(*f);
+  return Status::OK();
+}
+
 Status RangeKeeper::Apply() {
   std::vector<Loss> lost;
   lost.swap(lost_);
@@ -68,31 +125,15 @@ Status RangeKeeper::Apply() {
     return std::tie(a.dbv, a.run, a.pk) < std::tie(b.dbv, b.run, b.pk);
   });
   // Losses sorted by run meet each range in one stretch (counted ranges
-  // of a version cover disjoint runs): one probe per range.
+  // of a version cover disjoint runs).
   for (const Loss& l : lost) {
     if (!found_.empty() && found_.back().Covers(l)) {
       ++found_.back().lost;
       continue;
     }
     Found f;
-    bool covered, crowded;
-    CRSYNC_RETURN_IF_ERROR(Probe(
-        l.dbv, l.run - kMaxRangeSpan, l.run,
-        [&](int64_t lo, std::string_view marker) {
-          FeedRange r;
-          if (!DecodeFeedRange(marker, lo, &r) || r.hi < l.run) return false;
-          // The one range of this version covering the run (if counted).
-          f.dbv = l.dbv;
-          f.lo = lo;
-          f.hi = r.hi;
-          f.rows = r.rows;
-          f.marker.assign(marker);
-          f.first.assign(r.first);
-          f.last.assign(r.last);
-          return true;
-        },
-        &covered, &crowded));
-    if (!covered || f.rows < 0 || !f.Covers(l)) continue;  // stays as it is
+    CRSYNC_RETURN_IF_ERROR(Locate(l, &f));
+    if (f.rows < 0) continue;  // none counted it: stays as it is
     auto same = std::find_if(found_.begin(), found_.end(), [&](const Found& g) {
       return g.dbv == f.dbv && g.lo == f.lo && g.marker == f.marker;
     });
@@ -103,28 +144,42 @@ Status RangeKeeper::Apply() {
       found_.push_back(std::move(f));
     }
   }
-  sqlite3_stmt *del = nullptr, *add = nullptr;
-  if (!found_.empty()) {
-    CRSYNC_RETURN_IF_ERROR(Prepared(
-        &del_, "DELETE FROM main." + feed_ + " WHERE dbv = ?1 AND lo = ?2 AND pk = ?3", &del));
-    CRSYNC_RETURN_IF_ERROR(Prepared(
-        &add_, "INSERT OR IGNORE INTO main." + feed_ + "(dbv, lo, pk) VALUES (?1, ?2, ?3)", &add));
-  }
   std::string marker;
-  for (const Found& f : found_) {
-    sqlite3_bind_int64(del, 1, f.dbv);
-    sqlite3_bind_int64(del, 2, f.lo);
-    sqlite3_bind_blob(del, 3, f.marker.data(), static_cast<int>(f.marker.size()), SQLITE_STATIC);
-    CRSYNC_RETURN_IF_ERROR(StepToEnd(db_, del));
+  for (Found& f : found_) {
     const int64_t rows = f.rows - f.lost;
-    if (rows == 0) continue;  // names no row any more
-    // Fewer than none: the count went wrong somewhere; the range stays,
-    // uncounted, rather than risk losing a row it still names.
-    EncodeFeedRange(f.lo, f.hi, rows > 0 ? rows : -1, f.first, f.last, &marker);
-    sqlite3_bind_int64(add, 1, f.dbv);
-    sqlite3_bind_int64(add, 2, f.lo);
-    sqlite3_bind_blob(add, 3, marker.data(), static_cast<int>(marker.size()), SQLITE_STATIC);
-    CRSYNC_RETURN_IF_ERROR(StepToEnd(db_, add));
+    // The marker goes; unless it names no row any more, a new one with the
+    // new count takes its place (a delete and an insert cost less than an
+    // UPDATE of the key). Fewer than none: the count went wrong somewhere;
+    // the range stays, uncounted, rather than risk losing a row it names.
+    sqlite3_stmt* st = nullptr;
+    CRSYNC_RETURN_IF_ERROR(Prepared(&del_, [&] {
+      return "DELETE FROM main." + feed_ + " WHERE dbv = ?1 AND lo = ?2 AND pk = ?3";
+    }, &st));
+    sqlite3_bind_int64(st, 1, f.dbv);
+    sqlite3_bind_int64(st, 2, f.lo);
+    sqlite3_bind_blob(st, 3, f.marker.data(), static_cast<int>(f.marker.size()), SQLITE_STATIC);
+    CRSYNC_RETURN_IF_ERROR(StepToEnd(db_, st));
+    if (rows != 0) {
+      EncodeFeedRange(f.lo, f.hi, rows > 0 ? rows : -1, f.first, f.last, &marker);
+      CRSYNC_RETURN_IF_ERROR(Prepared(&add_, [&] {
+        return "INSERT OR IGNORE INTO main." + feed_ + "(dbv, lo, pk) VALUES (?1, ?2, ?3)";
+      }, &st));
+      sqlite3_bind_int64(st, 1, f.dbv);
+      sqlite3_bind_int64(st, 2, f.lo);
+      sqlite3_bind_blob(st, 3, marker.data(), static_cast<int>(marker.size()), SQLITE_STATIC);
+      CRSYNC_RETURN_IF_ERROR(StepToEnd(db_, st));
+    }
+    // What the recent ranges hold must be what is stored.
+    for (Found& r : recent_) {
+      if (r.dbv != f.dbv || r.lo != f.lo || r.marker != f.marker) continue;
+      r.rows = rows;
+      r.marker = marker;
+    }
+    if (rows <= 0) {
+      recent_.erase(std::remove_if(recent_.begin(), recent_.end(),
+                                   [&](const Found& r) { return r.rows <= 0; }),
+                    recent_.end());
+    }
   }
   found_.clear();
   return Status::OK();

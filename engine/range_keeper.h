@@ -77,16 +77,29 @@ class RangeKeeper {
   template <typename OnMarker>
   Status Probe(int64_t dbv, int64_t from, int64_t to, OnMarker&& on_marker, bool* stopped,
                bool* crowded);
-  Status Prepared(StmtPtr* slot, const std::string& sql, sqlite3_stmt** out);
+  // The range covering loss `l`, if counted: from the ranges met lately
+  // when one of them is still stored as it was, else by a probe. *f is
+  // left empty (f->rows < 0) when there is none.
+  Status Locate(const Loss& l, Found* f);
+  // Whether the feed holds exactly this entry.
+  Status Stored(const Found& f, bool* stored);
+  template <typename MakeSql>
+  Status Prepared(StmtPtr* slot, MakeSql&& make_sql, sqlite3_stmt** out);
 
   // The most feed entries a probe steps over.
   static constexpr int kMaxProbe = 4096;
+  // Ranges remembered from earlier Apply() calls: a row-by-row writer
+  // loses rows of the same few ranges one call after another, and a seek
+  // confirming one is cheaper than a probe stepping over the point
+  // entries of rows that left it.
+  static constexpr size_t kRecent = 16;
 
   sqlite3* db_;
   std::string feed_;
-  StmtPtr probe_, del_, add_;
+  StmtPtr probe_, exists_, del_, add_;
   std::vector<Loss> lost_;
   std::vector<Found> found_;
+  std::vector<Found> recent_;  // most recently used last
 };
 
 }  // namespace crsync
