@@ -311,9 +311,18 @@ TEST(FeedRangeTest, ARangeLosingItsRowsOneByOneIsDeleted) {
   });
   ASSERT_NO_FATAL_FAILURE(dbs.ExpectSameReads("half gone"));
   EXPECT_NE(dbs.ranged.One("SELECT count(*) FROM t__crsync_feed WHERE dbv = 1"), "0");
+  // Rows leaving in a transaction that rolls back stay counted.
   dbs.Both([](TestDb& db) {
-    for (int id = 81; id <= 100; ++id) db.Exec("DELETE FROM t WHERE id = " + std::to_string(id));
+    db.Exec("BEGIN; DELETE FROM t WHERE id = 81; UPDATE t SET b = 'r', c = 0 WHERE id = 82;"
+            "DELETE FROM t WHERE id = 83; ROLLBACK;");
+    db.Exec("SAVEPOINT s; DELETE FROM t WHERE id = 84; ROLLBACK TO s; RELEASE s;");
   });
+  ASSERT_NO_FATAL_FAILURE(dbs.ExpectSameReads("rolled back"));
+  dbs.Both([](TestDb& db) {
+    for (int id = 81; id <= 99; ++id) db.Exec("DELETE FROM t WHERE id = " + std::to_string(id));
+  });
+  EXPECT_NE(dbs.ranged.One("SELECT count(*) FROM t__crsync_feed WHERE dbv = 1"), "0");
+  dbs.Both([](TestDb& db) { db.Exec("DELETE FROM t WHERE id = 100"); });
   EXPECT_EQ(dbs.ranged.One("SELECT count(*) FROM t__crsync_feed WHERE dbv = 1"), "0");
   ASSERT_NO_FATAL_FAILURE(dbs.ExpectSameReads("all gone"));
 }
