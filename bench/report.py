@@ -21,6 +21,7 @@ BASELINES = {
     "BM_ReadChanges_sql": "BM_ReadChanges_plain",
     "BM_ReadChanges_reader": "BM_ReadChanges_plain",
     "BM_ReadChanges_stream": "BM_ReadChanges_plain",
+    "BM_ReadChanges_after_updates": "BM_ReadChanges_sql",
     "RunMerge/empty_sql": "RunMerge/empty_plain_upsert",
     "RunMerge/empty_applier": "RunMerge/empty_plain_upsert",
     "RunMerge/empty_session": "RunMerge/empty_plain_upsert",
