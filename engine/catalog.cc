@@ -446,24 +446,32 @@ Status Crr::WriteBulk(const RowBuf& inserts, const RowBuf& updates, const RowBuf
     }));
   }
   if (!feed_del.rows.empty()) {
-    // The function notes each entry found; the others were rows of ranges.
+    // The function notes each entry found (by binary search: sorted
+    // entries); the others were rows of ranges.
+    const RowBuf* del = &feed_del;
+    RowBuf sorted;
+    if (!std::is_sorted(del->rows.begin(), del->rows.end(), FeedKeyLess)) {
+      sorted = feed_del;
+      std::sort(sorted.rows.begin(), sorted.rows.end(), FeedKeyLess);
+      del = &sorted;
+    }
     FeedMarks marks;
-    marks.buf = &feed_del;
-    marks.found.assign(feed_del.rows.size(), false);
+    marks.buf = del;
+    marks.found.assign(del->rows.size(), false);
     sqlite3_stmt* st = nullptr;
     CRSYNC_RETURN_IF_ERROR(Cached(&bulk_feed_del_, [&] {
       return "DELETE FROM main." + FeedTable() +
              " WHERE (dbv, lo, pk) IN (SELECT dbv, lo, pk FROM crsync_rowbuf(?1))"
              " AND crsync_feed_found(?2, dbv, lo, pk)";
     }, &st));
-    sqlite3_bind_pointer(st, 1, const_cast<RowBuf*>(&feed_del), kRowBufPointerType, nullptr);
+    sqlite3_bind_pointer(st, 1, const_cast<RowBuf*>(del), kRowBufPointerType, nullptr);
     sqlite3_bind_pointer(st, 2, &marks, kFeedMarksPointerType, nullptr);
     Status s = StepToEnd(db_, st);
     sqlite3_clear_bindings(st);
     CRSYNC_RETURN_IF_ERROR(s);
-    if (marks.count < feed_del.rows.size()) {
-      for (size_t i = 0; i < feed_del.rows.size(); ++i) {
-        const RowBuf::Row& r = feed_del.rows[i];
+    if (marks.count < del->rows.size()) {
+      for (size_t i = 0; i < del->rows.size(); ++i) {
+        const RowBuf::Row& r = del->rows[i];
         if (!marks.found[i]) ranges_.Lost(r.dbv, r.lo, r.pk);
       }
       CRSYNC_RETURN_IF_ERROR(ranges_.Apply());

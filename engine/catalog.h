@@ -99,10 +99,9 @@ class Crr {
   // dbv, lo), with one statement each. Drops the cached row. With
   // `updates_dense` (REQUIRES: `updates` sorted by pk, and few stored rows
   // between its keys that it does not name), the updates walk the key
-  // range once instead of seeking each row.
-  // `feed_del` sorted by FeedKeyLess; `feed_add` may hold range entries
-  // made by MakeFeedRanges with RangeFits. An entry of `feed_del` that no
-  // point entry holds was a range's row: that range loses it
+  // range once instead of seeking each row. `feed_add` may hold range
+  // entries made by MakeFeedRanges with RangeFits. An entry of `feed_del`
+  // that no point entry holds was a range's row: that range loses it
   // (engine/range_keeper.h).
   Status StoreBulk(const RowBuf& inserts, const RowBuf& updates, const RowBuf& feed_del,
                    const RowBuf& feed_add, bool updates_dense = false);

@@ -152,11 +152,13 @@ void FeedFound(sqlite3_context* ctx, int, sqlite3_value** argv) {
   auto it = std::lower_bound(rows.begin(), rows.end(), 0, [&](const RowBuf::Row& r, int) {
     return std::tie(r.dbv, r.lo, r.pk) < std::tie(dbv, lo, pk);
   });
-  if (it == rows.end() || it->dbv != dbv || it->lo != lo || it->pk != pk) return;
-  const size_t i = static_cast<size_t>(it - rows.begin());
-  if (!marks->found[i]) {
-    marks->found[i] = true;
-    ++marks->count;
+  // Every copy of the entry: none may pass for a range's row.
+  for (; it != rows.end() && it->dbv == dbv && it->lo == lo && it->pk == pk; ++it) {
+    const size_t i = static_cast<size_t>(it - rows.begin());
+    if (!marks->found[i]) {
+      marks->found[i] = true;
+      ++marks->count;
+    }
   }
 }
 
