@@ -106,6 +106,26 @@ int64_t RangeEntries(TestDb& db, const std::string& table) {
   return std::stoll(db.One("SELECT count(*) FROM \"" + table + "__crsync_feed\" WHERE substr(pk, 1, 1) = x'00'"));
 }
 
+// Every counted range holds exactly the rows it still names: rows in its
+// key span whose run at its version lies in its runs, with no point entry
+// of their own. Too high, a range outlives its rows; too low, it could go
+// while a row needs it.
+void ExpectExactCounts(TestDb& db, const std::string& context) {
+  for (const auto& row : db.Query("SELECT dbv, lo, hex(pk) FROM t__crsync_feed "
+                                  "WHERE substr(pk, 1, 1) = x'00'")) {
+    const std::string blob = Unhex(row[2]);
+    FeedRange r;
+    ASSERT_TRUE(DecodeFeedRange(blob, std::stoll(row[1]), &r)) << context;
+    ASSERT_GE(r.rows, 1) << context << ": a counted range naming no row stays";
+    const std::string named = db.One(
+        "SELECT count(*) FROM t__crsync_rows r, crsync_meta_runs(r.meta) m WHERE r.pk BETWEEN x'" +
+        Hex(r.first) + "' AND x'" + Hex(r.last) + "' AND m.dbv = " + row[0] + " AND m.lo BETWEEN " +
+        row[1] + " AND " + std::to_string(r.hi) + " AND NOT EXISTS (SELECT 1 FROM t__crsync_feed f "
+        "WHERE f.dbv = m.dbv AND f.lo = m.lo AND f.pk = r.pk)");
+    EXPECT_EQ(std::to_string(r.rows), named) << context << ": range at " << row[0] << "/" << row[1];
+  }
+}
+
 // Runs `step(db)` on both databases, ranges on for the first only.
 class TwoFeeds {
  public:
@@ -189,6 +209,7 @@ TEST(FeedRangeTest, ReadsMatchOneEntryPerRowWhateverHappensToTheRows) {
         }
       });
       ASSERT_NO_FATAL_FAILURE(dbs.ExpectSameReads("after transaction " + std::to_string(txn)));
+      ASSERT_NO_FATAL_FAILURE(ExpectExactCounts(dbs.ranged, "after transaction " + std::to_string(txn)));
     }
     EXPECT_EQ(RangeEntries(dbs.plain, "t"), 0);
     saw_ranges = saw_ranges || RangeEntries(dbs.ranged, "t") > 0;
@@ -281,19 +302,7 @@ TEST(FeedRangeTest, RangesWhoseRowsWereAllRewrittenAreDeleted) {
   // No range left at a version whose c records were all rewritten.
   EXPECT_EQ(dbs.ranged.One("SELECT count(*) FROM t__crsync_feed WHERE dbv BETWEEN 3 AND 8"), "0");
   ASSERT_NO_FATAL_FAILURE(dbs.ExpectSameReads("rewritten"));
-  // Every count still matches the rows its range names.
-  for (const auto& row : dbs.ranged.Query("SELECT dbv, lo, hex(pk) FROM t__crsync_feed "
-                                          "WHERE substr(pk, 1, 1) = x'00'")) {
-    const std::string blob = Unhex(row[2]);
-    FeedRange r;
-    ASSERT_TRUE(DecodeFeedRange(blob, std::stoll(row[1]), &r));
-    const std::string live = dbs.ranged.One(
-        "SELECT count(*) FROM t__crsync_rows r WHERE r.pk BETWEEN x'" + Hex(r.first) + "' AND x'" +
-        Hex(r.last) + "' AND EXISTS (SELECT 1 FROM crsql_changes c WHERE c.pk = r.pk AND "
-        "c.db_version = " + row[0] + " AND c.seq BETWEEN " + row[1] + " AND " +
-        std::to_string(r.hi) + ")");
-    EXPECT_EQ(std::to_string(r.rows), live) << "range at " << row[0] << "/" << row[1];
-  }
+  ExpectExactCounts(dbs.ranged, "rewritten");
 }
 
 // Rows leaving a range one transaction at a time (stored row by row) are
@@ -310,6 +319,7 @@ TEST(FeedRangeTest, ARangeLosingItsRowsOneByOneIsDeleted) {
     db.Exec("BEGIN; DELETE FROM t WHERE id BETWEEN 61 AND 80; COMMIT;");
   });
   ASSERT_NO_FATAL_FAILURE(dbs.ExpectSameReads("half gone"));
+  ExpectExactCounts(dbs.ranged, "half gone");
   EXPECT_NE(dbs.ranged.One("SELECT count(*) FROM t__crsync_feed WHERE dbv = 1"), "0");
   // Rows leaving in a transaction that rolls back stay counted.
   dbs.Both([](TestDb& db) {
@@ -318,6 +328,7 @@ TEST(FeedRangeTest, ARangeLosingItsRowsOneByOneIsDeleted) {
     db.Exec("SAVEPOINT s; DELETE FROM t WHERE id = 84; ROLLBACK TO s; RELEASE s;");
   });
   ASSERT_NO_FATAL_FAILURE(dbs.ExpectSameReads("rolled back"));
+  ExpectExactCounts(dbs.ranged, "rolled back");
   dbs.Both([](TestDb& db) {
     for (int id = 81; id <= 99; ++id) db.Exec("DELETE FROM t WHERE id = " + std::to_string(id));
   });
@@ -325,6 +336,7 @@ TEST(FeedRangeTest, ARangeLosingItsRowsOneByOneIsDeleted) {
   dbs.Both([](TestDb& db) { db.Exec("DELETE FROM t WHERE id = 100"); });
   EXPECT_EQ(dbs.ranged.One("SELECT count(*) FROM t__crsync_feed WHERE dbv = 1"), "0");
   ASSERT_NO_FATAL_FAILURE(dbs.ExpectSameReads("all gone"));
+  ExpectExactCounts(dbs.ranged, "all gone");
 }
 
 // Merged records keep their sender's seqs, so one local transaction that
@@ -351,6 +363,7 @@ TEST(FeedRangeTest, MergedTransactionsWithOverlappingSeqsReadTheSame) {
     ASSERT_OK(applier->Apply(ToChanges(ReadChanges(src.get(), "WHERE db_version > 2"))));
   });
   ASSERT_NO_FATAL_FAILURE(dbs.ExpectSameReads("merged"));
+  ExpectExactCounts(dbs.ranged, "merged");
   src.Exec("UPDATE t SET c = c + 10 WHERE id % 2 = 0");
   src.Exec("UPDATE t SET b = 'late' WHERE id > 1000");
   dbs.Both([&](TestDb& db) {
@@ -362,6 +375,7 @@ TEST(FeedRangeTest, MergedTransactionsWithOverlappingSeqsReadTheSame) {
     for (int id = 1; id <= 2000; id += 97) db.Exec("DELETE FROM t WHERE id = " + std::to_string(id));
   });
   ASSERT_NO_FATAL_FAILURE(dbs.ExpectSameReads("moved on"));
+  ExpectExactCounts(dbs.ranged, "moved on");
   EXPECT_EQ(dbs.ranged.Query("SELECT * FROM t ORDER BY id"), dbs.plain.Query("SELECT * FROM t ORDER BY id"));
 }
 
