@@ -7,6 +7,7 @@
 #include <random>
 
 #include "crsync/engine.h"
+#include "tests/engine/feed_check.h"
 #include "tests/engine/property_util.h"
 
 namespace crsync {
@@ -338,6 +339,7 @@ TEST(ConvergencePropertyTest, BulkWritesThroughChangeApplier) {
       ASSERT_EQ(fresh.Query(dump), want) << "rebuilt from replica " << i;
       ranges += std::stoll(
           reps[i]->One("SELECT count(*) FROM t__crsync_feed WHERE substr(pk, 1, 1) = x'00'"));
+      ASSERT_NO_FATAL_FAILURE(ExpectExactCounts(*reps[i], "replica " + std::to_string(i)));
     }
   }
   // The dense-window paths did run (every seed's loads make some: the

@@ -9,6 +9,7 @@
 #include "engine/feed_range.h"
 #include "engine/meta_batch.h"
 #include "engine/row_buf.h"
+#include "tests/engine/feed_check.h"
 #include "tests/engine/sync_util.h"
 
 namespace crsync {
@@ -82,48 +83,8 @@ std::vector<std::string> Reads(TestDb& db) {
   return out;
 }
 
-std::string Hex(std::string_view bytes) {
-  static const char kDigits[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char b : bytes) {
-    out.push_back(kDigits[b >> 4]);
-    out.push_back(kDigits[b & 15]);
-  }
-  return out;
-}
-
-// `hex` as TestDb gives a text column: quoted.
-std::string Unhex(std::string hex) {
-  if (hex.size() >= 2 && hex.front() == '\'' && hex.back() == '\'') hex = hex.substr(1, hex.size() - 2);
-  std::string out;
-  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
-    out.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
-  }
-  return out;
-}
-
 int64_t RangeEntries(TestDb& db, const std::string& table) {
   return std::stoll(db.One("SELECT count(*) FROM \"" + table + "__crsync_feed\" WHERE substr(pk, 1, 1) = x'00'"));
-}
-
-// Every counted range holds exactly the rows it still names: rows in its
-// key span whose run at its version lies in its runs, with no point entry
-// of their own. Too high, a range outlives its rows; too low, it could go
-// while a row needs it.
-void ExpectExactCounts(TestDb& db, const std::string& context) {
-  for (const auto& row : db.Query("SELECT dbv, lo, hex(pk) FROM t__crsync_feed "
-                                  "WHERE substr(pk, 1, 1) = x'00'")) {
-    const std::string blob = Unhex(row[2]);
-    FeedRange r;
-    ASSERT_TRUE(DecodeFeedRange(blob, std::stoll(row[1]), &r)) << context;
-    ASSERT_GE(r.rows, 1) << context << ": a counted range naming no row stays";
-    const std::string named = db.One(
-        "SELECT count(*) FROM t__crsync_rows r, crsync_meta_runs(r.meta) m WHERE r.pk BETWEEN x'" +
-        Hex(r.first) + "' AND x'" + Hex(r.last) + "' AND m.dbv = " + row[0] + " AND m.lo BETWEEN " +
-        row[1] + " AND " + std::to_string(r.hi) + " AND NOT EXISTS (SELECT 1 FROM t__crsync_feed f "
-        "WHERE f.dbv = m.dbv AND f.lo = m.lo AND f.pk = r.pk)");
-    EXPECT_EQ(std::to_string(r.rows), named) << context << ": range at " << row[0] << "/" << row[1];
-  }
 }
 
 // Runs `step(db)` on both databases, ranges on for the first only.
