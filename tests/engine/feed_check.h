@@ -7,20 +7,11 @@
 #include <string>
 #include <string_view>
 
+#include "common/hex.h"
 #include "engine/feed_range.h"
 #include "tests/test_util.h"
 
 namespace crsync {
-
-inline std::string Hex(std::string_view bytes) {
-  static const char kDigits[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char b : bytes) {
-    out.push_back(kDigits[b >> 4]);
-    out.push_back(kDigits[b & 15]);
-  }
-  return out;
-}
 
 // `hex` as TestDb gives a text column: quoted.
 inline std::string Unhex(std::string hex) {
@@ -49,7 +40,7 @@ inline void ExpectExactCounts(TestDb& db, const std::string& context,
     EXPECT_GE(r.rows, 1) << context << ": a counted range naming no row stays";
     const std::string named = db.One(
         "SELECT count(*) FROM \"" + table + "__crsync_rows\" r, crsync_meta_runs(r.meta) m "
-        "WHERE r.pk BETWEEN x'" + Hex(r.first) + "' AND x'" + Hex(r.last) + "' AND m.dbv = " +
+        "WHERE r.pk BETWEEN x'" + HexBytes(r.first) + "' AND x'" + HexBytes(r.last) + "' AND m.dbv = " +
         row[0] + " AND m.lo BETWEEN " + row[1] + " AND " + std::to_string(r.hi) +
         " AND NOT EXISTS (SELECT 1 FROM \"" + table + "__crsync_feed\" f "
         "WHERE f.dbv = m.dbv AND f.lo = m.lo AND f.pk = r.pk)");

@@ -355,8 +355,8 @@ TEST(FeedRangeTest, UncountedRangesOfFormatThreeStay) {
     ASSERT_TRUE(DecodeFeedRange(blob, std::stoll(row[1]), &r));
     std::string uncounted;
     EncodeFeedRange(std::stoll(row[1]), r.hi, -1, r.first, r.last, &uncounted);
-    dbs.ranged.Exec("UPDATE t__crsync_feed SET pk = x'" + Hex(uncounted) + "' WHERE dbv = " +
-                    row[0] + " AND lo = " + row[1] + " AND pk = x'" + Hex(blob) + "'");
+    dbs.ranged.Exec("UPDATE t__crsync_feed SET pk = x'" + HexBytes(uncounted) + "' WHERE dbv = " +
+                    row[0] + " AND lo = " + row[1] + " AND pk = x'" + HexBytes(blob) + "'");
     ++old;
   }
   ASSERT_GT(old, 0);
