@@ -150,7 +150,7 @@ void FeedFound(sqlite3_context* ctx, int, sqlite3_value** argv) {
   const std::string_view pk = BlobArg(argv[3]);
   const auto& rows = marks->buf->rows;
   auto it = std::lower_bound(rows.begin(), rows.end(), 0, [&](const RowBuf::Row& r, int) {
-    return std::tie(r.dbv, r.lo, r.pk) < std::tie(dbv, lo, pk);
+    return std::tuple(r.dbv, r.lo, std::string_view(r.pk)) < std::tuple(dbv, lo, pk);
   });
   // Every copy of the entry: none may pass for a range's row.
   for (; it != rows.end() && it->dbv == dbv && it->lo == lo && it->pk == pk; ++it) {
