@@ -355,6 +355,11 @@ Status Crr::WriteFeed(std::string_view pk, const RowMeta& before, const RowMeta&
   std::vector<FeedRun>& new_runs = runs_b_;
   FeedRuns(before, &old_runs);
   FeedRuns(after, &new_runs);
+  // Losses noted by a call that then fails are dropped with it.
+  struct ForgetOnExit {
+    RangeKeeper* keeper;
+    ~ForgetOnExit() { keeper->Forget(); }
+  } forget{&ranges_};
   auto contains = [](const std::vector<FeedRun>& v, const FeedRun& r) {
     return std::find(v.begin(), v.end(), r) != v.end();
   };

@@ -106,8 +106,9 @@ class Crr {
   Status StoreBulk(const RowBuf& inserts, const RowBuf& updates, const RowBuf& feed_del,
                    const RowBuf& feed_add, bool updates_dense = false);
   // Whether a range entry `c` may be made (RangeKeeper::Fits). False too
-  // when the feed cannot be read: the rows then keep point entries, and
-  // the error surfaces at the next statement.
+  // when the feed cannot be read: the rows then keep point entries (always
+  // correct); the store that follows meets the same error, or the
+  // transaction is already gone.
   bool RangeFits(const RangeCandidate& c);
   // Rewrites, through `rewriter` (engine/row_buf.h), the metadata of the
   // rows it wants among the stored rows with first <= pk <= last, in one
@@ -138,6 +139,7 @@ class Crr {
   void DropCache() {
     DropReadCaches();
     held_.Forget();
+    ranges_.Forget();
   }
   // Whether a write-behind failed or unwound in this transaction.
   bool failed() const { return held_.failed(); }

@@ -58,8 +58,9 @@ struct FeedRange {
 };
 
 // The most runs one counted range may cover (hi - lo), so that the ranges
-// that may cover a run are found in a bounded stretch of the feed.
-inline constexpr int64_t kMaxRangeSpan = 1 << 14;
+// that may cover a run are found in a bounded stretch of the feed (a
+// window of 1024 rows of up to 4 columns fits in one).
+inline constexpr int64_t kMaxRangeSpan = 1 << 12;
 
 // Writes the marker of a range entry covering runs [lo, hi] of the rows in
 // [first, last], naming `rows` rows (-1: uncounted, the format 3 marker).

@@ -124,6 +124,12 @@ Status RangeKeeper::Apply() {
   std::sort(lost.begin(), lost.end(), [](const Loss& a, const Loss& b) {
     return std::tie(a.dbv, a.run, a.pk) < std::tie(b.dbv, b.run, b.pk);
   });
+  // A row leaves a run once: a repeated loss must not count twice.
+  lost.erase(std::unique(lost.begin(), lost.end(),
+                         [](const Loss& a, const Loss& b) {
+                           return a.dbv == b.dbv && a.run == b.run && a.pk == b.pk;
+                         }),
+             lost.end());
   // Losses sorted by run meet each range in one stretch (counted ranges
   // of a version cover disjoint runs).
   for (const Loss& l : lost) {

@@ -53,9 +53,13 @@ class RangeKeeper {
     lost_.push_back(Loss{dbv, run, std::string(pk)});
   }
   bool has_losses() const { return !lost_.empty(); }
-  // Lowers each range's count by the rows it lost, deleting those left
-  // with none; forgets the losses (also on error).
+  // Lowers each range's count by the rows it lost (each loss once),
+  // deleting those left with none; forgets the losses (also on error).
   Status Apply();
+  // Forgets losses not applied: a write that fails after noting some must
+  // not leave them for the next Apply() (its rollback keeps those rows in
+  // their ranges).
+  void Forget() { lost_.clear(); }
 
  private:
   struct Loss {
@@ -86,8 +90,11 @@ class RangeKeeper {
   template <typename MakeSql>
   Status Prepared(StmtPtr* slot, MakeSql&& make_sql, sqlite3_stmt** out);
 
-  // The most feed entries a probe steps over.
-  static constexpr int kMaxProbe = 4096;
+  // The most feed entries a probe steps over: every entry of a stretch
+  // twice kMaxRangeSpan runs long when each run has one (a transaction's
+  // own writes: their runs are distinct seqs), so only merged rows that
+  // share their sender's seqs can crowd a probe out.
+  static constexpr int kMaxProbe = 2 * kMaxRangeSpan + 2;
   // Ranges remembered from earlier Apply() calls: a row-by-row writer
   // loses rows of the same few ranges one call after another, and a seek
   // confirming one is cheaper than a probe stepping over the point

@@ -144,8 +144,12 @@ std::string_view BlobArg(sqlite3_value* v) {
 // search: no allocation, nothing that can throw).
 void FeedFound(sqlite3_context* ctx, int, sqlite3_value** argv) {
   auto* marks = static_cast<FeedMarks*>(sqlite3_value_pointer(argv[0], kFeedMarksPointerType));
+  if (!marks || !marks->buf) {
+    // Unmarked, a deleted entry would pass for a range's row: fail instead.
+    sqlite3_result_error(ctx, "crsql - crsync_feed_found is internal", -1);
+    return;
+  }
   sqlite3_result_int(ctx, 1);
-  if (!marks || !marks->buf) return;
   const int64_t dbv = sqlite3_value_int64(argv[1]), lo = sqlite3_value_int64(argv[2]);
   const std::string_view pk = BlobArg(argv[3]);
   const auto& rows = marks->buf->rows;

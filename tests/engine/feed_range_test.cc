@@ -300,6 +300,59 @@ TEST(FeedRangeTest, ARangeLosingItsRowsOneByOneIsDeleted) {
   ExpectExactCounts(dbs.ranged, "all gone");
 }
 
+// A write interrupted after a row's range delete found nothing, but before
+// the write finished, rolls back: that row stays in its range, so the
+// range must not lose it at the next write either. Interrupted at every
+// step in turn (a progress handler), each failure followed by another
+// write, every count stays exact.
+TEST(FeedRangeTest, AWriteThatFailsPartWayLeavesCountsExact) {
+  TestDb db;
+  MakeT(db, 100);
+  // Row 50 holds its load's run through the range, and a point entry of
+  // its own for c.
+  db.Exec("UPDATE t SET c = -1 WHERE id = 50");
+  int failures = 0;
+  for (int steps = 1; steps < 200000; ++steps) {
+    int left = steps;
+    sqlite3_progress_handler(db.get(), 1, [](void* p) { return --*static_cast<int*>(p) < 0 ? 1 : 0; },
+                             &left);
+    const int rc = sqlite3_exec(db.get(), "UPDATE t SET b = 'z', c = 9 WHERE id = 50", nullptr,
+                                nullptr, nullptr);
+    sqlite3_progress_handler(db.get(), 0, nullptr, nullptr);
+    if (rc == SQLITE_OK) break;
+    ASSERT_EQ(rc, SQLITE_INTERRUPT) << sqlite3_errmsg(db.get());
+    ++failures;
+    db.Exec("UPDATE t SET c = c + 1 WHERE id = 2");  // any later write of t
+    ASSERT_NO_FATAL_FAILURE(ExpectExactCounts(db, "interrupted at step " + std::to_string(steps)));
+  }
+  EXPECT_GT(failures, 100);
+  EXPECT_EQ(db.One("SELECT b || c FROM t WHERE id = 50"), "'z9'");
+  ExpectExactCounts(db, "after the write");
+}
+
+// A load that follows, in its transaction, thousands of writes stored
+// with point entries still gets ranges: looking for a range it would
+// overlap steps over those entries, and must not give up on them (nor on
+// the ranges of the load's own earlier windows).
+TEST(FeedRangeTest, ALoadAfterManyPointWritesInItsTransactionGetsRanges) {
+  TwoFeeds dbs;
+  dbs.Both([](TestDb& db) {
+    MakeT(db);
+    db.Exec("CREATE TABLE u (id INTEGER PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('u');");
+    // Keys in a scattered order: one row per window entry, no ranges.
+    db.Exec("BEGIN; WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 6000) "
+            "INSERT INTO t SELECT (i * 7919) % 6007, 'p', i FROM n;" +
+            Ascending(100000, 20000, "load") + "; COMMIT;");
+  });
+  // The load's 20k rows: a range per window (about 20), not 20k entries.
+  const int64_t entries = std::stoll(dbs.ranged.One(
+      "SELECT count(*) FROM t__crsync_feed WHERE dbv = crsql_db_version()"));
+  EXPECT_LT(entries, 6000 + 200);
+  EXPECT_GE(RangeEntries(dbs.ranged, "t"), 15);
+  ASSERT_NO_FATAL_FAILURE(dbs.ExpectSameReads("load after points"));
+  ExpectExactCounts(dbs.ranged, "load after points");
+}
+
 // Merged records keep their sender's seqs, so one local transaction that
 // merges several of a peer's transactions at one local version gets
 // stretches whose runs overlap. At most one range may cover a run, or a
