@@ -450,38 +450,8 @@ Status Crr::WriteBulk(const RowBuf& inserts, const RowBuf& updates, const RowBuf
              "ON CONFLICT (pk) DO UPDATE SET meta = excluded.meta";
     }));
   }
-  if (!feed_del.rows.empty()) {
-    // The function notes each entry found (by binary search: sorted
-    // entries); the others were rows of ranges.
-    const RowBuf* del = &feed_del;
-    RowBuf sorted;
-    if (!std::is_sorted(del->rows.begin(), del->rows.end(), FeedKeyLess)) {
-      sorted = feed_del;
-      std::sort(sorted.rows.begin(), sorted.rows.end(), FeedKeyLess);
-      del = &sorted;
-    }
-    FeedMarks marks;
-    marks.buf = del;
-    marks.found.assign(del->rows.size(), false);
-    sqlite3_stmt* st = nullptr;
-    CRSYNC_RETURN_IF_ERROR(Cached(&bulk_feed_del_, [&] {
-      return "DELETE FROM main." + FeedTable() +
-             " WHERE (dbv, lo, pk) IN (SELECT dbv, lo, pk FROM crsync_rowbuf(?1))"
-             " AND crsync_feed_found(?2, dbv, lo, pk)";
-    }, &st));
-    sqlite3_bind_pointer(st, 1, const_cast<RowBuf*>(del), kRowBufPointerType, nullptr);
-    sqlite3_bind_pointer(st, 2, &marks, kFeedMarksPointerType, nullptr);
-    Status s = StepToEnd(db_, st);
-    sqlite3_clear_bindings(st);
-    CRSYNC_RETURN_IF_ERROR(s);
-    if (marks.count < del->rows.size()) {
-      for (size_t i = 0; i < del->rows.size(); ++i) {
-        const RowBuf::Row& r = del->rows[i];
-        if (!marks.found[i]) ranges_.Lost(r.dbv, r.lo, r.pk);
-      }
-      CRSYNC_RETURN_IF_ERROR(ranges_.Apply());
-    }
-  }
+  // Entries no point entry held were rows of ranges (engine/range_keeper.h).
+  CRSYNC_RETURN_IF_ERROR(ranges_.DeleteEntries(feed_del));
   return run(&bulk_feed_add_, feed_add, [&] {
     return "INSERT OR IGNORE INTO main." + FeedTable() +
            "(dbv, lo, pk) SELECT dbv, lo, pk FROM crsync_rowbuf(?1)";

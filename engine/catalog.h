@@ -230,7 +230,7 @@ class Crr {
   std::string cache_pk_;
   RowMeta cache_meta_;
   StmtPtr get_meta_, put_meta_, new_meta_, feed_add_, feed_del_, user_insert_pk_, user_delete_;
-  StmtPtr bulk_insert_, bulk_update_, bulk_feed_del_, bulk_feed_add_, bulk_load_, max_pk_;
+  StmtPtr bulk_insert_, bulk_update_, bulk_feed_add_, bulk_load_, max_pk_;
   StmtPtr range_load_, ahead_load_, bulk_walk_, range_count_, rewrite_walk_;
   MetaReadAhead ahead_;
   RangeKeeper ranges_;

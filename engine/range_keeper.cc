@@ -60,14 +60,50 @@ Status RangeKeeper::Fits(const RangeCandidate& c, bool* fits) {
   return Status::OK();
 }
 
+void RangeKeeper::BindKey(sqlite3_stmt* st, const Found& f) {
+  sqlite3_bind_int64(st, 1, f.dbv);
+  sqlite3_bind_int64(st, 2, f.lo);
+  sqlite3_bind_blob(st, 3, f.marker.data(), static_cast<int>(f.marker.size()), SQLITE_STATIC);
+}
+
+Status RangeKeeper::DeleteEntries(const RowBuf& entries) {
+  if (entries.rows.empty()) return Status::OK();
+  // crsync_feed_found notes each entry found, by binary search: sorted.
+  const RowBuf* del = &entries;
+  RowBuf sorted;
+  if (!std::is_sorted(del->rows.begin(), del->rows.end(), FeedKeyLess)) {
+    sorted = entries;
+    std::sort(sorted.rows.begin(), sorted.rows.end(), FeedKeyLess);
+    del = &sorted;
+  }
+  FeedMarks marks;
+  marks.buf = del;
+  marks.found.assign(del->rows.size(), false);
+  sqlite3_stmt* st = nullptr;
+  CRSYNC_RETURN_IF_ERROR(Prepared(&bulk_del_, [&] {
+    return "DELETE FROM main." + feed_ +
+           " WHERE (dbv, lo, pk) IN (SELECT dbv, lo, pk FROM crsync_rowbuf(?1))"
+           " AND crsync_feed_found(?2, dbv, lo, pk)";
+  }, &st));
+  sqlite3_bind_pointer(st, 1, const_cast<RowBuf*>(del), kRowBufPointerType, nullptr);
+  sqlite3_bind_pointer(st, 2, &marks, kFeedMarksPointerType, nullptr);
+  Status s = StepToEnd(db_, st);
+  sqlite3_clear_bindings(st);
+  CRSYNC_RETURN_IF_ERROR(s);
+  if (marks.count == del->rows.size()) return Status::OK();
+  for (size_t i = 0; i < del->rows.size(); ++i) {
+    const RowBuf::Row& r = del->rows[i];
+    if (!marks.found[i]) Lost(r.dbv, r.lo, r.pk);
+  }
+  return Apply();
+}
+
 Status RangeKeeper::Stored(const Found& f, bool* stored) {
   sqlite3_stmt* st = nullptr;
   CRSYNC_RETURN_IF_ERROR(Prepared(&exists_, [&] {
     return "SELECT 1 FROM main." + feed_ + " WHERE dbv = ?1 AND lo = ?2 AND pk = ?3";
   }, &st));
-  sqlite3_bind_int64(st, 1, f.dbv);
-  sqlite3_bind_int64(st, 2, f.lo);
-  sqlite3_bind_blob(st, 3, f.marker.data(), static_cast<int>(f.marker.size()), SQLITE_STATIC);
+  BindKey(st, f);
   const int rc = sqlite3_step(st);
   sqlite3_reset(st);
   if (rc != SQLITE_ROW && rc != SQLITE_DONE) return SqliteError(db_, rc);
@@ -161,9 +197,7 @@ Status RangeKeeper::Apply() {
     CRSYNC_RETURN_IF_ERROR(Prepared(&del_, [&] {
       return "DELETE FROM main." + feed_ + " WHERE dbv = ?1 AND lo = ?2 AND pk = ?3";
     }, &st));
-    sqlite3_bind_int64(st, 1, f.dbv);
-    sqlite3_bind_int64(st, 2, f.lo);
-    sqlite3_bind_blob(st, 3, f.marker.data(), static_cast<int>(f.marker.size()), SQLITE_STATIC);
+    BindKey(st, f);
     CRSYNC_RETURN_IF_ERROR(StepToEnd(db_, st));
     if (rows != 0) {
       EncodeFeedRange(f.lo, f.hi, rows > 0 ? rows : -1, f.first, f.last, &marker);

@@ -32,6 +32,7 @@
 #include "crsync/sqlite_handles.h"
 #include "crsync/status.h"
 #include "engine/feed_range.h"
+#include "engine/row_buf.h"
 
 namespace crsync {
 
@@ -45,6 +46,11 @@ class RangeKeeper {
   // False as well when more feed entries lie in the way than it will
   // search (the window's entries then stay point entries).
   Status Fits(const RangeCandidate& c, bool* fits);
+
+  // Deletes the point entries `entries` (feed entries: dbv, lo, pk) with
+  // one statement; each that was not stored was a range's row, which that
+  // range loses (Apply() is run).
+  Status DeleteEntries(const RowBuf& entries);
 
   // Row `pk` no longer has run `run` of version `dbv`, and no point entry
   // named it: notes that the range which did has lost it. Apply() writes
@@ -87,6 +93,8 @@ class RangeKeeper {
   Status Locate(const Loss& l, Found* f);
   // Whether the feed holds exactly this entry.
   Status Stored(const Found& f, bool* stored);
+  // Binds f's key (dbv, lo, marker) to parameters 1-3 of `st`.
+  static void BindKey(sqlite3_stmt* st, const Found& f);
   template <typename MakeSql>
   Status Prepared(StmtPtr* slot, MakeSql&& make_sql, sqlite3_stmt** out);
 
@@ -103,7 +111,7 @@ class RangeKeeper {
 
   sqlite3* db_;
   std::string feed_;
-  StmtPtr probe_, exists_, del_, add_;
+  StmtPtr probe_, exists_, del_, add_, bulk_del_;
   std::vector<Loss> lost_;
   std::vector<Found> found_;
   std::vector<Found> recent_;  // most recently used last

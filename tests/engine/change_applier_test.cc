@@ -474,6 +474,14 @@ TEST(ChangeApiTest, BulkBufferTablesShowNothingToSql) {
   EXPECT_EQ(db.One("SELECT crsync_rowbuf_meta(x'0102030405060708', x'01') IS NULL"), "1");
   Status s = db.Try("CREATE VIEW w AS SELECT crsync_rowbuf_meta(NULL, x'01'); SELECT * FROM w");
   EXPECT_THAT(s.message(), HasSubstr("unsafe use of"));
+  // The feed delete's marker refuses to answer without its pointer (an
+  // unmarked entry would pass for a range's row), and changes nothing.
+  db.Exec("INSERT INTO u VALUES ('k', 1)");
+  const std::string feed = db.One("SELECT count(*) FROM u__crsync_feed");
+  s = db.Try("DELETE FROM u__crsync_feed WHERE crsync_feed_found(x'01', dbv, lo, pk)");
+  EXPECT_THAT(s.message(), HasSubstr("crsync_feed_found is internal"));
+  EXPECT_EQ(db.One("SELECT count(*) FROM u__crsync_feed"), feed);
+  EXPECT_NE(feed, "0");
 }
 
 }  // namespace
