@@ -199,18 +199,23 @@ BENCHMARK_CAPTURE(BM_AsCrr1M, crr, true)->Unit(benchmark::kMillisecond)->UseReal
 
 // --- changeset generation ---------------------------------------------------
 
-// A CRR of `rows` rows × 3 columns, made once per process.
+// A new CRR (file `name`) of `rows` rows × 3 columns, each row's `qty`
+// then updated `updates` more times, one UPDATE of the whole table each.
+std::unique_ptr<BenchDb> MakeItemsCrr(const char* name, int updates) {
+  auto d = std::make_unique<BenchDb>(true, name);
+  d->Exec(kItemsSql);
+  d->Exec("SELECT crsql_as_crr('items')");
+  d->Exec("BEGIN");
+  InsertItems(*d, BenchRows(100000));
+  d->Exec("COMMIT");
+  for (int i = 0; i < updates; ++i) d->Exec("UPDATE items SET qty = qty + 1");
+  return d;
+}
+
+// The CRR every read benchmark reads, made once per process.
 BenchDb& SourceDb() {
   // Destroyed (and its file removed) at exit.
-  static std::unique_ptr<BenchDb> db = [] {
-    auto d = std::make_unique<BenchDb>(true, "source");
-    d->Exec(kItemsSql);
-    d->Exec("SELECT crsql_as_crr('items')");
-    d->Exec("BEGIN");
-    InsertItems(*d, BenchRows(100000));
-    d->Exec("COMMIT");
-    return d;
-  }();
+  static std::unique_ptr<BenchDb> db = MakeItemsCrr("source", 0);
   return *db;
 }
 
@@ -237,16 +242,7 @@ BENCHMARK(BM_ReadChanges_sql)->Unit(benchmark::kMillisecond)->UseRealTime();
 // The same rows after ten more updates of one column each: as many
 // changes to read, and a reader should not pay for the history.
 void BM_ReadChanges_after_updates(benchmark::State& state) {
-  static std::unique_ptr<BenchDb> db = [] {
-    auto d = std::make_unique<BenchDb>(true, "updated");
-    d->Exec(kItemsSql);
-    d->Exec("SELECT crsql_as_crr('items')");
-    d->Exec("BEGIN");
-    InsertItems(*d, BenchRows(100000));
-    d->Exec("COMMIT");
-    for (int i = 0; i < 10; ++i) d->Exec("UPDATE items SET qty = qty + 1");
-    return d;
-  }();
+  static std::unique_ptr<BenchDb> db = MakeItemsCrr("updated", 10);
   ReadEveryChange(state, *db);
 }
 BENCHMARK(BM_ReadChanges_after_updates)->Unit(benchmark::kMillisecond)->UseRealTime();

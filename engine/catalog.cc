@@ -39,6 +39,14 @@ bool Crr::RangeFits(const RangeCandidate& c) {
   return ranges_.Fits(c, &fits).ok() && fits;
 }
 
+void Crr::MakeFeedRanges(size_t min_rows, RowBuf* entries, RowBuf* scratch,
+                         const std::function<bool(std::string_view, std::string_view)>& dense) {
+  crsync::MakeFeedRanges(
+      min_rows,
+      [&](const RangeCandidate& c) { return (!dense || dense(c.first, c.last)) && RangeFits(c); },
+      entries, scratch);
+}
+
 // Reads the affinity of every pk column and every slot from the table's
 // declaration.
 Status Crr::LoadAffinities() {

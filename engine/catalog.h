@@ -100,16 +100,20 @@ class Crr {
   // `updates_dense` (REQUIRES: `updates` sorted by pk, and few stored rows
   // between its keys that it does not name), the updates walk the key
   // range once instead of seeking each row. `feed_add` may hold range
-  // entries made by MakeFeedRanges with RangeFits. An entry of `feed_del`
+  // entries made by MakeFeedRanges. An entry of `feed_del`
   // that no point entry holds was a range's row: that range loses it
   // (engine/range_keeper.h).
   Status StoreBulk(const RowBuf& inserts, const RowBuf& updates, const RowBuf& feed_del,
                    const RowBuf& feed_add, bool updates_dense = false);
-  // Whether a range entry `c` may be made (RangeKeeper::Fits). False too
-  // when the feed cannot be read: the rows then keep point entries (always
+  // crsync::MakeFeedRanges over `entries` (this CRR's point entries): a
+  // range is made only where, if given, `dense(first, last)` says no other
+  // stored row lies between those keys, and no stored range entry of its
+  // version covers any of its runs (RangeKeeper::Fits). When the feed
+  // cannot be read, no range is made: the rows keep point entries (always
   // correct); the store that follows meets the same error, or the
   // transaction is already gone.
-  bool RangeFits(const RangeCandidate& c);
+  void MakeFeedRanges(size_t min_rows, RowBuf* entries, RowBuf* scratch,
+                      const std::function<bool(std::string_view, std::string_view)>& dense = {});
   // Rewrites, through `rewriter` (engine/row_buf.h), the metadata of the
   // rows it wants among the stored rows with first <= pk <= last, in one
   // walk, if the range holds at most `limit` stored rows; otherwise writes
@@ -201,6 +205,9 @@ class Crr {
   void DropRowValues() { row_valid_ = false; }
 
  private:
+  // Whether a range entry `c` may be made (RangeKeeper::Fits); false when
+  // the feed cannot be read.
+  bool RangeFits(const RangeCandidate& c);
   // Steps `st`, whose rows are (pk, meta), through on_row; then resets it
   // and clears its bindings.
   Status StepPkMetaRows(sqlite3_stmt* st,

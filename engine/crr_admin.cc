@@ -101,8 +101,7 @@ Status WriteFeedFromRows(sqlite3* db, Crr* crr, const std::string& select) {
     // A window's entries come from consecutive rows: nothing else is
     // stored between the keys of any of its stretches.
     if (MetaBatch::RangeWritesEnabled()) {
-      MakeFeedRanges(MetaBatch::kMinRange,
-                     [&](const RangeCandidate& c) { return crr->RangeFits(c); }, &feed, &scratch);
+      crr->MakeFeedRanges(MetaBatch::kMinRange, &feed, &scratch);
     }
     Status s = crr->StoreBulk(none, none, none, feed);
     feed.rows.clear();

@@ -35,10 +35,7 @@ bool MetaBatch::RangeWritesEnabled() { return feed_ranges; }
 void MetaBatch::MakeFeedRanges(
     Crr* crr, const std::function<bool(std::string_view, std::string_view)>& dense) {
   if (!feed_ranges) return;
-  crsync::MakeFeedRanges(
-      kMinRange,
-      [&](const RangeCandidate& c) { return dense(c.first, c.last) && crr->RangeFits(c); },
-      &feed_add_, &ranged_);
+  crr->MakeFeedRanges(kMinRange, &feed_add_, &ranged_, dense);
 }
 
 bool MetaBatch::Dense(int64_t crr_id, std::string_view first, std::string_view last) const {

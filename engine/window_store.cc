@@ -168,9 +168,7 @@ Status StoreUpdatedRows(ConnEngine* e, Crr* crr, const WriteLog& log, size_t sta
   if (walk.dense()) {
     // Nothing but these rows is stored between their keys.
     RowBuf scratch;
-    MakeFeedRanges(MetaBatch::kMinRange,
-                   [&](const RangeCandidate& c) { return crr->RangeFits(c); }, &walk.feed_add(),
-                   &scratch);
+    crr->MakeFeedRanges(MetaBatch::kMinRange, &walk.feed_add(), &scratch);
   }
   const RowBuf none;
   CRSYNC_RETURN_IF_ERROR(crr->StoreBulk(none, none, walk.feed_del(), walk.feed_add()));
