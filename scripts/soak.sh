@@ -185,7 +185,7 @@ sample() {
       elif [ "$a" = site ] && [ "$b" = id ]; then
         site[$i]=$c
         site_node[$c]=$i
-      elif [[ $a =~ ^[0-9A-F]{32}$ ]] && [ -n "${site_node[$a]:-}" ]; then
+      elif [[ $a =~ ^[0-9A-Fa-f]{32}$ ]] && [ -n "${site_node[$a]:-}" ]; then
         rec[$i,${site_node[$a]}]=$b
         echo "$round $now $i C ${site_node[$a]} $b" >>"$samples"
       fi
