@@ -11,7 +11,9 @@
 // disconnect always runs at close, and releases them. A close that fails
 // (SQLITE_BUSY: an application statement still open) disconnects it too,
 // with the connection still in use: the engine then connects it again
-// before it caches a statement (ConnEngine::ArmCloseWatch).
+// before it caches a statement (ConnEngine::ArmCloseWatch). Inside a write
+// transaction, which such a failed close leaves open, the engine first
+// stores what it holds in memory for it (ConnEngine::StoreBeforeClose).
 #include "common/guard.h"
 #include "crsync/sqlite_handles.h"
 #include "engine/functions.h"

@@ -96,11 +96,30 @@ ConnEngine* ConnEngine::Find(sqlite3* db) {
 
 void ConnEngine::CloseWatchDisconnected() {
   close_watch_lost_ = true;
+  StoreBeforeClose();
   ReleaseStatements();
 }
 
+void ConnEngine::StoreBeforeClose() {
+  if (sqlite3_get_autocommit(db_) || closing_) return;
+  // The statements this prepares are released right after. The watch is
+  // not connected again meanwhile: if the close goes on, SQLite would
+  // disconnect it after the engine is gone.
+  closing_ = true;
+  Status s = FlushLocalWrites();
+  closing_ = false;
+  if (!s.ok()) {
+    // Nothing can refuse this transaction's COMMIT any more (the capture is
+    // being rolled back); if the close fails, it must be rolled back.
+    sqlite3_log(s.sqlite_code(),
+                "crsync: storing a transaction's writes as its connection closes failed (%s); "
+                "if the close fails, roll the transaction back",
+                s.message().c_str());
+  }
+}
+
 void ConnEngine::ArmCloseWatch() {
-  if (close_watch_lost_) close_watch_lost_ = !ConnectCloseWatch(db_).ok();
+  if (close_watch_lost_ && !closing_) close_watch_lost_ = !ConnectCloseWatch(db_).ok();
 }
 
 Status ConnEngine::PrepareCached(const std::string& sql, StmtPtr* out) {

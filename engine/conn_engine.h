@@ -280,8 +280,9 @@ class ConnEngine {
   // demand. Called before the connection closes; may be re-entered.
   void ReleaseStatements();
   // The close watch was disconnected (the connection closes, or a close
-  // failed): releases the statements, and has the watch connected again
-  // before the next one is cached.
+  // failed): stores what a write transaction holds in memory
+  // (StoreBeforeClose), releases the statements, and has the watch
+  // connected again before the next one is cached.
   void CloseWatchDisconnected();
 
  private:
@@ -292,6 +293,14 @@ class ConnEngine {
   // Connects the close watch again if a failed close disconnected it, so
   // that the next close releases what is about to be cached.
   void ArmCloseWatch();
+  // sqlite3_close() disconnects the close watch, then rolls back the
+  // connection's virtual tables (so crsync_capture ends the engine's
+  // transaction), and only then fails with SQLITE_BUSY if an application
+  // statement is still open, leaving the transaction open: it may go on to
+  // commit. So a write transaction's captured writes and written-behind
+  // merge metadata are stored here, into the transaction, first. If the
+  // close succeeds they are rolled back with it.
+  void StoreBeforeClose();
   // Prepare(), persistent, for a statement this engine caches.
   Status PrepareCached(const std::string& sql, StmtPtr* out);
   // Creates what is missing (tables, the `clock` alias, our site id); run
@@ -375,6 +384,7 @@ class ConnEngine {
   MetaBatch local_batch_;
   StmtPtr capture_join_;
   bool close_watch_lost_ = false;  // see CloseWatchDisconnected
+  bool closing_ = false;           // StoreBeforeClose is running
   bool installed_ = false;         // every registration of init succeeded
   int capture_join_prepares_ = 0;  // its SQLITE_STMTSTATUS_REPREPARE, last seen
   bool names_checked_ = false;     // CheckReservedNames passed at that prepare

@@ -302,6 +302,96 @@ TEST(BootstrapTest, ACloseThatFailedCanBeRetriedAfterTheEngineIsUsedAgain) {
   }
 }
 
+// sqlite3_close() with an application statement still open fails
+// (SQLITE_BUSY), but not before it has rolled back the connection's virtual
+// tables, crsync_capture included, while the transaction itself stays open
+// and may commit. Writes the engine held in memory then (captured local
+// writes from a transaction's fifth on; merged rows' metadata written
+// behind) must be stored first, or they would commit unrecorded.
+TEST(BootstrapTest, AFailedCloseInsideAWriteTransactionLosesNoChange) {
+  const std::string site = "X'11111111111111111111111111111111'";
+  std::string merges;
+  for (int k = 101; k <= 110; ++k) {
+    merges += "INSERT INTO crsql_changes VALUES ('t', crsql_pack_columns(" + std::to_string(k) +
+              "), 'b', 'm" + std::to_string(k) + "', 1, " + std::to_string(k) + ", " + site + ");";
+  }
+  struct Case {
+    const char* name;
+    std::string before, after;
+    int64_t rows;
+  };
+  const Case kCases[] = {
+      {"captured local writes", "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+                                "WHERE i < 10) INSERT INTO t SELECT i, 'v' FROM n;",
+       "", 10},
+      {"local writes on both sides", "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 "
+                                     "FROM n WHERE i < 10) INSERT INTO t SELECT i, 'v' FROM n;",
+       "INSERT INTO t VALUES (11, 'v'); UPDATE t SET b = 'w' WHERE a = 1;", 11},
+      {"merges written behind", merges, "", 10},
+  };
+  for (const Case& c : kCases) {
+    SCOPED_TRACE(c.name);
+    TempPath path;
+    sqlite3* raw = OpenRaw(path);
+    ASSERT_OK(Exec(raw, "CREATE TABLE t(a INTEGER PRIMARY KEY NOT NULL, b); SELECT crsql_as_crr('t');"
+                        "BEGIN;" + c.before));
+    sqlite3_stmt* open_stmt = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(raw, "SELECT * FROM t", -1, &open_stmt, nullptr), SQLITE_OK);
+    ASSERT_EQ(sqlite3_step(open_stmt), SQLITE_ROW);
+    ASSERT_EQ(sqlite3_close(raw), SQLITE_BUSY);
+    sqlite3_finalize(open_stmt);
+    ASSERT_EQ(sqlite3_get_autocommit(raw), 0) << "the transaction is still open";
+    ASSERT_OK(Exec(raw, c.after + "COMMIT"));
+    {
+      TestDb check(path.str());
+      EXPECT_EQ(check.Int("SELECT count(*) FROM t"), c.rows);
+      EXPECT_EQ(check.One("SELECT group_concat(a) FROM t WHERE NOT EXISTS (SELECT 1 FROM "
+                          "crsql_changes c WHERE c.pk = crsql_pack_columns(t.a) AND c.cid = 'b' "
+                          "AND c.val IS t.b)"),
+                "NULL")
+          << "rows whose value has no change";
+      EXPECT_EQ(check.One("SELECT count(*) FROM crsql_changes WHERE site_id IS NOT NULL AND "
+                          "site_id != " + site),
+                "0");
+    }
+    // The committed versions are known: a later write takes a newer one.
+    ASSERT_OK(Exec(raw, "INSERT INTO t VALUES (99, 'later')"));
+    {
+      TestDb check(path.str());
+      EXPECT_GT(check.Int("SELECT db_version FROM crsql_changes WHERE pk = crsql_pack_columns(99)"),
+                check.Int("SELECT max(db_version) FROM crsql_changes WHERE pk != "
+                          "crsql_pack_columns(99)"));
+    }
+    EXPECT_EQ(sqlite3_close(raw), SQLITE_OK);
+  }
+}
+
+// The same writes held in memory, closed with no application statement
+// open: they are stored into the transaction, which the close then rolls
+// back with everything else.
+TEST(BootstrapTest, ACloseInsideAWriteTransactionRollsItBack) {
+  const std::string site = "X'11111111111111111111111111111111'";
+  const std::string kWrites[] = {
+      "WITH RECURSIVE n(i) AS (SELECT 2 UNION ALL SELECT i + 1 FROM n WHERE i < 11) "
+      "INSERT INTO t SELECT i, 'v' FROM n;",
+      "INSERT INTO crsql_changes VALUES ('t', crsql_pack_columns(5), 'b', 'm', 1, 3, " + site +
+          "); INSERT INTO crsql_changes VALUES ('t', crsql_pack_columns(6), 'b', 'm', 1, 4, " +
+          site + ");",
+  };
+  for (const std::string& writes : kWrites) {
+    SCOPED_TRACE(writes);
+    TempPath path;
+    sqlite3* raw = OpenRaw(path);
+    ASSERT_OK(Exec(raw, "CREATE TABLE t(a INTEGER PRIMARY KEY NOT NULL, b); SELECT crsql_as_crr('t');"
+                        "INSERT INTO t VALUES (1, 'kept'); BEGIN;" + writes));
+    EXPECT_EQ(sqlite3_close(raw), SQLITE_OK);
+    TestDb check(path.str());
+    EXPECT_EQ(check.One("SELECT group_concat(a) FROM t"), "'1'");
+    EXPECT_EQ(check.One("SELECT group_concat(DISTINCT db_version) FROM crsql_changes"), "'1'");
+    EXPECT_EQ(check.One("PRAGMA integrity_check"), "'ok'");
+  }
+}
+
 TEST(BootstrapTest, FinalizeIsAcceptedAndConnectionStillCloses) {
   TestDb db;
   EXPECT_EQ(db.One("SELECT crsql_finalize()"), "'finalized'");
