@@ -262,7 +262,15 @@ Status Merger::MergeRowWith(Scratch* s, const MergeInput* ins, size_t n, int64_t
     } else {
       I = L == 0 ? 1 : (L % 2 == 1 ? L : L - 1);
     }
-    const int64_t SQ = in.seq ? *in.seq : e_->TakeSeq();
+    int64_t SQ;
+    if (in.seq) {
+      SQ = *in.seq;
+    } else {
+      // The capture table joins first: a savepoint open now is then marked
+      // with the seq counter as it found it (ConnEngine::CaptureSavepoint).
+      CRSYNC_RETURN_IF_ERROR(e_->JoinCapture());
+      SQ = e_->TakeSeq();
+    }
 
     Outcome outcome = Outcome::kIgnore;
     if (I < L) {

@@ -346,6 +346,35 @@ TEST(MergeRollbackToTest, AnUndoneMergeLeavesTheVersionAsItWas) {
   EXPECT_EQ(db.One("SELECT crsql_db_version()"), "1");
 }
 
+// A 7-value merge takes a seq from the transaction's counter (§6.2). When
+// it is the transaction's first engine call inside a savepoint, the capture
+// table joins there, and SQLite then marks that savepoint for it: the mark
+// must hold the seq counter as the savepoint found it, or ROLLBACK TO would
+// leave the undone merge's seq taken (the next write got seq 1).
+TEST(MergeRollbackToTest, AnUndoneFirstMergeLeavesNoSeqTaken) {
+  for (const char* undo : {"ROLLBACK TO s; RELEASE s;", "ROLLBACK TO s; RELEASE s; SAVEPOINT u;"}) {
+    SCOPED_TRACE(undo);
+    TestDb db;
+    db.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t');"
+            "BEGIN; SAVEPOINT s;"
+            "INSERT INTO crsql_changes VALUES ('t', crsql_pack_columns(9), 'v', 'remote', 1, 5, "
+            "X'0102030405060708090a0b0c0d0e0f10');" +
+            std::string(undo) + "INSERT INTO t VALUES (1, 'a'); COMMIT;");
+    EXPECT_EQ(db.Query("SELECT pk, seq FROM crsql_changes"),
+              (Rows{{"X'010901'", "0"}}));
+  }
+  // The same for a statement's own savepoint: its second row fails.
+  TestDb db;
+  db.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t'); BEGIN;");
+  EXPECT_THAT(db.Error("INSERT INTO crsql_changes SELECT * FROM (VALUES ('t', "
+                       "crsql_pack_columns(9), 'v', 'remote', 1, 5, "
+                       "X'0102030405060708090a0b0c0d0e0f10'), ('nope', crsql_pack_columns(9), "
+                       "'v', 'remote', 1, 5, X'0102030405060708090a0b0c0d0e0f10'))"),
+              HasSubstr("nope"));
+  db.Exec("INSERT INTO t VALUES (1, 'a'); COMMIT;");
+  EXPECT_EQ(db.Query("SELECT pk, seq FROM crsql_changes"), (Rows{{"X'010901'", "0"}}));
+}
+
 // A merge refused for an inconsistency it found (here: a user trigger of
 // a merge into `a` deleted `b`'s row, unrecorded as §11.7 says, so b's
 // clocks have no row) fails that statement only. It used to fail with
