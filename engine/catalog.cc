@@ -602,6 +602,9 @@ Status Catalog::MainSchemaVersion(int64_t* out) {
 }
 
 void Catalog::TablesMayHaveChanged() {
+  // A TEMP trigger may fire before the recording triggers now.
+  for (auto& c : crrs_)
+    if (c) c->TriggersMayHaveChanged();
   int64_t version;
   // TEMP DDL re-prepares statements too, but changes no table of main.
   if (MainSchemaVersion(&version).ok() && version == tables_version_) return;

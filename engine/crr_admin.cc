@@ -7,6 +7,7 @@
 #include "engine/meta_batch.h"
 #include "engine/packed.h"
 #include "engine/recorder.h"
+#include "engine/trigger_order.h"
 
 namespace crsync {
 std::string PackNames(const std::vector<std::string>& names) {
@@ -174,6 +175,25 @@ Status CheckInternalNamesFree(sqlite3* db, const std::string& name) {
                                  " first)");
 }
 
+// Triggers made on the CRR's table after its recording triggers fire
+// before them (engine/trigger_order.h): the recording triggers are made
+// again, so that they fire first.
+Status MakeRecordersFireFirst(ConnEngine* e, const std::string& name) {
+  sqlite3* db = e->db();
+  bool user_first;
+  std::string refusal;
+  CRSYNC_RETURN_IF_ERROR(CheckRecordersFireFirst(db, name, &user_first, &refusal));
+  if (!user_first) return Status::OK();
+  return InSavepoint(db, "crsync_as_crr", [&]() -> Status {
+    CRSYNC_RETURN_IF_ERROR(JoinForCatalogChange(e));
+    Crr* crr = e->catalog().ByName(name);
+    if (!crr) return Status::Corruption("crsql - CRR " + name + " vanished");
+    int64_t tag;
+    CRSYNC_RETURN_IF_ERROR(e->TagForTriggers(&tag));
+    return InstallRecorderTriggers(db, *crr, tag, "crsql_as_crr(" + name + ")");
+  });
+}
+
 }  // namespace
 
 Status AsCrr(ConnEngine* e, const std::string& table) {
@@ -189,7 +209,10 @@ Status AsCrr(ConnEngine* e, const std::string& table) {
     if (e->open_alters().count(name)) return Status::OK();  // triggers away on purpose
     bool standing = false;
     CRSYNC_RETURN_IF_ERROR(RecordingTriggersStand(db, name, &standing));
-    if (standing) return known->CheckShape();  // altered without begin/commit: say how to fix
+    if (standing) {
+      CRSYNC_RETURN_IF_ERROR(known->CheckShape());  // altered without begin/commit: say how to fix
+      return MakeRecordersFireFirst(e, name);
+    }
     bool guarded = false;  // another connection's alter is open
     CRSYNC_RETURN_IF_ERROR(AlterGuardStands(db, name, &guarded));
     if (guarded) return Status::FailedPrecondition(AlterOpenElsewhere(name));

@@ -1,10 +1,12 @@
 #include "engine/recorder.h"
 
 #include <algorithm>
+#include <string>
 #include <vector>
 
 #include "common/guard.h"
 #include "engine/packed.h"
+#include "engine/trigger_order.h"
 #include "engine/value.h"
 #include "engine/window_store.h"
 
@@ -346,6 +348,13 @@ void AfterWrite(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
     if (s.ok()) s = FindCrr(e, crr_id, &crr);
     // (The triggers are away during an alter, so no exception is needed.)
     if (s.ok() && !crr->ShapeMatches()) s = crr->CheckShape();
+    if (s.ok() && !crr->recorders_first()) {
+      bool user_first;
+      std::string refusal;
+      s = CheckRecordersFireFirst(e->db(), crr->name(), &user_first, &refusal);
+      if (s.ok() && !refusal.empty()) s = Status::FailedPrecondition(refusal);
+      if (s.ok()) crr->set_recorders_first();
+    }
     if (s.ok()) {
       int npk = static_cast<int>(crr->schema().pk_cols.size());
       int ncol = static_cast<int>(crr->slots());

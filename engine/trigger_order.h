@@ -1,0 +1,44 @@
+// engine/trigger_order.h — do a CRR's recording triggers fire first?
+//
+// SQLite fires a table's triggers for an event newest first, and TEMP
+// triggers before main's. A user's AFTER trigger made after crsql_as_crr
+// therefore runs before the engine's recording trigger, and if it stops
+// the row with RAISE(IGNORE) (the row's change stays, later triggers are
+// skipped) or RAISE(FAIL) (the statement ends, keeping the rows written
+// so far), the recording trigger never sees that write: it would commit
+// unrecorded and never replicate. Such a table's writes are refused until
+// crsql_as_crr is called again, which makes the recording triggers anew,
+// so that they fire first.
+//
+// Thread safety: none beyond the connection's.
+#ifndef CRSYNC_ENGINE_TRIGGER_ORDER_H_
+#define CRSYNC_ENGINE_TRIGGER_ORDER_H_
+
+#include <sqlite3.h>
+
+#include <string>
+#include <string_view>
+
+#include "crsync/status.h"
+
+namespace crsync {
+
+// What a trigger's CREATE TRIGGER text says, read token by token (comments,
+// string literals and quoted names are skipped over, so a RAISE inside a
+// string or comment does not count).
+struct TriggerSqlTraits {
+  bool after = false;               // an AFTER trigger (BEFORE when unsaid)
+  bool stops_rows = false;          // holds RAISE(IGNORE) or RAISE(FAIL)
+};
+TriggerSqlTraits InspectTriggerSql(std::string_view create_sql);
+
+// Triggers on `table` (main's CRR) that fire before its recording
+// triggers: *user_first says whether any main trigger does (it was made
+// after them); *refusal is empty, or the error for the first one that is
+// an AFTER trigger stopping rows (main or TEMP), naming it and the remedy.
+Status CheckRecordersFireFirst(sqlite3* db, const std::string& table, bool* user_first,
+                               std::string* refusal);
+
+}  // namespace crsync
+
+#endif  // CRSYNC_ENGINE_TRIGGER_ORDER_H_
