@@ -170,14 +170,14 @@ class Crr {
   void SchemaMayHaveChanged() {
     affinities_loaded_ = false;
     shape_ = Shape::kUnknown;
-    recorders_first_ = false;
+    recorders_first_ = 0;
   }
   // Whether CheckRecordersFireFirst (engine/trigger_order.h) found no
-  // trigger that could hide a write from the recording triggers, since the
-  // last schema change.
-  bool recorders_first() const { return recorders_first_; }
-  void TriggersMayHaveChanged() { recorders_first_ = false; }
-  void set_recorders_first() { recorders_first_ = true; }
+  // trigger that could hide a write of `event` (0 insert, 1 update, 2
+  // delete) from the recording triggers, since the last schema change.
+  bool recorders_first(int event) const { return (recorders_first_ >> event) & 1; }
+  void TriggersMayHaveChanged() { recorders_first_ = 0; }
+  void set_recorders_first(int event) { recorders_first_ |= 1u << event; }
   // Fails, naming the columns that differ, when the table's columns are no
   // longer the ones recorded for the CRR: it was altered without
   // crsql_begin_alter/crsql_commit_alter (§14.1), so its triggers pass
@@ -236,7 +236,7 @@ class Crr {
   bool affinities_loaded_ = false;
   enum class Shape { kUnknown, kMatches, kDrifted };  // kDrifted is checked again each time
   Shape shape_ = Shape::kUnknown;
-  bool recorders_first_ = false;
+  unsigned recorders_first_ = 0;  // bit per event: see recorders_first()
   std::string drift_;  // the message, when kDrifted
   bool rowid_key_ = false;  // the key is the rowid (loaded with the affinities)
   bool user_triggers_ = false;  // triggers besides ours (loaded with the affinities)

@@ -333,6 +333,8 @@ int Update(sqlite3_vtab* vtab, int argc, sqlite3_value** argv, sqlite_int64* row
   });
 }
 
+Status WriteHeld(ChangesVtab* v);
+
 int Begin(sqlite3_vtab* vtab) {
   auto* v = reinterpret_cast<ChangesVtab*>(vtab);
   v->marks.reset();
@@ -340,34 +342,37 @@ int Begin(sqlite3_vtab* vtab) {
   v->savepoint_lost = false;
   v->impacted_at_begin = v->engine->rows_impacted();
   v->engine->CatalogMayBeStale();  // another connection may have altered a CRR
+  v->engine->set_close_writer([v] { return WriteHeld(v); });
   return SQLITE_OK;
 }
 
-// Writes the row merges hold back and the transaction's receive cursors
-// before it commits.
+// Writes the row merges hold back and the transaction's receive cursors:
+// before it commits, or as the connection closes in the middle of it.
+Status WriteHeld(ChangesVtab* v) {
+  CRSYNC_RETURN_IF_ERROR(v->engine->catalog().FlushPending());
+  if (v->marks) {
+    for (const auto& [key, mark] : *v->marks) {
+      CRSYNC_RETURN_IF_ERROR(v->merger.TrackPeer(key.first, key.second, mark));
+    }
+  }
+  v->marks.reset();
+  return Status::OK();
+}
+
 int Sync(sqlite3_vtab* vtab) {
   auto* v = reinterpret_cast<ChangesVtab*>(vtab);
   return GuardSqliteCall(SQLITE_ERROR, [&] {
-    if (Status s = v->engine->catalog().FlushPending(); !s.ok()) {
+    if (Status s = WriteHeld(v); !s.ok()) {
       SetError(vtab, s.message());
       return VtabErrorCode(s);
     }
-    if (v->marks) {
-      for (const auto& [key, mark] : *v->marks) {
-        Status s = v->merger.TrackPeer(key.first, key.second, mark);
-        if (!s.ok()) {
-          SetError(vtab, s.message());
-          return VtabErrorCode(s);
-        }
-      }
-    }
-    v->marks.reset();
     return SQLITE_OK;
   });
 }
 
 int EndTransaction(sqlite3_vtab* vtab) {
   auto* v = reinterpret_cast<ChangesVtab*>(vtab);
+  v->engine->set_close_writer(nullptr);
   v->marks.reset();
   v->savepoints.clear();
   v->savepoint_lost = false;

@@ -106,7 +106,13 @@ void ConnEngine::StoreBeforeClose() {
   // not connected again meanwhile: if the close goes on, SQLite would
   // disconnect it after the engine is gone.
   closing_ = true;
-  Status s = FlushLocalWrites();
+  Status s;
+  try {
+    s = FlushLocalWrites();
+    if (s.ok() && close_writer_) s = close_writer_();
+  } catch (const std::exception& ex) {  // (bad_alloc): the close must go on
+    s = Status::Sqlite(SQLITE_NOMEM, ex.what());
+  }
   closing_ = false;
   if (!s.ok()) {
     // Nothing can refuse this transaction's COMMIT any more (the capture is

@@ -83,6 +83,11 @@ class ConnEngine {
     if (!capture_joined_) seq_ = 0;
   }
   int64_t PeekSeq() const { return seq_; }
+  // What crsql_changes holds for the open transaction beyond the engine's
+  // own state (its receive cursors): written by `writer` when the
+  // connection closes mid-transaction (StoreBeforeClose). Set while that
+  // table is in a transaction; nullptr clears it.
+  void set_close_writer(std::function<Status()> writer) { close_writer_ = std::move(writer); }
   // Marks every seq below `end` taken (bulk paths that stamp many at once).
   void TakeSeqsBelow(int64_t end) {
     if (seq_ < end) seq_ = end;
@@ -385,6 +390,7 @@ class ConnEngine {
   StmtPtr capture_join_;
   bool close_watch_lost_ = false;  // see CloseWatchDisconnected
   bool closing_ = false;           // StoreBeforeClose is running
+  std::function<Status()> close_writer_;
   bool installed_ = false;         // every registration of init succeeded
   int capture_join_prepares_ = 0;  // its SQLITE_STMTSTATUS_REPREPARE, last seen
   bool names_checked_ = false;     // CheckReservedNames passed at that prepare

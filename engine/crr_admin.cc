@@ -182,8 +182,15 @@ Status MakeRecordersFireFirst(ConnEngine* e, const std::string& name) {
   sqlite3* db = e->db();
   bool user_first;
   std::string refusal;
-  CRSYNC_RETURN_IF_ERROR(CheckRecordersFireFirst(db, name, &user_first, &refusal));
-  if (!user_first) return Status::OK();
+  CRSYNC_RETURN_IF_ERROR(CheckRecordersFireFirst(db, name, "INSERT", &user_first, &refusal));
+  // A connection that cannot write writes no rows to hide.
+  if (!user_first || sqlite3_db_readonly(db, "main") != 0) return Status::OK();
+  {
+    StmtPtr st;
+    CRSYNC_RETURN_IF_ERROR(Prepare(db, "PRAGMA query_only", &st));
+    if (sqlite3_step(st.get()) == SQLITE_ROW && sqlite3_column_int(st.get(), 0) != 0)
+      return Status::OK();
+  }
   return InSavepoint(db, "crsync_as_crr", [&]() -> Status {
     CRSYNC_RETURN_IF_ERROR(JoinForCatalogChange(e));
     Crr* crr = e->catalog().ByName(name);

@@ -348,12 +348,14 @@ void AfterWrite(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
     if (s.ok()) s = FindCrr(e, crr_id, &crr);
     // (The triggers are away during an alter, so no exception is needed.)
     if (s.ok() && !crr->ShapeMatches()) s = crr->CheckShape();
-    if (s.ok() && !crr->recorders_first()) {
+    const int event = static_cast<int>(op);
+    if (s.ok() && !crr->recorders_first(event)) {
+      static const char* const kEvents[3] = {"INSERT", "UPDATE", "DELETE"};
       bool user_first;
       std::string refusal;
-      s = CheckRecordersFireFirst(e->db(), crr->name(), &user_first, &refusal);
+      s = CheckRecordersFireFirst(e->db(), crr->name(), kEvents[event], &user_first, &refusal);
       if (s.ok() && !refusal.empty()) s = Status::FailedPrecondition(refusal);
-      if (s.ok()) crr->set_recorders_first();
+      if (s.ok()) crr->set_recorders_first(event);
     }
     if (s.ok()) {
       int npk = static_cast<int>(crr->schema().pk_cols.size());

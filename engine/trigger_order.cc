@@ -2,6 +2,7 @@
 #include "engine/trigger_order.h"
 
 #include <cstring>
+#include <string>
 
 #include "crsync/sqlite_handles.h"
 
@@ -112,6 +113,28 @@ TriggerSqlTraits InspectTriggerSql(std::string_view create_sql) {
     u = lx.Next();
   }
   traits.after = Is(u, "AFTER");
+  if (Is(u, "AFTER") || Is(u, "BEFORE")) {
+    u = lx.Next();
+  } else if (Is(u, "INSTEAD")) {
+    lx.Next();  // OF
+    u = lx.Next();
+  }
+  for (const char* event : {"INSERT", "UPDATE", "DELETE"}) {
+    if (Is(u, event)) traits.event = event;
+  }
+  // ... ON [schema .] table
+  Token on = u;
+  while (on.kind != Token::kEnd && !Is(on, "ON")) on = lx.Next();
+  if (on.kind != Token::kEnd) {
+    const Token first = lx.Next();
+    u = lx.Next();
+    if (IsPunct(u, '.')) {
+      std::string_view name = first.text;
+      if (first.kind == Token::kQuoted && name.size() >= 2) name = name.substr(1, name.size() - 2);
+      traits.on_schema.assign(name);
+      u = lx.Next();
+    }
+  }
   // RAISE ( IGNORE | FAIL anywhere in the body
   Token before_last{Token::kEnd, {}}, last{Token::kEnd, {}};
   for (Token cur = u; cur.kind != Token::kEnd; cur = lx.Next()) {
@@ -124,8 +147,8 @@ TriggerSqlTraits InspectTriggerSql(std::string_view create_sql) {
   return traits;
 }
 
-Status CheckRecordersFireFirst(sqlite3* db, const std::string& table, bool* user_first,
-                               std::string* refusal) {
+Status CheckRecordersFireFirst(sqlite3* db, const std::string& table, const char* event,
+                               bool* user_first, std::string* refusal) {
   *user_first = false;
   refusal->clear();
   // Newest first, as SQLite fires them: TEMP triggers, then main's by
@@ -135,10 +158,11 @@ Status CheckRecordersFireFirst(sqlite3* db, const std::string& table, bool* user
   StmtPtr st;
   CRSYNC_RETURN_IF_ERROR(Prepare(
       db,
-      "SELECT name, sql, 1 AS temp, 0 AS r FROM temp.sqlite_master WHERE type = 'trigger' "
-      "AND tbl_name = ?1 COLLATE NOCASE "
+      "SELECT name, sql, 1 AS temp, 0 AS r, EXISTS (SELECT 1 FROM temp.sqlite_master WHERE "
+      "type = 'table' AND name = ?1 COLLATE NOCASE) FROM temp.sqlite_master WHERE type = "
+      "'trigger' AND tbl_name = ?1 COLLATE NOCASE "
       "UNION ALL "
-      "SELECT name, sql, 0, rowid FROM main.sqlite_master WHERE type = 'trigger' "
+      "SELECT name, sql, 0, rowid, 0 FROM main.sqlite_master WHERE type = 'trigger' "
       "AND tbl_name = ?1 COLLATE NOCASE AND lower(substr(name, 1, length(?2))) != lower(?2) "
       "AND rowid > (SELECT min(rowid) FROM main.sqlite_master WHERE type = 'trigger' AND "
       "name COLLATE NOCASE IN (?2 || 'itrig', ?2 || 'utrig', ?2 || 'dtrig')) "
@@ -150,11 +174,19 @@ Status CheckRecordersFireFirst(sqlite3* db, const std::string& table, bool* user
   int rc;
   while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
     const bool temp = sqlite3_column_int(st.get(), 2) != 0;
-    if (!temp) *user_first = true;
-    if (!refusal->empty()) continue;
     const char* sql = reinterpret_cast<const char*>(sqlite3_column_text(st.get(), 1));
     const TriggerSqlTraits traits = InspectTriggerSql(sql ? sql : "");
-    if (!traits.after || !traits.stops_rows) continue;
+    if (temp) {
+      // A TEMP trigger names its table's schema, or means the first table
+      // of that name: a TEMP table shadowing main's, when there is one.
+      const bool on_main = traits.on_schema.empty()
+                               ? sqlite3_column_int(st.get(), 4) == 0
+                               : sqlite3_stricmp(traits.on_schema.c_str(), "main") == 0;
+      if (!on_main) continue;
+    } else {
+      *user_first = true;
+    }
+    if (!refusal->empty() || !traits.after || !traits.stops_rows || traits.event != event) continue;
     const std::string name = reinterpret_cast<const char*>(sqlite3_column_text(st.get(), 0));
     *refusal = "crsql - " + std::string(temp ? "TEMP trigger " : "trigger ") + name + " on " +
                table + " fires before crsync's recording triggers (" +

@@ -28,6 +28,8 @@ namespace crsync {
 // string or comment does not count).
 struct TriggerSqlTraits {
   bool after = false;               // an AFTER trigger (BEFORE when unsaid)
+  std::string event;                // INSERT, UPDATE or DELETE (upper case)
+  std::string on_schema;            // "ON schema.table": schema, else empty
   bool stops_rows = false;          // holds RAISE(IGNORE) or RAISE(FAIL)
 };
 TriggerSqlTraits InspectTriggerSql(std::string_view create_sql);
@@ -35,9 +37,10 @@ TriggerSqlTraits InspectTriggerSql(std::string_view create_sql);
 // Triggers on `table` (main's CRR) that fire before its recording
 // triggers: *user_first says whether any main trigger does (it was made
 // after them); *refusal is empty, or the error for the first one that is
-// an AFTER trigger stopping rows (main or TEMP), naming it and the remedy.
-Status CheckRecordersFireFirst(sqlite3* db, const std::string& table, bool* user_first,
-                               std::string* refusal);
+// an AFTER `event` trigger (INSERT, UPDATE or DELETE) stopping rows (main
+// or TEMP), naming it and the remedy.
+Status CheckRecordersFireFirst(sqlite3* db, const std::string& table, const char* event,
+                               bool* user_first, std::string* refusal);
 
 }  // namespace crsync
 

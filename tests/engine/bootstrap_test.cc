@@ -319,15 +319,16 @@ TEST(BootstrapTest, AFailedCloseInsideAWriteTransactionLosesNoChange) {
     const char* name;
     std::string before, after;
     int64_t rows;
+    const char* tracked;  // crsql_tracked_peers' version for the site
   };
   const Case kCases[] = {
       {"captured local writes", "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
                                 "WHERE i < 10) INSERT INTO t SELECT i, 'v' FROM n;",
-       "", 10},
+       "", 10, "NULL"},
       {"local writes on both sides", "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 "
                                      "FROM n WHERE i < 10) INSERT INTO t SELECT i, 'v' FROM n;",
-       "INSERT INTO t VALUES (11, 'v'); UPDATE t SET b = 'w' WHERE a = 1;", 11},
-      {"merges written behind", merges, "", 10},
+       "INSERT INTO t VALUES (11, 'v'); UPDATE t SET b = 'w' WHERE a = 1;", 11, "NULL"},
+      {"merges written behind, and their receive cursor", merges, "", 10, "110"},
   };
   for (const Case& c : kCases) {
     SCOPED_TRACE(c.name);
@@ -353,6 +354,8 @@ TEST(BootstrapTest, AFailedCloseInsideAWriteTransactionLosesNoChange) {
       EXPECT_EQ(check.One("SELECT count(*) FROM crsql_changes WHERE site_id IS NOT NULL AND "
                           "site_id != " + site),
                 "0");
+      EXPECT_EQ(check.One("SELECT max(version) FROM crsql_tracked_peers WHERE site_id = " + site),
+                c.tracked);
     }
     // The committed versions are known: a later write takes a newer one.
     ASSERT_OK(Exec(raw, "INSERT INTO t VALUES (99, 'later')"));

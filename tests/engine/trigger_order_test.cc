@@ -96,6 +96,33 @@ TEST(TriggerOrderTest, AnIgnoringTempTriggerIsRefused) {
   EXPECT_EQ(Unrecorded(db), "NULL");
 }
 
+// Only writes of the event such a trigger follows are refused; a TEMP
+// trigger on a TEMP table that shadows the CRR's name is not the CRR's.
+TEST(TriggerOrderTest, OnlyTheTriggersOwnEventAndTableAreRefused) {
+  TestDb db;
+  db.Exec(kTable);
+  db.Exec("CREATE TRIGGER q AFTER DELETE ON t WHEN OLD.b = 'keep' BEGIN SELECT RAISE(IGNORE); END;"
+          "CREATE TEMP TABLE t (id, b);"
+          "CREATE TEMP TRIGGER tq AFTER INSERT ON t BEGIN SELECT RAISE(IGNORE); END;");
+  db.Exec("INSERT INTO main.t VALUES (1, 'a'), (2, 'b'); UPDATE main.t SET b = 'c' WHERE id = 2;");
+  EXPECT_EQ(Unrecorded(db), "NULL");
+  EXPECT_THAT(db.Error("DELETE FROM main.t WHERE id = 1"), HasSubstr("trigger q on t"));
+  EXPECT_EQ(db.One("SELECT count(*) FROM main.t"), "2");
+}
+
+// A connection that cannot write has no rows to hide: crsql_as_crr stays
+// the read-only no-op it was for a standing CRR.
+TEST(TriggerOrderTest, AsCrrOnAQueryOnlyConnectionMakesNoTriggers) {
+  TestDb db;
+  db.Exec(kTable);
+  db.Exec("CREATE TRIGGER q AFTER INSERT ON t BEGIN SELECT 1; END; PRAGMA query_only = 1;");
+  EXPECT_EQ(db.One("SELECT crsql_as_crr('t')"), "'OK'");
+  db.Exec("PRAGMA query_only = 0; SELECT crsql_as_crr('t');");
+  EXPECT_GT(db.Int("SELECT rowid FROM sqlite_master WHERE name = 't__crsync_itrig'"),
+            db.Int("SELECT rowid FROM sqlite_master WHERE name = 'q'"))
+      << "made anew, after q";
+}
+
 // A trigger made before crsql_as_crr fires after the recording triggers:
 // nothing to refuse, and every write is recorded.
 TEST(TriggerOrderTest, AnIgnoringTriggerMadeBeforeAsCrrIsFine) {
@@ -112,26 +139,34 @@ TEST(TriggerOrderTest, InspectTriggerSqlReadsTokens) {
   struct Case {
     const char* sql;
     bool after, stops;
+    const char* event;
+    const char* on_schema;
   };
   const Case kCases[] = {
-      {"CREATE TRIGGER q AFTER UPDATE ON t BEGIN SELECT RAISE(IGNORE); END", true, true},
-      {"create temp trigger if not exists main.\"q x\" after insert on t begin select "
+      {"CREATE TRIGGER q AFTER UPDATE OF b ON t BEGIN SELECT RAISE(IGNORE); END", true, true,
+       "UPDATE", ""},
+      {"create temp trigger if not exists main.\"q x\" after insert on \"main\".t begin select "
        "raise ( fail , 'm' ); end",
-       true, true},
-      {"CREATE TRIGGER [after] BEFORE DELETE ON t BEGIN SELECT RAISE(IGNORE); END", false, true},
-      {"CREATE TRIGGER q DELETE ON t BEGIN SELECT RAISE(IGNORE); END", false, true},
+       true, true, "INSERT", "main"},
+      {"CREATE TRIGGER [after] BEFORE DELETE ON temp.t BEGIN SELECT RAISE(IGNORE); END", false,
+       true, "DELETE", "temp"},
+      {"CREATE TRIGGER q DELETE ON t BEGIN SELECT RAISE(IGNORE); END", false, true, "DELETE", ""},
       {"CREATE TRIGGER q AFTER DELETE ON t BEGIN SELECT 'RAISE(IGNORE)'; -- RAISE(FAIL)\n END",
-       true, false},
-      {"CREATE TRIGGER q AFTER DELETE ON t BEGIN SELECT RAISE(ABORT, 'x'), RAISE(ROLLBACK, 'y'); END",
-       true, false},
-      {"CREATE TRIGGER q /* AFTER */ INSTEAD OF DELETE ON v BEGIN SELECT 1; END", false, false},
-      {"", false, false},
+       true, false, "DELETE", ""},
+      {"CREATE TRIGGER q AFTER DELETE ON t FOR EACH ROW WHEN OLD.b BEGIN SELECT RAISE(ABORT, 'x'), "
+       "RAISE(ROLLBACK, 'y'); END",
+       true, false, "DELETE", ""},
+      {"CREATE TRIGGER q /* AFTER */ INSTEAD OF DELETE ON v BEGIN SELECT 1; END", false, false,
+       "DELETE", ""},
+      {"", false, false, "", ""},
   };
   for (const Case& c : kCases) {
     SCOPED_TRACE(c.sql);
     const TriggerSqlTraits t = InspectTriggerSql(c.sql);
     EXPECT_EQ(t.after, c.after);
     EXPECT_EQ(t.stops_rows, c.stops);
+    EXPECT_EQ(t.event, c.event);
+    EXPECT_EQ(t.on_schema, c.on_schema);
   }
 }
 
