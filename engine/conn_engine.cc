@@ -102,6 +102,17 @@ void ConnEngine::CloseWatchDisconnected() {
 
 void ConnEngine::StoreBeforeClose() {
   if (sqlite3_get_autocommit(db_) || closing_) return;
+  // Only when the close is going to fail: a statement still running (the
+  // application's; none of the engine's runs across a close) keeps the
+  // connection and its transaction open. A close that goes on rolls it all
+  // back, and a virtual table this would connect again after SQLite
+  // disconnected them all would never be freed.
+  bool running = false;
+  for (sqlite3_stmt* st = sqlite3_next_stmt(db_, nullptr); st && !running;
+       st = sqlite3_next_stmt(db_, st)) {
+    running = sqlite3_stmt_busy(st) != 0;
+  }
+  if (!running) return;
   // The statements this prepares are released right after. The watch is
   // not connected again meanwhile: if the close goes on, SQLite would
   // disconnect it after the engine is gone.

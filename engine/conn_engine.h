@@ -302,9 +302,9 @@ class ConnEngine {
   // connection's virtual tables (so crsync_capture ends the engine's
   // transaction), and only then fails with SQLITE_BUSY if an application
   // statement is still open, leaving the transaction open: it may go on to
-  // commit. So a write transaction's captured writes and written-behind
-  // merge metadata are stored here, into the transaction, first. If the
-  // close succeeds they are rolled back with it.
+  // commit. So when a statement is still running (the close will fail), a
+  // write transaction's captured writes, written-behind merge metadata and
+  // receive cursors are stored here, into the transaction, first.
   void StoreBeforeClose();
   // Prepare(), persistent, for a statement this engine caches.
   Status PrepareCached(const std::string& sql, StmtPtr* out);
