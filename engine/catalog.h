@@ -172,7 +172,7 @@ class Crr {
     shape_ = Shape::kUnknown;
     recorders_first_ = 0;
   }
-  // Whether CheckRecordersFireFirst (engine/trigger_order.h) found no
+  // Whether RecordersFirstRefusal (engine/trigger_order.h) found no
   // trigger that could hide a write of `event` (0 insert, 1 update, 2
   // delete) from the recording triggers, since the last schema change.
   bool recorders_first(int event) const { return (recorders_first_ >> event) & 1; }

@@ -181,8 +181,7 @@ Status CheckInternalNamesFree(sqlite3* db, const std::string& name) {
 Status MakeRecordersFireFirst(ConnEngine* e, const std::string& name) {
   sqlite3* db = e->db();
   bool user_first;
-  std::string refusal;
-  CRSYNC_RETURN_IF_ERROR(CheckRecordersFireFirst(db, name, "INSERT", &user_first, &refusal));
+  CRSYNC_RETURN_IF_ERROR(UserTriggersFireFirst(db, name, &user_first));
   // A connection that cannot write writes no rows to hide.
   if (!user_first || sqlite3_db_readonly(db, "main") != 0) return Status::OK();
   {

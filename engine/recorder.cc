@@ -351,9 +351,8 @@ void AfterWrite(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
     const int event = static_cast<int>(op);
     if (s.ok() && !crr->recorders_first(event)) {
       static const char* const kEvents[3] = {"INSERT", "UPDATE", "DELETE"};
-      bool user_first;
       std::string refusal;
-      s = CheckRecordersFireFirst(e->db(), crr->name(), kEvents[event], &user_first, &refusal);
+      s = RecordersFirstRefusal(e->db(), crr->name(), kEvents[event], &refusal);
       if (s.ok() && !refusal.empty()) s = Status::FailedPrecondition(refusal);
       if (s.ok()) crr->set_recorders_first(event);
     }

@@ -147,14 +147,15 @@ TriggerSqlTraits InspectTriggerSql(std::string_view create_sql) {
   return traits;
 }
 
-Status CheckRecordersFireFirst(sqlite3* db, const std::string& table, const char* event,
-                               bool* user_first, std::string* refusal) {
-  *user_first = false;
-  refusal->clear();
-  // Newest first, as SQLite fires them: TEMP triggers, then main's by
-  // descending rowid (a schema is loaded in rowid order, each trigger put
-  // in front of the table's list). Main's count only when made after the
-  // recording triggers.
+namespace {
+
+// Calls fn(name, traits, temp) for each trigger on main's `table` that
+// fires before its recording triggers, newest first, as SQLite fires them:
+// TEMP triggers on main's table, then main's made after the recording
+// triggers, by descending rowid (a schema is loaded in rowid order, each
+// trigger put in front of the table's list). fn returns false to stop.
+template <typename Fn>
+Status ForEachTriggerBeforeRecorders(sqlite3* db, const std::string& table, Fn fn) {
   StmtPtr st;
   CRSYNC_RETURN_IF_ERROR(Prepare(
       db,
@@ -183,20 +184,40 @@ Status CheckRecordersFireFirst(sqlite3* db, const std::string& table, const char
                                ? sqlite3_column_int(st.get(), 4) == 0
                                : sqlite3_stricmp(traits.on_schema.c_str(), "main") == 0;
       if (!on_main) continue;
-    } else {
-      *user_first = true;
     }
-    if (!refusal->empty() || !traits.after || !traits.stops_rows || traits.event != event) continue;
-    const std::string name = reinterpret_cast<const char*>(sqlite3_column_text(st.get(), 0));
-    *refusal = "crsql - " + std::string(temp ? "TEMP trigger " : "trigger ") + name + " on " +
-               table + " fires before crsync's recording triggers (" +
-               (temp ? "TEMP triggers fire before main's" : "it was made after them") +
-               ") and may stop a row it follows with RAISE(IGNORE) or RAISE(FAIL), leaving "
-               "that write unrecorded; " +
-               (temp ? "make it in main instead, then call" : "call") + " SELECT crsql_as_crr('" +
-               table + "') again to have the recording triggers fire first";
+    const char* name = reinterpret_cast<const char*>(sqlite3_column_text(st.get(), 0));
+    if (!fn(std::string(name ? name : ""), traits, temp)) return Status::OK();
   }
   return rc == SQLITE_DONE ? Status::OK() : SqliteError(db, rc);
+}
+
+}  // namespace
+
+Status RecordersFirstRefusal(sqlite3* db, const std::string& table, const char* event,
+                             std::string* refusal) {
+  refusal->clear();
+  return ForEachTriggerBeforeRecorders(
+      db, table, [&](const std::string& name, const TriggerSqlTraits& traits, bool temp) {
+        if (!traits.after || !traits.stops_rows || traits.event != event) return true;
+        *refusal = "crsql - " + std::string(temp ? "TEMP trigger " : "trigger ") + name +
+                   " on " + table + " fires before crsync's recording triggers (" +
+                   (temp ? "TEMP triggers fire before main's" : "it was made after them") +
+                   ") and may stop a row it follows with RAISE(IGNORE) or RAISE(FAIL), leaving "
+                   "that write unrecorded; " +
+                   (temp ? "make it in main instead, then call" : "call") +
+                   " SELECT crsql_as_crr('" + table +
+                   "') again to have the recording triggers fire first";
+        return false;
+      });
+}
+
+Status UserTriggersFireFirst(sqlite3* db, const std::string& table, bool* yes) {
+  *yes = false;
+  return ForEachTriggerBeforeRecorders(
+      db, table, [&](const std::string&, const TriggerSqlTraits&, bool temp) {
+        if (!temp) *yes = true;
+        return !*yes;
+      });
 }
 
 }  // namespace crsync

@@ -34,13 +34,18 @@ struct TriggerSqlTraits {
 };
 TriggerSqlTraits InspectTriggerSql(std::string_view create_sql);
 
-// Triggers on `table` (main's CRR) that fire before its recording
-// triggers: *user_first says whether any main trigger does (it was made
-// after them); *refusal is empty, or the error for the first one that is
-// an AFTER `event` trigger (INSERT, UPDATE or DELETE) stopping rows (main
-// or TEMP), naming it and the remedy.
-Status CheckRecordersFireFirst(sqlite3* db, const std::string& table, const char* event,
-                               bool* user_first, std::string* refusal);
+// The refusal for writes of `event` (INSERT, UPDATE or DELETE) of `table`
+// (main's CRR): empty when none, else the error for the first trigger that
+// fires before its recording triggers (main's made after them, or TEMP)
+// and is an AFTER `event` trigger stopping rows, naming it and the remedy.
+Status RecordersFirstRefusal(sqlite3* db, const std::string& table, const char* event,
+                             std::string* refusal);
+
+// Whether some trigger of main on `table` was made after its recording
+// triggers, so fires before them (whatever it does): crsql_as_crr then
+// makes the recording triggers anew. TEMP triggers do not count (making
+// main's triggers again cannot put them after TEMP ones).
+Status UserTriggersFireFirst(sqlite3* db, const std::string& table, bool* yes);
 
 }  // namespace crsync
 
