@@ -158,10 +158,27 @@ class Recorder {
     }
     // Step 5: re-stamp moved clocks so peers that already synced the old
     // version still learn Q's unchanged values.
+    //
+    // And where Q had an earlier incarnation (live, replaced; or deleted),
+    // a peer may still hold it live: the new sentinel resurrects it there
+    // (§11.5 C5), which keeps that peer's old value of every column no
+    // change names. So each column P brought no clock for is clocked too,
+    // as a new row's first write (col_version 1), with the moved row's
+    // value. Otherwise a replaced Q's record stayed at its old version with
+    // the new value (a change peers past that version never get), and a
+    // column without any record kept the peer's old value for good.
     for (size_t i = 0; i < crr_->slots(); ++i) {
       Clock& c = q.cols[i];
-      if (moved_clock[i] && !rewritten[i] && (c.db_version < dbv || c.site != 0)) {
-        StampLocal(&c, c.col_version, dbv, e_->TakeSeq());
+      if (rewritten[i]) continue;
+      if (moved_clock[i]) {
+        // A clock a resurrection zeroed (§11.5 C5) is re-stamped at 1, not
+        // 0: a peer that resurrects Q before this record arrives holds its
+        // own zeroed clock there, and a tie with it would go to the larger
+        // value where the other order (C6) takes this one.
+        if (c.db_version < dbv || c.site != 0)
+          StampLocal(&c, std::max<int64_t>(c.col_version, 1), dbv, e_->TakeSeq());
+      } else if (q_found) {
+        StampLocal(&c, 1, dbv, e_->TakeSeq());
       }
     }
     CRSYNC_RETURN_IF_ERROR(Store(w.old_key, p_before, p, p_found));

@@ -262,6 +262,98 @@ TEST_F(MergeTest, UpdateOrReplaceOntoALiveKeyConverges) {
   EXPECT_EQ(c1_.Query("SELECT a, b FROM foo ORDER BY a"), (Rows{{"1", "20"}}));
 }
 
+// A row moved onto a key with an earlier incarnation that a peer still
+// holds live: the move's new sentinel resurrects it there (C5), which keeps
+// the peer's value of every column no change names. Row 1 came from a merge
+// with a clock for `a` only, so the move brings no clock for `b`; the move
+// must clock `b` itself, at its own version, and never rewrite a record at
+// a version the peer already synced.
+enum class MoveOnto { kLiveReplaced, kLiveReplacedRecursive, kDeletedEarlier };
+
+void CheckMoveOntoAnEarlierIncarnation(MoveOnto how) {
+  constexpr char kTwoColumns[] =
+      "CREATE TABLE t (p INTEGER PRIMARY KEY NOT NULL, a, b); SELECT crsql_as_crr('t');";
+  TestDb a, b;
+  a.Exec(kTwoColumns);
+  b.Exec(kTwoColumns);
+  if (how == MoveOnto::kLiveReplacedRecursive) a.Exec("PRAGMA recursive_triggers = ON");
+  a.Exec("INSERT INTO crsql_changes (\"table\", pk, cid, val, col_version, db_version, site_id, "
+         "cl, seq) VALUES ('t', X'010901', 'a', 'x', 1, 1, X'00112233445566778899AABBCCDDEEFF', "
+         "1, 0);"
+         "INSERT INTO t VALUES (2, 'y', 'z');");
+  Sync(a, b);
+  const std::string cursor = a.One("SELECT crsql_db_version()");
+  const Rows synced = a.Query("SELECT pk, cid, val, col_version, db_version, cl FROM "
+                              "crsql_changes WHERE db_version <= " + cursor + " ORDER BY pk, cid");
+  if (how == MoveOnto::kDeletedEarlier) {
+    a.Exec("DELETE FROM t WHERE p = 2; UPDATE t SET p = 2 WHERE p = 1");
+  } else {
+    a.Exec("UPDATE OR REPLACE t SET p = 2 WHERE p = 1");
+  }
+  ASSERT_EQ(a.Query("SELECT * FROM t"), (Rows{{"2", "'x'", "NULL"}}));
+  // What a peer past `cursor` already has stayed as it was: every record
+  // still at or below it is one it synced.
+  for (const auto& r : a.Query("SELECT pk, cid, val, col_version, db_version, cl FROM "
+                               "crsql_changes WHERE db_version <= " + cursor + " ORDER BY pk, cid")) {
+    EXPECT_TRUE(std::find(synced.begin(), synced.end(), r) != synced.end())
+        << "a record at a synced version changed: " << ::testing::PrintToString(r);
+  }
+  EXPECT_EQ(a.One("SELECT count(*) FROM crsql_changes WHERE db_version > " + cursor +
+                  " AND cid = 'b' AND val IS NULL"),
+            "1");
+  Sync(a, b, "WHERE db_version > " + cursor);
+  EXPECT_EQ(b.Query("SELECT * FROM t"), a.Query("SELECT * FROM t"));
+  // And a replica that syncs everything at once.
+  TestDb c;
+  c.Exec(kTwoColumns);
+  Sync(a, c);
+  EXPECT_EQ(c.Query("SELECT * FROM t"), a.Query("SELECT * FROM t"));
+}
+
+TEST(MoveOntoEarlierIncarnationTest, UpdateOrReplaceOntoALiveRow) {
+  CheckMoveOntoAnEarlierIncarnation(MoveOnto::kLiveReplaced);
+}
+
+TEST(MoveOntoEarlierIncarnationTest, UpdateOrReplaceOntoALiveRowWithRecursiveTriggers) {
+  CheckMoveOntoAnEarlierIncarnation(MoveOnto::kLiveReplacedRecursive);
+}
+
+TEST(MoveOntoEarlierIncarnationTest, UpdateOntoADeletedRow) {
+  CheckMoveOntoAnEarlierIncarnation(MoveOnto::kDeletedEarlier);
+}
+
+// A moved clock that a resurrection had zeroed (C5: col_version 0) is
+// re-stamped at col_version 1. At 0, a peer that resurrects the target first
+// (the sentinel comes before the column in version order) held its own
+// zeroed clock and kept the larger value, while a peer taking the column
+// first (C6: resurrect, then win) took the moved one.
+TEST(MoveOntoEarlierIncarnationTest, AZeroedClockMovesAtColVersionOne) {
+  constexpr char kSchema1[] = "CREATE TABLE t (p PRIMARY KEY NOT NULL, j); SELECT crsql_as_crr('t');";
+  TestDb a, in_order, reversed;
+  for (TestDb* db : {&a, &in_order, &reversed}) db->Exec(kSchema1);
+  a.Exec("INSERT INTO t VALUES ('k', 3.0)");
+  Sync(a, in_order);
+  Sync(a, reversed);
+  const std::string cursor = a.One("SELECT crsql_db_version()");
+  // Row 3 is resurrected by a peer's sentinel: its clock for j drops to 0.
+  a.Exec("DELETE FROM t WHERE p = 'k'; INSERT INTO t VALUES (3, 1.0);"
+         "INSERT INTO crsql_changes (\"table\", pk, cid, val, col_version, db_version, site_id, cl, "
+         "seq) VALUES ('t', X'010903', '-1', NULL, 3, 1, X'00112233445566778899AABBCCDDEEFF', 3, 0)");
+  ASSERT_EQ(a.One("SELECT col_version FROM crsql_changes WHERE pk = X'010903' AND cid = 'j'"), "0");
+  a.Exec("UPDATE t SET p = 'k' WHERE p = 3");
+  EXPECT_EQ(a.One("SELECT col_version FROM crsql_changes WHERE cid = 'j'"), "1");
+  auto rows = ReadChanges(a.get(), "WHERE db_version > " + cursor);
+  for (bool reverse : {false, true}) {
+    TestDb& peer = reverse ? reversed : in_order;
+    std::vector<ChangeRow> batch = rows;
+    if (reverse) std::reverse(batch.begin(), batch.end());
+    peer.Exec("BEGIN");
+    ASSERT_OK(ApplyChanges(peer.get(), batch));
+    peer.Exec("COMMIT");
+    EXPECT_EQ(peer.Query("SELECT * FROM t"), a.Query("SELECT * FROM t")) << "reversed " << reverse;
+  }
+}
+
 // §11.5 C8(e) with merge-equal-values: the greater site id wins, both
 // ways, and the replica that takes it re-stamps the clock with a new
 // local version (§16) so it is passed on.

@@ -180,7 +180,9 @@ inline void RandomWrite(std::mt19937_64& rng, const RandomSchema& s, TestDb& db,
         sets += std::string(pos ? ", " : "") + QuoteIdent(p) + " = " + parts[pos];
         ++pos;
       }
-      db.Try("UPDATE " + s.Q() + " SET " + sets + " WHERE " + KeyWhere(s, key)).IgnoreError();
+      // OR REPLACE moves onto a live row too, ending that row's incarnation.
+      const char* verb = !no_resurrect && rng() % 2 ? "UPDATE OR REPLACE " : "UPDATE ";
+      db.Try(verb + s.Q() + " SET " + sets + " WHERE " + KeyWhere(s, key)).IgnoreError();
     }
   }
 }
