@@ -299,7 +299,12 @@ Status PeerSession::OnHello(const HelloMsg& m, std::vector<Message>* out) {
     }
     CRSYNC_RETURN_IF_ERROR(DeleteCursor(4));  // it did
   }
-  const bool lost = m.current_version >= 0 && cursor > m.current_version;
+  // A cursor past the version the Hello says: the peer lost versions it had
+  // announced, unless another connection to the same process moved the
+  // cursor after this Hello was sent.
+  const bool lost = m.current_version >= 0 && cursor > m.current_version &&
+                    !(m.instance != 0 && options_.in_session_elsewhere &&
+                      options_.in_session_elsewhere(m.site_id, m.instance));
   const bool went_back = Generation(m.restore_epoch) < Generation(seen_epoch);
   if (m.restore_epoch != seen_epoch && !went_back) {
     // The peer renewed its epoch since we last saw it: it knows of its loss

@@ -83,6 +83,13 @@ struct SessionOptions {
   // status's message and the connection closes. Must not use the
   // connection. Unset: every peer is admitted.
   std::function<Status(const std::string& site_id, uint64_t instance)> admit;
+  // Asked, on the peer's Hello, whether another connection of this node is
+  // in session with the same peer process (site id and instance; both nodes
+  // dialled each other). That connection may have moved our cursor for the
+  // peer past the version this Hello said when it was sent, which is then
+  // no sign of a restore: a running process's feed never goes back. Must
+  // not use the connection. Unset: never.
+  std::function<bool(const std::string& site_id, uint64_t instance)> in_session_elsewhere;
 };
 
 class PeerSession {

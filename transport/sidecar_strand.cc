@@ -187,6 +187,13 @@ void Sidecar::Impl::Process(Task* t) {
       so.admit = [this](const std::string& site, uint64_t peer_instance) {
         return AdmitPeer(site, peer_instance);
       };
+      so.in_session_elsewhere = [this](const std::string& site, uint64_t peer_instance) {
+        for (const auto& [id, other] : sessions) {
+          if (other->ready() && other->peer_site() == site && other->peer_instance() == peer_instance)
+            return true;
+        }
+        return false;
+      };
       Status st = PeerSession::Open(db.get(), so, &s);
       if (st.ok()) st = s->Start(&out);
       flush(t->conn);

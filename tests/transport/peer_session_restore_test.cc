@@ -164,6 +164,58 @@ TEST(PeerSessionTest, APeerRestoredFromABackupIsResynchronizedBothWays) {
   EXPECT_EQ(contents(b), contents(r));
 }
 
+// Two nodes that dial each other have two connections. A Hello sent on the
+// second says the sender's version then; if the first connection carries
+// newer versions before that Hello arrives, the receiver's cursor is past
+// what the Hello says. Nothing was lost (the same process sent both), so it
+// is no restore, as long as the first connection is in session with that
+// same process; a Hello from another instance still is.
+TEST(PeerSessionTest, AStaleHelloFromAProcessInSessionElsewhereIsNoRestore) {
+  for (bool elsewhere : {true, false}) {
+    SCOPED_TRACE(elsewhere ? "same process in session elsewhere" : "no other session");
+    TestDb a, b;
+    a.Exec(kSchema);
+    b.Exec(kSchema);
+    b.Exec("INSERT INTO items VALUES (1, 'b', 1)");
+    SessionOptions bo;
+    bo.instance = 7;
+    SessionOptions ao;
+    ao.in_session_elsewhere = [&](const std::string&, uint64_t instance) {
+      return elsewhere && instance == 7;
+    };
+    // The second connection's Hello leaves b now, at version 1 ...
+    std::unique_ptr<PeerSession> late_b;
+    ASSERT_OK(PeerSession::Open(b.get(), bo, &late_b));
+    std::vector<Message> late_hello;
+    ASSERT_OK(late_b->Start(&late_hello));
+    // ... while the first connection carries b's versions 2 and 3.
+    b.Exec("INSERT INTO items VALUES (2, 'b', 1); INSERT INTO items VALUES (3, 'b', 1)");
+    std::unique_ptr<PeerSession> sa, sb;
+    ASSERT_OK(PeerSession::Open(a.get(), ao, &sa));
+    ASSERT_OK(PeerSession::Open(b.get(), bo, &sb));
+    std::vector<Message> ha, hb;
+    ASSERT_OK(sa->Start(&ha));
+    ASSERT_OK(sb->Start(&hb));
+    ASSERT_TRUE(Exchange(*sa, *sb, std::move(ha), std::move(hb)));
+    ASSERT_EQ(a.One("SELECT count(*) FROM items"), "3");
+    // Now the late Hello arrives at a.
+    std::unique_ptr<PeerSession> late_a;
+    ASSERT_OK(PeerSession::Open(a.get(), ao, &late_a));
+    std::vector<Message> out;
+    ASSERT_OK(late_a->Start(&out));
+    Status s = late_a->OnMessage(late_hello[0], &out);
+    if (elsewhere) {
+      EXPECT_OK(s);
+      EXPECT_FALSE(late_a->forgot_peer_history());
+      EXPECT_EQ(a.One("SELECT count(*) FROM crsql_tracked_peers WHERE tag = 1001 AND event = 0"), "1")
+          << "the receive cursor was forgotten";
+    } else {
+      EXPECT_THAT(s.message(), HasSubstr("restored from a backup?"));
+      EXPECT_TRUE(late_a->forgot_peer_history());
+    }
+  }
+}
+
 // The first peer to hear from a restored node detects it (its cursor is past
 // the node's version) and echoes the node's lost changes back, which moves
 // the node's version past every other peer's cursor too. Those peers must
