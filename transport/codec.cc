@@ -280,6 +280,7 @@ Status EncodeMessage(const Message& in, capnp::MessageBuilder* message) {
       hello.setCurrentVersion(h->current_version);
       hello.setRestoreEpoch(h->restore_epoch);
       hello.setInstance(h->instance);
+      hello.setHeartbeatMs(h->heartbeat_ms);
       auto have = hello.initHaveFrom(static_cast<unsigned>(h->have_from.size()));
       for (size_t i = 0; i < h->have_from.size(); ++i) {
         CRSYNC_RETURN_IF_ERROR(
@@ -317,6 +318,7 @@ Status DecodeMessage(capnp::MessageReader& message, Message* out) {
         if (m.current_version < -1) return Status::Corruption("hello currentVersion below -1");
         m.restore_epoch = h.getRestoreEpoch();
         m.instance = h.getInstance();
+        m.heartbeat_ms = h.getHeartbeatMs();
         for (auto c : h.getHaveFrom()) {
           CRSYNC_RETURN_IF_ERROR(CheckSiteId(c.getSiteId().size(), "haveFrom siteId", &Status::Corruption));
           // A receive cursor is a version the peer committed: never negative

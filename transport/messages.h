@@ -40,6 +40,10 @@ struct HelloMsg {
   // site id at two instances at once is two live databases sharing the id:
   // the recipient refuses the second (SessionOptions::admit).
   uint64_t instance = 0;
+  // The sender's heartbeat period in ms (0: it sends none): once it said
+  // hello, it sends a no-op Ack whenever it sent nothing for this long, and
+  // a recipient may close a connection silent for several periods.
+  uint32_t heartbeat_ms = 0;
 };
 
 // A slice of the sender's change feed: every change the sender has with

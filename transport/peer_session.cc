@@ -124,6 +124,7 @@ Status PeerSession::Start(std::vector<Message>* out) {
   CRSYNC_RETURN_IF_ERROR(LoadCursor(site_id_, 3, &hello_epoch_));
   hello.restore_epoch = hello_epoch_;
   hello.instance = options_.instance;
+  hello.heartbeat_ms = options_.heartbeat_ms;
   StmtPtr st;
   CRSYNC_RETURN_IF_ERROR(Prepare(db_,
                                  "SELECT site_id, version FROM crsql_tracked_peers WHERE tag = ?1 "

@@ -77,6 +77,9 @@ struct SessionOptions {
   // Said in the Hello (HelloMsg::instance): the sidecar draws it once per
   // start. 0: not said.
   uint64_t instance = 0;
+  // Said in the Hello (HelloMsg::heartbeat_ms): how often the connection's
+  // owner sends a no-op Ack when it sent nothing else. 0: not said.
+  uint32_t heartbeat_ms = 0;
   // Asked, on the peer's Hello, whether a peer with this site id at this
   // instance may connect (the sidecar refuses one site id at two instances
   // at once). A non-OK status refuses it: the peer gets an Error with the

@@ -19,6 +19,7 @@ Sidecar::Impl::Conn::Conn(Impl* i, uint64_t n)
     : impl(i), id(n), reader(FrameReaderOptions{}, [this](capnp::MessageReader& m) {
         Message msg;
         CRSYNC_RETURN_IF_ERROR(DecodeMessage(m, &msg));
+        if (const auto* hello = std::get_if<HelloMsg>(&msg)) peer_heartbeat_ms = hello->heartbeat_ms;
         heard = true;
         ++queued;
         impl->Enqueue(Task::kMessage, id, std::move(msg));
@@ -59,6 +60,8 @@ void Sidecar::Impl::Send(uint64_t conn_id, const Message& msg) {
   });
   if (rc == 0) {
     req.release();  // owned by libuv until the callback
+    c->sent_at = NowMs();
+    c->said_anything = true;
     const size_t waiting = uv_stream_get_write_queue_size(stream);
     c->last_waiting = waiting;
     // The peer's time to read starts when something waits for it; more
@@ -84,7 +87,7 @@ Sidecar::Impl::Conn* Sidecar::Impl::NewConn() {
 void Sidecar::Impl::StartConn(Conn* c) {
   conns[c->id] = c;
   c->opened_at = uv_now(&loop);
-  c->drained_at = NowMs();
+  c->drained_at = c->heard_at = c->sent_at = NowMs();
   uv_tcp_nodelay(&c->tcp, 1);
   SetLiveness(&c->tcp);
   StartReading(c);
@@ -116,6 +119,7 @@ void Sidecar::Impl::OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
                          routine ? 1 : 0);
       return;
     }
+    c->heard_at = NowMs();
     Status st =
         c->reader.Feed(reinterpret_cast<const uint8_t*>(buf->base), static_cast<size_t>(nread));
     if (!st.ok()) {
@@ -151,6 +155,7 @@ void Sidecar::Impl::MessagesTaken(uint64_t id, size_t n) {
   c->queued = c->queued > n ? c->queued - n : 0;
   if (c->paused && !c->closing && c->queued <= kMaxQueuedMessages / 2) {
     c->paused = false;
+    c->heard_at = NowMs();  // the silence while we did not read was ours
     StartReading(c);
   }
 }
@@ -262,6 +267,34 @@ void Sidecar::Impl::CloseUnresponsiveConns() {
     auto it = conns.find(id);
     if (it != conns.end() && !it->second->closing) CloseIfNotReading(it->second);
   }
+  KeepAlive();
+}
+
+void Sidecar::Impl::KeepAlive() {
+  const uint64_t now = NowMs();
+  std::vector<uint64_t> silent, idle;
+  for (auto& [id, c] : conns) {
+    if (c->closing) continue;
+    if (c->paused) c->heard_at = now;  // we are not reading: its silence says nothing
+    const uint64_t limit = 3 * uint64_t{c->peer_heartbeat_ms} +
+                           static_cast<uint64_t>(options.pump_interval_ms);
+    if (c->heard && c->peer_heartbeat_ms > 0 && now - c->heard_at > limit) {
+      silent.push_back(id);
+    } else if (options.heartbeat_ms > 0 && c->said_anything &&
+               now - c->sent_at >= static_cast<uint64_t>(options.heartbeat_ms)) {
+      idle.push_back(id);
+    }
+  }
+  for (uint64_t id : silent) {
+    Conn* c = conns[id];
+    Log(0, "connection %llu (%s): nothing heard for %llu ms (the peer speaks at least every %u ms): "
+        "the peer or the path to it is gone, closing", static_cast<unsigned long long>(id),
+        c->peer.c_str(), static_cast<unsigned long long>(now - c->heard_at), c->peer_heartbeat_ms);
+    CloseConn(id);
+  }
+  // Acknowledges nothing (up to 0, no credit): a no-op the peer's session
+  // takes after our Hello, which was the first message queued.
+  for (uint64_t id : idle) Send(id, AckMsg{0, 0});
 }
 
 void Sidecar::Impl::CancelDial(Dialer* d) {

@@ -84,6 +84,10 @@ struct Sidecar::Impl {
     uint64_t connected_at = 0;  // uv_now() when it connected (dialed ones)
     uint64_t opened_at = 0;     // uv_now() when it started reading
     bool heard = false;         // a whole message arrived
+    uint64_t heard_at = 0;      // NowMs() when bytes last arrived (or reading resumed)
+    uint64_t sent_at = 0;       // NowMs() when a message was last queued to it
+    bool said_anything = false; // a message was queued (our Hello goes first)
+    uint32_t peer_heartbeat_ms = 0;  // what its Hello said (0: none, or not yet)
     size_t queued = 0;          // its kMessage tasks not yet taken by the strand
     bool paused = false;        // reading stopped (kMaxQueuedMessages)
     uint64_t drained_at = 0;    // ms (uv_hrtime) when the queue last shrank, emptied or took data
@@ -259,6 +263,9 @@ struct Sidecar::Impl {
   // On the pump timer: closes connections that sent no Hello within the
   // handshake timeout, and those whose peer stopped reading.
   void CloseUnresponsiveConns();
+  // Sends heartbeats on connections that sent nothing for heartbeat_ms,
+  // and closes those whose peer went silent past its own heartbeat.
+  void KeepAlive();
   // Closes `c` if its peer is not reading (SidecarOptions::write_stall_ms);
   // returns whether it did.
   bool CloseIfNotReading(Conn* c);

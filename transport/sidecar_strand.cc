@@ -184,6 +184,7 @@ void Sidecar::Impl::Process(Task* t) {
       SessionOptions so;
       so.before_merge_txn = [this] { YieldToWriters(); };
       so.instance = instance;
+      so.heartbeat_ms = static_cast<uint32_t>(std::max(options.heartbeat_ms, 0));
       so.admit = [this](const std::string& site, uint64_t peer_instance) {
         return AdmitPeer(site, peer_instance);
       };
@@ -300,7 +301,9 @@ Status Sidecar::Impl::AdmitPeer(const std::string& site_id, uint64_t peer_instan
         "another running database: two databases share it (a copied database, or two sidecars on "
         "one database), and their changes would hide each other's. Give each replica its own "
         "database (a new one with the same CRR tables, empty, and let it sync). (A node whose host went away and came "
-        "back is admitted once its old connection is found dead.)");
+        "back, or restarted while its old connection hung, is admitted once that connection is "
+        "found dead: at once if its host answers with a reset, else when it has been silent past "
+        "its heartbeat.)");
   }
   return Status::OK();
 }

@@ -48,6 +48,12 @@ struct Hello {
   # come from two live databases sharing that id (a copied database, or two
   # sidecars on one database): the recipient refuses the later one.
   instance @6 :UInt64;
+  # How often the sender says something when it has nothing else to say
+  # (a no-op Ack), in ms (0: it does not). A recipient that hears nothing
+  # from it for several such periods takes the connection for dead (a peer
+  # or a path that vanished without a reset, which TCP alone may never
+  # report through a relaying hop) and closes it.
+  heartbeatMs @7 :UInt32;
 }
 
 # "Every change of `siteId` up to `dbVersion` is committed here."

@@ -59,6 +59,15 @@ struct SidecarOptions {
   // peer (until half of it left), whatever it acknowledges.
   size_t max_write_queue_bytes = size_t{64} << 20;
   int write_stall_ms = 30000;
+  // Liveness past what TCP reports. A connection that sent nothing for this
+  // long sends a no-op acknowledgment (checked on the pump timer), and the
+  // Hello says so; a peer that said it does the same and from which
+  // nothing arrived for three such periods (plus one pump interval) is
+  // taken for gone without a reset (a host that vanished, a relaying hop
+  // that keeps the socket open) and its connection closed; a dialed one is
+  // redialed. Time while we do not read (backpressure) does not count.
+  // 0 = send none (and peers then never close our connection for silence).
+  int heartbeat_ms = 10000;
   // Called once the listening socket is bound, with its actual port.
   std::function<void(int port)> on_listening;
   // Called once everything is set up (signals handled, peers being dialed).

@@ -449,6 +449,9 @@ TEST(MessageCodecTest, EveryMessageKindRoundTrips) {
   EXPECT_EQ(h.instance, 0u);  // not said
   hello.instance = 0xfedcba9876543210ULL;
   EXPECT_EQ(std::get<HelloMsg>(ThroughWire(hello)).instance, 0xfedcba9876543210ULL);
+  EXPECT_EQ(h.heartbeat_ms, 0u);  // not said
+  hello.heartbeat_ms = 10000;
+  EXPECT_EQ(std::get<HelloMsg>(ThroughWire(hello)).heartbeat_ms, 10000u);
 
   auto k = std::get<AckMsg>(ThroughWire(AckMsg{99, 3}));
   EXPECT_EQ(k.up_to, 99);

@@ -112,6 +112,7 @@ class SidecarAdmitTest : public ::testing::Test {
     o.listen = "127.0.0.1:0";
     o.log_level = log_level_;
     o.pump_interval_ms = 50;
+    o.heartbeat_ms = heartbeat_ms_;
     o.on_listening = [this](int p) { port_ = p; };
     sidecar_ = std::make_unique<Sidecar>(o);
     run_ = std::async(std::launch::async, [this] { return sidecar_->Run(); });
@@ -128,11 +129,12 @@ class SidecarAdmitTest : public ::testing::Test {
     EXPECT_TRUE(run_.get().ok());
   }
 
-  std::unique_ptr<RawPeer> Say(char site, uint64_t instance) {
+  std::unique_ptr<RawPeer> Say(char site, uint64_t instance, uint32_t heartbeat_ms = 0) {
     HelloMsg hello;
     hello.site_id = std::string(16, site);
     hello.fingerprint = fingerprint_;
     hello.instance = instance;
+    hello.heartbeat_ms = heartbeat_ms;
     auto peer = std::make_unique<RawPeer>(port_, hello);
     EXPECT_TRUE(peer->said_hello());
     return peer;
@@ -157,6 +159,7 @@ class SidecarAdmitTest : public ::testing::Test {
   }
 
   int log_level_ = 0;  // of the fixture's sidecar, set before SetUp
+  int heartbeat_ms_ = 10000;  // likewise
   TempPath path_;
   uint64_t fingerprint_ = 0;
   std::atomic<int> port_{0};
@@ -351,6 +354,68 @@ TEST_F(SidecarPartingTest, APeerHangingUpIsLoggedOnce) {
   ASSERT_NE(ended, std::string::npos) << log;
   EXPECT_EQ(log.find(") ended: end of file"), log.find(") ended:", ended)) << log;
   EXPECT_EQ(log.find(") ended:", log.find(") ended:") + 1), std::string::npos) << log;
+}
+
+}  // namespace
+}  // namespace crsync
+
+namespace crsync {
+namespace {
+
+// Liveness past TCP: heartbeats both ways, and a peer that promised them
+// and went silent (a vanished host, a relaying hop that keeps the socket
+// open: no reset ever comes) is closed.
+class SidecarHeartbeatTest : public SidecarAdmitTest {
+ protected:
+  SidecarHeartbeatTest() { heartbeat_ms_ = 150; }
+};
+
+TEST_F(SidecarHeartbeatTest, APeerSilentPastItsOwnHeartbeatIsClosed) {
+  auto peer = Say('\x61', 1, /*heartbeat_ms=*/100);
+  // It says nothing more: closed after three of its periods and a pump
+  // interval (350 ms here), not left open for good.
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(peer->Listen(5000).empty());
+  EXPECT_TRUE(peer->eof()) << "a silent peer's connection stayed open";
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(4));
+  EXPECT_GE(peer->acks(), 1) << "the sidecar sent no heartbeat";
+}
+
+TEST_F(SidecarHeartbeatTest, APeerThatKeepsItsHeartbeatStays) {
+  auto peer = Say('\x62', 1, /*heartbeat_ms=*/100);
+  for (int i = 0; i < 15; ++i) {  // 1.5 s, four times its silence limit
+    EXPECT_TRUE(peer->Listen(100).empty());
+    ASSERT_FALSE(peer->eof()) << "closed after " << i * 100 << " ms although it kept talking";
+    ASSERT_TRUE(peer->Send(AckMsg{0, 0}));
+  }
+  // The sidecar's own heartbeats came every 150 ms it sent nothing else.
+  EXPECT_GE(peer->acks(), 5);
+}
+
+// A node restarted while its old connection went into a black hole: its
+// new instance is refused while the old one counts as connected, and
+// admitted once the old one's silence ends it (before heartbeats, only
+// TCP keepalive could, which a relaying hop answers: never).
+TEST_F(SidecarHeartbeatTest, ANodeBackFromABlackHoledConnectionIsAdmitted) {
+  auto old_one = Say('\x64', 1, /*heartbeat_ms=*/100);
+  EXPECT_TRUE(old_one->Listen(100).empty());
+  ASSERT_FALSE(old_one->eof());
+  // The old connection is neither read nor closed from here on.
+  auto refused = Say('\x64', 2, /*heartbeat_ms=*/100);
+  std::vector<ErrorMsg> errors = refused->Listen(3000);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0].message.find("two databases share it"), std::string::npos) << errors[0].message;
+  // Its silence limit is 350 ms; each refused attempt ends at once.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  std::unique_ptr<RawPeer> kept;
+  EXPECT_EQ(AdmittedWithin('\x64', 2, 3, &kept), "");
+}
+
+TEST_F(SidecarHeartbeatTest, APeerThatPromisedNoHeartbeatIsNeverClosedForSilence) {
+  auto peer = Say('\x63', 1, /*heartbeat_ms=*/0);  // an older node
+  EXPECT_TRUE(peer->Listen(1500).empty());
+  EXPECT_FALSE(peer->eof());
+  EXPECT_GE(peer->acks(), 5);
 }
 
 }  // namespace
