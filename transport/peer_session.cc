@@ -219,9 +219,20 @@ Status PeerSession::OnMessage(const Message& in, std::vector<Message>* out) {
   if (!ready_) return Fail(out, ErrorMsg::kProtocol, "a message before hello");
   if (const auto* a = std::get_if<AckMsg>(&in)) {
     if (a->up_to > sent_) {
-      return Fail(out, ErrorMsg::kProtocol,
-                  "ack for version " + std::to_string(a->up_to) + " beyond what was sent (" +
-                      std::to_string(sent_) + ")");
+      // The peer's cursor for us is one, whichever connection moves it: when
+      // the two nodes dial each other, the other connection may have carried
+      // our versions past what this one sent since the peer's Hello. What
+      // it has need not be sent again. Past our committed version, though,
+      // it claims versions this node never made.
+      int64_t ours = 0;
+      CRSYNC_RETURN_IF_ERROR(CommittedVersion(&ours));
+      if (a->up_to > ours) {
+        return Fail(out, ErrorMsg::kProtocol,
+                    "ack for version " + std::to_string(a->up_to) + " beyond what was sent (" +
+                        std::to_string(sent_) + ") and what this node has committed (" +
+                        std::to_string(ours) + ")");
+      }
+      sent_ = a->up_to;
     }
     if (a->up_to > acked_) {
       acked_ = a->up_to;

@@ -216,6 +216,57 @@ TEST(PeerSessionTest, AStaleHelloFromAProcessInSessionElsewhereIsNoRestore) {
   }
 }
 
+// The same race from the sender's side: a Hello's cursor for us is what the
+// peer had when it sent it, and the other connection moves that cursor on.
+// The peer's acks then name versions this connection never sent: they are
+// skipped, not a protocol error; an ack past what we ever committed still is.
+TEST(PeerSessionTest, AnAckPastWhatThisConnectionSentMovesItOn) {
+  TestDb a, b;
+  a.Exec(kSchema);
+  b.Exec(kSchema);
+  for (int i = 1; i <= 3; ++i) a.Exec("INSERT INTO items VALUES (" + std::to_string(i) + ", 'a', 1)");
+  SessionOptions one_at_a_time;
+  one_at_a_time.window = 1;
+  // (b's stale Hello says an old version too: no restore, as connection 1,
+  // to the same process, is in session; see the test above.)
+  one_at_a_time.in_session_elsewhere = [](const std::string&, uint64_t) { return true; };
+  SessionOptions bo;
+  bo.instance = 7;
+  std::unique_ptr<PeerSession> a2, b2;
+  ASSERT_OK(PeerSession::Open(a.get(), one_at_a_time, &a2));
+  ASSERT_OK(PeerSession::Open(b.get(), bo, &b2));
+  std::vector<Message> hello_b2;
+  ASSERT_OK(b2->Start(&hello_b2));  // b has nothing of a yet
+  {
+    std::unique_ptr<PeerSession> a1, b1;
+    ASSERT_OK(PeerSession::Open(a.get(), {}, &a1));
+    ASSERT_OK(PeerSession::Open(b.get(), {}, &b1));
+    std::vector<Message> ha, hb;
+    ASSERT_OK(a1->Start(&ha));
+    ASSERT_OK(b1->Start(&hb));
+    ASSERT_TRUE(Exchange(*a1, *b1, std::move(ha), std::move(hb)));
+  }
+  ASSERT_EQ(b.One("SELECT count(*) FROM items"), "3");
+  std::vector<Message> hello_a2, to_b, to_a;
+  ASSERT_OK(a2->Start(&hello_a2));
+  ASSERT_OK(a2->OnMessage(hello_b2[0], &to_b));  // sends version 1 only (window 1)
+  ASSERT_OK(b2->OnMessage(hello_a2[0], &to_a));
+  for (const Message& m : to_b) ASSERT_OK(b2->OnMessage(m, &to_a));
+  ASSERT_FALSE(to_a.empty());
+  ASSERT_TRUE(std::holds_alternative<AckMsg>(to_a.back()));
+  EXPECT_EQ(std::get<AckMsg>(to_a.back()).up_to, 3) << "b acknowledges what it has, from either connection";
+  std::vector<Message> replies;
+  EXPECT_OK(a2->OnMessage(to_a.back(), &replies));
+  a.Exec("INSERT INTO items VALUES (4, 'a', 1)");
+  replies.clear();
+  ASSERT_OK(a2->Pump(&replies));
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(std::get<ChangesetMsg>(replies[0]).start, 4) << "versions b has were sent again";
+  // An ack for a version a never committed is still refused.
+  replies.clear();
+  EXPECT_THAT(a2->OnMessage(AckMsg{99, 1}, &replies).message(), HasSubstr("beyond what was sent"));
+}
+
 // The first peer to hear from a restored node detects it (its cursor is past
 // the node's version) and echoes the node's lost changes back, which moves
 // the node's version past every other peer's cursor too. Those peers must
