@@ -46,7 +46,10 @@ const char kUsage[] =
     "          -v / -q              more / less logging (stderr): -v adds what each\n"
     "                               connection receives and sends\n"
     "          --config FILE        read settings from FILE, one `key = value` per line\n"
-    "                               (db, listen, peer (repeatable), log = error|info|debug;\n"
+    "                               (db, listen, peer (repeatable), log = error|info|debug,\n"
+    "                               heartbeat = seconds (default 10; 0 = none): say\n"
+    "                               something that often when idle, and close a peer's\n"
+    "                               connection silent for three of its periods;\n"
     "                               `#` starts a comment; a value may be in quotes);\n"
     "                               --db, --listen, -v and -q on the command line\n"
     "                               override the file wherever they stand, and each\n"
@@ -151,6 +154,20 @@ bool ReadConfig(const std::string& path, crsync::SidecarOptions* opts) {
       } else {
         std::fprintf(stderr, "crsyncd: %s:%d: log must be error, info or debug\n", path.c_str(), line_no);
         ok = false;
+      }
+    } else if (key == "heartbeat") {
+      // Seconds, a whole number: 0 (none) up to an hour.
+      char* end = nullptr;
+      errno = 0;
+      const long secs = std::strtol(value.c_str(), &end, 10);
+      if (errno != 0 || *end != '\0' || secs < 0 || secs > 3600) {
+        std::fprintf(stderr,
+                     "crsyncd: %s:%d: heartbeat must be a whole number of seconds from 0 (none) "
+                     "to 3600, not '%s'\n",
+                     path.c_str(), line_no, value.c_str());
+        ok = false;
+      } else {
+        opts->heartbeat_ms = static_cast<int>(secs) * 1000;
       }
     } else {
       std::fprintf(stderr, "crsyncd: %s:%d: unknown setting '%s'\n", path.c_str(), line_no, key.c_str());
