@@ -167,17 +167,21 @@ class Recorder {
     // value. Otherwise a replaced Q's record stayed at its old version with
     // the new value (a change peers past that version never get), and a
     // column without any record kept the peer's old value for good.
+    // (Q's metadata, not q_found: a batch knows every key it was asked
+    // for, stored or not.)
+    const bool q_existed = !q_before.Empty();
     for (size_t i = 0; i < crr_->slots(); ++i) {
       Clock& c = q.cols[i];
       if (rewritten[i]) continue;
       if (moved_clock[i]) {
         // A clock a resurrection zeroed (§11.5 C5) is re-stamped at 1, not
-        // 0: a peer that resurrects Q before this record arrives holds its
-        // own zeroed clock there, and a tie with it would go to the larger
-        // value where the other order (C6) takes this one.
-        if (c.db_version < dbv || c.site != 0)
+        // 0, also one zeroed earlier in this transaction: a peer that
+        // resurrects Q before this record arrives holds its own zeroed
+        // clock there, and a tie with it would go to the larger value
+        // where the other order (C6) takes this one.
+        if (c.db_version < dbv || c.site != 0 || c.col_version == 0)
           StampLocal(&c, std::max<int64_t>(c.col_version, 1), dbv, e_->TakeSeq());
-      } else if (q_found) {
+      } else if (q_existed) {
         StampLocal(&c, 1, dbv, e_->TakeSeq());
       }
     }

@@ -312,12 +312,15 @@ Status PeerSession::OnHello(const HelloMsg& m, std::vector<Message>* out) {
     CRSYNC_RETURN_IF_ERROR(DeleteCursor(4));  // it did
   }
   // A cursor past the version the Hello says: the peer lost versions it had
-  // announced, unless another connection to the same process moved the
-  // cursor after this Hello was sent.
-  const bool lost = m.current_version >= 0 && cursor > m.current_version &&
-                    !(m.instance != 0 && options_.in_session_elsewhere &&
-                      options_.in_session_elsewhere(m.site_id, m.instance));
-  const bool went_back = Generation(m.restore_epoch) < Generation(seen_epoch);
+  // announced; an epoch of an older generation than we saw: it was restored
+  // from a backup older than its last renewal. Unless another connection is
+  // in session with the same process, which moved the cursor, or showed the
+  // epoch that process renewed to, after this Hello was sent: a running
+  // process's feed never goes back.
+  const bool stale_hello = m.instance != 0 && options_.in_session_elsewhere &&
+                           options_.in_session_elsewhere(m.site_id, m.instance);
+  const bool lost = m.current_version >= 0 && cursor > m.current_version && !stale_hello;
+  const bool went_back = Generation(m.restore_epoch) < Generation(seen_epoch) && !stale_hello;
   if (m.restore_epoch != seen_epoch && !went_back) {
     // The peer renewed its epoch since we last saw it: it knows of its loss
     // (another peer told it), so we only resynchronize — even when its

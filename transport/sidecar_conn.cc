@@ -257,8 +257,10 @@ void Sidecar::Impl::CloseUnresponsiveConns() {
     }
   }
   for (uint64_t id : silent) {
+    auto it = conns.find(id);
+    if (it == conns.end() || it->second->closing) continue;
     Log(0, "connection %llu (%s): no hello within %d ms, closing", static_cast<unsigned long long>(id),
-        conns[id]->peer.c_str(), options.handshake_timeout_ms);
+        it->second->peer.c_str(), options.handshake_timeout_ms);
     CloseConn(id);
   }
   // A peer that stopped reading while we have nothing more to send is
@@ -286,7 +288,9 @@ void Sidecar::Impl::KeepAlive() {
     }
   }
   for (uint64_t id : silent) {
-    Conn* c = conns[id];
+    auto it = conns.find(id);
+    if (it == conns.end() || it->second->closing) continue;
+    Conn* c = it->second;
     Log(0, "connection %llu (%s): nothing heard for %llu ms (the peer speaks at least every %u ms): "
         "the peer or the path to it is gone, closing", static_cast<unsigned long long>(id),
         c->peer.c_str(), static_cast<unsigned long long>(now - c->heard_at), c->peer_heartbeat_ms);

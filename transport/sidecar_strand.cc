@@ -184,7 +184,9 @@ void Sidecar::Impl::Process(Task* t) {
       SessionOptions so;
       so.before_merge_txn = [this] { YieldToWriters(); };
       so.instance = instance;
-      so.heartbeat_ms = static_cast<uint32_t>(std::max(options.heartbeat_ms, 0));
+      // Heartbeats go out on the pump timer: never more often than it runs.
+      so.heartbeat_ms = static_cast<uint32_t>(
+          options.heartbeat_ms > 0 ? std::max(options.heartbeat_ms, options.pump_interval_ms) : 0);
       so.admit = [this](const std::string& site, uint64_t peer_instance) {
         return AdmitPeer(site, peer_instance);
       };

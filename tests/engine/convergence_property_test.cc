@@ -88,17 +88,22 @@ void RunConvergence(bool nine, int fallback_seeds, bool applier = false) {
       if (merge_equal) reps.back()->Exec("SELECT crsql_config_set('merge-equal-values', 1)");
       if (recursive && i % 2 == 0) reps.back()->Exec("PRAGMA recursive_triggers = ON");
     }
-    // An observer follows every replica as a sidecar does: after each one's
-    // committed db_version it last saw, every change (relayed ones too).
-    // Whatever it missed was changed at a version it had passed, which
-    // §6.1 forbids: in the end it must hold what the replicas hold.
-    TestDb observer;
-    observer.Exec(s.create_sql);
-    if (merge_equal) observer.Exec("SELECT crsql_config_set('merge-equal-values', 1)");
+    // Each replica has an observer that follows it alone, as a sidecar
+    // does: after the committed db_version it last saw, every change
+    // (relayed ones too). Whatever it missed was changed at a version it had
+    // passed, which §6.1 forbids: in the end it must hold what its replica
+    // holds. (One observer of every replica would get such a change
+    // through another replica, which took it with a version of its own.)
+    std::vector<std::unique_ptr<TestDb>> observers;
+    for (size_t i = 0; i < n; ++i) {
+      observers.push_back(std::make_unique<TestDb>());
+      observers.back()->Exec(s.create_sql);
+      if (merge_equal) observers.back()->Exec("SELECT crsql_config_set('merge-equal-values', 1)");
+    }
     std::vector<std::string> seen(n, "0");
     auto observe = [&](size_t i) {
       const std::string upto = reps[i]->One("SELECT crsql_db_version()");
-      Sync(*reps[i], observer, "WHERE db_version > " + seen[i] + " AND db_version <= " + upto);
+      Sync(*reps[i], *observers[i], "WHERE db_version > " + seen[i] + " AND db_version <= " + upto);
       seen[i] = upto;
     };
     // 7-column peers follow the seed guide: each pulls another's own
@@ -174,8 +179,11 @@ void RunConvergence(bool nine, int fallback_seeds, bool applier = false) {
         ASSERT_EQ(ChangeState(*reps[i], merge_equal), want_changes) << "replica " << i;
       }
     }
-    for (size_t i = 0; i < n; ++i) observe(i);
-    ASSERT_EQ(s.Dump(observer), want) << "the observer following cursors, schema " << s.create_sql;
+    for (size_t i = 0; i < n; ++i) {
+      observe(i);
+      ASSERT_EQ(s.Dump(*observers[i]), want)
+          << "the observer following replica " << i << " by cursor, schema " << s.create_sql;
+    }
   }
   ASSERT_GT(seeds_run, 0u);
   EXPECT_GE(seeds_with_rows * 2, seeds_run) << "most seeds ended with empty tables";

@@ -327,7 +327,8 @@ TEST(MoveOntoEarlierIncarnationTest, UpdateOntoADeletedRow) {
 // (the sentinel comes before the column in version order) held its own
 // zeroed clock and kept the larger value, while a peer taking the column
 // first (C6: resurrect, then win) took the moved one.
-TEST(MoveOntoEarlierIncarnationTest, AZeroedClockMovesAtColVersionOne) {
+void CheckZeroedClockMovesAtColVersionOne(bool one_transaction) {
+  SCOPED_TRACE(one_transaction ? "zeroed and moved in one transaction" : "moved later");
   constexpr char kSchema1[] = "CREATE TABLE t (p PRIMARY KEY NOT NULL, j); SELECT crsql_as_crr('t');";
   TestDb a, in_order, reversed;
   for (TestDb* db : {&a, &in_order, &reversed}) db->Exec(kSchema1);
@@ -336,11 +337,13 @@ TEST(MoveOntoEarlierIncarnationTest, AZeroedClockMovesAtColVersionOne) {
   Sync(a, reversed);
   const std::string cursor = a.One("SELECT crsql_db_version()");
   // Row 3 is resurrected by a peer's sentinel: its clock for j drops to 0.
+  if (one_transaction) a.Exec("BEGIN");
   a.Exec("DELETE FROM t WHERE p = 'k'; INSERT INTO t VALUES (3, 1.0);"
          "INSERT INTO crsql_changes (\"table\", pk, cid, val, col_version, db_version, site_id, cl, "
          "seq) VALUES ('t', X'010903', '-1', NULL, 3, 1, X'00112233445566778899AABBCCDDEEFF', 3, 0)");
   ASSERT_EQ(a.One("SELECT col_version FROM crsql_changes WHERE pk = X'010903' AND cid = 'j'"), "0");
   a.Exec("UPDATE t SET p = 'k' WHERE p = 3");
+  if (one_transaction) a.Exec("COMMIT");
   EXPECT_EQ(a.One("SELECT col_version FROM crsql_changes WHERE cid = 'j'"), "1");
   auto rows = ReadChanges(a.get(), "WHERE db_version > " + cursor);
   for (bool reverse : {false, true}) {
@@ -351,6 +354,30 @@ TEST(MoveOntoEarlierIncarnationTest, AZeroedClockMovesAtColVersionOne) {
     ASSERT_OK(ApplyChanges(peer.get(), batch));
     peer.Exec("COMMIT");
     EXPECT_EQ(peer.Query("SELECT * FROM t"), a.Query("SELECT * FROM t")) << "reversed " << reverse;
+  }
+}
+
+TEST(MoveOntoEarlierIncarnationTest, AZeroedClockMovesAtColVersionOne) {
+  CheckZeroedClockMovesAtColVersionOne(false);
+  CheckZeroedClockMovesAtColVersionOne(true);
+}
+
+// A move onto a key that never had a row clocks only what §7.5 says, also
+// late in a large transaction, whose captured writes are stored in a batch
+// that knows every key it was asked for (stored or not).
+TEST(MoveOntoEarlierIncarnationTest, AMoveOntoANewKeyClocksOnlyMovedAndChangedColumns) {
+  for (int before : {0, 12}) {
+    SCOPED_TRACE(std::to_string(before) + " writes before it in its transaction");
+    TestDb a;
+    a.Exec("CREATE TABLE t (p INTEGER PRIMARY KEY NOT NULL, a, b); SELECT crsql_as_crr('t');"
+           "INSERT INTO crsql_changes (\"table\", pk, cid, val, col_version, db_version, site_id, "
+           "cl, seq) VALUES ('t', X'010901', 'a', 'x', 1, 1, X'00112233445566778899AABBCCDDEEFF', "
+           "1, 0);"
+           "BEGIN");
+    for (int i = 0; i < before; ++i) a.Exec("INSERT INTO t VALUES (" + std::to_string(100 + i) + ", 1, 2)");
+    a.Exec("UPDATE t SET p = 5 WHERE p = 1; COMMIT");
+    EXPECT_EQ(a.Query("SELECT cid FROM crsql_changes WHERE pk = X'010905' ORDER BY seq"),
+              (Rows{{"'-1'"}, {"'a'"}}));
   }
 }
 

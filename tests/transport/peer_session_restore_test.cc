@@ -216,6 +216,45 @@ TEST(PeerSessionTest, AStaleHelloFromAProcessInSessionElsewhereIsNoRestore) {
   }
 }
 
+// The same race with epochs: the other connection already showed the epoch
+// the peer renewed to, and this Hello, sent before the renewal, shows the
+// older one. From another process that is a restore from an old backup.
+TEST(PeerSessionTest, AnOlderEpochInAStaleHelloFromAProcessInSessionElsewhereIsNoRestore) {
+  for (bool elsewhere : {true, false}) {
+    SCOPED_TRACE(elsewhere ? "same process in session elsewhere" : "no other session");
+    TestDb a, b;
+    a.Exec(kSchema);
+    b.Exec(kSchema);
+    b.Exec("INSERT INTO items VALUES (1, 'b', 1)");
+    const std::string b_site = "X'" + b.One("SELECT hex(crsql_site_id())").substr(1, 32) + "'";
+    // b is at generation 1; a has seen it at generation 2 already.
+    b.Exec("INSERT INTO crsql_tracked_peers (site_id, version, seq, tag, event) VALUES (" + b_site +
+           ", " + std::to_string((int64_t{1} << 32) + 5) + ", 0, 1001, 3)");
+    a.Exec("INSERT INTO crsql_tracked_peers (site_id, version, seq, tag, event) VALUES (" + b_site +
+           ", " + std::to_string((int64_t{2} << 32) + 9) + ", 0, 1001, 3)");
+    SessionOptions bo;
+    bo.instance = 7;
+    SessionOptions ao;
+    ao.in_session_elsewhere = [&](const std::string&, uint64_t instance) {
+      return elsewhere && instance == 7;
+    };
+    std::unique_ptr<PeerSession> sa, sb;
+    ASSERT_OK(PeerSession::Open(a.get(), ao, &sa));
+    ASSERT_OK(PeerSession::Open(b.get(), bo, &sb));
+    std::vector<Message> ha, hb, out;
+    ASSERT_OK(sa->Start(&ha));
+    ASSERT_OK(sb->Start(&hb));
+    Status s = sa->OnMessage(hb[0], &out);
+    if (elsewhere) {
+      EXPECT_OK(s);
+      EXPECT_FALSE(sa->forgot_peer_history());
+    } else {
+      EXPECT_FALSE(s.ok());
+      EXPECT_TRUE(sa->forgot_peer_history());
+    }
+  }
+}
+
 // The same race from the sender's side: a Hello's cursor for us is what the
 // peer had when it sent it, and the other connection moves that cursor on.
 // The peer's acks then name versions this connection never sent: they are
