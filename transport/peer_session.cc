@@ -517,6 +517,11 @@ Status PeerSession::OnMessages(std::vector<Message> in, std::vector<Message>* ou
   uint32_t credits = 0;
   for (Message& msg : in) {
     auto* cs = std::get_if<ChangesetMsg>(&msg);
+    // A no-op Ack (a heartbeat, a poke) says nothing to act on: the changesets
+    // around it still merge in one transaction.
+    if (const auto* a = std::get_if<AckMsg>(&msg); ready_ && a && a->up_to == 0 && a->credits == 0) {
+      continue;
+    }
     if (!cs || !ready_) {
       CRSYNC_RETURN_IF_ERROR(ApplyReady(&ready, credits, out));
       credits = 0;

@@ -645,6 +645,7 @@ TEST(PeerSessionTest, BatchesMergeTogetherAndABadChangesetStopsOnlyTheRest) {
   std::vector<Message> batch = {
       ChangesetMsg{site_a, 1, 1, 0, 1, {change(1, "qty", 1)}},
       ChangesetMsg{site_a, 2, 2, 0, 2, {change(2, "qty", 2)}},  // split in two parts
+      AckMsg{0, 0},  // a heartbeat between them splits nothing
       ChangesetMsg{site_a, 1, 1, 0, 1, {change(1, "qty", 1)}},  // a duplicate
       ChangesetMsg{site_a, 2, 2, 1, 2, {change(2, "name", 2)}},
       ChangesetMsg{site_a, 3, 4, 0, 1, {change(3, "qty", 4)}},
