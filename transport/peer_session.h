@@ -151,6 +151,12 @@ class PeerSession {
 
  private:
   PeerSession(sqlite3* db, const SessionOptions& options);
+  // Queues an Error for the peer and returns the matching status.
+  static Status Fail(std::vector<Message>* out, uint32_t code, const std::string& why,
+                     int64_t restore_epoch = 0);
+  // The CRRs of `db` and their columns, for a mismatch message.
+  static std::string SchemaText(sqlite3* db);
+  // (The handshake, transport/peer_handshake.cc.)
   Status OnHello(const HelloMsg& m, std::vector<Message>* out);
   Status SchemaVersion(int64_t* out);
   // Whether this node's CRR schema changed since the session opened (one

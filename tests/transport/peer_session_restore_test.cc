@@ -164,6 +164,22 @@ TEST(PeerSessionTest, APeerRestoredFromABackupIsResynchronizedBothWays) {
   EXPECT_EQ(contents(b), contents(r));
 }
 
+// Node a and node b (one row), whose sessions say instance 7; a's take
+// that instance as in session on another connection when `elsewhere`.
+struct TwoNodes {
+  explicit TwoNodes(bool elsewhere) {
+    a.Exec(kSchema);
+    b.Exec(kSchema);
+    b.Exec("INSERT INTO items VALUES (1, 'b', 1)");
+    bo.instance = 7;
+    ao.in_session_elsewhere = [elsewhere](const std::string&, uint64_t instance) {
+      return elsewhere && instance == 7;
+    };
+  }
+  TestDb a, b;
+  SessionOptions ao, bo;
+};
+
 // Two nodes that dial each other have two connections. A Hello sent on the
 // second says the sender's version then; if the first connection carries
 // newer versions before that Hello arrives, the receiver's cursor is past
@@ -173,16 +189,11 @@ TEST(PeerSessionTest, APeerRestoredFromABackupIsResynchronizedBothWays) {
 TEST(PeerSessionTest, AStaleHelloFromAProcessInSessionElsewhereIsNoRestore) {
   for (bool elsewhere : {true, false}) {
     SCOPED_TRACE(elsewhere ? "same process in session elsewhere" : "no other session");
-    TestDb a, b;
-    a.Exec(kSchema);
-    b.Exec(kSchema);
-    b.Exec("INSERT INTO items VALUES (1, 'b', 1)");
-    SessionOptions bo;
-    bo.instance = 7;
-    SessionOptions ao;
-    ao.in_session_elsewhere = [&](const std::string&, uint64_t instance) {
-      return elsewhere && instance == 7;
-    };
+    TwoNodes n(elsewhere);
+    TestDb& a = n.a;
+    TestDb& b = n.b;
+    const SessionOptions& ao = n.ao;
+    const SessionOptions& bo = n.bo;
     // The second connection's Hello leaves b now, at version 1 ...
     std::unique_ptr<PeerSession> late_b;
     ASSERT_OK(PeerSession::Open(b.get(), bo, &late_b));
@@ -222,22 +233,17 @@ TEST(PeerSessionTest, AStaleHelloFromAProcessInSessionElsewhereIsNoRestore) {
 TEST(PeerSessionTest, AnOlderEpochInAStaleHelloFromAProcessInSessionElsewhereIsNoRestore) {
   for (bool elsewhere : {true, false}) {
     SCOPED_TRACE(elsewhere ? "same process in session elsewhere" : "no other session");
-    TestDb a, b;
-    a.Exec(kSchema);
-    b.Exec(kSchema);
-    b.Exec("INSERT INTO items VALUES (1, 'b', 1)");
+    TwoNodes n(elsewhere);
+    TestDb& a = n.a;
+    TestDb& b = n.b;
     const std::string b_site = "X'" + b.One("SELECT hex(crsql_site_id())").substr(1, 32) + "'";
     // b is at generation 1; a has seen it at generation 2 already.
     b.Exec("INSERT INTO crsql_tracked_peers (site_id, version, seq, tag, event) VALUES (" + b_site +
            ", " + std::to_string((int64_t{1} << 32) + 5) + ", 0, 1001, 3)");
     a.Exec("INSERT INTO crsql_tracked_peers (site_id, version, seq, tag, event) VALUES (" + b_site +
            ", " + std::to_string((int64_t{2} << 32) + 9) + ", 0, 1001, 3)");
-    SessionOptions bo;
-    bo.instance = 7;
-    SessionOptions ao;
-    ao.in_session_elsewhere = [&](const std::string&, uint64_t instance) {
-      return elsewhere && instance == 7;
-    };
+    const SessionOptions& ao = n.ao;
+    const SessionOptions& bo = n.bo;
     std::unique_ptr<PeerSession> sa, sb;
     ASSERT_OK(PeerSession::Open(a.get(), ao, &sa));
     ASSERT_OK(PeerSession::Open(b.get(), bo, &sb));
