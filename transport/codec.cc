@@ -281,6 +281,7 @@ Status EncodeMessage(const Message& in, capnp::MessageBuilder* message) {
       hello.setRestoreEpoch(h->restore_epoch);
       hello.setInstance(h->instance);
       hello.setHeartbeatMs(h->heartbeat_ms);
+      hello.setAnswersProbes(h->answers_probes);
       auto have = hello.initHaveFrom(static_cast<unsigned>(h->have_from.size()));
       for (size_t i = 0; i < h->have_from.size(); ++i) {
         CRSYNC_RETURN_IF_ERROR(
@@ -292,6 +293,7 @@ Status EncodeMessage(const Message& in, capnp::MessageBuilder* message) {
       auto ack = root.initAck();
       ack.setUpToVersion(a->up_to);
       ack.setCredits(a->credits);
+      ack.setProbe(a->probe);
     } else {
       const auto& e = std::get<ErrorMsg>(in);
       auto err = root.initError();
@@ -319,6 +321,7 @@ Status DecodeMessage(capnp::MessageReader& message, Message* out) {
         m.restore_epoch = h.getRestoreEpoch();
         m.instance = h.getInstance();
         m.heartbeat_ms = h.getHeartbeatMs();
+        m.answers_probes = h.getAnswersProbes();
         for (auto c : h.getHaveFrom()) {
           CRSYNC_RETURN_IF_ERROR(CheckSiteId(c.getSiteId().size(), "haveFrom siteId", &Status::Corruption));
           // A receive cursor is a version the peer committed: never negative
@@ -339,7 +342,7 @@ Status DecodeMessage(capnp::MessageReader& message, Message* out) {
       case wire::Message::ACK: {
         auto a = root.getAck();
         if (a.getUpToVersion() < 0) return Status::Corruption("ack for a negative version");
-        *out = AckMsg{a.getUpToVersion(), a.getCredits()};
+        *out = AckMsg{a.getUpToVersion(), a.getCredits(), a.getProbe()};
         return Status::OK();
       }
       case wire::Message::ERROR: {

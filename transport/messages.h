@@ -44,6 +44,9 @@ struct HelloMsg {
   // hello, it sends a no-op Ack whenever it sent nothing for this long, and
   // a recipient may close a connection silent for several periods.
   uint32_t heartbeat_ms = 0;
+  // The sender answers a probe (AckMsg::probe) at once, with a no-op Ack:
+  // a recipient may close a connection whose probe goes unanswered.
+  bool answers_probes = false;
 };
 
 // A slice of the sender's change feed: every change the sender has with
@@ -64,6 +67,8 @@ struct ChangesetMsg {
 struct AckMsg {
   int64_t up_to = 0;
   uint32_t credits = 1;
+  // Asks the recipient to say something now (HelloMsg::answers_probes).
+  bool probe = false;
 };
 
 struct ErrorMsg {

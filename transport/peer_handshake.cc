@@ -17,6 +17,7 @@ Status PeerSession::Start(std::vector<Message>* out) {
   hello.restore_epoch = hello_epoch_;
   hello.instance = options_.instance;
   hello.heartbeat_ms = options_.heartbeat_ms;
+  hello.answers_probes = options_.answers_probes;
   StmtPtr st;
   CRSYNC_RETURN_IF_ERROR(Prepare(db_,
                                  "SELECT site_id, version FROM crsql_tracked_peers WHERE tag = ?1 "

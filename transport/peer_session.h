@@ -80,6 +80,10 @@ struct SessionOptions {
   // Said in the Hello (HelloMsg::heartbeat_ms): how often the connection's
   // owner sends a no-op Ack when it sent nothing else. 0: not said.
   uint32_t heartbeat_ms = 0;
+  // Said in the Hello (HelloMsg::answers_probes): the connection's owner
+  // answers a probe (AckMsg::probe) at once. The session itself takes a
+  // probe as the no-op Ack it also is; the answer is the owner's to send.
+  bool answers_probes = false;
   // Asked, on the peer's Hello, whether a peer with this site id at this
   // instance may connect (the sidecar refuses one site id at two instances
   // at once). A non-OK status refuses it: the peer gets an Error with the

@@ -77,6 +77,11 @@ Status Sidecar::Impl::Start() {
         std::to_string(options.handshake_timeout_ms) + " and " +
         std::to_string(options.write_stall_ms));
   }
+  if (options.heartbeat_ms < 0 || options.probe_timeout_ms < 0) {
+    return Status::InvalidArgument("heartbeat_ms and probe_timeout_ms must be 0 (none) or positive, "
+                                   "got " + std::to_string(options.heartbeat_ms) + " and " +
+                                   std::to_string(options.probe_timeout_ms));
+  }
   // Addresses first: a typo is reported as such, before the database is
   // opened (or found missing).
   {

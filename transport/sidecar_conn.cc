@@ -19,7 +19,12 @@ Sidecar::Impl::Conn::Conn(Impl* i, uint64_t n)
     : impl(i), id(n), reader(FrameReaderOptions{}, [this](capnp::MessageReader& m) {
         Message msg;
         CRSYNC_RETURN_IF_ERROR(DecodeMessage(m, &msg));
-        if (const auto* hello = std::get_if<HelloMsg>(&msg)) peer_heartbeat_ms = hello->heartbeat_ms;
+        if (const auto* hello = std::get_if<HelloMsg>(&msg)) {
+          peer_heartbeat_ms = hello->heartbeat_ms;
+          peer_answers_probes = hello->answers_probes;
+        } else if (const auto* ack = std::get_if<AckMsg>(&msg)) {
+          probe_asked |= ack->probe;
+        }
         heard = true;
         ++queued;
         impl->Enqueue(Task::kMessage, id, std::move(msg));
@@ -68,6 +73,13 @@ void Sidecar::Impl::Send(uint64_t conn_id, const Message& msg) {
     // queued behind it does not restart the clock (a peer sent data to
     // answer would otherwise never be found not reading).
     if (before == 0) c->drained_at = NowMs();
+    // Timed only when it left at once: one queued behind our own data
+    // waits on the peer reading that (CloseIfNotReading's business).
+    const auto* ack = std::get_if<AckMsg>(&msg);
+    if (ack && ack->probe && waiting == 0 && c->peer_answers_probes &&
+        options.probe_timeout_ms > 0 && c->probe_sent_at == 0) {
+      c->probe_sent_at = NowMs();
+    }
     if (!c->send_paused && waiting > options.max_write_queue_bytes) {
       c->send_paused = true;
       send_paused_conns.push_back(c->id);
@@ -128,6 +140,12 @@ void Sidecar::Impl::OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
       c->impl->Send(c->id, ErrorMsg{ErrorMsg::kProtocol, "bad frame: " + st.message()});
       c->impl->CloseConn(c->id);
       return;
+    }
+    // Answered here, not by the strand, which may be busy merging for a
+    // while. Our Hello went first (a probe comes from a peer in session).
+    if (c->probe_asked && !c->closing) {
+      c->probe_asked = false;
+      if (c->said_anything) c->impl->Send(c->id, AckMsg{0, 0});
     }
     if (!c->paused && c->queued >= kMaxQueuedMessages && !c->closing) {
       c->paused = true;  // resumed by MessagesTaken
@@ -274,14 +292,19 @@ void Sidecar::Impl::CloseUnresponsiveConns() {
 
 void Sidecar::Impl::KeepAlive() {
   const uint64_t now = NowMs();
-  std::vector<uint64_t> silent, idle;
+  std::vector<uint64_t> silent, unanswered, idle;
   for (auto& [id, c] : conns) {
     if (c->closing) continue;
     if (c->paused) c->heard_at = now;  // we are not reading: its silence says nothing
+    // Anything read since the probe left answers it (>=: both in one ms).
+    if (c->probe_sent_at != 0 && c->heard_at >= c->probe_sent_at) c->probe_sent_at = 0;
     const uint64_t limit = 3 * uint64_t{c->peer_heartbeat_ms} +
                            static_cast<uint64_t>(options.pump_interval_ms);
     if (c->heard && c->peer_heartbeat_ms > 0 && now - c->heard_at > limit) {
       silent.push_back(id);
+    } else if (c->probe_sent_at != 0 &&
+               now - c->probe_sent_at > static_cast<uint64_t>(options.probe_timeout_ms)) {
+      unanswered.push_back(id);
     } else if (options.heartbeat_ms > 0 && c->said_anything &&
                now - c->sent_at >= static_cast<uint64_t>(options.heartbeat_ms)) {
       idle.push_back(id);
@@ -294,6 +317,16 @@ void Sidecar::Impl::KeepAlive() {
     Log(0, "connection %llu (%s): nothing heard for %llu ms (the peer speaks at least every %u ms): "
         "the peer or the path to it is gone, closing", static_cast<unsigned long long>(id),
         c->peer.c_str(), static_cast<unsigned long long>(now - c->heard_at), c->peer_heartbeat_ms);
+    CloseConn(id);
+  }
+  for (uint64_t id : unanswered) {
+    auto it = conns.find(id);
+    if (it == conns.end() || it->second->closing) continue;
+    Conn* c = it->second;
+    Log(0, "connection %llu (%s): no answer to a probe in %llu ms (sent when another instance of "
+        "its site id asked to be admitted): the peer or the path to it is gone, closing",
+        static_cast<unsigned long long>(id), c->peer.c_str(),
+        static_cast<unsigned long long>(now - c->probe_sent_at));
     CloseConn(id);
   }
   // Acknowledges nothing (up to 0, no credit): a no-op the peer's session

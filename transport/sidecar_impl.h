@@ -88,6 +88,9 @@ struct Sidecar::Impl {
     uint64_t sent_at = 0;       // NowMs() when a message was last queued to it
     bool said_anything = false; // a message was queued (our Hello goes first)
     uint32_t peer_heartbeat_ms = 0;  // what its Hello said (0: none, or not yet)
+    bool peer_answers_probes = false;  // likewise
+    bool probe_asked = false;   // it probed us: answered once its bytes are read
+    uint64_t probe_sent_at = 0; // NowMs() when our unanswered probe went out (0: none)
     size_t queued = 0;          // its kMessage tasks not yet taken by the strand
     bool paused = false;        // reading stopped (kMaxQueuedMessages)
     uint64_t drained_at = 0;    // ms (uv_hrtime) when the queue last shrank, emptied or took data
@@ -264,7 +267,8 @@ struct Sidecar::Impl {
   // handshake timeout, and those whose peer stopped reading.
   void CloseUnresponsiveConns();
   // Sends heartbeats on connections that sent nothing for heartbeat_ms,
-  // and closes those whose peer went silent past its own heartbeat.
+  // and closes those whose peer went silent past its own heartbeat or left
+  // a probe unanswered for probe_timeout_ms.
   void KeepAlive();
   // Closes `c` if its peer is not reading (SidecarOptions::write_stall_ms);
   // returns whether it did.

@@ -187,6 +187,7 @@ void Sidecar::Impl::Process(Task* t) {
       // Heartbeats go out on the pump timer: never more often than it runs.
       so.heartbeat_ms = static_cast<uint32_t>(
           options.heartbeat_ms > 0 ? std::max(options.heartbeat_ms, options.pump_interval_ms) : 0);
+      so.answers_probes = true;  // on the loop thread, as each is read (sidecar_conn.cc)
       so.admit = [this](const std::string& site, uint64_t peer_instance) {
         return AdmitPeer(site, peer_instance);
       };
@@ -252,8 +253,10 @@ void Sidecar::Impl::Process(Task* t) {
   for (uint64_t id : failed) sessions.erase(id);
   for (uint64_t id : pokes) {
     auto it = sessions.find(id);
-    // Acknowledges nothing (up to 0, no credit): a no-op for a live peer.
-    if (it != sessions.end()) t->out.emplace_back(id, AckMsg{0, 0});
+    // Acknowledges nothing (up to 0, no credit): a no-op for a live peer,
+    // which answers the probe at once if it said it would (the loop closes
+    // the connection when no answer comes: SidecarOptions::probe_timeout_ms).
+    if (it != sessions.end()) t->out.emplace_back(id, AckMsg{0, 0, /*probe=*/true});
   }
   pokes.clear();
   for (auto& [id, s] : sessions) t->pump_again |= s->more_to_send();
@@ -282,8 +285,11 @@ void Sidecar::Impl::CloseSessionsAfterRestore(const PeerSession& s, Task* t) {
 // id: their changes carry the same (site, version) pairs, so each version
 // merged from one hides the other's, silently. So the new instance is
 // refused, loudly, while the first is connected; and the first connection
-// is poked (a no-op acknowledgment), which a rebooted host answers with a
-// reset, so a restarted node is not kept waiting for keepalive.
+// is probed (a no-op acknowledgment asking for an answer): a rebooted host
+// answers with a reset, a live peer with a no-op Ack, and a connection
+// whose far end vanished without a word (a black hole) answers nothing and
+// is closed after probe_timeout_ms, not its heartbeat silence (half a
+// minute), so a restarted node is not kept waiting for long.
 //
 // Nothing is remembered once the first connection ends: a record of
 // "forked" sites was tried and dropped, as no close can be told apart
@@ -304,8 +310,8 @@ Status Sidecar::Impl::AdmitPeer(const std::string& site_id, uint64_t peer_instan
         "one database), and their changes would hide each other's. Give each replica its own "
         "database (a new one with the same CRR tables, empty, and let it sync). (A node whose host went away and came "
         "back, or restarted while its old connection hung, is admitted once that connection is "
-        "found dead: at once if its host answers with a reset, else when it has been silent past "
-        "its heartbeat.)");
+        "found dead: at once if its host answers with a reset, else when it leaves a probe "
+        "unanswered or has been silent past its heartbeat.)");
   }
   return Status::OK();
 }

@@ -54,6 +54,10 @@ struct Hello {
   # or a path that vanished without a reset, which TCP alone may never
   # report through a relaying hop) and closes it.
   heartbeatMs @7 :UInt32;
+  # The sender answers an Ack with `probe` set promptly (with any message),
+  # so a recipient that probes it may close the connection when no answer
+  # comes within a few seconds (a peer that says false is never closed so).
+  answersProbes @8 :Bool;
 }
 
 # "Every change of `siteId` up to `dbVersion` is committed here."
@@ -102,6 +106,11 @@ struct Change {
 struct Ack {
   upToVersion @0 :Int64;
   credits @1 :UInt32;
+  # "Say something now": a recipient whose Hello set answersProbes sends a
+  # message (a no-op Ack) as soon as it reads this one. Sent on a
+  # connection whose liveness matters now (another instance of its peer's
+  # site id asked to be admitted).
+  probe @2 :Bool;
 }
 
 # Sent before closing a connection on a protocol-level failure; code 7

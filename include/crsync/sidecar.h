@@ -68,6 +68,14 @@ struct SidecarOptions {
   // redialed. Time while we do not read (backpressure) does not count.
   // 0 = send none (and peers then never close our connection for silence).
   int heartbeat_ms = 10000;
+  // When another instance of a connected peer's site id asks to be
+  // admitted (a restarted node, or a copied database), the connection in
+  // session is probed: a peer whose Hello said it answers probes and that
+  // sends nothing back within this many ms (checked on the pump timer) is
+  // taken for gone and its connection closed, so a node restarted after its
+  // host or path vanished is admitted within seconds, not after the
+  // heartbeat silence. 0 = never close for this.
+  int probe_timeout_ms = 5000;
   // Called once the listening socket is bound, with its actual port.
   std::function<void(int port)> on_listening;
   // Called once everything is set up (signals handled, peers being dialed).

@@ -452,10 +452,15 @@ TEST(MessageCodecTest, EveryMessageKindRoundTrips) {
   EXPECT_EQ(h.heartbeat_ms, 0u);  // not said
   hello.heartbeat_ms = 10000;
   EXPECT_EQ(std::get<HelloMsg>(ThroughWire(hello)).heartbeat_ms, 10000u);
+  EXPECT_FALSE(h.answers_probes);  // not said
+  hello.answers_probes = true;
+  EXPECT_TRUE(std::get<HelloMsg>(ThroughWire(hello)).answers_probes);
 
   auto k = std::get<AckMsg>(ThroughWire(AckMsg{99, 3}));
   EXPECT_EQ(k.up_to, 99);
   EXPECT_EQ(k.credits, 3u);
+  EXPECT_FALSE(k.probe);
+  EXPECT_TRUE(std::get<AckMsg>(ThroughWire(AckMsg{0, 0, true})).probe);
 
   auto e = std::get<ErrorMsg>(ThroughWire(ErrorMsg{ErrorMsg::kSchemaMismatch, "schemas differ"}));
   EXPECT_EQ(e.code, ErrorMsg::kSchemaMismatch);

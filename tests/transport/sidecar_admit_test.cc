@@ -73,7 +73,13 @@ class RawPeer {
       Message msg;
       CRSYNC_RETURN_IF_ERROR(DecodeMessage(m, &msg));
       if (auto* e = std::get_if<ErrorMsg>(&msg)) errors_.push_back(*e);
-      if (std::holds_alternative<AckMsg>(msg)) ++acks_;
+      if (auto* a = std::get_if<AckMsg>(&msg)) {
+        ++acks_;
+        if (a->probe) {
+          ++probes_;
+          if (answer_probes_ && !Send(AckMsg{0, 0})) eof_ = true;
+        }
+      }
       return Status::OK();
     });
     char buf[4096];
@@ -90,11 +96,14 @@ class RawPeer {
   }
   bool eof() const { return eof_; }
   int acks() const { return acks_; }
+  int probes() const { return probes_; }
+  // Whether Listen answers the probes it reads (as its Hello may promise).
+  void set_answer_probes(bool yes) { answer_probes_ = yes; }
 
  private:
   int fd_ = -1;
-  bool connected_ = false, sent_ = false, eof_ = false;
-  int acks_ = 0;
+  bool connected_ = false, sent_ = false, eof_ = false, answer_probes_ = false;
+  int acks_ = 0, probes_ = 0;
   std::vector<ErrorMsg> errors_;
 };
 
@@ -113,6 +122,7 @@ class SidecarAdmitTest : public ::testing::Test {
     o.log_level = log_level_;
     o.pump_interval_ms = 50;
     o.heartbeat_ms = heartbeat_ms_;
+    o.probe_timeout_ms = probe_timeout_ms_;
     o.on_listening = [this](int p) { port_ = p; };
     sidecar_ = std::make_unique<Sidecar>(o);
     run_ = std::async(std::launch::async, [this] { return sidecar_->Run(); });
@@ -129,12 +139,14 @@ class SidecarAdmitTest : public ::testing::Test {
     EXPECT_TRUE(run_.get().ok());
   }
 
-  std::unique_ptr<RawPeer> Say(char site, uint64_t instance, uint32_t heartbeat_ms = 0) {
+  std::unique_ptr<RawPeer> Say(char site, uint64_t instance, uint32_t heartbeat_ms = 0,
+                               bool answers_probes = false) {
     HelloMsg hello;
     hello.site_id = std::string(16, site);
     hello.fingerprint = fingerprint_;
     hello.instance = instance;
     hello.heartbeat_ms = heartbeat_ms;
+    hello.answers_probes = answers_probes;
     auto peer = std::make_unique<RawPeer>(port_, hello);
     EXPECT_TRUE(peer->said_hello());
     return peer;
@@ -160,6 +172,7 @@ class SidecarAdmitTest : public ::testing::Test {
 
   int log_level_ = 0;  // of the fixture's sidecar, set before SetUp
   int heartbeat_ms_ = 10000;  // likewise
+  int probe_timeout_ms_ = 5000;  // likewise
   TempPath path_;
   uint64_t fingerprint_ = 0;
   std::atomic<int> port_{0};
@@ -416,6 +429,87 @@ TEST_F(SidecarHeartbeatTest, APeerThatPromisedNoHeartbeatIsNeverClosedForSilence
   EXPECT_TRUE(peer->Listen(1500).empty());
   EXPECT_FALSE(peer->eof());
   EXPECT_GE(peer->acks(), 5);
+}
+
+// A connection in session is probed when another instance of its site id
+// asks to be admitted: a peer that promised answers and gives none is taken
+// for gone at once (a restart behind a black-holed connection is admitted
+// within seconds), one that answers stays, and one that promised nothing is
+// left to its heartbeat, as before. Heartbeats are long here (10 s), so
+// they decide nothing.
+class SidecarProbeTest : public SidecarAdmitTest {
+ protected:
+  SidecarProbeTest() { probe_timeout_ms_ = 300; }
+
+  // Says hello as `site` at instance 2 while instance 1 (`old_one`) is in
+  // session: refused by name.
+  void ExpectRefused(char site) {
+    auto refused = Say(site, 2);
+    std::vector<ErrorMsg> errors = refused->Listen(3000);
+    ASSERT_EQ(errors.size(), 1u);
+    EXPECT_NE(errors[0].message.find("two databases share it"), std::string::npos)
+        << errors[0].message;
+  }
+};
+
+TEST_F(SidecarProbeTest, AProbeIsAnsweredAtOnce) {
+  auto peer = Say('\x71', 1);
+  EXPECT_TRUE(peer->Listen(1000).empty());
+  const int before = peer->acks();  // nothing is acknowledged unasked here
+  EXPECT_TRUE(peer->Listen(300).empty());
+  EXPECT_EQ(peer->acks(), before);
+  ASSERT_TRUE(peer->Send(AckMsg{0, 0, /*probe=*/true}));
+  const auto start = std::chrono::steady_clock::now();
+  while (peer->acks() == before && std::chrono::steady_clock::now() - start < std::chrono::seconds(3)) {
+    peer->Listen(20);
+  }
+  EXPECT_EQ(peer->acks(), before + 1) << "the probe went unanswered";
+  EXPECT_FALSE(peer->eof());
+}
+
+TEST_F(SidecarProbeTest, ARestartedNodeIsAdmittedOnceTheOldConnectionLeavesItsProbeUnanswered) {
+  // No heartbeat promised: without the probe, nothing would ever end it.
+  auto old_one = Say('\x72', 1, /*heartbeat_ms=*/0, /*answers_probes=*/true);
+  EXPECT_TRUE(old_one->Listen(100).empty());
+  ASSERT_FALSE(old_one->eof());
+  // From here on the old connection is neither read nor closed.
+  ExpectRefused('\x72');
+  // Unanswered for 300 ms (and a pump interval): closed, where its
+  // heartbeat silence would never end it. Refused attempts end at once,
+  // so they are spaced out.
+  std::unique_ptr<RawPeer> kept;
+  std::string why;
+  const auto start = std::chrono::steady_clock::now();
+  do {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    why = AdmittedWithin('\x72', 2, 1, &kept);
+  } while (!why.empty() && std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
+  EXPECT_EQ(why, "");
+  EXPECT_TRUE(old_one->Listen(1000).empty());
+  EXPECT_GE(old_one->probes(), 1);
+  EXPECT_TRUE(old_one->eof()) << "the unanswering connection stayed open";
+}
+
+TEST_F(SidecarProbeTest, APeerThatAnswersItsProbesStaysAndTheOtherInstanceIsRefused) {
+  auto old_one = Say('\x73', 1, /*heartbeat_ms=*/0, /*answers_probes=*/true);
+  old_one->set_answer_probes(true);
+  for (int i = 0; i < 4; ++i) {  // 4 refusals over 2.4 s, the probe timeout 300 ms
+    ExpectRefused('\x73');
+    EXPECT_TRUE(old_one->Listen(600).empty());
+    ASSERT_FALSE(old_one->eof()) << "closed although it answered, after " << i + 1 << " probes";
+  }
+  EXPECT_GE(old_one->probes(), 1);
+}
+
+TEST_F(SidecarProbeTest, APeerThatPromisedNoAnswersIsNotClosedForLackOfOne) {
+  auto old_one = Say('\x74', 1, /*heartbeat_ms=*/0, /*answers_probes=*/false);  // an older node
+  EXPECT_TRUE(old_one->Listen(100).empty());
+  ExpectRefused('\x74');
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  EXPECT_TRUE(old_one->Listen(200).empty());
+  EXPECT_FALSE(old_one->eof());
+  EXPECT_GE(old_one->probes(), 1);
+  ExpectRefused('\x74');
 }
 
 }  // namespace

@@ -137,6 +137,8 @@ TEST(SidecarTest, BadOptionsAreRefusedByName) {
       {"pump_interval_ms", [](SidecarOptions* o) { o->pump_interval_ms = -5; }},
       {"handshake_timeout_ms", [](SidecarOptions* o) { o->handshake_timeout_ms = -1; }},
       {"write_stall_ms", [](SidecarOptions* o) { o->write_stall_ms = 0; }},
+      {"heartbeat_ms", [](SidecarOptions* o) { o->heartbeat_ms = -1; }},
+      {"probe_timeout_ms", [](SidecarOptions* o) { o->probe_timeout_ms = -1; }},
   };
   for (const Case& c : cases) {
     SidecarOptions o = base;
