@@ -39,6 +39,9 @@ class Crr {
   size_t slots() const { return schema_.cols.size(); }
   // Affinity of each pk column (AffinityOf), read from the table on first use.
   Status PkAffinity(const std::vector<char>** out);
+  // Whether the key is the rowid (INTEGER PRIMARY KEY): every key value an
+  // integer. Read with the affinities: call PkAffinity first.
+  bool rowid_key() const { return rowid_key_; }
   // Affinity of column slot `slot` ('b' for none), likewise.
   Status ColAffinity(int slot, char* out);
   // Slot of column `cid`, or -1 when it is not a non-PK column.

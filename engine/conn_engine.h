@@ -83,6 +83,8 @@ class ConnEngine {
     if (!capture_joined_) seq_ = 0;
   }
   int64_t PeekSeq() const { return seq_; }
+  // Back to an earlier count, after a merge that failed took seqs.
+  void RestoreSeq(int64_t v) { seq_ = v; }
   // What crsql_changes holds for the open transaction beyond the engine's
   // own state (its receive cursors): written by `writer` when the
   // connection closes mid-transaction (StoreBeforeClose). Set while that

@@ -70,6 +70,16 @@ Status Merger::Validate(const MergeInput& in, Crr** out, std::vector<Value>* pk_
                                      crr->schema().pk_cols[i]);
     }
     if ((*affinity)[i] != 'b') (*pk_vals)[i] = ApplyAffinity((*pk_vals)[i], (*affinity)[i]);
+    if (crr->rowid_key() && (*pk_vals)[i].type != SQLITE_INTEGER) {
+      // SQLite's own refusal ("datatype mismatch") would name neither.
+      return Status::InvalidArgument("crsql - malformed pk for table " + t + ": " +
+                                     crr->schema().pk_cols[i] +
+                                     " is its INTEGER PRIMARY KEY (the rowid), and the value is " +
+                                     ((*pk_vals)[i].type == SQLITE_FLOAT ? "a real"
+                                      : (*pk_vals)[i].type == SQLITE_TEXT ? "text"
+                                                                         : "a blob") +
+                                     " that is no integer");
+    }
   }
   *out = crr;
   last_.generation = e_->catalog().generation();
@@ -187,17 +197,21 @@ Status Merger::MergeRow(const MergeInput* ins, size_t n, int64_t* impacted,
   // would undo this merge while its row was still held.
   s->write_behind = write_behind_ && depth_ == 0 && !e_->in_merge_write();
   // A row that fails leaves no trace (§12.3), not even the version it
-  // raised: later writes of the transaction keep the one they had. The
-  // same when it throws (the caller's guard turns that into an error).
+  // raised or the seqs it took: later writes of the transaction keep the
+  // ones they had. The same when it throws (the caller's guard turns that
+  // into an error).
   struct Frame {
     Merger* m;
     int64_t pending;
+    int64_t seq;
     bool ok = false;
     ~Frame() {
       --m->depth_;
-      if (!ok) m->e_->RestorePendingVersion(pending);
+      if (ok) return;
+      m->e_->RestorePendingVersion(pending);
+      m->e_->RestoreSeq(seq);
     }
-  } frame{this, e_->pending_version()};
+  } frame{this, e_->pending_version(), e_->PeekSeq()};
   ++depth_;
   Status st = MergeRowWith(s, ins, n, impacted, marks, failed);
   frame.ok = st.ok();

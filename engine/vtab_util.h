@@ -20,9 +20,14 @@ namespace crsync {
 // clocks without their row, metadata that does not decode; the message
 // says which): a statement failing with SQLITE_CORRUPT inside a transaction
 // makes SQLite refuse every later write of the transaction, and its COMMIT
-// ("database disk image is malformed").
+// ("database disk image is malformed"). Nor SQLITE_FULL (a clock or the
+// db_version exhausted; the disk): for it SQLite rolls back the whole
+// transaction when the statement has no journal of its own (a one-row
+// INSERT INTO crsql_changes), where the failed change left no trace and
+// the transaction should go on, as after any other bad change.
 inline int VtabErrorCode(const Status& s) {
-  return s.code() == Status::Code::kSqlite ? s.sqlite_code() : SQLITE_ERROR;
+  if (s.code() != Status::Code::kSqlite) return SQLITE_ERROR;
+  return (s.sqlite_code() & 0xff) == SQLITE_FULL ? SQLITE_ERROR : s.sqlite_code();
 }
 
 template <typename Vtab>

@@ -65,6 +65,13 @@ TEST_F(MergeErrorsTest, EachBadInputNamesTheProblemAndChangesNothing) {
   // would have made a row under a rowid of SQLite's choosing.
   ExpectRejected("'todo', X'01027FF8000000000000', 'title', 'v', 1, 1, " + s, "NaN value for id");
   ExpectRejected("'s', X'01027FF8000000000000', 'v', 1, 1, 1, " + s, "NaN value for id");
+  // Other keys an INTEGER PRIMARY KEY cannot hold (SQLite: a bare
+  // "datatype mismatch"); '12' and 2.0 are integers by its affinity.
+  ExpectRejected("'s', X'010B03616263', 'v', 1, 1, 1, " + s,
+                 "malformed pk for table s: id is its INTEGER PRIMARY KEY (the rowid), and the "
+                 "value is text that is no integer");
+  ExpectRejected("'s', X'01023FF8000000000000', 'v', 1, 1, 1, " + s, "value is a real that is no integer");
+  ExpectRejected("'s', X'010C0100', 'v', 1, 1, 1, " + s, "value is a blob that is no integer");
   ExpectRejected("'todo', X'010B0178', 5, 'v', 1, 1, " + s, "invalid cid");
   ExpectRejected("'todo', X'010B0178', 'nope', 'v', 1, 1, " + s, "no such column todo.nope");
   ExpectRejected("'todo', X'010B0178', 'TITLE', 'v', 1, 1, " + s, "no such column todo.TITLE");
@@ -202,6 +209,37 @@ TEST_F(MergeErrorsTest, AFailedChangeDoesNotRaiseTheTransactionsVersion) {
   EXPECT_EQ(db_.Int("SELECT crsql_db_version()"), before + 1);
   EXPECT_EQ(db_.One("SELECT DISTINCT db_version FROM crsql_changes WHERE pk = X'010B0162'"),
             std::to_string(before + 1));
+}
+
+// Nor the seqs it took: the transaction's next write gets the seq the
+// failed change would have had.
+TEST_F(MergeErrorsTest, AFailedChangeTakesNoSeq) {
+  db_.Exec("BEGIN; INSERT INTO todo VALUES ('b', 'local', 2);");
+  EXPECT_THAT(db_.Error("INSERT INTO crsql_changes VALUES ('todo', X'010B0178', 'n', -5, 1, 1000000, " +
+                        std::string(kSite) + ")"),
+              HasSubstr("CHECK constraint failed"));
+  db_.Exec("INSERT INTO todo VALUES ('c', 'local', 3)");
+  db_.Exec("COMMIT");
+  // b's cells took seqs from 0; c's follow on.
+  EXPECT_EQ(db_.One("SELECT min(seq) FROM crsql_changes WHERE pk = X'010B0162'"), "0");
+  EXPECT_EQ(db_.One("SELECT (SELECT min(seq) FROM crsql_changes WHERE pk = X'010B0163') - "
+                    "(SELECT max(seq) FROM crsql_changes WHERE pk = X'010B0162')"),
+            "1");
+}
+
+// A merge that finds the database's version at the limit fails like any
+// other bad change: the transaction stays open with its work (SQLite rolls
+// a whole transaction back for SQLITE_FULL, the code of the same failure
+// in a local write, when the statement has no journal of its own).
+TEST_F(MergeErrorsTest, AnExhaustedVersionLeavesTheTransactionOpen) {
+  const std::string max = std::to_string(kMaxChangeVersion);
+  db_.Exec("INSERT INTO crsql_changes " + kNine + " VALUES ('todo', X'010B0177', 'title', 'w', 1, " +
+           max + ", " + kSite + ", 1, 0)");
+  db_.Exec("BEGIN; INSERT INTO plain VALUES (1, 'work');");
+  ExpectRejected("'todo', X'010B0176', 'title', 'v', 1, 5, " + std::string(kSite),
+                 "db_version is exhausted");
+  db_.Exec("COMMIT");
+  EXPECT_EQ(db_.One("SELECT v FROM plain"), "'work'");
 }
 
 TEST_F(MergeErrorsTest, SpecExampleFailingRowLeavesTransactionUsable) {
