@@ -44,9 +44,13 @@ void ApplySiteConstraint(char code, sqlite3_value* v, ScanSpec* spec) {
 
 }  // namespace
 
-int PlanChangesQuery(sqlite3_index_info* info) {
-  std::string plan;
-  int argv = 0;
+int PlanChangesQuery(sqlite3_index_info* info, std::string* error) {
+  struct Taken {
+    int constraint;
+    char code;
+    bool omit;
+  };
+  std::vector<Taken> taken;
   double cost = 1e7;
   bool site_null_test = false;  // site_id IS NULL / IS NOT NULL, omitted
   for (int i = 0; i < info->nConstraint; ++i) {
@@ -85,9 +89,15 @@ int PlanChangesQuery(sqlite3_index_info* info) {
         // byte for byte, and `= 'TODO' COLLATE NOCASE` must not. An IN
         // list is taken whole (one scan, in order), not value by value:
         // SQLite would concatenate one scan per value, out of order.
+        // SQLite checks it again: against an operand with a numeric
+        // affinity (`= CAST(5 AS REAL)`, a joined INTEGER column) it
+        // compares names as numbers ('5' = 5.0, '01' = 1), which a value
+        // here cannot tell from a plain 5 ('5' only): numbers narrow
+        // nothing (DecodeChangesPlan), texts by their bytes.
         if (c.op == SQLITE_INDEX_CONSTRAINT_EQ &&
             sqlite3_stricmp(sqlite3_vtab_collation(info, i), "BINARY") == 0) {
           code = sqlite3_vtab_in(info, i, 1) ? 't' : 'T';
+          omit = false;
           cost /= 5;
         }
         break;
@@ -102,9 +112,33 @@ int PlanChangesQuery(sqlite3_index_info* info) {
         break;
     }
     if (!code) continue;
-    plan += code;
-    info->aConstraintUsage[i].argvIndex = ++argv;
-    info->aConstraintUsage[i].omit = omit;
+    const bool site_is = code == 'U' || code == 'V' || code == 'I' || code == 'J';
+    if (site_is && i >= 16) {
+      // SQLite lists the terms in the query's order, but IS NOT NULL and
+      // IS NOT after all the others.
+      *error =
+          "crsql - site_id IS NULL, IS NOT NULL, IS ? and IS NOT ? mean local and remote only "
+          "among the first 16 constraints SQLite gives crsql_changes (it tests later ones again "
+          "against the shown site id, which is never NULL; it puts IS NOT NULL and IS NOT after "
+          "every other term): write the term earlier in the WHERE clause, or constrain fewer of "
+          "crsql_changes' columns";
+      return SQLITE_ERROR;
+    }
+    taken.push_back({i, code, omit});
+  }
+  // SQLite honours `omit` only for the first 16 constraints it passes and
+  // the first 16 argv slots: the site_id terms, whose meaning here is not
+  // SQL's (IS NULL = local) and which SQLite must not test again, take the
+  // first slots (their place among the constraints is the query's).
+  std::stable_partition(taken.begin(), taken.end(), [](const Taken& t) {
+    return t.code == 'U' || t.code == 'V' || t.code == 'I' || t.code == 'J';
+  });
+  std::string plan;
+  int argv = 0;
+  for (const Taken& t : taken) {
+    plan += t.code;
+    info->aConstraintUsage[t.constraint].argvIndex = ++argv;
+    info->aConstraintUsage[t.constraint].omit = t.omit;
   }
   // Rows come out in (db_version, seq) order: an ORDER BY of exactly that
   // prefix, ascending, is already satisfied.
@@ -184,13 +218,19 @@ int DecodeChangesPlan(const char* idx_str, int argc, sqlite3_value** argv, ScanS
       out->min_dbv = std::max(out->min_dbv, lo);
       out->max_dbv = std::min(out->max_dbv, hi);
     } else if (code == 'T' || code == 't' || code == 'P' || code == 'p') {
-      // "table" is TEXT: a number compares as its text ("table" = 5 names
-      // the CRR "5"); a BLOB or NULL equals no name. pk matches BLOBs only.
+      // "table" is TEXT: a text names the CRR of those bytes; a number may
+      // name several ("table" = 5 is '5', but = CAST(5 AS REAL) is also
+      // '5.0' and '05': the operand's affinity decides, which SQLite's
+      // own check applies), so it narrows nothing; a BLOB or NULL equals
+      // no name. pk matches BLOBs only.
       const bool table = code == 'T' || code == 't';
       std::vector<std::string> values;
+      bool any_table = false;
       auto take = [&](sqlite3_value* x) {
         const int type = sqlite3_value_type(x);
-        if (table && (type == SQLITE_TEXT || type == SQLITE_INTEGER || type == SQLITE_FLOAT)) {
+        if (table && (type == SQLITE_INTEGER || type == SQLITE_FLOAT)) {
+          any_table = true;
+        } else if (table && type == SQLITE_TEXT) {
           values.emplace_back(reinterpret_cast<const char*>(sqlite3_value_text(x)),
                               static_cast<size_t>(sqlite3_value_bytes(x)));
         } else if (!table && type == SQLITE_BLOB) {
@@ -206,6 +246,7 @@ int DecodeChangesPlan(const char* idx_str, int argc, sqlite3_value** argv, ScanS
       } else {
         take(v);
       }
+      if (any_table) continue;
       std::sort(values.begin(), values.end());
       values.erase(std::unique(values.begin(), values.end()), values.end());
       ScanSpec::Narrow(table ? &out->tables : &out->pks, std::move(values));

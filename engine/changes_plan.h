@@ -11,6 +11,8 @@
 
 #include <sqlite3.h>
 
+#include <string>
+
 #include "engine/change_scan.h"
 
 namespace crsync {
@@ -20,8 +22,10 @@ enum ChangesColumn { kTable = 0, kPk, kCid, kVal, kColVersion, kDbVersion, kSite
 
 // xBestIndex: takes the constraints the scan can use, writes the plan
 // string to info->idxStr (owned by SQLite), the cost and row estimate, and
-// whether the ORDER BY is satisfied. Returns SQLITE_OK or SQLITE_NOMEM.
-int PlanChangesQuery(sqlite3_index_info* info);
+// whether the ORDER BY is satisfied. Returns SQLITE_OK, SQLITE_NOMEM, or
+// SQLITE_ERROR with *error saying why the query cannot be answered as
+// written (a site_id IS term past the 16th constraint).
+int PlanChangesQuery(sqlite3_index_info* info, std::string* error);
 
 // xFilter: the ScanSpec for plan `idx_str` with its `argc` argument values.
 // Returns SQLITE_OK, or SQLite's error reading an IN list.

@@ -99,8 +99,13 @@ int Disconnect(sqlite3_vtab* vtab) {
   });
 }
 
-int BestIndex(sqlite3_vtab*, sqlite3_index_info* info) {
-  return GuardSqliteCall(SQLITE_ERROR, [&] { return PlanChangesQuery(info); });
+int BestIndex(sqlite3_vtab* vtab, sqlite3_index_info* info) {
+  return GuardSqliteCall(SQLITE_ERROR, [&] {
+    std::string error;
+    int rc = PlanChangesQuery(info, &error);
+    if (rc == SQLITE_ERROR) SetError(vtab, error);
+    return rc;
+  });
 }
 
 int Open(sqlite3_vtab* vtab, sqlite3_vtab_cursor** out) {
