@@ -379,8 +379,23 @@ std::string AlterOpenElsewhere(const std::string& table) {
          table + "'); here)";
 }
 
+Status ConfirmOpenAlters(ConnEngine* e) {
+  if (!e->alters_unsure()) return Status::OK();
+  auto& open = e->open_alters();
+  for (auto it = open.begin(); it != open.end();) {
+    // Whichever transaction began it (the one whose ROLLBACK TO undid
+    // it may have committed since): standing triggers mean no alter.
+    bool standing = false;
+    CRSYNC_RETURN_IF_ERROR(RecordingTriggersStand(e->db(), it->first, &standing));
+    it = standing ? open.erase(it) : std::next(it);
+  }
+  e->set_alters_unsure(false);
+  return Status::OK();
+}
+
 Status CheckShapeForMerge(ConnEngine* e, Crr* crr) {
   if (crr->ShapeMatches()) return Status::OK();
+  CRSYNC_RETURN_IF_ERROR(ConfirmOpenAlters(e));
   // Between this connection's own begin and commit it differs on purpose.
   if (e->open_alters().count(crr->name())) return Status::OK();
   Status s = crr->CheckShape();
@@ -396,6 +411,9 @@ int RegisterAlterGuard(sqlite3* db, ConnEngine* e) {
       auto* engine = static_cast<ConnEngine*>(sqlite3_user_data(ctx));
       const unsigned char* t = sqlite3_value_text(argv[0]);
       std::string table = t ? reinterpret_cast<const char*>(t) : "";
+      if (Status s = ConfirmOpenAlters(engine); !s.ok()) {
+        return sqlite3_result_error(ctx, s.message().c_str(), -1);
+      }
       if (engine->open_alters().count(table)) return sqlite3_result_null(ctx);
       sqlite3_result_error(ctx, AlterOpenElsewhere(table).c_str(), -1);
     });
@@ -406,6 +424,7 @@ int RegisterAlterGuard(sqlite3* db, ConnEngine* e) {
 
 Status BeginAlter(ConnEngine* e, const std::string& table) {
   CRSYNC_RETURN_IF_ERROR(e->FlushLocalWrites());  // recorded under the old schema
+  CRSYNC_RETURN_IF_ERROR(ConfirmOpenAlters(e));
   CRSYNC_RETURN_IF_ERROR(e->catalog().Refresh());
   Crr* crr = e->catalog().ByName(table);
   if (!crr) return Status::InvalidArgument("crsql - " + table + " is not a CRR");

@@ -20,6 +20,11 @@ Status BeginAlter(ConnEngine* e, const std::string& table);
 // and the error says "failed compacting tables post alteration: ...".
 Status CommitAlter(ConnEngine* e, const std::string& table);
 
+// Forgets the alters that a ROLLBACK TO undid (their recording triggers
+// stand again), if one may have (alters_unsure()):
+// called before anything that trusts open_alters() to mean "ours".
+Status ConfirmOpenAlters(ConnEngine* e);
+
 // The message of a write refused by another connection's open alter of
 // `table` (its guard triggers, AlterGuardSql).
 std::string AlterOpenElsewhere(const std::string& table);

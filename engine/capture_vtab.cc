@@ -5,6 +5,7 @@
 // it does nothing else; reading it gives no rows. See
 // ConnEngine::local_writes().
 #include "common/guard.h"
+#include "engine/alter.h"
 #include "engine/recorder.h"
 #include "engine/vtab_util.h"
 
@@ -59,10 +60,13 @@ int Begin(sqlite3_vtab* v) {
   return SQLITE_OK;
 }
 
-// Just before COMMIT: the transaction's local writes become metadata.
+// Just before COMMIT: the transaction's local writes become metadata, and
+// an alter a ROLLBACK TO undid is forgotten while the schema still shows
+// it (after the commit, another connection may begin one).
 int Sync(sqlite3_vtab* v) {
   return GuardSqliteCall(SQLITE_ERROR, [&] {
     Status s = EngineOf(v)->FlushLocalWrites();
+    if (s.ok()) s = ConfirmOpenAlters(EngineOf(v));
     if (s.ok()) return SQLITE_OK;
     sqlite3_free(v->zErrMsg);
     v->zErrMsg = sqlite3_mprintf("%s", s.message().c_str());

@@ -533,6 +533,7 @@ void ConnEngine::TransactionRolledBack() noexcept {
   for (auto it = open_alters_.begin(); it != open_alters_.end();) {
     it = it->second.txn == txn_serial_ ? open_alters_.erase(it) : std::next(it);
   }
+  alters_unsure_ = false;  // only this transaction's could have been undone
   ++txn_serial_;
   // The schema version went back with it and may climb to the cached value
   // again with another schema: the catalog is re-read.
@@ -594,6 +595,7 @@ void ConnEngine::CaptureRollbackTo(int level) {
     catalog_.Invalidate();
     config_stale_ = true;
   }
+  for (const auto& [name, alter] : open_alters_) alters_unsure_ |= alter.txn == txn_serial_;
   while (!capture_marks_.empty() && capture_marks_.back().level > level) capture_marks_.pop_back();
   // A savepoint opened before the capture table joined saw an empty log,
   // and no version taken (the table joins when the first one is).

@@ -243,6 +243,13 @@ class ConnEngine {
   // Counts the transactions this connection ended.
   uint64_t txn_serial() const { return txn_serial_; }
   std::map<std::string, OpenAlter>& open_alters() { return open_alters_; }
+  // A ROLLBACK TO may have undone a crsql_begin_alter of this transaction
+  // (its recording triggers are back): ConfirmOpenAlters (alter.h) then
+  // forgets it before this connection next acts as its owner, and at the
+  // latest before the transaction commits (while no other connection can
+  // have begun an alter of the table since).
+  bool alters_unsure() const { return alters_unsure_; }
+  void set_alters_unsure(bool unsure) { alters_unsure_ = unsure; }
 
   // While a hook is set, the internal SQL function crsync_internal_remap
   // calls it with its arguments; otherwise that function fails. The caller
@@ -349,6 +356,7 @@ class ConnEngine {
   int merge_writes_ = 0;
   std::vector<const MergingRows*> merging_rows_;
   std::map<std::string, OpenAlter> open_alters_;
+  bool alters_unsure_ = false;
   uint64_t txn_serial_ = 0;
   int64_t merge_equal_values_ = 0;
   bool config_stale_ = false;

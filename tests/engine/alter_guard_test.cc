@@ -166,6 +166,34 @@ TEST(OpenAlterGuardTest, AnOpenAlterOutlivesOtherRollbacksAndIsFinishedElsewhere
             (Rows{{"'010901'", "'v'", "'during'"}}));
 }
 
+// A ROLLBACK TO a savepoint from before crsql_begin_alter undoes the alter
+// (its triggers are back): the connection does not take another
+// connection's later alter of the table for its own (it wrote unrecorded
+// past that alter's guard), and can take that alter over when it is
+// abandoned.
+TEST(OpenAlterGuardTest, AnAlterUndoneByRollbackToIsNotThisConnectionsAnyMore) {
+  TempPath path;
+  TestDb a(path.str());
+  a.Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t');"
+         "BEGIN; SAVEPOINT sp; SELECT crsql_begin_alter('t'); ALTER TABLE t ADD COLUMN x;"
+         "ROLLBACK TO sp; RELEASE sp; COMMIT;");
+  {
+    TestDb b(path.str());
+    b.Exec("BEGIN; SELECT crsql_begin_alter('t'); ALTER TABLE t ADD COLUMN y; COMMIT;");
+    EXPECT_THAT(a.Error("INSERT INTO t (id, v) VALUES (1, 'a')"), HasSubstr("t is being altered"));
+  }
+  EXPECT_EQ(a.One("SELECT count(*) FROM t"), "0");
+  a.Exec("SELECT crsql_begin_alter('t'); SELECT crsql_commit_alter('t');"
+         "INSERT INTO t (id, v) VALUES (1, 'a')");
+  EXPECT_EQ(a.One("SELECT val FROM crsql_changes WHERE cid = 'v'"), "'a'");
+  // Undone and begun again in one transaction: the alter is open, and its
+  // commit completes it.
+  a.Exec("BEGIN; SAVEPOINT sp; SELECT crsql_begin_alter('t'); ROLLBACK TO sp;"
+         "SELECT crsql_begin_alter('t'); ALTER TABLE t ADD COLUMN z; SELECT crsql_commit_alter('t');"
+         "COMMIT; UPDATE t SET z = 'zz'");
+  EXPECT_EQ(a.One("SELECT val FROM crsql_changes WHERE cid = 'z'"), "'zz'");
+}
+
 // An alter taken over while its connection is alive: that connection's
 // commit says what happened.
 TEST(OpenAlterGuardTest, ACommitAfterAnotherConnectionFinishedTheAlterSaysSo) {
