@@ -194,6 +194,10 @@ class Migration {
         sqlite3_result_error(ctx, s.message().c_str(), -1);
       }
     };
+    // Taken here, outside the statement, and given back if no row needs it.
+    const int64_t pending_before = e_->pending_version();
+    CRSYNC_RETURN_IF_ERROR(e_->LocalDbVersion(&fresh_version_));
+    fresh_used_ = false;
     Status s;
     {
       // Unset however Exec leaves (an exception too): the hook lives here.
@@ -206,6 +210,7 @@ class Migration {
     }
     if (!failure.ok()) return failure;
     CRSYNC_RETURN_IF_ERROR(s);
+    if (!fresh_used_) e_->RestorePendingVersion(pending_before);
     // The rename runs in legacy mode: it then renames just this table, and
     // does not re-check every view and trigger of the schema (one broken
     // view elsewhere would fail the alter).
@@ -273,12 +278,23 @@ class Migration {
           after.sentinel.present ||
           std::any_of(after.cols.begin(), after.cols.end(), [](const Clock& c) { return c.present; });
       if (!any_clock) {
-        // (c) then (d): nothing was left of the key (every clocked column
-        // was dropped or renamed), so the row is one without metadata and
-        // gets all of it: every column, or the sentinel of a pk-only table.
-        int64_t seq = e_->PeekSeq();
-        StampWholeRow(&after, &seq);
-        e_->TakeSeqsBelow(seq);
+        // Nothing was left of the key: every clocked column was dropped or
+        // renamed. §14.3 (c) then (d) would give it full metadata at D, as
+        // to a row inserted during the alter; but replicas that migrate at
+        // different moments then diverge for good (docs/sql-api.md): a
+        // column at its default, clocked at col_version 1, beats a peer's
+        // concurrent write of it on value, and a peer that refused the
+        // row's only change (for the column it had dropped already) never
+        // hears of the row, its cursor past D. So the row says it lives (a
+        // cl 1 sentinel) and clocks only what differs from the defaults,
+        // as (d) does for known rows, at a version of its own that peers
+        // fetch. Replicas that migrate alike send each other equal
+        // records, which change nothing.
+        fresh_used_ = true;
+        after.sentinel = Clock{true, 1, fresh_version_, e_->TakeSeq(), 0, 0};
+        for (size_t j = 0; j < after.cols.size(); ++j) {
+          if (!is_default(j)) after.cols[j] = Clock{true, 1, fresh_version_, e_->TakeSeq(), 0, 0};
+        }
       } else if (after.sentinel.present && after.sentinel.col_version % 2 == 0) {
         // A row inserted again between begin and commit (no trigger saw
         // it) over its tombstone. Taken literally, (d) would give a deleted
@@ -363,6 +379,10 @@ class Migration {
   std::vector<int> new_slot_;  // old slot -> new slot, or -1
   std::vector<size_t> old_pos_;  // new key position -> old key position
   int64_t matched_ = 0;        // rows with metadata whose row exists in T
+  // The version a row left with no clock at all is announced at (RemapRow),
+  // and whether one was.
+  int64_t fresh_version_ = 0;
+  bool fresh_used_ = false;
   int64_t unrecorded_deletes_ = 0;  // live rows with metadata gone from T
   int64_t unrecorded_inserts_ = 0;  // rows of T without (live) metadata
   std::string blob_;
