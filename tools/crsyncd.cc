@@ -50,6 +50,10 @@ const char kUsage[] =
     "                               heartbeat = seconds (default 10; 0 = none): say\n"
     "                               something that often when idle, and close a peer's\n"
     "                               connection silent for three of its periods;\n"
+    "                               probe_timeout = seconds (default 5; 0 = none):\n"
+    "                               when a restarted peer says hello while its old\n"
+    "                               connection is open, close that one if it does not\n"
+    "                               answer a probe in time;\n"
     "                               `#` starts a comment; a value may be in quotes);\n"
     "                               --db, --listen, -v and -q on the command line\n"
     "                               override the file wherever they stand, and each\n"
@@ -155,19 +159,20 @@ bool ReadConfig(const std::string& path, crsync::SidecarOptions* opts) {
         std::fprintf(stderr, "crsyncd: %s:%d: log must be error, info or debug\n", path.c_str(), line_no);
         ok = false;
       }
-    } else if (key == "heartbeat") {
+    } else if (key == "heartbeat" || key == "probe_timeout") {
       // Seconds, a whole number: 0 (none) up to an hour.
       char* end = nullptr;
       errno = 0;
       const long secs = std::strtol(value.c_str(), &end, 10);
       if (errno != 0 || *end != '\0' || secs < 0 || secs > 3600) {
         std::fprintf(stderr,
-                     "crsyncd: %s:%d: heartbeat must be a whole number of seconds from 0 (none) "
+                     "crsyncd: %s:%d: %s must be a whole number of seconds from 0 (none) "
                      "to 3600, not '%s'\n",
-                     path.c_str(), line_no, value.c_str());
+                     path.c_str(), line_no, key.c_str(), value.c_str());
         ok = false;
       } else {
-        opts->heartbeat_ms = static_cast<int>(secs) * 1000;
+        (key == "heartbeat" ? opts->heartbeat_ms : opts->probe_timeout_ms) =
+            static_cast<int>(secs) * 1000;
       }
     } else {
       std::fprintf(stderr, "crsyncd: %s:%d: unknown setting '%s'\n", path.c_str(), line_no, key.c_str());

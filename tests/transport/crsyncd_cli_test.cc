@@ -100,19 +100,22 @@ TEST(CrsyncdCliTest, UsageErrorsAndConfigFile) {
   EXPECT_NE(RunCrsyncd("run --config " + cfg.str(), &code).find(":4: unknown setting 'colour'"),
             std::string::npos);
   EXPECT_EQ(code, 2);
-  for (const char* bad : {"-1", "10s", "3601", "1.5"}) {
-    f = fopen(cfg.str().c_str(), "w");
-    fprintf(f, "db = /nonexistent/y.db\nheartbeat = %s\n", bad);
-    fclose(f);
-    EXPECT_NE(RunCrsyncd("run --config " + cfg.str(), &code)
-                  .find(":2: heartbeat must be a whole number of seconds from 0 (none) to 3600, not '" +
-                        std::string(bad) + "'"),
-              std::string::npos)
-        << bad;
-    EXPECT_EQ(code, 2) << bad;
+  for (const std::string key : {"heartbeat", "probe_timeout"}) {
+    for (const char* bad : {"-1", "10s", "3601", "1.5"}) {
+      f = fopen(cfg.str().c_str(), "w");
+      fprintf(f, "db = /nonexistent/y.db\n%s = %s\n", key.c_str(), bad);
+      fclose(f);
+      EXPECT_NE(RunCrsyncd("run --config " + cfg.str(), &code)
+                    .find(":2: " + key + " must be a whole number of seconds from 0 (none) to 3600, not '" +
+                          std::string(bad) + "'"),
+                std::string::npos)
+          << key << " = " << bad;
+      EXPECT_EQ(code, 2) << bad;
+    }
   }
   f = fopen(cfg.str().c_str(), "w");
-  fputs("db = /nonexistent/y.db   # where\nlisten = 127.0.0.1:0\nlog = debug\nheartbeat = 0\n", f);
+  fputs("db = /nonexistent/y.db   # where\nlisten = 127.0.0.1:0\nlog = debug\nheartbeat = 0\n"
+        "probe_timeout = 2\n", f);
   fclose(f);
   // The file's settings are used (the database path from it is reported).
   EXPECT_NE(RunCrsyncd("run --config " + cfg.str(), &code).find("/nonexistent/y.db"),
