@@ -195,8 +195,10 @@ class Migration {
       }
     };
     // Taken here, outside the statement, and given back if no row needs it.
+    // A database whose versions are exhausted has none to take: an alter
+    // that leaves every row a clock still commits there.
     const int64_t pending_before = e_->pending_version();
-    CRSYNC_RETURN_IF_ERROR(e_->LocalDbVersion(&fresh_version_));
+    fresh_status_ = e_->LocalDbVersion(&fresh_version_);
     fresh_used_ = false;
     Status s;
     {
@@ -211,6 +213,7 @@ class Migration {
     if (!failure.ok()) return failure;
     CRSYNC_RETURN_IF_ERROR(s);
     if (!fresh_used_) e_->RestorePendingVersion(pending_before);
+    fresh_status_ = Status::OK();
     // The rename runs in legacy mode: it then renames just this table, and
     // does not re-check every view and trigger of the schema (one broken
     // view elsewhere would fail the alter).
@@ -290,6 +293,7 @@ class Migration {
         // as (d) does for known rows, at a version of its own that peers
         // fetch. Replicas that migrate alike send each other equal
         // records, which change nothing.
+        CRSYNC_RETURN_IF_ERROR(fresh_status_);
         fresh_used_ = true;
         after.sentinel = Clock{true, 1, fresh_version_, e_->TakeSeq(), 0, 0};
         for (size_t j = 0; j < after.cols.size(); ++j) {
@@ -382,6 +386,7 @@ class Migration {
   // The version a row left with no clock at all is announced at (RemapRow),
   // and whether one was.
   int64_t fresh_version_ = 0;
+  Status fresh_status_;  // why there is no fresh_version_
   bool fresh_used_ = false;
   int64_t unrecorded_deletes_ = 0;  // live rows with metadata gone from T
   int64_t unrecorded_inserts_ = 0;  // rows of T without (live) metadata
@@ -404,10 +409,14 @@ Status ConfirmOpenAlters(ConnEngine* e) {
   auto& open = e->open_alters();
   for (auto it = open.begin(); it != open.end();) {
     // Whichever transaction began it (the one whose ROLLBACK TO undid
-    // it may have committed since): standing triggers mean no alter.
-    bool standing = false;
-    CRSYNC_RETURN_IF_ERROR(RecordingTriggersStand(e->db(), it->first, &standing));
-    it = standing ? open.erase(it) : std::next(it);
+    // it may have committed since). Begin left its guard in place of the
+    // recording triggers: standing recording triggers, or no guard (the
+    // rollback also undid crsql_as_crr, or the table is gone), mean no
+    // alter.
+    bool recording = false, guarded = false;
+    CRSYNC_RETURN_IF_ERROR(RecordingTriggersStand(e->db(), it->first, &recording));
+    if (!recording) CRSYNC_RETURN_IF_ERROR(AlterGuardStands(e->db(), it->first, &guarded));
+    it = recording || !guarded ? open.erase(it) : std::next(it);
   }
   e->set_alters_unsure(false);
   return Status::OK();

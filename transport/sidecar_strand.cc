@@ -298,12 +298,19 @@ void Sidecar::Impl::CloseSessionsAfterRestore(const PeerSession& s, Task* t) {
 // out until this sidecar restarted.
 Status Sidecar::Impl::AdmitPeer(const std::string& site_id, uint64_t peer_instance) {
   if (peer_instance == 0) return Status::OK();  // an older node: cannot tell
+  bool refused = false;
   for (const auto& [id, other] : sessions) {
     if (!other->ready() || other->peer_site() != site_id || other->peer_instance() == 0 ||
         other->peer_instance() == peer_instance) {
       continue;
     }
+    // Every one is probed: the other instance may be connected twice (it
+    // and this node dial each other), and one left unprobed would refuse
+    // the next attempt too.
     pokes.push_back(id);
+    refused = true;
+  }
+  if (refused) {
     return Status::FailedPrecondition(
         "site id " + HexBytes(site_id) + " is already connected to the node refusing it, from "
         "another running database: two databases share it (a copied database, or two sidecars on "

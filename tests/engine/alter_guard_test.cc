@@ -194,6 +194,23 @@ TEST(OpenAlterGuardTest, AnAlterUndoneByRollbackToIsNotThisConnectionsAnyMore) {
   EXPECT_EQ(a.One("SELECT val FROM crsql_changes WHERE cid = 'z'"), "'zz'");
 }
 
+// The same when the rollback also undid crsql_as_crr: no trigger of either
+// kind is left, and the table made a CRR again is not taken for altered.
+TEST(OpenAlterGuardTest, AnAlterUndoneWithItsCrrIsForgottenToo) {
+  TempPath path;
+  TestDb a(path.str());
+  a.Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, v);"
+         "BEGIN; SAVEPOINT s; SELECT crsql_as_crr('t'); SELECT crsql_begin_alter('t');"
+         "ROLLBACK TO s; RELEASE s; COMMIT; SELECT crsql_as_crr('t');");
+  {
+    TestDb b(path.str());
+    b.Exec("BEGIN; SELECT crsql_begin_alter('t'); COMMIT;");
+    EXPECT_THAT(a.Error("INSERT INTO t VALUES (1, 'x')"), HasSubstr("t is being altered"));
+  }
+  a.Exec("SELECT crsql_begin_alter('t'); SELECT crsql_commit_alter('t'); INSERT INTO t VALUES (1, 'x')");
+  EXPECT_EQ(a.One("SELECT val FROM crsql_changes WHERE cid = 'v'"), "'x'");
+}
+
 // An alter taken over while its connection is alive: that connection's
 // commit says what happened.
 TEST(OpenAlterGuardTest, ACommitAfterAnotherConnectionFinishedTheAlterSaysSo) {

@@ -295,6 +295,23 @@ TEST(AlterEmptiedRowTest, ARowLeftWithoutClocksSaysItLivesAtANewVersion) {
   EXPECT_EQ(db.One("SELECT crsql_db_version()"), "2");
 }
 
+// A commit that leaves every row a clock takes no version, so it works on
+// a database whose versions are exhausted (a peer sent one at the limit).
+TEST(AlterEmptiedRowTest, ACommitNeedingNoVersionWorksAtTheVersionLimit) {
+  TestDb db;
+  db.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, a, b); SELECT crsql_as_crr('t');"
+          "INSERT INTO t VALUES (1, 'x', 'y');"
+          "INSERT INTO crsql_changes (\"table\", pk, cid, val, col_version, db_version, site_id, cl, "
+          "seq) VALUES ('t', X'010902', 'a', 'p', 1, " + std::to_string(kMaxChangeVersion) +
+          ", X'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA', 1, 0);");
+  db.Exec("SELECT crsql_begin_alter('t'); ALTER TABLE t DROP COLUMN b; SELECT crsql_commit_alter('t');");
+  EXPECT_EQ(db.Query("SELECT * FROM t ORDER BY id"), (Rows{{"1", "'x'"}, {"2", "'p'"}}));
+  // One that must announce a row left with no clock says why it cannot.
+  db.Exec("SELECT crsql_begin_alter('t')");
+  db.Exec("ALTER TABLE t DROP COLUMN a");
+  EXPECT_THAT(db.Error("SELECT crsql_commit_alter('t')"), HasSubstr("db_version is exhausted"));
+}
+
 // Two replicas migrating at different moments while written converge:
 // (1) a row whose only clock was for the dropped column does not clock the
 // added column at its default, which would beat a peer's concurrent write

@@ -441,6 +441,18 @@ class SidecarProbeTest : public SidecarAdmitTest {
  protected:
   SidecarProbeTest() { probe_timeout_ms_ = 300; }
 
+  // Says hello as `site` at instance 2 every 100 ms (refused attempts end
+  // at once) until admitted, for up to `seconds`; "" or why not.
+  std::string AdmittedWithinSeconds(char site, int seconds, std::unique_ptr<RawPeer>* kept) {
+    std::string why;
+    const auto start = std::chrono::steady_clock::now();
+    do {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      why = AdmittedWithin(site, 2, 1, kept);
+    } while (!why.empty() && std::chrono::steady_clock::now() - start < std::chrono::seconds(seconds));
+    return why;
+  }
+
   // Says hello as `site` at instance 2 while instance 1 (`old_one`) is in
   // session: refused by name.
   void ExpectRefused(char site) {
@@ -475,19 +487,29 @@ TEST_F(SidecarProbeTest, ARestartedNodeIsAdmittedOnceTheOldConnectionLeavesItsPr
   // From here on the old connection is neither read nor closed.
   ExpectRefused('\x72');
   // Unanswered for 300 ms (and a pump interval): closed, where its
-  // heartbeat silence would never end it. Refused attempts end at once,
-  // so they are spaced out.
+  // heartbeat silence would never end it.
   std::unique_ptr<RawPeer> kept;
-  std::string why;
-  const auto start = std::chrono::steady_clock::now();
-  do {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    why = AdmittedWithin('\x72', 2, 1, &kept);
-  } while (!why.empty() && std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
-  EXPECT_EQ(why, "");
+  EXPECT_EQ(AdmittedWithinSeconds('\x72', 5, &kept), "");
   EXPECT_TRUE(old_one->Listen(1000).empty());
   EXPECT_GE(old_one->probes(), 1);
   EXPECT_TRUE(old_one->eof()) << "the unanswering connection stayed open";
+}
+
+// Two connections from the old instance (nodes that dial each other):
+// both are probed at the first refusal, not one per attempt.
+TEST_F(SidecarProbeTest, EveryConnectionOfTheOldInstanceIsProbed) {
+  auto first = Say('\x75', 1, /*heartbeat_ms=*/0, /*answers_probes=*/true);
+  auto second = Say('\x75', 1, /*heartbeat_ms=*/0, /*answers_probes=*/true);
+  EXPECT_TRUE(first->Listen(100).empty());
+  EXPECT_TRUE(second->Listen(100).empty());
+  ExpectRefused('\x75');
+  EXPECT_TRUE(first->Listen(200).empty());
+  EXPECT_TRUE(second->Listen(200).empty());
+  EXPECT_EQ(first->probes(), 1);
+  EXPECT_EQ(second->probes(), 1);
+  // Neither answers: both closed, and the new instance admitted.
+  std::unique_ptr<RawPeer> kept;
+  EXPECT_EQ(AdmittedWithinSeconds('\x75', 5, &kept), "");
 }
 
 TEST_F(SidecarProbeTest, APeerThatAnswersItsProbesStaysAndTheOtherInstanceIsRefused) {
