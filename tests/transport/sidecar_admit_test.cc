@@ -439,7 +439,8 @@ TEST_F(SidecarHeartbeatTest, APeerThatPromisedNoHeartbeatIsNeverClosedForSilence
 // they decide nothing.
 class SidecarProbeTest : public SidecarAdmitTest {
  protected:
-  SidecarProbeTest() { probe_timeout_ms_ = 300; }
+  // Long enough for a loaded machine to answer in time.
+  SidecarProbeTest() { probe_timeout_ms_ = 1000; }
 
   // Says hello as `site` at instance 2 every 100 ms (refused attempts end
   // at once) until admitted, for up to `seconds`; "" or why not.
@@ -486,7 +487,7 @@ TEST_F(SidecarProbeTest, ARestartedNodeIsAdmittedOnceTheOldConnectionLeavesItsPr
   ASSERT_FALSE(old_one->eof());
   // From here on the old connection is neither read nor closed.
   ExpectRefused('\x72');
-  // Unanswered for 300 ms (and a pump interval): closed, where its
+  // Unanswered for 1 s (and a pump interval): closed, where its
   // heartbeat silence would never end it.
   std::unique_ptr<RawPeer> kept;
   EXPECT_EQ(AdmittedWithinSeconds('\x72', 5, &kept), "");
@@ -515,7 +516,7 @@ TEST_F(SidecarProbeTest, EveryConnectionOfTheOldInstanceIsProbed) {
 TEST_F(SidecarProbeTest, APeerThatAnswersItsProbesStaysAndTheOtherInstanceIsRefused) {
   auto old_one = Say('\x73', 1, /*heartbeat_ms=*/0, /*answers_probes=*/true);
   old_one->set_answer_probes(true);
-  for (int i = 0; i < 4; ++i) {  // 4 refusals over 2.4 s, the probe timeout 300 ms
+  for (int i = 0; i < 4; ++i) {  // 4 refusals over 2.4 s, the probe timeout 1 s
     ExpectRefused('\x73');
     EXPECT_TRUE(old_one->Listen(600).empty());
     ASSERT_FALSE(old_one->eof()) << "closed although it answered, after " << i + 1 << " probes";
@@ -527,7 +528,7 @@ TEST_F(SidecarProbeTest, APeerThatPromisedNoAnswersIsNotClosedForLackOfOne) {
   auto old_one = Say('\x74', 1, /*heartbeat_ms=*/0, /*answers_probes=*/false);  // an older node
   EXPECT_TRUE(old_one->Listen(100).empty());
   ExpectRefused('\x74');
-  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  std::this_thread::sleep_for(std::chrono::milliseconds(2000));
   EXPECT_TRUE(old_one->Listen(200).empty());
   EXPECT_FALSE(old_one->eof());
   EXPECT_GE(old_one->probes(), 1);
