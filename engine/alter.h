@@ -21,8 +21,9 @@ Status BeginAlter(ConnEngine* e, const std::string& table);
 Status CommitAlter(ConnEngine* e, const std::string& table);
 
 // Forgets the alters that a ROLLBACK TO undid (their recording triggers
-// stand again), if one may have (alters_unsure()):
-// called before anything that trusts open_alters() to mean "ours".
+// stand again, or their guard is gone with the CRR), if one may have
+// (alters_unsure()): called before anything that trusts open_alters() to
+// mean "ours".
 Status ConfirmOpenAlters(ConnEngine* e);
 
 // The message of a write refused by another connection's open alter of

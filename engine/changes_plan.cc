@@ -42,6 +42,10 @@ void ApplySiteConstraint(char code, sqlite3_value* v, ScanSpec* spec) {
   }
 }
 
+// site_id IS NULL, IS NOT NULL, IS and IS NOT: local or remote here (a
+// NULL operand), not SQL's meaning, so SQLite must never test them again.
+bool IsSiteIsCode(char code) { return code == 'U' || code == 'V' || code == 'I' || code == 'J'; }
+
 }  // namespace
 
 int PlanChangesQuery(sqlite3_index_info* info, std::string* error) {
@@ -112,8 +116,7 @@ int PlanChangesQuery(sqlite3_index_info* info, std::string* error) {
         break;
     }
     if (!code) continue;
-    const bool site_is = code == 'U' || code == 'V' || code == 'I' || code == 'J';
-    if (site_is && i >= 16) {
+    if (IsSiteIsCode(code) && i >= 16) {
       // SQLite lists the terms in the query's order, but IS NOT NULL and
       // IS NOT after all the others.
       *error =
@@ -127,12 +130,10 @@ int PlanChangesQuery(sqlite3_index_info* info, std::string* error) {
     taken.push_back({i, code, omit});
   }
   // SQLite honours `omit` only for the first 16 constraints it passes and
-  // the first 16 argv slots: the site_id terms, whose meaning here is not
-  // SQL's (IS NULL = local) and which SQLite must not test again, take the
-  // first slots (their place among the constraints is the query's).
-  std::stable_partition(taken.begin(), taken.end(), [](const Taken& t) {
-    return t.code == 'U' || t.code == 'V' || t.code == 'I' || t.code == 'J';
-  });
+  // the first 16 argv slots: the site_id terms take the first slots (their
+  // place among the constraints is the query's).
+  std::stable_partition(taken.begin(), taken.end(),
+                        [](const Taken& t) { return IsSiteIsCode(t.code); });
   std::string plan;
   int argv = 0;
   for (const Taken& t : taken) {
