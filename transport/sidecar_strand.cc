@@ -284,8 +284,8 @@ void Sidecar::Impl::CloseSessionsAfterRestore(const PeerSession& s, Task* t) {
 // dead. Otherwise two instances at once are two databases with one site
 // id: their changes carry the same (site, version) pairs, so each version
 // merged from one hides the other's, silently. So the new instance is
-// refused, loudly, while the first is connected; and the first connection
-// is probed (a no-op acknowledgment asking for an answer): a rebooted host
+// refused, loudly, while the first is connected; and each connection of
+// the first is probed (a no-op acknowledgment asking for an answer): a rebooted host
 // answers with a reset, a live peer with a no-op Ack, and a connection
 // whose far end vanished without a word (a black hole) answers nothing and
 // is closed after probe_timeout_ms, not its heartbeat silence (half a
