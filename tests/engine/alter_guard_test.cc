@@ -166,6 +166,21 @@ TEST(OpenAlterGuardTest, AnOpenAlterOutlivesOtherRollbacksAndIsFinishedElsewhere
             (Rows{{"'010901'", "'v'", "'during'"}}));
 }
 
+// Another connection begins an alter of t (with `alter`, then its COMMIT)
+// and goes away: `a`, which holds no alter of t, is refused a write by its
+// guard, changes nothing, then takes the alter over, and records again.
+void ExpectGuardedUntilTakenOver(const TempPath& path, TestDb& a, const std::string& alter) {
+  {
+    TestDb b(path.str());
+    b.Exec("BEGIN; SELECT crsql_begin_alter('t'); " + alter + " COMMIT;");
+    EXPECT_THAT(a.Error("INSERT INTO t (id, v) VALUES (1, 'a')"), HasSubstr("t is being altered"));
+  }
+  EXPECT_EQ(a.One("SELECT count(*) FROM t"), "0");
+  a.Exec("SELECT crsql_begin_alter('t'); SELECT crsql_commit_alter('t');"
+         "INSERT INTO t (id, v) VALUES (1, 'a')");
+  EXPECT_EQ(a.One("SELECT val FROM crsql_changes WHERE cid = 'v'"), "'a'");
+}
+
 // A ROLLBACK TO a savepoint from before crsql_begin_alter undoes the alter
 // (its triggers are back): the connection does not take another
 // connection's later alter of the table for its own (it wrote unrecorded
@@ -177,15 +192,7 @@ TEST(OpenAlterGuardTest, AnAlterUndoneByRollbackToIsNotThisConnectionsAnyMore) {
   a.Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t');"
          "BEGIN; SAVEPOINT sp; SELECT crsql_begin_alter('t'); ALTER TABLE t ADD COLUMN x;"
          "ROLLBACK TO sp; RELEASE sp; COMMIT;");
-  {
-    TestDb b(path.str());
-    b.Exec("BEGIN; SELECT crsql_begin_alter('t'); ALTER TABLE t ADD COLUMN y; COMMIT;");
-    EXPECT_THAT(a.Error("INSERT INTO t (id, v) VALUES (1, 'a')"), HasSubstr("t is being altered"));
-  }
-  EXPECT_EQ(a.One("SELECT count(*) FROM t"), "0");
-  a.Exec("SELECT crsql_begin_alter('t'); SELECT crsql_commit_alter('t');"
-         "INSERT INTO t (id, v) VALUES (1, 'a')");
-  EXPECT_EQ(a.One("SELECT val FROM crsql_changes WHERE cid = 'v'"), "'a'");
+  ExpectGuardedUntilTakenOver(path, a, "ALTER TABLE t ADD COLUMN y;");
   // Undone and begun again in one transaction: the alter is open, and its
   // commit completes it.
   a.Exec("BEGIN; SAVEPOINT sp; SELECT crsql_begin_alter('t'); ROLLBACK TO sp;"
@@ -202,13 +209,7 @@ TEST(OpenAlterGuardTest, AnAlterUndoneWithItsCrrIsForgottenToo) {
   a.Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, v);"
          "BEGIN; SAVEPOINT s; SELECT crsql_as_crr('t'); SELECT crsql_begin_alter('t');"
          "ROLLBACK TO s; RELEASE s; COMMIT; SELECT crsql_as_crr('t');");
-  {
-    TestDb b(path.str());
-    b.Exec("BEGIN; SELECT crsql_begin_alter('t'); COMMIT;");
-    EXPECT_THAT(a.Error("INSERT INTO t VALUES (1, 'x')"), HasSubstr("t is being altered"));
-  }
-  a.Exec("SELECT crsql_begin_alter('t'); SELECT crsql_commit_alter('t'); INSERT INTO t VALUES (1, 'x')");
-  EXPECT_EQ(a.One("SELECT val FROM crsql_changes WHERE cid = 'v'"), "'x'");
+  ExpectGuardedUntilTakenOver(path, a, "");
 }
 
 // An alter taken over while its connection is alive: that connection's
