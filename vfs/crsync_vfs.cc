@@ -126,8 +126,10 @@ inline void SettleIfPending(sqlite3_file* f) {
 int Close(sqlite3_file* f) {
   ShimFile* s = Shim(f);
   int rc = s->Lower()->pMethods ? s->Lower()->pMethods->xClose(s->Lower()) : SQLITE_OK;
-  Settle(s);  // its lock is gone now
-  CommitSignal::Release(s->signal);
+  GuardVoidCall([&] {
+    Settle(s);  // its lock is gone now
+    CommitSignal::Release(s->signal);
+  });
   s->signal = nullptr;
   return rc;
 }
@@ -199,8 +201,9 @@ int FileControl(sqlite3_file* f, int op, void* arg) {
   }
   if (op == SQLITE_FCNTL_PRAGMA && arg) {
     // Observed, not handled: SQLite runs the pragma when we pass it on. (An
-    // unknown value is a query; a NORMAL that SQLite refuses, in WAL mode,
-    // only delays signals until the next call on the file.)
+    // unknown value is a query. A NORMAL that SQLite refuses, in WAL mode,
+    // delays signals until the next call on the file, which may be the
+    // close: meanwhile the lock shuts every other connection out anyway.)
     char** a = static_cast<char**>(arg);
     if (a[1] && a[2] && sqlite3_stricmp(a[1], "locking_mode") == 0) {
       if (sqlite3_stricmp(a[2], "exclusive") == 0) s->exclusive_mode = true;
@@ -314,7 +317,11 @@ int Open(sqlite3_vfs* vfs, sqlite3_filename name, sqlite3_file* f, int flags, in
     // A read-only connection never commits: it gets no side file (one it
     // made, as its own user, could shut the database's writers out of it).
     const int opened = out_flags ? *out_flags : flags;
-    const bool read_only = (flags & SQLITE_OPEN_READONLY) || (opened & SQLITE_OPEN_READONLY);
+    // Nor does one opened with `immutable=1` (SQLite makes it read-only
+    // only after this open).
+    const bool read_only = (flags & SQLITE_OPEN_READONLY) || (opened & SQLITE_OPEN_READONLY) ||
+                           ((flags & SQLITE_OPEN_MAIN_DB) && name &&
+                            sqlite3_uri_boolean(name, "immutable", 0));
     if ((flags & SQLITE_OPEN_MAIN_DB) && !read_only && name && *name) {
       try {
         s->signal = CommitSignal::Acquire(name);
@@ -410,26 +417,31 @@ extern "C" int crsync_vfs_register(const char* base_vfs, int make_default) {
       g_registered = true;
       return sqlite3_vfs_register(&g_vfs, make_default ? 1 : 0);
     }
-    // Registered already: only make_default = 1 changes anything. (Again
-    // with 0, as loading libcrsync.so does, SQLite would demote it.) The
+    // Registered already: only make_default = 1 changes anything (again
+    // with 0, as loading libcrsync.so does, SQLite would demote it), unless
+    // the application unregistered it since: then it is listed again. The
     // auto-extension is installed again: sqlite3_shutdown() clears that
     // list (SQLite ignores a duplicate).
     rc = crsync_auto_extension();
     if (rc != SQLITE_OK) return rc;
-    return make_default ? sqlite3_vfs_register(&g_vfs, 1) : SQLITE_OK;
+    const bool listed = sqlite3_vfs_find(CRSYNC_VFS_NAME) == &g_vfs;
+    return make_default || !listed ? sqlite3_vfs_register(&g_vfs, make_default ? 1 : 0)
+                                   : SQLITE_OK;
   });
 }
 
 extern "C" int crsync_vfs_on_commit(void (*fn)(void*, const char*, sqlite3_uint64), void* ctx) {
-  crsync::Callback& c = crsync::TheCallback();
-  std::unique_lock<std::mutex> lock(c.mu);
-  c.fn = fn;
-  c.ctx = ctx;
-  const uint64_t mine = ++c.generation;
-  // Called from a callback, it does not wait: two callbacks of different
-  // threads setting it at once would wait for each other.
-  if (crsync::t_running == 0) {
-    c.idle.wait(lock, [&] { return !c.oldest || c.oldest->generation >= mine; });
-  }
-  return SQLITE_OK;
+  return crsync::GuardSqliteCall(SQLITE_ERROR, [&] {
+    crsync::Callback& c = crsync::TheCallback();
+    std::unique_lock<std::mutex> lock(c.mu);
+    c.fn = fn;
+    c.ctx = ctx;
+    const uint64_t mine = ++c.generation;
+    // Called from a callback, it does not wait: two callbacks of different
+    // threads setting it at once would wait for each other.
+    if (crsync::t_running == 0) {
+      c.idle.wait(lock, [&] { return !c.oldest || c.oldest->generation >= mine; });
+    }
+    return SQLITE_OK;
+  });
 }

@@ -42,7 +42,8 @@ extern "C" {
  * default VFS. Returns SQLITE_OK, SQLITE_ERROR when `base_vfs` does not exist,
  * or SQLITE_NOMEM. Calling it again is harmless: the first base VFS stays,
  * make_default = 1 makes it the default, and 0 leaves the default as it is
- * (loading libcrsync.so calls it with 0).
+ * (loading libcrsync.so calls it with 0); after sqlite3_vfs_unregister() it
+ * lists the VFS again.
  * It initializes SQLite: make any sqlite3_config() call before it (after
  * it, SQLite refuses them with SQLITE_MISUSE). sqlite3_shutdown() forgets
  * the registration (the default VFS and the auto-extension): call it again
@@ -62,7 +63,8 @@ int crsync_vfs_register(const char *base_vfs, int make_default);
  * `db_path` is the database's full path; `seq` the side file's counter
  * after this commit: 0 when there is no side file (it could not be made),
  * and it starts again from 1 when the side file was deleted and made again,
- * so use it as a hint, never to decide whether a commit happened. */
+ * so use it as a hint, never to decide whether a commit happened. Returns
+ * SQLITE_OK (SQLITE_ERROR only if the system refuses a lock). */
 int crsync_vfs_on_commit(void (*fn)(void *ctx, const char *db_path, sqlite3_uint64 seq),
                          void *ctx);
 

@@ -4,6 +4,7 @@
 // file. The in-process commit callback is in vfs_callback_test.cc.
 #include "crsync/vfs.h"
 
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -67,6 +68,26 @@ TEST_F(VfsTest, ALaterRegisterWithoutDefaultKeepsItTheDefault) {
               if (sqlite3_vfs_find(nullptr) != sqlite3_vfs_find(CRSYNC_VFS_NAME)) return 2;
               if (crsync_vfs_register(nullptr, 0) != SQLITE_OK) return 3;
               return sqlite3_vfs_find(nullptr) == sqlite3_vfs_find(CRSYNC_VFS_NAME) ? 0 : 4;
+            }),
+            0);
+}
+
+// An application may unregister the VFS; registering again must list it
+// again, not answer SQLITE_OK and leave it missing. In a child process:
+// the VFS list is global.
+TEST_F(VfsTest, RegisteringAfterAnUnregisterListsItAgain) {
+  EXPECT_EQ(InChild([] {
+              if (crsync_vfs_register(nullptr, 0) != SQLITE_OK) return 1;
+              if (sqlite3_vfs_unregister(sqlite3_vfs_find(CRSYNC_VFS_NAME)) != SQLITE_OK) return 2;
+              if (sqlite3_vfs_find(CRSYNC_VFS_NAME) != nullptr) return 3;
+              sqlite3_vfs* const before = sqlite3_vfs_find(nullptr);
+              if (crsync_vfs_register(nullptr, 0) != SQLITE_OK) return 4;
+              if (sqlite3_vfs_find(CRSYNC_VFS_NAME) == nullptr) return 5;
+              if (sqlite3_vfs_find(nullptr) != before) return 6;  // not made the default
+              sqlite3* db = nullptr;
+              int rc = sqlite3_open_v2(":memory:", &db, SQLITE_OPEN_READWRITE, CRSYNC_VFS_NAME);
+              sqlite3_close(db);
+              return rc == SQLITE_OK ? 0 : 7;
             }),
             0);
 }
@@ -322,6 +343,50 @@ TEST_F(VfsTest, LibuvWatcherWakesOnEachCommit) {
   EXPECT_GE(w.wakeups, kCommits / 2);  // inotify may coalesce back-to-back events
 }
 
+// Opening a connection is not a commit: it must not wake the watchers
+// (Linux reports every fallocate of the side file as a modification, even
+// one that changes nothing). A commit then does. The connections are opened
+// in child processes, each the first of its process on this file.
+TEST_F(VfsTest, OpeningAConnectionWakesNoWatcher) {
+  TempPath path;
+  {
+    DbPtr db = OpenShim(path.str());
+    ASSERT_OK(Exec(db.get(), "PRAGMA journal_mode = WAL; CREATE TABLE t (a);"));
+  }
+  sqlite3_uint64 armed = 0;
+  ASSERT_EQ(crsync_commit_counter_rearm(path.str().c_str(), &armed), SQLITE_OK);
+  struct Fd {
+    int fd;
+    ~Fd() { close(fd); }
+  } in{inotify_init1(IN_NONBLOCK | IN_CLOEXEC)};
+  ASSERT_GE(in.fd, 0);
+  ASSERT_GE(inotify_add_watch(in.fd, (path.str() + "-crsync").c_str(), IN_MODIFY), 0);
+  const std::string p = path.str();
+  auto events = [&] {
+    char buf[4096];
+    int n = 0;
+    for (ssize_t r; (r = read(in.fd, buf, sizeof buf)) > 0;) {
+      for (ssize_t off = 0; off < r; ++n) {
+        off += static_cast<ssize_t>(sizeof(inotify_event) +
+                                    reinterpret_cast<inotify_event*>(buf + off)->len);
+      }
+    }
+    return n;
+  };
+  EXPECT_EQ(InChild([&] {
+              DbPtr db = OpenShim(p);
+              return Exec(db.get(), "SELECT count(*) FROM t").ok() ? 0 : 1;
+            }),
+            0);
+  EXPECT_EQ(events(), 0) << "an open woke the watchers";
+  EXPECT_EQ(InChild([&] {
+              DbPtr db = OpenShim(p);
+              return Exec(db.get(), "INSERT INTO t VALUES (1)").ok() ? 0 : 1;
+            }),
+            0);
+  EXPECT_GE(events(), 1) << "a commit woke nobody";
+}
+
 // Without a watcher re-arming it, commits write the touch byte once: the
 // signal costs no syscall when nobody listens, and the counter stays exact.
 // A writer turned away by the write lock is counted (for sidecars to step
@@ -437,12 +502,12 @@ TEST_F(VfsTest, AReadOnlyConnectionMakesNoSideFile) {
     ASSERT_OK(Exec(db.get(), "CREATE TABLE t (x); INSERT INTO t VALUES (1)"));
   }
   ASSERT_EQ(std::remove(side.c_str()), 0);
-  for (const std::string& how : {std::string("ro flag"), std::string("mode=ro")}) {
+  for (const std::string how : {"ro flag", "mode=ro", "immutable=1"}) {
     DbPtr ro;
     if (how == "ro flag") {
       ASSERT_OK(OpenDb(path.str(), SQLITE_OPEN_READONLY, CRSYNC_VFS_NAME, &ro));
     } else {
-      ASSERT_OK(OpenDb("file:" + path.str() + "?mode=ro", SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI,
+      ASSERT_OK(OpenDb("file:" + path.str() + "?" + how, SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI,
                        CRSYNC_VFS_NAME, &ro));
     }
     ASSERT_OK(Exec(ro.get(), "SELECT * FROM t"));
