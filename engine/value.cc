@@ -227,18 +227,21 @@ Value ApplyAffinity(const Value& v, char affinity) {
         size_t b = v.bytes.find_first_not_of(kSpace);
         size_t e = v.bytes.find_last_not_of(kSpace);
         if (b == std::string::npos) return v;
+        // The parsers stop at a NUL byte, which SQLite counts as text: such
+        // a value is a number only if they reach the end ('7\0a' stays text).
         std::string text = v.bytes.substr(b, e - b + 1);
+        const char* const text_end = text.c_str() + text.size();
         errno = 0;
         char* end = nullptr;
         long long n = std::strtoll(text.c_str(), &end, 10);
-        if (errno == 0 && end && *end == 0 && text.find_first_of(".eE") == std::string::npos) {
+        if (errno == 0 && end == text_end && text.find_first_of(".eE") == std::string::npos) {
           out = Value::Int(n);
         } else {
           errno = 0;
           double d = std::strtod(text.c_str(), &end);
           // Out of range is still a number: SQLite stores 1e999 as Inf and
           // 1e-400 as 0, which strtod gives with ERANGE.
-          if ((errno != 0 && errno != ERANGE) || !end || *end != 0 ||
+          if ((errno != 0 && errno != ERANGE) || end != text_end ||
               text.find_first_of("xXnN") != std::string::npos) {
             return v;  // not a number: stays text
           }

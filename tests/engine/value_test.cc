@@ -58,7 +58,8 @@ TEST(ValueTest, ApplyAffinityMatchesSqlite) {
       "1.0", "1.5", ".5", "5.", "1e3", "1E-2", "1e", "e1", "0x10", "1e999", "-1e999", "1e-400",
       "9223372036854775807", "9223372036854775808", "-9223372036854775808", "12345678901234567890",
       "3.0000000000000001", "abc", "5 5", "", " ", "\xc2\xa0" "5", "inf", "nan", "1_000", "00012",
-      "1.0e+2", "  -3.25e1  "};
+      "1.0e+2", "  -3.25e1  ", std::string("7\0a", 3), std::string("7\0", 2),
+      std::string("\0" "1", 2), std::string("1.5\0", 4), std::string("\0", 1)};
   StmtPtr put, get;
   ASSERT_OK(Prepare(db.get(), "INSERT INTO a VALUES (?1, ?1, ?1, ?1, ?1)", &put));
   ASSERT_OK(Prepare(db.get(), "SELECT i, n, r, t, b FROM a", &get));
