@@ -36,16 +36,31 @@ Status NotRunning(sqlite3* db, sqlite3_stmt** st, StmtPtr* copy) {
   return Status::OK();
 }
 
+// What the statements of one row's write did before one failed: whether
+// an earlier one wrote (its rows stay), and SQLite's total_changes when
+// the last one started.
+struct WriteTrace {
+  bool earlier_wrote = false;
+  sqlite3_int64 before_last = 0;
+};
+
 Status WriteUserRowStatements(ConnEngine* e, Crr* crr, const std::vector<Value>& pk,
-                              const RowWrite& w, std::vector<int>* slots) {
+                              const RowWrite& w, std::vector<int>* slots,
+                              WriteTrace* trace = nullptr) {
   sqlite3* db = e->db();
   sqlite3_stmt* st = nullptr;
   StmtPtr copy;
+  if (trace) trace->before_last = sqlite3_total_changes64(db);
   if (w.delete_first) {
     CRSYNC_RETURN_IF_ERROR(crr->UserDelete(&st));
     CRSYNC_RETURN_IF_ERROR(NotRunning(db, &st, &copy));
     BindPk(st, pk);
     CRSYNC_RETURN_IF_ERROR(StepToEnd(db, st));
+    if (trace) {
+      const sqlite3_int64 now = sqlite3_total_changes64(db);
+      trace->earlier_wrote = now != trace->before_last;
+      trace->before_last = now;
+    }
   }
   if (!w.exists) return Status::OK();
   if (w.values.empty()) {
@@ -81,6 +96,42 @@ Status GuardAsPrecondition(ConnEngine* e, Crr* crr, Status s) {
   return Status::FailedPrecondition(s.message());
 }
 
+// Whether a statement that failed with `s`, and had a statement journal
+// (every write of a CRR has: its recording triggers make it a multi-row
+// write), undid all it wrote, its triggers' rows included. So it is for a
+// constraint that failed with ABORT, the default: SQLite rolls the
+// statement back. Only a FAIL keeps what was written (RAISE(FAIL), ON
+// CONFLICT FAIL, OR FAIL in a trigger), and each is spelled FAIL in some
+// schema's SQL; ROLLBACK ends the transaction. Any other error, or a
+// schema that says FAIL somewhere (even in a name), is taken as keeping.
+bool FailedStatementUndidItself(sqlite3* db, const Status& s) {
+  if (s.code() != Status::Code::kSqlite) return false;
+  switch (s.sqlite_code()) {
+    case SQLITE_CONSTRAINT_CHECK:
+    case SQLITE_CONSTRAINT_NOTNULL:
+    case SQLITE_CONSTRAINT_PRIMARYKEY:
+    case SQLITE_CONSTRAINT_TRIGGER:
+    case SQLITE_CONSTRAINT_UNIQUE:
+      break;
+    default:
+      return false;
+  }
+  StmtPtr schemas;
+  if (!Prepare(db, "SELECT name FROM pragma_database_list", &schemas).ok()) return false;
+  int rc;
+  while ((rc = sqlite3_step(schemas.get())) == SQLITE_ROW) {
+    const char* name = reinterpret_cast<const char*>(sqlite3_column_text(schemas.get(), 0));
+    StmtPtr says_fail;
+    if (!name ||
+        !Prepare(db, "SELECT 1 FROM " + QuoteIdent(name) +
+                         ".sqlite_master WHERE sql LIKE '%fail%' LIMIT 1", &says_fail).ok() ||
+        sqlite3_step(says_fail.get()) != SQLITE_DONE) {
+      return false;
+    }
+  }
+  return rc == SQLITE_DONE;
+}
+
 Status WriteOneUserRow(ConnEngine* e, Crr* crr, const std::vector<Value>& pk,
                        std::string_view key, const RowWrite& w, std::vector<int>* slots) {
   struct OneRow final : ConnEngine::MergingRows {
@@ -104,9 +155,15 @@ Status WriteOneUserRow(ConnEngine* e, Crr* crr, const std::vector<Value>& pk,
   if (!(triggers || (w.delete_first && w.exists)) || sqlite3_get_autocommit(db)) {
     return WriteUserRowStatements(e, crr, pk, w, slots);
   }
-  const sqlite3_int64 before = sqlite3_total_changes64(db);
-  Status s = WriteUserRowStatements(e, crr, pk, w, slots);
-  if (!s.ok() && sqlite3_total_changes64(db) != before) {
+  WriteTrace trace;
+  Status s = WriteUserRowStatements(e, crr, pk, w, slots, &trace);
+  // Rows written by triggers of the failed statement count in
+  // total_changes even when the statement undid them, as it does for a
+  // constraint failing with ABORT: only FAIL keeps them (see
+  // FailedStatementUndidItself).
+  if (!s.ok() && !sqlite3_get_autocommit(db) &&
+      (trace.earlier_wrote || (sqlite3_total_changes64(db) != trace.before_last &&
+                               !FailedStatementUndidItself(db, s)))) {
     s = Status::Sqlite(s.sqlite_code(), s.message() + " (crsql - merging a change into " +
                                             crr->name() +
                                             " failed part-way and what it wrote stays; roll the "

@@ -196,6 +196,59 @@ TEST_F(MergeErrorsTest, AUserTriggerRaisingFailLeavesNoPartOfTheChange) {
   }
 }
 
+// A user trigger that writes (an audit row) before a constraint fails
+// with ABORT: SQLite undoes the statement, the trigger's row included, so
+// the change leaves nothing and the transaction goes on and commits
+// (§12.3), though SQLite's total_changes counted the undone row.
+TEST_F(MergeErrorsTest, ATriggersWriteUndoneWithItsStatementLeavesTheTransactionUsable) {
+  db_.Exec("CREATE TABLE audit (x INTEGER PRIMARY KEY, what);"
+           "CREATE TRIGGER audit_i BEFORE INSERT ON todo BEGIN "
+           "INSERT INTO audit (what) VALUES ('i ' || NEW.id); END;"
+           "CREATE TRIGGER audit_u BEFORE UPDATE ON todo BEGIN "
+           "INSERT INTO audit (what) VALUES ('u ' || OLD.id); END;");
+  int local = 0;
+  for (const char* pk : {"X'010B0178'", "X'010B0161'"}) {  // a new row; the existing row 'a'
+    SCOPED_TRACE(pk);
+    const std::string mine = "'m" + std::to_string(local++) + "'";
+    db_.Exec("BEGIN");
+    db_.Exec("INSERT INTO todo VALUES (" + mine + ", 'local', 1)");
+    const std::string audited = db_.One("SELECT count(*) FROM audit");
+    ExpectRejected(std::string("'todo', ") + pk + ", 'n', -5, 9, 5, " + kSite, "CHECK constraint failed");
+    EXPECT_EQ(db_.One("SELECT count(*) FROM audit"), audited) << "the trigger's row stayed";
+    db_.Exec("UPDATE todo SET title = 'still usable' WHERE id = " + mine);
+    db_.Exec("COMMIT");
+    EXPECT_EQ(db_.One("SELECT title FROM todo WHERE id = " + mine), "'still usable'");
+  }
+  EXPECT_EQ(db_.One("SELECT count(*) FROM todo WHERE n < 0"), "0");
+}
+
+// A user trigger's RAISE(ROLLBACK) during a merge ends the transaction
+// (SQLite rolls it back): nothing of it stays, and the next transaction,
+// which did nothing wrong, commits.
+TEST_F(MergeErrorsTest, ATriggersRollbackDuringAMergeBurdensNoLaterTransaction) {
+  db_.Exec("CREATE TABLE audit (x INTEGER PRIMARY KEY, what);"
+           "CREATE TRIGGER audit_u BEFORE UPDATE ON todo BEGIN "
+           "INSERT INTO audit (what) VALUES ('u ' || OLD.id); END;"
+           "CREATE TRIGGER stop AFTER UPDATE ON todo WHEN NEW.title = 'stop' BEGIN "
+           "SELECT RAISE(ROLLBACK, 'stopped'); END;");
+  Rows at_start = Snapshot();
+  db_.Exec("BEGIN");
+  db_.Exec("INSERT INTO todo VALUES ('m', 'local', 1)");
+  EXPECT_THAT(db_.Error("INSERT INTO crsql_changes VALUES ('todo', X'010B0161', 'title', 'stop', 9, 5, " +
+                        std::string(kSite) + ")"),
+              HasSubstr("stopped"));
+  EXPECT_EQ(sqlite3_get_autocommit(db_.get()), 1);
+  EXPECT_EQ(Snapshot(), at_start);
+  EXPECT_EQ(db_.One("SELECT count(*) FROM audit"), "0");
+  db_.Exec("BEGIN");
+  db_.Exec("INSERT INTO todo VALUES ('m', 'local', 1)");
+  db_.Exec("INSERT INTO crsql_changes VALUES ('todo', X'010B0161', 'title', 'fine', 9, 5, " +
+           std::string(kSite) + ")");
+  db_.Exec("COMMIT");
+  EXPECT_EQ(db_.One("SELECT title FROM todo WHERE id = 'a'"), "'fine'");
+  EXPECT_EQ(db_.One("SELECT count(*) FROM todo WHERE id = 'm'"), "1");
+}
+
 // A change that fails while applying does not raise the version later
 // writes of the transaction get (§12.3: no trace).
 TEST_F(MergeErrorsTest, AFailedChangeDoesNotRaiseTheTransactionsVersion) {
