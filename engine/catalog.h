@@ -213,6 +213,8 @@ class Crr {
   Status UserColumnValue(std::string_view key, const std::vector<Value>& pk, int slot, bool keep,
                          const Value** out);
   void DropRowValues() { row_valid_ = false; }
+  // Whether user row `pk` exists.
+  Status UserRowExists(const std::vector<Value>& pk, bool* out);
 
  private:
   // Whether a range entry `c` may be made (RangeKeeper::Fits); false when
@@ -268,7 +270,7 @@ class Crr {
   // Reads the window of ahead_ from `pk` on.
   Status LoadAhead(std::string_view pk);
   std::vector<StmtPtr> user_upsert_;
-  StmtPtr user_get_row_;
+  StmtPtr user_get_row_, user_row_exists_;
   bool row_valid_ = false;
   std::string row_pk_;
   std::vector<Value> row_vals_;

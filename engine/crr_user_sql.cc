@@ -105,4 +105,17 @@ Status Crr::UserColumnValue(std::string_view key, const std::vector<Value>& pk, 
   return Status::OK();
 }
 
+Status Crr::UserRowExists(const std::vector<Value>& pk, bool* out) {
+  sqlite3_stmt* st = nullptr;
+  CRSYNC_RETURN_IF_ERROR(Cached(&user_row_exists_, [&] {
+    return "SELECT 1 FROM main." + QuoteIdent(schema_.name) + " WHERE " + PkWhere(1);
+  }, &st));
+  for (size_t i = 0; i < pk.size(); ++i) pk[i].Bind(st, static_cast<int>(i + 1));
+  const int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return SqliteError(db_, rc);
+  *out = rc == SQLITE_ROW;
+  return Status::OK();
+}
+
 }  // namespace crsync

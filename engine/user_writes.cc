@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <string>
 
+#include "common/hex.h"
 #include "engine/packed.h"
 #include "engine/recorder.h"
 
@@ -44,18 +45,33 @@ struct WriteTrace {
   sqlite3_int64 before_last = 0;
 };
 
+// A user trigger's RAISE(IGNORE) skipped the row's write: SQLite reports
+// success, but the clocks merged would claim what the table does not hold,
+// and this replica would offer that as the peer's state.
+Status Skipped(const Crr& crr, std::string_view key, const char* what) {
+  return Status::InvalidArgument("crsql - a user trigger skipped (RAISE(IGNORE)) the " +
+                                 std::string(what) + " of " + crr.name() + " row X'" +
+                                 HexBytes(key) + "' that merging the change needs; the change "
+                                 "is refused");
+}
+
 Status WriteUserRowStatements(ConnEngine* e, Crr* crr, const std::vector<Value>& pk,
-                              const RowWrite& w, std::vector<int>* slots,
+                              std::string_view key, const RowWrite& w, std::vector<int>* slots,
                               WriteTrace* trace = nullptr) {
   sqlite3* db = e->db();
   sqlite3_stmt* st = nullptr;
   StmtPtr copy;
+  bool there = false;
   if (trace) trace->before_last = sqlite3_total_changes64(db);
   if (w.delete_first) {
     CRSYNC_RETURN_IF_ERROR(crr->UserDelete(&st));
     CRSYNC_RETURN_IF_ERROR(NotRunning(db, &st, &copy));
     BindPk(st, pk);
     CRSYNC_RETURN_IF_ERROR(StepToEnd(db, st));
+    if (sqlite3_changes64(db) == 0) {  // no such row, or a trigger kept it
+      CRSYNC_RETURN_IF_ERROR(crr->UserRowExists(pk, &there));
+      if (there) return Skipped(*crr, key, "delete");
+    }
     if (trace) {
       const sqlite3_int64 now = sqlite3_total_changes64(db);
       trace->earlier_wrote = now != trace->before_last;
@@ -67,23 +83,30 @@ Status WriteUserRowStatements(ConnEngine* e, Crr* crr, const std::vector<Value>&
     CRSYNC_RETURN_IF_ERROR(crr->UserInsertPk(&st));
     CRSYNC_RETURN_IF_ERROR(NotRunning(db, &st, &copy));
     BindPk(st, pk);
-    return StepToEnd(db, st);
+    CRSYNC_RETURN_IF_ERROR(StepToEnd(db, st));
+    if (sqlite3_changes64(db) == 0) {  // there already, or a trigger skipped it
+      CRSYNC_RETURN_IF_ERROR(crr->UserRowExists(pk, &there));
+      if (!there) return Skipped(*crr, key, "insert");
+    }
+    return Status::OK();
   }
   if (w.values.size() == 1) {
     CRSYNC_RETURN_IF_ERROR(crr->UserUpsert(w.values[0].first, &st));
     CRSYNC_RETURN_IF_ERROR(NotRunning(db, &st, &copy));
     BindPk(st, pk);
     w.values[0].second.Bind(st, static_cast<int>(pk.size() + 1));
-    return StepToEnd(db, st);
+  } else {
+    slots->clear();
+    for (const auto& [slot, v] : w.values) slots->push_back(slot);
+    CRSYNC_RETURN_IF_ERROR(crr->UserUpsertColumns(*slots, &st));
+    CRSYNC_RETURN_IF_ERROR(NotRunning(db, &st, &copy));
+    BindPk(st, pk);
+    for (size_t i = 0; i < w.values.size(); ++i)
+      w.values[i].second.Bind(st, static_cast<int>(pk.size() + 1 + i));
   }
-  slots->clear();
-  for (const auto& [slot, v] : w.values) slots->push_back(slot);
-  CRSYNC_RETURN_IF_ERROR(crr->UserUpsertColumns(*slots, &st));
-  CRSYNC_RETURN_IF_ERROR(NotRunning(db, &st, &copy));
-  BindPk(st, pk);
-  for (size_t i = 0; i < w.values.size(); ++i)
-    w.values[i].second.Bind(st, static_cast<int>(pk.size() + 1 + i));
-  return StepToEnd(db, st);
+  CRSYNC_RETURN_IF_ERROR(StepToEnd(db, st));
+  // An upsert inserts or updates its row, unless a trigger skipped it.
+  return sqlite3_changes64(db) == 0 ? Skipped(*crr, key, "write") : Status::OK();
 }
 
 // A write refused by the guard trigger of an alter open on another
@@ -153,10 +176,10 @@ Status WriteOneUserRow(ConnEngine* e, Crr* crr, const std::vector<Value>& pk,
   bool triggers = false;
   CRSYNC_RETURN_IF_ERROR(crr->HasUserTriggers(&triggers));
   if (!(triggers || (w.delete_first && w.exists)) || sqlite3_get_autocommit(db)) {
-    return WriteUserRowStatements(e, crr, pk, w, slots);
+    return WriteUserRowStatements(e, crr, pk, key, w, slots);
   }
   WriteTrace trace;
-  Status s = WriteUserRowStatements(e, crr, pk, w, slots, &trace);
+  Status s = WriteUserRowStatements(e, crr, pk, key, w, slots, &trace);
   // Rows written by triggers of the failed statement count in
   // total_changes even when the statement undid them, as it does for a
   // constraint failing with ABORT: only FAIL keeps them (see
@@ -256,7 +279,14 @@ Status UserWriter::WriteRun(const std::vector<MetaBatch::HeldUserWrite>& ws, siz
   CRSYNC_RETURN_IF_ERROR(crr->UserUpsertBulk(slots_, &st));
   SyncBitScope sync(e_);
   sqlite3_bind_pointer(st, 1, &buf_, kValueRowsPointerType, nullptr);
-  return StepToEnd(e_->db(), st);
+  CRSYNC_RETURN_IF_ERROR(StepToEnd(e_->db(), st));
+  // Each row is inserted or updated, unless a trigger skipped it.
+  if (sqlite3_changes64(e_->db()) != static_cast<sqlite3_int64>(to - from)) {
+    return Status::InvalidArgument("crsql - a user trigger skipped (RAISE(IGNORE)) the write of a "
+                                   "row of " + crr->name() + " that merging the changes needs; "
+                                   "they are refused");
+  }
+  return Status::OK();
 }
 
 }  // namespace crsync

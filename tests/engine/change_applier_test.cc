@@ -280,6 +280,32 @@ TEST(ChangeApplierTest, BatchBreaksTiesLikeRowByRow) {
   }
 }
 
+// A row whose write a user trigger skips (RAISE(IGNORE)) inside a bulk
+// write is found, named, and the batch refused: SQLite reports the
+// statement's success with one row fewer.
+TEST(ChangeApplierTest, ARowATriggerSkipsInABulkWriteIsNamedAndNothingRemains) {
+  TestDb src, dst;
+  for (TestDb* d : {&src, &dst}) {
+    d->Exec("CREATE TABLE c (id INTEGER PRIMARY KEY NOT NULL, a, n); SELECT crsql_as_crr('c');");
+  }
+  dst.Exec("CREATE TRIGGER skip60 BEFORE INSERT ON c WHEN NEW.id = 60 BEGIN SELECT RAISE(IGNORE); END;");
+  src.Exec("BEGIN");
+  for (int i = 0; i < 80; ++i) src.Exec("INSERT INTO c VALUES (" + std::to_string(i) + ", 'a', " + std::to_string(i) + ")");
+  src.Exec("COMMIT");
+  const std::vector<Change> batch = ToChanges(ReadChanges(src.get()));
+  std::unique_ptr<ChangeApplier> applier;
+  ASSERT_OK(ChangeApplier::Open(dst.get(), &applier));
+  Status s = applier->Apply(batch);
+  EXPECT_THAT(s.message(), HasSubstr("skipped (RAISE(IGNORE)) the write of c row X'01093c'"));
+  EXPECT_THAT(s.message(), HasSubstr("changes 121..122 of 160"));
+  EXPECT_EQ(dst.One("SELECT count(*) FROM c"), "0");
+  EXPECT_EQ(dst.One("SELECT count(*) FROM crsql_changes"), "0");
+  EXPECT_EQ(dst.One("SELECT count(*) FROM crsql_tracked_peers"), "0");
+  dst.Exec("DROP TRIGGER skip60");
+  ASSERT_OK(applier->Apply(batch));
+  EXPECT_EQ(dst.One("SELECT count(*) FROM c"), "80");
+}
+
 // A window's user rows are written with one statement per run of rows
 // writing the same columns. When the user's table refuses one (here a
 // CHECK), the error names that row's changes exactly as the row-by-row

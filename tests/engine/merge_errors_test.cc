@@ -222,6 +222,39 @@ TEST_F(MergeErrorsTest, ATriggersWriteUndoneWithItsStatementLeavesTheTransaction
   EXPECT_EQ(db_.One("SELECT count(*) FROM todo WHERE n < 0"), "0");
 }
 
+// A user trigger's RAISE(IGNORE) makes SQLite skip the row's write and
+// report success. Merging the change anyway would leave clocks claiming a
+// value (or a row, or a deletion) the table does not hold, which this
+// replica would then pass on as the peer's: the change is refused.
+TEST_F(MergeErrorsTest, AWriteATriggerSkipsIsRefusedAndLeavesNothing) {
+  db_.Exec("CREATE TRIGGER no13 BEFORE UPDATE OF n ON todo WHEN NEW.n = 13 "
+           "BEGIN SELECT RAISE(IGNORE); END;"
+           "CREATE TRIGGER no_forbidden BEFORE INSERT ON todo WHEN NEW.title = 'forbidden' "
+           "BEGIN SELECT RAISE(IGNORE); END;"
+           "CREATE TRIGGER keep_a BEFORE DELETE ON todo WHEN OLD.id = 'a' "
+           "BEGIN SELECT RAISE(IGNORE); END;"
+           "CREATE TABLE k (id PRIMARY KEY NOT NULL); SELECT crsql_as_crr('k');"
+           "CREATE TRIGGER no_k BEFORE INSERT ON k WHEN NEW.id = 'x' BEGIN SELECT RAISE(IGNORE); END;");
+  const std::string s = kSite;
+  db_.Exec("BEGIN");
+  ExpectRejected("'todo', X'010B0161', 'n', 13, 3, 3, " + s, "skipped (RAISE(IGNORE)) the write of todo row X'010b0161'");
+  ExpectRejected("'todo', X'010B0178', 'title', 'forbidden', 1, 4, " + s, "skipped (RAISE(IGNORE)) the write of todo row X'010b0178'");
+  ExpectRejected("'todo', X'010B0161', '-1', NULL, 2, 5, " + s + ", 2, 0",
+                 "skipped (RAISE(IGNORE)) the delete of todo row X'010b0161'", kNine);
+  const std::string k_changes = db_.One("SELECT count(*) FROM crsql_changes WHERE \"table\" = 'k'");
+  EXPECT_THAT(db_.Error("INSERT INTO crsql_changes " + kNine + " VALUES ('k', X'010B0178', '-1', NULL, 1, 6, " + s +
+                        ", 1, 0)"),
+              HasSubstr("skipped (RAISE(IGNORE)) the insert of k row X'010b0178'"));
+  EXPECT_EQ(db_.One("SELECT count(*) FROM crsql_changes WHERE \"table\" = 'k'"), k_changes);
+  // Changes the triggers let through still merge, and the transaction commits.
+  db_.Exec("INSERT INTO crsql_changes VALUES ('todo', X'010B0161', 'n', 12, 3, 3, " + s + ")");
+  db_.Exec("INSERT INTO crsql_changes " + kNine + " VALUES ('k', X'010B0179', '-1', NULL, 1, 6, " + s + ", 1, 0)");
+  db_.Exec("COMMIT");
+  EXPECT_EQ(db_.One("SELECT n FROM todo WHERE id = 'a'"), "12");
+  EXPECT_EQ(db_.One("SELECT count(*) FROM todo"), "1");
+  EXPECT_EQ(db_.One("SELECT group_concat(id) FROM k"), "'y'");
+}
+
 // A user trigger's RAISE(ROLLBACK) during a merge ends the transaction
 // (SQLite rolls it back): nothing of it stays, and the next transaction,
 // which did nothing wrong, commits.
