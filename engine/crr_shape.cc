@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "engine/catalog.h"
+#include "engine/table_schema.h"
 
 namespace crsync {
 
@@ -28,9 +29,18 @@ Status Crr::CheckShape() {
   if (shape_ != Shape::kMatches) {
     TableSchema live;
     live.name = schema_.name;
+    std::string unique;
     if (!LoadColumns(db_, &live).ok() ||
         (live.pk_cols == schema_.pk_cols && live.cols == schema_.cols)) {
       shape_ = Shape::kMatches;  // (an unreadable table: what fails next names it)
+      if (UniqueIndexBesidesPk(db_, schema_.name, &unique).ok() && !unique.empty()) {
+        // Made after crsql_as_crr, which refuses one (§4.2 E2).
+        drift_ = "crsql - table " + schema_.name + " has a UNIQUE index, " + unique +
+                 ", besides its primary key, which a CRR may not have (crr-semantics §4.2 E2): "
+                 "a conflict on it would delete or refuse rows that other replicas keep, so the "
+                 "table's writes and merges are refused until the index is dropped";
+        shape_ = Shape::kDrifted;
+      }
     } else if (live.pk_cols.empty() && live.cols.empty()) {
       // Gone, while its triggers fire or a merge names it: renamed (the
       // triggers moved along) or dropped behind the engine's back.

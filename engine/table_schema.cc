@@ -141,6 +141,20 @@ Status LoadColumns(sqlite3* db, TableSchema* schema) {
   return Status::OK();
 }
 
+Status UniqueIndexBesidesPk(sqlite3* db, const std::string& table, std::string* name) {
+  StmtPtr idx;
+  CRSYNC_RETURN_IF_ERROR(Prepare(
+      db, "SELECT name FROM pragma_index_list(?1, 'main') WHERE \"unique\" AND origin != 'pk' "
+          "ORDER BY name LIMIT 1",
+      &idx));
+  sqlite3_bind_text(idx.get(), 1, table.data(), static_cast<int>(table.size()), SQLITE_TRANSIENT);
+  const int rc = sqlite3_step(idx.get());
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return SqliteError(db, rc);
+  const unsigned char* n = rc == SQLITE_ROW ? sqlite3_column_text(idx.get(), 0) : nullptr;
+  name->assign(n ? reinterpret_cast<const char*>(n) : "");
+  return Status::OK();
+}
+
 Status CheckCrrEligible(sqlite3* db, const TableSchema& schema) {
   const std::string& t = schema.name;
   // The catalog stores the column lists in the packed format, whose count
@@ -167,12 +181,9 @@ Status CheckCrrEligible(sqlite3* db, const TableSchema& schema) {
     }
   }
   // E2: no UNIQUE index other than the primary key.
-  StmtPtr idx;
-  CRSYNC_RETURN_IF_ERROR(Prepare(
-      db, "SELECT count(*) FROM pragma_index_list(?1, 'main') WHERE \"unique\" AND origin != 'pk'",
-      &idx));
-  sqlite3_bind_text(idx.get(), 1, t.data(), static_cast<int>(t.size()), SQLITE_TRANSIENT);
-  if (sqlite3_step(idx.get()) == SQLITE_ROW && sqlite3_column_int(idx.get(), 0) > 0) {
+  std::string unique;
+  CRSYNC_RETURN_IF_ERROR(UniqueIndexBesidesPk(db, t, &unique));
+  if (!unique.empty()) {
     return Status::InvalidArgument("Table " + t +
                                    " has unique indices besides the primary key. This is not "
                                    "allowed for CRRs");

@@ -29,6 +29,10 @@ Status LoadTableSchema(sqlite3* db, const std::string& name, TableSchema* out);
 // exist has no columns.
 Status LoadColumns(sqlite3* db, TableSchema* schema);
 
+// The name of a UNIQUE index of main table `table` other than its primary
+// key (§4.2 E2), or "" if it has none.
+Status UniqueIndexBesidesPk(sqlite3* db, const std::string& table, std::string* name);
+
 // Runs checks E2..E8 of §4.2 on a loaded table, in order; the first failure
 // is reported with the table's name.
 Status CheckCrrEligible(sqlite3* db, const TableSchema& schema);

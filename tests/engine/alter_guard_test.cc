@@ -48,6 +48,35 @@ TEST(UnrecordedAlterTest, AnAlterWithoutBeginAndCommitStopsWritesUntilRecorded) 
   EXPECT_EQ(db.One("SELECT val FROM crsql_changes WHERE cid = 'due'"), "'mon'");
 }
 
+// §4.2 E2 refuses a CRR with a UNIQUE index besides its key; one made
+// after crsql_as_crr is refused too, when the table is next written: an
+// INSERT OR REPLACE conflicting on it deletes another row without firing
+// the delete trigger (so the delete never replicates), and a merge
+// conflicting on it is refused where other replicas take it. Until the
+// index is dropped, writes and merges fail by name and change nothing.
+TEST(UnrecordedAlterTest, AUniqueIndexMadeAfterAsCrrStopsWritesUntilDropped) {
+  TestDb db;
+  MakeTodo(db);
+  db.Exec("INSERT INTO todo VALUES (2, 'walk', 0, 'park'); CREATE UNIQUE INDEX one_per_list ON todo (list);");
+  const Rows before = db.Query("SELECT * FROM todo ORDER BY id");
+  const Rows changes = db.Query(kChanges);
+  const std::string refused = "has a UNIQUE index, one_per_list, besides its primary key";
+  EXPECT_THAT(db.Error("INSERT OR REPLACE INTO todo VALUES (3, 'swim', 0, 'park')"), HasSubstr(refused));
+  EXPECT_THAT(db.Error("UPDATE todo SET name = 'bake' WHERE id = 1"), HasSubstr(refused));
+  EXPECT_THAT(db.Error("DELETE FROM todo WHERE id = 2"), HasSubstr(refused));
+  EXPECT_THAT(db.Error("INSERT INTO crsql_changes VALUES ('todo', X'010901', 'name', 'fry', 5, 10, "
+                       "X'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA')"),
+              HasSubstr(refused));
+  EXPECT_THAT(db.Error("SELECT crsql_as_crr('todo')"), HasSubstr(refused));
+  EXPECT_EQ(db.Query("SELECT * FROM todo ORDER BY id"), before);
+  EXPECT_EQ(db.Query(kChanges), changes);
+  // A non-unique index is allowed.
+  db.Exec("DROP INDEX one_per_list; CREATE INDEX by_list ON todo (list);");
+  db.Exec("INSERT OR REPLACE INTO todo VALUES (3, 'swim', 0, 'park')");
+  EXPECT_EQ(db.One("SELECT count(*) FROM todo"), "3");
+  EXPECT_EQ(db.One("SELECT count(*) FROM crsql_changes WHERE pk = X'010903'"), "3");
+}
+
 TEST(UnrecordedAlterTest, ARenameWithoutBeginAndCommitNamesBothColumns) {
   TestDb db;
   MakeTodo(db);
