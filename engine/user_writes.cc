@@ -55,6 +55,23 @@ Status Skipped(const Crr& crr, std::string_view key, const char* what) {
                                  "is refused");
 }
 
+// A user trigger fired by a merge's write may delete the row, or write it
+// back after the merge deleted it: such writes are not recorded (the sync
+// bit, §11.7), and the row's clocks would then say it lives where it does
+// not, or the reverse, which later merges of the row trip over for good.
+// Values a trigger writes into the merged row stay unrecorded, as §11.7
+// says (triggers can test crsql_internal_sync_bit()).
+Status RowLivesAsMerged(Crr* crr, const std::vector<Value>& pk, std::string_view key, bool lives) {
+  bool there = false;
+  CRSYNC_RETURN_IF_ERROR(crr->UserRowExists(pk, &there));
+  if (there == lives) return Status::OK();
+  return Status::InvalidArgument(
+      "crsql - a user trigger " + std::string(lives ? "deleted" : "wrote back") + " " +
+      crr->name() + " row X'" + HexBytes(key) + "' while a merge " +
+      (lives ? "wrote" : "deleted") + " it; the change is refused (during merges "
+      "crsql_internal_sync_bit() is 1: a trigger can test it)");
+}
+
 Status WriteUserRowStatements(ConnEngine* e, Crr* crr, const std::vector<Value>& pk,
                               std::string_view key, const RowWrite& w, std::vector<int>* slots,
                               WriteTrace* trace = nullptr) {
@@ -176,10 +193,12 @@ Status WriteOneUserRow(ConnEngine* e, Crr* crr, const std::vector<Value>& pk,
   bool triggers = false;
   CRSYNC_RETURN_IF_ERROR(crr->HasUserTriggers(&triggers));
   if (!(triggers || (w.delete_first && w.exists)) || sqlite3_get_autocommit(db)) {
-    return WriteUserRowStatements(e, crr, pk, key, w, slots);
+    Status s = WriteUserRowStatements(e, crr, pk, key, w, slots);
+    return s.ok() && triggers ? RowLivesAsMerged(crr, pk, key, w.exists) : s;
   }
   WriteTrace trace;
   Status s = WriteUserRowStatements(e, crr, pk, key, w, slots, &trace);
+  if (s.ok()) s = RowLivesAsMerged(crr, pk, key, w.exists);
   // Rows written by triggers of the failed statement count in
   // total_changes even when the statement undid them, as it does for a
   // constraint failing with ABORT: only FAIL keeps them (see
@@ -285,6 +304,12 @@ Status UserWriter::WriteRun(const std::vector<MetaBatch::HeldUserWrite>& ws, siz
     return Status::InvalidArgument("crsql - a user trigger skipped (RAISE(IGNORE)) the write of a "
                                    "row of " + crr->name() + " that merging the changes needs; "
                                    "they are refused");
+  }
+  bool triggers = false;
+  CRSYNC_RETURN_IF_ERROR(crr->HasUserTriggers(&triggers));
+  for (size_t k = from; triggers && k < to; ++k) {
+    CRSYNC_RETURN_IF_ERROR(UnpackValues(ws[k].pk, &pk_));
+    CRSYNC_RETURN_IF_ERROR(RowLivesAsMerged(crr, pk_, ws[k].pk, true));
   }
   return Status::OK();
 }

@@ -283,7 +283,7 @@ TEST(ChangeApplierTest, BatchBreaksTiesLikeRowByRow) {
 // A row whose write a user trigger skips (RAISE(IGNORE)) inside a bulk
 // write is found, named, and the batch refused: SQLite reports the
 // statement's success with one row fewer.
-TEST(ChangeApplierTest, ARowATriggerSkipsInABulkWriteIsNamedAndNothingRemains) {
+TEST(ChangeApplierTest, ARowATriggerSkipsOrDeletesInABulkWriteIsNamedAndNothingRemains) {
   TestDb src, dst;
   for (TestDb* d : {&src, &dst}) {
     d->Exec("CREATE TABLE c (id INTEGER PRIMARY KEY NOT NULL, a, n); SELECT crsql_as_crr('c');");
@@ -302,6 +302,13 @@ TEST(ChangeApplierTest, ARowATriggerSkipsInABulkWriteIsNamedAndNothingRemains) {
   EXPECT_EQ(dst.One("SELECT count(*) FROM crsql_changes"), "0");
   EXPECT_EQ(dst.One("SELECT count(*) FROM crsql_tracked_peers"), "0");
   dst.Exec("DROP TRIGGER skip60");
+  // Nor may a trigger delete a row the bulk write made.
+  dst.Exec("CREATE TRIGGER drop60 AFTER INSERT ON c WHEN NEW.id = 60 BEGIN DELETE FROM c WHERE id = 60; END;");
+  s = applier->Apply(batch);
+  EXPECT_THAT(s.message(), HasSubstr("a user trigger deleted c row X'01093c' while a merge wrote it"));
+  EXPECT_EQ(dst.One("SELECT count(*) FROM c"), "0");
+  EXPECT_EQ(dst.One("SELECT count(*) FROM crsql_changes"), "0");
+  dst.Exec("DROP TRIGGER drop60");
   ASSERT_OK(applier->Apply(batch));
   EXPECT_EQ(dst.One("SELECT count(*) FROM c"), "80");
 }

@@ -255,6 +255,38 @@ TEST_F(MergeErrorsTest, AWriteATriggerSkipsIsRefusedAndLeavesNothing) {
   EXPECT_EQ(db_.One("SELECT group_concat(id) FROM k"), "'y'");
 }
 
+// A user trigger that deletes the row a merge wrote (or writes back the
+// row a merge deleted) is not recorded (§11.7): the row's clocks would say
+// it lives where it does not, and every later change of it that needs the
+// row's values would fail for good. The change is refused instead; in a
+// transaction the trigger's write cannot be undone, so the transaction is
+// held for rollback.
+TEST_F(MergeErrorsTest, ATriggerUndoingTheMergedRowsExistenceIsRefused) {
+  db_.Exec("CREATE TRIGGER undelete AFTER DELETE ON todo WHEN OLD.id = 'a' "
+           "BEGIN INSERT INTO todo VALUES (OLD.id, OLD.title, OLD.n); END;");
+  const std::string s = kSite;
+  Rows at_start = Snapshot();
+  EXPECT_THAT(db_.Error("INSERT INTO crsql_changes " + kNine + " VALUES ('todo', X'010B0161', '-1', NULL, 2, 4, " +
+                        s + ", 2, 0)"),
+              HasSubstr("a user trigger wrote back todo row X'010b0161' while a merge deleted it"));
+  EXPECT_EQ(Snapshot(), at_start);
+  db_.Exec("DROP TRIGGER undelete;"
+           "CREATE TRIGGER purge AFTER UPDATE OF title ON todo WHEN NEW.title = 'closed' "
+           "BEGIN DELETE FROM todo WHERE id = NEW.id; END;");
+  at_start = Snapshot();
+  EXPECT_THAT(db_.Error("INSERT INTO crsql_changes VALUES ('todo', X'010B0161', 'title', 'closed', 2, 3, " + s + ")"),
+              HasSubstr("a user trigger deleted todo row X'010b0161' while a merge wrote it"));
+  EXPECT_EQ(Snapshot(), at_start);
+  db_.Exec("BEGIN");
+  EXPECT_THAT(db_.Error("INSERT INTO crsql_changes VALUES ('todo', X'010B0161', 'title', 'closed', 2, 3, " + s + ")"),
+              HasSubstr("roll the transaction back"));
+  db_.Exec("ROLLBACK");
+  EXPECT_EQ(Snapshot(), at_start);
+  // Values the trigger lets be merge as ever.
+  db_.Exec("INSERT INTO crsql_changes VALUES ('todo', X'010B0161', 'title', 'open', 2, 3, " + s + ")");
+  EXPECT_EQ(db_.One("SELECT title FROM todo WHERE id = 'a'"), "'open'");
+}
+
 // A user trigger's RAISE(ROLLBACK) during a merge ends the transaction
 // (SQLite rolls it back): nothing of it stays, and the next transaction,
 // which did nothing wrong, commits.
