@@ -120,8 +120,11 @@ bool IntegralReal(double d, int64_t* i) {
 }
 
 // Whether a REAL `d` in a key column of `affinity` packs as the INTEGER *i.
+// INTEGER and NUMERIC columns store every other integral REAL as an
+// INTEGER already; -2^63 they keep as a REAL, which SQLite holds equal to
+// the INTEGER -2^63 all the same.
 bool AsKeyInteger(double d, char affinity, int64_t* i) {
-  return affinity == 'b' && IntegralReal(d, i);
+  return (affinity == 'b' || affinity == 'i' || affinity == 'n') && IntegralReal(d, i);
 }
 
 }  // namespace

@@ -24,8 +24,9 @@ void PackValues(const std::vector<Value>& values, std::string* out);
 // codes) as its identity: like PackValues, except that in a column without
 // affinity ('b') a REAL with an integer value (1.0, -0.0) packs as that
 // INTEGER. SQLite holds them equal (one row), so the row gets one identity
-// however its key was written, here or by a peer. Other columns never mix
-// the two (INTEGER and NUMERIC store 1.0 as 1, REAL stores 1 as 1.0).
+// however its key was written, here or by a peer. INTEGER and NUMERIC
+// columns store 1.0 as 1, except -2^63, which they keep as a REAL: it
+// packs as the INTEGER too. REAL columns store 1 as 1.0.
 void PackKey(sqlite3_value** values, int n, const std::vector<char>& affinity, std::string* out);
 void PackKey(const std::vector<Value>& values, const std::vector<char>& affinity, std::string* out);
 // Whether PackKey may differ from PackValues for these values (a REAL among
