@@ -45,11 +45,14 @@ struct WriteTrace {
   sqlite3_int64 before_last = 0;
 };
 
-// A user trigger's RAISE(IGNORE) skipped the row's write: SQLite reports
-// success, but the clocks merged would claim what the table does not hold,
-// and this replica would offer that as the peer's state.
+// What can skip a row's write while SQLite reports success.
+constexpr char kSkipper[] = "a user trigger's RAISE(IGNORE) or an ON CONFLICT IGNORE constraint";
+
+// Such a skip of the row's write: the clocks merged would claim what the
+// table does not hold, and this replica would offer that as the peer's
+// state.
 Status Skipped(const Crr& crr, std::string_view key, const char* what) {
-  return Status::InvalidArgument("crsql - a user trigger skipped (RAISE(IGNORE)) the " +
+  return Status::InvalidArgument("crsql - " + std::string(kSkipper) + " skipped the " +
                                  std::string(what) + " of " + crr.name() + " row X'" +
                                  HexBytes(key) + "' that merging the change needs; the change "
                                  "is refused");
@@ -136,17 +139,24 @@ Status GuardAsPrecondition(ConnEngine* e, Crr* crr, Status s) {
   return Status::FailedPrecondition(s.message());
 }
 
-// Whether a statement that failed with `s`, and had a statement journal
-// (every write of a CRR has: its recording triggers make it a multi-row
-// write), undid all it wrote, its triggers' rows included. So it is for a
-// constraint that failed with ABORT, the default: SQLite rolls the
-// statement back. Only a FAIL keeps what was written (RAISE(FAIL), ON
-// CONFLICT FAIL, OR FAIL in a trigger), and each is spelled FAIL in some
-// schema's SQL; ROLLBACK ends the transaction. Any other error, or a
-// schema that says FAIL somewhere (even in a name), is taken as keeping.
+// Whether a statement that failed with `s`, and had a statement journal,
+// undid all it wrote, its triggers' rows included. Every write of a CRR
+// has one: its recording triggers make it a multi-row write, and the
+// function they call one that may abort (SQLite 3.40 journals a statement
+// for both). So it is for a constraint that failed with ABORT, the
+// default: SQLite rolls the statement back. Only a FAIL keeps what was
+// written (RAISE(FAIL), ON CONFLICT FAIL, OR FAIL in a trigger), and each
+// is spelled FAIL in some schema's SQL; ROLLBACK ends the transaction; a
+// database whose journal_mode is OFF undoes nothing. Any other error, a
+// schema that says FAIL somewhere (even in a name), or an unjournaled
+// database is taken as keeping. The code is read from the connection:
+// the step returned only the primary one unless the application turned
+// extended result codes on.
 bool FailedStatementUndidItself(sqlite3* db, const Status& s) {
   if (s.code() != Status::Code::kSqlite) return false;
-  switch (s.sqlite_code()) {
+  const int code = sqlite3_extended_errcode(db);
+  if ((code & 0xff) != (s.sqlite_code() & 0xff)) return false;
+  switch (code) {
     case SQLITE_CONSTRAINT_CHECK:
     case SQLITE_CONSTRAINT_NOTNULL:
     case SQLITE_CONSTRAINT_PRIMARYKEY:
@@ -161,11 +171,15 @@ bool FailedStatementUndidItself(sqlite3* db, const Status& s) {
   int rc;
   while ((rc = sqlite3_step(schemas.get())) == SQLITE_ROW) {
     const char* name = reinterpret_cast<const char*>(sqlite3_column_text(schemas.get(), 0));
-    StmtPtr says_fail;
-    if (!name ||
-        !Prepare(db, "SELECT 1 FROM " + QuoteIdent(name) +
+    if (!name) return false;
+    StmtPtr says_fail, journal;
+    if (!Prepare(db, "SELECT 1 FROM " + QuoteIdent(name) +
                          ".sqlite_master WHERE sql LIKE '%fail%' LIMIT 1", &says_fail).ok() ||
-        sqlite3_step(says_fail.get()) != SQLITE_DONE) {
+        sqlite3_step(says_fail.get()) != SQLITE_DONE ||
+        !Prepare(db, "PRAGMA " + QuoteIdent(name) + ".journal_mode", &journal).ok() ||
+        sqlite3_step(journal.get()) != SQLITE_ROW ||
+        sqlite3_stricmp(reinterpret_cast<const char*>(sqlite3_column_text(journal.get(), 0)),
+                        "off") == 0) {
       return false;
     }
   }
@@ -252,14 +266,22 @@ Status UserWriter::Write(const std::vector<MetaBatch::HeldUserWrite>& ws, uint32
         ++j;
       }
     }
+    bool wrote = false;
     if (j - i < MetaBatch::kMinBulk) {
       CRSYNC_RETURN_IF_ERROR(WriteRows(ws, i, j, failed_label));
-    } else if (Status s = WriteRun(ws, i, j); !s.ok()) {
-      // The failed statement undid its own rows (a statement journal);
-      // writing them one by one finds the one at fault.
-      *failed_label = ws[i].label;
+    } else if (Status s = WriteRun(ws, i, j, &wrote, failed_label); !s.ok()) {
+      // Writing the rows one by one finds the one at fault. If the run's
+      // statement failed, it undid its own rows (a statement journal);
+      // if it was written and a check after it failed, the batch fails
+      // whatever the rows do a second time (their triggers fire again,
+      // and one may undo what another's did): the caller rolls it back.
       if (sqlite3_get_autocommit(e_->db())) return s;  // SQLite ended the transaction
+      const uint32_t found = *failed_label;
       CRSYNC_RETURN_IF_ERROR(WriteRows(ws, i, j, failed_label));
+      if (wrote) {
+        *failed_label = found;
+        return s;
+      }
     }
     i = j;
   }
@@ -279,7 +301,8 @@ Status UserWriter::WriteRows(const std::vector<MetaBatch::HeldUserWrite>& ws, si
 }
 
 Status UserWriter::WriteRun(const std::vector<MetaBatch::HeldUserWrite>& ws, size_t from,
-                            size_t to) {
+                            size_t to, bool* wrote, uint32_t* failed_label) {
+  *failed_label = ws[from].label;
   Crr* crr;
   CRSYNC_RETURN_IF_ERROR(CrrOf(ws[from], &crr));
   const size_t npk = crr->schema().pk_cols.size();
@@ -299,18 +322,21 @@ Status UserWriter::WriteRun(const std::vector<MetaBatch::HeldUserWrite>& ws, siz
   SyncBitScope sync(e_);
   sqlite3_bind_pointer(st, 1, &buf_, kValueRowsPointerType, nullptr);
   CRSYNC_RETURN_IF_ERROR(StepToEnd(e_->db(), st));
-  // Each row is inserted or updated, unless a trigger skipped it.
+  *wrote = true;
+  // Each row is inserted or updated, unless something skipped it.
   if (sqlite3_changes64(e_->db()) != static_cast<sqlite3_int64>(to - from)) {
-    return Status::InvalidArgument("crsql - a user trigger skipped (RAISE(IGNORE)) the write of a "
-                                   "row of " + crr->name() + " that merging the changes needs; "
-                                   "they are refused");
+    return Status::InvalidArgument("crsql - " + std::string(kSkipper) +
+                                   " skipped the write of a row of " + crr->name() +
+                                   " that merging the changes needs; they are refused");
   }
   bool triggers = false;
   CRSYNC_RETURN_IF_ERROR(crr->HasUserTriggers(&triggers));
   for (size_t k = from; triggers && k < to; ++k) {
+    *failed_label = ws[k].label;
     CRSYNC_RETURN_IF_ERROR(UnpackValues(ws[k].pk, &pk_));
     CRSYNC_RETURN_IF_ERROR(RowLivesAsMerged(crr, pk_, ws[k].pk, true));
   }
+  *failed_label = ws[from].label;
   return Status::OK();
 }
 

@@ -40,14 +40,19 @@ class UserWriter {
   // Every row of `writes` counts as being merged until it returns
   // (ConnEngine::RowBeingMerged): their metadata is stored after.
   // On error, *failed_label is the label of the write that failed: a run
-  // that fails as a whole (SQLite undoes that statement) is written again
-  // row by row to find it, unless the transaction is gone.
+  // that fails as a whole is written again row by row to find it, unless
+  // the transaction is gone. An error leaves rows written: the caller
+  // rolls the batch back.
   Status Write(const std::vector<MetaBatch::HeldUserWrite>& writes, uint32_t* failed_label);
 
  private:
   Status WriteRows(const std::vector<MetaBatch::HeldUserWrite>& ws, size_t from, size_t to,
                    uint32_t* failed_label);
-  Status WriteRun(const std::vector<MetaBatch::HeldUserWrite>& ws, size_t from, size_t to);
+  // *wrote is set once the run's statement succeeded: a failure after
+  // that (a row skipped or deleted by a trigger) leaves its rows written.
+  // On error *failed_label is the row found at fault, else the run's first.
+  Status WriteRun(const std::vector<MetaBatch::HeldUserWrite>& ws, size_t from, size_t to,
+                  bool* wrote, uint32_t* failed_label);
   Status CrrOf(const MetaBatch::HeldUserWrite& w, Crr** out);
 
   ConnEngine* e_;

@@ -207,19 +207,36 @@ TEST_F(MergeErrorsTest, ATriggersWriteUndoneWithItsStatementLeavesTheTransaction
            "CREATE TRIGGER audit_u BEFORE UPDATE ON todo BEGIN "
            "INSERT INTO audit (what) VALUES ('u ' || OLD.id); END;");
   int local = 0;
-  for (const char* pk : {"X'010B0178'", "X'010B0161'"}) {  // a new row; the existing row 'a'
-    SCOPED_TRACE(pk);
-    const std::string mine = "'m" + std::to_string(local++) + "'";
-    db_.Exec("BEGIN");
-    db_.Exec("INSERT INTO todo VALUES (" + mine + ", 'local', 1)");
-    const std::string audited = db_.One("SELECT count(*) FROM audit");
-    ExpectRejected(std::string("'todo', ") + pk + ", 'n', -5, 9, 5, " + kSite, "CHECK constraint failed");
-    EXPECT_EQ(db_.One("SELECT count(*) FROM audit"), audited) << "the trigger's row stayed";
-    db_.Exec("UPDATE todo SET title = 'still usable' WHERE id = " + mine);
-    db_.Exec("COMMIT");
-    EXPECT_EQ(db_.One("SELECT title FROM todo WHERE id = " + mine), "'still usable'");
+  // With and without extended result codes (sqlite3_open's default is off).
+  for (int extended : {1, 0}) {
+    sqlite3_extended_result_codes(db_.get(), extended);
+    for (const char* pk : {"X'010B0178'", "X'010B0161'"}) {  // a new row; the existing row 'a'
+      SCOPED_TRACE(std::string(pk) + (extended ? " extended" : " primary"));
+      const std::string mine = "'m" + std::to_string(local++) + "'";
+      db_.Exec("BEGIN");
+      db_.Exec("INSERT INTO todo VALUES (" + mine + ", 'local', 1)");
+      const std::string audited = db_.One("SELECT count(*) FROM audit");
+      ExpectRejected(std::string("'todo', ") + pk + ", 'n', -5, 9, 5, " + kSite, "CHECK constraint failed");
+      EXPECT_EQ(db_.One("SELECT count(*) FROM audit"), audited) << "the trigger's row stayed";
+      db_.Exec("UPDATE todo SET title = 'still usable' WHERE id = " + mine);
+      db_.Exec("COMMIT");
+      EXPECT_EQ(db_.One("SELECT title FROM todo WHERE id = " + mine), "'still usable'");
+    }
   }
   EXPECT_EQ(db_.One("SELECT count(*) FROM todo WHERE n < 0"), "0");
+  // Without a journal (journal_mode OFF) SQLite undoes no failed statement:
+  // the trigger's row stays, so the transaction must not commit.
+  sqlite3_extended_result_codes(db_.get(), 1);
+  ASSERT_EQ(db_.One("PRAGMA journal_mode = OFF"), "'off'");
+  Rows at_start = Snapshot();
+  const std::string audited = db_.One("SELECT count(*) FROM audit");
+  db_.Exec("BEGIN");
+  EXPECT_THAT(db_.Error("INSERT INTO crsql_changes VALUES ('todo', X'010B0178', 'n', -5, 9, 5, " +
+                        std::string(kSite) + ")"),
+              HasSubstr("roll the transaction back"));
+  EXPECT_THAT(db_.Error("COMMIT"), HasSubstr("roll the transaction back"));
+  EXPECT_EQ(sqlite3_get_autocommit(db_.get()), 1);
+  EXPECT_EQ(Snapshot(), at_start);
 }
 
 // A user trigger's RAISE(IGNORE) makes SQLite skip the row's write and
@@ -237,14 +254,14 @@ TEST_F(MergeErrorsTest, AWriteATriggerSkipsIsRefusedAndLeavesNothing) {
            "CREATE TRIGGER no_k BEFORE INSERT ON k WHEN NEW.id = 'x' BEGIN SELECT RAISE(IGNORE); END;");
   const std::string s = kSite;
   db_.Exec("BEGIN");
-  ExpectRejected("'todo', X'010B0161', 'n', 13, 3, 3, " + s, "skipped (RAISE(IGNORE)) the write of todo row X'010b0161'");
-  ExpectRejected("'todo', X'010B0178', 'title', 'forbidden', 1, 4, " + s, "skipped (RAISE(IGNORE)) the write of todo row X'010b0178'");
+  ExpectRejected("'todo', X'010B0161', 'n', 13, 3, 3, " + s, "skipped the write of todo row X'010b0161'");
+  ExpectRejected("'todo', X'010B0178', 'title', 'forbidden', 1, 4, " + s, "skipped the write of todo row X'010b0178'");
   ExpectRejected("'todo', X'010B0161', '-1', NULL, 2, 5, " + s + ", 2, 0",
-                 "skipped (RAISE(IGNORE)) the delete of todo row X'010b0161'", kNine);
+                 "skipped the delete of todo row X'010b0161'", kNine);
   const std::string k_changes = db_.One("SELECT count(*) FROM crsql_changes WHERE \"table\" = 'k'");
   EXPECT_THAT(db_.Error("INSERT INTO crsql_changes " + kNine + " VALUES ('k', X'010B0178', '-1', NULL, 1, 6, " + s +
                         ", 1, 0)"),
-              HasSubstr("skipped (RAISE(IGNORE)) the insert of k row X'010b0178'"));
+              HasSubstr("skipped the insert of k row X'010b0178'"));
   EXPECT_EQ(db_.One("SELECT count(*) FROM crsql_changes WHERE \"table\" = 'k'"), k_changes);
   // Changes the triggers let through still merge, and the transaction commits.
   db_.Exec("INSERT INTO crsql_changes VALUES ('todo', X'010B0161', 'n', 12, 3, 3, " + s + ")");
