@@ -48,10 +48,12 @@ int OpenSignalFile(const std::string& db_path) {
     fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
   }
   if (fd < 0) return -1;
-  // Allocated only when short: Linux reports every fallocate as a
+  // Allocated only when short or sparse (a write through the mapping into
+  // a hole could fault on a full disk): Linux reports every fallocate as a
   // modification, which would wake the watchers without a commit.
   struct stat st;
-  const bool whole = fstat(fd, &st) == 0 && st.st_size >= static_cast<off_t>(kSignalFileSize);
+  const bool whole = fstat(fd, &st) == 0 && st.st_size >= static_cast<off_t>(kSignalFileSize) &&
+                     st.st_blocks > 0;
   int rc = whole ? 0 : posix_fallocate(fd, 0, static_cast<off_t>(kSignalFileSize));
   if (rc != 0) {
     close(fd);

@@ -343,6 +343,36 @@ TEST_F(VfsTest, LibuvWatcherWakesOnEachCommit) {
   EXPECT_GE(w.wakeups, kCommits / 2);  // inotify may coalesce back-to-back events
 }
 
+// A side file of the right size but sparse (made by `truncate -s`, or a
+// sparse copy) is allocated at open all the same: a write through the
+// mapping into a hole could fault on a full disk.
+TEST_F(VfsTest, ASparseSideFileIsAllocatedAtOpen) {
+  TempPath path;
+  const std::string side = path.str() + "-crsync";
+  {
+    DbPtr db = OpenShim(path.str());
+    ASSERT_OK(Exec(db.get(), "CREATE TABLE t (a)"));
+  }
+  ASSERT_EQ(std::remove(side.c_str()), 0);
+  {
+    FILE* f = std::fopen(side.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fclose(f);
+  }
+  ASSERT_EQ(truncate(side.c_str(), 24), 0);
+  struct stat st;
+  ASSERT_EQ(stat(side.c_str(), &st), 0);
+  ASSERT_EQ(st.st_blocks, 0) << "the file system made no hole";
+  const std::string p = path.str();
+  EXPECT_EQ(InChild([&] {
+              DbPtr db = OpenShim(p);  // opened, not yet written through
+              return Exec(db.get(), "SELECT count(*) FROM t").ok() ? 0 : 1;
+            }),
+            0);
+  ASSERT_EQ(stat(side.c_str(), &st), 0);
+  EXPECT_GT(st.st_blocks, 0) << "still sparse";
+}
+
 // Opening a connection is not a commit: it must not wake the watchers
 // (Linux reports every fallocate of the side file as a modification, even
 // one that changes nothing). A commit then does. The connections are opened
