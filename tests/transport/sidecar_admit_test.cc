@@ -240,6 +240,7 @@ TEST_F(SidecarAdmitTest, ThePokeLeavesALiveSidecarSyncing) {
     EXPECT_EQ(copy.Listen(3000).size(), 1u);
     {
       TestDb spoke_db(spoke_path.str());
+      spoke_db.Exec("PRAGMA busy_timeout = 10000");  // the sidecar writes too (tracked peers)
       spoke_db.Exec("INSERT INTO t VALUES (2, 'b')");
     }
     EXPECT_EQ(wait_for("2"), "2") << "the spoke stopped syncing after the poke";
