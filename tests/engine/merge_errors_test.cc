@@ -228,8 +228,8 @@ TEST_F(MergeErrorsTest, ATriggersWriteUndoneWithItsStatementLeavesTheTransaction
   // the trigger's row stays, so the transaction must not commit.
   sqlite3_extended_result_codes(db_.get(), 1);
   ASSERT_EQ(db_.One("PRAGMA journal_mode = OFF"), "'off'");
+  // (Nor does its rollback undo the audit row: OFF gives up atomicity.)
   Rows at_start = Snapshot();
-  const std::string audited = db_.One("SELECT count(*) FROM audit");
   db_.Exec("BEGIN");
   EXPECT_THAT(db_.Error("INSERT INTO crsql_changes VALUES ('todo', X'010B0178', 'n', -5, 9, 5, " +
                         std::string(kSite) + ")"),
