@@ -36,6 +36,13 @@ class MergeErrorsTest : public ::testing::Test {
     EXPECT_EQ(Snapshot(), before) << "changed by: " << sql;
     EXPECT_EQ(sqlite3_get_autocommit(db_.get()), 0) << "transaction closed by: " << sql;
   }
+  // A transaction held after a merge failed part-way: its COMMIT is
+  // refused, SQLite rolls it back, and nothing of it stays.
+  void ExpectCommitRefusedAndNothingLeft(const Rows& at_start) {
+    EXPECT_THAT(db_.Error("COMMIT"), HasSubstr("roll the transaction back"));
+    EXPECT_EQ(sqlite3_get_autocommit(db_.get()), 1);
+    EXPECT_EQ(Snapshot(), at_start);
+  }
   TestDb db_;
 };
 
@@ -190,9 +197,7 @@ TEST_F(MergeErrorsTest, AUserTriggerRaisingFailLeavesNoPartOfTheChange) {
     ExpectRejected(values("bad-abort"), "no bad titles");  // nothing stays, the transaction goes on
     EXPECT_THAT(db_.Error("INSERT INTO crsql_changes VALUES (" + values("bad") + ")"),
                 HasSubstr("no bad titles"));
-    EXPECT_THAT(db_.Error("COMMIT"), HasSubstr("roll the transaction back"));
-    EXPECT_EQ(sqlite3_get_autocommit(db_.get()), 1);
-    EXPECT_EQ(Snapshot(), at_start);
+    ExpectCommitRefusedAndNothingLeft(at_start);
   }
 }
 
@@ -234,9 +239,7 @@ TEST_F(MergeErrorsTest, ATriggersWriteUndoneWithItsStatementLeavesTheTransaction
   EXPECT_THAT(db_.Error("INSERT INTO crsql_changes VALUES ('todo', X'010B0178', 'n', -5, 9, 5, " +
                         std::string(kSite) + ")"),
               HasSubstr("roll the transaction back"));
-  EXPECT_THAT(db_.Error("COMMIT"), HasSubstr("roll the transaction back"));
-  EXPECT_EQ(sqlite3_get_autocommit(db_.get()), 1);
-  EXPECT_EQ(Snapshot(), at_start);
+  ExpectCommitRefusedAndNothingLeft(at_start);
 }
 
 // A user trigger's RAISE(IGNORE) makes SQLite skip the row's write and
