@@ -326,9 +326,12 @@ TEST(MoveOntoEarlierIncarnationTest, UpdateOntoADeletedRow) {
 // re-stamped at col_version 1. At 0, a peer that resurrects the target first
 // (the sentinel comes before the column in version order) held its own
 // zeroed clock and kept the larger value, while a peer taking the column
-// first (C6: resurrect, then win) took the moved one.
-void CheckZeroedClockMovesAtColVersionOne(bool one_transaction) {
+// first (C6: resurrect, then win) took the moved one. The same holds for
+// a move onto a key no replica ever had (`target` 'fresh'; §7.5 read
+// literally keeps the 0 there too).
+void CheckZeroedClockMovesAtColVersionOne(bool one_transaction, const std::string& target) {
   SCOPED_TRACE(one_transaction ? "zeroed and moved in one transaction" : "moved later");
+  SCOPED_TRACE("onto '" + target + "'");
   constexpr char kSchema1[] = "CREATE TABLE t (p PRIMARY KEY NOT NULL, j); SELECT crsql_as_crr('t');";
   TestDb a, in_order, reversed;
   for (TestDb* db : {&a, &in_order, &reversed}) db->Exec(kSchema1);
@@ -342,9 +345,10 @@ void CheckZeroedClockMovesAtColVersionOne(bool one_transaction) {
          "INSERT INTO crsql_changes (\"table\", pk, cid, val, col_version, db_version, site_id, cl, "
          "seq) VALUES ('t', X'010903', '-1', NULL, 3, 1, X'00112233445566778899AABBCCDDEEFF', 3, 0)");
   ASSERT_EQ(a.One("SELECT col_version FROM crsql_changes WHERE pk = X'010903' AND cid = 'j'"), "0");
-  a.Exec("UPDATE t SET p = 'k' WHERE p = 3");
+  a.Exec("UPDATE t SET p = '" + target + "' WHERE p = 3");
   if (one_transaction) a.Exec("COMMIT");
   EXPECT_EQ(a.One("SELECT col_version FROM crsql_changes WHERE cid = 'j'"), "1");
+  EXPECT_EQ(a.One("SELECT p FROM t"), "'" + target + "'");
   auto rows = ReadChanges(a.get(), "WHERE db_version > " + cursor);
   for (bool reverse : {false, true}) {
     TestDb& peer = reverse ? reversed : in_order;
@@ -358,8 +362,10 @@ void CheckZeroedClockMovesAtColVersionOne(bool one_transaction) {
 }
 
 TEST(MoveOntoEarlierIncarnationTest, AZeroedClockMovesAtColVersionOne) {
-  CheckZeroedClockMovesAtColVersionOne(false);
-  CheckZeroedClockMovesAtColVersionOne(true);
+  for (const char* target : {"k", "fresh"}) {
+    CheckZeroedClockMovesAtColVersionOne(false, target);
+    CheckZeroedClockMovesAtColVersionOne(true, target);
+  }
 }
 
 // A move onto a key that never had a row clocks only what §7.5 says, also
