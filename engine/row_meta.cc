@@ -12,6 +12,11 @@ namespace {
 constexpr unsigned kNextSlot = 1, kSameDbv = 2, kNextSeq = 4, kSameSite = 8;
 constexpr unsigned kCvEscape = 15;
 
+// The seq a record omits when it follows `seq` (kNextSeq). A merged seq
+// may be INT64_MAX: the successor then wraps to a negative number, which no
+// stored seq equals, so such a record is never encoded as "next".
+int64_t SeqAfter(int64_t seq) { return static_cast<int64_t>(static_cast<uint64_t>(seq) + 1); }
+
 }  // namespace
 
 int64_t RowMeta::CausalLength() const {
@@ -99,7 +104,7 @@ void EncodeRowMeta(const RowMeta& meta, std::string* out) {
     unsigned head = 0;
     if (slot == prev_slot + 1) head |= kNextSlot;
     if (c.db_version == prev.db_version) head |= kSameDbv;
-    if (c.seq == prev.seq + 1) head |= kNextSeq;
+    if (c.seq == SeqAfter(prev.seq)) head |= kNextSeq;
     if (c.site == prev.site) head |= kSameSite;
     const bool small_cv = c.col_version >= 0 && c.col_version < kCvEscape;
     head |= (small_cv ? static_cast<unsigned>(c.col_version) : kCvEscape) << 4;
@@ -167,7 +172,7 @@ Status ForEachRecord(std::string_view blob, Fn&& fn) {
     const unsigned cv = head >> 4;
     if (!field(cv != kCvEscape, cv, &c.col_version) ||
         !field(head & kSameDbv, prev.db_version, &c.db_version) ||
-        !field(head & kNextSeq, prev.seq + 1, &c.seq) ||
+        !field(head & kNextSeq, SeqAfter(prev.seq), &c.seq) ||
         !field(head & kSameSite, prev.site, &c.site))
       return Status::Corruption("row metadata: truncated record");
     fn(slot, c);

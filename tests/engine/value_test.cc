@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 
 #include "engine/row_meta.h"
@@ -120,6 +121,27 @@ TEST(RowMetaTest, RoundTripsAndCompresses) {
   }
   EXPECT_FALSE(DecodeRowMeta(blob.substr(0, blob.size() - 1), 4, &out).ok());
   EXPECT_FALSE(DecodeRowMeta(blob + "x", 4, &out).ok());
+}
+
+// A merged change may carry seq INT64_MAX; the record after it must not be
+// taken for its "next seq" (the successor overflowed: UBSan in CI names it).
+TEST(RowMetaTest, TheLargestSeqRoundTrips) {
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  RowMeta m;
+  m.cols.resize(3);
+  m.sentinel = Clock{true, 1, 4, kMax, 2, kMax};
+  m.cols[0] = Clock{true, 5, 4, 0, 2, 0};
+  m.cols[1] = Clock{true, 5, 9, kMax, 3, kMax};
+  m.cols[2] = Clock{true, 2, 9, kMax - 1, 3, kMax - 1};
+  std::string blob;
+  EncodeRowMeta(m, &blob);
+  RowMeta out;
+  ASSERT_OK(DecodeRowMeta(blob, 3, &out));
+  EXPECT_EQ(out.sentinel.seq, kMax);
+  EXPECT_EQ(out.cols[0].seq, 0);
+  EXPECT_EQ(out.cols[1].seq, kMax);
+  EXPECT_EQ(out.cols[2].seq, kMax - 1);
+  EXPECT_EQ(out.cols[2].run, kMax - 1);  // the smallest seq of version 9
 }
 
 // The bulk load's encoder gives, byte for byte, what the general one gives
