@@ -36,6 +36,36 @@ TEST_F(ChangesReadTest, RowsComeInDbVersionSeqOrderAcrossTables) {
                   {"'a'", "'y'", "4", "1"}}));
 }
 
+// Within a version, records follow seq, which is write order: not table,
+// key or column order (each differs from seq here), whether the writes were
+// recorded at once (the first four of a transaction) or captured and
+// recorded at COMMIT (the rest).
+TEST(ChangesOrderTest, TiesInAVersionFollowSeqNotTableKeyOrColumn) {
+  TestDb db;
+  db.Exec(
+      "CREATE TABLE t (id PRIMARY KEY NOT NULL, a, b); SELECT crsql_as_crr('t');"
+      "CREATE TABLE u (id PRIMARY KEY NOT NULL, a); SELECT crsql_as_crr('u');"
+      "INSERT INTO t VALUES (1, 0, 0), (2, 0, 0); INSERT INTO u VALUES (1, 0);");
+  const std::string v = db.One("SELECT crsql_db_version()");
+  db.Exec(
+      "BEGIN; UPDATE u SET a = 'u'; UPDATE t SET b = 'b2' WHERE id = 2;"
+      "UPDATE t SET a = 'a2' WHERE id = 2; UPDATE t SET b = 'b1' WHERE id = 1;"
+      "UPDATE u SET a = 'u again'; UPDATE t SET a = 'a1' WHERE id = 1; COMMIT;");
+  const Rows got = db.Query(
+      "SELECT \"table\", hex(pk), cid, seq FROM crsql_changes WHERE db_version > " +
+      v);
+  ASSERT_EQ(got.size(), 5u);
+  const std::vector<std::vector<std::string>> want = {
+      {"'t'", "'010902'", "'b'"}, {"'t'", "'010902'", "'a'"}, {"'t'", "'010901'", "'b'"},
+      {"'u'", "'010901'", "'a'"},  {"'t'", "'010901'", "'a'"}};
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(std::vector<std::string>(got[i].begin(), got[i].begin() + 3), want[i]) << "row " << i;
+    if (i > 0) {
+      EXPECT_LT(std::stoll(got[i - 1][3]), std::stoll(got[i][3])) << "row " << i;
+    }
+  }
+}
+
 TEST_F(ChangesReadTest, DbVersionConstraints) {
   auto q = [&](const std::string& where) {
     return db_.One("SELECT group_concat(db_version || '.' || seq) FROM crsql_changes WHERE " + where);

@@ -60,6 +60,28 @@ TEST(RebuildPropertyTest, ChangesDescribeExactlyTheCurrentContents) {
   }
 }
 
+// crr-semantics §5's invariants of the metadata, as crsql_changes shows
+// it: a row has one causal length; a column record belongs to a live row
+// (odd cl; a deleted row keeps only its sentinel); a sentinel's col_version
+// is its cl; no col_version is negative, and 0 only where a resurrection
+// zeroed it (cl 3 or more).
+void ExpectMetadataInvariants(TestDb& db, const std::string& who) {
+  const std::pair<const char*, const char*> rules[] = {
+      {"a column record of a deleted row", "cid != '-1' AND cl % 2 = 0"},
+      {"a sentinel whose col_version is not its cl", "cid = '-1' AND col_version != cl"},
+      {"a negative col_version", "col_version < 0"},
+      {"col_version 0 before any resurrection", "col_version = 0 AND cl < 3"},
+  };
+  for (const auto& [what, where] : rules) {
+    ASSERT_EQ(db.One(std::string("SELECT count(*) FROM crsql_changes WHERE ") + where), "0")
+        << who << ": " << what << " (" << where << ")";
+  }
+  ASSERT_EQ(db.One("SELECT count(*) FROM (SELECT 1 FROM crsql_changes GROUP BY \"table\", pk "
+                   "HAVING count(DISTINCT cl) > 1)"),
+            "0")
+      << who << ": a row with two causal lengths";
+}
+
 // Applies 9-column rows through ChangeApplier (the sidecar's path), in one
 // batch: consecutive changes to one row are merged together there.
 Status ApplyThroughApplier(sqlite3* db, const std::vector<ChangeRow>& rows) {
@@ -121,6 +143,7 @@ void RunConvergence(bool nine, int fallback_seeds, bool applier = false) {
       if (txn) w.Exec("BEGIN");
       for (int k = 0, m = 1 + rng() % 3; k < m; ++k) RandomWrite(rng, s, w, !nine);
       if (txn) w.Exec(rng() % 5 == 0 ? "ROLLBACK" : "COMMIT");
+      ASSERT_NO_FATAL_FAILURE(ExpectMetadataInvariants(w, "after a local write"));
       if (rng() % 3 == 0) observe(rng() % n);
       if (rng() % 2) {
         size_t a = rng() % n, b = rng() % n;
@@ -155,6 +178,7 @@ void RunConvergence(bool nine, int fallback_seeds, bool applier = false) {
           ASSERT_OK(ApplyChanges(reps[b]->get(), part, true));
           reps[b]->Exec("COMMIT");
         }
+        ASSERT_NO_FATAL_FAILURE(ExpectMetadataInvariants(*reps[b], "after a merge"));
       }
     }
     // Final anti-entropy: everyone pulls from everyone until quiet.
