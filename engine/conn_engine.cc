@@ -107,6 +107,13 @@ void ConnEngine::ReleaseStatements() {
   check_site_.reset();
   data_version_stmt_.reset();
   capture_join_.reset();
+  track_peer_.reset();
+}
+
+Status ConnEngine::TrackPeerStatement(const char* sql, sqlite3_stmt** out) {
+  if (!track_peer_) CRSYNC_RETURN_IF_ERROR(PrepareCached(sql, &track_peer_));
+  *out = track_peer_.get();
+  return Status::OK();
 }
 
 // A database whose CRRs were written by a build with another metadata

@@ -291,8 +291,14 @@ class ConnEngine {
   // the set of CRRs changed).
   void CatalogChanged();
   // Finalizes every statement this engine caches; they are re-prepared on
-  // demand. Called before the connection closes; may be re-entered.
+  // demand. Called before the connection closes and by crsql_finalize; may
+  // be re-entered.
   void ReleaseStatements();
+  // The receive-cursor upsert of Merger::TrackPeer (`sql`, the same text on
+  // every call), prepared once and cached here rather than in the Merger, so
+  // that ReleaseStatements finalizes it with the engine's own. *out is
+  // borrowed until the next ReleaseStatements.
+  Status TrackPeerStatement(const char* sql, sqlite3_stmt** out);
   // The close watch was disconnected (the connection closes, or a close
   // failed): stores what a write transaction holds in memory
   // (StoreBeforeClose), releases the statements, and has the watch
@@ -398,6 +404,7 @@ class ConnEngine {
   Status (*flusher_)(ConnEngine*) = nullptr;
   MetaBatch local_batch_;
   StmtPtr capture_join_;
+  StmtPtr track_peer_;  // see TrackPeerStatement
   bool close_watch_lost_ = false;  // see CloseWatchDisconnected
   bool closing_ = false;           // StoreBeforeClose is running
   std::function<Status()> close_writer_;

@@ -442,16 +442,13 @@ Status Merger::MergeRowWith(Scratch* s, const MergeInput* ins, size_t n, int64_t
 }
 
 Status Merger::TrackPeer(const std::string& site, int64_t tag, const PeerMark& mark) {
-  if (!track_) {
-    CRSYNC_RETURN_IF_ERROR(Prepare(
-        e_->db(),
-        "INSERT INTO main.crsql_tracked_peers(site_id, version, seq, tag, event) "
-        "VALUES (?1, ?2, ?3, ?4, 0) ON CONFLICT (site_id, tag, event) DO UPDATE SET "
-        "version = excluded.version, seq = excluded.seq WHERE excluded.version > version OR "
-        "(excluded.version = version AND (seq IS NULL OR excluded.seq > seq))",
-        &track_, SQLITE_PREPARE_PERSISTENT));
-  }
-  sqlite3_stmt* st = track_.get();
+  sqlite3_stmt* st = nullptr;
+  CRSYNC_RETURN_IF_ERROR(e_->TrackPeerStatement(
+      "INSERT INTO main.crsql_tracked_peers(site_id, version, seq, tag, event) "
+      "VALUES (?1, ?2, ?3, ?4, 0) ON CONFLICT (site_id, tag, event) DO UPDATE SET "
+      "version = excluded.version, seq = excluded.seq WHERE excluded.version > version OR "
+      "(excluded.version = version AND (seq IS NULL OR excluded.seq > seq))",
+      &st));
   sqlite3_bind_blob(st, 1, site.data(), static_cast<int>(site.size()), SQLITE_STATIC);
   sqlite3_bind_int64(st, 2, mark.version);
   sqlite3_bind_int64(st, 3, mark.seq);

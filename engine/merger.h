@@ -115,7 +115,6 @@ class Merger {
   MetaBatch* batch_ = nullptr;
   bool hold_user_writes_ = false;
   bool write_behind_ = false;
-  StmtPtr track_;
   // The table and pk of the last change Validate resolved, reused when the
   // next change names the same bytes (a peer's changes to a row come
   // together) within the same catalog generation.

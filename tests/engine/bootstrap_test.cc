@@ -395,9 +395,39 @@ TEST(BootstrapTest, ACloseInsideAWriteTransactionRollsItBack) {
   }
 }
 
+// crsql_finalize releases the engine's cached statements (warm here from
+// writes, a merge and reads), and the connection goes on: a later use of the
+// engine prepares them again, and sqlite3_close (not _v2, which would defer)
+// closes it at once.
 TEST(BootstrapTest, FinalizeIsAcceptedAndConnectionStillCloses) {
-  TestDb db;
-  EXPECT_EQ(db.One("SELECT crsql_finalize()"), "'finalized'");
+  TempPath path;
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open(path.str().c_str(), &raw), SQLITE_OK);
+  char* err = nullptr;
+  ASSERT_EQ(crsync_engine_init(raw, &err), SQLITE_OK) << (err ? err : "");
+  ASSERT_OK(Exec(raw, "CREATE TABLE t (id PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t');"
+                      "BEGIN; INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd'), (5, 'e'),"
+                      "(6, 'f'); COMMIT; UPDATE t SET v = 'x' WHERE id = 1;"
+                      "INSERT INTO crsql_changes VALUES ('t', X'010907', 'v', 'g', 1, 1,"
+                      "X'00112233445566778899AABBCCDDEEFF');"
+                      "SELECT count(*) FROM crsql_changes WHERE db_version > 0;"));
+  {
+    TestDb probe(path.str());  // what the first connection wrote is all there
+    EXPECT_EQ(probe.One("SELECT count(*) FROM t"), "7");
+    EXPECT_EQ(probe.One("SELECT count(*) FROM crsql_changes WHERE cid = 'v'"), "7");
+  }
+  ASSERT_NE(sqlite3_next_stmt(raw, nullptr), nullptr);  // the engine's, cached
+  sqlite3_stmt* st = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(raw, "SELECT crsql_finalize()", -1, &st, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+  EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)), "finalized");
+  sqlite3_finalize(st);
+  EXPECT_EQ(sqlite3_next_stmt(raw, nullptr), nullptr) << "a statement outlived crsql_finalize: "
+                                                     << sqlite3_sql(sqlite3_next_stmt(raw, nullptr));
+  ASSERT_OK(Exec(raw, "INSERT INTO t VALUES (8, 'h'); SELECT crsql_finalize();"));
+  EXPECT_EQ(sqlite3_close(raw), SQLITE_OK) << sqlite3_errmsg(raw);
+  TestDb after(path.str());
+  EXPECT_EQ(after.One("SELECT count(*) FROM crsql_changes WHERE cid = 'v'"), "8");
 }
 
 // The engine is often installed before the application can set a busy
