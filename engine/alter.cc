@@ -405,18 +405,26 @@ std::string AlterOpenElsewhere(const std::string& table) {
 }
 
 Status ConfirmOpenAlters(ConnEngine* e) {
-  if (!e->alters_unsure()) return Status::OK();
+  const bool rolled_back = e->alters_unsure();
+  if (!rolled_back && !e->alters_may_have_moved()) return Status::OK();
   auto& open = e->open_alters();
   for (auto it = open.begin(); it != open.end();) {
-    // Whichever transaction began it (the one whose ROLLBACK TO undid
-    // it may have committed since). Begin left its guard in place of the
-    // recording triggers: standing recording triggers, or no guard (the
-    // rollback also undid crsql_as_crr, or the table is gone), mean no
-    // alter.
+    // Begin left its guard, carrying the alter's owner token, in place of
+    // the recording triggers. Standing recording triggers mean no alter (a
+    // rollback undid it, or another connection finished it); a guard
+    // carrying another owner, one another connection's begin took over.
+    // After a rollback (whichever transaction began the alter: the one
+    // whose ROLLBACK TO undid it may have committed since), no guard at
+    // all means none either (the rollback also undid crsql_as_crr, or the
+    // table is gone); otherwise the alter's own connection may have
+    // rebuilt the table, guards and all.
     bool recording = false, guarded = false;
+    int64_t owner = 0;
     CRSYNC_RETURN_IF_ERROR(RecordingTriggersStand(e->db(), it->first, &recording));
-    if (!recording) CRSYNC_RETURN_IF_ERROR(AlterGuardStands(e->db(), it->first, &guarded));
-    it = recording || !guarded ? open.erase(it) : std::next(it);
+    if (!recording) CRSYNC_RETURN_IF_ERROR(AlterGuardOwner(e->db(), it->first, &guarded, &owner));
+    const bool gone = recording || (guarded && owner != it->second.owner) ||
+                      (rolled_back && !guarded);
+    it = gone ? open.erase(it) : std::next(it);
   }
   e->set_alters_unsure(false);
   return Status::OK();
@@ -435,7 +443,9 @@ Status CheckShapeForMerge(ConnEngine* e, Crr* crr) {
 }
 
 int RegisterAlterGuard(sqlite3* db, ConnEngine* e) {
-  auto guard = [](sqlite3_context* ctx, int, sqlite3_value** argv) {
+  // crsync_alter_guard(table, owner); guards an older build made pass no
+  // owner, and belong to no alter of this build's.
+  auto guard = [](sqlite3_context* ctx, int argc, sqlite3_value** argv) {
     GuardSqlFunction(ctx, [&] {
       auto* engine = static_cast<ConnEngine*>(sqlite3_user_data(ctx));
       const unsigned char* t = sqlite3_value_text(argv[0]);
@@ -443,12 +453,23 @@ int RegisterAlterGuard(sqlite3* db, ConnEngine* e) {
       if (Status s = ConfirmOpenAlters(engine); !s.ok()) {
         return sqlite3_result_error(ctx, s.message().c_str(), -1);
       }
-      if (engine->open_alters().count(table)) return sqlite3_result_null(ctx);
+      auto open = engine->open_alters().find(table);
+      if (open != engine->open_alters().end() && argc == 2 &&
+          sqlite3_value_int64(argv[1]) == open->second.owner) {
+        return sqlite3_result_null(ctx);
+      }
       sqlite3_result_error(ctx, AlterOpenElsewhere(table).c_str(), -1);
     });
   };
-  return sqlite3_create_function_v2(db, "crsync_alter_guard", 1, SQLITE_UTF8 | SQLITE_INNOCUOUS, e,
-                                    guard, nullptr, nullptr, nullptr);
+  int rc = SQLITE_OK;
+  for (int argc : {1, 2}) {
+    if (rc == SQLITE_OK) {
+      rc = sqlite3_create_function_v2(db, "crsync_alter_guard", argc,
+                                      SQLITE_UTF8 | SQLITE_INNOCUOUS, e, guard, nullptr, nullptr,
+                                      nullptr);
+    }
+  }
+  return rc;
 }
 
 Status BeginAlter(ConnEngine* e, const std::string& table) {
@@ -475,12 +496,17 @@ Status BeginAlter(ConnEngine* e, const std::string& table) {
     e->open_alters().erase(open);  // rolled back
   }
   const std::string sp = AlterSavepoint(crr->id());
+  int64_t owner = 0;
+  while (owner == 0) {
+    sqlite3_randomness(sizeof owner, &owner);
+    owner &= INT64_MAX;
+  }
   CRSYNC_RETURN_IF_ERROR(Exec(e->db(), "SAVEPOINT " + sp));
   // Joined (inside the savepoint, which holds a transaction open) so that
   // a ROLLBACK TO undoing the alter reaches the engine.
   Status s = JoinForCatalogChange(e);
   if (s.ok()) s = DropRecorderTriggers(e->db(), name);
-  if (s.ok()) s = Exec(e->db(), AlterGuardSql(name));
+  if (s.ok()) s = Exec(e->db(), AlterGuardSql(name, owner));
   if (!s.ok()) {
     Exec(e->db(), "ROLLBACK TO " + sp + "; RELEASE " + sp).IgnoreError();
     return s;
@@ -495,7 +521,7 @@ Status BeginAlter(ConnEngine* e, const std::string& table) {
   }
   e->open_alters()[name] =
       ConnEngine::OpenAlter{sqlite3_total_changes64(e->db()), data_version, drifted,
-                            e->txn_serial()};
+                            e->txn_serial(), owner};
   e->catalog().DropCaches();
   return Status::OK();
 }
@@ -541,10 +567,24 @@ Status CommitAlter(ConnEngine* e, const std::string& table) {
         "open: a rollback undid it, or another connection finished it (its crsql_commit_alter); "
         "an ALTER TABLE made since is not recorded (begin and commit the alter again)");
   }
+  if (open != e->open_alters().end()) {
+    bool guarded = false;
+    int64_t owner = 0;
+    CRSYNC_RETURN_IF_ERROR(AlterGuardOwner(db, name, &guarded, &owner));
+    if (guarded && owner != open->second.owner) {
+      e->open_alters().erase(open);
+      return Status::InvalidArgument(
+          "crsql - crsql_commit_alter('" + name + "'): the alter this connection began was taken "
+          "over by another connection's crsql_begin_alter('" + name + "'), whose "
+          "crsql_commit_alter finishes it (if that connection is gone, run SELECT "
+          "crsql_begin_alter('" + name + "'); SELECT crsql_commit_alter('" + name + "'); here)");
+    }
+  }
   if (open == e->open_alters().end()) {
     return Status::InvalidArgument("crsql - crsql_commit_alter('" + name +
                                    "') without crsql_begin_alter on this connection (or it was "
-                                   "rolled back)");
+                                   "rolled back, or taken over by another connection's "
+                                   "crsql_begin_alter('" + name + "'))");
   }
   const ConnEngine::OpenAlter begun = open->second;
   // No row written since begin, by this connection (total_changes) or by

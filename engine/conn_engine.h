@@ -239,6 +239,10 @@ class ConnEngine {
     // clocks, so commit reads every row.
     bool drifted = false;
     uint64_t txn = 0;  // txn_serial() at begin: a rollback of that transaction undoes it
+    // The token its guard triggers carry (AlterGuardSql): random, positive.
+    // When the standing guard carries another, a begin on another
+    // connection took the alter over, and it is not this connection's.
+    int64_t owner = 0;
   };
   // Counts the transactions this connection ended.
   uint64_t txn_serial() const { return txn_serial_; }
@@ -249,7 +253,16 @@ class ConnEngine {
   // latest before the transaction commits (while no other connection can
   // have begun an alter of the table since).
   bool alters_unsure() const { return alters_unsure_; }
-  void set_alters_unsure(bool unsure) { alters_unsure_ = unsure; }
+  // Another connection may have taken an open alter over (its begin), or
+  // finished it, since they were last confirmed: it committed since
+  // (PRAGMA data_version). Costs a statement only while an alter is open.
+  bool alters_may_have_moved() {
+    return !open_alters_.empty() && DataVersion() != alters_data_version_;
+  }
+  void set_alters_unsure(bool unsure) {
+    alters_unsure_ = unsure;
+    if (!unsure) alters_data_version_ = DataVersion();
+  }
 
   // While a hook is set, the internal SQL function crsync_internal_remap
   // calls it with its arguments; otherwise that function fails. The caller
@@ -363,6 +376,7 @@ class ConnEngine {
   std::vector<const MergingRows*> merging_rows_;
   std::map<std::string, OpenAlter> open_alters_;
   bool alters_unsure_ = false;
+  unsigned alters_data_version_ = ~0u;  // DataVersion() when the alters were last confirmed
   uint64_t txn_serial_ = 0;
   int64_t merge_equal_values_ = 0;
   bool config_stale_ = false;

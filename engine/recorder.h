@@ -66,6 +66,10 @@ Status TriggersNamedLikeAlterGuards(sqlite3* db, const std::string& table,
 // Whether an open alter's guard triggers stand on `table` (its own, not a
 // user's trigger of such a name on another table).
 Status AlterGuardStands(sqlite3* db, const std::string& table, bool* stands);
+// Whether an alter's guard stands on `table`, in *stands, and the owner
+// token it carries (AlterGuardSql) in *owner: 0 when none stands, or for
+// a guard made by an older build, whose guards carried none.
+Status AlterGuardOwner(sqlite3* db, const std::string& table, bool* stands, int64_t* owner);
 // Drops the recording triggers of CRR `table`, and an open alter's guard
 // triggers: the triggers of their names that are on `table` (a user's
 // trigger of such a name on another table is the user's, and stays).
@@ -73,8 +77,11 @@ Status DropRecorderTriggers(sqlite3* db, const std::string& table);
 // While an alter of CRR `table` is open, every write of it on another
 // connection fails, naming the alter (crsync_alter_guard): its recording
 // triggers are gone, so the write would never reach a peer. The guard
-// names no column, so the alter may drop or rename any.
-std::string AlterGuardSql(const std::string& table);
+// names no column, so the alter may drop or rename any. It passes `owner`,
+// the open alter's token (positive; ConnEngine::OpenAlter::owner), so that a
+// connection whose alter another one took over (or finished, then another
+// began) is told apart from the alter's owner.
+std::string AlterGuardSql(const std::string& table, int64_t owner);
 // (Re)creates `crr`'s recording triggers. Refused, naming it, while a
 // trigger of one of their names stands on another table; `caller` (say
 // "crsql_commit_alter(t)") heads that message.

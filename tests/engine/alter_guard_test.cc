@@ -253,6 +253,59 @@ TEST(OpenAlterGuardTest, ACommitAfterAnotherConnectionFinishedTheAlterSaysSo) {
               HasSubstr("or another connection finished it (its crsql_commit_alter)"));
 }
 
+// An alter another connection took over (its begin) is not this
+// connection's any more, though it is alive and began it: its writes of the
+// table are refused by the new owner's guard and change nothing (before,
+// they passed as the owner's and were never recorded), and its commit says
+// so, leaving the alter to the new owner.
+TEST(OpenAlterGuardTest, AnAlterTakenOverIsNotTheFirstConnectionsAnyMore) {
+  TempPath path;
+  TestDb a(path.str()), b(path.str());
+  a.Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t');"
+         "INSERT INTO t VALUES (1, 'x'); SELECT crsql_begin_alter('t'); COMMIT;");
+  b.Exec("BEGIN; SELECT crsql_begin_alter('t'); COMMIT;");
+  const Rows changes = a.Query(kChanges);
+  EXPECT_THAT(a.Error("UPDATE t SET v = 'a' WHERE id = 1"), HasSubstr("t is being altered"));
+  EXPECT_THAT(a.Error("INSERT INTO t VALUES (2, 'a')"), HasSubstr("t is being altered"));
+  EXPECT_EQ(a.Query("SELECT * FROM t"), (Rows{{"1", "'x'"}}));
+  EXPECT_THAT(a.Error("SELECT crsql_commit_alter('t')"), HasSubstr("taken over by another"));
+  b.Exec("ALTER TABLE t ADD COLUMN w; SELECT crsql_commit_alter('t');");
+  EXPECT_EQ(a.Query(kChanges), changes);
+  a.Exec("UPDATE t SET v = 'a' WHERE id = 1");  // recorded again
+  EXPECT_EQ(a.One("SELECT val FROM crsql_changes WHERE cid = 'v'"), "'a'");
+}
+
+// Its commit, as its first act after the takeover, says so too.
+TEST(OpenAlterGuardTest, ACommitAfterATakeoverSaysSo) {
+  TempPath path;
+  TestDb a(path.str()), b(path.str());
+  a.Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t');"
+         "BEGIN; SELECT crsql_begin_alter('t'); COMMIT;");
+  b.Exec("BEGIN; SELECT crsql_begin_alter('t'); COMMIT;");
+  EXPECT_THAT(a.Error("SELECT crsql_commit_alter('t')"),
+              HasSubstr("was taken over by another connection's crsql_begin_alter('t')"));
+  b.Exec("SELECT crsql_commit_alter('t')");
+}
+
+// The same when the alter was finished by another connection and a third
+// began a new one: the first connection's writes meet the new alter's
+// guard, which is not its own.
+TEST(OpenAlterGuardTest, AnAlterFinishedElsewhereGivesNoPassToALaterOne) {
+  TempPath path;
+  TestDb a(path.str()), b(path.str()), c(path.str());
+  a.Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t');"
+         "INSERT INTO t VALUES (1, 'x'); BEGIN; SELECT crsql_begin_alter('t'); COMMIT;");
+  b.Exec("SELECT crsql_begin_alter('t'); SELECT crsql_commit_alter('t');");
+  c.Exec("BEGIN; SELECT crsql_begin_alter('t'); COMMIT;");
+  EXPECT_THAT(a.Error("UPDATE t SET v = 'a' WHERE id = 1"), HasSubstr("t is being altered"));
+  EXPECT_THAT(a.Error("DELETE FROM t"), HasSubstr("t is being altered"));
+  EXPECT_EQ(a.Query("SELECT * FROM t"), (Rows{{"1", "'x'"}}));
+  c.Exec("SELECT crsql_commit_alter('t')");
+  a.Exec("UPDATE t SET v = 'a' WHERE id = 1");
+  EXPECT_EQ(a.Query("SELECT val, db_version FROM crsql_changes WHERE cid = 'v'"),
+            (Rows{{"'a'", "2"}}));
+}
+
 // A CRR's table renamed without crsql_as_table: its triggers moved along,
 // and its writes are refused by name instead of recorded under the old one.
 TEST(AlterRenameTableTest, WritesOfARenamedCrrAreRefused) {
