@@ -5,8 +5,10 @@
 #include <tuple>
 
 #include "crsync/sqlite_handles.h"
+#include "engine/crr_admin.h"
 #include "engine/feed_range.h"
 #include "engine/packed.h"
+#include "engine/recorder.h"
 #include "engine/row_meta.h"
 
 namespace crsync {
@@ -72,6 +74,16 @@ Status ChangeScan::PrepareSources() {
       return false;
     };
     for (const auto& p : crr.schema().pk_cols) src->gone = src->gone || !has(p);
+    if (!src->gone && !e_->open_alters().count(crr.name())) {
+      // A table dropped and made again without crsql_as_table has no
+      // recording triggers (nor an alter's guard in their place): the
+      // CRR's metadata describes the dropped table's rows, and is skipped
+      // as when no table of the name is left (§8.2).
+      bool recording = true, guarded = false;
+      CRSYNC_RETURN_IF_ERROR(RecordingTriggersStand(db, crr.name(), &recording));
+      if (!recording) CRSYNC_RETURN_IF_ERROR(AlterGuardStands(db, crr.name(), &guarded));
+      src->gone = !recording && !guarded;
+    }
     if (src->gone) {
       sources_.push_back(std::move(src));
       continue;

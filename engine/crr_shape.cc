@@ -5,6 +5,8 @@
 #include <vector>
 
 #include "engine/catalog.h"
+#include "engine/crr_admin.h"
+#include "engine/recorder.h"
 #include "engine/table_schema.h"
 
 namespace crsync {
@@ -30,8 +32,32 @@ Status Crr::CheckShape() {
     TableSchema live;
     live.name = schema_.name;
     std::string unique;
-    if (!LoadColumns(db_, &live).ok() ||
-        (live.pk_cols == schema_.pk_cols && live.cols == schema_.cols)) {
+    const bool loaded = LoadColumns(db_, &live).ok();
+    bool recording = true, guarded = false;
+    if (loaded && !(live.pk_cols.empty() && live.cols.empty()) &&
+        RecordingTriggersStand(db_, schema_.name, &recording).ok() && !recording) {
+      AlterGuardStands(db_, schema_.name, &guarded).IgnoreError();
+    }
+    if (loaded && live.pk_cols.empty() && live.cols.empty()) {
+      // Gone, while its triggers fire or a merge names it: renamed (the
+      // triggers moved along) or dropped behind the engine's back.
+      drift_ = "crsql - CRR " + schema_.name + " has no table of that name any more (renamed or "
+               "dropped without crsql_as_table): a CRR cannot be renamed; rename its table back "
+               "to " + schema_.name;
+      shape_ = Shape::kDrifted;
+    } else if (!recording && !guarded) {
+      // The table was dropped and made again without crsql_as_table (or
+      // a recording trigger dropped): nothing records its writes, and the
+      // CRR's metadata describes the dropped table's rows. (During an
+      // alter its guard stands instead; callers skip this check on the
+      // alter's own connection, where a rebuild of the table removes both.)
+      drift_ = "crsql - CRR " + schema_.name + " has lost its recording triggers (its table was "
+               "dropped and made again, or a trigger " + schema_.name + "__crsync_itrig, _utrig "
+               "or _dtrig dropped, without crsql_as_table): nothing records its writes, so its "
+               "writes and merges are refused; SELECT crsql_as_crr('" + schema_.name +
+               "') makes the table a CRR again, its current rows recorded anew";
+      shape_ = Shape::kDrifted;
+    } else if (!loaded || (live.pk_cols == schema_.pk_cols && live.cols == schema_.cols)) {
       shape_ = Shape::kMatches;  // (an unreadable table: what fails next names it)
       if (UniqueIndexBesidesPk(db_, schema_.name, &unique).ok() && !unique.empty()) {
         // Made after crsql_as_crr, which refuses one (§4.2 E2).
@@ -41,13 +67,6 @@ Status Crr::CheckShape() {
                  "table's writes and merges are refused until the index is dropped";
         shape_ = Shape::kDrifted;
       }
-    } else if (live.pk_cols.empty() && live.cols.empty()) {
-      // Gone, while its triggers fire or a merge names it: renamed (the
-      // triggers moved along) or dropped behind the engine's back.
-      drift_ = "crsql - CRR " + schema_.name + " has no table of that name any more (renamed or "
-               "dropped without crsql_as_table): a CRR cannot be renamed; rename its table back "
-               "to " + schema_.name;
-      shape_ = Shape::kDrifted;
     } else {
       std::string added = Missing(live.pk_cols, schema_.pk_cols);
       std::string more = Missing(live.cols, schema_.cols);

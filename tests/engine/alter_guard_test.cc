@@ -306,6 +306,56 @@ TEST(OpenAlterGuardTest, AnAlterFinishedElsewhereGivesNoPassToALaterOne) {
             (Rows{{"'a'", "2"}}));
 }
 
+// A CRR's table dropped and made again without crsql_as_table (same shape
+// or not) has no recording triggers: its leftover metadata would show the
+// new table's rows under the dropped rows' clocks, merges into it would be
+// recorded while its own writes were not. Reads skip it (§8.2, as when no
+// table is left), merges are refused by name and change nothing, until
+// crsql_as_crr makes it a CRR again.
+TEST(DroppedCrrTest, ATableMadeAgainUnderTheNameIsNoCrrUntilAsCrr) {
+  for (const char* remake : {"CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, a)",
+                             "CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, a, c)"}) {
+    SCOPED_TRACE(remake);
+    TestDb db;
+    db.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, a); SELECT crsql_as_crr('t');"
+            "CREATE TABLE u (id INTEGER PRIMARY KEY NOT NULL, b); SELECT crsql_as_crr('u');"
+            "INSERT INTO t VALUES (1, 'x'); INSERT INTO u VALUES (1, 'y'); DROP TABLE t;");
+    db.Exec(std::string(remake) + "; INSERT INTO t (id, a) VALUES (1, 'new'), (2, 'two')");
+    EXPECT_EQ(db.Query("SELECT \"table\", val FROM crsql_changes"), (Rows{{"'u'", "'y'"}}));
+    const std::string version = db.One("SELECT crsql_db_version()");
+    const std::string err = db.Error(
+        "INSERT INTO crsql_changes VALUES ('t', X'010903', 'a', 'remote', 1, 1, "
+        "X'00112233445566778899AABBCCDDEEFF')");
+    EXPECT_THAT(err, HasSubstr("CRR t has lost its recording triggers"));
+    EXPECT_THAT(err, HasSubstr("SELECT crsql_as_crr('t')"));
+    EXPECT_EQ(db.One("SELECT count(*) FROM t"), "2");
+    EXPECT_EQ(db.One("SELECT crsql_db_version()"), version);
+    // Other CRRs merge as before.
+    db.Exec("INSERT INTO crsql_changes VALUES ('u', X'010902', 'b', 'z', 1, 1, "
+            "X'00112233445566778899AABBCCDDEEFF')");
+    db.Exec("SELECT crsql_as_crr('t')");
+    EXPECT_EQ(db.Query("SELECT hex(pk), val FROM crsql_changes WHERE \"table\" = 't' AND cid = 'a' "
+                       "ORDER BY pk"),
+              (Rows{{"'010901'", "'new'"}, {"'010902'", "'two'"}}));
+    db.Exec("INSERT INTO crsql_changes VALUES ('t', X'010903', 'a', 'remote', 1, 1, "
+            "X'00112233445566778899AABBCCDDEEFF')");
+    EXPECT_EQ(db.One("SELECT a FROM t WHERE id = 3"), "'remote'");
+  }
+}
+
+// One recording trigger dropped by hand: the table's other writes are
+// refused, naming the loss, rather than recorded without its deletes.
+TEST(DroppedCrrTest, ADroppedRecordingTriggerStopsTheTablesWrites) {
+  TestDb db;
+  db.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, a); SELECT crsql_as_crr('t');"
+          "INSERT INTO t VALUES (1, 'x'); DROP TRIGGER t__crsync_dtrig;");
+  EXPECT_THAT(db.Error("INSERT INTO t VALUES (2, 'y')"), HasSubstr("lost its recording triggers"));
+  EXPECT_THAT(db.Error("UPDATE t SET a = 'z'"), HasSubstr("lost its recording triggers"));
+  EXPECT_EQ(db.Query("SELECT * FROM t"), (Rows{{"1", "'x'"}}));
+  db.Exec("SELECT crsql_as_crr('t'); DELETE FROM t WHERE id = 1");
+  EXPECT_EQ(db.Query("SELECT cid, cl FROM crsql_changes"), (Rows{{"'-1'", "2"}}));
+}
+
 // A CRR's table renamed without crsql_as_table: its triggers moved along,
 // and its writes are refused by name instead of recorded under the old one.
 TEST(AlterRenameTableTest, WritesOfARenamedCrrAreRefused) {
