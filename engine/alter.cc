@@ -405,26 +405,21 @@ std::string AlterOpenElsewhere(const std::string& table) {
 }
 
 Status ConfirmOpenAlters(ConnEngine* e) {
-  const bool rolled_back = e->alters_unsure();
-  if (!rolled_back && !e->alters_may_have_moved()) return Status::OK();
+  if (!e->alters_unsure() && !e->alters_may_have_moved()) return Status::OK();
   auto& open = e->open_alters();
   for (auto it = open.begin(); it != open.end();) {
-    // Begin left its guard, carrying the alter's owner token, in place of
-    // the recording triggers. Standing recording triggers mean no alter (a
-    // rollback undid it, or another connection finished it); a guard
-    // carrying another owner, one another connection's begin took over.
-    // After a rollback (whichever transaction began the alter: the one
-    // whose ROLLBACK TO undid it may have committed since), no guard at
-    // all means none either (the rollback also undid crsql_as_crr, or the
-    // table is gone); otherwise the alter's own connection may have
-    // rebuilt the table, guards and all.
-    bool recording = false, guarded = false;
+    // Begin replaced the recording triggers by its guard and marked the
+    // alter open with its owner token, in its savepoint; commit undoes
+    // both. Standing recording triggers, or a mark with another owner (or
+    // none), mean no alter of this connection's: a rollback undid it
+    // (whichever transaction began it: the one whose ROLLBACK TO undid it
+    // may have committed since), another connection finished it, or
+    // another connection's begin took it over.
+    bool recording = false;
     int64_t owner = 0;
     CRSYNC_RETURN_IF_ERROR(RecordingTriggersStand(e->db(), it->first, &recording));
-    if (!recording) CRSYNC_RETURN_IF_ERROR(AlterGuardOwner(e->db(), it->first, &guarded, &owner));
-    const bool gone = recording || (guarded && owner != it->second.owner) ||
-                      (rolled_back && !guarded);
-    it = gone ? open.erase(it) : std::next(it);
+    if (!recording) CRSYNC_RETURN_IF_ERROR(OpenAlterOwner(e->db(), it->second.crr_id, &owner));
+    it = recording || owner != it->second.owner ? open.erase(it) : std::next(it);
   }
   e->set_alters_unsure(false);
   return Status::OK();
@@ -450,13 +445,17 @@ int RegisterAlterGuard(sqlite3* db, ConnEngine* e) {
       auto* engine = static_cast<ConnEngine*>(sqlite3_user_data(ctx));
       const unsigned char* t = sqlite3_value_text(argv[0]);
       std::string table = t ? reinterpret_cast<const char*>(t) : "";
-      if (Status s = ConfirmOpenAlters(engine); !s.ok()) {
-        return sqlite3_result_error(ctx, s.message().c_str(), -1);
-      }
+      // The guard carries its alter's random owner token: matching this
+      // connection's open alter of the table, the write is the owner's (no
+      // query per row). Otherwise the alter is another's: forget ours if
+      // it was taken over, and refuse.
       auto open = engine->open_alters().find(table);
       if (open != engine->open_alters().end() && argc == 2 &&
           sqlite3_value_int64(argv[1]) == open->second.owner) {
         return sqlite3_result_null(ctx);
+      }
+      if (Status s = ConfirmOpenAlters(engine); !s.ok()) {
+        return sqlite3_result_error(ctx, s.message().c_str(), -1);
       }
       sqlite3_result_error(ctx, AlterOpenElsewhere(table).c_str(), -1);
     });
@@ -482,6 +481,11 @@ Status BeginAlter(ConnEngine* e, const std::string& table) {
   // Rows written while the table's shape or an abandoned alter (its guard
   // still standing, the alter not ours) kept them from being recorded.
   bool drifted = !crr->CheckShape().ok();
+  if (drifted && crr->lost_recorders()) {
+    // Dropped and made again behind the engine's back: its metadata is the
+    // old table's, which no migration can tell from the new one's rows.
+    return crr->CheckShape();
+  }
   if (!drifted && !e->open_alters().count(name)) {
     CRSYNC_RETURN_IF_ERROR(AlterGuardStands(e->db(), name, &drifted));
   }
@@ -507,6 +511,11 @@ Status BeginAlter(ConnEngine* e, const std::string& table) {
   Status s = JoinForCatalogChange(e);
   if (s.ok()) s = DropRecorderTriggers(e->db(), name);
   if (s.ok()) s = Exec(e->db(), AlterGuardSql(name, owner));
+  if (s.ok()) {
+    s = Exec(e->db(), "INSERT OR REPLACE INTO main.crsql_master(key, value) VALUES (" +
+                          QuoteLiteral(OpenAlterKey(crr->id())) + ", " + std::to_string(owner) +
+                          ")");
+  }
   if (!s.ok()) {
     Exec(e->db(), "ROLLBACK TO " + sp + "; RELEASE " + sp).IgnoreError();
     return s;
@@ -521,7 +530,7 @@ Status BeginAlter(ConnEngine* e, const std::string& table) {
   }
   e->open_alters()[name] =
       ConnEngine::OpenAlter{sqlite3_total_changes64(e->db()), data_version, drifted,
-                            e->txn_serial(), owner};
+                            e->txn_serial(), owner, crr->id()};
   e->catalog().DropCaches();
   return Status::OK();
 }
@@ -568,10 +577,9 @@ Status CommitAlter(ConnEngine* e, const std::string& table) {
         "an ALTER TABLE made since is not recorded (begin and commit the alter again)");
   }
   if (open != e->open_alters().end()) {
-    bool guarded = false;
     int64_t owner = 0;
-    CRSYNC_RETURN_IF_ERROR(AlterGuardOwner(db, name, &guarded, &owner));
-    if (guarded && owner != open->second.owner) {
+    CRSYNC_RETURN_IF_ERROR(OpenAlterOwner(db, open->second.crr_id, &owner));
+    if (owner != open->second.owner) {
       e->open_alters().erase(open);
       return Status::InvalidArgument(
           "crsql - crsql_commit_alter('" + name + "'): the alter this connection began was taken "
@@ -583,8 +591,9 @@ Status CommitAlter(ConnEngine* e, const std::string& table) {
   if (open == e->open_alters().end()) {
     return Status::InvalidArgument("crsql - crsql_commit_alter('" + name +
                                    "') without crsql_begin_alter on this connection (or it was "
-                                   "rolled back, or taken over by another connection's "
-                                   "crsql_begin_alter('" + name + "'))");
+                                   "rolled back, or another connection took it over or "
+                                   "finished it); an ALTER TABLE made since is not recorded "
+                                   "(begin and commit the alter again)");
   }
   const ConnEngine::OpenAlter begun = open->second;
   // No row written since begin, by this connection (total_changes) or by
@@ -634,6 +643,8 @@ Status CommitAlter(ConnEngine* e, const std::string& table) {
     sqlite3_bind_blob(up.get(), 2, cols.data(), static_cast<int>(cols.size()), SQLITE_STATIC);
     sqlite3_bind_int64(up.get(), 3, crr->id());
     CRSYNC_RETURN_IF_ERROR(StepToEnd(db, up.get()));
+    CRSYNC_RETURN_IF_ERROR(Exec(db, "DELETE FROM main.crsql_master WHERE key = " +
+                                        QuoteLiteral(OpenAlterKey(crr->id()))));
     CRSYNC_RETURN_IF_ERROR(Exec(
         db, "INSERT OR REPLACE INTO main.crsql_master(key, value) VALUES ('pre_compact_dbversion', "
             "max(" + std::to_string(d) + ", coalesce((SELECT value FROM main.crsql_master WHERE key = "

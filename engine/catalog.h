@@ -192,6 +192,10 @@ class Crr {
   // True when the last CheckShape found the table as recorded and no
   // schema change came since: the hot paths skip the call then.
   bool ShapeMatches() const { return shape_ == Shape::kMatches; }
+  // Whether the last CheckShape failed because the CRR lost its recording
+  // triggers with no alter open (its table dropped and made again, or a
+  // trigger dropped, behind the engine's back).
+  bool lost_recorders() const { return shape_ == Shape::kDrifted && lost_recorders_; }
 
   // User-table statements, pk values bound at 1..npk by the caller.
   Status UserUpsert(int slot, sqlite3_stmt** out);  // + value at npk+1
@@ -241,6 +245,7 @@ class Crr {
   bool affinities_loaded_ = false;
   enum class Shape { kUnknown, kMatches, kDrifted };  // kDrifted is checked again each time
   Shape shape_ = Shape::kUnknown;
+  bool lost_recorders_ = false;  // see lost_recorders()
   unsigned recorders_first_ = 0;  // bit per event: see recorders_first()
   std::string drift_;  // the message, when kDrifted
   bool rowid_key_ = false;  // the key is the rowid (loaded with the affinities)

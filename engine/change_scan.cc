@@ -8,7 +8,6 @@
 #include "engine/crr_admin.h"
 #include "engine/feed_range.h"
 #include "engine/packed.h"
-#include "engine/recorder.h"
 #include "engine/row_meta.h"
 
 namespace crsync {
@@ -53,6 +52,10 @@ Status ChangeScan::PrepareSources() {
   CRSYNC_RETURN_IF_ERROR(
       Prepare(db, "SELECT name FROM pragma_table_xinfo(?1, 'main') WHERE hidden IN (0, 2, 3)",
               &columns));
+  std::vector<const Crr*> all;
+  for (const auto& c : crrs) all.push_back(c.get());
+  std::vector<bool> lost;
+  CRSYNC_RETURN_IF_ERROR(CrrsWithoutRecorders(db, all, &lost));
   for (size_t i = 0; i < crrs.size(); ++i) {
     auto src = std::make_unique<Source>();
     src->index = i;
@@ -74,16 +77,11 @@ Status ChangeScan::PrepareSources() {
       return false;
     };
     for (const auto& p : crr.schema().pk_cols) src->gone = src->gone || !has(p);
-    if (!src->gone && !e_->open_alters().count(crr.name())) {
-      // A table dropped and made again without crsql_as_table has no
-      // recording triggers (nor an alter's guard in their place): the
-      // CRR's metadata describes the dropped table's rows, and is skipped
-      // as when no table of the name is left (§8.2).
-      bool recording = true, guarded = false;
-      CRSYNC_RETURN_IF_ERROR(RecordingTriggersStand(db, crr.name(), &recording));
-      if (!recording) CRSYNC_RETURN_IF_ERROR(AlterGuardStands(db, crr.name(), &guarded));
-      src->gone = !recording && !guarded;
-    }
+    // A table dropped and made again without crsql_as_table has no
+    // recording triggers (nor, as during an alter, a guard or an open
+    // alter's mark): the CRR's metadata describes the dropped table's rows,
+    // and is skipped as when no table of the name is left (§8.2).
+    src->gone = src->gone || lost[i];
     if (src->gone) {
       sources_.push_back(std::move(src));
       continue;

@@ -239,10 +239,12 @@ class ConnEngine {
     // clocks, so commit reads every row.
     bool drifted = false;
     uint64_t txn = 0;  // txn_serial() at begin: a rollback of that transaction undoes it
-    // The token its guard triggers carry (AlterGuardSql): random, positive.
-    // When the standing guard carries another, a begin on another
-    // connection took the alter over, and it is not this connection's.
+    // The token its guard triggers carry (AlterGuardSql) and its mark in
+    // crsql_master holds (OpenAlterOwner): random, positive. When the mark
+    // holds another, a begin on another connection took the alter over,
+    // and it is not this connection's.
     int64_t owner = 0;
+    int64_t crr_id = 0;
   };
   // Counts the transactions this connection ended.
   uint64_t txn_serial() const { return txn_serial_; }

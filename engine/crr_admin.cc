@@ -1,6 +1,8 @@
 #include "engine/crr_admin.h"
 
 #include <algorithm>
+#include <map>
+#include <set>
 
 #include "engine/alter.h"
 #include "engine/feed_range.h"
@@ -70,6 +72,57 @@ Status RecordingTriggersStand(sqlite3* db, const std::string& name, bool* standi
   int own = 0;
   for (const NamedTrigger& t : triggers) own += t.on_table;
   *standing = own == 3;
+  return Status::OK();
+}
+
+namespace {
+struct NoCaseLess {
+  bool operator()(const std::string& a, const std::string& b) const {
+    return sqlite3_stricmp(a.c_str(), b.c_str()) < 0;
+  }
+};
+}  // namespace
+
+Status CrrsWithoutRecorders(sqlite3* db, const std::vector<const Crr*>& crrs,
+                           std::vector<bool>* lost) {
+  lost->assign(crrs.size(), false);
+  if (crrs.empty()) return Status::OK();
+  // One pass over the triggers named like crsync's, and one over the open
+  // alters' marks, whatever the number of CRRs.
+  std::map<std::string, std::pair<int, bool>, NoCaseLess> triggers;  // recorders, guard
+  StmtPtr st;
+  CRSYNC_RETURN_IF_ERROR(Prepare(db,
+                                 "SELECT name, tbl_name FROM main.sqlite_master WHERE type = "
+                                 "'trigger' AND instr(name, '__crsync_') > 0",
+                                 &st));
+  int rc;
+  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
+    const std::string name = reinterpret_cast<const char*>(sqlite3_column_text(st.get(), 0));
+    const std::string table = reinterpret_cast<const char*>(sqlite3_column_text(st.get(), 1));
+    const std::string base = table + "__crsync_";
+    if (name.size() <= base.size() || sqlite3_strnicmp(name.c_str(), base.c_str(),
+                                                        static_cast<int>(base.size())) != 0) {
+      continue;
+    }
+    const std::string suffix = name.substr(base.size());
+    auto& [recorders, guard] = triggers[table];
+    for (const char* r : {"itrig", "utrig", "dtrig"}) recorders += sqlite3_stricmp(suffix.c_str(), r) == 0;
+    for (const char* g : {"guard_i", "guard_u", "guard_d"}) guard |= sqlite3_stricmp(suffix.c_str(), g) == 0;
+  }
+  if (rc != SQLITE_DONE) return SqliteError(db, rc);
+  std::set<int64_t> marked;
+  CRSYNC_RETURN_IF_ERROR(Prepare(db,
+                                 "SELECT CAST(substr(key, 19) AS INTEGER) FROM main.crsql_master "
+                                 "WHERE substr(key, 1, 18) = 'crsync_open_alter.'",
+                                 &st));
+  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) marked.insert(sqlite3_column_int64(st.get(), 0));
+  if (rc != SQLITE_DONE) return SqliteError(db, rc);
+  for (size_t i = 0; i < crrs.size(); ++i) {
+    auto it = triggers.find(crrs[i]->name());
+    const bool recording = it != triggers.end() && it->second.first == 3;
+    const bool guarded = it != triggers.end() && it->second.second;
+    (*lost)[i] = !recording && !guarded && !marked.count(crrs[i]->id());
+  }
   return Status::OK();
 }
 
@@ -334,7 +387,8 @@ Status AsTable(ConnEngine* e, const std::string& table) {
                 QuoteIdent(name + "__crsync_rows") + "; DROP TABLE IF EXISTS main." +
                 QuoteIdent(name + "__crsync_feed") +
                 "; DELETE FROM main.crsync_crrs WHERE name = " + QuoteLiteral(name) +
-                " COLLATE NOCASE;"));
+                " COLLATE NOCASE; DELETE FROM main.crsql_master WHERE key = " +
+                QuoteLiteral(OpenAlterKey(crr->id())) + ";"));
     return Status::OK();
   });
   e->catalog().Invalidate();

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/alter.h"
 #include "engine/catalog.h"
 #include "engine/crr_admin.h"
 #include "engine/recorder.h"
@@ -34,10 +35,15 @@ Status Crr::CheckShape() {
     std::string unique;
     const bool loaded = LoadColumns(db_, &live).ok();
     bool recording = true, guarded = false;
+    int64_t alter_owner = 0;
     if (loaded && !(live.pk_cols.empty() && live.cols.empty()) &&
-        RecordingTriggersStand(db_, schema_.name, &recording).ok() && !recording) {
-      AlterGuardStands(db_, schema_.name, &guarded).IgnoreError();
+        RecordingTriggersStand(db_, schema_.name, &recording).ok() && !recording &&
+        AlterGuardStands(db_, schema_.name, &guarded).ok() && !guarded) {
+      // No guard either: an open alter may have rebuilt the table (its mark
+      // says so), or the table was made again behind the engine's back.
+      OpenAlterOwner(db_, id_, &alter_owner).IgnoreError();
     }
+    lost_recorders_ = !recording && !guarded && alter_owner == 0;
     if (loaded && live.pk_cols.empty() && live.cols.empty()) {
       // Gone, while its triggers fire or a merge names it: renamed (the
       // triggers moved along) or dropped behind the engine's back.
@@ -45,7 +51,12 @@ Status Crr::CheckShape() {
                "dropped without crsql_as_table): a CRR cannot be renamed; rename its table back "
                "to " + schema_.name;
       shape_ = Shape::kDrifted;
-    } else if (!recording && !guarded) {
+    } else if (!recording && !guarded && alter_owner != 0) {
+      // An alter open on another connection rebuilt the table, taking its
+      // guard along (callers skip this check on the alter's own).
+      drift_ = AlterOpenElsewhere(schema_.name);
+      shape_ = Shape::kDrifted;
+    } else if (lost_recorders_) {
       // The table was dropped and made again without crsql_as_table (or
       // a recording trigger dropped): nothing records its writes, and the
       // CRR's metadata describes the dropped table's rows. (During an
@@ -53,9 +64,10 @@ Status Crr::CheckShape() {
       // alter's own connection, where a rebuild of the table removes both.)
       drift_ = "crsql - CRR " + schema_.name + " has lost its recording triggers (its table was "
                "dropped and made again, or a trigger " + schema_.name + "__crsync_itrig, _utrig "
-               "or _dtrig dropped, without crsql_as_table): nothing records its writes, so its "
-               "writes and merges are refused; SELECT crsql_as_crr('" + schema_.name +
-               "') makes the table a CRR again, its current rows recorded anew";
+               "or _dtrig dropped, without crsql_as_table), so its writes are not all recorded: "
+               "its merges, alters and recorded writes are refused; SELECT crsql_as_crr(" +
+               QuoteLiteral(schema_.name) + ") makes the table a CRR again, its current rows "
+               "recorded anew";
       shape_ = Shape::kDrifted;
     } else if (!loaded || (live.pk_cols == schema_.pk_cols && live.cols == schema_.cols)) {
       shape_ = Shape::kMatches;  // (an unreadable table: what fails next names it)

@@ -1,7 +1,6 @@
 #include "engine/recorder.h"
 
 #include <algorithm>
-#include <charconv>
 #include <string>
 #include <vector>
 
@@ -626,36 +625,18 @@ Status DropRecorderTriggers(sqlite3* db, const std::string& table) {
   return sql.empty() ? Status::OK() : Exec(db, sql);
 }
 
-Status AlterGuardOwner(sqlite3* db, const std::string& table, bool* stands, int64_t* owner) {
-  *stands = false;
+std::string OpenAlterKey(int64_t crr_id) { return "crsync_open_alter." + std::to_string(crr_id); }
+
+Status OpenAlterOwner(sqlite3* db, int64_t crr_id, int64_t* owner) {
   *owner = 0;
   StmtPtr st;
-  CRSYNC_RETURN_IF_ERROR(Prepare(db,
-                                 "SELECT sql FROM main.sqlite_master WHERE type = 'trigger' AND "
-                                 "name = ?1 COLLATE NOCASE AND tbl_name = ?2 COLLATE NOCASE",
-                                 &st));
-  const std::string name = table + "__crsync_" + kGuardSuffixes[0];
-  sqlite3_bind_text(st.get(), 1, name.data(), static_cast<int>(name.size()), SQLITE_STATIC);
-  sqlite3_bind_text(st.get(), 2, table.data(), static_cast<int>(table.size()), SQLITE_STATIC);
+  CRSYNC_RETURN_IF_ERROR(
+      Prepare(db, "SELECT CAST(value AS INTEGER) FROM main.crsql_master WHERE key = ?1", &st));
+  const std::string key = OpenAlterKey(crr_id);
+  sqlite3_bind_text(st.get(), 1, key.data(), static_cast<int>(key.size()), SQLITE_STATIC);
   const int rc = sqlite3_step(st.get());
-  if (rc == SQLITE_DONE) return Status::OK();
-  if (rc != SQLITE_ROW) return SqliteError(db, rc);
-  *stands = true;
-  const char* text = reinterpret_cast<const char*>(sqlite3_column_text(st.get(), 0));
-  // AlterGuardSql's call ends "..., <owner>); END" (the table's name, a
-  // quoted literal, comes before and may hold anything).
-  const std::string_view sql = text ? text : "";
-  const size_t close = sql.rfind(')');
-  if (close == std::string_view::npos) return Status::OK();
-  size_t digits = close;
-  while (digits > 0 && sql[digits - 1] >= '0' && sql[digits - 1] <= '9') --digits;
-  int64_t v = 0;
-  if (digits < 2 || sql.substr(digits - 2, 2) != ", " ||
-      std::from_chars(sql.data() + digits, sql.data() + close, v).ptr != sql.data() + close) {
-    return Status::OK();  // an older build's guard: no owner
-  }
-  *owner = v;
-  return Status::OK();
+  if (rc == SQLITE_ROW) *owner = sqlite3_column_int64(st.get(), 0);
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? Status::OK() : SqliteError(db, rc);
 }
 
 std::string AlterGuardSql(const std::string& table, int64_t owner) {

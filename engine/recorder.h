@@ -66,10 +66,13 @@ Status TriggersNamedLikeAlterGuards(sqlite3* db, const std::string& table,
 // Whether an open alter's guard triggers stand on `table` (its own, not a
 // user's trigger of such a name on another table).
 Status AlterGuardStands(sqlite3* db, const std::string& table, bool* stands);
-// Whether an alter's guard stands on `table`, in *stands, and the owner
-// token it carries (AlterGuardSql) in *owner: 0 when none stands, or for
-// a guard made by an older build, whose guards carried none.
-Status AlterGuardOwner(sqlite3* db, const std::string& table, bool* stands, int64_t* owner);
+// An open alter of the CRR with id `crr_id` is marked in crsql_master
+// (key "crsync_open_alter.<id>", value its owner token) from its begin to
+// its commit, in the same transactions as its triggers: so it is known
+// to be open also after the alter rebuilt the table, which takes its guard
+// triggers along. *owner is 0 when no alter of this build is open.
+std::string OpenAlterKey(int64_t crr_id);
+Status OpenAlterOwner(sqlite3* db, int64_t crr_id, int64_t* owner);
 // Drops the recording triggers of CRR `table`, and an open alter's guard
 // triggers: the triggers of their names that are on `table` (a user's
 // trigger of such a name on another table is the user's, and stays).

@@ -268,7 +268,7 @@ TEST(OpenAlterGuardTest, AnAlterTakenOverIsNotTheFirstConnectionsAnyMore) {
   EXPECT_THAT(a.Error("UPDATE t SET v = 'a' WHERE id = 1"), HasSubstr("t is being altered"));
   EXPECT_THAT(a.Error("INSERT INTO t VALUES (2, 'a')"), HasSubstr("t is being altered"));
   EXPECT_EQ(a.Query("SELECT * FROM t"), (Rows{{"1", "'x'"}}));
-  EXPECT_THAT(a.Error("SELECT crsql_commit_alter('t')"), HasSubstr("taken over by another"));
+  EXPECT_THAT(a.Error("SELECT crsql_commit_alter('t')"), HasSubstr("another connection took it over"));
   b.Exec("ALTER TABLE t ADD COLUMN w; SELECT crsql_commit_alter('t');");
   EXPECT_EQ(a.Query(kChanges), changes);
   a.Exec("UPDATE t SET v = 'a' WHERE id = 1");  // recorded again
@@ -341,6 +341,43 @@ TEST(DroppedCrrTest, ATableMadeAgainUnderTheNameIsNoCrrUntilAsCrr) {
             "X'00112233445566778899AABBCCDDEEFF')");
     EXPECT_EQ(db.One("SELECT a FROM t WHERE id = 3"), "'remote'");
   }
+}
+
+// An alter that rebuilt its table (the 12-step way, which takes the guard
+// triggers along) and stays open across COMMIT is still an open alter to
+// other connections: they keep reading the CRR's changes (a cursor moving
+// past them meanwhile would never see them again), and their merges into
+// it are refused as during any alter; begin/commit on a table made again
+// behind the engine's back is refused instead, pointing to crsql_as_crr.
+TEST(DroppedCrrTest, AnAlterThatRebuiltItsTableIsNoDroppedCrr) {
+  TempPath path;
+  TestDb a(path.str()), b(path.str());
+  a.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t');"
+         "CREATE TABLE u (id INTEGER PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('u');"
+         "INSERT INTO t VALUES (1, 'x');"
+         "BEGIN; SELECT crsql_begin_alter('t');"
+         "CREATE TABLE t_new (id INTEGER PRIMARY KEY NOT NULL, v TEXT);"
+         "INSERT INTO t_new SELECT * FROM t; DROP TABLE t; ALTER TABLE t_new RENAME TO t; COMMIT;");
+  b.Exec("INSERT INTO u VALUES (1, 'y')");
+  EXPECT_EQ(b.Query("SELECT \"table\", val FROM crsql_changes WHERE cid = 'v' ORDER BY 1"),
+            (Rows{{"'t'", "'x'"}, {"'u'", "'y'"}}));
+  EXPECT_THAT(b.Error("INSERT INTO crsql_changes VALUES ('t', X'010902', 'v', 'p', 1, 1, "
+                      "X'00112233445566778899AABBCCDDEEFF')"),
+              HasSubstr("t is being altered"));
+  EXPECT_EQ(b.One("SELECT count(*) FROM t"), "1");
+  a.Exec("SELECT crsql_commit_alter('t')");
+  b.Exec("INSERT INTO crsql_changes VALUES ('t', X'010902', 'v', 'p', 1, 1, "
+         "X'00112233445566778899AABBCCDDEEFF')");
+  EXPECT_EQ(b.One("SELECT v FROM t WHERE id = 2"), "'p'");
+
+  TestDb c;
+  c.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t');"
+         "INSERT INTO t VALUES (1, 'old'); DROP TABLE t;"
+         "CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, v); INSERT INTO t VALUES (1, 'NEW');");
+  EXPECT_THAT(c.Error("SELECT crsql_begin_alter('t')"), HasSubstr("lost its recording triggers"));
+  c.Exec("SELECT crsql_as_crr('t')");
+  EXPECT_EQ(c.Query("SELECT val, db_version FROM crsql_changes WHERE cid = 'v'"),
+            (Rows{{"'NEW'", "2"}}));
 }
 
 // One recording trigger dropped by hand: the table's other writes are
