@@ -397,11 +397,14 @@ class Migration {
 }  // namespace
 
 std::string AlterOpenElsewhere(const std::string& table) {
-  return "crsql - " + table + " is being altered: crsql_begin_alter('" + table +
-         "') ran on another connection, whose crsql_commit_alter has not run yet, and until it "
-         "does " + table + "'s writes would not be recorded; retry after it (if that connection "
-         "is gone, run SELECT crsql_begin_alter('" + table + "'); SELECT crsql_commit_alter('" +
-         table + "'); here)";
+  const std::string quoted = QuoteLiteral(table);
+  return "crsql - " + table + " is being altered: crsql_begin_alter(" + quoted +
+         ") ran on another connection, whose crsql_commit_alter has not run yet, and until it "
+         "does " +
+         table +
+         "'s writes would not be recorded; retry after it (if that connection "
+         "is gone, run SELECT crsql_begin_alter(" +
+         quoted + "); SELECT crsql_commit_alter(" + quoted + "); here)";
 }
 
 Status ConfirmOpenAlters(ConnEngine* e) {
@@ -495,7 +498,8 @@ Status BeginAlter(ConnEngine* e, const std::string& table) {
     if (!standing) {
       return Status::InvalidArgument("crsql - an alter of " + name +
                                      " is already open on this connection; call "
-                                     "crsql_commit_alter('" + name + "') first");
+                                     "crsql_commit_alter(" +
+                                     QuoteLiteral(name) + ") first");
     }
     e->open_alters().erase(open);  // rolled back
   }
@@ -572,7 +576,8 @@ Status CommitAlter(ConnEngine* e, const std::string& table) {
   }
   if (triggers_back) {
     return Status::InvalidArgument(
-        "crsql - crsql_commit_alter('" + name + "'): the alter this connection began is no longer "
+        "crsql - crsql_commit_alter(" + QuoteLiteral(name) +
+        "): the alter this connection began is no longer "
         "open: a rollback undid it, or another connection finished it (its crsql_commit_alter); "
         "an ALTER TABLE made since is not recorded (begin and commit the alter again)");
   }
@@ -582,15 +587,19 @@ Status CommitAlter(ConnEngine* e, const std::string& table) {
     if (owner != open->second.owner) {
       e->open_alters().erase(open);
       return Status::InvalidArgument(
-          "crsql - crsql_commit_alter('" + name + "'): the alter this connection began was taken "
-          "over by another connection's crsql_begin_alter('" + name + "'), whose "
+          "crsql - crsql_commit_alter(" + QuoteLiteral(name) +
+          "): the alter this connection began was taken "
+          "over by another connection's crsql_begin_alter(" +
+          QuoteLiteral(name) +
+          "), whose "
           "crsql_commit_alter finishes it (if that connection is gone, run SELECT "
-          "crsql_begin_alter('" + name + "'); SELECT crsql_commit_alter('" + name + "'); here)");
+          "crsql_begin_alter(" +
+          QuoteLiteral(name) + "); SELECT crsql_commit_alter(" + QuoteLiteral(name) + "); here)");
     }
   }
   if (open == e->open_alters().end()) {
-    return Status::InvalidArgument("crsql - crsql_commit_alter('" + name +
-                                   "') without crsql_begin_alter on this connection (or it was "
+    return Status::InvalidArgument("crsql - crsql_commit_alter(" + QuoteLiteral(name) +
+                                   ") without crsql_begin_alter on this connection (or it was "
                                    "rolled back, or another connection took it over or "
                                    "finished it); an ALTER TABLE made since is not recorded "
                                    "(begin and commit the alter again)");
@@ -610,9 +619,11 @@ Status CommitAlter(ConnEngine* e, const std::string& table) {
     CRSYNC_RETURN_IF_ERROR(LoadTableSchema(db, name, &now));
     if (!(rows_untouched && IsAppendOnly(crr->schema(), now))) {
       return Status::FailedPrecondition(
-          "crsql - crsql_commit_alter('" + name + "'): another statement of this connection is "
+          "crsql - crsql_commit_alter(" + QuoteLiteral(name) +
+          "): another statement of this connection is "
           "still running: finish or reset it, then call crsql_commit_alter again (the alter "
-          "stays open; SQLite cannot rebuild " + name + "'s metadata under a running statement)");
+          "stays open; SQLite cannot rebuild " +
+          name + "'s metadata under a running statement)");
     }
   }
   e->open_alters().erase(open);
@@ -677,7 +688,8 @@ Status CommitAlter(ConnEngine* e, const std::string& table) {
     return Status::InvalidArgument(
         "failed compacting tables post alteration: " + s.message() +
         " (the transaction that began the alter has ended, so the alter stays open: fix the "
-        "table and call crsql_commit_alter('" + name + "') again)");
+        "table and call crsql_commit_alter(" +
+        QuoteLiteral(name) + ") again)");
   }
   e->catalog().Invalidate();
   return Status::InvalidArgument("failed compacting tables post alteration: " + s.message());

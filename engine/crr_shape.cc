@@ -95,9 +95,9 @@ Status Crr::CheckShape() {
       if (what.empty()) what = "its columns were reordered or their key changed";
       drift_ = "crsql - table " + schema_.name +
                " was altered without crsql_begin_alter/crsql_commit_alter (" + what +
-               "), so its writes cannot be recorded; call SELECT crsql_begin_alter('" +
-               schema_.name + "'); SELECT crsql_commit_alter('" + schema_.name +
-               "'); to record its new shape";
+               "), so its writes cannot be recorded; call SELECT crsql_begin_alter(" +
+               QuoteLiteral(schema_.name) + "); SELECT crsql_commit_alter(" +
+               QuoteLiteral(schema_.name) + "); to record its new shape";
       shape_ = Shape::kDrifted;
     }
   }

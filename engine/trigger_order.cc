@@ -199,14 +199,14 @@ Status RecordersFirstRefusal(sqlite3* db, const std::string& table, const char* 
   return ForEachTriggerBeforeRecorders(
       db, table, [&](const std::string& name, const TriggerSqlTraits& traits, bool temp) {
         if (!traits.after || !traits.stops_rows || traits.event != event) return true;
-        *refusal = "crsql - " + std::string(temp ? "TEMP trigger " : "trigger ") + name +
-                   " on " + table + " fires before crsync's recording triggers (" +
+        *refusal = "crsql - " + std::string(temp ? "TEMP trigger " : "trigger ") + name + " on " +
+                   table + " fires before crsync's recording triggers (" +
                    (temp ? "TEMP triggers fire before main's" : "it was made after them") +
                    ") and may stop a row it follows with RAISE(IGNORE) or RAISE(FAIL), leaving "
                    "that write unrecorded; " +
                    (temp ? "make it in main instead, then call" : "call") +
-                   " SELECT crsql_as_crr('" + table +
-                   "') again to have the recording triggers fire first";
+                   " SELECT crsql_as_crr(" + QuoteLiteral(table) +
+                   ") again to have the recording triggers fire first";
         return false;
       });
 }
