@@ -10,6 +10,23 @@
 namespace crsync {
 namespace {
 
+// `terms` (SELECTs of one column) joined by UNION ALL, nested in chunks so
+// that no compound SELECT has more terms than SQLite allows (500 by
+// default): a database may hold more CRRs than that. The first term names
+// the column.
+std::string UnionAll(const std::vector<std::string>& terms) {
+  constexpr size_t kChunk = 100;
+  std::vector<std::string> chunks;
+  for (size_t i = 0; i < terms.size(); i += kChunk) {
+    std::string part;
+    for (size_t k = i; k < std::min(terms.size(), i + kChunk); ++k) {
+      part += (k == i ? "" : " UNION ALL ") + terms[k];
+    }
+    chunks.push_back(terms.size() <= kChunk ? part : "SELECT * FROM (" + part + ")");
+  }
+  return chunks.size() == 1 ? chunks[0] : UnionAll(chunks);
+}
+
 constexpr char kBootstrapSql[] =
     "CREATE TABLE IF NOT EXISTS main.crsql_site_id("
     "  site_id BLOB NOT NULL, ordinal INTEGER PRIMARY KEY);"
@@ -411,14 +428,13 @@ Status ConnEngine::RecomputeCommitted() {
     dbv_generation_ = catalog_.generation();
   }
   if (!max_dbv_) {
-    std::string sql =
-        "SELECT max(v) FROM (SELECT CAST(value AS INTEGER) AS v FROM main.crsql_master WHERE key "
-        "= 'pre_compact_dbversion' AND CAST(value AS INTEGER) < ?1";
+    std::vector<std::string> terms = {
+        "SELECT CAST(value AS INTEGER) AS v FROM main.crsql_master WHERE key = "
+        "'pre_compact_dbversion' AND CAST(value AS INTEGER) < ?1"};
     for (const auto& crr : catalog_.all()) {
-      sql += " UNION ALL SELECT max(dbv) FROM main." + crr->FeedTable() + " WHERE dbv < ?1";
+      terms.push_back("SELECT max(dbv) FROM main." + crr->FeedTable() + " WHERE dbv < ?1");
     }
-    sql += ")";
-    CRSYNC_RETURN_IF_ERROR(PrepareCached(sql, &max_dbv_));
+    CRSYNC_RETURN_IF_ERROR(PrepareCached("SELECT max(v) FROM (" + UnionAll(terms) + ")", &max_dbv_));
   }
   // Inside a transaction that took a version, what it stored (at that
   // version or above) is not committed: only versions below count.
@@ -436,14 +452,12 @@ Status ConnEngine::RecomputeCommitted() {
 // and the caller then recomputes.
 Status ConnEngine::FeedHasVersion(int64_t dbv, bool* present) {
   if (!has_dbv_) {
-    std::string sql;
+    std::vector<std::string> terms;
     for (const auto& crr : catalog_.all()) {
-      sql += sql.empty() ? "" : " UNION ALL ";
-      sql += "SELECT 1 FROM main." + crr->FeedTable() + " WHERE dbv = ?1";
+      terms.push_back("SELECT 1 FROM main." + crr->FeedTable() + " WHERE dbv = ?1");
     }
-    if (sql.empty()) sql = "SELECT 1 WHERE ?1 IS NULL";
-    sql += " LIMIT 1";
-    CRSYNC_RETURN_IF_ERROR(PrepareCached(sql, &has_dbv_));
+    if (terms.empty()) terms.push_back("SELECT 1 WHERE ?1 IS NULL");
+    CRSYNC_RETURN_IF_ERROR(PrepareCached(UnionAll(terms) + " LIMIT 1", &has_dbv_));
   }
   sqlite3_bind_int64(has_dbv_.get(), 1, dbv);
   int rc = sqlite3_step(has_dbv_.get());

@@ -31,6 +31,29 @@ TEST(RecordingTest, EachTransactionGetsOneVersionAndRollbackDoesNotMoveIt) {
 // With the app's hooks set (after the engine, or before it), versions still
 // advance per transaction, rollbacks leave no trace, merges take the next
 // version, and the app's hooks see every commit and rollback.
+// More CRRs than SQLite takes terms in one compound SELECT (500): the
+// statements that find the committed version over every CRR's feed are
+// nested in chunks. Before, every write of such a database failed with
+// "too many terms in compound SELECT".
+TEST(RecordingTest, MoreCrrsThanACompoundSelectHasTermsStillRecord) {
+  TempPath path;
+  TestDb a(path.str());
+  std::string sql = "BEGIN;";
+  for (int i = 0; i < 510; ++i) {
+    const std::string t = "t" + std::to_string(i);
+    sql += "CREATE TABLE " + t + " (id INTEGER PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('" + t +
+           "');";
+  }
+  a.Exec(sql + "COMMIT;");
+  TestDb b(path.str());
+  a.Exec("INSERT INTO t0 VALUES (1, 'a')");
+  b.Exec("INSERT INTO t509 VALUES (1, 'b')");  // another connection: the version is recomputed
+  a.Exec("INSERT INTO t250 VALUES (1, 'c')");
+  EXPECT_EQ(a.Query("SELECT \"table\", db_version FROM crsql_changes WHERE cid = 'v' ORDER BY 2"),
+            (Rows{{"'t0'", "1"}, {"'t509'", "2"}, {"'t250'", "3"}}));
+  EXPECT_EQ(b.One("SELECT crsql_db_version()"), "3");
+}
+
 TEST(RecordingTest, TheApplicationsCommitAndRollbackHooksAreLeftToIt) {
   struct Counts {
     int commits = 0, rollbacks = 0;
