@@ -66,12 +66,18 @@ Status BulkBackfill(ConnEngine* e, Crr* crr, int64_t dbv) {
                                crr->RowsTable() + " ORDER BY pk");
 }
 
-Status RecordingTriggersStand(sqlite3* db, const std::string& name, bool* standing) {
+Status RecordingTriggerCount(sqlite3* db, const std::string& name, int* count) {
   std::vector<NamedTrigger> triggers;
   CRSYNC_RETURN_IF_ERROR(TriggersNamedLikeRecorders(db, name, &triggers));
-  int own = 0;
-  for (const NamedTrigger& t : triggers) own += t.on_table;
-  *standing = own == 3;
+  *count = 0;
+  for (const NamedTrigger& t : triggers) *count += t.on_table;
+  return Status::OK();
+}
+
+Status RecordingTriggersStand(sqlite3* db, const std::string& name, bool* standing) {
+  int count = 0;
+  CRSYNC_RETURN_IF_ERROR(RecordingTriggerCount(db, name, &count));
+  *standing = count == 3;
   return Status::OK();
 }
 
@@ -113,15 +119,15 @@ Status CrrsWithoutRecorders(sqlite3* db, const std::vector<const Crr*>& crrs,
   std::set<int64_t> marked;
   CRSYNC_RETURN_IF_ERROR(Prepare(db,
                                  "SELECT CAST(substr(key, 19) AS INTEGER) FROM main.crsql_master "
-                                 "WHERE substr(key, 1, 18) = 'crsync_open_alter.'",
+                                 "WHERE key > 'crsync_open_alter.' AND key < 'crsync_open_alter/'",
                                  &st));
   while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) marked.insert(sqlite3_column_int64(st.get(), 0));
   if (rc != SQLITE_DONE) return SqliteError(db, rc);
   for (size_t i = 0; i < crrs.size(); ++i) {
     auto it = triggers.find(crrs[i]->name());
-    const bool recording = it != triggers.end() && it->second.first == 3;
+    const bool any_recorder = it != triggers.end() && it->second.first > 0;
     const bool guarded = it != triggers.end() && it->second.second;
-    (*lost)[i] = !recording && !guarded && !marked.count(crrs[i]->id());
+    (*lost)[i] = !any_recorder && !guarded && !marked.count(crrs[i]->id());
   }
   return Status::OK();
 }
@@ -266,15 +272,27 @@ Status AsCrr(ConnEngine* e, const std::string& table) {
     // so it is cleared and the table converted afresh.
     const std::string name = known->name();
     if (e->open_alters().count(name)) return Status::OK();  // triggers away on purpose
-    bool standing = false;
-    CRSYNC_RETURN_IF_ERROR(RecordingTriggersStand(db, name, &standing));
-    if (standing) {
+    int recorders = 0;
+    CRSYNC_RETURN_IF_ERROR(RecordingTriggerCount(db, name, &recorders));
+    if (recorders == 3) {
       CRSYNC_RETURN_IF_ERROR(known->CheckShape());  // altered without begin/commit: say how to fix
       return MakeRecordersFireFirst(e, name);
     }
-    bool guarded = false;  // another connection's alter is open
+    // Another connection's alter is open: its guard stands, or (when it
+    // rebuilt the table, guards and all) its mark.
+    bool guarded = false;
+    int64_t alter_owner = 0;
     CRSYNC_RETURN_IF_ERROR(AlterGuardStands(db, name, &guarded));
-    if (guarded) return Status::FailedPrecondition(AlterOpenElsewhere(name));
+    if (!guarded) CRSYNC_RETURN_IF_ERROR(OpenAlterOwner(db, known->id(), &alter_owner));
+    if (guarded || alter_owner != 0) return Status::FailedPrecondition(AlterOpenElsewhere(name));
+    if (recorders > 0) {
+      // A recording trigger dropped by hand (DROP TABLE takes all three):
+      // the table and its history stand, so an alter's begin and commit
+      // make the triggers again, reading every row for what went
+      // unrecorded, rather than a conversion afresh that loses tombstones.
+      CRSYNC_RETURN_IF_ERROR(BeginAlter(e, name));
+      return CommitAlter(e, name);
+    }
     bool exists = false;
     CRSYNC_RETURN_IF_ERROR(TableExists(db, name, &exists));
     if (!exists) return Status::InvalidArgument("crsql - no such table: " + name);

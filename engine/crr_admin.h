@@ -38,9 +38,11 @@ bool OtherStatementRuns(sqlite3* db);
 // that name (crsql_begin_alter drops them; a rollback brings them back; a
 // table dropped behind the engine's back loses them).
 Status RecordingTriggersStand(sqlite3* db, const std::string& name, bool* standing);
-// For each of `crrs`, whether it lost its recording triggers with no alter
-// open (no guard triggers, no open-alter mark): its table was dropped and
-// made again, or a trigger dropped, behind the engine's back
+// How many of the three recording triggers stand on CRR `name`'s table.
+Status RecordingTriggerCount(sqlite3* db, const std::string& name, int* count);
+// For each of `crrs`, whether it lost all its recording triggers with no
+// alter open (no guard triggers, no open-alter mark): its table was
+// dropped and made again behind the engine's back
 // (Crr::lost_recorders). Two queries, whatever the number of CRRs.
 Status CrrsWithoutRecorders(sqlite3* db, const std::vector<const Crr*>& crrs,
                             std::vector<bool>* lost);

@@ -34,40 +34,52 @@ Status Crr::CheckShape() {
     live.name = schema_.name;
     std::string unique;
     const bool loaded = LoadColumns(db_, &live).ok();
-    bool recording = true, guarded = false;
+    const bool table_gone = loaded && live.pk_cols.empty() && live.cols.empty();
+    // The triggers in the recorders' place, when they could all be read.
+    int recorders = 3;
+    bool guarded = false;
     int64_t alter_owner = 0;
-    if (loaded && !(live.pk_cols.empty() && live.cols.empty()) &&
-        RecordingTriggersStand(db_, schema_.name, &recording).ok() && !recording &&
-        AlterGuardStands(db_, schema_.name, &guarded).ok() && !guarded) {
-      // No guard either: an open alter may have rebuilt the table (its mark
-      // says so), or the table was made again behind the engine's back.
-      OpenAlterOwner(db_, id_, &alter_owner).IgnoreError();
+    if (loaded && !table_gone && RecordingTriggerCount(db_, schema_.name, &recorders).ok() &&
+        recorders == 0) {
+      // No recorder: an alter's guard stands, or the alter rebuilt the
+      // table, guards and all (its mark says so), or the table was made
+      // again behind the engine's back. (What cannot be read passes.)
+      if (!AlterGuardStands(db_, schema_.name, &guarded).ok() ||
+          (!guarded && !OpenAlterOwner(db_, id_, &alter_owner).ok())) {
+        guarded = true;
+      }
     }
-    lost_recorders_ = !recording && !guarded && alter_owner == 0;
-    if (loaded && live.pk_cols.empty() && live.cols.empty()) {
+    lost_recorders_ = recorders == 0 && !guarded && alter_owner == 0;
+    if (table_gone) {
       // Gone, while its triggers fire or a merge names it: renamed (the
       // triggers moved along) or dropped behind the engine's back.
       drift_ = "crsql - CRR " + schema_.name + " has no table of that name any more (renamed or "
                "dropped without crsql_as_table): a CRR cannot be renamed; rename its table back "
                "to " + schema_.name;
       shape_ = Shape::kDrifted;
-    } else if (!recording && !guarded && alter_owner != 0) {
+    } else if (recorders == 0 && !guarded && alter_owner != 0) {
       // An alter open on another connection rebuilt the table, taking its
       // guard along (callers skip this check on the alter's own).
       drift_ = AlterOpenElsewhere(schema_.name);
       shape_ = Shape::kDrifted;
     } else if (lost_recorders_) {
-      // The table was dropped and made again without crsql_as_table (or
-      // a recording trigger dropped): nothing records its writes, and the
-      // CRR's metadata describes the dropped table's rows. (During an
-      // alter its guard stands instead; callers skip this check on the
-      // alter's own connection, where a rebuild of the table removes both.)
+      // The table was dropped and made again without crsql_as_table:
+      // nothing records its writes, and the CRR's metadata describes the
+      // dropped table's rows.
       drift_ = "crsql - CRR " + schema_.name + " has lost its recording triggers (its table was "
-               "dropped and made again, or a trigger " + schema_.name + "__crsync_itrig, _utrig "
-               "or _dtrig dropped, without crsql_as_table), so its writes are not all recorded: "
-               "its merges, alters and recorded writes are refused; SELECT crsql_as_crr(" +
+               "dropped and made again without crsql_as_table), so its writes are not "
+               "recorded: its merges and alters are refused; SELECT crsql_as_crr(" +
                QuoteLiteral(schema_.name) + ") makes the table a CRR again, its current rows "
                "recorded anew";
+      shape_ = Shape::kDrifted;
+    } else if (recorders > 0 && recorders < 3) {
+      // A recording trigger dropped by hand: the writes it recorded go
+      // unrecorded. The table and its history stand.
+      drift_ = "crsql - CRR " + schema_.name + " has lost a recording trigger (" + schema_.name +
+               "__crsync_itrig, _utrig or _dtrig was dropped), so some of its writes are not "
+               "recorded: its other writes and its merges are refused; SELECT crsql_as_crr(" +
+               QuoteLiteral(schema_.name) + ") makes the triggers again, its history kept (what "
+               "was written meanwhile gets clocks; a delete made meanwhile never replicates)";
       shape_ = Shape::kDrifted;
     } else if (!loaded || (live.pk_cols == schema_.pk_cols && live.cols == schema_.cols)) {
       shape_ = Shape::kMatches;  // (an unreadable table: what fails next names it)

@@ -380,18 +380,51 @@ TEST(DroppedCrrTest, AnAlterThatRebuiltItsTableIsNoDroppedCrr) {
             (Rows{{"'NEW'", "2"}}));
 }
 
-// One recording trigger dropped by hand: the table's other writes are
-// refused, naming the loss, rather than recorded without its deletes.
-TEST(DroppedCrrTest, ADroppedRecordingTriggerStopsTheTablesWrites) {
+// One recording trigger dropped by hand (DROP TABLE takes all three): the
+// table and its history stand, so reads go on; the table's other writes
+// and its merges are refused, naming the loss, and crsql_as_crr makes the
+// triggers again through an alter, keeping the history (the tombstone of
+// row 3 and row 1's col_version 2). A write whose own trigger is gone
+// fires nothing and cannot be refused: the delete of row 2 goes
+// unrecorded (its records are dropped when the triggers are made again,
+// and no tombstone replicates), as the docs say.
+TEST(DroppedCrrTest, ADroppedRecordingTriggerStopsTheTablesWritesUntilRemade) {
   TestDb db;
   db.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, a); SELECT crsql_as_crr('t');"
-          "INSERT INTO t VALUES (1, 'x'); DROP TRIGGER t__crsync_dtrig;");
-  EXPECT_THAT(db.Error("INSERT INTO t VALUES (2, 'y')"), HasSubstr("lost its recording triggers"));
-  EXPECT_THAT(db.Error("UPDATE t SET a = 'z'"), HasSubstr("lost its recording triggers"));
-  EXPECT_EQ(db.Query("SELECT * FROM t"), (Rows{{"1", "'x'"}}));
+          "INSERT INTO t VALUES (1, 'x'), (2, 'w'), (3, 'v'); DELETE FROM t WHERE id = 3;"
+          "UPDATE t SET a = 'x2' WHERE id = 1; DROP TRIGGER t__crsync_dtrig;");
+  const Rows changes = db.Query(kChanges);
+  EXPECT_EQ(changes.size(), 3u);  // read as before: a, a, and row 3's tombstone
+  EXPECT_THAT(db.Error("INSERT INTO t VALUES (4, 'y')"), HasSubstr("has lost a recording trigger"));
+  EXPECT_THAT(db.Error("UPDATE t SET a = 'z'"), HasSubstr("has lost a recording trigger"));
+  EXPECT_THAT(db.Error("INSERT INTO crsql_changes VALUES ('t', X'010905', 'a', 'p', 1, 1, "
+                       "X'00112233445566778899AABBCCDDEEFF')"),
+              HasSubstr("has lost a recording trigger"));
+  db.Exec("DELETE FROM t WHERE id = 2");
+  EXPECT_EQ(db.Query("SELECT * FROM t"), (Rows{{"1", "'x2'"}}));
   db.Exec("SELECT crsql_as_crr('t'); DELETE FROM t WHERE id = 1");
-  EXPECT_EQ(db.Query("SELECT cid, cl FROM crsql_changes"), (Rows{{"'-1'", "2"}}));
+  EXPECT_EQ(db.Query("SELECT hex(pk), cid, cl, col_version FROM crsql_changes ORDER BY pk"),
+            (Rows{{"'010901'", "'-1'", "2", "2"}, {"'010903'", "'-1'", "2", "2"}}));
 }
+
+// crsql_as_crr on another connection while an alter that rebuilt its table
+// is open (its guard gone with the old table, its mark standing) is
+// refused like any write there: converting afresh would drop the CRR's
+// history under the open alter.
+TEST(DroppedCrrTest, AsCrrDuringAnAlterThatRebuiltItsTableIsRefused) {
+  TempPath path;
+  TestDb a(path.str()), b(path.str());
+  a.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t');"
+         "INSERT INTO t VALUES (1, 'x'); DELETE FROM t WHERE id = 1; INSERT INTO t VALUES (2, 'y');"
+         "BEGIN; SELECT crsql_begin_alter('t');"
+         "CREATE TABLE t_new (id INTEGER PRIMARY KEY NOT NULL, v TEXT, w);"
+         "INSERT INTO t_new (id, v) SELECT * FROM t; DROP TABLE t; ALTER TABLE t_new RENAME TO t;"
+         "COMMIT;");
+  EXPECT_THAT(b.Error("SELECT crsql_as_crr('t')"), HasSubstr("t is being altered"));
+  a.Exec("SELECT crsql_commit_alter('t')");
+  EXPECT_EQ(b.One("SELECT cl FROM crsql_changes WHERE pk = X'010901'"), "2");
+}
+
 
 // A CRR's table renamed without crsql_as_table: its triggers moved along,
 // and its writes are refused by name instead of recorded under the old one.
