@@ -1,5 +1,7 @@
 #include "crsync/sqlite_handles.h"
 
+#include <algorithm>
+
 namespace crsync {
 
 Status SqliteError(sqlite3* db, int rc) {
@@ -66,5 +68,18 @@ static std::string Quote(std::string_view s, char q) {
 
 std::string QuoteIdent(std::string_view name) { return Quote(name, '"'); }
 std::string QuoteLiteral(std::string_view text) { return Quote(text, '\''); }
+
+std::string UnionAll(const std::vector<std::string>& terms) {
+  constexpr size_t kChunk = 100;
+  std::vector<std::string> chunks;
+  for (size_t i = 0; i < terms.size(); i += kChunk) {
+    std::string part;
+    for (size_t k = i; k < std::min(terms.size(), i + kChunk); ++k) {
+      part += (k == i ? "" : " UNION ALL ") + terms[k];
+    }
+    chunks.push_back(terms.size() <= kChunk ? part : "SELECT * FROM (" + part + ")");
+  }
+  return chunks.size() == 1 ? chunks[0] : UnionAll(chunks);
+}
 
 }  // namespace crsync

@@ -10,23 +10,6 @@
 namespace crsync {
 namespace {
 
-// `terms` (SELECTs of one column) joined by UNION ALL, nested in chunks so
-// that no compound SELECT has more terms than SQLite allows (500 by
-// default): a database may hold more CRRs than that. The first term names
-// the column.
-std::string UnionAll(const std::vector<std::string>& terms) {
-  constexpr size_t kChunk = 100;
-  std::vector<std::string> chunks;
-  for (size_t i = 0; i < terms.size(); i += kChunk) {
-    std::string part;
-    for (size_t k = i; k < std::min(terms.size(), i + kChunk); ++k) {
-      part += (k == i ? "" : " UNION ALL ") + terms[k];
-    }
-    chunks.push_back(terms.size() <= kChunk ? part : "SELECT * FROM (" + part + ")");
-  }
-  return chunks.size() == 1 ? chunks[0] : UnionAll(chunks);
-}
-
 constexpr char kBootstrapSql[] =
     "CREATE TABLE IF NOT EXISTS main.crsql_site_id("
     "  site_id BLOB NOT NULL, ordinal INTEGER PRIMARY KEY);"

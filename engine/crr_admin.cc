@@ -74,6 +74,16 @@ Status RecordingTriggerCount(sqlite3* db, const std::string& name, int* count) {
   return Status::OK();
 }
 
+Status ReadRecorderState(sqlite3* db, const std::string& name, int64_t crr_id, RecorderState* out) {
+  *out = RecorderState{};
+  CRSYNC_RETURN_IF_ERROR(RecordingTriggerCount(db, name, &out->recorders));
+  if (out->recorders < 3) CRSYNC_RETURN_IF_ERROR(AlterGuardStands(db, name, &out->guarded));
+  if (out->recorders < 3 && !out->guarded) {
+    CRSYNC_RETURN_IF_ERROR(OpenAlterOwner(db, crr_id, &out->alter_owner));
+  }
+  return Status::OK();
+}
+
 Status RecordingTriggersStand(sqlite3* db, const std::string& name, bool* standing) {
   int count = 0;
   CRSYNC_RETURN_IF_ERROR(RecordingTriggerCount(db, name, &count));
@@ -272,20 +282,16 @@ Status AsCrr(ConnEngine* e, const std::string& table) {
     // so it is cleared and the table converted afresh.
     const std::string name = known->name();
     if (e->open_alters().count(name)) return Status::OK();  // triggers away on purpose
-    int recorders = 0;
-    CRSYNC_RETURN_IF_ERROR(RecordingTriggerCount(db, name, &recorders));
-    if (recorders == 3) {
+    RecorderState state;
+    CRSYNC_RETURN_IF_ERROR(ReadRecorderState(db, name, known->id(), &state));
+    if (state.recorders == 3) {
       CRSYNC_RETURN_IF_ERROR(known->CheckShape());  // altered without begin/commit: say how to fix
       return MakeRecordersFireFirst(e, name);
     }
     // Another connection's alter is open: its guard stands, or (when it
     // rebuilt the table, guards and all) its mark.
-    bool guarded = false;
-    int64_t alter_owner = 0;
-    CRSYNC_RETURN_IF_ERROR(AlterGuardStands(db, name, &guarded));
-    if (!guarded) CRSYNC_RETURN_IF_ERROR(OpenAlterOwner(db, known->id(), &alter_owner));
-    if (guarded || alter_owner != 0) return Status::FailedPrecondition(AlterOpenElsewhere(name));
-    if (recorders > 0) {
+    if (state.alter_open()) return Status::FailedPrecondition(AlterOpenElsewhere(name));
+    if (state.recorders > 0) {
       // A recording trigger dropped by hand (DROP TABLE takes all three):
       // the table and its history stand, so an alter's begin and commit
       // make the triggers again, reading every row for what went

@@ -40,6 +40,17 @@ bool OtherStatementRuns(sqlite3* db);
 Status RecordingTriggersStand(sqlite3* db, const std::string& name, bool* standing);
 // How many of the three recording triggers stand on CRR `name`'s table.
 Status RecordingTriggerCount(sqlite3* db, const std::string& name, int* count);
+// What stands in the place of a CRR's recording triggers.
+struct RecorderState {
+  int recorders = 3;        // recording triggers on the table, of three
+  bool guarded = false;     // an open alter's guard triggers (read when recorders < 3)
+  int64_t alter_owner = 0;  // an open alter's mark (OpenAlterOwner; read when no guard)
+  bool alter_open() const { return guarded || alter_owner != 0; }
+  // The table was dropped and made again behind the engine's back (DROP
+  // TABLE takes all three triggers), with no alter open that rebuilt it.
+  bool lost() const { return recorders == 0 && !alter_open(); }
+};
+Status ReadRecorderState(sqlite3* db, const std::string& name, int64_t crr_id, RecorderState* out);
 // For each of `crrs`, whether it lost all its recording triggers with no
 // alter open (no guard triggers, no open-alter mark): its table was
 // dropped and made again behind the engine's back

@@ -7,7 +7,6 @@
 #include "engine/alter.h"
 #include "engine/catalog.h"
 #include "engine/crr_admin.h"
-#include "engine/recorder.h"
 #include "engine/table_schema.h"
 
 namespace crsync {
@@ -35,21 +34,12 @@ Status Crr::CheckShape() {
     std::string unique;
     const bool loaded = LoadColumns(db_, &live).ok();
     const bool table_gone = loaded && live.pk_cols.empty() && live.cols.empty();
-    // The triggers in the recorders' place, when they could all be read.
-    int recorders = 3;
-    bool guarded = false;
-    int64_t alter_owner = 0;
-    if (loaded && !table_gone && RecordingTriggerCount(db_, schema_.name, &recorders).ok() &&
-        recorders == 0) {
-      // No recorder: an alter's guard stands, or the alter rebuilt the
-      // table, guards and all (its mark says so), or the table was made
-      // again behind the engine's back. (What cannot be read passes.)
-      if (!AlterGuardStands(db_, schema_.name, &guarded).ok() ||
-          (!guarded && !OpenAlterOwner(db_, id_, &alter_owner).ok())) {
-        guarded = true;
-      }
+    // What stands in the recorders' place (what cannot be read passes).
+    RecorderState state;
+    if (loaded && !table_gone && !ReadRecorderState(db_, schema_.name, id_, &state).ok()) {
+      state = RecorderState{};
     }
-    lost_recorders_ = recorders == 0 && !guarded && alter_owner == 0;
+    lost_recorders_ = state.lost();
     if (table_gone) {
       // Gone, while its triggers fire or a merge names it: renamed (the
       // triggers moved along) or dropped behind the engine's back.
@@ -57,7 +47,7 @@ Status Crr::CheckShape() {
                "dropped without crsql_as_table): a CRR cannot be renamed; rename its table back "
                "to " + schema_.name;
       shape_ = Shape::kDrifted;
-    } else if (recorders == 0 && !guarded && alter_owner != 0) {
+    } else if (state.recorders == 0 && !state.guarded && state.alter_owner != 0) {
       // An alter open on another connection rebuilt the table, taking its
       // guard along (callers skip this check on the alter's own).
       drift_ = AlterOpenElsewhere(schema_.name);
@@ -72,7 +62,7 @@ Status Crr::CheckShape() {
                QuoteLiteral(schema_.name) + ") makes the table a CRR again, its current rows "
                "recorded anew";
       shape_ = Shape::kDrifted;
-    } else if (recorders > 0 && recorders < 3) {
+    } else if (state.recorders > 0 && state.recorders < 3) {
       // A recording trigger dropped by hand: the writes it recorded go
       // unrecorded. The table and its history stand.
       drift_ = "crsql - CRR " + schema_.name + " has lost a recording trigger (" + schema_.name +

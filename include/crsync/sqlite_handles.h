@@ -14,6 +14,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "crsync/status.h"
 
@@ -62,6 +63,11 @@ std::string QuoteIdent(std::string_view name);
 
 // Quotes `text` as an SQL string literal: 'text' with any '\'' doubled.
 std::string QuoteLiteral(std::string_view text);
+
+// `terms` (non-empty; SELECTs of one column) joined by UNION ALL, nested
+// in chunks so that no compound SELECT has more terms than SQLite allows
+// (500 by default). The first term names the column.
+std::string UnionAll(const std::vector<std::string>& terms);
 
 }  // namespace crsync
 
