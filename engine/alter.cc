@@ -407,6 +407,30 @@ std::string AlterOpenElsewhere(const std::string& table) {
          quoted + "); SELECT crsql_commit_alter(" + quoted + "); here)";
 }
 
+namespace {
+
+// A ROLLBACK TO may have undone a crsql_commit_alter of this transaction:
+// the alter is then open again, with this connection's token in its mark
+// and guard, and this connection's again.
+Status ReopenUndoneCommits(ConnEngine* e) {
+  auto& committed = e->committed_alters();
+  for (auto it = committed.begin(); it != committed.end();) {
+    bool recording = true;
+    int64_t owner = 0;
+    CRSYNC_RETURN_IF_ERROR(RecordingTriggersStand(e->db(), it->first, &recording));
+    if (!recording) CRSYNC_RETURN_IF_ERROR(OpenAlterOwner(e->db(), it->second.crr_id, &owner));
+    if (recording || owner != it->second.owner) {
+      ++it;
+      continue;
+    }
+    e->open_alters()[it->first] = it->second;
+    it = committed.erase(it);
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
 Status ConfirmOpenAlters(ConnEngine* e) {
   if (!e->alters_unsure() && !e->alters_may_have_moved()) return Status::OK();
   auto& open = e->open_alters();
@@ -424,6 +448,7 @@ Status ConfirmOpenAlters(ConnEngine* e) {
     if (!recording) CRSYNC_RETURN_IF_ERROR(OpenAlterOwner(e->db(), it->second.crr_id, &owner));
     it = recording || owner != it->second.owner ? open.erase(it) : std::next(it);
   }
+  CRSYNC_RETURN_IF_ERROR(ReopenUndoneCommits(e));
   e->set_alters_unsure(false);
   return Status::OK();
 }
@@ -452,14 +477,17 @@ int RegisterAlterGuard(sqlite3* db, ConnEngine* e) {
       // connection's open alter of the table, the write is the owner's (no
       // query per row). Otherwise the alter is another's: forget ours if
       // it was taken over, and refuse.
-      auto open = engine->open_alters().find(table);
-      if (open != engine->open_alters().end() && argc == 2 &&
-          sqlite3_value_int64(argv[1]) == open->second.owner) {
-        return sqlite3_result_null(ctx);
-      }
+      auto owned = [&] {
+        auto open = engine->open_alters().find(table);
+        return open != engine->open_alters().end() && argc == 2 &&
+               sqlite3_value_int64(argv[1]) == open->second.owner;
+      };
+      if (owned()) return sqlite3_result_null(ctx);
+      // (or ours again: a rollback undid our commit of it)
       if (Status s = ConfirmOpenAlters(engine); !s.ok()) {
         return sqlite3_result_error(ctx, s.message().c_str(), -1);
       }
+      if (owned()) return sqlite3_result_null(ctx);
       sqlite3_result_error(ctx, AlterOpenElsewhere(table).c_str(), -1);
     });
   };
@@ -562,6 +590,7 @@ void WarnOfUnrecordedWrites(sqlite3* db, const std::string& table, int64_t d, in
 Status CommitAlter(ConnEngine* e, const std::string& table) {
   sqlite3* db = e->db();
   CRSYNC_RETURN_IF_ERROR(e->FlushLocalWrites());
+  if (e->alters_unsure()) CRSYNC_RETURN_IF_ERROR(ReopenUndoneCommits(e));
   CRSYNC_RETURN_IF_ERROR(e->catalog().Refresh(true));
   Crr* crr = e->catalog().ByName(table);
   if (!crr) return Status::InvalidArgument("crsql - " + table + " is not a CRR");
@@ -675,6 +704,8 @@ Status CommitAlter(ConnEngine* e, const std::string& table) {
     // begin_alter's savepoint, unless the caller's COMMIT (or the release
     // of an enclosing savepoint) already ended it.
     Exec(db, "RELEASE " + begin_sp).IgnoreError();
+    // A rollback of the enclosing transaction would open the alter again.
+    if (!sqlite3_get_autocommit(db)) e->committed_alters().emplace_back(name, begun);
     WarnOfUnrecordedWrites(db, name, d, unrecorded_deletes, unrecorded_inserts);
     return s;
   }

@@ -523,6 +523,7 @@ void ConnEngine::TransactionCommitted() noexcept {
   // (A transaction that took no version leaves an unchecked one in place.)
   own_commit_ = std::max(own_commit_, pending_);
   EndTransaction();
+  committed_alters_.clear();  // their commits stand
   ++txn_serial_;
   catalog_.ReleaseRetired();  // no statement of ours is running at a commit
 }
@@ -537,6 +538,12 @@ void ConnEngine::TransactionRolledBack() noexcept {
   for (auto it = open_alters_.begin(); it != open_alters_.end();) {
     it = it->second.txn == txn_serial_ ? open_alters_.erase(it) : std::next(it);
   }
+  // An alter begun by an earlier transaction and committed in this one is
+  // open again.
+  for (const auto& [name, alter] : committed_alters_) {
+    if (alter.txn != txn_serial_) open_alters_[name] = alter;
+  }
+  committed_alters_.clear();
   alters_unsure_ = false;  // only this transaction's could have been undone
   ++txn_serial_;
   // The schema version went back with it and may climb to the cached value
@@ -600,6 +607,7 @@ void ConnEngine::CaptureRollbackTo(int level) {
     config_stale_ = true;
   }
   for (const auto& [name, alter] : open_alters_) alters_unsure_ |= alter.txn == txn_serial_;
+  alters_unsure_ |= !committed_alters_.empty();  // a commit undone: the alter is open again
   while (!capture_marks_.empty() && capture_marks_.back().level > level) capture_marks_.pop_back();
   // A savepoint opened before the capture table joined saw an empty log,
   // and no version taken (the table joins when the first one is).

@@ -249,6 +249,14 @@ class ConnEngine {
   // Counts the transactions this connection ended.
   uint64_t txn_serial() const { return txn_serial_; }
   std::map<std::string, OpenAlter>& open_alters() { return open_alters_; }
+  // Alters this connection committed in the transaction still open, as
+  // they were before their commit: a rollback of the commit (ROLLBACK, or
+  // ROLLBACK TO a savepoint before it) leaves such an alter open again, its
+  // guard and mark holding this connection's token, and it is this
+  // connection's again (TransactionRolledBack; ConfirmOpenAlters after a
+  // ROLLBACK TO). Forgotten when the transaction commits.
+  // (A list: one table's alter may be begun and committed again.)
+  std::vector<std::pair<std::string, OpenAlter>>& committed_alters() { return committed_alters_; }
   // A ROLLBACK TO may have undone a crsql_begin_alter of this transaction
   // (its recording triggers are back): ConfirmOpenAlters (alter.h) then
   // forgets it before this connection next acts as its owner, and at the
@@ -377,6 +385,7 @@ class ConnEngine {
   int merge_writes_ = 0;
   std::vector<const MergingRows*> merging_rows_;
   std::map<std::string, OpenAlter> open_alters_;
+  std::vector<std::pair<std::string, OpenAlter>> committed_alters_;
   bool alters_unsure_ = false;
   unsigned alters_data_version_ = ~0u;  // DataVersion() when the alters were last confirmed
   uint64_t txn_serial_ = 0;

@@ -195,6 +195,52 @@ TEST(OpenAlterGuardTest, AnOpenAlterOutlivesOtherRollbacksAndIsFinishedElsewhere
             (Rows{{"'010901'", "'v'", "'during'"}}));
 }
 
+// A crsql_commit_alter that a rollback undoes (of its transaction, or to
+// a savepoint before it) leaves the alter open, and this connection's: it
+// writes (unrecorded, as in any alter) and commits again; another
+// connection stays refused until then.
+TEST(OpenAlterGuardTest, ACommitRolledBackLeavesTheAlterOpenAndOurs) {
+  for (const char* undo : {"BEGIN; SELECT crsql_commit_alter('t'); ROLLBACK;",
+                           "BEGIN; SAVEPOINT s; SELECT crsql_commit_alter('t'); ROLLBACK TO s;"
+                           "RELEASE s; COMMIT;",
+                           "BEGIN; SAVEPOINT s; SELECT crsql_commit_alter('t'); ROLLBACK TO s;"
+                           "UPDATE t SET v = 'in-txn'; COMMIT;"}) {
+    SCOPED_TRACE(undo);
+    TempPath path;
+    TestDb a(path.str()), b(path.str());
+    a.Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t');"
+           "INSERT INTO t VALUES (1, 'a');"
+           "SELECT crsql_begin_alter('t'); ALTER TABLE t ADD COLUMN w; COMMIT;");
+    a.Exec(undo);
+    EXPECT_THAT(b.Error("UPDATE t SET v = 'b'"), HasSubstr("t is being altered"));
+    a.Exec("UPDATE t SET w = 'during'");
+    a.Exec("SELECT crsql_commit_alter('t')");
+    a.Exec("UPDATE t SET v = 'after'");
+    b.Exec("INSERT INTO t VALUES (2, 'b', 'wb')");
+    EXPECT_EQ(a.Query("SELECT hex(pk), cid, val FROM crsql_changes WHERE cid != '-1' ORDER BY pk, "
+                      "cid"),
+              (Rows{{"'010901'", "'v'", "'after'"},
+                    {"'010901'", "'w'", "'during'"},
+                    {"'010902'", "'v'", "'b'"},
+                    {"'010902'", "'w'", "'wb'"}}));
+  }
+}
+
+// A commit rolled back with the transaction that began the alter undoes
+// the alter too: the table records as before it, and nothing is open.
+TEST(OpenAlterGuardTest, ACommitRolledBackWithItsBeginLeavesNoAlter) {
+  TempPath path;
+  TestDb a(path.str()), b(path.str());
+  a.Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t');"
+         "BEGIN; SELECT crsql_begin_alter('t'); ALTER TABLE t ADD COLUMN w;"
+         "SELECT crsql_commit_alter('t'); ROLLBACK;");
+  EXPECT_THAT(a.Error("SELECT crsql_commit_alter('t')"), HasSubstr("without crsql_begin_alter"));
+  b.Exec("INSERT INTO t VALUES (1, 'b')");
+  a.Exec("UPDATE t SET v = 'a'");
+  EXPECT_EQ(a.Query("SELECT cid, val FROM crsql_changes WHERE cid != '-1'"),
+            (Rows{{"'v'", "'a'"}}));
+}
+
 // Another connection begins an alter of t (with `alter`, then its COMMIT)
 // and goes away: `a`, which holds no alter of t, is refused a write by its
 // guard, changes nothing, then takes the alter over, and records again.
