@@ -409,17 +409,29 @@ std::string AlterOpenElsewhere(const std::string& table) {
 
 namespace {
 
+// Begin replaced the recording triggers by its guard and marked the alter
+// open with its owner token, in its savepoint; commit undoes both. So
+// `alter` is open, and this connection's, iff the recording triggers are
+// away and the mark holds its token.
+Status HeldBy(ConnEngine* e, const std::string& table, const ConnEngine::OpenAlter& alter,
+              bool* held) {
+  bool recording = false;
+  int64_t owner = 0;
+  CRSYNC_RETURN_IF_ERROR(RecordingTriggersStand(e->db(), table, &recording));
+  if (!recording) CRSYNC_RETURN_IF_ERROR(OpenAlterOwner(e->db(), alter.crr_id, &owner));
+  *held = !recording && owner == alter.owner;
+  return Status::OK();
+}
+
 // A ROLLBACK TO may have undone a crsql_commit_alter of this transaction:
 // the alter is then open again, with this connection's token in its mark
 // and guard, and this connection's again.
 Status ReopenUndoneCommits(ConnEngine* e) {
   auto& committed = e->committed_alters();
   for (auto it = committed.begin(); it != committed.end();) {
-    bool recording = true;
-    int64_t owner = 0;
-    CRSYNC_RETURN_IF_ERROR(RecordingTriggersStand(e->db(), it->first, &recording));
-    if (!recording) CRSYNC_RETURN_IF_ERROR(OpenAlterOwner(e->db(), it->second.crr_id, &owner));
-    if (recording || owner != it->second.owner) {
+    bool held = false;
+    CRSYNC_RETURN_IF_ERROR(HeldBy(e, it->first, it->second, &held));
+    if (!held) {
       ++it;
       continue;
     }
@@ -435,18 +447,14 @@ Status ConfirmOpenAlters(ConnEngine* e) {
   if (!e->alters_unsure() && !e->alters_may_have_moved()) return Status::OK();
   auto& open = e->open_alters();
   for (auto it = open.begin(); it != open.end();) {
-    // Begin replaced the recording triggers by its guard and marked the
-    // alter open with its owner token, in its savepoint; commit undoes
-    // both. Standing recording triggers, or a mark with another owner (or
-    // none), mean no alter of this connection's: a rollback undid it
-    // (whichever transaction began it: the one whose ROLLBACK TO undid it
-    // may have committed since), another connection finished it, or
-    // another connection's begin took it over.
-    bool recording = false;
-    int64_t owner = 0;
-    CRSYNC_RETURN_IF_ERROR(RecordingTriggersStand(e->db(), it->first, &recording));
-    if (!recording) CRSYNC_RETURN_IF_ERROR(OpenAlterOwner(e->db(), it->second.crr_id, &owner));
-    it = recording || owner != it->second.owner ? open.erase(it) : std::next(it);
+    // Standing recording triggers, or a mark with another owner (or none),
+    // mean no alter of this connection's: a rollback undid it (whichever
+    // transaction began it: the one whose ROLLBACK TO undid it may have
+    // committed since), another connection finished it, or another
+    // connection's begin took it over.
+    bool held = false;
+    CRSYNC_RETURN_IF_ERROR(HeldBy(e, it->first, it->second, &held));
+    it = held ? std::next(it) : open.erase(it);
   }
   CRSYNC_RETURN_IF_ERROR(ReopenUndoneCommits(e));
   e->set_alters_unsure(false);
