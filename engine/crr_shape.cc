@@ -47,9 +47,11 @@ Status Crr::CheckShape() {
                "dropped without crsql_as_table): a CRR cannot be renamed; rename its table back "
                "to " + schema_.name;
       shape_ = Shape::kDrifted;
-    } else if (state.recorders == 0 && !state.guarded && state.alter_owner != 0) {
-      // An alter open on another connection rebuilt the table, taking its
-      // guard along (callers skip this check on the alter's own).
+    } else if (state.recorders == 0 && (state.guarded || state.alter_owner != 0)) {
+      // An alter open on another connection (callers skip this check on
+      // the alter's own): its guard stands in the recorders' place, or it
+      // rebuilt the table, taking the guard along. Merges that would write
+      // only metadata (a tombstone, a clock) are refused with the rest.
       drift_ = AlterOpenElsewhere(schema_.name);
       shape_ = Shape::kDrifted;
     } else if (lost_recorders_) {

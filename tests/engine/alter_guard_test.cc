@@ -558,5 +558,42 @@ TEST(OpenAlterGuardTest, AMergeRefusedByTheGuardIsAPrecondition) {
   EXPECT_EQ(b.Int("SELECT count(*) FROM t"), 12);
 }
 
+// While another connection's alter is open, every merge into the table is
+// refused as waiting for it, also one that would write metadata only (a
+// tombstone of an unknown row, a clock of an equal value) or that ties on
+// a row the alter's connection deleted unrecorded; nothing changes.
+TEST(OpenAlterGuardTest, AMergeOfMetadataOnlyWaitsForAnotherConnectionsAlter) {
+  TempPath path;
+  TestDb a(path.str()), b(path.str());
+  a.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t');"
+         "INSERT INTO t VALUES (1, 'x'), (2, 'y');"
+         "SELECT crsql_begin_alter('t'); COMMIT; DELETE FROM t WHERE id = 2;");
+  const Rows rows = b.Query("SELECT * FROM t"), changes = b.Query(
+      "SELECT \"table\", hex(pk), cid, val, col_version, db_version, cl, seq FROM crsql_changes");
+  const std::string site = "X'BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB'";
+  for (const std::string& change :
+       {"'t', X'010909', '-1', NULL, 2, 4, " + site + ", 2, 0",  // tombstone, unknown row
+        "'t', X'010901', 'v', 'x', 7, 4, " + site + ", 1, 0",    // equal value, higher clock
+        "'t', X'010902', 'v', 'zzz', 1, 4, " + site + ", 1, 0"}) {  // tie on the deleted row
+    SCOPED_TRACE(change);
+    EXPECT_THAT(b.Error("INSERT INTO crsql_changes (\"table\", pk, cid, val, col_version, "
+                        "db_version, site_id, cl, seq) VALUES (" + change + ")"),
+                HasSubstr("t is being altered"));
+  }
+  EXPECT_EQ(b.Query("SELECT * FROM t"), rows);
+  EXPECT_EQ(b.Query("SELECT \"table\", hex(pk), cid, val, col_version, db_version, cl, seq FROM "
+                    "crsql_changes"),
+            changes);
+  // The alter's own connection merges on (a tombstone), and after its
+  // commit everyone does.
+  a.Exec("INSERT INTO crsql_changes (\"table\", pk, cid, val, col_version, db_version, site_id, "
+         "cl, seq) VALUES ('t', X'010908', '-1', NULL, 2, 4, " + site + ", 2, 0)");
+  a.Exec("SELECT crsql_commit_alter('t')");
+  b.Exec("INSERT INTO crsql_changes (\"table\", pk, cid, val, col_version, db_version, site_id, "
+         "cl, seq) VALUES ('t', X'010909', '-1', NULL, 2, 4, " + site + ", 2, 0)");
+  EXPECT_EQ(b.Query("SELECT hex(pk), cl FROM crsql_changes WHERE cid = '-1' ORDER BY pk"),
+            (Rows{{"'010908'", "2"}, {"'010909'", "2"}}));
+}
+
 }  // namespace
 }  // namespace crsync
