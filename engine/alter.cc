@@ -724,11 +724,16 @@ Status CommitAlter(ConnEngine* e, const std::string& table) {
     // begin_alter's work was committed: it cannot be undone, so the alter
     // stays open for another try.
     e->open_alters()[name] = begun;
-    return Status::InvalidArgument(
-        "failed compacting tables post alteration: " + s.message() +
-        " (the transaction that began the alter has ended, so the alter stays open: fix the "
-        "table and call crsql_commit_alter(" +
-        QuoteLiteral(name) + ") again)");
+    const int rc = s.sqlite_code() & 0xff;
+    const std::string then = rc == SQLITE_BUSY || rc == SQLITE_LOCKED
+                                 ? "call crsql_commit_alter(" + QuoteLiteral(name) +
+                                       ") again when the database is free (outside a "
+                                       "transaction that read before another connection wrote)"
+                                 : "fix the table and call crsql_commit_alter(" +
+                                       QuoteLiteral(name) + ") again";
+    return Status::InvalidArgument("failed compacting tables post alteration: " + s.message() +
+                                   " (the transaction that began the alter has ended, so the "
+                                   "alter stays open: " + then + ")");
   }
   e->catalog().Invalidate();
   return Status::InvalidArgument("failed compacting tables post alteration: " + s.message());

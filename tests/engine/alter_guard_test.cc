@@ -8,6 +8,7 @@ namespace crsync {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 void MakeTodo(TestDb& db) {
   db.Exec("CREATE TABLE todo (id PRIMARY KEY NOT NULL, name, complete, list);"
@@ -593,6 +594,27 @@ TEST(OpenAlterGuardTest, AMergeOfMetadataOnlyWaitsForAnotherConnectionsAlter) {
          "cl, seq) VALUES ('t', X'010909', '-1', NULL, 2, 4, " + site + ", 2, 0)");
   EXPECT_EQ(b.Query("SELECT hex(pk), cl FROM crsql_changes WHERE cid = '-1' ORDER BY pk"),
             (Rows{{"'010908'", "2"}, {"'010909'", "2"}}));
+}
+
+// A connection whose read transaction began before another connection
+// took its alter over still sees the alter as its own; its commit cannot
+// write there, and says to retry when the database is free (nothing to fix
+// in the table); after that transaction it learns of the takeover.
+TEST(OpenAlterGuardTest, ACommitInAStaleSnapshotSaysToRetryNotToFixTheTable) {
+  TempPath path;
+  TestDb a(path.str()), b(path.str());
+  a.Exec("PRAGMA journal_mode = WAL; CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, v);"
+         "SELECT crsql_as_crr('t');");
+  b.Exec("SELECT crsql_begin_alter('t'); COMMIT; BEGIN; SELECT * FROM t;");
+  a.Exec("SELECT crsql_begin_alter('t'); COMMIT;");
+  const std::string err = b.Error("SELECT crsql_commit_alter('t')");
+  EXPECT_THAT(err, HasSubstr("database is locked"));
+  EXPECT_THAT(err, HasSubstr("again when the database is free"));
+  EXPECT_THAT(err, Not(HasSubstr("fix the table")));
+  b.Exec("ROLLBACK");
+  EXPECT_THAT(b.Error("SELECT crsql_commit_alter('t')"), HasSubstr("was taken over"));
+  a.Exec("SELECT crsql_commit_alter('t'); INSERT INTO t VALUES (1, 'a');");
+  EXPECT_EQ(b.One("SELECT val FROM crsql_changes WHERE cid = 'v'"), "'a'");
 }
 
 }  // namespace
