@@ -298,6 +298,11 @@ Status ChangeScan::Expand(Source* src, sqlite3_stmt* st, int meta_col, int64_t d
     return OriginPasses(c.site);
   };
   const int64_t cl = meta.CausalLength();
+  // Clocks of a live row whose user row is gone: deleted unrecorded (by the
+  // connection of an open alter, or by a user trigger during a merge).
+  // Reading them would hand peers a row of NULLs that never was; the row
+  // is read as it stands, absent.
+  if (cl % 2 == 1 && !row_exists) return Status::OK();
   // Records are built in place: one pk copy each, values read straight in.
   auto add = [&](const Clock& c, int slot) -> ScanRecord& {
     ScanRecord& r = batch_.emplace_back();

@@ -385,6 +385,30 @@ TEST_F(AlterTest, DeletesDuringTheAlterLeaveNoTombstone) {
   EXPECT_EQ(db_.One("SELECT count(*) FROM crsql_changes WHERE pk = crsql_pack_columns(2)"), "3");
 }
 
+// Mid-alter, a row deleted unrecorded still has its clocks: reads skip it
+// (whatever the constraint: none, pk, db_version), so a peer syncing then
+// does not get a row of NULLs that never was.
+TEST_F(AlterTest, ARowDeletedDuringTheAlterIsNotReadAsNulls) {
+  db_.Exec("INSERT INTO todo VALUES (2, 'walk', 1, 'park');"
+           "SELECT crsql_begin_alter('todo'); DELETE FROM todo WHERE id = 1;");
+  for (const char* where : {"1", "db_version >= 0", "pk > X'00' AND pk < X'FF'",
+                            "site_id IS NULL", "\"table\" = 'todo'"}) {
+    SCOPED_TRACE(where);
+    EXPECT_EQ(db_.One(std::string("SELECT count(*) FROM crsql_changes WHERE pk = "
+                                  "crsql_pack_columns(1) AND ") + where),
+              "0");
+    EXPECT_EQ(db_.One(std::string("SELECT count(*) FROM crsql_changes WHERE pk = "
+                                  "crsql_pack_columns(2) AND ") + where),
+              "3");
+  }
+  TestDb peer;
+  peer.Exec("CREATE TABLE todo (id PRIMARY KEY NOT NULL, name, complete, list);"
+            "SELECT crsql_as_crr('todo');");
+  Sync(db_, peer);
+  EXPECT_EQ(peer.Query("SELECT * FROM todo"), (Rows{{"2", "'walk'", "1", "'park'"}}));
+  db_.Exec("SELECT crsql_commit_alter('todo')");
+}
+
 TEST_F(AlterTest, PkOnlyTableAddColumnKeepsSentinel) {
   db_.Exec("CREATE TABLE assoc (id1 NOT NULL, id2 NOT NULL, PRIMARY KEY (id1, id2));"
            "SELECT crsql_as_crr('assoc'); INSERT INTO assoc VALUES (1, 2);"
