@@ -663,9 +663,11 @@ Status CommitAlter(ConnEngine* e, const std::string& table) {
           name + "'s metadata under a running statement)");
     }
   }
-  e->open_alters().erase(open);
   const std::string begin_sp = AlterSavepoint(crr->id());
+  // (A savepoint refused, say under a running write statement, leaves the
+  // alter open and this connection's.)
   CRSYNC_RETURN_IF_ERROR(Exec(db, std::string("SAVEPOINT ") + kCommitSavepoint));
+  e->open_alters().erase(open);
 
   int64_t d = 0, unrecorded_deletes = 0, unrecorded_inserts = 0;
   auto body = [&]() -> Status {

@@ -281,6 +281,7 @@ Status AsCrr(ConnEngine* e, const std::string& table) {
     // while its metadata stayed: that metadata describes rows that are gone,
     // so it is cleared and the table converted afresh.
     const std::string name = known->name();
+    CRSYNC_RETURN_IF_ERROR(ConfirmOpenAlters(e));  // (a commit undone: open again)
     if (e->open_alters().count(name)) return Status::OK();  // triggers away on purpose
     RecorderState state;
     CRSYNC_RETURN_IF_ERROR(ReadRecorderState(db, name, known->id(), &state));

@@ -205,7 +205,8 @@ TEST(OpenAlterGuardTest, ACommitRolledBackLeavesTheAlterOpenAndOurs) {
                            "BEGIN; SAVEPOINT s; SELECT crsql_commit_alter('t'); ROLLBACK TO s;"
                            "RELEASE s; COMMIT;",
                            "BEGIN; SAVEPOINT s; SELECT crsql_commit_alter('t'); ROLLBACK TO s;"
-                           "UPDATE t SET v = 'in-txn'; COMMIT;"}) {
+                           "UPDATE t SET v = 'in-txn'; COMMIT;",
+                           "BEGIN; SAVEPOINT s; SELECT crsql_commit_alter('t'); ROLLBACK TO s;"}) {
     SCOPED_TRACE(undo);
     TempPath path;
     TestDb a(path.str()), b(path.str());
@@ -213,6 +214,8 @@ TEST(OpenAlterGuardTest, ACommitRolledBackLeavesTheAlterOpenAndOurs) {
            "INSERT INTO t VALUES (1, 'a');"
            "SELECT crsql_begin_alter('t'); ALTER TABLE t ADD COLUMN w; COMMIT;");
     a.Exec(undo);
+    EXPECT_EQ(a.One("SELECT crsql_as_crr('t')"), "'OK'");  // ours: nothing to do
+    if (!sqlite3_get_autocommit(a.get())) a.Exec("COMMIT");
     EXPECT_THAT(b.Error("UPDATE t SET v = 'b'"), HasSubstr("t is being altered"));
     a.Exec("UPDATE t SET w = 'during'");
     a.Exec("SELECT crsql_commit_alter('t')");
@@ -225,6 +228,25 @@ TEST(OpenAlterGuardTest, ACommitRolledBackLeavesTheAlterOpenAndOurs) {
                     {"'010902'", "'v'", "'b'"},
                     {"'010902'", "'w'", "'wb'"}}));
   }
+}
+
+// A crsql_commit_alter that cannot open its savepoint (called from a write
+// statement still running) changes nothing: the alter stays open, and this
+// connection's.
+TEST(OpenAlterGuardTest, ACommitRefusedItsSavepointLeavesTheAlterOurs) {
+  TempPath path;
+  TestDb a(path.str()), b(path.str());
+  a.Exec("CREATE TABLE t (id PRIMARY KEY NOT NULL, v); SELECT crsql_as_crr('t');"
+         "INSERT INTO t VALUES (1, 'a'); CREATE TABLE x (c);"
+         "SELECT crsql_begin_alter('t'); COMMIT;");
+  EXPECT_THAT(a.Error("INSERT INTO x (c) SELECT crsql_commit_alter('t')"),
+              HasSubstr("SQL statements in progress"));
+  EXPECT_EQ(a.One("SELECT count(*) FROM x"), "0");
+  EXPECT_THAT(b.Error("UPDATE t SET v = 'b'"), HasSubstr("t is being altered"));
+  a.Exec("UPDATE t SET v = 'during'; SELECT crsql_commit_alter('t');");
+  b.Exec("UPDATE t SET v = 'b'");
+  EXPECT_EQ(a.Query("SELECT cid, val FROM crsql_changes WHERE cid != '-1'"),
+            (Rows{{"'v'", "'b'"}}));
 }
 
 // A commit rolled back with the transaction that began the alter undoes
