@@ -1,5 +1,6 @@
 #include "tools/crsyncd_demo.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -21,6 +22,34 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// SIGINT / SIGTERM: the demo stops its apps and sidecars, removes what it
+// made, and exits 128 + the signal. (Each sidecar would otherwise take the
+// signal for itself and stop alone, leaving the apps writing.)
+volatile sig_atomic_t g_signal = 0;
+
+void OnSignal(int sig) { g_signal = sig; }
+
+// Puts the previous SIGINT / SIGTERM dispositions back when it goes.
+class DemoSignals {
+ public:
+  DemoSignals() {
+    struct sigaction sa {};
+    sa.sa_handler = OnSignal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int_);
+    sigaction(SIGTERM, &sa, &old_term_);
+  }
+  ~DemoSignals() {
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+  }
+  DemoSignals(const DemoSignals&) = delete;
+  DemoSignals& operator=(const DemoSignals&) = delete;
+
+ private:
+  struct sigaction old_int_ {}, old_term_ {};
+};
+
 double Since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
@@ -32,6 +61,7 @@ struct Replica {
   std::atomic<int> port{0};
   std::atomic<bool> ready{false};
   std::atomic<int> written{0};
+  std::atomic<bool> done{false};  // its app has ended
 };
 
 bool Query(sqlite3* db, const std::string& sql, int64_t* out) {
@@ -71,6 +101,7 @@ int RunDemo(const DemoOptions& o) {
     }
     dir = tmpl;
   }
+  DemoSignals signals;
   int n = o.replicas < 2 ? 2 : o.replicas;
   std::vector<std::string> paths;
   for (int i = 0; i < n; ++i) paths.push_back(dir + "/replica" + std::to_string(i) + ".db");
@@ -78,9 +109,9 @@ int RunDemo(const DemoOptions& o) {
     std::fprintf(stderr, "crsyncd demo: %s\n", err.c_str());
     return 1;
   }
-  std::printf("crsyncd demo: %d replicas on 127.0.0.1 (a hub and %d spokes), %d one-row "
+  std::printf("crsyncd demo: %d replicas on 127.0.0.1 (a hub and %d spoke%s), %d one-row "
               "transactions per app, in %s\n",
-              n, n - 1, o.writes_per_app, dir.c_str());
+              n, n - 1, n == 2 ? "" : "s", o.writes_per_app, dir.c_str());
   std::vector<std::unique_ptr<Replica>> reps;
   for (int i = 0; i < n; ++i) {
     auto r = std::make_unique<Replica>();
@@ -106,6 +137,7 @@ int RunDemo(const DemoOptions& o) {
     so.db_path = r->path;
     so.log_level = 0;
     so.pump_interval_ms = 500;
+    so.handle_signals = false;  // the demo's: it stops them all together
     if (i == 0) {
       so.listen = "127.0.0.1:0";
       so.on_listening = [r](int port) { r->port = port; };
@@ -127,11 +159,18 @@ int RunDemo(const DemoOptions& o) {
   for (int i = 0; i < n; ++i) {
     apps.emplace_back([&, i] {
       Replica* r = reps[i].get();
+      struct Done {  // however the app ends
+        Replica* r;
+        ~Done() { r->done = true; }
+      } done{r};
       DbPtr db;
-      if (!OpenDb(r->path, SQLITE_OPEN_READWRITE, CRSYNC_VFS_NAME, &db).ok()) return;
+      if (!OpenDb(r->path, SQLITE_OPEN_READWRITE, CRSYNC_VFS_NAME, &db).ok()) {
+        std::fprintf(stderr, "demo: app %d cannot open %s\n", i, r->path.c_str());
+        return;
+      }
       sqlite3_busy_timeout(db.get(), 10000);
       std::mt19937 rng(static_cast<unsigned>(i * 7919 + 1));
-      for (int k = 0; k < o.writes_per_app; ++k) {
+      for (int k = 0; k < o.writes_per_app && !g_signal; ++k) {
         std::string id = std::string("r") + std::to_string(i) + "-" + std::to_string(k);
         std::string sql;
         if (k > 10 && rng() % 4 == 0) {  // touch a random earlier todo of any replica
@@ -155,8 +194,11 @@ int RunDemo(const DemoOptions& o) {
   const bool tty = isatty(1);
   const char* eol = tty ? "\r" : "\n";  // redraw one line on a terminal
   Clock::time_point last_print;
-  auto deadline = Clock::now() + std::chrono::seconds(120);
-  while (Clock::now() < deadline) {
+  // Convergence is due within 120 s of the apps' end, however long they
+  // write (--writes); until then the wait is theirs.
+  constexpr auto kSettle = std::chrono::seconds(120);
+  auto deadline = Clock::time_point::max();
+  while (Clock::now() < deadline && !g_signal) {
     std::string line, first;
     bool same = true;
     for (int i = 0; i < n; ++i) {
@@ -180,10 +222,11 @@ int RunDemo(const DemoOptions& o) {
     }
     if (!apps.empty()) {
       bool finished = true;
-      for (auto& r : reps) finished &= r->written >= o.writes_per_app;
+      for (auto& r : reps) finished &= r->done.load();
       if (finished) {
         for (auto& a : apps) a.join();
         apps.clear();
+        deadline = Clock::now() + kSettle;
         std::printf("%s  apps finished after %.2fs; waiting for the replicas to converge\n",
                     tty ? "\n" : "", Since(t0));
       }
@@ -203,13 +246,17 @@ int RunDemo(const DemoOptions& o) {
   for (auto& r : reps) r->sidecar->Stop();
   for (auto& r : reps) r->thread.join();
   readers.clear();
-  if (converged) {
+  if (g_signal) {
+    std::printf("\ninterrupted (%s): apps and sidecars stopped\n",
+                g_signal == SIGINT ? "SIGINT" : "SIGTERM");
+  } else if (converged) {
     std::printf("converged: %d replicas identical %.2fs after the first write; %lld changes "
                 "written locally, %lld merged from peers\n",
                 n, converge_time, static_cast<long long>(total_local),
                 static_cast<long long>(total_merged));
   } else {
-    std::printf("\nNOT converged within the time limit\n");
+    std::printf("\nNOT converged within %lld s of the apps' end\n",
+                static_cast<long long>(kSettle.count()));
   }
   if (remove_dir) {
     RemoveDemoDir(dir);
@@ -218,6 +265,7 @@ int RunDemo(const DemoOptions& o) {
     std::printf("databases kept in %s (try: crsyncd status --db %s/replica0.db)\n", dir.c_str(),
                 dir.c_str());
   }
+  if (g_signal) return 128 + g_signal;
   return converged ? 0 : 1;
 }
 

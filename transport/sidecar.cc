@@ -154,21 +154,23 @@ Status Sidecar::Impl::Start() {
     std::lock_guard<std::mutex> lock(stop_mu);
     stop_state = StopState::kRunning;
   }
-  uv_signal_init(&loop, &sigint);
-  uv_signal_init(&loop, &sigterm);
-  sigint.data = sigterm.data = this;
-  signals_open = true;
-  auto on_signal = [](uv_signal_t* s, int) {
-    auto* self = static_cast<Impl*>(s->data);
-    if (self->stopping) {
-      self->Log(1, "signal received; already stopping");
-      return;
-    }
-    self->Log(1, "signal received, stopping");
-    self->Guarded("stopping", [&] { self->Shutdown(); });
-  };
-  uv_signal_start(&sigint, on_signal, SIGINT);
-  uv_signal_start(&sigterm, on_signal, SIGTERM);
+  if (options.handle_signals) {
+    uv_signal_init(&loop, &sigint);
+    uv_signal_init(&loop, &sigterm);
+    sigint.data = sigterm.data = this;
+    signals_open = true;
+    auto on_signal = [](uv_signal_t* s, int) {
+      auto* self = static_cast<Impl*>(s->data);
+      if (self->stopping) {
+        self->Log(1, "signal received; already stopping");
+        return;
+      }
+      self->Log(1, "signal received, stopping");
+      self->Guarded("stopping", [&] { self->Shutdown(); });
+    };
+    uv_signal_start(&sigint, on_signal, SIGINT);
+    uv_signal_start(&sigterm, on_signal, SIGTERM);
+  }
   uv_timer_init(&loop, &pump_timer);
   pump_timer.data = this;
   uv_timer_start(&pump_timer, [](uv_timer_t* t) {

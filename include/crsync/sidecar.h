@@ -76,6 +76,11 @@ struct SidecarOptions {
   // host or path vanished is admitted within seconds, not after the
   // heartbeat silence. 0 = never close for this.
   int probe_timeout_ms = 5000;
+  // Stop on SIGINT and SIGTERM (libuv watchers on Run()'s loop; the
+  // application's dispositions are put back when Run() returns). A program
+  // that handles those signals itself, or runs several sidecars and must
+  // stop them all together, sets false and calls Stop().
+  bool handle_signals = true;
   // Called once the listening socket is bound, with its actual port.
   std::function<void(int port)> on_listening;
   // Called once everything is set up (signals handled, peers being dialed).

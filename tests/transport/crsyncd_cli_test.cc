@@ -1,15 +1,18 @@
 // crsyncd's command line, run as a real process: usage errors, config
 // files, status, forget and the demo (tests/meson.build passes the path of
 // the built binary as CRSYNCD).
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include "tests/test_util.h"
 #include "transport/peer_session.h"
@@ -504,6 +507,57 @@ TEST(CrsyncdDemoTest, DemoConvergesAndExitsCleanly) {
   int status = pclose(p);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << out;
   EXPECT_NE(out.find("converged: 3 replicas identical"), std::string::npos) << out;
+}
+
+// SIGINT stops the whole demo (its apps and every in-process sidecar), which
+// removes its temporary databases and exits 128 + SIGINT; before, each
+// sidecar took the signal and stopped alone while the apps wrote on.
+TEST(CrsyncdCliTest, SigintStopsTheWholeDemo) {
+  int out_pipe[2];
+  ASSERT_EQ(pipe(out_pipe), 0);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    dup2(out_pipe[1], 1);
+    dup2(out_pipe[1], 2);
+    close(out_pipe[0]);
+    close(out_pipe[1]);
+    execl(CRSYNCD, CRSYNCD, "demo", "--replicas", "2", "--writes", "1000000",
+          static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(out_pipe[1]);
+  FILE* out = fdopen(out_pipe[0], "r");
+  ASSERT_NE(out, nullptr);
+  std::string text;
+  char buf[512];
+  // The first line names the directory; progress follows once apps write.
+  while (fgets(buf, sizeof buf, out)) {
+    text += buf;
+    if (text.find("[") != std::string::npos) break;
+  }
+  kill(pid, SIGINT);
+  // Bounded: the demo must be gone well before this, or it is killed.
+  int status = 0;
+  bool exited = false;
+  for (int i = 0; i < 300 && !exited; ++i) {
+    exited = waitpid(pid, &status, WNOHANG) == pid;
+    if (!exited) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  if (!exited) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+  }
+  while (fgets(buf, sizeof buf, out)) text += buf;
+  fclose(out);
+  ASSERT_TRUE(exited) << "the demo kept running after SIGINT: " << text;
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 128 + SIGINT) << status << ": " << text;
+  EXPECT_NE(text.find("interrupted (SIGINT): apps and sidecars stopped"), std::string::npos)
+      << text;
+  const size_t at = text.find(" in /tmp/crsyncd-demo-");
+  ASSERT_NE(at, std::string::npos) << text;
+  const std::string dir = text.substr(at + 4, text.find('\n', at) - at - 4);
+  EXPECT_FALSE(std::filesystem::exists(dir)) << dir << " left behind: " << text;
 }
 
 }  // namespace
