@@ -13,6 +13,16 @@ namespace crsync {
 
 Status SidecarLock::Acquire(const std::string& db_path) {
   Release();
+  // The lock is named after the path: a second name of the same file (a
+  // hard link) would get a lock of its own. SQLite too keeps a journal
+  // (and WAL) per name, so a linked database is refused.
+  struct stat db;
+  if (stat(db_path.c_str(), &db) == 0 && db.st_nlink > 1) {
+    return Status::FailedPrecondition(
+        db_path + " has " + std::to_string(db.st_nlink) +
+        " hard links: each name would get its own sidecar lock, and SQLite its own journal "
+        "(a sure way to corrupt it); give the database one name");
+  }
   const std::string path = PathFor(db_path);
   // A lock taken on a file that was deleted or replaced between our open
   // and our flock guards nothing: check it is still the one at `path`.

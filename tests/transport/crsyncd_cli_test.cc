@@ -479,6 +479,31 @@ TEST(CrsyncdCliTest, ForgetIsRefusedWhileASidecarServesTheDatabase) {
   EXPECT_NE(out.find("forgot peer " + site), std::string::npos) << out;
 }
 
+// The lock goes by name: a database with a second name (a hard link) is
+// refused outright, by run and by forget, rather than served twice.
+TEST(CrsyncdCliTest, AHardLinkedDatabaseIsRefused) {
+  TempPath path, link;
+  TestDb(path.str()).Exec(kSchema);
+  ASSERT_EQ(::link(path.str().c_str(), link.str().c_str()), 0);
+  int code;
+  std::string out = RunCrsyncd("forget --db " + path.str() + " --site " + std::string(32, 'c'),
+                               &code);
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_NE(out.find("has 2 hard links"), std::string::npos) << out;
+  // Bounded: a run that served it would not end by itself.
+  FILE* p = popen(("timeout -s KILL 10 " + std::string(CRSYNCD) + " run -q --db " + link.str() +
+                   " --listen 127.0.0.1:0 2>&1")
+                      .c_str(),
+                  "r");
+  ASSERT_NE(p, nullptr);
+  out.clear();
+  char buf[512];
+  while (fgets(buf, sizeof buf, p)) out += buf;
+  const int status = pclose(p);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << status << ": " << out;
+  EXPECT_NE(out.find("has 2 hard links"), std::string::npos) << out;
+}
+
 // Leaving a rollback journal for WAL needs the database to itself: an
 // application's open read transaction makes `run` fail after its busy
 // timeout, saying what to do.
