@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <set>
@@ -133,11 +134,14 @@ bool ReadConfig(const std::string& path, crsync::SidecarOptions* opts) {
     size_t eq = line.find('=');
     std::string key = trim(line.substr(0, eq)), value = eq == std::string::npos ? "" : trim(line.substr(eq + 1));
     // A value in matching quotes is what they hold: db = "my app.db".
-    if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'') &&
-        value.back() == value.front()) {
-      value = value.substr(1, value.size() - 2);
-    }
-    if (eq == std::string::npos || value.empty()) {
+    const bool quoted = !value.empty() && (value.front() == '"' || value.front() == '\'');
+    const bool closed = quoted && value.size() >= 2 && value.back() == value.front();
+    if (closed) value = value.substr(1, value.size() - 2);
+    if (quoted && !closed) {
+      std::fprintf(stderr, "crsyncd: %s:%d: the quote that opens %s's value is not closed\n",
+                   path.c_str(), line_no, key.c_str());
+      ok = false;
+    } else if (eq == std::string::npos || value.empty()) {
       std::fprintf(stderr, "crsyncd: %s:%d: expected `key = value`\n", path.c_str(), line_no);
       ok = false;
     } else if (key != "peer" && !seen.insert(key).second) {
@@ -157,7 +161,8 @@ bool ReadConfig(const std::string& path, crsync::SidecarOptions* opts) {
       } else if (value == "debug") {
         opts->log_level = 2;
       } else {
-        std::fprintf(stderr, "crsyncd: %s:%d: log must be error, info or debug\n", path.c_str(), line_no);
+        std::fprintf(stderr, "crsyncd: %s:%d: log must be error, info or debug, not '%s'\n",
+                     path.c_str(), line_no, value.c_str());
         ok = false;
       }
     } else if (key == "heartbeat" || key == "probe_timeout") {
@@ -192,7 +197,7 @@ bool ReadConfig(const std::string& path, crsync::SidecarOptions* opts) {
 bool OpenForCommand(const char* cmd, const std::string& db_path, int flags, crsync::DbPtr* db) {
   crsync::Status s = crsync::OpenDb(db_path, flags, nullptr, db);
   if (!s.ok()) {
-    std::fprintf(stderr, "crsyncd %s: %s\n", cmd, s.ToString().c_str());
+    std::fprintf(stderr, "crsyncd %s: %s\n", cmd, s.message().c_str());
     return false;
   }
   sqlite3_busy_timeout(db->get(), 5000);
@@ -301,7 +306,7 @@ int Forget(const std::string& db_path, const std::string& site) {
   crsync::SidecarLock lock;
   const char* resolved = sqlite3_db_filename(db.get(), "main");
   if (crsync::Status s = lock.Acquire(resolved && *resolved ? resolved : db_path); !s.ok()) {
-    std::fprintf(stderr, "crsyncd forget: %s%s\n", s.ToString().c_str(),
+    std::fprintf(stderr, "crsyncd forget: %s%s\n", s.message().c_str(),
                  s.code() == crsync::Status::Code::kFailedPrecondition ? "; stop it first" : "");
     return 1;
   }
@@ -398,19 +403,32 @@ int main(int argc, char** argv) {
   std::optional<std::string> config, db, listen, site;
   std::optional<int> log_level;
   std::vector<std::string> peers;
+  // `--db=x.db` is `--db x.db`.
+  std::vector<std::string> args;
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
+    const size_t eq = a.find('=');
+    if (a.rfind("--", 0) == 0 && eq != std::string::npos) {
+      args.push_back(a.substr(0, eq));
+      args.push_back(a.substr(eq + 1));
+    } else {
+      args.push_back(a);
+    }
+  }
+  const int nargs = static_cast<int>(args.size());
+  for (int i = 0; i < nargs; ++i) {
+    std::string a = args[static_cast<size_t>(i)];
     std::optional<std::string>* single = a == "--config" ? &config
                                          : a == "--db"   ? &db
                                          : a == "--listen" ? &listen
                                          : a == "--site"   ? &site
                                                            : nullptr;
     if (single || a == "--peer") {
-      if (i + 1 >= argc) {
+      if (i + 1 >= nargs) {
         std::fprintf(stderr, "crsyncd: %s needs a value (try --help)\n", a.c_str());
         return 2;
       }
-      std::string v = argv[++i];
+      std::string v = args[static_cast<size_t>(++i)];
       if (!single) {
         peers.push_back(v);
       } else if (*single) {
@@ -440,6 +458,19 @@ int main(int argc, char** argv) {
   if (opts.db_path.empty()) {
     std::fprintf(stderr, "crsyncd: --db PATH is required (try --help)\n");
     return 2;
+  }
+  if (std::error_code ec; std::filesystem::is_directory(opts.db_path, ec)) {
+    std::fprintf(stderr, "crsyncd: --db %s is a directory, not a database file\n",
+                 opts.db_path.c_str());
+    return 2;
+  }
+  for (size_t i = 0; i < opts.peers.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      if (opts.peers[i] == opts.peers[j]) {
+        std::fprintf(stderr, "crsyncd: peer %s is given twice\n", opts.peers[i].c_str());
+        return 2;
+      }
+    }
   }
   if ((cmd == "forget") != site.has_value()) {
     std::fprintf(stderr, cmd == "forget" ? "crsyncd forget: --site SITE_ID is required (try --help)\n"

@@ -471,12 +471,46 @@ TEST(CrsyncdCliTest, ForgetIsRefusedWhileASidecarServesTheDatabase) {
     EXPECT_EQ(code, 1) << out;
     EXPECT_NE(out.find("pid " + std::to_string(getpid())), std::string::npos) << out;
     EXPECT_NE(out.find("stop it first"), std::string::npos) << out;
+    EXPECT_EQ(out.find("FailedPrecondition"), std::string::npos) << "a code name: " << out;
     TestDb db(path.str());
     EXPECT_EQ(db.One("SELECT count(*) FROM crsql_tracked_peers"), "1");
   }
   std::string out = RunCrsyncd("forget --db " + path.str() + " --site " + site, &code);
   EXPECT_EQ(code, 0) << out;
   EXPECT_NE(out.find("forgot peer " + site), std::string::npos) << out;
+}
+
+// Smaller usage errors: each named, exit status 2, nothing made.
+TEST(CrsyncdCliTest, UsageNitsAreNamed) {
+  TempPath dir_path, cfg;
+  std::filesystem::create_directory(dir_path.str());
+  int code;
+  // `--flag=value` is `--flag value`: this gets as far as the database.
+  std::string out = RunCrsyncd("run --db=/nonexistent/x.db --listen=127.0.0.1:0", &code);
+  EXPECT_NE(out.find("needs an existing database"), std::string::npos) << out;
+  EXPECT_EQ(code, 1) << out;
+  for (const char* cmd : {"run --listen 127.0.0.1:0 --db ", "status --db "}) {
+    out = RunCrsyncd(cmd + dir_path.str(), &code);
+    EXPECT_NE(out.find(dir_path.str() + " is a directory, not a database file"), std::string::npos)
+        << out;
+    EXPECT_EQ(code, 2) << out;
+  }
+  auto with_config = [&](const std::string& text, const std::string& more) {
+    std::ofstream(cfg.str()) << text;
+    return RunCrsyncd("run --config " + cfg.str() + more, &code);
+  };
+  out = with_config("db = \"x.db\nlisten = 127.0.0.1:0\n", "");
+  EXPECT_NE(out.find(":1: the quote that opens db's value is not closed"), std::string::npos) << out;
+  EXPECT_EQ(code, 2);
+  out = with_config("db = x.db\nlog = verbose\n", "");
+  EXPECT_NE(out.find(":2: log must be error, info or debug, not 'verbose'"), std::string::npos)
+      << out;
+  EXPECT_EQ(code, 2);
+  out = with_config("db = x.db\npeer = 127.0.0.1:9\n", " --peer 127.0.0.1:9");
+  EXPECT_NE(out.find("peer 127.0.0.1:9 is given twice"), std::string::npos) << out;
+  EXPECT_EQ(code, 2);
+  EXPECT_FALSE(std::filesystem::exists("x.db")) << "a refused command made a database";
+  std::filesystem::remove(dir_path.str());
 }
 
 // The lock goes by name: a database with a second name (a hard link) is
