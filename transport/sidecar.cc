@@ -143,6 +143,18 @@ Status Sidecar::Impl::Start() {
           options.db_path.c_str());
     }
   }
+  {
+    // Who this is, once per start: a restart shows in the log as such.
+    StmtPtr who;
+    if (Prepare(db.get(), "SELECT lower(hex(crsql_site_id())), crsql_db_version()", &who).ok() &&
+        sqlite3_step(who.get()) == SQLITE_ROW) {
+      const unsigned char* site = sqlite3_column_text(who.get(), 0);
+      Log(1, "serving %s as site %s at db_version %lld (pid %d, instance %016llx)",
+          options.db_path.c_str(), site ? reinterpret_cast<const char*>(site) : "?",
+          static_cast<long long>(sqlite3_column_int64(who.get(), 1)), static_cast<int>(getpid()),
+          static_cast<unsigned long long>(instance));
+    }
+  }
   if (uv_loop_init(&loop) != 0) return Status::Transport("cannot create the event loop");
   loop_ready = true;
   stop_async.data = this;

@@ -561,6 +561,11 @@ TEST_F(CrsyncdTest, ASecondSignalWhileStoppingIsAbsorbed) {
   Daemon dbd(pb.str(), false, {da.port()}, /*verbose=*/true);
   // Logged just before the merge that now waits for the lock.
   ASSERT_TRUE(dbd.Logs("received 1 changeset", std::chrono::seconds(10))) << dbd.Log();
+  // Who it is was said first, once.
+  EXPECT_NE(dbd.Log().find("serving " + pb.str() + " as site " +
+                           b->Text("SELECT lower(hex(crsql_site_id()))") + " at db_version 0 (pid "),
+            std::string::npos)
+      << dbd.Log();
   dbd.Signal(SIGINT);
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   ASSERT_TRUE(dbd.Alive()) << "stopped while its merge was still waiting";
