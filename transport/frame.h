@@ -100,6 +100,10 @@ class FrameReader {
   const Status& status() const { return status_; }
   // Bytes of a partial frame held, waiting for the rest (0 once failed).
   size_t buffered_bytes() const;
+  // Changes the payload limit for frames whose header is read from now on
+  // (a callback may call it: the next frame of the same Feed is held to
+  // it). The traversal limit stays as constructed.
+  void set_max_payload_bytes(size_t n) { options_.max_payload_bytes = n; }
 
  private:
   Status ConsumeHeader();

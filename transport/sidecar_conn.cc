@@ -22,6 +22,7 @@ Sidecar::Impl::Conn::Conn(Impl* i, uint64_t n)
         if (const auto* hello = std::get_if<HelloMsg>(&msg)) {
           peer_heartbeat_ms = hello->heartbeat_ms;
           peer_answers_probes = hello->answers_probes;
+          reader.set_max_payload_bytes(kDefaultMaxFramePayload);  // it said who it is
         } else if (const auto* ack = std::get_if<AckMsg>(&msg)) {
           probe_asked |= ack->probe;
         }
@@ -30,7 +31,11 @@ Sidecar::Impl::Conn::Conn(Impl* i, uint64_t n)
         ++queued;
         impl->Enqueue(Task::kMessage, id, std::move(msg));
         return Status::OK();
-      }) {}
+      }) {
+  // Until a peer's Hello, a frame may be no larger than a Hello can be: a
+  // connection that never says who it is holds little memory.
+  reader.set_max_payload_bytes(kMaxPayloadBeforeHello);
+}
 
 void Sidecar::Impl::Send(uint64_t conn_id, const Message& msg) {
   auto it = conns.find(conn_id);
@@ -136,8 +141,9 @@ void Sidecar::Impl::OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
     Status st =
         c->reader.Feed(reinterpret_cast<const uint8_t*>(buf->base), static_cast<size_t>(nread));
     if (!st.ok()) {
-      c->impl->Log(0, "connection %llu (%s): bad frame, closing: %s",
-                   static_cast<unsigned long long>(c->id), c->peer.c_str(), st.message().c_str());
+      c->impl->Log(0, "connection %llu (%s): bad frame, closing: %s%s",
+                   static_cast<unsigned long long>(c->id), c->peer.c_str(), st.message().c_str(),
+                   c->heard ? "" : " (nothing valid came from it yet: is it a crsyncd?)");
       c->impl->Send(c->id, ErrorMsg{ErrorMsg::kProtocol, "bad frame: " + st.message()});
       c->impl->CloseConn(c->id);
       return;

@@ -510,6 +510,40 @@ TEST_F(SidecarProbeTest, ARestartedNodeIsAdmittedOnceTheOldConnectionLeavesItsPr
 
 // Two connections from the old instance (nodes that dial each other):
 // both are probed at the first refusal, not one per attempt.
+// Before its Hello a connection may not announce a frame larger than a
+// Hello can be: it is closed at the header, not after buffering megabytes
+// (or after the handshake timeout). After a Hello, large frames are fine.
+TEST_F(SidecarAdmitTest, AFrameTooLargeForAHelloIsRefusedBeforeTheHello) {
+  capnp::MallocMessageBuilder builder;
+  kj::Array<kj::byte> frame;
+  ASSERT_OK(EncodeMessage(Message{ErrorMsg{ErrorMsg::kProtocol, std::string(2 << 20, 'x')}},
+                          &builder));
+  ASSERT_OK(FrameEncoder().Encode(builder, &frame));
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port_.load()));
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(write(fd, frame.begin(), 65536), 65536);  // its header and a little
+  bool closed = false;
+  char buf[4096];
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  while (!closed && std::chrono::steady_clock::now() < end) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 50) > 0) closed = read(fd, buf, sizeof buf) <= 0;
+  }
+  close(fd);
+  EXPECT_TRUE(closed) << "a 2 MiB frame before the Hello was waited for";
+  // A peer that said Hello may send one (here an error, which ends it).
+  auto peer = Say('\x77', 1);
+  ASSERT_TRUE(peer->Send(ErrorMsg{ErrorMsg::kProtocol, std::string(2 << 20, 'x')}));
+  for (const ErrorMsg& e : peer->Listen(2000)) {
+    EXPECT_EQ(e.message.find("bad frame"), std::string::npos) << e.message;
+  }
+  EXPECT_TRUE(peer->eof());
+}
+
 // Bytes that never make a whole message do not answer a probe: a peer
 // trickling a frame (an impostor holding the site id, or a dead one's
 // half-sent frame) is closed, and the real node admitted.
