@@ -313,8 +313,12 @@ Status DecodeMessage(capnp::MessageReader& message, Message* out) {
         auto h = root.getHello();
         HelloMsg m;
         m.protocol_version = h.getProtocolVersion();
-        CRSYNC_RETURN_IF_ERROR(CheckSiteId(h.getSiteId().size(), "hello siteId", &Status::Corruption));
-        m.site_id = FromData(h.getSiteId());
+        // Each field read once: every read counts against the frame's
+        // traversal limit (FrameReader), so reading one twice per cursor
+        // failed a Hello of a few dozen cursors.
+        capnp::Data::Reader site = h.getSiteId();
+        CRSYNC_RETURN_IF_ERROR(CheckSiteId(site.size(), "hello siteId", &Status::Corruption));
+        m.site_id = FromData(site);
         m.fingerprint = h.getSchemaFingerprint();
         m.current_version = h.getCurrentVersion();
         if (m.current_version < -1) return Status::Corruption("hello currentVersion below -1");
@@ -323,11 +327,13 @@ Status DecodeMessage(capnp::MessageReader& message, Message* out) {
         m.heartbeat_ms = h.getHeartbeatMs();
         m.answers_probes = h.getAnswersProbes();
         for (auto c : h.getHaveFrom()) {
-          CRSYNC_RETURN_IF_ERROR(CheckSiteId(c.getSiteId().size(), "haveFrom siteId", &Status::Corruption));
+          capnp::Data::Reader from = c.getSiteId();
+          CRSYNC_RETURN_IF_ERROR(CheckSiteId(from.size(), "haveFrom siteId", &Status::Corruption));
           // A receive cursor is a version the peer committed: never negative
           // (the session would resume from it and send start < 1).
-          if (c.getDbVersion() < 0) return Status::Corruption("haveFrom cursor for a negative version");
-          m.have_from.emplace_back(FromData(c.getSiteId()), c.getDbVersion());
+          const int64_t version = c.getDbVersion();
+          if (version < 0) return Status::Corruption("haveFrom cursor for a negative version");
+          m.have_from.emplace_back(FromData(from), version);
         }
         *out = std::move(m);
         return Status::OK();

@@ -182,10 +182,11 @@ Status FrameReader::DeliverPayload() {
   capnp::ReaderOptions reader_options;
   // Bounded by this frame's size, not just the largest frame's: pointers
   // that alias one blob would otherwise let a small frame decode into many
-  // times its size (every honest message reads each word once, twice with
-  // the validation below).
+  // times its size. An honest message is read twice (the validation below,
+  // then the decoder); a third pass is headroom for a field the decoder
+  // reads again, which at exactly two passes failed a large Hello.
   reader_options.traversalLimitInWords =
-      std::min<uint64_t>(options_.traversal_limit_words, 2 * words.size() + 64);
+      std::min<uint64_t>(options_.traversal_limit_words, 3 * words.size() + 64);
   reader_options.nestingLimit = options_.nesting_limit;
   Status result;
   bool validated = false;

@@ -30,6 +30,11 @@ namespace crsync {
 inline constexpr size_t kFrameHeaderSize = 12;
 // Default upper bound on a payload, on both ends of a connection.
 inline constexpr size_t kDefaultMaxFramePayload = size_t{16} << 20;  // 16 MiB
+// The largest frame a sidecar reads from a connection before its Hello, so
+// that one which never says who it is holds little memory. A Hello carries
+// a cursor per origin site its node tracks, 48 bytes each: about 87,000
+// fit (MessageCodecTest.AHelloOfManyCursorsFitsBeforeTheHelloLimit).
+inline constexpr size_t kMaxPayloadBeforeHello = size_t{4} << 20;  // 4 MiB
 
 // Writes the 12-byte header for `payload` into `header`.
 void EncodeFrameHeader(kj::ArrayPtr<const kj::byte> payload, kj::byte header[kFrameHeaderSize]);
@@ -61,11 +66,11 @@ struct FrameReaderOptions {
   size_t max_payload_bytes = kDefaultMaxFramePayload;
   // Cap'n Proto limits for decoding one message from an untrusted peer. The
   // reader traverses each message once to validate it, so the traversal
-  // limit must allow that plus what the callback reads (twice the payload is
-  // enough for reading everything once); it bounds amplification by
-  // pointers that alias the same data. Each frame gets at most twice its
-  // own size (plus a little) of this.
-  uint64_t traversal_limit_words = 2 * (kDefaultMaxFramePayload / sizeof(capnp::word));
+  // limit must allow that plus what the callback reads (twice the payload
+  // reads everything once; three times leaves room for a field read
+  // twice); it bounds amplification by pointers that alias the same data.
+  // Each frame gets at most three times its own size (plus a little).
+  uint64_t traversal_limit_words = 3 * (kDefaultMaxFramePayload / sizeof(capnp::word));
   int nesting_limit = 16;
 };
 

@@ -46,10 +46,6 @@ struct Sidecar::Impl {
   // messages wait for the database thread (each up to a frame: a peer cannot
   // make us hold more than this many frames), and starts again below half.
   static constexpr size_t kMaxQueuedMessages = 256;
-  // The largest frame a connection may send before its Hello (whose
-  // cursors, one per peer of its node at some 48 bytes, fit thousands of
-  // times over): one that never says who it is holds little memory.
-  static constexpr size_t kMaxPayloadBeforeHello = size_t{1} << 20;
   struct Conn;
   struct Dialer;
 

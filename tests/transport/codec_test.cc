@@ -432,6 +432,35 @@ Message ThroughWire(const Message& in) {
   return out;
 }
 
+// A node tracking many origin sites says a cursor for each in its Hello:
+// it must decode through a real frame reader (each field counts against the
+// frame's traversal limit: reading one twice failed at some 40 cursors),
+// within the limit a sidecar applies before the Hello.
+TEST(MessageCodecTest, AHelloOfManyCursorsFitsBeforeTheHelloLimit) {
+  for (size_t n : {size_t{40}, size_t{1000}, size_t{80000}}) {
+    SCOPED_TRACE(n);
+    HelloMsg hello{kProtocolVersion, std::string(16, 'a'), 7, {}};
+    for (size_t i = 0; i < n; ++i) {
+      std::string site(16, '\0');
+      std::memcpy(site.data(), &i, sizeof i);
+      hello.have_from.emplace_back(site, static_cast<int64_t>(i) * 1000 + 1);
+    }
+    capnp::MallocMessageBuilder builder;
+    ASSERT_OK(EncodeMessage(Message{hello}, &builder));
+    kj::Array<kj::byte> frame;
+    ASSERT_OK(FrameEncoder().Encode(builder, &frame));
+    EXPECT_LE(frame.size(), kMaxPayloadBeforeHello);
+    FrameReaderOptions options;
+    options.max_payload_bytes = kMaxPayloadBeforeHello;
+    Message got;
+    FrameReader reader(options, [&](capnp::MessageReader& m) { return DecodeMessage(m, &got); });
+    ASSERT_OK(reader.Feed(frame.begin(), frame.size()));
+    const auto* h = std::get_if<HelloMsg>(&got);
+    ASSERT_NE(h, nullptr);
+    EXPECT_EQ(h->have_from, hello.have_from);
+  }
+}
+
 TEST(MessageCodecTest, EveryMessageKindRoundTrips) {
   std::string a(16, 'a'), b(16, 'b');
   HelloMsg hello{kProtocolVersion, a, 0xfeedfacecafebeefULL, {{b, 42}, {std::string(16, 'c'), 7}}};

@@ -374,7 +374,7 @@ TEST(FrameReaderTest, TraversalLimitIsEnforced) {
 }
 
 // A small frame whose pointers all alias one blob would decode into many
-// times its size: refused by a traversal limit of twice the frame's own
+// times its size: refused by a traversal limit of three times the frame's own
 // size, well below the default one for the largest frame.
 TEST(FrameReaderTest, PointersAliasingOneBlobAreRefused) {
   const uint64_t n = 64, blob_bytes = 8192, blob_words = blob_bytes / 8;

@@ -516,8 +516,8 @@ TEST_F(SidecarProbeTest, ARestartedNodeIsAdmittedOnceTheOldConnectionLeavesItsPr
 TEST_F(SidecarAdmitTest, AFrameTooLargeForAHelloIsRefusedBeforeTheHello) {
   capnp::MallocMessageBuilder builder;
   kj::Array<kj::byte> frame;
-  ASSERT_OK(EncodeMessage(Message{ErrorMsg{ErrorMsg::kProtocol, std::string(2 << 20, 'x')}},
-                          &builder));
+  const std::string big(kMaxPayloadBeforeHello + 4096, 'x');
+  ASSERT_OK(EncodeMessage(Message{ErrorMsg{ErrorMsg::kProtocol, big}}, &builder));
   ASSERT_OK(FrameEncoder().Encode(builder, &frame));
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
@@ -534,10 +534,10 @@ TEST_F(SidecarAdmitTest, AFrameTooLargeForAHelloIsRefusedBeforeTheHello) {
     if (poll(&p, 1, 50) > 0) closed = read(fd, buf, sizeof buf) <= 0;
   }
   close(fd);
-  EXPECT_TRUE(closed) << "a 2 MiB frame before the Hello was waited for";
+  EXPECT_TRUE(closed) << "a frame over the limit before the Hello was waited for";
   // A peer that said Hello may send one (here an error, which ends it).
   auto peer = Say('\x77', 1);
-  ASSERT_TRUE(peer->Send(ErrorMsg{ErrorMsg::kProtocol, std::string(2 << 20, 'x')}));
+  ASSERT_TRUE(peer->Send(ErrorMsg{ErrorMsg::kProtocol, big}));
   for (const ErrorMsg& e : peer->Listen(2000)) {
     EXPECT_EQ(e.message.find("bad frame"), std::string::npos) << e.message;
   }
