@@ -27,7 +27,6 @@ Sidecar::Impl::Conn::Conn(Impl* i, uint64_t n)
           probe_asked |= ack->probe;
         }
         heard = true;
-        message_at = NowMs();
         ++queued;
         impl->Enqueue(Task::kMessage, id, std::move(msg));
         return Status::OK();
@@ -303,12 +302,8 @@ void Sidecar::Impl::KeepAlive() {
   for (auto& [id, c] : conns) {
     if (c->closing) continue;
     if (c->paused) c->heard_at = now;  // we are not reading: its silence says nothing
-    // A whole message read since the probe left answers it (>=: both in
-    // one ms), not bytes alone: a peer trickling a frame it never finishes
-    // would hold its site id for good. Not read while we pause it.
-    if (c->probe_sent_at != 0 && (c->paused || c->message_at >= c->probe_sent_at)) {
-      c->probe_sent_at = 0;
-    }
+    // Anything read since the probe left answers it (>=: both in one ms).
+    if (c->probe_sent_at != 0 && c->heard_at >= c->probe_sent_at) c->probe_sent_at = 0;
     const uint64_t limit = 3 * uint64_t{c->peer_heartbeat_ms} +
                            static_cast<uint64_t>(options.pump_interval_ms);
     if (c->heard && c->peer_heartbeat_ms > 0 && now - c->heard_at > limit) {

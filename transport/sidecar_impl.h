@@ -85,7 +85,6 @@ struct Sidecar::Impl {
     uint64_t opened_at = 0;     // uv_now() when it started reading
     bool heard = false;         // a whole message arrived
     uint64_t heard_at = 0;      // NowMs() when bytes last arrived (or reading resumed)
-    uint64_t message_at = 0;    // NowMs() when a whole message last arrived
     uint64_t sent_at = 0;       // NowMs() when a message was last queued to it
     bool said_anything = false; // a message was queued (our Hello goes first)
     uint32_t peer_heartbeat_ms = 0;  // what its Hello said (0: none, or not yet)

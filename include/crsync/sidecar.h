@@ -71,7 +71,7 @@ struct SidecarOptions {
   // When another instance of a connected peer's site id asks to be
   // admitted (a restarted node, or a copied database), the connection in
   // session is probed: a peer whose Hello said it answers probes and that
-  // sends no whole message back within this many ms (checked on the pump timer) is
+  // sends nothing back within this many ms (checked on the pump timer) is
   // taken for gone and its connection closed, so a node restarted after its
   // host or path vanished is admitted within seconds, not after the
   // heartbeat silence. 0 = never close for this.

@@ -45,17 +45,6 @@ class RawPeer {
     return EncodeMessage(m, &builder).ok() && FrameEncoder().Encode(builder, &frame).ok() &&
            write(fd_, frame.begin(), frame.size()) == static_cast<ssize_t>(frame.size());
   }
-  // Writes `m`'s frame except its last byte, one byte every `every_ms`,
-  // until `stop`: a peer that keeps sending and never completes a message.
-  void Trickle(const Message& m, int every_ms, const std::atomic<bool>& stop) {
-    capnp::MallocMessageBuilder builder;
-    kj::Array<kj::byte> frame;
-    if (!EncodeMessage(m, &builder).ok() || !FrameEncoder().Encode(builder, &frame).ok()) return;
-    for (size_t i = 0; i + 1 < frame.size() && !stop; ++i) {
-      if (write(fd_, frame.begin() + i, 1) != 1) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(every_ms));
-    }
-  }
   ~RawPeer() { close(fd_); }
   // Closes cleanly: a FIN, then waits (bounded) for the sidecar's, so no
   // unread data turns the close into a reset.
@@ -508,8 +497,6 @@ TEST_F(SidecarProbeTest, ARestartedNodeIsAdmittedOnceTheOldConnectionLeavesItsPr
   EXPECT_TRUE(old_one->eof()) << "the unanswering connection stayed open";
 }
 
-// Two connections from the old instance (nodes that dial each other):
-// both are probed at the first refusal, not one per attempt.
 // Before its Hello a connection may not announce a frame larger than a
 // Hello can be: it is closed at the header, not after buffering megabytes
 // (or after the handshake timeout). After a Hello, large frames are fine.
@@ -544,24 +531,8 @@ TEST_F(SidecarAdmitTest, AFrameTooLargeForAHelloIsRefusedBeforeTheHello) {
   EXPECT_TRUE(peer->eof());
 }
 
-// Bytes that never make a whole message do not answer a probe: a peer
-// trickling a frame (an impostor holding the site id, or a dead one's
-// half-sent frame) is closed, and the real node admitted.
-TEST_F(SidecarProbeTest, ATrickleOfBytesDoesNotAnswerAProbe) {
-  auto old_one = Say('\x76', 1, /*heartbeat_ms=*/0, /*answers_probes=*/true);
-  EXPECT_TRUE(old_one->Listen(100).empty());
-  std::atomic<bool> stop{false};
-  std::thread trickle([&] {
-    old_one->Trickle(ErrorMsg{ErrorMsg::kProtocol, std::string(4000, 'x')}, 50, stop);
-  });
-  ExpectRefused('\x76');
-  std::unique_ptr<RawPeer> kept;
-  const std::string why = AdmittedWithinSeconds('\x76', 5, &kept);
-  stop = true;
-  trickle.join();
-  EXPECT_EQ(why, "") << "the trickling connection kept the site id";
-}
-
+// Two connections from the old instance (nodes that dial each other):
+// both are probed at the first refusal, not one per attempt.
 TEST_F(SidecarProbeTest, EveryConnectionOfTheOldInstanceIsProbed) {
   auto first = Say('\x75', 1, /*heartbeat_ms=*/0, /*answers_probes=*/true);
   auto second = Say('\x75', 1, /*heartbeat_ms=*/0, /*answers_probes=*/true);
