@@ -5,7 +5,9 @@
 //   crsyncd forget --db PATH --site SITE_ID
 //   crsyncd --help | --version
 #include <sqlite3.h>
+#include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -370,19 +372,36 @@ int main(int argc, char** argv) {
       return 0;
     }
   }
+  // `--db=x.db` is `--db x.db`.
+  // (A flag's value is never split: `--db --odd=x.db` names --odd=x.db.)
+  std::vector<std::string> args;
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    const size_t eq = a.find('=');
+    const bool is_value = i > 2 && std::strncmp(argv[i - 1], "--", 2) == 0 &&
+                          std::strchr(argv[i - 1], '=') == nullptr &&
+                          std::strcmp(argv[i - 1], "--help") != 0;
+    if (!is_value && a.rfind("--", 0) == 0 && eq != std::string::npos) {
+      args.push_back(a.substr(0, eq));
+      args.push_back(a.substr(eq + 1));
+    } else {
+      args.push_back(a);
+    }
+  }
+  const int nargs = static_cast<int>(args.size());
   if (cmd == "demo") {
     crsync::DemoOptions demo;
-    for (int i = 2; i < argc; ++i) {
-      std::string a = argv[i];
+    for (int i = 0; i < nargs; ++i) {
+      std::string a = args[static_cast<size_t>(i)];
       if (a != "--replicas" && a != "--writes" && a != "--dir") {
         std::fprintf(stderr, "crsyncd demo: unknown argument '%s' (try --help)\n", a.c_str());
         return 2;
       }
-      if (i + 1 >= argc) {
+      if (i + 1 >= nargs) {
         std::fprintf(stderr, "crsyncd demo: %s needs a value (try --help)\n", a.c_str());
         return 2;
       }
-      const char* v = argv[++i];
+      const char* v = args[static_cast<size_t>(++i)].c_str();
       if (a == "--dir") {
         demo.dir = v;
       } else if (a == "--replicas" ? !ParseInt(v, 2, 16, &demo.replicas)
@@ -403,19 +422,6 @@ int main(int argc, char** argv) {
   std::optional<std::string> config, db, listen, site;
   std::optional<int> log_level;
   std::vector<std::string> peers;
-  // `--db=x.db` is `--db x.db`.
-  std::vector<std::string> args;
-  for (int i = 2; i < argc; ++i) {
-    std::string a = argv[i];
-    const size_t eq = a.find('=');
-    if (a.rfind("--", 0) == 0 && eq != std::string::npos) {
-      args.push_back(a.substr(0, eq));
-      args.push_back(a.substr(eq + 1));
-    } else {
-      args.push_back(a);
-    }
-  }
-  const int nargs = static_cast<int>(args.size());
   for (int i = 0; i < nargs; ++i) {
     std::string a = args[static_cast<size_t>(i)];
     std::optional<std::string>* single = a == "--config" ? &config
@@ -464,13 +470,24 @@ int main(int argc, char** argv) {
                  opts.db_path.c_str());
     return 2;
   }
-  for (size_t i = 0; i < opts.peers.size(); ++i) {
-    for (size_t j = 0; j < i; ++j) {
-      if (opts.peers[i] == opts.peers[j]) {
-        std::fprintf(stderr, "crsyncd: peer %s is given twice\n", opts.peers[i].c_str());
-        return 2;
-      }
+  // A peer named twice (in the file and on the command line, say) is
+  // dialled once.
+  for (size_t i = 0; i < opts.peers.size();) {
+    if (std::find(opts.peers.begin(), opts.peers.begin() + static_cast<std::ptrdiff_t>(i),
+                  opts.peers[i]) != opts.peers.begin() + static_cast<std::ptrdiff_t>(i)) {
+      std::fprintf(stderr, "crsyncd: peer %s is given twice: dialled once\n",
+                   opts.peers[i].c_str());
+      opts.peers.erase(opts.peers.begin() + static_cast<std::ptrdiff_t>(i));
+    } else {
+      ++i;
     }
+  }
+  // Before any command opens it: SQLite would give a second name its own
+  // journal and shared-memory files (crsyncd run refuses it too, by lock).
+  if (struct stat st {}; stat(opts.db_path.c_str(), &st) == 0 && st.st_nlink > 1) {
+    std::fprintf(stderr, "crsyncd: %s has %ju hard links: give the database one name\n",
+                 opts.db_path.c_str(), static_cast<uintmax_t>(st.st_nlink));
+    return 1;
   }
   if ((cmd == "forget") != site.has_value()) {
     std::fprintf(stderr, cmd == "forget" ? "crsyncd forget: --site SITE_ID is required (try --help)\n"

@@ -18,7 +18,7 @@ Status SidecarLock::Acquire(const std::string& db_path) {
   // (and WAL) per name, so a linked database is refused.
   struct stat db;
   if (stat(db_path.c_str(), &db) == 0 && db.st_nlink > 1) {
-    return Status::FailedPrecondition(
+    return Status::InvalidArgument(
         db_path + " has " + std::to_string(db.st_nlink) +
         " hard links: each name would get its own sidecar lock, and SQLite its own journal "
         "(a sure way to corrupt it); give the database one name");

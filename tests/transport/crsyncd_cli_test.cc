@@ -506,9 +506,16 @@ TEST(CrsyncdCliTest, UsageNitsAreNamed) {
   EXPECT_NE(out.find(":2: log must be error, info or debug, not 'verbose'"), std::string::npos)
       << out;
   EXPECT_EQ(code, 2);
+  // A peer in the file and on the command line is dialled once (the run
+  // then stops at the missing database).
   out = with_config("db = x.db\npeer = 127.0.0.1:9\n", " --peer 127.0.0.1:9");
-  EXPECT_NE(out.find("peer 127.0.0.1:9 is given twice"), std::string::npos) << out;
-  EXPECT_EQ(code, 2);
+  EXPECT_NE(out.find("peer 127.0.0.1:9 is given twice: dialled once"), std::string::npos) << out;
+  EXPECT_NE(out.find("needs an existing database"), std::string::npos) << out;
+  EXPECT_EQ(code, 1);
+  // The demo takes `--flag=value` too.
+  out = RunCrsyncd("demo --replicas=2 --writes=2", &code);
+  EXPECT_NE(out.find("converged: 2 replicas identical"), std::string::npos) << out;
+  EXPECT_EQ(code, 0) << out;
   EXPECT_FALSE(std::filesystem::exists("x.db")) << "a refused command made a database";
   std::filesystem::remove(dir_path.str());
 }
@@ -520,10 +527,17 @@ TEST(CrsyncdCliTest, AHardLinkedDatabaseIsRefused) {
   TestDb(path.str()).Exec(kSchema);
   ASSERT_EQ(::link(path.str().c_str(), link.str().c_str()), 0);
   int code;
-  std::string out = RunCrsyncd("forget --db " + path.str() + " --site " + std::string(32, 'c'),
-                               &code);
-  EXPECT_EQ(code, 1) << out;
-  EXPECT_NE(out.find("has 2 hard links"), std::string::npos) << out;
+  for (const std::string& cmd : {"forget --db " + path.str() + " --site " + std::string(32, 'c'),
+                                 "status --db " + link.str()}) {
+    std::string out = RunCrsyncd(cmd, &code);
+    EXPECT_EQ(code, 1) << out;
+    EXPECT_NE(out.find("has 2 hard links"), std::string::npos) << out;
+    EXPECT_EQ(out.find("stop it first"), std::string::npos) << out;
+  }
+  // Refused before SQLite opened it under the second name.
+  EXPECT_FALSE(std::filesystem::exists(link.str() + "-shm"));
+  EXPECT_FALSE(std::filesystem::exists(link.str() + "-wal"));
+  std::string out;
   // Bounded: a run that served it would not end by itself.
   FILE* p = popen(("timeout -s KILL 10 " + std::string(CRSYNCD) + " run -q --db " + link.str() +
                    " --listen 127.0.0.1:0 2>&1")
