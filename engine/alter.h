@@ -26,6 +26,11 @@ Status CommitAlter(ConnEngine* e, const std::string& table);
 // mean "ours".
 Status ConfirmOpenAlters(ConnEngine* e);
 
+// After a ROLLBACK TO (alters_unsure()): takes back the alters this
+// connection committed in this transaction whose commit it undid (their
+// mark holds this connection's token again).
+Status ReopenUndoneCommits(ConnEngine* e);
+
 // The message of a write refused by another connection's open alter of
 // `table` (its guard triggers, AlterGuardSql).
 std::string AlterOpenElsewhere(const std::string& table);
