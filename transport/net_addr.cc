@@ -47,10 +47,8 @@ void SetLiveness(uv_tcp_t* tcp) {
   setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &kUserTimeoutMs, sizeof kUserTimeoutMs);
 }
 
-std::string PeerAddress(const uv_tcp_t* tcp) {
-  sockaddr_storage addr{};
-  int len = static_cast<int>(sizeof addr);
-  if (uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return "";
+namespace {
+std::string AddressText(const sockaddr_storage& addr) {
   char host[INET6_ADDRSTRLEN] = "";
   if (addr.ss_family == AF_INET) {
     const auto* in = reinterpret_cast<const sockaddr_in*>(&addr);
@@ -63,6 +61,21 @@ std::string PeerAddress(const uv_tcp_t* tcp) {
     return "[" + std::string(host) + "]:" + std::to_string(ntohs(in6->sin6_port));
   }
   return "";
+}
+}  // namespace
+
+std::string PeerAddress(const uv_tcp_t* tcp) {
+  sockaddr_storage addr{};
+  int len = static_cast<int>(sizeof addr);
+  if (uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return "";
+  return AddressText(addr);
+}
+
+std::string LocalAddress(const uv_tcp_t* tcp) {
+  sockaddr_storage addr{};
+  int len = static_cast<int>(sizeof addr);
+  if (uv_tcp_getsockname(tcp, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return "";
+  return AddressText(addr);
 }
 
 Status SockAddr(const std::string& hostport, sockaddr_storage* out) {

@@ -23,6 +23,8 @@ Status SockAddr(const std::string& hostport, sockaddr_storage* out);
 // "HOST:PORT" of the other end of a connected socket ("[v6]:PORT" for IPv6),
 // or "" when it cannot be had.
 std::string PeerAddress(const uv_tcp_t* tcp);
+// Likewise, this end's address.
+std::string LocalAddress(const uv_tcp_t* tcp);
 
 // TCP keepalive (idle 30 s, then 3 probes 10 s apart) and a 60 s limit on
 // unacknowledged writes, so a peer that vanished without a FIN or RST is

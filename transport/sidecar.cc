@@ -18,6 +18,7 @@
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <mutex>
 
@@ -29,8 +30,7 @@
 
 namespace crsync {
 
-void Sidecar::Impl::Log(int level, const char* fmt, ...) {
-  if (std::max(level, 0) > options.log_level) return;
+void Sidecar::Impl::WriteLogLine(int level, std::string_view text) {
   static const char* kNames[] = {"warning", "error", "info", "debug"};
   // One write per line: the loop thread and the strand's pool thread both
   // log, and stderr is unbuffered, so pieces written apart interleave.
@@ -41,17 +41,48 @@ void Sidecar::Impl::Log(int level, const char* fmt, ...) {
   clock_gettime(CLOCK_REALTIME, &now);
   tm utc{};
   gmtime_r(&now.tv_sec, &utc);
-  int n = static_cast<int>(std::strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &utc));
-  n += std::snprintf(line + n, sizeof line - static_cast<size_t>(n), ".%03ldZ crsyncd %s: ",
-                     now.tv_nsec / 1000000, kNames[level < -1 ? 0 : (level > 2 ? 3 : level + 1)]);
+  size_t n = std::strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &utc);
+  n += static_cast<size_t>(std::snprintf(line + n, sizeof line - n, ".%03ldZ crsyncd %s: ",
+                                         now.tv_nsec / 1000000,
+                                         kNames[level < -1 ? 0 : (level > 2 ? 3 : level + 1)]));
+  const size_t room = sizeof line - 1 - n;  // a longer message is cut
+  const size_t m = std::min(text.size(), room);
+  std::memcpy(line + n, text.data(), m);
+  n += m;
+  line[n++] = '\n';
+  std::fwrite(line, 1, n, stderr);
+}
+
+void Sidecar::Impl::Log(int level, const char* fmt, ...) {
+  if (std::max(level, 0) > options.log_level) return;
+  char text[2048];
   va_list ap;
   va_start(ap, fmt);
-  int m = std::vsnprintf(line + n, sizeof line - static_cast<size_t>(n) - 1, fmt, ap);
+  int m = std::vsnprintf(text, sizeof text, fmt, ap);
   va_end(ap);
-  size_t len = static_cast<size_t>(n) + static_cast<size_t>(std::max(m, 0));
-  len = std::min(len, sizeof line - 2);  // a longer message is cut
-  line[len++] = '\n';
-  std::fwrite(line, 1, len, stderr);
+  std::string_view body(text, std::min(static_cast<size_t>(std::max(m, 0)), sizeof text - 1));
+  if (level >= 2) {  // debug lines were asked for (-v): all of them
+    WriteLogLine(level, body);
+    return;
+  }
+  std::lock_guard<std::mutex> hold(log_mu);
+  LogLimiter::Verdict v = log_limiter.Admit(fmt, level, uv_hrtime() / 1000000, body);
+  if (!v.summary.empty()) WriteLogLine(level, v.summary);
+  if (!v.write) return;
+  if (!v.last) {
+    WriteLogLine(level, body);
+    return;
+  }
+  std::string last(body);
+  last += " (this keeps happening: more lines like it are left out for up to a minute)";
+  WriteLogLine(level, last);
+}
+
+void Sidecar::Impl::FlushLogSummaries(bool all) {
+  std::lock_guard<std::mutex> hold(log_mu);
+  for (const LogLimiter::Summary& s : log_limiter.Expired(uv_hrtime() / 1000000, all)) {
+    WriteLogLine(s.level, s.text);
+  }
 }
 
 void Sidecar::Impl::ReleaseDatabase() {
@@ -193,6 +224,7 @@ Status Sidecar::Impl::Start() {
       self->CloseUnresponsiveConns();
       self->RewatchReplacedSignalFile();
       self->TrimMemoryWhenIdle();
+      self->FlushLogSummaries(false);
       self->Enqueue(Task::kPump, 0);
     });
   }, static_cast<uint64_t>(options.pump_interval_ms), static_cast<uint64_t>(options.pump_interval_ms));
@@ -463,6 +495,7 @@ Status Sidecar::Run() {
                static_cast<unsigned long long>(impl_->yields), impl_->yields == 1 ? "" : "s");
   }
   int rc = uv_loop_close(&impl_->loop);
+  impl_->FlushLogSummaries(true);
   impl_->Log(1, "stopped");
   if (rc != 0) return Status::Transport("event loop closed with live handles");
   return impl_->failure;

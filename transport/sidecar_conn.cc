@@ -19,7 +19,18 @@ Sidecar::Impl::Conn::Conn(Impl* i, uint64_t n)
     : impl(i), id(n), reader(FrameReaderOptions{}, [this](capnp::MessageReader& m) {
         Message msg;
         CRSYNC_RETURN_IF_ERROR(DecodeMessage(m, &msg));
+        if (talks_to_itself) return Status::OK();  // nothing from it goes to the strand
         if (const auto* hello = std::get_if<HelloMsg>(&msg)) {
+          if (hello->instance == impl->instance) {
+            // Our own Hello come back: a configured peer address reaches
+            // this very process. The dialled end hangs up once it hears
+            // the other end's Hello (so both ends learn it), and is not
+            // dialled again; the accepted end waits for that.
+            talks_to_itself = true;
+            heard = true;
+            if (dialer) return Status::FailedPrecondition("it is this crsyncd itself");
+            return Status::OK();
+          }
           peer_heartbeat_ms = hello->heartbeat_ms;
           peer_answers_probes = hello->answers_probes;
           reader.set_max_payload_bytes(kDefaultMaxFramePayload);  // it said who it is
@@ -129,6 +140,12 @@ void Sidecar::Impl::OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
     if (nread < 0) {
       // A peer closing or vanishing is routine; other read errors are not.
       bool routine = nread == UV_EOF || nread == UV_ECONNRESET;
+      if (c->talks_to_itself) {  // the accepted end of a dial of ourselves
+        c->impl->Log(2, "connection %llu (%s): this crsyncd dialled itself; closed",
+                     static_cast<unsigned long long>(c->id), c->peer.c_str());
+        c->impl->CloseConn(c->id);
+        return;
+      }
       // Logged by the strand, after what the peer sent before it ended.
       c->impl->CloseConn(c->id,
                          "connection " + std::to_string(c->id) + " (" + c->peer + ") ended: " +
@@ -139,6 +156,10 @@ void Sidecar::Impl::OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
     c->heard_at = NowMs();
     Status st =
         c->reader.Feed(reinterpret_cast<const uint8_t*>(buf->base), static_cast<size_t>(nread));
+    if (!st.ok() && c->talks_to_itself) {
+      c->impl->CloseSelfLoop(c);
+      return;
+    }
     if (!st.ok()) {
       c->impl->Log(0, "connection %llu (%s): bad frame, closing: %s%s",
                    static_cast<unsigned long long>(c->id), c->peer.c_str(), st.message().c_str(),
@@ -228,9 +249,30 @@ void Sidecar::Impl::CloseConn(uint64_t id, std::string ended, int ended_level) {
     // refused right after connecting (schema mismatch, bad frames, a
     // peer that is this node) must not be redialled ten times a second.
     if (stable) d->backoff_ms = kFirstBackoffMs;
-    if (!stopping) ScheduleDial(d);
+    if (!stopping && !d->reaches_itself) ScheduleDial(d);
   }
   Enqueue(Task::kClose, id, Message{}, std::move(ended), ended_level);
+}
+
+void Sidecar::Impl::CloseSelfLoop(Conn* c) {
+  if (Dialer* d = c->dialer) {
+    d->reaches_itself = true;  // CloseConn leaves it undialled
+    Log(1, "not dialling %s again: it reaches this crsyncd itself (the Hello that came back "
+        "carries this process's instance)", d->address.c_str());
+  }
+  // The accepted end: closed here too, quietly (it may not have had our
+  // Hello yet, and would log the hang-up as a peer's).
+  const std::string other_end = "inbound from " + LocalAddress(&c->tcp);
+  uint64_t accepted = 0;
+  for (const auto& [id, other] : conns) {
+    if (other != c && !other->dialer && other->peer == other_end) accepted = id;
+  }
+  CloseConn(c->id);
+  if (accepted) {
+    Log(2, "connection %llu (%s): this crsyncd dialled itself, closing",
+        static_cast<unsigned long long>(accepted), other_end.c_str());
+    CloseConn(accepted);
+  }
 }
 
 void Sidecar::Impl::CloseAndFree(Conn* c) {

@@ -19,11 +19,13 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/guard.h"
 #include "crsync/sqlite_handles.h"
 #include "transport/frame.h"
+#include "transport/log_limiter.h"
 #include "transport/messages.h"
 #include "transport/peer_session.h"
 #include "crsync/sidecar.h"
@@ -96,6 +98,7 @@ struct Sidecar::Impl {
     uint64_t drained_at = 0;    // ms (uv_hrtime) when the queue last shrank, emptied or took data
     size_t last_waiting = 0;    // its size then
     bool send_paused = false;   // in send_paused_conns
+    bool talks_to_itself = false;  // the Hello it sent is ours (CloseSelfLoop)
     std::string peer;
     // Its frame reader hands each decoded message to the strand.
     Conn(Impl* i, uint64_t n);
@@ -112,6 +115,10 @@ struct Sidecar::Impl {
     // then one in kDialFailuresPerWarning (about once a minute at the
     // longest backoff), so an unreachable peer is visible without -v.
     int failures = 0;
+    // Its address reached this process (our own Hello came back): it is
+    // not dialled again. A node given every member's address, its own
+    // among them, would otherwise be refused by itself every few seconds.
+    bool reaches_itself = false;
     Conn* conn = nullptr;
   };
   static constexpr int kDialFailuresPerWarning = 12;
@@ -188,7 +195,17 @@ struct Sidecar::Impl {
   // Levels: 0 error, 1 info, 2 debug, shown up to options.log_level;
   // kWarning is shown whenever errors are.
   static constexpr int kWarning = -1;
-  void Log(int level, const char* fmt, ...);
+  // Lines other than debug ones go through log_limiter, one kind per format
+  // string: a thing that keeps happening (a peer reconnecting in a loop)
+  // writes kLogBurst lines a minute, then one line saying how many it left
+  // out (FlushLogSummaries, from the pump timer and at the end).
+  void Log(int level, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
+  void WriteLogLine(int level, std::string_view text);
+  void FlushLogSummaries(bool all);
+  static constexpr int kLogBurst = 20;
+  static constexpr uint64_t kLogWindowMs = 60000;
+  std::mutex log_mu;  // the loop thread and the strand both log
+  LogLimiter log_limiter{kLogBurst, kLogWindowMs};
   Status Start();
   void Shutdown();
   void CloseSignals();
@@ -243,6 +260,9 @@ struct Sidecar::Impl {
   // `ended_level` once it has handled what the peer sent before (often an
   // error saying why), unless the session already logged its end.
   void CloseConn(uint64_t id, std::string ended = {}, int ended_level = 1);
+  // Closes the dialled end `c` of a connection to this very process, and
+  // does not dial its address again, saying so.
+  void CloseSelfLoop(Conn* c);
   // Closes a connection's handle and frees the Conn in the close callback.
   static void CloseAndFree(Conn* c);
   // Gives up on `c` wherever it is: open (CloseConn), or still dialing or

@@ -112,6 +112,91 @@ TEST(SidecarTest, ASilentConnectionIsClosedAfterTheHandshakeTimeout) {
   EXPECT_GE(waited, std::chrono::milliseconds(350)) << "closed before its timeout";
 }
 
+// A client that connects and hangs up in a loop must not fill the log: a
+// burst of each kind of line is written, then one line says how many more
+// were left out (here at the end, when the sidecar stops).
+TEST(SidecarTest, AConnectionLoopDoesNotFloodTheLog) {
+  TempPath path;
+  SidecarOptions o = QuietOn(path, "127.0.0.1:0");
+  o.log_level = 1;
+  o.pump_interval_ms = 50;
+  std::atomic<int> port{0};
+  o.on_listening = [&](int p) { port = p; };
+  StderrCapture log;
+  Sidecar sidecar(o);
+  auto run = std::async(std::launch::async, [&] { return sidecar.Run(); });
+  StopAtExit stop_run{sidecar};
+  for (int i = 0; i < 200 && port == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_GT(port.load(), 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port.load()));
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  constexpr int kClients = 60;
+  for (int i = 0; i < kClients; ++i) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    close(fd);
+  }
+  // Accepted within moments (the listen backlog holds them meanwhile); the
+  // lines left out cannot be watched for.
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  sidecar.Stop();
+  EXPECT_TRUE(run.get().ok());
+  const std::string text = log.Text();
+  size_t accepted = 0;
+  for (size_t at = 0; (at = text.find("info: accepted connection", at)) != std::string::npos; ++at) {
+    ++accepted;
+  }
+  EXPECT_EQ(accepted, 20u) << text;
+  EXPECT_NE(text.find("(this keeps happening: more lines like it are left out"), std::string::npos)
+      << text;
+  const size_t summary = text.find("left out 40 more lines like this in ");
+  EXPECT_NE(summary, std::string::npos) << text;
+  EXPECT_NE(text.find("the last: accepted connection 60 (inbound from 127.0.0.1:", summary),
+            std::string::npos) << text;
+}
+
+// A node given its own address among its peers (one peer list for every
+// member) dials itself once, learns it from the Hello that comes back, and
+// leaves that address alone: no refusals, no errors, no redials.
+TEST(SidecarTest, AnAddressThatReachesTheNodeItselfIsDialledOnce) {
+  int probe = socket(AF_INET, SOCK_STREAM, 0);  // a free port, to configure in advance
+  ASSERT_GE(probe, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  ASSERT_EQ(bind(probe, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(getsockname(probe, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const std::string self = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  close(probe);
+  TempPath path;
+  SidecarOptions o = QuietOn(path, self);
+  o.peers = {self};
+  o.log_level = 1;
+  o.pump_interval_ms = 50;
+  StderrCapture log;
+  Sidecar sidecar(o);
+  auto run = std::async(std::launch::async, [&] { return sidecar.Run(); });
+  StopAtExit stop_run{sidecar};
+  const bool said = log.WaitFor("not dialling " + self + " again: it reaches this crsyncd itself",
+                                std::chrono::seconds(10));
+  // Time for several redials at the backoff's start (0.1, 0.2, 0.4 s...).
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  sidecar.Stop();
+  Status st = run.get();
+  const std::string text = log.Text();
+  ASSERT_TRUE(st.ok()) << st.ToString() << "\n" << text;
+  EXPECT_TRUE(said) << text;
+  size_t dials = 0;
+  for (size_t at = 0; (at = text.find("connected to " + self, at)) != std::string::npos; ++at) ++dials;
+  EXPECT_EQ(dials, 1u) << text;
+  EXPECT_EQ(text.find("error"), std::string::npos) << text;
+  EXPECT_EQ(text.find("own site id"), std::string::npos) << text;
+}
+
 TEST(SidecarTest, BadPeerAddressesAreRefusedByName) {
   TempPath path;
   const SidecarOptions base = QuietOn(path, "");
