@@ -59,6 +59,10 @@ void DbVersion(sqlite3_context* ctx, int, sqlite3_value**) {
 void NextDbVersion(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
   GuardSqlFunction(ctx, [&] {
     ConnEngine* e = EngineOf(ctx);
+    if (argc > 0 && sqlite3_value_type(argv[0]) != SQLITE_INTEGER) {
+      return sqlite3_result_error(
+          ctx, "crsql_next_db_version(n): n is the least version to take, an integer", -1);
+    }
     int64_t floor = argc > 0 ? sqlite3_value_int64(argv[0]) : 0;
     sqlite3* db = sqlite3_context_db_handle(ctx);
     // The pending value lives only as long as the transaction: an
@@ -144,6 +148,11 @@ void AlterFn(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
 // The one setting there is; otherwise the spec's error (§16), naming what
 // was asked for and what exists.
 bool KnownSetting(sqlite3_context* ctx, sqlite3_value* name) {
+  if (sqlite3_value_type(name) != SQLITE_TEXT) {
+    sqlite3_result_error(ctx, "A setting's name is text (the one setting is 'merge-equal-values')",
+                         -1);
+    return false;
+  }
   const std::string n = TextArg(name);
   if (n == "merge-equal-values") return true;
   const std::string m = "Unknown setting name '" + n + "' (the one setting is 'merge-equal-values')";

@@ -27,6 +27,8 @@ int Filter(sqlite3_vtab_cursor* cur, int idx_num, const char*, int argc, sqlite3
     c->cells.clear();
     c->pos = 0;
     if (!idx_num || argc < 1) return SQLITE_OK;
+    // `package = NULL` is true of nothing, as everywhere in SQL.
+    if (sqlite3_value_type(argv[0]) == SQLITE_NULL) return SQLITE_OK;
     if (sqlite3_value_type(argv[0]) != SQLITE_BLOB) {
       cur->pVtab->zErrMsg = sqlite3_mprintf("crsql_unpack_columns expects a packed BLOB");
       return SQLITE_ERROR;

@@ -288,6 +288,10 @@ TEST(ConfigTest, MergeEqualValuesIsPersistedAndValidated) {
     const Rows config_before = db.Query("SELECT key, quote(value) FROM crsql_master ORDER BY key");
     EXPECT_THAT(db.Error("SELECT crsql_config_set('nope', 1)"), HasSubstr("Unknown setting name 'nope'"));
     EXPECT_THAT(db.Error("SELECT crsql_config_get('nope')"), HasSubstr("Unknown setting name 'nope'"));
+    for (const char* name : {"NULL", "1", "x'00'"}) {
+      EXPECT_THAT(db.Error(std::string("SELECT crsql_config_set(") + name + ", 1)"),
+                  HasSubstr("A setting's name is text")) << name;
+    }
     EXPECT_THAT(db.Error("SELECT crsql_config_set('merge-equal-values', '1')"), HasSubstr("integer"));
     EXPECT_THAT(db.Error("SELECT crsql_config_set('merge-equal-values', 1.0)"), HasSubstr("integer"));
     // Refused, they changed nothing: stored or in effect.

@@ -138,6 +138,11 @@ TEST(PackedTest, SqlFunctionsPackAndUnpack) {
             (Rows{{"1"}, {"'a'"}}));
   EXPECT_THAT(db.Error("SELECT cell FROM crsql_unpack_columns(X'0209')"),
               ::testing::HasSubstr("truncated"));
+  EXPECT_THAT(db.Error("SELECT cell FROM crsql_unpack_columns('0209010B0161')"),
+              ::testing::HasSubstr("expects a packed BLOB"));
+  // NULL, as in `WHERE package = NULL`, matches nothing, like = NULL anywhere.
+  EXPECT_EQ(db.Query("SELECT cell FROM crsql_unpack_columns(NULL)"), Rows{});
+  EXPECT_EQ(db.Query("SELECT cell FROM crsql_unpack_columns WHERE package = NULL"), Rows{});
 }
 
 }  // namespace

@@ -122,6 +122,15 @@ TEST(RecordingTest, NextDbVersionIsIdempotentAndDiesWithItsTransaction) {
   db.Exec("BEGIN; SELECT crsql_next_db_version(95); ROLLBACK;");
   db.Exec("INSERT INTO foo VALUES (4, 1)");
   EXPECT_EQ(db.One("SELECT crsql_db_version()"), "53");
+  // Its argument is a version: anything else is refused, not read as 0.
+  db.Exec("BEGIN");
+  for (const char* bad : {"'abc'", "'60'", "x'05'", "NULL", "60.5"}) {
+    EXPECT_THAT(db.Error(std::string("SELECT crsql_next_db_version(") + bad + ")"),
+                HasSubstr("crsql_next_db_version(n): n is the least version to take, an integer"))
+        << bad;
+  }
+  EXPECT_EQ(db.One("SELECT crsql_next_db_version()"), "54") << "a refused call moved the version";
+  db.Exec("ROLLBACK");
 }
 
 // Raising the version with crsql_next_db_version(n) leaves the writes
