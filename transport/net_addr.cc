@@ -91,6 +91,13 @@ Status SockAddr(const std::string& hostport, sockaddr_storage* out) {
     }
     return Status::InvalidArgument("bad address '" + hostport + "' (expected HOST:PORT)");
   }
+  // "::1:80" could be [::1]:80 or the address ::1:80 with its port left
+  // out: an IPv6 address must be in brackets, as in URLs.
+  if (host.find(':') != std::string::npos && hostport.front() != '[') {
+    return Status::InvalidArgument("bad address '" + hostport +
+                                   "': put an IPv6 address in brackets, as in [" + host +
+                                   "]:" + std::to_string(port));
+  }
   if (uv_ip4_addr(host.c_str(), port, reinterpret_cast<sockaddr_in*>(out)) == 0) return Status::OK();
   if (uv_ip6_addr(host.c_str(), port, reinterpret_cast<sockaddr_in6*>(out)) == 0) return Status::OK();
   return Status::InvalidArgument("bad address '" + hostport + "' (numeric IPv4 or IPv6 only)");

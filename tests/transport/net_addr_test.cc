@@ -26,8 +26,18 @@ TEST(NetAddrTest, NumericHostsAndDecimalPortsParse) {
   ASSERT_OK(SockAddr("[::1]:0", &a));
   EXPECT_EQ(a.ss_family, AF_INET6);
   EXPECT_EQ(PortOf(a), 0);
-  ASSERT_OK(SockAddr("::1:65535", &a));  // the last colon splits
+  ASSERT_OK(SockAddr("[::ffff:127.0.0.1]:65535", &a));
   EXPECT_EQ(PortOf(a), 65535);
+}
+
+// Without brackets, "::1:80" could be ::1 port 80 or the address ::1:80.
+TEST(NetAddrTest, AnIPv6AddressWithoutBracketsIsRefused) {
+  sockaddr_storage a;
+  EXPECT_THAT(SockAddr("::1:65535", &a).message(),
+              HasSubstr("bad address '::1:65535': put an IPv6 address in brackets, as in "
+                        "[::1]:65535"));
+  EXPECT_FALSE(SockAddr("fe80::1:80", &a).ok());
+  EXPECT_FALSE(SockAddr("[::1:80", &a).ok());
 }
 
 TEST(NetAddrTest, AnythingButDigitsInThePortIsRefusedByName) {
