@@ -47,6 +47,15 @@ SidecarOptions QuietOn(const TempPath& path, const std::string& listen) {
   return o;
 }
 
+// 127.0.0.1:port.
+sockaddr_in Loopback(int port) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  return addr;
+}
+
 TEST(SidecarTest, StopBeforeTheLoopRunsIsKeptAndRunReturns) {
   TempPath path;
   SidecarOptions o = QuietOn(path, "127.0.0.1:0");
@@ -89,10 +98,7 @@ TEST(SidecarTest, ASilentConnectionIsClosedAfterTheHandshakeTimeout) {
   for (int i = 0; i < 200 && port == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   ASSERT_GT(port.load(), 0);
   int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port.load()));
-  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  sockaddr_in addr = Loopback(port);
   ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
   const auto start = std::chrono::steady_clock::now();
   bool eof = false;
@@ -128,10 +134,7 @@ TEST(SidecarTest, AConnectionLoopDoesNotFloodTheLog) {
   StopAtExit stop_run{sidecar};
   for (int i = 0; i < 200 && port == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   ASSERT_GT(port.load(), 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port.load()));
-  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  sockaddr_in addr = Loopback(port);
   constexpr int kClients = 60;
   for (int i = 0; i < kClients; ++i) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -164,9 +167,7 @@ TEST(SidecarTest, AConnectionLoopDoesNotFloodTheLog) {
 TEST(SidecarTest, AnAddressThatReachesTheNodeItselfIsDialledOnce) {
   int probe = socket(AF_INET, SOCK_STREAM, 0);  // a free port, to configure in advance
   ASSERT_GE(probe, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  sockaddr_in addr = Loopback(0);
   ASSERT_EQ(bind(probe, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
   socklen_t len = sizeof addr;
   ASSERT_EQ(getsockname(probe, reinterpret_cast<sockaddr*>(&addr), &len), 0);
