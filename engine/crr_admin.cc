@@ -229,7 +229,7 @@ Status CheckInternalNamesFree(sqlite3* db, const std::string& name) {
   CRSYNC_RETURN_IF_ERROR(Prepare(db,
                                  "SELECT type, name FROM main.sqlite_master WHERE name COLLATE "
                                  "NOCASE IN (?1 || 'rows', ?1 || 'feed', ?1 || 'itrig', ?1 || "
-                                 "'utrig', ?1 || 'dtrig') LIMIT 1",
+                                 "'utrig', ?1 || 'dtrig', ?1 || 'noblob') LIMIT 1",
                                  &st));
   const std::string base = name + "__crsync_";
   sqlite3_bind_text(st.get(), 1, base.data(), static_cast<int>(base.size()), SQLITE_STATIC);
@@ -238,7 +238,8 @@ Status CheckInternalNamesFree(sqlite3* db, const std::string& name) {
   if (rc != SQLITE_ROW) return SqliteError(db, rc);
   const std::string type = reinterpret_cast<const char*>(sqlite3_column_text(st.get(), 0));
   const std::string taken = reinterpret_cast<const char*>(sqlite3_column_text(st.get(), 1));
-  return Status::InvalidArgument("crsql_as_crr(" + name + "): a " + type + " named " + taken +
+  return Status::InvalidArgument("crsql_as_crr(" + name + "): " + (type == "index" ? "an " : "a ") +
+                                 type + " named " + taken +
                                  " already exists; crsync keeps " + name +
                                  "'s metadata under that name (rename or drop that " + type +
                                  " first)");
@@ -246,13 +247,15 @@ Status CheckInternalNamesFree(sqlite3* db, const std::string& name) {
 
 // Triggers made on the CRR's table after its recording triggers fire
 // before them (engine/trigger_order.h): the recording triggers are made
-// again, so that they fire first.
-Status MakeRecordersFireFirst(ConnEngine* e, const std::string& name) {
+// again, so that they fire first. A CRR made by a build without the
+// no-blob-write index (recorder.h) gets it here.
+Status RepairRecorders(ConnEngine* e, const std::string& name) {
   sqlite3* db = e->db();
-  bool user_first;
+  bool user_first, has_index;
   CRSYNC_RETURN_IF_ERROR(UserTriggersFireFirst(db, name, &user_first));
+  CRSYNC_RETURN_IF_ERROR(HasNoBlobWriteIndex(db, name, &has_index));
   // A connection that cannot write writes no rows to hide.
-  if (!user_first || sqlite3_db_readonly(db, "main") != 0) return Status::OK();
+  if ((!user_first && has_index) || sqlite3_db_readonly(db, "main") != 0) return Status::OK();
   {
     StmtPtr st;
     CRSYNC_RETURN_IF_ERROR(Prepare(db, "PRAGMA query_only", &st));
@@ -287,7 +290,7 @@ Status AsCrr(ConnEngine* e, const std::string& table) {
     CRSYNC_RETURN_IF_ERROR(ReadRecorderState(db, name, known->id(), &state));
     if (state.recorders == 3) {
       CRSYNC_RETURN_IF_ERROR(known->CheckShape());  // altered without begin/commit: say how to fix
-      return MakeRecordersFireFirst(e, name);
+      return RepairRecorders(e, name);
     }
     // Another connection's alter is open: its guard stands, or (when it
     // rebuilt the table, guards and all) its mark.
@@ -407,6 +410,7 @@ Status AsTable(ConnEngine* e, const std::string& table) {
             ", coalesce((SELECT value FROM main.crsql_master WHERE key = "
             "'pre_compact_dbversion'), 0)))"));
     CRSYNC_RETURN_IF_ERROR(DropRecorderTriggers(db, name));
+    CRSYNC_RETURN_IF_ERROR(DropNoBlobWriteIndex(db, name));
     CRSYNC_RETURN_IF_ERROR(Exec(
         db, "DROP TABLE IF EXISTS main." +
                 QuoteIdent(name + "__crsync_rows") + "; DROP TABLE IF EXISTS main." +

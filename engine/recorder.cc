@@ -663,7 +663,34 @@ Status InstallRecorderTriggers(sqlite3* db, const Crr& crr, int64_t tag,
                                    crr.name() + "'s writes with a trigger of that name (rename "
                                    "or drop that trigger first)");
   }
-  return Exec(db, RecorderTriggersSql(crr, tag));
+  CRSYNC_RETURN_IF_ERROR(Exec(db, RecorderTriggersSql(crr, tag)));
+  return Exec(db, "CREATE INDEX IF NOT EXISTS main." + QuoteIdent(NoBlobWriteIndexName(crr.name())) +
+                      " ON " + QuoteIdent(crr.name()) + " (+" +
+                      QuoteIdent(crr.schema().pk_cols.at(0)) + ") WHERE 0");
+}
+
+std::string NoBlobWriteIndexName(const std::string& table) { return table + "__crsync_noblob"; }
+
+Status HasNoBlobWriteIndex(sqlite3* db, const std::string& table, bool* has) {
+  StmtPtr st;
+  CRSYNC_RETURN_IF_ERROR(Prepare(db,
+                                 "SELECT 1 FROM main.sqlite_master WHERE type = 'index' AND name = ?1 "
+                                 "COLLATE NOCASE AND tbl_name = ?2 COLLATE NOCASE",
+                                 &st));
+  const std::string index = NoBlobWriteIndexName(table);
+  sqlite3_bind_text(st.get(), 1, index.data(), static_cast<int>(index.size()), SQLITE_STATIC);
+  sqlite3_bind_text(st.get(), 2, table.data(), static_cast<int>(table.size()), SQLITE_STATIC);
+  const int rc = sqlite3_step(st.get());
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return SqliteError(db, rc);
+  *has = rc == SQLITE_ROW;
+  return Status::OK();
+}
+
+Status DropNoBlobWriteIndex(sqlite3* db, const std::string& table) {
+  bool has = false;
+  CRSYNC_RETURN_IF_ERROR(HasNoBlobWriteIndex(db, table, &has));
+  if (!has) return Status::OK();
+  return Exec(db, "DROP INDEX main." + QuoteIdent(NoBlobWriteIndexName(table)));
 }
 
 }  // namespace crsync
