@@ -59,7 +59,10 @@ void DbVersion(sqlite3_context* ctx, int, sqlite3_value**) {
 void NextDbVersion(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
   GuardSqlFunction(ctx, [&] {
     ConnEngine* e = EngineOf(ctx);
-    if (argc > 0 && sqlite3_value_type(argv[0]) != SQLITE_INTEGER) {
+    // A whole REAL passes (JavaScript bindings send every number as one).
+    if (argc > 0 && sqlite3_value_type(argv[0]) != SQLITE_INTEGER &&
+        !(sqlite3_value_type(argv[0]) == SQLITE_FLOAT &&
+          sqlite3_value_double(argv[0]) == static_cast<double>(sqlite3_value_int64(argv[0])))) {
       return sqlite3_result_error(
           ctx, "crsql_next_db_version(n): n is the least version to take, an integer", -1);
     }

@@ -130,6 +130,7 @@ TEST(RecordingTest, NextDbVersionIsIdempotentAndDiesWithItsTransaction) {
         << bad;
   }
   EXPECT_EQ(db.One("SELECT crsql_next_db_version()"), "54") << "a refused call moved the version";
+  EXPECT_EQ(db.One("SELECT crsql_next_db_version(60.0)"), "60");  // a whole REAL is a number
   db.Exec("ROLLBACK");
 }
 
