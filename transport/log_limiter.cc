@@ -17,7 +17,7 @@ std::string LogLimiter::Describe(const Window& w, uint64_t now_ms) const {
   return head + w.last;
 }
 
-LogLimiter::Verdict LogLimiter::Admit(const void* kind, int level, uint64_t now_ms,
+LogLimiter::Verdict LogLimiter::Admit(const std::string& kind, int level, uint64_t now_ms,
                                       std::string_view text) {
   Verdict v;
   auto [it, fresh] = windows_.try_emplace(kind);

@@ -7,9 +7,11 @@
 // each kind of line through per window, leaves the rest out, and says how
 // many it left out (with the last of them) once the window is over.
 //
-// A "kind" is a key chosen by the caller: the format string's address, so
-// that "connection 7 closed: ..." and "connection 8 closed: ..." are one
-// kind.
+// A "kind" is a key chosen by the caller: the format string's address and
+// the level, so that "connection 7 closed: ..." and "connection 8 closed:
+// ..." are one kind, plus, for lines about one peer, its address, so that
+// one peer (or a health check) that keeps connecting hides nothing of
+// another's.
 //
 // Not thread-safe: the caller serializes (Sidecar::Impl::Log holds a mutex).
 // Times are milliseconds of any monotonic clock, given by the caller.
@@ -38,7 +40,7 @@ class LogLimiter {
   };
   // Decides about one line of `kind` (its text, without time or level, is
   // kept in case it is the last left out; its level is the summary's).
-  Verdict Admit(const void* kind, int level, uint64_t now_ms, std::string_view text);
+  Verdict Admit(const std::string& kind, int level, uint64_t now_ms, std::string_view text);
 
   struct Summary {
     int level;
@@ -61,7 +63,7 @@ class LogLimiter {
 
   const int burst_;
   const uint64_t window_ms_;
-  std::unordered_map<const void*, Window> windows_;
+  std::unordered_map<std::string, Window> windows_;
 };
 
 }  // namespace crsync

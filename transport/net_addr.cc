@@ -4,6 +4,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
+#include <cstring>
+
 namespace crsync {
 namespace {
 
@@ -57,6 +59,14 @@ std::string AddressText(const sockaddr_storage& addr) {
   }
   if (addr.ss_family == AF_INET6) {
     const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&addr);
+    if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {  // an IPv4 peer of a [::] listener
+      sockaddr_in in{};
+      in.sin_family = AF_INET;
+      in.sin_port = in6->sin6_port;
+      std::memcpy(&in.sin_addr, in6->sin6_addr.s6_addr + 12, 4);
+      if (uv_ip4_name(&in, host, sizeof host) != 0) return "";
+      return std::string(host) + ":" + std::to_string(ntohs(in.sin_port));
+    }
     if (uv_ip6_name(in6, host, sizeof host) != 0) return "";
     return "[" + std::string(host) + "]:" + std::to_string(ntohs(in6->sin6_port));
   }

@@ -54,34 +54,69 @@ void Sidecar::Impl::WriteLogLine(int level, std::string_view text) {
 }
 
 void Sidecar::Impl::Log(int level, const char* fmt, ...) {
-  if (std::max(level, 0) > options.log_level) return;
-  char text[2048];
   va_list ap;
   va_start(ap, fmt);
-  int m = std::vsnprintf(text, sizeof text, fmt, ap);
+  LogV(nullptr, true, level, fmt, ap);
   va_end(ap);
+}
+
+void Sidecar::Impl::LogAbout(const std::string& subject, int level, const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  LogV(&subject, true, level, fmt, ap);
+  va_end(ap);
+}
+
+void Sidecar::Impl::LogAlways(int level, const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  LogV(nullptr, false, level, fmt, ap);
+  va_end(ap);
+}
+
+const std::string& Sidecar::Impl::SubjectOf(uint64_t conn) const {
+  static const std::string kNone;
+  auto it = subjects.find(conn);
+  return it == subjects.end() ? kNone : it->second;
+}
+
+void Sidecar::Impl::LogV(const std::string* subject, bool limited, int level, const char* fmt,
+                         va_list ap) {
+  if (std::max(level, 0) > options.log_level) return;
+  char text[2048];
+  int m = std::vsnprintf(text, sizeof text, fmt, ap);
   std::string_view body(text, std::min(static_cast<size_t>(std::max(m, 0)), sizeof text - 1));
-  if (level >= 2) {  // debug lines were asked for (-v): all of them
+  if (!limited || level >= 2) {  // debug lines were asked for (-v): all of them
     WriteLogLine(level, body);
     return;
   }
   std::lock_guard<std::mutex> hold(log_mu);
-  LogLimiter::Verdict v = log_limiter.Admit(fmt, level, uv_hrtime() / 1000000, body);
+  LogLimiter::Verdict v;
+  try {  // the limiter allocates; a line is never lost to that
+    char id[48];
+    std::snprintf(id, sizeof id, "%p/%d/", static_cast<const void*>(fmt), level);
+    std::string kind = id;
+    if (subject) kind += *subject;
+    v = log_limiter.Admit(kind, level, uv_hrtime() / 1000000, body);
+  } catch (...) {
+    v = LogLimiter::Verdict{};
+    v.write = true;
+  }
   if (!v.summary.empty()) WriteLogLine(level, v.summary);
   if (!v.write) return;
-  if (!v.last) {
-    WriteLogLine(level, body);
-    return;
+  WriteLogLine(level, body);
+  if (v.last) {
+    WriteLogLine(level, "(that keeps happening: more lines like it are left out for up to a minute)");
   }
-  std::string last(body);
-  last += " (this keeps happening: more lines like it are left out for up to a minute)";
-  WriteLogLine(level, last);
 }
 
 void Sidecar::Impl::FlushLogSummaries(bool all) {
   std::lock_guard<std::mutex> hold(log_mu);
-  for (const LogLimiter::Summary& s : log_limiter.Expired(uv_hrtime() / 1000000, all)) {
-    WriteLogLine(s.level, s.text);
+  try {
+    for (const LogLimiter::Summary& s : log_limiter.Expired(uv_hrtime() / 1000000, all)) {
+      WriteLogLine(s.level, s.text);
+    }
+  } catch (...) {  // out of memory: the counts are lost, nothing else
   }
 }
 
@@ -186,7 +221,9 @@ Status Sidecar::Impl::Start() {
           static_cast<unsigned long long>(instance));
     }
   }
-  if (uv_loop_init(&loop) != 0) return Status::Transport("cannot create the event loop");
+  if (int rc = uv_loop_init(&loop); rc != 0) {
+    return Status::Transport(std::string("cannot create the event loop: ") + uv_strerror(rc));
+  }
   loop_ready = true;
   stop_async.data = this;
   uv_async_init(&loop, &stop_async, [](uv_async_t* a) {
@@ -313,7 +350,7 @@ void Sidecar::Impl::StopIfDatabaseReplaced() {
       "the database " + signal_path + what +
       " while this sidecar served it: it would go on merging into and sending from the old "
       "file; stopping (start crsyncd again to serve what is there now)");
-  Log(0, "%s", failure.message().c_str());
+  LogAlways(0, "%s", failure.message().c_str());
   Shutdown();
 }
 
@@ -469,7 +506,7 @@ Status Sidecar::Run() {
   if (impl_->signals_open) dispositions.NoteLibuvHandlers();
   if (!st.ok()) {
     // The message, not the status's code name: it is for the operator.
-    impl_->Log(0, "cannot start: %s", st.message().c_str());
+    impl_->LogAlways(0, "cannot start: %s", st.message().c_str());
     if (impl_->loop_ready) {
       impl_->Shutdown();
       uv_run(&impl_->loop, UV_RUN_DEFAULT);
@@ -487,6 +524,9 @@ Status Sidecar::Run() {
   }
   if (stop_now) impl_->Shutdown();
   uv_run(&impl_->loop, UV_RUN_DEFAULT);
+  // Before the signals go back to their defaults: a second SIGTERM then
+  // would end the process before the counts of lines left out are written.
+  impl_->FlushLogSummaries(true);
   impl_->CloseSignals();
   dispositions.Restore();
   impl_->ReleaseDatabase();  // no task is running once the loop ended
@@ -495,8 +535,8 @@ Status Sidecar::Run() {
                static_cast<unsigned long long>(impl_->yields), impl_->yields == 1 ? "" : "s");
   }
   int rc = uv_loop_close(&impl_->loop);
-  impl_->FlushLogSummaries(true);
-  impl_->Log(1, "stopped");
+  impl_->FlushLogSummaries(true);  // what the strand's last task logged
+  impl_->LogAlways(1, "stopped");
   if (rc != 0) return Status::Transport("event loop closed with live handles");
   return impl_->failure;
 }

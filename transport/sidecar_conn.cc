@@ -23,13 +23,16 @@ Sidecar::Impl::Conn::Conn(Impl* i, uint64_t n)
         if (const auto* hello = std::get_if<HelloMsg>(&msg)) {
           if (hello->instance == impl->instance) {
             // Our own Hello come back: a configured peer address reaches
-            // this very process. The dialled end hangs up once it hears
-            // the other end's Hello (so both ends learn it), and is not
-            // dialled again; the accepted end waits for that.
+            // this very process. The dialled end hangs up (CloseSelfLoop,
+            // which closes the accepted end too); an accepted end left
+            // over is closed after the handshake timeout.
             talks_to_itself = true;
-            heard = true;
             if (dialer) return Status::FailedPrecondition("it is this crsyncd itself");
             return Status::OK();
+          }
+          if (!heard && !dialer) {  // a peer, not a port scan or health check
+            impl->LogAbout(subject, 1, "accepted connection %llu (%s)",
+                           static_cast<unsigned long long>(id), peer.c_str());
           }
           peer_heartbeat_ms = hello->heartbeat_ms;
           peer_answers_probes = hello->answers_probes;
@@ -120,7 +123,7 @@ void Sidecar::Impl::StartConn(Conn* c) {
   SetLiveness(&c->tcp);
   StartReading(c);
   if (c->closing) return;  // it could not read: already closed (and its kClose queued)
-  Enqueue(Task::kOpen, c->id);
+  Enqueue(Task::kOpen, c->id, Message{}, {}, 1, c->subject);
 }
 
 void Sidecar::Impl::OnAlloc(uv_handle_t*, size_t suggested, uv_buf_t* buf) {
@@ -139,6 +142,8 @@ void Sidecar::Impl::OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   auto handle = [&] {
     if (nread < 0) {
       // A peer closing or vanishing is routine; other read errors are not.
+      // One that never said a whole message (a port scan, a health
+      // check) is a debug line, like its accept.
       bool routine = nread == UV_EOF || nread == UV_ECONNRESET;
       if (c->talks_to_itself) {  // the accepted end of a dial of ourselves
         c->impl->Log(2, "connection %llu (%s): this crsyncd dialled itself; closed",
@@ -150,7 +155,7 @@ void Sidecar::Impl::OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
       c->impl->CloseConn(c->id,
                          "connection " + std::to_string(c->id) + " (" + c->peer + ") ended: " +
                              uv_strerror(static_cast<int>(nread)),
-                         routine ? 1 : 0);
+                         !c->heard ? 2 : routine ? 1 : 0);
       return;
     }
     c->heard_at = NowMs();
@@ -161,7 +166,7 @@ void Sidecar::Impl::OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
       return;
     }
     if (!st.ok()) {
-      c->impl->Log(0, "connection %llu (%s): bad frame, closing: %s%s",
+      c->impl->LogAbout(c->subject, 0, "connection %llu (%s): bad frame, closing: %s%s",
                    static_cast<unsigned long long>(c->id), c->peer.c_str(), st.message().c_str(),
                    c->heard ? "" : " (nothing valid came from it yet: is it a crsyncd?)");
       c->impl->Send(c->id, ErrorMsg{ErrorMsg::kProtocol, "bad frame: " + st.message()});
@@ -187,7 +192,7 @@ void Sidecar::Impl::OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
 void Sidecar::Impl::StartReading(Conn* c) {
   int rc = uv_read_start(reinterpret_cast<uv_stream_t*>(&c->tcp), &Impl::OnAlloc, &Impl::OnRead);
   if (rc != 0) {
-    Log(0, "connection %llu (%s): cannot read: %s", static_cast<unsigned long long>(c->id),
+    LogAbout(c->subject, 0, "connection %llu (%s): cannot read: %s", static_cast<unsigned long long>(c->id),
         c->peer.c_str(), uv_strerror(rc));
     CloseConn(c->id);
   }
@@ -249,16 +254,23 @@ void Sidecar::Impl::CloseConn(uint64_t id, std::string ended, int ended_level) {
     // refused right after connecting (schema mismatch, bad frames, a
     // peer that is this node) must not be redialled ten times a second.
     if (stable) d->backoff_ms = kFirstBackoffMs;
-    if (!stopping && !d->reaches_itself) ScheduleDial(d);
+    if (d->redial_slowly) {
+      d->redial_slowly = false;
+      d->backoff_ms = kSelfRedialMs;
+    }
+    if (!stopping) ScheduleDial(d);
   }
   Enqueue(Task::kClose, id, Message{}, std::move(ended), ended_level);
 }
 
 void Sidecar::Impl::CloseSelfLoop(Conn* c) {
   if (Dialer* d = c->dialer) {
-    d->reaches_itself = true;  // CloseConn leaves it undialled
-    Log(1, "not dialling %s again: it reaches this crsyncd itself (the Hello that came back "
-        "carries this process's instance)", d->address.c_str());
+    d->redial_slowly = true;  // CloseConn's redial waits kSelfRedialMs
+    // Said once; then debug, every minute.
+    LogAbout(d->address, ++d->reached_itself == 1 ? 1 : 2,
+             "%s reaches this crsyncd itself (the Hello that came back carries this process's "
+             "instance): dialling it only once a minute from now on",
+             d->address.c_str());
   }
   // The accepted end: closed here too, quietly (it may not have had our
   // Hello yet, and would log the hang-up as a peer's).
@@ -305,7 +317,7 @@ bool Sidecar::Impl::CloseIfNotReading(Conn* c) {
       now - c->drained_at <= static_cast<uint64_t>(std::max(options.write_stall_ms, 0))) {
     return false;
   }
-  Log(0, "connection %llu (%s): the peer is not reading (%zu bytes waiting to be sent, "
+  LogAbout(c->subject, 0, "connection %llu (%s): the peer is not reading (%zu bytes waiting to be sent, "
       "none written for %llu ms), closing", static_cast<unsigned long long>(c->id),
       c->peer.c_str(), waiting, static_cast<unsigned long long>(now - c->drained_at));
   CloseConn(c->id);
@@ -317,7 +329,7 @@ void Sidecar::Impl::CloseUnresponsiveConns() {
   std::vector<uint64_t> silent, all;
   for (auto& [id, c] : conns) {
     all.push_back(id);
-    if (options.handshake_timeout_ms > 0 && !c->heard &&
+    if (options.handshake_timeout_ms > 0 && (!c->heard || c->talks_to_itself) &&
         now - c->opened_at >= static_cast<uint64_t>(options.handshake_timeout_ms)) {
       silent.push_back(id);
     }
@@ -325,8 +337,14 @@ void Sidecar::Impl::CloseUnresponsiveConns() {
   for (uint64_t id : silent) {
     auto it = conns.find(id);
     if (it == conns.end() || it->second->closing) continue;
-    Log(0, "connection %llu (%s): no hello within %d ms, closing", static_cast<unsigned long long>(id),
-        it->second->peer.c_str(), options.handshake_timeout_ms);
+    Conn* c = it->second;
+    if (c->talks_to_itself) {  // the accepted end of our own dial, left over
+      Log(2, "connection %llu (%s): this crsyncd dialled itself; closing",
+          static_cast<unsigned long long>(id), c->peer.c_str());
+    } else {
+      LogAbout(c->subject, 0, "connection %llu (%s): no hello within %d ms, closing",
+               static_cast<unsigned long long>(id), c->peer.c_str(), options.handshake_timeout_ms);
+    }
     CloseConn(id);
   }
   // A peer that stopped reading while we have nothing more to send is
@@ -362,7 +380,7 @@ void Sidecar::Impl::KeepAlive() {
     auto it = conns.find(id);
     if (it == conns.end() || it->second->closing) continue;
     Conn* c = it->second;
-    Log(0, "connection %llu (%s): nothing heard for %llu ms (the peer speaks at least every %u ms): "
+    LogAbout(c->subject, 0, "connection %llu (%s): nothing heard for %llu ms (the peer speaks at least every %u ms): "
         "the peer or the path to it is gone, closing", static_cast<unsigned long long>(id),
         c->peer.c_str(), static_cast<unsigned long long>(now - c->heard_at), c->peer_heartbeat_ms);
     CloseConn(id);
@@ -371,7 +389,7 @@ void Sidecar::Impl::KeepAlive() {
     auto it = conns.find(id);
     if (it == conns.end() || it->second->closing) continue;
     Conn* c = it->second;
-    Log(0, "connection %llu (%s): no answer to a probe in %llu ms (sent when another instance of "
+    LogAbout(c->subject, 0, "connection %llu (%s): no answer to a probe in %llu ms (sent when another instance of "
         "its site id asked to be admitted): the peer or the path to it is gone, closing",
         static_cast<unsigned long long>(id), c->peer.c_str(),
         static_cast<unsigned long long>(now - c->probe_sent_at));
@@ -409,9 +427,18 @@ void Sidecar::Impl::Dial(Dialer* d) {
   c->dialer = d;
   d->conn = c;
   d->req.data = c;
-  c->peer = d->address;
+  c->peer = c->subject = d->address;
   int rc = uv_tcp_connect(&d->req, &c->tcp, reinterpret_cast<sockaddr*>(&addr), &Impl::OnConnect);
-  if (rc != 0) AbandonConn(c);
+  if (rc != 0) DialFailed(c, rc);  // no socket (too many open files), say
+}
+
+void Sidecar::Impl::DialFailed(Conn* c, int status) {
+  Dialer* d = c->dialer;
+  const int failures = d ? ++d->failures : 1;
+  const bool warn = (failures - 1) % kDialFailuresPerWarning == 0;
+  LogAbout(c->subject, warn ? kWarning : 2, "cannot reach %s: %s (attempt %d; retrying, at most every %d s)",
+           c->peer.c_str(), uv_strerror(status), failures, kMaxBackoffMs / 1000);
+  AbandonConn(c);  // redials with backoff
 }
 
 void Sidecar::Impl::OnConnect(uv_connect_t* req, int status) {
@@ -419,12 +446,7 @@ void Sidecar::Impl::OnConnect(uv_connect_t* req, int status) {
   Impl* self = c->impl;
   if (c->closing) return;  // cancelled by Shutdown()
   if (status != 0) {
-    Dialer* d = c->dialer;
-    const int failures = d ? ++d->failures : 1;
-    const bool warn = (failures - 1) % kDialFailuresPerWarning == 0;
-    self->Log(warn ? kWarning : 2, "cannot reach %s: %s (attempt %d; retrying, at most every %d s)",
-              c->peer.c_str(), uv_strerror(status), failures, kMaxBackoffMs / 1000);
-    self->AbandonConn(c);  // redials with backoff
+    self->DialFailed(c, status);
     return;
   }
   if (self->stopping) {  // connected after Stop(): drop it
@@ -434,10 +456,11 @@ void Sidecar::Impl::OnConnect(uv_connect_t* req, int status) {
   bool ok = self->Guarded("connecting", [&] {
     Dialer* d = c->dialer;
     if (d && d->failures > 0) {
-      self->Log(1, "connected to %s after %d failed attempts", c->peer.c_str(), d->failures);
+      self->LogAbout(c->subject, 1, "connected to %s after %d failed attempts", c->peer.c_str(),
+                     d->failures);
       d->failures = 0;
     } else {
-      self->Log(1, "connected to %s", c->peer.c_str());
+      self->LogAbout(c->subject, 1, "connected to %s", c->peer.c_str());
     }
     c->connected_at = uv_now(&self->loop);
     self->StartConn(c);
@@ -460,7 +483,10 @@ void Sidecar::Impl::OnAccept(uv_stream_t* server, int status) {
     }
     const std::string from = PeerAddress(&c->tcp);
     c->peer = from.empty() ? "inbound" : "inbound from " + from;
-    self->Log(1, "accepted connection %llu (%s)", static_cast<unsigned long long>(c->id),
+    c->subject = from.substr(0, from.rfind(':'));  // the host: its ports vary
+    // At info once it says something (Conn's reader): a health check or a
+    // port scan connecting every second would otherwise fill the log.
+    self->Log(2, "accepted connection %llu (%s)", static_cast<unsigned long long>(c->id),
               c->peer.c_str());
     self->StartConn(c);
   });

@@ -71,6 +71,7 @@ struct Sidecar::Impl {
     // close this node decided, which logged its own reason.
     std::string ended;
     int ended_level = 1;
+    std::string subject;  // kOpen: the peer's host, what its log lines are limited by
     size_t changes_in = 0;  // kMessage: the changes its changesets carry
   };
 
@@ -100,6 +101,9 @@ struct Sidecar::Impl {
     bool send_paused = false;   // in send_paused_conns
     bool talks_to_itself = false;  // the Hello it sent is ours (CloseSelfLoop)
     std::string peer;
+    // What lines about it are limited by (Log's `subject`): the address
+    // dialled, or the host an inbound connection comes from (no port).
+    std::string subject;
     // Its frame reader hands each decoded message to the strand.
     Conn(Impl* i, uint64_t n);
   };
@@ -115,13 +119,17 @@ struct Sidecar::Impl {
     // then one in kDialFailuresPerWarning (about once a minute at the
     // longest backoff), so an unreachable peer is visible without -v.
     int failures = 0;
-    // Its address reached this process (our own Hello came back): it is
-    // not dialled again. A node given every member's address, its own
-    // among them, would otherwise be refused by itself every few seconds.
-    bool reaches_itself = false;
+    // Times its address reached this process (our own Hello came back).
+    // It is dialled again only every kSelfRedialMs then (an address in
+    // front of several nodes may lead elsewhere next time): a node given
+    // every member's address, its own among them, would otherwise be
+    // refused by itself every few seconds.
+    int reached_itself = 0;
+    bool redial_slowly = false;  // the next redial waits kSelfRedialMs
     Conn* conn = nullptr;
   };
   static constexpr int kDialFailuresPerWarning = 12;
+  static constexpr int kSelfRedialMs = 60000;
 
   struct WriteReq {
     uv_write_t req;
@@ -196,10 +204,20 @@ struct Sidecar::Impl {
   // kWarning is shown whenever errors are.
   static constexpr int kWarning = -1;
   // Lines other than debug ones go through log_limiter, one kind per format
-  // string: a thing that keeps happening (a peer reconnecting in a loop)
-  // writes kLogBurst lines a minute, then one line saying how many it left
-  // out (FlushLogSummaries, from the pump timer and at the end).
+  // string and level (and `subject`, for LogAbout): a thing that keeps
+  // happening (a client reconnecting in a loop) writes kLogBurst lines a
+  // minute, then one line saying how many it left out (FlushLogSummaries,
+  // from the pump timer and at the end). LogAlways is for the lines that
+  // say why the sidecar starts or stops: never left out.
   void Log(int level, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
+  void LogAbout(const std::string& subject, int level, const char* fmt, ...)
+      __attribute__((format(printf, 4, 5)));
+  void LogAlways(int level, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
+  void LogV(const std::string* subject, bool limited, int level, const char* fmt, va_list ap);
+  // A strand-only map from connection to its Conn::subject, for the lines
+  // the strand writes about it (set at kOpen, dropped at kClose).
+  std::map<uint64_t, std::string> subjects;
+  const std::string& SubjectOf(uint64_t conn) const;
   void WriteLogLine(int level, std::string_view text);
   void FlushLogSummaries(bool all);
   static constexpr int kLogBurst = 20;
@@ -212,7 +230,7 @@ struct Sidecar::Impl {
 
   // --- the database strand (sidecar_strand.cc) ---
   void Enqueue(Task::Kind kind, uint64_t conn, Message msg = Message{}, std::string ended = {},
-               int ended_level = 1);
+               int ended_level = 1, std::string subject = {});
   void RunNext();
   static void DoWork(uv_work_t* w);
   // After Process() threw (out of memory, most likely): no transaction may
@@ -299,6 +317,10 @@ struct Sidecar::Impl {
   void ScheduleDial(Dialer* d);
   void Dial(Dialer* d);
   static void OnConnect(uv_connect_t* req, int status);
+  // A dial that failed (`status`, a libuv error) before or while connecting:
+  // said (the first of kDialFailuresPerWarning at warning level), then
+  // redialled with backoff.
+  void DialFailed(Conn* c, int status);
   static void OnAccept(uv_stream_t* server, int status);
 
   // Runs the body of a libuv callback: an exception (out of memory, in
@@ -311,7 +333,7 @@ struct Sidecar::Impl {
       body();
       done = true;
     });
-    if (!done) Log(0, "internal error (out of memory?) while %s", where);
+    if (!done) LogAlways(0, "internal error (out of memory?) while %s", where);
     return done;
   }
 };

@@ -29,9 +29,12 @@ Status SidecarLock::Acquire(const std::string& db_path) {
   for (int attempt = 0; attempt < 3; ++attempt) {
     fd_ = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     const bool writable = fd_ >= 0;
+    int err = errno;
     // Made by another user: flock works on a read-only descriptor too.
-    if (fd_ < 0 && errno == EACCES) fd_ = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd_ < 0) return Status::IOError("cannot open " + path + ": " + std::strerror(errno));
+    // When there is none (a directory we may not write), the first error
+    // is the one to tell.
+    if (fd_ < 0 && err == EACCES) fd_ = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_ < 0) return Status::IOError("cannot open " + path + ": " + std::strerror(err));
     if (flock(fd_, LOCK_EX | LOCK_NB) != 0) {
       const int err = errno;
       char holder[32] = {0};

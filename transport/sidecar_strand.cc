@@ -13,13 +13,13 @@
 namespace crsync {
 
 void Sidecar::Impl::Enqueue(Task::Kind kind, uint64_t conn, Message msg, std::string ended,
-                            int ended_level) {
+                            int ended_level, std::string subject) {
   if (kind == Task::kPump && pump_queued) {
     RunNext();  // one pending pump covers every commit
     return;
   }
   auto t = std::make_unique<Task>(Task{kind, conn, std::move(msg), {}, {}, {}, {}, false, {}, this,
-                                       std::move(ended), ended_level});
+                                       std::move(ended), ended_level, std::move(subject)});
   t->work.data = t.get();
   queue.push_back(std::move(t));
   // Only once it is queued: a failure above must not leave a pump promised.
@@ -153,7 +153,8 @@ void Sidecar::Impl::Process(Task* t) {
     out.clear();
     if (auto it = sessions.find(conn); it != sessions.end()) {
       if (std::string n = it->second->TakeNotice(); !n.empty()) {
-        Log(-1, "connection %llu: %s", static_cast<unsigned long long>(conn), n.c_str());
+        LogAbout(SubjectOf(conn), -1, "connection %llu: %s", static_cast<unsigned long long>(conn),
+                 n.c_str());
       }
     }
   };
@@ -171,8 +172,8 @@ void Sidecar::Impl::Process(Task* t) {
       Status st = s->Pump(&out);
       flush(id);
       if (!st.ok()) {
-        Log(0, "connection %llu closed: %s", static_cast<unsigned long long>(id),
-            st.message().c_str());
+        LogAbout(SubjectOf(id), 0, "connection %llu closed: %s", static_cast<unsigned long long>(id),
+                 st.message().c_str());
         t->to_close.push_back(id);
         failed.push_back(id);
       }
@@ -180,6 +181,7 @@ void Sidecar::Impl::Process(Task* t) {
   };
   switch (t->kind) {
     case Task::kOpen: {
+      subjects[t->conn] = t->subject;
       std::unique_ptr<PeerSession> s;
       SessionOptions so;
       so.before_merge_txn = [this] { YieldToWriters(); };
@@ -204,7 +206,8 @@ void Sidecar::Impl::Process(Task* t) {
       if (st.ok()) {
         sessions[t->conn] = std::move(s);
       } else {
-        Log(0, "connection %llu: %s", static_cast<unsigned long long>(t->conn), st.ToString().c_str());
+        LogAbout(SubjectOf(t->conn), 0, "connection %llu: %s", static_cast<unsigned long long>(t->conn),
+                 st.ToString().c_str());
         t->to_close.push_back(t->conn);
       }
       break;
@@ -230,8 +233,8 @@ void Sidecar::Impl::Process(Task* t) {
       }
       flush(t->conn);
       if (!st.ok()) {
-        Log(0, "connection %llu closed: %s", static_cast<unsigned long long>(t->conn),
-            st.message().c_str());
+        LogAbout(SubjectOf(t->conn), 0, "connection %llu closed: %s",
+                 static_cast<unsigned long long>(t->conn), st.message().c_str());
         t->to_close.push_back(t->conn);
         failed.push_back(t->conn);
         CloseSessionsAfterRestore(*it->second, t);
@@ -247,7 +250,10 @@ void Sidecar::Impl::Process(Task* t) {
       break;
     }
     case Task::kClose:
-      if (sessions.erase(t->conn) && !t->ended.empty()) Log(t->ended_level, "%s", t->ended.c_str());
+      if (sessions.erase(t->conn) && !t->ended.empty()) {
+        LogAbout(SubjectOf(t->conn), t->ended_level, "%s", t->ended.c_str());
+      }
+      subjects.erase(t->conn);
       break;
   }
   for (uint64_t id : failed) sessions.erase(id);

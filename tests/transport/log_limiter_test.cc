@@ -11,8 +11,8 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
-const char kClosed[] = "connection %llu closed: %s";
-const char kAccepted[] = "accepted connection %llu";
+const std::string kClosed = "connection %llu closed: %s";
+const std::string kAccepted = "accepted connection %llu";
 
 TEST(LogLimiterTest, ABurstIsWrittenAndTheRestLeftOutAndCounted) {
   LogLimiter limiter(3, 60000);
