@@ -15,6 +15,14 @@ bool IsLocked(const Status& s) {
   const int code = s.sqlite_code() & 0xff;
   return !s.ok() && (code == SQLITE_BUSY || code == SQLITE_LOCKED);
 }
+// Whether `s` says there is no room to write (a full disk, or the log's
+// write failing, as it does when the disk fills under WAL).
+bool IsFull(const Status& s) {
+  const int code = s.sqlite_code() & 0xff;
+  return !s.ok() && (code == SQLITE_FULL || code == SQLITE_IOERR);
+}
+// A cursor that can be stored later: kept in memory meanwhile.
+bool CanWait(const Status& s) { return IsLocked(s) || IsFull(s); }
 constexpr int kLockedRetries = 2;  // each waits the connection's busy timeout
 
 // Whether `s` is this node's own condition, to be fixed here: a CRR
@@ -86,12 +94,17 @@ Status PeerSession::Open(sqlite3* db, const SessionOptions& options,
 Status PeerSession::SaveDeferredAck() {
   if (ack_unsaved_) {
     Status s = SaveCursor(1, acked_);
-    if (!s.ok() && !IsLocked(s)) return s;
+    if (!s.ok() && !CanWait(s)) return s;
     ack_unsaved_ = !s.ok();
+  }
+  if (cursor_unsaved_) {
+    Status s = SaveCursor(0, coverage_.cursor());
+    if (!s.ok() && !CanWait(s)) return s;
+    cursor_unsaved_ = !s.ok();
   }
   if (echo_until_ > 0 && acked_ >= echo_until_) {
     Status s = DeleteCursor(2);  // the peer has its changes back
-    if (!s.ok() && !IsLocked(s)) return s;
+    if (!s.ok() && !CanWait(s)) return s;
     if (s.ok()) echo_until_ = 0;
   }
   return Status::OK();
@@ -454,9 +467,11 @@ Status PeerSession::MergeTxn(const std::vector<ReadyTxn>& ready, size_t from, si
   if (options_.before_merge_txn) options_.before_merge_txn();
   CRSYNC_RETURN_IF_ERROR(Exec(db_, "BEGIN IMMEDIATE"));
   Status s;
+  size_t changes = 0;
   for (size_t k = from; k < to && s.ok(); ++k) {
     const ReadyTxn& m = ready[k];
     if (next.CoversRange(m.start, m.end)) continue;  // a duplicate within the batch
+    changes += m.changes;
     // The parts in order, in this one SQLite transaction: merged as if
     // they were one batch.
     Status a;
@@ -480,11 +495,17 @@ Status PeerSession::MergeTxn(const std::vector<ReadyTxn>& ready, size_t from, si
       return Status::OK();
     }
   }
-  if (next.cursor() != coverage_.cursor()) s = SaveCursor(0, next.cursor());
+  if (next.cursor() != coverage_.cursor() || cursor_unsaved_) s = SaveCursor(0, next.cursor());
   if (s.ok()) s = Exec(db_, "COMMIT");
   if (!s.ok()) {
     if (!sqlite3_get_autocommit(db_)) Exec(db_, "ROLLBACK").IgnoreError();
-    return s;
+    // Ranges with nothing to merge only move the cursor: on a full disk it
+    // moves in memory (SaveDeferredAck stores it once there is room), so
+    // this node keeps receiving acknowledgments and sending its own.
+    if (changes > 0 || !IsFull(s)) return s;
+    cursor_unsaved_ = true;
+  } else {
+    cursor_unsaved_ = false;
   }
   coverage_ = next;
   return Status::OK();

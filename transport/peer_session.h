@@ -168,8 +168,11 @@ class PeerSession {
   // again later). FailSchemaChanged ends the connection saying so.
   bool OwnSchemaChanged();
   Status FailSchemaChanged(std::vector<Message>* out);
-  // Stores an acknowledged send cursor a lock kept from being stored (and
-  // drops the echo cursor once acknowledged); a lock leaves it for later.
+  // Stores an acknowledged send cursor, and a receive cursor moved by
+  // ranges with nothing to merge, that a lock or a full disk kept from
+  // being stored (and drops the echo cursor once acknowledged); a lock or a
+  // full disk leaves them for later. Neither is needed but after a restart,
+  // and then an older one costs a resend.
   Status SaveDeferredAck();
   Status OnChangeset(ChangesetMsg m, std::vector<Message>* out);
   // A peer transaction whose parts are all here, kept as they arrived
@@ -241,7 +244,8 @@ class PeerSession {
   Coverage coverage_;
   int64_t sent_ = 0;    // highest own version sent on this connection
   int64_t acked_ = 0;   // highest own version the peer acknowledged
-  bool ack_unsaved_ = false;  // acked_ not stored yet (the database was locked)
+  bool ack_unsaved_ = false;  // acked_ not stored yet (the database was locked or full)
+  bool cursor_unsaved_ = false;  // coverage_'s cursor not stored yet (the disk was full)
   int64_t durable_ = 0; // versions up to here were on disk when last synced
   int64_t echo_until_ = 0;  // send the peer its own changes up to here (event 2)
   int64_t hello_epoch_ = 0; // our restore epoch, as our hello said it

@@ -435,6 +435,11 @@ void FaultVfs::ArmIoError(int64_t n, bool persistent) {
   Reset(persistent ? Mode::kIoErrorPersistent : Mode::kIoErrorOnce, n);
 }
 
+void FaultVfs::ArmDiskFull() {
+  std::lock_guard<std::mutex> lock(mu_);
+  Reset(Mode::kDiskFull, 1);
+}
+
 Status FaultVfs::ArmCrash(int64_t n, const std::string& db_path, const std::string& capture_path,
                           bool power_loss) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -524,6 +529,10 @@ int FaultVfs::AtWritePoint(WritePoint::Kind kind, const char* path, int fail_rc)
       if (count_ < fault_at_) return SQLITE_OK;
       if (!fault_) fault_ = point;
       return fail_rc;
+    case Mode::kDiskFull:
+      if (kind != WritePoint::Kind::kWrite) return SQLITE_OK;
+      if (!fault_) fault_ = point;
+      return SQLITE_FULL;
     case Mode::kCrash:
     case Mode::kPowerLoss:
       if (count_ != fault_at_) return SQLITE_OK;

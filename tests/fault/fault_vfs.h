@@ -76,7 +76,7 @@ struct WritePoint {
 
 class FaultVfs {
  public:
-  enum class Mode { kCount, kIoErrorOnce, kIoErrorPersistent, kCrash, kPowerLoss };
+  enum class Mode { kCount, kIoErrorOnce, kIoErrorPersistent, kCrash, kPowerLoss, kDiskFull };
 
   // Registers a VFS named `name` above the VFS `base` (nullptr: the current
   // default VFS). Fails if `base` does not exist or `name` is already taken.
@@ -95,6 +95,10 @@ class FaultVfs {
   // An I/O error at write point `n` (>= 1): only there (`persistent` false)
   // or there and at every later write point.
   void ArmIoError(int64_t n, bool persistent);
+  // A full disk from now on: every xWrite fails with SQLITE_FULL (what the
+  // unix VFS returns on ENOSPC); syncs, truncates and deletes still work.
+  // Count() frees it.
+  void ArmDiskFull();
   // A crash (kCrash, or kPowerLoss when `power_loss`) at write point `n`
   // (>= 1). `db_path` names the watched database (as given to sqlite3_open;
   // made absolute here); its files are captured to `capture_path`, whose old

@@ -123,6 +123,42 @@ TEST(PeerSessionTest, WhatIsAnnouncedSurvivesAPowerLossOfTheSender) {
   }
 }
 
+// A node whose disk is full still sends what it has: storing the peer's
+// acknowledgments, and the cursor that a range without changes for it
+// moves, wait for room instead of ending the connection (which, redialled
+// every few seconds, drained its backlog one window at a time). Once there
+// is room again, both are stored.
+TEST(PeerSessionTest, ANodeWithAFullDiskKeepsSending) {
+  std::unique_ptr<fault::FaultVfs> vfs;
+  ASSERT_OK(fault::FaultVfs::Register("disk_full_test", &vfs));
+  vfs->set_forward_syncs(false);
+  TempPath hp;
+  TestDb c;
+  c.Exec(kSchema);
+  TestDb h("file:" + hp.str() + "?vfs=disk_full_test");
+  h.Exec("PRAGMA journal_mode = WAL;");
+  h.Exec(kSchema);
+  for (int i = 1; i <= 30; ++i) h.Exec("INSERT INTO items VALUES (" + std::to_string(i) + ", 'h', 1)");
+  c.Exec("INSERT INTO items VALUES (100, 'c', 1); DELETE FROM items WHERE id = 100;");
+  Sync(h.get(), c.get());  // each knows the other
+  for (int i = 31; i <= 60; ++i) h.Exec("INSERT INTO items VALUES (" + std::to_string(i) + ", 'h', 1)");
+  const Rows peers_before = h.Query("SELECT hex(site_id), event, version FROM crsql_tracked_peers ORDER BY 1, 2");
+  vfs->ArmDiskFull();
+  EXPECT_FALSE(h.Try("INSERT INTO items VALUES (999, 'no room', 1)").ok());
+  const std::vector<std::string> failures = Sync(h.get(), c.get());
+  EXPECT_TRUE(failures.empty()) << testing::PrintToString(failures);
+  EXPECT_EQ(c.One("SELECT count(*) FROM items"), "60");
+  EXPECT_EQ(h.Query("SELECT hex(site_id), event, version FROM crsql_tracked_peers ORDER BY 1, 2"),
+            peers_before);
+  vfs->Count();  // room again: the next connection stores what waited
+  EXPECT_TRUE(Sync(h.get(), c.get()).empty());
+  EXPECT_NE(h.Query("SELECT hex(site_id), event, version FROM crsql_tracked_peers ORDER BY 1, 2"),
+            peers_before);
+  h.Exec("INSERT INTO items VALUES (61, 'h', 1)");
+  EXPECT_TRUE(Sync(h.get(), c.get()).empty());
+  EXPECT_EQ(c.One("SELECT count(*) FROM items"), "61");
+}
+
 // A node restored from a backup: its peer holds changes the node lost, and
 // a cursor past the versions the node's next writes reuse. Without
 // detection the peer skips those writes and the node never gets its lost
