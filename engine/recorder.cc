@@ -664,9 +664,16 @@ Status InstallRecorderTriggers(sqlite3* db, const Crr& crr, int64_t tag,
                                    "or drop that trigger first)");
   }
   CRSYNC_RETURN_IF_ERROR(Exec(db, RecorderTriggersSql(crr, tag)));
-  return Exec(db, "CREATE INDEX IF NOT EXISTS main." + QuoteIdent(NoBlobWriteIndexName(crr.name())) +
-                      " ON " + QuoteIdent(crr.name()) + " (+" +
-                      QuoteIdent(crr.schema().pk_cols.at(0)) + ") WHERE 0");
+  bool has = false;
+  CRSYNC_RETURN_IF_ERROR(HasNoBlobWriteIndex(db, crr.name(), &has));
+  if (has) return Status::OK();  // (dropping it under a running statement would fail)
+  // A rebuild that renamed the old table aside took the index along under
+  // its name (crsql_as_crr refuses a user's object of that name, so
+  // whatever bears it is ours): it is made again on this table.
+  const std::string index = "main." + QuoteIdent(NoBlobWriteIndexName(crr.name()));
+  return Exec(db, "DROP INDEX IF EXISTS " + index + "; CREATE INDEX " + index + " ON " +
+                      QuoteIdent(crr.name()) + " (+" + QuoteIdent(crr.schema().pk_cols.at(0)) +
+                      ") WHERE 0");
 }
 
 std::string NoBlobWriteIndexName(const std::string& table) { return table + "__crsync_noblob"; }
@@ -687,10 +694,8 @@ Status HasNoBlobWriteIndex(sqlite3* db, const std::string& table, bool* has) {
 }
 
 Status DropNoBlobWriteIndex(sqlite3* db, const std::string& table) {
-  bool has = false;
-  CRSYNC_RETURN_IF_ERROR(HasNoBlobWriteIndex(db, table, &has));
-  if (!has) return Status::OK();
-  return Exec(db, "DROP INDEX main." + QuoteIdent(NoBlobWriteIndexName(table)));
+  // On whichever table bears it (see InstallRecorderTriggers).
+  return Exec(db, "DROP INDEX IF EXISTS main." + QuoteIdent(NoBlobWriteIndexName(table)));
 }
 
 }  // namespace crsync

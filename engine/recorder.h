@@ -103,7 +103,7 @@ std::string NoBlobWriteIndexName(const std::string& table);
 // Whether CRR `table` has that index (a CRR made by an older build does
 // not, until crsql_as_crr(t) runs again).
 Status HasNoBlobWriteIndex(sqlite3* db, const std::string& table, bool* has);
-// Drops it (crsql_as_table).
+// Drops it, on whichever table it stands (crsql_as_table).
 Status DropNoBlobWriteIndex(sqlite3* db, const std::string& table);
 
 // The number a CRR's recording triggers pass first: its id in the low 32

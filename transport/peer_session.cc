@@ -15,12 +15,9 @@ bool IsLocked(const Status& s) {
   const int code = s.sqlite_code() & 0xff;
   return !s.ok() && (code == SQLITE_BUSY || code == SQLITE_LOCKED);
 }
-// Whether `s` says there is no room to write (a full disk, or the log's
-// write failing, as it does when the disk fills under WAL).
-bool IsFull(const Status& s) {
-  const int code = s.sqlite_code() & 0xff;
-  return !s.ok() && (code == SQLITE_FULL || code == SQLITE_IOERR);
-}
+// Whether `s` says the disk is full (an I/O error, a failing disk, is not
+// waited out: it ends the connection, saying so).
+bool IsFull(const Status& s) { return !s.ok() && (s.sqlite_code() & 0xff) == SQLITE_FULL; }
 // A cursor that can be stored later: kept in memory meanwhile.
 bool CanWait(const Status& s) { return IsLocked(s) || IsFull(s); }
 constexpr int kLockedRetries = 2;  // each waits the connection's busy timeout
@@ -95,6 +92,11 @@ Status PeerSession::SaveDeferredAck() {
   if (ack_unsaved_) {
     Status s = SaveCursor(1, acked_);
     if (!s.ok() && !CanWait(s)) return s;
+    if (IsFull(s) && !ack_full_said_) {
+      ack_full_said_ = true;
+      notice_ = "the disk is full: sending goes on, and what the peer acknowledged is stored once "
+                "there is room (" + s.message() + ")";
+    }
     ack_unsaved_ = !s.ok();
   }
   if (cursor_unsaved_) {
@@ -503,6 +505,10 @@ Status PeerSession::MergeTxn(const std::vector<ReadyTxn>& ready, size_t from, si
     // moves in memory (SaveDeferredAck stores it once there is room), so
     // this node keeps receiving acknowledgments and sending its own.
     if (changes > 0 || !IsFull(s)) return s;
+    if (!cursor_unsaved_) {
+      notice_ = "the disk is full: what this peer sent is received, and its cursor kept in "
+                "memory until there is room (" + s.message() + ")";
+    }
     cursor_unsaved_ = true;
   } else {
     cursor_unsaved_ = false;

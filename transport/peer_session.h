@@ -246,6 +246,7 @@ class PeerSession {
   int64_t acked_ = 0;   // highest own version the peer acknowledged
   bool ack_unsaved_ = false;  // acked_ not stored yet (the database was locked or full)
   bool cursor_unsaved_ = false;  // coverage_'s cursor not stored yet (the disk was full)
+  bool ack_full_said_ = false;   // the notice that a full disk holds acks back was given
   int64_t durable_ = 0; // versions up to here were on disk when last synced
   int64_t echo_until_ = 0;  // send the peer its own changes up to here (event 2)
   int64_t hello_epoch_ = 0; // our restore epoch, as our hello said it

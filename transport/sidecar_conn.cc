@@ -155,7 +155,7 @@ void Sidecar::Impl::OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
       c->impl->CloseConn(c->id,
                          "connection " + std::to_string(c->id) + " (" + c->peer + ") ended: " +
                              uv_strerror(static_cast<int>(nread)),
-                         !c->heard ? 2 : routine ? 1 : 0);
+                         !c->heard && !c->dialer ? 2 : routine ? 1 : 0);
       return;
     }
     c->heard_at = NowMs();
@@ -460,7 +460,9 @@ void Sidecar::Impl::OnConnect(uv_connect_t* req, int status) {
                      d->failures);
       d->failures = 0;
     } else {
-      self->LogAbout(c->subject, 1, "connected to %s", c->peer.c_str());
+      // An address that reached this node itself: said once (CloseSelfLoop).
+      self->LogAbout(c->subject, d && d->reached_itself > 0 ? 2 : 1, "connected to %s",
+                     c->peer.c_str());
     }
     c->connected_at = uv_now(&self->loop);
     self->StartConn(c);

@@ -76,6 +76,26 @@ TEST(BlobWriteTest, AnAlterThatRebuildsTheTableKeepsTheRefusal) {
   EXPECT_THAT(WriteThroughBlob(db, "t", 1), HasSubstr("cannot open indexed column for writing"));
 }
 
+// A rebuild that renames the old table aside takes the index along under
+// its name; the commit makes it again on the new table, and crsql_as_table
+// drops it wherever it stands.
+TEST(BlobWriteTest, ARebuildThatRenamesTheOldTableAsideKeepsTheRefusal) {
+  TestDb db;
+  db.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, data BLOB, old);"
+          "SELECT crsql_as_crr('t'); INSERT INTO t VALUES (1, x'00000000', 1);"
+          "SELECT crsql_begin_alter('t');"
+          "ALTER TABLE t RENAME TO t_old;"
+          "CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, data BLOB);"
+          "INSERT INTO t SELECT id, data FROM t_old;"
+          "SELECT crsql_commit_alter('t');");
+  EXPECT_EQ(db.One("SELECT tbl_name FROM sqlite_master WHERE name = 't__crsync_noblob'"), "'t'");
+  EXPECT_THAT(WriteThroughBlob(db, "t", 1), HasSubstr("cannot open indexed column for writing"));
+  EXPECT_EQ(WriteThroughBlob(db, "t_old", 1), "") << "the plain table kept the refusal";
+  db.Exec("DROP TABLE t_old");
+  EXPECT_THAT(WriteThroughBlob(db, "t", 1), HasSubstr("cannot open indexed column for writing"));
+  EXPECT_EQ(db.One("SELECT hex(data) FROM t"), "'00000000'");
+}
+
 // A CRR made by a build without the index (here: the index dropped by
 // hand) gets it when crsql_as_crr runs again.
 TEST(BlobWriteTest, AsCrrAgainGivesAnOlderCrrTheIndex) {

@@ -208,6 +208,37 @@ TEST(SidecarTest, AnAddressThatReachesTheNodeItselfIsDialledOnce) {
   EXPECT_EQ(text.find("own site id"), std::string::npos) << text;
 }
 
+// A configured peer that hangs up before saying anything (a wrong port, a
+// proxy with nothing behind it) is not a health check: its end is said at
+// the default level, each time it is dialled.
+TEST(SidecarTest, ADialledPeerThatHangsUpBeforeItsHelloIsLogged) {
+  int server = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(server, 0);
+  sockaddr_in addr = Loopback(0);
+  ASSERT_EQ(bind(server, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(server, 8), 0);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(getsockname(server, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const std::string where = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  TempPath path;
+  SidecarOptions o = QuietOn(path, "");
+  o.peers = {where};
+  o.log_level = 1;
+  StderrCapture log;
+  Sidecar sidecar(o);
+  auto run = std::async(std::launch::async, [&] { return sidecar.Run(); });
+  StopAtExit stop_run{sidecar};
+  pollfd p{server, POLLIN, 0};
+  ASSERT_EQ(poll(&p, 1, 10000), 1);
+  close(accept(server, nullptr, nullptr));  // hangs up at once
+  const bool said = log.WaitFor("connection 1 (" + where + ") ended: end of file",
+                                std::chrono::seconds(10));
+  sidecar.Stop();
+  EXPECT_TRUE(run.get().ok());
+  close(server);
+  EXPECT_TRUE(said) << log.Text();
+}
+
 TEST(SidecarTest, BadPeerAddressesAreRefusedByName) {
   TempPath path;
   const SidecarOptions base = QuietOn(path, "");
