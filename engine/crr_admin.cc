@@ -8,6 +8,7 @@
 #include "engine/feed_range.h"
 #include "engine/meta_batch.h"
 #include "engine/packed.h"
+#include "engine/blob_write_guard.h"
 #include "engine/recorder.h"
 #include "engine/trigger_order.h"
 

@@ -86,25 +86,12 @@ Status DropRecorderTriggers(sqlite3* db, const std::string& table);
 // began) is told apart from the alter's owner.
 std::string AlterGuardSql(const std::string& table, int64_t owner);
 // (Re)creates `crr`'s recording triggers, and its no-blob-write index if
-// it is missing. Refused, naming it, while a trigger of one of their names
+// it is missing (engine/blob_write_guard.h). Refused, naming it, while a trigger of one of their names
 // stands on another table; `caller` (say "crsql_commit_alter(t)") heads
 // that message.
 Status InstallRecorderTriggers(sqlite3* db, const Crr& crr, int64_t tag,
                                const std::string& caller);
 
-// Incremental blob I/O (sqlite3_blob_write) writes a row in place, firing
-// no trigger: a CRR's value would change unrecorded, and peers would keep
-// the old one for good. SQLite refuses to open for writing any column of
-// a table with an index on an expression, so each CRR gets one that holds
-// no row (`T__crsync_noblob`, on +first key column, WHERE 0): it costs a
-// write nothing, and sqlite3_blob_open(..., 1) fails with "cannot open
-// indexed column for writing". Reads through blob I/O still work.
-std::string NoBlobWriteIndexName(const std::string& table);
-// Whether CRR `table` has that index (a CRR made by an older build does
-// not, until crsql_as_crr(t) runs again).
-Status HasNoBlobWriteIndex(sqlite3* db, const std::string& table, bool* has);
-// Drops it, on whichever table it stands (crsql_as_table).
-Status DropNoBlobWriteIndex(sqlite3* db, const std::string& table);
 
 // The number a CRR's recording triggers pass first: its id in the low 32
 // bits and, above them, the tag of the database the triggers were made in
