@@ -5,10 +5,10 @@
 #include <set>
 
 #include "engine/alter.h"
+#include "engine/blob_write_guard.h"
 #include "engine/feed_range.h"
 #include "engine/meta_batch.h"
 #include "engine/packed.h"
-#include "engine/blob_write_guard.h"
 #include "engine/recorder.h"
 #include "engine/trigger_order.h"
 
@@ -240,9 +240,8 @@ Status CheckInternalNamesFree(sqlite3* db, const std::string& name) {
   const std::string type = reinterpret_cast<const char*>(sqlite3_column_text(st.get(), 0));
   const std::string taken = reinterpret_cast<const char*>(sqlite3_column_text(st.get(), 1));
   return Status::InvalidArgument("crsql_as_crr(" + name + "): " + (type == "index" ? "an " : "a ") +
-                                 type + " named " + taken +
-                                 " already exists; crsync keeps " + name +
-                                 "'s metadata under that name (rename or drop that " + type +
+                                 type + " named " + taken + " already exists; crsync keeps " +
+                                 name + "'s metadata under that name (rename or drop that " + type +
                                  " first)");
 }
 

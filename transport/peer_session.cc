@@ -94,8 +94,8 @@ Status PeerSession::SaveDeferredAck() {
     if (!s.ok() && !CanWait(s)) return s;
     if (IsFull(s) && !ack_full_said_) {
       ack_full_said_ = true;
-      notice_ = "the disk is full: sending goes on, and what the peer acknowledged is stored once "
-                "there is room (" + s.message() + ")";
+      notice_ = std::string("the disk is full: sending goes on, and what the peer acknowledged ") +
+                "is stored once there is room (" + s.message() + ")";
     }
     ack_unsaved_ = !s.ok();
   }
@@ -506,8 +506,8 @@ Status PeerSession::MergeTxn(const std::vector<ReadyTxn>& ready, size_t from, si
     // this node keeps receiving acknowledgments and sending its own.
     if (changes > 0 || !IsFull(s)) return s;
     if (!cursor_unsaved_) {
-      notice_ = "the disk is full: what this peer sent is received, and its cursor kept in "
-                "memory until there is room (" + s.message() + ")";
+      notice_ = std::string("the disk is full: what this peer sent is received, and its cursor ") +
+                "kept in memory until there is room (" + s.message() + ")";
     }
     cursor_unsaved_ = true;
   } else {

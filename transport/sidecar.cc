@@ -42,8 +42,8 @@ void Sidecar::Impl::WriteLogLine(int level, std::string_view text) {
   tm utc{};
   gmtime_r(&now.tv_sec, &utc);
   size_t n = std::strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &utc);
-  n += static_cast<size_t>(std::snprintf(line + n, sizeof line - n, ".%03ldZ crsyncd %s: ",
-                                         now.tv_nsec / 1000000,
+  n += static_cast<size_t>(std::snprintf(line + n, sizeof line - n,
+                                         ".%03ldZ crsyncd %s: ", now.tv_nsec / 1000000,
                                          kNames[level < -1 ? 0 : (level > 2 ? 3 : level + 1)]));
   const size_t room = sizeof line - 1 - n;  // a longer message is cut
   const size_t m = std::min(text.size(), room);
@@ -106,7 +106,8 @@ void Sidecar::Impl::LogV(const std::string* subject, bool limited, int level, co
   if (!v.write) return;
   WriteLogLine(level, body);
   if (v.last) {
-    WriteLogLine(level, "(that keeps happening: more lines like it are left out for up to a minute)");
+    WriteLogLine(level,
+                 "(that keeps happening: more lines like it are left out for up to a minute)");
   }
 }
 

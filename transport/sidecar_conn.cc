@@ -142,8 +142,8 @@ void Sidecar::Impl::OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   auto handle = [&] {
     if (nread < 0) {
       // A peer closing or vanishing is routine; other read errors are not.
-      // One that never said a whole message (a port scan, a health
-      // check) is a debug line, like its accept.
+      // An inbound one that never said a whole message (a port scan, a
+      // health check) is a debug line, like its accept.
       bool routine = nread == UV_EOF || nread == UV_ECONNRESET;
       if (c->talks_to_itself) {  // the accepted end of a dial of ourselves
         c->impl->Log(2, "connection %llu (%s): this crsyncd dialled itself; closed",
@@ -151,11 +151,12 @@ void Sidecar::Impl::OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
         c->impl->CloseConn(c->id);
         return;
       }
+      const int level = !c->heard && !c->dialer ? 2 : routine ? 1 : 0;
       // Logged by the strand, after what the peer sent before it ended.
       c->impl->CloseConn(c->id,
-                         "connection " + std::to_string(c->id) + " (" + c->peer + ") ended: " +
-                             uv_strerror(static_cast<int>(nread)),
-                         !c->heard && !c->dialer ? 2 : routine ? 1 : 0);
+                         "connection " + std::to_string(c->id) + " (" + c->peer +
+                             ") ended: " + uv_strerror(static_cast<int>(nread)),
+                         level);
       return;
     }
     c->heard_at = NowMs();
@@ -167,8 +168,9 @@ void Sidecar::Impl::OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
     }
     if (!st.ok()) {
       c->impl->LogAbout(c->subject, 0, "connection %llu (%s): bad frame, closing: %s%s",
-                   static_cast<unsigned long long>(c->id), c->peer.c_str(), st.message().c_str(),
-                   c->heard ? "" : " (nothing valid came from it yet: is it a crsyncd?)");
+                        static_cast<unsigned long long>(c->id), c->peer.c_str(),
+                        st.message().c_str(),
+                        c->heard ? "" : " (nothing valid came from it yet: is it a crsyncd?)");
       c->impl->Send(c->id, ErrorMsg{ErrorMsg::kProtocol, "bad frame: " + st.message()});
       c->impl->CloseConn(c->id);
       return;
@@ -192,8 +194,8 @@ void Sidecar::Impl::OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
 void Sidecar::Impl::StartReading(Conn* c) {
   int rc = uv_read_start(reinterpret_cast<uv_stream_t*>(&c->tcp), &Impl::OnAlloc, &Impl::OnRead);
   if (rc != 0) {
-    LogAbout(c->subject, 0, "connection %llu (%s): cannot read: %s", static_cast<unsigned long long>(c->id),
-        c->peer.c_str(), uv_strerror(rc));
+    LogAbout(c->subject, 0, "connection %llu (%s): cannot read: %s",
+             static_cast<unsigned long long>(c->id), c->peer.c_str(), uv_strerror(rc));
     CloseConn(c->id);
   }
 }
@@ -317,9 +319,11 @@ bool Sidecar::Impl::CloseIfNotReading(Conn* c) {
       now - c->drained_at <= static_cast<uint64_t>(std::max(options.write_stall_ms, 0))) {
     return false;
   }
-  LogAbout(c->subject, 0, "connection %llu (%s): the peer is not reading (%zu bytes waiting to be sent, "
-      "none written for %llu ms), closing", static_cast<unsigned long long>(c->id),
-      c->peer.c_str(), waiting, static_cast<unsigned long long>(now - c->drained_at));
+  LogAbout(c->subject, 0,
+           "connection %llu (%s): the peer is not reading (%zu bytes waiting to be sent, "
+           "none written for %llu ms), closing",
+           static_cast<unsigned long long>(c->id), c->peer.c_str(), waiting,
+           static_cast<unsigned long long>(now - c->drained_at));
   CloseConn(c->id);
   return true;
 }
@@ -380,19 +384,23 @@ void Sidecar::Impl::KeepAlive() {
     auto it = conns.find(id);
     if (it == conns.end() || it->second->closing) continue;
     Conn* c = it->second;
-    LogAbout(c->subject, 0, "connection %llu (%s): nothing heard for %llu ms (the peer speaks at least every %u ms): "
-        "the peer or the path to it is gone, closing", static_cast<unsigned long long>(id),
-        c->peer.c_str(), static_cast<unsigned long long>(now - c->heard_at), c->peer_heartbeat_ms);
+    LogAbout(
+        c->subject, 0,
+        "connection %llu (%s): nothing heard for %llu ms (the peer speaks at least every %u ms): "
+        "the peer or the path to it is gone, closing",
+        static_cast<unsigned long long>(id), c->peer.c_str(),
+        static_cast<unsigned long long>(now - c->heard_at), c->peer_heartbeat_ms);
     CloseConn(id);
   }
   for (uint64_t id : unanswered) {
     auto it = conns.find(id);
     if (it == conns.end() || it->second->closing) continue;
     Conn* c = it->second;
-    LogAbout(c->subject, 0, "connection %llu (%s): no answer to a probe in %llu ms (sent when another instance of "
-        "its site id asked to be admitted): the peer or the path to it is gone, closing",
-        static_cast<unsigned long long>(id), c->peer.c_str(),
-        static_cast<unsigned long long>(now - c->probe_sent_at));
+    LogAbout(c->subject, 0,
+             "connection %llu (%s): no answer to a probe in %llu ms (sent when another instance of "
+             "its site id asked to be admitted): the peer or the path to it is gone, closing",
+             static_cast<unsigned long long>(id), c->peer.c_str(),
+             static_cast<unsigned long long>(now - c->probe_sent_at));
     CloseConn(id);
   }
   // Acknowledges nothing (up to 0, no credit): a no-op the peer's session
@@ -436,8 +444,9 @@ void Sidecar::Impl::DialFailed(Conn* c, int status) {
   Dialer* d = c->dialer;
   const int failures = d ? ++d->failures : 1;
   const bool warn = (failures - 1) % kDialFailuresPerWarning == 0;
-  LogAbout(c->subject, warn ? kWarning : 2, "cannot reach %s: %s (attempt %d; retrying, at most every %d s)",
-           c->peer.c_str(), uv_strerror(status), failures, kMaxBackoffMs / 1000);
+  LogAbout(c->subject, warn ? kWarning : 2,
+           "cannot reach %s: %s (attempt %d; retrying, at most every %d s)", c->peer.c_str(),
+           uv_strerror(status), failures, kMaxBackoffMs / 1000);
   AbandonConn(c);  // redials with backoff
 }
 

@@ -18,8 +18,14 @@ void Sidecar::Impl::Enqueue(Task::Kind kind, uint64_t conn, Message msg, std::st
     RunNext();  // one pending pump covers every commit
     return;
   }
-  auto t = std::make_unique<Task>(Task{kind, conn, std::move(msg), {}, {}, {}, {}, false, {}, this,
-                                       std::move(ended), ended_level, std::move(subject)});
+  auto t = std::make_unique<Task>();
+  t->kind = kind;
+  t->conn = conn;
+  t->msg = std::move(msg);
+  t->impl = this;
+  t->ended = std::move(ended);
+  t->ended_level = ended_level;
+  t->subject = std::move(subject);
   t->work.data = t.get();
   queue.push_back(std::move(t));
   // Only once it is queued: a failure above must not leave a pump promised.
@@ -172,8 +178,8 @@ void Sidecar::Impl::Process(Task* t) {
       Status st = s->Pump(&out);
       flush(id);
       if (!st.ok()) {
-        LogAbout(SubjectOf(id), 0, "connection %llu closed: %s", static_cast<unsigned long long>(id),
-                 st.message().c_str());
+        LogAbout(SubjectOf(id), 0, "connection %llu closed: %s",
+                 static_cast<unsigned long long>(id), st.message().c_str());
         t->to_close.push_back(id);
         failed.push_back(id);
       }
@@ -206,8 +212,8 @@ void Sidecar::Impl::Process(Task* t) {
       if (st.ok()) {
         sessions[t->conn] = std::move(s);
       } else {
-        LogAbout(SubjectOf(t->conn), 0, "connection %llu: %s", static_cast<unsigned long long>(t->conn),
-                 st.ToString().c_str());
+        LogAbout(SubjectOf(t->conn), 0, "connection %llu: %s",
+                 static_cast<unsigned long long>(t->conn), st.ToString().c_str());
         t->to_close.push_back(t->conn);
       }
       break;
