@@ -248,7 +248,7 @@ Status CheckInternalNamesFree(sqlite3* db, const std::string& name) {
 // Triggers made on the CRR's table after its recording triggers fire
 // before them (engine/trigger_order.h): the recording triggers are made
 // again, so that they fire first. A CRR made by a build without the
-// no-blob-write index (recorder.h) gets it here.
+// no-blob-write index (engine/blob_write_guard.h) gets it here.
 Status RepairRecorders(ConnEngine* e, const std::string& name) {
   sqlite3* db = e->db();
   bool user_first, has_index;
